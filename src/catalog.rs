@@ -1,0 +1,363 @@
+//! The resolved, immutable catalog: providers, models and their endpoints,
+//! validated, with every cross reference turned into an index.
+
+use crate::config::{
+    default_failover_status, Config, ConfigError, ConfigErrors, HealthConfig, TimeoutsConfig,
+};
+use crate::protocol::Protocol;
+use reqwest::header::{HeaderName, HeaderValue};
+use std::collections::HashMap;
+
+/// An API key. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub slug: String,
+    pub protocol: Protocol,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    pub key: Option<Secret>,
+    /// Extra headers, then protocol headers, all pre-validated.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub timeouts: TimeoutsConfig,
+}
+
+impl Provider {
+    /// The URL of the chat endpoint for this provider's protocol.
+    pub fn url(&self) -> String {
+        match self.protocol {
+            Protocol::OpenAi => format!("{}/chat/completions", self.base_url),
+            Protocol::Anthropic => format!("{}/v1/messages", self.base_url),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Endpoint {
+    /// `provider_slug/endpoint_name`.
+    pub id: String,
+    pub model: usize,
+    pub provider: usize,
+    pub upstream_model: String,
+    /// USD per million tokens.
+    pub price_prompt: f64,
+    pub price_completion: f64,
+    pub context_window: Option<u64>,
+    pub expected_first_token_ms: Option<f64>,
+}
+
+impl Endpoint {
+    /// Cost in USD of a request with this usage.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.price_prompt + completion_tokens as f64 * self.price_completion)
+            / 1_000_000.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Model {
+    pub slug: String,
+    /// Indices into [`Catalog::endpoints`], in config order.
+    pub endpoints: Vec<usize>,
+}
+
+#[derive(Debug)]
+pub struct Catalog {
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+    pub endpoints: Vec<Endpoint>,
+    pub timeouts: TimeoutsConfig,
+    pub health: HealthConfig,
+    pub worker_threads: usize,
+    pub proxy: Option<String>,
+    failover: [bool; 600],
+    model_index: HashMap<String, usize>,
+}
+
+fn valid_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+impl Catalog {
+    /// Parses and validates JSON config text.
+    pub fn from_json(text: &str) -> Result<Catalog, ConfigErrors> {
+        Catalog::from_config(Config::parse(text)?)
+    }
+
+    /// Validates a parsed config, reporting every problem with its path.
+    pub fn from_config(cfg: Config) -> Result<Catalog, ConfigErrors> {
+        Self::from_config_with_env(cfg, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Catalog::from_config`], with environment lookups injected (tests).
+    pub fn from_config_with_env(
+        cfg: Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Catalog, ConfigErrors> {
+        let mut errs = Vec::new();
+        let mut err = |path: String, message: String| errs.push(ConfigError { path, message });
+
+        let mut providers = Vec::new();
+        let mut provider_index: HashMap<String, usize> = HashMap::new();
+        for (i, p) in cfg.providers.iter().enumerate() {
+            let at = |f: &str| format!("providers[{i}].{f}");
+            if !valid_slug(&p.slug) {
+                err(at("slug"), format!("{:?} is not a valid slug (letters, digits, '-', '_', '.')", p.slug));
+            } else if provider_index.contains_key(&p.slug) {
+                err(at("slug"), format!("duplicate provider slug {:?}", p.slug));
+            }
+            let protocol = match p.protocol.as_str() {
+                "openai" => Protocol::OpenAi,
+                "anthropic" => Protocol::Anthropic,
+                other => {
+                    err(at("protocol"), format!("unknown protocol {other:?} (expected \"openai\" or \"anthropic\")"));
+                    Protocol::OpenAi
+                }
+            };
+            let base_url = p.base_url.trim_end_matches('/').to_owned();
+            match reqwest::Url::parse(&base_url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                Ok(u) => err(at("base_url"), format!("{:?} must be an http or https URL with a host (scheme {:?})", p.base_url, u.scheme())),
+                Err(e) => err(at("base_url"), format!("{:?} is not a valid URL: {e}", p.base_url)),
+            }
+            let key = match (&p.api_key, &p.api_key_env) {
+                (Some(_), Some(_)) => {
+                    err(at("api_key"), "give either api_key or api_key_env, not both".into());
+                    None
+                }
+                (Some(k), None) => Some(Secret(k.clone())),
+                (None, Some(var)) => match env(var) {
+                    Some(k) if !k.is_empty() => Some(Secret(k)),
+                    Some(_) => {
+                        err(at("api_key_env"), format!("environment variable {var} is empty"));
+                        None
+                    }
+                    None => {
+                        err(at("api_key_env"), format!("environment variable {var} is not set"));
+                        None
+                    }
+                },
+                (None, None) => None,
+            };
+            if let Some(k) = &key {
+                if HeaderValue::from_str(k.expose()).is_err() {
+                    // Never echo the key itself.
+                    err(at("api_key"), "the key contains characters not allowed in an HTTP header".into());
+                }
+            }
+            let mut headers = Vec::new();
+            for (name, value) in &p.headers {
+                match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                    (Ok(n), Ok(v)) => headers.push((n, v)),
+                    (Err(_), _) => err(at(&format!("headers.{name}")), "not a valid HTTP header name".into()),
+                    (_, Err(_)) => err(at(&format!("headers.{name}")), "not a valid HTTP header value".into()),
+                }
+            }
+            if protocol == Protocol::Anthropic {
+                let version = p.anthropic_version.as_deref().unwrap_or("2023-06-01");
+                match HeaderValue::from_str(version) {
+                    Ok(v) => headers.push((HeaderName::from_static("anthropic-version"), v)),
+                    Err(_) => err(at("anthropic_version"), "not a valid HTTP header value".into()),
+                }
+                if let Some(beta) = &p.anthropic_beta {
+                    match HeaderValue::from_str(beta) {
+                        Ok(v) => headers.push((HeaderName::from_static("anthropic-beta"), v)),
+                        Err(_) => err(at("anthropic_beta"), "not a valid HTTP header value".into()),
+                    }
+                }
+            } else if p.anthropic_version.is_some() || p.anthropic_beta.is_some() {
+                err(at("anthropic_version"), "only valid for protocol \"anthropic\"".into());
+            }
+            check_timeouts(&p.timeouts, &at("timeouts"), &mut err);
+            provider_index.entry(p.slug.clone()).or_insert(providers.len());
+            providers.push(Provider {
+                slug: p.slug.clone(),
+                protocol,
+                base_url,
+                key,
+                headers,
+                timeouts: p.timeouts,
+            });
+        }
+
+        let mut models = Vec::new();
+        let mut endpoints = Vec::new();
+        let mut model_index = HashMap::new();
+        let known_providers = || {
+            let mut v: Vec<&str> = cfg.providers.iter().map(|p| p.slug.as_str()).collect();
+            v.sort_unstable();
+            v.join(", ")
+        };
+        for (i, m) in cfg.models.iter().enumerate() {
+            let at = |f: &str| format!("models[{i}].{f}");
+            let well_formed = m.slug.split_once('/').is_some_and(|(v, n)| {
+                !v.is_empty() && !n.is_empty() && !n.contains('/')
+            }) && !m.slug.contains(':')
+                && !m.slug.chars().any(char::is_whitespace);
+            if !well_formed {
+                err(at("slug"), format!("{:?} is not a model slug of the form vendor/name (no ':' or spaces)", m.slug));
+            } else if model_index.contains_key(&m.slug) {
+                err(at("slug"), format!("duplicate model slug {:?}", m.slug));
+            }
+            if m.endpoints.is_empty() {
+                err(at("endpoints"), "a model needs at least one endpoint".into());
+            }
+            let model = models.len();
+            let mut ids = Vec::new();
+            for (j, e) in m.endpoints.iter().enumerate() {
+                let at = |f: &str| format!("models[{i}].endpoints[{j}].{f}");
+                let Some(&provider) = provider_index.get(&e.provider) else {
+                    err(at("provider"), format!("unknown provider {:?} (known: {})", e.provider, known_providers()));
+                    continue;
+                };
+                let name = e.name.clone().unwrap_or_else(|| "default".into());
+                if !valid_slug(&name) {
+                    err(at("name"), format!("{name:?} is not a valid endpoint name (letters, digits, '-', '_', '.')"));
+                }
+                let id = format!("{}/{}", e.provider, name);
+                if endpoints[model_start(&models)..].iter().any(|x: &Endpoint| x.id == id) {
+                    err(at("name"), format!("duplicate endpoint id {id:?} in model {:?}", m.slug));
+                }
+                if e.upstream_model.is_empty() {
+                    err(at("upstream_model"), "must not be empty".into());
+                }
+                for (f, v) in [("price.prompt", e.price.prompt), ("price.completion", e.price.completion)] {
+                    if !v.is_finite() || v < 0.0 {
+                        err(at(f), format!("{v} is not a price (a finite number >= 0, USD per million tokens)"));
+                    }
+                }
+                if let Some(ms) = e.expected_first_token_ms {
+                    if !ms.is_finite() || ms < 0.0 {
+                        err(at("expected_first_token_ms"), format!("{ms} is not a duration in ms"));
+                    }
+                }
+                ids.push(endpoints.len());
+                endpoints.push(Endpoint {
+                    id,
+                    model,
+                    provider,
+                    upstream_model: e.upstream_model.clone(),
+                    price_prompt: e.price.prompt,
+                    price_completion: e.price.completion,
+                    context_window: e.context_window.or(m.context_window),
+                    expected_first_token_ms: e.expected_first_token_ms,
+                });
+            }
+            model_index.entry(m.slug.clone()).or_insert(model);
+            models.push(Model { slug: m.slug.clone(), endpoints: ids });
+        }
+
+        check_timeouts(&cfg.timeouts, "timeouts", &mut err);
+        let h = &cfg.health;
+        if h.failure_threshold == 0 {
+            err("health.failure_threshold".into(), "must be at least 1".into());
+        }
+        if h.half_life_ms == 0 {
+            err("health.half_life_ms".into(), "must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&h.explore_ratio) {
+            err("health.explore_ratio".into(), "must be between 0 and 1".into());
+        }
+        if !h.default_first_token_ms.is_finite() || h.default_first_token_ms < 0.0 {
+            err("health.default_first_token_ms".into(), "must be a duration in ms".into());
+        }
+        let mut failover = [false; 600];
+        match &cfg.failover.statuses {
+            Some(list) => {
+                for (k, &s) in list.iter().enumerate() {
+                    if !(100..600).contains(&s) {
+                        err(format!("failover.statuses[{k}]"), format!("{s} is not an HTTP status"));
+                    } else {
+                        failover[s as usize] = true;
+                    }
+                }
+            }
+            None => {
+                for (s, f) in failover.iter_mut().enumerate() {
+                    *f = default_failover_status(s as u16);
+                }
+            }
+        }
+        let worker_threads = cfg.worker_threads.unwrap_or(2);
+        if worker_threads == 0 || worker_threads > 256 {
+            err("worker_threads".into(), "must be between 1 and 256".into());
+        }
+        if let Some(p) = &cfg.proxy {
+            if reqwest::Proxy::all(p).is_err() {
+                err("proxy".into(), "not a valid proxy URL".into());
+            }
+        }
+
+        if !errs.is_empty() {
+            return Err(ConfigErrors(errs));
+        }
+        Ok(Catalog {
+            providers,
+            models,
+            endpoints,
+            timeouts: cfg.timeouts,
+            health: cfg.health,
+            worker_threads,
+            proxy: cfg.proxy,
+            failover,
+            model_index,
+        })
+    }
+
+    pub fn model(&self, slug: &str) -> Option<usize> {
+        self.model_index.get(slug).copied()
+    }
+
+    /// Model slugs, sorted, for error messages.
+    pub fn model_names(&self) -> String {
+        let mut v: Vec<&str> = self.models.iter().map(|m| m.slug.as_str()).collect();
+        v.sort_unstable();
+        if v.is_empty() {
+            "none configured".into()
+        } else {
+            v.join(", ")
+        }
+    }
+
+    /// Whether a status moves on to the next candidate.
+    pub fn fails_over(&self, status: u16) -> bool {
+        self.failover.get(status as usize).copied().unwrap_or(false)
+    }
+
+    pub fn provider_of(&self, endpoint: usize) -> &Provider {
+        &self.providers[self.endpoints[endpoint].provider]
+    }
+}
+
+/// Index of the first endpoint of the model being built (the last one).
+fn model_start(models: &[Model]) -> usize {
+    models.iter().map(|m| m.endpoints.len()).sum()
+}
+
+fn check_timeouts(t: &TimeoutsConfig, path: &str, err: &mut impl FnMut(String, String)) {
+    for (name, v) in [
+        ("connect_ms", t.connect_ms),
+        ("first_token_ms", t.first_token_ms),
+        ("idle_ms", t.idle_ms),
+        ("total_ms", t.total_ms),
+    ] {
+        if v == Some(0) {
+            err(format!("{path}.{name}"), "must be at least 1 ms".into());
+        }
+    }
+}

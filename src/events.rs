@@ -1,0 +1,251 @@
+//! The event queue the host drains: a mutex-guarded deque, a condition
+//! variable for blocking polls, and a pipe whose read end is readable while
+//! events are waiting (so an event loop can wait on llmux with its sockets).
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// What an event is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A stream chunk in the caller's protocol.
+    Chunk,
+    /// The request finished; its routing record (and body, non-streaming).
+    Done,
+    /// The request failed or was cancelled; error body and routing record.
+    Error,
+}
+
+/// One event for the host.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub request_id: u64,
+    pub kind: EventKind,
+    /// JSON text.
+    pub data: String,
+}
+
+impl Event {
+    pub fn is_terminal(&self) -> bool {
+        self.kind != EventKind::Chunk
+    }
+}
+
+struct State {
+    queue: VecDeque<Event>,
+    /// A byte sits in the pipe (the fd is readable).
+    signaled: bool,
+    /// `wakeup` was called and no poll has consumed it yet.
+    woken: bool,
+}
+
+pub struct EventQueue {
+    state: Mutex<State>,
+    cv: Condvar,
+    pipe: Option<(libc::c_int, libc::c_int)>,
+}
+
+fn make_pipe() -> Option<(libc::c_int, libc::c_int)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds is a valid array of two ints, as pipe(2) requires.
+    let rc = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    for fd in fds {
+        // SAFETY: fd was just returned by pipe(2) and is owned here.
+        unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    Some((fds[0], fds[1]))
+}
+
+impl Default for EventQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventQueue {
+    pub fn new() -> Self {
+        EventQueue {
+            state: Mutex::new(State { queue: VecDeque::new(), signaled: false, woken: false }),
+            cv: Condvar::new(),
+            pipe: make_pipe(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn signal(&self, s: &mut State) {
+        if !s.signaled {
+            if let Some((_, w)) = self.pipe {
+                let b = 1u8;
+                // SAFETY: w is our open pipe write end; one byte from a valid buffer.
+                unsafe { libc::write(w, &b as *const u8 as *const libc::c_void, 1) };
+            }
+            s.signaled = true;
+        }
+    }
+
+    fn unsignal(&self, s: &mut State) {
+        if s.signaled && s.queue.is_empty() {
+            if let Some((r, _)) = self.pipe {
+                let mut buf = [0u8; 64];
+                // SAFETY: r is our non-blocking pipe read end; buf is valid for 64 bytes.
+                while unsafe { libc::read(r, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0 {}
+            }
+            s.signaled = false;
+        }
+    }
+
+    pub fn push(&self, ev: Event) {
+        let mut s = self.lock();
+        s.queue.push_back(ev);
+        self.signal(&mut s);
+        drop(s);
+        self.cv.notify_one();
+    }
+
+    pub fn push_all(&self, evs: impl IntoIterator<Item = Event>) {
+        let mut s = self.lock();
+        let before = s.queue.len();
+        s.queue.extend(evs);
+        if s.queue.len() == before {
+            return;
+        }
+        self.signal(&mut s);
+        drop(s);
+        self.cv.notify_one();
+    }
+
+    /// Takes up to `max` events, waiting up to `timeout` for the first one
+    /// (`None` waits until an event or a wakeup). Calls `sink` for each.
+    pub fn poll(&self, max: usize, timeout: Option<Duration>, mut sink: impl FnMut(Event)) -> usize {
+        if max == 0 {
+            return 0;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = self.lock();
+        loop {
+            if !s.queue.is_empty() {
+                break;
+            }
+            if s.woken {
+                s.woken = false;
+                return 0;
+            }
+            match deadline {
+                None => s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return 0;
+                    }
+                    s = self.cv.wait_timeout(s, d - now).unwrap_or_else(|p| p.into_inner()).0;
+                }
+            }
+        }
+        let n = max.min(s.queue.len());
+        for ev in s.queue.drain(..n) {
+            sink(ev);
+        }
+        self.unsignal(&mut s);
+        let more = !s.queue.is_empty();
+        drop(s);
+        if more {
+            // Another poller may be waiting.
+            self.cv.notify_one();
+        }
+        n
+    }
+
+    /// Makes one blocked (or the next) `poll` return, with no events.
+    pub fn wakeup(&self) {
+        self.lock().woken = true;
+        self.cv.notify_all();
+    }
+
+    /// Read end of the pipe: readable while events are queued.
+    pub fn fd(&self) -> Option<libc::c_int> {
+        self.pipe.map(|(r, _)| r)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for EventQueue {
+    fn drop(&mut self) {
+        if let Some((r, w)) = self.pipe.take() {
+            // SAFETY: both fds are owned by this queue and closed once.
+            unsafe {
+                libc::close(r);
+                libc::close(w);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ev(id: u64) -> Event {
+        Event { request_id: id, kind: EventKind::Chunk, data: "{}".into() }
+    }
+
+    fn fd_readable(fd: libc::c_int) -> bool {
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
+    #[test]
+    fn poll_batches_and_fd_tracks_emptiness() {
+        let q = EventQueue::new();
+        let fd = q.fd().unwrap();
+        assert!(!fd_readable(fd));
+        q.push_all((0..5).map(ev));
+        assert!(fd_readable(fd));
+        let mut got = Vec::new();
+        assert_eq!(q.poll(3, Some(Duration::ZERO), |e| got.push(e.request_id)), 3);
+        assert!(fd_readable(fd), "two left");
+        assert_eq!(q.poll(10, Some(Duration::ZERO), |e| got.push(e.request_id)), 2);
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        assert!(!fd_readable(fd));
+        assert_eq!(q.poll(10, Some(Duration::ZERO), |_| {}), 0);
+    }
+
+    #[test]
+    fn blocking_poll_wakes_on_push_and_on_wakeup() {
+        let q = Arc::new(EventQueue::new());
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || q2.poll(1, None, |_| {}));
+        std::thread::sleep(Duration::from_millis(20));
+        q.push(ev(1));
+        assert_eq!(t.join().unwrap(), 1);
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || q2.poll(1, None, |_| {}));
+        std::thread::sleep(Duration::from_millis(20));
+        q.wakeup();
+        assert_eq!(t.join().unwrap(), 0);
+    }
+
+    #[test]
+    fn timeout_returns_empty() {
+        let q = EventQueue::new();
+        assert_eq!(q.poll(4, Some(Duration::from_millis(5)), |_| {}), 0);
+    }
+}

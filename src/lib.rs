@@ -1,0 +1,25 @@
+//! llmux: an embeddable multi-provider LLM router.
+//!
+//! A host hands llmux a catalog of models and providers (JSON) and submits
+//! chat requests in the OpenAI Chat Completions or Anthropic Messages format.
+//! llmux picks the endpoint per request (by first-token latency, price,
+//! throughput or an explicit order), sends it over HTTP, fails over when an
+//! endpoint misbehaves before the first token, and hands stream chunks and
+//! exactly one terminal event per request back through [`Engine::poll`].
+//!
+//! The C ABI lives in [`ffi`]; `include/llmux.h` is generated from it.
+
+pub mod catalog;
+pub mod config;
+pub mod engine;
+pub mod events;
+pub mod ffi;
+pub mod health;
+pub mod protocol;
+pub mod request;
+pub mod routing;
+pub mod upstream;
+
+pub use engine::{Engine, EngineError, SubmitError};
+pub use events::{Event, EventKind};
+pub use protocol::Protocol;

@@ -1,0 +1,210 @@
+//! Wire formats: SSE decoding, the OpenAI and Anthropic protocols, and the
+//! translation between them. Nothing here does I/O or reads a clock.
+//!
+//! The engine drives every upstream response through a [`StreamAdapter`]
+//! (streaming) or [`ResponseAdapter`] (non-streaming) chosen by the pair
+//! (upstream protocol, caller protocol). Adapters turn upstream payloads into
+//! payloads in the caller's protocol and report what they saw: whether the
+//! output carries content (the first token), whether the finish marker
+//! arrived, and usage.
+
+pub mod anthropic;
+pub mod openai;
+pub mod sse;
+pub mod translate;
+
+use serde_json::Value;
+
+/// The two chat protocols llmux speaks, on either side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    OpenAi,
+    Anthropic,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::OpenAi => "openai",
+            Protocol::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// Token usage, normalised. `prompt_tokens` counts every prompt token,
+/// including cached ones (OpenAI's convention); `cached_tokens` is the part
+/// of it read from a prompt cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+}
+
+/// One decoded server-sent event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` field, empty when absent.
+    pub event: String,
+    /// The `data:` lines joined with `\n`.
+    pub data: String,
+}
+
+/// What an adapter made of one upstream event.
+#[derive(Debug, Default)]
+pub struct StreamStep {
+    /// Payloads for the host, in the caller's protocol, serialised JSON,
+    /// in order. May be empty (pings, usage-only chunks the caller did not
+    /// ask for, events with no counterpart).
+    pub out: Vec<String>,
+    /// True when this step carried generated content (text, tool call,
+    /// thinking) or a finish reason: the "first token" moment.
+    pub content: bool,
+    /// True when the upstream's finish marker arrived (`[DONE]` after a
+    /// finish reason, or `message_stop`). Nothing may follow.
+    pub finished: bool,
+}
+
+/// Why an upstream stream or body could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Not valid JSON, or JSON of the wrong shape.
+    Malformed(String),
+    /// The upstream reported an error inside a 200 response or stream.
+    Upstream(String),
+}
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PayloadError::Malformed(m) => write!(f, "malformed upstream payload: {m}"),
+            PayloadError::Upstream(m) => write!(f, "upstream reported an error: {m}"),
+        }
+    }
+}
+
+/// Turns an upstream event stream into the caller's protocol.
+pub trait StreamAdapter: Send {
+    /// Feed one decoded SSE event from the upstream.
+    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError>;
+    /// Usage seen so far (cumulative).
+    fn usage(&self) -> Option<Usage>;
+}
+
+/// What a non-streaming upstream body became.
+#[derive(Debug)]
+pub struct Converted {
+    /// The response body in the caller's protocol, serialised JSON.
+    pub body: String,
+    pub usage: Option<Usage>,
+}
+
+/// Converts one non-streaming upstream body to the caller's protocol.
+pub fn convert_response(
+    upstream: Protocol,
+    caller: Protocol,
+    body: &[u8],
+) -> Result<Converted, PayloadError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| PayloadError::Malformed(format!("response body is not JSON: {e}")))?;
+    match (upstream, caller) {
+        (Protocol::OpenAi, Protocol::OpenAi) => {
+            let usage = openai::check_response(&value)?;
+            Ok(Converted { body: String::from_utf8_lossy(body).into_owned(), usage })
+        }
+        (Protocol::Anthropic, Protocol::Anthropic) => {
+            let usage = anthropic::check_response(&value)?;
+            Ok(Converted { body: String::from_utf8_lossy(body).into_owned(), usage })
+        }
+        (Protocol::Anthropic, Protocol::OpenAi) => {
+            let usage = anthropic::check_response(&value)?;
+            let out = translate::anthropic_response_to_openai(&value)?;
+            Ok(Converted { body: out.to_string(), usage })
+        }
+        (Protocol::OpenAi, Protocol::Anthropic) => {
+            let usage = openai::check_response(&value)?;
+            let out = translate::openai_response_to_anthropic(&value)?;
+            Ok(Converted { body: out.to_string(), usage })
+        }
+    }
+}
+
+/// Context a stream adapter needs about the caller's request.
+#[derive(Clone, Debug)]
+pub struct StreamContext {
+    /// The model name to show the caller (the slug they asked for).
+    pub model: String,
+    /// Whether the caller asked for usage in the stream
+    /// (OpenAI `stream_options.include_usage`). Anthropic callers always get it.
+    pub include_usage: bool,
+    /// Unix seconds, for the OpenAI `created` field of translated chunks.
+    pub created: u64,
+    /// An id for translated messages/chunks.
+    pub id: String,
+}
+
+/// Builds the adapter for a (upstream, caller) protocol pair.
+pub fn stream_adapter(
+    upstream: Protocol,
+    caller: Protocol,
+    ctx: StreamContext,
+) -> Box<dyn StreamAdapter> {
+    match (upstream, caller) {
+        (Protocol::OpenAi, Protocol::OpenAi) => Box::new(openai::Passthrough::new(ctx)),
+        (Protocol::Anthropic, Protocol::Anthropic) => Box::new(anthropic::Passthrough::new(ctx)),
+        (Protocol::Anthropic, Protocol::OpenAi) => Box::new(translate::AnthropicToOpenAi::new(ctx)),
+        (Protocol::OpenAi, Protocol::Anthropic) => Box::new(translate::OpenAiToAnthropic::new(ctx)),
+    }
+}
+
+/// Builds the upstream request body from the caller's body (already stripped
+/// of llmux-only fields). `upstream_model` replaces `model`.
+pub fn upstream_request(
+    upstream: Protocol,
+    caller: Protocol,
+    body: &serde_json::Map<String, Value>,
+    upstream_model: &str,
+    stream: bool,
+) -> Result<Value, PayloadError> {
+    let mut out = match (caller, upstream) {
+        (Protocol::OpenAi, Protocol::OpenAi) | (Protocol::Anthropic, Protocol::Anthropic) => {
+            body.clone()
+        }
+        (Protocol::OpenAi, Protocol::Anthropic) => {
+            match translate::openai_request_to_anthropic(body)? {
+                Value::Object(m) => m,
+                _ => return Err(PayloadError::Malformed("translation produced a non-object".into())),
+            }
+        }
+        (Protocol::Anthropic, Protocol::OpenAi) => {
+            match translate::anthropic_request_to_openai(body)? {
+                Value::Object(m) => m,
+                _ => return Err(PayloadError::Malformed("translation produced a non-object".into())),
+            }
+        }
+    };
+    out.insert("model".into(), Value::String(upstream_model.to_owned()));
+    if stream {
+        out.insert("stream".into(), Value::Bool(true));
+        if upstream == Protocol::OpenAi {
+            // Ask for usage so cost can be computed; keep other stream options.
+            let opts = out
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(o) = opts {
+                o.insert("include_usage".into(), Value::Bool(true));
+            } else {
+                *opts = serde_json::json!({ "include_usage": true });
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// An error body in the caller's protocol.
+pub fn error_body(caller: Protocol, status: u16, kind: &str, message: &str) -> Value {
+    match caller {
+        Protocol::OpenAi => openai::error_body(status, kind, message),
+        Protocol::Anthropic => anthropic::error_body(status, kind, message),
+    }
+}

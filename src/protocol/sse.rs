@@ -1,0 +1,251 @@
+//! A server-sent events decoder that takes bytes as they arrive from the
+//! network, in reads of any size.
+//!
+//! Lines end in LF, CRLF or a lone CR, including a CR at the end of one read
+//! followed by LF at the start of the next. Bytes are buffered until a line
+//! is complete, so UTF-8 split across reads is never decoded early. A blank
+//! line dispatches an event; `:` lines are comments; a field splits at the
+//! first colon and drops one leading space; `data:` lines join with `\n`;
+//! unknown fields are ignored; an unterminated event at end of stream is
+//! discarded (see [`Decoder::finish`]).
+
+use super::SseEvent;
+
+/// The longest line accepted before the stream is declared garbage.
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// Errors the decoder reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SseError {
+    /// A single line or event grew past [`MAX_LINE`] bytes.
+    TooLong,
+}
+
+impl std::fmt::Display for SseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SseError::TooLong => write!(f, "server-sent event longer than {MAX_LINE} bytes"),
+        }
+    }
+}
+
+/// Incremental SSE decoder.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    line: Vec<u8>,
+    skip_lf: bool,
+    event: String,
+    data: String,
+    has_data: bool,
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds one network read; complete events are appended to `out`.
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+        if self.skip_lf && !input.is_empty() {
+            if input[0] == b'\n' {
+                input = &input[1..];
+            }
+            self.skip_lf = false;
+        }
+        while !input.is_empty() {
+            match input.iter().position(|&b| b == b'\n' || b == b'\r') {
+                None => {
+                    if self.line.len() + input.len() > MAX_LINE {
+                        return Err(SseError::TooLong);
+                    }
+                    self.line.extend_from_slice(input);
+                    break;
+                }
+                Some(i) => {
+                    let term = input[i];
+                    if self.line.is_empty() {
+                        self.process_line(&input[..i], out)?;
+                    } else {
+                        if self.line.len() + i > MAX_LINE {
+                            return Err(SseError::TooLong);
+                        }
+                        self.line.extend_from_slice(&input[..i]);
+                        let line = std::mem::take(&mut self.line);
+                        self.process_line(&line, out)?;
+                        // Reuse the allocation for the next partial line.
+                        self.line = line;
+                        self.line.clear();
+                    }
+                    input = &input[i + 1..];
+                    if term == b'\r' {
+                        match input.first() {
+                            Some(b'\n') => input = &input[1..],
+                            None => self.skip_lf = true,
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream. An event that was not terminated by a blank line is
+    /// discarded, as the SSE specification says. Returns true when such a
+    /// partial event (or partial line) was pending: the stream was cut.
+    pub fn finish(&mut self) -> bool {
+        let cut = !self.line.is_empty() || self.has_data || !self.event.is_empty();
+        self.line.clear();
+        self.event.clear();
+        self.data.clear();
+        self.has_data = false;
+        cut
+    }
+
+    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+        if line.is_empty() {
+            if self.has_data {
+                let mut data = std::mem::take(&mut self.data);
+                if data.ends_with('\n') {
+                    data.pop();
+                }
+                out.push(SseEvent { event: std::mem::take(&mut self.event), data });
+            } else {
+                self.event.clear();
+            }
+            self.has_data = false;
+            return Ok(());
+        }
+        if line[0] == b':' {
+            return Ok(());
+        }
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"data" => {
+                if self.data.len() + value.len() > MAX_LINE {
+                    return Err(SseError::TooLong);
+                }
+                self.data.push_str(&String::from_utf8_lossy(value));
+                self.data.push('\n');
+                self.has_data = true;
+            }
+            b"event" => {
+                self.event.clear();
+                self.event.push_str(&String::from_utf8_lossy(value));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_in_pieces(input: &[u8], piece: usize) -> Vec<SseEvent> {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        for c in input.chunks(piece.max(1)) {
+            d.feed(c, &mut out).unwrap();
+        }
+        d.finish();
+        out
+    }
+
+    fn ev(event: &str, data: &str) -> SseEvent {
+        SseEvent { event: event.into(), data: data.into() }
+    }
+
+    #[test]
+    fn lf_crlf_and_cr_line_endings_are_equivalent() {
+        for sep in ["\n", "\r\n", "\r"] {
+            let s = format!("event: a{sep}data: 1{sep}{sep}data: 2{sep}{sep}");
+            for piece in 1..=s.len() {
+                assert_eq!(
+                    decode_in_pieces(s.as_bytes(), piece),
+                    vec![ev("a", "1"), ev("", "2")],
+                    "sep {sep:?} piece {piece}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn cr_at_end_of_read_then_lf_is_one_break() {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        d.feed(b"data: x\r", &mut out).unwrap();
+        d.feed(b"\n\r", &mut out).unwrap();
+        d.feed(b"\ndata: y\r\n\r\n", &mut out).unwrap();
+        assert_eq!(out, vec![ev("", "x"), ev("", "y")]);
+    }
+
+    #[test]
+    fn utf8_split_across_reads_is_kept_whole() {
+        let s = "data: {\"c\":\"héllo 日本語 🎉\"}\r\n\r\n";
+        for piece in 1..6 {
+            let out = decode_in_pieces(s.as_bytes(), piece);
+            assert_eq!(out, vec![ev("", "{\"c\":\"héllo 日本語 🎉\"}")]);
+        }
+    }
+
+    #[test]
+    fn comments_multi_data_unknown_fields_and_no_space() {
+        let s = ": PROCESSING\n\nid: 7\nretry: 10\ndata:a\ndata: b\nfoo: bar\n\n";
+        assert_eq!(decode_in_pieces(s.as_bytes(), 3), vec![ev("", "a\nb")]);
+    }
+
+    #[test]
+    fn field_without_colon_and_only_one_space_dropped() {
+        let s = "data\n\ndata:  two\n\n";
+        assert_eq!(decode_in_pieces(s.as_bytes(), 100), vec![ev("", ""), ev("", " two")]);
+    }
+
+    #[test]
+    fn unterminated_event_is_discarded_and_reported() {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        d.feed(b"data: 1\n\ndata: 2\n", &mut out).unwrap();
+        assert!(d.finish());
+        assert_eq!(out, vec![ev("", "1")]);
+        let mut d = Decoder::new();
+        d.feed(b"data: 1\n\n", &mut out).unwrap();
+        assert!(!d.finish());
+    }
+
+    #[test]
+    fn event_name_without_data_does_not_dispatch_or_leak() {
+        let s = "event: ping\n\ndata: x\n\n";
+        assert_eq!(decode_in_pieces(s.as_bytes(), 2), vec![ev("", "x")]);
+    }
+
+    #[test]
+    fn overlong_line_is_an_error_not_unbounded_memory() {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        let big = vec![b'a'; 1024 * 1024];
+        let mut failed = false;
+        for _ in 0..20 {
+            if d.feed(&big, &mut out).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed);
+    }
+
+    #[test]
+    fn invalid_utf8_never_panics() {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        d.feed(b"data: \xff\xfe\n\n", &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+    }
+}

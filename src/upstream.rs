@@ -1,0 +1,444 @@
+//! One HTTP attempt against one endpoint, with its outcome classified.
+//!
+//! The attempt streams the caller's chunks to the event queue as they come,
+//! but holds back leading chunks that carry no content (e.g. the role-only
+//! first chunk) until the first token: up to that moment nothing has reached
+//! the host and the engine may still fail over.
+
+use crate::catalog::{Catalog, Endpoint, Provider};
+use crate::config::TimeoutsConfig;
+use crate::events::{Event, EventKind, EventQueue};
+use crate::protocol::{self, sse, PayloadError, Protocol, StreamContext, Usage};
+use serde_json::Value;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::time::timeout_at;
+
+/// Largest non-streaming body or error body accepted.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// How an attempt failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrKind {
+    Connect,
+    Transport,
+    Status,
+    FirstTokenTimeout,
+    IdleTimeout,
+    TotalTimeout,
+    Malformed,
+    Truncated,
+    UpstreamError,
+    Translation,
+    Cancelled,
+}
+
+impl ErrKind {
+    /// The outcome name used in routing records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrKind::Connect => "connect_error",
+            ErrKind::Transport => "transport_error",
+            ErrKind::Status => "http_error",
+            ErrKind::FirstTokenTimeout => "first_token_timeout",
+            ErrKind::IdleTimeout => "idle_timeout",
+            ErrKind::TotalTimeout => "total_timeout",
+            ErrKind::Malformed => "malformed_response",
+            ErrKind::Truncated => "truncated_stream",
+            ErrKind::UpstreamError => "upstream_error",
+            ErrKind::Translation => "translation_error",
+            ErrKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptError {
+    pub kind: ErrKind,
+    pub status: Option<u16>,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+    /// The failure describes the request, not the endpoint (400/413/422 and
+    /// other statuses outside the failover list): return it at once.
+    pub caller_fault: bool,
+}
+
+impl AttemptError {
+    fn new(kind: ErrKind, message: impl Into<String>) -> Self {
+        AttemptError { kind, status: None, message: message.into(), retry_after: None, caller_fault: false }
+    }
+}
+
+/// A successful attempt.
+#[derive(Debug)]
+pub struct AttemptOk {
+    /// Non-streaming: the response body in the caller's protocol.
+    pub body: Option<String>,
+    pub usage: Option<Usage>,
+    pub first_token_ms: f64,
+    /// Output tokens per second, when measurable.
+    pub throughput: Option<f64>,
+}
+
+/// Everything one attempt needs.
+pub struct AttemptCtx<'a> {
+    pub catalog: &'a Catalog,
+    pub endpoint: usize,
+    pub client: &'a reqwest::Client,
+    pub queue: &'a EventQueue,
+    pub request_id: u64,
+    pub caller: Protocol,
+    pub body: &'a serde_json::Map<String, Value>,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub model_slug: &'a str,
+    pub timeouts: TimeoutsConfig,
+    /// The whole request's deadline.
+    pub deadline: Instant,
+    /// Set once the first chunk of this attempt reached the queue.
+    pub delivered: &'a mut bool,
+    /// Called at the first token with its latency in ms.
+    pub on_first_token: &'a mut (dyn FnMut(f64) + Send),
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Parses `retry-after-ms`, then `retry-after` (seconds or an HTTP date).
+pub fn retry_after(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
+    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()) {
+        if let Ok(ms) = ms.trim().parse::<f64>() {
+            if ms.is_finite() && ms >= 0.0 {
+                return Some(Duration::from_secs_f64(ms / 1000.0));
+            }
+        }
+    }
+    let v = headers.get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(s) = v.parse::<f64>() {
+        return (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s));
+    }
+    let at = parse_http_date(v)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let rest = s.split_once(", ")?.1;
+    let p: Vec<&str> = rest.split(' ').collect();
+    if p.len() != 5 || p[4] != "GMT" {
+        return None;
+    }
+    let day: u64 = p[0].parse().ok()?;
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| *m == p[1])? as u64
+        + 1;
+    let year: u64 = p[2].parse().ok()?;
+    let t: Vec<u64> = p[3].split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    if t.len() != 3 || !(1..=31).contains(&day) || year < 1970 || t[0] > 23 || t[1] > 59 || t[2] > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn upstream_error_message(protocol: Protocol, body: &[u8]) -> String {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let msg = parsed.as_ref().and_then(|v| match protocol {
+        Protocol::OpenAi => protocol::openai::error_message(v),
+        Protocol::Anthropic => protocol::anthropic::error_message(v),
+    });
+    match msg {
+        Some(m) => m,
+        None => {
+            let text = String::from_utf8_lossy(body);
+            let t: String = text.chars().take(200).collect();
+            if t.trim().is_empty() {
+                "(empty body)".into()
+            } else {
+                t
+            }
+        }
+    }
+}
+
+fn classify_reqwest(e: &reqwest::Error) -> ErrKind {
+    if e.is_connect() {
+        ErrKind::Connect
+    } else {
+        ErrKind::Transport
+    }
+}
+
+/// Renders a reqwest error with its causes, never including the URL's
+/// credentials (llmux puts none there) or request headers.
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(&format!(" for url ({url})"), "").replace(url.as_str(), "<url>");
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+fn build_request(
+    ctx: &AttemptCtx<'_>,
+    provider: &Provider,
+    endpoint: &Endpoint,
+) -> Result<reqwest::RequestBuilder, AttemptError> {
+    let body = protocol::upstream_request(
+        provider.protocol,
+        ctx.caller,
+        ctx.body,
+        &endpoint.upstream_model,
+        ctx.stream,
+    )
+    .map_err(|e| AttemptError::new(ErrKind::Translation, e.to_string()))?;
+    let bytes = serde_json::to_vec(&body)
+        .map_err(|e| AttemptError::new(ErrKind::Translation, e.to_string()))?;
+    let mut rb = ctx
+        .client
+        .post(provider.url())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(
+            reqwest::header::ACCEPT,
+            if ctx.stream { "text/event-stream" } else { "application/json" },
+        );
+    if let Some(key) = &provider.key {
+        match provider.protocol {
+            Protocol::OpenAi => rb = rb.bearer_auth(key.expose()),
+            Protocol::Anthropic => rb = rb.header("x-api-key", key.expose()),
+        }
+    }
+    for (n, v) in &provider.headers {
+        rb = rb.header(n.clone(), v.clone());
+    }
+    Ok(rb.body(bytes))
+}
+
+async fn read_limited(
+    resp: &mut reqwest::Response,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Vec<u8>, (ErrKind, String)> {
+    let mut buf = Vec::new();
+    loop {
+        match timeout_at(deadline.into(), resp.chunk()).await {
+            Err(_) => return Err((ErrKind::FirstTokenTimeout, "timed out reading the response body".into())),
+            Ok(Err(e)) => return Err((ErrKind::Transport, describe(&e))),
+            Ok(Ok(None)) => return Ok(buf),
+            Ok(Ok(Some(b))) => {
+                if buf.len() + b.len() > limit {
+                    return Err((ErrKind::Malformed, format!("response body larger than {limit} bytes")));
+                }
+                buf.extend_from_slice(&b);
+            }
+        }
+    }
+}
+
+/// Runs one attempt. Chunks go to the queue as they arrive (after the first
+/// token); the terminal event is the engine's job.
+pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
+    let endpoint = &ctx.catalog.endpoints[ctx.endpoint];
+    let provider = ctx.catalog.provider_of(ctx.endpoint);
+    let t = ctx.timeouts;
+    let start = Instant::now();
+    let ms = |v: Option<u64>| Duration::from_millis(v.unwrap_or(u64::MAX / 4));
+    let attempt_deadline = ctx.deadline.min(start + ms(t.total_ms));
+    let ftl_deadline = attempt_deadline.min(start + ms(t.first_token_ms));
+    let idle = ms(t.idle_ms);
+    let timeout_kind = |d: Instant| {
+        if d >= attempt_deadline {
+            ErrKind::TotalTimeout
+        } else {
+            ErrKind::FirstTokenTimeout
+        }
+    };
+
+    let rb = build_request(&ctx, provider, endpoint)?;
+    let mut resp = match timeout_at(ftl_deadline.into(), rb.send()).await {
+        Err(_) => {
+            return Err(AttemptError::new(timeout_kind(ftl_deadline), "no response before the first-token timeout"))
+        }
+        Ok(Err(e)) => return Err(AttemptError::new(classify_reqwest(&e), describe(&e))),
+        Ok(Ok(r)) => r,
+    };
+
+    let status = resp.status().as_u16();
+    if !resp.status().is_success() {
+        let ra = retry_after(resp.headers(), SystemTime::now());
+        let dl = ftl_deadline.min(Instant::now() + Duration::from_secs(5));
+        let body = read_limited(&mut resp, MAX_ERROR_BODY, dl).await.unwrap_or_default();
+        let message = upstream_error_message(provider.protocol, &body);
+        return Err(AttemptError {
+            kind: ErrKind::Status,
+            status: Some(status),
+            message: format!("HTTP {status}: {message}"),
+            retry_after: ra,
+            caller_fault: !ctx.catalog.fails_over(status),
+        });
+    }
+
+    if !ctx.stream {
+        let body = read_limited(&mut resp, MAX_BODY, ftl_deadline).await.map_err(|(k, m)| {
+            let k = if k == ErrKind::FirstTokenTimeout { timeout_kind(ftl_deadline) } else { k };
+            AttemptError::new(k, m)
+        })?;
+        let converted = protocol::convert_response(provider.protocol, ctx.caller, &body).map_err(|e| match e {
+            PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
+            PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
+        })?;
+        let elapsed = start.elapsed();
+        let ftl = elapsed.as_secs_f64() * 1000.0;
+        (ctx.on_first_token)(ftl);
+        let throughput = converted
+            .usage
+            .filter(|u| u.completion_tokens > 0)
+            .map(|u| u.completion_tokens as f64 / elapsed.as_secs_f64().max(1e-3));
+        return Ok(AttemptOk { body: Some(converted.body), usage: converted.usage, first_token_ms: ftl, throughput });
+    }
+
+    let mut adapter = protocol::stream_adapter(
+        provider.protocol,
+        ctx.caller,
+        StreamContext {
+            model: ctx.model_slug.to_owned(),
+            include_usage: ctx.include_usage,
+            created: unix_now(),
+            id: format!("llmux-{}", ctx.request_id),
+        },
+    );
+    let mut decoder = sse::Decoder::new();
+    let mut events = Vec::new();
+    let mut pending: Vec<Event> = Vec::new();
+    let mut first_token_at: Option<Instant> = None;
+    let mut content_steps: u64 = 0;
+    let mut finished = false;
+    let chunk = |data: String| Event { request_id: ctx.request_id, kind: EventKind::Chunk, data };
+
+    while !finished {
+        let dl = match first_token_at {
+            None => ftl_deadline,
+            Some(_) => attempt_deadline.min(Instant::now() + idle),
+        };
+        let bytes = match timeout_at(dl.into(), resp.chunk()).await {
+            Err(_) => {
+                let kind = match first_token_at {
+                    None => timeout_kind(ftl_deadline),
+                    Some(_) if dl >= attempt_deadline => ErrKind::TotalTimeout,
+                    Some(_) => ErrKind::IdleTimeout,
+                };
+                let msg = match kind {
+                    ErrKind::IdleTimeout => format!("no data for {} ms", idle.as_millis()),
+                    ErrKind::TotalTimeout => "the total timeout expired".into(),
+                    _ => "no token before the first-token timeout".into(),
+                };
+                return Err(AttemptError::new(kind, msg));
+            }
+            Ok(Err(e)) => return Err(AttemptError::new(ErrKind::Transport, describe(&e))),
+            Ok(Ok(None)) => {
+                decoder.finish();
+                return Err(AttemptError::new(
+                    ErrKind::Truncated,
+                    "the stream ended without its finish marker",
+                ));
+            }
+            Ok(Ok(Some(b))) => b,
+        };
+        if let Err(e) = decoder.feed(&bytes, &mut events) {
+            return Err(AttemptError::new(ErrKind::Malformed, e.to_string()));
+        }
+        let mut out: Vec<Event> = Vec::new();
+        for ev in events.drain(..) {
+            let step = adapter.on_event(&ev).map_err(|e| match e {
+                PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
+                PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
+            })?;
+            if step.content {
+                content_steps += 1;
+            }
+            if first_token_at.is_none() {
+                pending.extend(step.out.into_iter().map(chunk));
+                if step.content {
+                    let now = Instant::now();
+                    first_token_at = Some(now);
+                    (ctx.on_first_token)(now.duration_since(start).as_secs_f64() * 1000.0);
+                    out.append(&mut pending);
+                }
+            } else {
+                out.extend(step.out.into_iter().map(chunk));
+            }
+            if step.finished {
+                finished = true;
+                break;
+            }
+        }
+        if !out.is_empty() {
+            *ctx.delivered = true;
+            ctx.queue.push_all(out);
+        }
+    }
+    // Let the connection finish its body in the background so it can be reused.
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async { while let Ok(Some(_)) = resp.chunk().await {} })
+            .await;
+    });
+    let Some(first) = first_token_at else {
+        return Err(AttemptError::new(ErrKind::UpstreamError, "the stream finished without any content"));
+    };
+    let usage = adapter.usage();
+    let gen_secs = first.elapsed().as_secs_f64();
+    let tokens = usage.map(|u| u.completion_tokens).filter(|&n| n > 0).unwrap_or(content_steps);
+    let throughput = (gen_secs > 1e-3 && tokens > 1).then(|| tokens as f64 / gen_secs);
+    Ok(AttemptOk {
+        body: None,
+        usage,
+        first_token_ms: first.duration_since(start).as_secs_f64() * 1000.0,
+        throughput,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_parse() {
+        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 784111777);
+        assert!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT").is_none());
+        assert!(parse_http_date("garbage").is_none());
+        assert!(parse_http_date("Sun, 99 Nov 1994 08:49:37 GMT").is_none());
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784111770);
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(3)));
+        h.insert("retry-after", HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        h.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_millis(250)));
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h, now), None);
+    }
+}
