@@ -63,7 +63,8 @@ pub struct Endpoint {
 impl Endpoint {
     /// Cost in USD of a request with this usage.
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
-        (prompt_tokens as f64 * self.price_prompt + completion_tokens as f64 * self.price_completion)
+        (prompt_tokens as f64 * self.price_prompt
+            + completion_tokens as f64 * self.price_completion)
             / 1_000_000.0
     }
 }
@@ -90,7 +91,8 @@ pub struct Catalog {
 
 fn valid_slug(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 impl Catalog {
@@ -117,7 +119,13 @@ impl Catalog {
         for (i, p) in cfg.providers.iter().enumerate() {
             let at = |f: &str| format!("providers[{i}].{f}");
             if !valid_slug(&p.slug) {
-                err(at("slug"), format!("{:?} is not a valid slug (letters, digits, '-', '_', '.')", p.slug));
+                err(
+                    at("slug"),
+                    format!(
+                        "{:?} is not a valid slug (letters, digits, '-', '_', '.')",
+                        p.slug
+                    ),
+                );
             } else if provider_index.contains_key(&p.slug) {
                 err(at("slug"), format!("duplicate provider slug {:?}", p.slug));
             }
@@ -125,30 +133,54 @@ impl Catalog {
                 "openai" => Protocol::OpenAi,
                 "anthropic" => Protocol::Anthropic,
                 other => {
-                    err(at("protocol"), format!("unknown protocol {other:?} (expected \"openai\" or \"anthropic\")"));
+                    err(
+                        at("protocol"),
+                        format!(
+                            "unknown protocol {other:?} (expected \"openai\" or \"anthropic\")"
+                        ),
+                    );
                     Protocol::OpenAi
                 }
             };
             let base_url = p.base_url.trim_end_matches('/').to_owned();
             match reqwest::Url::parse(&base_url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-                Ok(u) => err(at("base_url"), format!("{:?} must be an http or https URL with a host (scheme {:?})", p.base_url, u.scheme())),
-                Err(e) => err(at("base_url"), format!("{:?} is not a valid URL: {e}", p.base_url)),
+                Ok(u) => err(
+                    at("base_url"),
+                    format!(
+                        "{:?} must be an http or https URL with a host (scheme {:?})",
+                        p.base_url,
+                        u.scheme()
+                    ),
+                ),
+                Err(e) => err(
+                    at("base_url"),
+                    format!("{:?} is not a valid URL: {e}", p.base_url),
+                ),
             }
             let key = match (&p.api_key, &p.api_key_env) {
                 (Some(_), Some(_)) => {
-                    err(at("api_key"), "give either api_key or api_key_env, not both".into());
+                    err(
+                        at("api_key"),
+                        "give either api_key or api_key_env, not both".into(),
+                    );
                     None
                 }
                 (Some(k), None) => Some(Secret(k.clone())),
                 (None, Some(var)) => match env(var) {
                     Some(k) if !k.is_empty() => Some(Secret(k)),
                     Some(_) => {
-                        err(at("api_key_env"), format!("environment variable {var} is empty"));
+                        err(
+                            at("api_key_env"),
+                            format!("environment variable {var} is empty"),
+                        );
                         None
                     }
                     None => {
-                        err(at("api_key_env"), format!("environment variable {var} is not set"));
+                        err(
+                            at("api_key_env"),
+                            format!("environment variable {var} is not set"),
+                        );
                         None
                     }
                 },
@@ -157,22 +189,37 @@ impl Catalog {
             if let Some(k) = &key {
                 if HeaderValue::from_str(k.expose()).is_err() {
                     // Never echo the key itself.
-                    err(at("api_key"), "the key contains characters not allowed in an HTTP header".into());
+                    err(
+                        at("api_key"),
+                        "the key contains characters not allowed in an HTTP header".into(),
+                    );
                 }
             }
             let mut headers = Vec::new();
             for (name, value) in &p.headers {
-                match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                match (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
                     (Ok(n), Ok(v)) => headers.push((n, v)),
-                    (Err(_), _) => err(at(&format!("headers.{name}")), "not a valid HTTP header name".into()),
-                    (_, Err(_)) => err(at(&format!("headers.{name}")), "not a valid HTTP header value".into()),
+                    (Err(_), _) => err(
+                        at(&format!("headers.{name}")),
+                        "not a valid HTTP header name".into(),
+                    ),
+                    (_, Err(_)) => err(
+                        at(&format!("headers.{name}")),
+                        "not a valid HTTP header value".into(),
+                    ),
                 }
             }
             if protocol == Protocol::Anthropic {
                 let version = p.anthropic_version.as_deref().unwrap_or("2023-06-01");
                 match HeaderValue::from_str(version) {
                     Ok(v) => headers.push((HeaderName::from_static("anthropic-version"), v)),
-                    Err(_) => err(at("anthropic_version"), "not a valid HTTP header value".into()),
+                    Err(_) => err(
+                        at("anthropic_version"),
+                        "not a valid HTTP header value".into(),
+                    ),
                 }
                 if let Some(beta) = &p.anthropic_beta {
                     match HeaderValue::from_str(beta) {
@@ -181,10 +228,15 @@ impl Catalog {
                     }
                 }
             } else if p.anthropic_version.is_some() || p.anthropic_beta.is_some() {
-                err(at("anthropic_version"), "only valid for protocol \"anthropic\"".into());
+                err(
+                    at("anthropic_version"),
+                    "only valid for protocol \"anthropic\"".into(),
+                );
             }
             check_timeouts(&p.timeouts, &at("timeouts"), &mut err);
-            provider_index.entry(p.slug.clone()).or_insert(providers.len());
+            provider_index
+                .entry(p.slug.clone())
+                .or_insert(providers.len());
             providers.push(Provider {
                 slug: p.slug.clone(),
                 protocol,
@@ -205,24 +257,42 @@ impl Catalog {
         };
         for (i, m) in cfg.models.iter().enumerate() {
             let at = |f: &str| format!("models[{i}].{f}");
-            let well_formed = m.slug.split_once('/').is_some_and(|(v, n)| {
-                !v.is_empty() && !n.is_empty() && !n.contains('/')
-            }) && !m.slug.contains(':')
+            let well_formed = m
+                .slug
+                .split_once('/')
+                .is_some_and(|(v, n)| !v.is_empty() && !n.is_empty() && !n.contains('/'))
+                && !m.slug.contains(':')
                 && !m.slug.chars().any(char::is_whitespace);
             if !well_formed {
-                err(at("slug"), format!("{:?} is not a model slug of the form vendor/name (no ':' or spaces)", m.slug));
+                err(
+                    at("slug"),
+                    format!(
+                        "{:?} is not a model slug of the form vendor/name (no ':' or spaces)",
+                        m.slug
+                    ),
+                );
             } else if model_index.contains_key(&m.slug) {
                 err(at("slug"), format!("duplicate model slug {:?}", m.slug));
             }
             if m.endpoints.is_empty() {
-                err(at("endpoints"), "a model needs at least one endpoint".into());
+                err(
+                    at("endpoints"),
+                    "a model needs at least one endpoint".into(),
+                );
             }
             let model = models.len();
             let mut ids = Vec::new();
             for (j, e) in m.endpoints.iter().enumerate() {
                 let at = |f: &str| format!("models[{i}].endpoints[{j}].{f}");
                 let Some(&provider) = provider_index.get(&e.provider) else {
-                    err(at("provider"), format!("unknown provider {:?} (known: {})", e.provider, known_providers()));
+                    err(
+                        at("provider"),
+                        format!(
+                            "unknown provider {:?} (known: {})",
+                            e.provider,
+                            known_providers()
+                        ),
+                    );
                     continue;
                 };
                 let name = e.name.clone().unwrap_or_else(|| "default".into());
@@ -230,20 +300,37 @@ impl Catalog {
                     err(at("name"), format!("{name:?} is not a valid endpoint name (letters, digits, '-', '_', '.')"));
                 }
                 let id = format!("{}/{}", e.provider, name);
-                if endpoints[model_start(&models)..].iter().any(|x: &Endpoint| x.id == id) {
-                    err(at("name"), format!("duplicate endpoint id {id:?} in model {:?}", m.slug));
+                if endpoints[model_start(&models)..]
+                    .iter()
+                    .any(|x: &Endpoint| x.id == id)
+                {
+                    err(
+                        at("name"),
+                        format!("duplicate endpoint id {id:?} in model {:?}", m.slug),
+                    );
                 }
                 if e.upstream_model.is_empty() {
                     err(at("upstream_model"), "must not be empty".into());
                 }
-                for (f, v) in [("price.prompt", e.price.prompt), ("price.completion", e.price.completion)] {
+                for (f, v) in [
+                    ("price.prompt", e.price.prompt),
+                    ("price.completion", e.price.completion),
+                ] {
                     if !v.is_finite() || v < 0.0 {
-                        err(at(f), format!("{v} is not a price (a finite number >= 0, USD per million tokens)"));
+                        err(
+                            at(f),
+                            format!(
+                                "{v} is not a price (a finite number >= 0, USD per million tokens)"
+                            ),
+                        );
                     }
                 }
                 if let Some(ms) = e.expected_first_token_ms {
                     if !ms.is_finite() || ms < 0.0 {
-                        err(at("expected_first_token_ms"), format!("{ms} is not a duration in ms"));
+                        err(
+                            at("expected_first_token_ms"),
+                            format!("{ms} is not a duration in ms"),
+                        );
                     }
                 }
                 ids.push(endpoints.len());
@@ -259,29 +346,44 @@ impl Catalog {
                 });
             }
             model_index.entry(m.slug.clone()).or_insert(model);
-            models.push(Model { slug: m.slug.clone(), endpoints: ids });
+            models.push(Model {
+                slug: m.slug.clone(),
+                endpoints: ids,
+            });
         }
 
         check_timeouts(&cfg.timeouts, "timeouts", &mut err);
         let h = &cfg.health;
         if h.failure_threshold == 0 {
-            err("health.failure_threshold".into(), "must be at least 1".into());
+            err(
+                "health.failure_threshold".into(),
+                "must be at least 1".into(),
+            );
         }
         if h.half_life_ms == 0 {
             err("health.half_life_ms".into(), "must be at least 1".into());
         }
         if !(0.0..=1.0).contains(&h.explore_ratio) {
-            err("health.explore_ratio".into(), "must be between 0 and 1".into());
+            err(
+                "health.explore_ratio".into(),
+                "must be between 0 and 1".into(),
+            );
         }
         if !h.default_first_token_ms.is_finite() || h.default_first_token_ms < 0.0 {
-            err("health.default_first_token_ms".into(), "must be a duration in ms".into());
+            err(
+                "health.default_first_token_ms".into(),
+                "must be a duration in ms".into(),
+            );
         }
         let mut failover = [false; 600];
         match &cfg.failover.statuses {
             Some(list) => {
                 for (k, &s) in list.iter().enumerate() {
                     if !(100..600).contains(&s) {
-                        err(format!("failover.statuses[{k}]"), format!("{s} is not an HTTP status"));
+                        err(
+                            format!("failover.statuses[{k}]"),
+                            format!("{s} is not an HTTP status"),
+                        );
                     } else {
                         failover[s as usize] = true;
                     }

@@ -218,12 +218,19 @@ impl Config {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let message = if inner.is_syntax() || inner.is_eof() {
-                format!("malformed JSON at line {} column {}: {inner}", inner.line(), inner.column())
+                format!(
+                    "malformed JSON at line {} column {}: {inner}",
+                    inner.line(),
+                    inner.column()
+                )
             } else {
                 // serde's text carries "at line X column Y" already.
                 inner.to_string()
             };
-            ConfigErrors(vec![ConfigError { path: if path == "." { String::new() } else { path }, message }])
+            ConfigErrors(vec![ConfigError {
+                path: if path == "." { String::new() } else { path },
+                message,
+            }])
         })
     }
 }

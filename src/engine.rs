@@ -121,9 +121,17 @@ impl Engine {
             closing: AtomicBool::new(false),
         });
         // Build the default client now so a TLS setup problem shows at load.
-        let connect = inner.catalog.timeouts.connect_ms.or(DEFAULT_TIMEOUTS.connect_ms).unwrap_or(5000);
+        let connect = inner
+            .catalog
+            .timeouts
+            .connect_ms
+            .or(DEFAULT_TIMEOUTS.connect_ms)
+            .unwrap_or(5000);
         inner.client(connect).map_err(EngineError::Runtime)?;
-        Ok(Engine { inner, runtime: Some(runtime) })
+        Ok(Engine {
+            inner,
+            runtime: Some(runtime),
+        })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -135,7 +143,8 @@ impl Engine {
         if self.inner.closing.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
-        let req = request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
+        let req =
+            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.inner.cancels).insert(id, tx);
@@ -204,7 +213,10 @@ impl Engine {
                 m.insert("provider".into(), json!(p.slug));
                 m.insert("protocol".into(), json!(p.protocol.as_str()));
                 m.insert("upstream_model".into(), json!(e.upstream_model));
-                m.insert("price".into(), json!({"prompt": e.price_prompt, "completion": e.price_completion}));
+                m.insert(
+                    "price".into(),
+                    json!({"prompt": e.price_prompt, "completion": e.price_completion}),
+                );
                 m.insert("context_window".into(), json!(e.context_window));
                 Value::Object(m)
             })
@@ -221,11 +233,16 @@ impl Engine {
     /// Called by `Drop`.
     pub fn shutdown(&mut self) {
         self.inner.closing.store(true, Ordering::Release);
-        let senders: Vec<_> = lock(&self.inner.cancels).drain().map(|(_, tx)| tx).collect();
+        let senders: Vec<_> = lock(&self.inner.cancels)
+            .drain()
+            .map(|(_, tx)| tx)
+            .collect();
         for tx in senders {
             let _ = tx.send(());
         }
-        let Some(rt) = self.runtime.take() else { return };
+        let Some(rt) = self.runtime.take() else {
+            return;
+        };
         if tokio::runtime::Handle::try_current().is_ok() {
             // Dropped inside another runtime: cannot block here.
             rt.shutdown_background();
@@ -312,7 +329,11 @@ impl Terminal {
         }
         self.emitted = true;
         lock(&self.inner.cancels).remove(&self.id);
-        self.inner.queue.push(Event { request_id: self.id, kind, data });
+        self.inner.queue.push(Event {
+            request_id: self.id,
+            kind,
+            data,
+        });
         self.inner.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -320,7 +341,12 @@ impl Terminal {
 impl Drop for Terminal {
     fn drop(&mut self) {
         if !self.emitted {
-            let body = protocol::error_body(self.caller, 500, "internal_error", "the request was torn down before it finished");
+            let body = protocol::error_body(
+                self.caller,
+                500,
+                "internal_error",
+                "the request was torn down before it finished",
+            );
             let data = json!({
                 "type": "error", "status": 500, "error": body,
                 "routing": {"model": self.model, "endpoint": null, "attempts": []},
@@ -351,12 +377,18 @@ fn failure_from(e: &AttemptError) -> Failure {
             };
             (s, kind)
         }
-        ErrKind::FirstTokenTimeout | ErrKind::IdleTimeout | ErrKind::TotalTimeout => (504, "timeout"),
+        ErrKind::FirstTokenTimeout | ErrKind::IdleTimeout | ErrKind::TotalTimeout => {
+            (504, "timeout")
+        }
         ErrKind::Translation => (400, "invalid_request_error"),
         ErrKind::Cancelled => (499, "cancelled"),
         _ => (502, "upstream_error"),
     };
-    Failure { status, kind, message: e.message.clone() }
+    Failure {
+        status,
+        kind,
+        message: e.message.clone(),
+    }
 }
 
 fn routing_record(inner: &Inner, req: &ParsedRequest, st: &RunState, started: Instant) -> Value {
@@ -412,7 +444,13 @@ struct InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if self.open {
-            self.health.failure(self.endpoint, Instant::now(), Verdict::Neutral, None, "cancelled");
+            self.health.failure(
+                self.endpoint,
+                Instant::now(),
+                Verdict::Neutral,
+                None,
+                "cancelled",
+            );
         }
     }
 }
@@ -433,26 +471,52 @@ async fn attempts(
                 // Not ranked; a cheap placeholder.
                 return inner.health.view(e, now, 0.0, 0.0);
             }
-            let prior = ep.expected_first_token_ms.unwrap_or(c.health.default_first_token_ms);
-            inner.health.view(e, now, prior, ep.price_prompt + ep.price_completion)
+            let prior = ep
+                .expected_first_token_ms
+                .unwrap_or(c.health.default_first_token_ms);
+            inner
+                .health
+                .view(e, now, prior, ep.price_prompt + ep.price_completion)
         })
         .collect();
-    let explore = (req.policy == Policy::Latency)
-        .then(|| Explore { draw: inner.draw(), ratio: c.health.explore_ratio });
+    let explore = (req.policy == Policy::Latency).then(|| Explore {
+        draw: inner.draw(),
+        ratio: c.health.explore_ratio,
+    });
     let order = routing::plan(&req.candidates, &views, req.policy, now, explore);
 
     let mut last: Option<Failure> = None;
     for e in order {
         let provider = c.provider_of(e);
-        let timeouts = req.timeouts.over(provider.timeouts).over(c.timeouts).over(DEFAULT_TIMEOUTS);
+        let timeouts = req
+            .timeouts
+            .over(provider.timeouts)
+            .over(c.timeouts)
+            .over(DEFAULT_TIMEOUTS);
         let client = match inner.client(timeouts.connect_ms.unwrap_or(5000)) {
             Ok(cl) => cl,
-            Err(m) => return Err(Failure { status: 500, kind: "internal_error", message: m }),
+            Err(m) => {
+                return Err(Failure {
+                    status: 500,
+                    kind: "internal_error",
+                    message: m,
+                })
+            }
         };
         let t0 = Instant::now();
         inner.health.begin(e, t0);
-        let mut guard = InFlight { health: &inner.health, endpoint: e, open: true };
-        st.attempts.push(AttemptRecord { endpoint: e, outcome: "cancelled", status: None, elapsed_ms: 0.0, error: None });
+        let mut guard = InFlight {
+            health: &inner.health,
+            endpoint: e,
+            open: true,
+        };
+        st.attempts.push(AttemptRecord {
+            endpoint: e,
+            outcome: "cancelled",
+            status: None,
+            elapsed_ms: 0.0,
+            error: None,
+        });
         let idx = st.attempts.len() - 1;
         let mut ftl: Option<f64> = None;
         let mut on_first = |ms: f64| {
@@ -496,7 +560,9 @@ async fn attempts(
                 } else {
                     Verdict::Failure
                 };
-                inner.health.failure(e, Instant::now(), verdict, err.retry_after, &err.message);
+                inner
+                    .health
+                    .failure(e, Instant::now(), verdict, err.retry_after, &err.message);
                 rec.outcome = err.kind.as_str();
                 rec.status = err.status;
                 rec.error = Some(err.message.clone());
@@ -509,12 +575,22 @@ async fn attempts(
             }
         }
     }
-    Err(last.unwrap_or(Failure { status: 502, kind: "upstream_error", message: "no endpoint to try".into() }))
+    Err(last.unwrap_or(Failure {
+        status: 502,
+        kind: "upstream_error",
+        message: "no endpoint to try".into(),
+    }))
 }
 
 async fn run(inner: Arc<Inner>, id: u64, req: ParsedRequest, mut cancel: oneshot::Receiver<()>) {
     let started = Instant::now();
-    let mut term = Terminal { inner: inner.clone(), id, caller: req.protocol, model: req.model_slug.clone(), emitted: false };
+    let mut term = Terminal {
+        inner: inner.clone(),
+        id,
+        caller: req.protocol,
+        model: req.model_slug.clone(),
+        emitted: false,
+    };
     let total = req
         .timeouts
         .total_ms
@@ -560,7 +636,8 @@ async fn run(inner: Arc<Inner>, id: u64, req: ParsedRequest, mut cancel: oneshot
         }
         Err(f) => {
             let body = protocol::error_body(req.protocol, f.status, f.kind, &f.message);
-            let data = json!({"type": "error", "status": f.status, "error": body, "routing": routing});
+            let data =
+                json!({"type": "error", "status": f.status, "error": body, "routing": routing});
             term.emit(EventKind::Error, data.to_string());
         }
     }

@@ -73,7 +73,11 @@ impl Default for EventQueue {
 impl EventQueue {
     pub fn new() -> Self {
         EventQueue {
-            state: Mutex::new(State { queue: VecDeque::new(), signaled: false, woken: false }),
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                signaled: false,
+                woken: false,
+            }),
             cv: Condvar::new(),
             pipe: make_pipe(),
         }
@@ -99,7 +103,9 @@ impl EventQueue {
             if let Some((r, _)) = self.pipe {
                 let mut buf = [0u8; 64];
                 // SAFETY: r is our non-blocking pipe read end; buf is valid for 64 bytes.
-                while unsafe { libc::read(r, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0 {}
+                while unsafe { libc::read(r, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0
+                {
+                }
             }
             s.signaled = false;
         }
@@ -127,7 +133,12 @@ impl EventQueue {
 
     /// Takes up to `max` events, waiting up to `timeout` for the first one
     /// (`None` waits until an event or a wakeup). Calls `sink` for each.
-    pub fn poll(&self, max: usize, timeout: Option<Duration>, mut sink: impl FnMut(Event)) -> usize {
+    pub fn poll(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        mut sink: impl FnMut(Event),
+    ) -> usize {
         if max == 0 {
             return 0;
         }
@@ -148,7 +159,11 @@ impl EventQueue {
                     if now >= d {
                         return 0;
                     }
-                    s = self.cv.wait_timeout(s, d - now).unwrap_or_else(|p| p.into_inner()).0;
+                    s = self
+                        .cv
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
             }
         }
@@ -204,11 +219,19 @@ mod tests {
     use std::sync::Arc;
 
     fn ev(id: u64) -> Event {
-        Event { request_id: id, kind: EventKind::Chunk, data: "{}".into() }
+        Event {
+            request_id: id,
+            kind: EventKind::Chunk,
+            data: "{}".into(),
+        }
     }
 
     fn fd_readable(fd: libc::c_int) -> bool {
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         unsafe { libc::poll(&mut p, 1, 0) == 1 }
     }
 
@@ -220,9 +243,15 @@ mod tests {
         q.push_all((0..5).map(ev));
         assert!(fd_readable(fd));
         let mut got = Vec::new();
-        assert_eq!(q.poll(3, Some(Duration::ZERO), |e| got.push(e.request_id)), 3);
+        assert_eq!(
+            q.poll(3, Some(Duration::ZERO), |e| got.push(e.request_id)),
+            3
+        );
         assert!(fd_readable(fd), "two left");
-        assert_eq!(q.poll(10, Some(Duration::ZERO), |e| got.push(e.request_id)), 2);
+        assert_eq!(
+            q.poll(10, Some(Duration::ZERO), |e| got.push(e.request_id)),
+            2
+        );
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
         assert!(!fd_readable(fd));
         assert_eq!(q.poll(10, Some(Duration::ZERO), |_| {}), 0);

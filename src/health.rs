@@ -122,7 +122,10 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 impl Health {
     pub fn new(cfg: HealthConfig, endpoints: usize) -> Self {
-        Health { cfg, states: (0..endpoints).map(|_| Mutex::new(State::new())).collect() }
+        Health {
+            cfg,
+            states: (0..endpoints).map(|_| Mutex::new(State::new())).collect(),
+        }
     }
 
     fn half_life(&self) -> Duration {
@@ -162,7 +165,9 @@ impl Health {
         }
         match s.circuit {
             Circuit::Closed => {
-                if s.closed_since.is_some_and(|t| now.saturating_duration_since(t) > max_ejection) {
+                if s.closed_since
+                    .is_some_and(|t| now.saturating_duration_since(t) > max_ejection)
+                {
                     s.ejections = 0;
                 }
             }
@@ -205,8 +210,14 @@ impl Health {
             if !matches!(s.circuit, Circuit::Open { .. }) {
                 s.ejections += 1;
                 let factor = 1u64 << (s.ejections - 1).min(20);
-                let ms = self.cfg.base_ejection_ms.saturating_mul(factor).min(self.cfg.max_ejection_ms);
-                s.circuit = Circuit::Open { until: now + Duration::from_millis(ms) };
+                let ms = self
+                    .cfg
+                    .base_ejection_ms
+                    .saturating_mul(factor)
+                    .min(self.cfg.max_ejection_ms);
+                s.circuit = Circuit::Open {
+                    until: now + Duration::from_millis(ms),
+                };
             }
         }
     }
@@ -241,7 +252,9 @@ impl Health {
         let mut s = lock(&self.states[e]);
         s.tick(now);
         let ms_until = |t: Option<Instant>| {
-            t.filter(|&t| t > now).map(|t| t.duration_since(now).as_millis() as u64).unwrap_or(0)
+            t.filter(|&t| t > now)
+                .map(|t| t.duration_since(now).as_millis() as u64)
+                .unwrap_or(0)
         };
         let (circuit, open_for) = match s.circuit {
             Circuit::Closed => ("closed", 0),
@@ -275,7 +288,12 @@ mod tests {
     use super::*;
 
     fn cfg() -> HealthConfig {
-        HealthConfig { failure_threshold: 2, base_ejection_ms: 100, max_ejection_ms: 350, ..Default::default() }
+        HealthConfig {
+            failure_threshold: 2,
+            base_ejection_ms: 100,
+            max_ejection_ms: 350,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -308,12 +326,18 @@ mod tests {
         assert!(!h.view(0, t1, 1.0, 0.0).available(t1), "probe in flight");
         h.failure(0, t1, Verdict::Failure, None, "x");
         // Second ejection doubles.
-        assert_eq!(h.view(0, t1, 1.0, 0.0).blocked_until, Some(t1 + Duration::from_millis(200)));
+        assert_eq!(
+            h.view(0, t1, 1.0, 0.0).blocked_until,
+            Some(t1 + Duration::from_millis(200))
+        );
         let t2 = t1 + Duration::from_millis(200);
         h.begin(0, t2);
         h.failure(0, t2, Verdict::Failure, None, "x");
         // Third would be 400, capped at 350.
-        assert_eq!(h.view(0, t2, 1.0, 0.0).blocked_until, Some(t2 + Duration::from_millis(350)));
+        assert_eq!(
+            h.view(0, t2, 1.0, 0.0).blocked_until,
+            Some(t2 + Duration::from_millis(350))
+        );
         let t3 = t2 + Duration::from_millis(350);
         h.begin(0, t3);
         h.success(0, t3, Some(10.0));
@@ -342,8 +366,17 @@ mod tests {
         let h = Health::new(c, 1);
         let t0 = Instant::now();
         h.begin(0, t0);
-        h.failure(0, t0, Verdict::Failure, Some(Duration::from_secs(3600)), "429");
-        assert_eq!(h.view(0, t0, 1.0, 0.0).blocked_until, Some(t0 + Duration::from_millis(1000)));
+        h.failure(
+            0,
+            t0,
+            Verdict::Failure,
+            Some(Duration::from_secs(3600)),
+            "429",
+        );
+        assert_eq!(
+            h.view(0, t0, 1.0, 0.0).blocked_until,
+            Some(t0 + Duration::from_millis(1000))
+        );
         assert_eq!(h.snapshot(0, t0)["rate_limited_for_ms"], 1000);
     }
 }

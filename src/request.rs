@@ -66,7 +66,11 @@ fn invalid(m: impl Into<String>) -> RequestError {
 }
 
 /// Parses a caller's request body against the catalog.
-pub fn parse(catalog: &Catalog, protocol: Protocol, json: &[u8]) -> Result<ParsedRequest, RequestError> {
+pub fn parse(
+    catalog: &Catalog,
+    protocol: Protocol,
+    json: &[u8],
+) -> Result<ParsedRequest, RequestError> {
     let value: Value = serde_json::from_slice(json)
         .map_err(|e| RequestError::InvalidJson(format!("request is not valid JSON: {e}")))?;
     let Value::Object(mut body) = value else {
@@ -143,9 +147,16 @@ pub fn parse(catalog: &Catalog, protocol: Protocol, json: &[u8]) -> Result<Parse
                 "timeouts" => {
                     timeouts = serde_json::from_value(v)
                         .map_err(|e| invalid(format!("`provider.timeouts`: {e}")))?;
-                    for t in [timeouts.connect_ms, timeouts.first_token_ms, timeouts.idle_ms, timeouts.total_ms] {
+                    for t in [
+                        timeouts.connect_ms,
+                        timeouts.first_token_ms,
+                        timeouts.idle_ms,
+                        timeouts.total_ms,
+                    ] {
                         if t == Some(0) {
-                            return Err(invalid("`provider.timeouts`: every timeout must be at least 1 ms"));
+                            return Err(invalid(
+                                "`provider.timeouts`: every timeout must be at least 1 ms",
+                            ));
                         }
                     }
                 }
@@ -171,14 +182,21 @@ pub fn parse(catalog: &Catalog, protocol: Protocol, json: &[u8]) -> Result<Parse
 }
 
 fn provider_list(catalog: &Catalog, endpoints: &[usize]) -> String {
-    let mut v: Vec<&str> = endpoints.iter().map(|&e| catalog.provider_of(e).slug.as_str()).collect();
+    let mut v: Vec<&str> = endpoints
+        .iter()
+        .map(|&e| catalog.provider_of(e).slug.as_str())
+        .collect();
     v.sort_unstable();
     v.dedup();
     v.join(", ")
 }
 
 fn endpoint_list(catalog: &Catalog, endpoints: &[usize]) -> String {
-    endpoints.iter().map(|&e| catalog.endpoints[e].id.as_str()).collect::<Vec<_>>().join(", ")
+    endpoints
+        .iter()
+        .map(|&e| catalog.endpoints[e].id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn parse_routing(
@@ -193,7 +211,10 @@ fn parse_routing(
         .ok_or_else(|| invalid("`provider.routing.type` must be \"priority\" or \"order\""))?;
     match kind {
         "priority" => {
-            let factor = v.get("primary_factor").and_then(Value::as_str).unwrap_or("latency");
+            let factor = v
+                .get("primary_factor")
+                .and_then(Value::as_str)
+                .unwrap_or("latency");
             let policy = match factor {
                 "latency" => Policy::Latency,
                 "price" => Policy::Price,
@@ -210,14 +231,18 @@ fn parse_routing(
             let list = v
                 .get("providers")
                 .and_then(Value::as_array)
-                .ok_or_else(|| invalid("`provider.routing.providers` must be a list of endpoint ids"))?;
+                .ok_or_else(|| {
+                    invalid("`provider.routing.providers` must be a list of endpoint ids")
+                })?;
             if list.is_empty() {
                 return Err(invalid("`provider.routing.providers` must not be empty"));
             }
             let mut order = Vec::new();
             for (i, item) in list.iter().enumerate() {
                 let name = item.as_str().ok_or_else(|| {
-                    invalid(format!("`provider.routing.providers[{i}]` must be a string"))
+                    invalid(format!(
+                        "`provider.routing.providers[{i}]` must be a string"
+                    ))
                 })?;
                 // An endpoint id, or a provider slug standing for all of its endpoints.
                 let matched: Vec<usize> = candidates

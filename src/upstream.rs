@@ -66,7 +66,13 @@ pub struct AttemptError {
 
 impl AttemptError {
     fn new(kind: ErrKind, message: impl Into<String>) -> Self {
-        AttemptError { kind, status: None, message: message.into(), retry_after: None, caller_fault: false }
+        AttemptError {
+            kind,
+            status: None,
+            message: message.into(),
+            retry_after: None,
+            caller_fault: false,
+        }
     }
 }
 
@@ -103,7 +109,10 @@ pub struct AttemptCtx<'a> {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Parses `retry-after-ms`, then `retry-after` (seconds or an HTTP date).
@@ -131,17 +140,32 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
         return None;
     }
     let day: u64 = p[0].parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| *m == p[1])? as u64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == p[1])? as u64
         + 1;
     let year: u64 = p[2].parse().ok()?;
-    let t: Vec<u64> = p[3].split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    if t.len() != 3 || !(1..=31).contains(&day) || year < 1970 || t[0] > 23 || t[1] > 59 || t[2] > 60 {
+    let t: Vec<u64> = p[3]
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    if t.len() != 3
+        || !(1..=31).contains(&day)
+        || year < 1970
+        || t[0] > 23
+        || t[1] > 59
+        || t[2] > 60
+    {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + day - 1;
@@ -184,7 +208,9 @@ fn classify_reqwest(e: &reqwest::Error) -> ErrKind {
 fn describe(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
     if let Some(url) = e.url() {
-        s = s.replace(&format!(" for url ({url})"), "").replace(url.as_str(), "<url>");
+        s = s
+            .replace(&format!(" for url ({url})"), "")
+            .replace(url.as_str(), "<url>");
     }
     let mut src = std::error::Error::source(e);
     while let Some(c) = src {
@@ -216,7 +242,11 @@ fn build_request(
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(
             reqwest::header::ACCEPT,
-            if ctx.stream { "text/event-stream" } else { "application/json" },
+            if ctx.stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
         );
     if let Some(key) = &provider.key {
         match provider.protocol {
@@ -238,12 +268,20 @@ async fn read_limited(
     let mut buf = Vec::new();
     loop {
         match timeout_at(deadline.into(), resp.chunk()).await {
-            Err(_) => return Err((ErrKind::FirstTokenTimeout, "timed out reading the response body".into())),
+            Err(_) => {
+                return Err((
+                    ErrKind::FirstTokenTimeout,
+                    "timed out reading the response body".into(),
+                ))
+            }
             Ok(Err(e)) => return Err((ErrKind::Transport, describe(&e))),
             Ok(Ok(None)) => return Ok(buf),
             Ok(Ok(Some(b))) => {
                 if buf.len() + b.len() > limit {
-                    return Err((ErrKind::Malformed, format!("response body larger than {limit} bytes")));
+                    return Err((
+                        ErrKind::Malformed,
+                        format!("response body larger than {limit} bytes"),
+                    ));
                 }
                 buf.extend_from_slice(&b);
             }
@@ -273,7 +311,10 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     let rb = build_request(&ctx, provider, endpoint)?;
     let mut resp = match timeout_at(ftl_deadline.into(), rb.send()).await {
         Err(_) => {
-            return Err(AttemptError::new(timeout_kind(ftl_deadline), "no response before the first-token timeout"))
+            return Err(AttemptError::new(
+                timeout_kind(ftl_deadline),
+                "no response before the first-token timeout",
+            ))
         }
         Ok(Err(e)) => return Err(AttemptError::new(classify_reqwest(&e), describe(&e))),
         Ok(Ok(r)) => r,
@@ -283,7 +324,9 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     if !resp.status().is_success() {
         let ra = retry_after(resp.headers(), SystemTime::now());
         let dl = ftl_deadline.min(Instant::now() + Duration::from_secs(5));
-        let body = read_limited(&mut resp, MAX_ERROR_BODY, dl).await.unwrap_or_default();
+        let body = read_limited(&mut resp, MAX_ERROR_BODY, dl)
+            .await
+            .unwrap_or_default();
         let message = upstream_error_message(provider.protocol, &body);
         return Err(AttemptError {
             kind: ErrKind::Status,
@@ -295,14 +338,22 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     }
 
     if !ctx.stream {
-        let body = read_limited(&mut resp, MAX_BODY, ftl_deadline).await.map_err(|(k, m)| {
-            let k = if k == ErrKind::FirstTokenTimeout { timeout_kind(ftl_deadline) } else { k };
-            AttemptError::new(k, m)
-        })?;
-        let converted = protocol::convert_response(provider.protocol, ctx.caller, &body).map_err(|e| match e {
-            PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
-            PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
-        })?;
+        let body = read_limited(&mut resp, MAX_BODY, ftl_deadline)
+            .await
+            .map_err(|(k, m)| {
+                let k = if k == ErrKind::FirstTokenTimeout {
+                    timeout_kind(ftl_deadline)
+                } else {
+                    k
+                };
+                AttemptError::new(k, m)
+            })?;
+        let converted = protocol::convert_response(provider.protocol, ctx.caller, &body).map_err(
+            |e| match e {
+                PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
+                PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
+            },
+        )?;
         let elapsed = start.elapsed();
         let ftl = elapsed.as_secs_f64() * 1000.0;
         (ctx.on_first_token)(ftl);
@@ -310,7 +361,12 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             .usage
             .filter(|u| u.completion_tokens > 0)
             .map(|u| u.completion_tokens as f64 / elapsed.as_secs_f64().max(1e-3));
-        return Ok(AttemptOk { body: Some(converted.body), usage: converted.usage, first_token_ms: ftl, throughput });
+        return Ok(AttemptOk {
+            body: Some(converted.body),
+            usage: converted.usage,
+            first_token_ms: ftl,
+            throughput,
+        });
     }
 
     let mut adapter = protocol::stream_adapter(
@@ -329,7 +385,11 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     let mut first_token_at: Option<Instant> = None;
     let mut content_steps: u64 = 0;
     let mut finished = false;
-    let chunk = |data: String| Event { request_id: ctx.request_id, kind: EventKind::Chunk, data };
+    let chunk = |data: String| Event {
+        request_id: ctx.request_id,
+        kind: EventKind::Chunk,
+        data,
+    };
 
     while !finished {
         let dl = match first_token_at {
@@ -395,15 +455,23 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     }
     // Let the connection finish its body in the background so it can be reused.
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(2), async { while let Ok(Some(_)) = resp.chunk().await {} })
-            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(Some(_)) = resp.chunk().await {}
+        })
+        .await;
     });
     let Some(first) = first_token_at else {
-        return Err(AttemptError::new(ErrKind::UpstreamError, "the stream finished without any content"));
+        return Err(AttemptError::new(
+            ErrKind::UpstreamError,
+            "the stream finished without any content",
+        ));
     };
     let usage = adapter.usage();
     let gen_secs = first.elapsed().as_secs_f64();
-    let tokens = usage.map(|u| u.completion_tokens).filter(|&n| n > 0).unwrap_or(content_steps);
+    let tokens = usage
+        .map(|u| u.completion_tokens)
+        .filter(|&n| n > 0)
+        .unwrap_or(content_steps);
     let throughput = (gen_secs > 1e-3 && tokens > 1).then(|| tokens as f64 / gen_secs);
     Ok(AttemptOk {
         body: None,
@@ -420,7 +488,10 @@ mod tests {
     #[test]
     fn http_dates_parse() {
         let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 784111777);
+        assert_eq!(
+            t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            784111777
+        );
         assert!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT").is_none());
         assert!(parse_http_date("garbage").is_none());
         assert!(parse_http_date("Sun, 99 Nov 1994 08:49:37 GMT").is_none());
@@ -433,7 +504,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("3"));
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(3)));
-        h.insert("retry-after", HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
         h.insert("retry-after-ms", HeaderValue::from_static("250"));
         assert_eq!(retry_after(&h, now), Some(Duration::from_millis(250)));

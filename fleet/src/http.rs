@@ -76,7 +76,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 impl Conn {
     pub fn new(stream: TcpStream) -> Conn {
-        Conn { stream, buf: Vec::with_capacity(8192), split: false, split_step: 0 }
+        Conn {
+            stream,
+            buf: Vec::with_capacity(8192),
+            split: false,
+            split_step: 0,
+        }
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
@@ -143,7 +148,11 @@ impl Conn {
             (Some(m), Some(t), Some(v)) if v.starts_with("HTTP/") => {
                 (m.to_string(), t.to_string(), v.to_string())
             }
-            _ => return Err(ReadError::Bad(format!("bad request line: {request_line:?}"))),
+            _ => {
+                return Err(ReadError::Bad(format!(
+                    "bad request line: {request_line:?}"
+                )))
+            }
         };
         let mut headers = Vec::new();
         for line in lines {
@@ -154,7 +163,10 @@ impl Conn {
         }
         // Absolute-form targets ("http://host/path") are reduced to their path.
         let mut path = target.clone();
-        if let Some(rest) = path.strip_prefix("http://").or_else(|| path.strip_prefix("https://")) {
+        if let Some(rest) = path
+            .strip_prefix("http://")
+            .or_else(|| path.strip_prefix("https://"))
+        {
             path = match rest.find('/') {
                 Some(i) => rest[i..].to_string(),
                 None => "/".to_string(),
@@ -163,13 +175,22 @@ impl Conn {
         if let Some(q) = path.find('?') {
             path.truncate(q);
         }
-        let mut req = Request { method, target, path, version, headers, body: Vec::new() };
+        let mut req = Request {
+            method,
+            target,
+            path,
+            version,
+            headers,
+            body: Vec::new(),
+        };
 
         if req
             .header("expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
         {
-            self.write_raw(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(|_| ReadError::Io)?;
+            self.write_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .map_err(|_| ReadError::Io)?;
         }
 
         let chunked = req.has_token("transfer-encoding", "chunked");
@@ -309,12 +330,21 @@ pub(crate) fn head(
     extra: &[(String, String)],
     keep_alive: bool,
 ) -> Vec<u8> {
-    let mut s = format!("HTTP/1.1 {} {}\r\ncontent-type: {}\r\n", status, reason(status), content_type);
+    let mut s = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\n",
+        status,
+        reason(status),
+        content_type
+    );
     match content_length {
         Some(n) => s.push_str(&format!("content-length: {n}\r\n")),
         None => s.push_str("transfer-encoding: chunked\r\ncache-control: no-cache\r\n"),
     }
-    s.push_str(if keep_alive { "connection: keep-alive\r\n" } else { "connection: close\r\n" });
+    s.push_str(if keep_alive {
+        "connection: keep-alive\r\n"
+    } else {
+        "connection: close\r\n"
+    });
     for (k, v) in extra {
         s.push_str(k);
         s.push_str(": ");

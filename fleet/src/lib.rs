@@ -234,7 +234,9 @@ impl Behavior {
             }
         }
         if let Some(per) = obj.get("servers").and_then(|s| s.get(server_name)) {
-            let per = per.as_object().ok_or("\"mock.servers.NAME\" must be an object")?;
+            let per = per
+                .as_object()
+                .ok_or("\"mock.servers.NAME\" must be an object")?;
             for (k, v) in per {
                 map.insert(k.clone(), v.clone());
             }
@@ -398,7 +400,10 @@ pub struct MockServer {
 
 impl std::fmt::Debug for MockServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockServer").field("name", &self.shared.name).field("port", &self.port).finish()
+        f.debug_struct("MockServer")
+            .field("name", &self.shared.name)
+            .field("port", &self.port)
+            .finish()
     }
 }
 
@@ -417,10 +422,23 @@ impl MockServer {
             started: Instant::now(),
             counter: AtomicU64::new(0),
         });
-        let tracker = Arc::new(Tracker { state: Mutex::new((false, 0)), cv: Condvar::new() });
+        let tracker = Arc::new(Tracker {
+            state: Mutex::new((false, 0)),
+            cv: Condvar::new(),
+        });
         let (stop, stop_rx) = watch::channel(false);
-        runtime().spawn(accept_loop(listener, shared.clone(), stop_rx, tracker.clone()));
-        Ok(MockServer { shared, port, stop, tracker })
+        runtime().spawn(accept_loop(
+            listener,
+            shared.clone(),
+            stop_rx,
+            tracker.clone(),
+        ));
+        Ok(MockServer {
+            shared,
+            port,
+            stop,
+            tracker,
+        })
     }
 
     /// The name given at start (used in the default text and in `mock.servers`).

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use llmux_fleet::{Behavior, MockServer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 const USAGE: &str = "\
 llmux-fleet: mock OpenAI / Anthropic upstream servers on 127.0.0.1
@@ -43,6 +43,19 @@ struct ServerConfig {
     behavior: Behavior,
 }
 
+/// The line printed on stdout (field order as documented).
+#[derive(Serialize)]
+struct Listing {
+    servers: Vec<Listed>,
+}
+
+#[derive(Serialize)]
+struct Listed {
+    name: String,
+    port: u16,
+    base_url: String,
+}
+
 fn fail(msg: &str) -> ExitCode {
     eprintln!("llmux-fleet: {msg}\n\n{USAGE}");
     ExitCode::from(2)
@@ -57,7 +70,12 @@ fn main() -> ExitCode {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let mut value = |name: &str| inline.clone().or_else(|| args.next()).ok_or(format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or(format!("{name} needs a value"))
+        };
         match flag.as_str() {
             "-h" | "--help" => {
                 print!("{USAGE}");
@@ -70,7 +88,10 @@ fn main() -> ExitCode {
                         .split(',')
                         .map(str::trim)
                         .filter(|s| !s.is_empty())
-                        .map(|s| ServerConfig { name: s.to_string(), behavior: Behavior::default() })
+                        .map(|s| ServerConfig {
+                            name: s.to_string(),
+                            behavior: Behavior::default(),
+                        })
                         .collect();
                     specs.get_or_insert_with(Vec::new).extend(list);
                 }
@@ -111,11 +132,17 @@ fn main() -> ExitCode {
             }
         }
     }
-    let list: Vec<serde_json::Value> = servers
-        .iter()
-        .map(|s| serde_json::json!({"name": s.name(), "port": s.port(), "base_url": s.base_url()}))
-        .collect();
-    let line = serde_json::json!({ "servers": list }).to_string();
+    let listing = Listing {
+        servers: servers
+            .iter()
+            .map(|s| Listed {
+                name: s.name().to_string(),
+                port: s.port(),
+                base_url: s.base_url(),
+            })
+            .collect(),
+    };
+    let line = serde_json::to_string(&listing).unwrap_or_default();
     {
         let mut out = std::io::stdout().lock();
         if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {

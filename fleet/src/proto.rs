@@ -32,12 +32,26 @@ pub(crate) async fn serve_conn(stream: TcpStream, shared: Arc<Shared>) {
             Ok(Some(r)) => r,
             Ok(None) | Err(ReadError::Io) => return,
             Err(ReadError::HeadTooLarge) => {
-                let _ = send_json(&mut conn, 431, &[], &plain_error(431, "request head too large"), false).await;
+                let _ = send_json(
+                    &mut conn,
+                    431,
+                    &[],
+                    &plain_error(431, "request head too large"),
+                    false,
+                )
+                .await;
                 conn.close().await;
                 return;
             }
             Err(ReadError::BodyTooLarge) => {
-                let _ = send_json(&mut conn, 413, &[], &plain_error(413, "request body too large"), false).await;
+                let _ = send_json(
+                    &mut conn,
+                    413,
+                    &[],
+                    &plain_error(413, "request body too large"),
+                    false,
+                )
+                .await;
                 conn.close().await;
                 return;
             }
@@ -106,31 +120,48 @@ async fn control(conn: &mut Conn, shared: &Shared, req: &Request, keep: bool) ->
             let v = serde_json::to_value(shared.behavior()).unwrap_or(Value::Null);
             send_json(conn, 200, &[], &v, keep).await
         }
-        ("POST" | "PUT", "/_mock/behavior") => match serde_json::from_slice::<Behavior>(&req.body) {
-            Ok(b) => {
-                shared.set_behavior(b);
-                send_json(conn, 200, &[], &ok, keep).await
+        ("POST" | "PUT", "/_mock/behavior") => {
+            match serde_json::from_slice::<Behavior>(&req.body) {
+                Ok(b) => {
+                    shared.set_behavior(b);
+                    send_json(conn, 200, &[], &ok, keep).await
+                }
+                Err(e) => {
+                    let body = plain_error(400, &format!("invalid behavior: {e}"));
+                    send_json(conn, 400, &[], &body, keep).await
+                }
             }
-            Err(e) => {
-                let body = plain_error(400, &format!("invalid behavior: {e}"));
-                send_json(conn, 400, &[], &body, keep).await
-            }
-        },
+        }
         ("POST", "/_mock/reset") => {
             shared.reset();
             send_json(conn, 200, &[], &ok, keep).await
         }
         ("GET", "/_mock/health") => {
-            send_json(conn, 200, &[], &json!({"ok": true, "name": shared.name}), keep).await
+            send_json(
+                conn,
+                200,
+                &[],
+                &json!({"ok": true, "name": shared.name}),
+                keep,
+            )
+            .await
         }
         _ => {
-            let body = plain_error(404, &format!("unknown control endpoint {} {}", req.method, req.path));
+            let body = plain_error(
+                404,
+                &format!("unknown control endpoint {} {}", req.method, req.path),
+            );
             send_json(conn, 404, &[], &body, keep).await
         }
     }
 }
 
-async fn handle(conn: &mut Conn, shared: &Arc<Shared>, req: Request, keep: bool) -> io::Result<Flow> {
+async fn handle(
+    conn: &mut Conn,
+    shared: &Arc<Shared>,
+    req: Request,
+    keep: bool,
+) -> io::Result<Flow> {
     if req.path.starts_with("/_mock/") {
         return control(conn, shared, &req, keep).await;
     }
@@ -140,7 +171,13 @@ async fn handle(conn: &mut Conn, shared: &Arc<Shared>, req: Request, keep: bool)
     } else if req.path.ends_with("/messages") {
         Proto::Anthropic
     } else {
-        let body = plain_error(404, &format!("mock {}: no route for {} {}", shared.name, req.method, req.path));
+        let body = plain_error(
+            404,
+            &format!(
+                "mock {}: no route for {} {}",
+                shared.name, req.method, req.path
+            ),
+        );
         return send_json(conn, 404, &[], &body, keep).await;
     };
     if req.method != "POST" {
@@ -169,10 +206,15 @@ async fn handle(conn: &mut Conn, shared: &Arc<Shared>, req: Request, keep: bool)
         }
     }
     if let Some(key) = &behavior.require_key {
-        let bearer = req.header("authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+        let bearer = req
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
         let ok = match proto {
             Proto::OpenAi => bearer == Some(key.as_str()),
-            Proto::Anthropic => req.header("x-api-key") == Some(key.as_str()) || bearer == Some(key.as_str()),
+            Proto::Anthropic => {
+                req.header("x-api-key") == Some(key.as_str()) || bearer == Some(key.as_str())
+            }
         };
         if !ok {
             let body = error_json(proto, 401, "invalid or missing API key");
@@ -184,7 +226,11 @@ async fn handle(conn: &mut Conn, shared: &Arc<Shared>, req: Request, keep: bool)
         proto,
         name: shared.name.clone(),
         id,
-        model: body.get("model").and_then(Value::as_str).unwrap_or("mock-model").to_string(),
+        model: body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("mock-model")
+            .to_string(),
         stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
         include_usage: body
             .pointer("/stream_options/include_usage")
@@ -236,7 +282,11 @@ impl Ctx {
     /// The error JSON for `status` (or the configured `error_body`).
     fn error_value(&self, status: u16) -> Value {
         self.b.error_body.clone().unwrap_or_else(|| {
-            error_json(self.proto, status, &format!("mock {}: simulated {} error", self.name, status))
+            error_json(
+                self.proto,
+                status,
+                &format!("mock {}: simulated {} error", self.name, status),
+            )
         })
     }
 }
@@ -247,7 +297,7 @@ fn openai_type(status: u16) -> &'static str {
         403 => "permission_error",
         404 => "not_found_error",
         429 => "rate_limit_error",
-        400..=499 => "invalid_request_error",
+        s if (400..500).contains(&s) => "invalid_request_error",
         _ => "server_error",
     }
 }
@@ -269,7 +319,7 @@ fn anthropic_type(status: u16) -> &'static str {
         413 => "request_too_large",
         429 => "rate_limit_error",
         529 => "overloaded_error",
-        400..=499 => "invalid_request_error",
+        s if (400..500).contains(&s) => "invalid_request_error",
         _ => "api_error",
     }
 }
@@ -279,12 +329,17 @@ fn error_json(proto: Proto, status: u16, msg: &str) -> Value {
         Proto::OpenAi => json!({"error": {
             "message": msg, "type": openai_type(status), "param": null, "code": openai_code(status)
         }}),
-        Proto::Anthropic => json!({"type": "error", "error": {"type": anthropic_type(status), "message": msg}}),
+        Proto::Anthropic => {
+            json!({"type": "error", "error": {"type": anthropic_type(status), "message": msg}})
+        }
     }
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 async fn sleep_ms(ms: u64) {
@@ -309,7 +364,10 @@ pub(crate) fn split_len(text: &str, len: usize) -> Vec<String> {
     if chars.is_empty() {
         return vec![String::new()];
     }
-    chars.chunks(len.max(1)).map(|c| c.iter().collect()).collect()
+    chars
+        .chunks(len.max(1))
+        .map(|c| c.iter().collect())
+        .collect()
 }
 
 const SPLIT_UTF8_TEXT: &str = "héllo wörld 日本語 🎉";
@@ -335,7 +393,11 @@ fn plan(ctx: &Ctx) -> Plan {
         Fault::Huge(n) => {
             const PATTERN: &str = "The quick brown fox jumps over the lazy dog. ";
             let text: String = PATTERN.bytes().cycle().take(n).map(char::from).collect();
-            let pieces = text.as_bytes().chunks(1024).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            let pieces = text
+                .as_bytes()
+                .chunks(1024)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
             (text, pieces)
         }
         _ => {
@@ -344,7 +406,11 @@ fn plan(ctx: &Ctx) -> Plan {
                 (Fault::SplitUtf8, None) => SPLIT_UTF8_TEXT.to_string(),
                 _ => format!("Hello from {}.", ctx.name),
             };
-            let pieces = if text.is_empty() { Vec::new() } else { split_pieces(&text, chunks) };
+            let pieces = if text.is_empty() {
+                Vec::new()
+            } else {
+                split_pieces(&text, chunks)
+            };
             (text, pieces)
         }
     };
@@ -353,8 +419,15 @@ fn plan(ctx: &Ctx) -> Plan {
         Proto::Anthropic if !empty => b.thinking.clone(),
         _ => None,
     };
-    let thinking_pieces = thinking.as_deref().map(|t| split_pieces(t, chunks)).unwrap_or_default();
-    let tools = if empty { Vec::new() } else { b.tool_calls.clone() };
+    let thinking_pieces = thinking
+        .as_deref()
+        .map(|t| split_pieces(t, chunks))
+        .unwrap_or_default();
+    let tools = if empty {
+        Vec::new()
+    } else {
+        b.tool_calls.clone()
+    };
     let finish = b.stop_reason.clone().unwrap_or_else(|| {
         match (ctx.proto, tools.is_empty()) {
             (Proto::OpenAi, true) => "stop",
@@ -364,15 +437,25 @@ fn plan(ctx: &Ctx) -> Plan {
         }
         .to_string()
     });
-    let completion_tokens = b.completion_tokens.unwrap_or((pieces.len() + tools.len()) as u32);
+    let completion_tokens = b
+        .completion_tokens
+        .unwrap_or((pieces.len() + tools.len()) as u32);
     Plan {
         text,
         pieces,
         thinking,
         thinking_pieces,
         tools,
-        frag_len: if b.arg_fragment_len == 0 { 8 } else { b.arg_fragment_len },
-        prompt_tokens: if b.prompt_tokens == 0 { 10 } else { b.prompt_tokens },
+        frag_len: if b.arg_fragment_len == 0 {
+            8
+        } else {
+            b.arg_fragment_len
+        },
+        prompt_tokens: if b.prompt_tokens == 0 {
+            10
+        } else {
+            b.prompt_tokens
+        },
         completion_tokens,
         finish,
     }
@@ -395,7 +478,8 @@ async fn respond(conn: &mut Conn, ctx: &Ctx) -> io::Result<Flow> {
     match b.fault {
         Fault::ResetBeforeHeaders => return Ok(Flow::Reset),
         Fault::HeadersNeverFinish => {
-            conn.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n").await?;
+            conn.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+                .await?;
             conn.hold().await;
             return Ok(Flow::Close);
         }
@@ -417,7 +501,11 @@ async fn respond(conn: &mut Conn, ctx: &Ctx) -> io::Result<Flow> {
 // ---------------------------------------------------------------- non-stream
 
 fn full_body(ctx: &Ctx, p: &Plan) -> Value {
-    let finish = if ctx.b.fault == Fault::NoFinish { Value::Null } else { json!(p.finish) };
+    let finish = if ctx.b.fault == Fault::NoFinish {
+        Value::Null
+    } else {
+        json!(p.finish)
+    };
     match ctx.proto {
         Proto::OpenAi => {
             let mut message = json!({"role": "assistant", "content": p.text, "refusal": null});
@@ -449,7 +537,8 @@ fn full_body(ctx: &Ctx, p: &Plan) -> Value {
         Proto::Anthropic => {
             let mut content = Vec::new();
             if let Some(t) = &p.thinking {
-                content.push(json!({"type": "thinking", "thinking": t, "signature": signature(ctx)}));
+                content
+                    .push(json!({"type": "thinking", "thinking": t, "signature": signature(ctx)}));
             }
             if !p.text.is_empty() {
                 content.push(json!({"type": "text", "text": p.text}));
@@ -481,7 +570,12 @@ fn tool_id(ctx: &Ctx, i: usize) -> String {
     format!("toolu_mock_{}_{}", ctx.id, i)
 }
 
-async fn respond_full(conn: &mut Conn, ctx: &Ctx, p: &Plan, extra: &[(String, String)]) -> io::Result<Flow> {
+async fn respond_full(
+    conn: &mut Conn,
+    ctx: &Ctx,
+    p: &Plan,
+    extra: &[(String, String)],
+) -> io::Result<Flow> {
     sleep_ms(ctx.b.first_token_delay_ms).await;
     match ctx.b.fault {
         Fault::DropAfter(_) | Fault::StallAfter(_) => {
@@ -542,7 +636,10 @@ fn openai_frames(ctx: &Ctx, p: &Plan, sse: &Sse) -> Vec<(Kind, String)> {
         });
         sse.data(&v.to_string())
     };
-    let mut f = vec![(Kind::Meta, chunk(json!({"role": "assistant", "content": ""}), Value::Null))];
+    let mut f = vec![(
+        Kind::Meta,
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+    )];
     for piece in &p.pieces {
         f.push((Kind::Content, chunk(json!({"content": piece}), Value::Null)));
     }
@@ -554,7 +651,10 @@ fn openai_frames(ctx: &Ctx, p: &Plan, sse: &Sse) -> Vec<(Kind, String)> {
             } else {
                 json!({"index": i, "function": {"arguments": frag}})
             };
-            f.push((Kind::Content, chunk(json!({"tool_calls": [call]}), Value::Null)));
+            f.push((
+                Kind::Content,
+                chunk(json!({"tool_calls": [call]}), Value::Null),
+            ));
         }
     }
     f.push((Kind::Finish, chunk(json!({}), json!(p.finish))));
@@ -582,26 +682,57 @@ fn anthropic_frames(ctx: &Ctx, p: &Plan, sse: &Sse) -> Vec<(Kind, String)> {
     f.push((Kind::Meta, sse.event("ping", &json!({"type": "ping"}))));
     let mut index = 0usize;
     let block_start = |index: usize, block: Value| {
-        sse.event("content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": block}))
+        sse.event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block}),
+        )
     };
     let delta = |index: usize, delta: Value| {
-        sse.event("content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": delta}))
+        sse.event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        )
     };
-    let block_stop =
-        |index: usize| sse.event("content_block_stop", &json!({"type": "content_block_stop", "index": index}));
+    let block_stop = |index: usize| {
+        sse.event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": index}),
+        )
+    };
     if p.thinking.is_some() {
-        f.push((Kind::Meta, block_start(index, json!({"type": "thinking", "thinking": "", "signature": ""}))));
+        f.push((
+            Kind::Meta,
+            block_start(
+                index,
+                json!({"type": "thinking", "thinking": "", "signature": ""}),
+            ),
+        ));
         for piece in &p.thinking_pieces {
-            f.push((Kind::Content, delta(index, json!({"type": "thinking_delta", "thinking": piece}))));
+            f.push((
+                Kind::Content,
+                delta(index, json!({"type": "thinking_delta", "thinking": piece})),
+            ));
         }
-        f.push((Kind::Content, delta(index, json!({"type": "signature_delta", "signature": signature(ctx)}))));
+        f.push((
+            Kind::Content,
+            delta(
+                index,
+                json!({"type": "signature_delta", "signature": signature(ctx)}),
+            ),
+        ));
         f.push((Kind::Meta, block_stop(index)));
         index += 1;
     }
     if !p.pieces.is_empty() {
-        f.push((Kind::Meta, block_start(index, json!({"type": "text", "text": ""}))));
+        f.push((
+            Kind::Meta,
+            block_start(index, json!({"type": "text", "text": ""})),
+        ));
         for piece in &p.pieces {
-            f.push((Kind::Content, delta(index, json!({"type": "text_delta", "text": piece}))));
+            f.push((
+                Kind::Content,
+                delta(index, json!({"type": "text_delta", "text": piece})),
+            ));
         }
         f.push((Kind::Meta, block_stop(index)));
         index += 1;
@@ -609,10 +740,19 @@ fn anthropic_frames(ctx: &Ctx, p: &Plan, sse: &Sse) -> Vec<(Kind, String)> {
     for (i, t) in p.tools.iter().enumerate() {
         f.push((
             Kind::Meta,
-            block_start(index, json!({"type": "tool_use", "id": tool_id(ctx, i), "name": t.name, "input": {}})),
+            block_start(
+                index,
+                json!({"type": "tool_use", "id": tool_id(ctx, i), "name": t.name, "input": {}}),
+            ),
         ));
         for frag in split_len(args_text(t), p.frag_len) {
-            f.push((Kind::Content, delta(index, json!({"type": "input_json_delta", "partial_json": frag}))));
+            f.push((
+                Kind::Content,
+                delta(
+                    index,
+                    json!({"type": "input_json_delta", "partial_json": frag}),
+                ),
+            ));
         }
         f.push((Kind::Meta, block_stop(index)));
         index += 1;
@@ -620,7 +760,10 @@ fn anthropic_frames(ctx: &Ctx, p: &Plan, sse: &Sse) -> Vec<(Kind, String)> {
     let md = json!({"type": "message_delta", "delta": {"stop_reason": p.finish, "stop_sequence": null},
                     "usage": {"output_tokens": p.completion_tokens}});
     f.push((Kind::Finish, sse.event("message_delta", &md)));
-    f.push((Kind::Done, sse.event("message_stop", &json!({"type": "message_stop"}))));
+    f.push((
+        Kind::Done,
+        sse.event("message_stop", &json!({"type": "message_stop"})),
+    ));
     f
 }
 
@@ -631,10 +774,22 @@ fn error_event(ctx: &Ctx, sse: &Sse) -> String {
     }
 }
 
-async fn respond_stream(conn: &mut Conn, ctx: &Ctx, p: &Plan, extra: &[(String, String)]) -> io::Result<Flow> {
+async fn respond_stream(
+    conn: &mut Conn,
+    ctx: &Ctx,
+    p: &Plan,
+    extra: &[(String, String)],
+) -> io::Result<Flow> {
     let b = &ctx.b;
-    let sse = Sse { nl: if b.fault == Fault::SplitUtf8 { "\r\n" } else { "\n" } };
-    conn.write(&http::head(200, "text/event-stream", None, extra, ctx.keep)).await?;
+    let sse = Sse {
+        nl: if b.fault == Fault::SplitUtf8 {
+            "\r\n"
+        } else {
+            "\n"
+        },
+    };
+    conn.write(&http::head(200, "text/event-stream", None, extra, ctx.keep))
+        .await?;
 
     if b.fault == Fault::ErrorBody200 {
         conn.write_chunk(error_event(ctx, &sse).as_bytes()).await?;
@@ -652,9 +807,10 @@ async fn respond_stream(conn: &mut Conn, ctx: &Ctx, p: &Plan, extra: &[(String, 
         _ => {}
     }
     let trigger = match b.fault {
-        Fault::DropAfter(n) | Fault::StallAfter(n) | Fault::MalformedAfter(n) | Fault::ErrorEventAfter(n) => {
-            Some(n)
-        }
+        Fault::DropAfter(n)
+        | Fault::StallAfter(n)
+        | Fault::MalformedAfter(n)
+        | Fault::ErrorEventAfter(n) => Some(n),
         _ => None,
     };
     let trailer = frames
@@ -682,7 +838,10 @@ async fn respond_stream(conn: &mut Conn, ctx: &Ctx, p: &Plan, extra: &[(String, 
                             return Ok(Flow::Close);
                         }
                         Fault::MalformedAfter(_) => {
-                            conn.write_chunk(format!("data: {{not json{nl}{nl}", nl = sse.nl).as_bytes()).await?;
+                            conn.write_chunk(
+                                format!("data: {{not json{nl}{nl}", nl = sse.nl).as_bytes(),
+                            )
+                            .await?;
                         }
                         Fault::ErrorEventAfter(_) => {
                             conn.write_chunk(error_event(ctx, &sse).as_bytes()).await?;
@@ -737,7 +896,8 @@ mod tests {
 
     #[test]
     fn behavior_json() {
-        let b: Behavior = serde_json::from_str(r#"{"fault":{"drop_after":2},"status":429}"#).unwrap();
+        let b: Behavior =
+            serde_json::from_str(r#"{"fault":{"drop_after":2},"status":429}"#).unwrap();
         assert_eq!(b.fault, Fault::DropAfter(2));
         assert_eq!(b.status, 429);
         let b: Behavior = serde_json::from_str(r#"{"fault":"split_utf8"}"#).unwrap();
@@ -752,7 +912,11 @@ mod tests {
 
     #[test]
     fn override_merge() {
-        let base = Behavior { chunks: 3, text: Some("x".into()), ..Default::default() };
+        let base = Behavior {
+            chunks: 3,
+            text: Some("x".into()),
+            ..Default::default()
+        };
         let m = json!({"chunks": 1, "servers": {"a": {"status": 503}, "b": {"status": 500}}});
         let a = base.with_override(&m, "a").unwrap();
         assert_eq!((a.chunks, a.status, a.text.as_deref()), (1, 503, Some("x")));

@@ -102,7 +102,11 @@ unsafe fn str_arg<'a>(ptr: *const c_char, len: usize) -> Result<&'a str, llmux_r
 /// Hands a string to the host as a NUL-terminated heap copy (interior NULs
 /// cannot occur in our JSON; any would be replaced).
 fn to_c_string(s: String) -> *mut c_char {
-    let s = if s.contains('\0') { s.replace('\0', "\u{FFFD}") } else { s };
+    let s = if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    };
     match std::ffi::CString::new(s) {
         Ok(c) => c.into_raw(),
         Err(_) => std::ptr::null_mut(),
@@ -198,7 +202,11 @@ pub unsafe extern "C" fn llmux_engine_new_from_file(
             Ok(p) => p,
             Err(_) => return llmux_result::ErrInvalidUtf8,
         };
-        engine_new(|| Engine::from_file(std::path::Path::new(p)), engine_out, error_out)
+        engine_new(
+            || Engine::from_file(std::path::Path::new(p)),
+            engine_out,
+            error_out,
+        )
     })
 }
 
@@ -242,7 +250,9 @@ pub unsafe extern "C" fn llmux_submit(
     error_out: *mut *mut c_char,
 ) -> llmux_result {
     guard(|| {
-        let Some(engine) = engine_ref(engine) else { return llmux_result::ErrNullArgument };
+        let Some(engine) = engine_ref(engine) else {
+            return llmux_result::ErrNullArgument;
+        };
         if request_id_out.is_null() {
             return llmux_result::ErrNullArgument;
         }
@@ -250,7 +260,10 @@ pub unsafe extern "C" fn llmux_submit(
             0 => Protocol::OpenAi,
             1 => Protocol::Anthropic,
             other => {
-                set_error(error_out, format!("unknown protocol {other} (0 = OpenAI, 1 = Anthropic)"));
+                set_error(
+                    error_out,
+                    format!("unknown protocol {other} (0 = OpenAI, 1 = Anthropic)"),
+                );
                 return llmux_result::ErrInvalidArgument;
             }
         };
@@ -291,9 +304,14 @@ pub unsafe extern "C" fn llmux_submit(
 /// one terminal event either way). Returns `LLMUX_ERR_UNKNOWN_REQUEST` when
 /// the id is unknown or the request already ended. Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn llmux_cancel(engine: *const llmux_engine, request_id: u64) -> llmux_result {
+pub unsafe extern "C" fn llmux_cancel(
+    engine: *const llmux_engine,
+    request_id: u64,
+) -> llmux_result {
     guard(|| {
-        let Some(engine) = engine_ref(engine) else { return llmux_result::ErrNullArgument };
+        let Some(engine) = engine_ref(engine) else {
+            return llmux_result::ErrNullArgument;
+        };
         if engine.cancel(request_id) {
             llmux_result::Ok
         } else {
@@ -320,14 +338,24 @@ pub unsafe extern "C" fn llmux_poll(
     count_out: *mut usize,
 ) -> llmux_result {
     guard(|| {
-        let Some(engine) = engine_ref(engine) else { return llmux_result::ErrNullArgument };
+        let Some(engine) = engine_ref(engine) else {
+            return llmux_result::ErrNullArgument;
+        };
         if count_out.is_null() || (events.is_null() && capacity > 0) {
             return llmux_result::ErrNullArgument;
         }
-        let timeout = if timeout_ms < 0 { None } else { Some(Duration::from_millis(timeout_ms as u64)) };
+        let timeout = if timeout_ms < 0 {
+            None
+        } else {
+            Some(Duration::from_millis(timeout_ms as u64))
+        };
         let mut n = 0usize;
         engine.poll(capacity, timeout, |ev: Event| {
-            let Event { request_id, kind, data } = ev;
+            let Event {
+                request_id,
+                kind,
+                data,
+            } = ev;
             let data_len = data.len();
             // SAFETY: n < capacity (poll yields at most `capacity` events)
             // and `events` points to `capacity` writable slots.
@@ -377,7 +405,9 @@ pub unsafe extern "C" fn llmux_events_free(events: *mut llmux_event, count: usiz
 #[no_mangle]
 pub unsafe extern "C" fn llmux_wakeup(engine: *const llmux_engine) -> llmux_result {
     guard(|| {
-        let Some(engine) = engine_ref(engine) else { return llmux_result::ErrNullArgument };
+        let Some(engine) = engine_ref(engine) else {
+            return llmux_result::ErrNullArgument;
+        };
         engine.wakeup();
         llmux_result::Ok
     })
@@ -388,9 +418,14 @@ pub unsafe extern "C" fn llmux_wakeup(engine: *const llmux_engine) -> llmux_resu
 /// event loop; when it is readable call `llmux_poll` with timeout 0. Do not
 /// read from, write to or close it; it lives as long as the engine.
 #[no_mangle]
-pub unsafe extern "C" fn llmux_engine_fd(engine: *const llmux_engine, fd_out: *mut c_int) -> llmux_result {
+pub unsafe extern "C" fn llmux_engine_fd(
+    engine: *const llmux_engine,
+    fd_out: *mut c_int,
+) -> llmux_result {
     guard(|| {
-        let Some(engine) = engine_ref(engine) else { return llmux_result::ErrNullArgument };
+        let Some(engine) = engine_ref(engine) else {
+            return llmux_result::ErrNullArgument;
+        };
         if fd_out.is_null() {
             return llmux_result::ErrNullArgument;
         }
@@ -409,9 +444,14 @@ pub unsafe extern "C" fn llmux_engine_fd(engine: *const llmux_engine, fd_out: *m
 /// throughput EWMAs, error rate, in-flight count, counters, circuit state,
 /// rate-limit time left, price. Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn llmux_stats(engine: *const llmux_engine, json_out: *mut *mut c_char) -> llmux_result {
+pub unsafe extern "C" fn llmux_stats(
+    engine: *const llmux_engine,
+    json_out: *mut *mut c_char,
+) -> llmux_result {
     guard(|| {
-        let Some(engine) = engine_ref(engine) else { return llmux_result::ErrNullArgument };
+        let Some(engine) = engine_ref(engine) else {
+            return llmux_result::ErrNullArgument;
+        };
         if json_out.is_null() {
             return llmux_result::ErrNullArgument;
         }

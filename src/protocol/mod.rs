@@ -110,21 +110,33 @@ pub fn convert_response(
     match (upstream, caller) {
         (Protocol::OpenAi, Protocol::OpenAi) => {
             let usage = openai::check_response(&value)?;
-            Ok(Converted { body: String::from_utf8_lossy(body).into_owned(), usage })
+            Ok(Converted {
+                body: String::from_utf8_lossy(body).into_owned(),
+                usage,
+            })
         }
         (Protocol::Anthropic, Protocol::Anthropic) => {
             let usage = anthropic::check_response(&value)?;
-            Ok(Converted { body: String::from_utf8_lossy(body).into_owned(), usage })
+            Ok(Converted {
+                body: String::from_utf8_lossy(body).into_owned(),
+                usage,
+            })
         }
         (Protocol::Anthropic, Protocol::OpenAi) => {
             let usage = anthropic::check_response(&value)?;
             let out = translate::anthropic_response_to_openai(&value)?;
-            Ok(Converted { body: out.to_string(), usage })
+            Ok(Converted {
+                body: out.to_string(),
+                usage,
+            })
         }
         (Protocol::OpenAi, Protocol::Anthropic) => {
             let usage = openai::check_response(&value)?;
             let out = translate::openai_response_to_anthropic(&value)?;
-            Ok(Converted { body: out.to_string(), usage })
+            Ok(Converted {
+                body: out.to_string(),
+                usage,
+            })
         }
     }
 }
@@ -173,13 +185,21 @@ pub fn upstream_request(
         (Protocol::OpenAi, Protocol::Anthropic) => {
             match translate::openai_request_to_anthropic(body)? {
                 Value::Object(m) => m,
-                _ => return Err(PayloadError::Malformed("translation produced a non-object".into())),
+                _ => {
+                    return Err(PayloadError::Malformed(
+                        "translation produced a non-object".into(),
+                    ))
+                }
             }
         }
         (Protocol::Anthropic, Protocol::OpenAi) => {
             match translate::anthropic_request_to_openai(body)? {
                 Value::Object(m) => m,
-                _ => return Err(PayloadError::Malformed("translation produced a non-object".into())),
+                _ => {
+                    return Err(PayloadError::Malformed(
+                        "translation produced a non-object".into(),
+                    ))
+                }
             }
         }
     };

@@ -1,7 +1,7 @@
 //! OpenAI Chat Completions: usage, response checks, error bodies, and the
 //! pass-through stream adapter (OpenAI upstream, OpenAI caller).
 
-use super::{PayloadError, StreamAdapter, StreamContext, StreamStep, SseEvent, Usage};
+use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 use serde_json::{json, Value};
 
 /// Reads an OpenAI `usage` object.
@@ -24,7 +24,11 @@ pub fn parse_usage(v: &Value) -> Option<Usage> {
 pub fn error_message(v: &Value) -> Option<String> {
     match v.get("error")? {
         Value::String(s) => Some(s.clone()),
-        e => e.get("message").and_then(Value::as_str).map(str::to_owned).or_else(|| Some(e.to_string())),
+        e => e
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| Some(e.to_string())),
     }
 }
 
@@ -39,7 +43,9 @@ pub fn check_response(v: &Value) -> Result<Option<Usage>, PayloadError> {
         .ok_or_else(|| PayloadError::Malformed("response has no `choices` array".into()))?;
     for c in choices {
         if c.get("finish_reason").and_then(Value::as_str) == Some("error") {
-            return Err(PayloadError::Upstream("choice finished with reason `error`".into()));
+            return Err(PayloadError::Upstream(
+                "choice finished with reason `error`".into(),
+            ));
         }
     }
     Ok(v.get("usage").and_then(parse_usage))
@@ -47,7 +53,11 @@ pub fn check_response(v: &Value) -> Result<Option<Usage>, PayloadError> {
 
 /// An OpenAI-shaped error body.
 pub fn error_body(status: u16, kind: &str, message: &str) -> Value {
-    let code = if status > 0 { Value::from(status) } else { Value::Null };
+    let code = if status > 0 {
+        Value::from(status)
+    } else {
+        Value::Null
+    };
     json!({ "error": { "message": message, "type": kind, "param": null, "code": code } })
 }
 
@@ -57,7 +67,9 @@ fn chunk_has_content(choices: &[Value], finish_seen: &mut bool) -> Result<bool, 
     for c in choices {
         if let Some(reason) = c.get("finish_reason").and_then(Value::as_str) {
             if reason == "error" {
-                return Err(PayloadError::Upstream("stream finished with reason `error`".into()));
+                return Err(PayloadError::Upstream(
+                    "stream finished with reason `error`".into(),
+                ));
             }
             *finish_seen = true;
             content = true;
@@ -90,7 +102,11 @@ pub struct Passthrough {
 
 impl Passthrough {
     pub fn new(ctx: StreamContext) -> Self {
-        Passthrough { ctx, usage: None, finish_seen: false }
+        Passthrough {
+            ctx,
+            usage: None,
+            finish_seen: false,
+        }
     }
 }
 
@@ -102,7 +118,10 @@ impl StreamAdapter for Passthrough {
                     "stream sent [DONE] without a finish_reason".into(),
                 ));
             }
-            return Ok(StreamStep { finished: true, ..Default::default() });
+            return Ok(StreamStep {
+                finished: true,
+                ..Default::default()
+            });
         }
         let v: Value = serde_json::from_str(&ev.data)
             .map_err(|e| PayloadError::Malformed(format!("stream event is not JSON: {e}")))?;
@@ -115,12 +134,24 @@ impl StreamAdapter for Passthrough {
         let choices = match v.get("choices") {
             Some(Value::Array(a)) => a.as_slice(),
             None | Some(Value::Null) => &[],
-            Some(_) => return Err(PayloadError::Malformed("chunk `choices` is not an array".into())),
+            Some(_) => {
+                return Err(PayloadError::Malformed(
+                    "chunk `choices` is not an array".into(),
+                ))
+            }
         };
         let content = chunk_has_content(choices, &mut self.finish_seen)?;
         let forward = !choices.is_empty() || self.ctx.include_usage;
-        let out = if forward { vec![ev.data.clone()] } else { Vec::new() };
-        Ok(StreamStep { out, content, finished: false })
+        let out = if forward {
+            vec![ev.data.clone()]
+        } else {
+            Vec::new()
+        };
+        Ok(StreamStep {
+            out,
+            content,
+            finished: false,
+        })
     }
 
     fn usage(&self) -> Option<Usage> {
@@ -133,21 +164,35 @@ mod tests {
     use super::*;
 
     fn ctx(include_usage: bool) -> StreamContext {
-        StreamContext { model: "m".into(), include_usage, created: 1, id: "x".into() }
+        StreamContext {
+            model: "m".into(),
+            include_usage,
+            created: 1,
+            id: "x".into(),
+        }
     }
     fn data(s: &str) -> SseEvent {
-        SseEvent { event: String::new(), data: s.into() }
+        SseEvent {
+            event: String::new(),
+            data: s.into(),
+        }
     }
 
     #[test]
     fn role_chunk_is_not_content_text_is() {
         let mut p = Passthrough::new(ctx(false));
         let s = p
-            .on_event(&data(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#))
+            .on_event(&data(
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            ))
             .unwrap();
         assert!(!s.content);
         assert_eq!(s.out.len(), 1);
-        let s = p.on_event(&data(r#"{"choices":[{"index":0,"delta":{"content":"hi"}}]}"#)).unwrap();
+        let s = p
+            .on_event(&data(
+                r#"{"choices":[{"index":0,"delta":{"content":"hi"}}]}"#,
+            ))
+            .unwrap();
         assert!(s.content);
     }
 
@@ -156,7 +201,9 @@ mod tests {
         let mut p = Passthrough::new(ctx(false));
         assert!(p.on_event(&data("[DONE]")).is_err());
         let s = p
-            .on_event(&data(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#))
+            .on_event(&data(
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            ))
             .unwrap();
         assert!(s.content);
         let s = p
@@ -165,18 +212,30 @@ mod tests {
             ))
             .unwrap();
         assert!(s.out.is_empty());
-        assert_eq!(p.usage(), Some(Usage { prompt_tokens: 3, completion_tokens: 4, cached_tokens: 1 }));
+        assert_eq!(
+            p.usage(),
+            Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4,
+                cached_tokens: 1
+            })
+        );
         assert!(p.on_event(&data("[DONE]")).unwrap().finished);
 
         let mut p = Passthrough::new(ctx(true));
-        let s = p.on_event(&data(r#"{"choices":[],"usage":{"prompt_tokens":3}}"#)).unwrap();
+        let s = p
+            .on_event(&data(r#"{"choices":[],"usage":{"prompt_tokens":3}}"#))
+            .unwrap();
         assert_eq!(s.out.len(), 1);
     }
 
     #[test]
     fn errors_and_garbage() {
         let mut p = Passthrough::new(ctx(false));
-        assert!(matches!(p.on_event(&data("{not json")), Err(PayloadError::Malformed(_))));
+        assert!(matches!(
+            p.on_event(&data("{not json")),
+            Err(PayloadError::Malformed(_))
+        ));
         assert!(matches!(
             p.on_event(&data(r#"{"error":{"message":"boom"}}"#)),
             Err(PayloadError::Upstream(m)) if m == "boom"

@@ -109,7 +109,10 @@ impl Decoder {
                 if data.ends_with('\n') {
                     data.pop();
                 }
-                out.push(SseEvent { event: std::mem::take(&mut self.event), data });
+                out.push(SseEvent {
+                    event: std::mem::take(&mut self.event),
+                    data,
+                });
             } else {
                 self.event.clear();
             }
@@ -160,7 +163,10 @@ mod tests {
     }
 
     fn ev(event: &str, data: &str) -> SseEvent {
-        SseEvent { event: event.into(), data: data.into() }
+        SseEvent {
+            event: event.into(),
+            data: data.into(),
+        }
     }
 
     #[test]
@@ -205,7 +211,10 @@ mod tests {
     #[test]
     fn field_without_colon_and_only_one_space_dropped() {
         let s = "data\n\ndata:  two\n\n";
-        assert_eq!(decode_in_pieces(s.as_bytes(), 100), vec![ev("", ""), ev("", " two")]);
+        assert_eq!(
+            decode_in_pieces(s.as_bytes(), 100),
+            vec![ev("", ""), ev("", " two")]
+        );
     }
 
     #[test]

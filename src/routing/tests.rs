@@ -21,8 +21,15 @@ fn all(n: usize) -> Vec<usize> {
 #[test]
 fn latency_lowest_first() {
     let now = Instant::now();
-    let views = [v(Some(300.0), 1.0), v(Some(100.0), 5.0), v(Some(200.0), 0.5)];
-    assert_eq!(plan(&all(3), &views, Policy::Latency, now, None), vec![1, 2, 0]);
+    let views = [
+        v(Some(300.0), 1.0),
+        v(Some(100.0), 5.0),
+        v(Some(200.0), 0.5),
+    ];
+    assert_eq!(
+        plan(&all(3), &views, Policy::Latency, now, None),
+        vec![1, 2, 0]
+    );
 }
 
 #[test]
@@ -32,14 +39,24 @@ fn latency_unmeasured_uses_prior() {
     a.prior_ms = 50.0;
     let views = [v(Some(100.0), 1.0), a, v(None, 1.0)];
     // 1 has prior 50 < 100; 2 has prior 1000.
-    assert_eq!(plan(&all(3), &views, Policy::Latency, now, None), vec![1, 0, 2]);
+    assert_eq!(
+        plan(&all(3), &views, Policy::Latency, now, None),
+        vec![1, 0, 2]
+    );
 }
 
 #[test]
 fn latency_tie_broken_by_price_then_config_order() {
     let now = Instant::now();
-    let views = [v(Some(100.0), 3.0), v(Some(100.0), 1.0), v(Some(100.0), 1.0)];
-    assert_eq!(plan(&all(3), &views, Policy::Latency, now, None), vec![1, 2, 0]);
+    let views = [
+        v(Some(100.0), 3.0),
+        v(Some(100.0), 1.0),
+        v(Some(100.0), 1.0),
+    ];
+    assert_eq!(
+        plan(&all(3), &views, Policy::Latency, now, None),
+        vec![1, 2, 0]
+    );
 }
 
 #[test]
@@ -48,14 +65,25 @@ fn latency_accounts_for_in_flight_load() {
     let mut busy = v(Some(100.0), 1.0);
     busy.in_flight = 3; // cost 400
     let views = [busy, v(Some(250.0), 1.0)];
-    assert_eq!(plan(&all(2), &views, Policy::Latency, now, None), vec![1, 0]);
+    assert_eq!(
+        plan(&all(2), &views, Policy::Latency, now, None),
+        vec![1, 0]
+    );
 }
 
 #[test]
 fn price_lowest_first_latency_breaks_ties() {
     let now = Instant::now();
-    let views = [v(Some(100.0), 2.0), v(Some(300.0), 1.0), v(Some(200.0), 1.0), v(Some(50.0), 9.0)];
-    assert_eq!(plan(&all(4), &views, Policy::Price, now, None), vec![2, 1, 0, 3]);
+    let views = [
+        v(Some(100.0), 2.0),
+        v(Some(300.0), 1.0),
+        v(Some(200.0), 1.0),
+        v(Some(50.0), 9.0),
+    ];
+    assert_eq!(
+        plan(&all(4), &views, Policy::Price, now, None),
+        vec![2, 1, 0, 3]
+    );
 }
 
 #[test]
@@ -77,14 +105,20 @@ fn throughput_highest_first_unmeasured_last_ties_by_latency() {
     let mut d = v(Some(50.0), 1.0);
     d.throughput = Some(50.0); // ties with a, lower latency
     let views = [a, b, c, d];
-    assert_eq!(plan(&all(4), &views, Policy::Throughput, now, None), vec![1, 3, 0, 2]);
+    assert_eq!(
+        plan(&all(4), &views, Policy::Throughput, now, None),
+        vec![1, 3, 0, 2]
+    );
 }
 
 #[test]
 fn order_keeps_given_order_regardless_of_metrics() {
     let now = Instant::now();
     let views = [v(Some(10.0), 0.0), v(Some(900.0), 9.0), v(Some(500.0), 5.0)];
-    assert_eq!(plan(&[1, 2, 0], &views, Policy::Order, now, None), vec![1, 2, 0]);
+    assert_eq!(
+        plan(&[1, 2, 0], &views, Policy::Order, now, None),
+        vec![1, 2, 0]
+    );
     assert_eq!(plan(&[2], &views, Policy::Order, now, None), vec![2]);
 }
 
@@ -97,7 +131,10 @@ fn unavailable_moves_to_back_in_every_policy() {
     for p in [Policy::Latency, Policy::Price, Policy::Throughput] {
         assert_eq!(plan(&all(3), &views, p, now, None)[2], 0, "{p:?}");
     }
-    assert_eq!(plan(&[0, 2, 1], &views, Policy::Order, now, None), vec![2, 1, 0]);
+    assert_eq!(
+        plan(&[0, 2, 1], &views, Policy::Order, now, None),
+        vec![2, 1, 0]
+    );
 }
 
 #[test]
@@ -106,7 +143,10 @@ fn expired_block_is_available_again() {
     let mut a = v(Some(10.0), 1.0);
     a.blocked_until = Some(now);
     let views = [a, v(Some(100.0), 1.0)];
-    assert_eq!(plan(&all(2), &views, Policy::Latency, now, None), vec![0, 1]);
+    assert_eq!(
+        plan(&all(2), &views, Policy::Latency, now, None),
+        vec![0, 1]
+    );
 }
 
 #[test]
@@ -115,7 +155,10 @@ fn probing_half_open_is_unavailable() {
     let mut a = v(Some(10.0), 1.0);
     a.probing = true;
     let views = [a, v(Some(100.0), 1.0)];
-    assert_eq!(plan(&all(2), &views, Policy::Latency, now, None), vec![1, 0]);
+    assert_eq!(
+        plan(&all(2), &views, Policy::Latency, now, None),
+        vec![1, 0]
+    );
 }
 
 #[test]
@@ -126,7 +169,10 @@ fn all_unavailable_are_still_listed() {
     let mut b = v(Some(5.0), 1.0);
     b.blocked_until = Some(now + Duration::from_secs(1));
     let views = [a, b];
-    assert_eq!(plan(&all(2), &views, Policy::Latency, now, None), vec![1, 0]);
+    assert_eq!(
+        plan(&all(2), &views, Policy::Latency, now, None),
+        vec![1, 0]
+    );
 }
 
 #[test]
@@ -140,10 +186,22 @@ fn exploration_promotes_stalest_available_only_under_ratio() {
     c.last_sample = Some(now - Duration::from_secs(60));
     c.blocked_until = Some(now + Duration::from_secs(1));
     let views = [a, b, c];
-    let hit = Some(Explore { draw: 0.01, ratio: 0.02 });
-    let miss = Some(Explore { draw: 0.5, ratio: 0.02 });
-    assert_eq!(plan(&all(3), &views, Policy::Latency, now, hit), vec![1, 0, 2]);
-    assert_eq!(plan(&all(3), &views, Policy::Latency, now, miss), vec![0, 1, 2]);
+    let hit = Some(Explore {
+        draw: 0.01,
+        ratio: 0.02,
+    });
+    let miss = Some(Explore {
+        draw: 0.5,
+        ratio: 0.02,
+    });
+    assert_eq!(
+        plan(&all(3), &views, Policy::Latency, now, hit),
+        vec![1, 0, 2]
+    );
+    assert_eq!(
+        plan(&all(3), &views, Policy::Latency, now, miss),
+        vec![0, 1, 2]
+    );
     // Never explores under explicit policies.
     assert_eq!(plan(&all(3), &views, Policy::Price, now, hit)[0], 0);
     assert_eq!(plan(&[0, 1], &views, Policy::Order, now, hit), vec![0, 1]);
@@ -155,7 +213,10 @@ fn exploration_prefers_never_measured() {
     let mut a = v(Some(10.0), 1.0);
     a.last_sample = Some(now);
     let views = [a, v(None, 1.0)];
-    let hit = Some(Explore { draw: 0.0, ratio: 0.1 });
+    let hit = Some(Explore {
+        draw: 0.0,
+        ratio: 0.1,
+    });
     assert_eq!(plan(&all(2), &views, Policy::Latency, now, hit), vec![1, 0]);
 }
 

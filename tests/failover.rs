@@ -1,0 +1,350 @@
+//! Failover triggers, requests returned at once, Retry-After, timeouts, the
+//! no-failover-after-first-chunk rule, the circuit breaker and cancellation,
+//! against real HTTP servers on 127.0.0.1.
+
+mod common;
+
+use common::*;
+use llmux::Protocol;
+use llmux_fleet::Behavior;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// `a` (preferred by prior) misbehaves as told; `b` is healthy.
+fn pair(a_behavior: Value) -> (Upstream, Upstream) {
+    let mut a = upstream("a", behavior(a_behavior));
+    a.expected_ms = Some(1.0);
+    let mut b = upstream("b", Behavior::default());
+    b.expected_ms = Some(100.0);
+    (a, b)
+}
+
+fn fast_timeouts() -> Value {
+    json!({"timeouts": {"first_token_ms": 400, "idle_ms": 300, "total_ms": 5000}})
+}
+
+#[test]
+fn failover_statuses_move_to_the_next_endpoint() {
+    for status in [401, 403, 404, 408, 409, 425, 429, 500, 502, 503, 504, 529] {
+        for stream in [true, false] {
+            let (a, b) = pair(json!({"status": status}));
+            let e = engine(&[&a, &b], json!({}));
+            let out = run(&e, &chat("test/model", stream));
+            assert!(
+                out.ok(),
+                "status {status} stream {stream}: {:?}",
+                out.terminal
+            );
+            assert_eq!(
+                out.attempts(),
+                vec![
+                    ("a/default".into(), "http_error".into()),
+                    ("b/default".into(), "success".into())
+                ],
+                "status {status}"
+            );
+            assert_eq!(out.routing()["attempts"][0]["status"], status);
+            assert_eq!((a.server.request_count(), b.server.request_count()), (1, 1));
+        }
+    }
+}
+
+#[test]
+fn request_errors_are_returned_at_once() {
+    for status in [400, 413, 422] {
+        let (a, b) = pair(json!({"status": status}));
+        let e = engine(&[&a, &b], json!({}));
+        let out = run(&e, &chat("test/model", true));
+        assert!(!out.ok());
+        assert_eq!(out.terminal["status"], status);
+        assert_eq!(out.error_type(), "invalid_request_error");
+        assert_eq!(b.server.request_count(), 0, "no failover on {status}");
+        // The upstream's message reaches the caller.
+        let msg = out.terminal["error"]["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(&status.to_string()), "{msg}");
+    }
+}
+
+#[test]
+fn failover_status_list_is_configurable() {
+    let (a, b) = pair(json!({"status": 503}));
+    let e = engine(&[&a, &b], json!({"failover": {"statuses": [500]}}));
+    let out = run(&e, &chat("test/model", true));
+    assert!(!out.ok());
+    assert_eq!(b.server.request_count(), 0);
+}
+
+#[test]
+fn connection_refused_fails_over() {
+    let (a, b) = pair(json!({}));
+    let e = {
+        // Point `a` at a port nobody listens on.
+        let cfg = config(&[&a, &b], fast_timeouts());
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = dead.local_addr().unwrap().port();
+        drop(dead);
+        let cfg = cfg.replace(&a.server.base_url(), &format!("http://127.0.0.1:{port}"));
+        llmux::Engine::from_json(&cfg).unwrap()
+    };
+    for stream in [true, false] {
+        let out = run(&e, &chat("test/model", stream));
+        assert!(out.ok());
+        assert_eq!(out.routing()["attempts"][0]["outcome"], "connect_error");
+    }
+}
+
+#[test]
+fn reset_before_headers_fails_over() {
+    let (a, b) = pair(json!({"fault": "reset_before_headers"}));
+    let e = engine(&[&a, &b], fast_timeouts());
+    let out = run(&e, &chat("test/model", true));
+    assert!(out.ok());
+    assert_eq!(out.attempts()[0].1, "transport_error");
+    assert_eq!(out.served(), Some("b/default"));
+}
+
+#[test]
+fn first_token_timeout_fails_over_within_the_timeout() {
+    for stream in [true, false] {
+        let (a, b) = pair(json!({"first_token_delay_ms": 3000}));
+        let e = engine(&[&a, &b], fast_timeouts());
+        let out = run(&e, &chat("test/model", stream));
+        assert!(out.ok(), "{:?}", out.terminal);
+        assert_eq!(out.attempts()[0].1, "first_token_timeout");
+        assert!(
+            out.elapsed < Duration::from_millis(2000),
+            "{:?}",
+            out.elapsed
+        );
+    }
+}
+
+#[test]
+fn headers_that_never_finish_time_out_and_fail_over() {
+    let (a, b) = pair(json!({"fault": "headers_never_finish"}));
+    let e = engine(&[&a, &b], fast_timeouts());
+    let out = run(&e, &chat("test/model", true));
+    assert!(out.ok());
+    assert_eq!(out.attempts()[0].1, "first_token_timeout");
+}
+
+#[test]
+fn per_request_and_per_provider_timeouts_apply() {
+    // Provider-level: a's first-token timeout is 150 ms.
+    let (mut a, b) = pair(json!({"first_token_delay_ms": 1000}));
+    a.provider_extra = json!({"timeouts": {"first_token_ms": 150}});
+    let e = engine(&[&a, &b], json!({}));
+    let out = run(&e, &chat("test/model", true));
+    assert!(out.ok());
+    assert_eq!(out.attempts()[0].1, "first_token_timeout");
+    assert!(out.elapsed < Duration::from_millis(900));
+    // Request-level total timeout beats everything: one slow endpoint, 200 ms budget.
+    let slow = upstream("s", behavior(json!({"first_token_delay_ms": 2000})));
+    let e = engine(&[&slow], json!({}));
+    let mut body = chat("test/model", true);
+    body["provider"] = json!({"timeouts": {"total_ms": 200}});
+    let out = run(&e, &body);
+    assert!(!out.ok());
+    assert_eq!(out.error_type(), "timeout");
+    assert!(out.elapsed < Duration::from_millis(1500));
+}
+
+#[test]
+fn failure_before_the_first_chunk_fails_over() {
+    for fault in [
+        json!({"drop_after": 0}),
+        json!("error_body200"),
+        json!({"malformed_after": 0}),
+    ] {
+        let (a, b) = pair(json!({"fault": fault, "chunks": 3}));
+        let e = engine(&[&a, &b], fast_timeouts());
+        let out = run(&e, &chat("test/model", true));
+        assert!(out.ok(), "{fault}: {:?}", out.terminal);
+        assert_eq!(out.served(), Some("b/default"), "{fault}");
+        // Only b's content reached the host.
+        assert_eq!(out.text(), "Hello from b.", "{fault}");
+    }
+}
+
+#[test]
+fn after_the_first_chunk_nothing_fails_over() {
+    let cases = [
+        (json!({"drop_after": 2}), "transport_error"),
+        (json!({"stall_after": 2}), "idle_timeout"),
+        (json!({"malformed_after": 2}), "malformed_response"),
+        (json!({"error_event_after": 2}), "upstream_error"),
+    ];
+    for (fault, outcome) in cases {
+        let (a, b) = pair(json!({"fault": fault, "chunks": 5}));
+        let e = engine(&[&a, &b], fast_timeouts());
+        let out = run(&e, &chat("test/model", true));
+        assert!(!out.ok(), "{fault} must end in an error");
+        assert_eq!(
+            out.attempts(),
+            vec![("a/default".into(), outcome.into())],
+            "{fault}"
+        );
+        assert!(
+            !out.text().is_empty(),
+            "chunks before the break were delivered"
+        );
+        assert_eq!(b.server.request_count(), 0, "{fault}");
+        assert!(out.elapsed < Duration::from_secs(3));
+    }
+}
+
+#[test]
+fn a_stream_without_its_finish_marker_is_an_error_never_done() {
+    for fault in ["no_finish", "no_done"] {
+        let a = upstream("a", behavior(json!({"fault": fault})));
+        let e = engine(&[&a], fast_timeouts());
+        let out = run(&e, &chat("test/model", true));
+        assert!(!out.ok(), "{fault}");
+        let outcome = &out.attempts()[0].1;
+        assert!(outcome == "truncated_stream", "{fault}: {outcome}");
+    }
+}
+
+#[test]
+fn retry_after_skips_the_endpoint_until_then() {
+    let (a, b) = pair(json!({"status": 429, "retry_after": "2"}));
+    let e = engine(&[&a, &b], json!({}));
+    assert_eq!(
+        run(&e, &chat("test/model", true)).served(),
+        Some("b/default")
+    );
+    a.server.set_behavior(Behavior::default());
+    // a is rate limited: b serves without a being asked.
+    let out = run(&e, &chat("test/model", true));
+    assert_eq!(out.attempts(), vec![("b/default".into(), "success".into())]);
+    assert_eq!(a.server.request_count(), 1);
+    let s: Value = serde_json::from_str(&e.stats_json()).unwrap();
+    assert!(s["endpoints"][0]["rate_limited_for_ms"].as_u64().unwrap() > 1000);
+}
+
+#[test]
+fn circuit_opens_after_consecutive_failures_and_probes_later() {
+    let (a, b) = pair(json!({"status": 500}));
+    // b is measurably slower than a's prior, so a stays first while closed.
+    b.server
+        .set_behavior(behavior(json!({"first_token_delay_ms": 20})));
+    let e = engine(
+        &[&a, &b],
+        json!({"health": {"failure_threshold": 2, "base_ejection_ms": 300, "explore_ratio": 0.0}}),
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            run(&e, &chat("test/model", true)).served(),
+            Some("b/default")
+        );
+    }
+    assert_eq!(a.server.request_count(), 2);
+    let s: Value = serde_json::from_str(&e.stats_json()).unwrap();
+    assert_eq!(s["endpoints"][0]["circuit"], "open");
+    // Open: a gets nothing.
+    run(&e, &chat("test/model", true));
+    assert_eq!(a.server.request_count(), 2);
+    // After the ejection a recovered a is probed and closes again.
+    a.server.set_behavior(Behavior::default());
+    std::thread::sleep(Duration::from_millis(350));
+    let out = run(&e, &chat("test/model", true));
+    assert_eq!(out.served(), Some("a/default"));
+    let s: Value = serde_json::from_str(&e.stats_json()).unwrap();
+    assert_eq!(s["endpoints"][0]["circuit"], "closed");
+}
+
+#[test]
+fn every_endpoint_unhealthy_is_still_tried() {
+    let a = upstream("a", behavior(json!({"status": 500})));
+    let e = engine(
+        &[&a],
+        json!({"health": {"failure_threshold": 1, "base_ejection_ms": 60000}}),
+    );
+    run(&e, &chat("test/model", true));
+    a.server.set_behavior(Behavior::default());
+    let out = run(&e, &chat("test/model", true));
+    assert!(
+        out.ok(),
+        "an open circuit is tried when nothing else is left"
+    );
+}
+
+#[test]
+fn all_endpoints_failing_returns_the_last_error_with_every_attempt() {
+    let a = upstream("a", behavior(json!({"status": 500})));
+    let b = upstream("b", behavior(json!({"status": 503})));
+    let e = engine(&[&a, &b], json!({}));
+    let mut body = chat("test/model", true);
+    body["provider"] = json!({"routing": {"type": "order", "providers": ["a", "b"]}});
+    let out = run(&e, &body);
+    assert!(!out.ok());
+    assert_eq!(out.terminal["status"], 503);
+    assert_eq!(out.attempts().len(), 2);
+    assert!(out.terminal["error"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("503"));
+}
+
+#[test]
+fn cancel_ends_with_exactly_one_cancelled_event() {
+    let a = upstream("a", behavior(json!({"chunks": 50, "chunk_delay_ms": 50})));
+    let e = engine(&[&a], json!({}));
+    let id = e
+        .submit(
+            Protocol::OpenAi,
+            chat("test/model", true).to_string().as_bytes(),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(e.cancel(id));
+    assert!(!e.cancel(id), "second cancel: unknown");
+    let out = drain(&e, &[id], Duration::from_secs(5))
+        .remove(&id)
+        .unwrap();
+    assert!(!out.ok());
+    assert_eq!(out.error_type(), "cancelled");
+    assert_eq!(out.routing()["attempts"][0]["outcome"], "cancelled");
+    assert!(!e.cancel(9999));
+    assert_eq!(e.in_flight(), 0);
+}
+
+#[test]
+fn many_concurrent_requests_each_get_one_terminal() {
+    let a = upstream("a", behavior(json!({"chunks": 3, "chunk_delay_ms": 1})));
+    let b = upstream("b", behavior(json!({"status": 500})));
+    let e = engine(&[&a, &b], json!({}));
+    let ids: Vec<u64> = (0..200)
+        .map(|i| {
+            e.submit(
+                Protocol::OpenAi,
+                chat("test/model", i % 2 == 0).to_string().as_bytes(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let outs = drain(&e, &ids, Duration::from_secs(30));
+    assert_eq!(outs.len(), 200);
+    assert!(outs.values().all(|o| o.ok()));
+}
+
+#[test]
+fn freeing_the_engine_with_requests_in_flight_is_clean() {
+    let a = upstream("a", behavior(json!({"first_token_delay_ms": 5000})));
+    let e = engine(&[&a], json!({}));
+    for _ in 0..10 {
+        e.submit(
+            Protocol::OpenAi,
+            chat("test/model", true).to_string().as_bytes(),
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let t = std::time::Instant::now();
+    drop(e);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "free is prompt: {:?}",
+        t.elapsed()
+    );
+}
