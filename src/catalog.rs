@@ -253,6 +253,7 @@ impl Catalog {
         let known_providers = || {
             let mut v: Vec<&str> = cfg.providers.iter().map(|p| p.slug.as_str()).collect();
             v.sort_unstable();
+            v.dedup();
             v.join(", ")
         };
         for (i, m) in cfg.models.iter().enumerate() {

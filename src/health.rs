@@ -17,6 +17,9 @@ use crate::routing::EndpointView;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The least weight one sample has in a time-decayed average.
+const MIN_SAMPLE_WEIGHT: f64 = 0.1;
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Ewma {
     value: f64,
@@ -32,7 +35,11 @@ impl Ewma {
                     self.value = sample;
                 } else {
                     let dt = now.saturating_duration_since(at).as_secs_f64();
-                    let w = (-dt * std::f64::consts::LN_2 / half_life.as_secs_f64()).exp();
+                    // Time decay, but every sample moves the average at least
+                    // a little, so a burst of samples is not ignored.
+                    let w = (-dt * std::f64::consts::LN_2 / half_life.as_secs_f64())
+                        .exp()
+                        .min(1.0 - MIN_SAMPLE_WEIGHT);
                     self.value = self.value * w + sample * (1.0 - w);
                 }
             }

@@ -1,0 +1,166 @@
+//! Config validation: every problem is reported with its JSON path.
+
+use llmux::catalog::Catalog;
+use llmux::config::Config;
+use serde_json::json;
+
+fn errors(cfg: serde_json::Value) -> String {
+    match Catalog::from_json(&cfg.to_string()) {
+        Ok(_) => panic!("expected errors for {cfg}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn provider(slug: &str) -> serde_json::Value {
+    json!({"slug": slug, "protocol": "openai", "base_url": "http://127.0.0.1:9/v1"})
+}
+
+#[test]
+fn structural_errors_name_the_path() {
+    let m = errors(json!({"providers": [{"slug": "a", "protocol": "openai", "base_url": 5}]}));
+    assert!(m.contains("providers[0].base_url"), "{m}");
+    let m = errors(json!({"providers": [], "modles": []}));
+    assert!(m.contains("modles"), "{m}");
+    let m = errors(
+        json!({"models": [{"slug": "a/b", "endpoints": [{"provider": "a", "upstream_model": "x", "price": {"prompt": "cheap"}}]}]}),
+    );
+    assert!(m.contains("models[0].endpoints[0].price.prompt"), "{m}");
+    let e = Catalog::from_json("{\"providers\": [")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("malformed JSON") && e.contains("line 1"), "{e}");
+}
+
+#[test]
+fn semantic_errors_are_all_reported_with_paths() {
+    let m = errors(json!({
+        "providers": [
+            provider("a"),
+            {"slug": "a", "protocol": "grpc", "base_url": "ftp://x"},
+            {"slug": "b c", "protocol": "openai", "base_url": "not a url"},
+        ],
+        "models": [
+            {"slug": "nope", "endpoints": []},
+            {"slug": "v/m", "endpoints": [
+                {"provider": "zz", "upstream_model": "x"},
+                {"provider": "a", "upstream_model": "x", "price": {"prompt": -1}},
+                {"provider": "a", "upstream_model": ""},
+            ]},
+            {"slug": "v/m", "endpoints": [{"provider": "a", "upstream_model": "x"}]},
+        ],
+        "timeouts": {"first_token_ms": 0},
+        "failover": {"statuses": [42]},
+    }));
+    for needle in [
+        "providers[1].slug: duplicate provider slug",
+        "providers[1].protocol: unknown protocol \"grpc\"",
+        "providers[1].base_url",
+        "providers[2].slug",
+        "providers[2].base_url",
+        "models[0].slug",
+        "models[0].endpoints: a model needs at least one endpoint",
+        "models[1].endpoints[0].provider: unknown provider \"zz\" (known: a, b c)",
+        "models[1].endpoints[1].price.prompt",
+        "models[1].endpoints[2].name: duplicate endpoint id \"a/default\"",
+        "models[1].endpoints[2].upstream_model: must not be empty",
+        "models[2].slug: duplicate model slug",
+        "timeouts.first_token_ms",
+        "failover.statuses[0]",
+    ] {
+        assert!(m.contains(needle), "missing {needle:?} in {m}");
+    }
+}
+
+#[test]
+fn a_missing_key_variable_is_an_error_at_load_and_never_leaks_a_key() {
+    let mut p = provider("a");
+    p["api_key_env"] = json!("LLMUX_TEST_SURELY_UNSET_VAR");
+    let m = errors(json!({"providers": [p]}));
+    assert!(
+        m.contains(
+            "providers[0].api_key_env: environment variable LLMUX_TEST_SURELY_UNSET_VAR is not set"
+        ),
+        "{m}"
+    );
+
+    // Read from the environment (injected here) and never shown.
+    let mut p = provider("a");
+    p["api_key_env"] = json!("KEY_VAR");
+    let cfg: Config = serde_json::from_value(json!({"providers": [p]})).unwrap();
+    let cat = Catalog::from_config_with_env(cfg, &|v| {
+        (v == "KEY_VAR").then(|| "sk-secret-123".to_owned())
+    })
+    .unwrap();
+    assert_eq!(
+        cat.providers[0].key.as_ref().unwrap().expose(),
+        "sk-secret-123"
+    );
+    assert!(!format!("{cat:?}").contains("sk-secret-123"));
+
+    let mut p = provider("a");
+    p["api_key"] = json!("sk-bad\nkey");
+    let m = errors(json!({"providers": [p]}));
+    assert!(
+        m.contains("providers[0].api_key") && !m.contains("sk-bad"),
+        "{m}"
+    );
+}
+
+#[test]
+fn headers_and_anthropic_options_are_checked() {
+    let mut p = provider("a");
+    p["headers"] = json!({"bad header": "x"});
+    p["anthropic_version"] = json!("2023-06-01");
+    let m = errors(json!({"providers": [p]}));
+    assert!(m.contains("providers[0].headers.bad header"), "{m}");
+    assert!(
+        m.contains("providers[0].anthropic_version: only valid for protocol"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_full_config_resolves() {
+    let cat = Catalog::from_json(
+        &json!({
+            "providers": [
+                {"slug": "oa", "protocol": "openai", "base_url": "https://api.example.com/v1/", "api_key": "k",
+                 "headers": {"x-a": "1"}, "timeouts": {"connect_ms": 100}},
+                {"slug": "an", "protocol": "anthropic", "base_url": "https://api.example.org", "anthropic_beta": "b1"},
+            ],
+            "models": [{"slug": "vendor/m", "context_window": 8000, "endpoints": [
+                {"provider": "oa", "name": "fast", "upstream_model": "m-1", "price": {"prompt": 1, "completion": 2}},
+                {"provider": "an", "upstream_model": "m-2", "context_window": 4000, "expected_first_token_ms": 300},
+            ]}],
+            "timeouts": {"total_ms": 1000},
+            "health": {"failure_threshold": 5},
+            "worker_threads": 1,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    assert_eq!(cat.endpoints[0].id, "oa/fast");
+    assert_eq!(cat.endpoints[1].id, "an/default");
+    assert_eq!(cat.endpoints[0].context_window, Some(8000));
+    assert_eq!(cat.endpoints[1].context_window, Some(4000));
+    assert_eq!(
+        cat.providers[0].url(),
+        "https://api.example.com/v1/chat/completions"
+    );
+    assert_eq!(
+        cat.providers[1].url(),
+        "https://api.example.org/v1/messages"
+    );
+    assert!(cat.providers[1]
+        .headers
+        .iter()
+        .any(|(n, v)| n == "anthropic-version" && v == "2023-06-01"));
+    assert!(cat.providers[1]
+        .headers
+        .iter()
+        .any(|(n, v)| n == "anthropic-beta" && v == "b1"));
+    assert!(
+        cat.fails_over(529) && cat.fails_over(401) && !cat.fails_over(400) && !cat.fails_over(422)
+    );
+    assert_eq!(cat.model("vendor/m"), Some(0));
+}
