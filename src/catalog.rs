@@ -2,7 +2,8 @@
 //! validated, with every cross reference turned into an index.
 
 use crate::config::{
-    default_failover_status, Config, ConfigError, ConfigErrors, HealthConfig, TimeoutsConfig,
+    default_failover_status, Config, ConfigError, ConfigErrors, HealthConfig, HedgingConfig,
+    RetryConfig, StickyConfig, TimeoutsConfig,
 };
 use crate::protocol::Protocol;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -58,6 +59,7 @@ pub struct Endpoint {
     pub price_completion: f64,
     pub context_window: Option<u64>,
     pub expected_first_token_ms: Option<f64>,
+    pub max_concurrency: Option<u32>,
 }
 
 impl Endpoint {
@@ -85,6 +87,9 @@ pub struct Catalog {
     pub health: HealthConfig,
     pub worker_threads: usize,
     pub proxy: Option<String>,
+    pub retry: RetryConfig,
+    pub hedging: HedgingConfig,
+    pub sticky: StickyConfig,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
 }
@@ -326,6 +331,9 @@ impl Catalog {
                         );
                     }
                 }
+                if e.max_concurrency == Some(0) {
+                    err(at("max_concurrency"), "must be at least 1".into());
+                }
                 if let Some(ms) = e.expected_first_token_ms {
                     if !ms.is_finite() || ms < 0.0 {
                         err(
@@ -344,6 +352,7 @@ impl Catalog {
                     price_completion: e.price.completion,
                     context_window: e.context_window.or(m.context_window),
                     expected_first_token_ms: e.expected_first_token_ms,
+                    max_concurrency: e.max_concurrency,
                 });
             }
             model_index.entry(m.slug.clone()).or_insert(model);
@@ -363,6 +372,18 @@ impl Catalog {
         }
         if h.half_life_ms == 0 {
             err("health.half_life_ms".into(), "must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&cfg.hedging.percentile) {
+            err(
+                "hedging.percentile".into(),
+                "must be between 0 and 1".into(),
+            );
+        }
+        if h.active_probe_interval_ms == Some(0) {
+            err(
+                "health.active_probe_interval_ms".into(),
+                "must be at least 1".into(),
+            );
         }
         if !(0.0..=1.0).contains(&h.explore_ratio) {
             err(
@@ -417,6 +438,9 @@ impl Catalog {
             health: cfg.health,
             worker_threads,
             proxy: cfg.proxy,
+            retry: cfg.retry,
+            hedging: cfg.hedging,
+            sticky: cfg.sticky,
             failover,
             model_index,
         })

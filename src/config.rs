@@ -62,6 +62,86 @@ pub struct Config {
     /// An explicit HTTP(S) proxy URL for every upstream. By default llmux
     /// connects directly and ignores proxy environment variables.
     pub proxy: Option<String>,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub hedging: HedgingConfig,
+    #[serde(default)]
+    pub sticky: StickyConfig,
+}
+
+/// Retries on the same endpoints once every candidate has failed.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Extra rounds over the candidates after all of them failed (0 = none).
+    pub max_retries: u32,
+    /// Backoff before retry round n (1-based): `base * 2^(n-1)`, with full
+    /// jitter (a uniform draw in [backoff/2, backoff]), capped at `max_backoff_ms`.
+    pub base_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// A Retry-After longer than this ends the request instead of waiting.
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_retries: 2,
+            base_backoff_ms: 200,
+            max_backoff_ms: 5_000,
+            max_retry_after_ms: 10_000,
+        }
+    }
+}
+
+/// Hedged requests: when the first candidate has produced no token after a
+/// delay, the next candidate starts too; the first to produce a token wins.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HedgingConfig {
+    /// Hedge every request (requests can opt in with `provider.hedge`).
+    pub enabled: bool,
+    /// A fixed delay. When absent, the delay is the endpoint's own
+    /// `percentile` of recent first-token latencies (or `fallback_delay_ms`
+    /// while it has fewer than 8 samples).
+    pub delay_ms: Option<u64>,
+    pub percentile: f64,
+    pub fallback_delay_ms: u64,
+}
+
+impl Default for HedgingConfig {
+    fn default() -> Self {
+        HedgingConfig {
+            enabled: false,
+            delay_ms: None,
+            percentile: 0.95,
+            fallback_delay_ms: 1_000,
+        }
+    }
+}
+
+/// Stickiness: keep a conversation on one endpoint while it stays healthy.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StickyConfig {
+    /// Use the OpenAI `user` field (Anthropic `metadata.user_id`) as the
+    /// sticky key when the request gives no `provider.sticky_key`.
+    pub from_user: bool,
+    /// How long a key remembers its endpoint after its last request.
+    pub ttl_ms: u64,
+    /// The most keys remembered (the oldest are forgotten first).
+    pub capacity: usize,
+}
+
+impl Default for StickyConfig {
+    fn default() -> Self {
+        StickyConfig {
+            from_user: false,
+            ttl_ms: 30 * 60 * 1000,
+            capacity: 10_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -112,6 +192,9 @@ pub struct EndpointConfig {
     pub context_window: Option<u64>,
     /// First-token latency assumed before any traffic was measured.
     pub expected_first_token_ms: Option<f64>,
+    /// At most this many requests in flight on this endpoint; when it is
+    /// full, the request moves on to the next candidate.
+    pub max_concurrency: Option<u32>,
 }
 
 /// USD per million tokens.
@@ -144,6 +227,10 @@ pub struct HealthConfig {
     pub explore_ratio: f64,
     /// Longest Retry-After honoured, in ms.
     pub max_retry_after_ms: u64,
+    /// Active probing: every `interval_ms`, each endpoint whose circuit is
+    /// waiting for a half-open probe gets a cheap request (one token) instead
+    /// of waiting for real traffic. Off when absent.
+    pub active_probe_interval_ms: Option<u64>,
 }
 
 impl Default for HealthConfig {
@@ -156,6 +243,7 @@ impl Default for HealthConfig {
             default_first_token_ms: 1_000.0,
             explore_ratio: 0.02,
             max_retry_after_ms: 600_000,
+            active_probe_interval_ms: None,
         }
     }
 }

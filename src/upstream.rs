@@ -233,7 +233,7 @@ fn build_request(
         &endpoint.upstream_model,
         ctx.stream,
     )
-    .map_err(|e| AttemptError::new(ErrKind::Translation, e.to_string()))?;
+    .map_err(|e| AttemptError::new(ErrKind::Translation, e.message()))?;
     let bytes = serde_json::to_vec(&body)
         .map_err(|e| AttemptError::new(ErrKind::Translation, e.to_string()))?;
     let mut rb = ctx

@@ -1,26 +1,584 @@
-//! TEMPORARY STUB: replaced by the Anthropic protocol module.
+//! The Anthropic Messages protocol: checking non-streaming bodies, passing
+//! streams through while tracking usage, and error bodies.
+//!
+//! Usage convention: llmux's [`Usage::prompt_tokens`] counts every prompt
+//! token, cached or not. Anthropic reports the three parts separately, so
+//! `prompt_tokens = input_tokens + cache_read_input_tokens +
+//! cache_creation_input_tokens`, `cached_tokens = cache_read_input_tokens`
+//! and `completion_tokens = output_tokens`.
+//!
+//! Error types by HTTP status ([`error_type_for_status`]):
+//!
+//! | status | `error.type` |
+//! | --- | --- |
+//! | 400, 409, 422 and other 4xx not listed | `invalid_request_error` |
+//! | 401 | `authentication_error` |
+//! | 402 | `billing_error` |
+//! | 403 | `permission_error` |
+//! | 404 | `not_found_error` |
+//! | 408, 504 | `timeout_error` |
+//! | 413 | `request_too_large` |
+//! | 429 | `rate_limit_error` |
+//! | 529 | `overloaded_error` |
+//! | 500 and every other status | `api_error` |
+//!
+//! [`error_body`] takes the type from the status when it is one Anthropic
+//! documents (400-404, 408, 413, 429, 500, 504, 529), else from llmux's
+//! error kind when it is one of these, else from the status:
+//!
+//! | kind | `error.type` |
+//! | --- | --- |
+//! | `timeout`, `idle_timeout`, `first_token_timeout`, `total_timeout` | `timeout_error` |
+//! | `rate_limit`, `rate_limited` | `rate_limit_error` |
+//! | `overloaded` | `overloaded_error` |
+//! | `invalid_request`, `bad_request`, `invalid_json`, `invalid_argument`, `unsupported`, `translation_error` | `invalid_request_error` |
+//! | `authentication`, `unauthorized` | `authentication_error` |
+//! | `permission`, `forbidden` | `permission_error` |
+//! | `not_found`, `unknown_model`, `model_not_found` | `not_found_error` |
+//! | `request_too_large` | `request_too_large` |
+//! | `cancelled`, `canceled` | `cancelled` (Anthropic has no such type; the kind is kept so the host can tell a cancellation, e.g. reported as 499, from a failure) |
+//! | an Anthropic type name itself (e.g. `api_error`) | that type |
+//! | anything else (`upstream_error`, `connect_error`, `truncated_stream`, ...) | by status: other 4xx `invalid_request_error`, else `api_error` |
+
+use serde_json::{json, Map, Value};
+
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
-use serde_json::{json, Value};
-pub struct Passthrough;
-impl Passthrough {
-    pub fn new(_c: StreamContext) -> Self {
-        Passthrough
+
+/// The Anthropic `error.type` for an HTTP status (see the module table).
+pub fn error_type_for_status(status: u16) -> &'static str {
+    match status {
+        400 | 409 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        408 | 504 => "timeout_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        405..=499 => "invalid_request_error",
+        _ => "api_error",
     }
 }
-impl StreamAdapter for Passthrough {
-    fn on_event(&mut self, _ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        Err(PayloadError::Malformed("stub".into()))
-    }
-    fn usage(&self) -> Option<Usage> {
-        None
-    }
+
+/// The Anthropic `error.type` for one of llmux's own error kinds (see the
+/// module table); `api_error` for kinds it does not know.
+pub fn error_type_for_kind(kind: &str) -> &'static str {
+    known_kind_type(kind).unwrap_or("api_error")
 }
-pub fn check_response(_v: &Value) -> Result<Option<Usage>, PayloadError> {
-    Err(PayloadError::Malformed("stub".into()))
+
+fn known_kind_type(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "timeout" | "idle_timeout" | "first_token_timeout" | "total_timeout" | "timeout_error" => {
+            "timeout_error"
+        }
+        "rate_limit" | "rate_limited" | "rate_limit_error" => "rate_limit_error",
+        "overloaded" | "overloaded_error" => "overloaded_error",
+        "invalid_request"
+        | "bad_request"
+        | "invalid_json"
+        | "invalid_argument"
+        | "unsupported"
+        | "translation_error"
+        | "invalid_request_error" => "invalid_request_error",
+        "authentication" | "unauthorized" | "authentication_error" => "authentication_error",
+        "permission" | "forbidden" | "permission_error" => "permission_error",
+        "not_found" | "unknown_model" | "model_not_found" | "not_found_error" => "not_found_error",
+        "request_too_large" => "request_too_large",
+        "billing_error" => "billing_error",
+        "api_error" => "api_error",
+        "cancelled" | "canceled" => "cancelled",
+        _ => return None,
+    })
 }
-pub fn error_body(_s: u16, kind: &str, message: &str) -> Value {
-    json!({"type":"error","error":{"type":kind,"message":message}})
+
+/// An Anthropic error body: `{"type":"error","error":{"type","message"}}`.
+///
+/// The type is chosen in this order: a status Anthropic itself documents
+/// (400, 401, 402, 403, 404, 408, 413, 429, 500, 504, 529) gives its type;
+/// else a kind from the module table gives its type (so a cancellation
+/// reported as 499 stays `cancelled`); else any other 4xx is
+/// `invalid_request_error` and anything else `api_error`.
+pub fn error_body(status: u16, kind: &str, message: &str) -> Value {
+    let documented = matches!(status, 400..=404 | 408 | 413 | 429 | 500 | 504 | 529);
+    let ty = if documented {
+        error_type_for_status(status)
+    } else if let Some(t) = known_kind_type(kind) {
+        t
+    } else {
+        error_type_for_status(status)
+    };
+    json!({ "type": "error", "error": { "type": ty, "message": message } })
 }
+
+/// The message of an Anthropic error body (`error.message`). Also accepts an
+/// `error` that is a bare string and a top-level `message`.
 pub fn error_message(v: &Value) -> Option<String> {
-    v.get("error")?.get("message")?.as_str().map(str::to_owned)
+    match v.get("error") {
+        Some(Value::Object(e)) => {
+            if let Some(Value::String(m)) = e.get("message") {
+                return Some(m.clone());
+            }
+        }
+        Some(Value::String(m)) => return Some(m.clone()),
+        _ => {}
+    }
+    match v.get("message") {
+        Some(Value::String(m)) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+/// The `error.type` of an Anthropic error body, if any.
+pub(crate) fn error_type(v: &Value) -> Option<&str> {
+    v.get("error")
+        .and_then(|e| e.get("type"))
+        .and_then(Value::as_str)
+}
+
+/// Checks a non-streaming Messages response and returns its usage.
+/// `type: "error"` is an upstream error; anything but `type: "message"` with
+/// a `content` array is malformed.
+pub fn check_response(v: &Value) -> Result<Option<Usage>, PayloadError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| PayloadError::Malformed("response body is not a JSON object".into()))?;
+    match obj.get("type").and_then(Value::as_str) {
+        Some("error") => Err(PayloadError::Upstream(
+            error_message(v).unwrap_or_else(|| "unspecified error".into()),
+        )),
+        Some("message") => {
+            let Some(Value::Array(blocks)) = obj.get("content") else {
+                return Err(PayloadError::Malformed(
+                    "message has no `content` array".into(),
+                ));
+            };
+            let generated = blocks
+                .iter()
+                .any(|b| match b.get("type").and_then(Value::as_str) {
+                    Some("text") => b
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| !t.is_empty()),
+                    _ => true,
+                });
+            if !generated {
+                return Err(PayloadError::Upstream(
+                    "empty completion: no content blocks".into(),
+                ));
+            }
+            let mut acc = UsageAcc::default();
+            if let Some(u) = obj.get("usage") {
+                acc.update(u);
+            }
+            Ok(acc.get())
+        }
+        _ => Err(PayloadError::Malformed(
+            "response is not a `type: \"message\"` object".into(),
+        )),
+    }
+}
+
+/// Accumulates Anthropic usage objects (`message_start.message.usage`, then
+/// the cumulative `message_delta.usage`). A field present in a later object
+/// replaces the earlier value.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct UsageAcc {
+    seen: bool,
+    input: u64,
+    cache_read: u64,
+    cache_creation: u64,
+    output: u64,
+}
+
+impl UsageAcc {
+    /// Takes the token counts present in `u` (ignored unless an object).
+    pub(crate) fn update(&mut self, u: &Value) {
+        let Some(u) = u.as_object() else { return };
+        self.seen = true;
+        let take = |key: &str, slot: &mut u64| {
+            if let Some(n) = u.get(key).and_then(Value::as_u64) {
+                *slot = n;
+            }
+        };
+        take("input_tokens", &mut self.input);
+        take("cache_read_input_tokens", &mut self.cache_read);
+        take("cache_creation_input_tokens", &mut self.cache_creation);
+        take("output_tokens", &mut self.output);
+    }
+
+    /// The normalised usage, `None` until a usage object was seen.
+    pub(crate) fn get(&self) -> Option<Usage> {
+        if !self.seen {
+            return None;
+        }
+        Some(Usage {
+            prompt_tokens: self
+                .input
+                .saturating_add(self.cache_read)
+                .saturating_add(self.cache_creation),
+            completion_tokens: self.output,
+            cached_tokens: self.cache_read,
+        })
+    }
+}
+
+/// Parses one Anthropic stream event: its data as a JSON object and its
+/// name (the `event:` field, or the data's `type` when that is empty).
+pub(crate) fn parse_event(ev: &SseEvent) -> Result<(String, Map<String, Value>), PayloadError> {
+    let value: Value = serde_json::from_str(&ev.data)
+        .map_err(|e| PayloadError::Malformed(format!("stream event data is not JSON: {e}")))?;
+    let Value::Object(data) = value else {
+        return Err(PayloadError::Malformed(
+            "stream event data is not a JSON object".into(),
+        ));
+    };
+    let name = if ev.event.is_empty() {
+        data.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    } else {
+        ev.event.clone()
+    };
+    Ok((name, data))
+}
+
+/// The error an Anthropic `error` stream event stands for.
+pub(crate) fn stream_error(data: &Map<String, Value>) -> PayloadError {
+    let v = Value::Object(data.clone());
+    let msg = error_message(&v).unwrap_or_else(|| "unspecified error in stream".into());
+    match error_type(&v) {
+        Some(t) => PayloadError::Upstream(format!("{t}: {msg}")),
+        None => PayloadError::Upstream(msg),
+    }
+}
+
+/// Anthropic upstream -> Anthropic caller: forwards every event's data
+/// untouched (pings and unknown events included) and tracks usage.
+pub struct Passthrough {
+    usage: UsageAcc,
+}
+
+impl Passthrough {
+    /// The context is not needed: payloads are forwarded untouched.
+    pub fn new(_ctx: StreamContext) -> Self {
+        Passthrough {
+            usage: UsageAcc::default(),
+        }
+    }
+}
+
+impl StreamAdapter for Passthrough {
+    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
+        let (name, data) = parse_event(ev)?;
+        let mut step = StreamStep::default();
+        match name.as_str() {
+            "error" => return Err(stream_error(&data)),
+            "message_start" => {
+                if let Some(u) = data.get("message").and_then(|m| m.get("usage")) {
+                    self.usage.update(u);
+                }
+            }
+            "content_block_start" => {
+                // A tool call (or server tool) names itself here; text and
+                // thinking blocks start empty.
+                let block = data.get("content_block");
+                let kind = block.and_then(|b| b.get("type")).and_then(Value::as_str);
+                step.content = !matches!(
+                    kind,
+                    Some("text") | Some("thinking") | Some("redacted_thinking")
+                ) || block
+                    .and_then(|b| b.get("text"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| !t.is_empty());
+            }
+            "content_block_delta" => {
+                let d = data.get("delta");
+                step.content = ["text", "partial_json", "thinking"].iter().any(|k| {
+                    d.and_then(|d| d.get(*k))
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| !t.is_empty())
+                });
+            }
+            "message_delta" => {
+                if let Some(u) = data.get("usage") {
+                    self.usage.update(u);
+                }
+            }
+            "message_stop" => step.finished = true,
+            _ => {}
+        }
+        step.out.push(ev.data.clone());
+        Ok(step)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> StreamContext {
+        StreamContext {
+            model: "m".into(),
+            include_usage: true,
+            created: 1,
+            id: "id".into(),
+        }
+    }
+
+    fn ev(event: &str, data: &str) -> SseEvent {
+        SseEvent {
+            event: event.into(),
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn status_types() {
+        assert_eq!(error_type_for_status(400), "invalid_request_error");
+        assert_eq!(error_type_for_status(401), "authentication_error");
+        assert_eq!(error_type_for_status(402), "billing_error");
+        assert_eq!(error_type_for_status(403), "permission_error");
+        assert_eq!(error_type_for_status(404), "not_found_error");
+        assert_eq!(error_type_for_status(408), "timeout_error");
+        assert_eq!(error_type_for_status(409), "invalid_request_error");
+        assert_eq!(error_type_for_status(413), "request_too_large");
+        assert_eq!(error_type_for_status(422), "invalid_request_error");
+        assert_eq!(error_type_for_status(429), "rate_limit_error");
+        assert_eq!(error_type_for_status(500), "api_error");
+        assert_eq!(error_type_for_status(502), "api_error");
+        assert_eq!(error_type_for_status(504), "timeout_error");
+        assert_eq!(error_type_for_status(529), "overloaded_error");
+        assert_eq!(error_type_for_status(0), "api_error");
+        assert_eq!(error_type_for_status(200), "api_error");
+    }
+
+    #[test]
+    fn error_bodies() {
+        assert_eq!(
+            error_body(429, "upstream_error", "slow down"),
+            json!({"type":"error","error":{"type":"rate_limit_error","message":"slow down"}})
+        );
+        assert_eq!(
+            error_body(0, "timeout", "no first token"),
+            json!({"type":"error","error":{"type":"timeout_error","message":"no first token"}})
+        );
+        assert_eq!(
+            error_body(0, "cancelled", "cancelled by host"),
+            json!({"type":"error","error":{"type":"cancelled","message":"cancelled by host"}})
+        );
+        assert_eq!(
+            error_body(0, "upstream_error", "x"),
+            json!({"type":"error","error":{"type":"api_error","message":"x"}})
+        );
+        assert_eq!(
+            error_body(0, "invalid_request", "bad"),
+            json!({"type":"error","error":{"type":"invalid_request_error","message":"bad"}})
+        );
+        // The status wins over the kind.
+        assert_eq!(
+            error_body(529, "timeout", "m")["error"]["type"],
+            "overloaded_error"
+        );
+    }
+
+    #[test]
+    fn error_messages() {
+        let v = json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}});
+        assert_eq!(error_message(&v).as_deref(), Some("Overloaded"));
+        assert_eq!(
+            error_message(&json!({"error":"plain"})).as_deref(),
+            Some("plain")
+        );
+        assert_eq!(
+            error_message(&json!({"message":"top"})).as_deref(),
+            Some("top")
+        );
+        assert_eq!(error_message(&json!({"error":{"type":"x"}})), None);
+        assert_eq!(error_message(&json!([1, 2])), None);
+        assert_eq!(error_message(&json!(null)), None);
+    }
+
+    #[test]
+    fn check_response_ok_and_usage() {
+        let v = json!({
+            "id":"msg_1","type":"message","role":"assistant","model":"claude",
+            "content":[{"type":"text","text":"hi"}],
+            "stop_reason":"end_turn","stop_sequence":null,
+            "usage":{"input_tokens":10,"output_tokens":5,
+                     "cache_read_input_tokens":100,"cache_creation_input_tokens":20}
+        });
+        assert_eq!(
+            check_response(&v),
+            Ok(Some(Usage {
+                prompt_tokens: 130,
+                completion_tokens: 5,
+                cached_tokens: 100
+            }))
+        );
+        let no_usage = json!({"type":"message","content":[{"type":"text","text":"x"}]});
+        assert_eq!(check_response(&no_usage), Ok(None));
+        let empty = json!({"type":"message","content":[]});
+        assert!(matches!(
+            check_response(&empty),
+            Err(PayloadError::Upstream(_))
+        ));
+    }
+
+    #[test]
+    fn check_response_errors() {
+        let e = json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}});
+        assert_eq!(
+            check_response(&e),
+            Err(PayloadError::Upstream("Overloaded".into()))
+        );
+        for bad in [
+            json!({"type":"message"}),
+            json!({"type":"message","content":"text"}),
+            json!({"content":[]}),
+            json!({"type":5,"content":[]}),
+            json!([]),
+            json!("message"),
+            json!(null),
+        ] {
+            assert!(
+                matches!(check_response(&bad), Err(PayloadError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        // Wrong-typed usage is ignored, not a panic.
+        let v = json!({"type":"message","content":[{"type":"tool_use"}],"usage":{"input_tokens":"many"}});
+        assert_eq!(
+            check_response(&v),
+            Ok(Some(Usage {
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                cached_tokens: 0
+            }))
+        );
+    }
+
+    #[test]
+    fn passthrough_full_stream() {
+        let events = [
+            (
+                "message_start",
+                json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"cache_read_input_tokens":50,"cache_creation_input_tokens":5,"output_tokens":1}}}),
+            ),
+            ("ping", json!({"type":"ping"})),
+            (
+                "content_block_start",
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}),
+            ),
+            ("brand_new_event", json!({"type":"brand_new_event","x":1})),
+            (
+                "content_block_stop",
+                json!({"type":"content_block_stop","index":0}),
+            ),
+            (
+                "message_delta",
+                json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}),
+            ),
+            ("message_stop", json!({"type":"message_stop"})),
+        ];
+        let mut a = Passthrough::new(ctx());
+        assert_eq!(a.usage(), None);
+        let mut flags = Vec::new();
+        for (name, data) in &events {
+            let data = data.to_string();
+            let step = a.on_event(&ev(name, &data)).expect("step");
+            assert_eq!(step.out, vec![data]);
+            flags.push((step.content, step.finished));
+        }
+        assert_eq!(
+            flags,
+            vec![
+                (false, false),
+                (false, false),
+                (false, false),
+                (true, false),
+                (false, false),
+                (false, false),
+                (false, false),
+                (false, true)
+            ]
+        );
+        assert_eq!(
+            a.usage(),
+            Some(Usage {
+                prompt_tokens: 80,
+                completion_tokens: 15,
+                cached_tokens: 50
+            })
+        );
+    }
+
+    #[test]
+    fn passthrough_event_name_from_type_and_input_in_delta() {
+        let mut a = Passthrough::new(ctx());
+        let d =
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":0,"output_tokens":0}}}"#;
+        assert!(a.on_event(&ev("", d)).is_ok());
+        let d = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":7,"output_tokens":3}}"#;
+        let s = a.on_event(&ev("", d)).expect("delta");
+        assert!(!s.content);
+        let s = a
+            .on_event(&ev("", r#"{"type":"message_stop"}"#))
+            .expect("stop");
+        assert!(s.finished);
+        assert_eq!(
+            a.usage(),
+            Some(Usage {
+                prompt_tokens: 7,
+                completion_tokens: 3,
+                cached_tokens: 0
+            })
+        );
+    }
+
+    #[test]
+    fn passthrough_errors() {
+        let mut a = Passthrough::new(ctx());
+        let e = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(
+            a.on_event(&ev("error", e)).map(|s| s.out),
+            Err(PayloadError::Upstream(
+                "overloaded_error: Overloaded".into()
+            ))
+        );
+        assert!(matches!(
+            a.on_event(&ev("", e)),
+            Err(PayloadError::Upstream(_))
+        ));
+        assert!(matches!(
+            a.on_event(&ev("message_start", "{not json")),
+            Err(PayloadError::Malformed(_))
+        ));
+        assert!(matches!(
+            a.on_event(&ev("", "[DONE]")),
+            Err(PayloadError::Malformed(_))
+        ));
+        assert!(matches!(
+            a.on_event(&ev("ping", "[1]")),
+            Err(PayloadError::Malformed(_))
+        ));
+        // Wrong shapes inside known events are tolerated.
+        for d in [
+            r#"{"type":"message_start","message":5}"#,
+            r#"{"type":"message_start","message":{"usage":[1]}}"#,
+            r#"{"type":"message_delta","usage":"x"}"#,
+            r#"{"type":7}"#,
+        ] {
+            assert!(a.on_event(&ev("", d)).is_ok(), "{d}");
+        }
+    }
 }

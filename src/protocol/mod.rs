@@ -57,8 +57,9 @@ pub struct StreamStep {
     /// in order. May be empty (pings, usage-only chunks the caller did not
     /// ask for, events with no counterpart).
     pub out: Vec<String>,
-    /// True when this step carried generated content (text, tool call,
-    /// thinking) or a finish reason: the "first token" moment.
+    /// True when this step carried generated content (text, a tool call,
+    /// thinking): the "first token" moment. A finish reason alone is not
+    /// content; a stream that finishes without any is an empty completion.
     pub content: bool,
     /// True when the upstream's finish marker arrived (`[DONE]` after a
     /// finish reason, or `message_stop`). Nothing may follow.
@@ -72,6 +73,15 @@ pub enum PayloadError {
     Malformed(String),
     /// The upstream reported an error inside a 200 response or stream.
     Upstream(String),
+}
+
+impl PayloadError {
+    /// The message without the category prefix.
+    pub fn message(&self) -> &str {
+        match self {
+            PayloadError::Malformed(m) | PayloadError::Upstream(m) => m,
+        }
+    }
 }
 
 impl std::fmt::Display for PayloadError {

@@ -41,14 +41,33 @@ pub fn check_response(v: &Value) -> Result<Option<Usage>, PayloadError> {
         .get("choices")
         .and_then(Value::as_array)
         .ok_or_else(|| PayloadError::Malformed("response has no `choices` array".into()))?;
+    let mut generated = false;
     for c in choices {
         if c.get("finish_reason").and_then(Value::as_str) == Some("error") {
             return Err(PayloadError::Upstream(
                 "choice finished with reason `error`".into(),
             ));
         }
+        if let Some(m) = c.get("message").and_then(Value::as_object) {
+            generated |= m.iter().any(|(k, v)| k != "role" && carries(v));
+        }
+    }
+    if !generated {
+        return Err(PayloadError::Upstream(
+            "empty completion: no content and no tool calls".into(),
+        ));
     }
     Ok(v.get("usage").and_then(parse_usage))
+}
+
+/// A JSON value that carries something: not null, false, "" or [].
+pub(crate) fn carries(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        _ => true,
+    }
 }
 
 /// An OpenAI-shaped error body.
@@ -61,7 +80,8 @@ pub fn error_body(status: u16, kind: &str, message: &str) -> Value {
     json!({ "error": { "message": message, "type": kind, "param": null, "code": code } })
 }
 
-/// True when a chunk's choices carry generated content or a finish reason.
+/// True when a chunk's choices carry generated content (a finish reason
+/// alone is not content: a stream with nothing else is an empty completion).
 fn chunk_has_content(choices: &[Value], finish_seen: &mut bool) -> Result<bool, PayloadError> {
     let mut content = false;
     for c in choices {
@@ -72,7 +92,6 @@ fn chunk_has_content(choices: &[Value], finish_seen: &mut bool) -> Result<bool, 
                 ));
             }
             *finish_seen = true;
-            content = true;
         }
         if let Some(d) = c.get("delta").and_then(Value::as_object) {
             for (k, v) in d {
@@ -205,7 +224,7 @@ mod tests {
                 r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
             ))
             .unwrap();
-        assert!(s.content);
+        assert!(!s.content);
         let s = p
             .on_event(&data(
                 r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":1}}}"#,
@@ -242,7 +261,16 @@ mod tests {
         ));
         assert!(p.on_event(&data(r#"{"choices":5}"#)).is_err());
         assert!(p.on_event(&data(r#"[1,2]"#)).is_ok());
-        assert!(check_response(&json!({"choices": []})).is_ok());
+        assert!(
+            check_response(&json!({"choices": []})).is_err(),
+            "empty completion"
+        );
+        let empty = json!({"choices": [{"message": {"role": "assistant", "content": ""}}]});
+        assert!(check_response(&empty).is_err());
+        let text = json!({"choices": [{"message": {"role": "assistant", "content": "x"}}]});
+        assert!(check_response(&text).is_ok());
+        let tools = json!({"choices": [{"message": {"content": null, "tool_calls": [{}]}}]});
+        assert!(check_response(&tools).is_ok());
         assert!(check_response(&json!({"nope": 1})).is_err());
         assert!(check_response(&json!({"error": "x"})).is_err());
     }
