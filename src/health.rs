@@ -74,7 +74,16 @@ struct State {
     closed_since: Option<Instant>,
     retry_until: Option<Instant>,
     last_error: Option<String>,
+    /// The most recent first-token latencies, for percentiles (hedging).
+    recent: [f32; RECENT],
+    recent_len: usize,
+    recent_pos: usize,
 }
+
+/// How many recent first-token latencies are kept per endpoint.
+const RECENT: usize = 64;
+/// Fewest samples before a percentile is trusted.
+const MIN_PERCENTILE_SAMPLES: usize = 8;
 
 impl State {
     fn new() -> Self {
@@ -92,6 +101,9 @@ impl State {
             closed_since: None,
             retry_until: None,
             last_error: None,
+            recent: [0.0; RECENT],
+            recent_len: 0,
+            recent_pos: 0,
         }
     }
 
@@ -141,19 +153,55 @@ impl Health {
 
     /// An attempt starts: counts it in flight; claims the half-open probe.
     pub fn begin(&self, e: usize, now: Instant) {
+        self.try_begin(e, now, None);
+    }
+
+    /// Like `begin`, unless the endpoint already has `limit` attempts in
+    /// flight: then nothing changes and the result is false.
+    pub fn try_begin(&self, e: usize, now: Instant, limit: Option<u32>) -> bool {
         let mut s = lock(&self.states[e]);
+        if limit.is_some_and(|l| s.in_flight >= l) {
+            return false;
+        }
         s.tick(now);
         s.in_flight += 1;
         s.requests += 1;
         if let Circuit::HalfOpen { probing: false } = s.circuit {
             s.circuit = Circuit::HalfOpen { probing: true };
         }
+        true
     }
 
     /// The attempt reached its first token; `ms` is its latency.
     pub fn first_token(&self, e: usize, now: Instant, ms: f64) {
         let hl = self.half_life();
-        lock(&self.states[e]).first_token.update(ms, now, hl, true);
+        let mut s = lock(&self.states[e]);
+        s.first_token.update(ms, now, hl, true);
+        let pos = s.recent_pos;
+        s.recent[pos] = ms as f32;
+        s.recent_pos = (pos + 1) % RECENT;
+        s.recent_len = (s.recent_len + 1).min(RECENT);
+    }
+
+    /// The `p` percentile (0..1) of recent first-token latencies, once
+    /// enough were seen.
+    pub fn first_token_percentile(&self, e: usize, p: f64) -> Option<f64> {
+        let s = lock(&self.states[e]);
+        if s.recent_len < MIN_PERCENTILE_SAMPLES {
+            return None;
+        }
+        let mut v: Vec<f32> = s.recent[..s.recent_len].to_vec();
+        drop(s);
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let i = ((p.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
+        Some(v[i] as f64)
+    }
+
+    /// True when the endpoint's circuit waits for a half-open probe.
+    pub fn probe_due(&self, e: usize, now: Instant) -> bool {
+        let mut s = lock(&self.states[e]);
+        s.tick(now);
+        s.circuit == Circuit::HalfOpen { probing: false }
     }
 
     /// The attempt succeeded. `throughput` in output tokens/s when known.
@@ -230,7 +278,14 @@ impl Health {
     }
 
     /// The routing view of one endpoint at `now`.
-    pub fn view(&self, e: usize, now: Instant, prior_ms: f64, price: f64) -> EndpointView {
+    pub fn view(
+        &self,
+        e: usize,
+        now: Instant,
+        prior_ms: f64,
+        price: f64,
+        limit: Option<u32>,
+    ) -> EndpointView {
         let mut s = lock(&self.states[e]);
         s.tick(now);
         let open_until = match s.circuit {
@@ -250,6 +305,99 @@ impl Health {
             },
             probing: matches!(s.circuit, Circuit::HalfOpen { probing: true }),
             last_sample: s.first_token.at,
+            full: limit.is_some_and(|l| s.in_flight >= l),
+        }
+    }
+
+    /// Exportable state of one endpoint: averages, ejections, and the time
+    /// left on an open circuit or a Retry-After.
+    pub fn export(&self, e: usize, now: Instant) -> serde_json::Value {
+        let mut s = lock(&self.states[e]);
+        s.tick(now);
+        let left = |t: Option<Instant>| {
+            t.filter(|&t| t > now)
+                .map(|t| t.duration_since(now).as_millis() as u64)
+        };
+        let open_for = match s.circuit {
+            Circuit::Open { until } => left(Some(until)),
+            _ => None,
+        };
+        serde_json::json!({
+            "first_token_ms": s.first_token.get(),
+            "throughput_tps": s.throughput.get(),
+            "error_rate": s.errors.get(),
+            "recent_first_token_ms": s.recent[..s.recent_len].to_vec(),
+            "ejections": s.ejections,
+            "consecutive_failures": s.consecutive_failures,
+            "circuit_open_for_ms": open_for,
+            "rate_limited_for_ms": left(s.retry_until),
+        })
+    }
+
+    /// Restores what `export` wrote (fields missing or of the wrong type are
+    /// left alone). The averages count as measured now.
+    pub fn import(&self, e: usize, now: Instant, v: &serde_json::Value) {
+        let mut s = lock(&self.states[e]);
+        let f = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_f64)
+                .filter(|x| x.is_finite() && *x >= 0.0)
+        };
+        if let Some(x) = f("first_token_ms") {
+            s.first_token = Ewma {
+                value: x,
+                at: Some(now),
+            };
+        }
+        if let Some(x) = f("throughput_tps") {
+            s.throughput = Ewma {
+                value: x,
+                at: Some(now),
+            };
+        }
+        if let Some(x) = f("error_rate") {
+            s.errors = Ewma {
+                value: x.min(1.0),
+                at: Some(now),
+            };
+        }
+        if let Some(list) = v
+            .get("recent_first_token_ms")
+            .and_then(serde_json::Value::as_array)
+        {
+            let vals: Vec<f32> = list
+                .iter()
+                .filter_map(|x| x.as_f64())
+                .map(|x| x as f32)
+                .take(RECENT)
+                .collect();
+            s.recent_len = vals.len();
+            s.recent_pos = vals.len() % RECENT;
+            s.recent[..vals.len()].copy_from_slice(&vals);
+        }
+        if let Some(x) = v.get("ejections").and_then(serde_json::Value::as_u64) {
+            s.ejections = x.min(64) as u32;
+        }
+        if let Some(x) = v
+            .get("consecutive_failures")
+            .and_then(serde_json::Value::as_u64)
+        {
+            s.consecutive_failures = x.min(u32::MAX as u64) as u32;
+        }
+        let max = Duration::from_millis(self.cfg.max_ejection_ms.max(self.cfg.max_retry_after_ms));
+        if let Some(ms) = v
+            .get("circuit_open_for_ms")
+            .and_then(serde_json::Value::as_u64)
+        {
+            s.circuit = Circuit::Open {
+                until: now + Duration::from_millis(ms).min(max),
+            };
+        }
+        if let Some(ms) = v
+            .get("rate_limited_for_ms")
+            .and_then(serde_json::Value::as_u64)
+        {
+            s.retry_until = Some(now + Duration::from_millis(ms).min(max));
         }
     }
 
@@ -309,10 +457,10 @@ mod tests {
         let t0 = Instant::now();
         h.first_token(0, t0, 100.0);
         h.first_token(0, t0 + Duration::from_millis(10), 500.0);
-        assert_eq!(h.view(0, t0, 1.0, 0.0).first_token_ms, Some(500.0));
+        assert_eq!(h.view(0, t0, 1.0, 0.0, None).first_token_ms, Some(500.0));
         // One half-life later a 100 ms sample pulls it halfway.
         h.first_token(0, t0 + Duration::from_millis(10_010), 100.0);
-        let v = h.view(0, t0, 1.0, 0.0).first_token_ms.unwrap();
+        let v = h.view(0, t0, 1.0, 0.0, None).first_token_ms.unwrap();
         assert!((v - 300.0).abs() < 1.0, "{v}");
     }
 
@@ -324,17 +472,20 @@ mod tests {
             h.begin(0, t0);
             h.failure(0, t0, Verdict::Failure, None, "x");
         }
-        let v = h.view(0, t0, 1.0, 0.0);
+        let v = h.view(0, t0, 1.0, 0.0, None);
         assert_eq!(v.blocked_until, Some(t0 + Duration::from_millis(100)));
         // After the ejection: half-open, one probe allowed.
         let t1 = t0 + Duration::from_millis(100);
-        assert!(h.view(0, t1, 1.0, 0.0).available(t1));
+        assert!(h.view(0, t1, 1.0, 0.0, None).available(t1));
         h.begin(0, t1);
-        assert!(!h.view(0, t1, 1.0, 0.0).available(t1), "probe in flight");
+        assert!(
+            !h.view(0, t1, 1.0, 0.0, None).available(t1),
+            "probe in flight"
+        );
         h.failure(0, t1, Verdict::Failure, None, "x");
         // Second ejection doubles.
         assert_eq!(
-            h.view(0, t1, 1.0, 0.0).blocked_until,
+            h.view(0, t1, 1.0, 0.0, None).blocked_until,
             Some(t1 + Duration::from_millis(200))
         );
         let t2 = t1 + Duration::from_millis(200);
@@ -342,13 +493,13 @@ mod tests {
         h.failure(0, t2, Verdict::Failure, None, "x");
         // Third would be 400, capped at 350.
         assert_eq!(
-            h.view(0, t2, 1.0, 0.0).blocked_until,
+            h.view(0, t2, 1.0, 0.0, None).blocked_until,
             Some(t2 + Duration::from_millis(350))
         );
         let t3 = t2 + Duration::from_millis(350);
         h.begin(0, t3);
         h.success(0, t3, Some(10.0));
-        let v = h.view(0, t3, 1.0, 0.0);
+        let v = h.view(0, t3, 1.0, 0.0, None);
         assert!(v.available(t3) && v.blocked_until.is_none());
         assert_eq!(h.snapshot(0, t3)["circuit"], "closed");
     }
@@ -361,9 +512,56 @@ mod tests {
             h.begin(0, t0);
             h.failure(0, t0, Verdict::Neutral, None, "cancelled");
         }
-        assert!(h.view(0, t0, 1.0, 0.0).available(t0));
+        assert!(h.view(0, t0, 1.0, 0.0, None).available(t0));
         assert_eq!(h.snapshot(0, t0)["failures"], 0);
         assert_eq!(h.snapshot(0, t0)["in_flight"], 0);
+    }
+
+    #[test]
+    fn concurrency_limit_and_percentiles() {
+        let h = Health::new(cfg(), 1);
+        let t0 = Instant::now();
+        assert!(h.try_begin(0, t0, Some(2)));
+        assert!(h.try_begin(0, t0, Some(2)));
+        assert!(h.view(0, t0, 1.0, 0.0, Some(2)).full);
+        assert!(!h.try_begin(0, t0, Some(2)));
+        h.success(0, t0, None);
+        assert!(h.try_begin(0, t0, Some(2)));
+        assert_eq!(h.first_token_percentile(0, 0.9), None);
+        for i in 1..=10 {
+            h.first_token(0, t0, i as f64 * 10.0);
+        }
+        assert_eq!(h.first_token_percentile(0, 0.9), Some(90.0));
+        assert_eq!(h.first_token_percentile(0, 0.0), Some(10.0));
+    }
+
+    #[test]
+    fn export_import_round_trip() {
+        let h = Health::new(cfg(), 1);
+        let t0 = Instant::now();
+        h.first_token(0, t0, 123.0);
+        for _ in 0..2 {
+            h.begin(0, t0);
+            h.failure(
+                0,
+                t0,
+                Verdict::Failure,
+                Some(Duration::from_millis(500)),
+                "x",
+            );
+        }
+        let v = h.export(0, t0);
+        let h2 = Health::new(cfg(), 1);
+        h2.import(0, t0, &v);
+        let w = h2.view(0, t0, 1.0, 0.0, None);
+        assert_eq!(w.first_token_ms, Some(123.0));
+        assert!(!w.available(t0), "open circuit carried over");
+        assert_eq!(h2.export(0, t0)["ejections"], 1);
+        h2.import(
+            0,
+            t0,
+            &serde_json::json!({"first_token_ms": "x", "ejections": -1}),
+        );
     }
 
     #[test]
@@ -381,7 +579,7 @@ mod tests {
             "429",
         );
         assert_eq!(
-            h.view(0, t0, 1.0, 0.0).blocked_until,
+            h.view(0, t0, 1.0, 0.0, None).blocked_until,
             Some(t0 + Duration::from_millis(1000))
         );
         assert_eq!(h.snapshot(0, t0)["rate_limited_for_ms"], 1000);

@@ -1,17 +1,28 @@
 //! An inbound request: its protocol, model, routing spec, stream flag and
 //! timeouts, parsed from the caller's JSON body.
 //!
-//! llmux reads one extra top-level field, `provider`, and removes it before
-//! the body goes upstream:
+//! llmux reads two extra top-level fields and removes them before the body
+//! goes upstream, `models` (fallback models, tried in order after `model`)
+//! and `provider`:
 //!
 //! ```json
+//! "models": ["vendor/other", "vendor/third:provider"],
 //! "provider": {
 //!   "routing": {"type": "priority", "primary_factor": "latency" | "price" | "throughput"}
 //!            | {"type": "order", "providers": ["provider/endpoint" | "provider", ...]},
-//!   "timeouts": {"connect_ms": 1000, "first_token_ms": 5000, "idle_ms": 5000, "total_ms": 60000}
+//!   "fallback": "vendor/model" | ["vendor/a", "vendor/b"],
+//!   "timeouts": {"connect_ms": 1000, "first_token_ms": 5000, "idle_ms": 5000, "total_ms": 60000},
+//!   "hedge": true | false | {"delay_ms": 300} | {"percentile": 0.9},
+//!   "sticky_key": "conversation-42"
 //! }
 //! ```
 //! Every other field passes through untouched.
+//!
+//! Context windows: the prompt size is estimated as the length in bytes of
+//! the JSON of `messages`, `system` and `tools`, divided by 4 and rounded
+//! up (about 4 bytes per token for English text and JSON). Endpoints whose
+//! `context_window` is smaller than the estimate are skipped; a request that
+//! fits no endpoint of any of its models is refused.
 
 use crate::catalog::Catalog;
 use crate::config::TimeoutsConfig;
@@ -19,22 +30,51 @@ use crate::protocol::Protocol;
 use crate::routing::Policy;
 use serde_json::{Map, Value};
 
+/// One model a request may be served by, with its candidates.
+#[derive(Debug, Clone)]
+pub struct ModelRoute {
+    pub model: usize,
+    /// The slug as the caller wrote it, without `:provider`.
+    pub slug: String,
+    /// Candidate endpoints before ranking: the model's endpoints (only the
+    /// pinned provider's if pinned), or the order list's, in its order.
+    pub candidates: Vec<usize>,
+    pub policy: Policy,
+}
+
+/// Hedging asked for by a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Hedge {
+    Off,
+    /// Use the engine's hedging config.
+    Default,
+    DelayMs(u64),
+    Percentile(f64),
+}
+
 #[derive(Debug)]
 pub struct ParsedRequest {
     pub protocol: Protocol,
-    /// The caller's body without `provider`.
+    /// The caller's body without `provider` and `models`.
     pub body: Map<String, Value>,
-    /// The model slug as the caller wrote it, without `:provider`.
-    pub model_slug: String,
-    pub model: usize,
-    pub policy: Policy,
-    /// Candidate endpoints before ranking: the model's endpoints (only the
-    /// pinned provider's if pinned), or the order list.
-    pub candidates: Vec<usize>,
+    /// The requested model first, then fallback models, each at most once.
+    pub routes: Vec<ModelRoute>,
     pub stream: bool,
     /// The caller asked for the usage chunk (OpenAI `stream_options.include_usage`).
     pub include_usage: bool,
     pub timeouts: TimeoutsConfig,
+    /// `None`: not set by the request (the engine's config decides).
+    pub hedge: Option<Hedge>,
+    pub sticky_key: Option<String>,
+    /// Estimated prompt tokens (see the module docs).
+    pub prompt_tokens_estimate: u64,
+}
+
+impl ParsedRequest {
+    /// The slug of the requested (first) model.
+    pub fn model_slug(&self) -> &str {
+        &self.routes[0].slug
+    }
 }
 
 /// Why a request was refused before any upstream call.
@@ -100,24 +140,175 @@ pub fn parse(
             .unwrap_or(false),
     };
 
+    let mut slugs = vec![slug];
+    match body.remove("models") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for (i, m) in list.into_iter().enumerate() {
+                match m {
+                    Value::String(m) => slugs.push(m),
+                    _ => {
+                        return Err(invalid(format!(
+                            "`models[{i}]` must be a model slug string"
+                        )))
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(invalid("`models` must be a list of model slugs")),
+    }
+
+    let mut routing: Option<Value> = None;
+    let mut timeouts = TimeoutsConfig::default();
+    let mut hedge = None;
+    let mut sticky_key = None;
+    if let Some(prov) = body.remove("provider") {
+        let Value::Object(prov) = prov else {
+            return Err(invalid("`provider` must be an object"));
+        };
+        for (k, v) in prov {
+            match k.as_str() {
+                "routing" => routing = Some(v),
+                "fallback" => match v {
+                    Value::String(m) => slugs.push(m),
+                    Value::Array(list) => {
+                        for (i, m) in list.into_iter().enumerate() {
+                            match m {
+                                Value::String(m) => slugs.push(m),
+                                _ => return Err(invalid(format!("`provider.fallback[{i}]` must be a model slug"))),
+                            }
+                        }
+                    }
+                    Value::Null => {}
+                    _ => return Err(invalid("`provider.fallback` must be a model slug or a list of them")),
+                },
+                "timeouts" => {
+                    timeouts = serde_json::from_value(v)
+                        .map_err(|e| invalid(format!("`provider.timeouts`: {e}")))?;
+                    for t in [timeouts.connect_ms, timeouts.first_token_ms, timeouts.idle_ms, timeouts.total_ms] {
+                        if t == Some(0) {
+                            return Err(invalid("`provider.timeouts`: every timeout must be at least 1 ms"));
+                        }
+                    }
+                }
+                "hedge" => hedge = Some(parse_hedge(&v)?),
+                "sticky_key" => match v {
+                    Value::String(k) => sticky_key = Some(k),
+                    Value::Null => {}
+                    _ => return Err(invalid("`provider.sticky_key` must be a string")),
+                },
+                other => {
+                    return Err(invalid(format!(
+                        "unknown field `provider.{other}` (known: routing, fallback, timeouts, hedge, sticky_key)"
+                    )))
+                }
+            }
+        }
+    }
+    if sticky_key.is_none() && catalog.sticky.from_user {
+        let user = match protocol {
+            Protocol::OpenAi => body.get("user"),
+            Protocol::Anthropic => body.get("metadata").and_then(|m| m.get("user_id")),
+        };
+        sticky_key = user.and_then(Value::as_str).map(str::to_owned);
+    }
+
+    let prompt_tokens_estimate = estimate_prompt_tokens(&body);
+    let mut routes: Vec<ModelRoute> = Vec::new();
+    for slug in &slugs {
+        let mut route = resolve_model(catalog, slug)?;
+        if !routes
+            .iter()
+            .any(|r| r.model == route.model && r.candidates == route.candidates)
+        {
+            route.candidates.retain(|&e| {
+                catalog.endpoints[e]
+                    .context_window
+                    .is_none_or(|w| w >= prompt_tokens_estimate)
+            });
+            routes.push(route);
+        }
+    }
+    if let Some(r) = &routing {
+        apply_routing(catalog, &mut routes, r)?;
+    }
+    routes.retain(|r| !r.candidates.is_empty());
+    if routes.is_empty() {
+        return Err(invalid(format!(
+            "the prompt (about {prompt_tokens_estimate} tokens) exceeds the context window of every endpoint of {}",
+            slugs.join(", ")
+        )));
+    }
+    Ok(ParsedRequest {
+        protocol,
+        body,
+        routes,
+        stream,
+        include_usage,
+        timeouts,
+        hedge,
+        sticky_key,
+        prompt_tokens_estimate,
+    })
+}
+
+/// Estimated prompt tokens: JSON bytes of messages, system and tools / 4.
+pub fn estimate_prompt_tokens(body: &Map<String, Value>) -> u64 {
+    let bytes: usize = ["messages", "system", "tools"]
+        .iter()
+        .filter_map(|k| body.get(*k))
+        .map(|v| serde_json::to_string(v).map(|s| s.len()).unwrap_or(0))
+        .sum();
+    (bytes as u64).div_ceil(4)
+}
+
+fn parse_hedge(v: &Value) -> Result<Hedge, RequestError> {
+    match v {
+        Value::Bool(true) => Ok(Hedge::Default),
+        Value::Bool(false) | Value::Null => Ok(Hedge::Off),
+        Value::Object(o) => {
+            if let Some(ms) = o.get("delay_ms") {
+                return ms.as_u64().map(Hedge::DelayMs).ok_or_else(|| {
+                    invalid("`provider.hedge.delay_ms` must be a whole number of ms")
+                });
+            }
+            if let Some(p) = o.get("percentile") {
+                return p
+                    .as_f64()
+                    .filter(|p| (0.0..=1.0).contains(p))
+                    .map(Hedge::Percentile)
+                    .ok_or_else(|| invalid("`provider.hedge.percentile` must be between 0 and 1"));
+            }
+            Err(invalid(
+                "`provider.hedge` must be true, false, {\"delay_ms\": N} or {\"percentile\": P}",
+            ))
+        }
+        _ => Err(invalid(
+            "`provider.hedge` must be true, false, {\"delay_ms\": N} or {\"percentile\": P}",
+        )),
+    }
+}
+
+/// Resolves `vendor/model` or `vendor/model:provider`.
+fn resolve_model(catalog: &Catalog, slug: &str) -> Result<ModelRoute, RequestError> {
     let (model_slug, pin) = match slug.rsplit_once(':') {
-        Some((m, p)) => (m.to_owned(), Some(p.to_owned())),
-        None => (slug.clone(), None),
+        Some((m, p)) => (m, Some(p)),
+        None => (slug, None),
     };
-    let model = catalog.model(&model_slug).ok_or_else(|| {
+    let model = catalog.model(model_slug).ok_or_else(|| {
         RequestError::UnknownModel(format!(
             "unknown model {model_slug:?} (configured: {})",
             catalog.model_names()
         ))
     })?;
     let all = &catalog.models[model].endpoints;
-    let mut candidates: Vec<usize> = match &pin {
+    let candidates: Vec<usize> = match pin {
         None => all.clone(),
         Some(p) => {
             let v: Vec<usize> = all
                 .iter()
                 .copied()
-                .filter(|&e| catalog.provider_of(e).slug == *p)
+                .filter(|&e| catalog.provider_of(e).slug == p)
                 .collect();
             if v.is_empty() {
                 return Err(RequestError::UnknownProvider(format!(
@@ -128,56 +319,11 @@ pub fn parse(
             v
         }
     };
-
-    let mut policy = Policy::Latency;
-    let mut timeouts = TimeoutsConfig::default();
-    if let Some(prov) = body.remove("provider") {
-        let Value::Object(prov) = prov else {
-            return Err(invalid("`provider` must be an object"));
-        };
-        for (k, v) in prov {
-            match k.as_str() {
-                "routing" => {
-                    let (p, order) = parse_routing(catalog, &model_slug, &candidates, &v)?;
-                    policy = p;
-                    if let Some(order) = order {
-                        candidates = order;
-                    }
-                }
-                "timeouts" => {
-                    timeouts = serde_json::from_value(v)
-                        .map_err(|e| invalid(format!("`provider.timeouts`: {e}")))?;
-                    for t in [
-                        timeouts.connect_ms,
-                        timeouts.first_token_ms,
-                        timeouts.idle_ms,
-                        timeouts.total_ms,
-                    ] {
-                        if t == Some(0) {
-                            return Err(invalid(
-                                "`provider.timeouts`: every timeout must be at least 1 ms",
-                            ));
-                        }
-                    }
-                }
-                other => {
-                    return Err(invalid(format!(
-                        "unknown field `provider.{other}` (known: routing, timeouts)"
-                    )))
-                }
-            }
-        }
-    }
-    Ok(ParsedRequest {
-        protocol,
-        body,
-        model_slug,
+    Ok(ModelRoute {
         model,
-        policy,
+        slug: model_slug.to_owned(),
         candidates,
-        stream,
-        include_usage,
-        timeouts,
+        policy: Policy::Latency,
     })
 }
 
@@ -199,12 +345,11 @@ fn endpoint_list(catalog: &Catalog, endpoints: &[usize]) -> String {
         .join(", ")
 }
 
-fn parse_routing(
+fn apply_routing(
     catalog: &Catalog,
-    model_slug: &str,
-    candidates: &[usize],
+    routes: &mut [ModelRoute],
     v: &Value,
-) -> Result<(Policy, Option<Vec<usize>>), RequestError> {
+) -> Result<(), RequestError> {
     let kind = v
         .get("type")
         .and_then(Value::as_str)
@@ -225,7 +370,10 @@ fn parse_routing(
                     )))
                 }
             };
-            Ok((policy, None))
+            for r in routes.iter_mut() {
+                r.policy = policy;
+            }
+            Ok(())
         }
         "order" => {
             let list = v
@@ -237,7 +385,7 @@ fn parse_routing(
             if list.is_empty() {
                 return Err(invalid("`provider.routing.providers` must not be empty"));
             }
-            let mut order = Vec::new();
+            let mut orders: Vec<Vec<usize>> = vec![Vec::new(); routes.len()];
             for (i, item) in list.iter().enumerate() {
                 let name = item.as_str().ok_or_else(|| {
                     invalid(format!(
@@ -245,26 +393,37 @@ fn parse_routing(
                     ))
                 })?;
                 // An endpoint id, or a provider slug standing for all of its endpoints.
-                let matched: Vec<usize> = candidates
-                    .iter()
-                    .copied()
-                    .filter(|&e| {
-                        catalog.endpoints[e].id == name || catalog.provider_of(e).slug == name
-                    })
-                    .collect();
-                if matched.is_empty() {
-                    return Err(RequestError::UnknownEndpoint(format!(
-                        "`provider.routing.providers[{i}]`: {name:?} is not an endpoint of model {model_slug:?} (endpoints: {})",
-                        endpoint_list(catalog, candidates)
-                    )));
-                }
-                for e in matched {
-                    if !order.contains(&e) {
-                        order.push(e);
+                let mut found = false;
+                for (r, order) in routes.iter().zip(orders.iter_mut()) {
+                    for &e in &r.candidates {
+                        if catalog.endpoints[e].id == name || catalog.provider_of(e).slug == name {
+                            found = true;
+                            if !order.contains(&e) {
+                                order.push(e);
+                            }
+                        }
                     }
                 }
+                if !found {
+                    let all: Vec<usize> = routes
+                        .iter()
+                        .flat_map(|r| r.candidates.iter().copied())
+                        .collect();
+                    return Err(RequestError::UnknownEndpoint(format!(
+                        "`provider.routing.providers[{i}]`: {name:?} is not an endpoint of {} (endpoints: {})",
+                        routes.iter().map(|r| format!("{:?}", r.slug)).collect::<Vec<_>>().join(", "),
+                        endpoint_list(catalog, &all)
+                    )));
+                }
             }
-            Ok((Policy::Order, Some(order)))
+            // A model the list says nothing about keeps its own ranking.
+            for (r, order) in routes.iter_mut().zip(orders) {
+                if !order.is_empty() {
+                    r.candidates = order;
+                    r.policy = Policy::Order;
+                }
+            }
+            Ok(())
         }
         other => Err(invalid(format!(
             "unknown `provider.routing.type` {other:?} (expected \"priority\" or \"order\")"

@@ -10,6 +10,7 @@ use crate::config::TimeoutsConfig;
 use crate::events::{Event, EventKind, EventQueue};
 use crate::protocol::{self, sse, PayloadError, Protocol, StreamContext, Usage};
 use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::time::timeout_at;
 
@@ -31,6 +32,10 @@ pub enum ErrKind {
     UpstreamError,
     Translation,
     Cancelled,
+    /// A hedged twin produced its first token first.
+    HedgeLost,
+    /// Not attempted: the endpoint was at its concurrency limit.
+    ConcurrencyLimited,
 }
 
 impl ErrKind {
@@ -48,6 +53,8 @@ impl ErrKind {
             ErrKind::UpstreamError => "upstream_error",
             ErrKind::Translation => "translation_error",
             ErrKind::Cancelled => "cancelled",
+            ErrKind::HedgeLost => "hedge_lost",
+            ErrKind::ConcurrencyLimited => "concurrency_limited",
         }
     }
 }
@@ -62,16 +69,19 @@ pub struct AttemptError {
     /// The failure describes the request, not the endpoint (400/413/422 and
     /// other statuses outside the failover list): return it at once.
     pub caller_fault: bool,
+    /// Set when the failure came after the first token.
+    pub first_token_ms: Option<f64>,
 }
 
 impl AttemptError {
-    fn new(kind: ErrKind, message: impl Into<String>) -> Self {
+    pub fn new(kind: ErrKind, message: impl Into<String>) -> Self {
         AttemptError {
             kind,
             status: None,
             message: message.into(),
             retry_after: None,
             caller_fault: false,
+            first_token_ms: None,
         }
     }
 }
@@ -102,10 +112,31 @@ pub struct AttemptCtx<'a> {
     pub timeouts: TimeoutsConfig,
     /// The whole request's deadline.
     pub deadline: Instant,
-    /// Set once the first chunk of this attempt reached the queue.
-    pub delivered: &'a mut bool,
-    /// Called at the first token with its latency in ms.
-    pub on_first_token: &'a mut (dyn FnMut(f64) + Send),
+    /// Which attempt owns the host's stream: 0 while none, else the `slot`
+    /// of the attempt that produced the first token first. An attempt
+    /// claims it at its first token (streams) or complete body; one that
+    /// finds it taken has lost a hedge race and stops.
+    pub winner: &'a AtomicUsize,
+    /// This attempt's slot (non-zero).
+    pub slot: usize,
+    /// Called when this attempt wins, with its first-token latency in ms.
+    pub on_first_token: &'a (dyn Fn(f64) + Sync),
+}
+
+impl AttemptCtx<'_> {
+    fn claim(&self) -> Result<(), AttemptError> {
+        match self
+            .winner
+            .compare_exchange(0, self.slot, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            Err(w) if w == self.slot => Ok(()),
+            Err(_) => Err(AttemptError::new(
+                ErrKind::HedgeLost,
+                "another attempt produced its first token first",
+            )),
+        }
+    }
 }
 
 fn unix_now() -> u64 {
@@ -334,6 +365,7 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             message: format!("HTTP {status}: {message}"),
             retry_after: ra,
             caller_fault: !ctx.catalog.fails_over(status),
+            first_token_ms: None,
         });
     }
 
@@ -354,6 +386,7 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
                 PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
             },
         )?;
+        ctx.claim()?;
         let elapsed = start.elapsed();
         let ftl = elapsed.as_secs_f64() * 1000.0;
         (ctx.on_first_token)(ftl);
@@ -390,6 +423,7 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
         kind: EventKind::Chunk,
         data,
     };
+    let ftl_of = |t: Option<Instant>| t.map(|t| t.duration_since(start).as_secs_f64() * 1000.0);
 
     while !finished {
         let dl = match first_token_at {
@@ -408,15 +442,23 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
                     ErrKind::TotalTimeout => "the total timeout expired".into(),
                     _ => "no token before the first-token timeout".into(),
                 };
-                return Err(AttemptError::new(kind, msg));
+                let mut err = AttemptError::new(kind, msg);
+                err.first_token_ms = ftl_of(first_token_at);
+                return Err(err);
             }
-            Ok(Err(e)) => return Err(AttemptError::new(ErrKind::Transport, describe(&e))),
+            Ok(Err(e)) => {
+                let mut err = AttemptError::new(ErrKind::Transport, describe(&e));
+                err.first_token_ms = ftl_of(first_token_at);
+                return Err(err);
+            }
             Ok(Ok(None)) => {
                 decoder.finish();
-                return Err(AttemptError::new(
+                let mut err = AttemptError::new(
                     ErrKind::Truncated,
                     "the stream ended without its finish marker",
-                ));
+                );
+                err.first_token_ms = ftl_of(first_token_at);
+                return Err(err);
             }
             Ok(Ok(Some(b))) => b,
         };
@@ -424,10 +466,15 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             return Err(AttemptError::new(ErrKind::Malformed, e.to_string()));
         }
         let mut out: Vec<Event> = Vec::new();
+        let ftl_ms = first_token_at.map(|t| t.duration_since(start).as_secs_f64() * 1000.0);
         for ev in events.drain(..) {
-            let step = adapter.on_event(&ev).map_err(|e| match e {
-                PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
-                PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
+            let step = adapter.on_event(&ev).map_err(|e| {
+                let mut err = match e {
+                    PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
+                    PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
+                };
+                err.first_token_ms = ftl_ms;
+                err
             })?;
             if step.content {
                 content_steps += 1;
@@ -435,6 +482,7 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             if first_token_at.is_none() {
                 pending.extend(step.out.into_iter().map(chunk));
                 if step.content {
+                    ctx.claim()?;
                     let now = Instant::now();
                     first_token_at = Some(now);
                     (ctx.on_first_token)(now.duration_since(start).as_secs_f64() * 1000.0);
@@ -449,7 +497,6 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             }
         }
         if !out.is_empty() {
-            *ctx.delivered = true;
             ctx.queue.push_all(out);
         }
     }

@@ -16,9 +16,11 @@
 //! 2. Exploration (`Latency` only): when the draw falls under the explore
 //!    ratio, the available endpoint measured least recently (never measured
 //!    counts as oldest) moves to the front, so the engine keeps learning.
-//! 3. Unavailable endpoints (circuit open, half-open with its probe already
-//!    in flight, or rate limited until a Retry-After) move to the back,
-//!    keeping their relative order. They stay in the list: if every endpoint
+//! 3. Stickiness (every policy but `Order`): the endpoint a sticky key was
+//!    last served by moves to the front while it is available.
+//! 4. Unavailable endpoints (circuit open, half-open with its probe already
+//!    in flight, rate limited until a Retry-After, or at their concurrency
+//!    limit) move to the back, keeping their relative order. They stay in the list: if every endpoint
 //!    is unavailable, they are still tried rather than failing without a call.
 
 use std::cmp::Ordering;
@@ -51,7 +53,22 @@ pub struct EndpointView {
     pub probing: bool,
     /// When the last latency sample was taken.
     pub last_sample: Option<Instant>,
+    /// At its concurrency limit.
+    pub full: bool,
 }
+
+/// A placeholder for endpoints that are not candidates of a request.
+pub const UNRANKED: EndpointView = EndpointView {
+    first_token_ms: None,
+    prior_ms: 0.0,
+    throughput: None,
+    in_flight: 0,
+    price: 0.0,
+    blocked_until: None,
+    probing: false,
+    last_sample: None,
+    full: false,
+};
 
 impl EndpointView {
     pub fn latency_cost(&self) -> f64 {
@@ -59,7 +76,7 @@ impl EndpointView {
     }
 
     pub fn available(&self, now: Instant) -> bool {
-        !self.probing && self.blocked_until.is_none_or(|t| t <= now)
+        !self.probing && !self.full && self.blocked_until.is_none_or(|t| t <= now)
     }
 }
 
@@ -83,6 +100,7 @@ pub fn plan(
     policy: Policy,
     now: Instant,
     explore: Option<Explore>,
+    sticky: Option<usize>,
 ) -> Vec<usize> {
     let mut out: Vec<usize> = candidates.to_vec();
     let view = |e: usize| &views[e];
@@ -122,6 +140,14 @@ pub fn plan(
                     let e = out.remove(i);
                     out.insert(0, e);
                 }
+            }
+        }
+    }
+    if policy != Policy::Order {
+        if let Some(s) = sticky.filter(|&s| view(s).available(now)) {
+            if let Some(i) = out.iter().position(|&e| e == s) {
+                let e = out.remove(i);
+                out.insert(0, e);
             }
         }
     }

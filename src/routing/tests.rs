@@ -11,6 +11,7 @@ fn v(ftl: Option<f64>, price: f64) -> EndpointView {
         blocked_until: None,
         probing: false,
         last_sample: None,
+        full: false,
     }
 }
 
@@ -27,7 +28,7 @@ fn latency_lowest_first() {
         v(Some(200.0), 0.5),
     ];
     assert_eq!(
-        plan(&all(3), &views, Policy::Latency, now, None),
+        plan(&all(3), &views, Policy::Latency, now, None, None),
         vec![1, 2, 0]
     );
 }
@@ -40,7 +41,7 @@ fn latency_unmeasured_uses_prior() {
     let views = [v(Some(100.0), 1.0), a, v(None, 1.0)];
     // 1 has prior 50 < 100; 2 has prior 1000.
     assert_eq!(
-        plan(&all(3), &views, Policy::Latency, now, None),
+        plan(&all(3), &views, Policy::Latency, now, None, None),
         vec![1, 0, 2]
     );
 }
@@ -54,7 +55,7 @@ fn latency_tie_broken_by_price_then_config_order() {
         v(Some(100.0), 1.0),
     ];
     assert_eq!(
-        plan(&all(3), &views, Policy::Latency, now, None),
+        plan(&all(3), &views, Policy::Latency, now, None, None),
         vec![1, 2, 0]
     );
 }
@@ -66,7 +67,7 @@ fn latency_accounts_for_in_flight_load() {
     busy.in_flight = 3; // cost 400
     let views = [busy, v(Some(250.0), 1.0)];
     assert_eq!(
-        plan(&all(2), &views, Policy::Latency, now, None),
+        plan(&all(2), &views, Policy::Latency, now, None, None),
         vec![1, 0]
     );
 }
@@ -81,7 +82,7 @@ fn price_lowest_first_latency_breaks_ties() {
         v(Some(50.0), 9.0),
     ];
     assert_eq!(
-        plan(&all(4), &views, Policy::Price, now, None),
+        plan(&all(4), &views, Policy::Price, now, None, None),
         vec![2, 1, 0, 3]
     );
 }
@@ -90,8 +91,14 @@ fn price_lowest_first_latency_breaks_ties() {
 fn price_full_tie_keeps_config_order() {
     let now = Instant::now();
     let views = [v(Some(100.0), 1.0), v(Some(100.0), 1.0)];
-    assert_eq!(plan(&all(2), &views, Policy::Price, now, None), vec![0, 1]);
-    assert_eq!(plan(&[1, 0], &views, Policy::Price, now, None), vec![1, 0]);
+    assert_eq!(
+        plan(&all(2), &views, Policy::Price, now, None, None),
+        vec![0, 1]
+    );
+    assert_eq!(
+        plan(&[1, 0], &views, Policy::Price, now, None, None),
+        vec![1, 0]
+    );
 }
 
 #[test]
@@ -106,7 +113,7 @@ fn throughput_highest_first_unmeasured_last_ties_by_latency() {
     d.throughput = Some(50.0); // ties with a, lower latency
     let views = [a, b, c, d];
     assert_eq!(
-        plan(&all(4), &views, Policy::Throughput, now, None),
+        plan(&all(4), &views, Policy::Throughput, now, None, None),
         vec![1, 3, 0, 2]
     );
 }
@@ -116,10 +123,10 @@ fn order_keeps_given_order_regardless_of_metrics() {
     let now = Instant::now();
     let views = [v(Some(10.0), 0.0), v(Some(900.0), 9.0), v(Some(500.0), 5.0)];
     assert_eq!(
-        plan(&[1, 2, 0], &views, Policy::Order, now, None),
+        plan(&[1, 2, 0], &views, Policy::Order, now, None, None),
         vec![1, 2, 0]
     );
-    assert_eq!(plan(&[2], &views, Policy::Order, now, None), vec![2]);
+    assert_eq!(plan(&[2], &views, Policy::Order, now, None, None), vec![2]);
 }
 
 #[test]
@@ -129,10 +136,10 @@ fn unavailable_moves_to_back_in_every_policy() {
     open.blocked_until = Some(now + Duration::from_secs(5));
     let views = [open, v(Some(100.0), 1.0), v(Some(200.0), 2.0)];
     for p in [Policy::Latency, Policy::Price, Policy::Throughput] {
-        assert_eq!(plan(&all(3), &views, p, now, None)[2], 0, "{p:?}");
+        assert_eq!(plan(&all(3), &views, p, now, None, None)[2], 0, "{p:?}");
     }
     assert_eq!(
-        plan(&[0, 2, 1], &views, Policy::Order, now, None),
+        plan(&[0, 2, 1], &views, Policy::Order, now, None, None),
         vec![2, 1, 0]
     );
 }
@@ -144,7 +151,7 @@ fn expired_block_is_available_again() {
     a.blocked_until = Some(now);
     let views = [a, v(Some(100.0), 1.0)];
     assert_eq!(
-        plan(&all(2), &views, Policy::Latency, now, None),
+        plan(&all(2), &views, Policy::Latency, now, None, None),
         vec![0, 1]
     );
 }
@@ -156,7 +163,7 @@ fn probing_half_open_is_unavailable() {
     a.probing = true;
     let views = [a, v(Some(100.0), 1.0)];
     assert_eq!(
-        plan(&all(2), &views, Policy::Latency, now, None),
+        plan(&all(2), &views, Policy::Latency, now, None, None),
         vec![1, 0]
     );
 }
@@ -170,7 +177,7 @@ fn all_unavailable_are_still_listed() {
     b.blocked_until = Some(now + Duration::from_secs(1));
     let views = [a, b];
     assert_eq!(
-        plan(&all(2), &views, Policy::Latency, now, None),
+        plan(&all(2), &views, Policy::Latency, now, None, None),
         vec![1, 0]
     );
 }
@@ -195,16 +202,19 @@ fn exploration_promotes_stalest_available_only_under_ratio() {
         ratio: 0.02,
     });
     assert_eq!(
-        plan(&all(3), &views, Policy::Latency, now, hit),
+        plan(&all(3), &views, Policy::Latency, now, hit, None),
         vec![1, 0, 2]
     );
     assert_eq!(
-        plan(&all(3), &views, Policy::Latency, now, miss),
+        plan(&all(3), &views, Policy::Latency, now, miss, None),
         vec![0, 1, 2]
     );
     // Never explores under explicit policies.
-    assert_eq!(plan(&all(3), &views, Policy::Price, now, hit)[0], 0);
-    assert_eq!(plan(&[0, 1], &views, Policy::Order, now, hit), vec![0, 1]);
+    assert_eq!(plan(&all(3), &views, Policy::Price, now, hit, None)[0], 0);
+    assert_eq!(
+        plan(&[0, 1], &views, Policy::Order, now, hit, None),
+        vec![0, 1]
+    );
 }
 
 #[test]
@@ -217,13 +227,61 @@ fn exploration_prefers_never_measured() {
         draw: 0.0,
         ratio: 0.1,
     });
-    assert_eq!(plan(&all(2), &views, Policy::Latency, now, hit), vec![1, 0]);
+    assert_eq!(
+        plan(&all(2), &views, Policy::Latency, now, hit, None),
+        vec![1, 0]
+    );
 }
 
 #[test]
 fn empty_and_single() {
     let now = Instant::now();
     let views = [v(None, 0.0)];
-    assert!(plan(&[], &views, Policy::Latency, now, None).is_empty());
-    assert_eq!(plan(&[0], &views, Policy::Throughput, now, None), vec![0]);
+    assert!(plan(&[], &views, Policy::Latency, now, None, None).is_empty());
+    assert_eq!(
+        plan(&[0], &views, Policy::Throughput, now, None, None),
+        vec![0]
+    );
+}
+
+#[test]
+fn full_endpoint_moves_back() {
+    let now = Instant::now();
+    let mut a = v(Some(10.0), 1.0);
+    a.full = true;
+    let views = [a, v(Some(100.0), 1.0)];
+    assert_eq!(
+        plan(&all(2), &views, Policy::Latency, now, None, None),
+        vec![1, 0]
+    );
+}
+
+#[test]
+fn sticky_endpoint_first_while_available_except_under_order() {
+    let now = Instant::now();
+    let views = [v(Some(10.0), 1.0), v(Some(100.0), 1.0), v(Some(50.0), 1.0)];
+    assert_eq!(
+        plan(&all(3), &views, Policy::Latency, now, None, Some(1)),
+        vec![1, 0, 2]
+    );
+    assert_eq!(
+        plan(&all(3), &views, Policy::Price, now, None, Some(2))[0],
+        2
+    );
+    assert_eq!(
+        plan(&[0, 1], &views, Policy::Order, now, None, Some(1)),
+        vec![0, 1]
+    );
+    // Not a candidate: ignored.
+    assert_eq!(
+        plan(&[0, 2], &views, Policy::Latency, now, None, Some(1)),
+        vec![0, 2]
+    );
+    // Unavailable: ignored.
+    let mut blocked = views;
+    blocked[1].blocked_until = Some(now + std::time::Duration::from_secs(1));
+    assert_eq!(
+        plan(&all(3), &blocked, Policy::Latency, now, None, Some(1)),
+        vec![0, 2, 1]
+    );
 }

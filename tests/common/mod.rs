@@ -69,6 +69,7 @@ pub fn config(ups: &[&Upstream], extra: Value) -> String {
         "providers": providers,
         "models": [{"slug": "test/model", "endpoints": endpoints}],
         "health": {"explore_ratio": 0.0},
+        "retry": {"max_retries": 0},
     });
     if let (Value::Object(c), Value::Object(x)) = (&mut cfg, extra) {
         for (k, v) in x {

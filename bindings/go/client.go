@@ -1,0 +1,168 @@
+package llmux
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"time"
+)
+
+// cancelGrace bounds how long a cancelled Stream waits for its terminal
+// event (to report its routing record); llmux normally sends it at once.
+const cancelGrace = 2 * time.Second
+
+// ChatCompletion sends an OpenAI Chat Completions request and waits for the
+// whole response. req is any value that marshals to the request JSON (a
+// struct, a map), or raw JSON as json.RawMessage, []byte or string. The
+// binding sets "stream": false. See Router.ChatCompletionStream for errors.
+func (r *Router) ChatCompletion(ctx context.Context, req any) (*Response, error) {
+	return r.complete(ctx, protoOpenAI, req)
+}
+
+// Messages sends an Anthropic Messages request (protocol 1) and waits for
+// the whole response; Response.Body is an Anthropic message.
+func (r *Router) Messages(ctx context.Context, req any) (*Response, error) {
+	return r.complete(ctx, protoAnthropic, req)
+}
+
+// ChatCompletionStream starts a streaming OpenAI Chat Completions request
+// (the binding sets "stream": true) and returns at once; read the chunks
+// from the Stream. Each chunk is an OpenAI chat.completion.chunk, byte for
+// byte as the upstream sent it.
+//
+// Errors: a request llmux refuses (unknown model, malformed JSON) returns
+// an *Error at once; a request that fails later ends the stream with an
+// *APIError; ctx being cancelled or reaching its deadline cancels the
+// request in llmux and ends the stream with ctx.Err(); Router.Close ends it
+// with an error wrapping ErrClosed.
+func (r *Router) ChatCompletionStream(ctx context.Context, req any) (*Stream, error) {
+	return r.stream(ctx, protoOpenAI, req)
+}
+
+// MessagesStream starts a streaming Anthropic Messages request (protocol
+// 1); each chunk is an Anthropic stream event (its "type" names it).
+func (r *Router) MessagesStream(ctx context.Context, req any) (*Stream, error) {
+	return r.stream(ctx, protoAnthropic, req)
+}
+
+func (r *Router) complete(ctx context.Context, protocol uint32, req any) (*Response, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	body, err := encodeRequest(req, false)
+	if err != nil {
+		return nil, err
+	}
+	c := r.core
+	cl, err := c.submit(ctx, protocol, body)
+	runtime.KeepAlive(r)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		ev, failure, ok := cl.take()
+		if ok {
+			if failure != nil {
+				return nil, failure
+			}
+			switch ev.kind {
+			case kindDone:
+				return parseDone(cl.id, ev.data)
+			case kindError:
+				return nil, cl.apiError(ev.data)
+			}
+			continue // a chunk: not expected without "stream"; ignore it
+		}
+		select {
+		case <-cl.signal:
+		case <-ctx.Done():
+			c.cancel(cl.id)
+			cl.abandon()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (r *Router) stream(ctx context.Context, protocol uint32, req any) (*Stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	body, err := encodeRequest(req, true)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := r.core.submit(ctx, protocol, body)
+	runtime.KeepAlive(r)
+	if err != nil {
+		return nil, err
+	}
+	return &Stream{r: r, cl: cl, ctx: ctx, closeCh: make(chan struct{})}, nil
+}
+
+// encodeRequest turns req into request JSON with "stream" set as asked.
+// Input that is not a JSON object goes to llmux unchanged, which reports
+// what is wrong with it.
+func encodeRequest(req any, stream bool) ([]byte, error) {
+	var body []byte
+	switch v := req.(type) {
+	case nil:
+		return nil, nil // llmux: NULL argument
+	case json.RawMessage:
+		body = v
+	case []byte:
+		body = v
+	case string:
+		body = []byte(v)
+	default:
+		b, err := json.Marshal(req)
+		if err != nil {
+			return nil, fmt.Errorf("llmux: cannot encode request: %w", err)
+		}
+		body = b
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil || fields == nil {
+		return body, nil
+	}
+	want := []byte("false")
+	if stream {
+		want = []byte("true")
+	}
+	if bytes.Equal(bytes.TrimSpace(fields["stream"]), want) {
+		return body, nil
+	}
+	fields["stream"] = want
+	return json.Marshal(fields)
+}
+
+// doneEvent is the JSON of a DONE event.
+type doneEvent struct {
+	Response json.RawMessage `json:"response"`
+	Routing  json.RawMessage `json:"routing"`
+}
+
+func parseDone(id uint64, data []byte) (*Response, error) {
+	var ev doneEvent
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return nil, fmt.Errorf("llmux: unreadable done event: %w", err)
+	}
+	resp := &Response{ID: id, Body: ev.Response}
+	rt, err := parseRouting(ev.Routing)
+	if err != nil {
+		return nil, fmt.Errorf("llmux: unreadable routing record: %w", err)
+	}
+	if rt != nil {
+		resp.Routing = *rt
+	}
+	return resp, nil
+}
+
+func (cl *call) apiError(data []byte) *APIError {
+	e := parseAPIError(data)
+	if cl.byClose.Load() {
+		e.cause = ErrClosed
+	}
+	return e
+}

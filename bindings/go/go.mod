@@ -1,0 +1,3 @@
+module github.com/llmux/llmux/bindings/go
+
+go 1.23

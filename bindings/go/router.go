@@ -1,0 +1,340 @@
+package llmux
+
+/*
+#include "llmux.h"
+*/
+import "C"
+
+import (
+	"context"
+	"encoding/json"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Version is the version of the linked llmux library, e.g. "0.1.0".
+func Version() string { return cVersion() }
+
+// closeDrainTimeout bounds how long Close waits for cancelled requests to
+// deliver their terminal events before it frees the engine anyway.
+const closeDrainTimeout = 5 * time.Second
+
+// Router is an llmux engine: a catalog of models and providers, live health
+// and a dispatcher goroutine that delivers events to requests. All methods
+// are safe for concurrent use. Close it when done; a Router that becomes
+// unreachable without Close is closed by a finalizer, as a last resort.
+type Router struct {
+	core      *core
+	closeOnce sync.Once
+}
+
+// core is what the dispatcher goroutine and in-flight requests share. It
+// holds no reference to its Router, so an unreachable Router can be
+// finalized while the dispatcher still runs.
+type core struct {
+	// cmu guards eng: every C call holds it for reading, llmux_engine_free
+	// for writing, so the engine is never freed under a call.
+	cmu sync.RWMutex
+	eng *C.llmux_engine
+
+	// mu guards the request tables and the closing state.
+	mu      sync.Mutex
+	closing bool
+	pending map[uint64]*call      // registered, no terminal yet
+	early   map[uint64][]rawEvent // events that arrived before their request registered
+	drained chan struct{}         // closed once pending is empty while closing
+
+	stop           atomic.Bool
+	dispatcherDone chan struct{}
+
+	// Counters for tests: requests submitted, terminal events delivered.
+	submitted atomic.Uint64
+	terminals atomic.Uint64
+}
+
+// New builds a Router from JSON config (see the llmux README for the
+// format). A config that does not load returns an *Error with code
+// ResultInvalidConfig whose message names the JSON path of each problem.
+func New(configJSON []byte) (*Router, error) {
+	eng, err := cEngineNew(configJSON)
+	if err != nil {
+		return nil, err
+	}
+	return newRouter(eng), nil
+}
+
+// NewFromFile builds a Router from a JSON config file.
+func NewFromFile(path string) (*Router, error) {
+	eng, err := cEngineNewFromFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return newRouter(eng), nil
+}
+
+// finalizedRouters counts Routers closed by the finalizer (for tests).
+var finalizedRouters atomic.Int64
+
+func newRouter(eng *C.llmux_engine) *Router {
+	c := &core{
+		eng:            eng,
+		pending:        make(map[uint64]*call),
+		early:          make(map[uint64][]rawEvent),
+		dispatcherDone: make(chan struct{}),
+	}
+	go c.dispatch()
+	r := &Router{core: c}
+	runtime.SetFinalizer(r, func(r *Router) {
+		finalizedRouters.Add(1)
+		r.Close()
+	})
+	return r
+}
+
+// Close cancels every request in flight (each ends with an error wrapping
+// ErrClosed), waits for their terminal events, stops the dispatcher and
+// frees the engine. It is idempotent and safe to call concurrently; later
+// calls wait for the first to finish. It always returns nil.
+func (r *Router) Close() error {
+	r.closeOnce.Do(func() {
+		r.core.shutdown()
+		runtime.SetFinalizer(r, nil)
+	})
+	return nil
+}
+
+// Stats returns llmux's JSON snapshot of every endpoint: first-token
+// latency and throughput averages, error rate, in-flight count, counters,
+// circuit state, rate-limit time left and price.
+func (r *Router) Stats() (json.RawMessage, error) {
+	c := r.core
+	c.cmu.RLock()
+	defer c.cmu.RUnlock()
+	if c.eng == nil {
+		return nil, ErrClosed
+	}
+	out, err := cStats(c.eng)
+	runtime.KeepAlive(r)
+	return out, err
+}
+
+// submit starts a request and registers it for its events. Until the
+// request ends, ctx being done cancels it in llmux.
+func (c *core) submit(ctx context.Context, protocol uint32, body []byte) (*call, error) {
+	c.cmu.RLock()
+	defer c.cmu.RUnlock()
+	c.mu.Lock()
+	closing := c.closing
+	c.mu.Unlock()
+	if closing || c.eng == nil {
+		return nil, ErrClosed
+	}
+	id, err := cSubmit(c.eng, protocol, body)
+	if err != nil {
+		return nil, err
+	}
+	c.submitted.Add(1)
+	cl := newCall(id)
+	cl.stopWatch = context.AfterFunc(ctx, func() { c.cancel(id) })
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range c.early[id] {
+		cl.push(ev)
+	}
+	delete(c.early, id)
+	if cl.ended {
+		return cl, nil
+	}
+	c.pending[id] = cl
+	if c.closing {
+		// Close began after our check and may have missed this request in
+		// its cancel sweep; cmu is still held, so the engine is alive.
+		cl.byClose.Store(true)
+		cCancel(c.eng, id)
+	}
+	return cl, nil
+}
+
+// cancel asks llmux to cancel a request; harmless when it already ended.
+func (c *core) cancel(id uint64) {
+	c.cmu.RLock()
+	defer c.cmu.RUnlock()
+	if c.eng != nil {
+		cCancel(c.eng, id)
+	}
+}
+
+// dispatch is the one goroutine per Router that polls llmux and hands
+// each event to its request.
+func (c *core) dispatch() {
+	defer close(c.dispatcherDone)
+	buf := newPollBuffer()
+	defer buf.free()
+	var evs []rawEvent
+	for !c.stop.Load() {
+		c.cmu.RLock()
+		var err error
+		evs, err = buf.poll(c.eng, 1000, evs[:0])
+		c.cmu.RUnlock()
+		if err != nil {
+			time.Sleep(10 * time.Millisecond) // not expected; do not spin
+			continue
+		}
+		if len(evs) == 0 {
+			continue
+		}
+		c.mu.Lock()
+		for _, ev := range evs {
+			if ev.kind != kindChunk && ev.kind != kindDone && ev.kind != kindError {
+				continue // a kind this binding does not know: ignore it
+			}
+			if ev.kind != kindChunk {
+				c.terminals.Add(1)
+			}
+			cl := c.pending[ev.id]
+			if cl == nil {
+				c.early[ev.id] = append(c.early[ev.id], ev)
+				continue
+			}
+			cl.push(ev)
+			if cl.ended {
+				delete(c.pending, ev.id)
+			}
+		}
+		if c.closing && len(c.pending) == 0 && c.drained != nil {
+			close(c.drained)
+			c.drained = nil
+		}
+		c.mu.Unlock()
+		clear(evs)
+	}
+}
+
+func (c *core) shutdown() {
+	c.mu.Lock()
+	c.closing = true
+	ids := make([]uint64, 0, len(c.pending))
+	for id, cl := range c.pending {
+		cl.byClose.Store(true)
+		ids = append(ids, id)
+	}
+	var drained chan struct{}
+	if len(c.pending) > 0 {
+		drained = make(chan struct{})
+		c.drained = drained
+	}
+	c.mu.Unlock()
+
+	for _, id := range ids {
+		c.cancel(id)
+	}
+	if drained != nil {
+		select {
+		case <-drained:
+		case <-time.After(closeDrainTimeout):
+		}
+	}
+
+	c.stop.Store(true)
+	c.cmu.RLock()
+	cWakeup(c.eng)
+	c.cmu.RUnlock()
+	<-c.dispatcherDone
+
+	// Requests whose terminal never came (drain timed out) end with ErrClosed.
+	c.mu.Lock()
+	for id, cl := range c.pending {
+		cl.fail(ErrClosed)
+		delete(c.pending, id)
+	}
+	clear(c.early)
+	c.mu.Unlock()
+
+	c.cmu.Lock()
+	cEngineFree(c.eng)
+	c.eng = nil
+	c.cmu.Unlock()
+}
+
+// call is one request's inbox: the dispatcher appends, the caller takes.
+// The queue is unbounded so a slow reader never stalls the dispatcher.
+type call struct {
+	id uint64
+
+	mu        sync.Mutex
+	queue     []rawEvent
+	ended     bool  // the terminal event has been queued (guarded by core.mu as well)
+	failure   error // set instead of a terminal event when Close gave up
+	abandoned bool  // nobody will read: drop what arrives
+
+	signal    chan struct{} // capacity 1: "the queue changed"
+	byClose   atomic.Bool   // Router.Close cancelled this request
+	stopWatch func() bool   // unregisters the ctx watcher; set before registration
+}
+
+func newCall(id uint64) *call {
+	return &call{id: id, signal: make(chan struct{}, 1)}
+}
+
+func (cl *call) notify() {
+	select {
+	case cl.signal <- struct{}{}:
+	default:
+	}
+}
+
+// push queues an event; called with core.mu held.
+func (cl *call) push(ev rawEvent) {
+	terminal := ev.kind != kindChunk
+	cl.mu.Lock()
+	if terminal {
+		cl.ended = true
+	}
+	if !cl.abandoned {
+		cl.queue = append(cl.queue, ev)
+	}
+	cl.mu.Unlock()
+	if terminal && cl.stopWatch != nil {
+		cl.stopWatch()
+	}
+	cl.notify()
+}
+
+// fail ends a request without a terminal event; called with core.mu held.
+func (cl *call) fail(err error) {
+	cl.mu.Lock()
+	cl.ended = true
+	cl.failure = err
+	cl.mu.Unlock()
+	if cl.stopWatch != nil {
+		cl.stopWatch()
+	}
+	cl.notify()
+}
+
+func (cl *call) abandon() {
+	cl.mu.Lock()
+	cl.abandoned = true
+	cl.queue = nil
+	cl.mu.Unlock()
+}
+
+// take returns the next queued event, or the failure when Close gave up on
+// the request; ok is false when there is nothing yet.
+func (cl *call) take() (ev rawEvent, failure error, ok bool) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if len(cl.queue) > 0 {
+		ev = cl.queue[0]
+		cl.queue[0] = rawEvent{}
+		cl.queue = cl.queue[1:]
+		return ev, nil, true
+	}
+	if cl.failure != nil {
+		return rawEvent{}, cl.failure, true
+	}
+	return rawEvent{}, nil, false
+}

@@ -1,0 +1,193 @@
+"""``_Engine``: owns one ``llmux_engine *`` and wraps each C call.
+
+Calls other than ``llmux_engine_free`` may run from any thread at once; the
+engine is freed only after every such call has returned (a small in-use
+counter) and after the owner joined its pollers. ``free()`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import threading
+from ctypes import byref, c_int, c_size_t, c_uint64, c_void_p
+from typing import Any, Dict, List, Tuple, Union
+
+from . import _ffi
+from ._errors import ConfigError, LLMuxError, RouterClosedError, error_from_code
+from ._ffi import Result
+
+#: A config: a dict (serialised to JSON), JSON text (str or bytes), or a path.
+Config = Union[Dict[str, Any], str, bytes, "os.PathLike[str]"]
+
+#: One polled event: (request id, kind, JSON bytes).
+RawEvent = Tuple[int, int, bytes]
+
+
+def _config_is_json(text: str) -> bool:
+    return text.lstrip()[:1] in ("{", "[")
+
+
+class _Engine:
+    """The native engine handle plus a guard against freeing it while a call
+    is running."""
+
+    def __init__(self, config: Config) -> None:
+        self._lib = _ffi.lib()
+        self._cond = threading.Condition()
+        self._users = 0
+        self._closed = False
+        ptr = c_void_p()
+        err = c_void_p()
+        if isinstance(config, dict):
+            data = json.dumps(config).encode("utf-8")
+            rc = self._lib.llmux_engine_new(data, len(data), byref(ptr), byref(err))
+        elif isinstance(config, bytes) or (isinstance(config, str) and _config_is_json(config)):
+            data = config if isinstance(config, bytes) else config.encode("utf-8")
+            rc = self._lib.llmux_engine_new(data, len(data), byref(ptr), byref(err))
+        elif isinstance(config, (str, os.PathLike)):
+            path = os.fsencode(config)
+            rc = self._lib.llmux_engine_new_from_file(path, byref(ptr), byref(err))
+        else:
+            raise TypeError(f"config must be a dict, JSON text or a path, not {type(config).__name__}")
+        message = _ffi.take_string(err)
+        if rc != Result.OK or not ptr.value:
+            if rc in (Result.ERR_RUNTIME, Result.ERR_PANIC):
+                raise error_from_code(rc, message)
+            raise ConfigError(message or _ffi.result_text(rc), code=rc)
+        self._ptr: int = ptr.value
+        self._fd: int = -1
+
+    # -- in-use guard ------------------------------------------------------
+
+    def _enter(self) -> int:
+        with self._cond:
+            if self._closed:
+                raise RouterClosedError("the router is closed")
+            self._users += 1
+            return self._ptr
+
+    def _exit(self) -> None:
+        with self._cond:
+            self._users -= 1
+            if self._users == 0:
+                self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def address(self) -> int:
+        """The raw pointer (for the dispatcher thread, which is joined before
+        ``free``)."""
+        return self._ptr
+
+    # -- calls -------------------------------------------------------------
+
+    def submit(self, protocol: int, body: bytes) -> int:
+        ptr = self._enter()
+        try:
+            rid = c_uint64()
+            err = c_void_p()
+            rc = self._lib.llmux_submit(ptr, protocol, body, len(body), byref(rid), byref(err))
+            message = _ffi.take_string(err)
+        finally:
+            self._exit()
+        if rc != Result.OK:
+            raise error_from_code(rc, message)
+        return int(rid.value)
+
+    def cancel(self, request_id: int) -> bool:
+        """True when the request was in flight (it will end with a
+        ``cancelled`` error event), False when unknown or already ended."""
+        ptr = self._enter()
+        try:
+            rc = self._lib.llmux_cancel(ptr, request_id)
+        finally:
+            self._exit()
+        if rc == Result.OK:
+            return True
+        if rc in (Result.ERR_UNKNOWN_REQUEST, Result.ERR_SHUTTING_DOWN):
+            return False
+        raise error_from_code(rc, None)
+
+    def wakeup(self) -> None:
+        ptr = self._enter()
+        try:
+            self._lib.llmux_wakeup(ptr)
+        finally:
+            self._exit()
+
+    def fd(self) -> int:
+        if self._fd < 0:
+            ptr = self._enter()
+            try:
+                out = c_int(-1)
+                rc = self._lib.llmux_engine_fd(ptr, byref(out))
+            finally:
+                self._exit()
+            if rc != Result.OK:
+                raise error_from_code(rc, None)
+            self._fd = out.value
+        return self._fd
+
+    def stats(self) -> Dict[str, Any]:
+        ptr = self._enter()
+        try:
+            out = c_void_p()
+            rc = self._lib.llmux_stats(ptr, byref(out))
+            text = _ffi.take_string(out)
+        finally:
+            self._exit()
+        if rc != Result.OK or text is None:
+            raise error_from_code(rc, None)
+        result: Dict[str, Any] = json.loads(text)
+        return result
+
+    def poll_nowait(self, events: "ctypes.Array[_ffi.llmux_event]") -> List[RawEvent]:
+        """``llmux_poll`` with timeout 0 (guarded)."""
+        ptr = self._enter()
+        try:
+            return poll(self._lib, ptr, events, 0)
+        finally:
+            self._exit()
+
+    def free(self) -> None:
+        """Waits for running calls to return, then frees the engine. The
+        caller must have stopped its pollers first. Idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.wait_for(lambda: self._users == 0, timeout=10.0)
+            ptr, self._ptr = self._ptr, 0
+        if ptr:
+            self._lib.llmux_engine_free(ptr)
+
+    def mark_closed(self) -> None:
+        """Rejects new calls without freeing (used when the engine must be
+        leaked because a poller could not be joined)."""
+        with self._cond:
+            self._closed = True
+
+
+def poll(lib: ctypes.CDLL, ptr: int, events: "ctypes.Array[_ffi.llmux_event]", timeout_ms: int) -> List[RawEvent]:
+    """One ``llmux_poll`` call: copies the events out and frees them."""
+    count = c_size_t(0)
+    rc = lib.llmux_poll(ptr, events, len(events), timeout_ms, byref(count))
+    if rc != Result.OK:
+        raise error_from_code(rc, None, default=LLMuxError)
+    n = count.value
+    if n == 0:
+        return []
+    try:
+        out: List[RawEvent] = []
+        for i in range(n):
+            ev = events[i]
+            data = ctypes.string_at(ev.data, ev.data_len) if ev.data else b""
+            out.append((int(ev.request_id), int(ev.kind), data))
+        return out
+    finally:
+        lib.llmux_events_free(events, n)

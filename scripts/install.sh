@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Installs the llmux C library, its headers, a pkg-config file and a CMake
+# package into PREFIX (default /usr/local):
+#
+#   PREFIX/lib/libllmux.so, PREFIX/lib/libllmux.a
+#   PREFIX/include/llmux.h, PREFIX/include/llmux.hpp (the C++17 wrapper)
+#   PREFIX/lib/pkgconfig/llmux.pc
+#   PREFIX/lib/cmake/llmux/llmuxConfig.cmake, llmuxConfigVersion.cmake
+#
+# usage: scripts/install.sh [--debug] [--no-build] [PREFIX]
+#   --debug     install target/debug (for tests) instead of target/release
+#   --no-build  do not run cargo; install the existing build as it is
+# env DESTDIR   stage the files under $DESTDIR$PREFIX (for packagers); the
+#               installed files still name PREFIX
+set -euo pipefail
+
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+
+profile=release
+build=1
+prefix=/usr/local
+prefix_set=0
+for arg in "$@"; do
+  case "$arg" in
+    --debug) profile=debug ;;
+    --release) profile=release ;;
+    --no-build) build=0 ;;
+    -h|--help) usage; exit 0 ;;
+    -*) echo "install.sh: unknown option $arg" >&2; usage >&2; exit 2 ;;
+    *)
+      if [ "$prefix_set" = 1 ]; then echo "install.sh: more than one PREFIX" >&2; exit 2; fi
+      prefix=$arg; prefix_set=1 ;;
+  esac
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+case "$prefix" in
+  /*) ;;
+  *) prefix="$(pwd)/$prefix" ;;  # the .pc file needs an absolute path
+esac
+prefix=${prefix%/}
+[ -n "$prefix" ] || prefix=/
+
+if [ "$build" = 1 ]; then
+  if [ "$profile" = release ]; then
+    (cd "$root" && cargo build --release --lib)
+  else
+    (cd "$root" && cargo build --lib)
+  fi
+fi
+
+libdir_src="$root/target/$profile"
+for f in libllmux.so libllmux.a; do
+  if [ ! -f "$libdir_src/$f" ]; then
+    echo "install.sh: $libdir_src/$f is missing (run without --no-build)" >&2
+    exit 1
+  fi
+done
+
+version=$(sed -n 's/^#define LLMUX_VERSION "\(.*\)"$/\1/p' "$root/include/llmux.h")
+if [ -z "$version" ]; then
+  echo "install.sh: no LLMUX_VERSION in include/llmux.h" >&2
+  exit 1
+fi
+pointer_bits=$(getconf LONG_BIT 2>/dev/null || echo 64)
+pointer_bytes=$((pointer_bits / 8))
+
+dest="${DESTDIR:-}$prefix"
+libdir="$prefix/lib"
+includedir="$prefix/include"
+
+install -d "$dest/lib" "$dest/include" "$dest/lib/pkgconfig" "$dest/lib/cmake/llmux"
+install -m 0755 "$libdir_src/libllmux.so" "$dest/lib/libllmux.so"
+install -m 0644 "$libdir_src/libllmux.a" "$dest/lib/libllmux.a"
+install -m 0644 "$root/include/llmux.h" "$dest/include/llmux.h"
+install -m 0644 "$root/bindings/cpp/llmux.hpp" "$dest/include/llmux.hpp"
+
+# Replaces @NAME@ placeholders. Paths go through sed, so escape its specials.
+fill() {
+  local esc_prefix esc_libdir esc_includedir
+  esc_prefix=$(printf '%s' "$prefix" | sed 's/[\\|&]/\\&/g')
+  esc_libdir=$(printf '%s' "$libdir" | sed 's/[\\|&]/\\&/g')
+  esc_includedir=$(printf '%s' "$includedir" | sed 's/[\\|&]/\\&/g')
+  sed -e "s|@PREFIX@|$esc_prefix|g" \
+      -e "s|@LIBDIR@|$esc_libdir|g" \
+      -e "s|@INCLUDEDIR@|$esc_includedir|g" \
+      -e "s|@VERSION@|$version|g" \
+      -e "s|@POINTER_BITS@|$pointer_bits|g" \
+      -e "s|@POINTER_BYTES@|$pointer_bytes|g" \
+      "$1" > "$2"
+  chmod 0644 "$2"
+}
+fill "$root/packaging/llmux.pc.in" "$dest/lib/pkgconfig/llmux.pc"
+fill "$root/packaging/llmuxConfig.cmake.in" "$dest/lib/cmake/llmux/llmuxConfig.cmake"
+fill "$root/packaging/llmuxConfigVersion.cmake.in" "$dest/lib/cmake/llmux/llmuxConfigVersion.cmake"
+
+echo "installed llmux $version ($profile build) to $dest"
+case "$libdir" in
+  /usr/lib|/usr/local/lib|/lib) [ -z "${DESTDIR:-}" ] && [ "$(id -u)" = 0 ] && command -v ldconfig >/dev/null && ldconfig || true ;;
+  *) echo "note: $libdir is not a default library path: set LD_LIBRARY_PATH or an rpath to run programs linked against libllmux.so" ;;
+esac

@@ -1,0 +1,442 @@
+//! The runtime, the request lifecycle, the failover loop and cancellation.
+//!
+//! Each submitted request runs as one task on the engine's tokio runtime. It
+//! ranks the candidates (`routing::plan`), runs attempts (`upstream`) down
+//! the list while failover is allowed, and ends with exactly one terminal
+//! event. A drop guard emits an error if the task is torn down any other way
+//! (a panic, runtime shutdown), so no request is ever left without one.
+
+mod run;
+
+use crate::catalog::Catalog;
+use crate::config::{ConfigErrors, DEFAULT_TIMEOUTS};
+use crate::events::{Event, EventQueue};
+use crate::health::Health;
+use crate::protocol::Protocol;
+use crate::request::{self, RequestError};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Why an engine could not be built.
+#[derive(Debug)]
+pub enum EngineError {
+    Config(ConfigErrors),
+    Runtime(String),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Config(e) => write!(f, "{e}"),
+            EngineError::Runtime(e) => write!(f, "could not start the engine: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// Why a submit was refused.
+#[derive(Debug)]
+pub enum SubmitError {
+    Request(RequestError),
+    ShuttingDown,
+}
+
+impl std::fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubmitError::Request(e) => write!(f, "{e}"),
+            SubmitError::ShuttingDown => write!(f, "the engine is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for SubmitError {}
+
+struct Inner {
+    catalog: Catalog,
+    health: Health,
+    queue: EventQueue,
+    clients: Mutex<HashMap<u64, reqwest::Client>>,
+    cancels: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    next_id: AtomicU64,
+    rng: AtomicU64,
+    active: AtomicUsize,
+    closing: AtomicBool,
+    /// Sticky key -> (endpoint, last use).
+    sticky: Mutex<HashMap<String, (usize, Instant)>>,
+}
+
+/// The router. Thread-safe: every method takes `&self`.
+pub struct Engine {
+    inner: Arc<Inner>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Engine {
+    /// Builds an engine from JSON config text.
+    pub fn from_json(config: &str) -> Result<Engine, EngineError> {
+        Engine::new(Catalog::from_json(config).map_err(EngineError::Config)?)
+    }
+
+    /// Builds an engine from a JSON config file.
+    pub fn from_file(path: &std::path::Path) -> Result<Engine, EngineError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            EngineError::Config(ConfigErrors(vec![crate::config::ConfigError {
+                path: String::new(),
+                message: format!("cannot read config file {}: {e}", path.display()),
+            }]))
+        })?;
+        Engine::from_json(&text)
+    }
+
+    pub fn new(catalog: Catalog) -> Result<Engine, EngineError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(catalog.worker_threads)
+            .thread_name("llmux-worker")
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Runtime(e.to_string()))?;
+        let health = Health::new(catalog.health, catalog.endpoints.len());
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9E37_79B9_7F4A_7C15)
+            | 1;
+        let inner = Arc::new(Inner {
+            catalog,
+            health,
+            queue: EventQueue::new(),
+            clients: Mutex::new(HashMap::new()),
+            cancels: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            rng: AtomicU64::new(seed),
+            active: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            sticky: Mutex::new(HashMap::new()),
+        });
+        // Build the default client now so a TLS setup problem shows at load.
+        let connect = inner
+            .catalog
+            .timeouts
+            .connect_ms
+            .or(DEFAULT_TIMEOUTS.connect_ms)
+            .unwrap_or(5000);
+        inner.client(connect).map_err(EngineError::Runtime)?;
+        if let Some(ms) = inner.catalog.health.active_probe_interval_ms {
+            runtime.spawn(probe_loop(inner.clone(), Duration::from_millis(ms)));
+        }
+        Ok(Engine {
+            inner,
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// Validates and starts a request; returns its id. Never blocks on I/O.
+    pub fn submit(&self, protocol: Protocol, body: &[u8]) -> Result<u64, SubmitError> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let req =
+            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner.cancels).insert(id, tx);
+        self.inner.active.fetch_add(1, Ordering::AcqRel);
+        let inner = self.inner.clone();
+        match &self.runtime {
+            Some(rt) => {
+                rt.spawn(run::run(inner, id, req, rx));
+            }
+            None => return Err(SubmitError::ShuttingDown),
+        }
+        Ok(id)
+    }
+
+    /// Cancels an in-flight request; it ends with an error event of type
+    /// `cancelled`. False when the id is unknown or already finished.
+    pub fn cancel(&self, id: u64) -> bool {
+        match lock(&self.inner.cancels).remove(&id) {
+            Some(tx) => tx.send(()).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Takes up to `max` events, waiting up to `timeout` (`None`: until an
+    /// event or a wakeup; zero: never blocks).
+    pub fn poll(&self, max: usize, timeout: Option<Duration>, sink: impl FnMut(Event)) -> usize {
+        self.inner.queue.poll(max, timeout, sink)
+    }
+
+    /// Convenience: poll into a vector.
+    pub fn poll_vec(&self, max: usize, timeout: Option<Duration>) -> Vec<Event> {
+        let mut v = Vec::new();
+        self.poll(max, timeout, |e| v.push(e));
+        v
+    }
+
+    /// Makes a blocked `poll` return at once.
+    pub fn wakeup(&self) {
+        self.inner.queue.wakeup();
+    }
+
+    /// A file descriptor that is readable while events are waiting.
+    pub fn fd(&self) -> Option<i32> {
+        self.inner.queue.fd()
+    }
+
+    /// Requests started and not yet terminated.
+    pub fn in_flight(&self) -> usize {
+        self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// Health and prices of every endpoint, as JSON.
+    pub fn stats_json(&self) -> String {
+        let inner = &self.inner;
+        let now = Instant::now();
+        let c = &inner.catalog;
+        let endpoints: Vec<Value> = c
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let p = c.provider_of(i);
+                let mut m = inner.health.snapshot(i, now);
+                m.insert("id".into(), json!(e.id));
+                m.insert("model".into(), json!(c.models[e.model].slug));
+                m.insert("provider".into(), json!(p.slug));
+                m.insert("protocol".into(), json!(p.protocol.as_str()));
+                m.insert("upstream_model".into(), json!(e.upstream_model));
+                m.insert(
+                    "price".into(),
+                    json!({"prompt": e.price_prompt, "completion": e.price_completion}),
+                );
+                m.insert("context_window".into(), json!(e.context_window));
+                Value::Object(m)
+            })
+            .collect();
+        json!({
+            "endpoints": endpoints,
+            "requests_in_flight": inner.active.load(Ordering::Acquire),
+            "events_queued": inner.queue.len(),
+        })
+        .to_string()
+    }
+
+    /// Health of every endpoint as JSON that `import_health` accepts, so a
+    /// restarted app starts warm. Times are stored as "time left".
+    pub fn export_health(&self) -> String {
+        let now = Instant::now();
+        let c = &self.inner.catalog;
+        let eps: Vec<Value> = c
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut v = self.inner.health.export(i, now);
+                v["model"] = json!(c.models[e.model].slug);
+                v["endpoint"] = json!(e.id);
+                v
+            })
+            .collect();
+        json!({"version": 1, "endpoints": eps}).to_string()
+    }
+
+    /// Restores health exported by `export_health`; entries whose model and
+    /// endpoint are not in this catalog are skipped. Returns how many were
+    /// restored.
+    pub fn import_health(&self, json: &str) -> Result<usize, String> {
+        let v: Value =
+            serde_json::from_str(json).map_err(|e| format!("health JSON is malformed: {e}"))?;
+        let list = v
+            .get("endpoints")
+            .and_then(Value::as_array)
+            .ok_or("health JSON needs an `endpoints` list")?;
+        let c = &self.inner.catalog;
+        let now = Instant::now();
+        let mut n = 0;
+        for item in list {
+            let (Some(m), Some(id)) = (
+                item.get("model").and_then(Value::as_str),
+                item.get("endpoint").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let Some(model) = c.model(m) else { continue };
+            if let Some(&e) = c.models[model]
+                .endpoints
+                .iter()
+                .find(|&&e| c.endpoints[e].id == id)
+            {
+                self.inner.health.import(e, now, item);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Cancels every request, waits for them to end, and stops the runtime.
+    /// Called by `Drop`.
+    pub fn shutdown(&mut self) {
+        self.inner.closing.store(true, Ordering::Release);
+        let senders: Vec<_> = lock(&self.inner.cancels)
+            .drain()
+            .map(|(_, tx)| tx)
+            .collect();
+        for tx in senders {
+            let _ = tx.send(());
+        }
+        let Some(rt) = self.runtime.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Dropped inside another runtime: cannot block here.
+            rt.shutdown_background();
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.inner.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        rt.shutdown_timeout(Duration::from_secs(1));
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Inner {
+    fn client(&self, connect_ms: u64) -> Result<reqwest::Client, String> {
+        let mut map = lock(&self.clients);
+        if let Some(c) = map.get(&connect_ms) {
+            return Ok(c.clone());
+        }
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(connect_ms))
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("llmux/", env!("CARGO_PKG_VERSION")))
+            .no_proxy();
+        if let Some(p) = &self.catalog.proxy {
+            b = b.proxy(reqwest::Proxy::all(p).map_err(|e| e.to_string())?);
+        }
+        let c = b.build().map_err(|e| e.to_string())?;
+        map.insert(connect_ms, c.clone());
+        Ok(c)
+    }
+
+    fn sticky_get(&self, key: &str, now: Instant) -> Option<usize> {
+        let ttl = Duration::from_millis(self.catalog.sticky.ttl_ms);
+        lock(&self.sticky)
+            .get(key)
+            .filter(|(_, t)| now.saturating_duration_since(*t) < ttl)
+            .map(|(e, _)| *e)
+    }
+
+    fn sticky_put(&self, key: &str, e: usize, now: Instant) {
+        let cfg = self.catalog.sticky;
+        let mut map = lock(&self.sticky);
+        map.insert(key.to_owned(), (e, now));
+        if map.len() > cfg.capacity {
+            let ttl = Duration::from_millis(cfg.ttl_ms);
+            map.retain(|_, (_, t)| now.saturating_duration_since(*t) < ttl);
+            if map.len() > cfg.capacity {
+                // Forget the oldest tenth at once, so this scan is rare.
+                let mut ages: Vec<Instant> = map.values().map(|(_, t)| *t).collect();
+                ages.sort_unstable();
+                let cut = ages[(ages.len() / 10).min(ages.len() - 1)];
+                map.retain(|_, (_, t)| *t > cut);
+            }
+        }
+    }
+
+    /// A uniform draw in [0, 1) (xorshift64*; not for cryptography).
+    fn draw(&self) -> f64 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.store(x, Ordering::Relaxed);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Active health probing: endpoints whose open circuit has expired get a
+/// one-token request instead of waiting for real traffic to probe them.
+async fn probe_loop(inner: Arc<Inner>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for e in 0..inner.catalog.endpoints.len() {
+            if inner.health.probe_due(e, Instant::now()) {
+                tokio::spawn(probe(inner.clone(), e));
+            }
+        }
+    }
+}
+
+async fn probe(inner: Arc<Inner>, e: usize) {
+    use crate::health::Verdict;
+    let c = &inner.catalog;
+    let provider = c.provider_of(e);
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "messages".into(),
+        json!([{"role": "user", "content": "ping"}]),
+    );
+    body.insert("max_tokens".into(), json!(1));
+    let timeouts = provider.timeouts.over(c.timeouts).over(DEFAULT_TIMEOUTS);
+    let Ok(client) = inner.client(timeouts.connect_ms.unwrap_or(5000)) else {
+        return;
+    };
+    if !inner.health.try_begin(e, Instant::now(), None) {
+        return;
+    }
+    let winner = std::sync::atomic::AtomicUsize::new(0);
+    let on_first = |_ms: f64| {};
+    let r = crate::upstream::attempt(crate::upstream::AttemptCtx {
+        catalog: c,
+        endpoint: e,
+        client: &client,
+        queue: &inner.queue,
+        request_id: 0,
+        caller: provider.protocol,
+        body: &body,
+        stream: false,
+        include_usage: false,
+        model_slug: &c.models[c.endpoints[e].model].slug,
+        timeouts,
+        deadline: Instant::now() + Duration::from_millis(timeouts.first_token_ms.unwrap_or(10_000)),
+        winner: &winner,
+        slot: 1,
+        on_first_token: &on_first,
+    })
+    .await;
+    let now = Instant::now();
+    match r {
+        Ok(ok) => inner.health.success(e, now, ok.throughput),
+        Err(err) => inner.health.failure(
+            e,
+            now,
+            Verdict::Failure,
+            err.retry_after,
+            &format!("probe: {}", err.message),
+        ),
+    }
+}

@@ -1,0 +1,615 @@
+//! One request's lifecycle: rank, attempt down the list (hedging when asked),
+//! fall back to the next model, retry rounds with backoff, and end with
+//! exactly one terminal event.
+
+use super::{lock, Inner};
+use crate::config::DEFAULT_TIMEOUTS;
+use crate::events::{Event, EventKind};
+use crate::health::{Health, Verdict};
+use crate::protocol::{self, Protocol, Usage};
+use crate::request::{Hedge, ModelRoute, ParsedRequest};
+use crate::routing::{self, Explore, Policy};
+use crate::upstream::{self, AttemptCtx, AttemptError, AttemptOk, ErrKind};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Notify};
+
+/// One attempt as the routing record reports it.
+struct AttemptRecord {
+    endpoint: usize,
+    outcome: &'static str,
+    status: Option<u16>,
+    elapsed_ms: f64,
+    error: Option<String>,
+    started: Instant,
+    finished: bool,
+}
+
+/// What the request task accumulates.
+#[derive(Default)]
+struct RunState {
+    attempts: Vec<AttemptRecord>,
+    served: Option<usize>,
+    served_model: Option<String>,
+    first_token_ms: Option<f64>,
+    usage: Option<Usage>,
+}
+
+/// Emits the terminal event exactly once; on drop without one (panic,
+/// runtime shutdown) it emits an internal error.
+struct Terminal {
+    inner: Arc<Inner>,
+    id: u64,
+    caller: Protocol,
+    model: String,
+    emitted: bool,
+}
+
+impl Terminal {
+    fn emit(&mut self, kind: EventKind, data: String) {
+        if self.emitted {
+            return;
+        }
+        self.emitted = true;
+        lock(&self.inner.cancels).remove(&self.id);
+        self.inner.queue.push(Event {
+            request_id: self.id,
+            kind,
+            data,
+        });
+        self.inner.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        if !self.emitted {
+            let body = protocol::error_body(
+                self.caller,
+                500,
+                "internal_error",
+                "the request was torn down before it finished",
+            );
+            let data = json!({
+                "type": "error", "status": 500, "error": body,
+                "routing": {"model": self.model, "endpoint": null, "attempts": []},
+            });
+            self.emit(EventKind::Error, data.to_string());
+        }
+    }
+}
+
+/// The final failure of a request.
+struct Failure {
+    status: u16,
+    kind: &'static str,
+    message: String,
+}
+
+fn failure_from(e: &AttemptError) -> Failure {
+    let (status, kind) = match e.kind {
+        ErrKind::Status => {
+            let s = e.status.unwrap_or(502);
+            let kind = match s {
+                400 | 413 | 422 => "invalid_request_error",
+                401 => "authentication_error",
+                403 => "permission_error",
+                404 => "not_found_error",
+                429 => "rate_limit_error",
+                _ => "upstream_error",
+            };
+            (s, kind)
+        }
+        ErrKind::FirstTokenTimeout | ErrKind::IdleTimeout | ErrKind::TotalTimeout => {
+            (504, "timeout")
+        }
+        ErrKind::Translation => (400, "invalid_request_error"),
+        ErrKind::Cancelled => (499, "cancelled"),
+        ErrKind::ConcurrencyLimited => (503, "overloaded"),
+        _ => (502, "upstream_error"),
+    };
+    Failure {
+        status,
+        kind,
+        message: e.message.clone(),
+    }
+}
+
+fn routing_record(inner: &Inner, req: &ParsedRequest, st: &RunState, started: Instant) -> Value {
+    let c = &inner.catalog;
+    let attempts: Vec<Value> = st
+        .attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "endpoint": c.endpoints[a.endpoint].id,
+                "provider": c.provider_of(a.endpoint).slug,
+                "model": c.models[c.endpoints[a.endpoint].model].slug,
+                "outcome": a.outcome,
+                "status": a.status,
+                "elapsed_ms": a.elapsed_ms,
+                "error": a.error,
+            })
+        })
+        .collect();
+    let served = st.served.map(|e| &c.endpoints[e]);
+    let usage = st.usage.map(|u| {
+        json!({
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "total_tokens": u.prompt_tokens + u.completion_tokens,
+            "cached_tokens": u.cached_tokens,
+        })
+    });
+    let cost = match (served, st.usage) {
+        (Some(e), Some(u)) => json!(e.cost(u.prompt_tokens, u.completion_tokens)),
+        _ => Value::Null,
+    };
+    json!({
+        "model": st.served_model.as_deref().unwrap_or(req.model_slug()),
+        "requested_model": req.model_slug(),
+        "endpoint": served.map(|e| e.id.as_str()),
+        "provider": st.served.map(|e| c.provider_of(e).slug.as_str()),
+        "upstream_model": served.map(|e| e.upstream_model.as_str()),
+        "attempts": attempts,
+        "first_token_ms": st.first_token_ms,
+        "latency_ms": started.elapsed().as_secs_f64() * 1000.0,
+        "usage": usage,
+        "cost_usd": cost,
+    })
+}
+
+/// Marks an attempt's health as neutral if its future is dropped mid-way
+/// (cancellation, total timeout, a lost hedge race).
+struct InFlight<'a> {
+    health: &'a Health,
+    endpoint: usize,
+    open: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.health.failure(
+                self.endpoint,
+                Instant::now(),
+                Verdict::Neutral,
+                None,
+                "cancelled",
+            );
+        }
+    }
+}
+
+type AttemptResult = Result<AttemptOk, AttemptError>;
+
+/// Everything an attempt borrows from the request, shared by hedged twins.
+struct Shared<'a> {
+    inner: &'a Inner,
+    id: u64,
+    req: &'a ParsedRequest,
+    winner: &'a AtomicUsize,
+    notify: &'a Notify,
+    deadline: Instant,
+}
+
+/// Claims a concurrency slot and records a pending attempt; None when the
+/// endpoint is at its concurrency limit (recorded as such).
+fn start(sh: &Shared<'_>, st: &mut RunState, e: usize) -> Option<usize> {
+    let now = Instant::now();
+    let limit = sh.inner.catalog.endpoints[e].max_concurrency;
+    let ok = sh.inner.health.try_begin(e, now, limit);
+    st.attempts.push(AttemptRecord {
+        endpoint: e,
+        outcome: if ok {
+            "cancelled"
+        } else {
+            ErrKind::ConcurrencyLimited.as_str()
+        },
+        status: None,
+        elapsed_ms: 0.0,
+        error: (!ok).then(|| "the endpoint is at its concurrency limit".to_owned()),
+        started: now,
+        finished: !ok,
+    });
+    ok.then(|| st.attempts.len() - 1)
+}
+
+/// Runs one HTTP attempt (already counted in flight by `start`).
+async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> AttemptResult {
+    let inner = sh.inner;
+    let c = &inner.catalog;
+    let mut guard = InFlight {
+        health: &inner.health,
+        endpoint: e,
+        open: true,
+    };
+    let timeouts = sh
+        .req
+        .timeouts
+        .over(c.provider_of(e).timeouts)
+        .over(c.timeouts)
+        .over(DEFAULT_TIMEOUTS);
+    let client = inner
+        .client(timeouts.connect_ms.unwrap_or(5000))
+        .map_err(|m| AttemptError::new(ErrKind::Transport, m))?;
+    let on_first = |ms: f64| {
+        inner.health.first_token(e, Instant::now(), ms);
+        sh.notify.notify_one();
+    };
+    let result = upstream::attempt(AttemptCtx {
+        catalog: c,
+        endpoint: e,
+        client: &client,
+        queue: &inner.queue,
+        request_id: sh.id,
+        caller: sh.req.protocol,
+        body: &sh.req.body,
+        stream: sh.req.stream,
+        include_usage: sh.req.include_usage,
+        model_slug: &route.slug,
+        timeouts,
+        deadline: sh.deadline,
+        winner: sh.winner,
+        slot,
+        on_first_token: &on_first,
+    })
+    .await;
+    guard.open = false;
+    result
+}
+
+/// Records an attempt's result in the health table and the routing record.
+fn finish(sh: &Shared<'_>, st: &mut RunState, idx: usize, route: &ModelRoute, r: &AttemptResult) {
+    let now = Instant::now();
+    let rec = &mut st.attempts[idx];
+    let e = rec.endpoint;
+    rec.elapsed_ms = now.duration_since(rec.started).as_secs_f64() * 1000.0;
+    rec.finished = true;
+    match r {
+        Ok(ok) => {
+            sh.inner.health.success(e, now, ok.throughput);
+            rec.outcome = "success";
+            rec.status = Some(200);
+            st.served = Some(e);
+            st.served_model = Some(route.slug.clone());
+            st.first_token_ms = Some(ok.first_token_ms);
+            st.usage = ok.usage;
+        }
+        Err(err) => {
+            let verdict = match err.kind {
+                ErrKind::Translation | ErrKind::HedgeLost | ErrKind::Cancelled => Verdict::Neutral,
+                _ if err.caller_fault => Verdict::Neutral,
+                _ => Verdict::Failure,
+            };
+            sh.inner
+                .health
+                .failure(e, now, verdict, err.retry_after, &err.message);
+            rec.outcome = err.kind.as_str();
+            rec.status = err.status;
+            rec.error = Some(err.message.clone());
+            if err.first_token_ms.is_some() {
+                st.first_token_ms = err.first_token_ms;
+            }
+        }
+    }
+}
+
+/// Awaits an optional boxed future; pending forever when there is none.
+async fn maybe<F: Future + ?Sized>(f: &mut Option<Pin<Box<F>>>) -> F::Output {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs `a`; if it has produced no token after `delay`, runs `b` beside it.
+/// The first to produce a token wins and the other is dropped (its
+/// connection closes). Returns the deciding result and whether `b` was used.
+async fn hedged(
+    sh: &Shared<'_>,
+    st: &mut RunState,
+    route: &ModelRoute,
+    (a, b): (usize, usize),
+    delay: Duration,
+    slot: &mut usize,
+) -> Option<(AttemptResult, bool)> {
+    let ia = start(sh, st, a)?;
+    *slot += 1;
+    let sa = *slot;
+    let mut fa = Some(Box::pin(exec(sh, route, a, sa)));
+    tokio::select! {
+        r = maybe(&mut fa) => {
+            finish(sh, st, ia, route, &r);
+            return Some((r, false));
+        }
+        _ = tokio::time::sleep(delay) => {}
+    }
+    if sh.winner.load(Ordering::Acquire) != 0 {
+        let r = maybe(&mut fa).await;
+        finish(sh, st, ia, route, &r);
+        return Some((r, false));
+    }
+    let Some(ib) = start(sh, st, b) else {
+        let r = maybe(&mut fa).await;
+        finish(sh, st, ia, route, &r);
+        return Some((r, true));
+    };
+    *slot += 1;
+    let sb = *slot;
+    let mut fb = Some(Box::pin(exec(sh, route, b, sb)));
+    let lost = || {
+        Err(AttemptError::new(
+            ErrKind::HedgeLost,
+            "the hedged twin produced its first token first",
+        ))
+    };
+    let (mut ra, mut rb): (Option<AttemptResult>, Option<AttemptResult>) = (None, None);
+    while fa.is_some() || fb.is_some() {
+        tokio::select! {
+            r = maybe(&mut fa), if fa.is_some() => { fa = None; ra = Some(r); }
+            r = maybe(&mut fb), if fb.is_some() => { fb = None; rb = Some(r); }
+            _ = sh.notify.notified() => {}
+        }
+        let w = sh.winner.load(Ordering::Acquire);
+        if w == sa && fb.is_some() {
+            fb = None;
+            rb = Some(lost());
+        }
+        if w == sb && fa.is_some() {
+            fa = None;
+            ra = Some(lost());
+        }
+    }
+    let ra = ra.unwrap_or_else(lost);
+    let rb = rb.unwrap_or_else(lost);
+    finish(sh, st, ia, route, &ra);
+    finish(sh, st, ib, route, &rb);
+    let w = sh.winner.load(Ordering::Acquire);
+    // The winner's result decides; with no winner, both failed before a token.
+    Some(if w == sa || (w != sb && ra.is_ok()) {
+        (ra, true)
+    } else {
+        (rb, true)
+    })
+}
+
+fn hedge_delay(inner: &Inner, req: &ParsedRequest, e: usize) -> Option<Duration> {
+    let cfg = &inner.catalog.hedging;
+    let spec = match req.hedge {
+        Some(h) => h,
+        None if cfg.enabled => Hedge::Default,
+        None => Hedge::Off,
+    };
+    let pct = |p: f64| {
+        inner
+            .health
+            .first_token_percentile(e, p)
+            .map(|ms| ms as u64)
+            .unwrap_or(cfg.fallback_delay_ms)
+    };
+    let ms = match spec {
+        Hedge::Off => return None,
+        Hedge::DelayMs(ms) => ms,
+        Hedge::Percentile(p) => pct(p),
+        Hedge::Default => cfg.delay_ms.unwrap_or_else(|| pct(cfg.percentile)),
+    };
+    Some(Duration::from_millis(ms))
+}
+
+/// Ranks one model's candidates now.
+fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>) -> Vec<usize> {
+    let c = &inner.catalog;
+    let now = Instant::now();
+    let mut views = vec![routing::UNRANKED; c.endpoints.len()];
+    for &e in &route.candidates {
+        let ep = &c.endpoints[e];
+        let prior = ep
+            .expected_first_token_ms
+            .unwrap_or(c.health.default_first_token_ms);
+        views[e] = inner.health.view(
+            e,
+            now,
+            prior,
+            ep.price_prompt + ep.price_completion,
+            ep.max_concurrency,
+        );
+    }
+    let explore =
+        (route.policy == Policy::Latency && c.health.explore_ratio > 0.0).then(|| Explore {
+            draw: inner.draw(),
+            ratio: c.health.explore_ratio,
+        });
+    routing::plan(
+        &route.candidates,
+        &views,
+        route.policy,
+        now,
+        explore,
+        sticky,
+    )
+}
+
+/// The backoff before retry round `round` (1-based), with jitter.
+fn backoff(inner: &Inner, round: u32) -> Duration {
+    let r = &inner.catalog.retry;
+    let base = r
+        .base_backoff_ms
+        .saturating_mul(1u64 << (round - 1).min(20))
+        .min(r.max_backoff_ms);
+    Duration::from_millis(base / 2 + (inner.draw() * (base / 2) as f64) as u64)
+}
+
+async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Failure> {
+    let inner = sh.inner;
+    let req = sh.req;
+    let retry = inner.catalog.retry;
+    let sticky = req
+        .sticky_key
+        .as_deref()
+        .and_then(|k| inner.sticky_get(k, Instant::now()));
+    let mut last: Option<Failure> = None;
+    let mut slot = 0usize;
+    let mut retry_after: Option<Duration> = None;
+    for round in 0..=retry.max_retries {
+        if round > 0 {
+            let mut wait = backoff(inner, round);
+            if let Some(ra) = retry_after.take() {
+                if ra > Duration::from_millis(retry.max_retry_after_ms) {
+                    break;
+                }
+                wait = wait.max(ra);
+            }
+            if Instant::now() + wait >= sh.deadline {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+        }
+        let mut retryable = false;
+        for route in &req.routes {
+            let order = rank(inner, route, sticky);
+            let mut i = 0;
+            while i < order.len() {
+                let e = order[i];
+                i += 1;
+                let delay = (i < order.len())
+                    .then(|| hedge_delay(inner, req, e))
+                    .flatten();
+                let outcome = match delay {
+                    Some(d) => hedged(sh, st, route, (e, order[i]), d, &mut slot)
+                        .await
+                        .map(|(r, used_b)| {
+                            if used_b {
+                                i += 1;
+                            }
+                            r
+                        }),
+                    None => match start(sh, st, e) {
+                        None => None,
+                        Some(idx) => {
+                            slot += 1;
+                            let r = exec(sh, route, e, slot).await;
+                            finish(sh, st, idx, route, &r);
+                            Some(r)
+                        }
+                    },
+                };
+                let Some(result) = outcome else { continue };
+                match result {
+                    Ok(ok) => {
+                        if let (Some(k), Some(e)) = (req.sticky_key.as_deref(), st.served) {
+                            inner.sticky_put(k, e, Instant::now());
+                        }
+                        return Ok(ok.body);
+                    }
+                    Err(err) => {
+                        let f = failure_from(&err);
+                        let delivered = sh.winner.load(Ordering::Acquire) != 0;
+                        if delivered || err.caller_fault || Instant::now() >= sh.deadline {
+                            return Err(f);
+                        }
+                        if !matches!(err.kind, ErrKind::Translation | ErrKind::HedgeLost) {
+                            retryable = true;
+                        }
+                        if err.retry_after.is_some() {
+                            retry_after = retry_after.max(err.retry_after);
+                        }
+                        last = Some(f);
+                    }
+                }
+            }
+        }
+        if !retryable {
+            break;
+        }
+    }
+    Err(last.unwrap_or(Failure {
+        status: 503,
+        kind: "overloaded",
+        message: "every endpoint is at its concurrency limit".into(),
+    }))
+}
+
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    id: u64,
+    req: ParsedRequest,
+    mut cancel: oneshot::Receiver<()>,
+) {
+    let started = Instant::now();
+    let mut term = Terminal {
+        inner: inner.clone(),
+        id,
+        caller: req.protocol,
+        model: req.model_slug().to_owned(),
+        emitted: false,
+    };
+    let total = req
+        .timeouts
+        .total_ms
+        .or(inner.catalog.timeouts.total_ms)
+        .or(DEFAULT_TIMEOUTS.total_ms)
+        .unwrap_or(600_000);
+    let deadline = started + Duration::from_millis(total);
+    let winner = AtomicUsize::new(0);
+    let notify = Notify::new();
+    let mut st = RunState::default();
+    let result = {
+        let sh = Shared {
+            inner: &inner,
+            id,
+            req: &req,
+            winner: &winner,
+            notify: &notify,
+            deadline,
+        };
+        let fut = drive(&sh, &mut st);
+        tokio::select! {
+            biased;
+            _ = &mut cancel => Err(Failure { status: 499, kind: "cancelled", message: "the request was cancelled".into() }),
+            _ = tokio::time::sleep_until(deadline.into()) => Err(Failure {
+                status: 504,
+                kind: "timeout",
+                message: format!("the total timeout of {total} ms expired"),
+            }),
+            r = fut => r,
+        }
+    };
+    // Attempts cut short by cancel or the total timeout.
+    for a in st.attempts.iter_mut().filter(|a| !a.finished) {
+        a.elapsed_ms = a.started.elapsed().as_secs_f64() * 1000.0;
+        if let Err(f) = &result {
+            if f.kind == "timeout" {
+                a.outcome = ErrKind::TotalTimeout.as_str();
+            }
+        }
+    }
+    let routing = routing_record(&inner, &req, &st, started);
+    match result {
+        Ok(body) => {
+            let routing = routing.to_string();
+            let mut data =
+                String::with_capacity(body.as_ref().map_or(0, |b| b.len()) + routing.len() + 32);
+            data.push_str("{\"type\":\"done\",");
+            if let Some(b) = body {
+                data.push_str("\"response\":");
+                data.push_str(&b);
+                data.push(',');
+            }
+            data.push_str("\"routing\":");
+            data.push_str(&routing);
+            data.push('}');
+            term.emit(EventKind::Done, data);
+        }
+        Err(f) => {
+            let body = protocol::error_body(req.protocol, f.status, f.kind, &f.message);
+            let data =
+                json!({"type": "error", "status": f.status, "error": body, "routing": routing});
+            term.emit(EventKind::Error, data.to_string());
+        }
+    }
+}
