@@ -159,6 +159,11 @@ typedef uint32_t llmux_protocol;
 #endif // __cplusplus
 
 /*
+ What ranking needs to know about one endpoint.
+ */
+typedef struct EndpointView EndpointView;
+
+/*
  An engine: the catalog, the health table, the worker threads and the
  event queue. Opaque; create with `llmux_engine_new`, destroy with
  `llmux_engine_free`.
@@ -307,8 +312,30 @@ llmux_result llmux_engine_fd(const struct llmux_engine *engine, int *fd_out);
 llmux_result llmux_stats(const struct llmux_engine *engine, char **json_out);
 
 /*
- Frees a string llmux allocated (`error_out`, `llmux_stats`). NULL is a
- no-op.
+ Writes the health of every endpoint (latency and throughput averages,
+ recent first-token latencies, error rate, ejections, time left on an open
+ circuit or a Retry-After) as JSON to `*json_out`, for
+ `llmux_health_import` in a later run, so a restarted app starts warm.
+ Free with `llmux_string_free`. Thread-safe.
+ */
+llmux_result llmux_health_export(const struct llmux_engine *engine, char **json_out);
+
+/*
+ Restores health written by `llmux_health_export` (`json_len` bytes at
+ `json`). Entries for endpoints this engine's catalog does not have are
+ skipped; the number restored is written to `*restored_out` unless it is
+ NULL. Malformed JSON gives `LLMUX_RESULT_ERR_INVALID_JSON` and, when
+ `error_out` is not NULL, a message. Thread-safe.
+ */
+llmux_result llmux_health_import(const struct llmux_engine *engine,
+                                 const char *json,
+                                 size_t json_len,
+                                 size_t *restored_out,
+                                 char **error_out);
+
+/*
+ Frees a string llmux allocated (`error_out`, `llmux_stats`,
+ `llmux_health_export`). NULL is a no-op.
  */
 void llmux_string_free(char *s);
 

@@ -460,8 +460,66 @@ pub unsafe extern "C" fn llmux_stats(
     })
 }
 
-/// Frees a string llmux allocated (`error_out`, `llmux_stats`). NULL is a
-/// no-op.
+/// Writes the health of every endpoint (latency and throughput averages,
+/// recent first-token latencies, error rate, ejections, time left on an open
+/// circuit or a Retry-After) as JSON to `*json_out`, for
+/// `llmux_health_import` in a later run, so a restarted app starts warm.
+/// Free with `llmux_string_free`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn llmux_health_export(
+    engine: *const llmux_engine,
+    json_out: *mut *mut c_char,
+) -> llmux_result {
+    guard(|| {
+        let Some(engine) = engine_ref(engine) else {
+            return llmux_result::ErrNullArgument;
+        };
+        if json_out.is_null() {
+            return llmux_result::ErrNullArgument;
+        }
+        *json_out = to_c_string(engine.export_health());
+        llmux_result::Ok
+    })
+}
+
+/// Restores health written by `llmux_health_export` (`json_len` bytes at
+/// `json`). Entries for endpoints this engine's catalog does not have are
+/// skipped; the number restored is written to `*restored_out` unless it is
+/// NULL. Malformed JSON gives `LLMUX_RESULT_ERR_INVALID_JSON` and, when
+/// `error_out` is not NULL, a message. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn llmux_health_import(
+    engine: *const llmux_engine,
+    json: *const c_char,
+    json_len: usize,
+    restored_out: *mut usize,
+    error_out: *mut *mut c_char,
+) -> llmux_result {
+    guard(|| {
+        let Some(engine) = engine_ref(engine) else {
+            return llmux_result::ErrNullArgument;
+        };
+        let text = match str_arg(json, json_len) {
+            Ok(t) => t,
+            Err(e) => return e,
+        };
+        match engine.import_health(text) {
+            Ok(n) => {
+                if !restored_out.is_null() {
+                    *restored_out = n;
+                }
+                llmux_result::Ok
+            }
+            Err(m) => {
+                set_error(error_out, m);
+                llmux_result::ErrInvalidJson
+            }
+        }
+    })
+}
+
+/// Frees a string llmux allocated (`error_out`, `llmux_stats`,
+/// `llmux_health_export`). NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn llmux_string_free(s: *mut c_char) {
     let _ = guard(|| {

@@ -188,12 +188,51 @@ pub fn drain(engine: &Engine, ids: &[u64], limit: Duration) -> HashMap<u64, Outc
 }
 
 pub fn run(engine: &Engine, body: &Value) -> Outcome {
+    run_as(engine, Protocol::OpenAi, body)
+}
+
+pub fn run_as(engine: &Engine, protocol: Protocol, body: &Value) -> Outcome {
     let id = engine
-        .submit(Protocol::OpenAi, body.to_string().as_bytes())
+        .submit(protocol, body.to_string().as_bytes())
         .expect("submit");
     drain(engine, &[id], Duration::from_secs(20))
         .remove(&id)
         .expect("outcome")
+}
+
+/// An Anthropic Messages request.
+pub fn messages(model: &str, stream: bool) -> Value {
+    json!({
+        "model": model,
+        "max_tokens": 256,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "hello"}],
+    })
+}
+
+/// An upstream speaking the Anthropic protocol.
+pub fn anthropic_upstream(slug: &str, behavior: Behavior) -> Upstream {
+    let mut u = upstream(slug, behavior);
+    u.protocol = "anthropic";
+    u
+}
+
+impl Outcome {
+    /// Concatenated text of Anthropic `text_delta` events.
+    pub fn anthropic_text(&self) -> String {
+        self.chunks
+            .iter()
+            .filter(|c| c["type"] == "content_block_delta" && c["delta"]["type"] == "text_delta")
+            .filter_map(|c| c["delta"]["text"].as_str())
+            .collect()
+    }
+    /// The `type` of every Anthropic stream event, in order.
+    pub fn event_types(&self) -> Vec<String> {
+        self.chunks
+            .iter()
+            .map(|c| c["type"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    }
 }
 
 pub fn behavior(v: Value) -> Behavior {
