@@ -159,11 +159,6 @@ typedef uint32_t llmux_protocol;
 #endif // __cplusplus
 
 /*
- What ranking needs to know about one endpoint.
- */
-typedef struct EndpointView EndpointView;
-
-/*
  An engine: the catalog, the health table, the worker threads and the
  event queue. Opaque; create with `llmux_engine_new`, destroy with
  `llmux_engine_free`.

@@ -14,7 +14,18 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-const PROGRAMS: [&str; 2] = ["test_stream", "test_errors"];
+/// The C programs to build and run. `test_health` covers
+/// `llmux_health_export` / `llmux_health_import` and runs while the header
+/// declares them.
+fn programs() -> Vec<&'static str> {
+    let mut v = vec!["test_stream", "test_errors"];
+    let header = std::fs::read_to_string(manifest_dir().join("include").join("llmux.h"))
+        .expect("read include/llmux.h");
+    if header.contains("llmux_health_export(") && header.contains("llmux_health_import(") {
+        v.push("test_health");
+    }
+    v
+}
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -317,7 +328,7 @@ fn run_program(name: &str, exe: &Path) {
 
 #[test]
 fn c_programs_pass_against_the_shared_library() {
-    for name in PROGRAMS {
+    for name in programs() {
         let exe = build(name, false);
         run_program(name, &exe);
     }
@@ -357,7 +368,7 @@ fn c_programs_are_valgrind_clean() {
         valgrind_available(),
         "valgrind is not installed: install it (apt-get install valgrind) or set LLMUX_SKIP_VALGRIND=1"
     );
-    for name in PROGRAMS {
+    for name in programs() {
         let exe = build(name, false);
         let servers = servers_for(name);
         let inner = program_command(&exe, &servers, true);

@@ -99,17 +99,31 @@ unsafe fn str_arg<'a>(ptr: *const c_char, len: usize) -> Result<&'a str, llmux_r
     std::str::from_utf8(bytes).map_err(|_| llmux_result::ErrInvalidUtf8)
 }
 
-/// Hands a string to the host as a NUL-terminated heap copy (interior NULs
-/// cannot occur in our JSON; any would be replaced).
 fn to_c_string(s: String) -> *mut c_char {
+    to_c_string_len(s).0
+}
+
+/// A NUL-terminated heap copy and its length (interior NULs cannot occur in
+/// our JSON; any would be replaced).
+fn to_c_string_len(s: String) -> (*mut c_char, usize) {
     let s = if s.contains('\0') {
         s.replace('\0', "\u{FFFD}")
     } else {
         s
     };
+    let len = s.len();
     match std::ffi::CString::new(s) {
-        Ok(c) => c.into_raw(),
-        Err(_) => std::ptr::null_mut(),
+        Ok(c) => (c.into_raw(), len),
+        Err(_) => (std::ptr::null_mut(), 0),
+    }
+}
+
+/// The message for a bad pointer or string argument.
+fn arg_error(code: llmux_result, name: &str) -> String {
+    match code {
+        llmux_result::ErrNullArgument => format!("`{name}` is NULL"),
+        llmux_result::ErrInvalidUtf8 => format!("`{name}` is not valid UTF-8"),
+        _ => format!("`{name}` is invalid"),
     }
 }
 
@@ -141,6 +155,13 @@ fn engine_new(
 ) -> llmux_result {
     silence_panics();
     if engine_out.is_null() {
+        // SAFETY: error_out is NULL or writable, per the contract.
+        unsafe {
+            set_error(
+                error_out,
+                arg_error(llmux_result::ErrNullArgument, "engine_out"),
+            )
+        };
         return llmux_result::ErrNullArgument;
     }
     match make() {
@@ -179,7 +200,10 @@ pub unsafe extern "C" fn llmux_engine_new(
     guard(|| {
         let text = match str_arg(config_json, config_len) {
             Ok(t) => t,
-            Err(e) => return e,
+            Err(e) => {
+                set_error(error_out, arg_error(e, "config_json"));
+                return e;
+            }
         };
         engine_new(|| Engine::from_json(text), engine_out, error_out)
     })
@@ -195,12 +219,16 @@ pub unsafe extern "C" fn llmux_engine_new_from_file(
 ) -> llmux_result {
     guard(|| {
         if path.is_null() {
+            set_error(error_out, arg_error(llmux_result::ErrNullArgument, "path"));
             return llmux_result::ErrNullArgument;
         }
         // SAFETY: the caller passes a NUL-terminated string.
         let p = match CStr::from_ptr(path).to_str() {
             Ok(p) => p,
-            Err(_) => return llmux_result::ErrInvalidUtf8,
+            Err(_) => {
+                set_error(error_out, arg_error(llmux_result::ErrInvalidUtf8, "path"));
+                return llmux_result::ErrInvalidUtf8;
+            }
         };
         engine_new(
             || Engine::from_file(std::path::Path::new(p)),
@@ -251,9 +279,17 @@ pub unsafe extern "C" fn llmux_submit(
 ) -> llmux_result {
     guard(|| {
         let Some(engine) = engine_ref(engine) else {
+            set_error(
+                error_out,
+                arg_error(llmux_result::ErrNullArgument, "engine"),
+            );
             return llmux_result::ErrNullArgument;
         };
         if request_id_out.is_null() {
+            set_error(
+                error_out,
+                arg_error(llmux_result::ErrNullArgument, "request_id_out"),
+            );
             return llmux_result::ErrNullArgument;
         }
         let protocol = match protocol {
@@ -270,9 +306,7 @@ pub unsafe extern "C" fn llmux_submit(
         let text = match str_arg(request_json, request_len) {
             Ok(t) => t,
             Err(e) => {
-                if e == llmux_result::ErrInvalidUtf8 {
-                    set_error(error_out, "the request is not valid UTF-8".into());
-                }
+                set_error(error_out, arg_error(e, "request_json"));
                 return e;
             }
         };
@@ -356,7 +390,7 @@ pub unsafe extern "C" fn llmux_poll(
                 kind,
                 data,
             } = ev;
-            let data_len = data.len();
+            let (data, data_len) = to_c_string_len(data);
             // SAFETY: n < capacity (poll yields at most `capacity` events)
             // and `events` points to `capacity` writable slots.
             events.add(n).write(llmux_event {
@@ -366,7 +400,7 @@ pub unsafe extern "C" fn llmux_poll(
                     EventKind::Done => llmux_event_kind::Done,
                     EventKind::Error => llmux_event_kind::Error,
                 },
-                data: to_c_string(data),
+                data,
                 data_len,
             });
             n += 1;
@@ -497,11 +531,18 @@ pub unsafe extern "C" fn llmux_health_import(
 ) -> llmux_result {
     guard(|| {
         let Some(engine) = engine_ref(engine) else {
+            set_error(
+                error_out,
+                arg_error(llmux_result::ErrNullArgument, "engine"),
+            );
             return llmux_result::ErrNullArgument;
         };
         let text = match str_arg(json, json_len) {
             Ok(t) => t,
-            Err(e) => return e,
+            Err(e) => {
+                set_error(error_out, arg_error(e, "json"));
+                return e;
+            }
         };
         match engine.import_health(text) {
             Ok(n) => {

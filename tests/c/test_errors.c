@@ -179,6 +179,10 @@ static void test_engine_new_errors(void) {
     /* Invalid UTF-8. */
     static const char bad_utf8[] = "{\"providers\":[],\"models\":[],\"x\":\"\xff\xfe\"}";
     err = config_error(bad_utf8, sizeof bad_utf8 - 1, LLMUX_RESULT_ERR_INVALID_UTF8);
+    /* The header promises a message on failure; llmux_submit writes one for
+       bad UTF-8 but llmux_engine_new (currently) leaves *error_out alone.
+       Accept both, but a message that is written must say what is wrong. */
+    CHECKF(err == NULL || contains(err, "UTF-8"), "message: %s", err);
     llmux_string_free(err);
     static const char bad_utf8_2[] = "{\"providers\":[{\"slug\":\"\xc3\x28\"}]}";
     err = config_error(bad_utf8_2, sizeof bad_utf8_2 - 1, LLMUX_RESULT_ERR_INVALID_UTF8);

@@ -1,0 +1,380 @@
+//! The fault matrix: every upstream fault x {stream, non-stream} x {OpenAI,
+//! Anthropic} (caller and upstream speaking the same protocol). Endpoint `a`
+//! is preferred and misbehaves; `b` is healthy. Each case asserts exactly one
+//! terminal event (checked by `drain`), failover or not exactly as DESIGN.md
+//! says, which endpoints received what, and that it ended within its timeouts.
+
+mod common;
+
+use common::*;
+use llmux::Protocol;
+use llmux_fleet::Behavior;
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Debug, PartialEq)]
+enum Expect {
+    /// `a` failed with this outcome, `b` served.
+    Failover(&'static str),
+    /// `a` failed with this outcome, nothing else was tried.
+    Fails(&'static str),
+    /// `a` served this text.
+    Serves(String),
+}
+
+struct Case {
+    name: &'static str,
+    behavior: Value,
+    stream: Expect,
+    non_stream: Expect,
+}
+
+fn case(name: &'static str, behavior: Value, stream: Expect, non_stream: Expect) -> Case {
+    Case {
+        name,
+        behavior,
+        stream,
+        non_stream,
+    }
+}
+
+/// An IMF-fixdate `secs` seconds from now.
+fn http_date_in(secs: u64) -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + secs;
+    let (days, rem) = (t / 86_400, t % 86_400);
+    // Civil from days (proleptic Gregorian).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
+    format!(
+        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn cases() -> Vec<Case> {
+    use Expect::*;
+    let hello = || Serves("Hello from a.".into());
+    let mut v = vec![
+        case(
+            "reset before headers",
+            json!({"fault": "reset_before_headers"}),
+            Failover("transport_error"),
+            Failover("transport_error"),
+        ),
+        case(
+            "headers never finish",
+            json!({"fault": "headers_never_finish"}),
+            Failover("first_token_timeout"),
+            Failover("first_token_timeout"),
+        ),
+        case(
+            "timeout before first token",
+            json!({"first_token_delay_ms": 3000}),
+            Failover("first_token_timeout"),
+            Failover("first_token_timeout"),
+        ),
+        case(
+            "stall mid-stream",
+            json!({"fault": {"stall_after": 2}}),
+            Fails("idle_timeout"),
+            Failover("first_token_timeout"),
+        ),
+        case(
+            "drop mid-stream",
+            json!({"fault": {"drop_after": 2}}),
+            Fails("transport_error"),
+            Failover("transport_error"),
+        ),
+        case(
+            "malformed event",
+            json!({"fault": {"malformed_after": 2}}),
+            Fails("malformed_response"),
+            Failover("malformed_response"),
+        ),
+        case(
+            "error event mid-stream",
+            json!({"fault": {"error_event_after": 2}}),
+            Fails("upstream_error"),
+            Failover("upstream_error"),
+        ),
+        case(
+            "missing finish marker",
+            json!({"fault": "no_finish"}),
+            Fails("truncated_stream"),
+            hello(),
+        ),
+        case(
+            "missing [DONE] / message_stop",
+            json!({"fault": "no_done"}),
+            Fails("truncated_stream"),
+            hello(),
+        ),
+        case(
+            "200 with an error body",
+            json!({"fault": "error_body200"}),
+            Failover("upstream_error"),
+            Failover("upstream_error"),
+        ),
+        case(
+            "empty completion",
+            json!({"fault": "empty_completion"}),
+            Failover("upstream_error"),
+            Failover("upstream_error"),
+        ),
+        case(
+            "UTF-8 split across reads",
+            json!({"fault": "split_utf8"}),
+            Serves("héllo wörld 日本語 🎉".into()),
+            Serves("héllo wörld 日本語 🎉".into()),
+        ),
+        case(
+            "keep-alive comments and pings",
+            json!({"fault": "keepalive", "chunk_delay_ms": 5}),
+            hello(),
+            hello(),
+        ),
+        case(
+            "429 with Retry-After seconds",
+            json!({"status": 429, "retry_after": "2"}),
+            Failover("http_error"),
+            Failover("http_error"),
+        ),
+        case(
+            "429 with Retry-After date",
+            json!({"status": 429, "retry_after": http_date_in(3)}),
+            Failover("http_error"),
+            Failover("http_error"),
+        ),
+    ];
+    for s in [401, 403, 404, 408, 409, 425, 429, 500, 502, 503, 504, 529] {
+        v.push(case(
+            "retryable status",
+            json!({"status": s}),
+            Failover("http_error"),
+            Failover("http_error"),
+        ));
+    }
+    for s in [400, 413, 422] {
+        v.push(case(
+            "request error status",
+            json!({"status": s}),
+            Fails("http_error"),
+            Fails("http_error"),
+        ));
+    }
+    v
+}
+
+fn text_of(out: &Outcome, protocol: Protocol, stream: bool) -> String {
+    match (protocol, stream) {
+        (Protocol::OpenAi, true) => out.text(),
+        (Protocol::Anthropic, true) => out.anthropic_text(),
+        (Protocol::OpenAi, false) => out.terminal["response"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .into(),
+        (Protocol::Anthropic, false) => out.terminal["response"]["content"]
+            .as_array()
+            .map(|b| b.iter().filter_map(|x| x["text"].as_str()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+fn run_case(c: &Case, protocol: Protocol, stream: bool) -> Result<(), String> {
+    let b_json = c.behavior.clone();
+    let mut a = upstream(
+        "a",
+        serde_json::from_value::<Behavior>(b_json).map_err(|e| e.to_string())?,
+    );
+    let mut b = upstream("b", Behavior::default());
+    if protocol == Protocol::Anthropic {
+        a.protocol = "anthropic";
+        b.protocol = "anthropic";
+    }
+    a.expected_ms = Some(1.0);
+    b.expected_ms = Some(100.0);
+    let e = engine(
+        &[&a, &b],
+        json!({"timeouts": {"first_token_ms": 300, "idle_ms": 300, "total_ms": 5000}}),
+    );
+    let body = if protocol == Protocol::OpenAi {
+        chat("test/model", stream)
+    } else {
+        messages("test/model", stream)
+    };
+    let out = run_as(&e, protocol, &body);
+    let expect = if stream { &c.stream } else { &c.non_stream };
+    let who = format!("{} [{:?} stream={stream}]", c.name, protocol);
+    let fail = |m: String| Err(format!("{who}: {m}; terminal: {}", out.terminal));
+    if out.elapsed > Duration::from_millis(2500) {
+        return fail(format!("took {:?}", out.elapsed));
+    }
+    let (na, nb) = (a.server.request_count(), b.server.request_count());
+    match expect {
+        Expect::Failover(outcome) => {
+            if !out.ok() || out.served() != Some("b/default") {
+                return fail("expected b to serve".into());
+            }
+            if out.attempts()
+                != vec![
+                    ("a/default".to_owned(), outcome.to_string()),
+                    ("b/default".into(), "success".into()),
+                ]
+            {
+                return fail(format!("attempts {:?}", out.attempts()));
+            }
+            if (na, nb) != (1, 1) {
+                return fail(format!("requests received a={na} b={nb}"));
+            }
+            if text_of(&out, protocol, stream) != "Hello from b." {
+                return fail(format!("text {:?}", text_of(&out, protocol, stream)));
+            }
+            if c.name.starts_with("429") {
+                // Retry-After: the next request skips a without asking it.
+                let again = run_as(&e, protocol, &body);
+                if again.served() != Some("b/default") || a.server.request_count() != 1 {
+                    return fail("Retry-After was not honoured".into());
+                }
+            }
+        }
+        Expect::Fails(outcome) => {
+            if out.ok() {
+                return fail("expected an error event, got done".into());
+            }
+            if out.attempts() != vec![("a/default".to_owned(), outcome.to_string())] {
+                return fail(format!("attempts {:?}", out.attempts()));
+            }
+            if nb != 0 {
+                return fail("b must not be asked".into());
+            }
+        }
+        Expect::Serves(text) => {
+            if !out.ok() || out.served() != Some("a/default") {
+                return fail("expected a to serve".into());
+            }
+            if &text_of(&out, protocol, stream) != text {
+                return fail(format!("text {:?}", text_of(&out, protocol, stream)));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn fault_matrix() {
+    let cases = cases();
+    let modes = [
+        (Protocol::OpenAi, true),
+        (Protocol::OpenAi, false),
+        (Protocol::Anthropic, true),
+        (Protocol::Anthropic, false),
+    ];
+    let jobs: Vec<(&Case, Protocol, bool)> = cases
+        .iter()
+        .flat_map(|c| modes.iter().map(move |&(p, s)| (c, p, s)))
+        .collect();
+    let total = jobs.len();
+    let failures = std::sync::Mutex::new(Vec::new());
+    // Eight at a time: the cases wait on timeouts more than on the CPU.
+    for batch in jobs.chunks(8) {
+        std::thread::scope(|s| {
+            for &(c, p, st) in batch {
+                let failures = &failures;
+                s.spawn(move || {
+                    if let Err(m) = run_case(c, p, st) {
+                        failures.lock().unwrap().push(m);
+                    }
+                });
+            }
+        });
+    }
+    let failures = failures.into_inner().unwrap();
+    println!(
+        "fault matrix: {} cases x {} modes = {total} runs, {} failed",
+        cases.len(),
+        modes.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {total} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn connection_refused_matrix() {
+    for protocol in [Protocol::OpenAi, Protocol::Anthropic] {
+        for stream in [true, false] {
+            let mut a = upstream("a", Behavior::default());
+            let mut b = upstream("b", Behavior::default());
+            if protocol == Protocol::Anthropic {
+                a.protocol = "anthropic";
+                b.protocol = "anthropic";
+            }
+            a.expected_ms = Some(1.0);
+            b.expected_ms = Some(100.0);
+            let dead = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let cfg = config(&[&a, &b], json!({}))
+                .replace(&a.server.base_url(), &format!("http://127.0.0.1:{dead}"));
+            let e = llmux::Engine::from_json(&cfg).unwrap();
+            let body = if protocol == Protocol::OpenAi {
+                chat("test/model", stream)
+            } else {
+                messages("test/model", stream)
+            };
+            let out = run_as(&e, protocol, &body);
+            assert!(out.ok());
+            assert_eq!(out.attempts()[0].1, "connect_error");
+            assert_eq!(out.served(), Some("b/default"));
+            assert!(out.elapsed < Duration::from_secs(1));
+        }
+    }
+}
+
+#[test]
+fn huge_response_streams_and_non_streams_intact() {
+    for protocol in [Protocol::OpenAi, Protocol::Anthropic] {
+        for stream in [true, false] {
+            let mut a = upstream("a", behavior(json!({"fault": {"huge": 2_000_000}})));
+            if protocol == Protocol::Anthropic {
+                a.protocol = "anthropic";
+            }
+            let e = engine(&[&a], json!({}));
+            let body = if protocol == Protocol::OpenAi {
+                chat("test/model", stream)
+            } else {
+                messages("test/model", stream)
+            };
+            let out = run_as(&e, protocol, &body);
+            assert!(out.ok(), "{protocol:?} {stream}");
+            assert_eq!(
+                text_of(&out, protocol, stream).len(),
+                2_000_000,
+                "{protocol:?} {stream}"
+            );
+        }
+    }
+}
