@@ -48,6 +48,7 @@ func (r *Router) MessagesStream(ctx context.Context, req any) (*Stream, error) {
 }
 
 func (r *Router) complete(ctx context.Context, protocol uint32, req any) (*Response, error) {
+	defer runtime.KeepAlive(r) // the Router must outlive the wait, not just the submit
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -57,7 +58,6 @@ func (r *Router) complete(ctx context.Context, protocol uint32, req any) (*Respo
 	}
 	c := r.core
 	cl, err := c.submit(ctx, protocol, body)
-	runtime.KeepAlive(r)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +71,11 @@ func (r *Router) complete(ctx context.Context, protocol uint32, req any) (*Respo
 			case kindDone:
 				return parseDone(cl.id, ev.data)
 			case kindError:
-				return nil, cl.apiError(ev.data)
+				e := cl.apiError(ev.data)
+				if ctxErr := ctx.Err(); ctxErr != nil && e.IsCancelled() {
+					return nil, ctxErr
+				}
+				return nil, e
 			}
 			continue // a chunk: not expected without "stream"; ignore it
 		}
@@ -116,7 +120,7 @@ func encodeRequest(req any, stream bool) ([]byte, error) {
 	case string:
 		body = []byte(v)
 	default:
-		b, err := json.Marshal(req)
+		b, err := marshal(req)
 		if err != nil {
 			return nil, fmt.Errorf("llmux: cannot encode request: %w", err)
 		}
@@ -134,7 +138,19 @@ func encodeRequest(req any, stream bool) ([]byte, error) {
 		return body, nil
 	}
 	fields["stream"] = want
-	return json.Marshal(fields)
+	return marshal(fields)
+}
+
+// marshal is json.Marshal without HTML escaping: prompts keep their <, >
+// and & as written.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // doneEvent is the JSON of a DONE event.

@@ -157,3 +157,24 @@ func (b *pollBuffer) poll(eng *C.llmux_engine, timeoutMs int32, out []rawEvent) 
 	C.llmux_events_free(b.events, n)
 	return out, nil
 }
+
+func cHealthExport(eng *C.llmux_engine) ([]byte, error) {
+	var out *C.char
+	rc := C.llmux_health_export(eng, &out)
+	if rc != C.LLMUX_RESULT_OK {
+		C.llmux_string_free(out)
+		return nil, newError(ResultCode(rc), "")
+	}
+	return []byte(takeString(out)), nil
+}
+
+func cHealthImport(eng *C.llmux_engine, data []byte) (int, error) {
+	var restored C.size_t
+	var msg *C.char
+	rc := C.llmux_health_import(eng, bytesArg(data), C.size_t(len(data)), &restored, &msg)
+	runtime.KeepAlive(data)
+	if rc != C.LLMUX_RESULT_OK {
+		return 0, newError(ResultCode(rc), takeString(msg))
+	}
+	return int(restored), nil
+}

@@ -98,6 +98,9 @@ func newRouter(eng *C.llmux_engine) *Router {
 // frees the engine. It is idempotent and safe to call concurrently; later
 // calls wait for the first to finish. It always returns nil.
 func (r *Router) Close() error {
+	if r == nil || r.core == nil {
+		return nil
+	}
 	r.closeOnce.Do(func() {
 		r.core.shutdown()
 		runtime.SetFinalizer(r, nil)
@@ -120,6 +123,37 @@ func (r *Router) Stats() (json.RawMessage, error) {
 	return out, err
 }
 
+// HealthExport returns the health of every endpoint (latency and
+// throughput averages, recent first-token latencies, error rate, ejections,
+// open circuits, pending Retry-After) as JSON, for HealthImport in a later
+// run so that a restarted program starts warm.
+func (r *Router) HealthExport() (json.RawMessage, error) {
+	c := r.core
+	c.cmu.RLock()
+	defer c.cmu.RUnlock()
+	if c.eng == nil {
+		return nil, ErrClosed
+	}
+	out, err := cHealthExport(c.eng)
+	runtime.KeepAlive(r)
+	return out, err
+}
+
+// HealthImport restores health written by HealthExport and returns how
+// many endpoints it restored (entries for endpoints this Router's catalog
+// does not have are skipped). Malformed JSON gives ErrInvalidJSON.
+func (r *Router) HealthImport(data []byte) (int, error) {
+	c := r.core
+	c.cmu.RLock()
+	defer c.cmu.RUnlock()
+	if c.eng == nil {
+		return 0, ErrClosed
+	}
+	n, err := cHealthImport(c.eng, data)
+	runtime.KeepAlive(r)
+	return n, err
+}
+
 // submit starts a request and registers it for its events. Until the
 // request ends, ctx being done cancels it in llmux.
 func (c *core) submit(ctx context.Context, protocol uint32, body []byte) (*call, error) {
@@ -138,24 +172,60 @@ func (c *core) submit(ctx context.Context, protocol uint32, body []byte) (*call,
 	c.submitted.Add(1)
 	cl := newCall(id)
 	cl.stopWatch = context.AfterFunc(ctx, func() { c.cancel(id) })
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, ev := range c.early[id] {
-		cl.push(ev)
-	}
-	delete(c.early, id)
-	if cl.ended {
-		return cl, nil
-	}
-	c.pending[id] = cl
-	if c.closing {
+	if c.register(cl) {
 		// Close began after our check and may have missed this request in
 		// its cancel sweep; cmu is still held, so the engine is alive.
-		cl.byClose.Store(true)
 		cCancel(c.eng, id)
 	}
 	return cl, nil
+}
+
+// register makes cl receive its events, first those that arrived before
+// it registered. It reports whether the Router is closing (cl is then
+// marked as ended by Close and the caller must cancel it).
+func (c *core) register(cl *call) (closing bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range c.early[cl.id] {
+		cl.push(ev)
+	}
+	delete(c.early, cl.id)
+	if cl.ended {
+		return false
+	}
+	c.pending[cl.id] = cl
+	if c.closing {
+		cl.byClose.Store(true)
+	}
+	return c.closing
+}
+
+// route hands polled events to their requests; events of a request that
+// has not registered yet wait in early.
+func (c *core) route(evs []rawEvent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range evs {
+		if ev.kind != kindChunk && ev.kind != kindDone && ev.kind != kindError {
+			continue // a kind this binding does not know: ignore it
+		}
+		if ev.kind != kindChunk {
+			c.terminals.Add(1)
+		}
+		cl := c.pending[ev.id]
+		if cl == nil {
+			c.early[ev.id] = append(c.early[ev.id], ev)
+			continue
+		}
+		cl.push(ev)
+		if cl.ended {
+			delete(c.pending, ev.id)
+		}
+	}
+	if c.closing && len(c.pending) == 0 && c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
 }
 
 // cancel asks llmux to cancel a request; harmless when it already ended.
@@ -183,32 +253,9 @@ func (c *core) dispatch() {
 			time.Sleep(10 * time.Millisecond) // not expected; do not spin
 			continue
 		}
-		if len(evs) == 0 {
-			continue
+		if len(evs) > 0 {
+			c.route(evs)
 		}
-		c.mu.Lock()
-		for _, ev := range evs {
-			if ev.kind != kindChunk && ev.kind != kindDone && ev.kind != kindError {
-				continue // a kind this binding does not know: ignore it
-			}
-			if ev.kind != kindChunk {
-				c.terminals.Add(1)
-			}
-			cl := c.pending[ev.id]
-			if cl == nil {
-				c.early[ev.id] = append(c.early[ev.id], ev)
-				continue
-			}
-			cl.push(ev)
-			if cl.ended {
-				delete(c.pending, ev.id)
-			}
-		}
-		if c.closing && len(c.pending) == 0 && c.drained != nil {
-			close(c.drained)
-			c.drained = nil
-		}
-		c.mu.Unlock()
 		clear(evs)
 	}
 }

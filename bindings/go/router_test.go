@@ -400,3 +400,39 @@ func TestContextAlreadyDone(t *testing.T) {
 		t.Errorf("%d requests submitted", n)
 	}
 }
+
+func TestHealthExportImport(t *testing.T) {
+	r := newTestRouter(t)
+	ctx := context.Background()
+	for range 3 {
+		if _, err := r.ChatCompletion(ctx, chat("test/model:a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, err := r.HealthExport()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(snap) || !strings.Contains(string(snap), "a/default") {
+		t.Fatalf("export %s", snap)
+	}
+	r2 := newTestRouter(t)
+	n, err := r2.HealthImport(snap)
+	if err != nil || n == 0 {
+		t.Fatalf("import: %d, %v", n, err)
+	}
+	if _, err := r2.HealthImport([]byte("{not json")); !errors.Is(err, ErrInvalidJSON) {
+		t.Errorf("malformed import: %v", err)
+	}
+	r3, err := New(testConfig(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3.Close()
+	if _, err := r3.HealthExport(); !errors.Is(err, ErrClosed) {
+		t.Errorf("export after Close: %v", err)
+	}
+	if _, err := r3.HealthImport(snap); !errors.Is(err, ErrClosed) {
+		t.Errorf("import after Close: %v", err)
+	}
+}

@@ -67,7 +67,17 @@ func (s *Stream) Next() bool {
 				return false
 			case kindError:
 				e := s.cl.apiError(ev.data)
-				s.finish(e.Routing, e)
+				var err error = e
+				if e.IsCancelled() {
+					// Cancelled by our context or Close: report that, not
+					// llmux's echo of it.
+					if ctxErr := s.ctx.Err(); ctxErr != nil {
+						err = ctxErr
+					} else if s.closed() {
+						err = ErrStreamClosed
+					}
+				}
+				s.finish(e.Routing, err)
 				return false
 			}
 		}
@@ -140,6 +150,15 @@ func (s *Stream) Close() error {
 		s.r.core.cancel(s.cl.id)
 	})
 	return nil
+}
+
+func (s *Stream) closed() bool {
+	select {
+	case <-s.closeCh:
+		return true
+	default:
+		return false
+	}
 }
 
 // interrupt cancels the request and waits briefly for its terminal event,
