@@ -70,14 +70,11 @@ pub(crate) fn carries(v: &Value) -> bool {
     }
 }
 
-/// An OpenAI-shaped error body.
-pub fn error_body(status: u16, kind: &str, message: &str) -> Value {
-    let code = if status > 0 {
-        Value::from(status)
-    } else {
-        Value::Null
-    };
-    json!({ "error": { "message": message, "type": kind, "param": null, "code": code } })
+/// An OpenAI-shaped error body. `code` is a string in OpenAI's schema, so
+/// it carries the error kind; the HTTP status travels beside the body (the
+/// terminal event's `status`).
+pub fn error_body(_status: u16, kind: &str, message: &str) -> Value {
+    json!({ "error": { "message": message, "type": kind, "param": null, "code": kind } })
 }
 
 /// True when a chunk's choices carry generated content (a finish reason

@@ -1,0 +1,520 @@
+//! Every payload the engine emits, for both caller protocols, both upstream
+//! protocols (so both directions of translation plus both passthroughs),
+//! streaming and not, is collected into `target/sdk-payloads.jsonl`, one JSON
+//! line per case.
+//!
+//! The Rust side checks the basics on its own (one terminal per request, the
+//! right terminal kind, the text, tool calls and error status survive). When
+//! `LLMUX_SDK_PYTHON` names a Python with the pinned `openai` and `anthropic`
+//! packages (see `tests/python/run.sh`), the file is then fed through
+//! `tests/python/validate_sdk.py`, which validates every chunk, event, body
+//! and error against the SDKs' own pydantic models and stream accumulators,
+//! and this test fails when it does.
+
+mod common;
+
+use common::{behavior, drain};
+use llmux::{Engine, EventKind, Protocol};
+use llmux_fleet::{Behavior, MockServer};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const TEXT: &str = "Hello there, this is a plain answer.";
+const TOOL_TEXT: &str = "Let me look that up.";
+const THINKING: &str = "The user greets me; a short friendly reply fits.";
+const THINKING_TEXT: &str = "Hi! How can I help today?";
+const UNICODE_TEXT: &str = "Grüße, 世界! 🌍 naïve café — ✓ 𝄞 \"quoted\" \\ tab\there";
+
+fn tool_calls() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("get_weather", r#"{"city":"Paris","units":"celsius"}"#),
+        (
+            "get_time",
+            r#"{"timezone":"Europe/Paris","format":{"24h":true,"seconds":false},"note":"ünïcode ✓"}"#,
+        ),
+    ]
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scenario {
+    Text,
+    Tools,
+    Thinking,
+    Error,
+    Unicode,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Text => "text",
+            Scenario::Tools => "tools",
+            Scenario::Thinking => "thinking",
+            Scenario::Error => "error429",
+            Scenario::Unicode => "unicode",
+        }
+    }
+
+    fn behavior(self) -> Behavior {
+        match self {
+            Scenario::Text => behavior(json!({"text": TEXT, "chunks": 4})),
+            Scenario::Tools => {
+                let calls: Vec<Value> = tool_calls()
+                    .into_iter()
+                    .map(|(n, a)| json!({"name": n, "arguments": a}))
+                    .collect();
+                behavior(json!({
+                    "text": TOOL_TEXT, "chunks": 3,
+                    "tool_calls": calls, "arg_fragment_len": 3,
+                }))
+            }
+            Scenario::Thinking => behavior(json!({
+                "text": THINKING_TEXT, "chunks": 3, "thinking": THINKING,
+            })),
+            Scenario::Error => behavior(json!({"status": 429})),
+            Scenario::Unicode => behavior(json!({
+                "text": UNICODE_TEXT, "chunks": 9, "fault": "split_utf8",
+            })),
+        }
+    }
+
+    fn expect(self) -> Value {
+        let (text, calls, status, thinking) = match self {
+            Scenario::Text => (TEXT, vec![], None, None),
+            Scenario::Tools => (TOOL_TEXT, tool_calls(), None, None),
+            Scenario::Thinking => (THINKING_TEXT, vec![], None, Some(THINKING)),
+            Scenario::Error => ("", vec![], Some(429), None),
+            Scenario::Unicode => (UNICODE_TEXT, vec![], None, None),
+        };
+        let calls: Vec<Value> = calls
+            .into_iter()
+            .map(|(n, a)| json!({"name": n, "arguments": a}))
+            .collect();
+        json!({"text": text, "tool_calls": calls, "error_status": status, "thinking": thinking})
+    }
+}
+
+fn proto_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::OpenAi => "openai",
+        Protocol::Anthropic => "anthropic",
+    }
+}
+
+/// The request a caller of `caller`'s protocol sends for `scenario`.
+fn request(caller: Protocol, model: &str, stream: bool, scenario: Scenario) -> Value {
+    let tools = scenario == Scenario::Tools;
+    match caller {
+        Protocol::OpenAi => {
+            let mut body = json!({
+                "model": model,
+                "stream": stream,
+                "messages": [
+                    {"role": "system", "content": "You are terse."},
+                    {"role": "user", "content": "hi"},
+                ],
+            });
+            // Usage chunk requested in some cases, not in others: both
+            // stream shapes must satisfy the SDK's accumulator.
+            if stream && matches!(scenario, Scenario::Tools | Scenario::Unicode) {
+                body["stream_options"] = json!({"include_usage": true});
+            }
+            if tools {
+                body["tools"] = json!([
+                    {"type": "function", "function": {"name": "get_weather",
+                     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+                    {"type": "function", "function": {"name": "get_time",
+                     "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}}}},
+                ]);
+            }
+            body
+        }
+        Protocol::Anthropic => {
+            let mut body = json!({
+                "model": model,
+                "max_tokens": 256,
+                "system": "You are terse.",
+                "messages": [{"role": "user", "content": "hi"}],
+                "stream": stream,
+            });
+            if tools {
+                body["tools"] = json!([
+                    {"name": "get_weather",
+                     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}},
+                    {"name": "get_time",
+                     "input_schema": {"type": "object", "properties": {"timezone": {"type": "string"}}}},
+                ]);
+            }
+            if scenario == Scenario::Thinking {
+                body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+                body["max_tokens"] = json!(2048);
+            }
+            body
+        }
+    }
+}
+
+struct Case {
+    name: String,
+    caller: Protocol,
+    upstream: Protocol,
+    stream: bool,
+    scenario: Scenario,
+}
+
+fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for caller in [Protocol::OpenAi, Protocol::Anthropic] {
+        for upstream in [Protocol::OpenAi, Protocol::Anthropic] {
+            for stream in [false, true] {
+                for scenario in [
+                    Scenario::Text,
+                    Scenario::Tools,
+                    Scenario::Thinking,
+                    Scenario::Error,
+                    Scenario::Unicode,
+                ] {
+                    if scenario == Scenario::Thinking && upstream != Protocol::Anthropic {
+                        continue; // the mock has thinking blocks on Anthropic only
+                    }
+                    out.push(Case {
+                        name: format!(
+                            "{}-caller/{}-upstream/{}/{}",
+                            proto_name(caller),
+                            proto_name(upstream),
+                            if stream { "stream" } else { "nonstream" },
+                            scenario.name()
+                        ),
+                        caller,
+                        upstream,
+                        stream,
+                        scenario,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One engine per case (so a 429 leaves no health state behind), with two
+/// providers on the same mock server: `oa` speaks OpenAI, `an` Anthropic.
+fn engine_for(server: &MockServer) -> Engine {
+    let cfg = json!({
+        "providers": [
+            {"slug": "oa", "protocol": "openai", "base_url": format!("{}/v1", server.base_url())},
+            {"slug": "an", "protocol": "anthropic", "base_url": server.base_url()},
+        ],
+        "models": [
+            {"slug": "test/via-openai", "endpoints": [
+                {"provider": "oa", "upstream_model": "up-openai", "price": {"prompt": 1.0, "completion": 2.0}}]},
+            {"slug": "test/via-anthropic", "endpoints": [
+                {"provider": "an", "upstream_model": "up-anthropic", "price": {"prompt": 1.0, "completion": 2.0}}]},
+        ],
+        "health": {"explore_ratio": 0.0},
+    });
+    Engine::from_json(&cfg.to_string()).expect("valid config")
+}
+
+// ---------------------------------------------------------------------------
+// what a plain client would reconstruct, per protocol and shape
+
+#[derive(Debug, Default, PartialEq)]
+struct Seen {
+    text: String,
+    thinking: String,
+    /// (name, arguments as parsed JSON)
+    calls: Vec<(String, Value)>,
+}
+
+fn args_value(s: &str, case: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{case}: tool arguments {s:?} not JSON: {e}"))
+}
+
+fn seen_openai_response(r: &Value, case: &str) -> Seen {
+    let m = &r["choices"][0]["message"];
+    let mut s = Seen {
+        text: m["content"].as_str().unwrap_or("").to_owned(),
+        thinking: m["reasoning_content"].as_str().unwrap_or("").to_owned(),
+        calls: vec![],
+    };
+    for c in m["tool_calls"].as_array().into_iter().flatten() {
+        let name = c["function"]["name"].as_str().unwrap_or("").to_owned();
+        let args = c["function"]["arguments"].as_str().unwrap_or("");
+        s.calls.push((name, args_value(args, case)));
+    }
+    s
+}
+
+fn seen_openai_chunks(chunks: &[Value], case: &str) -> Seen {
+    let mut s = Seen::default();
+    let mut calls: Vec<(String, String)> = Vec::new();
+    for ch in chunks {
+        for choice in ch["choices"].as_array().into_iter().flatten() {
+            let d = &choice["delta"];
+            if let Some(t) = d["content"].as_str() {
+                s.text.push_str(t);
+            }
+            if let Some(t) = d["reasoning_content"].as_str() {
+                s.thinking.push_str(t);
+            }
+            for tc in d["tool_calls"].as_array().into_iter().flatten() {
+                let i = tc["index"]
+                    .as_u64()
+                    .expect("tool call fragment has an index") as usize;
+                while calls.len() <= i {
+                    calls.push(Default::default());
+                }
+                if let Some(n) = tc["function"]["name"].as_str() {
+                    calls[i].0.push_str(n);
+                }
+                if let Some(a) = tc["function"]["arguments"].as_str() {
+                    calls[i].1.push_str(a);
+                }
+            }
+        }
+    }
+    s.calls = calls
+        .into_iter()
+        .map(|(n, a)| (n, args_value(&a, case)))
+        .collect();
+    s
+}
+
+fn seen_anthropic_response(r: &Value) -> Seen {
+    let mut s = Seen::default();
+    for b in r["content"].as_array().into_iter().flatten() {
+        match b["type"].as_str() {
+            Some("text") => s.text.push_str(b["text"].as_str().unwrap_or("")),
+            Some("thinking") => s.thinking.push_str(b["thinking"].as_str().unwrap_or("")),
+            Some("tool_use") => s.calls.push((
+                b["name"].as_str().unwrap_or("").to_owned(),
+                b["input"].clone(),
+            )),
+            _ => {}
+        }
+    }
+    s
+}
+
+fn seen_anthropic_events(events: &[Value], case: &str) -> Seen {
+    // index -> (type, name, text/arguments)
+    let mut blocks: Vec<(String, String, String)> = Vec::new();
+    for e in events {
+        match e["type"].as_str() {
+            Some("content_block_start") => {
+                let i = e["index"].as_u64().expect("block index") as usize;
+                assert_eq!(i, blocks.len(), "{case}: blocks start in index order");
+                let b = &e["content_block"];
+                let ty = b["type"].as_str().unwrap_or("").to_owned();
+                let name = b["name"].as_str().unwrap_or("").to_owned();
+                let init = b["text"].as_str().or(b["thinking"].as_str()).unwrap_or("");
+                blocks.push((ty, name, init.to_owned()));
+            }
+            Some("content_block_delta") => {
+                let i = e["index"].as_u64().expect("block index") as usize;
+                let d = &e["delta"];
+                let piece = d["text"]
+                    .as_str()
+                    .or(d["thinking"].as_str())
+                    .or(d["partial_json"].as_str())
+                    .unwrap_or("");
+                blocks
+                    .get_mut(i)
+                    .unwrap_or_else(|| panic!("{case}: delta for unopened block {i}"))
+                    .2
+                    .push_str(piece);
+            }
+            _ => {}
+        }
+    }
+    let mut s = Seen::default();
+    for (ty, name, body) in blocks {
+        match ty.as_str() {
+            "text" => s.text.push_str(&body),
+            "thinking" => s.thinking.push_str(&body),
+            "tool_use" => s.calls.push((
+                name,
+                args_value(if body.is_empty() { "{}" } else { &body }, case),
+            )),
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Thinking survives Anthropic -> Anthropic (a thinking block) and
+/// Anthropic -> OpenAI (`reasoning_content`); only Anthropic upstreams have
+/// the thinking scenario.
+fn expected_seen(expect: &Value) -> Seen {
+    Seen {
+        text: expect["text"].as_str().unwrap().to_owned(),
+        thinking: expect["thinking"].as_str().unwrap_or("").to_owned(),
+        calls: expect["tool_calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    serde_json::from_str(c["arguments"].as_str().unwrap()).unwrap(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The checks that need no Python: terminal kind and shape, and that the
+/// content a client would assemble equals what the upstream sent.
+fn basic_checks(case: &Case, chunks: &[Value], kind: EventKind, terminal: &Value, expect: &Value) {
+    let name = &case.name;
+    if let Some(status) = expect["error_status"].as_u64() {
+        assert_eq!(kind, EventKind::Error, "{name}: terminal kind; {terminal}");
+        assert_eq!(terminal["type"], "error", "{name}: {terminal}");
+        assert_eq!(
+            terminal["status"].as_u64(),
+            Some(status),
+            "{name}: {terminal}"
+        );
+        let err = &terminal["error"];
+        match case.caller {
+            Protocol::OpenAi => {
+                assert!(err["error"]["message"].is_string(), "{name}: {err}");
+                assert!(err["error"]["type"].is_string(), "{name}: {err}");
+            }
+            Protocol::Anthropic => {
+                assert_eq!(err["type"], "error", "{name}: {err}");
+                assert!(err["error"]["type"].is_string(), "{name}: {err}");
+                assert!(err["error"]["message"].is_string(), "{name}: {err}");
+            }
+        }
+        assert!(
+            chunks.is_empty(),
+            "{name}: no chunk before a pre-stream error"
+        );
+        return;
+    }
+    assert_eq!(kind, EventKind::Done, "{name}: terminal kind; {terminal}");
+    assert_eq!(terminal["type"], "done", "{name}: {terminal}");
+    let want = expected_seen(expect);
+    let got = match (case.caller, case.stream) {
+        (Protocol::OpenAi, false) => {
+            assert!(
+                chunks.is_empty(),
+                "{name}: chunks on a non-streaming request"
+            );
+            seen_openai_response(&terminal["response"], name)
+        }
+        (Protocol::OpenAi, true) => {
+            assert!(
+                terminal.get("response").is_none_or(Value::is_null),
+                "{name}"
+            );
+            for c in chunks {
+                assert_eq!(c["object"], "chat.completion.chunk", "{name}: {c}");
+            }
+            seen_openai_chunks(chunks, name)
+        }
+        (Protocol::Anthropic, false) => {
+            assert!(
+                chunks.is_empty(),
+                "{name}: chunks on a non-streaming request"
+            );
+            assert_eq!(
+                terminal["response"]["type"], "message",
+                "{name}: {terminal}"
+            );
+            seen_anthropic_response(&terminal["response"])
+        }
+        (Protocol::Anthropic, true) => {
+            let types: Vec<&str> = chunks.iter().filter_map(|c| c["type"].as_str()).collect();
+            assert_eq!(types.len(), chunks.len(), "{name}: every event has a type");
+            assert_eq!(types.first(), Some(&"message_start"), "{name}: {types:?}");
+            assert_eq!(types.last(), Some(&"message_stop"), "{name}: {types:?}");
+            seen_anthropic_events(chunks, name)
+        }
+    };
+    assert_eq!(got, want, "{name}: content a client assembles");
+}
+
+fn out_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sdk-payloads.jsonl")
+}
+
+#[test]
+fn sdk_payloads() {
+    let server = MockServer::start("sdk", Behavior::default()).expect("start mock server");
+    let mut lines = Vec::new();
+    let all = cases();
+    for case in &all {
+        server.set_behavior(case.scenario.behavior());
+        let engine = engine_for(&server);
+        let model = match case.upstream {
+            Protocol::OpenAi => "test/via-openai",
+            Protocol::Anthropic => "test/via-anthropic",
+        };
+        let body = request(case.caller, model, case.stream, case.scenario);
+        let id = engine
+            .submit(case.caller, body.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{}: submit: {e}", case.name));
+        // `drain` panics on a second terminal or an event after it.
+        let out = drain(&engine, &[id], Duration::from_secs(20))
+            .remove(&id)
+            .expect("outcome");
+        let expect = case.scenario.expect();
+        basic_checks(case, &out.chunks, out.terminal_kind, &out.terminal, &expect);
+        lines.push(
+            json!({
+                "case": case.name,
+                "caller": proto_name(case.caller),
+                "upstream": proto_name(case.upstream),
+                "stream": case.stream,
+                "request": body,
+                "chunks": out.chunks,
+                "terminal": out.terminal,
+                "expect": expect,
+            })
+            .to_string(),
+        );
+    }
+    assert_eq!(lines.len(), 36, "case matrix size");
+
+    let path = out_path();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // Write then rename, so a reader never sees half a file.
+    let tmp = path.with_extension(format!("jsonl.{}", std::process::id()));
+    std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    eprintln!(
+        "sdk_payloads: {} cases written to {}",
+        lines.len(),
+        path.display()
+    );
+
+    let Some(python) = std::env::var_os("LLMUX_SDK_PYTHON") else {
+        eprintln!(
+            "sdk_payloads: LLMUX_SDK_PYTHON not set; SDK validation skipped \
+             (run tests/python/run.sh for it); basic checks passed"
+        );
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(&python)
+        .current_dir(root)
+        .arg(root.join("tests/python/validate_sdk.py"))
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        eprintln!("{stdout}");
+    } else {
+        panic!(
+            "SDK validation failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+    }
+}
