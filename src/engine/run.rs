@@ -56,12 +56,14 @@ impl Terminal {
         }
         self.emitted = true;
         lock(&self.inner.cancels).remove(&self.id);
+        // Counted out before the event is visible, so a host that has seen
+        // the terminal never reads this request as in flight.
+        self.inner.active.fetch_sub(1, Ordering::AcqRel);
         self.inner.queue.push(Event {
             request_id: self.id,
             kind,
             data,
         });
-        self.inner.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -18,8 +18,10 @@ import llmux
 
 REPO = Path(os.environ.get("LLMUX_ROOT") or Path(__file__).resolve().parents[3])
 
-# Server name -> Behavior JSON (see fleet/src/lib.rs). "down" always answers 503.
-FLEET_SERVERS: Dict[str, Dict[str, Any]] = {"a": {}, "b": {}, "down": {"status": 503}}
+# Server name -> Behavior JSON (see fleet/src/lib.rs). "down" always answers
+# 503, "limited" 429 (for requests whose `mock` field does not reach the
+# upstream, e.g. Anthropic requests translated to OpenAI).
+FLEET_SERVERS: Dict[str, Dict[str, Any]] = {"a": {}, "b": {}, "down": {"status": 503}, "limited": {"status": 429}}
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -72,6 +74,7 @@ def make_config(fleet: Fleet) -> Dict[str, Any]:
     - ``test/a``: only server a (OpenAI protocol).
     - ``test/model``: a (price 1+2), b (price 0.5+0.5), down (always 503).
     - ``test/anthropic``: provider ``an`` speaking the Anthropic protocol to server a.
+    - ``test/limited``: server limited (always 429).
     """
     u = fleet.urls
 
@@ -88,11 +91,13 @@ def make_config(fleet: Fleet) -> Dict[str, Any]:
             {"slug": "b", "protocol": "openai", "base_url": u["b"] + "/v1"},
             {"slug": "down", "protocol": "openai", "base_url": u["down"] + "/v1"},
             {"slug": "an", "protocol": "anthropic", "base_url": u["a"]},
+            {"slug": "limited", "protocol": "openai", "base_url": u["limited"] + "/v1"},
         ],
         "models": [
             {"slug": "test/a", "endpoints": [ep("a")]},
             {"slug": "test/model", "endpoints": [ep("a"), ep("b", 0.5, 0.5), ep("down")]},
             {"slug": "test/anthropic", "endpoints": [ep("an")]},
+            {"slug": "test/limited", "endpoints": [ep("limited")]},
         ],
         "health": {"explore_ratio": 0.0},
     }
@@ -121,6 +126,23 @@ def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return pred()
+
+
+def settles_to_zero(router: Any, timeout: float = 2.0) -> bool:
+    """True once ``requests_in_flight`` reads 0. The engine may decrement its
+    counter a moment after it queued the terminal event, so poll briefly."""
+    return wait_until(lambda: router.stats()["requests_in_flight"] == 0, timeout)
+
+
+async def async_settles_to_zero(router: Any, timeout: float = 2.0) -> bool:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while router.stats()["requests_in_flight"] != 0:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
 def child_env() -> Dict[str, str]:

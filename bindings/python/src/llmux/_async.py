@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, AsyncIterator, Dict, Generic, Iterable, List, Literal, Mapping, Optional, Set, Type, Union, overload
+from typing import Any, AsyncIterator, Dict, Generic, Iterable, List, Literal, Mapping, Optional, Set, Tuple, Type, Union, cast, overload
 
 from . import _ffi
 from ._common import (
@@ -37,7 +37,8 @@ from ._types import ChatCompletion, ChatCompletionChunk, Message, MessageStreamE
 
 _BATCH = 64
 
-Item = tuple  # (kind, data)
+#: What a request's queue carries: (event kind, JSON bytes).
+Item = Tuple[int, bytes]
 
 
 class _AsyncCore:
@@ -87,7 +88,7 @@ class _AsyncCore:
                     continue
                 q.put_nowait((kind, data))
                 if is_terminal(kind):
-                    del self.queues[rid]
+                    self.queues.pop(rid, None)
             if len(batch) < _BATCH:
                 return
 
@@ -277,7 +278,8 @@ class AsyncCompletions:
         **kwargs: Any,
     ) -> Union[ChatCompletion, AsyncStream[ChatCompletionChunk]]:
         body = openai_body(model, messages, stream, kwargs, extra_body)
-        return await self._router._run(Protocol.OPENAI, body, stream, ChatCompletion, ChatCompletionChunk)
+        result = await self._router._run(Protocol.OPENAI, body, stream, ChatCompletion, ChatCompletionChunk)
+        return cast("Union[ChatCompletion, AsyncStream[ChatCompletionChunk]]", result)
 
 
 class AsyncChat:
@@ -326,7 +328,8 @@ class AsyncMessages:
         **kwargs: Any,
     ) -> Union[Message, AsyncStream[MessageStreamEvent]]:
         body = anthropic_body(model, max_tokens, messages, stream, kwargs, extra_body)
-        return await self._router._run(Protocol.ANTHROPIC, body, stream, Message, MessageStreamEvent)
+        result = await self._router._run(Protocol.ANTHROPIC, body, stream, Message, MessageStreamEvent)
+        return cast("Union[Message, AsyncStream[MessageStreamEvent]]", result)
 
 
 class AsyncRouter:
@@ -363,6 +366,17 @@ class AsyncRouter:
 
     def stats(self) -> Dict[str, Any]:
         return self._c().engine.stats()
+
+    def health_export(self) -> Dict[str, Any]:
+        """Every endpoint's learned health (``llmux_health_export``), to
+        save and pass to :meth:`health_import` in a later run."""
+        return self._c().engine.health_export()
+
+    def health_import(self, health: Union[Dict[str, Any], str, bytes]) -> int:
+        """Restores health saved by :meth:`health_export` (a dict or its
+        JSON); returns how many endpoints were restored."""
+        data = health if isinstance(health, bytes) else (health if isinstance(health, str) else json.dumps(health)).encode("utf-8")
+        return self._c().engine.health_import(data)
 
     def cancel(self, request_id: int) -> bool:
         return self._c().cancel(request_id)

@@ -146,6 +146,36 @@ class _Engine:
         result: Dict[str, Any] = json.loads(text)
         return result
 
+    def health_export(self) -> Dict[str, Any]:
+        if not _ffi.has(self._lib, "llmux_health_export"):
+            raise LLMuxError("this libllmux has no llmux_health_export")
+        ptr = self._enter()
+        try:
+            out = c_void_p()
+            rc = self._lib.llmux_health_export(ptr, byref(out))
+            text = _ffi.take_string(out)
+        finally:
+            self._exit()
+        if rc != Result.OK or text is None:
+            raise error_from_code(rc, None)
+        result: Dict[str, Any] = json.loads(text)
+        return result
+
+    def health_import(self, data: bytes) -> int:
+        if not _ffi.has(self._lib, "llmux_health_import"):
+            raise LLMuxError("this libllmux has no llmux_health_import")
+        ptr = self._enter()
+        try:
+            restored = c_size_t(0)
+            err = c_void_p()
+            rc = self._lib.llmux_health_import(ptr, data, len(data), byref(restored), byref(err))
+            message = _ffi.take_string(err)
+        finally:
+            self._exit()
+        if rc != Result.OK:
+            raise error_from_code(rc, message)
+        return int(restored.value)
+
     def poll_nowait(self, events: "ctypes.Array[_ffi.llmux_event]") -> List[RawEvent]:
         """``llmux_poll`` with timeout 0 (guarded)."""
         ptr = self._enter()

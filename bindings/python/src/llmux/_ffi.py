@@ -120,10 +120,35 @@ def _declare(cdll: ctypes.CDLL) -> None:
         "llmux_stats": ([_engine_p, _str_out], c_uint32),
         "llmux_string_free": ([c_void_p], None),
     }
+    # Added in 0.1 after the first release of the header: optional, so an
+    # older library still loads (the Router methods then raise LLMuxError).
+    optional = {
+        "llmux_health_export": ([_engine_p, _str_out], c_uint32),
+        "llmux_health_import": (
+            [_engine_p, c_char_p, c_size_t, POINTER(c_size_t), _str_out],
+            c_uint32,
+        ),
+    }
     for name, (argtypes, restype) in sigs.items():
         fn = getattr(cdll, name)
         fn.argtypes = argtypes
         fn.restype = restype
+    for name, (argtypes, restype) in optional.items():
+        try:
+            fn = getattr(cdll, name)
+        except AttributeError:
+            continue
+        fn.argtypes = argtypes
+        fn.restype = restype
+
+
+def has(cdll: ctypes.CDLL, name: str) -> bool:
+    """Whether the library exports ``name``."""
+    try:
+        getattr(cdll, name)
+    except AttributeError:
+        return False
+    return True
 
 
 class LibraryNotFoundError(OSError):
@@ -202,7 +227,7 @@ def _load() -> ctypes.CDLL:
 
 
 def _check_version(cdll: ctypes.CDLL) -> str:
-    version = cdll.llmux_version().decode("utf-8", "replace")
+    version = str(cdll.llmux_version().decode("utf-8", "replace"))
     try:
         major = int(version.split(".", 1)[0])
     except ValueError:
@@ -234,12 +259,12 @@ def lib() -> ctypes.CDLL:
 
 def version() -> str:
     """``llmux_version()`` of the loaded library."""
-    return lib().llmux_version().decode("utf-8", "replace")
+    return str(lib().llmux_version().decode("utf-8", "replace"))
 
 
 def result_text(code: int) -> str:
     """``llmux_result_text(code)``."""
-    return lib().llmux_result_text(code).decode("utf-8", "replace")
+    return str(lib().llmux_result_text(code).decode("utf-8", "replace"))
 
 
 def take_string(ptr: c_void_p) -> Optional[str]:
@@ -247,7 +272,7 @@ def take_string(ptr: c_void_p) -> Optional[str]:
     if not ptr.value:
         return None
     try:
-        return ctypes.string_at(ptr.value).decode("utf-8", "replace")
+        return str(ctypes.string_at(ptr.value).decode("utf-8", "replace"))
     finally:
         lib().llmux_string_free(ptr)
         ptr.value = None

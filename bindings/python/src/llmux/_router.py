@@ -14,7 +14,7 @@ import json
 import queue
 import threading
 import time
-from typing import Any, Dict, Generic, Iterable, Iterator, List, Literal, Mapping, Optional, Set, Type, Union, overload
+from typing import Any, Dict, Generic, Iterable, Iterator, List, Literal, Mapping, Optional, Set, Tuple, Type, Union, cast, overload
 
 from . import _ffi
 from ._common import (
@@ -32,11 +32,12 @@ from ._common import (
 from ._engine import Config, RawEvent, _Engine, poll
 from ._errors import RouterClosedError
 from ._ffi import EventKind, Protocol
-from ._types import ChatCompletion, ChatCompletionChunk, LLMuxObject, Message, MessageStreamEvent, Routing
+from ._types import ChatCompletion, ChatCompletionChunk, Message, MessageStreamEvent, Routing
 
 _BATCH = 64
 
-Item = tuple  # (kind, data)
+#: What a request's queue carries: (event kind, JSON bytes).
+Item = Tuple[int, bytes]
 
 
 class _Dispatcher:
@@ -46,11 +47,14 @@ class _Dispatcher:
 
     def __init__(self, engine: _Engine) -> None:
         self.engine = engine
-        self.lock = threading.Lock()
+        # Re-entrant: a Stream.__del__ run by the garbage collector inside the
+        # dispatcher (while it holds the lock) calls forget().
+        self.lock = threading.RLock()
         self.terminated = threading.Condition(self.lock)
         self.queues: Dict[int, "queue.SimpleQueue[Item]"] = {}
         self.live: Set[int] = set()  # submitted, terminal not yet delivered
         self.closing = False
+        self.dead: Optional[str] = None  # why the dispatcher stopped on its own
         self.stop = False
         self.free_on_exit = False
         self.dropped = 0  # events that arrived for a request nobody waits for
@@ -64,6 +68,8 @@ class _Dispatcher:
         with self.lock:
             if self.closing:
                 raise RouterClosedError("the router is closed")
+            if self.dead is not None:
+                raise RouterClosedError(f"the router's event dispatcher stopped: {self.dead}")
             rid = self.engine.submit(protocol, body)
             q: "queue.SimpleQueue[Item]" = queue.SimpleQueue()
             self.queues[rid] = q
@@ -91,7 +97,7 @@ class _Dispatcher:
                     continue
                 q.put((kind, data))
                 if is_terminal(kind):
-                    del self.queues[rid]
+                    self.queues.pop(rid, None)
             if not self.live:
                 self.terminated.notify_all()
 
@@ -119,6 +125,8 @@ class _Dispatcher:
                     self._deliver(batch)
         except BaseException as e:  # noqa: BLE001 - report to waiters, never crash
             reason = str(e).encode("utf-8", "replace")
+            with self.lock:
+                self.dead = str(e) or type(e).__name__
         finally:
             self._fail_waiters(FAILED if not self.stop else CLOSED, reason)
             if self.free_on_exit:
@@ -314,7 +322,8 @@ class Completions:
         (``temperature``, ``tools``, ``provider={"routing": ...}``, ...) and
         ``extra_body`` go into the JSON body as given."""
         body = openai_body(model, messages, stream, kwargs, extra_body)
-        return self._router._run(Protocol.OPENAI, body, stream, ChatCompletion, ChatCompletionChunk)
+        result = self._router._run(Protocol.OPENAI, body, stream, ChatCompletion, ChatCompletionChunk)
+        return cast("Union[ChatCompletion, Stream[ChatCompletionChunk]]", result)
 
 
 class Chat:
@@ -367,7 +376,8 @@ class Messages:
         """Creates an Anthropic Messages request (``system``, ``tools``,
         ``provider``, ... pass through as keywords)."""
         body = anthropic_body(model, max_tokens, messages, stream, kwargs, extra_body)
-        return self._router._run(Protocol.ANTHROPIC, body, stream, Message, MessageStreamEvent)
+        result = self._router._run(Protocol.ANTHROPIC, body, stream, Message, MessageStreamEvent)
+        return cast("Union[Message, Stream[MessageStreamEvent]]", result)
 
 
 class Router:
@@ -398,12 +408,6 @@ class Router:
             raise RouterClosedError("the router is closed")
         return d
 
-    @overload
-    def _run(self, protocol: int, body: bytes, stream: Literal[False], response_cls: Type[T], chunk_cls: Type[LLMuxObject]) -> T: ...
-
-    @overload
-    def _run(self, protocol: int, body: bytes, stream: bool, response_cls: Type[LLMuxObject], chunk_cls: Type[T]) -> Any: ...
-
     def _run(self, protocol: int, body: bytes, stream: bool, response_cls: Type[Any], chunk_cls: Type[Any]) -> Any:
         d = self._d()
         rid, q = d.submit(protocol, body)
@@ -418,6 +422,17 @@ class Router:
     def stats(self) -> Dict[str, Any]:
         """Health and price of every endpoint (``llmux_stats``)."""
         return self._d().engine.stats()
+
+    def health_export(self) -> Dict[str, Any]:
+        """Every endpoint's learned health (``llmux_health_export``), to
+        save and pass to :meth:`health_import` in a later run."""
+        return self._d().engine.health_export()
+
+    def health_import(self, health: Union[Dict[str, Any], str, bytes]) -> int:
+        """Restores health saved by :meth:`health_export` (a dict or its
+        JSON); returns how many endpoints were restored."""
+        data = health if isinstance(health, bytes) else (health if isinstance(health, str) else json.dumps(health)).encode("utf-8")
+        return self._d().engine.health_import(data)
 
     def cancel(self, request_id: int) -> bool:
         """Cancels a request by id (``stream.id``). True if it was in flight;

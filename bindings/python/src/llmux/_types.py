@@ -26,6 +26,7 @@ class LLMuxObject:
     """A JSON object with attribute access."""
 
     __slots__ = ("_data",)
+    _data: Dict[str, Any]
 
     def __init__(self, data: Dict[str, Any]) -> None:
         object.__setattr__(self, "_data", data)
@@ -49,7 +50,7 @@ class LLMuxObject:
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, LLMuxObject):
-            return self._data == other._data
+            return bool(self._data == other._data)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -157,6 +158,7 @@ class _Routed(LLMuxObject):
     """A complete response plus the routing record that produced it."""
 
     __slots__ = ("_routing",)
+    _routing: Optional[Routing]
 
     def __init__(self, data: Dict[str, Any], routing: Optional[Routing]) -> None:
         super().__init__(data)
