@@ -118,6 +118,24 @@ fn to_c_string_len(s: String) -> (*mut c_char, usize) {
     }
 }
 
+/// Writes `render(engine)` to `*json_out`, inside the panic boundary.
+unsafe fn write_json(
+    engine: *const llmux_engine,
+    json_out: *mut *mut c_char,
+    render: fn(&Engine) -> String,
+) -> llmux_result {
+    guard(|| {
+        let Some(engine) = engine_ref(engine) else {
+            return llmux_result::ErrNullArgument;
+        };
+        if json_out.is_null() {
+            return llmux_result::ErrNullArgument;
+        }
+        *json_out = to_c_string(render(engine));
+        llmux_result::Ok
+    })
+}
+
 /// The message for a bad pointer or string argument.
 fn arg_error(code: llmux_result, name: &str) -> String {
     match code {
@@ -482,16 +500,7 @@ pub unsafe extern "C" fn llmux_stats(
     engine: *const llmux_engine,
     json_out: *mut *mut c_char,
 ) -> llmux_result {
-    guard(|| {
-        let Some(engine) = engine_ref(engine) else {
-            return llmux_result::ErrNullArgument;
-        };
-        if json_out.is_null() {
-            return llmux_result::ErrNullArgument;
-        }
-        *json_out = to_c_string(engine.stats_json());
-        llmux_result::Ok
-    })
+    write_json(engine, json_out, Engine::stats_json)
 }
 
 /// Writes the health of every endpoint (latency and throughput averages,
@@ -504,16 +513,7 @@ pub unsafe extern "C" fn llmux_health_export(
     engine: *const llmux_engine,
     json_out: *mut *mut c_char,
 ) -> llmux_result {
-    guard(|| {
-        let Some(engine) = engine_ref(engine) else {
-            return llmux_result::ErrNullArgument;
-        };
-        if json_out.is_null() {
-            return llmux_result::ErrNullArgument;
-        }
-        *json_out = to_c_string(engine.export_health());
-        llmux_result::Ok
-    })
+    write_json(engine, json_out, Engine::export_health)
 }
 
 /// Restores health written by `llmux_health_export` (`json_len` bytes at
