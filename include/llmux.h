@@ -285,7 +285,8 @@ void llmux_events_free(struct llmux_event *events, size_t count);
 
 /*
  Makes one blocked `llmux_poll` (or the next call) return at once with no
- events. Callable from any thread, including signal-free contexts such as
+ events. Wakeups add up: n calls release n polls (to release every
+ blocked poller, call it once per poller). Callable from any thread, including signal-free contexts such as
  another thread's event loop.
  */
 llmux_result llmux_wakeup(const struct llmux_engine *engine);

@@ -36,8 +36,8 @@ struct State {
     queue: VecDeque<Event>,
     /// A byte sits in the pipe (the fd is readable).
     signaled: bool,
-    /// `wakeup` was called and no poll has consumed it yet.
-    woken: bool,
+    /// `wakeup` calls not yet consumed by a poll (each wakes one).
+    wakeups: u32,
 }
 
 pub struct EventQueue {
@@ -76,7 +76,7 @@ impl EventQueue {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 signaled: false,
-                woken: false,
+                wakeups: 0,
             }),
             cv: Condvar::new(),
             pipe: make_pipe(),
@@ -148,8 +148,8 @@ impl EventQueue {
             if !s.queue.is_empty() {
                 break;
             }
-            if s.woken {
-                s.woken = false;
+            if s.wakeups > 0 {
+                s.wakeups -= 1;
                 return 0;
             }
             match deadline {
@@ -181,9 +181,12 @@ impl EventQueue {
         n
     }
 
-    /// Makes one blocked (or the next) `poll` return, with no events.
+    /// Makes one blocked (or the next) `poll` return, with no events; n
+    /// calls release n polls.
     pub fn wakeup(&self) {
-        self.lock().woken = true;
+        let mut s = self.lock();
+        s.wakeups = s.wakeups.saturating_add(1);
+        drop(s);
         self.cv.notify_all();
     }
 
@@ -270,6 +273,24 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         q.wakeup();
         assert_eq!(t.join().unwrap(), 0);
+    }
+
+    #[test]
+    fn each_wakeup_releases_one_blocked_poll() {
+        let q = Arc::new(EventQueue::new());
+        let pollers: Vec<_> = (0..3)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || q.poll(1, None, |_| {}))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(30));
+        for _ in 0..3 {
+            q.wakeup();
+        }
+        for p in pollers {
+            assert_eq!(p.join().unwrap(), 0);
+        }
     }
 
     #[test]

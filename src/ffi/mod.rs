@@ -452,7 +452,8 @@ pub unsafe extern "C" fn llmux_events_free(events: *mut llmux_event, count: usiz
 }
 
 /// Makes one blocked `llmux_poll` (or the next call) return at once with no
-/// events. Callable from any thread, including signal-free contexts such as
+/// events. Wakeups add up: n calls release n polls (to release every
+/// blocked poller, call it once per poller). Callable from any thread, including signal-free contexts such as
 /// another thread's event loop.
 #[no_mangle]
 pub unsafe extern "C" fn llmux_wakeup(engine: *const llmux_engine) -> llmux_result {
