@@ -14,7 +14,7 @@
 #               installed files still name PREFIX
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 profile=release
 build=1
@@ -67,7 +67,6 @@ pointer_bytes=$((pointer_bits / 8))
 
 dest="${DESTDIR:-}$prefix"
 libdir="$prefix/lib"
-includedir="$prefix/include"
 
 install -d "$dest/lib" "$dest/include" "$dest/lib/pkgconfig" "$dest/lib/cmake/llmux"
 install -m 0755 "$libdir_src/libllmux.so" "$dest/lib/libllmux.so"
@@ -77,13 +76,9 @@ install -m 0644 "$root/bindings/cpp/llmux.hpp" "$dest/include/llmux.hpp"
 
 # Replaces @NAME@ placeholders. Paths go through sed, so escape its specials.
 fill() {
-  local esc_prefix esc_libdir esc_includedir
+  local esc_prefix
   esc_prefix=$(printf '%s' "$prefix" | sed 's/[\\|&]/\\&/g')
-  esc_libdir=$(printf '%s' "$libdir" | sed 's/[\\|&]/\\&/g')
-  esc_includedir=$(printf '%s' "$includedir" | sed 's/[\\|&]/\\&/g')
   sed -e "s|@PREFIX@|$esc_prefix|g" \
-      -e "s|@LIBDIR@|$esc_libdir|g" \
-      -e "s|@INCLUDEDIR@|$esc_includedir|g" \
       -e "s|@VERSION@|$version|g" \
       -e "s|@POINTER_BITS@|$pointer_bits|g" \
       -e "s|@POINTER_BYTES@|$pointer_bytes|g" \

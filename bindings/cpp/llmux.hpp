@@ -20,7 +20,8 @@
 // `std::bad_alloc` can escape those.
 //
 // Thread safety. Every `const` member function of `Engine` (submit, cancel,
-// poll, wakeup, fd, stats, and their try_ variants) may be called from any
+// poll, wakeup, fd, stats, health_export, health_import, and their try_
+// variants) may be called from any
 // thread at the same time as any other `const` member function, as in the C
 // API. Destroying, moving from, moving into or `reset()`ing an Engine must
 // not happen while another thread is using it: wake blocked pollers with
@@ -323,7 +324,10 @@ public:
     }
 
     // Makes one blocked poll() (or the next call) return at once with no
-    // events. Callable from any thread.
+    // events. Callable from any thread. Wakeups do not accumulate: two calls
+    // before any poll consumes the first may wake only one of two blocked
+    // pollers, so to stop several pollers set your own flag and call
+    // wakeup() until each has returned.
     void wakeup() const {
         llmux_result rc = llmux_wakeup(e_.get());
         if (rc != LLMUX_RESULT_OK) throw detail::make_error(rc, nullptr);
@@ -346,6 +350,30 @@ public:
         detail::CString owned(json);
         if (rc != LLMUX_RESULT_OK) throw detail::make_error(rc, nullptr);
         return owned ? std::string(owned.get()) : std::string();
+    }
+
+    // The health of every endpoint as JSON (latency and throughput averages,
+    // error rate, ejections, open circuits, Retry-After), for
+    // health_import() in a later run so a restarted program starts warm.
+    std::string health_export() const {
+        char* json = nullptr;
+        llmux_result rc = llmux_health_export(e_.get(), &json);
+        detail::CString owned(json);
+        if (rc != LLMUX_RESULT_OK) throw detail::make_error(rc, nullptr);
+        return owned ? std::string(owned.get()) : std::string();
+    }
+
+    // Restores health written by health_export() and returns how many
+    // endpoints were restored (entries for endpoints this catalog does not
+    // have are skipped). Throws Error (InvalidJson, ...) with a message.
+    std::size_t health_import(std::string_view json) const { return try_health_import(json).value(); }
+    Result<std::size_t> try_health_import(std::string_view json) const {
+        std::size_t restored = 0;
+        char* err = nullptr;
+        llmux_result rc = llmux_health_import(e_.get(), json.data(), json.size(), &restored, &err);
+        detail::CString msg(err);
+        if (rc != LLMUX_RESULT_OK) return detail::make_error(rc, msg.get());
+        return restored;
     }
 
     // The library version (same as llmux::version()).

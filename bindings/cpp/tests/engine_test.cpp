@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -337,6 +338,7 @@ TEST(Threads, ConcurrentSubmitAndPoll) {
     std::map<llmux::RequestId, int> chunks;
     std::atomic<int> ended{0};
     std::atomic<bool> stop{false};
+    std::atomic<int> exited{0};
 
     std::vector<std::thread> pollers;
     for (int p = 0; p < kPollers; ++p) {
@@ -354,6 +356,7 @@ TEST(Threads, ConcurrentSubmitAndPoll) {
                     }
                 }
             }
+            exited++;
         });
     }
     std::vector<std::thread> submitters;
@@ -361,9 +364,13 @@ TEST(Threads, ConcurrentSubmitAndPoll) {
         submitters.emplace_back([&, s] {
             for (int i = 0; i < kPerThread; ++i) {
                 bool stream = (i + s) % 2 == 0;
-                auto id = e.submit(Protocol::OpenAI, chat("demo/chat", stream));
+                auto r = e.try_submit(Protocol::OpenAI, chat("demo/chat", stream));
+                if (!r) {
+                    ADD_FAILURE() << "submit: " << r.error().what();
+                    continue;
+                }
                 std::lock_guard<std::mutex> lock(mu);
-                EXPECT_TRUE(submitted.insert(id).second) << "duplicate id " << id;
+                EXPECT_TRUE(submitted.insert(*r).second) << "duplicate id " << *r;
             }
         });
     }
@@ -373,15 +380,13 @@ TEST(Threads, ConcurrentSubmitAndPoll) {
         std::this_thread::sleep_for(10ms);
     std::this_thread::sleep_for(100ms);  // a stray second terminal would show up here
     stop = true;
-    for (int p = 0; p < kPollers; ++p) e.wakeup();
-    for (auto& t : pollers) {
-        // A poller that already returned may consume a wakeup meant for the
-        // other one; keep waking until everyone is out.
-        while (t.joinable()) {
-            e.wakeup();
-            t.join();
-        }
+    // Wakeups do not accumulate (a flag that the next poll consumes), so
+    // keep waking until every poller has seen `stop`.
+    while (exited.load() < kPollers) {
+        e.wakeup();
+        std::this_thread::sleep_for(1ms);
     }
+    for (auto& t : pollers) t.join();
     std::lock_guard<std::mutex> lock(mu);
     EXPECT_EQ(submitted.size(), static_cast<std::size_t>(kSubmitters * kPerThread));
     EXPECT_EQ(terminals.size(), submitted.size());
@@ -469,6 +474,28 @@ TEST(Stats, ListsEndpoints) {
     EXPECT_TRUE(contains(s, R"("id":"pa/default")")) << s;
     EXPECT_TRUE(contains(s, R"("id":"pb/default")")) << s;
     EXPECT_TRUE(contains(s, R"("successes":1)")) << s;
+}
+
+TEST(Health, ExportThenImportIntoAFreshEngine) {
+    std::string saved;
+    {
+        Engine e = Engine::from_json(config_json());
+        auto id = e.submit(Protocol::OpenAI, chat("demo/solo", false));
+        ASSERT_EQ(collect(e, id).terminal().kind, EventKind::Done);
+        saved = e.health_export();
+        EXPECT_TRUE(contains(saved, "pa/default")) << saved;
+    }
+    Engine fresh = Engine::from_json(config_json());
+    std::size_t restored = fresh.health_import(saved);
+    EXPECT_GE(restored, 1u) << saved;
+    auto r = fresh.try_health_import(saved);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(*r, restored);
+
+    auto bad = fresh.try_health_import("{not json");
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.error().code(), ErrorCode::InvalidJson);
+    expect_error(ErrorCode::InvalidJson, [&] { fresh.health_import("{not json"); });
 }
 
 TEST(Events, OutliveTheEngine) {

@@ -101,8 +101,9 @@ inline std::string json_string_at(const std::string& s, std::size_t& pos) {
     return out;
 }
 
-// The text of every "content":"..." string in `json` after `after` (e.g.
-// "\"delta\""), concatenated. Enough for the mock's OpenAI chunks.
+// The values of every "KEY":"..." string in `json` from the first
+// occurrence of `after` on (e.g. "\"delta\""), decoded and concatenated.
+// Enough for the mock's chunks; not a JSON parser.
 inline std::string strings_of(const std::string& json, const std::string& key, const std::string& after = "") {
     std::string out;
     std::size_t pos = after.empty() ? 0 : json.find(after);
