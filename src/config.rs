@@ -315,10 +315,14 @@ impl Config {
                 // serde's text carries "at line X column Y" already.
                 inner.to_string()
             };
-            ConfigErrors(vec![ConfigError {
-                path: if path == "." { String::new() } else { path },
-                message,
-            }])
+            // Syntax errors have no path; a type error at the top level is
+            // at the root, and so is an empty key.
+            let path = match path.as_str() {
+                _ if inner.is_syntax() || inner.is_eof() => String::new(),
+                "." | "" => "(top level)".to_owned(),
+                _ => path,
+            };
+            ConfigErrors(vec![ConfigError { path, message }])
         })
     }
 }
