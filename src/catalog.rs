@@ -35,15 +35,14 @@ pub struct Provider {
     /// Extra headers, then protocol headers, all pre-validated.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub timeouts: TimeoutsConfig,
+    /// The chat endpoint's URL, parsed once.
+    pub url: reqwest::Url,
 }
 
 impl Provider {
     /// The URL of the chat endpoint for this provider's protocol.
     pub fn url(&self) -> String {
-        match self.protocol {
-            Protocol::OpenAi => format!("{}/chat/completions", self.base_url),
-            Protocol::Anthropic => format!("{}/v1/messages", self.base_url),
-        }
+        self.url.to_string()
     }
 }
 
@@ -148,6 +147,11 @@ impl Catalog {
                 }
             };
             let base_url = p.base_url.trim_end_matches('/').to_owned();
+            let path = match protocol {
+                Protocol::OpenAi => "/chat/completions",
+                Protocol::Anthropic => "/v1/messages",
+            };
+            let url = reqwest::Url::parse(&format!("{base_url}{path}")).ok();
             match reqwest::Url::parse(&base_url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
                 Ok(u) => err(
@@ -242,6 +246,12 @@ impl Catalog {
             provider_index
                 .entry(p.slug.clone())
                 .or_insert(providers.len());
+            // A base URL that does not parse was reported above, and then no
+            // catalog is built; until then any URL will do.
+            let Some(url) = url.or_else(|| providers.first().map(|p: &Provider| p.url.clone()))
+            else {
+                continue;
+            };
             providers.push(Provider {
                 slug: p.slug.clone(),
                 protocol,
@@ -249,6 +259,7 @@ impl Catalog {
                 key,
                 headers,
                 timeouts: p.timeouts,
+                url,
             });
         }
 

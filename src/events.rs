@@ -38,12 +38,18 @@ struct State {
     signaled: bool,
     /// `wakeup` calls not yet consumed by a poll (each wakes one).
     wakeups: u32,
+    /// Polls blocked on the condition variable.
+    waiters: u32,
+    /// The pipe behind `fd()`, made on first request: (read, write).
+    pipe: Option<(libc::c_int, libc::c_int)>,
 }
 
+/// Pushing never makes a system call unless a poll is blocked (a futex
+/// wake) or the host asked for a descriptor (a pipe write when the queue
+/// turns non-empty).
 pub struct EventQueue {
     state: Mutex<State>,
     cv: Condvar,
-    pipe: Option<(libc::c_int, libc::c_int)>,
 }
 
 fn make_pipe() -> Option<(libc::c_int, libc::c_int)> {
@@ -77,9 +83,10 @@ impl EventQueue {
                 queue: VecDeque::new(),
                 signaled: false,
                 wakeups: 0,
+                waiters: 0,
+                pipe: None,
             }),
             cv: Condvar::new(),
-            pipe: make_pipe(),
         }
     }
 
@@ -89,7 +96,7 @@ impl EventQueue {
 
     fn signal(&self, s: &mut State) {
         if !s.signaled {
-            if let Some((_, w)) = self.pipe {
+            if let Some((_, w)) = s.pipe {
                 let b = 1u8;
                 // SAFETY: w is our open pipe write end; one byte from a valid buffer.
                 unsafe { libc::write(w, &b as *const u8 as *const libc::c_void, 1) };
@@ -100,7 +107,7 @@ impl EventQueue {
 
     fn unsignal(&self, s: &mut State) {
         if s.signaled && s.queue.is_empty() {
-            if let Some((r, _)) = self.pipe {
+            if let Some((r, _)) = s.pipe {
                 let mut buf = [0u8; 64];
                 // SAFETY: r is our non-blocking pipe read end; buf is valid for 64 bytes.
                 while unsafe { libc::read(r, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0
@@ -115,8 +122,11 @@ impl EventQueue {
         let mut s = self.lock();
         s.queue.push_back(ev);
         self.signal(&mut s);
+        let wake = s.waiters > 0;
         drop(s);
-        self.cv.notify_one();
+        if wake {
+            self.cv.notify_one();
+        }
     }
 
     pub fn push_all(&self, evs: impl IntoIterator<Item = Event>) {
@@ -127,8 +137,11 @@ impl EventQueue {
             return;
         }
         self.signal(&mut s);
+        let wake = s.waiters > 0;
         drop(s);
-        self.cv.notify_one();
+        if wake {
+            self.cv.notify_one();
+        }
     }
 
     /// Takes up to `max` events, waiting up to `timeout` for the first one
@@ -152,27 +165,28 @@ impl EventQueue {
                 s.wakeups -= 1;
                 return 0;
             }
-            match deadline {
-                None => s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner()),
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return 0;
+            }
+            s.waiters += 1;
+            s = match deadline {
+                None => self.cv.wait(s).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return 0;
-                    }
-                    s = self
-                        .cv
+                    self.cv
                         .wait_timeout(s, d - now)
                         .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                        .0
                 }
-            }
+            };
+            s.waiters -= 1;
         }
         let n = max.min(s.queue.len());
         for ev in s.queue.drain(..n) {
             sink(ev);
         }
         self.unsignal(&mut s);
-        let more = !s.queue.is_empty();
+        let more = !s.queue.is_empty() && s.waiters > 0;
         drop(s);
         if more {
             // Another poller may be waiting.
@@ -190,9 +204,18 @@ impl EventQueue {
         self.cv.notify_all();
     }
 
-    /// Read end of the pipe: readable while events are queued.
+    /// Read end of a pipe that is readable while events are queued; made on
+    /// the first call.
     pub fn fd(&self) -> Option<libc::c_int> {
-        self.pipe.map(|(r, _)| r)
+        let mut s = self.lock();
+        if s.pipe.is_none() {
+            s.pipe = make_pipe();
+            if !s.queue.is_empty() {
+                s.signaled = false;
+                self.signal(&mut s);
+            }
+        }
+        s.pipe.map(|(r, _)| r)
     }
 
     pub fn len(&self) -> usize {
@@ -206,7 +229,13 @@ impl EventQueue {
 
 impl Drop for EventQueue {
     fn drop(&mut self) {
-        if let Some((r, w)) = self.pipe.take() {
+        let pipe = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .pipe
+            .take();
+        if let Some((r, w)) = pipe {
             // SAFETY: both fds are owned by this queue and closed once.
             unsafe {
                 libc::close(r);
@@ -258,6 +287,17 @@ mod tests {
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
         assert!(!fd_readable(fd));
         assert_eq!(q.poll(10, Some(Duration::ZERO), |_| {}), 0);
+    }
+
+    #[test]
+    fn fd_asked_for_late_is_readable_when_events_wait() {
+        let q = EventQueue::new();
+        q.push(ev(1));
+        let fd = q.fd().unwrap();
+        assert!(fd_readable(fd));
+        assert_eq!(q.fd(), Some(fd), "one pipe per queue");
+        assert_eq!(q.poll(8, Some(Duration::ZERO), |_| {}), 1);
+        assert!(!fd_readable(fd));
     }
 
     #[test]

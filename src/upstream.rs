@@ -257,7 +257,7 @@ fn build_request(
     provider: &Provider,
     endpoint: &Endpoint,
 ) -> Result<reqwest::RequestBuilder, AttemptError> {
-    let body = protocol::upstream_request(
+    let bytes = protocol::upstream_request_bytes(
         provider.protocol,
         ctx.caller,
         ctx.body,
@@ -265,11 +265,9 @@ fn build_request(
         ctx.stream,
     )
     .map_err(|e| AttemptError::new(ErrKind::Translation, e.message()))?;
-    let bytes = serde_json::to_vec(&body)
-        .map_err(|e| AttemptError::new(ErrKind::Translation, e.to_string()))?;
     let mut rb = ctx
         .client
-        .post(provider.url())
+        .post(provider.url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(
             reqwest::header::ACCEPT,

@@ -10,6 +10,8 @@ use crate::protocol::{self, Protocol, Usage};
 use crate::request::{Hedge, ModelRoute, ParsedRequest};
 use crate::routing::{self, Explore, Policy};
 use crate::upstream::{self, AttemptCtx, AttemptError, AttemptOk, ErrKind};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
@@ -121,48 +123,94 @@ fn failure_from(e: &AttemptError) -> Failure {
     }
 }
 
-fn routing_record(inner: &Inner, req: &ParsedRequest, st: &RunState, started: Instant) -> Value {
+#[derive(Serialize)]
+struct AttemptOut<'a> {
+    endpoint: &'a str,
+    provider: &'a str,
+    model: &'a str,
+    outcome: &'a str,
+    status: Option<u16>,
+    elapsed_ms: f64,
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    cached_tokens: u64,
+}
+
+/// The routing record every terminal event carries.
+#[derive(Serialize)]
+struct RoutingOut<'a> {
+    model: &'a str,
+    requested_model: &'a str,
+    endpoint: Option<&'a str>,
+    provider: Option<&'a str>,
+    upstream_model: Option<&'a str>,
+    attempts: Vec<AttemptOut<'a>>,
+    first_token_ms: Option<f64>,
+    latency_ms: f64,
+    usage: Option<UsageOut>,
+    cost_usd: Option<f64>,
+}
+
+fn routing_record<'a>(
+    inner: &'a Inner,
+    req: &'a ParsedRequest,
+    st: &'a RunState,
+    started: Instant,
+) -> RoutingOut<'a> {
     let c = &inner.catalog;
-    let attempts: Vec<Value> = st
-        .attempts
-        .iter()
-        .map(|a| {
-            json!({
-                "endpoint": c.endpoints[a.endpoint].id,
-                "provider": c.provider_of(a.endpoint).slug,
-                "model": c.models[c.endpoints[a.endpoint].model].slug,
-                "outcome": a.outcome,
-                "status": a.status,
-                "elapsed_ms": a.elapsed_ms,
-                "error": a.error,
-            })
-        })
-        .collect();
     let served = st.served.map(|e| &c.endpoints[e]);
-    let usage = st.usage.map(|u| {
-        json!({
-            "prompt_tokens": u.prompt_tokens,
-            "completion_tokens": u.completion_tokens,
-            "total_tokens": u.prompt_tokens + u.completion_tokens,
-            "cached_tokens": u.cached_tokens,
-        })
-    });
-    let cost = match (served, st.usage) {
-        (Some(e), Some(u)) => json!(e.cost(u.prompt_tokens, u.completion_tokens)),
-        _ => Value::Null,
-    };
-    json!({
-        "model": st.served_model.as_deref().unwrap_or(req.model_slug()),
-        "requested_model": req.model_slug(),
-        "endpoint": served.map(|e| e.id.as_str()),
-        "provider": st.served.map(|e| c.provider_of(e).slug.as_str()),
-        "upstream_model": served.map(|e| e.upstream_model.as_str()),
-        "attempts": attempts,
-        "first_token_ms": st.first_token_ms,
-        "latency_ms": started.elapsed().as_secs_f64() * 1000.0,
-        "usage": usage,
-        "cost_usd": cost,
-    })
+    RoutingOut {
+        model: st.served_model.as_deref().unwrap_or(req.model_slug()),
+        requested_model: req.model_slug(),
+        endpoint: served.map(|e| e.id.as_str()),
+        provider: st.served.map(|e| c.provider_of(e).slug.as_str()),
+        upstream_model: served.map(|e| e.upstream_model.as_str()),
+        attempts: st
+            .attempts
+            .iter()
+            .map(|a| AttemptOut {
+                endpoint: &c.endpoints[a.endpoint].id,
+                provider: &c.provider_of(a.endpoint).slug,
+                model: &c.models[c.endpoints[a.endpoint].model].slug,
+                outcome: a.outcome,
+                status: a.status,
+                elapsed_ms: a.elapsed_ms,
+                error: a.error.as_deref(),
+            })
+            .collect(),
+        first_token_ms: st.first_token_ms,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        usage: st.usage.map(|u| UsageOut {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.prompt_tokens + u.completion_tokens,
+            cached_tokens: u.cached_tokens,
+        }),
+        cost_usd: match (served, st.usage) {
+            (Some(e), Some(u)) => Some(e.cost(u.prompt_tokens, u.completion_tokens)),
+            _ => None,
+        },
+    }
+}
+
+/// A terminal event's JSON, written in one pass.
+#[derive(Serialize)]
+struct TerminalOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+    routing: RoutingOut<'a>,
 }
 
 /// Marks an attempt's health as neutral if its future is dropped mid-way
@@ -591,27 +639,42 @@ pub(super) async fn run(
         }
     }
     let routing = routing_record(&inner, &req, &st, started);
-    match result {
+    let (kind, out) = match &result {
         Ok(body) => {
-            let routing = routing.to_string();
-            let mut data =
-                String::with_capacity(body.as_ref().map_or(0, |b| b.len()) + routing.len() + 32);
-            data.push_str("{\"type\":\"done\",");
-            if let Some(b) = body {
-                data.push_str("\"response\":");
-                data.push_str(&b);
-                data.push(',');
-            }
-            data.push_str("\"routing\":");
-            data.push_str(&routing);
-            data.push('}');
-            term.emit(EventKind::Done, data);
+            // A body that somehow is not JSON is dropped rather than
+            // producing a malformed event (convert_response checked it).
+            let response = body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<&RawValue>(b).ok());
+            (
+                EventKind::Done,
+                TerminalOut {
+                    kind: "done",
+                    status: None,
+                    response,
+                    error: None,
+                    routing,
+                },
+            )
         }
         Err(f) => {
             let body = protocol::error_body(req.protocol, f.status, f.kind, &f.message);
-            let data =
-                json!({"type": "error", "status": f.status, "error": body, "routing": routing});
-            term.emit(EventKind::Error, data.to_string());
+            (
+                EventKind::Error,
+                TerminalOut {
+                    kind: "error",
+                    status: Some(f.status),
+                    response: None,
+                    error: Some(body),
+                    routing,
+                },
+            )
         }
-    }
+    };
+    // Serialising these plain structs cannot fail; keep a valid event anyway.
+    let data = serde_json::to_string(&out).unwrap_or_else(|_| {
+        r#"{"type":"error","status":500,"error":{"message":"cannot serialise the terminal event"},"routing":null}"#.to_owned()
+    });
+    drop(out);
+    term.emit(kind, data);
 }

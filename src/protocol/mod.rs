@@ -115,20 +115,27 @@ pub fn convert_response(
     caller: Protocol,
     body: &[u8],
 ) -> Result<Converted, PayloadError> {
-    let value: Value = serde_json::from_slice(body)
+    let text = std::str::from_utf8(body)
+        .map_err(|_| PayloadError::Malformed("response body is not UTF-8".into()))?;
+    let mut openai_usage = None;
+    if upstream == Protocol::OpenAi {
+        // Checked without building a JSON tree; passed through as is.
+        let usage = openai::check_response(text)?;
+        if caller == Protocol::OpenAi {
+            return Ok(Converted {
+                body: text.to_owned(),
+                usage,
+            });
+        }
+        openai_usage = usage;
+    }
+    let value: Value = serde_json::from_str(text)
         .map_err(|e| PayloadError::Malformed(format!("response body is not JSON: {e}")))?;
     match (upstream, caller) {
-        (Protocol::OpenAi, Protocol::OpenAi) => {
-            let usage = openai::check_response(&value)?;
-            Ok(Converted {
-                body: String::from_utf8_lossy(body).into_owned(),
-                usage,
-            })
-        }
         (Protocol::Anthropic, Protocol::Anthropic) => {
             let usage = anthropic::check_response(&value)?;
             Ok(Converted {
-                body: String::from_utf8_lossy(body).into_owned(),
+                body: text.to_owned(),
                 usage,
             })
         }
@@ -140,12 +147,11 @@ pub fn convert_response(
                 usage,
             })
         }
-        (Protocol::OpenAi, Protocol::Anthropic) => {
-            let usage = openai::check_response(&value)?;
+        (Protocol::OpenAi, _) => {
             let out = translate::openai_response_to_anthropic(&value)?;
             Ok(Converted {
                 body: out.to_string(),
-                usage,
+                usage: openai_usage,
             })
         }
     }
@@ -229,6 +235,116 @@ pub fn upstream_request(
         }
     }
     Ok(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patched_bytes_equal_the_value_path() {
+        let body = json!({
+            "model": "x", "stream": false, "temperature": 0.5,
+            "stream_options": {"continuous_usage_stats": true},
+            "messages": [{"role": "user", "content": "hi"}],
+        });
+        let Value::Object(m) = body else {
+            unreachable!()
+        };
+        for (up, caller) in [
+            (Protocol::OpenAi, Protocol::OpenAi),
+            (Protocol::Anthropic, Protocol::Anthropic),
+            (Protocol::Anthropic, Protocol::OpenAi),
+        ] {
+            for stream in [true, false] {
+                let bytes = upstream_request_bytes(up, caller, &m, "up-1", stream).unwrap();
+                let got: Value = serde_json::from_slice(&bytes).unwrap();
+                let want = upstream_request(up, caller, &m, "up-1", stream).unwrap();
+                assert_eq!(got, want, "{up:?} <- {caller:?} stream={stream}");
+            }
+        }
+    }
+}
+
+/// The caller's body with `model` (and for streams `stream` and OpenAI's
+/// `stream_options.include_usage`) replaced, serialised without copying the
+/// rest.
+struct Patched<'a> {
+    base: &'a serde_json::Map<String, Value>,
+    model: &'a str,
+    stream: bool,
+    ask_usage: bool,
+}
+
+impl serde::Serialize for Patched<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("model", self.model)?;
+        for (k, v) in self.base {
+            match k.as_str() {
+                "model" => {}
+                "stream" if self.stream => {}
+                "stream_options" if self.ask_usage => {}
+                _ => m.serialize_entry(k, v)?,
+            }
+        }
+        if self.stream {
+            m.serialize_entry("stream", &true)?;
+        }
+        if self.ask_usage {
+            let mut opts = match self.base.get("stream_options") {
+                Some(Value::Object(o)) => o.clone(),
+                _ => serde_json::Map::new(),
+            };
+            opts.insert("include_usage".into(), Value::Bool(true));
+            m.serialize_entry("stream_options", &opts)?;
+        }
+        m.end()
+    }
+}
+
+/// [`upstream_request`], serialised: the body bytes to send.
+pub fn upstream_request_bytes(
+    upstream: Protocol,
+    caller: Protocol,
+    body: &serde_json::Map<String, Value>,
+    upstream_model: &str,
+    stream: bool,
+) -> Result<Vec<u8>, PayloadError> {
+    let ser = |v: &dyn erased::Ser| {
+        v.to_vec()
+            .map_err(|e| PayloadError::Malformed(e.to_string()))
+    };
+    if upstream == caller {
+        let p = Patched {
+            base: body,
+            model: upstream_model,
+            stream,
+            ask_usage: stream && upstream == Protocol::OpenAi,
+        };
+        return ser(&p);
+    }
+    ser(&upstream_request(
+        upstream,
+        caller,
+        body,
+        upstream_model,
+        stream,
+    )?)
+}
+
+mod erased {
+    /// Serialises any `Serialize` to JSON bytes through one code path.
+    pub trait Ser {
+        fn to_vec(&self) -> serde_json::Result<Vec<u8>>;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn to_vec(&self) -> serde_json::Result<Vec<u8>> {
+            serde_json::to_vec(self)
+        }
+    }
 }
 
 /// An error body in the caller's protocol.

@@ -2,7 +2,84 @@
 //! pass-through stream adapter (OpenAI upstream, OpenAI caller).
 
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+// The pass-through path reads only what routing needs (errors, content,
+// finish reason, usage) from borrowed slices of the upstream's bytes, which
+// it then forwards untouched: no JSON tree is built per chunk.
+
+/// The fields of a chunk or response llmux looks at.
+#[derive(Deserialize)]
+struct Lite<'a> {
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<LiteChoice<'a>>>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct LiteChoice<'a> {
+    #[serde(borrow, default)]
+    finish_reason: Option<&'a RawValue>,
+    /// `delta` (chunks) or `message` (responses): key -> raw value.
+    #[serde(borrow, default, alias = "message")]
+    delta: Option<BTreeMap<Cow<'a, str>, &'a RawValue>>,
+}
+
+impl<'a> Lite<'a> {
+    fn parse(text: &'a str, what: &str) -> Result<Lite<'a>, PayloadError> {
+        let lite: Lite<'a> = serde_json::from_str(text).map_err(|e| {
+            PayloadError::Malformed(format!(
+                "{what} is not a JSON object of the expected shape: {e}"
+            ))
+        })?;
+        if let Some(e) = lite.error {
+            let v = serde_json::json!({ "error": serde_json::from_str::<Value>(e.get()).unwrap_or(Value::Null) });
+            return Err(PayloadError::Upstream(
+                error_message(&v).unwrap_or_else(|| e.get().to_owned()),
+            ));
+        }
+        Ok(lite)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+            .and_then(|u| serde_json::from_str::<Value>(u.get()).ok())
+            .as_ref()
+            .and_then(parse_usage)
+    }
+}
+
+/// A raw JSON value that carries something: not null, false, "" or [].
+fn raw_carries(v: &RawValue) -> bool {
+    !matches!(v.get().trim(), "null" | "false" | "\"\"" | "[]")
+}
+
+/// Checks the choices: an `error` finish reason fails; returns (generated
+/// content seen, finish reason seen).
+fn scan(choices: &[LiteChoice<'_>]) -> Result<(bool, bool), PayloadError> {
+    let (mut content, mut finish) = (false, false);
+    for c in choices {
+        if let Some(r) = c.finish_reason.filter(|r| r.get() != "null") {
+            if r.get() == "\"error\"" {
+                return Err(PayloadError::Upstream(
+                    "finished with reason `error`".into(),
+                ));
+            }
+            finish = true;
+        }
+        if let Some(d) = &c.delta {
+            content |= d.iter().any(|(k, v)| k != "role" && raw_carries(v));
+        }
+    }
+    Ok((content, finish))
+}
 
 /// Reads an OpenAI `usage` object.
 pub fn parse_usage(v: &Value) -> Option<Usage> {
@@ -33,41 +110,21 @@ pub fn error_message(v: &Value) -> Option<String> {
 }
 
 /// Checks a non-streaming `chat.completion` body; returns its usage.
-pub fn check_response(v: &Value) -> Result<Option<Usage>, PayloadError> {
-    if let Some(msg) = error_message(v) {
-        return Err(PayloadError::Upstream(msg));
-    }
-    let choices = v
-        .get("choices")
-        .and_then(Value::as_array)
+/// Errors: an `error` body, an `error` finish reason, an empty completion
+/// (no content and no tool calls), a body without `choices`.
+pub fn check_response(body: &str) -> Result<Option<Usage>, PayloadError> {
+    let lite = Lite::parse(body, "response body")?;
+    let choices = lite
+        .choices
+        .as_deref()
         .ok_or_else(|| PayloadError::Malformed("response has no `choices` array".into()))?;
-    let mut generated = false;
-    for c in choices {
-        if c.get("finish_reason").and_then(Value::as_str) == Some("error") {
-            return Err(PayloadError::Upstream(
-                "choice finished with reason `error`".into(),
-            ));
-        }
-        if let Some(m) = c.get("message").and_then(Value::as_object) {
-            generated |= m.iter().any(|(k, v)| k != "role" && carries(v));
-        }
-    }
+    let (generated, _) = scan(choices)?;
     if !generated {
         return Err(PayloadError::Upstream(
             "empty completion: no content and no tool calls".into(),
         ));
     }
-    Ok(v.get("usage").and_then(parse_usage))
-}
-
-/// A JSON value that carries something: not null, false, "" or [].
-pub(crate) fn carries(v: &Value) -> bool {
-    match v {
-        Value::Null | Value::Bool(false) => false,
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        _ => true,
-    }
+    Ok(lite.usage())
 }
 
 /// An OpenAI-shaped error body. `code` is a string in OpenAI's schema, so
@@ -75,37 +132,6 @@ pub(crate) fn carries(v: &Value) -> bool {
 /// terminal event's `status`).
 pub fn error_body(_status: u16, kind: &str, message: &str) -> Value {
     json!({ "error": { "message": message, "type": kind, "param": null, "code": kind } })
-}
-
-/// True when a chunk's choices carry generated content (a finish reason
-/// alone is not content: a stream with nothing else is an empty completion).
-fn chunk_has_content(choices: &[Value], finish_seen: &mut bool) -> Result<bool, PayloadError> {
-    let mut content = false;
-    for c in choices {
-        if let Some(reason) = c.get("finish_reason").and_then(Value::as_str) {
-            if reason == "error" {
-                return Err(PayloadError::Upstream(
-                    "stream finished with reason `error`".into(),
-                ));
-            }
-            *finish_seen = true;
-        }
-        if let Some(d) = c.get("delta").and_then(Value::as_object) {
-            for (k, v) in d {
-                let carries = match k.as_str() {
-                    "role" => false,
-                    _ => match v {
-                        Value::Null => false,
-                        Value::String(s) => !s.is_empty(),
-                        Value::Array(a) => !a.is_empty(),
-                        _ => true,
-                    },
-                };
-                content |= carries;
-            }
-        }
-    }
-    Ok(content)
 }
 
 /// OpenAI upstream to OpenAI caller: chunks are forwarded byte for byte.
@@ -139,24 +165,13 @@ impl StreamAdapter for Passthrough {
                 ..Default::default()
             });
         }
-        let v: Value = serde_json::from_str(&ev.data)
-            .map_err(|e| PayloadError::Malformed(format!("stream event is not JSON: {e}")))?;
-        if let Some(msg) = error_message(&v) {
-            return Err(PayloadError::Upstream(msg));
-        }
-        if let Some(u) = v.get("usage").and_then(parse_usage) {
+        let lite = Lite::parse(&ev.data, "stream event")?;
+        if let Some(u) = lite.usage() {
             self.usage = Some(u);
         }
-        let choices = match v.get("choices") {
-            Some(Value::Array(a)) => a.as_slice(),
-            None | Some(Value::Null) => &[],
-            Some(_) => {
-                return Err(PayloadError::Malformed(
-                    "chunk `choices` is not an array".into(),
-                ))
-            }
-        };
-        let content = chunk_has_content(choices, &mut self.finish_seen)?;
+        let choices = lite.choices.as_deref().unwrap_or(&[]);
+        let (content, finish) = scan(choices)?;
+        self.finish_seen |= finish;
         let forward = !choices.is_empty() || self.ctx.include_usage;
         let out = if forward {
             vec![ev.data.clone()]
@@ -178,6 +193,10 @@ impl StreamAdapter for Passthrough {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    macro_rules! json_str {
+        ($($t:tt)*) => { json!($($t)*).to_string() };
+    }
 
     fn ctx(include_usage: bool) -> StreamContext {
         StreamContext {
@@ -257,18 +276,21 @@ mod tests {
             Err(PayloadError::Upstream(m)) if m == "boom"
         ));
         assert!(p.on_event(&data(r#"{"choices":5}"#)).is_err());
-        assert!(p.on_event(&data(r#"[1,2]"#)).is_ok());
+        assert!(p.on_event(&data(r#"[1,2]"#)).is_err(), "not an object");
+        assert!(p
+            .on_event(&data(r#"{"choices":null,"error":null}"#))
+            .is_ok());
         assert!(
-            check_response(&json!({"choices": []})).is_err(),
+            check_response(&json_str!({"choices": []})).is_err(),
             "empty completion"
         );
         let empty = json!({"choices": [{"message": {"role": "assistant", "content": ""}}]});
-        assert!(check_response(&empty).is_err());
+        assert!(check_response(&empty.to_string()).is_err());
         let text = json!({"choices": [{"message": {"role": "assistant", "content": "x"}}]});
-        assert!(check_response(&text).is_ok());
+        assert!(check_response(&text.to_string()).is_ok());
         let tools = json!({"choices": [{"message": {"content": null, "tool_calls": [{}]}}]});
-        assert!(check_response(&tools).is_ok());
-        assert!(check_response(&json!({"nope": 1})).is_err());
-        assert!(check_response(&json!({"error": "x"})).is_err());
+        assert!(check_response(&tools.to_string()).is_ok());
+        assert!(check_response(&json_str!({"nope": 1})).is_err());
+        assert!(check_response(&json_str!({"error": "x"})).is_err());
     }
 }
