@@ -147,8 +147,11 @@ TEST(Failover, ServiceUnavailableThenOk) {
     EXPECT_EQ(t.kind, EventKind::Done) << t.data;
     EXPECT_EQ(o.text, "Hello from b.");
     // Two attempts: pa failed with 503, pb succeeded.
-    auto first = t.data.find(R"("endpoint":"pa/default")");
-    auto second = t.data.find(R"("endpoint":"pb/default")");
+    // In the attempts list (the served endpoint is also named before it).
+    auto attempts = t.data.find(R"("attempts":)");
+    ASSERT_NE(attempts, std::string::npos) << t.data;
+    auto first = t.data.find(R"("endpoint":"pa/default")", attempts);
+    auto second = t.data.find(R"("endpoint":"pb/default")", attempts);
     ASSERT_NE(first, std::string::npos) << t.data;
     ASSERT_NE(second, std::string::npos) << t.data;
     EXPECT_LT(first, second) << t.data;
