@@ -78,7 +78,8 @@ fn failover_status_list_is_configurable() {
 fn connection_refused_fails_over() {
     let (a, b) = pair(json!({}));
     // b measurably slower than a's prior, so a stays first (threshold 3).
-    b.server.set_behavior(behavior(json!({"first_token_delay_ms": 20})));
+    b.server
+        .set_behavior(behavior(json!({"first_token_delay_ms": 20})));
     let e = {
         // Point `a` at a port nobody listens on.
         let cfg = config(&[&a, &b], fast_timeouts());
