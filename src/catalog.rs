@@ -93,6 +93,12 @@ pub struct Catalog {
     model_index: HashMap<String, usize>,
 }
 
+fn valid_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 fn valid_slug(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -176,6 +182,14 @@ impl Catalog {
                     None
                 }
                 (Some(k), None) => Some(Secret(k.clone())),
+                (None, Some(var)) if !valid_env_name(var) => {
+                    // Likely the key itself pasted here: never echo it.
+                    err(
+                        at("api_key_env"),
+                        "is not an environment variable name (letters, digits, '_'); a key itself goes in api_key".into(),
+                    );
+                    None
+                }
                 (None, Some(var)) => match env(var) {
                     Some(k) if !k.is_empty() => Some(Secret(k)),
                     Some(_) => {
@@ -210,7 +224,11 @@ impl Catalog {
                     HeaderName::from_bytes(name.as_bytes()),
                     HeaderValue::from_str(value),
                 ) {
-                    (Ok(n), Ok(v)) => headers.push((n, v)),
+                    (Ok(n), Ok(mut v)) => {
+                        // Custom headers often carry credentials: keep them out of Debug.
+                        v.set_sensitive(true);
+                        headers.push((n, v))
+                    }
                     (Err(_), _) => err(
                         at(&format!("headers.{name}")),
                         "not a valid HTTP header name".into(),

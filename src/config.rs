@@ -144,7 +144,8 @@ impl Default for StickyConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+/// `Debug` shows neither the key nor header values (see below).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub slug: String,
@@ -166,6 +167,20 @@ pub struct ProviderConfig {
     pub anthropic_version: Option<String>,
     /// Anthropic only: `anthropic-beta` header.
     pub anthropic_beta: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("slug", &self.slug)
+            .field("protocol", &self.protocol)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("api_key_env", &self.api_key_env)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -54,18 +54,11 @@ pub struct EventQueue {
 
 fn make_pipe() -> Option<(libc::c_int, libc::c_int)> {
     let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds is a valid array of two ints, as pipe(2) requires.
-    let rc = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    // SAFETY: fds is a valid array of two ints, as pipe2(2) requires.
+    // Close-on-exec and non-blocking from the start: no window for a fork.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
     if rc != 0 {
         return None;
-    }
-    for fd in fds {
-        // SAFETY: fd was just returned by pipe(2) and is owned here.
-        unsafe {
-            let fl = libc::fcntl(fd, libc::F_GETFL);
-            libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
     }
     Some((fds[0], fds[1]))
 }
@@ -155,7 +148,8 @@ impl EventQueue {
         if max == 0 {
             return 0;
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too long to represent waits forever.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut s = self.lock();
         loop {
             if !s.queue.is_empty() {
@@ -182,15 +176,17 @@ impl EventQueue {
             s.waiters -= 1;
         }
         let n = max.min(s.queue.len());
-        for ev in s.queue.drain(..n) {
-            sink(ev);
-        }
+        let taken: Vec<Event> = s.queue.drain(..n).collect();
         self.unsignal(&mut s);
         let more = !s.queue.is_empty() && s.waiters > 0;
         drop(s);
         if more {
             // Another poller may be waiting.
             self.cv.notify_one();
+        }
+        // The sink runs without the lock, so it may call back into the queue.
+        for ev in taken {
+            sink(ev);
         }
         n
     }

@@ -256,8 +256,8 @@ impl Health {
             }
             return;
         }
-        s.failures += 1;
-        s.consecutive_failures += 1;
+        s.failures = s.failures.saturating_add(1);
+        s.consecutive_failures = s.consecutive_failures.saturating_add(1);
         s.errors.update(1.0, now, hl, false);
         s.last_error = Some(message.chars().take(300).collect());
         let reopen = matches!(s.circuit, Circuit::HalfOpen { .. });

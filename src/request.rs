@@ -57,7 +57,10 @@ pub struct ParsedRequest {
     pub protocol: Protocol,
     /// The caller's body without `provider` and `models`.
     pub body: Map<String, Value>,
-    /// The requested model first, then fallback models, each at most once.
+    /// The model the caller asked for (even when no endpoint of it fits).
+    pub requested_model: String,
+    /// The requested model first, then fallback models, each at most once;
+    /// models with no endpoint that fits the prompt are left out.
     pub routes: Vec<ModelRoute>,
     pub stream: bool,
     /// The caller asked for the usage chunk (OpenAI `stream_options.include_usage`).
@@ -71,9 +74,9 @@ pub struct ParsedRequest {
 }
 
 impl ParsedRequest {
-    /// The slug of the requested (first) model.
+    /// The slug of the requested (first) model, without `:provider`.
     pub fn model_slug(&self) -> &str {
-        &self.routes[0].slug
+        &self.requested_model
     }
 }
 
@@ -216,21 +219,26 @@ pub fn parse(
     let prompt_tokens_estimate = estimate_prompt_tokens(&body);
     let mut routes: Vec<ModelRoute> = Vec::new();
     for slug in &slugs {
-        let mut route = resolve_model(catalog, slug)?;
+        let route = resolve_model(catalog, slug)?;
         if !routes
             .iter()
             .any(|r| r.model == route.model && r.candidates == route.candidates)
         {
-            route.candidates.retain(|&e| {
-                catalog.endpoints[e]
-                    .context_window
-                    .is_none_or(|w| w >= prompt_tokens_estimate)
-            });
             routes.push(route);
         }
     }
+    let requested_model = routes[0].slug.clone();
     if let Some(r) = &routing {
         apply_routing(catalog, &mut routes, r)?;
+    }
+    // Only now drop what the prompt does not fit, so an order list naming
+    // such an endpoint is not mistaken for one naming an unknown endpoint.
+    for r in &mut routes {
+        r.candidates.retain(|&e| {
+            catalog.endpoints[e]
+                .context_window
+                .is_none_or(|w| w >= prompt_tokens_estimate)
+        });
     }
     routes.retain(|r| !r.candidates.is_empty());
     if routes.is_empty() {
@@ -242,6 +250,7 @@ pub fn parse(
     Ok(ParsedRequest {
         protocol,
         body,
+        requested_model,
         routes,
         stream,
         include_usage,

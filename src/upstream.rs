@@ -151,13 +151,13 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Opt
     if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()) {
         if let Ok(ms) = ms.trim().parse::<f64>() {
             if ms.is_finite() && ms >= 0.0 {
-                return Some(Duration::from_secs_f64(ms / 1000.0));
+                return Duration::try_from_secs_f64(ms / 1000.0).ok();
             }
         }
     }
     let v = headers.get("retry-after")?.to_str().ok()?.trim();
     if let Ok(s) = v.parse::<f64>() {
-        return (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s));
+        return Duration::try_from_secs_f64(s).ok();
     }
     let at = parse_http_date(v)?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -185,6 +185,7 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
     if t.len() != 3
         || !(1..=31).contains(&day)
         || year < 1970
+        || year > 9999
         || t[0] > 23
         || t[1] > 59
         || t[2] > 60
@@ -203,7 +204,7 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
 fn upstream_error_message(protocol: Protocol, body: &[u8]) -> String {
@@ -558,6 +559,19 @@ mod tests {
         assert_eq!(retry_after(&h, now), Some(Duration::from_millis(250)));
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h, now), None);
+        // Absurd values are ignored, never a panic.
+        h.insert("retry-after", HeaderValue::from_static("1e20"));
+        assert_eq!(retry_after(&h, now), None);
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Sun, 06 Nov 300000000000 08:49:37 GMT"),
+        );
+        assert_eq!(retry_after(&h, now), None);
+        let mut h = HeaderMap::new();
+        h.insert("retry-after-ms", HeaderValue::from_static("1e30"));
+        assert_eq!(retry_after(&h, now), None);
+        h.insert("retry-after-ms", HeaderValue::from_static("-5"));
         assert_eq!(retry_after(&h, now), None);
     }
 }

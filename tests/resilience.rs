@@ -95,6 +95,8 @@ fn endpoints_with_a_too_small_context_window_are_skipped() {
     body["models"] = json!(["other/model"]);
     let out = run(&e, &body);
     assert_eq!(out.served(), Some("b/default"));
+    assert_eq!(out.routing()["requested_model"], "test/model");
+    assert_eq!(out.routing()["model"], "other/model");
     assert_eq!(a.request_count(), 0);
     // Nowhere to go: refused with the estimate in the message.
     body.as_object_mut().unwrap().remove("models");
@@ -233,6 +235,93 @@ fn hedging_starts_the_next_candidate_and_cancels_the_loser() {
     a.server.set_behavior(Behavior::default());
     let out = run(&e, &chat("test/model", true));
     assert_eq!(out.attempts(), vec![("a/default".into(), "success".into())]);
+}
+
+#[test]
+fn a_lost_hedge_releases_exactly_its_own_in_flight_slot() {
+    let mut a = upstream("a", behavior(json!({"first_token_delay_ms": 800})));
+    a.expected_ms = Some(1.0);
+    let mut b = upstream("b", Behavior::default());
+    b.expected_ms = Some(100.0);
+    let e = engine(&[&a, &b], json!({}));
+    // A long stream held open on a.
+    let mut long = chat("test/model:a", true);
+    long["mock"] = json!({"first_token_delay_ms": 0, "chunks": 20, "chunk_delay_ms": 100});
+    let long_id = e
+        .submit(Protocol::OpenAi, long.to_string().as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut hedged = chat("test/model", true);
+    hedged["provider"] = json!({"hedge": {"delay_ms": 50}});
+    let out = run_with_other(&e, &hedged, long_id);
+    assert_eq!(out.served(), Some("b/default"));
+    let s: Value = serde_json::from_str(&e.stats_json()).unwrap();
+    assert_eq!(
+        s["endpoints"][0]["in_flight"], 1,
+        "the long stream is still on a: {s}"
+    );
+    assert_eq!(s["endpoints"][1]["in_flight"], 0);
+    e.cancel(long_id);
+}
+
+/// Runs `body`, ignoring the events of another request in flight.
+fn run_with_other(e: &Engine, body: &Value, other: u64) -> Outcome {
+    let id = e
+        .submit(Protocol::OpenAi, body.to_string().as_bytes())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut chunks = Vec::new();
+    loop {
+        assert!(Instant::now() < deadline);
+        for ev in e.poll_vec(64, Some(Duration::from_millis(50))) {
+            if ev.request_id == other {
+                continue;
+            }
+            assert_eq!(ev.request_id, id);
+            let v: Value = serde_json::from_str(&ev.data).unwrap();
+            if ev.kind == EventKind::Chunk {
+                chunks.push(v);
+            } else {
+                return Outcome {
+                    chunks,
+                    terminal_kind: ev.kind,
+                    terminal: v,
+                    elapsed: Duration::ZERO,
+                };
+            }
+        }
+    }
+}
+
+#[test]
+fn redirects_are_never_followed() {
+    let b = upstream("b", Behavior::default());
+    let a = upstream(
+        "a",
+        behavior(
+            json!({"status": 307, "extra_headers": {"location": format!("{}/v1/chat/completions", b.server.base_url())}}),
+        ),
+    );
+    let mut a = a;
+    a.provider_extra =
+        json!({"api_key": "sk-redirect-test", "headers": {"api-key": "custom-secret"}});
+    let e = engine(&[&a], json!({}));
+    let out = run(&e, &chat("test/model", false));
+    assert!(!out.ok());
+    assert_eq!(out.terminal["status"], 307);
+    assert_eq!(
+        b.server.request_count(),
+        0,
+        "the key and prompt went nowhere else"
+    );
+    // Debug output of the config and the catalog shows no secret either.
+    let cfg = config(&[&a], json!({}));
+    let parsed = llmux::config::Config::parse(&cfg).unwrap();
+    let shown = format!("{parsed:?} {:?}", e.catalog());
+    assert!(
+        !shown.contains("sk-redirect-test") && !shown.contains("custom-secret"),
+        "{shown}"
+    );
 }
 
 #[test]

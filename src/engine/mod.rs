@@ -3,8 +3,10 @@
 //! Each submitted request runs as one task on the engine's tokio runtime. It
 //! ranks the candidates (`routing::plan`), runs attempts (`upstream`) down
 //! the list while failover is allowed, and ends with exactly one terminal
-//! event. A drop guard emits an error if the task is torn down any other way
-//! (a panic, runtime shutdown), so no request is ever left without one.
+//! event. A drop guard emits an error if a task that has started is torn
+//! down any other way (a panic, runtime shutdown). The one case without a
+//! terminal event is an engine freed from inside another tokio runtime
+//! before a task first ran: then nobody can poll for it any more.
 
 mod run;
 
@@ -331,7 +333,10 @@ impl Inner {
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("llmux/", env!("CARGO_PKG_VERSION")))
-            .no_proxy();
+            .no_proxy()
+            // Never follow redirects: a key header (x-api-key, custom
+            // headers) and the prompt must go only to the configured URL.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(p) = &self.catalog.proxy {
             b = b.proxy(reqwest::Proxy::all(p).map_err(|e| e.to_string())?);
         }
@@ -393,6 +398,7 @@ async fn probe_loop(inner: Arc<Inner>, every: Duration) {
 
 async fn probe(inner: Arc<Inner>, e: usize) {
     use crate::health::Verdict;
+    use crate::upstream::ErrKind;
     let c = &inner.catalog;
     let provider = c.provider_of(e);
     let mut body = serde_json::Map::new();
@@ -408,6 +414,12 @@ async fn probe(inner: Arc<Inner>, e: usize) {
     if !inner.health.try_begin(e, Instant::now(), None) {
         return;
     }
+    // Released as neutral if this task is dropped or panics.
+    let mut guard = run::InFlight {
+        health: &inner.health,
+        endpoint: e,
+        open: true,
+    };
     let winner = std::sync::atomic::AtomicUsize::new(0);
     let on_first = |_ms: f64| {};
     let r = crate::upstream::attempt(crate::upstream::AttemptCtx {
@@ -428,9 +440,19 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         on_first_token: &on_first,
     })
     .await;
+    guard.open = false;
     let now = Instant::now();
     match r {
-        Ok(ok) => inner.health.success(e, now, ok.throughput),
+        // Any HTTP answer shows the endpoint is up, even one refusing the
+        // probe itself (a 400 for `max_tokens`, an empty completion).
+        Ok(_) => inner.health.success(e, now, None),
+        Err(err)
+            if err.caller_fault
+                || (err.kind == ErrKind::UpstreamError
+                    && err.message.starts_with("empty completion")) =>
+        {
+            inner.health.success(e, now, None)
+        }
         Err(err) => inner.health.failure(
             e,
             now,

@@ -189,7 +189,7 @@ fn routing_record<'a>(
         usage: st.usage.map(|u| UsageOut {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
-            total_tokens: u.prompt_tokens + u.completion_tokens,
+            total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
             cached_tokens: u.cached_tokens,
         }),
         cost_usd: match (served, st.usage) {
@@ -215,10 +215,10 @@ struct TerminalOut<'a> {
 
 /// Marks an attempt's health as neutral if its future is dropped mid-way
 /// (cancellation, total timeout, a lost hedge race).
-struct InFlight<'a> {
-    health: &'a Health,
-    endpoint: usize,
-    open: bool,
+pub(super) struct InFlight<'a> {
+    pub(super) health: &'a Health,
+    pub(super) endpoint: usize,
+    pub(super) open: bool,
 }
 
 impl Drop for InFlight<'_> {
@@ -309,12 +309,31 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
         on_first_token: &on_first,
     })
     .await;
+    // The health table hears of every attempt exactly once: here when it
+    // ran to the end, from the guard when its future was dropped.
     guard.open = false;
+    record_health(&inner.health, e, &result);
     result
 }
 
-/// Records an attempt's result in the health table and the routing record.
-fn finish(sh: &Shared<'_>, st: &mut RunState, idx: usize, route: &ModelRoute, r: &AttemptResult) {
+/// Books a finished attempt in the health table.
+pub(super) fn record_health(health: &Health, e: usize, r: &AttemptResult) {
+    let now = Instant::now();
+    match r {
+        Ok(ok) => health.success(e, now, ok.throughput),
+        Err(err) => {
+            let verdict = match err.kind {
+                ErrKind::Translation | ErrKind::HedgeLost | ErrKind::Cancelled => Verdict::Neutral,
+                _ if err.caller_fault => Verdict::Neutral,
+                _ => Verdict::Failure,
+            };
+            health.failure(e, now, verdict, err.retry_after, &err.message);
+        }
+    }
+}
+
+/// Records an attempt's result in the routing record.
+fn finish(st: &mut RunState, idx: usize, route: &ModelRoute, r: &AttemptResult) {
     let now = Instant::now();
     let rec = &mut st.attempts[idx];
     let e = rec.endpoint;
@@ -322,7 +341,6 @@ fn finish(sh: &Shared<'_>, st: &mut RunState, idx: usize, route: &ModelRoute, r:
     rec.finished = true;
     match r {
         Ok(ok) => {
-            sh.inner.health.success(e, now, ok.throughput);
             rec.outcome = "success";
             rec.status = Some(200);
             st.served = Some(e);
@@ -331,14 +349,6 @@ fn finish(sh: &Shared<'_>, st: &mut RunState, idx: usize, route: &ModelRoute, r:
             st.usage = ok.usage;
         }
         Err(err) => {
-            let verdict = match err.kind {
-                ErrKind::Translation | ErrKind::HedgeLost | ErrKind::Cancelled => Verdict::Neutral,
-                _ if err.caller_fault => Verdict::Neutral,
-                _ => Verdict::Failure,
-            };
-            sh.inner
-                .health
-                .failure(e, now, verdict, err.retry_after, &err.message);
             rec.outcome = err.kind.as_str();
             rec.status = err.status;
             rec.error = Some(err.message.clone());
@@ -374,19 +384,19 @@ async fn hedged(
     let mut fa = Some(Box::pin(exec(sh, route, a, sa)));
     tokio::select! {
         r = maybe(&mut fa) => {
-            finish(sh, st, ia, route, &r);
+            finish(st, ia, route, &r);
             return Some((r, false));
         }
         _ = tokio::time::sleep(delay) => {}
     }
     if sh.winner.load(Ordering::Acquire) != 0 {
         let r = maybe(&mut fa).await;
-        finish(sh, st, ia, route, &r);
+        finish(st, ia, route, &r);
         return Some((r, false));
     }
     let Some(ib) = start(sh, st, b) else {
         let r = maybe(&mut fa).await;
-        finish(sh, st, ia, route, &r);
+        finish(st, ia, route, &r);
         return Some((r, true));
     };
     *slot += 1;
@@ -414,14 +424,23 @@ async fn hedged(
             fa = None;
             ra = Some(lost());
         }
+        // A request error (400/413/422) describes the request: it ends the
+        // request at once, whatever the twin would have said.
+        let caller_fault = |r: &Option<AttemptResult>| matches!(r, Some(Err(e)) if e.caller_fault);
+        if caller_fault(&ra) || caller_fault(&rb) {
+            fa = None;
+            fb = None;
+        }
     }
     let ra = ra.unwrap_or_else(lost);
     let rb = rb.unwrap_or_else(lost);
-    finish(sh, st, ia, route, &ra);
-    finish(sh, st, ib, route, &rb);
+    finish(st, ia, route, &ra);
+    finish(st, ib, route, &rb);
     let w = sh.winner.load(Ordering::Acquire);
-    // The winner's result decides; with no winner, both failed before a token.
-    Some(if w == sa || (w != sb && ra.is_ok()) {
+    let fault = |r: &AttemptResult| matches!(r, Err(e) if e.caller_fault);
+    // The winner's result decides, then a request error; with neither, both
+    // failed before a token and the later failure is reported.
+    Some(if w == sa || (w != sb && (ra.is_ok() || fault(&ra))) {
         (ra, true)
     } else {
         (rb, true)
@@ -543,7 +562,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
                         Some(idx) => {
                             slot += 1;
                             let r = exec(sh, route, e, slot).await;
-                            finish(sh, st, idx, route, &r);
+                            finish(st, idx, route, &r);
                             Some(r)
                         }
                     },

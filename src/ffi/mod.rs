@@ -70,16 +70,37 @@ pub struct llmux_event {
     pub data_len: usize,
 }
 
+thread_local! {
+    /// Set while a thread runs inside an llmux C entry point.
+    static IN_LLMUX: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The library never writes to stderr: a panic inside llmux (in a C entry
+/// point or on an engine thread) becomes an error code or an error event,
+/// and its message is not printed. Panics anywhere else in the process still
+/// go to the hook that was installed before.
 fn silence_panics() {
     static ONCE: Once = Once::new();
-    // The library never writes to stderr: panics become error codes, and
-    // their default message must not be printed.
-    ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let ours = IN_LLMUX.with(|f| f.get())
+                || std::thread::current()
+                    .name()
+                    .is_some_and(|n| n.starts_with("llmux-"));
+            if !ours {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Runs `f`, turning a panic into `LLMUX_ERR_PANIC`.
 fn guard(f: impl FnOnce() -> llmux_result) -> llmux_result {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(llmux_result::ErrPanic)
+    let outer = IN_LLMUX.with(|flag| flag.replace(true));
+    let r = catch_unwind(AssertUnwindSafe(f)).unwrap_or(llmux_result::ErrPanic);
+    IN_LLMUX.with(|flag| flag.set(outer));
+    r
 }
 
 /// Borrows the engine behind a handle.
@@ -439,12 +460,15 @@ pub unsafe extern "C" fn llmux_events_free(events: *mut llmux_event, count: usiz
         }
         for i in 0..count {
             // SAFETY: the caller passes `count` events from llmux_poll.
-            let ev = &mut *events.add(i);
-            if !ev.data.is_null() {
+            // Raw field access only: a slot the host zeroed or never had
+            // filled holds no valid `kind`, and must not be read as one.
+            let ev = events.add(i);
+            let data = std::ptr::addr_of_mut!((*ev).data);
+            if !(*data).is_null() {
                 // SAFETY: data came from CString::into_raw in llmux_poll.
-                drop(std::ffi::CString::from_raw(ev.data as *mut c_char));
-                ev.data = std::ptr::null();
-                ev.data_len = 0;
+                drop(std::ffi::CString::from_raw(*data as *mut c_char));
+                *data = std::ptr::null();
+                *std::ptr::addr_of_mut!((*ev).data_len) = 0;
             }
         }
         llmux_result::Ok
