@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "llmux.h"
+#include "test_util.h"
 
 #include <inttypes.h>
 #include <stdint.h>
@@ -21,41 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int g_checks;
-
-#define CHECKF(cond, ...)                                                      \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n  ", __FILE__, __LINE__, \
-                    #cond);                                                    \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fputc('\n', stderr);                                               \
-            exit(1);                                                           \
-        }                                                                      \
-        g_checks++;                                                            \
-    } while (0)
-
-#define CHECK(cond) CHECKF(cond, "%s", "")
-
-#define CHECK_RC(expr, want)                                                   \
-    do {                                                                       \
-        llmux_result rc_ = (expr);                                             \
-        CHECKF(rc_ == (llmux_result)(want), "%s returned %u (%s), want %u",    \
-               #expr, (unsigned)rc_, llmux_result_text(rc_), (unsigned)(want)); \
-    } while (0)
-
 static const char *g_url;
-static int g_light;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int contains(const char *hay, const char *needle) {
-    return hay != NULL && strstr(hay, needle) != NULL;
-}
 
 /* A valid config: provider p0 (the mock), model demo/chat with one endpoint. */
 static char *good_config(void) {
@@ -150,7 +117,7 @@ static void test_null_frees(void) {
     llmux_event evs[2] = {{0}};
     llmux_events_free(evs, 2); /* events whose data is already NULL */
     llmux_events_free(evs, 0);
-    g_checks++;
+    check_passed();
 }
 
 static void test_engine_new_errors(void) {
@@ -435,7 +402,7 @@ static void test_submit_errors(const llmux_engine *e) {
 /* Waits for request `id`'s terminal event; returns a copy of its data. */
 static char *wait_terminal(const llmux_engine *e, uint64_t id, llmux_event_kind *kind) {
     llmux_event evs[8];
-    double deadline = now_s() + (g_light ? 240.0 : 90.0);
+    double deadline = now_s() + patience_s();
     char *out = NULL;
     while (out == NULL) {
         CHECKF(now_s() < deadline, "request %" PRIu64 " did not end", id);
@@ -532,23 +499,11 @@ static void test_unterminated_request(const llmux_engine *e) {
 }
 
 int main(int argc, char **argv) {
-    const char *light = getenv("LLMUX_TEST_LIGHT");
-    g_light = light != NULL && light[0] != '\0' && strcmp(light, "0") != 0;
+    test_init();
     char *env_copy = NULL;
-    if (argc > 1) {
-        g_url = argv[1];
-    } else {
-        const char *env = getenv("LLMUX_TEST_BASE_URLS");
-        if (env == NULL || env[0] == '\0') {
-            fprintf(stderr, "usage: %s BASE_URL (or LLMUX_TEST_BASE_URLS)\n", argv[0]);
-            return 2;
-        }
-        env_copy = strdup(env);
-        char *comma = strchr(env_copy, ',');
-        if (comma)
-            *comma = '\0';
-        g_url = env_copy;
-    }
+    g_url = first_base_url(argc, argv, &env_copy);
+    if (g_url == NULL)
+        return 2;
 
     test_result_text();
     test_null_frees();
@@ -563,6 +518,6 @@ int main(int argc, char **argv) {
     llmux_engine_free(e);
 
     free(env_copy);
-    printf("test_errors: %d checks passed\n", g_checks);
+    printf("test_errors: %d checks passed\n", checks_passed());
     return 0;
 }

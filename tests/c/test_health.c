@@ -9,6 +9,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "llmux.h"
+#include "test_util.h"
 
 #include <inttypes.h>
 #include <stdint.h>
@@ -17,41 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-static int g_checks;
-
-#define CHECKF(cond, ...)                                                      \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n  ", __FILE__, __LINE__, \
-                    #cond);                                                    \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fputc('\n', stderr);                                               \
-            exit(1);                                                           \
-        }                                                                      \
-        g_checks++;                                                            \
-    } while (0)
-
-#define CHECK(cond) CHECKF(cond, "%s", "")
-
-#define CHECK_RC(expr, want)                                                   \
-    do {                                                                       \
-        llmux_result rc_ = (expr);                                             \
-        CHECKF(rc_ == (llmux_result)(want), "%s returned %u (%s), want %u",    \
-               #expr, (unsigned)rc_, llmux_result_text(rc_), (unsigned)(want)); \
-    } while (0)
-
 static const char *g_url;
-static int g_light;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int contains(const char *hay, const char *needle) {
-    return hay != NULL && strstr(hay, needle) != NULL;
-}
 
 /* An engine whose single model `model` is served by provider p0 (the mock). */
 static llmux_engine *engine_for(const char *model) {
@@ -81,7 +48,7 @@ static void one_request(const llmux_engine *e, const char *model) {
              LLMUX_RESULT_OK);
     llmux_event evs[4];
     int ended = 0;
-    double deadline = now_s() + (g_light ? 240.0 : 90.0);
+    double deadline = now_s() + patience_s();
     while (!ended) {
         CHECKF(now_s() < deadline, "request did not end");
         size_t n = 0;
@@ -186,23 +153,11 @@ static void test_round_trip(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *light = getenv("LLMUX_TEST_LIGHT");
-    g_light = light != NULL && light[0] != '\0' && strcmp(light, "0") != 0;
+    test_init();
     char *env_copy = NULL;
-    if (argc > 1) {
-        g_url = argv[1];
-    } else {
-        const char *env = getenv("LLMUX_TEST_BASE_URLS");
-        if (env == NULL || env[0] == '\0') {
-            fprintf(stderr, "usage: %s BASE_URL (or LLMUX_TEST_BASE_URLS)\n", argv[0]);
-            return 2;
-        }
-        env_copy = strdup(env);
-        char *comma = strchr(env_copy, ',');
-        if (comma)
-            *comma = '\0';
-        g_url = env_copy;
-    }
+    g_url = first_base_url(argc, argv, &env_copy);
+    if (g_url == NULL)
+        return 2;
 
     llmux_engine *e = engine_for("demo/chat");
     test_null_and_bad_input(e);
@@ -210,6 +165,6 @@ int main(int argc, char **argv) {
     test_round_trip();
 
     free(env_copy);
-    printf("test_health: %d checks passed\n", g_checks);
+    printf("test_health: %d checks passed\n", checks_passed());
     return 0;
 }

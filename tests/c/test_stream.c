@@ -13,6 +13,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "llmux.h"
+#include "test_util.h"
 
 #include <inttypes.h>
 #include <poll.h>
@@ -25,57 +26,12 @@
 #include <string.h>
 #include <time.h>
 
-static atomic_int g_checks;
-
-#define CHECKF(cond, ...)                                                      \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n  ", __FILE__, __LINE__, \
-                    #cond);                                                    \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fputc('\n', stderr);                                               \
-            exit(1);                                                           \
-        }                                                                      \
-        atomic_fetch_add(&g_checks, 1);                                        \
-    } while (0)
-
-#define CHECK(cond) CHECKF(cond, "%s", "")
-
-#define CHECK_RC(expr, want)                                                   \
-    do {                                                                       \
-        llmux_result rc_ = (expr);                                             \
-        CHECKF(rc_ == (llmux_result)(want), "%s returned %u (%s), want %u",    \
-               #expr, (unsigned)rc_, llmux_result_text(rc_), (unsigned)(want)); \
-    } while (0)
-
 #define BATCH 8
 
-static int g_light;
 static int g_nurls;
 static char **g_urls;
 
 /* ---------------------------------------------------------------- helpers */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms) {
-    struct timespec ts;
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (ms % 1000) * 1000000L;
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
-/* How long to wait for something that should happen (valgrind is slow). */
-static double patience_s(void) { return g_light ? 240.0 : 90.0; }
-
-static int contains(const char *hay, const char *needle) {
-    return hay != NULL && strstr(hay, needle) != NULL;
-}
 
 /* A growable string. */
 typedef struct {
@@ -801,9 +757,7 @@ static void test_free_in_flight(void) {
 int main(int argc, char **argv) {
     char *env_copy = NULL;
     char *env_urls[16];
-    const char *light = getenv("LLMUX_TEST_LIGHT");
-    g_light = light != NULL && light[0] != '\0' && strcmp(light, "0") != 0;
-    atomic_init(&g_checks, 0);
+    test_init();
 
     if (argc > 1) {
         g_nurls = argc - 1 > 16 ? 16 : argc - 1;
@@ -840,6 +794,6 @@ int main(int argc, char **argv) {
     test_free_in_flight();
 
     free(env_copy);
-    printf("test_stream: %d checks passed\n", atomic_load(&g_checks));
+    printf("test_stream: %d checks passed\n", checks_passed());
     return 0;
 }

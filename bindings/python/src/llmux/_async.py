@@ -15,42 +15,36 @@ Needs a loop with ``add_reader`` (the default selector loop on Unix).
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any, AsyncIterator, Dict, Generic, Iterable, List, Literal, Mapping, Optional, Set, Tuple, Type, Union, cast, overload
+from typing import Any, AsyncIterator, Iterable, List, Literal, Mapping, Optional, Type, Union, cast, overload
 
 from . import _ffi
 from ._common import (
+    BATCH,
     CLOSED,
+    CoreBase,
+    Item,
+    RouterBase,
+    StreamBase,
     T,
     anthropic_body,
-    decode_terminal,
     is_terminal,
-    make_response,
     openai_body,
     register_live,
+    response_from_terminal,
     unregister_live,
 )
 from ._engine import Config, _Engine
 from ._errors import RouterClosedError
-from ._ffi import EventKind, Protocol
-from ._types import ChatCompletion, ChatCompletionChunk, Message, MessageStreamEvent, Routing
-
-_BATCH = 64
-
-#: What a request's queue carries: (event kind, JSON bytes).
-Item = Tuple[int, bytes]
+from ._ffi import Protocol
+from ._types import ChatCompletion, ChatCompletionChunk, Message, MessageStreamEvent
 
 
-class _AsyncCore:
+class _AsyncCore(CoreBase["asyncio.Queue[Item]"]):
     def __init__(self, engine: _Engine) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.fd = engine.fd()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
-        self.queues: Dict[int, "asyncio.Queue[Item]"] = {}
-        self.live: Set[int] = set()
-        self.closing = False
-        self.dropped = 0
-        self.events = (_ffi.llmux_event * _BATCH)()
+        self.events = (_ffi.llmux_event * BATCH)()
         register_live(self)
 
     def _bind(self) -> asyncio.AbstractEventLoop:
@@ -79,17 +73,8 @@ class _AsyncCore:
                 batch = self.engine.poll_nowait(self.events)
             except RouterClosedError:
                 return
-            for rid, kind, data in batch:
-                if is_terminal(kind):
-                    self.live.discard(rid)
-                q = self.queues.get(rid)
-                if q is None:
-                    self.dropped += 1
-                    continue
-                q.put_nowait((kind, data))
-                if is_terminal(kind):
-                    self.queues.pop(rid, None)
-            if len(batch) < _BATCH:
+            self._route(batch)
+            if len(batch) < BATCH:
                 return
 
     def submit(self, protocol: int, body: bytes) -> "tuple[int, asyncio.Queue[Item]]":
@@ -101,15 +86,6 @@ class _AsyncCore:
         self.queues[rid] = q
         self.live.add(rid)
         return rid, q
-
-    def cancel(self, rid: int) -> bool:
-        try:
-            return self.engine.cancel(rid)
-        except RouterClosedError:
-            return False
-
-    def forget(self, rid: int) -> None:
-        self.queues.pop(rid, None)
 
     def close(self) -> None:
         if self.closing:
@@ -137,28 +113,14 @@ class _AsyncCore:
         self.live.clear()
 
 
-class AsyncStream(Generic[T]):
+class AsyncStream(StreamBase[T]):
     """An async iterator over the chunks of one streaming request; see
     :class:`llmux.Stream`. ``await stream.aclose()`` or ``async with``
     cancels it if unfinished."""
 
     def __init__(self, owner: Any, core: _AsyncCore, rid: int, q: "asyncio.Queue[Item]", chunk_cls: Type[T]) -> None:
-        self._owner = owner
-        self._core = core
-        self._id = rid
+        super().__init__(owner, core, rid, chunk_cls)
         self._queue = q
-        self._chunk_cls = chunk_cls
-        self._finished = False
-        self.routing: Optional[Routing] = None
-        self.error: Optional[BaseException] = None
-
-    @property
-    def id(self) -> int:
-        return self._id
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
@@ -171,26 +133,10 @@ class AsyncStream(Generic[T]):
                 # Task cancelled (or anything else): cancel the request.
                 self._abandon()
                 raise
-            if kind == EventKind.CHUNK:
-                return self._chunk_cls(json.loads(data))
-            if is_terminal(kind):
-                self._finish(kind, data)
-                if self.error is not None:
-                    raise self.error
+            chunk = self._take(kind, data)
+            if chunk is not None:
+                return chunk
         raise StopAsyncIteration
-
-    def _finish(self, kind: int, data: bytes) -> None:
-        self._finished = True
-        _, routing, error = decode_terminal(self._id, kind, data)
-        self.routing = routing
-        self.error = error
-        self._core.forget(self._id)
-
-    def _abandon(self) -> None:
-        if not self._finished:
-            self._finished = True
-            self._core.cancel(self._id)
-            self._core.forget(self._id)
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Cancels the request if unfinished and waits up to ``timeout``
@@ -219,12 +165,6 @@ class AsyncStream(Generic[T]):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def __del__(self) -> None:
-        try:
-            self._abandon()
-        except BaseException:  # noqa: BLE001
-            pass
-
 
 async def _wait(core: _AsyncCore, rid: int, q: "asyncio.Queue[Item]") -> "tuple[int, bytes]":
     done = False
@@ -236,8 +176,7 @@ async def _wait(core: _AsyncCore, rid: int, q: "asyncio.Queue[Item]") -> "tuple[
                 return kind, data
     finally:
         if not done:
-            core.cancel(rid)
-            core.forget(rid)
+            core.abandon(rid)
 
 
 class AsyncCompletions:
@@ -332,7 +271,7 @@ class AsyncMessages:
         return cast("Union[Message, AsyncStream[MessageStreamEvent]]", result)
 
 
-class AsyncRouter:
+class AsyncRouter(RouterBase[_AsyncCore]):
     """The asyncio counterpart of :class:`llmux.Router` (same config, same
     exceptions). Use ``async with`` or ``await router.aclose()``."""
 
@@ -347,50 +286,16 @@ class AsyncRouter:
         self.chat = AsyncChat(self)
         self.messages = AsyncMessages(self)
 
-    def _c(self) -> _AsyncCore:
-        c = self._core
-        if c is None or c.closing:
-            raise RouterClosedError("the router is closed")
-        return c
+    def _backend(self) -> Optional[_AsyncCore]:
+        return self._core
 
     async def _run(self, protocol: int, body: bytes, stream: bool, response_cls: Type[Any], chunk_cls: Type[Any]) -> Any:
-        core = self._c()
+        core = self._open_backend()
         rid, q = core.submit(protocol, body)
         if stream:
             return AsyncStream(self, core, rid, q, chunk_cls)
         kind, data = await _wait(core, rid, q)
-        payload, routing, error = decode_terminal(rid, kind, data)
-        if error is not None:
-            raise error
-        return make_response(response_cls, payload, routing)
-
-    def stats(self) -> Dict[str, Any]:
-        return self._c().engine.stats()
-
-    def health_export(self) -> Dict[str, Any]:
-        """Every endpoint's learned health (``llmux_health_export``), to
-        save and pass to :meth:`health_import` in a later run."""
-        return self._c().engine.health_export()
-
-    def health_import(self, health: Union[Dict[str, Any], str, bytes]) -> int:
-        """Restores health saved by :meth:`health_export` (a dict or its
-        JSON); returns how many endpoints were restored."""
-        data = health if isinstance(health, bytes) else (health if isinstance(health, str) else json.dumps(health)).encode("utf-8")
-        return self._c().engine.health_import(data)
-
-    def cancel(self, request_id: int) -> bool:
-        return self._c().cancel(request_id)
-
-    @property
-    def closed(self) -> bool:
-        c = self._core
-        return c is None or c.closing
-
-    def close(self) -> None:
-        """Cancels in-flight requests and frees the engine. Idempotent."""
-        c = self._core
-        if c is not None:
-            c.close()
+        return response_from_terminal(response_cls, rid, kind, data)
 
     async def aclose(self) -> None:
         self.close()
@@ -400,18 +305,6 @@ class AsyncRouter:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
-
-    def __enter__(self) -> "AsyncRouter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except BaseException:  # noqa: BLE001
-            pass
 
 
 __all__: List[str] = ["AsyncRouter", "AsyncStream"]

@@ -1,5 +1,6 @@
 """Pieces shared by the threaded and the asyncio routers: request bodies,
-terminal-event decoding, the registry of live routers closed at exit."""
+terminal-event decoding, routing events to per-request queues, the I/O-free
+parts of streams and routers, the registry of live routers closed at exit."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import atexit
 import json
 import threading
 import weakref
-from typing import Any, Dict, Iterable, Mapping, Optional, Protocol as TypingProtocol, Tuple, Type, TypeVar
+from typing import Any, Dict, Generic, Iterable, Mapping, Optional, Protocol as TypingProtocol, Set, Tuple, Type, TypeVar, Union
 
-from ._errors import APIStatusError, RequestCancelled, error_from_event
+from ._engine import RawEvent, _Engine
+from ._errors import APIStatusError, RequestCancelled, RouterClosedError, error_from_event
 from ._ffi import EventKind
 from ._types import LLMuxObject, Routing
 
@@ -21,6 +23,12 @@ CLOSED = -1
 FAILED = -2
 
 T = TypeVar("T", bound=LLMuxObject)
+
+#: How many events one ``llmux_poll`` call may return.
+BATCH = 64
+
+#: What a request's queue carries: (event kind, JSON bytes).
+Item = Tuple[int, bytes]
 
 
 def openai_body(
@@ -91,6 +99,203 @@ def is_terminal(kind: int) -> bool:
 def make_response(cls: Type[T], payload: Dict[str, Any], routing: Optional[Routing]) -> T:
     response = payload.get("response")
     return cls(response if isinstance(response, dict) else {}, routing)  # type: ignore[call-arg]
+
+
+def response_from_terminal(cls: Type[T], request_id: int, kind: int, data: bytes) -> T:
+    """The response of a non-streaming request from its terminal event;
+    raises the mapped exception if the request ended with an error."""
+    payload, routing, error = decode_terminal(request_id, kind, data)
+    if error is not None:
+        raise error
+    return make_response(cls, payload, routing)
+
+
+def health_bytes(health: Union[Dict[str, Any], str, bytes]) -> bytes:
+    """The JSON bytes ``llmux_health_import`` takes, from a dict or its JSON."""
+    return health if isinstance(health, bytes) else (health if isinstance(health, str) else json.dumps(health)).encode("utf-8")
+
+
+class Sink(TypingProtocol):
+    def put_nowait(self, item: Item) -> None: ...
+
+
+#: A request's queue (``queue.SimpleQueue`` or ``asyncio.Queue``).
+Q = TypeVar("Q", bound=Sink)
+
+
+class CoreBase(Generic[Q]):
+    """What the threaded dispatcher and the asyncio core share: the engine,
+    the queue of every request someone waits for, the set of requests whose
+    terminal event has not been delivered yet. Subclasses do the polling and
+    any locking."""
+
+    def __init__(self, engine: _Engine) -> None:
+        self.engine = engine
+        self.queues: Dict[int, Q] = {}
+        self.live: Set[int] = set()  # submitted, terminal not yet delivered
+        self.closing = False
+        self.dropped = 0  # events that arrived for a request nobody waits for
+
+    def _route(self, batch: Iterable[RawEvent]) -> None:
+        """Puts each polled event on the queue of its request; a terminal
+        event ends the request (its queue is unregistered)."""
+        for rid, kind, data in batch:
+            if is_terminal(kind):
+                self.live.discard(rid)
+            q = self.queues.get(rid)
+            if q is None:
+                self.dropped += 1
+                continue
+            q.put_nowait((kind, data))
+            if is_terminal(kind):
+                self.queues.pop(rid, None)
+
+    def cancel(self, rid: int) -> bool:
+        try:
+            return self.engine.cancel(rid)
+        except RouterClosedError:
+            return False
+
+    def forget(self, rid: int) -> None:
+        self.queues.pop(rid, None)
+
+    def abandon(self, rid: int) -> None:
+        """Cancels a request nobody waits for any more and drops its queue."""
+        self.cancel(rid)
+        self.forget(rid)
+
+
+class StreamBase(Generic[T]):
+    """The I/O-free part of :class:`llmux.Stream` and
+    :class:`llmux.AsyncStream`: decoding the events of one streaming
+    request taken off its queue."""
+
+    def __init__(self, owner: Any, core: "CoreBase[Any]", rid: int, chunk_cls: Type[T]) -> None:
+        self._owner = owner  # keeps the router alive while the stream is
+        self._core = core
+        self._id = rid
+        self._chunk_cls = chunk_cls
+        self._finished = False
+        self.routing: Optional[Routing] = None
+        #: The error the request ended with, if any.
+        self.error: Optional[BaseException] = None
+
+    @property
+    def id(self) -> int:
+        """The llmux request id."""
+        return self._id
+
+    @property
+    def finished(self) -> bool:
+        """True once the terminal event was consumed (or the stream closed)."""
+        return self._finished
+
+    def _take(self, kind: int, data: bytes) -> Optional[T]:
+        """Handles one event of the request: returns the chunk it carries, or
+        None (after a terminal event, raises the error the request ended
+        with, if any)."""
+        if kind == EventKind.CHUNK:
+            return self._chunk_cls(json.loads(data))
+        if is_terminal(kind):
+            self._finish(kind, data)
+            if self.error is not None:
+                raise self.error
+        return None
+
+    def _finish(self, kind: int, data: bytes) -> None:
+        self._finished = True
+        _, routing, error = decode_terminal(self._id, kind, data)
+        self.routing = routing
+        self.error = error
+        self._core.forget(self._id)
+
+    def _abandon(self, cancel: bool = True) -> None:
+        """Marks the stream finished without its terminal event: cancels the
+        request (unless ``cancel`` is false) and drops its queue."""
+        if not self._finished:
+            self._finished = True
+            if cancel:
+                self._core.abandon(self._id)
+            else:
+                self._core.forget(self._id)
+
+    def __del__(self) -> None:
+        try:
+            self._abandon()
+        except BaseException:  # noqa: BLE001 - never raise from __del__
+            pass
+
+
+class RouterCore(TypingProtocol):
+    engine: _Engine
+    closing: bool
+
+    def cancel(self, rid: int) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=RouterCore)
+R = TypeVar("R", bound="RouterBase[Any]")
+
+
+class RouterBase(Generic[C]):
+    """The methods :class:`llmux.Router` and :class:`llmux.AsyncRouter`
+    share; ``_backend()`` gives the dispatcher / core, None if the
+    constructor failed."""
+
+    def _backend(self) -> Optional[C]:
+        raise NotImplementedError
+
+    def _open_backend(self) -> C:
+        c = self._backend()
+        if c is None or c.closing:
+            raise RouterClosedError("the router is closed")
+        return c
+
+    def stats(self) -> Dict[str, Any]:
+        """Health and price of every endpoint (``llmux_stats``)."""
+        return self._open_backend().engine.stats()
+
+    def health_export(self) -> Dict[str, Any]:
+        """Every endpoint's learned health (``llmux_health_export``), to
+        save and pass to :meth:`health_import` in a later run."""
+        return self._open_backend().engine.health_export()
+
+    def health_import(self, health: Union[Dict[str, Any], str, bytes]) -> int:
+        """Restores health saved by :meth:`health_export` (a dict or its
+        JSON); returns how many endpoints were restored."""
+        data = health_bytes(health)
+        return self._open_backend().engine.health_import(data)
+
+    def cancel(self, request_id: int) -> bool:
+        """Cancels a request by id (``stream.id``). True if it was in flight;
+        it then ends with a :class:`llmux.RequestCancelled` error."""
+        return self._open_backend().cancel(request_id)
+
+    @property
+    def closed(self) -> bool:
+        c = self._backend()
+        return c is None or c.closing
+
+    def close(self) -> None:
+        """Cancels in-flight requests (stopping the dispatcher thread of a
+        threaded Router) and frees the engine. Idempotent."""
+        c = self._backend()
+        if c is not None:
+            c.close()
+
+    def __enter__(self: R) -> R:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except BaseException:  # noqa: BLE001 - never raise from __del__
+            pass
 
 
 class Closable(TypingProtocol):

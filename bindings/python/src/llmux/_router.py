@@ -10,54 +10,48 @@ requests nobody waits for any more (a stream closed early) are dropped.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
-from typing import Any, Dict, Generic, Iterable, Iterator, List, Literal, Mapping, Optional, Set, Tuple, Type, Union, cast, overload
+from typing import Any, Iterable, Iterator, List, Literal, Mapping, Optional, Type, Union, cast, overload
 
 from . import _ffi
 from ._common import (
+    BATCH,
     CLOSED,
     FAILED,
+    CoreBase,
+    Item,
+    RouterBase,
+    StreamBase,
     T,
     anthropic_body,
-    decode_terminal,
     is_terminal,
-    make_response,
     openai_body,
     register_live,
+    response_from_terminal,
     unregister_live,
 )
 from ._engine import Config, RawEvent, _Engine, poll
 from ._errors import RouterClosedError
-from ._ffi import EventKind, Protocol
-from ._types import ChatCompletion, ChatCompletionChunk, Message, MessageStreamEvent, Routing
-
-_BATCH = 64
-
-#: What a request's queue carries: (event kind, JSON bytes).
-Item = Tuple[int, bytes]
+from ._ffi import Protocol
+from ._types import ChatCompletion, ChatCompletionChunk, Message, MessageStreamEvent
 
 
-class _Dispatcher:
+class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
     """Owns the poll thread and the per-request queues of one engine. Holds
     no reference to the public Router, so dropping the Router runs its
     ``__del__``."""
 
     def __init__(self, engine: _Engine) -> None:
-        self.engine = engine
+        super().__init__(engine)
         # Re-entrant: a Stream.__del__ run by the garbage collector inside the
         # dispatcher (while it holds the lock) calls forget().
         self.lock = threading.RLock()
         self.terminated = threading.Condition(self.lock)
-        self.queues: Dict[int, "queue.SimpleQueue[Item]"] = {}
-        self.live: Set[int] = set()  # submitted, terminal not yet delivered
-        self.closing = False
         self.dead: Optional[str] = None  # why the dispatcher stopped on its own
         self.stop = False
         self.free_on_exit = False
-        self.dropped = 0  # events that arrived for a request nobody waits for
         self.thread = threading.Thread(target=self._run, name="llmux-dispatcher", daemon=True)
         self.thread.start()
         register_live(self)
@@ -78,26 +72,11 @@ class _Dispatcher:
 
     def forget(self, rid: int) -> None:
         with self.lock:
-            self.queues.pop(rid, None)
-
-    def cancel(self, rid: int) -> bool:
-        try:
-            return self.engine.cancel(rid)
-        except RouterClosedError:
-            return False
+            super().forget(rid)
 
     def _deliver(self, batch: List[RawEvent]) -> None:
         with self.lock:
-            for rid, kind, data in batch:
-                if is_terminal(kind):
-                    self.live.discard(rid)
-                q = self.queues.get(rid)
-                if q is None:
-                    self.dropped += 1
-                    continue
-                q.put((kind, data))
-                if is_terminal(kind):
-                    self.queues.pop(rid, None)
+            self._route(batch)
             if not self.live:
                 self.terminated.notify_all()
 
@@ -115,7 +94,7 @@ class _Dispatcher:
         # module globals may already be gone.
         lib = self.engine._lib
         ptr = self.engine.address
-        events = (_ffi.llmux_event * _BATCH)()
+        events = (_ffi.llmux_event * BATCH)()
         poll_ = poll
         reason = b"stopped"
         try:
@@ -168,7 +147,7 @@ class _Dispatcher:
         self._fail_waiters(CLOSED, b"")
 
 
-class Stream(Generic[T]):
+class Stream(StreamBase[T]):
     """An iterator over the chunks of one streaming request.
 
     After exhaustion ``routing`` holds the routing record. If the request
@@ -179,25 +158,8 @@ class Stream(Generic[T]):
     time."""
 
     def __init__(self, owner: Any, dispatcher: _Dispatcher, rid: int, q: "queue.SimpleQueue[Item]", chunk_cls: Type[T]) -> None:
-        self._owner = owner  # keeps the Router alive while the stream is
-        self._dispatcher = dispatcher
-        self._id = rid
+        super().__init__(owner, dispatcher, rid, chunk_cls)
         self._queue = q
-        self._chunk_cls = chunk_cls
-        self._finished = False
-        self.routing: Optional[Routing] = None
-        #: The error the request ended with, if any.
-        self.error: Optional[BaseException] = None
-
-    @property
-    def id(self) -> int:
-        """The llmux request id."""
-        return self._id
-
-    @property
-    def finished(self) -> bool:
-        """True once the terminal event was consumed (or the stream closed)."""
-        return self._finished
 
     def __iter__(self) -> Iterator[T]:
         return self
@@ -209,20 +171,10 @@ class Stream(Generic[T]):
             except BaseException:
                 self.close()
                 raise
-            if kind == EventKind.CHUNK:
-                return self._chunk_cls(json.loads(data))
-            if is_terminal(kind):
-                self._finish(kind, data)
-                if self.error is not None:
-                    raise self.error
+            chunk = self._take(kind, data)
+            if chunk is not None:
+                return chunk
         raise StopIteration
-
-    def _finish(self, kind: int, data: bytes) -> None:
-        self._finished = True
-        _, routing, error = decode_terminal(self._id, kind, data)
-        self.routing = routing
-        self.error = error
-        self._dispatcher.forget(self._id)
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancels the request if it has not finished, then waits up to
@@ -230,7 +182,7 @@ class Stream(Generic[T]):
         cancelled attempt). Idempotent."""
         if self._finished:
             return
-        self._dispatcher.cancel(self._id)
+        self._core.cancel(self._id)
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -245,24 +197,13 @@ class Stream(Generic[T]):
                     self._finish(kind, data)
                     return
         finally:
-            if not self._finished:
-                self._finished = True
-                self._dispatcher.forget(self._id)
+            self._abandon(cancel=False)
 
     def __enter__(self) -> "Stream[T]":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        try:
-            if not self._finished:
-                self._finished = True
-                self._dispatcher.cancel(self._id)
-                self._dispatcher.forget(self._id)
-        except BaseException:  # noqa: BLE001 - never raise from __del__
-            pass
 
 
 def _wait(dispatcher: _Dispatcher, rid: int, q: "queue.SimpleQueue[Item]") -> "tuple[int, bytes]":
@@ -277,8 +218,7 @@ def _wait(dispatcher: _Dispatcher, rid: int, q: "queue.SimpleQueue[Item]") -> "t
                 return kind, data
     finally:
         if not done:
-            dispatcher.cancel(rid)
-            dispatcher.forget(rid)
+            dispatcher.abandon(rid)
 
 
 class Completions:
@@ -380,7 +320,7 @@ class Messages:
         return cast("Union[Message, Stream[MessageStreamEvent]]", result)
 
 
-class Router:
+class Router(RouterBase[_Dispatcher]):
     """An llmux engine with an OpenAI-SDK-like surface. Thread-safe: one
     Router may serve many threads.
 
@@ -402,63 +342,13 @@ class Router:
         self.chat = Chat(self)
         self.messages = Messages(self)
 
-    def _d(self) -> _Dispatcher:
-        d = self._dispatcher
-        if d is None or d.closing:
-            raise RouterClosedError("the router is closed")
-        return d
+    def _backend(self) -> Optional[_Dispatcher]:
+        return self._dispatcher
 
     def _run(self, protocol: int, body: bytes, stream: bool, response_cls: Type[Any], chunk_cls: Type[Any]) -> Any:
-        d = self._d()
+        d = self._open_backend()
         rid, q = d.submit(protocol, body)
         if stream:
             return Stream(self, d, rid, q, chunk_cls)
         kind, data = _wait(d, rid, q)
-        payload, routing, error = decode_terminal(rid, kind, data)
-        if error is not None:
-            raise error
-        return make_response(response_cls, payload, routing)
-
-    def stats(self) -> Dict[str, Any]:
-        """Health and price of every endpoint (``llmux_stats``)."""
-        return self._d().engine.stats()
-
-    def health_export(self) -> Dict[str, Any]:
-        """Every endpoint's learned health (``llmux_health_export``), to
-        save and pass to :meth:`health_import` in a later run."""
-        return self._d().engine.health_export()
-
-    def health_import(self, health: Union[Dict[str, Any], str, bytes]) -> int:
-        """Restores health saved by :meth:`health_export` (a dict or its
-        JSON); returns how many endpoints were restored."""
-        data = health if isinstance(health, bytes) else (health if isinstance(health, str) else json.dumps(health)).encode("utf-8")
-        return self._d().engine.health_import(data)
-
-    def cancel(self, request_id: int) -> bool:
-        """Cancels a request by id (``stream.id``). True if it was in flight;
-        it then ends with a :class:`llmux.RequestCancelled` error."""
-        return self._d().cancel(request_id)
-
-    @property
-    def closed(self) -> bool:
-        d = self._dispatcher
-        return d is None or d.closing
-
-    def close(self) -> None:
-        """Cancels in-flight requests, stops the dispatcher thread and frees
-        the engine. Idempotent."""
-        d = self._dispatcher
-        if d is not None:
-            d.close()
-
-    def __enter__(self) -> "Router":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except BaseException:  # noqa: BLE001 - never raise from __del__
-            pass
+        return response_from_terminal(response_cls, rid, kind, data)
