@@ -360,7 +360,9 @@ fn concurrency_limit_spreads_to_the_next_endpoint() {
 fn sticky_key_keeps_a_conversation_on_one_endpoint_while_healthy() {
     let mut a = upstream("a", Behavior::default());
     a.expected_ms = Some(1.0);
-    let mut b = upstream("b", Behavior::default());
+    // b is measurably slower than a's prior: latency alone always picks a.
+    let slow = || behavior(json!({"first_token_delay_ms": 20}));
+    let mut b = upstream("b", slow());
     b.expected_ms = Some(2.0);
     let e = engine(&[&a, &b], json!({"sticky": {"from_user": true}}));
     // Pin the first turn to b, keyed by `user`.
@@ -376,14 +378,16 @@ fn sticky_key_keeps_a_conversation_on_one_endpoint_while_healthy() {
         Some("a/default"),
         "no key: fastest"
     );
-    let mut explicit = chat("test/model", true);
+    // An explicit key works the same way.
+    let mut explicit = chat("test/model:b", true);
     explicit["provider"] = json!({"sticky_key": "conv-1"});
-    let served = run(&e, &explicit).served().unwrap().to_owned();
-    assert_eq!(run(&e, &explicit).served(), Some(served.as_str()));
+    assert_eq!(run(&e, &explicit).served(), Some("b/default"));
+    explicit["model"] = json!("test/model");
+    assert_eq!(run(&e, &explicit).served(), Some("b/default"));
     // b fails: the conversation moves, and stays moved.
     b.server.set_behavior(behavior(json!({"status": 500})));
     assert_eq!(run(&e, &turn).served(), Some("a/default"));
-    b.server.set_behavior(Behavior::default());
+    b.server.set_behavior(slow());
     assert_eq!(run(&e, &turn).served(), Some("a/default"));
 }
 
