@@ -261,19 +261,18 @@ impl Health {
         s.errors.update(1.0, now, hl, false);
         s.last_error = Some(message.chars().take(300).collect());
         let reopen = matches!(s.circuit, Circuit::HalfOpen { .. });
-        if reopen || s.consecutive_failures >= self.cfg.failure_threshold {
-            if !matches!(s.circuit, Circuit::Open { .. }) {
-                s.ejections += 1;
-                let factor = 1u64 << (s.ejections - 1).min(20);
-                let ms = self
-                    .cfg
-                    .base_ejection_ms
-                    .saturating_mul(factor)
-                    .min(self.cfg.max_ejection_ms);
-                s.circuit = Circuit::Open {
-                    until: now + Duration::from_millis(ms),
-                };
-            }
+        let trips = reopen || s.consecutive_failures >= self.cfg.failure_threshold;
+        if trips && !matches!(s.circuit, Circuit::Open { .. }) {
+            s.ejections = s.ejections.saturating_add(1);
+            let factor = 1u64 << (s.ejections - 1).min(20);
+            let ms = self
+                .cfg
+                .base_ejection_ms
+                .saturating_mul(factor)
+                .min(self.cfg.max_ejection_ms);
+            s.circuit = Circuit::Open {
+                until: now + Duration::from_millis(ms),
+            };
         }
     }
 

@@ -184,8 +184,7 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
         .collect::<Option<_>>()?;
     if t.len() != 3
         || !(1..=31).contains(&day)
-        || year < 1970
-        || year > 9999
+        || !(1970..=9999).contains(&year)
         || t[0] > 23
         || t[1] > 59
         || t[2] > 60
