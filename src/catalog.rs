@@ -29,8 +29,6 @@ impl std::fmt::Debug for Secret {
 pub struct Provider {
     pub slug: String,
     pub protocol: Protocol,
-    /// Base URL without a trailing slash.
-    pub base_url: String,
     pub key: Option<Secret>,
     /// Extra headers, then protocol headers, all pre-validated.
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -273,7 +271,6 @@ impl Catalog {
             providers.push(Provider {
                 slug: p.slug.clone(),
                 protocol,
-                base_url,
                 key,
                 headers,
                 timeouts: p.timeouts,

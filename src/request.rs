@@ -69,8 +69,6 @@ pub struct ParsedRequest {
     /// `None`: not set by the request (the engine's config decides).
     pub hedge: Option<Hedge>,
     pub sticky_key: Option<String>,
-    /// Estimated prompt tokens (see the module docs).
-    pub prompt_tokens_estimate: u64,
 }
 
 impl ParsedRequest {
@@ -257,7 +255,6 @@ pub fn parse(
         timeouts,
         hedge,
         sticky_key,
-        prompt_tokens_estimate,
     })
 }
 

@@ -313,38 +313,23 @@ pub fn upstream_request_bytes(
     upstream_model: &str,
     stream: bool,
 ) -> Result<Vec<u8>, PayloadError> {
-    let ser = |v: &dyn erased::Ser| {
-        v.to_vec()
-            .map_err(|e| PayloadError::Malformed(e.to_string()))
-    };
-    if upstream == caller {
-        let p = Patched {
+    let bytes = if upstream == caller {
+        serde_json::to_vec(&Patched {
             base: body,
             model: upstream_model,
             stream,
             ask_usage: stream && upstream == Protocol::OpenAi,
-        };
-        return ser(&p);
-    }
-    ser(&upstream_request(
-        upstream,
-        caller,
-        body,
-        upstream_model,
-        stream,
-    )?)
-}
-
-mod erased {
-    /// Serialises any `Serialize` to JSON bytes through one code path.
-    pub trait Ser {
-        fn to_vec(&self) -> serde_json::Result<Vec<u8>>;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn to_vec(&self) -> serde_json::Result<Vec<u8>> {
-            serde_json::to_vec(self)
-        }
-    }
+        })
+    } else {
+        serde_json::to_vec(&upstream_request(
+            upstream,
+            caller,
+            body,
+            upstream_model,
+            stream,
+        )?)
+    };
+    bytes.map_err(|e| PayloadError::Malformed(e.to_string()))
 }
 
 /// An error body in the caller's protocol.

@@ -133,11 +133,12 @@ class _Engine:
             self._fd = out.value
         return self._fd
 
-    def stats(self) -> Dict[str, Any]:
+    def _json_out(self, name: str) -> Dict[str, Any]:
+        """Calls a `llmux_*(engine, char **json_out)` function and decodes it."""
         ptr = self._enter()
         try:
             out = c_void_p()
-            rc = self._lib.llmux_stats(ptr, byref(out))
+            rc = getattr(self._lib, name)(ptr, byref(out))
             text = _ffi.take_string(out)
         finally:
             self._exit()
@@ -146,20 +147,13 @@ class _Engine:
         result: Dict[str, Any] = json.loads(text)
         return result
 
+    def stats(self) -> Dict[str, Any]:
+        return self._json_out("llmux_stats")
+
     def health_export(self) -> Dict[str, Any]:
         if not _ffi.has(self._lib, "llmux_health_export"):
             raise LLMuxError("this libllmux has no llmux_health_export")
-        ptr = self._enter()
-        try:
-            out = c_void_p()
-            rc = self._lib.llmux_health_export(ptr, byref(out))
-            text = _ffi.take_string(out)
-        finally:
-            self._exit()
-        if rc != Result.OK or text is None:
-            raise error_from_code(rc, None)
-        result: Dict[str, Any] = json.loads(text)
-        return result
+        return self._json_out("llmux_health_export")
 
     def health_import(self, data: bytes) -> int:
         if not _ffi.has(self._lib, "llmux_health_import"):
