@@ -17,6 +17,62 @@ pub enum EventKind {
     Error,
 }
 
+/// Why a request failed, the same whatever protocol the caller speaks:
+/// every terminal event carries it as `error_kind` (null for `done`), so
+/// bindings map errors from it instead of from protocol-specific types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request itself is wrong (400, 413, 422, a translation refusal).
+    InvalidRequest,
+    Authentication,
+    Permission,
+    NotFound,
+    RateLimit,
+    /// First-token, idle or total timeout.
+    Timeout,
+    /// The upstream failed (5xx, broken stream, malformed payload, ...).
+    Upstream,
+    /// Every endpoint was at its concurrency limit.
+    Overloaded,
+    Cancelled,
+    Internal,
+}
+
+impl ErrorKind {
+    /// The neutral name in terminal events (`error_kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Authentication => "authentication",
+            ErrorKind::Permission => "permission",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::RateLimit => "rate_limit",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Upstream => "upstream",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// The error `type` of OpenAI-shaped error bodies (Anthropic bodies map
+    /// it to an Anthropic type in `protocol::anthropic::error_body`).
+    pub fn openai_type(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request_error",
+            ErrorKind::Authentication => "authentication_error",
+            ErrorKind::Permission => "permission_error",
+            ErrorKind::NotFound => "not_found_error",
+            ErrorKind::RateLimit => "rate_limit_error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Upstream => "upstream_error",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Internal => "internal_error",
+        }
+    }
+}
+
 /// One event for the host.
 #[derive(Debug, Clone)]
 pub struct Event {

@@ -21,5 +21,6 @@ pub mod routing;
 pub mod upstream;
 
 pub use engine::{Engine, EngineError, SubmitError};
-pub use events::{Event, EventKind};
+pub use request::RequestError;
+pub use events::{ErrorKind, Event, EventKind};
 pub use protocol::Protocol;

@@ -146,14 +146,17 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Parses `retry-after-ms`, then `retry-after` (seconds or an HTTP date).
+/// Parses `retry-after-ms`, then `retry-after` (seconds or an HTTP date);
+/// an unusable `retry-after-ms` does not hide a valid `retry-after`.
 pub fn retry_after(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()) {
-        if let Ok(ms) = ms.trim().parse::<f64>() {
-            if ms.is_finite() && ms >= 0.0 {
-                return Duration::try_from_secs_f64(ms / 1000.0).ok();
-            }
-        }
+    let ms = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ms| ms.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok());
+    if ms.is_some() {
+        return ms;
     }
     let v = headers.get("retry-after")?.to_str().ok()?.trim();
     if let Ok(s) = v.parse::<f64>() {
@@ -357,12 +360,21 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             .await
             .unwrap_or_default();
         let message = upstream_error_message(provider.protocol, &body);
+        // A 400/422 from an endpoint the request was translated for may be
+        // about the translation (a field valid in one protocol and out of
+        // range in the other): move on, without blaming the endpoint.
+        let translated =
+            provider.protocol != ctx.caller && matches!(status, 400 | 422);
         return Err(AttemptError {
-            kind: ErrKind::Status,
+            kind: if translated {
+                ErrKind::Translation
+            } else {
+                ErrKind::Status
+            },
             status: Some(status),
             message: format!("HTTP {status}: {message}"),
             retry_after: ra,
-            caller_fault: !ctx.catalog.fails_over(status),
+            caller_fault: !translated && !ctx.catalog.fails_over(status),
             first_token_ms: None,
         });
     }
@@ -408,6 +420,12 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             include_usage: ctx.include_usage,
             created: unix_now(),
             id: format!("llmux-{}", ctx.request_id),
+            input_tokens_estimate: match (provider.protocol, ctx.caller) {
+                (Protocol::OpenAi, Protocol::Anthropic) => {
+                    crate::request::estimate_prompt_tokens(ctx.body)
+                }
+                _ => 0,
+            },
         },
     );
     let mut decoder = sse::Decoder::new();
@@ -461,7 +479,9 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             Ok(Ok(Some(b))) => b,
         };
         if let Err(e) = decoder.feed(&bytes, &mut events) {
-            return Err(AttemptError::new(ErrKind::Malformed, e.to_string()));
+            let mut err = AttemptError::new(ErrKind::Malformed, e.to_string());
+            err.first_token_ms = ftl_of(first_token_at);
+            return Err(err);
         }
         let mut out: Vec<Event> = Vec::new();
         let ftl_ms = first_token_at.map(|t| t.duration_since(start).as_secs_f64() * 1000.0);
@@ -572,5 +592,17 @@ mod tests {
         assert_eq!(retry_after(&h, now), None);
         h.insert("retry-after-ms", HeaderValue::from_static("-5"));
         assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn an_unusable_retry_after_ms_does_not_hide_retry_after() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let now = SystemTime::UNIX_EPOCH;
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("4"));
+        for bad in ["1e300", "-1", "soon"] {
+            h.insert("retry-after-ms", HeaderValue::from_static(bad));
+            assert_eq!(retry_after(&h, now), Some(Duration::from_secs(4)), "{bad}");
+        }
     }
 }

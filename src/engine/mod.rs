@@ -419,6 +419,7 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         health: &inner.health,
         endpoint: e,
         open: true,
+        timed_out: None,
     };
     let winner = std::sync::atomic::AtomicUsize::new(0);
     let on_first = |_ms: f64| {};

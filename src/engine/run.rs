@@ -4,7 +4,7 @@
 
 use super::{lock, Inner};
 use crate::config::DEFAULT_TIMEOUTS;
-use crate::events::{Event, EventKind};
+use crate::events::{ErrorKind, Event, EventKind};
 use crate::health::{Health, Verdict};
 use crate::protocol::{self, Protocol, Usage};
 use crate::request::{Hedge, ModelRoute, ParsedRequest};
@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
@@ -72,14 +72,15 @@ impl Terminal {
 impl Drop for Terminal {
     fn drop(&mut self) {
         if !self.emitted {
+            let kind = ErrorKind::Internal;
             let body = protocol::error_body(
                 self.caller,
                 500,
-                "internal_error",
+                kind.openai_type(),
                 "the request was torn down before it finished",
             );
             let data = json!({
-                "type": "error", "status": 500, "error": body,
+                "type": "error", "status": 500, "error": body, "error_kind": kind.as_str(),
                 "routing": {"model": self.model, "endpoint": null, "attempts": []},
             });
             self.emit(EventKind::Error, data.to_string());
@@ -90,7 +91,7 @@ impl Drop for Terminal {
 /// The final failure of a request.
 struct Failure {
     status: u16,
-    kind: &'static str,
+    kind: ErrorKind,
     message: String,
 }
 
@@ -99,22 +100,22 @@ fn failure_from(e: &AttemptError) -> Failure {
         ErrKind::Status => {
             let s = e.status.unwrap_or(502);
             let kind = match s {
-                400 | 413 | 422 => "invalid_request_error",
-                401 => "authentication_error",
-                403 => "permission_error",
-                404 => "not_found_error",
-                429 => "rate_limit_error",
-                _ => "upstream_error",
+                400 | 413 | 422 => ErrorKind::InvalidRequest,
+                401 => ErrorKind::Authentication,
+                403 => ErrorKind::Permission,
+                404 => ErrorKind::NotFound,
+                429 => ErrorKind::RateLimit,
+                _ => ErrorKind::Upstream,
             };
             (s, kind)
         }
         ErrKind::FirstTokenTimeout | ErrKind::IdleTimeout | ErrKind::TotalTimeout => {
-            (504, "timeout")
+            (504, ErrorKind::Timeout)
         }
-        ErrKind::Translation => (400, "invalid_request_error"),
-        ErrKind::Cancelled => (499, "cancelled"),
-        ErrKind::ConcurrencyLimited => (503, "overloaded"),
-        _ => (502, "upstream_error"),
+        ErrKind::Translation => (e.status.unwrap_or(400), ErrorKind::InvalidRequest),
+        ErrKind::Cancelled => (499, ErrorKind::Cancelled),
+        ErrKind::ConcurrencyLimited => (503, ErrorKind::Overloaded),
+        _ => (502, ErrorKind::Upstream),
     };
     Failure {
         status,
@@ -210,27 +211,34 @@ struct TerminalOut<'a> {
     response: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<Value>,
+    /// The protocol-neutral kind of the error; null for `done`.
+    error_kind: Option<&'static str>,
     routing: RoutingOut<'a>,
 }
 
-/// Marks an attempt's health as neutral if its future is dropped mid-way
-/// (cancellation, total timeout, a lost hedge race).
+/// Books an attempt whose future is dropped mid-way: as a failure when the
+/// request's total timeout cut it off (the endpoint kept it waiting, as its
+/// own total timeout would say), else as neutral (cancellation, a lost
+/// hedge race, a twin's request error).
 pub(super) struct InFlight<'a> {
     pub(super) health: &'a Health,
     pub(super) endpoint: usize,
     pub(super) open: bool,
+    /// Set by the request when its total timeout expired.
+    pub(super) timed_out: Option<&'a AtomicBool>,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if self.open {
-            self.health.failure(
-                self.endpoint,
-                Instant::now(),
-                Verdict::Neutral,
-                None,
-                "cancelled",
-            );
+            let timed_out = self.timed_out.is_some_and(|t| t.load(Ordering::Acquire));
+            let (verdict, message) = if timed_out {
+                (Verdict::Failure, "the total timeout expired")
+            } else {
+                (Verdict::Neutral, "cancelled")
+            };
+            self.health
+                .failure(self.endpoint, Instant::now(), verdict, None, message);
         }
     }
 }
@@ -245,6 +253,8 @@ struct Shared<'a> {
     winner: &'a AtomicUsize,
     notify: &'a Notify,
     deadline: Instant,
+    /// Set once the total timeout expired, before attempts are dropped.
+    timed_out: &'a AtomicBool,
 }
 
 /// Claims a concurrency slot and records a pending attempt; None when the
@@ -277,6 +287,7 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
         health: &inner.health,
         endpoint: e,
         open: true,
+        timed_out: Some(sh.timed_out),
     };
     let timeouts = sh
         .req
@@ -353,7 +364,10 @@ fn finish(st: &mut RunState, idx: usize, route: &ModelRoute, r: &AttemptResult) 
             rec.status = err.status;
             rec.error = Some(err.message.clone());
             if err.first_token_ms.is_some() {
+                // Its chunks reached the host: this endpoint served them.
                 st.first_token_ms = err.first_token_ms;
+                st.served = Some(e);
+                st.served_model = Some(route.slug.clone());
             }
         }
     }
@@ -598,7 +612,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
     }
     Err(last.unwrap_or(Failure {
         status: 503,
-        kind: "overloaded",
+        kind: ErrorKind::Overloaded,
         message: "every endpoint is at its concurrency limit".into(),
     }))
 }
@@ -626,6 +640,7 @@ pub(super) async fn run(
     let deadline = started + Duration::from_millis(total);
     let winner = AtomicUsize::new(0);
     let notify = Notify::new();
+    let timed_out = AtomicBool::new(false);
     let mut st = RunState::default();
     let result = {
         let sh = Shared {
@@ -635,24 +650,32 @@ pub(super) async fn run(
             winner: &winner,
             notify: &notify,
             deadline,
+            timed_out: &timed_out,
         };
         let fut = drive(&sh, &mut st);
-        tokio::select! {
+        tokio::pin!(fut);
+        let r = tokio::select! {
             biased;
-            _ = &mut cancel => Err(Failure { status: 499, kind: "cancelled", message: "the request was cancelled".into() }),
+            _ = &mut cancel => Err(Failure { status: 499, kind: ErrorKind::Cancelled, message: "the request was cancelled".into() }),
             _ = tokio::time::sleep_until(deadline.into()) => Err(Failure {
                 status: 504,
-                kind: "timeout",
+                kind: ErrorKind::Timeout,
                 message: format!("the total timeout of {total} ms expired"),
             }),
-            r = fut => r,
+            r = &mut fut => r,
+        };
+        // Attempts still running are dropped with `fut`: tell their guards
+        // why first.
+        if matches!(&r, Err(f) if f.kind == ErrorKind::Timeout) {
+            timed_out.store(true, Ordering::Release);
         }
+        r
     };
     // Attempts cut short by cancel or the total timeout.
     for a in st.attempts.iter_mut().filter(|a| !a.finished) {
         a.elapsed_ms = a.started.elapsed().as_secs_f64() * 1000.0;
         if let Err(f) = &result {
-            if f.kind == "timeout" {
+            if f.kind == ErrorKind::Timeout {
                 a.outcome = ErrKind::TotalTimeout.as_str();
             }
         }
@@ -672,12 +695,14 @@ pub(super) async fn run(
                     status: None,
                     response,
                     error: None,
+                    error_kind: None,
                     routing,
                 },
             )
         }
         Err(f) => {
-            let body = protocol::error_body(req.protocol, f.status, f.kind, &f.message);
+            let body =
+                protocol::error_body(req.protocol, f.status, f.kind.openai_type(), &f.message);
             (
                 EventKind::Error,
                 TerminalOut {
@@ -685,6 +710,7 @@ pub(super) async fn run(
                     status: Some(f.status),
                     response: None,
                     error: Some(body),
+                    error_kind: Some(f.kind.as_str()),
                     routing,
                 },
             )

@@ -363,6 +363,7 @@ pub unsafe extern "C" fn llmux_submit(
                         RequestError::UnknownModel(_) => llmux_result::ErrUnknownModel,
                         RequestError::UnknownProvider(_) => llmux_result::ErrUnknownProvider,
                         RequestError::UnknownEndpoint(_) => llmux_result::ErrUnknownEndpoint,
+                        RequestError::TooLarge(_) => llmux_result::ErrRequestTooLarge,
                     },
                 };
                 set_error(error_out, e.to_string());

@@ -169,6 +169,10 @@ pub struct StreamContext {
     pub created: u64,
     /// An id for translated messages/chunks.
     pub id: String,
+    /// Estimated prompt tokens, for `message_start.usage.input_tokens` when
+    /// an Anthropic caller is served by an OpenAI endpoint (the real count
+    /// only arrives at the end, in `message_delta`).
+    pub input_tokens_estimate: u64,
 }
 
 /// Builds the adapter for a (upstream, caller) protocol pair.

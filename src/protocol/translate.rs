@@ -1449,7 +1449,9 @@ enum OpenBlock {
 /// OpenAI `chat.completion.chunk`s -> Anthropic stream event payloads (the
 /// data JSON of each event; its `type` names the event).
 ///
-/// The first chunk produces `message_start`; content opens a text block,
+/// The first chunk produces `message_start` (its `usage.input_tokens` is the
+/// context's estimate: clients read usage there; the real counts follow in
+/// `message_delta`); content opens a text block,
 /// each new tool-call index closes the open block and opens a `tool_use`
 /// block whose argument fragments become `input_json_delta`s; a text delta
 /// after a tool call opens a new text block. The finish reason is remembered
@@ -1636,7 +1638,10 @@ impl StreamAdapter for OpenAiToAnthropic {
                         "content": [],
                         "stop_reason": null,
                         "stop_sequence": null,
-                        "usage": { "input_tokens": 0, "output_tokens": 0 },
+                        "usage": {
+                            "input_tokens": self.ctx.input_tokens_estimate,
+                            "output_tokens": 0,
+                        },
                     },
                 })
                 .to_string(),
@@ -1799,6 +1804,7 @@ mod tests {
             include_usage,
             created: 1_700_000_000,
             id: "req-1".into(),
+            input_tokens_estimate: 0,
         }
     }
 
