@@ -1484,20 +1484,60 @@ fn case_quality(ctx: &Ctx, out: &mut Vec<Case>) {
     ctx.fleet.set_behavior("a", &beh(20));
     ctx.fleet.set_behavior("b", &beh(50));
     ctx.fleet.set_behavior("c", &beh(100));
-    let eng = CEngine::new(&config(ctx, json!({}), timeouts()));
     let mut c = Case::new(
         "routing_quality",
-        "three endpoints with 20/50/100 ms first tokens, default latency routing (explore_ratio 0.02), \
-         concurrency 2; then the fastest and slowest swap; then hedging against a 10% heavy tail",
+        "three endpoints with 20/50/100 ms first tokens, the fastest listed last, default health \
+         settings: cold starts (one request at a time from a fresh engine), then concurrency 2; \
+         then the fastest and slowest swap; then hedging against a 10% heavy tail",
     );
-    // Warm-up: every endpoint measured a few times (pinned requests).
-    for p in ["a", "b", "c"] {
-        let b = body(&format!("bench/trio:{p}"), true, json!({}));
-        for _ in 0..3 {
-            llmux_one(&eng, &mut ev, &b, KEEP_NOTHING);
-        }
-    }
     let trio = body("bench/trio", true, json!({}));
+    // Cold starts: which request first reaches the fastest, and its share
+    // of requests 21..=cold_n.
+    let (trials, cold_n) = if ctx.quick { (3, 60) } else { (5, 100) };
+    let mut firsts: Vec<usize> = Vec::new();
+    let mut shares: Vec<f64> = Vec::new();
+    for _ in 0..trials {
+        let eng = CEngine::new(&config(ctx, json!({}), timeouts()));
+        let served: Vec<bool> = (0..cold_n)
+            .map(|_| llmux_one(&eng, &mut ev, &trio, KEEP_DATA).endpoint() == "a/default")
+            .collect();
+        firsts.push(served.iter().position(|&x| x).map_or(0, |i| i + 1));
+        let late = &served[20..];
+        shares.push(late.iter().filter(|&&x| x).count() as f64 / late.len() as f64);
+    }
+    let worst_first = firsts
+        .iter()
+        .map(|&f| if f == 0 { usize::MAX } else { f })
+        .max()
+        .unwrap_or(0);
+    let min_share = shares.iter().cloned().fold(1.0, f64::min);
+    c.m("cold_trials", trials);
+    c.m("cold_first_request_served_by_fastest", json!(firsts));
+    c.m(
+        "cold_share_fastest_after_20",
+        json!(shares.iter().map(|x| r(*x, 3)).collect::<Vec<_>>()),
+    );
+    c.check(
+        "cold start: first request served by the fastest (worst trial)",
+        if worst_first == usize::MAX {
+            "never".to_string()
+        } else {
+            format!("#{worst_first}")
+        },
+        "<= #3",
+        worst_first <= 3,
+    );
+    c.check(
+        "cold start: share to the fastest after 20 requests (worst trial)",
+        format!("{:.1}%", min_share * 100.0),
+        ">= 95%",
+        min_share >= 0.95,
+    );
+    let eng = CEngine::new(&config(ctx, json!({}), timeouts()));
+    // Warm-up for the concurrent phase: the engine's own cold start.
+    for _ in 0..20 {
+        llmux_one(&eng, &mut ev, &trio, KEEP_NOTHING);
+    }
     let n = if ctx.quick { 120 } else { 250 };
     let (recs, _) = llmux_closed(
         &eng,

@@ -21,6 +21,6 @@ pub mod routing;
 pub mod upstream;
 
 pub use engine::{Engine, EngineError, SubmitError};
-pub use request::RequestError;
 pub use events::{ErrorKind, Event, EventKind};
 pub use protocol::Protocol;
+pub use request::RequestError;

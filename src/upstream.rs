@@ -363,8 +363,7 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
         // A 400/422 from an endpoint the request was translated for may be
         // about the translation (a field valid in one protocol and out of
         // range in the other): move on, without blaming the endpoint.
-        let translated =
-            provider.protocol != ctx.caller && matches!(status, 400 | 422);
+        let translated = provider.protocol != ctx.caller && matches!(status, 400 | 422);
         return Err(AttemptError {
             kind: if translated {
                 ErrKind::Translation
@@ -397,18 +396,15 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             },
         )?;
         ctx.claim()?;
-        let elapsed = start.elapsed();
-        let ftl = elapsed.as_secs_f64() * 1000.0;
+        let ftl = start.elapsed().as_secs_f64() * 1000.0;
         (ctx.on_first_token)(ftl);
-        let throughput = converted
-            .usage
-            .filter(|u| u.completion_tokens > 0)
-            .map(|u| u.completion_tokens as f64 / elapsed.as_secs_f64().max(1e-3));
+        // Throughput is a stream signal: a body's time includes the wait
+        // for the first token, so it is not measured here.
         return Ok(AttemptOk {
             body: Some(converted.body),
             usage: converted.usage,
             first_token_ms: ftl,
-            throughput,
+            throughput: None,
         });
     }
 
@@ -532,12 +528,14 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
         ));
     };
     let usage = adapter.usage();
-    let gen_secs = first.elapsed().as_secs_f64();
+    // At least 1 ms: a stream whose tokens all came at once is fast, not
+    // unmeasurable.
+    let gen_secs = first.elapsed().as_secs_f64().max(1e-3);
     let tokens = usage
         .map(|u| u.completion_tokens)
         .filter(|&n| n > 0)
         .unwrap_or(content_steps);
-    let throughput = (gen_secs > 1e-3 && tokens > 1).then(|| tokens as f64 / gen_secs);
+    let throughput = (tokens > 1).then(|| tokens as f64 / gen_secs);
     Ok(AttemptOk {
         body: None,
         usage,

@@ -102,7 +102,9 @@ fn default_routing_measures_every_endpoint_first() {
     let served: Vec<String> = (0..12)
         .map(|_| {
             let o = run(&eng, &chat("test/model", true));
-            o.served().unwrap_or_else(|| panic!("{}", o.terminal)).to_owned()
+            o.served()
+                .unwrap_or_else(|| panic!("{}", o.terminal))
+                .to_owned()
         })
         .collect();
     let first_c = served.iter().position(|s| s == "c/default").unwrap();
@@ -122,7 +124,9 @@ fn pass_through_keeps_key_order() {
             {"type": "object", "properties": {"reasoning": {"type": "string"},
                                               "answer": {"type": "string"}}}}}}"#;
     let id = eng.submit(Protocol::OpenAi, text.as_bytes()).unwrap();
-    let o = drain(&eng, &[id], Duration::from_secs(10)).remove(&id).unwrap();
+    let o = drain(&eng, &[id], Duration::from_secs(10))
+        .remove(&id)
+        .unwrap();
     assert!(o.ok(), "{}", o.terminal);
     let rec = &a.server.requests()[0].body;
     let keys: Vec<&String> = rec["response_format"]["json_schema"]["schema"]["properties"]
@@ -169,11 +173,16 @@ fn terminal_events_carry_a_neutral_error_kind() {
     assert_eq!(o.terminal["error"]["error"]["type"], "timeout_error");
     assert_eq!(o.terminal["error_kind"], "timeout");
     let id = eng
-        .submit(Protocol::Anthropic, messages("test/model", true).to_string().as_bytes())
+        .submit(
+            Protocol::Anthropic,
+            messages("test/model", true).to_string().as_bytes(),
+        )
         .unwrap();
     std::thread::sleep(Duration::from_millis(50));
     assert!(eng.cancel(id));
-    let o = drain(&eng, &[id], Duration::from_secs(10)).remove(&id).unwrap();
+    let o = drain(&eng, &[id], Duration::from_secs(10))
+        .remove(&id)
+        .unwrap();
     assert_eq!(o.terminal["error_kind"], "cancelled");
     let ty = o.terminal["error"]["error"]["type"].as_str().unwrap();
     let known = [
@@ -191,7 +200,10 @@ fn terminal_events_carry_a_neutral_error_kind() {
     // A success says so too.
     let fine = upstream("fine", behavior(json!({})));
     let eng = engine(&[&fine], json!({}));
-    assert_eq!(run(&eng, &chat("test/model", false)).terminal["error_kind"], Value::Null);
+    assert_eq!(
+        run(&eng, &chat("test/model", false)).terminal["error_kind"],
+        Value::Null
+    );
     let o = run(&eng, &chat("test/model", false));
     assert!(o.terminal.as_object().unwrap().contains_key("error_kind"));
 }
@@ -200,7 +212,10 @@ fn terminal_events_carry_a_neutral_error_kind() {
 /// sent them.
 #[test]
 fn an_error_after_a_mid_stream_failure_names_the_endpoint() {
-    let a = upstream("a", behavior(json!({"fault": {"drop_after": 2}, "chunks": 5})));
+    let a = upstream(
+        "a",
+        behavior(json!({"fault": {"drop_after": 2}, "chunks": 5})),
+    );
     let eng = engine(&[&a], json!({}));
     let o = run(&eng, &chat("test/model", true));
     assert!(!o.ok());
@@ -226,7 +241,11 @@ fn message_start_carries_an_input_token_estimate() {
     assert_eq!(start["type"], "message_start");
     let est = start["message"]["usage"]["input_tokens"].as_u64().unwrap();
     assert!(est >= 100, "{start}");
-    let delta = o.chunks.iter().find(|c| c["type"] == "message_delta").unwrap();
+    let delta = o
+        .chunks
+        .iter()
+        .find(|c| c["type"] == "message_delta")
+        .unwrap();
     assert_eq!(delta["usage"]["input_tokens"], 33);
 }
 
@@ -300,7 +319,11 @@ fn an_overlong_sse_line_keeps_first_token_latency() {
     let o = run(&eng, &chat("test/model", true));
     assert!(!o.ok());
     assert_eq!(o.attempts()[0].1, "malformed_response");
-    assert!(o.routing()["first_token_ms"].as_f64().is_some(), "{}", o.terminal);
+    assert!(
+        o.routing()["first_token_ms"].as_f64().is_some(),
+        "{}",
+        o.terminal
+    );
     assert_eq!(o.routing()["endpoint"], "raw/default");
     drop(eng);
     let _ = t.join();

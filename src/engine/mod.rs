@@ -73,6 +73,34 @@ struct Inner {
     sticky: Mutex<HashMap<String, (usize, Instant)>>,
 }
 
+/// `export_health`'s document.
+#[derive(serde::Serialize)]
+struct HealthFileOut<'a> {
+    version: u32,
+    endpoints: Vec<HealthEntryOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct HealthEntryOut<'a> {
+    model: &'a str,
+    endpoint: &'a str,
+    #[serde(flatten)]
+    health: crate::health::HealthExport,
+}
+
+/// What `import_health` reads: entries are checked one by one so an error
+/// names the entry and field.
+#[derive(serde::Deserialize)]
+struct HealthFileIn {
+    endpoints: Vec<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct HealthKey {
+    model: String,
+    endpoint: String,
+}
+
 /// The router. Thread-safe: every method takes `&self`.
 pub struct Engine {
     inner: Arc<Inner>,
@@ -242,51 +270,53 @@ impl Engine {
     pub fn export_health(&self) -> String {
         let now = Instant::now();
         let c = &self.inner.catalog;
-        let eps: Vec<Value> = c
+        let endpoints: Vec<HealthEntryOut<'_>> = c
             .endpoints
             .iter()
             .enumerate()
-            .map(|(i, e)| {
-                let mut v = self.inner.health.export(i, now);
-                v["model"] = json!(c.models[e.model].slug);
-                v["endpoint"] = json!(e.id);
-                v
+            .map(|(i, e)| HealthEntryOut {
+                model: &c.models[e.model].slug,
+                endpoint: &e.id,
+                health: self.inner.health.export_state(i, now),
             })
             .collect();
-        json!({"version": 1, "endpoints": eps}).to_string()
+        serde_json::to_string(&HealthFileOut {
+            version: 1,
+            endpoints,
+        })
+        .unwrap_or_default()
     }
 
     /// Restores health exported by `export_health`; entries whose model and
     /// endpoint are not in this catalog are skipped. Returns how many were
-    /// restored.
+    /// restored. Nothing is restored when any entry is malformed (a field of
+    /// the wrong type, a negative latency): the error names it.
     pub fn import_health(&self, json: &str) -> Result<usize, String> {
-        let v: Value =
+        let file: HealthFileIn =
             serde_json::from_str(json).map_err(|e| format!("health JSON is malformed: {e}"))?;
-        let list = v
-            .get("endpoints")
-            .and_then(Value::as_array)
-            .ok_or("health JSON needs an `endpoints` list")?;
         let c = &self.inner.catalog;
-        let now = Instant::now();
-        let mut n = 0;
-        for item in list {
-            let (Some(m), Some(id)) = (
-                item.get("model").and_then(Value::as_str),
-                item.get("endpoint").and_then(Value::as_str),
-            ) else {
+        let mut restore = Vec::new();
+        for (i, item) in file.endpoints.iter().enumerate() {
+            let key: HealthKey =
+                serde_json::from_value(item.clone()).map_err(|e| format!("endpoints[{i}]: {e}"))?;
+            let state = crate::health::HealthExport::from_json(item)
+                .map_err(|e| format!("endpoints[{i}].{e}"))?;
+            let Some(model) = c.model(&key.model) else {
                 continue;
             };
-            let Some(model) = c.model(m) else { continue };
             if let Some(&e) = c.models[model]
                 .endpoints
                 .iter()
-                .find(|&&e| c.endpoints[e].id == id)
+                .find(|&&e| c.endpoints[e].id == key.endpoint)
             {
-                self.inner.health.import(e, now, item);
-                n += 1;
+                restore.push((e, state));
             }
         }
-        Ok(n)
+        let now = Instant::now();
+        for (e, state) in &restore {
+            self.inner.health.import_state(*e, now, state);
+        }
+        Ok(restore.len())
     }
 
     /// Cancels every request, waits for them to end, and stops the runtime.

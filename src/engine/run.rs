@@ -5,7 +5,7 @@
 use super::{lock, Inner};
 use crate::config::DEFAULT_TIMEOUTS;
 use crate::events::{ErrorKind, Event, EventKind};
-use crate::health::{Health, Verdict};
+use crate::health::{Health, Latency, Verdict};
 use crate::protocol::{self, Protocol, Usage};
 use crate::request::{Hedge, ModelRoute, ParsedRequest};
 use crate::routing::{self, Explore, Policy};
@@ -298,8 +298,13 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
     let client = inner
         .client(timeouts.connect_ms.unwrap_or(5000))
         .map_err(|m| AttemptError::new(ErrKind::Transport, m))?;
+    let stream = sh.req.stream;
     let on_first = |ms: f64| {
-        inner.health.first_token(e, Instant::now(), ms);
+        // Only streams have a first token of their own; a non-streaming
+        // attempt's time is booked as its response latency below.
+        if stream {
+            inner.health.first_token(e, Instant::now(), ms);
+        }
         sh.notify.notify_one();
     };
     let result = upstream::attempt(AttemptCtx {
@@ -323,15 +328,20 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
     // The health table hears of every attempt exactly once: here when it
     // ran to the end, from the guard when its future was dropped.
     guard.open = false;
-    record_health(&inner.health, e, &result);
+    record_health(&inner.health, e, &result, stream);
     result
 }
 
 /// Books a finished attempt in the health table.
-pub(super) fn record_health(health: &Health, e: usize, r: &AttemptResult) {
+pub(super) fn record_health(health: &Health, e: usize, r: &AttemptResult, stream: bool) {
     let now = Instant::now();
     match r {
-        Ok(ok) => health.success(e, now, ok.throughput),
+        Ok(ok) => {
+            if !stream {
+                health.response(e, now, ok.first_token_ms);
+            }
+            health.success(e, now, ok.throughput)
+        }
         Err(err) => {
             let verdict = match err.kind {
                 ErrKind::Translation | ErrKind::HedgeLost | ErrKind::Cancelled => Verdict::Neutral,
@@ -471,7 +481,7 @@ fn hedge_delay(inner: &Inner, req: &ParsedRequest, e: usize) -> Option<Duration>
     let pct = |p: f64| {
         inner
             .health
-            .first_token_percentile(e, p)
+            .percentile(e, Latency::of(req.stream), p)
             .map(|ms| ms as u64)
             .unwrap_or(cfg.fallback_delay_ms)
     };
@@ -484,8 +494,9 @@ fn hedge_delay(inner: &Inner, req: &ParsedRequest, e: usize) -> Option<Duration>
     Some(Duration::from_millis(ms))
 }
 
-/// Ranks one model's candidates now.
-fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>) -> Vec<usize> {
+/// Ranks one model's candidates now, by the latency of the request's kind
+/// (first token for streams, complete response otherwise).
+fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>, stream: bool) -> Vec<usize> {
     let c = &inner.catalog;
     let now = Instant::now();
     let mut views = vec![routing::UNRANKED; c.endpoints.len()];
@@ -494,12 +505,13 @@ fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>) -> Vec<usize> 
         let prior = ep
             .expected_first_token_ms
             .unwrap_or(c.health.default_first_token_ms);
-        views[e] = inner.health.view(
+        views[e] = inner.health.view_for(
             e,
             now,
             prior,
             ep.price_prompt + ep.price_completion,
             ep.max_concurrency,
+            Latency::of(stream),
         );
     }
     let explore =
@@ -554,7 +566,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
         }
         let mut retryable = false;
         for route in &req.routes {
-            let order = rank(inner, route, sticky);
+            let order = rank(inner, route, sticky, req.stream);
             let mut i = 0;
             while i < order.len() {
                 let e = order[i];

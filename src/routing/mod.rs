@@ -13,9 +13,14 @@
 //!    - `Throughput`: highest measured output tokens/s first; unmeasured
 //!      endpoints after measured ones; ties by latency cost, then order.
 //!    - `Order`: exactly the given order.
-//! 2. Exploration (`Latency` only): when the draw falls under the explore
-//!    ratio, the available endpoint measured least recently (never measured
-//!    counts as oldest) moves to the front, so the engine keeps learning.
+//! 2. Exploration (`Latency` only, when an `Explore` is given):
+//!    - Optimism for the unmeasured: available endpoints never measured and
+//!      with nothing in flight move to the front (in their ranked order), so
+//!      every endpoint is measured within a model's first few requests
+//!      instead of waiting for the draw.
+//!    - When the draw falls under the explore ratio, the available endpoint
+//!      measured least recently (never measured counts as oldest) moves to
+//!      the front, so the engine keeps learning.
 //! 3. Stickiness (every policy but `Order`): the endpoint a sticky key was
 //!    last served by moves to the front while it is available.
 //! 4. Unavailable endpoints (circuit open, half-open with its probe already
@@ -129,6 +134,16 @@ pub fn plan(
     }
     if policy == Policy::Latency {
         if let Some(x) = explore {
+            let fresh = |e: usize| {
+                let v = view(e);
+                v.first_token_ms.is_none() && v.in_flight == 0 && v.available(now)
+            };
+            if out.iter().any(|&e| fresh(e)) {
+                let (mut first, rest): (Vec<usize>, Vec<usize>) =
+                    out.into_iter().partition(|&e| fresh(e));
+                first.extend(rest);
+                out = first;
+            }
             if x.draw < x.ratio && out.len() > 1 {
                 let stalest = out
                     .iter()
