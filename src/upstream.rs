@@ -166,47 +166,10 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Opt
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+/// Parses an HTTP date in any of the three forms RFC 9110 requires a
+/// recipient to accept (IMF-fixdate, RFC 850, asctime).
 pub fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let rest = s.split_once(", ")?.1;
-    let p: Vec<&str> = rest.split(' ').collect();
-    if p.len() != 5 || p[4] != "GMT" {
-        return None;
-    }
-    let day: u64 = p[0].parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == p[1])? as u64
-        + 1;
-    let year: u64 = p[2].parse().ok()?;
-    let t: Vec<u64> = p[3]
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    if t.len() != 3
-        || !(1..=31).contains(&day)
-        || !(1970..=9999).contains(&year)
-        || t[0] > 23
-        || t[1] > 59
-        || t[2] > 60
-    {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+    httpdate::parse_http_date(s).ok()
 }
 
 fn upstream_error_message(protocol: Protocol, body: &[u8]) -> String {
@@ -558,6 +521,10 @@ mod tests {
         assert!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT").is_none());
         assert!(parse_http_date("garbage").is_none());
         assert!(parse_http_date("Sun, 99 Nov 1994 08:49:37 GMT").is_none());
+        // The obsolete forms RFC 9110 still requires recipients to accept.
+        for old in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            assert_eq!(parse_http_date(old), Some(t), "{old}");
+        }
     }
 
     #[test]
