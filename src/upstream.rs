@@ -352,12 +352,13 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
                 };
                 AttemptError::new(k, m)
             })?;
-        let converted = protocol::convert_response(provider.protocol, ctx.caller, &body).map_err(
-            |e| match e {
-                PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
-                PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
-            },
-        )?;
+        let converted =
+            protocol::convert_response(provider.protocol, ctx.caller, &body, unix_now()).map_err(
+                |e| match e {
+                    PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
+                    PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
+                },
+            )?;
         ctx.claim()?;
         let ftl = start.elapsed().as_secs_f64() * 1000.0;
         (ctx.on_first_token)(ftl);
