@@ -73,6 +73,33 @@ struct Inner {
     sticky: Mutex<HashMap<String, (usize, Instant)>>,
 }
 
+/// `stats_json`'s document.
+#[derive(serde::Serialize)]
+struct StatsOut<'a> {
+    endpoints: Vec<EndpointStatsOut<'a>>,
+    requests_in_flight: usize,
+    events_queued: usize,
+}
+
+#[derive(serde::Serialize)]
+struct EndpointStatsOut<'a> {
+    #[serde(flatten)]
+    health: crate::health::HealthSnapshot,
+    id: &'a str,
+    model: &'a str,
+    provider: &'a str,
+    protocol: &'static str,
+    upstream_model: &'a str,
+    price: PriceOut,
+    context_window: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct PriceOut {
+    prompt: f64,
+    completion: f64,
+}
+
 /// `export_health`'s document.
 #[derive(serde::Serialize)]
 struct HealthFileOut<'a> {
@@ -237,32 +264,33 @@ impl Engine {
         let inner = &self.inner;
         let now = Instant::now();
         let c = &inner.catalog;
-        let endpoints: Vec<Value> = c
+        let endpoints: Vec<EndpointStatsOut<'_>> = c
             .endpoints
             .iter()
             .enumerate()
             .map(|(i, e)| {
                 let p = c.provider_of(i);
-                let mut m = inner.health.snapshot(i, now);
-                m.insert("id".into(), json!(e.id));
-                m.insert("model".into(), json!(c.models[e.model].slug));
-                m.insert("provider".into(), json!(p.slug));
-                m.insert("protocol".into(), json!(p.protocol.as_str()));
-                m.insert("upstream_model".into(), json!(e.upstream_model));
-                m.insert(
-                    "price".into(),
-                    json!({"prompt": e.price_prompt, "completion": e.price_completion}),
-                );
-                m.insert("context_window".into(), json!(e.context_window));
-                Value::Object(m)
+                EndpointStatsOut {
+                    health: inner.health.snapshot_state(i, now),
+                    id: &e.id,
+                    model: &c.models[e.model].slug,
+                    provider: &p.slug,
+                    protocol: p.protocol.as_str(),
+                    upstream_model: &e.upstream_model,
+                    price: PriceOut {
+                        prompt: e.price_prompt,
+                        completion: e.price_completion,
+                    },
+                    context_window: e.context_window,
+                }
             })
             .collect();
-        json!({
-            "endpoints": endpoints,
-            "requests_in_flight": inner.active.load(Ordering::Acquire),
-            "events_queued": inner.queue.len(),
+        serde_json::to_string(&StatsOut {
+            endpoints,
+            requests_in_flight: inner.active.load(Ordering::Acquire),
+            events_queued: inner.queue.len(),
         })
-        .to_string()
+        .unwrap_or_default()
     }
 
     /// Health of every endpoint as JSON that `import_health` accepts, so a
