@@ -1495,7 +1495,7 @@ proptest! {
 fn seed_requests_parse() {
     for r in llmux_requests() {
         for p in PROTOCOLS {
-            request::parse(catalog(), p, r.to_string().as_bytes(), 1)
+            request::parse(catalog(), p, r.to_string().as_bytes())
                 .unwrap_or_else(|e| panic!("{p:?} {r}: {e}"));
         }
     }
