@@ -122,10 +122,11 @@ struct HealthFileIn {
     endpoints: Vec<Value>,
 }
 
+/// Which endpoint an entry is about; entries naming none are skipped.
 #[derive(serde::Deserialize)]
 struct HealthKey {
-    model: String,
-    endpoint: String,
+    model: Option<String>,
+    endpoint: Option<String>,
 }
 
 /// The router. Thread-safe: every method takes `&self`.
@@ -316,7 +317,7 @@ impl Engine {
     }
 
     /// Restores health exported by `export_health`; entries whose model and
-    /// endpoint are not in this catalog are skipped. Returns how many were
+    /// endpoint are missing or not in this catalog are skipped. Returns how many were
     /// restored. Nothing is restored when any entry is malformed (a field of
     /// the wrong type, a negative latency): the error names it.
     pub fn import_health(&self, json: &str) -> Result<usize, String> {
@@ -329,13 +330,16 @@ impl Engine {
                 serde_json::from_value(item.clone()).map_err(|e| format!("endpoints[{i}]: {e}"))?;
             let state = crate::health::HealthExport::from_json(item)
                 .map_err(|e| format!("endpoints[{i}].{e}"))?;
-            let Some(model) = c.model(&key.model) else {
+            let (Some(m), Some(id)) = (key.model, key.endpoint) else {
+                continue;
+            };
+            let Some(model) = c.model(&m) else {
                 continue;
             };
             if let Some(&e) = c.models[model]
                 .endpoints
                 .iter()
-                .find(|&&e| c.endpoints[e].id == key.endpoint)
+                .find(|&&e| c.endpoints[e].id == id)
             {
                 restore.push((e, state));
             }

@@ -379,8 +379,8 @@ pub unsafe extern "C" fn llmux_submit(
 
 /// Cancels an in-flight request. It ends with an `ERROR` event whose
 /// `error_kind` is `cancelled` (the body's type is `cancelled` for OpenAI
-/// callers, `api_error` for Anthropic ones) (unless it finished first: every request gets exactly
-/// one terminal event either way). Returns `LLMUX_ERR_UNKNOWN_REQUEST` when
+/// callers, `api_error` for Anthropic ones), unless it finished first:
+/// every request gets exactly one terminal event either way. Returns `LLMUX_ERR_UNKNOWN_REQUEST` when
 /// the id is unknown or the request already ended. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn llmux_cancel(
