@@ -43,7 +43,9 @@ pub enum Policy {
 /// What ranking needs to know about one endpoint.
 #[derive(Clone, Copy, Debug)]
 pub struct EndpointView {
-    /// Time-decayed first-token latency, ms; `None` before any measurement.
+    /// Time-decayed latency of the request's kind, ms: first token for
+    /// streams, complete response for non-streaming requests (see
+    /// `health::Latency`); `None` before any measurement of that kind.
     pub first_token_ms: Option<f64>,
     /// Latency assumed while unmeasured.
     pub prior_ms: f64,
