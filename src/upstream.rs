@@ -11,8 +11,9 @@ use crate::events::{Event, EventKind, EventQueue};
 use crate::protocol::{self, sse, PayloadError, Protocol, StreamContext, Usage};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
-use tokio::time::timeout_at;
+use std::time::{Duration, SystemTime};
+// The runtime's clock, so a paused test clock drives deadlines and latencies.
+use tokio::time::{timeout_at, Instant};
 
 /// Largest non-streaming body or error body accepted.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -262,7 +263,7 @@ async fn read_limited(
 ) -> Result<Vec<u8>, (ErrKind, String)> {
     let mut buf = Vec::new();
     loop {
-        match timeout_at(deadline.into(), resp.chunk()).await {
+        match timeout_at(deadline, resp.chunk()).await {
             Err(_) => {
                 return Err((
                     ErrKind::FirstTokenTimeout,
@@ -304,7 +305,7 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     };
 
     let rb = build_request(&ctx, provider, endpoint)?;
-    let mut resp = match timeout_at(ftl_deadline.into(), rb.send()).await {
+    let mut resp = match timeout_at(ftl_deadline, rb.send()).await {
         Err(_) => {
             return Err(AttemptError::new(
                 timeout_kind(ftl_deadline),
@@ -406,7 +407,7 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             None => ftl_deadline,
             Some(_) => attempt_deadline.min(Instant::now() + idle),
         };
-        let bytes = match timeout_at(dl.into(), resp.chunk()).await {
+        let bytes = match timeout_at(dl, resp.chunk()).await {
             Err(_) => {
                 let kind = match first_token_at {
                     None => timeout_kind(ftl_deadline),
@@ -558,6 +559,56 @@ mod tests {
         assert_eq!(retry_after(&h, now), None);
         h.insert("retry-after-ms", HeaderValue::from_static("-5"));
         assert_eq!(retry_after(&h, now), None);
+    }
+
+    /// A stalled endpoint against a paused clock: the first-token timeout
+    /// fires when the runtime is idle, with no wall-clock wait, and the
+    /// attempt's elapsed time is the clock's.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_endpoint_times_out_on_a_paused_clock() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepts and reads until the client hangs up; never answers.
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut buf = [0u8; 4096];
+                while matches!(std::io::Read::read(&mut s, &mut buf), Ok(n) if n > 0) {}
+            }
+        });
+        let cfg = serde_json::json!({
+            "providers": [{"slug": "stall", "protocol": "openai", "base_url": format!("http://{addr}/v1")}],
+            "models": [{"slug": "t/m", "endpoints": [{"provider": "stall", "upstream_model": "m",
+                        "price": {"prompt": 1.0, "completion": 1.0}}]}],
+        });
+        let catalog = Catalog::from_json(&cfg.to_string()).unwrap();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let queue = EventQueue::new();
+        let winner = AtomicUsize::new(0);
+        let body = serde_json::Map::new();
+        let start = Instant::now();
+        let r = attempt(AttemptCtx {
+            catalog: &catalog,
+            endpoint: 0,
+            client: &client,
+            queue: &queue,
+            request_id: 1,
+            caller: Protocol::OpenAi,
+            body: &body,
+            stream: true,
+            include_usage: false,
+            model_slug: "t/m",
+            timeouts: TimeoutsConfig {
+                first_token_ms: Some(60_000),
+                ..TimeoutsConfig::default()
+            },
+            deadline: start + Duration::from_secs(600),
+            winner: &winner,
+            slot: 1,
+            on_first_token: &|_| {},
+        })
+        .await;
+        assert_eq!(r.unwrap_err().kind, ErrKind::FirstTokenTimeout);
+        assert!(start.elapsed() >= Duration::from_secs(60));
     }
 
     #[test]

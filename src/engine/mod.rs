@@ -497,7 +497,8 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         include_usage: false,
         model_slug: &c.models[c.endpoints[e].model].slug,
         timeouts,
-        deadline: Instant::now() + Duration::from_millis(timeouts.first_token_ms.unwrap_or(10_000)),
+        deadline: tokio::time::Instant::now()
+            + Duration::from_millis(timeouts.first_token_ms.unwrap_or(10_000)),
         winner: &winner,
         slot: 1,
         on_first_token: &on_first,

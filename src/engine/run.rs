@@ -17,8 +17,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
+// The runtime's clock (a paused test clock drives it); health and routing
+// take `std` instants: `now()` converts.
+use tokio::time::Instant;
+
+/// The runtime's current time as the `std` instant health and routing take.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
 
 /// One attempt as the routing record reports it.
 struct AttemptRecord {
@@ -238,7 +246,7 @@ impl Drop for InFlight<'_> {
                 (Verdict::Neutral, "cancelled")
             };
             self.health
-                .failure(self.endpoint, Instant::now(), verdict, None, message);
+                .failure(self.endpoint, now(), verdict, None, message);
         }
     }
 }
@@ -260,9 +268,8 @@ struct Shared<'a> {
 /// Claims a concurrency slot and records a pending attempt; None when the
 /// endpoint is at its concurrency limit (recorded as such).
 fn start(sh: &Shared<'_>, st: &mut RunState, e: usize) -> Option<usize> {
-    let now = Instant::now();
     let limit = sh.inner.catalog.endpoints[e].max_concurrency;
-    let ok = sh.inner.health.try_begin(e, now, limit);
+    let ok = sh.inner.health.try_begin(e, now(), limit);
     st.attempts.push(AttemptRecord {
         endpoint: e,
         outcome: if ok {
@@ -273,7 +280,7 @@ fn start(sh: &Shared<'_>, st: &mut RunState, e: usize) -> Option<usize> {
         status: None,
         elapsed_ms: 0.0,
         error: (!ok).then(|| "the endpoint is at its concurrency limit".to_owned()),
-        started: now,
+        started: Instant::now(),
         finished: !ok,
     });
     ok.then(|| st.attempts.len() - 1)
@@ -303,7 +310,7 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
         // Only streams have a first token of their own; a non-streaming
         // attempt's time is booked as its response latency below.
         if stream {
-            inner.health.first_token(e, Instant::now(), ms);
+            inner.health.first_token(e, now(), ms);
         }
         sh.notify.notify_one();
     };
@@ -334,7 +341,7 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
 
 /// Books a finished attempt in the health table.
 pub(super) fn record_health(health: &Health, e: usize, r: &AttemptResult, stream: bool) {
-    let now = Instant::now();
+    let now = now();
     match r {
         Ok(ok) => {
             if !stream {
@@ -498,7 +505,7 @@ fn hedge_delay(inner: &Inner, req: &ParsedRequest, e: usize) -> Option<Duration>
 /// (first token for streams, complete response otherwise).
 fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>, stream: bool) -> Vec<usize> {
     let c = &inner.catalog;
-    let now = Instant::now();
+    let now = now();
     let mut views = vec![routing::UNRANKED; c.endpoints.len()];
     for &e in &route.candidates {
         let ep = &c.endpoints[e];
@@ -546,7 +553,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
     let sticky = req
         .sticky_key
         .as_deref()
-        .and_then(|k| inner.sticky_get(k, Instant::now()));
+        .and_then(|k| inner.sticky_get(k, now()));
     let mut last: Option<Failure> = None;
     let mut slot = 0usize;
     let mut retry_after: Option<Duration> = None;
@@ -597,7 +604,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
                 match result {
                     Ok(ok) => {
                         if let (Some(k), Some(e)) = (req.sticky_key.as_deref(), st.served) {
-                            inner.sticky_put(k, e, Instant::now());
+                            inner.sticky_put(k, e, now());
                         }
                         return Ok(ok.body);
                     }
@@ -669,7 +676,7 @@ pub(super) async fn run(
         let r = tokio::select! {
             biased;
             _ = &mut cancel => Err(Failure { status: 499, kind: ErrorKind::Cancelled, message: "the request was cancelled".into() }),
-            _ = tokio::time::sleep_until(deadline.into()) => Err(Failure {
+            _ = tokio::time::sleep_until(deadline) => Err(Failure {
                 status: 504,
                 kind: ErrorKind::Timeout,
                 message: format!("the total timeout of {total} ms expired"),
