@@ -45,6 +45,13 @@ impl Latency {
             Latency::Response
         }
     }
+
+    fn index(self) -> usize {
+        match self {
+            Latency::FirstToken => 0,
+            Latency::Response => 1,
+        }
+    }
 }
 
 /// The most recent latencies of one kind, for percentiles (hedging).
@@ -153,6 +160,9 @@ struct State {
     recent: Recent,
     /// Recent response latencies (non-streaming).
     recent_response: Recent,
+    /// When an attempt of each kind (`Latency::index`) last ended, measured
+    /// or not: an endpoint tried is no longer "never measured" for routing.
+    tried: [Option<Instant>; 2],
 }
 
 /// How many recent first-token latencies are kept per endpoint.
@@ -179,6 +189,7 @@ impl State {
             last_error: None,
             recent: Recent::EMPTY,
             recent_response: Recent::EMPTY,
+            tried: [None; 2],
         }
     }
 
@@ -261,6 +272,11 @@ impl Health {
         let mut s = lock(&self.states[e]);
         s.response.update(ms, now, hl, true);
         s.recent_response.push(ms);
+    }
+
+    /// An attempt of `kind` ended (with or without a latency sample).
+    pub fn tried(&self, e: usize, now: Instant, kind: Latency) {
+        lock(&self.states[e]).tried[kind.index()] = Some(now);
     }
 
     /// The `p` percentile (0..1) of recent first-token latencies, once
@@ -403,7 +419,7 @@ impl Health {
                 (a, b) => a.or(b),
             },
             probing: matches!(s.circuit, Circuit::HalfOpen { probing: true }),
-            last_sample: latency.at,
+            last_sample: latency.at.or(s.tried[kind.index()]),
             full: limit.is_some_and(|l| s.in_flight >= l),
         }
     }

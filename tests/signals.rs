@@ -113,6 +113,22 @@ fn default_routing_measures_every_endpoint_first() {
     assert!(fast >= 8, "{served:?}");
 }
 
+/// Defect 3: optimism is for endpoints never tried; one tried without a
+/// measurement (a translated request refused) ranks by its prior again
+/// instead of being tried first on every request.
+#[test]
+fn an_endpoint_tried_without_a_measurement_is_not_tried_first_again() {
+    let anth = anthropic_upstream("anth", behavior(json!({"status": 400})));
+    let oai = upstream("oai", behavior(json!({})));
+    let eng = engine(&[&anth, &oai], json!({"health": {}}));
+    let o = run(&eng, &chat("test/model", true));
+    assert_eq!(o.attempts().len(), 2, "{}", o.terminal);
+    for _ in 0..5 {
+        let o = run(&eng, &chat("test/model", true));
+        assert_eq!(o.attempts(), [("oai/default".to_owned(), "success".to_owned())]);
+    }
+}
+
 /// Defect 4: pass-through bodies keep the caller's key order (structured
 /// outputs follow the schema's property order).
 #[test]

@@ -342,6 +342,7 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
 /// Books a finished attempt in the health table.
 pub(super) fn record_health(health: &Health, e: usize, r: &AttemptResult, stream: bool) {
     let now = now();
+    health.tried(e, now, Latency::of(stream));
     match r {
         Ok(ok) => {
             if !stream {

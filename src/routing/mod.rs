@@ -14,10 +14,12 @@
 //!      endpoints after measured ones; ties by latency cost, then order.
 //!    - `Order`: exactly the given order.
 //! 2. Exploration (`Latency` only, when an `Explore` is given):
-//!    - Optimism for the unmeasured: available endpoints never measured and
-//!      with nothing in flight move to the front (in their ranked order), so
-//!      every endpoint is measured within a model's first few requests
-//!      instead of waiting for the draw.
+//!    - Optimism for the unmeasured: available endpoints never tried (no
+//!      latency, no `last_sample`) and with nothing in flight move to the
+//!      front (in their ranked order), so every endpoint is measured within
+//!      a model's first few requests instead of waiting for the draw. One
+//!      tried without a measurement (it failed, or a translated request was
+//!      refused) ranks by its prior again.
 //!    - When the draw falls under the explore ratio, the available endpoint
 //!      measured least recently (never measured counts as oldest) moves to
 //!      the front, so the engine keeps learning.
@@ -58,7 +60,8 @@ pub struct EndpointView {
     pub blocked_until: Option<Instant>,
     /// Half-open with a probe in flight: wait for its verdict.
     pub probing: bool,
-    /// When the last latency sample was taken.
+    /// When the last latency sample was taken (or, while none was, when an
+    /// attempt last ended without one); `None`: never tried.
     pub last_sample: Option<Instant>,
     /// At its concurrency limit.
     pub full: bool,
@@ -138,7 +141,10 @@ pub fn plan(
         if let Some(x) = explore {
             let fresh = |e: usize| {
                 let v = view(e);
-                v.first_token_ms.is_none() && v.in_flight == 0 && v.available(now)
+                v.first_token_ms.is_none()
+                    && v.last_sample.is_none()
+                    && v.in_flight == 0
+                    && v.available(now)
             };
             if out.iter().any(|&e| fresh(e)) {
                 let (mut first, rest): (Vec<usize>, Vec<usize>) =
