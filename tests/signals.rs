@@ -109,8 +109,9 @@ fn default_routing_measures_every_endpoint_first() {
         .collect();
     let first_c = served.iter().position(|s| s == "c/default").unwrap();
     assert!(first_c < 3, "{served:?}");
+    // The default 2% exploration may send one or two elsewhere.
     let fast = served[3..].iter().filter(|s| *s == "c/default").count();
-    assert!(fast >= 8, "{served:?}");
+    assert!(fast >= 7, "{served:?}");
 }
 
 /// Defect 3: optimism is for endpoints never tried; one tried without a
@@ -120,7 +121,8 @@ fn default_routing_measures_every_endpoint_first() {
 fn an_endpoint_tried_without_a_measurement_is_not_tried_first_again() {
     let anth = anthropic_upstream("anth", behavior(json!({"status": 400})));
     let oai = upstream("oai", behavior(json!({})));
-    let eng = engine(&[&anth, &oai], json!({"health": {}}));
+    // Exploration on (optimism), its random share negligible.
+    let eng = engine(&[&anth, &oai], json!({"health": {"explore_ratio": 1e-9}}));
     let o = run(&eng, &chat("test/model", true));
     assert_eq!(o.attempts().len(), 2, "{}", o.terminal);
     for _ in 0..5 {
