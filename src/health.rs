@@ -75,7 +75,7 @@ impl Recent {
         self.len = (self.len + 1).min(RECENT);
     }
 
-    fn to_vec(&self) -> Vec<f32> {
+    fn values(&self) -> Vec<f32> {
         self.vals[..self.len].to_vec()
     }
 
@@ -91,7 +91,7 @@ impl Recent {
         if self.len < MIN_PERCENTILE_SAMPLES {
             return None;
         }
-        let mut v = self.to_vec();
+        let mut v = self.values();
         v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         let i = ((p.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
         Some(v[i] as f64)
@@ -443,10 +443,10 @@ impl Health {
             response_ms: ms(s.response.get()),
             throughput_tps: ms(s.throughput.get()),
             error_rate: s.errors.get().map(Rate),
-            recent_first_token_ms: s.recent.to_vec().into_iter().map(NonNeg32).collect(),
+            recent_first_token_ms: s.recent.values().into_iter().map(NonNeg32).collect(),
             recent_response_ms: s
                 .recent_response
-                .to_vec()
+                .values()
                 .into_iter()
                 .map(NonNeg32)
                 .collect(),

@@ -127,7 +127,10 @@ fn an_endpoint_tried_without_a_measurement_is_not_tried_first_again() {
     assert_eq!(o.attempts().len(), 2, "{}", o.terminal);
     for _ in 0..5 {
         let o = run(&eng, &chat("test/model", true));
-        assert_eq!(o.attempts(), [("oai/default".to_owned(), "success".to_owned())]);
+        assert_eq!(
+            o.attempts(),
+            [("oai/default".to_owned(), "success".to_owned())]
+        );
     }
 }
 
