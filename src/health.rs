@@ -359,6 +359,10 @@ impl Health {
         };
         if let Some(o) = &self.shared {
             o.apply(e, now, &mut v, (s.recent_len as u64, s.successes));
+            if v.full {
+                // Ranked while out of fleet slots: ask for one.
+                o.refused(e);
+            }
         }
         v
     }

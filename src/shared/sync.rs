@@ -125,6 +125,9 @@ struct Task<A> {
     scripts: Scripts,
     /// Retry-Afters heard while disconnected: pushed on reconnect.
     pending: Vec<(usize, Instant)>,
+    /// Per endpoint: its request count and when it was last busy (for
+    /// holding a spare fleet slot only while it is in use).
+    activity: Vec<(u64, Option<Instant>)>,
 }
 
 type Res<T> = Result<T, String>;
@@ -159,7 +162,9 @@ pub(crate) async fn run<A>(
             lease: redis::Script::new(LEASE),
         },
         pending: Vec::new(),
+        activity: Vec::new(),
     };
+    t.activity = vec![(0, None); t.keys.len()];
     let client = match redis::Client::open(t.o.settings.url()) {
         Ok(c) => c,
         Err(e) => {
@@ -506,14 +511,31 @@ where
         Ok(())
     }
 
-    /// Holds as many fleet slots as this instance uses plus one (plus what
-    /// refused requests asked for), releasing the rest.
-    async fn lease(&self, conn: &mut MultiplexedConnection, e: usize, now: Instant) -> Res<()> {
+    /// Holds as many fleet slots as this instance uses, plus what refused
+    /// requests asked for, plus one spare while the endpoint was busy within
+    /// the lease time; releases the rest.
+    async fn lease(&mut self, conn: &mut MultiplexedConnection, e: usize, now: Instant) -> Res<()> {
         let Some(cap) = self.o.settings.fleet_cap[e] else {
             return Ok(());
         };
-        let used = (self.aggregate)(e, now).in_flight;
-        let want = (used + 1 + self.o.take_demand(e)).min(cap);
+        let a = (self.aggregate)(e, now);
+        let used = a.in_flight;
+        let demand = self.o.take_demand(e);
+        let act = &mut self.activity[e];
+        if used > 0 || demand > 0 || a.requests != act.0 {
+            *act = (a.requests, Some(now));
+        }
+        let busy = act
+            .1
+            .is_some_and(|t| now.saturating_duration_since(t) < self.o.settings.lease);
+        let target = (used + u32::from(busy) + demand).min(cap);
+        // Shrink the local limit before releasing anything in Redis, so no
+        // request starts on a slot that is being given back.
+        let usable = self.o.with_remote(e, |r| {
+            r.leases = r.leases.min(target.max(used));
+            r.leases
+        });
+        let want = target.max(usable);
         let mut inv = self.scripts.lease.key(self.key("slots", e));
         inv.arg(&self.o.instance)
             .arg(want)
