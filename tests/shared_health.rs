@@ -428,6 +428,10 @@ fn ejection_needs_a_quorum_and_one_instance_probes() {
         e["shared"]["ejected_for_ms"], 0,
         "one vote is not a quorum: {e}"
     );
+    assert_eq!(
+        e["shared"]["others_failures_by_class"]["http_503"], 2,
+        "{e}"
+    );
     flaky.clear_requests();
     c.batch(once("C"));
     assert_eq!(

@@ -27,6 +27,7 @@ use crate::catalog::{Endpoint, Provider};
 use crate::config::SharedConfig;
 use crate::routing::EndpointView;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -216,7 +217,7 @@ fn percent_decode(s: &str) -> Result<String, ()> {
 
 /// What the request path tells the sync task.
 #[derive(Debug)]
-pub(crate) enum Signal {
+pub enum Signal {
     /// A provider said Retry-After for this long.
     RetryAfter(usize, Duration),
     /// The local circuit opened for this long: a vote.
@@ -239,6 +240,9 @@ pub struct Aggregate {
     pub failures: u64,
 }
 
+/// Failures by class (`http_503`, `connect_error`, `first_token_timeout`...).
+pub type FailureClasses = BTreeMap<String, u64>;
+
 /// What the other instances know about one endpoint, merged.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Remote {
@@ -248,6 +252,7 @@ pub(crate) struct Remote {
     pub in_flight: u32,
     pub requests: u64,
     pub failures: u64,
+    pub failure_classes: FailureClasses,
     pub instances: u32,
     /// Soft data is ignored after this.
     pub fresh_until: Option<Instant>,
@@ -273,6 +278,8 @@ pub struct Overlay {
     pub(crate) instance: String,
     remote: Vec<Mutex<Remote>>,
     demand: Vec<AtomicU32>,
+    /// This instance's failures by class, per endpoint.
+    classes: Vec<Mutex<FailureClasses>>,
     tx: mpsc::UnboundedSender<Signal>,
     connected: AtomicBool,
     syncs: AtomicU64,
@@ -322,11 +329,9 @@ fn merge(local: Option<f64>, local_n: u64, remote: Option<(f64, f64)>) -> Option
 }
 
 impl Overlay {
-    /// A new overlay and the receiver its sync task drains.
-    pub(crate) fn new(
-        settings: Settings,
-        endpoints: usize,
-    ) -> (Overlay, mpsc::UnboundedReceiver<Signal>) {
+    /// A new overlay and the receiver its sync task drains (the engine
+    /// builds both; public for benchmarks).
+    pub fn new(settings: Settings, endpoints: usize) -> (Overlay, mpsc::UnboundedReceiver<Signal>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let o = Overlay {
             settings,
@@ -335,6 +340,7 @@ impl Overlay {
                 .map(|_| Mutex::new(Remote::default()))
                 .collect(),
             demand: (0..endpoints).map(|_| AtomicU32::new(0)).collect(),
+            classes: (0..endpoints).map(|_| Mutex::default()).collect(),
             tx,
             connected: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
@@ -414,6 +420,20 @@ impl Overlay {
         self.signal(Signal::Recovered(e));
     }
 
+    /// Counts a failed attempt by its class (an outcome name, or
+    /// `http_STATUS` for HTTP errors).
+    pub fn count_failure(&self, e: usize, kind: &str, status: Option<u16>) {
+        let class = match status {
+            Some(s) if kind == "http_error" => format!("http_{s}"),
+            _ => kind.to_owned(),
+        };
+        *lock(&self.classes[e]).entry(class).or_insert(0) += 1;
+    }
+
+    pub(crate) fn failure_classes(&self, e: usize) -> FailureClasses {
+        lock(&self.classes[e]).clone()
+    }
+
     pub(crate) fn take_demand(&self, e: usize) -> u32 {
         self.demand[e].swap(0, Ordering::AcqRel)
     }
@@ -487,6 +507,7 @@ impl Overlay {
             "others_in_flight": if fresh { r.in_flight } else { 0 },
             "others_requests": r.requests,
             "others_failures": r.failures,
+            "others_failures_by_class": r.failure_classes,
             "rate_limited_for_ms": left(r.rate_limited_until),
             "ejected_for_ms": left(r.ejected_until),
             "fleet_max_concurrency": self.settings.fleet_cap[e],

@@ -100,6 +100,9 @@ struct Agg {
     req: u64,
     #[serde(default)]
     fail: u64,
+    /// Failures by class.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    fk: super::FailureClasses,
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]
@@ -388,6 +391,7 @@ where
                         inf: a.in_flight,
                         req: a.requests,
                         fail: a.failures,
+                        fk: self.o.failure_classes(e),
                     };
                     (self.keys[e].clone(), agg)
                 })
@@ -452,6 +456,7 @@ where
         for (e, key) in self.keys.iter().enumerate() {
             let (mut ft, mut ftw, mut tp, mut tpw) = (0.0, 0.0, 0.0, 0.0);
             let (mut inf, mut req, mut fail, mut n) = (0u32, 0u64, 0u64, 0u32);
+            let mut classes = super::FailureClasses::new();
             for a in pushes.iter().filter_map(|p| p.eps.get(key)) {
                 n += 1;
                 if let Some(x) = a.ft.filter(|x| x.is_finite() && *x >= 0.0) {
@@ -467,6 +472,10 @@ where
                 inf = inf.saturating_add(a.inf);
                 req = req.saturating_add(a.req);
                 fail = fail.saturating_add(a.fail);
+                for (k, v) in &a.fk {
+                    let c = classes.entry(k.clone()).or_insert(0);
+                    *c = c.saturating_add(*v);
+                }
             }
             self.o.with_remote(e, |r| {
                 r.first_token = (ftw > 0.0).then(|| (ft / ftw, ftw));
@@ -474,6 +483,7 @@ where
                 r.in_flight = inf;
                 r.requests = req;
                 r.failures = fail;
+                r.failure_classes = classes;
                 r.instances = n;
                 r.fresh_until = Some(fresh);
             });
