@@ -1084,10 +1084,10 @@ fn case_routing(out: &mut Vec<Case>) {
     out.push(c);
 }
 
-/// 8. Shared health: what it adds to a request's path. The request path
-/// reads the overlay the sync task merged in and never waits on Redis, so
-/// (a) the health calls one attempt makes (rank 16 endpoints, claim a slot,
-/// book the success) with and without an overlay, and (b) whole requests
+/// Shared health: what it adds to a request's path. The request path reads
+/// the overlay the sync task merged in and never waits on Redis, so this
+/// measures the health calls one attempt makes (rank 16 endpoints, claim a
+/// slot, book the success) with and without an overlay, then whole requests
 /// through two engines, one syncing with a real redis-server every 100 ms,
 /// interleaved in blocks.
 fn case_shared(ctx: &Ctx, out: &mut Vec<Case>) {

@@ -401,10 +401,11 @@ impl Overlay {
 
     /// A request found the endpoint's slots full: ask for more.
     pub fn refused(&self, e: usize) {
-        if self.settings.fleet_cap[e].is_some() && self.connected.load(Ordering::Acquire) {
-            if self.demand[e].fetch_add(1, Ordering::AcqRel) == 0 {
-                self.signal(Signal::Demand(e));
-            }
+        if self.settings.fleet_cap[e].is_some()
+            && self.connected.load(Ordering::Acquire)
+            && self.demand[e].fetch_add(1, Ordering::AcqRel) == 0
+        {
+            self.signal(Signal::Demand(e));
         }
     }
 
