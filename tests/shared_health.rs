@@ -124,7 +124,7 @@ impl Drop for Redis {
 struct Instance {
     name: String,
     proc: Child,
-    stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -158,7 +158,7 @@ impl Instance {
         let mut i = Instance {
             name: name.into(),
             proc,
-            stdin,
+            stdin: Some(stdin),
             lines,
         };
         let ready = i.read();
@@ -175,8 +175,9 @@ impl Instance {
     }
 
     fn call(&mut self, cmd: Value) -> Value {
-        writeln!(self.stdin, "{cmd}").expect("write to child");
-        self.stdin.flush().expect("flush");
+        let stdin = self.stdin.as_mut().expect("child still open");
+        writeln!(stdin, "{cmd}").expect("write to child");
+        stdin.flush().expect("flush");
         self.read()
     }
 
@@ -226,6 +227,16 @@ impl Instance {
         self.wait_for("a sync with Redis", Duration::from_secs(15), |s| {
             s["shared"]["connected"] == true
         });
+    }
+
+    /// Closes stdin: the child frees its engine and exits.
+    fn close(&mut self) {
+        self.stdin = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.proc.try_wait().ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn kill(&mut self) {
@@ -651,6 +662,62 @@ fn fleet_concurrency_holds_across_instances_and_a_killed_one_frees_its_slots() {
     println!(
         "fleet concurrency: slots of a SIGKILLed process usable again after {:.0} ms (lease {LEASE_MS} ms)",
         freed.as_secs_f64() * 1000.0
+    );
+}
+
+#[test]
+fn a_freed_engine_gives_its_slots_back_at_once() {
+    let _g = serial();
+    let redis = Redis::start();
+    let capped = MockServer::start("capped", Behavior::default()).unwrap();
+    let overflow = MockServer::start("overflow", Behavior::default()).unwrap();
+    // Leases that would outlive the test: only a release frees them.
+    let cfg = config(
+        &[
+            (&capped, json!({"max_concurrency": 2})),
+            (&overflow, json!({})),
+        ],
+        &prefix("release"),
+        json!({"fleet_concurrency": ["capped"], "lease_ms": 120_000}),
+        json!({}),
+    );
+    let mut a = Instance::spawn("A", &cfg, &redis);
+    let mut b = Instance::spawn("B", &cfg, &redis);
+    a.wait_connected();
+    b.wait_connected();
+    let long = json!({"first_token_delay_ms": 20000});
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while a.endpoint("capped/default")["in_flight"].as_u64() < Some(2) {
+        assert!(Instant::now() < deadline, "A never got both slots");
+        a.submit(vec![req("A", Some(&["capped/default"]), long.clone())]);
+        std::thread::sleep(Duration::from_millis(SYNC_MS + 50));
+    }
+    let order: &[&str] = &["capped/default", "overflow/default"];
+    let r = b.batch(vec![req("B", Some(order), Value::Null)]);
+    assert_eq!(
+        served(&r),
+        ["overflow/default"],
+        "both slots are A's: {r:?}"
+    );
+    // Closing A's stdin ends its loop: the engine is freed normally.
+    let freed = Instant::now();
+    a.close();
+    let mut got = false;
+    while freed.elapsed() < Duration::from_secs(20) {
+        let r = b.batch(vec![req("B", Some(order), Value::Null); 2]);
+        if served(&r).iter().all(|s| s == "capped/default") {
+            got = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        got,
+        "slots of a freed engine came back only with the 120 s lease"
+    );
+    println!(
+        "release: slots of a freed engine usable again after {:.0} ms",
+        freed.elapsed().as_secs_f64() * 1000.0
     );
 }
 

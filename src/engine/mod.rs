@@ -336,6 +336,9 @@ impl Engine {
         while self.inner.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
+        if let Some(o) = self.inner.health.shared() {
+            o.release();
+        }
         rt.shutdown_timeout(Duration::from_secs(1));
     }
 }

@@ -226,6 +226,9 @@ pub enum Signal {
     Recovered(usize),
     /// A request found the endpoint's fleet slots full.
     Demand(usize),
+    /// The engine is being freed: give back every slot and leave; answer
+    /// on the sender when done.
+    Release(std::sync::mpsc::Sender<()>),
 }
 
 /// One endpoint's local aggregates, as pushed to the other instances.
@@ -433,6 +436,19 @@ impl Overlay {
 
     pub(crate) fn failure_classes(&self, e: usize) -> FailureClasses {
         lock(&self.classes[e]).clone()
+    }
+
+    /// Gives this instance's fleet slots back and removes its aggregates,
+    /// waiting at most `timeout_ms` twice (called when the engine is freed;
+    /// without it they expire after `lease_ms`). Must not run on a runtime
+    /// thread.
+    pub fn release(&self) {
+        if !self.connected() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.signal(Signal::Release(tx));
+        let _ = rx.recv_timeout(self.settings.timeout * 2);
     }
 
     pub(crate) fn take_demand(&self, e: usize) -> u32 {

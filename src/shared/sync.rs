@@ -346,6 +346,13 @@ where
                 // Our own clear message comes back on the channel too.
             }
             Signal::Demand(e) => self.lease(conn, e, Instant::now()).await?,
+            Signal::Release(done) => {
+                let _ = self.release(conn).await;
+                let _ = done.send(());
+                // Nothing more until the runtime stops: a sync now would
+                // take slots again.
+                std::future::pending::<()>().await;
+            }
         }
         Ok(())
     }
@@ -519,6 +526,39 @@ where
             });
         }
         Ok(())
+    }
+
+    /// Gives back every slot and the aggregates key; the sync task ends with
+    /// the engine's runtime right after.
+    async fn release(&mut self, conn: &mut MultiplexedConnection) -> Res<()> {
+        let to = self.o.settings.timeout;
+        for e in 0..self.keys.len() {
+            let Some(cap) = self.o.settings.fleet_cap[e] else {
+                continue;
+            };
+            self.o.with_remote(e, |r| r.leases = 0);
+            let mut inv = self.scripts.lease.key(self.key("slots", e));
+            inv.arg(&self.o.instance)
+                .arg(0)
+                .arg(cap)
+                .arg(self.o.settings.lease.as_millis() as u64);
+            timed(to, "release", inv.invoke_async::<(u32, u32)>(conn)).await?;
+        }
+        let p = &self.o.settings.key_prefix;
+        timed(
+            to,
+            "release",
+            redis::pipe()
+                .cmd("DEL")
+                .arg(format!("{p}agg:{}", self.o.instance))
+                .ignore()
+                .cmd("ZREM")
+                .arg(format!("{p}instances"))
+                .arg(&self.o.instance)
+                .ignore()
+                .exec_async(conn),
+        )
+        .await
     }
 
     /// Holds as many fleet slots as this instance uses, plus what refused
