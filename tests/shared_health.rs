@@ -433,15 +433,15 @@ fn ejection_needs_a_quorum_and_one_instance_probes() {
         a.batch(once("A"));
     }
     assert_eq!(a.endpoint("flaky/default")["circuit"], "open");
-    std::thread::sleep(Duration::from_millis(SYNC_MS * 4));
+    // C hears of A's failures (by class) at its next sync...
+    c.wait_for("A's failures", Duration::from_secs(10), |s| {
+        endpoint_of(s, "flaky/default")["shared"]["others_failures_by_class"]["http_503"] == 2
+    });
+    // ...and of A's vote at once; one vote is not a quorum.
     let e = c.endpoint("flaky/default");
     assert_eq!(
         e["shared"]["ejected_for_ms"], 0,
         "one vote is not a quorum: {e}"
-    );
-    assert_eq!(
-        e["shared"]["others_failures_by_class"]["http_503"], 2,
-        "{e}"
     );
     flaky.clear_requests();
     c.batch(once("C"));
