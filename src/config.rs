@@ -372,6 +372,9 @@ pub struct SharedConfig {
     /// Endpoint ids (`provider/name`) or provider slugs whose
     /// `max_concurrency` is a fleet-wide limit instead of a per-process one.
     pub fleet_concurrency: Vec<String>,
+    /// A PEM file of the CA that signed the server's certificate, for
+    /// `rediss://` servers with a private CA (default: the public web roots).
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for SharedConfig {
@@ -386,6 +389,7 @@ impl Default for SharedConfig {
             eject_window_ms: 30_000,
             lease_ms: None,
             fleet_concurrency: Vec::new(),
+            tls_ca_file: None,
         }
     }
 }

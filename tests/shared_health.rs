@@ -39,6 +39,8 @@ struct Redis {
     port: u16,
     dir: std::path::PathBuf,
     proc: Option<Child>,
+    /// Serving TLS only, with a certificate from a CA made for the test.
+    tls: bool,
 }
 
 fn redis_binary() -> String {
@@ -74,15 +76,42 @@ impl Redis {
             port: free_port(),
             dir,
             proc: None,
+            tls: false,
         };
         r.up();
         r
     }
 
+    /// A server that speaks only TLS, its certificate signed by a CA made
+    /// here (`ca.pem` in its directory), valid for 127.0.0.1.
+    fn start_tls() -> Redis {
+        let mut r = Redis::start();
+        r.down();
+        make_certs(&r.dir);
+        r.tls = true;
+        r.up();
+        r
+    }
+
+    fn ca_file(&self) -> String {
+        self.dir.join("ca.pem").display().to_string()
+    }
+
     /// Starts the server (again) on its port, without persistence.
     fn up(&mut self) {
-        let child = Command::new(&self.bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new(&self.bin);
+        if self.tls {
+            let f = |n: &str| self.dir.join(n).display().to_string();
+            cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-cert-file", &f("server.pem")])
+                .args(["--tls-key-file", &f("server.key")])
+                .args(["--tls-ca-cert-file", &f("ca.pem")])
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--requirepass", PASSWORD])
             .arg("--dir")
@@ -107,8 +136,67 @@ impl Redis {
     }
 
     fn url(&self) -> String {
-        format!("redis://:{PASSWORD}@127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://:{PASSWORD}@127.0.0.1:{}/0", self.port)
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with the openssl
+/// command (scripts/test-all installs it when missing).
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("the openssl command is needed for the TLS test");
+        assert!(st.success(), "openssl {args:?} failed");
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n",
+    )
+    .expect("write ext.cnf");
+    run(&[
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+    ]
+    .into_iter()
+    .chain(["-out", "ca.pem", "-days", "2", "-subj", "/CN=llmux test CA"])
+    .collect::<Vec<_>>());
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+    ]
+    .into_iter()
+    .chain(["-out", "server.csr", "-subj", "/CN=127.0.0.1"])
+    .collect::<Vec<_>>());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+    ]
+    .into_iter()
+    .chain([
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ])
+    .collect::<Vec<_>>());
 }
 
 impl Drop for Redis {
@@ -790,6 +878,65 @@ fn redis_down_means_local_health_and_sync_resumes_when_it_is_back() {
     let r = b.batch(vec![req("B", Some(order), Value::Null); 3]);
     assert!(served(&r).iter().all(|s| s == "two/default"), "{r:?}");
     assert_eq!(one.request_count(), 0);
+}
+
+#[test]
+fn rediss_with_a_private_ca_and_a_password() {
+    let _g = serial();
+    let redis = Redis::start_tls();
+    let one = MockServer::start("one", Behavior::default()).unwrap();
+    let two = MockServer::start("two", Behavior::default()).unwrap();
+    let cfg = config(
+        &[(&one, json!({})), (&two, json!({}))],
+        &prefix("tls"),
+        json!({"tls_ca_file": redis.ca_file()}),
+        json!({}),
+    );
+    // Without the CA the server's certificate is refused: local health,
+    // and the error says why without the password.
+    let mut untrusting = cfg.clone();
+    untrusting["shared"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tls_ca_file");
+    untrusting["shared"]["redis_url"] = json!(redis.url());
+    untrusting["shared"]
+        .as_object_mut()
+        .unwrap()
+        .remove("redis_url_env");
+    let eng = llmux::Engine::from_json(&untrusting.to_string()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s: Value = serde_json::from_str(&eng.stats_json()).unwrap();
+        if s["shared"]["sync_errors"].as_u64() >= Some(1) {
+            assert_eq!(s["shared"]["connected"], false, "{s}");
+            assert!(!s.to_string().contains(PASSWORD), "{s}");
+            let e = s["shared"]["last_error"].as_str().unwrap_or("");
+            println!("rediss without the CA: {e}");
+            assert!(e.to_lowercase().contains("certificate"), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed sync: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(eng);
+
+    let mut a = Instance::spawn("A", &cfg, &redis);
+    let mut b = Instance::spawn("B", &cfg, &redis);
+    a.wait_connected();
+    b.wait_connected();
+    let order: &[&str] = &["one/default", "two/default"];
+    a.batch(vec![req(
+        "A",
+        Some(order),
+        json!({"servers": {"one": {"status": 429, "retry_after": "30"}}}),
+    )]);
+    let d = b.wait_for("the Retry-After over TLS", Duration::from_secs(10), |s| {
+        endpoint_of(s, "one/default")["shared"]["rate_limited_for_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 25_000)
+    });
+    report("Retry-After A -> B over rediss://", d);
 }
 
 #[test]

@@ -49,6 +49,8 @@ pub struct Settings {
     pub lease: Duration,
     /// Per catalog endpoint: its fleet-wide concurrency limit.
     pub fleet_cap: Vec<Option<u32>>,
+    /// The PEM root certificate(s) for `rediss://`, from `tls_ca_file`.
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -121,6 +123,21 @@ impl Settings {
         if lease_ms <= cfg.sync_ms {
             err(at("lease_ms"), "must be longer than sync_ms".into());
         }
+        let ca_pem = cfg.tls_ca_file.as_ref().and_then(|path| {
+            if !url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("rediss://") || u.starts_with("valkeys://"))
+            {
+                err(at("tls_ca_file"), "only for a rediss:// URL".into());
+            }
+            match std::fs::read(path) {
+                Ok(pem) => Some(pem),
+                Err(e) => {
+                    err(at("tls_ca_file"), format!("cannot read {path:?}: {e}"));
+                    None
+                }
+            }
+        });
         let mut fleet_cap = vec![None; endpoints.len()];
         for (i, name) in cfg.fleet_concurrency.iter().enumerate() {
             let matching: Vec<usize> = (0..endpoints.len())
@@ -154,11 +171,22 @@ impl Settings {
             eject_window: Duration::from_millis(cfg.eject_window_ms),
             lease: Duration::from_millis(lease_ms),
             fleet_cap,
+            ca_pem,
         })
     }
 
-    pub(crate) fn url(&self) -> &str {
-        &self.url
+    /// The client for this URL (with the private CA when one is given).
+    pub(crate) fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.ca_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(self.url.as_str()),
+        }
     }
 
     /// How long instances that did not vote stay away after a fleet

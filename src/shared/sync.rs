@@ -168,10 +168,10 @@ pub(crate) async fn run<A>(
         activity: Vec::new(),
     };
     t.activity = vec![(0, None); t.keys.len()];
-    let client = match redis::Client::open(t.o.settings.url()) {
+    let client = match t.o.settings.client() {
         Ok(c) => c,
         Err(e) => {
-            t.o.failed(&format!("invalid Redis URL: {e}"));
+            t.o.failed(&format!("cannot set up the Redis client: {e}"));
             return;
         }
     };
