@@ -967,6 +967,23 @@ fn shared_config_errors_name_the_path_and_hide_the_password() {
     assert!(e.contains("shared.fleet_concurrency[0]"), "{e}");
     let e = err(json!({"redis_url": "redis://h/0", "sync_ms": 0}));
     assert!(e.contains("shared.sync_ms"), "{e}");
+    let e = err(json!({"redis_url": "rediss://h/0", "tls_ca_file": "/nonexistent/ca.pem"}));
+    assert!(
+        e.contains("shared.tls_ca_file") && e.contains("cannot read"),
+        "{e}"
+    );
+    let junk = std::env::temp_dir().join(format!("llmux-junk-ca-{}.pem", std::process::id()));
+    std::fs::write(
+        &junk,
+        "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = err(json!({"redis_url": "rediss://:pw-fake@h/0", "tls_ca_file": junk}));
+    let _ = std::fs::remove_file(&junk);
+    assert!(e.contains("shared.tls_ca_file"), "{e}");
+    assert!(!e.contains("pw-fake"), "{e}");
+    let e = err(json!({"redis_url": "redis://h/0", "tls_ca_file": "/x.pem"}));
+    assert!(e.contains("only for a rediss:// URL"), "{e}");
     // rediss:// (TLS) parses; nothing listens, so it runs on local health.
     let ok = base(json!({"redis_url": "rediss://:fake-pw@127.0.0.1:9/0", "timeout_ms": 50}));
     let eng = llmux::Engine::from_json(&ok).expect("rediss URL accepted");

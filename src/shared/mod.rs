@@ -73,41 +73,7 @@ impl Settings {
         err: &mut impl FnMut(String, String),
     ) -> Option<Settings> {
         let at = |f: &str| format!("shared.{f}");
-        let url = match (&cfg.redis_url, &cfg.redis_url_env) {
-            (Some(u), None) => Some(u.clone()),
-            (None, Some(var)) => {
-                let v = env(var);
-                if v.is_none() {
-                    err(
-                        at("redis_url_env"),
-                        format!("environment variable {var:?} is not set"),
-                    );
-                }
-                v
-            }
-            (Some(_), Some(_)) => {
-                err(
-                    at("redis_url"),
-                    "give redis_url or redis_url_env, not both".into(),
-                );
-                None
-            }
-            (None, None) => {
-                err(at("redis_url"), "missing (or set redis_url_env)".into());
-                None
-            }
-        };
-        if let Some(u) = &url {
-            let scheme_ok = ["redis://", "rediss://", "valkey://", "valkeys://"]
-                .iter()
-                .any(|s| u.starts_with(s));
-            if !scheme_ok || redis::Client::open(u.as_str()).is_err() {
-                err(
-                    at("redis_url"),
-                    format!("{} is not a redis:// or rediss:// URL", redact(u)),
-                );
-            }
-        }
+        let url = resolve_url(cfg, env, err);
         for (name, v) in [("sync_ms", cfg.sync_ms), ("timeout_ms", cfg.timeout_ms)] {
             if v == 0 {
                 err(at(name), "must be at least 1 ms".into());
@@ -124,45 +90,17 @@ impl Settings {
             err(at("lease_ms"), "must be longer than sync_ms".into());
         }
         let ca_pem = cfg.tls_ca_file.as_ref().and_then(|path| {
-            if !url
+            let tls = url
                 .as_deref()
-                .is_some_and(|u| u.starts_with("rediss://") || u.starts_with("valkeys://"))
-            {
+                .is_some_and(|u| u.starts_with("rediss://") || u.starts_with("valkeys://"));
+            if !tls {
                 err(at("tls_ca_file"), "only for a rediss:// URL".into());
             }
-            match std::fs::read(path) {
-                Ok(pem) => Some(pem),
-                Err(e) => {
-                    err(at("tls_ca_file"), format!("cannot read {path:?}: {e}"));
-                    None
-                }
-            }
+            std::fs::read(path)
+                .map_err(|e| err(at("tls_ca_file"), format!("cannot read {path:?}: {e}")))
+                .ok()
         });
-        let mut fleet_cap = vec![None; endpoints.len()];
-        for (i, name) in cfg.fleet_concurrency.iter().enumerate() {
-            let matching: Vec<usize> = (0..endpoints.len())
-                .filter(|&e| {
-                    endpoints[e].id == *name || providers[endpoints[e].provider].slug == *name
-                })
-                .collect();
-            if matching.is_empty() {
-                err(
-                    format!("shared.fleet_concurrency[{i}]"),
-                    format!("{name:?} is neither an endpoint id nor a provider slug"),
-                );
-            }
-            for e in matching {
-                match endpoints[e].max_concurrency {
-                    Some(n) => fleet_cap[e] = Some(n),
-                    None if endpoints[e].id == *name => err(
-                        format!("shared.fleet_concurrency[{i}]"),
-                        format!("endpoint {name:?} has no max_concurrency"),
-                    ),
-                    None => {}
-                }
-            }
-        }
-        Some(Settings {
+        let s = Settings {
             url: url?,
             key_prefix: cfg.key_prefix.clone(),
             sync: Duration::from_millis(cfg.sync_ms.max(1)),
@@ -170,9 +108,22 @@ impl Settings {
             eject_quorum: cfg.eject_quorum.max(1),
             eject_window: Duration::from_millis(cfg.eject_window_ms),
             lease: Duration::from_millis(lease_ms),
-            fleet_cap,
+            fleet_cap: fleet_caps(cfg, endpoints, providers, err),
             ca_pem,
-        })
+        };
+        if let Err(e) = s.client() {
+            let what = if s.ca_pem.is_some() {
+                "tls_ca_file"
+            } else {
+                "redis_url"
+            };
+            err(
+                at(what),
+                scrub(&format!("cannot set up the Redis client: {e}"), &s.url),
+            );
+            return None;
+        }
+        Some(s)
     }
 
     /// The client for this URL (with the private CA when one is given).
@@ -194,6 +145,77 @@ impl Settings {
     pub fn probe_grace(&self) -> Duration {
         (self.sync * 3).max(Duration::from_secs(2))
     }
+}
+
+/// The URL from `redis_url` or `redis_url_env`, checked.
+fn resolve_url(
+    cfg: &SharedConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    err: &mut impl FnMut(String, String),
+) -> Option<String> {
+    let url = match (&cfg.redis_url, &cfg.redis_url_env) {
+        (Some(u), None) => u.clone(),
+        (None, Some(var)) => match env(var) {
+            Some(u) => u,
+            None => {
+                let msg = format!("environment variable {var:?} is not set");
+                err("shared.redis_url_env".into(), msg);
+                return None;
+            }
+        },
+        (Some(_), Some(_)) => {
+            let msg = "give redis_url or redis_url_env, not both".into();
+            err("shared.redis_url".into(), msg);
+            return None;
+        }
+        (None, None) => {
+            err(
+                "shared.redis_url".into(),
+                "missing (or set redis_url_env)".into(),
+            );
+            return None;
+        }
+    };
+    let scheme_ok = ["redis://", "rediss://", "valkey://", "valkeys://"]
+        .iter()
+        .any(|s| url.starts_with(s));
+    if !scheme_ok || redis::Client::open(url.as_str()).is_err() {
+        let msg = format!("{} is not a redis:// or rediss:// URL", redact(&url));
+        err("shared.redis_url".into(), msg);
+    }
+    Some(url)
+}
+
+/// Per endpoint, its fleet-wide limit: `fleet_concurrency` names endpoint
+/// ids or provider slugs; a named endpoint needs a `max_concurrency`.
+fn fleet_caps(
+    cfg: &SharedConfig,
+    endpoints: &[Endpoint],
+    providers: &[Provider],
+    err: &mut impl FnMut(String, String),
+) -> Vec<Option<u32>> {
+    let mut caps = vec![None; endpoints.len()];
+    for (i, name) in cfg.fleet_concurrency.iter().enumerate() {
+        let path = format!("shared.fleet_concurrency[{i}]");
+        let matching: Vec<usize> = (0..endpoints.len())
+            .filter(|&e| endpoints[e].id == *name || providers[endpoints[e].provider].slug == *name)
+            .collect();
+        if matching.is_empty() {
+            let msg = format!("{name:?} is neither an endpoint id nor a provider slug");
+            err(path.clone(), msg);
+        }
+        for e in matching {
+            match endpoints[e].max_concurrency {
+                Some(n) => caps[e] = Some(n),
+                None if endpoints[e].id == *name => err(
+                    path.clone(),
+                    format!("endpoint {name:?} has no max_concurrency"),
+                ),
+                None => {}
+            }
+        }
+    }
+    caps
 }
 
 /// A URL with its password replaced by `***`.
