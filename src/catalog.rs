@@ -89,6 +89,8 @@ pub struct Catalog {
     pub sticky: StickyConfig,
     /// The largest request body accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Shared health settings, when the `shared` section is present.
+    pub shared: Option<crate::shared::Settings>,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
 }
@@ -460,6 +462,9 @@ impl Catalog {
                 err("proxy".into(), "not a valid proxy URL".into());
             }
         }
+        let shared = cfg.shared.as_ref().and_then(|s| {
+            crate::shared::Settings::resolve(s, &endpoints, &providers, env, &mut err)
+        });
 
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
@@ -476,6 +481,7 @@ impl Catalog {
             hedging: cfg.hedging,
             sticky: cfg.sticky,
             max_request_bytes: usize::try_from(max_request_bytes).unwrap_or(usize::MAX),
+            shared,
             failover,
             model_index,
         })

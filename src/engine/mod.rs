@@ -79,6 +79,8 @@ struct StatsOut<'a> {
     endpoints: Vec<EndpointStatsOut<'a>>,
     requests_in_flight: usize,
     events_queued: usize,
+    /// Shared health's state (`{"enabled": false}` when off).
+    shared: Value,
 }
 
 #[derive(serde::Serialize)]
@@ -92,6 +94,9 @@ struct EndpointStatsOut<'a> {
     upstream_model: &'a str,
     price: PriceOut,
     context_window: Option<u64>,
+    /// Shared health's view of the endpoint, when shared health is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared: Option<Value>,
 }
 
 #[derive(serde::Serialize)]
@@ -163,7 +168,13 @@ impl Engine {
             .enable_all()
             .build()
             .map_err(|e| EngineError::Runtime(e.to_string()))?;
-        let health = Health::new(catalog.health, catalog.endpoints.len());
+        let mut health = Health::new(catalog.health, catalog.endpoints.len());
+        let shared = catalog.shared.clone().map(|s| {
+            let (overlay, rx) = crate::shared::Overlay::new(s, catalog.endpoints.len());
+            let overlay = Arc::new(overlay);
+            health.set_shared(overlay.clone());
+            (overlay, rx)
+        });
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -189,6 +200,20 @@ impl Engine {
             .or(DEFAULT_TIMEOUTS.connect_ms)
             .unwrap_or(5000);
         inner.client(connect).map_err(EngineError::Runtime)?;
+        if let Some((overlay, rx)) = shared {
+            let c = &inner.catalog;
+            let keys = (0..c.endpoints.len())
+                .map(|e| {
+                    format!(
+                        "{}|{}",
+                        c.models[c.endpoints[e].model].slug, c.endpoints[e].id
+                    )
+                })
+                .collect();
+            let health_of = inner.clone();
+            let aggregate = move |e: usize, _now: Instant| health_of.health.aggregate(e);
+            runtime.spawn(crate::shared::run(overlay, rx, keys, aggregate));
+        }
         if let Some(ms) = inner.catalog.health.active_probe_interval_ms {
             runtime.spawn(probe_loop(inner.clone(), Duration::from_millis(ms)));
         }
@@ -283,6 +308,7 @@ impl Engine {
                         completion: e.price_completion,
                     },
                     context_window: e.context_window,
+                    shared: inner.health.shared().map(|o| o.endpoint_stats(i, now)),
                 }
             })
             .collect();
@@ -290,6 +316,10 @@ impl Engine {
             endpoints,
             requests_in_flight: inner.active.load(Ordering::Acquire),
             events_queued: inner.queue.len(),
+            shared: inner
+                .health
+                .shared()
+                .map_or_else(|| json!({"enabled": false}), |o| o.stats(now)),
         })
         .unwrap_or_default()
     }
@@ -373,6 +403,9 @@ impl Engine {
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.inner.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some(o) = self.inner.health.shared() {
+            o.release();
         }
         rt.shutdown_timeout(Duration::from_secs(1));
     }
