@@ -647,7 +647,11 @@ fn latency_learned_by_one_instance_steers_another() {
         r["stream"] = json!(true);
         r
     };
-    a.batch(vec![stream(req("A", Some(&["quick/default"]), Value::Null))]);
+    a.batch(vec![stream(req(
+        "A",
+        Some(&["quick/default"]),
+        Value::Null,
+    ))]);
     a.batch(vec![stream(req("A", Some(&["slow/default"]), Value::Null))]);
     let learned = Instant::now();
     let d = b.wait_for("A's latencies", Duration::from_secs(10), |s| {
