@@ -20,6 +20,6 @@ pub mod request;
 pub mod routing;
 pub mod upstream;
 
-pub use engine::{Engine, EngineError, SubmitError};
+pub use engine::{Engine, EngineError, RequestEvents, SubmitError, SubmitOptions};
 pub use events::{Event, EventKind};
 pub use protocol::Protocol;

@@ -156,6 +156,17 @@ async fn control(conn: &mut Conn, shared: &Shared, req: &Request, keep: bool) ->
     }
 }
 
+/// The last message is a tool result (Anthropic or OpenAI shape).
+fn last_message_is_tool_result(body: &Value) -> bool {
+    let Some(last) = body["messages"].as_array().and_then(|m| m.last()) else {
+        return false;
+    };
+    last["role"] == "tool"
+        || last["content"]
+            .as_array()
+            .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
+}
+
 async fn handle(
     conn: &mut Conn,
     shared: &Arc<Shared>,
@@ -203,6 +214,11 @@ async fn handle(
                 let body = error_json(proto, 400, &msg);
                 return send_json(conn, 400, &[], &body, keep).await;
             }
+        }
+    }
+    if let Some(next) = behavior.after_tool_result.take() {
+        if last_message_is_tool_result(&body) {
+            behavior = *next;
         }
     }
     if let Some(key) = &behavior.require_key {

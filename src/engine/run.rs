@@ -18,7 +18,16 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Where a request from `submit_with` sends its events, and what it
+/// forwards upstream. `Default`: the shared queue, nothing forwarded.
+#[derive(Default)]
+pub(super) struct Channel {
+    pub(super) chunks: Option<mpsc::Sender<Event>>,
+    pub(super) terminal: Option<oneshot::Sender<Event>>,
+    pub(super) headers: Vec<(String, String)>,
+}
 
 /// One attempt as the routing record reports it.
 struct AttemptRecord {
@@ -49,6 +58,8 @@ struct Terminal {
     caller: Protocol,
     model: String,
     emitted: bool,
+    /// The request's own terminal channel (`submit_with`); else the queue.
+    channel: Option<oneshot::Sender<Event>>,
 }
 
 impl Terminal {
@@ -61,11 +72,17 @@ impl Terminal {
         // Counted out before the event is visible, so a host that has seen
         // the terminal never reads this request as in flight.
         self.inner.active.fetch_sub(1, Ordering::AcqRel);
-        self.inner.queue.push(Event {
+        let ev = Event {
             request_id: self.id,
             kind,
             data,
-        });
+        };
+        match self.channel.take() {
+            Some(tx) => {
+                let _ = tx.send(ev);
+            }
+            None => self.inner.queue.push(ev),
+        }
     }
 }
 
@@ -92,6 +109,8 @@ struct Failure {
     status: u16,
     kind: &'static str,
     message: String,
+    /// The upstream's own error body (same protocol as the caller).
+    upstream_body: Option<String>,
 }
 
 fn failure_from(e: &AttemptError) -> Failure {
@@ -120,6 +139,7 @@ fn failure_from(e: &AttemptError) -> Failure {
         status,
         kind,
         message: e.message.clone(),
+        upstream_body: e.upstream_body.clone(),
     }
 }
 
@@ -245,6 +265,8 @@ struct Shared<'a> {
     winner: &'a AtomicUsize,
     notify: &'a Notify,
     deadline: Instant,
+    chunks: Option<&'a mpsc::Sender<Event>>,
+    headers: &'a [(String, String)],
 }
 
 /// Claims a concurrency slot and records a pending attempt; None when the
@@ -307,6 +329,8 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
         winner: sh.winner,
         slot,
         on_first_token: &on_first,
+        chunks: sh.chunks,
+        forward_headers: sh.headers,
     })
     .await;
     // The health table hears of every attempt exactly once: here when it
@@ -600,6 +624,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
         status: 503,
         kind: "overloaded",
         message: "every endpoint is at its concurrency limit".into(),
+        upstream_body: None,
     }))
 }
 
@@ -608,6 +633,7 @@ pub(super) async fn run(
     id: u64,
     req: ParsedRequest,
     mut cancel: oneshot::Receiver<()>,
+    channel: Channel,
 ) {
     let started = Instant::now();
     let mut term = Terminal {
@@ -616,6 +642,7 @@ pub(super) async fn run(
         caller: req.protocol,
         model: req.model_slug().to_owned(),
         emitted: false,
+        channel: channel.terminal,
     };
     let total = req
         .timeouts
@@ -635,15 +662,18 @@ pub(super) async fn run(
             winner: &winner,
             notify: &notify,
             deadline,
+            chunks: channel.chunks.as_ref(),
+            headers: &channel.headers,
         };
         let fut = drive(&sh, &mut st);
         tokio::select! {
             biased;
-            _ = &mut cancel => Err(Failure { status: 499, kind: "cancelled", message: "the request was cancelled".into() }),
+            _ = &mut cancel => Err(Failure { status: 499, kind: "cancelled", message: "the request was cancelled".into(), upstream_body: None }),
             _ = tokio::time::sleep_until(deadline.into()) => Err(Failure {
                 status: 504,
                 kind: "timeout",
                 message: format!("the total timeout of {total} ms expired"),
+                upstream_body: None,
             }),
             r = fut => r,
         }
@@ -677,7 +707,11 @@ pub(super) async fn run(
             )
         }
         Err(f) => {
-            let body = protocol::error_body(req.protocol, f.status, f.kind, &f.message);
+            let body = f
+                .upstream_body
+                .as_deref()
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or_else(|| protocol::error_body(req.protocol, f.status, f.kind, &f.message));
             (
                 EventKind::Error,
                 TerminalOut {

@@ -70,9 +70,15 @@
 //! | `thinking {type:enabled, budget_tokens}` | `reasoning_effort` | `<= 2048` low, `<= 8192` medium, else high; `disabled` / `adaptive` -> nothing |
 //! | `stream` | `stream` | |
 //!
+//! | `role: "system"` turn inside `messages` (Claude Code's environment block) | a `system` message at that place | text blocks joined with `"\n\n"` |
+//!
 //! Dropped: `top_k`, `cache_control` everywhere, `service_tier`,
-//! `container`, `context_management`, other `metadata` keys, and any other
-//! unknown field. Refused: `mcp_servers`, server tools (a `type` other than
+//! `container`, `context_management`, `output_config` (effort),
+//! `thinking` `adaptive`, `defer_loading` (every tool is sent in full), the
+//! tool search tool (`tool_search_tool_*`), `tool_reference` blocks in
+//! `tool_result`, `server_tool_use` / `tool_search_tool_result` blocks in
+//! assistant turns, other `metadata` keys, and any other unknown field.
+//! Refused: `mcp_servers`, other server tools (a `type` other than
 //! `custom`), `document` and other non-text/image blocks, images in
 //! `tool_result` or assistant turns, `tool_use` in user turns, unknown roles,
 //! wrongly typed fields.
@@ -848,6 +854,21 @@ fn anthropic_texts(v: &Value, path: &str) -> Result<Vec<String>, PayloadError> {
     }
 }
 
+/// A `tool_result` content without `tool_reference` blocks (tool search
+/// results name tools; every tool is sent to OpenAI endpoints anyway).
+fn without_tool_references(c: &Value) -> std::borrow::Cow<'_, Value> {
+    match c {
+        Value::Array(blocks) if blocks.iter().any(is_tool_reference) => std::borrow::Cow::Owned(
+            Value::Array(blocks.iter().filter(|b| !is_tool_reference(b)).cloned().collect()),
+        ),
+        _ => std::borrow::Cow::Borrowed(c),
+    }
+}
+
+fn is_tool_reference(b: &Value) -> bool {
+    b.get("type").and_then(Value::as_str) == Some("tool_reference")
+}
+
 /// An Anthropic image block -> an OpenAI `image_url` part.
 fn anthropic_image_to_part(b: &Map<String, Value>, path: &str) -> Result<Value, PayloadError> {
     let spath = sub(path, "source");
@@ -898,7 +919,7 @@ fn anthropic_messages_to_openai(
                             let id = req_str(o, "tool_use_id", &bp)?;
                             let text = match field(o, "content") {
                                 None => String::new(),
-                                Some(c) => anthropic_texts(c, &sub(&bp, "content"))?.join("\n"),
+                                Some(c) => anthropic_texts(&without_tool_references(c), &sub(&bp, "content"))?.join("\n"),
                             };
                             tool_msgs.push(
                                 json!({ "role": "tool", "tool_call_id": id, "content": text }),
@@ -941,6 +962,8 @@ fn anthropic_messages_to_openai(
                             }));
                         }
                         "thinking" | "redacted_thinking" => {}
+                        // Anthropic-side tool search turns; meaningless to OpenAI.
+                        "server_tool_use" | "tool_search_tool_result" => {}
                         other => {
                             return Err(bad(format!(
                                 "`{bp}`: block type `{other}` cannot be translated to OpenAI"
@@ -965,6 +988,12 @@ fn anthropic_messages_to_openai(
             }
             ("user" | "assistant", _) => {
                 return Err(bad(format!("`{cpath}` must be a string or an array")))
+            }
+            // Claude Code sends its environment block as a system turn inside
+            // `messages`; OpenAI has a role for exactly that.
+            ("system", c) => {
+                let text = anthropic_texts(c, &cpath)?.join("\n\n");
+                out.push(json!({ "role": "system", "content": text }));
             }
             (other, _) => return Err(bad(format!("`{path}.role` `{other}` is not supported"))),
         }
@@ -1028,6 +1057,9 @@ pub fn anthropic_request_to_openai(body: &Map<String, Value>) -> Result<Value, P
             let t = obj(tool, &path)?;
             match opt_str(t, "type", &path)? {
                 None | Some("custom") => {}
+                // The tool search tool only finds tools marked
+                // `defer_loading`; OpenAI endpoints get every tool in full.
+                Some(ty) if ty.starts_with("tool_search_tool") => continue,
                 Some(other) => {
                     return Err(bad(format!(
                         "`{path}`: server tool `{other}` cannot be translated to OpenAI"
@@ -1090,7 +1122,6 @@ pub fn anthropic_request_to_openai(body: &Map<String, Value>) -> Result<Value, P
             out.insert("reasoning_effort".into(), json!(effort_for_budget(budget)));
         }
     }
-
     if let Some(s) = opt_bool(body, "stream", "")? {
         out.insert("stream".into(), Value::Bool(s));
     }
