@@ -142,7 +142,7 @@ pub fn parse(
     };
 
     let mut slugs = vec![slug];
-    match body.remove("models") {
+    match body.shift_remove("models") {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => {
             for (i, m) in list.into_iter().enumerate() {
@@ -163,7 +163,7 @@ pub fn parse(
     let mut timeouts = TimeoutsConfig::default();
     let mut hedge = None;
     let mut sticky_key = None;
-    if let Some(prov) = body.remove("provider") {
+    if let Some(prov) = body.shift_remove("provider") {
         let Value::Object(prov) = prov else {
             return Err(invalid("`provider` must be an object"));
         };

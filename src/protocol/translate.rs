@@ -2372,6 +2372,47 @@ mod tests {
         );
     }
 
+    /// What Claude Code 2.1 sends in normal use translates to OpenAI: the
+    /// in-`messages` system turn, adaptive thinking, context management,
+    /// effort, deferred tools and the tool search tool, cache_control
+    /// everywhere, `is_error` tool results, tool references.
+    #[test]
+    fn a2o_claude_code_request() {
+        let out = a2o(json!({
+            "model": "m", "max_tokens": 32000, "stream": true,
+            "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
+                       {"type": "text", "text": "Be careful."}],
+            "messages": [
+                {"role": "system", "content": [{"type": "text", "text": "<env>cwd: /tmp</env>"}]},
+                {"role": "user", "content": [{"type": "text", "text": "run echo", "cache_control": {"type": "ephemeral"}}]},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"},
+                    {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "echo hi"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "is_error": false,
+                    "cache_control": {"type": "ephemeral"},
+                    "content": [{"type": "text", "text": "hi"}, {"type": "tool_reference", "tool_name": "Read"}]}]}
+            ],
+            "tools": [{"name": "Bash", "description": "run", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}},
+                      {"name": "Read", "input_schema": {"type": "object"}, "defer_loading": true},
+                      {"type": "tool_search_tool_regex_20251119", "name": "tool_search_tool_regex"}],
+            "thinking": {"type": "adaptive", "display": "omitted"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "output_config": {"effort": "high"},
+            "metadata": {"user_id": "{\"device_id\":\"d\",\"session_id\":\"s\"}"}
+        }))
+        .expect("Claude Code's request translates");
+        assert_eq!(out["max_completion_tokens"], 32000);
+        let msgs = out["messages"].as_array().expect("messages");
+        assert_eq!(msgs[0], json!({"role": "system", "content": "You are Claude Code.\n\nBe careful."}));
+        assert_eq!(msgs[1], json!({"role": "system", "content": "<env>cwd: /tmp</env>"}));
+        assert_eq!(msgs[3]["tool_calls"][0]["function"]["name"], "Bash");
+        assert_eq!(msgs[4], json!({"role": "tool", "tool_call_id": "toolu_1", "content": "hi"}));
+        let tools = out["tools"].as_array().expect("tools");
+        assert_eq!(tools.len(), 2, "the tool search tool is dropped, deferred tools sent in full");
+        for k in ["thinking", "context_management", "output_config", "reasoning_effort"] {
+            assert!(out.get(k).is_none(), "{k} must not reach OpenAI");
+        }
+    }
+
     #[test]
     fn a2o_refusals() {
         let cases = [
@@ -2401,7 +2442,7 @@ mod tests {
                 "image",
             ),
             (
-                json!({"messages": [{"role": "system", "content": "x"}]}),
+                json!({"messages": [{"role": "narrator", "content": "x"}]}),
                 "messages[0].role",
             ),
             (
