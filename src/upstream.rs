@@ -322,6 +322,39 @@ fn forwarded_headers(provider: &Provider, caller: &[(String, String)]) -> reqwes
     map
 }
 
+/// Sends an Anthropic `count_tokens` body to an Anthropic-protocol
+/// provider (`{base}/v1/messages/count_tokens`) with its key and headers and
+/// the caller's `anthropic-*` headers; returns the status and body.
+pub async fn count_tokens(
+    client: &reqwest::Client,
+    provider: &Provider,
+    body: Vec<u8>,
+    forward: &[(String, String)],
+    deadline: Instant,
+) -> Result<(u16, String), String> {
+    let mut rb = client
+        .post(format!("{}/count_tokens", provider.url))
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    if let Some(key) = &provider.key {
+        rb = rb.header("x-api-key", key.expose());
+    }
+    for (n, v) in &provider.headers {
+        rb = rb.header(n.clone(), v.clone());
+    }
+    if !forward.is_empty() {
+        rb = rb.headers(forwarded_headers(provider, forward));
+    }
+    let mut resp = timeout_at(deadline.into(), rb.body(body).send())
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| describe(&e))?;
+    let status = resp.status().as_u16();
+    let bytes = read_limited(&mut resp, MAX_ERROR_BODY, deadline)
+        .await
+        .map_err(|(_, m)| m)?;
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
 async fn read_limited(
     resp: &mut reqwest::Response,
     limit: usize,

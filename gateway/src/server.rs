@@ -474,6 +474,7 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
         None => None,
     };
     let id = ctx.id;
+    let serving = events.serving().map(|(e, p)| (e.to_owned(), p.to_owned()));
     let st = Streaming {
         ctx,
         events,
@@ -490,15 +491,24 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
     h.insert("cache-control", HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     h.insert("x-llmux-request-id", HeaderValue::from(id));
+    // What is known when the headers go out: who serves (after failover).
+    if let Some((endpoint, provider)) = serving {
+        if let (Ok(e), Ok(p)) = (HeaderValue::try_from(endpoint), HeaderValue::try_from(provider)) {
+            h.insert("x-llmux-endpoint", e);
+            h.insert("x-llmux-provider", p);
+        }
+    }
     resp
 }
 
 // ---------------------------------------------------------------------------
 // count_tokens, models, stats, health
 
-/// `{"input_tokens": N}`: an upper bound, the UTF-8 bytes of the JSON of
-/// `system`, `tools` and `messages` (a token is never shorter than a byte,
-/// and the JSON punctuation more than covers per-message overhead).
+/// `{"input_tokens": N}`: from an Anthropic-protocol endpoint of the model
+/// when it has one (exact; its answer comes back unchanged), else an upper
+/// bound: the UTF-8 bytes of the JSON of `system`, `tools` and `messages`
+/// (a token is never shorter than a byte, and the JSON punctuation more than
+/// covers per-message overhead).
 async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Response {
     let proto = Protocol::Anthropic;
     if let Err(r) = authorize(&app, &h, proto) {
@@ -508,22 +518,31 @@ async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
+    let mut counted = "estimate";
+    match app.engine.count_tokens(&bytes, anthropic_headers(&h)) {
+        Err(e) => return submit_error(proto, &e),
+        Ok(None) => {}
+        Ok(Some(rx)) => match rx.await {
+            Ok(Ok((200, body))) => {
+                let mut r = json_response(200, body);
+                r.headers_mut().insert("x-llmux-count", HeaderValue::from_static("upstream"));
+                return r;
+            }
+            // An endpoint without count_tokens (404) or a failure: estimate.
+            _ => counted = "estimate-after-upstream-error",
+        },
+    }
     let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(&bytes) else {
         return error(proto, 400, "invalid_request_error", "the body must be a JSON object");
     };
-    let Some(model) = v.get("model").and_then(Value::as_str) else {
-        return error(proto, 400, "invalid_request_error", "`model` is required");
-    };
-    let slug = model.split(':').next().unwrap_or(model);
-    if app.engine.catalog().model(slug).is_none() {
-        return error(proto, 404, "not_found_error", &format!("unknown model `{slug}`"));
-    }
     let n: usize = ["system", "tools", "messages"]
         .iter()
         .filter_map(|k| v.get(*k))
         .map(|x| x.to_string().len())
         .sum();
-    json_response(200, json!({"input_tokens": n}).to_string())
+    let mut r = json_response(200, json!({"input_tokens": n}).to_string());
+    r.headers_mut().insert("x-llmux-count", HeaderValue::from_static(counted));
+    r
 }
 
 /// The engine's stats, endpoints grouped by model in catalog order.

@@ -299,7 +299,7 @@ fn anthropic_headers_go_to_anthropic_endpoints_only() {
 #[test]
 fn listings_health_metrics_and_count_tokens() {
     let a = MockServer::start("a", Behavior::default()).expect("mock");
-    let b = MockServer::start("b", Behavior::default()).expect("mock");
+    let b = MockServer::start("b", Behavior { prompt_tokens: 1234, ..Default::default() }).expect("mock");
     let gw = start(&config(&[("openai", &a), ("anthropic", &b)], json!({})), &[]);
     rt().block_on(async {
         let c = client();
@@ -334,12 +334,25 @@ fn listings_health_metrics_and_count_tokens() {
                      "llmux_cost_usd_total", "llmux_endpoint_circuit_state", "llmux_endpoint_in_flight"] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
-        let body = json!({"model": "demo/chat", "system": "be brief",
+        // Pinned to the OpenAI endpoint: an estimate that does not undercount.
+        let body = json!({"model": "demo/chat:a", "system": "be brief",
             "messages": [{"role": "user", "content": "count these words please"}]});
-        let v: Value = c.post(format!("{}/api/anthropic/v1/messages/count_tokens", gw.url))
-            .json(&body).send().await.expect("send").json().await.expect("json");
-        let n = v["input_tokens"].as_u64().expect("input_tokens");
+        let r = c.post(format!("{}/api/anthropic/v1/messages/count_tokens", gw.url))
+            .json(&body).send().await.expect("send");
+        assert_eq!(r.headers()["x-llmux-count"], "estimate");
+        let n = r.json::<Value>().await.expect("json")["input_tokens"].as_u64().expect("input_tokens");
         assert!(n >= 6, "{n} undercounts");
+        // The model has an Anthropic endpoint: its exact count, forwarded.
+        let body = json!({"model": "demo/chat", "messages": [{"role": "user", "content": "hi"}]});
+        let r = c.post(format!("{}/v1/messages/count_tokens", gw.url))
+            .header("anthropic-version", "2023-06-01").header("anthropic-beta", "token-counting-2024-11-01")
+            .json(&body).send().await.expect("send");
+        assert_eq!(r.headers()["x-llmux-count"], "upstream");
+        assert_eq!(r.json::<Value>().await.expect("json"), json!({"input_tokens": 1234}));
+        let rec = b.requests().into_iter().find(|r| r.path.ends_with("/count_tokens")).expect("forwarded");
+        assert_eq!(rec.body["model"], "up-b");
+        assert_eq!(rec.header("anthropic-beta"), Some("token-counting-2024-11-01"));
+        assert_eq!(rec.header("x-api-key"), Some("upstream-fake-key"));
     });
 }
 
@@ -525,4 +538,55 @@ fn agent_loop_tool_call_then_text_in_both_protocols() {
         assert_eq!(v["content"][0]["text"], "The command printed hello.", "{v}");
     });
     assert_eq!(oa.request_count(), 2);
+}
+
+#[test]
+fn streams_get_keepalives_and_routing_headers() {
+    let slow = MockServer::start("slow", Behavior { first_token_delay_ms: 700, ..Default::default() }).expect("mock");
+    let down = MockServer::start("down", Behavior { status: 503, ..Default::default() }).expect("mock");
+    let gw = start(&config(&[("openai", &down), ("anthropic", &slow)], json!({"keepalive_ms": 200})), &[]);
+    rt().block_on(async {
+        let c = client();
+        for (path, body, ping) in [
+            ("/v1/chat/completions", chat(true), ": keep-alive\n\n"),
+            ("/v1/messages", messages(true), "event: ping\ndata: {\"type\": \"ping\"}\n\n"),
+        ] {
+            let r = c.post(format!("{}{path}", gw.url)).json(&body).send().await.expect("send");
+            assert_eq!(r.status(), 200);
+            let text = r.text().await.expect("body");
+            assert!(text.contains(ping), "{path}: no keep-alive in {text}");
+            assert!(text.contains("[DONE]") || text.contains("message_stop"), "{text}");
+        }
+        // Headers go out at the first chunk, after failover: the record so far.
+        slow.set_behavior(Behavior::default());
+        let r = c.post(format!("{}/v1/chat/completions", gw.url)).json(&chat(true)).send().await.expect("send");
+        assert_eq!(r.headers()["x-llmux-endpoint"], "slow/default");
+        assert_eq!(r.headers()["x-llmux-provider"], "slow");
+        assert!(r.text().await.expect("body").ends_with("data: [DONE]\n\n"));
+    });
+}
+
+#[test]
+fn health_is_saved_at_shutdown_and_loaded_at_start() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let dir = temp_dir();
+    let file = dir.0.join("health.json");
+    let cfg = config(&[("openai", &a)], json!({"health_file": file}));
+    let mut gw = start(&cfg, &[]);
+    rt().block_on(async {
+        for _ in 0..3 {
+            let r = client().post(format!("{}/v1/chat/completions", gw.url)).json(&chat(false)).send().await.expect("send");
+            assert_eq!(r.status(), 200);
+        }
+    });
+    sigterm(&gw.child);
+    assert!(gw.child.wait().expect("wait").success());
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("health file")).expect("JSON");
+    assert_eq!(saved["endpoints"][0]["endpoint"], "a/default");
+    // A new gateway starts with what the old one learned.
+    let gw = start(&cfg, &[]);
+    let v: Value = rt().block_on(async {
+        client().get(format!("{}/api/v1/stats", gw.url)).send().await.expect("send").json().await.expect("json")
+    });
+    assert!(v["endpoints"][0]["first_token_ms"].is_number(), "{v}");
 }

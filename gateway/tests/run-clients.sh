@@ -132,6 +132,8 @@ turns = [r for r in reqs if r["body"].get("tools")]
 sys.exit(0 if len(turns) >= 2 and has_result(turns[-1]) else 1)'; then
     echo "FAIL Claude Code ($model): the tool result did not reach the upstream"; requests_of | head -c 3000; exit 1
   fi
+  # LLMUX_CLIENTS_DUMP=DIR keeps what Claude Code sent, for inspection.
+  [ -z "${LLMUX_CLIENTS_DUMP:-}" ] || requests_of >"$LLMUX_CLIENTS_DUMP/claude-code-${model#demo/}.json"
   n=$(grep -c "\"model\":\"$model\".*\"status\":200" "$work/gw.log" || true)
   [ "$n" -ge 2 ] || { echo "FAIL Claude Code ($model): $n successful requests logged"; exit 1; }
   echo "ok   Claude Code $cc_version with $model: tool call, tool result, final text ($n requests through the gateway)"

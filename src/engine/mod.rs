@@ -86,6 +86,7 @@ pub struct RequestEvents {
     finished: bool,
     stream: bool,
     model: String,
+    served: Arc<AtomicUsize>,
 }
 
 impl RequestEvents {
@@ -102,6 +103,14 @@ impl RequestEvents {
     /// The model slug the request asked for (without `:provider`).
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// The endpoint id and provider slug serving the request, once its
+    /// first token arrived (so always by the first chunk).
+    pub fn serving(&self) -> Option<(&str, &str)> {
+        let e = self.served.load(Ordering::Acquire).checked_sub(1)?;
+        let c = &self.inner.catalog;
+        Some((c.endpoints[e].id.as_str(), c.provider_of(e).slug.as_str()))
     }
 
     /// The next event; `None` after the terminal one.
@@ -289,10 +298,12 @@ impl Engine {
         let (term_tx, term_rx) = oneshot::channel();
         lock(&self.inner.cancels).insert(id, cancel_tx);
         self.inner.active.fetch_add(1, Ordering::AcqRel);
+        let served = Arc::new(AtomicUsize::new(0));
         let channel = run::Channel {
             chunks: Some(chunk_tx),
             terminal: Some(term_tx),
             headers: opts.forward_headers,
+            served: Some(served.clone()),
         };
         rt.spawn(run::run(self.inner.clone(), id, req, cancel_rx, channel));
         Ok(RequestEvents {
@@ -304,7 +315,57 @@ impl Engine {
             finished: false,
             stream,
             model,
+            served,
         })
+    }
+
+    /// Counts a Messages body's input tokens exactly, when its model (or
+    /// pinned provider) has an Anthropic-protocol endpoint with a closed
+    /// circuit: the body (model replaced by the endpoint's upstream model,
+    /// llmux's own fields removed) goes to that endpoint's
+    /// `/v1/messages/count_tokens`, and the upstream's status and body come
+    /// back on the receiver. `Ok(None)`: no such endpoint.
+    #[allow(clippy::type_complexity)]
+    pub fn count_tokens(
+        &self,
+        body: &[u8],
+        forward_headers: Vec<(String, String)>,
+    ) -> Result<Option<oneshot::Receiver<Result<(u16, String), String>>>, SubmitError> {
+        let Some(rt) = &self.runtime else {
+            return Err(SubmitError::ShuttingDown);
+        };
+        let mut req = request::parse(&self.inner.catalog, Protocol::Anthropic, body)
+            .map_err(SubmitError::Request)?;
+        let c = &self.inner.catalog;
+        let now = Instant::now();
+        let Some(e) = req.routes[0].candidates.iter().copied().find(|&e| {
+            c.provider_of(e).protocol == Protocol::Anthropic
+                && self.inner.health.snapshot(e, now).get("circuit") == Some(&json!("closed"))
+        }) else {
+            return Ok(None);
+        };
+        req.body
+            .insert("model".into(), json!(c.endpoints[e].upstream_model));
+        let bytes = serde_json::to_vec(&req.body).map_err(|e| {
+            SubmitError::Request(request::RequestError::Invalid(e.to_string()))
+        })?;
+        let inner = self.inner.clone();
+        let (tx, rx) = oneshot::channel();
+        rt.spawn(async move {
+            let c = &inner.catalog;
+            let provider = c.provider_of(e);
+            let t = provider.timeouts.over(c.timeouts).over(DEFAULT_TIMEOUTS);
+            let deadline = Instant::now() + Duration::from_millis(t.first_token_ms.unwrap_or(60_000));
+            let r = match inner.client(t.connect_ms.unwrap_or(5000)) {
+                Ok(client) => {
+                    crate::upstream::count_tokens(&client, provider, bytes, &forward_headers, deadline)
+                        .await
+                }
+                Err(m) => Err(m),
+            };
+            let _ = tx.send(r);
+        });
+        Ok(Some(rx))
     }
 
     /// The ranked candidates a request would try now, and why, without

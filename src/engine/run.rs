@@ -27,6 +27,8 @@ pub(super) struct Channel {
     pub(super) chunks: Option<mpsc::Sender<Event>>,
     pub(super) terminal: Option<oneshot::Sender<Event>>,
     pub(super) headers: Vec<(String, String)>,
+    /// Set to the serving endpoint + 1 at the first token, before any chunk.
+    pub(super) served: Option<Arc<AtomicUsize>>,
 }
 
 /// One attempt as the routing record reports it.
@@ -267,6 +269,7 @@ struct Shared<'a> {
     deadline: Instant,
     chunks: Option<&'a mpsc::Sender<Event>>,
     headers: &'a [(String, String)],
+    served: Option<&'a AtomicUsize>,
 }
 
 /// Claims a concurrency slot and records a pending attempt; None when the
@@ -310,6 +313,9 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
         .client(timeouts.connect_ms.unwrap_or(5000))
         .map_err(|m| AttemptError::new(ErrKind::Transport, m))?;
     let on_first = |ms: f64| {
+        if let Some(s) = sh.served {
+            s.store(e + 1, Ordering::Release);
+        }
         inner.health.first_token(e, Instant::now(), ms);
         sh.notify.notify_one();
     };
@@ -664,6 +670,7 @@ pub(super) async fn run(
             deadline,
             chunks: channel.chunks.as_ref(),
             headers: &channel.headers,
+            served: channel.served.as_deref(),
         };
         let fut = drive(&sh, &mut st);
         tokio::select! {
