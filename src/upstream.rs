@@ -304,11 +304,17 @@ fn build_request(
 
 /// The caller's `anthropic-*` headers; they replace the configured ones of
 /// the same name, except `anthropic-beta`, whose lists are joined.
-fn forwarded_headers(provider: &Provider, caller: &[(String, String)]) -> reqwest::header::HeaderMap {
+fn forwarded_headers(
+    provider: &Provider,
+    caller: &[(String, String)],
+) -> reqwest::header::HeaderMap {
     use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
     let mut map = HeaderMap::new();
     for (n, v) in caller {
-        let (Ok(name), Ok(mut value)) = (HeaderName::try_from(n.as_str()), HeaderValue::try_from(v.as_str())) else {
+        let (Ok(name), Ok(mut value)) = (
+            HeaderName::try_from(n.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) else {
             continue;
         };
         if name == "anthropic-beta" {
@@ -424,8 +430,9 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             .unwrap_or_default();
         let message = upstream_error_message(provider.protocol, &body);
         let same = provider.protocol == ctx.caller;
-        let upstream_body = (same && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok())
-            .then(|| String::from_utf8_lossy(&body).into_owned());
+        let upstream_body = (same
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok())
+        .then(|| String::from_utf8_lossy(&body).into_owned());
         return Err(AttemptError {
             upstream_body,
             kind: ErrKind::Status,
@@ -570,7 +577,10 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
                 Some(tx) => {
                     for ev in out {
                         if tx.send(ev).await.is_err() {
-                            return Err(AttemptError::new(ErrKind::Cancelled, "the caller went away"));
+                            return Err(AttemptError::new(
+                                ErrKind::Cancelled,
+                                "the caller went away",
+                            ));
                         }
                     }
                 }

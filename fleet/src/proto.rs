@@ -180,7 +180,11 @@ async fn handle(
     if req.path.ends_with("/messages/count_tokens") {
         // Anthropic's token counter: `prompt_tokens` of the behavior (10 when unset).
         let b = shared.behavior();
-        let n = if b.prompt_tokens == 0 { 10 } else { b.prompt_tokens };
+        let n = if b.prompt_tokens == 0 {
+            10
+        } else {
+            b.prompt_tokens
+        };
         let body = serde_json::json!({"input_tokens": n});
         return send_json(conn, 200, &[], &body, keep).await;
     }

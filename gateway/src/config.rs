@@ -40,10 +40,7 @@ struct Section {
 #[serde(untagged)]
 enum KeySpec {
     Env(String),
-    Named {
-        env: String,
-        name: Option<String>,
-    },
+    Named { env: String, name: Option<String> },
 }
 
 /// A caller key, read from its environment variable at load.
@@ -72,8 +69,8 @@ pub struct Loaded {
 pub fn load(path: &std::path::Path) -> Result<Loaded, Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("cannot read config file {}: {e}", path.display())])?;
-    let mut value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| vec![format!("config is not valid JSON: {e}")])?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| vec![format!("config is not valid JSON: {e}")])?;
     let section = match value.as_object_mut() {
         Some(m) => m.remove("gateway"),
         None => return Err(vec!["config must be a JSON object".into()]),
@@ -90,7 +87,11 @@ fn resolve(section: Option<serde_json::Value>) -> Result<GatewayConfig, Vec<Stri
         None | Some(serde_json::Value::Null) => Section::default(),
         Some(v) => serde_path_to_error::deserialize(v).map_err(|e| {
             let p = e.path().to_string();
-            let at = if p == "." { "gateway".into() } else { format!("gateway.{p}") };
+            let at = if p == "." {
+                "gateway".into()
+            } else {
+                format!("gateway.{p}")
+            };
             vec![format!("{at}: {}", e.into_inner())]
         })?,
     };

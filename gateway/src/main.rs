@@ -209,7 +209,11 @@ fn route(args: &Args) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     for m in plan["models"].as_array().into_iter().flatten() {
-        println!("{} (policy {})", m["model"].as_str().unwrap_or(""), m["policy"].as_str().unwrap_or(""));
+        println!(
+            "{} (policy {})",
+            m["model"].as_str().unwrap_or(""),
+            m["policy"].as_str().unwrap_or("")
+        );
         for c in m["candidates"].as_array().into_iter().flatten() {
             println!("  {}", explain_line(c));
         }
@@ -221,9 +225,14 @@ fn explain_line(c: &serde_json::Value) -> String {
     let f = |k: &str| c[k].as_f64();
     let latency = match f("first_token_ms") {
         Some(ms) => format!("first token {ms:.0} ms (measured)"),
-        None => format!("first token {:.0} ms (prior, unmeasured)", f("prior_ms").unwrap_or(0.0)),
+        None => format!(
+            "first token {:.0} ms (prior, unmeasured)",
+            f("prior_ms").unwrap_or(0.0)
+        ),
     };
-    let tput = f("throughput_tps").map(|t| format!("{t:.0} tok/s")).unwrap_or_else(|| "unmeasured".into());
+    let tput = f("throughput_tps")
+        .map(|t| format!("{t:.0} tok/s"))
+        .unwrap_or_else(|| "unmeasured".into());
     format!(
         "{}. {}  [{}]  {}, {} in flight -> cost {:.0}; price ${}/${} per M; throughput {}; circuit {}{}{}",
         c["rank"],
@@ -250,7 +259,11 @@ fn serve(args: &Args) -> ExitCode {
     if let Some(l) = &args.listen {
         match l.parse() {
             Ok(a) => loaded.gateway.listen = a,
-            Err(_) => return fail(&[format!("--listen: `{l}` is not an address such as 127.0.0.1:4000")]),
+            Err(_) => {
+                return fail(&[format!(
+                    "--listen: `{l}` is not an address such as 127.0.0.1:4000"
+                )])
+            }
         }
     }
     let g = &loaded.gateway;
@@ -264,20 +277,30 @@ fn serve(args: &Args) -> ExitCode {
         None | Some("logfmt") => LogFormat::Logfmt,
         Some("json") => LogFormat::Json,
         Some("off") => LogFormat::Off,
-        Some(other) => return fail(&[format!("--log-format: `{other}` is not json, logfmt or off")]),
+        Some(other) => {
+            return fail(&[format!(
+                "--log-format: `{other}` is not json, logfmt or off"
+            )])
+        }
     };
     let eng = match engine(&loaded) {
         Ok(e) => Arc::new(e),
         Err(c) => return c,
     };
     let prom = match metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0])
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        ])
         .and_then(|b| b.install_recorder())
     {
         Ok(h) => h,
         Err(e) => return fail(&[format!("cannot set up metrics: {e}")]),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("llmux-http").build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("llmux-http")
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&[format!("cannot start the runtime: {e}")]),
     };
@@ -292,7 +315,10 @@ fn serve(args: &Args) -> ExitCode {
 }
 
 fn g_health_file(args: &Args) -> Option<PathBuf> {
-    config::load(args.config.as_deref()?).ok()?.gateway.health_file
+    config::load(args.config.as_deref()?)
+        .ok()?
+        .gateway
+        .health_file
 }
 
 async fn run(
@@ -329,15 +355,17 @@ async fn run(
     // time, then cancel what is left.
     tokio::spawn(async move {
         shutdown_signal().await;
-        eprintln!("llmux: shutting down, draining for up to {} ms", drain.as_millis());
+        eprintln!(
+            "llmux: shutting down, draining for up to {} ms",
+            drain.as_millis()
+        );
         let _ = stop_tx.send(());
         tokio::time::sleep(drain).await;
         let _ = cancel_tx.send(true);
     });
-    let serve = axum::serve(listener, server::router(app))
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-        });
+    let serve = axum::serve(listener, server::router(app)).with_graceful_shutdown(async move {
+        let _ = stop_rx.await;
+    });
     if let Err(e) = serve.await {
         return fail(&[format!("server error: {e}")]);
     }
@@ -347,7 +375,10 @@ async fn run(
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         return;
     };

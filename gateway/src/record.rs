@@ -72,7 +72,8 @@ pub fn observe(model: &str, r: &Routing, outcome: &str) {
         metrics::counter!("llmux_failed_attempts_total", "endpoint" => a.endpoint.clone(), "outcome" => a.outcome.clone()).increment(1);
     }
     if r.attempts.len() > 1 {
-        metrics::counter!("llmux_failovers_total", "model" => model.clone()).increment(r.attempts.len() as u64 - 1);
+        metrics::counter!("llmux_failovers_total", "model" => model.clone())
+            .increment(r.attempts.len() as u64 - 1);
     }
     if let Some(ms) = r.first_token_ms {
         metrics::histogram!("llmux_first_token_seconds", "model" => model.clone(), "endpoint" => endpoint.clone()).record(ms / 1000.0);
@@ -85,7 +86,8 @@ pub fn observe(model: &str, r: &Routing, outcome: &str) {
         metrics::counter!("llmux_tokens_total", "model" => model.clone(), "endpoint" => endpoint.clone(), "kind" => "completion").increment(u.completion_tokens);
     }
     if let Some(c) = r.cost_usd {
-        metrics::gauge!("llmux_cost_usd_total", "model" => model, "endpoint" => endpoint).increment(c);
+        metrics::gauge!("llmux_cost_usd_total", "model" => model, "endpoint" => endpoint)
+            .increment(c);
     }
 }
 
@@ -141,7 +143,11 @@ impl LogLine<'_> {
                     let _ = write!(s, " first_token_ms={f:.1}");
                 }
                 if let Some(u) = usage {
-                    let _ = write!(s, " prompt_tokens={} completion_tokens={}", u.prompt_tokens, u.completion_tokens);
+                    let _ = write!(
+                        s,
+                        " prompt_tokens={} completion_tokens={}",
+                        u.prompt_tokens, u.completion_tokens
+                    );
                 }
                 if let Some(c) = cost {
                     let _ = write!(s, " cost_usd={c:.8}");

@@ -56,13 +56,22 @@ pub fn router(app: Arc<App>) -> Router {
                 post(move |s: St, h: HeaderMap, b: Body| complete(s, proto, h, b)),
             );
         }
-        for path in ["/anthropic/v1/messages/count_tokens", "/v1/messages/count_tokens"] {
+        for path in [
+            "/anthropic/v1/messages/count_tokens",
+            "/v1/messages/count_tokens",
+        ] {
             r = r.route(&format!("{prefix}{path}"), post(count_tokens));
         }
         r = r
             .route(&format!("{prefix}/v1/models"), get(models_by_header))
-            .route(&format!("{prefix}/v1/models/{{vendor}}/{{name}}/endpoints"), get(model_endpoints))
-            .route(&format!("{prefix}/anthropic/v1/models"), get(anthropic_models))
+            .route(
+                &format!("{prefix}/v1/models/{{vendor}}/{{name}}/endpoints"),
+                get(model_endpoints),
+            )
+            .route(
+                &format!("{prefix}/anthropic/v1/models"),
+                get(anthropic_models),
+            )
             .route(&format!("{prefix}/v1/stats"), get(stats));
     }
     r.fallback(not_found)
@@ -106,7 +115,9 @@ fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
         return Some(v.as_bytes());
     }
     let v = h.get("authorization")?.as_bytes();
-    let rest = v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer "))?;
+    let rest = v
+        .strip_prefix(b"Bearer ")
+        .or_else(|| v.strip_prefix(b"bearer "))?;
     Some(rest)
 }
 
@@ -144,15 +155,20 @@ fn submit_error(proto: Protocol, e: &SubmitError) -> Response {
                 .insert("retry-after", HeaderValue::from_static("1"));
             r
         }
-        SubmitError::Request(R::UnknownModel(m) | R::UnknownProvider(m) | R::UnknownEndpoint(m)) => {
-            error(proto, 404, "not_found_error", m)
-        }
+        SubmitError::Request(
+            R::UnknownModel(m) | R::UnknownProvider(m) | R::UnknownEndpoint(m),
+        ) => error(proto, 404, "not_found_error", m),
         SubmitError::Request(r) => error(proto, 400, "invalid_request_error", &r.to_string()),
     }
 }
 
 /// Reads the body up to the limit; past it, a 413 in the caller's shape.
-async fn read_body(app: &App, h: &HeaderMap, body: Body, proto: Protocol) -> Result<Bytes, Response> {
+async fn read_body(
+    app: &App,
+    h: &HeaderMap,
+    body: Body,
+    proto: Protocol,
+) -> Result<Bytes, Response> {
     let too_large = || {
         error(
             proto,
@@ -178,7 +194,12 @@ async fn read_body(app: &App, h: &HeaderMap, body: Body, proto: Protocol) -> Res
                 }
                 src = s.source();
             }
-            Err(error(proto, 400, "invalid_request_error", "could not read the request body"))
+            Err(error(
+                proto,
+                400,
+                "invalid_request_error",
+                "could not read the request body",
+            ))
         }
     }
 }
@@ -267,7 +288,10 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
 }
 
 /// Waits for an event, or returns `None` when the drain time ran out.
-async fn next_event(events: &mut RequestEvents, cancel: &mut watch::Receiver<bool>) -> Option<Option<Event>> {
+async fn next_event(
+    events: &mut RequestEvents,
+    cancel: &mut watch::Receiver<bool>,
+) -> Option<Option<Event>> {
     if *cancel.borrow() {
         return None;
     }
@@ -281,7 +305,12 @@ async fn next_event(events: &mut RequestEvents, cancel: &mut watch::Receiver<boo
 fn terminal_response(ctx: &Ctx, ev: &Event) -> Response {
     let Ok(t) = serde_json::from_str::<Terminal>(&ev.data) else {
         ctx.finish(500, "internal_error", None);
-        return error(ctx.proto, 500, "internal_error", "unreadable terminal event");
+        return error(
+            ctx.proto,
+            500,
+            "internal_error",
+            "unreadable terminal event",
+        );
     };
     let routing = t.routing.unwrap_or_default();
     let mut resp = match (t.kind, t.response, t.error) {
@@ -295,10 +324,12 @@ fn terminal_response(ctx: &Ctx, ev: &Event) -> Response {
         }
         (_, _, err) => {
             let status = t.status.unwrap_or(502);
-            let outcome = error_type(err.map(|e| e.get()).unwrap_or("")).unwrap_or_else(|| "error".into());
+            let outcome =
+                error_type(err.map(|e| e.get()).unwrap_or("")).unwrap_or_else(|| "error".into());
             ctx.finish(status, &outcome, Some(&routing));
             let body = err.map(|e| e.get().to_owned()).unwrap_or_else(|| {
-                llmux::protocol::error_body(ctx.proto, status, "upstream_error", "failed").to_string()
+                llmux::protocol::error_body(ctx.proto, status, "upstream_error", "failed")
+                    .to_string()
             });
             let mut r = json_response(status, body);
             // The engine already failed over and retried: a client retry
@@ -336,11 +367,21 @@ async fn whole_response(ctx: Ctx, mut events: RequestEvents) -> Response {
         match next_event(&mut events, &mut cancel).await {
             None => {
                 ctx.finish(503, "drained", None);
-                return error(ctx.proto, 503, "overloaded", "the gateway shut down before the request finished");
+                return error(
+                    ctx.proto,
+                    503,
+                    "overloaded",
+                    "the gateway shut down before the request finished",
+                );
             }
             Some(None) => {
                 ctx.finish(500, "internal_error", None);
-                return error(ctx.proto, 500, "internal_error", "the request ended without a result");
+                return error(
+                    ctx.proto,
+                    500,
+                    "internal_error",
+                    "the request ended without a result",
+                );
             }
             Some(Some(ev)) if ev.kind != EventKind::Chunk => return terminal_response(&ctx, &ev),
             Some(Some(_)) => {}
@@ -412,7 +453,8 @@ impl Streaming {
         }
         let body = t.error.map(|e| e.get()).unwrap_or("{}");
         let outcome = error_type(body).unwrap_or_else(|| "error".into());
-        self.ctx.finish(t.status.unwrap_or(502), &outcome, Some(&routing));
+        self.ctx
+            .finish(t.status.unwrap_or(502), &outcome, Some(&routing));
         error_frame(self.ctx.proto, body)
     }
 
@@ -465,11 +507,21 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
         Some(Some(ev)) => Some(ev),
         Some(None) => {
             ctx.finish(500, "internal_error", None);
-            return error(ctx.proto, 500, "internal_error", "the request ended without a result");
+            return error(
+                ctx.proto,
+                500,
+                "internal_error",
+                "the request ended without a result",
+            );
         }
         None if *cancel.borrow() => {
             ctx.finish(503, "drained", None);
-            return error(ctx.proto, 503, "overloaded", "the gateway shut down before the request finished");
+            return error(
+                ctx.proto,
+                503,
+                "overloaded",
+                "the gateway shut down before the request finished",
+            );
         }
         None => None,
     };
@@ -487,13 +539,19 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
     });
     let mut resp = Response::new(Body::from_stream(body));
     let h = resp.headers_mut();
-    h.insert("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
     h.insert("cache-control", HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     h.insert("x-llmux-request-id", HeaderValue::from(id));
     // What is known when the headers go out: who serves (after failover).
     if let Some((endpoint, provider)) = serving {
-        if let (Ok(e), Ok(p)) = (HeaderValue::try_from(endpoint), HeaderValue::try_from(provider)) {
+        if let (Ok(e), Ok(p)) = (
+            HeaderValue::try_from(endpoint),
+            HeaderValue::try_from(provider),
+        ) {
             h.insert("x-llmux-endpoint", e);
             h.insert("x-llmux-provider", p);
         }
@@ -525,7 +583,8 @@ async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Response {
         Ok(Some(rx)) => match rx.await {
             Ok(Ok((200, body))) => {
                 let mut r = json_response(200, body);
-                r.headers_mut().insert("x-llmux-count", HeaderValue::from_static("upstream"));
+                r.headers_mut()
+                    .insert("x-llmux-count", HeaderValue::from_static("upstream"));
                 return r;
             }
             // An endpoint without count_tokens (404) or a failure: estimate.
@@ -533,7 +592,12 @@ async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Response {
         },
     }
     let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(&bytes) else {
-        return error(proto, 400, "invalid_request_error", "the body must be a JSON object");
+        return error(
+            proto,
+            400,
+            "invalid_request_error",
+            "the body must be a JSON object",
+        );
     };
     let n: usize = ["system", "tools", "messages"]
         .iter()
@@ -541,7 +605,8 @@ async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Response {
         .map(|x| x.to_string().len())
         .sum();
     let mut r = json_response(200, json!({"input_tokens": n}).to_string());
-    r.headers_mut().insert("x-llmux-count", HeaderValue::from_static(counted));
+    r.headers_mut()
+        .insert("x-llmux-count", HeaderValue::from_static(counted));
     r
 }
 
@@ -576,7 +641,9 @@ fn endpoint_view(e: &Value) -> Value {
 }
 
 fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn openai_models(app: &App) -> Value {
@@ -584,10 +651,18 @@ fn openai_models(app: &App) -> Value {
     let data: Vec<Value> = endpoints_by_model(app)
         .into_iter()
         .map(|(slug, eps)| {
-            let ctx = eps.iter().filter_map(|e| e["context_length"].as_u64()).max();
+            let ctx = eps
+                .iter()
+                .filter_map(|e| e["context_length"].as_u64())
+                .max();
             let cheapest = eps
                 .iter()
-                .map(|e| (e["price"]["prompt"].as_f64().unwrap_or(0.0), e["price"]["completion"].as_f64().unwrap_or(0.0)))
+                .map(|e| {
+                    (
+                        e["price"]["prompt"].as_f64().unwrap_or(0.0),
+                        e["price"]["completion"].as_f64().unwrap_or(0.0),
+                    )
+                })
                 .min_by(|a, b| (a.0 + a.1).total_cmp(&(b.0 + b.1)))
                 .unwrap_or((0.0, 0.0));
             json!({
@@ -606,7 +681,11 @@ fn openai_models(app: &App) -> Value {
 fn per_token(per_million: f64) -> String {
     let s = format!("{:.12}", per_million / 1e6);
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() { "0".into() } else { s.to_owned() }
+    if s.is_empty() {
+        "0".into()
+    } else {
+        s.to_owned()
+    }
 }
 
 fn anthropic_models_json(app: &App) -> Value {
@@ -637,11 +716,20 @@ fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 async fn models_by_header(State(app): St, h: HeaderMap) -> Response {
-    let proto = if h.contains_key("anthropic-version") { Protocol::Anthropic } else { Protocol::OpenAi };
+    let proto = if h.contains_key("anthropic-version") {
+        Protocol::Anthropic
+    } else {
+        Protocol::OpenAi
+    };
     if let Err(r) = authorize(&app, &h, proto) {
         return r;
     }
@@ -659,14 +747,29 @@ async fn anthropic_models(State(app): St, h: HeaderMap) -> Response {
     json_response(200, anthropic_models_json(&app).to_string())
 }
 
-async fn model_endpoints(State(app): St, h: HeaderMap, Path((vendor, name)): Path<(String, String)>) -> Response {
+async fn model_endpoints(
+    State(app): St,
+    h: HeaderMap,
+    Path((vendor, name)): Path<(String, String)>,
+) -> Response {
     if let Err(r) = authorize(&app, &h, Protocol::OpenAi) {
         return r;
     }
     let slug = format!("{vendor}/{name}");
-    match endpoints_by_model(&app).into_iter().find(|(s, _)| *s == slug) {
-        Some((_, eps)) => json_response(200, json!({"data": {"id": slug, "endpoints": eps}}).to_string()),
-        None => error(Protocol::OpenAi, 404, "not_found_error", &format!("unknown model `{slug}`")),
+    match endpoints_by_model(&app)
+        .into_iter()
+        .find(|(s, _)| *s == slug)
+    {
+        Some((_, eps)) => json_response(
+            200,
+            json!({"data": {"id": slug, "endpoints": eps}}).to_string(),
+        ),
+        None => error(
+            Protocol::OpenAi,
+            404,
+            "not_found_error",
+            &format!("unknown model `{slug}`"),
+        ),
     }
 }
 
@@ -687,7 +790,11 @@ async fn ready(State(app): St) -> Response {
     let eps = stats["endpoints"].as_array().cloned().unwrap_or_default();
     let usable = eps.iter().filter(|e| e["circuit"] != "open").count();
     let status = if usable > 0 { 200 } else { 503 };
-    json_response(status, json!({"ready": usable > 0, "endpoints": eps.len(), "usable_endpoints": usable}).to_string())
+    json_response(
+        status,
+        json!({"ready": usable > 0, "endpoints": eps.len(), "usable_endpoints": usable})
+            .to_string(),
+    )
 }
 
 /// Prometheus text; per-endpoint gauges are refreshed from the engine first.
@@ -708,6 +815,9 @@ async fn metrics(State(app): St) -> Response {
         }
     }
     let mut r = app.prom.render().into_response();
-    r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; version=0.0.4"));
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     r
 }

@@ -94,7 +94,11 @@ fn try_start(cfg: &Value, extra: &[&str]) -> Result<Gateway, String> {
     // Keep stderr drained so log lines never block the gateway.
     let mut err = child.stderr.take().expect("stderr");
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    Ok(Gateway { url: url.to_owned(), child, _dir: dir })
+    Ok(Gateway {
+        url: url.to_owned(),
+        child,
+        _dir: dir,
+    })
 }
 
 fn keyed() -> Value {
@@ -102,7 +106,10 @@ fn keyed() -> Value {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -133,7 +140,11 @@ fn keys_give_401_in_each_protocols_shape() {
             for key in [None, Some("wrong-key")] {
                 let mut rb = c.post(url).json(&body);
                 if let Some(k) = key {
-                    rb = if anthropic { rb.header("x-api-key", k) } else { rb.bearer_auth(k) };
+                    rb = if anthropic {
+                        rb.header("x-api-key", k)
+                    } else {
+                        rb.bearer_auth(k)
+                    };
                 }
                 let r = rb.send().await.expect("send");
                 assert_eq!(r.status(), 401, "{url} key {key:?}");
@@ -148,20 +159,43 @@ fn keys_give_401_in_each_protocols_shape() {
                 }
             }
             // Both header forms work for both protocols.
-            let r = c.post(url).bearer_auth(KEY).json(&body).send().await.expect("send");
+            let r = c
+                .post(url)
+                .bearer_auth(KEY)
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
             assert_eq!(r.status(), 200);
-            let r = c.post(url).header("x-api-key", KEY).json(&body).send().await.expect("send");
+            let r = c
+                .post(url)
+                .header("x-api-key", KEY)
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
             assert_eq!(r.status(), 200);
         }
         // Listings need the key too; liveness does not.
-        let r = c.get(format!("{}/v1/models", gw.url)).send().await.expect("send");
+        let r = c
+            .get(format!("{}/v1/models", gw.url))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status(), 401);
-        let r = c.get(format!("{}/health", gw.url)).send().await.expect("send");
+        let r = c
+            .get(format!("{}/health", gw.url))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status(), 200);
     });
     // The caller's key never went upstream.
     for rec in a.requests() {
-        assert_eq!(rec.header("authorization"), Some("Bearer upstream-fake-key"));
+        assert_eq!(
+            rec.header("authorization"),
+            Some("Bearer upstream-fake-key")
+        );
         assert!(!format!("{:?}", rec.headers).contains(KEY));
     }
 }
@@ -169,7 +203,10 @@ fn keys_give_401_in_each_protocols_shape() {
 #[test]
 fn body_over_the_limit_is_413() {
     let a = MockServer::start("a", Behavior::default()).expect("mock");
-    let gw = start(&config(&[("openai", &a)], json!({"max_body_bytes": 2000})), &[]);
+    let gw = start(
+        &config(&[("openai", &a)], json!({"max_body_bytes": 2000})),
+        &[],
+    );
     rt().block_on(async {
         let c = client();
         let big = json!({"model": "demo/chat", "max_tokens": 5,
@@ -205,21 +242,38 @@ fn body_over_the_limit_is_413() {
 fn without_keys_only_loopback() {
     let a = MockServer::start("a", Behavior::default()).expect("mock");
     let cfg = config(&[("openai", &a)], json!({}));
-    let err = try_start(&cfg, &["--listen", "0.0.0.0:0"]).err().expect("refused");
+    let err = try_start(&cfg, &["--listen", "0.0.0.0:0"])
+        .err()
+        .expect("refused");
     assert!(err.contains("without caller keys"), "{err}");
     let gw = start(&cfg, &["--listen", "0.0.0.0:0", "--insecure-no-auth"]);
     assert!(gw.url.starts_with("http://0.0.0.0:"), "{}", gw.url);
     // Loopback without keys serves.
     let gw = start(&cfg, &[]);
-    let r = rt().block_on(client().post(format!("{}/v1/chat/completions", gw.url)).json(&chat(false)).send());
+    let r = rt().block_on(
+        client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(false))
+            .send(),
+    );
     assert_eq!(r.expect("send").status(), 200);
 }
 
 #[test]
 fn routing_record_headers_failover_and_upstream_errors() {
-    let bad = MockServer::start("bad", Behavior { status: 503, ..Default::default() }).expect("mock");
+    let bad = MockServer::start(
+        "bad",
+        Behavior {
+            status: 503,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
     let good = MockServer::start("good", Behavior::default()).expect("mock");
-    let gw = start(&config(&[("openai", &bad), ("anthropic", &good)], keyed()), &[]);
+    let gw = start(
+        &config(&[("openai", &bad), ("anthropic", &good)], keyed()),
+        &[],
+    );
     rt().block_on(async {
         let c = client();
         let r = c.post(format!("{}/api/v1/chat/completions", gw.url)).bearer_auth(KEY)
@@ -265,7 +319,10 @@ fn routing_record_headers_failover_and_upstream_errors() {
 fn anthropic_headers_go_to_anthropic_endpoints_only() {
     let an = MockServer::start("an", Behavior::default()).expect("mock");
     let oa = MockServer::start("oa", Behavior::default()).expect("mock");
-    let gw = start(&config(&[("anthropic", &an), ("openai", &oa)], json!({})), &[]);
+    let gw = start(
+        &config(&[("anthropic", &an), ("openai", &oa)], json!({})),
+        &[],
+    );
     let beta = "claude-code-20250219,interleaved-thinking-2025-05-14,some-future-beta-2099-01-01";
     rt().block_on(async {
         let c = client();
@@ -287,71 +344,185 @@ fn anthropic_headers_go_to_anthropic_endpoints_only() {
     let rec = &an.requests()[0];
     assert_eq!(rec.header("anthropic-beta"), Some(beta));
     assert_eq!(rec.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(rec.header("anthropic-dangerous-direct-browser-access"), Some("true"));
+    assert_eq!(
+        rec.header("anthropic-dangerous-direct-browser-access"),
+        Some("true")
+    );
     assert_eq!(rec.header("x-api-key"), Some("upstream-fake-key"));
     // Unknown fields pass through, in the caller's order.
     let keys: Vec<&String> = rec.body.as_object().expect("object").keys().collect();
-    assert_eq!(keys, ["model", "max_tokens", "stream", "zz_unknown", "messages", "aa_last"]);
+    assert_eq!(
+        keys,
+        [
+            "model",
+            "max_tokens",
+            "stream",
+            "zz_unknown",
+            "messages",
+            "aa_last"
+        ]
+    );
     let rec = &oa.requests()[0];
-    assert!(rec.headers.iter().all(|(n, _)| !n.starts_with("anthropic-")), "{:?}", rec.headers);
+    assert!(
+        rec.headers
+            .iter()
+            .all(|(n, _)| !n.starts_with("anthropic-")),
+        "{:?}",
+        rec.headers
+    );
 }
 
 #[test]
 fn listings_health_metrics_and_count_tokens() {
     let a = MockServer::start("a", Behavior::default()).expect("mock");
-    let b = MockServer::start("b", Behavior { prompt_tokens: 1234, ..Default::default() }).expect("mock");
-    let gw = start(&config(&[("openai", &a), ("anthropic", &b)], json!({})), &[]);
+    let b = MockServer::start(
+        "b",
+        Behavior {
+            prompt_tokens: 1234,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let gw = start(
+        &config(&[("openai", &a), ("anthropic", &b)], json!({})),
+        &[],
+    );
     rt().block_on(async {
         let c = client();
         let get = |p: &str| c.get(format!("{}{p}", gw.url));
         let r = get("/api/v1/chat/completions").send().await.expect("send");
         assert_eq!(r.status(), 405);
-        c.post(format!("{}/v1/chat/completions", gw.url)).json(&chat(false)).send().await.expect("send");
-        let v: Value = get("/api/v1/models").send().await.expect("send").json().await.expect("json");
+        c.post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(false))
+            .send()
+            .await
+            .expect("send");
+        let v: Value = get("/api/v1/models")
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
         assert_eq!(v["object"], "list");
         let m = &v["data"][0];
         assert_eq!(m["id"], "demo/chat");
         assert_eq!(m["pricing"]["prompt"], "0.000001");
         assert_eq!(m["endpoints"].as_array().map(Vec::len), Some(2));
         assert_eq!(m["endpoints"][0]["circuit"], "closed");
-        let v: Value = get("/v1/models").header("anthropic-version", "2023-06-01").send().await.expect("send").json().await.expect("json");
+        let v: Value = get("/v1/models")
+            .header("anthropic-version", "2023-06-01")
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
         assert_eq!(v["data"][0]["type"], "model");
         assert_eq!(v["first_id"], "demo/chat");
         assert_eq!(v["has_more"], false);
-        assert!(v["data"][0]["created_at"].as_str().unwrap_or("").ends_with('Z'));
-        let v: Value = get("/api/anthropic/v1/models").send().await.expect("send").json().await.expect("json");
+        assert!(v["data"][0]["created_at"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with('Z'));
+        let v: Value = get("/api/anthropic/v1/models")
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
         assert_eq!(v["last_id"], "demo/chat");
-        let v: Value = get("/api/v1/models/demo/chat/endpoints").send().await.expect("send").json().await.expect("json");
+        let v: Value = get("/api/v1/models/demo/chat/endpoints")
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
         assert_eq!(v["data"]["endpoints"][1]["id"], "b/default");
-        assert_eq!(get("/api/v1/models/demo/none/endpoints").send().await.expect("send").status(), 404);
-        let v: Value = get("/api/v1/stats").send().await.expect("send").json().await.expect("json");
+        assert_eq!(
+            get("/api/v1/models/demo/none/endpoints")
+                .send()
+                .await
+                .expect("send")
+                .status(),
+            404
+        );
+        let v: Value = get("/api/v1/stats")
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
         assert!(v["endpoints"].is_array());
         assert_eq!(get("/health").send().await.expect("send").status(), 200);
-        assert_eq!(c.head(format!("{}/", gw.url)).send().await.expect("send").status(), 200);
+        assert_eq!(
+            c.head(format!("{}/", gw.url))
+                .send()
+                .await
+                .expect("send")
+                .status(),
+            200
+        );
         assert_eq!(get("/ready").send().await.expect("send").status(), 200);
-        let text = get("/metrics").send().await.expect("send").text().await.expect("text");
-        for name in ["llmux_requests_total", "llmux_first_token_seconds", "llmux_tokens_total",
-                     "llmux_cost_usd_total", "llmux_endpoint_circuit_state", "llmux_endpoint_in_flight"] {
+        let text = get("/metrics")
+            .send()
+            .await
+            .expect("send")
+            .text()
+            .await
+            .expect("text");
+        for name in [
+            "llmux_requests_total",
+            "llmux_first_token_seconds",
+            "llmux_tokens_total",
+            "llmux_cost_usd_total",
+            "llmux_endpoint_circuit_state",
+            "llmux_endpoint_in_flight",
+        ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
         // Pinned to the OpenAI endpoint: an estimate that does not undercount.
         let body = json!({"model": "demo/chat:a", "system": "be brief",
             "messages": [{"role": "user", "content": "count these words please"}]});
-        let r = c.post(format!("{}/api/anthropic/v1/messages/count_tokens", gw.url))
-            .json(&body).send().await.expect("send");
+        let r = c
+            .post(format!("{}/api/anthropic/v1/messages/count_tokens", gw.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.headers()["x-llmux-count"], "estimate");
-        let n = r.json::<Value>().await.expect("json")["input_tokens"].as_u64().expect("input_tokens");
+        let n = r.json::<Value>().await.expect("json")["input_tokens"]
+            .as_u64()
+            .expect("input_tokens");
         assert!(n >= 6, "{n} undercounts");
         // The model has an Anthropic endpoint: its exact count, forwarded.
         let body = json!({"model": "demo/chat", "messages": [{"role": "user", "content": "hi"}]});
-        let r = c.post(format!("{}/v1/messages/count_tokens", gw.url))
-            .header("anthropic-version", "2023-06-01").header("anthropic-beta", "token-counting-2024-11-01")
-            .json(&body).send().await.expect("send");
+        let r = c
+            .post(format!("{}/v1/messages/count_tokens", gw.url))
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "token-counting-2024-11-01")
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.headers()["x-llmux-count"], "upstream");
-        assert_eq!(r.json::<Value>().await.expect("json"), json!({"input_tokens": 1234}));
-        let rec = b.requests().into_iter().find(|r| r.path.ends_with("/count_tokens")).expect("forwarded");
+        assert_eq!(
+            r.json::<Value>().await.expect("json"),
+            json!({"input_tokens": 1234})
+        );
+        let rec = b
+            .requests()
+            .into_iter()
+            .find(|r| r.path.ends_with("/count_tokens"))
+            .expect("forwarded");
         assert_eq!(rec.body["model"], "up-b");
-        assert_eq!(rec.header("anthropic-beta"), Some("token-counting-2024-11-01"));
+        assert_eq!(
+            rec.header("anthropic-beta"),
+            Some("token-counting-2024-11-01")
+        );
         assert_eq!(rec.header("x-api-key"), Some("upstream-fake-key"));
     });
 }
@@ -359,12 +530,26 @@ fn listings_health_metrics_and_count_tokens() {
 #[test]
 fn client_disconnect_cancels_upstream() {
     // Fast chunks so the fleet notices the closed connection at its next write.
-    let slow = MockServer::start("slow", Behavior { chunks: 5000, chunk_delay_ms: 5, ..Default::default() })
-        .expect("mock");
+    let slow = MockServer::start(
+        "slow",
+        Behavior {
+            chunks: 5000,
+            chunk_delay_ms: 5,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
     let gw = start(&config(&[("openai", &slow)], json!({})), &[]);
     let stats = format!("{}/api/v1/stats", gw.url);
     let in_flight = |c: reqwest::Client, url: String| async move {
-        let v: Value = c.get(url).send().await.expect("stats").json().await.expect("json");
+        let v: Value = c
+            .get(url)
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
         v["requests_in_flight"].as_u64().expect("in flight")
     };
     rt().block_on(async {
@@ -412,25 +597,50 @@ fn client_disconnect_cancels_upstream() {
 }
 
 fn sigterm(child: &Child) {
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(ok.success());
 }
 
 #[test]
 fn sigterm_drains_in_flight_streams_then_cancels() {
-    let slow = MockServer::start("slow", Behavior { chunks: 10, chunk_delay_ms: 100, ..Default::default() })
-        .expect("mock");
+    let slow = MockServer::start(
+        "slow",
+        Behavior {
+            chunks: 10,
+            chunk_delay_ms: 100,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
     // Drain long enough for a 1 s stream: it finishes.
-    let mut gw = start(&config(&[("openai", &slow)], json!({"drain_ms": 5000})), &[]);
+    let mut gw = start(
+        &config(&[("openai", &slow)], json!({"drain_ms": 5000})),
+        &[],
+    );
     rt().block_on(async {
         let c = client();
-        let mut r = c.post(format!("{}/v1/chat/completions", gw.url)).json(&chat(true)).send().await.expect("send");
+        let mut r = c
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(true))
+            .send()
+            .await
+            .expect("send");
         r.chunk().await.expect("read").expect("first chunk");
         sigterm(&gw.child);
         tokio::time::sleep(Duration::from_millis(200)).await;
         // No new connections once draining.
-        let refused = client().post(format!("{}/v1/chat/completions", gw.url)).json(&chat(false)).send().await;
-        assert!(refused.is_err(), "a new connection was accepted while draining");
+        let refused = client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(false))
+            .send()
+            .await;
+        assert!(
+            refused.is_err(),
+            "a new connection was accepted while draining"
+        );
         let mut rest = Vec::new();
         while let Some(b) = r.chunk().await.expect("read") {
             rest.extend_from_slice(&b);
@@ -442,11 +652,26 @@ fn sigterm_drains_in_flight_streams_then_cancels() {
     assert!(status.success(), "{status}");
 
     // Drain shorter than the stream: it is cancelled with an error event.
-    let long = MockServer::start("long", Behavior { chunks: 100, chunk_delay_ms: 100, ..Default::default() })
-        .expect("mock");
-    let mut gw = start(&config(&[("anthropic", &long)], json!({"drain_ms": 300})), &[]);
+    let long = MockServer::start(
+        "long",
+        Behavior {
+            chunks: 100,
+            chunk_delay_ms: 100,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let mut gw = start(
+        &config(&[("anthropic", &long)], json!({"drain_ms": 300})),
+        &[],
+    );
     rt().block_on(async {
-        let mut r = client().post(format!("{}/v1/messages", gw.url)).json(&messages(true)).send().await.expect("send");
+        let mut r = client()
+            .post(format!("{}/v1/messages", gw.url))
+            .json(&messages(true))
+            .send()
+            .await
+            .expect("send");
         r.chunk().await.expect("read").expect("first chunk");
         sigterm(&gw.child);
         let t = Instant::now();
@@ -466,12 +691,35 @@ fn sigterm_drains_in_flight_streams_then_cancels() {
 fn thousand_concurrent_streams_complete_and_unduplicated() {
     // OpenAI endpoints only: the per-request `mock` field that makes each
     // reply unique does not survive translation.
-    let a = MockServer::start("a", Behavior { chunks: 8, chunk_delay_ms: 5, ..Default::default() }).expect("mock");
-    let b = MockServer::start("b", Behavior { chunks: 8, chunk_delay_ms: 5, ..Default::default() }).expect("mock");
-    let gw = start(&config(&[("openai", &a), ("openai", &b)], json!({})), &["--log-format", "off"]);
+    let a = MockServer::start(
+        "a",
+        Behavior {
+            chunks: 8,
+            chunk_delay_ms: 5,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let b = MockServer::start(
+        "b",
+        Behavior {
+            chunks: 8,
+            chunk_delay_ms: 5,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let gw = start(
+        &config(&[("openai", &a), ("openai", &b)], json!({})),
+        &["--log-format", "off"],
+    );
     let n = 1000;
     let texts = rt().block_on(async {
-        let c = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().expect("client");
+        let c = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
         let tasks: Vec<_> = (0..n)
             .map(|i| {
                 let c = c.clone();
@@ -492,7 +740,10 @@ fn thousand_concurrent_streams_complete_and_unduplicated() {
         out
     });
     for (i, t) in texts.iter().enumerate() {
-        assert!(t.ends_with("data: [DONE]\n\n"), "stream {i} incomplete: {t}");
+        assert!(
+            t.ends_with("data: [DONE]\n\n"),
+            "stream {i} incomplete: {t}"
+        );
         assert_eq!(t.matches("data: [DONE]").count(), 1);
         let mut content = String::new();
         for line in t.lines().filter_map(|l| l.strip_prefix("data: ")) {
@@ -506,17 +757,27 @@ fn thousand_concurrent_streams_complete_and_unduplicated() {
         }
         assert_eq!(content, format!("reply number {i} end"), "stream {i}");
     }
-    assert_eq!(a.request_count() + b.request_count(), n, "each request went upstream exactly once");
+    assert_eq!(
+        a.request_count() + b.request_count(),
+        n,
+        "each request went upstream exactly once"
+    );
 }
 
 #[test]
 fn agent_loop_tool_call_then_text_in_both_protocols() {
     // The fleet behavior the Claude Code test uses: a Bash tool call first,
     // final text once the tool result comes back.
-    let turn2 = Behavior { text: Some("The command printed hello.".into()), ..Default::default() };
+    let turn2 = Behavior {
+        text: Some("The command printed hello.".into()),
+        ..Default::default()
+    };
     let beh = Behavior {
         text: Some(String::new()),
-        tool_calls: vec![ToolCallSpec { name: "Bash".into(), arguments: r#"{"command":"echo hello"}"#.into() }],
+        tool_calls: vec![ToolCallSpec {
+            name: "Bash".into(),
+            arguments: r#"{"command":"echo hello"}"#.into(),
+        }],
         after_tool_result: Some(Box::new(turn2)),
         ..Default::default()
     };
@@ -542,24 +803,61 @@ fn agent_loop_tool_call_then_text_in_both_protocols() {
 
 #[test]
 fn streams_get_keepalives_and_routing_headers() {
-    let slow = MockServer::start("slow", Behavior { first_token_delay_ms: 700, ..Default::default() }).expect("mock");
-    let down = MockServer::start("down", Behavior { status: 503, ..Default::default() }).expect("mock");
-    let gw = start(&config(&[("openai", &down), ("anthropic", &slow)], json!({"keepalive_ms": 200})), &[]);
+    let slow = MockServer::start(
+        "slow",
+        Behavior {
+            first_token_delay_ms: 700,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let down = MockServer::start(
+        "down",
+        Behavior {
+            status: 503,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let gw = start(
+        &config(
+            &[("openai", &down), ("anthropic", &slow)],
+            json!({"keepalive_ms": 200}),
+        ),
+        &[],
+    );
     rt().block_on(async {
         let c = client();
         for (path, body, ping) in [
             ("/v1/chat/completions", chat(true), ": keep-alive\n\n"),
-            ("/v1/messages", messages(true), "event: ping\ndata: {\"type\": \"ping\"}\n\n"),
+            (
+                "/v1/messages",
+                messages(true),
+                "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+            ),
         ] {
-            let r = c.post(format!("{}{path}", gw.url)).json(&body).send().await.expect("send");
+            let r = c
+                .post(format!("{}{path}", gw.url))
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
             assert_eq!(r.status(), 200);
             let text = r.text().await.expect("body");
             assert!(text.contains(ping), "{path}: no keep-alive in {text}");
-            assert!(text.contains("[DONE]") || text.contains("message_stop"), "{text}");
+            assert!(
+                text.contains("[DONE]") || text.contains("message_stop"),
+                "{text}"
+            );
         }
         // Headers go out at the first chunk, after failover: the record so far.
         slow.set_behavior(Behavior::default());
-        let r = c.post(format!("{}/v1/chat/completions", gw.url)).json(&chat(true)).send().await.expect("send");
+        let r = c
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(true))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.headers()["x-llmux-endpoint"], "slow/default");
         assert_eq!(r.headers()["x-llmux-provider"], "slow");
         assert!(r.text().await.expect("body").ends_with("data: [DONE]\n\n"));
@@ -575,18 +873,31 @@ fn health_is_saved_at_shutdown_and_loaded_at_start() {
     let mut gw = start(&cfg, &[]);
     rt().block_on(async {
         for _ in 0..3 {
-            let r = client().post(format!("{}/v1/chat/completions", gw.url)).json(&chat(false)).send().await.expect("send");
+            let r = client()
+                .post(format!("{}/v1/chat/completions", gw.url))
+                .json(&chat(false))
+                .send()
+                .await
+                .expect("send");
             assert_eq!(r.status(), 200);
         }
     });
     sigterm(&gw.child);
     assert!(gw.child.wait().expect("wait").success());
-    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("health file")).expect("JSON");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("health file")).expect("JSON");
     assert_eq!(saved["endpoints"][0]["endpoint"], "a/default");
     // A new gateway starts with what the old one learned.
     let gw = start(&cfg, &[]);
     let v: Value = rt().block_on(async {
-        client().get(format!("{}/api/v1/stats", gw.url)).send().await.expect("send").json().await.expect("json")
+        client()
+            .get(format!("{}/api/v1/stats", gw.url))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json")
     });
     assert!(v["endpoints"][0]["first_token_ms"].is_number(), "{v}");
 }

@@ -346,20 +346,26 @@ impl Engine {
         };
         req.body
             .insert("model".into(), json!(c.endpoints[e].upstream_model));
-        let bytes = serde_json::to_vec(&req.body).map_err(|e| {
-            SubmitError::Request(request::RequestError::Invalid(e.to_string()))
-        })?;
+        let bytes = serde_json::to_vec(&req.body)
+            .map_err(|e| SubmitError::Request(request::RequestError::Invalid(e.to_string())))?;
         let inner = self.inner.clone();
         let (tx, rx) = oneshot::channel();
         rt.spawn(async move {
             let c = &inner.catalog;
             let provider = c.provider_of(e);
             let t = provider.timeouts.over(c.timeouts).over(DEFAULT_TIMEOUTS);
-            let deadline = Instant::now() + Duration::from_millis(t.first_token_ms.unwrap_or(60_000));
+            let deadline =
+                Instant::now() + Duration::from_millis(t.first_token_ms.unwrap_or(60_000));
             let r = match inner.client(t.connect_ms.unwrap_or(5000)) {
                 Ok(client) => {
-                    crate::upstream::count_tokens(&client, provider, bytes, &forward_headers, deadline)
-                        .await
+                    crate::upstream::count_tokens(
+                        &client,
+                        provider,
+                        bytes,
+                        &forward_headers,
+                        deadline,
+                    )
+                    .await
                 }
                 Err(m) => Err(m),
             };
@@ -400,8 +406,14 @@ impl Engine {
                         ep.max_concurrency,
                     );
                 }
-                let order =
-                    crate::routing::plan(&route.candidates, &views, route.policy, now, None, sticky);
+                let order = crate::routing::plan(
+                    &route.candidates,
+                    &views,
+                    route.policy,
+                    now,
+                    None,
+                    sticky,
+                );
                 let candidates: Vec<Value> = order
                     .iter()
                     .enumerate()

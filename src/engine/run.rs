@@ -718,7 +718,9 @@ pub(super) async fn run(
                 .upstream_body
                 .as_deref()
                 .and_then(|b| serde_json::from_str(b).ok())
-                .unwrap_or_else(|| protocol::error_body(req.protocol, f.status, f.kind, &f.message));
+                .unwrap_or_else(|| {
+                    protocol::error_body(req.protocol, f.status, f.kind, &f.message)
+                });
             (
                 EventKind::Error,
                 TerminalOut {

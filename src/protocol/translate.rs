@@ -858,9 +858,15 @@ fn anthropic_texts(v: &Value, path: &str) -> Result<Vec<String>, PayloadError> {
 /// results name tools; every tool is sent to OpenAI endpoints anyway).
 fn without_tool_references(c: &Value) -> std::borrow::Cow<'_, Value> {
     match c {
-        Value::Array(blocks) if blocks.iter().any(is_tool_reference) => std::borrow::Cow::Owned(
-            Value::Array(blocks.iter().filter(|b| !is_tool_reference(b)).cloned().collect()),
-        ),
+        Value::Array(blocks) if blocks.iter().any(is_tool_reference) => {
+            std::borrow::Cow::Owned(Value::Array(
+                blocks
+                    .iter()
+                    .filter(|b| !is_tool_reference(b))
+                    .cloned()
+                    .collect(),
+            ))
+        }
         _ => std::borrow::Cow::Borrowed(c),
     }
 }
@@ -919,7 +925,11 @@ fn anthropic_messages_to_openai(
                             let id = req_str(o, "tool_use_id", &bp)?;
                             let text = match field(o, "content") {
                                 None => String::new(),
-                                Some(c) => anthropic_texts(&without_tool_references(c), &sub(&bp, "content"))?.join("\n"),
+                                Some(c) => anthropic_texts(
+                                    &without_tool_references(c),
+                                    &sub(&bp, "content"),
+                                )?
+                                .join("\n"),
                             };
                             tool_msgs.push(
                                 json!({ "role": "tool", "tool_call_id": id, "content": text }),
@@ -2402,13 +2412,31 @@ mod tests {
         .expect("Claude Code's request translates");
         assert_eq!(out["max_completion_tokens"], 32000);
         let msgs = out["messages"].as_array().expect("messages");
-        assert_eq!(msgs[0], json!({"role": "system", "content": "You are Claude Code.\n\nBe careful."}));
-        assert_eq!(msgs[1], json!({"role": "system", "content": "<env>cwd: /tmp</env>"}));
+        assert_eq!(
+            msgs[0],
+            json!({"role": "system", "content": "You are Claude Code.\n\nBe careful."})
+        );
+        assert_eq!(
+            msgs[1],
+            json!({"role": "system", "content": "<env>cwd: /tmp</env>"})
+        );
         assert_eq!(msgs[3]["tool_calls"][0]["function"]["name"], "Bash");
-        assert_eq!(msgs[4], json!({"role": "tool", "tool_call_id": "toolu_1", "content": "hi"}));
+        assert_eq!(
+            msgs[4],
+            json!({"role": "tool", "tool_call_id": "toolu_1", "content": "hi"})
+        );
         let tools = out["tools"].as_array().expect("tools");
-        assert_eq!(tools.len(), 2, "the tool search tool is dropped, deferred tools sent in full");
-        for k in ["thinking", "context_management", "output_config", "reasoning_effort"] {
+        assert_eq!(
+            tools.len(),
+            2,
+            "the tool search tool is dropped, deferred tools sent in full"
+        );
+        for k in [
+            "thinking",
+            "context_management",
+            "output_config",
+            "reasoning_effort",
+        ] {
             assert!(out.get(k).is_none(), "{k} must not reach OpenAI");
         }
     }
