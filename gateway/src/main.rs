@@ -4,6 +4,9 @@
 //! - `llmux check --config FILE`
 //! - `llmux route --config FILE MODEL [--routing JSON] [--json]`
 
+// Handlers return `Result<_, Response>`: an early HTTP answer is the error.
+#![allow(clippy::result_large_err)]
+
 mod config;
 mod record;
 mod server;
