@@ -901,3 +901,90 @@ fn health_is_saved_at_shutdown_and_loaded_at_start() {
     });
     assert!(v["endpoints"][0]["first_token_ms"].is_number(), "{v}");
 }
+
+fn run_cmd(args: &[&str], cfg: &Value) -> (bool, String) {
+    let dir = temp_dir();
+    let path = dir.0.join("llmux.json");
+    std::fs::write(&path, cfg.to_string()).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_llmux"))
+        .arg(args[0])
+        .arg("--config")
+        .arg(&path)
+        .args(&args[1..])
+        .env(KEY_ENV, KEY)
+        .output()
+        .expect("run llmux");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_prints_the_catalog_or_every_error() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let b = MockServer::start("b", Behavior::default()).expect("mock");
+    let (ok, text) = run_cmd(
+        &["check"],
+        &config(&[("openai", &a), ("anthropic", &b)], keyed()),
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("demo/chat") && text.contains("a/default") && text.contains("b/default"),
+        "{text}"
+    );
+    assert!(!text.contains(KEY), "a key was printed");
+    let mut bad = config(
+        &[("openai", &a)],
+        json!({"keys": ["LLMUX_TEST_UNSET_VARIABLE"], "listen": "nowhere"}),
+    );
+    bad["models"][0]["endpoints"][0]["provider"] = json!("acme");
+    let (ok, text) = run_cmd(&["check"], &bad);
+    assert!(!ok);
+    for want in [
+        "gateway.keys[0]",
+        "LLMUX_TEST_UNSET_VARIABLE",
+        "gateway.listen",
+        "models[0].endpoints[0].provider",
+    ] {
+        assert!(text.contains(want), "{want} missing from {text}");
+    }
+}
+
+#[test]
+fn route_explains_the_ranking_without_sending() {
+    let cheap = MockServer::start("cheap", Behavior::default()).expect("mock");
+    let fast = MockServer::start("fast", Behavior::default()).expect("mock");
+    let mut cfg = config(&[("openai", &fast), ("anthropic", &cheap)], json!({}));
+    cfg["models"][0]["endpoints"][1]["price"] = json!({"prompt": 0.1, "completion": 0.2});
+    let (ok, text) = run_cmd(&["route", "demo/chat"], &cfg);
+    assert!(ok, "{text}");
+    let (f, c) = (
+        text.find("1. fast/default").expect("fast first"),
+        text.find("2. cheap/default").expect("cheap second"),
+    );
+    assert!(
+        f < c && text.contains("policy latency") && text.contains("prior, unmeasured"),
+        "{text}"
+    );
+    let (ok, text) = run_cmd(
+        &[
+            "route",
+            "demo/chat",
+            "--routing",
+            r#"{"type":"priority","primary_factor":"price"}"#,
+        ],
+        &cfg,
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("1. cheap/default") && text.contains("policy price"),
+        "{text}"
+    );
+    let (ok, text) = run_cmd(&["route", "nope/x"], &cfg);
+    assert!(!ok && text.contains("demo/chat"), "{text}");
+    assert_eq!(
+        cheap.request_count() + fast.request_count(),
+        0,
+        "route sent something"
+    );
+}
