@@ -307,21 +307,15 @@ fn serve(args: &Args) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&[format!("cannot start the runtime: {e}")]),
     };
+    let health_file = loaded.gateway.health_file.clone();
     let code = rt.block_on(run(loaded, eng.clone(), prom, log));
     drop(rt);
-    if let Some(f) = &g_health_file(args) {
+    if let Some(f) = &health_file {
         if let Err(e) = std::fs::write(f, eng.export_health()) {
             eprintln!("llmux: cannot write health file {}: {e}", f.display());
         }
     }
     code
-}
-
-fn g_health_file(args: &Args) -> Option<PathBuf> {
-    config::load(args.config.as_deref()?)
-        .ok()?
-        .gateway
-        .health_file
 }
 
 async fn run(

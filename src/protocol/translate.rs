@@ -69,8 +69,8 @@
 //! | `metadata.user_id` | `user` | other metadata dropped |
 //! | `thinking {type:enabled, budget_tokens}` | `reasoning_effort` | `<= 2048` low, `<= 8192` medium, else high; `disabled` / `adaptive` -> nothing |
 //! | `stream` | `stream` | |
-//!
 //! | `role: "system"` turn inside `messages` (Claude Code's environment block) | a `system` message at that place | text blocks joined with `"\n\n"` |
+//! | images inside a `tool_result` | a user message right after the `tool` messages: a short text part, then the images | a `tool` message holds text only |
 //!
 //! Dropped: `top_k`, `cache_control` everywhere, `service_tier`,
 //! `container`, `context_management`, `output_config` (effort),
@@ -80,7 +80,7 @@
 //! assistant turns, other `metadata` keys, and any other unknown field.
 //! Refused: `mcp_servers`, other server tools (a `type` other than
 //! `custom`), `document` and other non-text/image blocks, images in
-//! `tool_result` or assistant turns, `tool_use` in user turns, unknown roles,
+//! assistant turns, `tool_use` in user turns, unknown roles,
 //! wrongly typed fields.
 //!
 //! ## Responses and streams
@@ -854,25 +854,35 @@ fn anthropic_texts(v: &Value, path: &str) -> Result<Vec<String>, PayloadError> {
     }
 }
 
-/// A `tool_result` content without `tool_reference` blocks (tool search
-/// results name tools; every tool is sent to OpenAI endpoints anyway).
-fn without_tool_references(c: &Value) -> std::borrow::Cow<'_, Value> {
-    match c {
-        Value::Array(blocks) if blocks.iter().any(is_tool_reference) => {
-            std::borrow::Cow::Owned(Value::Array(
-                blocks
-                    .iter()
-                    .filter(|b| !is_tool_reference(b))
-                    .cloned()
-                    .collect(),
-            ))
+/// A `tool_result`'s content -> the `tool` message text. Images (Claude
+/// Code's Read tool on a picture) cannot go in a `tool` message: they go to
+/// `images`, for a user message after the tool messages. `tool_reference`
+/// blocks (tool search results) are dropped: OpenAI endpoints get every
+/// tool anyway.
+fn tool_result_text(
+    c: &Value,
+    path: &str,
+    images: &mut Vec<Value>,
+) -> Result<String, PayloadError> {
+    let Value::Array(blocks) = c else {
+        return Ok(anthropic_texts(c, path)?.join("\n"));
+    };
+    let mut texts = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let bp = format!("{path}[{i}]");
+        let o = obj(b, &bp)?;
+        match req_str(o, "type", &bp)? {
+            "text" => texts.push(req_str(o, "text", &bp)?),
+            "image" => images.push(anthropic_image_to_part(o, &bp)?),
+            "tool_reference" => {}
+            other => {
+                return Err(bad(format!(
+                    "`{bp}`: block type `{other}` cannot be translated to OpenAI here"
+                )))
+            }
         }
-        _ => std::borrow::Cow::Borrowed(c),
     }
-}
-
-fn is_tool_reference(b: &Value) -> bool {
-    b.get("type").and_then(Value::as_str) == Some("tool_reference")
+    Ok(texts.join("\n"))
 }
 
 /// An Anthropic image block -> an OpenAI `image_url` part.
@@ -915,6 +925,7 @@ fn anthropic_messages_to_openai(
             ("user", Value::Array(blocks)) => {
                 let mut tool_msgs = Vec::new();
                 let mut parts = Vec::new();
+                let mut tool_images = Vec::new();
                 for (j, b) in blocks.iter().enumerate() {
                     let bp = format!("{cpath}[{j}]");
                     let o = obj(b, &bp)?;
@@ -925,11 +936,9 @@ fn anthropic_messages_to_openai(
                             let id = req_str(o, "tool_use_id", &bp)?;
                             let text = match field(o, "content") {
                                 None => String::new(),
-                                Some(c) => anthropic_texts(
-                                    &without_tool_references(c),
-                                    &sub(&bp, "content"),
-                                )?
-                                .join("\n"),
+                                Some(c) => {
+                                    tool_result_text(c, &sub(&bp, "content"), &mut tool_images)?
+                                }
                             };
                             tool_msgs.push(
                                 json!({ "role": "tool", "tool_call_id": id, "content": text }),
@@ -943,6 +952,13 @@ fn anthropic_messages_to_openai(
                     }
                 }
                 out.extend(tool_msgs);
+                if !tool_images.is_empty() {
+                    // Images from tool results, right after them, first in the user turn.
+                    let mut with = vec![text_block("(images returned by the tool calls above)")];
+                    with.append(&mut tool_images);
+                    with.append(&mut parts);
+                    parts = with;
+                }
                 if !parts.is_empty() {
                     out.push(json!({ "role": "user", "content": compact_content(parts) }));
                 }
@@ -2425,6 +2441,20 @@ mod tests {
             msgs[4],
             json!({"role": "tool", "tool_call_id": "toolu_1", "content": "hi"})
         );
+        let img = a2o(json!({"messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": [
+                {"type": "text", "text": "the file"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]}]}]}))
+        .expect("an image tool result translates");
+        assert_eq!(
+            img["messages"][0],
+            json!({"role": "tool", "tool_call_id": "toolu_2", "content": "the file"})
+        );
+        assert_eq!(img["messages"][1]["role"], "user");
+        assert_eq!(
+            img["messages"][1]["content"][1]["image_url"]["url"],
+            "data:image/png;base64,AAAA"
+        );
         let tools = out["tools"].as_array().expect("tools");
         assert_eq!(
             tools.len(),
@@ -2458,7 +2488,7 @@ mod tests {
             ),
             (
                 json!({"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
-                "content": [{"type": "image", "source": {}}]}]}]}),
+                "content": [{"type": "document", "source": {}}]}]}]}),
                 "messages[0].content[0].content[0]",
             ),
             (
