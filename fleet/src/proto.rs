@@ -375,6 +375,19 @@ async fn sleep_ms(ms: u64) {
     }
 }
 
+/// Sleeps like `sleep_ms` while watching the connection: false when the
+/// client closed it meanwhile (so a cancelled request is seen at once, not
+/// at the next write).
+async fn wait_ms(conn: &mut Conn, ms: u64) -> bool {
+    if ms == 0 {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(ms)) => true,
+        _ = conn.hold() => false,
+    }
+}
+
 /// Splits `text` into `n` pieces on char boundaries, as evenly as possible.
 pub(crate) fn split_pieces(text: &str, n: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
@@ -603,7 +616,9 @@ async fn respond_full(
     p: &Plan,
     extra: &[(String, String)],
 ) -> io::Result<Flow> {
-    sleep_ms(ctx.b.first_token_delay_ms).await;
+    if !wait_ms(conn, ctx.b.first_token_delay_ms).await {
+        return Ok(Flow::Close);
+    }
     match ctx.b.fault {
         Fault::DropAfter(_) | Fault::StallAfter(_) => {
             let bytes = serde_json::to_vec(&full_body(ctx, p)).unwrap_or_default();
@@ -850,10 +865,13 @@ async fn respond_stream(
     for i in 0..=frames.len() {
         let is_content = i < frames.len() && frames[i].0 == Kind::Content;
         if is_content || i == trailer {
-            if is_content && seen > 0 {
-                sleep_ms(b.chunk_delay_ms).await;
-            } else if seen == 0 {
-                sleep_ms(b.first_token_delay_ms).await;
+            let delay = match (is_content && seen > 0, seen == 0) {
+                (true, _) => b.chunk_delay_ms,
+                (false, true) => b.first_token_delay_ms,
+                _ => 0,
+            };
+            if !wait_ms(conn, delay).await {
+                return Ok(Flow::Close);
             }
             if let Some(n) = trigger {
                 if !fired && (seen == n || (i == trailer && n >= seen)) {
