@@ -496,16 +496,14 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
     // Headers wait for the first event, so a request that fails before any
     // chunk gets a plain HTTP error the SDKs map to their own types; after
     // the keep-alive interval the stream starts anyway, with pings.
-    let first = tokio::select! {
-        ev = next_event(&mut events, &mut cancel) => ev,
-        _ = tokio::time::sleep(ctx.app.keepalive) => Some(None).filter(|_| false),
-    };
-    let first = match first {
-        Some(Some(ev)) if ev.kind != EventKind::Chunk && !ev.data.contains("\"type\":\"done\"") => {
-            return terminal_response(&ctx, &ev)
-        }
-        Some(Some(ev)) => Some(ev),
-        Some(None) => {
+    let waited =
+        tokio::time::timeout(ctx.app.keepalive, next_event(&mut events, &mut cancel)).await;
+    let first = match waited {
+        // Quiet for a keep-alive interval: start the stream; pings follow.
+        Err(_) => None,
+        Ok(Some(Some(ev))) if ev.kind == EventKind::Error => return terminal_response(&ctx, &ev),
+        Ok(Some(Some(ev))) => Some(ev),
+        Ok(Some(None)) => {
             ctx.finish(500, "internal_error", None);
             return error(
                 ctx.proto,
@@ -514,7 +512,7 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
                 "the request ended without a result",
             );
         }
-        None if *cancel.borrow() => {
+        Ok(None) => {
             ctx.finish(503, "drained", None);
             return error(
                 ctx.proto,
@@ -523,7 +521,6 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
                 "the gateway shut down before the request finished",
             );
         }
-        None => None,
     };
     let id = ctx.id;
     let serving = events.serving().map(|(e, p)| (e.to_owned(), p.to_owned()));
