@@ -265,6 +265,7 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
             .get("x-claude-code-session-id")
             .and_then(|v| v.to_str().ok())
             .map(|s| format!("session:{s}")),
+        upstream_error_bodies: true,
     };
     let events = match app.engine.submit_with(proto, &bytes, opts) {
         Ok(ev) => ev,

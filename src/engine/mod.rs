@@ -71,6 +71,11 @@ pub struct SubmitOptions {
     pub forward_headers: Vec<(String, String)>,
     /// The sticky key when the body sets none (`provider.sticky_key`).
     pub sticky_key: Option<String>,
+    /// When the request fails with an HTTP error from an endpoint speaking
+    /// the caller's protocol, the terminal event's `error` is that
+    /// upstream's body unchanged (a gateway passes it on; clients such as
+    /// Claude Code match its wording). Otherwise llmux's own envelope.
+    pub upstream_error_bodies: bool,
 }
 
 /// One request's events, from `Engine::submit_with`: its chunks in order,
@@ -304,6 +309,7 @@ impl Engine {
             terminal: Some(term_tx),
             headers: opts.forward_headers,
             served: Some(served.clone()),
+            upstream_error_bodies: opts.upstream_error_bodies,
         };
         rt.spawn(run::run(self.inner.clone(), id, req, cancel_rx, channel));
         Ok(RequestEvents {

@@ -29,6 +29,9 @@ pub(super) struct Channel {
     pub(super) headers: Vec<(String, String)>,
     /// Set to the serving endpoint + 1 at the first token, before any chunk.
     pub(super) served: Option<Arc<AtomicUsize>>,
+    /// A same-protocol upstream error body becomes the terminal's `error`
+    /// unchanged (instead of llmux's envelope).
+    pub(super) upstream_error_bodies: bool,
 }
 
 /// One attempt as the routing record reports it.
@@ -642,6 +645,7 @@ pub(super) async fn run(
     channel: Channel,
 ) {
     let started = Instant::now();
+    let channel_raw_errors = channel.upstream_error_bodies;
     let mut term = Terminal {
         inner: inner.clone(),
         id,
@@ -717,6 +721,7 @@ pub(super) async fn run(
             let body = f
                 .upstream_body
                 .as_deref()
+                .filter(|_| channel_raw_errors)
                 .and_then(|b| serde_json::from_str(b).ok())
                 .unwrap_or_else(|| {
                     protocol::error_body(req.protocol, f.status, f.kind, &f.message)
