@@ -510,10 +510,12 @@ fn gateway_binary() -> Option<std::path::PathBuf> {
     p.is_file().then_some(p)
 }
 
-/// 8. The gateway: the same non-streaming request through `llmux serve`
-/// (a separate process on the bench's CPU) and straight to the mock,
-/// interleaved in blocks: added p50/p99 at concurrency 1 and 64, and the
-/// highest rate whose added p99 stays under 1 ms.
+/// 8. The gateway: `llmux serve` vs straight to the mock.
+///
+/// The same non-streaming request through the gateway (a separate process
+/// on the bench's CPU) and directly, interleaved in blocks: added p50/p99
+/// per concurrency level, and the highest rate whose added p99 stays under
+/// 1 ms.
 fn case_gateway(ctx: &Ctx, out: &mut Vec<Case>) {
     use std::io::BufRead;
     let mut c = Case::new(
