@@ -188,6 +188,7 @@ async fn handle(
         let body = serde_json::json!({"input_tokens": n});
         return send_json(conn, 200, &[], &body, keep).await;
     }
+    let _busy = shared.busy();
     let proto = if req.path.ends_with("/chat/completions") {
         Proto::OpenAi
     } else if req.path.ends_with("/messages") {
