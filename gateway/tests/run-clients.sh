@@ -88,8 +88,12 @@ LLMUX_GATEWAY_URL=$gw LLMUX_GATEWAY_KEY=$LLMUX_TEST_KEY LLMUX_FLEET=$fleet \
 
 # --- Claude Code --------------------------------------------------------------
 claude=$cc_cache/node_modules/.bin/claude
+if [ ! -x "$claude" ] && ! command -v npm >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "installing npm (apt-get) for the Claude Code test"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null || true
+fi
 if [ ! -x "$claude" ] && ! command -v npm >/dev/null; then
-  echo "SKIP Claude Code: npm is not installed"
+  echo "SKIP Claude Code: npm is not installed and could not be installed"
   echo "gateway client checks passed (Claude Code skipped)"
   exit 0
 fi
