@@ -988,3 +988,59 @@ fn route_explains_the_ranking_without_sending() {
         "route sent something"
     );
 }
+
+#[test]
+fn a_slow_reader_slows_the_upstream_instead_of_being_buffered() {
+    // About 6 MB of stream: far more than the socket buffers and the
+    // gateway's 32-chunk channel hold.
+    let text = "x".repeat(6_000_000);
+    let big = MockServer::start(
+        "big",
+        Behavior {
+            chunks: 20_000,
+            text: Some(text.clone()),
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let gw = start(&config(&[("openai", &big)], json!({})), &[]);
+    rt().block_on(async {
+        let mut r = client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(true))
+            .send()
+            .await
+            .expect("send");
+        let first = r.chunk().await.expect("read").expect("first chunk");
+        let mut got = first.len();
+        // The client stops reading: the upstream must still be writing.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            big.in_flight(),
+            1,
+            "the whole response was read from upstream while the client read nothing"
+        );
+        let mut content = 0usize;
+        let mut buf = first.to_vec();
+        while let Some(b) = r.chunk().await.expect("read") {
+            got += b.len();
+            buf.extend_from_slice(&b);
+            let mut start = 0;
+            while let Some(p) = buf[start..].windows(2).position(|w| w == b"\n\n") {
+                let line = &buf[start..start + p];
+                if let Some(data) = line.strip_prefix(b"data: ") {
+                    if let Ok(v) = serde_json::from_slice::<Value>(data) {
+                        content += v["choices"][0]["delta"]["content"]
+                            .as_str()
+                            .map_or(0, str::len);
+                    }
+                }
+                start += p + 2;
+            }
+            buf.drain(..start);
+        }
+        assert!(got > text.len());
+        assert_eq!(content, text.len(), "the stream arrived incomplete");
+    });
+    assert_eq!(big.in_flight(), 0);
+}
