@@ -448,8 +448,11 @@ impl Catalog {
             }
         }
         let worker_threads = cfg.worker_threads.unwrap_or(2);
-        if worker_threads == 0 || worker_threads > 256 {
-            err("worker_threads".into(), "must be between 1 and 256".into());
+        if worker_threads > 256 {
+            err(
+                "worker_threads".into(),
+                "must be between 0 (host-driven) and 256".into(),
+            );
         }
         let max_request_bytes = cfg
             .max_request_bytes

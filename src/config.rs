@@ -57,7 +57,8 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub failover: FailoverConfig,
-    /// Threads of the engine's async runtime (default 2).
+    /// Threads of the engine's async runtime (default 2); 0: host-driven,
+    /// the I/O runs inside `poll` on the caller's thread.
     pub worker_threads: Option<usize>,
     /// An explicit HTTP(S) proxy URL for every upstream. By default llmux
     /// connects directly and ignores proxy environment variables.

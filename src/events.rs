@@ -110,6 +110,9 @@ struct State {
 pub struct EventQueue {
     state: Mutex<State>,
     cv: Condvar,
+    /// Wakes a host-driven poll (`worker_threads: 0`) waiting inside the
+    /// engine's runtime; a stored permit costs one atomic when nobody waits.
+    notify: tokio::sync::Notify,
 }
 
 /// A connected, non-blocking socket pair (close-on-exec, as std makes
@@ -138,6 +141,7 @@ impl EventQueue {
                 pipe: None,
             }),
             cv: Condvar::new(),
+            notify: tokio::sync::Notify::new(),
         }
     }
 
@@ -174,6 +178,7 @@ impl EventQueue {
         if wake {
             self.cv.notify_one();
         }
+        self.notify.notify_one();
     }
 
     pub fn push_all(&self, evs: impl IntoIterator<Item = Event>) {
@@ -189,6 +194,7 @@ impl EventQueue {
         if wake {
             self.cv.notify_one();
         }
+        self.notify.notify_one();
     }
 
     /// Takes up to `max` events, waiting up to `timeout` for the first one
@@ -252,6 +258,24 @@ impl EventQueue {
         s.wakeups = s.wakeups.saturating_add(1);
         drop(s);
         self.cv.notify_all();
+        self.notify.notify_one();
+    }
+
+    /// Events or a wakeup wait for a poll.
+    pub fn ready(&self) -> bool {
+        let s = self.lock();
+        !s.queue.is_empty() || s.wakeups > 0
+    }
+
+    /// Resolves after the next push or wakeup (or at once when one came
+    /// since the last call returned): a host-driven poll awaits it.
+    pub async fn changed(&self) {
+        self.notify.notified().await
+    }
+
+    /// Passes the wake on to another host-driven poll (events remain).
+    pub fn nudge(&self) {
+        self.notify.notify_one();
     }
 
     /// Read end of a socket pair that is readable while events are queued;

@@ -1290,7 +1290,6 @@ fn bad_config(choices: &[u8]) -> (Value, Vec<String>) {
             "failover.statuses[1]",
             json!({"failover": {"statuses": [500, 42]}}),
         ),
-        ("worker_threads", json!({"worker_threads": 0})),
         ("worker_threads", json!({"worker_threads": 257})),
         ("timeouts.idle_ms", json!({"timeouts": {"idle_ms": 0}})),
     ];

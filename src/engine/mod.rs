@@ -245,6 +245,9 @@ struct HealthKey {
 pub struct Engine {
     inner: Arc<Inner>,
     runtime: Option<tokio::runtime::Runtime>,
+    /// `worker_threads: 0`: a current-thread runtime that only runs while
+    /// a host thread is inside `poll` (the host drives the I/O).
+    host_driven: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -269,12 +272,19 @@ impl Engine {
     }
 
     pub fn new(catalog: Catalog) -> Result<Engine, EngineError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(catalog.worker_threads)
-            .thread_name("llmux-worker")
-            .enable_all()
-            .build()
-            .map_err(|e| EngineError::Runtime(e.to_string()))?;
+        let host_driven = catalog.worker_threads == 0;
+        let runtime = if host_driven {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(catalog.worker_threads)
+                .thread_name("llmux-worker")
+                .enable_all()
+                .build()
+        }
+        .map_err(|e| EngineError::Runtime(e.to_string()))?;
         let mut health = Health::new(catalog.health, catalog.endpoints.len());
         let shared = catalog.shared.clone().map(|s| {
             let (overlay, rx) = crate::shared::Overlay::new(s, catalog.endpoints.len());
@@ -327,6 +337,7 @@ impl Engine {
         Ok(Engine {
             inner,
             runtime: Some(runtime),
+            host_driven,
         })
     }
 
@@ -547,8 +558,27 @@ impl Engine {
 
     /// Takes up to `max` events, waiting up to `timeout` (`None`: until an
     /// event or a wakeup; zero: never blocks).
+    ///
+    /// Host-driven (`worker_threads: 0`): the engine's I/O and request tasks
+    /// run inside this call, on the caller's thread, until an event or a
+    /// wakeup is ready or `timeout` passes; a zero timeout advances the I/O
+    /// that is ready and returns. Called from inside a tokio runtime it
+    /// cannot drive (tokio forbids nesting) and only takes queued events.
     pub fn poll(&self, max: usize, timeout: Option<Duration>, sink: impl FnMut(Event)) -> usize {
-        self.inner.queue.poll(max, timeout, sink)
+        let queue = &self.inner.queue;
+        match &self.runtime {
+            Some(rt) if self.host_driven && tokio::runtime::Handle::try_current().is_err() => {
+                if max > 0 && !queue.ready() {
+                    drive(rt, queue, timeout);
+                }
+                let n = queue.poll(max, Some(Duration::ZERO), sink);
+                if n > 0 && queue.ready() {
+                    queue.nudge();
+                }
+                n
+            }
+            _ => queue.poll(max, timeout, sink),
+        }
     }
 
     /// Convenience: poll into a vector.
@@ -689,6 +719,15 @@ impl Engine {
             return;
         }
         let deadline = Instant::now() + Duration::from_secs(5);
+        if self.host_driven {
+            // Nobody else runs the tasks: let them end (cancelled) here.
+            let active = &self.inner.active;
+            rt.block_on(async {
+                while active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            });
+        }
         while self.inner.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -697,6 +736,38 @@ impl Engine {
         }
         rt.shutdown_timeout(Duration::from_secs(1));
     }
+}
+
+/// Runs a host-driven engine's runtime on this thread until an event or a
+/// wakeup is ready or `timeout` passes (`None`: no limit). A zero timeout
+/// yields twice: once to poll the I/O driver without blocking, once to run
+/// the tasks that I/O woke.
+fn drive(rt: &tokio::runtime::Runtime, queue: &EventQueue, timeout: Option<Duration>) {
+    if timeout == Some(Duration::ZERO) {
+        rt.block_on(async {
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+        });
+        return;
+    }
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    rt.block_on(async {
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        let ready = async {
+            while !queue.ready() {
+                queue.changed().await;
+            }
+        };
+        tokio::select! {
+            _ = sleep => {},
+            _ = ready => {},
+        }
+    });
 }
 
 impl Drop for Engine {
