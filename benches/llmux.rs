@@ -4,7 +4,7 @@
 //! `cargo bench --bench llmux` (or `scripts/bench.sh`, which also builds the
 //! `llmux-fleet` binary so the mock runs as a separate, pinned process).
 //! Options after `--`: `--quick` (fewer samples), and case names to run only
-//! those: `latency throughput chunks routing memory failover quality shared gateway`.
+//! those: `latency host throughput chunks routing memory failover quality shared gateway`.
 //!
 //! Prints a table (figure, value, target, pass/MISS) and writes the same
 //! figures to `target/llmux-bench.json`: one object per case with named
@@ -866,6 +866,224 @@ fn case_latency(ctx: &Ctx, out: &mut Vec<Case>) {
     c.info("added first-token p99 (all samples)", fmt_us(f99));
     c.info("added inter-chunk gap p50", fmt_us(g50));
     c.info("added inter-chunk gap p99", fmt_us(g99));
+    out.push(c);
+}
+
+/// `config` with `worker_threads` replaced (0: host-driven).
+fn config_threads(ctx: &Ctx, threads: usize) -> String {
+    let mut v: Value =
+        serde_json::from_str(&config(ctx, json!({"explore_ratio": 0.0}), timeouts()))
+            .expect("json");
+    v["worker_threads"] = json!(threads);
+    v.to_string()
+}
+
+/// Spread of a per-block statistic: (min, median, max) over blocks of `block`
+/// paired samples, each block's figure being quantile(a) - quantile(b).
+fn block_spread(a: &[f64], b: &[f64], block: usize, p: f64) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = a
+        .chunks(block)
+        .zip(b.chunks(block))
+        .map(|(x, y)| pct(&sorted(x.to_vec()), p) - pct(&sorted(y.to_vec()), p))
+        .collect();
+    v.sort_by(f64::total_cmp);
+    match (v.first(), v.last()) {
+        (Some(&lo), Some(&hi)) => (lo, pct(&v, 0.5), hi),
+        _ => (f64::NAN, f64::NAN, f64::NAN),
+    }
+}
+
+/// Host-driven mode (`worker_threads: 0`, the engine's I/O inside
+/// `llmux_poll`) beside worker-thread mode (`worker_threads: 1`) and the
+/// direct baseline: one request at a time, interleaved, then streams, then
+/// a closed loop at 64 in flight.
+fn case_host_driven(ctx: &Ctx, out: &mut Vec<Case>) {
+    let worker = CEngine::new(&config_threads(ctx, WORKER_THREADS));
+    let host = CEngine::new(&config_threads(ctx, 0));
+    let mut ev = Events::new(256);
+    let url = direct_url(ctx, "fast");
+    let lbody = body("bench/fast", false, json!({}));
+    let dbody = direct_body(false, None);
+    for _ in 0..200 {
+        llmux_one(&worker, &mut ev, &lbody, KEEP_NOTHING);
+        llmux_one(&host, &mut ev, &lbody, KEEP_NOTHING);
+        direct_once_blocking(ctx, &url, &dbody);
+    }
+    let n = if ctx.quick { 1200 } else { 3000 };
+    let (mut w, mut h, mut d) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        // Rotate the order so no mode always follows the same one.
+        for k in 0..3 {
+            match (i + k) % 3 {
+                0 => w.push(llmux_one(&worker, &mut ev, &lbody, KEEP_NOTHING).lat_us()),
+                1 => h.push(llmux_one(&host, &mut ev, &lbody, KEEP_NOTHING).lat_us()),
+                _ => d.push(direct_once_blocking(ctx, &url, &dbody)),
+            }
+        }
+    }
+    let block = n / 10;
+    let mut c = Case::new(
+        "host_driven_c1",
+        "non-streaming through the C ABI, concurrency 1: worker_threads 0 (host-driven: I/O inside llmux_poll) \
+         vs worker_threads 1 vs direct reqwest, interleaved in one run; added = quantile(mode) - quantile(direct); \
+         spread = min / median / max over 10 blocks",
+    );
+    c.m("samples_per_mode", n);
+    for (name, v) in [("host_driven", &h), ("worker", &w)] {
+        let (s, ds) = (sorted(v.clone()), sorted(d.clone()));
+        let (a50, a99) = (pct(&s, 0.5) - pct(&ds, 0.5), pct(&s, 0.99) - pct(&ds, 0.99));
+        let sp50 = block_spread(v, &d, block, 0.5);
+        let sp99 = block_spread(v, &d, block, 0.99);
+        c.m(&format!("{name}_p50_us"), pct(&s, 0.5));
+        c.m(&format!("{name}_p99_us"), pct(&s, 0.99));
+        c.m(&format!("{name}_added_p50_us"), a50);
+        c.m(&format!("{name}_added_p99_us"), a99);
+        c.m(&format!("{name}_added_p50_block_min_us"), sp50.0);
+        c.m(&format!("{name}_added_p50_block_median_us"), sp50.1);
+        c.m(&format!("{name}_added_p50_block_max_us"), sp50.2);
+        c.m(&format!("{name}_added_p99_block_min_us"), sp99.0);
+        c.m(&format!("{name}_added_p99_block_median_us"), sp99.1);
+        c.m(&format!("{name}_added_p99_block_max_us"), sp99.2);
+        let label = if name == "worker" {
+            "worker thread"
+        } else {
+            "host-driven"
+        };
+        c.check(
+            &format!("{label}: added p50 (c=1; block spread)"),
+            format!("{} ({}..{})", fmt_us(a50), fmt_us(sp50.0), fmt_us(sp50.2)),
+            "<= 10 us",
+            a50 <= 10.0,
+        );
+        c.check(
+            &format!("{label}: added p99 (c=1, median of 10 blocks)"),
+            format!(
+                "{} ({}..{})",
+                fmt_us(sp99.1),
+                fmt_us(sp99.0),
+                fmt_us(sp99.2)
+            ),
+            "<= 50 us",
+            sp99.1 <= 50.0,
+        );
+    }
+    let ds = sorted(d.clone());
+    c.m("direct_p50_us", pct(&ds, 0.5));
+    c.m("direct_p99_us", pct(&ds, 0.99));
+    c.info("direct p50", fmt_us(pct(&ds, 0.5)));
+    out.push(c);
+
+    // --- streams, concurrency 1.
+    let mock = json!({"chunks": 6, "chunk_delay_ms": 1});
+    let sbody = body("bench/fast", true, json!({"mock": mock}));
+    let dsbody = direct_body(true, Some(mock));
+    let n = if ctx.quick { 150 } else { 400 };
+    let mut ft: [Vec<f64>; 3] = Default::default();
+    let mut gap: [Vec<f64>; 3] = Default::default();
+    for i in 0..n + 20 {
+        for k in 0..3 {
+            let m = (i + k) % 3;
+            let s = match m {
+                0 => stream_llmux(&worker, &mut ev, &sbody),
+                1 => stream_llmux(&host, &mut ev, &sbody),
+                _ => stream_direct(ctx, &url, &dsbody),
+            };
+            if i < 20 {
+                continue;
+            }
+            if let Some(&f) = s.1.first() {
+                ft[m].push(us(f - s.0));
+            }
+            gap[m].extend(s.1.windows(2).map(|x| us(x[1] - x[0])));
+        }
+    }
+    let [wf, hf, df] = ft.map(sorted);
+    let [wg, hg, dg] = gap.map(sorted);
+    let mut c = Case::new(
+        "host_driven_stream_c1",
+        "streams of 6 chunks ~1 ms apart, concurrency 1, the three modes interleaved: first content chunk and \
+         gaps between content chunks, added over direct reqwest",
+    );
+    c.m("streams_per_mode", n);
+    for (name, f, g) in [("host_driven", &hf, &hg), ("worker", &wf, &wg)] {
+        let fa = pct(f, 0.5) - pct(&df, 0.5);
+        let ga = pct(g, 0.5) - pct(&dg, 0.5);
+        c.m(&format!("{name}_added_first_token_p50_us"), fa);
+        c.m(
+            &format!("{name}_added_first_token_p99_us"),
+            pct(f, 0.99) - pct(&df, 0.99),
+        );
+        c.m(&format!("{name}_added_gap_p50_us"), ga);
+        let label = if name == "worker" {
+            "worker thread"
+        } else {
+            "host-driven"
+        };
+        c.check(
+            &format!("{label}: added first token p50"),
+            fmt_us(fa),
+            "<= 15 us",
+            fa <= 15.0,
+        );
+        c.check(
+            &format!("{label}: added per chunk p50"),
+            fmt_us(ga),
+            "<= 1 us",
+            ga <= 1.0,
+        );
+    }
+    c.m("direct_first_token_p50_us", pct(&df, 0.5));
+    c.m("direct_gap_p50_us", pct(&dg, 0.5));
+    out.push(c);
+
+    // --- closed loop at 64 in flight: rate and added p99, alternating blocks.
+    let rounds = if ctx.quick { 2 } else { 4 };
+    let dur = Duration::from_millis(if ctx.quick { 300 } else { 500 });
+    let (mut rates, mut p99s): ([Vec<f64>; 3], [Vec<f64>; 3]) = Default::default();
+    for _ in 0..rounds {
+        for (m, eng) in [(0, &worker), (1, &host)] {
+            let (recs, t) = llmux_closed(eng, &mut ev, 64, dur, usize::MAX, KEEP_NOTHING, |_| {
+                lbody.clone()
+            });
+            let l = sorted(recs.iter().filter(|r| r.ok).map(Rec::lat_us).collect());
+            rates[m].push(l.len() as f64 / t.as_secs_f64());
+            p99s[m].push(pct(&l, 0.99));
+        }
+        let (v, t) = direct_closed(ctx, &url, &dbody, 64, dur, usize::MAX);
+        rates[2].push(v.len() as f64 / t.as_secs_f64());
+        p99s[2].push(pct(&sorted(v), 0.99));
+    }
+    let mut c = Case::new(
+        "host_driven_c64",
+        "closed loop, 64 in flight, worker-thread and host-driven engines and direct reqwest in alternating blocks; \
+         ratio = rate / direct rate of the same round (min / median / max over rounds)",
+    );
+    for (m, name) in [(0, "worker"), (1, "host_driven")] {
+        let ratios = sorted(rates[m].iter().zip(&rates[2]).map(|(a, b)| a / b).collect());
+        let med = pct(&ratios, 0.5);
+        c.m(&format!("{name}_rate_per_s"), mean(&rates[m]));
+        c.m(&format!("{name}_rate_ratio_median"), med);
+        c.m(&format!("{name}_rate_ratio_min"), ratios[0]);
+        c.m(&format!("{name}_rate_ratio_max"), ratios[ratios.len() - 1]);
+        c.m(&format!("{name}_p99_us"), mean(&p99s[m]));
+        let label = if name == "worker" {
+            "worker thread"
+        } else {
+            "host-driven"
+        };
+        c.check(
+            &format!("{label}: throughput vs direct at c=64 (round spread)"),
+            format!(
+                "{med:.2} ({:.2}..{:.2})",
+                ratios[0],
+                ratios[ratios.len() - 1]
+            ),
+            ">= 0.95",
+            med >= 0.95,
+        );
+    }
+    c.m("direct_rate_per_s", mean(&rates[2]));
+    c.m("direct_p99_us", mean(&p99s[2]));
     out.push(c);
 }
 
@@ -2048,7 +2266,16 @@ fn case_quality(ctx: &Ctx, out: &mut Vec<Case>) {
 /// for the reqwest baseline), for a profiler:
 /// `perf record -g target/release/deps/llmux-* profile`.
 fn case_profile(ctx: &Ctx, stream: bool) {
-    let eng = CEngine::new(&config(ctx, json!({"explore_ratio": 0.0}), timeouts()));
+    // LLMUX_BENCH_PROFILE_THREADS=0 profiles host-driven mode.
+    let threads = std::env::var("LLMUX_BENCH_PROFILE_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(WORKER_THREADS);
+    let conc = std::env::var("LLMUX_BENCH_PROFILE_CONC")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
+    let eng = CEngine::new(&config_threads(ctx, threads));
     let mut ev = Events::new(256);
     let secs = std::env::var("LLMUX_BENCH_PROFILE_S")
         .ok()
@@ -2066,7 +2293,7 @@ fn case_profile(ctx: &Ctx, stream: bool) {
     let (recs, t) = llmux_closed(
         &eng,
         &mut ev,
-        16,
+        conc,
         Duration::from_secs(secs),
         usize::MAX,
         KEEP_NOTHING,
@@ -2232,6 +2459,7 @@ fn main() {
     let mut cases: Vec<Case> = Vec::new();
     let steps: Vec<(&str, Step)> = vec![
         ("latency", Box::new(case_latency)),
+        ("host", Box::new(case_host_driven)),
         ("throughput", Box::new(case_throughput)),
         (
             "chunks",

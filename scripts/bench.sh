@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh                 # every case, ~2-4 minutes on 2 cores
 #   scripts/bench.sh --quick         # fewer samples
-#   scripts/bench.sh latency memory  # only these cases (latency throughput
+#   scripts/bench.sh latency memory  # only these cases (latency host throughput
 #                                    # chunks routing memory failover quality shared gateway)
 #
 # The mock fleet runs as the release `llmux-fleet` binary, pinned to CPU 1;

@@ -739,9 +739,9 @@ impl Engine {
 }
 
 /// Runs a host-driven engine's runtime on this thread until an event or a
-/// wakeup is ready or `timeout` passes (`None`: no limit). A zero timeout
-/// yields twice: once to poll the I/O driver without blocking, once to run
-/// the tasks that I/O woke.
+/// wakeup is ready or `timeout` passes (`None`: no limit), then once more
+/// through the ready I/O. A zero timeout yields twice: once to poll the I/O
+/// driver without blocking, once to run the tasks that I/O woke.
 fn drive(rt: &tokio::runtime::Runtime, queue: &EventQueue, timeout: Option<Duration>) {
     if timeout == Some(Duration::ZERO) {
         rt.block_on(async {
@@ -762,6 +762,10 @@ fn drive(rt: &tokio::runtime::Runtime, queue: &EventQueue, timeout: Option<Durat
             while !queue.ready() {
                 queue.changed().await;
             }
+            // Batch: run the tasks woken with this one and the I/O that is
+            // ready now, so one poll returns every event due.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
         };
         tokio::select! {
             _ = sleep => {},
