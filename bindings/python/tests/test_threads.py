@@ -13,6 +13,22 @@ import llmux
 
 
 def test_many_threads_one_router(router: llmux.Router) -> None:
+    _many_threads(router)
+
+
+def test_many_threads_one_host_driven_router(config: Dict[str, Any]) -> None:
+    """``worker_threads: 0``: the engine runs no thread and no dispatcher
+    thread exists either; the waiting callers take turns driving the I/O."""
+    before = {t.ident for t in threading.enumerate()}
+    with llmux.Router(dict(config, worker_threads=0)) as r:
+        assert {t.ident for t in threading.enumerate()} <= before, "no thread started"
+        _many_threads(r)
+        # A response's routing record is built on first access and kept.
+        resp = r.chat.completions.create(model="test/model", messages=USER, provider=order("a"))
+        assert resp.routing is resp.routing and resp.routing.endpoint == "a/default"
+
+
+def _many_threads(router: llmux.Router) -> None:
     threads, per_thread = 8, 10
     errors: List[BaseException] = []
     results: List[str] = []

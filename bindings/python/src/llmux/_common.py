@@ -105,6 +105,12 @@ def make_response(cls: Type[T], payload: Dict[str, Any], routing: Optional[Routi
 def response_from_terminal(cls: Type[T], request_id: int, kind: int, data: bytes) -> T:
     """The response of a non-streaming request from its terminal event;
     raises the mapped exception if the request ended with an error."""
+    if kind == EventKind.DONE:
+        # The common case, built lazily: the routing record becomes a
+        # Routing only when someone reads `.routing`.
+        payload: Dict[str, Any] = json.loads(data)
+        response, raw = payload.get("response"), payload.get("routing")
+        return cls(response if isinstance(response, dict) else {}, raw if isinstance(raw, dict) else None)  # type: ignore[call-arg]
     payload, routing, error = decode_terminal(request_id, kind, data)
     if error is not None:
         raise error

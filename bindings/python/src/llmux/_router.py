@@ -1,11 +1,14 @@
 """The threaded ``Router``.
 
-One background dispatcher thread per Router calls ``llmux_poll`` (blocking,
-woken by ``llmux_wakeup`` on close) and routes each event to the
-``queue.SimpleQueue`` of its request. Submitting and registering that queue
-happen under the same lock the dispatcher takes to deliver, so an event can
-never arrive for a request whose queue is not registered yet; events for
-requests nobody waits for any more (a stream closed early) are dropped.
+No background thread: a caller waiting for its own request polls the
+engine itself (``llmux_poll`` with the GIL released) and routes every
+polled event to the ``queue.SimpleQueue`` of its request; callers waiting
+at the same time take turns (one leader polls, the others wait on a
+condition and take over when it returns). So a request costs no hand-off
+between Python threads. Submitting and registering a queue happen under
+the same lock the leader takes to route, so an event can never arrive for
+a request whose queue is not registered yet; events for requests nobody
+waits for any more (a stream closed early) are dropped.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Iterable, Iterator, List, Literal, Mapping, Optional, Type, Union, cast, overload
+from typing import Any, Callable, Iterable, Iterator, List, Literal, Mapping, Optional, Type, Union, cast, overload
 
 from . import _ffi
 from ._common import (
@@ -37,23 +40,26 @@ from ._errors import RouterClosedError
 from ._ffi import Protocol
 from ._types import ChatCompletion, ChatCompletionChunk, Message, MessageStreamEvent
 
+#: Longest single ``llmux_poll`` of a leader (ms): it then lets go, so a
+#: KeyboardInterrupt or a close is seen within this time.
+LEAD_POLL_MS = 100
+
 
 class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
-    """Owns the poll thread and the per-request queues of one engine. Holds
+    """The per-request queues of one engine and the turn-taking poll. Holds
     no reference to the public Router, so dropping the Router runs its
     ``__del__``."""
 
     def __init__(self, engine: _Engine) -> None:
         super().__init__(engine)
-        # Re-entrant: a Stream.__del__ run by the garbage collector inside the
-        # dispatcher (while it holds the lock) calls forget().
+        # Re-entrant: a Stream.__del__ run by the garbage collector while the
+        # lock is held calls forget().
         self.lock = threading.RLock()
-        self.terminated = threading.Condition(self.lock)
-        self.dead: Optional[str] = None  # why the dispatcher stopped on its own
+        self.changed = threading.Condition(self.lock)  # routed, or the lead is free
+        self.dead: Optional[str] = None  # why polling stopped on its own
         self.stop = False
-        self.free_on_exit = False
-        self.thread = threading.Thread(target=self._run, name="llmux-dispatcher", daemon=True)
-        self.thread.start()
+        self.leading = False
+        self.events = (_ffi.llmux_event * BATCH)()
         register_live(self)
 
     # -- submit / deliver ----------------------------------------------------
@@ -74,12 +80,6 @@ class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
         with self.lock:
             super().forget(rid)
 
-    def _deliver(self, batch: List[RawEvent]) -> None:
-        with self.lock:
-            self._route(batch)
-            if not self.live:
-                self.terminated.notify_all()
-
     def _fail_waiters(self, kind: int, data: bytes) -> None:
         with self.lock:
             for rid in list(self.live):
@@ -87,36 +87,66 @@ class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
                 if q is not None:
                     q.put((kind, data))
             self.live.clear()
-            self.terminated.notify_all()
+            self.changed.notify_all()
 
-    def _run(self) -> None:
-        # Everything used here is bound locally: at interpreter shutdown
-        # module globals may already be gone.
-        lib = self.engine._lib
-        ptr = self.engine.address
-        events = (_ffi.llmux_event * BATCH)()
-        poll_ = poll
-        reason = b"stopped"
-        try:
-            while not self.stop:
-                batch = poll_(lib, ptr, events, -1)
-                if batch:
-                    self._deliver(batch)
-        except BaseException as e:  # noqa: BLE001 - report to waiters, never crash
-            reason = str(e).encode("utf-8", "replace")
+    def take(self, q: "queue.SimpleQueue[Item]", timeout: Optional[float] = None) -> Optional[Item]:
+        """The next item of a request's queue, polling the engine while it is
+        empty; None when ``timeout`` (seconds) passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._drive_until(lambda: not q.empty(), deadline):
+            return q.get_nowait()
+        return None
+
+    def _drive_until(self, ready: Callable[[], bool], deadline: Optional[float]) -> bool:
+        """Polls (as the leader) or waits for the leader until ``ready()``
+        holds (checked under the lock) or ``deadline`` passes."""
+        while True:
             with self.lock:
-                self.dead = str(e) or type(e).__name__
+                if ready():
+                    return True
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                if self.leading or self.stop or self.dead is not None:
+                    self.changed.wait(left if left is not None else LEAD_POLL_MS / 1000)
+                    continue
+                self.leading = True
+            ms = LEAD_POLL_MS if left is None else max(0, min(LEAD_POLL_MS, int(left * 1000) + 1))
+            self._lead(ms)
+
+    def _lead(self, timeout_ms: int) -> None:
+        """One poll as the leader; routes what came and lets the lead go."""
+        batch: List[RawEvent] = []
+        failed: Optional[BaseException] = None
+        try:
+            ptr = self.engine._enter()
+            try:
+                batch = poll(self.engine._lib, ptr, self.events, timeout_ms)
+            finally:
+                self.engine._exit()
+        except RouterClosedError:
+            self.stop = True
+        except BaseException as e:  # noqa: BLE001 - report to waiters, never crash
+            failed = e
         finally:
-            self._fail_waiters(FAILED if not self.stop else CLOSED, reason)
-            if self.free_on_exit:
-                self.engine.free()
+            with self.lock:
+                if batch:
+                    self._route(batch)
+                self.leading = False
+                self.changed.notify_all()
+        if failed is not None:
+            if isinstance(failed, (KeyboardInterrupt, SystemExit)):
+                raise failed
+            with self.lock:
+                self.dead = str(failed) or type(failed).__name__
+            self._fail_waiters(FAILED, str(failed).encode("utf-8", "replace"))
 
     # -- close ---------------------------------------------------------------
 
     def close(self, grace: float = 2.0) -> None:
         """Cancels every request, waits up to ``grace`` seconds for their
-        terminal events, stops and joins the dispatcher, frees the engine.
-        Idempotent; safe from any thread, including the dispatcher's."""
+        terminal events (polling for them), frees the engine. Idempotent;
+        safe from any thread."""
         with self.lock:
             if self.closing:
                 return
@@ -125,25 +155,18 @@ class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
         unregister_live(self)
         for rid in live:
             self.cancel(rid)
-        if self.thread.is_alive() and threading.current_thread() is not self.thread:
-            with self.lock:
-                self.terminated.wait_for(lambda: not self.live, timeout=grace)
-        self.stop = True
-        if threading.current_thread() is self.thread:
-            # Closed from inside the dispatcher (e.g. a __del__ run by the GC
-            # there): it frees the engine when its loop ends.
-            self.free_on_exit = True
-            return
+        if live:
+            try:
+                self._drive_until(lambda: not self.live, time.monotonic() + grace)
+            except (KeyboardInterrupt, SystemExit):
+                pass
+        with self.lock:
+            self.stop = True
         try:
-            self.engine.wakeup()
+            self.engine.wakeup()  # a leader blocked in llmux_poll returns
         except RouterClosedError:
             pass
-        self.thread.join(timeout=10.0)
-        if self.thread.is_alive():
-            # Cannot free an engine a thread may still poll: leak it.
-            self.engine.mark_closed()
-        else:
-            self.engine.free()
+        self.engine.free()  # waits for a running poll to return
         self._fail_waiters(CLOSED, b"")
 
 
@@ -159,6 +182,7 @@ class Stream(StreamBase[T]):
 
     def __init__(self, owner: Any, dispatcher: _Dispatcher, rid: int, q: "queue.SimpleQueue[Item]", chunk_cls: Type[T]) -> None:
         super().__init__(owner, dispatcher, rid, chunk_cls)
+        self._core: _Dispatcher = dispatcher
         self._queue = q
 
     def __iter__(self) -> Iterator[T]:
@@ -167,10 +191,12 @@ class Stream(StreamBase[T]):
     def __next__(self) -> T:
         while not self._finished:
             try:
-                kind, data = self._queue.get()
+                item = self._core.take(self._queue)
             except BaseException:
                 self.close()
                 raise
+            assert item is not None  # no timeout
+            kind, data = item
             chunk = self._take(kind, data)
             if chunk is not None:
                 return chunk
@@ -189,10 +215,10 @@ class Stream(StreamBase[T]):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                try:
-                    kind, data = self._queue.get(timeout=left)
-                except queue.Empty:
+                item = self._core.take(self._queue, timeout=left)
+                if item is None:
                     break
+                kind, data = item
                 if is_terminal(kind):
                     self._finish(kind, data)
                     return
@@ -212,7 +238,9 @@ def _wait(dispatcher: _Dispatcher, rid: int, q: "queue.SimpleQueue[Item]") -> "t
     done = False
     try:
         while True:
-            kind, data = q.get()
+            item = dispatcher.take(q)
+            assert item is not None  # no timeout
+            kind, data = item
             if is_terminal(kind):
                 done = True
                 return kind, data

@@ -11,7 +11,7 @@ underlying JSON.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 
 def _wrap(value: Any) -> Any:
@@ -160,14 +160,19 @@ class _Routed(LLMuxObject):
     __slots__ = ("_routing",)
     _routing: Optional[Routing]
 
-    def __init__(self, data: Dict[str, Any], routing: Optional[Routing]) -> None:
+    def __init__(self, data: Dict[str, Any], routing: Union[Routing, Dict[str, Any], None]) -> None:
         super().__init__(data)
+        # A raw routing dict is turned into a Routing on first access.
         object.__setattr__(self, "_routing", routing)
 
     @property
     def routing(self) -> Optional[Routing]:
         """How llmux routed this request."""
-        return self._routing
+        r = self._routing
+        if isinstance(r, dict):
+            r = Routing.from_dict(r)
+            object.__setattr__(self, "_routing", r)
+        return r
 
 
 class ChatCompletion(_Routed):
