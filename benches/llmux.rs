@@ -2427,6 +2427,10 @@ fn main() {
         Some(d) => std::path::PathBuf::from(d).join("llmux-bench.json"),
         None => json_path,
     };
+    // scripts/bench.sh runs groups of cases in separate processes.
+    let json_path = std::env::var_os("LLMUX_BENCH_JSON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or(json_path);
 
     if want("profile") && !only.is_empty() {
         case_profile(&ctx, false);

@@ -1,21 +1,50 @@
 #!/usr/bin/env bash
-# Builds and runs the llmux benchmark suite (benches/llmux.rs).
+# Builds and runs the llmux benchmark suite (benches/llmux.rs) and the
+# Python host bench (bindings/python/bench/bench_host.py), then merges the
+# results and prints the table.
 #
-#   scripts/bench.sh                 # every case, ~2-4 minutes on 2 cores
+#   scripts/bench.sh                 # every case, a few minutes on 2 cores
 #   scripts/bench.sh --quick         # fewer samples
-#   scripts/bench.sh latency memory  # only these cases (latency host throughput
+#   scripts/bench.sh latency memory  # only these Rust cases (latency host throughput
 #                                    # chunks routing memory failover quality shared gateway)
+#   scripts/bench.sh --readme ...    # also rewrite the README's bench table
 #
 # The mock fleet runs as the release `llmux-fleet` binary, pinned to CPU 1;
-# the bench thread, the engine and the direct reqwest baseline run on CPU 0.
-# Results: a table on stdout and target/llmux-bench.json.
+# the bench thread, the engine and the direct baseline run on CPU 0. The
+# memory case runs in its own process, so its per-stream figure does not
+# depend on what ran before. Results: target/llmux-bench.json (one object
+# per case) and a table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -p llmux-fleet -p llmux-gateway
-cargo bench --bench llmux --no-run
-cargo bench --bench llmux -- "$@"
+quick=() readme=() cases=()
+for a in "$@"; do
+    case "$a" in
+        --quick) quick=(--quick) ;;
+        --readme) readme=(--readme README.md) ;;
+        *) cases+=("$a") ;;
+    esac
+done
+t="${CARGO_TARGET_DIR:-target}"
 
-out="${CARGO_TARGET_DIR:-target}/llmux-bench.json"
+cargo build --release --lib -p llmux -p llmux-fleet -p llmux-gateway
+cargo bench --bench llmux --no-run
+if [[ ${#cases[@]} -gt 0 ]]; then
+    LLMUX_BENCH_JSON="$t/bench-rust.json" cargo bench --bench llmux -- "${quick[@]}" "${cases[@]}"
+    python3 scripts/bench-report.py "$t/llmux-bench.json" "$t/bench-rust.json" "${readme[@]}" >/dev/null
+    echo "JSON results: $t/llmux-bench.json"
+    exit 0
+fi
+LLMUX_BENCH_JSON="$t/bench-rust.json" cargo bench --bench llmux -- "${quick[@]}" \
+    latency host throughput chunks routing failover quality shared gateway
+LLMUX_BENCH_JSON="$t/bench-memory.json" cargo bench --bench llmux -- "${quick[@]}" memory
+py=()
+if command -v python3 >/dev/null; then
+    LLMUX_LIBRARY="$t/release/libllmux.so" PYTHONPATH=bindings/python/src \
+        python3 bindings/python/bench/bench_host.py "${quick[@]}" --json "$t/bench-python.json"
+    py=("$t/bench-python.json")
+fi
 echo
-echo "JSON results: $out"
+python3 scripts/bench-report.py "$t/llmux-bench.json" "$t/bench-rust.json" "$t/bench-memory.json" "${py[@]}" "${readme[@]}"
+echo
+echo "JSON results: $t/llmux-bench.json"
