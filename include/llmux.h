@@ -278,6 +278,12 @@ llmux_result llmux_cancel(const struct llmux_engine *engine, uint64_t request_id
  Each returned event owns its `data` until `llmux_events_free`.
  Thread-safe: several threads may poll; each event goes to one of them.
  Do not call from a thread the engine owns (there are no callbacks).
+
+ Host-driven engines (`"worker_threads": 0`) have no thread of their own:
+ their upstream I/O, timers and request tasks run inside this call, on
+ the caller's thread, while it waits; timeout 0 runs the I/O that is
+ ready once and returns. Poll regularly (or block here) while requests
+ are in flight.
  */
 llmux_result llmux_poll(const struct llmux_engine *engine,
                         struct llmux_event *events,

@@ -408,6 +408,12 @@ pub unsafe extern "C" fn llmux_cancel(
 /// Each returned event owns its `data` until `llmux_events_free`.
 /// Thread-safe: several threads may poll; each event goes to one of them.
 /// Do not call from a thread the engine owns (there are no callbacks).
+///
+/// Host-driven engines (`"worker_threads": 0`) have no thread of their own:
+/// their upstream I/O, timers and request tasks run inside this call, on
+/// the caller's thread, while it waits; timeout 0 runs the I/O that is
+/// ready once and returns. Poll regularly (or block here) while requests
+/// are in flight.
 #[no_mangle]
 pub unsafe extern "C" fn llmux_poll(
     engine: *const llmux_engine,
