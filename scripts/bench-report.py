@@ -26,7 +26,7 @@ def table(cases):
     lines = ["| case | figure | value | target | result |", "| --- | --- | --- | --- | --- |"]
     for c in cases:
         for k in c.get("checks", []):
-            verdict = "met" if k.get("pass") else "missed"
+            verdict = {True: "met", False: "missed"}.get(k.get("pass"), "")
             lines.append(f"| {c['case']} | {k['figure']} | {k['value']} | {k['target']} | {verdict} |")
     return "\n".join(lines)
 

@@ -29,6 +29,7 @@ t="${CARGO_TARGET_DIR:-target}"
 
 cargo build --release --lib -p llmux -p llmux-fleet -p llmux-gateway
 cargo bench --bench llmux --no-run
+t="$(cd "$t" && pwd)"
 if [[ ${#cases[@]} -gt 0 ]]; then
     LLMUX_BENCH_JSON="$t/bench-rust.json" cargo bench --bench llmux -- "${quick[@]}" "${cases[@]}"
     python3 scripts/bench-report.py "$t/llmux-bench.json" "$t/bench-rust.json" "${readme[@]}" >/dev/null
@@ -43,6 +44,12 @@ if command -v python3 >/dev/null; then
     LLMUX_LIBRARY="$t/release/libllmux.so" PYTHONPATH=bindings/python/src \
         python3 bindings/python/bench/bench_host.py "${quick[@]}" --json "$t/bench-python.json"
     py=("$t/bench-python.json")
+fi
+if command -v go >/dev/null; then
+    # Links target/release/libllmux.so (searched before target/debug).
+    (cd bindings/go && LLMUX_FLEET="$t/release/llmux-fleet" LLMUX_BENCH_GO=1 \
+        LLMUX_BENCH_GO_JSON="$t/bench-go.json" go test -count=1 -run TestHostBench .)
+    py+=("$t/bench-go.json")
 fi
 echo
 python3 scripts/bench-report.py "$t/llmux-bench.json" "$t/bench-rust.json" "$t/bench-memory.json" "${py[@]}" "${readme[@]}"
