@@ -1291,6 +1291,7 @@ fn bad_config(choices: &[u8]) -> (Value, Vec<String>) {
             json!({"failover": {"statuses": [500, 42]}}),
         ),
         ("worker_threads", json!({"worker_threads": 257})),
+        ("worker_threads", json!({"worker_threads": 100000})),
         ("timeouts.idle_ms", json!({"timeouts": {"idle_ms": 0}})),
     ];
     for (path, v) in globals {
