@@ -1,5 +1,5 @@
-//! Wire formats: SSE decoding, the OpenAI and Anthropic protocols, and the
-//! translation between them. Nothing here does I/O or reads a clock.
+//! Wire formats: SSE decoding, the OpenAI Chat Completions, Anthropic
+//! Messages and OpenAI Responses protocols, and the translation between them. Nothing here does I/O or reads a clock.
 //!
 //! The engine drives every upstream response through a [`StreamAdapter`]
 //! (streaming) or [`ResponseAdapter`] (non-streaming) chosen by the pair
@@ -10,16 +10,20 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod responses;
 pub mod sse;
 pub mod translate;
+pub mod translate_responses;
 
 use serde_json::Value;
 
-/// The two chat protocols llmux speaks, on either side.
+/// The chat protocols llmux speaks, on either side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
     OpenAi,
     Anthropic,
+    /// OpenAI Responses (`POST /responses`).
+    Responses,
 }
 
 impl Protocol {
@@ -27,6 +31,7 @@ impl Protocol {
         match self {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
+            Protocol::Responses => "responses",
         }
     }
 }
@@ -99,6 +104,17 @@ pub trait StreamAdapter: Send {
     fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError>;
     /// Usage seen so far (cumulative).
     fn usage(&self) -> Option<Usage>;
+    /// Hands the adapter the request body sent upstream's origin: the
+    /// caller's body and the id of the endpoint serving it. Adapters that
+    /// echo request fields or name their endpoint use it; called once,
+    /// before the first event.
+    fn configure(&mut self, _request: &serde_json::Map<String, Value>, _endpoint: &str) {}
+    /// The payloads that close the caller's stream when it breaks after its
+    /// first token (Responses: `response.failed`); the terminal error event
+    /// follows them.
+    fn fail(&mut self, _message: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What a non-streaming upstream body became.
@@ -115,6 +131,22 @@ pub fn convert_response(
     caller: Protocol,
     body: &[u8],
 ) -> Result<Converted, PayloadError> {
+    convert_response_for(upstream, caller, body, &serde_json::Map::new(), "")
+}
+
+/// [`convert_response`] knowing the caller's request body and the id of
+/// the endpoint that answered (Responses echoes request fields and tags
+/// response ids with their endpoint).
+pub fn convert_response_for(
+    upstream: Protocol,
+    caller: Protocol,
+    body: &[u8],
+    request: &serde_json::Map<String, Value>,
+    endpoint: &str,
+) -> Result<Converted, PayloadError> {
+    if upstream == Protocol::Responses || caller == Protocol::Responses {
+        return translate_responses::convert_response(upstream, caller, body, request, endpoint);
+    }
     let text = std::str::from_utf8(body)
         .map_err(|_| PayloadError::Malformed("response body is not UTF-8".into()))?;
     let mut openai_usage = None;
@@ -147,7 +179,7 @@ pub fn convert_response(
                 usage,
             })
         }
-        (Protocol::OpenAi, _) => {
+        (Protocol::OpenAi, _) | (_, Protocol::Responses) | (Protocol::Responses, _) => {
             let out = translate::openai_response_to_anthropic(&value)?;
             Ok(Converted {
                 body: out.to_string(),
@@ -182,6 +214,7 @@ pub fn stream_adapter(
         (Protocol::Anthropic, Protocol::Anthropic) => Box::new(anthropic::Passthrough::new(ctx)),
         (Protocol::Anthropic, Protocol::OpenAi) => Box::new(translate::AnthropicToOpenAi::new(ctx)),
         (Protocol::OpenAi, Protocol::Anthropic) => Box::new(translate::OpenAiToAnthropic::new(ctx)),
+        _ => translate_responses::stream_adapter(upstream, caller, ctx),
     }
 }
 
@@ -218,6 +251,7 @@ pub fn upstream_request(
                 }
             }
         }
+        _ => translate_responses::request(caller, upstream, body)?,
     };
     out.insert("model".into(), Value::String(upstream_model.to_owned()));
     if stream {
@@ -313,7 +347,7 @@ pub fn upstream_request_bytes(
     upstream_model: &str,
     stream: bool,
 ) -> Result<Vec<u8>, PayloadError> {
-    let bytes = if upstream == caller {
+    let bytes = if upstream == caller && upstream != Protocol::Responses {
         serde_json::to_vec(&Patched {
             base: body,
             model: upstream_model,
@@ -337,5 +371,6 @@ pub fn error_body(caller: Protocol, status: u16, kind: &str, message: &str) -> V
     match caller {
         Protocol::OpenAi => openai::error_body(status, kind, message),
         Protocol::Anthropic => anthropic::error_body(status, kind, message),
+        Protocol::Responses => responses::error_body(status, kind, message),
     }
 }
