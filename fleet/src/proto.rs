@@ -643,7 +643,7 @@ fn responses_shell(
         "id": format!("resp_mock_{}", ctx.id), "object": "response", "created_at": now_secs(),
         "status": status, "error": null, "incomplete_details": details, "model": ctx.model,
         "output": output, "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
-        "store": false, "usage": usage,
+        "usage": usage,
     })
 }
 
@@ -951,7 +951,7 @@ fn responses_frames(ctx: &Ctx, p: &Plan, sse: &Sse) -> Vec<(Kind, String)> {
                 f.push((
                     Kind::Meta,
                     json!({"type": "response.function_call_arguments.done", "item_id": id,
-                    "output_index": oi, "name": item["name"], "arguments": args}),
+                    "output_index": oi, "arguments": args}),
                 ));
             }
         }

@@ -932,7 +932,6 @@ fn response_shell(
     );
     r.insert("previous_response_id".into(), Value::Null);
     r.insert("reasoning".into(), echo("reasoning", Value::Null));
-    r.insert("store".into(), json!(false));
     r.insert("temperature".into(), echo("temperature", Value::Null));
     r.insert(
         "text".into(),
@@ -1413,8 +1412,7 @@ impl ChatToResponses {
                 self.emit(out, with(base, json!({ "type": "response.content_part.done", "content_index": 0, "part": output_text_part(&text) })));
             }
             Kind::Call => {
-                let name = self.item_json(i)["name"].clone();
-                self.emit(out, with(base, json!({ "type": "response.function_call_arguments.done", "arguments": text, "name": name })));
+                self.emit(out, with(base, json!({ "type": "response.function_call_arguments.done", "arguments": text })));
             }
         }
         let item = self.item_json(i);
