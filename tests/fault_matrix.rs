@@ -254,16 +254,27 @@ fn run_case(c: &Case, protocol: Protocol, up: Protocol, stream: bool) -> Result<
         (_, true) => &c.stream,
         (_, false) => &c.non_stream,
     };
-    let who = format!("{} [{protocol:?} caller, {up:?} upstream, stream={stream}]", c.name);
+    let who = format!(
+        "{} [{protocol:?} caller, {up:?} upstream, stream={stream}]",
+        c.name
+    );
     if protocol == Protocol::Responses && stream {
         // A broken stream ends in `response.failed`, never `response.completed`.
-        let types: Vec<&str> = out.chunks.iter().filter_map(|c| c["type"].as_str()).collect();
+        let types: Vec<&str> = out
+            .chunks
+            .iter()
+            .filter_map(|c| c["type"].as_str())
+            .collect();
         let completed = types.contains(&"response.completed");
         if completed != out.ok() {
-            return Err(format!("{who}: response.completed iff done; events {types:?}"));
+            return Err(format!(
+                "{who}: response.completed iff done; events {types:?}"
+            ));
         }
         if !out.ok() && !types.is_empty() && types.last() != Some(&"response.failed") {
-            return Err(format!("{who}: a broken stream must end in response.failed: {types:?}"));
+            return Err(format!(
+                "{who}: a broken stream must end in response.failed: {types:?}"
+            ));
         }
     }
     let fail = |m: String| Err(format!("{who}: {m}; terminal: {}", out.terminal));
