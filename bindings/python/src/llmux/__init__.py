@@ -44,6 +44,8 @@ from ._types import (
     LLMuxObject,
     Message,
     MessageStreamEvent,
+    Response,
+    ResponseStreamEvent,
     Routing,
     Usage,
 )
@@ -73,6 +75,8 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestCancelled",
+    "Response",
+    "ResponseStreamEvent",
     "Result",
     "Router",
     "RouterClosedError",
