@@ -241,10 +241,11 @@ fn run_case(c: &Case, protocol: Protocol, up: Protocol, stream: bool) -> Result<
     b.protocol = proto_slug(up);
     a.expected_ms = Some(1.0);
     b.expected_ms = Some(100.0);
-    let e = engine(
-        &[&a, &b],
-        json!({"timeouts": {"first_token_ms": 300, "idle_ms": 300, "total_ms": 5000}}),
-    );
+    // Tight timeouts for the faulty `a`; the healthy `b` only has to answer,
+    // so a loaded machine does not turn its reply into a timeout.
+    a.provider_extra = json!({"timeouts": {"first_token_ms": 300, "idle_ms": 300}});
+    b.provider_extra = json!({"timeouts": {"first_token_ms": 1500, "idle_ms": 1500}});
+    let e = engine(&[&a, &b], json!({"timeouts": {"total_ms": 5000}}));
     let body = match protocol {
         Protocol::OpenAi => chat("test/model", stream),
         Protocol::Anthropic => messages("test/model", stream),

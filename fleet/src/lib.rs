@@ -48,8 +48,6 @@
 //!   "arg_fragment_len": 8,            // stream: argument fragment size in chars (0 = 8)
 //!   "thinking": null,                 // Anthropic: a thinking block (with signature) before the text;
 //!                                     // Responses: a reasoning item (summary text, encrypted_content)
-//!   "tool_calls_once": false,         // true: send tool_calls only while the request carries no tool
-//!                                     // result (function_call_output / role tool / tool_result), else text
 //!   "require_key": null,              // if set: 401 unless `Authorization: Bearer KEY` (OpenAI)
 //!                                     // or `x-api-key: KEY` (Anthropic; Bearer also accepted)
 //!   "fault": "none"                   // see below
@@ -198,9 +196,6 @@ pub struct Behavior {
     pub first_token_delay_ms: u64,
     /// Pause between content events.
     pub chunk_delay_ms: u64,
-    /// Send `tool_calls` only while the request carries no tool result
-    /// (an agent loop: call a tool, then answer).
-    pub tool_calls_once: bool,
     /// Number of text deltas; 0 means 5.
     pub chunks: usize,
     /// Reply text; default `"Hello from {server name}."`. `""` gives no text.

@@ -224,9 +224,6 @@ async fn handle(
             return send_json(conn, 401, &[], &body, keep).await;
         }
     }
-    if behavior.tool_calls_once && has_tool_result(&body) {
-        behavior.tool_calls.clear();
-    }
     let id = shared.next_id();
     let ctx = Ctx {
         proto,
@@ -246,22 +243,6 @@ async fn handle(
         b: behavior,
     };
     respond(conn, &ctx).await
-}
-
-/// Whether a request carries a tool result in any of the three protocols.
-fn has_tool_result(body: &Value) -> bool {
-    let items = ["input", "messages"]
-        .iter()
-        .filter_map(|k| body.get(*k).and_then(Value::as_array))
-        .flatten();
-    items.into_iter().any(|m| {
-        m.get("type").and_then(Value::as_str) == Some("function_call_output")
-            || m.get("role").and_then(Value::as_str) == Some("tool")
-            || m.get("content").and_then(Value::as_array).is_some_and(|c| {
-                c.iter()
-                    .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
-            })
-    })
 }
 
 struct Ctx {
