@@ -293,3 +293,57 @@ fn chat_and_anthropic_callers_on_a_responses_endpoint() {
     assert_eq!(out.terminal["status"], 400, "{}", out.terminal);
     assert_eq!(rs.server.request_count(), 1);
 }
+
+#[test]
+fn anthropic_thinking_survives_a_tool_loop_through_a_responses_caller() {
+    let calls = json!([{"name": "lookup", "arguments": "{\"q\":\"x\"}"}]);
+    let mut an = upstream(
+        "an",
+        common::behavior(json!({"thinking": "Let me look.", "tool_calls": calls, "text": ""})),
+    );
+    an.protocol = "anthropic";
+    let e = engine(&[&an], json!({}));
+    for stream in [false, true] {
+        let mut first = resp_req(stream);
+        first["reasoning"] = json!({"effort": "low"});
+        first["max_output_tokens"] = json!(4000);
+        first["tools"] =
+            json!([{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]);
+        let out = run_as(&e, Protocol::Responses, &first);
+        assert!(out.ok(), "{}", out.terminal);
+        let output = if stream {
+            out.chunks.last().unwrap()["response"]["output"].clone()
+        } else {
+            out.terminal["response"]["output"].clone()
+        };
+        let items = output.as_array().unwrap();
+        let reasoning = items.iter().find(|i| i["type"] == "reasoning").unwrap();
+        let sig = reasoning["encrypted_content"].as_str().unwrap();
+        assert!(
+            sig.starts_with("llmux-anthropic-thinking:mock-signature-an-"),
+            "{sig}"
+        );
+
+        // The caller sends the turn back, as Codex does.
+        let call = items.iter().find(|i| i["type"] == "function_call").unwrap();
+        let mut next = first.clone();
+        next["input"] = json!([
+            {"role": "user", "content": "hello"},
+            reasoning,
+            call,
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "found"},
+        ]);
+        let out = run_as(&e, Protocol::Responses, &next);
+        assert!(out.ok(), "{}", out.terminal);
+        let sent = an.server.requests().last().unwrap().body.clone();
+        let assistant = &sent["messages"][1];
+        assert_eq!(assistant["role"], "assistant", "{sent}");
+        assert_eq!(assistant["content"][0]["type"], "thinking", "{sent}");
+        assert_eq!(assistant["content"][0]["thinking"], "Let me look.");
+        assert_eq!(
+            assistant["content"][0]["signature"],
+            sig.trim_start_matches("llmux-anthropic-thinking:")
+        );
+        assert_eq!(assistant["content"][1]["type"], "tool_use");
+    }
+}

@@ -34,7 +34,9 @@
 //! other tool type that is not `function`, `namespace` or `custom`), and
 //! `web_search_call` items in the input: the model simply has no such tool.
 //! Dropped silently: item `id`s and `status`, `reasoning` items (another
-//! provider's encrypted reasoning means nothing here), `include`,
+//! provider's encrypted reasoning means nothing here; llmux's own Anthropic
+//! thinking signatures, [`THINKING_PREFIX`], are rebuilt into thinking
+//! blocks instead), `include`,
 //! `prompt_cache_key`, `client_metadata`, `metadata`, `reasoning.summary`,
 //! `store: false`, `service_tier`, `safety_identifier`, `truncation`,
 //! `stream_options`, `background: false`, `text.format` `text`, `top_logprobs:
@@ -856,6 +858,94 @@ pub fn chat_request_to_responses(
     Ok(out)
 }
 
+// ---------------------------------------------------------------------------
+// Anthropic thinking across a Responses caller
+
+/// Marks a reasoning item's `encrypted_content` as an Anthropic thinking
+/// signature llmux put there, so the thinking block can be rebuilt when the
+/// caller sends the item back (Anthropic needs the thinking blocks of a tool
+/// loop returned with their signatures).
+pub const THINKING_PREFIX: &str = "llmux-anthropic-thinking:";
+
+/// The thinking block a reasoning item stands for, if llmux made it from one.
+fn thinking_block(item: &Value) -> Option<Value> {
+    let sig = item
+        .get("encrypted_content")?
+        .as_str()?
+        .strip_prefix(THINKING_PREFIX)?;
+    let parts = item
+        .get("content")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+        .or_else(|| item.get("summary").and_then(Value::as_array))?;
+    let text: String = parts
+        .iter()
+        .filter_map(|p| p.get("text")?.as_str())
+        .collect();
+    Some(json!({ "type": "thinking", "thinking": text, "signature": sig }))
+}
+
+/// Puts the thinking blocks of the caller's reasoning items back at the
+/// start of the Anthropic assistant turn they preceded (only when thinking
+/// is enabled). The k-th run of assistant items in `input` is the k-th
+/// assistant turn (Chat merges a run into one message, Anthropic merges
+/// consecutive turns and hoists system messages).
+fn restore_thinking(body: &Map<String, Value>, out: &mut Map<String, Value>) {
+    let enabled = out
+        .get("thinking")
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str)
+        == Some("enabled");
+    let Some(items) = body
+        .get("input")
+        .and_then(Value::as_array)
+        .filter(|_| enabled)
+    else {
+        return;
+    };
+    let mut runs: Vec<Vec<Value>> = Vec::new();
+    let (mut pending, mut in_run) = (Vec::new(), false);
+    for it in items {
+        let ty = it.get("type").and_then(Value::as_str).unwrap_or("message");
+        let role = it.get("role").and_then(Value::as_str).unwrap_or("");
+        match (ty, role) {
+            ("reasoning", _) => pending.extend(thinking_block(it)),
+            ("function_call", _) | ("message", "assistant") => {
+                if !in_run {
+                    runs.push(Vec::new());
+                    in_run = true;
+                }
+                if let Some(run) = runs.last_mut() {
+                    run.append(&mut pending);
+                }
+            }
+            ("message", "system" | "developer") => {}
+            _ => {
+                in_run = false;
+                pending.clear();
+            }
+        }
+    }
+    let turns = out
+        .get_mut("messages")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "assistant");
+    for (turn, blocks) in turns.zip(runs) {
+        if blocks.is_empty() {
+            continue;
+        }
+        let mut content = match turn["content"].take() {
+            Value::Array(c) => c,
+            Value::String(s) if !s.is_empty() => vec![json!({ "type": "text", "text": s })],
+            _ => Vec::new(),
+        };
+        content.splice(0..0, blocks);
+        turn["content"] = Value::Array(content);
+    }
+}
+
 /// Builds the upstream body for a pair that involves Responses.
 pub fn request(
     caller: Protocol,
@@ -879,7 +969,9 @@ pub fn request(
         }
         (Protocol::Responses, Protocol::OpenAi) => responses_request_to_chat(body),
         (Protocol::Responses, Protocol::Anthropic) => {
-            to_anthropic(responses_request_to_chat(body)?)
+            let mut out = to_anthropic(responses_request_to_chat(body)?)?;
+            restore_thinking(body, &mut out);
+            Ok(out)
         }
         (Protocol::OpenAi, _) => chat_request_to_responses(body),
         (Protocol::Anthropic, _) => {
@@ -1073,6 +1165,25 @@ pub fn chat_response_to_responses(
     Ok(Value::Object(r))
 }
 
+/// Carries the signature of an Anthropic response's only thinking block
+/// into the reasoning item (see [`THINKING_PREFIX`]).
+fn sign_reasoning(anthropic: &Value, out: &mut Value) {
+    let sigs: Vec<&str> = anthropic["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["type"] == "thinking")
+        .filter_map(|b| b["signature"].as_str())
+        .collect();
+    let [sig] = sigs[..] else { return };
+    if let Some(item) = out["output"]
+        .as_array_mut()
+        .and_then(|o| o.iter_mut().find(|i| i["type"] == "reasoning"))
+    {
+        item["encrypted_content"] = json!(format!("{THINKING_PREFIX}{sig}"));
+    }
+}
+
 /// A Responses response as a `chat.completion`.
 pub fn responses_response_to_chat(v: &Value) -> Result<Value, PayloadError> {
     let m = v
@@ -1226,7 +1337,9 @@ pub fn convert_response(
         Protocol::Anthropic => {
             let usage = anthropic::check_response(&v)?;
             let chat = translate::anthropic_response_to_openai(&v)?;
-            (chat_response_to_responses(&chat, request)?, usage)
+            let mut out = chat_response_to_responses(&chat, request)?;
+            sign_reasoning(&v, &mut out);
+            (out, usage)
         }
     };
     Ok(Converted {
@@ -1254,6 +1367,8 @@ struct Item {
     call_id: String,
     name: String,
     done: bool,
+    /// Reasoning: an Anthropic thinking signature (see [`THINKING_PREFIX`]).
+    encrypted: Option<String>,
 }
 
 /// Chat Completions chunks -> Responses stream events (see the module docs).
@@ -1312,6 +1427,9 @@ impl ChatToResponses {
                 if !it.done {
                     v["content"] = json!([]);
                 }
+                if let Some(e) = it.encrypted.as_ref().filter(|_| it.done) {
+                    v["encrypted_content"] = json!(e);
+                }
                 v
             }
             Kind::Message => {
@@ -1358,6 +1476,7 @@ impl ChatToResponses {
             call_id,
             name,
             done: false,
+            encrypted: None,
         });
         let item = self.item_json(i);
         self.emit(
@@ -1485,6 +1604,18 @@ impl ChatToResponses {
         let id = self.items[i].id.clone();
         self.emit(out, json!({ "type": "response.function_call_arguments.delta", "item_id": id, "output_index": i, "delta": args }));
         true
+    }
+
+    /// Puts an Anthropic thinking signature on the latest reasoning item.
+    fn sign(&mut self, signature: &str) {
+        if let Some(it) = self
+            .items
+            .iter_mut()
+            .rev()
+            .find(|i| i.kind == Kind::Reasoning)
+        {
+            it.encrypted = Some(format!("{THINKING_PREFIX}{signature}"));
+        }
     }
 
     fn finish(&mut self, out: &mut Vec<String>) {
@@ -1745,33 +1876,43 @@ pub struct Chain {
     second: Box<dyn StreamAdapter>,
 }
 
+/// One event through `first`, its payloads (and `[DONE]` when it finished)
+/// through `second`.
+fn chain_step(
+    first: &mut dyn StreamAdapter,
+    second: &mut dyn StreamAdapter,
+    ev: &SseEvent,
+) -> Result<StreamStep, PayloadError> {
+    let a = first.on_event(ev)?;
+    let mut step = StreamStep {
+        content: a.content,
+        ..Default::default()
+    };
+    let mut feed: Vec<SseEvent> = a
+        .out
+        .into_iter()
+        .map(|data| SseEvent {
+            event: String::new(),
+            data,
+        })
+        .collect();
+    if a.finished {
+        feed.push(SseEvent {
+            event: String::new(),
+            data: "[DONE]".into(),
+        });
+    }
+    for e in &feed {
+        let b = second.on_event(e)?;
+        step.out.extend(b.out);
+        step.finished |= b.finished;
+    }
+    Ok(step)
+}
+
 impl StreamAdapter for Chain {
     fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        let a = self.first.on_event(ev)?;
-        let mut step = StreamStep {
-            content: a.content,
-            ..Default::default()
-        };
-        let mut feed: Vec<SseEvent> = a
-            .out
-            .into_iter()
-            .map(|data| SseEvent {
-                event: String::new(),
-                data,
-            })
-            .collect();
-        if a.finished {
-            feed.push(SseEvent {
-                event: String::new(),
-                data: "[DONE]".into(),
-            });
-        }
-        for e in &feed {
-            let b = self.second.on_event(e)?;
-            step.out.extend(b.out);
-            step.finished |= b.finished;
-        }
-        Ok(step)
+        chain_step(&mut *self.first, &mut *self.second, ev)
     }
 
     fn usage(&self) -> Option<Usage> {
@@ -1780,6 +1921,56 @@ impl StreamAdapter for Chain {
 
     fn configure(&mut self, request: &Map<String, Value>, endpoint: &str) {
         self.first.configure(request, endpoint);
+        self.second.configure(request, endpoint);
+    }
+
+    fn fail(&mut self, message: &str) -> Vec<String> {
+        self.second.fail(message)
+    }
+}
+
+/// Anthropic events -> Responses events through Chat Completions, keeping
+/// thinking signatures (which Chat has no place for) on the reasoning item.
+pub struct AnthropicToResponses {
+    first: translate::AnthropicToOpenAi,
+    second: ChatToResponses,
+}
+
+impl AnthropicToResponses {
+    fn new(ctx: StreamContext) -> Self {
+        let inner = StreamContext {
+            include_usage: true,
+            ..ctx.clone()
+        };
+        AnthropicToResponses {
+            first: translate::AnthropicToOpenAi::new(inner),
+            second: ChatToResponses::new(ctx),
+        }
+    }
+}
+
+impl StreamAdapter for AnthropicToResponses {
+    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
+        let step = chain_step(&mut self.first, &mut self.second, ev)?;
+        if ev.data.contains("signature") {
+            let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+            let sig = v
+                .pointer("/delta/signature")
+                .or_else(|| v.pointer("/content_block/signature"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
+            if let Some(s) = sig {
+                self.second.sign(s);
+            }
+        }
+        Ok(step)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.first.usage()
+    }
+
+    fn configure(&mut self, request: &Map<String, Value>, endpoint: &str) {
         self.second.configure(request, endpoint);
     }
 
@@ -1801,10 +1992,7 @@ pub fn stream_adapter(
     match (upstream, caller) {
         (Protocol::Responses, Protocol::Responses) => Box::new(responses::Passthrough::new(ctx)),
         (Protocol::OpenAi, _) => Box::new(ChatToResponses::new(ctx)),
-        (Protocol::Anthropic, _) => Box::new(Chain {
-            first: Box::new(translate::AnthropicToOpenAi::new(inner)),
-            second: Box::new(ChatToResponses::new(ctx)),
-        }),
+        (Protocol::Anthropic, _) => Box::new(AnthropicToResponses::new(ctx)),
         (Protocol::Responses, Protocol::OpenAi) => Box::new(ResponsesToChat::new(ctx)),
         (Protocol::Responses, Protocol::Anthropic) => Box::new(Chain {
             first: Box::new(ResponsesToChat::new(inner)),
