@@ -18,9 +18,15 @@
 //! ```
 //! Every other field passes through untouched.
 //!
+//! Responses requests (`input` instead of `messages`) carry state rules:
+//! `store: true` keeps only endpoints with protocol `responses`, and
+//! `previous_response_id` only the endpoint its id names (see
+//! `protocol::responses`); either is refused here when no such endpoint
+//! serves the request.
+//!
 //! Context windows: the prompt size is estimated as the length in bytes of
-//! the JSON of `messages`, `system` and `tools`, divided by 4 and rounded
-//! up (about 4 bytes per token for English text and JSON). Endpoints whose
+//! the JSON of `messages`, `system`, `tools`, `input` and `instructions`
+//! (the last two: Responses), divided by 4 and rounded up (about 4 bytes per token for English text and JSON). Endpoints whose
 //! `context_window` is smaller than the estimate are skipped; a request that
 //! fits no endpoint of any of its models is refused.
 
