@@ -308,7 +308,9 @@ llmux_result llmux_engine_fd(const struct llmux_engine *engine, int *fd_out);
  Writes a JSON snapshot of every endpoint's health and price to
  `*json_out` (free with `llmux_string_free`): first-token latency and
  throughput EWMAs, error rate, in-flight count, counters, circuit state,
- rate-limit time left, price. Thread-safe.
+ rate-limit time left, price; and `shared` (health shared on Redis/Valkey:
+ `enabled`, `connected`, `last_sync_ms_ago`, ...; per endpoint what the
+ other instances know). Thread-safe.
  */
 llmux_result llmux_stats(const struct llmux_engine *engine, char **json_out);
 

@@ -87,6 +87,8 @@ pub struct Catalog {
     pub retry: RetryConfig,
     pub hedging: HedgingConfig,
     pub sticky: StickyConfig,
+    /// Shared health settings, when the `shared` section is present.
+    pub shared: Option<crate::shared::Settings>,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
 }
@@ -454,6 +456,9 @@ impl Catalog {
                 err("proxy".into(), "not a valid proxy URL".into());
             }
         }
+        let shared = cfg.shared.as_ref().and_then(|s| {
+            crate::shared::Settings::resolve(s, &endpoints, &providers, env, &mut err)
+        });
 
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
@@ -469,6 +474,7 @@ impl Catalog {
             retry: cfg.retry,
             hedging: cfg.hedging,
             sticky: cfg.sticky,
+            shared,
             failover,
             model_index,
         })

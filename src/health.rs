@@ -14,7 +14,8 @@
 
 use crate::config::HealthConfig;
 use crate::routing::EndpointView;
-use std::sync::Mutex;
+use crate::shared::{Aggregate, Overlay};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The least weight one sample has in a time-decayed average.
@@ -122,6 +123,8 @@ impl State {
 pub struct Health {
     cfg: HealthConfig,
     states: Vec<Mutex<State>>,
+    /// What other processes know, when health is shared (see `shared`).
+    shared: Option<Arc<Overlay>>,
 }
 
 /// What the attempt that ended was, for the books.
@@ -144,6 +147,39 @@ impl Health {
         Health {
             cfg,
             states: (0..endpoints).map(|_| Mutex::new(State::new())).collect(),
+            shared: None,
+        }
+    }
+
+    /// Shares this health with other processes through `overlay`.
+    pub fn set_shared(&mut self, overlay: Arc<Overlay>) {
+        self.shared = Some(overlay);
+    }
+
+    pub fn shared(&self) -> Option<&Overlay> {
+        self.shared.as_deref()
+    }
+
+    /// The in-flight limit in force: a fleet-wide one becomes this
+    /// process's share of it.
+    fn limit(&self, e: usize, configured: Option<u32>) -> Option<u32> {
+        match &self.shared {
+            Some(o) => o.limit(e, configured),
+            None => configured,
+        }
+    }
+
+    /// This endpoint's local aggregates, for the other processes.
+    pub fn aggregate(&self, e: usize) -> Aggregate {
+        let s = lock(&self.states[e]);
+        Aggregate {
+            first_token_ms: s.first_token.get(),
+            first_token_samples: s.recent_len as u64,
+            throughput: s.throughput.get(),
+            throughput_samples: s.successes,
+            in_flight: s.in_flight,
+            requests: s.requests,
+            failures: s.failures,
         }
     }
 
@@ -159,8 +195,12 @@ impl Health {
     /// Like `begin`, unless the endpoint already has `limit` attempts in
     /// flight: then nothing changes and the result is false.
     pub fn try_begin(&self, e: usize, now: Instant, limit: Option<u32>) -> bool {
+        let limit = self.limit(e, limit);
         let mut s = lock(&self.states[e]);
         if limit.is_some_and(|l| s.in_flight >= l) {
+            if let Some(o) = &self.shared {
+                o.refused(e);
+            }
             return false;
         }
         s.tick(now);
@@ -202,6 +242,7 @@ impl Health {
         let mut s = lock(&self.states[e]);
         s.tick(now);
         s.circuit == Circuit::HalfOpen { probing: false }
+            && !self.shared.as_ref().is_some_and(|o| o.blocked(e, now))
     }
 
     /// The attempt succeeded. `throughput` in output tokens/s when known.
@@ -229,6 +270,9 @@ impl Health {
             _ => {
                 s.circuit = Circuit::Closed;
                 s.closed_since = Some(now);
+                if let Some(o) = &self.shared {
+                    o.recovered(e);
+                }
             }
         }
     }
@@ -249,6 +293,9 @@ impl Health {
             let d = d.min(Duration::from_millis(self.cfg.max_retry_after_ms));
             let until = now + d;
             s.retry_until = Some(s.retry_until.map_or(until, |t| t.max(until)));
+            if let Some(o) = &self.shared {
+                o.retry_after(e, d);
+            }
         }
         if verdict == Verdict::Neutral {
             if let Circuit::HalfOpen { probing: true } = s.circuit {
@@ -273,6 +320,9 @@ impl Health {
             s.circuit = Circuit::Open {
                 until: now + Duration::from_millis(ms),
             };
+            if let Some(o) = &self.shared {
+                o.ejected(e, Duration::from_millis(ms));
+            }
         }
     }
 
@@ -285,6 +335,7 @@ impl Health {
         price: f64,
         limit: Option<u32>,
     ) -> EndpointView {
+        let limit = self.limit(e, limit);
         let mut s = lock(&self.states[e]);
         s.tick(now);
         let open_until = match s.circuit {
@@ -292,7 +343,7 @@ impl Health {
             _ => None,
         };
         let rate_limited = s.retry_until.filter(|&t| t > now);
-        EndpointView {
+        let mut v = EndpointView {
             first_token_ms: s.first_token.get(),
             prior_ms,
             throughput: s.throughput.get(),
@@ -305,7 +356,15 @@ impl Health {
             probing: matches!(s.circuit, Circuit::HalfOpen { probing: true }),
             last_sample: s.first_token.at,
             full: limit.is_some_and(|l| s.in_flight >= l),
+        };
+        if let Some(o) = &self.shared {
+            o.apply(e, now, &mut v, (s.recent_len as u64, s.successes));
+            if v.full {
+                // Ranked while out of fleet slots: ask for one.
+                o.refused(e);
+            }
         }
+        v
     }
 
     /// Exportable state of one endpoint: averages, ejections, and the time

@@ -18,6 +18,7 @@ pub mod health;
 pub mod protocol;
 pub mod request;
 pub mod routing;
+pub mod shared;
 pub mod upstream;
 
 pub use engine::{Engine, EngineError, SubmitError};

@@ -107,7 +107,13 @@ impl Engine {
             .enable_all()
             .build()
             .map_err(|e| EngineError::Runtime(e.to_string()))?;
-        let health = Health::new(catalog.health, catalog.endpoints.len());
+        let mut health = Health::new(catalog.health, catalog.endpoints.len());
+        let shared = catalog.shared.clone().map(|s| {
+            let (overlay, rx) = crate::shared::Overlay::new(s, catalog.endpoints.len());
+            let overlay = Arc::new(overlay);
+            health.set_shared(overlay.clone());
+            (overlay, rx)
+        });
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -133,6 +139,20 @@ impl Engine {
             .or(DEFAULT_TIMEOUTS.connect_ms)
             .unwrap_or(5000);
         inner.client(connect).map_err(EngineError::Runtime)?;
+        if let Some((overlay, rx)) = shared {
+            let c = &inner.catalog;
+            let keys = (0..c.endpoints.len())
+                .map(|e| {
+                    format!(
+                        "{}|{}",
+                        c.models[c.endpoints[e].model].slug, c.endpoints[e].id
+                    )
+                })
+                .collect();
+            let health_of = inner.clone();
+            let aggregate = move |e: usize, _now: Instant| health_of.health.aggregate(e);
+            runtime.spawn(crate::shared::run(overlay, rx, keys, aggregate));
+        }
         if let Some(ms) = inner.catalog.health.active_probe_interval_ms {
             runtime.spawn(probe_loop(inner.clone(), Duration::from_millis(ms)));
         }
@@ -226,6 +246,9 @@ impl Engine {
                     json!({"prompt": e.price_prompt, "completion": e.price_completion}),
                 );
                 m.insert("context_window".into(), json!(e.context_window));
+                if let Some(o) = inner.health.shared() {
+                    m.insert("shared".into(), o.endpoint_stats(i, now));
+                }
                 Value::Object(m)
             })
             .collect();
@@ -233,6 +256,7 @@ impl Engine {
             "endpoints": endpoints,
             "requests_in_flight": inner.active.load(Ordering::Acquire),
             "events_queued": inner.queue.len(),
+            "shared": inner.health.shared().map_or_else(|| json!({"enabled": false}), |o| o.stats(now)),
         })
         .to_string()
     }
@@ -311,6 +335,9 @@ impl Engine {
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.inner.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some(o) = self.inner.health.shared() {
+            o.release();
         }
         rt.shutdown_timeout(Duration::from_secs(1));
     }

@@ -327,6 +327,9 @@ pub(super) fn record_health(health: &Health, e: usize, r: &AttemptResult) {
                 _ if err.caller_fault => Verdict::Neutral,
                 _ => Verdict::Failure,
             };
+            if let (Some(o), Verdict::Failure) = (health.shared(), verdict) {
+                o.count_failure(e, err.kind.as_str(), err.status);
+            }
             health.failure(e, now, verdict, err.retry_after, &err.message);
         }
     }

@@ -523,7 +523,9 @@ pub unsafe extern "C" fn llmux_engine_fd(
 /// Writes a JSON snapshot of every endpoint's health and price to
 /// `*json_out` (free with `llmux_string_free`): first-token latency and
 /// throughput EWMAs, error rate, in-flight count, counters, circuit state,
-/// rate-limit time left, price. Thread-safe.
+/// rate-limit time left, price; and `shared` (health shared on Redis/Valkey:
+/// `enabled`, `connected`, `last_sync_ms_ago`, ...; per endpoint what the
+/// other instances know). Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn llmux_stats(
     engine: *const llmux_engine,
