@@ -1743,6 +1743,8 @@ pub struct ResponsesToChat {
     started: bool,
     /// (output_index, item id, Chat tool-call index)
     calls: Vec<(u64, String, u64)>,
+    /// Chat tool-call indices whose arguments were sent.
+    args_sent: Vec<u64>,
     usage: Option<Usage>,
 }
 
@@ -1752,6 +1754,7 @@ impl ResponsesToChat {
             ctx,
             started: false,
             calls: Vec::new(),
+            args_sent: Vec::new(),
             usage: None,
         }
     }
@@ -1832,15 +1835,33 @@ impl StreamAdapter for ResponsesToChat {
                         .unwrap_or("")
                         .to_owned();
                     self.calls.push((oi, id, k));
+                    if item
+                        .get("arguments")
+                        .and_then(Value::as_str)
+                        .is_some_and(|a| !a.is_empty())
+                    {
+                        self.args_sent.push(k);
+                    }
                     Some(json!({ "tool_calls": [{
                         "index": k, "id": item["call_id"], "type": "function",
                         "function": { "name": item["name"], "arguments": item.get("arguments").and_then(Value::as_str).unwrap_or("") },
                     }]}))
                 }
             }
-            "response.function_call_arguments.delta" => self.call_index(&data).map(
-                |k| json!({ "tool_calls": [{ "index": k, "function": { "arguments": delta } }] }),
-            ),
+            "response.function_call_arguments.delta" => self.call_index(&data).map(|k| {
+                self.args_sent.push(k);
+                json!({ "tool_calls": [{ "index": k, "function": { "arguments": delta } }] })
+            }),
+            // A server that sends the arguments only whole, in `.done`.
+            "response.function_call_arguments.done" => {
+                let args = data.get("arguments").and_then(Value::as_str).unwrap_or("");
+                self.call_index(&data)
+                    .filter(|k| !self.args_sent.contains(k) && !args.is_empty())
+                    .map(|k| {
+                        self.args_sent.push(k);
+                        json!({ "tool_calls": [{ "index": k, "function": { "arguments": args } }] })
+                    })
+            }
             "response.completed" | "response.incomplete" => {
                 self.start(&mut step.out);
                 self.finish(data.get("response").unwrap_or(&Value::Null), &mut step.out);
@@ -2243,6 +2264,21 @@ mod tests {
         );
         assert_eq!(chunks[3]["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(chunks[4]["usage"]["completion_tokens"], 2);
+        // Arguments sent only whole, in `.done`.
+        let mut b = ResponsesToChat::new(ctx());
+        let mut out = Vec::new();
+        for ev in [
+            json!({"type": "response.output_item.added", "output_index": 0,
+                   "item": {"type": "function_call", "id": "fc", "call_id": "c", "name": "f", "arguments": ""}}),
+            json!({"type": "response.function_call_arguments.done", "item_id": "fc", "output_index": 0, "arguments": "{\"a\":1}"}),
+        ] {
+            out.extend(b.on_event(&data(ev)).unwrap().out);
+        }
+        let last: Value = serde_json::from_str(out.last().unwrap()).unwrap();
+        assert_eq!(
+            last["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"],
+            "{\"a\":1}"
+        );
         let failed = json!({"type": "response.failed", "response": {"error": {"code": "server_error", "message": "x"}}});
         assert!(a.on_event(&data(failed)).is_err());
     }
