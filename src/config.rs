@@ -68,9 +68,14 @@ pub struct Config {
     pub hedging: HedgingConfig,
     #[serde(default)]
     pub sticky: StickyConfig,
+    /// The largest request body `submit` accepts, in bytes (default 32 MiB).
+    pub max_request_bytes: Option<u64>,
     /// Health shared across processes on Redis or Valkey (off when absent).
     pub shared: Option<SharedConfig>,
 }
+
+/// The default of `max_request_bytes`.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Retries on the same endpoints once every candidate has failed.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]

@@ -21,6 +21,7 @@ pub mod routing;
 pub mod shared;
 pub mod upstream;
 
-pub use engine::{Engine, EngineError, SubmitError};
-pub use events::{Event, EventKind};
+pub use engine::{Engine, EngineError, RequestEvents, SubmitError, SubmitOptions};
+pub use events::{ErrorKind, Event, EventKind};
 pub use protocol::Protocol;
+pub use request::RequestError;

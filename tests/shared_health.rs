@@ -641,8 +641,18 @@ fn latency_learned_by_one_instance_steers_another() {
     let mut b = Instance::spawn("B", &cfg, &redis);
     a.wait_connected();
     b.wait_connected();
-    a.batch(vec![req("A", Some(&["quick/default"]), Value::Null)]);
-    a.batch(vec![req("A", Some(&["slow/default"]), Value::Null)]);
+    // Streams: first-token latency is a stream signal (non-streaming calls
+    // measure `response_ms`, which stays local).
+    let stream = |mut r: Value| {
+        r["stream"] = json!(true);
+        r
+    };
+    a.batch(vec![stream(req(
+        "A",
+        Some(&["quick/default"]),
+        Value::Null,
+    ))]);
+    a.batch(vec![stream(req("A", Some(&["slow/default"]), Value::Null))]);
     let learned = Instant::now();
     let d = b.wait_for("A's latencies", Duration::from_secs(10), |s| {
         ["quick/default", "slow/default"]
@@ -650,7 +660,7 @@ fn latency_learned_by_one_instance_steers_another() {
             .all(|id| endpoint_of(s, id)["shared"]["others_first_token_ms"].is_number())
     });
     report("latency A -> B", d.max(learned.elapsed()));
-    let r = b.batch(vec![req("B", None, Value::Null)]);
+    let r = b.batch(vec![stream(req("B", None, Value::Null))]);
     assert_eq!(served(&r), ["quick/default"], "B's first request: {r:?}");
     assert_eq!(
         b.endpoint("quick/default")["requests"],

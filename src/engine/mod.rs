@@ -59,6 +59,113 @@ impl std::fmt::Display for SubmitError {
 
 impl std::error::Error for SubmitError {}
 
+/// Chunks buffered per `submit_with` request before the upstream read waits.
+const CHANNEL_CHUNKS: usize = 32;
+
+/// Per-request options of `submit_with`.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// Headers sent to Anthropic-protocol endpoints only (the gateway passes
+    /// the caller's `anthropic-*` headers). They replace configured headers
+    /// of the same name; `anthropic-beta` lists are joined.
+    pub forward_headers: Vec<(String, String)>,
+    /// The sticky key when the body sets none (`provider.sticky_key`).
+    pub sticky_key: Option<String>,
+    /// When the request fails with an HTTP error from an endpoint speaking
+    /// the caller's protocol, the terminal event's `error` is that
+    /// upstream's body unchanged (a gateway passes it on; clients such as
+    /// Claude Code match its wording). Otherwise llmux's own envelope.
+    pub upstream_error_bodies: bool,
+}
+
+/// One request's events, from `Engine::submit_with`: its chunks in order,
+/// then exactly one terminal event, then `None`. Dropping it before the
+/// terminal event cancels the request.
+pub struct RequestEvents {
+    id: u64,
+    inner: Arc<Inner>,
+    chunks: Option<tokio::sync::mpsc::Receiver<Event>>,
+    terminal: oneshot::Receiver<Event>,
+    /// The terminal event, received while chunks may still be buffered.
+    stashed: Option<Option<Event>>,
+    finished: bool,
+    stream: bool,
+    model: String,
+    served: Arc<AtomicUsize>,
+}
+
+impl RequestEvents {
+    /// The request id (as `submit` would have returned it).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The request asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream
+    }
+
+    /// The model slug the request asked for (without `:provider`).
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The endpoint id and provider slug serving the request, once its
+    /// first token arrived (so always by the first chunk).
+    pub fn serving(&self) -> Option<(&str, &str)> {
+        let e = self.served.load(Ordering::Acquire).checked_sub(1)?;
+        let c = &self.inner.catalog;
+        Some((c.endpoints[e].id.as_str(), c.provider_of(e).slug.as_str()))
+    }
+
+    /// The next event; `None` after the terminal one.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            // Chunks are all sent before the terminal event: drain them first.
+            if let Some(Ok(ev)) = self.chunks.as_mut().map(|rx| rx.try_recv()) {
+                return Some(ev);
+            }
+            if let Some(t) = self.stashed.take() {
+                self.finished = true;
+                return t;
+            }
+            if self.finished {
+                return None;
+            }
+            match &mut self.chunks {
+                Some(rx) => tokio::select! {
+                    biased;
+                    c = rx.recv() => match c {
+                        Some(ev) => return Some(ev),
+                        None => self.chunks = None,
+                    },
+                    t = &mut self.terminal => self.stashed = Some(t.ok()),
+                },
+                None => {
+                    self.finished = true;
+                    return (&mut self.terminal).await.ok();
+                }
+            }
+        }
+    }
+
+    /// Cancels the request (it ends with a `cancelled` terminal event).
+    pub fn cancel(&self) -> bool {
+        match lock(&self.inner.cancels).remove(&self.id) {
+            Some(tx) => tx.send(()).is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for RequestEvents {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancel();
+        }
+    }
+}
+
 struct Inner {
     catalog: Catalog,
     health: Health,
@@ -71,6 +178,67 @@ struct Inner {
     closing: AtomicBool,
     /// Sticky key -> (endpoint, last use).
     sticky: Mutex<HashMap<String, (usize, Instant)>>,
+}
+
+/// `stats_json`'s document.
+#[derive(serde::Serialize)]
+struct StatsOut<'a> {
+    endpoints: Vec<EndpointStatsOut<'a>>,
+    requests_in_flight: usize,
+    events_queued: usize,
+    /// Shared health's state (`{"enabled": false}` when off).
+    shared: Value,
+}
+
+#[derive(serde::Serialize)]
+struct EndpointStatsOut<'a> {
+    #[serde(flatten)]
+    health: crate::health::HealthSnapshot,
+    id: &'a str,
+    model: &'a str,
+    provider: &'a str,
+    protocol: &'static str,
+    upstream_model: &'a str,
+    price: PriceOut,
+    context_window: Option<u64>,
+    /// Shared health's view of the endpoint, when shared health is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared: Option<Value>,
+}
+
+#[derive(serde::Serialize)]
+struct PriceOut {
+    prompt: f64,
+    completion: f64,
+}
+
+/// `export_health`'s document.
+#[derive(serde::Serialize)]
+struct HealthFileOut<'a> {
+    version: u32,
+    endpoints: Vec<HealthEntryOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct HealthEntryOut<'a> {
+    model: &'a str,
+    endpoint: &'a str,
+    #[serde(flatten)]
+    health: crate::health::HealthExport,
+}
+
+/// What `import_health` reads: entries are checked one by one so an error
+/// names the entry and field.
+#[derive(serde::Deserialize)]
+struct HealthFileIn {
+    endpoints: Vec<Value>,
+}
+
+/// Which endpoint an entry is about; entries naming none are skipped.
+#[derive(serde::Deserialize)]
+struct HealthKey {
+    model: Option<String>,
+    endpoint: Option<String>,
 }
 
 /// The router. Thread-safe: every method takes `&self`.
@@ -180,11 +348,192 @@ impl Engine {
         let inner = self.inner.clone();
         match &self.runtime {
             Some(rt) => {
-                rt.spawn(run::run(inner, id, req, rx));
+                rt.spawn(run::run(inner, id, req, rx, run::Channel::default()));
             }
             None => return Err(SubmitError::ShuttingDown),
         }
         Ok(id)
+    }
+
+    /// Like `submit`, but the request's events come on its own channel
+    /// (`RequestEvents`) instead of the shared poll queue. Dropping the
+    /// receiver before the terminal event cancels the request (its upstream
+    /// connection closes). Chunks wait in a small bounded buffer, so a slow
+    /// reader slows the upstream read rather than growing memory.
+    pub fn submit_with(
+        &self,
+        protocol: Protocol,
+        body: &[u8],
+        opts: SubmitOptions,
+    ) -> Result<RequestEvents, SubmitError> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let Some(rt) = &self.runtime else {
+            return Err(SubmitError::ShuttingDown);
+        };
+        let mut req =
+            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
+        if req.sticky_key.is_none() {
+            req.sticky_key = opts.sticky_key;
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (stream, model) = (req.stream, req.requested_model.clone());
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
+        let (term_tx, term_rx) = oneshot::channel();
+        lock(&self.inner.cancels).insert(id, cancel_tx);
+        self.inner.active.fetch_add(1, Ordering::AcqRel);
+        let served = Arc::new(AtomicUsize::new(0));
+        let channel = run::Channel {
+            chunks: Some(chunk_tx),
+            terminal: Some(term_tx),
+            headers: opts.forward_headers,
+            served: Some(served.clone()),
+            upstream_error_bodies: opts.upstream_error_bodies,
+        };
+        rt.spawn(run::run(self.inner.clone(), id, req, cancel_rx, channel));
+        Ok(RequestEvents {
+            id,
+            inner: self.inner.clone(),
+            chunks: Some(chunk_rx),
+            terminal: term_rx,
+            stashed: None,
+            finished: false,
+            stream,
+            model,
+            served,
+        })
+    }
+
+    /// Counts a Messages body's input tokens exactly, when its model (or
+    /// pinned provider) has an Anthropic-protocol endpoint with a closed
+    /// circuit: the body (model replaced by the endpoint's upstream model,
+    /// llmux's own fields removed) goes to that endpoint's
+    /// `/v1/messages/count_tokens`, and the upstream's status and body come
+    /// back on the receiver. `Ok(None)`: no such endpoint.
+    #[allow(clippy::type_complexity)]
+    pub fn count_tokens(
+        &self,
+        body: &[u8],
+        forward_headers: Vec<(String, String)>,
+    ) -> Result<Option<oneshot::Receiver<Result<(u16, String), String>>>, SubmitError> {
+        let Some(rt) = &self.runtime else {
+            return Err(SubmitError::ShuttingDown);
+        };
+        let mut req = request::parse(&self.inner.catalog, Protocol::Anthropic, body)
+            .map_err(SubmitError::Request)?;
+        let c = &self.inner.catalog;
+        let now = Instant::now();
+        let Some(e) = req.routes[0].candidates.iter().copied().find(|&e| {
+            c.provider_of(e).protocol == Protocol::Anthropic
+                && self.inner.health.snapshot(e, now).get("circuit") == Some(&json!("closed"))
+        }) else {
+            return Ok(None);
+        };
+        req.body
+            .insert("model".into(), json!(c.endpoints[e].upstream_model));
+        let bytes = serde_json::to_vec(&req.body)
+            .map_err(|e| SubmitError::Request(request::RequestError::Invalid(e.to_string())))?;
+        let inner = self.inner.clone();
+        let (tx, rx) = oneshot::channel();
+        rt.spawn(async move {
+            let c = &inner.catalog;
+            let provider = c.provider_of(e);
+            let t = provider.timeouts.over(c.timeouts).over(DEFAULT_TIMEOUTS);
+            let deadline = tokio::time::Instant::now()
+                + Duration::from_millis(t.first_token_ms.unwrap_or(60_000));
+            let r = match inner.client(t.connect_ms.unwrap_or(5000)) {
+                Ok(client) => {
+                    crate::upstream::count_tokens(
+                        &client,
+                        provider,
+                        bytes,
+                        &forward_headers,
+                        deadline,
+                    )
+                    .await
+                }
+                Err(m) => Err(m),
+            };
+            let _ = tx.send(r);
+        });
+        Ok(Some(rx))
+    }
+
+    /// The ranked candidates a request would try now, and why, without
+    /// sending anything (`llmux route`): per model, each endpoint's latency
+    /// cost, price, throughput, in-flight count, circuit and availability.
+    /// Exploration is left out (it is a random draw per request).
+    pub fn explain(&self, protocol: Protocol, body: &[u8]) -> Result<Value, SubmitError> {
+        let req =
+            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
+        let inner = &self.inner;
+        let c = &inner.catalog;
+        let now = Instant::now();
+        let sticky = req
+            .sticky_key
+            .as_deref()
+            .and_then(|k| inner.sticky_get(k, now));
+        let models: Vec<Value> = req
+            .routes
+            .iter()
+            .map(|route| {
+                let mut views = vec![crate::routing::UNRANKED; c.endpoints.len()];
+                for &e in &route.candidates {
+                    let ep = &c.endpoints[e];
+                    let prior = ep
+                        .expected_first_token_ms
+                        .unwrap_or(c.health.default_first_token_ms);
+                    views[e] = inner.health.view(
+                        e,
+                        now,
+                        prior,
+                        ep.price_prompt + ep.price_completion,
+                        ep.max_concurrency,
+                    );
+                }
+                let order = crate::routing::plan(
+                    &route.candidates,
+                    &views,
+                    route.policy,
+                    now,
+                    None,
+                    sticky,
+                );
+                let candidates: Vec<Value> = order
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, &e)| {
+                        let v = &views[e];
+                        let ep = &c.endpoints[e];
+                        let snap = inner.health.snapshot(e, now);
+                        json!({
+                            "rank": rank + 1,
+                            "endpoint": ep.id,
+                            "provider": c.provider_of(e).slug,
+                            "protocol": c.provider_of(e).protocol.as_str(),
+                            "upstream_model": ep.upstream_model,
+                            "first_token_ms": v.first_token_ms,
+                            "prior_ms": v.prior_ms,
+                            "in_flight": v.in_flight,
+                            "latency_cost_ms": v.latency_cost(),
+                            "price": {"prompt": ep.price_prompt, "completion": ep.price_completion},
+                            "throughput_tps": v.throughput,
+                            "circuit": snap.get("circuit"),
+                            "available": v.available(now),
+                            "sticky": sticky == Some(e),
+                        })
+                    })
+                    .collect();
+                json!({
+                    "model": route.slug,
+                    "policy": format!("{:?}", route.policy).to_lowercase(),
+                    "candidates": candidates,
+                })
+            })
+            .collect();
+        Ok(json!({"requested_model": req.requested_model, "models": models}))
     }
 
     /// Cancels an in-flight request; it ends with an error event of type
@@ -229,36 +578,38 @@ impl Engine {
         let inner = &self.inner;
         let now = Instant::now();
         let c = &inner.catalog;
-        let endpoints: Vec<Value> = c
+        let endpoints: Vec<EndpointStatsOut<'_>> = c
             .endpoints
             .iter()
             .enumerate()
             .map(|(i, e)| {
                 let p = c.provider_of(i);
-                let mut m = inner.health.snapshot(i, now);
-                m.insert("id".into(), json!(e.id));
-                m.insert("model".into(), json!(c.models[e.model].slug));
-                m.insert("provider".into(), json!(p.slug));
-                m.insert("protocol".into(), json!(p.protocol.as_str()));
-                m.insert("upstream_model".into(), json!(e.upstream_model));
-                m.insert(
-                    "price".into(),
-                    json!({"prompt": e.price_prompt, "completion": e.price_completion}),
-                );
-                m.insert("context_window".into(), json!(e.context_window));
-                if let Some(o) = inner.health.shared() {
-                    m.insert("shared".into(), o.endpoint_stats(i, now));
+                EndpointStatsOut {
+                    health: inner.health.snapshot_state(i, now),
+                    id: &e.id,
+                    model: &c.models[e.model].slug,
+                    provider: &p.slug,
+                    protocol: p.protocol.as_str(),
+                    upstream_model: &e.upstream_model,
+                    price: PriceOut {
+                        prompt: e.price_prompt,
+                        completion: e.price_completion,
+                    },
+                    context_window: e.context_window,
+                    shared: inner.health.shared().map(|o| o.endpoint_stats(i, now)),
                 }
-                Value::Object(m)
             })
             .collect();
-        json!({
-            "endpoints": endpoints,
-            "requests_in_flight": inner.active.load(Ordering::Acquire),
-            "events_queued": inner.queue.len(),
-            "shared": inner.health.shared().map_or_else(|| json!({"enabled": false}), |o| o.stats(now)),
+        serde_json::to_string(&StatsOut {
+            endpoints,
+            requests_in_flight: inner.active.load(Ordering::Acquire),
+            events_queued: inner.queue.len(),
+            shared: inner
+                .health
+                .shared()
+                .map_or_else(|| json!({"enabled": false}), |o| o.stats(now)),
         })
-        .to_string()
+        .unwrap_or_default()
     }
 
     /// Health of every endpoint as JSON that `import_health` accepts, so a
@@ -266,51 +617,56 @@ impl Engine {
     pub fn export_health(&self) -> String {
         let now = Instant::now();
         let c = &self.inner.catalog;
-        let eps: Vec<Value> = c
+        let endpoints: Vec<HealthEntryOut<'_>> = c
             .endpoints
             .iter()
             .enumerate()
-            .map(|(i, e)| {
-                let mut v = self.inner.health.export(i, now);
-                v["model"] = json!(c.models[e.model].slug);
-                v["endpoint"] = json!(e.id);
-                v
+            .map(|(i, e)| HealthEntryOut {
+                model: &c.models[e.model].slug,
+                endpoint: &e.id,
+                health: self.inner.health.export_state(i, now),
             })
             .collect();
-        json!({"version": 1, "endpoints": eps}).to_string()
+        serde_json::to_string(&HealthFileOut {
+            version: 1,
+            endpoints,
+        })
+        .unwrap_or_default()
     }
 
     /// Restores health exported by `export_health`; entries whose model and
-    /// endpoint are not in this catalog are skipped. Returns how many were
-    /// restored.
+    /// endpoint are missing or not in this catalog are skipped. Returns how many were
+    /// restored. Nothing is restored when any entry is malformed (a field of
+    /// the wrong type, a negative latency): the error names it.
     pub fn import_health(&self, json: &str) -> Result<usize, String> {
-        let v: Value =
+        let file: HealthFileIn =
             serde_json::from_str(json).map_err(|e| format!("health JSON is malformed: {e}"))?;
-        let list = v
-            .get("endpoints")
-            .and_then(Value::as_array)
-            .ok_or("health JSON needs an `endpoints` list")?;
         let c = &self.inner.catalog;
-        let now = Instant::now();
-        let mut n = 0;
-        for item in list {
-            let (Some(m), Some(id)) = (
-                item.get("model").and_then(Value::as_str),
-                item.get("endpoint").and_then(Value::as_str),
-            ) else {
+        let mut restore = Vec::new();
+        for (i, item) in file.endpoints.iter().enumerate() {
+            let key: HealthKey =
+                serde_json::from_value(item.clone()).map_err(|e| format!("endpoints[{i}]: {e}"))?;
+            let state = crate::health::HealthExport::from_json(item)
+                .map_err(|e| format!("endpoints[{i}].{e}"))?;
+            let (Some(m), Some(id)) = (key.model, key.endpoint) else {
                 continue;
             };
-            let Some(model) = c.model(m) else { continue };
+            let Some(model) = c.model(&m) else {
+                continue;
+            };
             if let Some(&e) = c.models[model]
                 .endpoints
                 .iter()
                 .find(|&&e| c.endpoints[e].id == id)
             {
-                self.inner.health.import(e, now, item);
-                n += 1;
+                restore.push((e, state));
             }
         }
-        Ok(n)
+        let now = Instant::now();
+        for (e, state) in &restore {
+            self.inner.health.import_state(*e, now, state);
+        }
+        Ok(restore.len())
     }
 
     /// Cancels every request, waits for them to end, and stops the runtime.
@@ -446,6 +802,7 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         health: &inner.health,
         endpoint: e,
         open: true,
+        timed_out: None,
     };
     let winner = std::sync::atomic::AtomicUsize::new(0);
     let on_first = |_ms: f64| {};
@@ -461,10 +818,13 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         include_usage: false,
         model_slug: &c.models[c.endpoints[e].model].slug,
         timeouts,
-        deadline: Instant::now() + Duration::from_millis(timeouts.first_token_ms.unwrap_or(10_000)),
+        deadline: tokio::time::Instant::now()
+            + Duration::from_millis(timeouts.first_token_ms.unwrap_or(10_000)),
         winner: &winner,
         slot: 1,
         on_first_token: &on_first,
+        chunks: None,
+        forward_headers: &[],
     })
     .await;
     guard.open = false;

@@ -50,12 +50,16 @@ pub enum llmux_event_kind {
     /// event), as JSON.
     Chunk = 1,
     /// Terminal: the request succeeded. JSON
-    /// `{"type":"done","response":{...},"routing":{...}}`; `response` (the
-    /// full body in the caller's protocol) only for non-streaming requests.
+    /// `{"type":"done","response":{...},"error_kind":null,"routing":{...}}`;
+    /// `response` (the full body in the caller's protocol) only for
+    /// non-streaming requests.
     Done = 2,
     /// Terminal: the request failed or was cancelled. JSON
-    /// `{"type":"error","status":N,"error":{...},"routing":{...}}` with the
-    /// error body in the caller's protocol.
+    /// `{"type":"error","status":N,"error":{...},"error_kind":"...","routing":{...}}`
+    /// with the error body in the caller's protocol and `error_kind`, the
+    /// same for both protocols: invalid_request, authentication, permission,
+    /// not_found, rate_limit, timeout, upstream, overloaded, cancelled,
+    /// internal.
     Error = 3,
 }
 
@@ -367,6 +371,7 @@ pub unsafe extern "C" fn llmux_submit(
                         RequestError::UnknownModel(_) => llmux_result::ErrUnknownModel,
                         RequestError::UnknownProvider(_) => llmux_result::ErrUnknownProvider,
                         RequestError::UnknownEndpoint(_) => llmux_result::ErrUnknownEndpoint,
+                        RequestError::TooLarge(_) => llmux_result::ErrRequestTooLarge,
                     },
                 };
                 set_error(error_out, e.to_string());
@@ -376,9 +381,10 @@ pub unsafe extern "C" fn llmux_submit(
     })
 }
 
-/// Cancels an in-flight request. It ends with an `ERROR` event whose error
-/// type is `cancelled` (unless it finished first: every request gets exactly
-/// one terminal event either way). Returns `LLMUX_ERR_UNKNOWN_REQUEST` when
+/// Cancels an in-flight request. It ends with an `ERROR` event whose
+/// `error_kind` is `cancelled` (the body's type is `cancelled` for OpenAI
+/// callers, `api_error` for Anthropic ones), unless it finished first:
+/// every request gets exactly one terminal event either way. Returns `LLMUX_ERR_UNKNOWN_REQUEST` when
 /// the id is unknown or the request already ended. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn llmux_cancel(

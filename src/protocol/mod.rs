@@ -126,12 +126,15 @@ pub struct Converted {
 }
 
 /// Converts one non-streaming upstream body to the caller's protocol.
+/// `created` (Unix seconds) becomes the `created` field of a translated
+/// OpenAI response.
 pub fn convert_response(
     upstream: Protocol,
     caller: Protocol,
     body: &[u8],
+    created: u64,
 ) -> Result<Converted, PayloadError> {
-    convert_response_for(upstream, caller, body, &serde_json::Map::new(), "")
+    convert_response_for(upstream, caller, body, created, &serde_json::Map::new(), "")
 }
 
 /// [`convert_response`] knowing the caller's request body and the id of
@@ -141,11 +144,14 @@ pub fn convert_response_for(
     upstream: Protocol,
     caller: Protocol,
     body: &[u8],
+    created: u64,
     request: &serde_json::Map<String, Value>,
     endpoint: &str,
 ) -> Result<Converted, PayloadError> {
     if upstream == Protocol::Responses || caller == Protocol::Responses {
-        return translate_responses::convert_response(upstream, caller, body, request, endpoint);
+        return translate_responses::convert_response(
+            upstream, caller, body, created, request, endpoint,
+        );
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| PayloadError::Malformed("response body is not UTF-8".into()))?;
@@ -173,7 +179,7 @@ pub fn convert_response_for(
         }
         (Protocol::Anthropic, Protocol::OpenAi) => {
             let usage = anthropic::check_response(&value)?;
-            let out = translate::anthropic_response_to_openai(&value)?;
+            let out = translate::anthropic_response_to_openai(&value, created)?;
             Ok(Converted {
                 body: out.to_string(),
                 usage,
@@ -201,6 +207,10 @@ pub struct StreamContext {
     pub created: u64,
     /// An id for translated messages/chunks.
     pub id: String,
+    /// Estimated prompt tokens, for `message_start.usage.input_tokens` when
+    /// an Anthropic caller is served by an OpenAI endpoint (the real count
+    /// only arrives at the end, in `message_delta`).
+    pub input_tokens_estimate: u64,
 }
 
 /// Builds the adapter for a (upstream, caller) protocol pair.
@@ -284,17 +294,21 @@ struct Patched<'a> {
 impl serde::Serialize for Patched<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
+        // The caller's key order is kept (`model` and `stream` stay where
+        // the caller put them).
         let mut m = ser.serialize_map(None)?;
-        m.serialize_entry("model", self.model)?;
+        if !self.base.contains_key("model") {
+            m.serialize_entry("model", self.model)?;
+        }
         for (k, v) in self.base {
             match k.as_str() {
-                "model" => {}
-                "stream" if self.stream => {}
+                "model" => m.serialize_entry("model", self.model)?,
+                "stream" if self.stream => m.serialize_entry("stream", &true)?,
                 "stream_options" if self.ask_usage => {}
                 _ => m.serialize_entry(k, v)?,
             }
         }
-        if self.stream {
+        if self.stream && !self.base.contains_key("stream") {
             m.serialize_entry("stream", &true)?;
         }
         if self.ask_usage {

@@ -7,8 +7,7 @@
 //! Responses caller through [`translate::AnthropicToOpenAi`] and then
 //! [`ChatToResponses`], chained by [`Chain`]. Every rule of `translate`
 //! (what is dropped, what is refused) therefore holds on the second leg.
-//! Pure except [`convert_response`], which reads the clock for
-//! `created_at` when the upstream gave none.
+//! Pure: time (`created_at` when the upstream gave none) is a parameter.
 //!
 //! ## Responses caller -> Chat Completions (and from there Anthropic)
 //!
@@ -983,13 +982,6 @@ pub fn request(
 // ---------------------------------------------------------------------------
 // non-streaming responses
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The Response object's fields echoed from the request, with defaults.
 fn response_shell(
     request: &Map<String, Value>,
@@ -1095,6 +1087,7 @@ fn call_item(
 pub fn chat_response_to_responses(
     v: &Value,
     request: &Map<String, Value>,
+    now: u64,
 ) -> Result<Value, PayloadError> {
     let m = v
         .as_object()
@@ -1109,10 +1102,7 @@ pub fn chat_response_to_responses(
         .and_then(Value::as_object)
         .ok_or_else(|| bad("choice has no message"))?;
     let base = m.get("id").and_then(Value::as_str).unwrap_or("llmux");
-    let created = m
-        .get("created")
-        .and_then(Value::as_u64)
-        .unwrap_or_else(now_unix);
+    let created = m.get("created").and_then(Value::as_u64).unwrap_or(now);
     let model = m.get("model").cloned().unwrap_or(json!(""));
     let ns = Namespaces::of(request);
     let mut output = Vec::new();
@@ -1185,7 +1175,7 @@ fn sign_reasoning(anthropic: &Value, out: &mut Value) {
 }
 
 /// A Responses response as a `chat.completion`.
-pub fn responses_response_to_chat(v: &Value) -> Result<Value, PayloadError> {
+pub fn responses_response_to_chat(v: &Value, now: u64) -> Result<Value, PayloadError> {
     let m = v
         .as_object()
         .ok_or_else(|| bad("response is not a JSON object"))?;
@@ -1260,7 +1250,7 @@ pub fn responses_response_to_chat(v: &Value) -> Result<Value, PayloadError> {
     let mut out = json!({
         "id": m.get("id").cloned().unwrap_or(json!("")),
         "object": "chat.completion",
-        "created": m.get("created_at").and_then(Value::as_f64).map_or_else(now_unix, |t| t as u64),
+        "created": m.get("created_at").and_then(Value::as_f64).map_or(now, |t| t as u64),
         "model": m.get("model").cloned().unwrap_or(json!("")),
         "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish }],
     });
@@ -1306,6 +1296,7 @@ pub fn convert_response(
     upstream: Protocol,
     caller: Protocol,
     body: &[u8],
+    now: u64,
     request: &Map<String, Value>,
     endpoint: &str,
 ) -> Result<Converted, PayloadError> {
@@ -1322,9 +1313,9 @@ pub fn convert_response(
             )?;
             let out = match caller {
                 Protocol::Responses => v,
-                Protocol::OpenAi => responses_response_to_chat(&v)?,
+                Protocol::OpenAi => responses_response_to_chat(&v, now)?,
                 Protocol::Anthropic => {
-                    translate::openai_response_to_anthropic(&responses_response_to_chat(&v)?)?
+                    translate::openai_response_to_anthropic(&responses_response_to_chat(&v, now)?)?
                 }
             };
             (out, usage)
@@ -1332,12 +1323,12 @@ pub fn convert_response(
         Protocol::OpenAi => {
             let text = std::str::from_utf8(body).map_err(|_| bad("response body is not UTF-8"))?;
             let usage = openai::check_response(text)?;
-            (chat_response_to_responses(&v, request)?, usage)
+            (chat_response_to_responses(&v, request, now)?, usage)
         }
         Protocol::Anthropic => {
             let usage = anthropic::check_response(&v)?;
-            let chat = translate::anthropic_response_to_openai(&v)?;
-            let mut out = chat_response_to_responses(&chat, request)?;
+            let chat = translate::anthropic_response_to_openai(&v, now)?;
+            let mut out = chat_response_to_responses(&chat, request, now)?;
             sign_reasoning(&v, &mut out);
             (out, usage)
         }
