@@ -217,8 +217,9 @@ pub struct Behavior {
     /// Fault injection.
     pub fault: Fault,
     /// Answers instead of this behavior when the request's last message
-    /// carries a tool result (an Anthropic `tool_result` block or an OpenAI
-    /// `tool` message): the second turn of an agent loop.
+    /// carries a tool result (an Anthropic `tool_result` block, an OpenAI
+    /// `tool` message or a Responses `function_call_output` item): the
+    /// second turn of an agent loop.
     pub after_tool_result: Option<Box<Behavior>>,
 }
 

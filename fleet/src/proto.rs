@@ -159,6 +159,11 @@ async fn control(conn: &mut Conn, shared: &Shared, req: &Request, keep: bool) ->
 
 /// The last message is a tool result (Anthropic or OpenAI shape).
 fn last_message_is_tool_result(body: &Value) -> bool {
+    // Responses: a `function_call_output` input item.
+    let last_item = body["input"].as_array().and_then(|i| i.last());
+    if last_item.is_some_and(|i| i["type"] == "function_call_output") {
+        return true;
+    }
     let Some(last) = body["messages"].as_array().and_then(|m| m.last()) else {
         return false;
     };

@@ -452,6 +452,9 @@ struct Streaming {
     done: bool,
     /// Responses: the `sequence_number` after the last chunk's.
     next_seq: u64,
+    /// Responses: the last chunk ended the response (`response.completed`,
+    /// `.incomplete`, `.failed`); the terminal event goes out with it.
+    closing: bool,
 }
 
 impl Streaming {
@@ -460,14 +463,19 @@ impl Streaming {
         if ev.kind == EventKind::Chunk {
             if self.ctx.proto == Protocol::Responses {
                 #[derive(serde::Deserialize)]
-                struct Seq {
+                struct Seq<'a> {
                     sequence_number: Option<u64>,
+                    #[serde(rename = "type", borrow)]
+                    ty: Option<std::borrow::Cow<'a, str>>,
                 }
-                if let Ok(Seq {
-                    sequence_number: Some(n),
-                }) = serde_json::from_str(&ev.data)
-                {
-                    self.next_seq = n + 1;
+                if let Ok(seq) = serde_json::from_str::<Seq>(&ev.data) {
+                    if let Some(n) = seq.sequence_number {
+                        self.next_seq = n + 1;
+                    }
+                    self.closing = matches!(
+                        seq.ty.as_deref(),
+                        Some("response.completed" | "response.incomplete" | "response.failed")
+                    );
                 }
             }
             return chunk_frame(self.ctx.proto, &ev.data);
@@ -496,7 +504,27 @@ impl Streaming {
         error_frame(self.ctx.proto, body)
     }
 
+    /// The next bytes for the caller. A Responses client may hang up as soon
+    /// as it has `response.completed`, so that event is sent together with
+    /// the terminal one (which follows at once): the request is recorded
+    /// with its outcome rather than as closed by the client.
     async fn next(&mut self) -> Option<Bytes> {
+        let out = self.next_frame().await?;
+        if !self.closing {
+            return Some(out);
+        }
+        self.closing = false;
+        let mut buf = out.to_vec();
+        while !self.done {
+            match tokio::time::timeout(Duration::from_secs(5), self.events.recv()).await {
+                Ok(Some(ev)) => buf.extend_from_slice(&self.frame(ev)),
+                _ => break,
+            }
+        }
+        Some(Bytes::from(buf))
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
         if let Some(ev) = self.first.take() {
             return Some(self.frame(ev));
         }
@@ -569,6 +597,7 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
         cancel,
         done: false,
         next_seq: 0,
+        closing: false,
     };
     let body = futures_util::stream::unfold(st, |mut st| async move {
         st.next().await.map(|b| (Ok::<_, Infallible>(b), st))
