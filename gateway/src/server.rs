@@ -262,8 +262,11 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
     };
     let opts = SubmitOptions {
         forward_headers: anthropic_headers(&h),
+        // Claude Code's and Codex's session ids keep a session on one
+        // endpoint (warm prompt caches).
         sticky_key: h
             .get("x-claude-code-session-id")
+            .or_else(|| h.get("session-id"))
             .and_then(|v| v.to_str().ok())
             .map(|s| format!("session:{s}")),
         upstream_error_bodies: true,
