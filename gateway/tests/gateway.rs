@@ -1044,6 +1044,7 @@ fn a_slow_reader_slows_the_upstream_instead_of_being_buffered() {
         assert_eq!(content, text.len(), "the stream arrived incomplete");
     });
     assert_eq!(big.in_flight(), 0);
+}
 
 /// `event: NAME` / `data: JSON` frames of an SSE body, comments skipped.
 fn sse_frames(text: &str) -> Vec<(String, Value)> {

@@ -285,6 +285,7 @@ mod tests {
             include_usage: true,
             created: 1,
             id: "x".into(),
+            input_tokens_estimate: 0,
         }
     }
 

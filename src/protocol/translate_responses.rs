@@ -2027,6 +2027,7 @@ mod tests {
             include_usage: false,
             created: 1,
             id: "x".into(),
+            input_tokens_estimate: 0,
         }
     }
 
