@@ -992,9 +992,10 @@ fn route_explains_the_ranking_without_sending() {
 
 #[test]
 fn a_slow_reader_slows_the_upstream_instead_of_being_buffered() {
-    // About 6 MB of stream: far more than the socket buffers and the
-    // gateway's 32-chunk channel hold.
-    let text = "x".repeat(6_000_000);
+    // About 48 MB of stream: far more than the gateway's 32-chunk channel
+    // and the loopback sockets' buffers (which autotune up to several MB on
+    // each of the two connections) can hold.
+    let text = "x".repeat(48_000_000);
     let big = MockServer::start(
         "big",
         Behavior {
