@@ -45,6 +45,8 @@ from ._types import (
     LLMuxObject,
     Message,
     MessageStreamEvent,
+    Response,
+    ResponseStreamEvent,
     Routing,
     Usage,
 )
@@ -75,6 +77,8 @@ __all__ = [
     "RateLimitError",
     "RequestCancelled",
     "RequestTooLargeError",
+    "Response",
+    "ResponseStreamEvent",
     "Result",
     "Router",
     "RouterClosedError",
