@@ -302,8 +302,8 @@ class RouterBase(Generic[C]):
         return c is None or c.closing
 
     def close(self) -> None:
-        """Cancels in-flight requests (stopping the dispatcher thread of a
-        threaded Router) and frees the engine. Idempotent."""
+        """Cancels in-flight requests (waiting briefly for their terminal
+        events) and frees the engine. Idempotent."""
         c = self._backend()
         if c is not None:
             c.close()
@@ -342,7 +342,7 @@ def unregister_live(obj: Closable) -> None:
 @atexit.register
 def _close_all_at_exit() -> None:
     """Closes every router still open when the interpreter exits: cancels
-    their requests, stops the dispatcher threads and frees the engines while
+    their requests, stops any polling and frees the engines while
     the interpreter (and ctypes) are still intact."""
     with _live_lock:
         objs = list(_live)

@@ -80,8 +80,7 @@ class _Engine:
 
     @property
     def address(self) -> int:
-        """The raw pointer (for the dispatcher thread, which is joined before
-        ``free``)."""
+        """The raw pointer (for a poller that guards its calls itself)."""
         return self._ptr
 
     # -- calls -------------------------------------------------------------
