@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// `llmux_health_export` / `llmux_health_import` and runs while the header
 /// declares them.
 fn programs() -> Vec<&'static str> {
-    let mut v = vec!["test_stream", "test_errors"];
+    let mut v = vec!["test_stream", "test_errors", "test_host_driven"];
     let header = std::fs::read_to_string(manifest_dir().join("include").join("llmux.h"))
         .expect("read include/llmux.h");
     if header.contains("llmux_health_export(") && header.contains("llmux_health_import(") {
