@@ -1087,6 +1087,131 @@ fn case_host_driven(ctx: &Ctx, out: &mut Vec<Case>) {
     out.push(c);
 }
 
+/// Soak (outside CI; run it by name: `scripts/bench.sh soak`): N mixed
+/// requests (`LLMUX_BENCH_SOAK_N`, default 1,000,000; streams, non-streaming,
+/// cancelled at once, failing over from a dead endpoint) through the C ABI,
+/// 256 in flight, drained by 4 polling threads. Reports lost and doubled
+/// terminal events (both must be 0) and resident memory at start, middle
+/// and end.
+fn case_soak(ctx: &Ctx, out: &mut Vec<Case>) {
+    use std::sync::atomic::AtomicU8;
+    let n: usize = std::env::var("LLMUX_BENCH_SOAK_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let eng = Arc::new(CEngine::new(&config(
+        ctx,
+        json!({"explore_ratio": 0.0}),
+        timeouts(),
+    )));
+    // Terminal count per request id (ids are sequential from the first).
+    let seen: Arc<Vec<AtomicU8>> = Arc::new((0..n + 1).map(|_| AtomicU8::new(0)).collect());
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bodies = [
+        body("bench/fast", true, json!({"mock": {"chunks": 4}})),
+        body("bench/fast", false, json!({})),
+        body(
+            "bench/fast",
+            true,
+            json!({"mock": {"chunks": 50, "chunk_delay_ms": 5}}),
+        ),
+        body("bench/failover", false, json!({})),
+    ];
+    let pollers: Vec<_> = (0..4)
+        .map(|_| {
+            let (eng, seen, in_flight, ended, stop) = (
+                eng.clone(),
+                seen.clone(),
+                in_flight.clone(),
+                ended.clone(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut ev = Events::new(64);
+                while !stop.load(Ordering::Acquire) {
+                    ev.poll(&eng, 64, 20, |id, kind, _| {
+                        if !matches!(kind, Kind::Chunk) {
+                            if let Some(c) = seen.get(id as usize) {
+                                c.fetch_add(1, Ordering::AcqRel);
+                            }
+                            in_flight.fetch_sub(1, Ordering::AcqRel);
+                            ended.fetch_add(1, Ordering::AcqRel);
+                        }
+                    });
+                }
+            })
+        })
+        .collect();
+    let rss = |label: &str, v: &mut Vec<(String, u64)>| v.push((label.into(), rss_bytes() / 1024));
+    let mut samples = Vec::new();
+    rss("start", &mut samples);
+    let started = Instant::now();
+    let mut first_id = None;
+    for i in 0..n {
+        while in_flight.load(Ordering::Acquire) >= 256 {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let id = eng.submit(&bodies[i % 4]).expect("submit");
+        first_id.get_or_insert(id);
+        if i % 4 == 2 {
+            eng.cancel(id);
+        }
+        if i == n / 2 {
+            rss("middle", &mut samples);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ended.load(Ordering::Acquire) < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200)); // any doubled event shows up
+    rss("end", &mut samples);
+    stop.store(true, Ordering::Release);
+    for p in pollers {
+        let _ = p.join();
+    }
+    let first = first_id.unwrap_or(1) as usize;
+    let (mut lost, mut doubled) = (0usize, 0usize);
+    for c in seen.iter().skip(first).take(n) {
+        match c.load(Ordering::Acquire) {
+            0 => lost += 1,
+            1 => {}
+            _ => doubled += 1,
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut c = Case::new(
+        "soak",
+        "mixed requests (stream, non-stream, cancelled at once, failing over) through the C ABI, 256 in flight, \
+         4 polling threads; lost / doubled terminal events and RSS at start, middle, end",
+    );
+    c.m("requests", n);
+    c.m("seconds", secs);
+    c.m("lost_terminals", lost);
+    c.m("doubled_terminals", doubled);
+    for (label, kib) in &samples {
+        c.m(&format!("rss_{label}_kib"), *kib);
+    }
+    c.check(
+        "lost / doubled terminal events",
+        format!("{lost} / {doubled} of {n}"),
+        "0 / 0",
+        lost == 0 && doubled == 0,
+    );
+    c.info(
+        "RSS start / middle / end",
+        samples
+            .iter()
+            .map(|(_, k)| format!("{k} KiB"))
+            .collect::<Vec<_>>()
+            .join(" / "),
+    );
+    out.push(c);
+}
+
 /// 2. Throughput: closed loop at increasing concurrency.
 fn case_throughput(ctx: &Ctx, out: &mut Vec<Case>) {
     let eng = CEngine::new(&config(ctx, json!({"explore_ratio": 0.0}), timeouts()));
@@ -2461,6 +2586,12 @@ fn main() {
         return;
     }
     let mut cases: Vec<Case> = Vec::new();
+    if only.contains(&"soak") {
+        case_soak(&ctx, &mut cases);
+        write_json(&json_path, &machine, &cases);
+        util::print_table(&cases);
+        return;
+    }
     let steps: Vec<(&str, Step)> = vec![
         ("latency", Box::new(case_latency)),
         ("host", Box::new(case_host_driven)),

@@ -5,7 +5,7 @@
 #
 #   scripts/bench.sh                 # every case, a few minutes on 2 cores
 #   scripts/bench.sh --quick         # fewer samples
-#   scripts/bench.sh latency memory  # only these Rust cases (latency host throughput
+#   scripts/bench.sh latency memory  # only these Rust cases (soak, or latency host throughput
 #                                    # chunks routing memory failover quality shared gateway)
 #   scripts/bench.sh --readme ...    # also rewrite the README's bench table
 #
