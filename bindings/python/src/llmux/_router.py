@@ -93,6 +93,8 @@ class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
     def take(self, q: "queue.SimpleQueue[Item]", timeout: Optional[float] = None) -> Optional[Item]:
         """The next item of a request's queue, polling the engine while it is
         empty; None when ``timeout`` (seconds) passed first."""
+        if not q.empty():  # only this request's consumer takes from q
+            return q.get_nowait()
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._drive_until(lambda: not q.empty(), deadline):
             return q.get_nowait()
