@@ -9,7 +9,9 @@
 #      installed into a third new venv;
 # and each time runs the README quickstart, from the temporary directory,
 # against the mock fleet (its two base URLs replaced by the fleet's; nothing
-# else changed). Prints the wheel's and the bundled library's sizes.
+# else changed); finally `mypy --strict` checks the quickstart and
+# tests/typing/check_types.py against the installed wheel's type hints.
+# Prints the wheel's and the bundled library's sizes.
 # The cargo target directory is shared with the checkout
 # (CARGO_TARGET_DIR) so the sdist build reuses compiled dependencies.
 source "$(dirname "$0")/lib.sh"
@@ -68,4 +70,9 @@ step "3. the wheel, installed into a new venv $tmp/venv-wheel"
 python3 -m venv "$tmp/venv-wheel"
 "$tmp/venv-wheel/bin/pip" install -q "$wheel"
 quickstart "$tmp/venv-wheel"
+
+step "mypy --strict follows the installed package's types (quickstart, tests/typing/check_types.py)"
+"$tmp/venv-wheel/bin/pip" install -q mypy
+cp "$root/bindings/python/tests/typing/check_types.py" "$tmp/"
+(cd "$tmp" && venv-wheel/bin/mypy --strict --no-incremental quickstart.py check_types.py)
 step "ok"

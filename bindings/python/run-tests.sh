@@ -37,6 +37,12 @@ if [[ ! -f "$("$vpy" -c 'import llmux, os; print(os.path.dirname(llmux.__file__)
     exit 1
 fi
 
+# Static types: the package and tests/typing/check_types.py under mypy --strict.
+if ! "$vpy" -c 'import mypy' 2>/dev/null; then
+    "$vpy" -m pip install --quiet --disable-pip-version-check mypy
+fi
+(cd "$here" && MYPYPATH="$here/src" "$vpy" -m mypy --strict --no-incremental -p llmux tests/typing/check_types.py)
+
 export LLMUX_ROOT="$root"
 cd "$here"
 exec "$vpy" -m pytest -p no:cacheprovider -q "$here/tests" "$@"
