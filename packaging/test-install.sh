@@ -15,6 +15,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/packaging/lib.sh"   # readme_block
 install_args=(--debug)
 keep=0
 for arg in "$@"; do
@@ -115,6 +116,20 @@ if [ "${LLMUX_TEST_STATIC:-1}" != 0 ]; then
   fi
   env -u LD_LIBRARY_PATH "$tmp/hello-static"
 fi
+
+step "the main README's pkg-config lines, verbatim but for PREFIX (shared, then static)"
+mkdir -p "$tmp/readme"
+cp "$tmp/src/hello.c" "$tmp/readme/app.c"
+readme_block "$root/README.md" "pkg-config:" sh | sed "s|PREFIX|$prefix|g" > "$tmp/readme/build.sh"
+[ "$(grep -c '^cc app.c' "$tmp/readme/build.sh")" = 2 ] || { echo "the README's pkg-config block changed" >&2; exit 1; }
+(
+  cd "$tmp/readme"
+  head -n 2 build.sh > shared.sh && bash -eu shared.sh && LD_LIBRARY_PATH="$prefix/lib" ./a.out
+  readelf -d a.out | grep -q "(NEEDED).*\[libllmux.so.$major\]" || { echo "a.out does not need libllmux.so.$major" >&2; exit 1; }
+  rm a.out
+  { head -n 1 build.sh; sed -n 3p build.sh; } > static.sh && bash -eu static.sh && env -u LD_LIBRARY_PATH ./a.out
+  if readelf -d a.out | grep -q libllmux; then echo "the static a.out needs libllmux.so" >&2; exit 1; fi
+)
 
 step "CMake: find_package(llmux) + llmux::llmux / llmux::cpp"
 mkdir -p "$tmp/cmake-project"
