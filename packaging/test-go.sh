@@ -12,8 +12,10 @@ readme="$root/bindings/go/README.md"
 new_tmp
 
 # A private HOME for the README's "$HOME/.local"; the toolchains keep theirs.
+# A private Go build cache too: Go's cache does not track what pkg-config
+# says, so a shared one would keep the link flags of an earlier run's prefix.
 export CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}"
-export GOPATH="$(go env GOPATH)" GOCACHE="$(go env GOCACHE)" GOMODCACHE="$(go env GOMODCACHE)"
+export GOPATH="$(go env GOPATH)" GOMODCACHE="$(go env GOMODCACHE)" GOCACHE="$tmp/go-build"
 export HOME="$tmp/home" LLMUX_CHECKOUT="$root" GOFLAGS=-mod=mod
 mkdir -p "$HOME"
 
