@@ -41,7 +41,7 @@ fi
 if ! "$vpy" -c 'import mypy' 2>/dev/null; then
     "$vpy" -m pip install --quiet --disable-pip-version-check mypy
 fi
-(cd "$here" && MYPYPATH="$here/src" "$vpy" -m mypy --strict --no-incremental -p llmux tests/typing/check_types.py)
+(cd "$here" && MYPYPATH="$here/src" "$vpy" -m mypy --strict --no-incremental src/llmux tests/typing/check_types.py)
 
 export LLMUX_ROOT="$root"
 cd "$here"
