@@ -4,7 +4,7 @@
 //! `cargo bench --bench llmux` (or `scripts/bench.sh`, which also builds the
 //! `llmux-fleet` binary so the mock runs as a separate, pinned process).
 //! Options after `--`: `--quick` (fewer samples), and case names to run only
-//! those: `latency throughput chunks routing memory failover quality`.
+//! those: `latency throughput chunks routing memory failover quality shared`.
 //!
 //! Prints a table (figure, value, target, pass/MISS) and writes the same
 //! figures to `target/llmux-bench.json`: one object per case with named
@@ -1084,6 +1084,173 @@ fn case_routing(out: &mut Vec<Case>) {
     out.push(c);
 }
 
+/// Shared health: what it adds to a request's path. The request path reads
+/// the overlay the sync task merged in and never waits on Redis, so this
+/// measures the health calls one attempt makes (rank 16 endpoints, claim a
+/// slot, book the success) with and without an overlay, then whole requests
+/// through two engines, one syncing with a real redis-server every 100 ms,
+/// interleaved in blocks.
+fn case_shared(ctx: &Ctx, out: &mut Vec<Case>) {
+    use llmux::health::Health;
+    let mut c = Case::new(
+        "shared_health",
+        "request-path cost with `shared` on vs off: health calls per attempt (16 endpoints), and whole requests with a live redis-server",
+    );
+    let catalog_json = |extra: Value| {
+        let eps: Vec<Value> = (0..16)
+            .map(|i| json!({"provider": "p", "name": format!("e{i}"), "upstream_model": "m"}))
+            .collect();
+        let mut v = json!({
+            "providers": [{"slug": "p", "protocol": "openai", "base_url": "http://127.0.0.1:9/v1"}],
+            "models": [{"slug": "b/m", "endpoints": eps}],
+        });
+        if let (Some(o), Some(x)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(x.clone());
+        }
+        v.to_string()
+    };
+    let cat = llmux::catalog::Catalog::from_json(&catalog_json(
+        json!({"shared": {"redis_url": "redis://127.0.0.1:9/0"}}),
+    ))
+    .expect("catalog");
+    let off = Health::new(cat.health, 16);
+    let mut on = Health::new(cat.health, 16);
+    let (overlay, _rx) = llmux::shared::Overlay::new(cat.shared.clone().expect("shared"), 16);
+    on.set_shared(std::sync::Arc::new(overlay));
+    let now = Instant::now();
+    for h in [&off, &on] {
+        for e in 0..16 {
+            h.first_token(e, now, 100.0 + e as f64);
+        }
+    }
+    let attempt = |h: &Health| {
+        let mut best = 0.0;
+        for e in 0..16 {
+            let v = h.view(e, now, 1000.0, 3.0, None);
+            best += v.latency_cost();
+        }
+        black_box(best);
+        h.try_begin(3, now, None);
+        h.success(3, now, Some(50.0));
+    };
+    let iters = if ctx.quick { 200_000 } else { 1_000_000 };
+    let mut ns = [f64::INFINITY; 2];
+    for _ in 0..5 {
+        for (k, h) in [&off, &on].into_iter().enumerate() {
+            let t = Instant::now();
+            for _ in 0..iters {
+                attempt(black_box(h));
+            }
+            ns[k] = ns[k].min(t.elapsed().as_nanos() as f64 / iters as f64);
+        }
+    }
+    c.m("health_calls_off_ns", r(ns[0], 1));
+    c.m("health_calls_on_ns", r(ns[1], 1));
+    c.check(
+        "health calls per attempt, shared on - off",
+        format!("{:.0} ns ({:.0} vs {:.0})", ns[1] - ns[0], ns[1], ns[0]),
+        "< 2 us",
+        ns[1] - ns[0] < 2000.0,
+    );
+
+    // Whole requests, with a real server when one is installed.
+    let Some(mut redis) = bench_redis() else {
+        c.note("redis-server/valkey-server not installed: whole-request comparison skipped");
+        out.push(c);
+        return;
+    };
+    let base = config(ctx, json!({"explore_ratio": 0.0}), timeouts());
+    let mut with: Value = serde_json::from_str(&base).expect("config");
+    with["shared"] = json!({"redis_url": format!("redis://127.0.0.1:{}/0", redis.1),
+                            "key_prefix": "bench:", "sync_ms": 100});
+    let eng_off = llmux::Engine::from_json(&base).expect("engine");
+    let eng_on = llmux::Engine::from_json(&with.to_string()).expect("engine");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let s: Value = serde_json::from_str(&eng_on.stats_json()).unwrap_or_default();
+        if s["shared"]["connected"] == true {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let body = body("bench/fast", false, json!({}));
+    for _ in 0..200 {
+        rust_one(&eng_off, &body);
+        rust_one(&eng_on, &body);
+    }
+    let (blocks, block) = if ctx.quick { (10, 100) } else { (30, 200) };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for k in 0..blocks {
+        let order: [(&llmux::Engine, bool); 2] = if k % 2 == 0 {
+            [(&eng_off, false), (&eng_on, true)]
+        } else {
+            [(&eng_on, true), (&eng_off, false)]
+        };
+        for (eng, is_on) in order {
+            for _ in 0..block {
+                let t = rust_one(eng, &body);
+                if is_on {
+                    b.push(t)
+                } else {
+                    a.push(t)
+                }
+            }
+        }
+    }
+    let added = block_median_diff(&b, &a, block, 0.5);
+    let s: Value = serde_json::from_str(&eng_on.stats_json()).unwrap_or_default();
+    c.m("request_off_p50_us", r(pct(&sorted(a.clone()), 0.5), 1));
+    c.m("request_on_p50_us", r(pct(&sorted(b.clone()), 0.5), 1));
+    c.m("request_added_p50_us", r(added, 2));
+    c.m("syncs_during_run", s["shared"]["syncs"].clone());
+    c.check(
+        "whole request p50, shared on - off (live Redis, sync every 100 ms)",
+        format!("{added:.2} us"),
+        "<= 2 us",
+        added <= 2.0,
+    );
+    redis.0.kill().ok();
+    redis.0.wait().ok();
+    out.push(c);
+}
+
+/// A redis-server (or valkey-server) on a free loopback port, without
+/// persistence; None when neither is installed.
+fn bench_redis() -> Option<(std::process::Child, u16)> {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+        l.local_addr().ok()?.port()
+    };
+    let dir = std::env::temp_dir().join(format!("llmux-bench-redis-{port}"));
+    std::fs::create_dir_all(&dir).ok()?;
+    let child = ["redis-server", "valkey-server"].iter().find_map(|b| {
+        std::process::Command::new(b)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((child, port))
+}
+
 /// 5b. Memory per in-flight stream (held open by a stalling mock).
 fn case_memory(ctx: &Ctx, idle: (u64, u64), nofile: (u64, u64), out: &mut Vec<Case>) {
     let mut c = Case::new(
@@ -1484,20 +1651,60 @@ fn case_quality(ctx: &Ctx, out: &mut Vec<Case>) {
     ctx.fleet.set_behavior("a", &beh(20));
     ctx.fleet.set_behavior("b", &beh(50));
     ctx.fleet.set_behavior("c", &beh(100));
-    let eng = CEngine::new(&config(ctx, json!({}), timeouts()));
     let mut c = Case::new(
         "routing_quality",
-        "three endpoints with 20/50/100 ms first tokens, default latency routing (explore_ratio 0.02), \
-         concurrency 2; then the fastest and slowest swap; then hedging against a 10% heavy tail",
+        "three endpoints with 20/50/100 ms first tokens, the fastest listed last, default health \
+         settings: cold starts (one request at a time from a fresh engine), then concurrency 2; \
+         then the fastest and slowest swap; then hedging against a 10% heavy tail",
     );
-    // Warm-up: every endpoint measured a few times (pinned requests).
-    for p in ["a", "b", "c"] {
-        let b = body(&format!("bench/trio:{p}"), true, json!({}));
-        for _ in 0..3 {
-            llmux_one(&eng, &mut ev, &b, KEEP_NOTHING);
-        }
-    }
     let trio = body("bench/trio", true, json!({}));
+    // Cold starts: which request first reaches the fastest, and its share
+    // of requests 21..=cold_n.
+    let (trials, cold_n) = if ctx.quick { (3, 60) } else { (5, 100) };
+    let mut firsts: Vec<usize> = Vec::new();
+    let mut shares: Vec<f64> = Vec::new();
+    for _ in 0..trials {
+        let eng = CEngine::new(&config(ctx, json!({}), timeouts()));
+        let served: Vec<bool> = (0..cold_n)
+            .map(|_| llmux_one(&eng, &mut ev, &trio, KEEP_DATA).endpoint() == "a/default")
+            .collect();
+        firsts.push(served.iter().position(|&x| x).map_or(0, |i| i + 1));
+        let late = &served[20..];
+        shares.push(late.iter().filter(|&&x| x).count() as f64 / late.len() as f64);
+    }
+    let worst_first = firsts
+        .iter()
+        .map(|&f| if f == 0 { usize::MAX } else { f })
+        .max()
+        .unwrap_or(0);
+    let min_share = shares.iter().cloned().fold(1.0, f64::min);
+    c.m("cold_trials", trials);
+    c.m("cold_first_request_served_by_fastest", json!(firsts));
+    c.m(
+        "cold_share_fastest_after_20",
+        json!(shares.iter().map(|x| r(*x, 3)).collect::<Vec<_>>()),
+    );
+    c.check(
+        "cold start: first request served by the fastest (worst trial)",
+        if worst_first == usize::MAX {
+            "never".to_string()
+        } else {
+            format!("#{worst_first}")
+        },
+        "<= #3",
+        worst_first <= 3,
+    );
+    c.check(
+        "cold start: share to the fastest after 20 requests (worst trial)",
+        format!("{:.1}%", min_share * 100.0),
+        ">= 95%",
+        min_share >= 0.95,
+    );
+    let eng = CEngine::new(&config(ctx, json!({}), timeouts()));
+    // Warm-up for the concurrent phase: the engine's own cold start.
+    for _ in 0..20 {
+        llmux_one(&eng, &mut ev, &trio, KEEP_NOTHING);
+    }
     let n = if ctx.quick { 120 } else { 250 };
     let (recs, _) = llmux_closed(
         &eng,
@@ -1889,6 +2096,7 @@ fn main() {
         ),
         ("failover", Box::new(case_failover)),
         ("quality", Box::new(case_quality)),
+        ("shared", Box::new(case_shared)),
     ];
     for (name, f) in &steps {
         if !want(name) {

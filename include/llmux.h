@@ -90,6 +90,10 @@ enum llmux_result
    A bug in llmux: a panic was caught at the boundary.
    */
   LLMUX_RESULT_ERR_PANIC = 7013,
+  /*
+   The request body is larger than the config's `max_request_bytes`.
+   */
+  LLMUX_RESULT_ERR_REQUEST_TOO_LARGE = 7014,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -114,14 +118,18 @@ enum llmux_event_kind
   LLMUX_EVENT_KIND_CHUNK = 1,
   /*
    Terminal: the request succeeded. JSON
-   `{"type":"done","response":{...},"routing":{...}}`; `response` (the
-   full body in the caller's protocol) only for non-streaming requests.
+   `{"type":"done","response":{...},"error_kind":null,"routing":{...}}`;
+   `response` (the full body in the caller's protocol) only for
+   non-streaming requests.
    */
   LLMUX_EVENT_KIND_DONE = 2,
   /*
    Terminal: the request failed or was cancelled. JSON
-   `{"type":"error","status":N,"error":{...},"routing":{...}}` with the
-   error body in the caller's protocol.
+   `{"type":"error","status":N,"error":{...},"error_kind":"...","routing":{...}}`
+   with the error body in the caller's protocol and `error_kind`, the
+   same for both protocols: invalid_request, authentication, permission,
+   not_found, rate_limit, timeout, upstream, overloaded, cancelled,
+   internal.
    */
   LLMUX_EVENT_KIND_ERROR = 3,
 };
@@ -252,9 +260,10 @@ llmux_result llmux_submit(const struct llmux_engine *engine,
                           char **error_out);
 
 /*
- Cancels an in-flight request. It ends with an `ERROR` event whose error
- type is `cancelled` (unless it finished first: every request gets exactly
- one terminal event either way). Returns `LLMUX_ERR_UNKNOWN_REQUEST` when
+ Cancels an in-flight request. It ends with an `ERROR` event whose
+ `error_kind` is `cancelled` (the body's type is `cancelled` for OpenAI
+ callers, `api_error` for Anthropic ones), unless it finished first:
+ every request gets exactly one terminal event either way. Returns `LLMUX_ERR_UNKNOWN_REQUEST` when
  the id is unknown or the request already ended. Thread-safe.
  */
 llmux_result llmux_cancel(const struct llmux_engine *engine, uint64_t request_id);
@@ -303,7 +312,9 @@ llmux_result llmux_engine_fd(const struct llmux_engine *engine, int *fd_out);
  Writes a JSON snapshot of every endpoint's health and price to
  `*json_out` (free with `llmux_string_free`): first-token latency and
  throughput EWMAs, error rate, in-flight count, counters, circuit state,
- rate-limit time left, price. Thread-safe.
+ rate-limit time left, price; and `shared` (health shared on Redis/Valkey:
+ `enabled`, `connected`, `last_sync_ms_ago`, ...; per endpoint what the
+ other instances know). Thread-safe.
  */
 llmux_result llmux_stats(const struct llmux_engine *engine, char **json_out);
 

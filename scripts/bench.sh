@@ -4,7 +4,7 @@
 #   scripts/bench.sh                 # every case, ~2-4 minutes on 2 cores
 #   scripts/bench.sh --quick         # fewer samples
 #   scripts/bench.sh latency memory  # only these cases (latency throughput
-#                                    # chunks routing memory failover quality)
+#                                    # chunks routing memory failover quality shared)
 #
 # The mock fleet runs as the release `llmux-fleet` binary, pinned to CPU 1;
 # the bench thread, the engine and the direct reqwest baseline run on CPU 0.

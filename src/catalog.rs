@@ -87,6 +87,10 @@ pub struct Catalog {
     pub retry: RetryConfig,
     pub hedging: HedgingConfig,
     pub sticky: StickyConfig,
+    /// The largest request body accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Shared health settings, when the `shared` section is present.
+    pub shared: Option<crate::shared::Settings>,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
 }
@@ -447,11 +451,20 @@ impl Catalog {
         if worker_threads == 0 || worker_threads > 256 {
             err("worker_threads".into(), "must be between 1 and 256".into());
         }
+        let max_request_bytes = cfg
+            .max_request_bytes
+            .unwrap_or(crate::config::DEFAULT_MAX_REQUEST_BYTES);
+        if max_request_bytes == 0 {
+            err("max_request_bytes".into(), "must be at least 1".into());
+        }
         if let Some(p) = &cfg.proxy {
             if reqwest::Proxy::all(p).is_err() {
                 err("proxy".into(), "not a valid proxy URL".into());
             }
         }
+        let shared = cfg.shared.as_ref().and_then(|s| {
+            crate::shared::Settings::resolve(s, &endpoints, &providers, env, &mut err)
+        });
 
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
@@ -467,6 +480,8 @@ impl Catalog {
             retry: cfg.retry,
             hedging: cfg.hedging,
             sticky: cfg.sticky,
+            max_request_bytes: usize::try_from(max_request_bytes).unwrap_or(usize::MAX),
+            shared,
             failover,
             model_index,
         })

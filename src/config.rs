@@ -68,7 +68,14 @@ pub struct Config {
     pub hedging: HedgingConfig,
     #[serde(default)]
     pub sticky: StickyConfig,
+    /// The largest request body `submit` accepts, in bytes (default 32 MiB).
+    pub max_request_bytes: Option<u64>,
+    /// Health shared across processes on Redis or Valkey (off when absent).
+    pub shared: Option<SharedConfig>,
 }
+
+/// The default of `max_request_bytes`.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Retries on the same endpoints once every candidate has failed.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
@@ -339,5 +346,66 @@ impl Config {
             };
             ConfigErrors(vec![ConfigError { path, message }])
         })
+    }
+}
+
+/// Shared health across processes (`"shared"`): soft signals (latency,
+/// throughput, load) merged every `sync_ms`, hard signals (Retry-After,
+/// ejection votes) pushed at once, fleet-wide concurrency leases.
+/// `Debug` never shows the URL (it may hold a password).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedConfig {
+    /// `redis://[user:password@]host:port/db`, `rediss://` for TLS.
+    pub redis_url: Option<String>,
+    /// The name of an environment variable holding the URL (read at load).
+    pub redis_url_env: Option<String>,
+    /// Prefix of every key and of the channel.
+    pub key_prefix: String,
+    /// How often aggregates are pushed and pulled.
+    pub sync_ms: u64,
+    /// The longest wait on one Redis call before the sync gives up and
+    /// runs on local health.
+    pub timeout_ms: u64,
+    /// Instances that must have ejected an endpoint within
+    /// `eject_window_ms` before it is ejected everywhere.
+    pub eject_quorum: u32,
+    pub eject_window_ms: u64,
+    /// How long a fleet-wide concurrency slot lives without renewal
+    /// (default: three sync periods).
+    pub lease_ms: Option<u64>,
+    /// Endpoint ids (`provider/name`) or provider slugs whose
+    /// `max_concurrency` is a fleet-wide limit instead of a per-process one.
+    pub fleet_concurrency: Vec<String>,
+    /// A PEM file of the CA that signed the server's certificate, for
+    /// `rediss://` servers with a private CA (default: the public web roots).
+    pub tls_ca_file: Option<String>,
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        SharedConfig {
+            redis_url: None,
+            redis_url_env: None,
+            key_prefix: "llmux:".into(),
+            sync_ms: 1_000,
+            timeout_ms: 250,
+            eject_quorum: 2,
+            eject_window_ms: 30_000,
+            lease_ms: None,
+            fleet_concurrency: Vec::new(),
+            tls_ca_file: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedConfig")
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "***"))
+            .field("redis_url_env", &self.redis_url_env)
+            .field("key_prefix", &self.key_prefix)
+            .field("sync_ms", &self.sync_ms)
+            .finish_non_exhaustive()
     }
 }

@@ -1,8 +1,12 @@
 //! The event queue the host drains: a mutex-guarded deque, a condition
-//! variable for blocking polls, and a pipe whose read end is readable while
-//! events are waiting (so an event loop can wait on llmux with its sockets).
+//! variable for blocking polls, and a socket pair whose read end is readable
+//! while events are waiting (so an event loop can wait on llmux with its
+//! sockets).
 
 use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -15,6 +19,62 @@ pub enum EventKind {
     Done,
     /// The request failed or was cancelled; error body and routing record.
     Error,
+}
+
+/// Why a request failed, the same whatever protocol the caller speaks:
+/// every terminal event carries it as `error_kind` (null for `done`), so
+/// bindings map errors from it instead of from protocol-specific types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request itself is wrong (400, 413, 422, a translation refusal).
+    InvalidRequest,
+    Authentication,
+    Permission,
+    NotFound,
+    RateLimit,
+    /// First-token, idle or total timeout.
+    Timeout,
+    /// The upstream failed (5xx, broken stream, malformed payload, ...).
+    Upstream,
+    /// Every endpoint was at its concurrency limit.
+    Overloaded,
+    Cancelled,
+    Internal,
+}
+
+impl ErrorKind {
+    /// The neutral name in terminal events (`error_kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Authentication => "authentication",
+            ErrorKind::Permission => "permission",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::RateLimit => "rate_limit",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Upstream => "upstream",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// The error `type` of OpenAI-shaped error bodies (Anthropic bodies map
+    /// it to an Anthropic type in `protocol::anthropic::error_body`).
+    pub fn openai_type(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request_error",
+            ErrorKind::Authentication => "authentication_error",
+            ErrorKind::Permission => "permission_error",
+            ErrorKind::NotFound => "not_found_error",
+            ErrorKind::RateLimit => "rate_limit_error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Upstream => "upstream_error",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Internal => "internal_error",
+        }
+    }
 }
 
 /// One event for the host.
@@ -40,8 +100,8 @@ struct State {
     wakeups: u32,
     /// Polls blocked on the condition variable.
     waiters: u32,
-    /// The pipe behind `fd()`, made on first request: (read, write).
-    pipe: Option<(libc::c_int, libc::c_int)>,
+    /// The socket pair behind `fd()`, made on first request: (read, write).
+    pipe: Option<(UnixStream, UnixStream)>,
 }
 
 /// Pushing never makes a system call unless a poll is blocked (a futex
@@ -52,15 +112,13 @@ pub struct EventQueue {
     cv: Condvar,
 }
 
-fn make_pipe() -> Option<(libc::c_int, libc::c_int)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds is a valid array of two ints, as pipe2(2) requires.
-    // Close-on-exec and non-blocking from the start: no window for a fork.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
-    if rc != 0 {
-        return None;
-    }
-    Some((fds[0], fds[1]))
+/// A connected, non-blocking socket pair (close-on-exec, as std makes
+/// every descriptor).
+fn make_pipe() -> Option<(UnixStream, UnixStream)> {
+    let (r, w) = UnixStream::pair().ok()?;
+    r.set_nonblocking(true).ok()?;
+    w.set_nonblocking(true).ok()?;
+    Some((r, w))
 }
 
 impl Default for EventQueue {
@@ -89,10 +147,9 @@ impl EventQueue {
 
     fn signal(&self, s: &mut State) {
         if !s.signaled {
-            if let Some((_, w)) = s.pipe {
-                let b = 1u8;
-                // SAFETY: w is our open pipe write end; one byte from a valid buffer.
-                unsafe { libc::write(w, &b as *const u8 as *const libc::c_void, 1) };
+            if let Some((_, w)) = &s.pipe {
+                // One byte; a full buffer already makes the fd readable.
+                let _ = (&*w).write(&[1u8]);
             }
             s.signaled = true;
         }
@@ -100,12 +157,9 @@ impl EventQueue {
 
     fn unsignal(&self, s: &mut State) {
         if s.signaled && s.queue.is_empty() {
-            if let Some((r, _)) = s.pipe {
+            if let Some((r, _)) = &s.pipe {
                 let mut buf = [0u8; 64];
-                // SAFETY: r is our non-blocking pipe read end; buf is valid for 64 bytes.
-                while unsafe { libc::read(r, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0
-                {
-                }
+                while matches!((&*r).read(&mut buf), Ok(n) if n > 0) {}
             }
             s.signaled = false;
         }
@@ -200,9 +254,9 @@ impl EventQueue {
         self.cv.notify_all();
     }
 
-    /// Read end of a pipe that is readable while events are queued; made on
-    /// the first call.
-    pub fn fd(&self) -> Option<libc::c_int> {
+    /// Read end of a socket pair that is readable while events are queued;
+    /// made on the first call.
+    pub fn fd(&self) -> Option<RawFd> {
         let mut s = self.lock();
         if s.pipe.is_none() {
             s.pipe = make_pipe();
@@ -211,7 +265,7 @@ impl EventQueue {
                 self.signal(&mut s);
             }
         }
-        s.pipe.map(|(r, _)| r)
+        s.pipe.as_ref().map(|(r, _)| r.as_raw_fd())
     }
 
     pub fn len(&self) -> usize {
@@ -220,24 +274,6 @@ impl EventQueue {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-impl Drop for EventQueue {
-    fn drop(&mut self) {
-        let pipe = self
-            .state
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .pipe
-            .take();
-        if let Some((r, w)) = pipe {
-            // SAFETY: both fds are owned by this queue and closed once.
-            unsafe {
-                libc::close(r);
-                libc::close(w);
-            }
-        }
     }
 }
 
@@ -254,34 +290,40 @@ mod tests {
         }
     }
 
-    fn fd_readable(fd: libc::c_int) -> bool {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    /// Whether the queue's descriptor is readable (a byte waits in it); a
+    /// byte read to find out is written back.
+    fn fd_readable(q: &EventQueue) -> bool {
+        let s = q.lock();
+        let (r, w) = s.pipe.as_ref().expect("fd() was called");
+        let mut b = [0u8; 1];
+        match (&*r).read(&mut b) {
+            Ok(1) => {
+                (&*w).write_all(&b).unwrap();
+                true
+            }
+            _ => false,
+        }
     }
 
     #[test]
     fn poll_batches_and_fd_tracks_emptiness() {
         let q = EventQueue::new();
-        let fd = q.fd().unwrap();
-        assert!(!fd_readable(fd));
+        assert!(q.fd().is_some());
+        assert!(!fd_readable(&q));
         q.push_all((0..5).map(ev));
-        assert!(fd_readable(fd));
+        assert!(fd_readable(&q));
         let mut got = Vec::new();
         assert_eq!(
             q.poll(3, Some(Duration::ZERO), |e| got.push(e.request_id)),
             3
         );
-        assert!(fd_readable(fd), "two left");
+        assert!(fd_readable(&q), "two left");
         assert_eq!(
             q.poll(10, Some(Duration::ZERO), |e| got.push(e.request_id)),
             2
         );
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
-        assert!(!fd_readable(fd));
+        assert!(!fd_readable(&q));
         assert_eq!(q.poll(10, Some(Duration::ZERO), |_| {}), 0);
     }
 
@@ -290,10 +332,10 @@ mod tests {
         let q = EventQueue::new();
         q.push(ev(1));
         let fd = q.fd().unwrap();
-        assert!(fd_readable(fd));
+        assert!(fd_readable(&q));
         assert_eq!(q.fd(), Some(fd), "one pipe per queue");
         assert_eq!(q.poll(8, Some(Duration::ZERO), |_| {}), 1);
-        assert!(!fd_readable(fd));
+        assert!(!fd_readable(&q));
     }
 
     #[test]

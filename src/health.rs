@@ -1,9 +1,19 @@
 //! Per-endpoint live statistics and circuit state, updated from every attempt.
 //!
-//! - First-token latency: a time-decayed "peak" EWMA (a sample above the
-//!   average replaces it at once, lower samples pull it down with the
-//!   configured half-life), so an endpoint that turns slow loses traffic fast.
-//! - Output throughput (tokens/s) and error rate: time-decayed EWMAs.
+//! Each signal has one definition:
+//! - First-token latency (`first_token_ms`): streaming attempts only, from
+//!   the start of the attempt to its first generated token. A time-decayed
+//!   "peak" EWMA (a sample above the average replaces it at once, lower
+//!   samples pull it down with the configured half-life), so an endpoint
+//!   that turns slow loses traffic fast. Ranks streaming requests and sets
+//!   their hedge delay.
+//! - Response latency (`response_ms`): non-streaming attempts only, from the
+//!   start of the attempt to the complete body; the same kind of average.
+//!   Ranks non-streaming requests and sets their hedge delay.
+//! - Output throughput (`throughput_tps`): streaming attempts only, output
+//!   tokens over the time from the first token to the end of the stream (at
+//!   least 1 ms), for streams of two tokens or more. A time-decayed EWMA.
+//! - Error rate: a time-decayed EWMA of failures (1) and successes (0).
 //! - Circuit: closed -> open after `failure_threshold` consecutive failures;
 //!   open for `base_ejection_ms * 2^(ejections-1)` (capped at
 //!   `max_ejection_ms`); then half-open: one probe request; its success
@@ -14,8 +24,80 @@
 
 use crate::config::HealthConfig;
 use crate::routing::EndpointView;
-use std::sync::Mutex;
+use crate::shared::{Aggregate, Overlay};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Which latency signal a request is ranked by: its kind's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Latency {
+    /// Streams: time to the first token.
+    FirstToken,
+    /// Non-streaming requests: time to the complete body.
+    Response,
+}
+
+impl Latency {
+    pub fn of(stream: bool) -> Latency {
+        if stream {
+            Latency::FirstToken
+        } else {
+            Latency::Response
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Latency::FirstToken => 0,
+            Latency::Response => 1,
+        }
+    }
+}
+
+/// The most recent latencies of one kind, for percentiles (hedging).
+#[derive(Clone, Copy, Debug)]
+struct Recent {
+    vals: [f32; RECENT],
+    len: usize,
+    pos: usize,
+}
+
+impl Recent {
+    const EMPTY: Recent = Recent {
+        vals: [0.0; RECENT],
+        len: 0,
+        pos: 0,
+    };
+
+    fn push(&mut self, ms: f64) {
+        self.vals[self.pos] = ms as f32;
+        self.pos = (self.pos + 1) % RECENT;
+        self.len = (self.len + 1).min(RECENT);
+    }
+
+    fn values(&self) -> Vec<f32> {
+        self.vals[..self.len].to_vec()
+    }
+
+    fn from_slice(vals: &[f32]) -> Recent {
+        let mut r = Recent::EMPTY;
+        for &v in vals.iter().take(RECENT) {
+            r.push(v as f64);
+        }
+        r
+    }
+
+    fn percentile(&self, p: f64) -> Option<f64> {
+        if self.len < MIN_PERCENTILE_SAMPLES {
+            return None;
+        }
+        let mut v = self.values();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let i = ((p.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
+        Some(v[i] as f64)
+    }
+}
 
 /// The least weight one sample has in a time-decayed average.
 const MIN_SAMPLE_WEIGHT: f64 = 0.1;
@@ -62,6 +144,7 @@ enum Circuit {
 #[derive(Debug)]
 struct State {
     first_token: Ewma,
+    response: Ewma,
     throughput: Ewma,
     errors: Ewma,
     in_flight: u32,
@@ -74,10 +157,13 @@ struct State {
     closed_since: Option<Instant>,
     retry_until: Option<Instant>,
     last_error: Option<String>,
-    /// The most recent first-token latencies, for percentiles (hedging).
-    recent: [f32; RECENT],
-    recent_len: usize,
-    recent_pos: usize,
+    /// Recent first-token latencies (streams), for percentiles (hedging).
+    recent: Recent,
+    /// Recent response latencies (non-streaming).
+    recent_response: Recent,
+    /// When an attempt of each kind (`Latency::index`) last ended, measured
+    /// or not: an endpoint tried is no longer "never measured" for routing.
+    tried: [Option<Instant>; 2],
 }
 
 /// How many recent first-token latencies are kept per endpoint.
@@ -89,6 +175,7 @@ impl State {
     fn new() -> Self {
         State {
             first_token: Ewma::default(),
+            response: Ewma::default(),
             throughput: Ewma::default(),
             errors: Ewma::default(),
             in_flight: 0,
@@ -101,9 +188,9 @@ impl State {
             closed_since: None,
             retry_until: None,
             last_error: None,
-            recent: [0.0; RECENT],
-            recent_len: 0,
-            recent_pos: 0,
+            recent: Recent::EMPTY,
+            recent_response: Recent::EMPTY,
+            tried: [None; 2],
         }
     }
 
@@ -122,6 +209,8 @@ impl State {
 pub struct Health {
     cfg: HealthConfig,
     states: Vec<Mutex<State>>,
+    /// What other processes know, when health is shared (see `shared`).
+    shared: Option<Arc<Overlay>>,
 }
 
 /// What the attempt that ended was, for the books.
@@ -144,6 +233,39 @@ impl Health {
         Health {
             cfg,
             states: (0..endpoints).map(|_| Mutex::new(State::new())).collect(),
+            shared: None,
+        }
+    }
+
+    /// Shares this health with other processes through `overlay`.
+    pub fn set_shared(&mut self, overlay: Arc<Overlay>) {
+        self.shared = Some(overlay);
+    }
+
+    pub fn shared(&self) -> Option<&Overlay> {
+        self.shared.as_deref()
+    }
+
+    /// The in-flight limit in force: a fleet-wide one becomes this
+    /// process's share of it.
+    fn limit(&self, e: usize, configured: Option<u32>) -> Option<u32> {
+        match &self.shared {
+            Some(o) => o.limit(e, configured),
+            None => configured,
+        }
+    }
+
+    /// This endpoint's local aggregates, for the other processes.
+    pub fn aggregate(&self, e: usize) -> Aggregate {
+        let s = lock(&self.states[e]);
+        Aggregate {
+            first_token_ms: s.first_token.get(),
+            first_token_samples: s.recent.len as u64,
+            throughput: s.throughput.get(),
+            throughput_samples: s.successes,
+            in_flight: s.in_flight,
+            requests: s.requests,
+            failures: s.failures,
         }
     }
 
@@ -159,8 +281,12 @@ impl Health {
     /// Like `begin`, unless the endpoint already has `limit` attempts in
     /// flight: then nothing changes and the result is false.
     pub fn try_begin(&self, e: usize, now: Instant, limit: Option<u32>) -> bool {
+        let limit = self.limit(e, limit);
         let mut s = lock(&self.states[e]);
         if limit.is_some_and(|l| s.in_flight >= l) {
+            if let Some(o) = &self.shared {
+                o.refused(e);
+            }
             return false;
         }
         s.tick(now);
@@ -172,29 +298,41 @@ impl Health {
         true
     }
 
-    /// The attempt reached its first token; `ms` is its latency.
+    /// A streaming attempt reached its first token; `ms` is its latency.
     pub fn first_token(&self, e: usize, now: Instant, ms: f64) {
         let hl = self.half_life();
         let mut s = lock(&self.states[e]);
         s.first_token.update(ms, now, hl, true);
-        let pos = s.recent_pos;
-        s.recent[pos] = ms as f32;
-        s.recent_pos = (pos + 1) % RECENT;
-        s.recent_len = (s.recent_len + 1).min(RECENT);
+        s.recent.push(ms);
+    }
+
+    /// A non-streaming attempt got its complete body after `ms`.
+    pub fn response(&self, e: usize, now: Instant, ms: f64) {
+        let hl = self.half_life();
+        let mut s = lock(&self.states[e]);
+        s.response.update(ms, now, hl, true);
+        s.recent_response.push(ms);
+    }
+
+    /// An attempt of `kind` ended (with or without a latency sample).
+    pub fn tried(&self, e: usize, now: Instant, kind: Latency) {
+        lock(&self.states[e]).tried[kind.index()] = Some(now);
     }
 
     /// The `p` percentile (0..1) of recent first-token latencies, once
     /// enough were seen.
     pub fn first_token_percentile(&self, e: usize, p: f64) -> Option<f64> {
+        self.percentile(e, Latency::FirstToken, p)
+    }
+
+    /// The `p` percentile (0..1) of recent latencies of one kind, once
+    /// enough were seen.
+    pub fn percentile(&self, e: usize, kind: Latency, p: f64) -> Option<f64> {
         let s = lock(&self.states[e]);
-        if s.recent_len < MIN_PERCENTILE_SAMPLES {
-            return None;
+        match kind {
+            Latency::FirstToken => s.recent.percentile(p),
+            Latency::Response => s.recent_response.percentile(p),
         }
-        let mut v: Vec<f32> = s.recent[..s.recent_len].to_vec();
-        drop(s);
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        let i = ((p.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
-        Some(v[i] as f64)
     }
 
     /// True when the endpoint's circuit waits for a half-open probe.
@@ -202,6 +340,7 @@ impl Health {
         let mut s = lock(&self.states[e]);
         s.tick(now);
         s.circuit == Circuit::HalfOpen { probing: false }
+            && !self.shared.as_ref().is_some_and(|o| o.blocked(e, now))
     }
 
     /// The attempt succeeded. `throughput` in output tokens/s when known.
@@ -229,6 +368,9 @@ impl Health {
             _ => {
                 s.circuit = Circuit::Closed;
                 s.closed_since = Some(now);
+                if let Some(o) = &self.shared {
+                    o.recovered(e);
+                }
             }
         }
     }
@@ -249,6 +391,9 @@ impl Health {
             let d = d.min(Duration::from_millis(self.cfg.max_retry_after_ms));
             let until = now + d;
             s.retry_until = Some(s.retry_until.map_or(until, |t| t.max(until)));
+            if let Some(o) = &self.shared {
+                o.retry_after(e, d);
+            }
         }
         if verdict == Verdict::Neutral {
             if let Circuit::HalfOpen { probing: true } = s.circuit {
@@ -273,10 +418,13 @@ impl Health {
             s.circuit = Circuit::Open {
                 until: now + Duration::from_millis(ms),
             };
+            if let Some(o) = &self.shared {
+                o.ejected(e, Duration::from_millis(ms));
+            }
         }
     }
 
-    /// The routing view of one endpoint at `now`.
+    /// The routing view of one endpoint at `now`, for streams.
     pub fn view(
         &self,
         e: usize,
@@ -285,15 +433,34 @@ impl Health {
         price: f64,
         limit: Option<u32>,
     ) -> EndpointView {
+        self.view_for(e, now, prior_ms, price, limit, Latency::FirstToken)
+    }
+
+    /// The routing view of one endpoint at `now`, its latency being the
+    /// request kind's own signal.
+    pub fn view_for(
+        &self,
+        e: usize,
+        now: Instant,
+        prior_ms: f64,
+        price: f64,
+        limit: Option<u32>,
+        kind: Latency,
+    ) -> EndpointView {
+        let limit = self.limit(e, limit);
         let mut s = lock(&self.states[e]);
         s.tick(now);
+        let latency = match kind {
+            Latency::FirstToken => s.first_token,
+            Latency::Response => s.response,
+        };
         let open_until = match s.circuit {
             Circuit::Open { until } => Some(until),
             _ => None,
         };
         let rate_limited = s.retry_until.filter(|&t| t > now);
-        EndpointView {
-            first_token_ms: s.first_token.get(),
+        let mut v = EndpointView {
+            first_token_ms: latency.get(),
             prior_ms,
             throughput: s.throughput.get(),
             in_flight: s.in_flight,
@@ -303,14 +470,27 @@ impl Health {
                 (a, b) => a.or(b),
             },
             probing: matches!(s.circuit, Circuit::HalfOpen { probing: true }),
-            last_sample: s.first_token.at,
+            last_sample: latency.at.or(s.tried[kind.index()]),
             full: limit.is_some_and(|l| s.in_flight >= l),
+        };
+        if let Some(o) = &self.shared {
+            let local = v.first_token_ms;
+            o.apply(e, now, &mut v, (s.recent.len as u64, s.successes));
+            if kind == Latency::Response {
+                // Shared health carries first-token latency (streams) only.
+                v.first_token_ms = local;
+            }
+            if v.full {
+                // Ranked while out of fleet slots: ask for one.
+                o.refused(e);
+            }
         }
+        v
     }
 
     /// Exportable state of one endpoint: averages, ejections, and the time
     /// left on an open circuit or a Retry-After.
-    pub fn export(&self, e: usize, now: Instant) -> serde_json::Value {
+    pub fn export_state(&self, e: usize, now: Instant) -> HealthExport {
         let mut s = lock(&self.states[e]);
         s.tick(now);
         let left = |t: Option<Instant>| {
@@ -321,88 +501,81 @@ impl Health {
             Circuit::Open { until } => left(Some(until)),
             _ => None,
         };
-        serde_json::json!({
-            "first_token_ms": s.first_token.get(),
-            "throughput_tps": s.throughput.get(),
-            "error_rate": s.errors.get(),
-            "recent_first_token_ms": s.recent[..s.recent_len].to_vec(),
-            "ejections": s.ejections,
-            "consecutive_failures": s.consecutive_failures,
-            "circuit_open_for_ms": open_for,
-            "rate_limited_for_ms": left(s.retry_until),
-        })
+        let ms = |x: Option<f64>| x.map(NonNeg);
+        HealthExport {
+            first_token_ms: ms(s.first_token.get()),
+            response_ms: ms(s.response.get()),
+            throughput_tps: ms(s.throughput.get()),
+            error_rate: s.errors.get().map(Rate),
+            recent_first_token_ms: s.recent.values().into_iter().map(NonNeg32).collect(),
+            recent_response_ms: s
+                .recent_response
+                .values()
+                .into_iter()
+                .map(NonNeg32)
+                .collect(),
+            ejections: s.ejections,
+            consecutive_failures: s.consecutive_failures,
+            circuit_open_for_ms: open_for,
+            rate_limited_for_ms: left(s.retry_until),
+        }
     }
 
-    /// Restores what `export` wrote (fields missing or of the wrong type are
-    /// left alone). The averages count as measured now.
-    pub fn import(&self, e: usize, now: Instant, v: &serde_json::Value) {
+    /// [`Health::export_state`] as JSON.
+    pub fn export(&self, e: usize, now: Instant) -> serde_json::Value {
+        serde_json::to_value(self.export_state(e, now)).unwrap_or_default()
+    }
+
+    /// Restores what `export_state` wrote; fields left out keep their
+    /// current value. The averages count as measured now.
+    pub fn import_state(&self, e: usize, now: Instant, v: &HealthExport) {
         let mut s = lock(&self.states[e]);
-        let f = |k: &str| {
-            v.get(k)
-                .and_then(serde_json::Value::as_f64)
-                .filter(|x| x.is_finite() && *x >= 0.0)
+        let at = |x: f64| Ewma {
+            value: x,
+            at: Some(now),
         };
-        if let Some(x) = f("first_token_ms") {
-            s.first_token = Ewma {
-                value: x,
-                at: Some(now),
-            };
+        if let Some(NonNeg(x)) = v.first_token_ms {
+            s.first_token = at(x);
         }
-        if let Some(x) = f("throughput_tps") {
-            s.throughput = Ewma {
-                value: x,
-                at: Some(now),
-            };
+        if let Some(NonNeg(x)) = v.response_ms {
+            s.response = at(x);
         }
-        if let Some(x) = f("error_rate") {
-            s.errors = Ewma {
-                value: x.min(1.0),
-                at: Some(now),
-            };
+        if let Some(NonNeg(x)) = v.throughput_tps {
+            s.throughput = at(x);
         }
-        if let Some(list) = v
-            .get("recent_first_token_ms")
-            .and_then(serde_json::Value::as_array)
-        {
-            let vals: Vec<f32> = list
-                .iter()
-                .filter_map(|x| x.as_f64())
-                .map(|x| x as f32)
-                .take(RECENT)
-                .collect();
-            s.recent_len = vals.len();
-            s.recent_pos = vals.len() % RECENT;
-            s.recent[..vals.len()].copy_from_slice(&vals);
+        if let Some(Rate(x)) = v.error_rate {
+            s.errors = at(x);
         }
-        if let Some(x) = v.get("ejections").and_then(serde_json::Value::as_u64) {
-            s.ejections = x.min(64) as u32;
+        let vals = |l: &[NonNeg32]| l.iter().map(|m| m.0).collect::<Vec<f32>>();
+        if !v.recent_first_token_ms.is_empty() {
+            s.recent = Recent::from_slice(&vals(&v.recent_first_token_ms));
         }
-        if let Some(x) = v
-            .get("consecutive_failures")
-            .and_then(serde_json::Value::as_u64)
-        {
-            s.consecutive_failures = x.min(u32::MAX as u64) as u32;
+        if !v.recent_response_ms.is_empty() {
+            s.recent_response = Recent::from_slice(&vals(&v.recent_response_ms));
         }
+        s.ejections = v.ejections.min(64);
+        s.consecutive_failures = v.consecutive_failures;
         let max = Duration::from_millis(self.cfg.max_ejection_ms.max(self.cfg.max_retry_after_ms));
-        if let Some(ms) = v
-            .get("circuit_open_for_ms")
-            .and_then(serde_json::Value::as_u64)
-        {
+        if let Some(ms) = v.circuit_open_for_ms {
             s.circuit = Circuit::Open {
                 until: now + Duration::from_millis(ms).min(max),
             };
         }
-        if let Some(ms) = v
-            .get("rate_limited_for_ms")
-            .and_then(serde_json::Value::as_u64)
-        {
+        if let Some(ms) = v.rate_limited_for_ms {
             s.retry_until = Some(now + Duration::from_millis(ms).min(max));
         }
     }
 
-    /// A JSON object describing one endpoint's health at `now`.
-    pub fn snapshot(&self, e: usize, now: Instant) -> serde_json::Map<String, serde_json::Value> {
-        use serde_json::json;
+    /// Restores one endpoint from JSON `export` wrote. A field of the wrong
+    /// type or a negative latency is refused, naming the field.
+    pub fn import(&self, e: usize, now: Instant, v: &serde_json::Value) -> Result<(), String> {
+        let state = HealthExport::from_json(v)?;
+        self.import_state(e, now, &state);
+        Ok(())
+    }
+
+    /// One endpoint's health at `now`, for stats.
+    pub fn snapshot_state(&self, e: usize, now: Instant) -> HealthSnapshot {
         let mut s = lock(&self.states[e]);
         s.tick(now);
         let ms_until = |t: Option<Instant>| {
@@ -415,25 +588,125 @@ impl Health {
             Circuit::Open { until } => ("open", ms_until(Some(until))),
             Circuit::HalfOpen { .. } => ("half_open", 0),
         };
-        let v = json!({
-            "first_token_ms": s.first_token.get(),
-            "throughput_tps": s.throughput.get(),
-            "error_rate": s.errors.get().unwrap_or(0.0),
-            "in_flight": s.in_flight,
-            "requests": s.requests,
-            "successes": s.successes,
-            "failures": s.failures,
-            "consecutive_failures": s.consecutive_failures,
-            "circuit": circuit,
-            "circuit_open_for_ms": open_for,
-            "ejections": s.ejections,
-            "rate_limited_for_ms": ms_until(s.retry_until),
-            "last_error": s.last_error,
-        });
-        match v {
-            serde_json::Value::Object(m) => m,
-            _ => unreachable!("json! object literal"),
+        HealthSnapshot {
+            first_token_ms: s.first_token.get(),
+            response_ms: s.response.get(),
+            throughput_tps: s.throughput.get(),
+            error_rate: s.errors.get().unwrap_or(0.0),
+            in_flight: s.in_flight,
+            requests: s.requests,
+            successes: s.successes,
+            failures: s.failures,
+            consecutive_failures: s.consecutive_failures,
+            circuit,
+            circuit_open_for_ms: open_for,
+            ejections: s.ejections,
+            rate_limited_for_ms: ms_until(s.retry_until),
+            last_error: s.last_error.clone(),
         }
+    }
+
+    /// A JSON object describing one endpoint's health at `now`.
+    pub fn snapshot(&self, e: usize, now: Instant) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self.snapshot_state(e, now)) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
+/// One endpoint's health in `llmux_stats`.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthSnapshot {
+    pub first_token_ms: Option<f64>,
+    pub response_ms: Option<f64>,
+    pub throughput_tps: Option<f64>,
+    pub error_rate: f64,
+    pub in_flight: u32,
+    pub requests: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub consecutive_failures: u32,
+    /// `closed`, `open` or `half_open`.
+    pub circuit: &'static str,
+    pub circuit_open_for_ms: u64,
+    pub ejections: u32,
+    pub rate_limited_for_ms: u64,
+    pub last_error: Option<String>,
+}
+
+/// A finite, non-negative number (a latency in ms, a throughput).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct NonNeg(pub f64);
+
+impl<'de> Deserialize<'de> for NonNeg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let x = f64::deserialize(d)?;
+        if x.is_finite() && x >= 0.0 {
+            Ok(NonNeg(x))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{x} is not a non-negative number"
+            )))
+        }
+    }
+}
+
+/// [`NonNeg`] as stored in the recent-latency lists.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct NonNeg32(pub f32);
+
+impl<'de> Deserialize<'de> for NonNeg32 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let NonNeg(x) = NonNeg::deserialize(d)?;
+        Ok(NonNeg32(x as f32))
+    }
+}
+
+/// A share between 0 and 1.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Rate(pub f64);
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let x = f64::deserialize(d)?;
+        if (0.0..=1.0).contains(&x) {
+            Ok(Rate(x))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{x} is not between 0 and 1"
+            )))
+        }
+    }
+}
+
+/// One endpoint's health as `llmux_health_export` writes it and
+/// `llmux_health_import` reads it. Every field may be left out.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthExport {
+    pub first_token_ms: Option<NonNeg>,
+    pub response_ms: Option<NonNeg>,
+    pub throughput_tps: Option<NonNeg>,
+    pub error_rate: Option<Rate>,
+    pub recent_first_token_ms: Vec<NonNeg32>,
+    pub recent_response_ms: Vec<NonNeg32>,
+    pub ejections: u32,
+    pub consecutive_failures: u32,
+    pub circuit_open_for_ms: Option<u64>,
+    pub rate_limited_for_ms: Option<u64>,
+}
+
+impl HealthExport {
+    /// Parses one endpoint's entry; an error names the field.
+    pub fn from_json(v: &serde_json::Value) -> Result<HealthExport, String> {
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            format!("{path}: {}", e.into_inner())
+        })
     }
 }
 
@@ -551,16 +824,40 @@ mod tests {
         }
         let v = h.export(0, t0);
         let h2 = Health::new(cfg(), 1);
-        h2.import(0, t0, &v);
+        h2.import(0, t0, &v).unwrap();
         let w = h2.view(0, t0, 1.0, 0.0, None);
         assert_eq!(w.first_token_ms, Some(123.0));
         assert!(!w.available(t0), "open circuit carried over");
         assert_eq!(h2.export(0, t0)["ejections"], 1);
-        h2.import(
-            0,
-            t0,
-            &serde_json::json!({"first_token_ms": "x", "ejections": -1}),
-        );
+        for bad in [
+            serde_json::json!({"first_token_ms": "x"}),
+            serde_json::json!({"ejections": -1}),
+            serde_json::json!({"first_token_ms": -1.0}),
+            serde_json::json!({"error_rate": 2.0}),
+            serde_json::json!({"recent_first_token_ms": [1.0, -2.0]}),
+        ] {
+            let field = bad.as_object().unwrap().keys().next().unwrap().clone();
+            let err = h2.import(0, t0, &bad).unwrap_err();
+            assert!(err.starts_with(&field), "{err}");
+        }
+        assert_eq!(h2.view(0, t0, 1.0, 0.0, None).first_token_ms, Some(123.0));
+    }
+
+    #[test]
+    fn response_latency_is_its_own_signal() {
+        let h = Health::new(cfg(), 1);
+        let t0 = Instant::now();
+        h.first_token(0, t0, 5.0);
+        h.response(0, t0, 1500.0);
+        let stream = h.view_for(0, t0, 1.0, 0.0, None, Latency::FirstToken);
+        let whole = h.view_for(0, t0, 1.0, 0.0, None, Latency::Response);
+        assert_eq!(stream.first_token_ms, Some(5.0));
+        assert_eq!(whole.first_token_ms, Some(1500.0));
+        assert_eq!(h.snapshot(0, t0)["response_ms"], 1500.0);
+        let back = h.export(0, t0);
+        let h2 = Health::new(cfg(), 1);
+        h2.import(0, t0, &back).unwrap();
+        assert_eq!(h2.export(0, t0), back);
     }
 
     #[test]

@@ -18,8 +18,10 @@ pub mod health;
 pub mod protocol;
 pub mod request;
 pub mod routing;
+pub mod shared;
 pub mod upstream;
 
 pub use engine::{Engine, EngineError, SubmitError};
-pub use events::{Event, EventKind};
+pub use events::{ErrorKind, Event, EventKind};
 pub use protocol::Protocol;
+pub use request::RequestError;

@@ -86,6 +86,8 @@ pub enum RequestError {
     UnknownModel(String),
     UnknownProvider(String),
     UnknownEndpoint(String),
+    /// The body is larger than `max_request_bytes`.
+    TooLarge(String),
 }
 
 impl std::fmt::Display for RequestError {
@@ -95,7 +97,8 @@ impl std::fmt::Display for RequestError {
             | RequestError::Invalid(m)
             | RequestError::UnknownModel(m)
             | RequestError::UnknownProvider(m)
-            | RequestError::UnknownEndpoint(m) => f.write_str(m),
+            | RequestError::UnknownEndpoint(m)
+            | RequestError::TooLarge(m) => f.write_str(m),
         }
     }
 }
@@ -112,6 +115,13 @@ pub fn parse(
     protocol: Protocol,
     json: &[u8],
 ) -> Result<ParsedRequest, RequestError> {
+    if json.len() > catalog.max_request_bytes {
+        return Err(RequestError::TooLarge(format!(
+            "the request is {} bytes, more than max_request_bytes ({})",
+            json.len(),
+            catalog.max_request_bytes
+        )));
+    }
     let value: Value = serde_json::from_slice(json)
         .map_err(|e| RequestError::InvalidJson(format!("request is not valid JSON: {e}")))?;
     let Value::Object(mut body) = value else {
@@ -142,7 +152,7 @@ pub fn parse(
     };
 
     let mut slugs = vec![slug];
-    match body.remove("models") {
+    match body.shift_remove("models") {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => {
             for (i, m) in list.into_iter().enumerate() {
@@ -163,7 +173,7 @@ pub fn parse(
     let mut timeouts = TimeoutsConfig::default();
     let mut hedge = None;
     let mut sticky_key = None;
-    if let Some(prov) = body.remove("provider") {
+    if let Some(prov) = body.shift_remove("provider") {
         let Value::Object(prov) = prov else {
             return Err(invalid("`provider` must be an object"));
         };

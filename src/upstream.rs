@@ -11,8 +11,9 @@ use crate::events::{Event, EventKind, EventQueue};
 use crate::protocol::{self, sse, PayloadError, Protocol, StreamContext, Usage};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
-use tokio::time::timeout_at;
+use std::time::{Duration, SystemTime};
+// The runtime's clock, so a paused test clock drives deadlines and latencies.
+use tokio::time::{timeout_at, Instant};
 
 /// Largest non-streaming body or error body accepted.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -146,14 +147,17 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Parses `retry-after-ms`, then `retry-after` (seconds or an HTTP date).
+/// Parses `retry-after-ms`, then `retry-after` (seconds or an HTTP date);
+/// an unusable `retry-after-ms` does not hide a valid `retry-after`.
 pub fn retry_after(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()) {
-        if let Ok(ms) = ms.trim().parse::<f64>() {
-            if ms.is_finite() && ms >= 0.0 {
-                return Duration::try_from_secs_f64(ms / 1000.0).ok();
-            }
-        }
+    let ms = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ms| ms.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok());
+    if ms.is_some() {
+        return ms;
     }
     let v = headers.get("retry-after")?.to_str().ok()?.trim();
     if let Ok(s) = v.parse::<f64>() {
@@ -163,47 +167,10 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Opt
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+/// Parses an HTTP date in any of the three forms RFC 9110 requires a
+/// recipient to accept (IMF-fixdate, RFC 850, asctime).
 pub fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let rest = s.split_once(", ")?.1;
-    let p: Vec<&str> = rest.split(' ').collect();
-    if p.len() != 5 || p[4] != "GMT" {
-        return None;
-    }
-    let day: u64 = p[0].parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == p[1])? as u64
-        + 1;
-    let year: u64 = p[2].parse().ok()?;
-    let t: Vec<u64> = p[3]
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    if t.len() != 3
-        || !(1..=31).contains(&day)
-        || !(1970..=9999).contains(&year)
-        || t[0] > 23
-        || t[1] > 59
-        || t[2] > 60
-    {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+    httpdate::parse_http_date(s).ok()
 }
 
 fn upstream_error_message(protocol: Protocol, body: &[u8]) -> String {
@@ -296,7 +263,7 @@ async fn read_limited(
 ) -> Result<Vec<u8>, (ErrKind, String)> {
     let mut buf = Vec::new();
     loop {
-        match timeout_at(deadline.into(), resp.chunk()).await {
+        match timeout_at(deadline, resp.chunk()).await {
             Err(_) => {
                 return Err((
                     ErrKind::FirstTokenTimeout,
@@ -338,7 +305,7 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     };
 
     let rb = build_request(&ctx, provider, endpoint)?;
-    let mut resp = match timeout_at(ftl_deadline.into(), rb.send()).await {
+    let mut resp = match timeout_at(ftl_deadline, rb.send()).await {
         Err(_) => {
             return Err(AttemptError::new(
                 timeout_kind(ftl_deadline),
@@ -357,12 +324,20 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             .await
             .unwrap_or_default();
         let message = upstream_error_message(provider.protocol, &body);
+        // A 400/422 from an endpoint the request was translated for may be
+        // about the translation (a field valid in one protocol and out of
+        // range in the other): move on, without blaming the endpoint.
+        let translated = provider.protocol != ctx.caller && matches!(status, 400 | 422);
         return Err(AttemptError {
-            kind: ErrKind::Status,
+            kind: if translated {
+                ErrKind::Translation
+            } else {
+                ErrKind::Status
+            },
             status: Some(status),
             message: format!("HTTP {status}: {message}"),
             retry_after: ra,
-            caller_fault: !ctx.catalog.fails_over(status),
+            caller_fault: !translated && !ctx.catalog.fails_over(status),
             first_token_ms: None,
         });
     }
@@ -378,25 +353,23 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
                 };
                 AttemptError::new(k, m)
             })?;
-        let converted = protocol::convert_response(provider.protocol, ctx.caller, &body).map_err(
-            |e| match e {
-                PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
-                PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
-            },
-        )?;
+        let converted =
+            protocol::convert_response(provider.protocol, ctx.caller, &body, unix_now()).map_err(
+                |e| match e {
+                    PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
+                    PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
+                },
+            )?;
         ctx.claim()?;
-        let elapsed = start.elapsed();
-        let ftl = elapsed.as_secs_f64() * 1000.0;
+        let ftl = start.elapsed().as_secs_f64() * 1000.0;
         (ctx.on_first_token)(ftl);
-        let throughput = converted
-            .usage
-            .filter(|u| u.completion_tokens > 0)
-            .map(|u| u.completion_tokens as f64 / elapsed.as_secs_f64().max(1e-3));
+        // Throughput is a stream signal: a body's time includes the wait
+        // for the first token, so it is not measured here.
         return Ok(AttemptOk {
             body: Some(converted.body),
             usage: converted.usage,
             first_token_ms: ftl,
-            throughput,
+            throughput: None,
         });
     }
 
@@ -408,6 +381,12 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             include_usage: ctx.include_usage,
             created: unix_now(),
             id: format!("llmux-{}", ctx.request_id),
+            input_tokens_estimate: match (provider.protocol, ctx.caller) {
+                (Protocol::OpenAi, Protocol::Anthropic) => {
+                    crate::request::estimate_prompt_tokens(ctx.body)
+                }
+                _ => 0,
+            },
         },
     );
     let mut decoder = sse::Decoder::new();
@@ -428,7 +407,7 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             None => ftl_deadline,
             Some(_) => attempt_deadline.min(Instant::now() + idle),
         };
-        let bytes = match timeout_at(dl.into(), resp.chunk()).await {
+        let bytes = match timeout_at(dl, resp.chunk()).await {
             Err(_) => {
                 let kind = match first_token_at {
                     None => timeout_kind(ftl_deadline),
@@ -461,7 +440,9 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             Ok(Ok(Some(b))) => b,
         };
         if let Err(e) = decoder.feed(&bytes, &mut events) {
-            return Err(AttemptError::new(ErrKind::Malformed, e.to_string()));
+            let mut err = AttemptError::new(ErrKind::Malformed, e.to_string());
+            err.first_token_ms = ftl_of(first_token_at);
+            return Err(err);
         }
         let mut out: Vec<Event> = Vec::new();
         let ftl_ms = first_token_at.map(|t| t.duration_since(start).as_secs_f64() * 1000.0);
@@ -512,12 +493,14 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
         ));
     };
     let usage = adapter.usage();
-    let gen_secs = first.elapsed().as_secs_f64();
+    // At least 1 ms: a stream whose tokens all came at once is fast, not
+    // unmeasurable.
+    let gen_secs = first.elapsed().as_secs_f64().max(1e-3);
     let tokens = usage
         .map(|u| u.completion_tokens)
         .filter(|&n| n > 0)
         .unwrap_or(content_steps);
-    let throughput = (gen_secs > 1e-3 && tokens > 1).then(|| tokens as f64 / gen_secs);
+    let throughput = (tokens > 1).then(|| tokens as f64 / gen_secs);
     Ok(AttemptOk {
         body: None,
         usage,
@@ -540,6 +523,10 @@ mod tests {
         assert!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT").is_none());
         assert!(parse_http_date("garbage").is_none());
         assert!(parse_http_date("Sun, 99 Nov 1994 08:49:37 GMT").is_none());
+        // The obsolete forms RFC 9110 still requires recipients to accept.
+        for old in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            assert_eq!(parse_http_date(old), Some(t), "{old}");
+        }
     }
 
     #[test]
@@ -572,5 +559,67 @@ mod tests {
         assert_eq!(retry_after(&h, now), None);
         h.insert("retry-after-ms", HeaderValue::from_static("-5"));
         assert_eq!(retry_after(&h, now), None);
+    }
+
+    /// A stalled endpoint against a paused clock: the first-token timeout
+    /// fires when the runtime is idle, with no wall-clock wait, and the
+    /// attempt's elapsed time is the clock's.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_endpoint_times_out_on_a_paused_clock() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepts and reads until the client hangs up; never answers.
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut buf = [0u8; 4096];
+                while matches!(std::io::Read::read(&mut s, &mut buf), Ok(n) if n > 0) {}
+            }
+        });
+        let cfg = serde_json::json!({
+            "providers": [{"slug": "stall", "protocol": "openai", "base_url": format!("http://{addr}/v1")}],
+            "models": [{"slug": "t/m", "endpoints": [{"provider": "stall", "upstream_model": "m",
+                        "price": {"prompt": 1.0, "completion": 1.0}}]}],
+        });
+        let catalog = Catalog::from_json(&cfg.to_string()).unwrap();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let queue = EventQueue::new();
+        let winner = AtomicUsize::new(0);
+        let body = serde_json::Map::new();
+        let start = Instant::now();
+        let r = attempt(AttemptCtx {
+            catalog: &catalog,
+            endpoint: 0,
+            client: &client,
+            queue: &queue,
+            request_id: 1,
+            caller: Protocol::OpenAi,
+            body: &body,
+            stream: true,
+            include_usage: false,
+            model_slug: "t/m",
+            timeouts: TimeoutsConfig {
+                first_token_ms: Some(60_000),
+                ..TimeoutsConfig::default()
+            },
+            deadline: start + Duration::from_secs(600),
+            winner: &winner,
+            slot: 1,
+            on_first_token: &|_| {},
+        })
+        .await;
+        assert_eq!(r.unwrap_err().kind, ErrKind::FirstTokenTimeout);
+        assert!(start.elapsed() >= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn an_unusable_retry_after_ms_does_not_hide_retry_after() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let now = SystemTime::UNIX_EPOCH;
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("4"));
+        for bad in ["1e300", "-1", "soon"] {
+            h.insert("retry-after-ms", HeaderValue::from_static(bad));
+            assert_eq!(retry_after(&h, now), Some(Duration::from_secs(4)), "{bad}");
+        }
     }
 }

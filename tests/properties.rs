@@ -852,6 +852,7 @@ fn ctx(include_usage: bool) -> StreamContext {
         include_usage,
         created: 1_700_000_000,
         id: "chatcmpl-llmux-1".into(),
+        input_tokens_estimate: 0,
     }
 }
 
@@ -1518,7 +1519,7 @@ fn translate_request(v: &Value) {
 
 fn convert_all(body: &[u8]) {
     for (up, caller) in pairs() {
-        if let Ok(c) = protocol::convert_response(up, caller, body) {
+        if let Ok(c) = protocol::convert_response(up, caller, body, 1) {
             if up != caller {
                 assert!(
                     serde_json::from_str::<Value>(&c.body).is_ok(),
@@ -1596,13 +1597,13 @@ fn seed_documents_translate() {
     }
     for r in &openai_responses()[..2] {
         for c in PROTOCOLS {
-            protocol::convert_response(Protocol::OpenAi, c, r.to_string().as_bytes())
+            protocol::convert_response(Protocol::OpenAi, c, r.to_string().as_bytes(), 1)
                 .unwrap_or_else(|e| panic!("{r}: {e}"));
         }
     }
     for r in &anthropic_responses()[..2] {
         for c in PROTOCOLS {
-            protocol::convert_response(Protocol::Anthropic, c, r.to_string().as_bytes())
+            protocol::convert_response(Protocol::Anthropic, c, r.to_string().as_bytes(), 1)
                 .unwrap_or_else(|e| panic!("{r}: {e}"));
         }
     }

@@ -86,7 +86,8 @@ enum class ErrorCode : std::uint32_t {
     InvalidArgument = LLMUX_RESULT_ERR_INVALID_ARGUMENT,
     ShuttingDown = LLMUX_RESULT_ERR_SHUTTING_DOWN,
     Runtime = LLMUX_RESULT_ERR_RUNTIME,
-    Panic = LLMUX_RESULT_ERR_PANIC
+    Panic = LLMUX_RESULT_ERR_PANIC,
+    RequestTooLarge = LLMUX_RESULT_ERR_REQUEST_TOO_LARGE
 };
 
 // The library version, e.g. "0.1.0" (of the library linked, which may differ
@@ -324,10 +325,10 @@ public:
     }
 
     // Makes one blocked poll() (or the next call) return at once with no
-    // events. Callable from any thread. Wakeups do not accumulate: two calls
-    // before any poll consumes the first may wake only one of two blocked
-    // pollers, so to stop several pollers set your own flag and call
-    // wakeup() until each has returned.
+    // events. Callable from any thread. Wakeups are counted: n calls release
+    // n polls (blocked now or made later), so to stop n pollers call wakeup()
+    // n times; a wakeup no poll has consumed yet makes the next poll return
+    // empty at once.
     void wakeup() const {
         llmux_result rc = llmux_wakeup(e_.get());
         if (rc != LLMUX_RESULT_OK) throw detail::make_error(rc, nullptr);

@@ -156,3 +156,20 @@ func TestMessagesErrors(t *testing.T) {
 		t.Errorf("unknown model: %v", err)
 	}
 }
+
+// A timed-out Anthropic stream is a timeout, although its body says
+// "timeout_error": bindings map errors from the neutral error_kind.
+func TestMessagesTimeoutIsTimeout(t *testing.T) {
+	r := newTestRouter(t)
+	req := messagesReq("test/claude",
+		"mock", map[string]any{"first_token_delay_ms": 3000},
+		"provider", map[string]any{"timeouts": map[string]any{"first_token_ms": 150}})
+	s, err := r.MessagesStream(context.Background(), req)
+	if err == nil {
+		_, err = s.Text()
+	}
+	var ae *APIError
+	if !errors.As(err, &ae) || !ae.IsTimeout() || ae.IsUpstream() || ae.Kind != "timeout" || ae.Type != "timeout_error" {
+		t.Fatalf("err %v (%+v)", err, ae)
+	}
+}

@@ -25,6 +25,7 @@ const (
 	ResultShuttingDown    ResultCode = 7011
 	ResultRuntime         ResultCode = 7012
 	ResultPanic           ResultCode = 7013
+	ResultRequestTooLarge ResultCode = 7014
 )
 
 // String is llmux's own description of the code (llmux_result_text).
@@ -74,6 +75,7 @@ var (
 	ErrShuttingDown    = &Error{Code: ResultShuttingDown}
 	ErrRuntime         = &Error{Code: ResultRuntime}
 	ErrPanic           = &Error{Code: ResultPanic}
+	ErrRequestTooLarge = &Error{Code: ResultRequestTooLarge}
 )
 
 // ErrClosed is returned by calls on a closed Router, and is wrapped by the
@@ -85,13 +87,15 @@ var ErrStreamClosed = errors.New("llmux: stream closed")
 
 // APIError is a request that ended with an ERROR event: the upstream (or
 // llmux on its behalf) refused or failed it. Status is the HTTP status
-// llmux reports (499 for a cancelled request, 504 for timeouts), Type the
-// error type (invalid_request_error, authentication_error,
-// permission_error, not_found_error, rate_limit_error, upstream_error,
-// timeout, cancelled, internal_error), Body the error body in the caller's
-// protocol, and Routing every attempt that was made.
+// llmux reports (499 for a cancelled request, 504 for timeouts); Kind the
+// protocol-neutral error kind the predicates below read (invalid_request,
+// authentication, permission, not_found, rate_limit, timeout, upstream,
+// overloaded, cancelled, internal); Type the error type of the body, which
+// differs by protocol (OpenAI "timeout", Anthropic "timeout_error"); Body
+// the error body in the caller's protocol; Routing every attempt made.
 type APIError struct {
 	Status  int
+	Kind    string
 	Type    string
 	Message string
 	Body    json.RawMessage
@@ -111,31 +115,33 @@ func (e *APIError) Error() string {
 // Unwrap returns ErrClosed for a request ended by Router.Close, else nil.
 func (e *APIError) Unwrap() error { return e.cause }
 
-// IsRateLimit reports a 429 / rate_limit_error (after failover ran out).
-func (e *APIError) IsRateLimit() bool { return e.Status == 429 || e.Type == "rate_limit_error" }
+// IsRateLimit reports a 429 / rate limit (after failover ran out).
+func (e *APIError) IsRateLimit() bool { return e.Kind == "rate_limit" }
 
 // IsTimeout reports a connect, first-token, idle or total timeout.
-func (e *APIError) IsTimeout() bool { return e.Type == "timeout" }
+func (e *APIError) IsTimeout() bool { return e.Kind == "timeout" }
 
 // IsCancelled reports a request that was cancelled.
-func (e *APIError) IsCancelled() bool { return e.Type == "cancelled" }
+func (e *APIError) IsCancelled() bool { return e.Kind == "cancelled" }
 
 // IsInvalidRequest reports a request the upstream refused as malformed
 // (400, 413, 422): retrying it unchanged will not help.
-func (e *APIError) IsInvalidRequest() bool { return e.Type == "invalid_request_error" }
+func (e *APIError) IsInvalidRequest() bool { return e.Kind == "invalid_request" }
 
 // IsAuth reports an authentication or permission failure (401, 403).
 func (e *APIError) IsAuth() bool {
-	return e.Type == "authentication_error" || e.Type == "permission_error"
+	return e.Kind == "authentication" || e.Kind == "permission"
 }
 
 // IsUpstream reports an upstream failure (5xx, broken connection,
-// malformed or truncated response).
-func (e *APIError) IsUpstream() bool { return e.Type == "upstream_error" }
+// malformed or truncated response) or every endpoint being at its
+// concurrency limit.
+func (e *APIError) IsUpstream() bool { return e.Kind == "upstream" || e.Kind == "overloaded" }
 
 // errorEvent is the JSON of an ERROR event.
 type errorEvent struct {
 	Status  int             `json:"status"`
+	Kind    string          `json:"error_kind"`
 	Error   json.RawMessage `json:"error"`
 	Routing json.RawMessage `json:"routing"`
 }
@@ -144,10 +150,10 @@ type errorEvent struct {
 func parseAPIError(data []byte) *APIError {
 	var ev errorEvent
 	if err := json.Unmarshal(data, &ev); err != nil {
-		return &APIError{Status: 500, Type: "internal_error",
+		return &APIError{Status: 500, Kind: "internal", Type: "internal_error",
 			Message: "unreadable error event: " + err.Error(), Body: data}
 	}
-	e := &APIError{Status: ev.Status, Body: ev.Error}
+	e := &APIError{Status: ev.Status, Kind: ev.Kind, Body: ev.Error}
 	// Both protocols put the details under "error": OpenAI
 	// {"error":{"message","type"}}, Anthropic {"type":"error","error":{"type","message"}}.
 	var body struct {

@@ -436,3 +436,15 @@ func TestHealthExportImport(t *testing.T) {
 		t.Errorf("import after Close: %v", err)
 	}
 }
+
+func TestRequestTooLarge(t *testing.T) {
+	r, err := New(testConfig(map[string]any{"max_request_bytes": 1000}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	big := chat("test/model", "messages", []map[string]any{{"role": "user", "content": strings.Repeat("x", 2000)}})
+	if _, err := r.ChatCompletion(context.Background(), big); !errors.Is(err, ErrRequestTooLarge) {
+		t.Fatalf("err %v", err)
+	}
+}

@@ -282,6 +282,18 @@ pub(crate) struct Shared {
     pub requests: Mutex<Vec<Recorded>>,
     pub started: Instant,
     pub counter: AtomicU64,
+    /// API requests being answered now, and the most there ever were.
+    pub in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
+}
+
+/// Counts one API request as being answered while it lives.
+pub(crate) struct Busy<'a>(&'a Shared);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Shared {
@@ -297,6 +309,11 @@ impl Shared {
     pub fn reset(&self) {
         lock(&self.requests).clear();
         *lock(&self.behavior) = self.initial.clone();
+    }
+    pub fn busy(&self) -> Busy<'_> {
+        let n = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        self.max_in_flight.fetch_max(n, Ordering::AcqRel);
+        Busy(self)
     }
     pub fn next_id(&self) -> u64 {
         self.counter.fetch_add(1, Ordering::Relaxed) + 1
@@ -421,6 +438,8 @@ impl MockServer {
             requests: Mutex::new(Vec::new()),
             started: Instant::now(),
             counter: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
         });
         let tracker = Arc::new(Tracker {
             state: Mutex::new((false, 0)),
@@ -474,6 +493,23 @@ impl MockServer {
     /// Number of recorded requests.
     pub fn request_count(&self) -> usize {
         lock(&self.shared.requests).len()
+    }
+
+    /// API requests being answered right now.
+    pub fn in_flight(&self) -> u64 {
+        self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The most API requests answered at once since the start or the last
+    /// [`MockServer::reset_max_in_flight`].
+    pub fn max_in_flight(&self) -> u64 {
+        self.shared.max_in_flight.load(Ordering::Acquire)
+    }
+
+    /// Restarts the high-water mark from the current in-flight count.
+    pub fn reset_max_in_flight(&self) {
+        let now = self.shared.in_flight.load(Ordering::Acquire);
+        self.shared.max_in_flight.store(now, Ordering::Release);
     }
 
     /// Forgets the recorded requests.

@@ -166,6 +166,7 @@ async fn handle(
         return control(conn, shared, &req, keep).await;
     }
     shared.record(&req);
+    let _busy = shared.busy();
     let proto = if req.path.ends_with("/chat/completions") {
         Proto::OpenAi
     } else if req.path.ends_with("/messages") {

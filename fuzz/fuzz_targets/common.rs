@@ -79,6 +79,7 @@ pub fn ctx(include_usage: bool) -> StreamContext {
         include_usage,
         created: 1_700_000_000,
         id: "chatcmpl-llmux-1".into(),
+        input_tokens_estimate: 0,
     }
 }
 

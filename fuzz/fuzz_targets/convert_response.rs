@@ -10,7 +10,7 @@ use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
     for (up, caller) in common::pairs() {
-        if let Ok(c) = protocol::convert_response(up, caller, data) {
+        if let Ok(c) = protocol::convert_response(up, caller, data, 1) {
             if up != caller {
                 assert!(serde_json::from_str::<Value>(&c.body).is_ok(), "{}", c.body);
             }

@@ -73,6 +73,67 @@ struct Inner {
     sticky: Mutex<HashMap<String, (usize, Instant)>>,
 }
 
+/// `stats_json`'s document.
+#[derive(serde::Serialize)]
+struct StatsOut<'a> {
+    endpoints: Vec<EndpointStatsOut<'a>>,
+    requests_in_flight: usize,
+    events_queued: usize,
+    /// Shared health's state (`{"enabled": false}` when off).
+    shared: Value,
+}
+
+#[derive(serde::Serialize)]
+struct EndpointStatsOut<'a> {
+    #[serde(flatten)]
+    health: crate::health::HealthSnapshot,
+    id: &'a str,
+    model: &'a str,
+    provider: &'a str,
+    protocol: &'static str,
+    upstream_model: &'a str,
+    price: PriceOut,
+    context_window: Option<u64>,
+    /// Shared health's view of the endpoint, when shared health is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared: Option<Value>,
+}
+
+#[derive(serde::Serialize)]
+struct PriceOut {
+    prompt: f64,
+    completion: f64,
+}
+
+/// `export_health`'s document.
+#[derive(serde::Serialize)]
+struct HealthFileOut<'a> {
+    version: u32,
+    endpoints: Vec<HealthEntryOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct HealthEntryOut<'a> {
+    model: &'a str,
+    endpoint: &'a str,
+    #[serde(flatten)]
+    health: crate::health::HealthExport,
+}
+
+/// What `import_health` reads: entries are checked one by one so an error
+/// names the entry and field.
+#[derive(serde::Deserialize)]
+struct HealthFileIn {
+    endpoints: Vec<Value>,
+}
+
+/// Which endpoint an entry is about; entries naming none are skipped.
+#[derive(serde::Deserialize)]
+struct HealthKey {
+    model: Option<String>,
+    endpoint: Option<String>,
+}
+
 /// The router. Thread-safe: every method takes `&self`.
 pub struct Engine {
     inner: Arc<Inner>,
@@ -107,7 +168,13 @@ impl Engine {
             .enable_all()
             .build()
             .map_err(|e| EngineError::Runtime(e.to_string()))?;
-        let health = Health::new(catalog.health, catalog.endpoints.len());
+        let mut health = Health::new(catalog.health, catalog.endpoints.len());
+        let shared = catalog.shared.clone().map(|s| {
+            let (overlay, rx) = crate::shared::Overlay::new(s, catalog.endpoints.len());
+            let overlay = Arc::new(overlay);
+            health.set_shared(overlay.clone());
+            (overlay, rx)
+        });
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -133,6 +200,20 @@ impl Engine {
             .or(DEFAULT_TIMEOUTS.connect_ms)
             .unwrap_or(5000);
         inner.client(connect).map_err(EngineError::Runtime)?;
+        if let Some((overlay, rx)) = shared {
+            let c = &inner.catalog;
+            let keys = (0..c.endpoints.len())
+                .map(|e| {
+                    format!(
+                        "{}|{}",
+                        c.models[c.endpoints[e].model].slug, c.endpoints[e].id
+                    )
+                })
+                .collect();
+            let health_of = inner.clone();
+            let aggregate = move |e: usize, _now: Instant| health_of.health.aggregate(e);
+            runtime.spawn(crate::shared::run(overlay, rx, keys, aggregate));
+        }
         if let Some(ms) = inner.catalog.health.active_probe_interval_ms {
             runtime.spawn(probe_loop(inner.clone(), Duration::from_millis(ms)));
         }
@@ -209,32 +290,38 @@ impl Engine {
         let inner = &self.inner;
         let now = Instant::now();
         let c = &inner.catalog;
-        let endpoints: Vec<Value> = c
+        let endpoints: Vec<EndpointStatsOut<'_>> = c
             .endpoints
             .iter()
             .enumerate()
             .map(|(i, e)| {
                 let p = c.provider_of(i);
-                let mut m = inner.health.snapshot(i, now);
-                m.insert("id".into(), json!(e.id));
-                m.insert("model".into(), json!(c.models[e.model].slug));
-                m.insert("provider".into(), json!(p.slug));
-                m.insert("protocol".into(), json!(p.protocol.as_str()));
-                m.insert("upstream_model".into(), json!(e.upstream_model));
-                m.insert(
-                    "price".into(),
-                    json!({"prompt": e.price_prompt, "completion": e.price_completion}),
-                );
-                m.insert("context_window".into(), json!(e.context_window));
-                Value::Object(m)
+                EndpointStatsOut {
+                    health: inner.health.snapshot_state(i, now),
+                    id: &e.id,
+                    model: &c.models[e.model].slug,
+                    provider: &p.slug,
+                    protocol: p.protocol.as_str(),
+                    upstream_model: &e.upstream_model,
+                    price: PriceOut {
+                        prompt: e.price_prompt,
+                        completion: e.price_completion,
+                    },
+                    context_window: e.context_window,
+                    shared: inner.health.shared().map(|o| o.endpoint_stats(i, now)),
+                }
             })
             .collect();
-        json!({
-            "endpoints": endpoints,
-            "requests_in_flight": inner.active.load(Ordering::Acquire),
-            "events_queued": inner.queue.len(),
+        serde_json::to_string(&StatsOut {
+            endpoints,
+            requests_in_flight: inner.active.load(Ordering::Acquire),
+            events_queued: inner.queue.len(),
+            shared: inner
+                .health
+                .shared()
+                .map_or_else(|| json!({"enabled": false}), |o| o.stats(now)),
         })
-        .to_string()
+        .unwrap_or_default()
     }
 
     /// Health of every endpoint as JSON that `import_health` accepts, so a
@@ -242,51 +329,56 @@ impl Engine {
     pub fn export_health(&self) -> String {
         let now = Instant::now();
         let c = &self.inner.catalog;
-        let eps: Vec<Value> = c
+        let endpoints: Vec<HealthEntryOut<'_>> = c
             .endpoints
             .iter()
             .enumerate()
-            .map(|(i, e)| {
-                let mut v = self.inner.health.export(i, now);
-                v["model"] = json!(c.models[e.model].slug);
-                v["endpoint"] = json!(e.id);
-                v
+            .map(|(i, e)| HealthEntryOut {
+                model: &c.models[e.model].slug,
+                endpoint: &e.id,
+                health: self.inner.health.export_state(i, now),
             })
             .collect();
-        json!({"version": 1, "endpoints": eps}).to_string()
+        serde_json::to_string(&HealthFileOut {
+            version: 1,
+            endpoints,
+        })
+        .unwrap_or_default()
     }
 
     /// Restores health exported by `export_health`; entries whose model and
-    /// endpoint are not in this catalog are skipped. Returns how many were
-    /// restored.
+    /// endpoint are missing or not in this catalog are skipped. Returns how many were
+    /// restored. Nothing is restored when any entry is malformed (a field of
+    /// the wrong type, a negative latency): the error names it.
     pub fn import_health(&self, json: &str) -> Result<usize, String> {
-        let v: Value =
+        let file: HealthFileIn =
             serde_json::from_str(json).map_err(|e| format!("health JSON is malformed: {e}"))?;
-        let list = v
-            .get("endpoints")
-            .and_then(Value::as_array)
-            .ok_or("health JSON needs an `endpoints` list")?;
         let c = &self.inner.catalog;
-        let now = Instant::now();
-        let mut n = 0;
-        for item in list {
-            let (Some(m), Some(id)) = (
-                item.get("model").and_then(Value::as_str),
-                item.get("endpoint").and_then(Value::as_str),
-            ) else {
+        let mut restore = Vec::new();
+        for (i, item) in file.endpoints.iter().enumerate() {
+            let key: HealthKey =
+                serde_json::from_value(item.clone()).map_err(|e| format!("endpoints[{i}]: {e}"))?;
+            let state = crate::health::HealthExport::from_json(item)
+                .map_err(|e| format!("endpoints[{i}].{e}"))?;
+            let (Some(m), Some(id)) = (key.model, key.endpoint) else {
                 continue;
             };
-            let Some(model) = c.model(m) else { continue };
+            let Some(model) = c.model(&m) else {
+                continue;
+            };
             if let Some(&e) = c.models[model]
                 .endpoints
                 .iter()
                 .find(|&&e| c.endpoints[e].id == id)
             {
-                self.inner.health.import(e, now, item);
-                n += 1;
+                restore.push((e, state));
             }
         }
-        Ok(n)
+        let now = Instant::now();
+        for (e, state) in &restore {
+            self.inner.health.import_state(*e, now, state);
+        }
+        Ok(restore.len())
     }
 
     /// Cancels every request, waits for them to end, and stops the runtime.
@@ -311,6 +403,9 @@ impl Engine {
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.inner.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some(o) = self.inner.health.shared() {
+            o.release();
         }
         rt.shutdown_timeout(Duration::from_secs(1));
     }
@@ -419,6 +514,7 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         health: &inner.health,
         endpoint: e,
         open: true,
+        timed_out: None,
     };
     let winner = std::sync::atomic::AtomicUsize::new(0);
     let on_first = |_ms: f64| {};
@@ -434,7 +530,8 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         include_usage: false,
         model_slug: &c.models[c.endpoints[e].model].slug,
         timeouts,
-        deadline: Instant::now() + Duration::from_millis(timeouts.first_token_ms.unwrap_or(10_000)),
+        deadline: tokio::time::Instant::now()
+            + Duration::from_millis(timeouts.first_token_ms.unwrap_or(10_000)),
         winner: &winner,
         slot: 1,
         on_first_token: &on_first,

@@ -4,8 +4,8 @@
 
 use super::{lock, Inner};
 use crate::config::DEFAULT_TIMEOUTS;
-use crate::events::{Event, EventKind};
-use crate::health::{Health, Verdict};
+use crate::events::{ErrorKind, Event, EventKind};
+use crate::health::{Health, Latency, Verdict};
 use crate::protocol::{self, Protocol, Usage};
 use crate::request::{Hedge, ModelRoute, ParsedRequest};
 use crate::routing::{self, Explore, Policy};
@@ -15,10 +15,18 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
+// The runtime's clock (a paused test clock drives it); health and routing
+// take `std` instants: `now()` converts.
+use tokio::time::Instant;
+
+/// The runtime's current time as the `std` instant health and routing take.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
 
 /// One attempt as the routing record reports it.
 struct AttemptRecord {
@@ -72,14 +80,15 @@ impl Terminal {
 impl Drop for Terminal {
     fn drop(&mut self) {
         if !self.emitted {
+            let kind = ErrorKind::Internal;
             let body = protocol::error_body(
                 self.caller,
                 500,
-                "internal_error",
+                kind.openai_type(),
                 "the request was torn down before it finished",
             );
             let data = json!({
-                "type": "error", "status": 500, "error": body,
+                "type": "error", "status": 500, "error": body, "error_kind": kind.as_str(),
                 "routing": {"model": self.model, "endpoint": null, "attempts": []},
             });
             self.emit(EventKind::Error, data.to_string());
@@ -90,7 +99,7 @@ impl Drop for Terminal {
 /// The final failure of a request.
 struct Failure {
     status: u16,
-    kind: &'static str,
+    kind: ErrorKind,
     message: String,
 }
 
@@ -99,22 +108,22 @@ fn failure_from(e: &AttemptError) -> Failure {
         ErrKind::Status => {
             let s = e.status.unwrap_or(502);
             let kind = match s {
-                400 | 413 | 422 => "invalid_request_error",
-                401 => "authentication_error",
-                403 => "permission_error",
-                404 => "not_found_error",
-                429 => "rate_limit_error",
-                _ => "upstream_error",
+                400 | 413 | 422 => ErrorKind::InvalidRequest,
+                401 => ErrorKind::Authentication,
+                403 => ErrorKind::Permission,
+                404 => ErrorKind::NotFound,
+                429 => ErrorKind::RateLimit,
+                _ => ErrorKind::Upstream,
             };
             (s, kind)
         }
         ErrKind::FirstTokenTimeout | ErrKind::IdleTimeout | ErrKind::TotalTimeout => {
-            (504, "timeout")
+            (504, ErrorKind::Timeout)
         }
-        ErrKind::Translation => (400, "invalid_request_error"),
-        ErrKind::Cancelled => (499, "cancelled"),
-        ErrKind::ConcurrencyLimited => (503, "overloaded"),
-        _ => (502, "upstream_error"),
+        ErrKind::Translation => (e.status.unwrap_or(400), ErrorKind::InvalidRequest),
+        ErrKind::Cancelled => (499, ErrorKind::Cancelled),
+        ErrKind::ConcurrencyLimited => (503, ErrorKind::Overloaded),
+        _ => (502, ErrorKind::Upstream),
     };
     Failure {
         status,
@@ -210,27 +219,34 @@ struct TerminalOut<'a> {
     response: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<Value>,
+    /// The protocol-neutral kind of the error; null for `done`.
+    error_kind: Option<&'static str>,
     routing: RoutingOut<'a>,
 }
 
-/// Marks an attempt's health as neutral if its future is dropped mid-way
-/// (cancellation, total timeout, a lost hedge race).
+/// Books an attempt whose future is dropped mid-way: as a failure when the
+/// request's total timeout cut it off (the endpoint kept it waiting, as its
+/// own total timeout would say), else as neutral (cancellation, a lost
+/// hedge race, a twin's request error).
 pub(super) struct InFlight<'a> {
     pub(super) health: &'a Health,
     pub(super) endpoint: usize,
     pub(super) open: bool,
+    /// Set by the request when its total timeout expired.
+    pub(super) timed_out: Option<&'a AtomicBool>,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if self.open {
-            self.health.failure(
-                self.endpoint,
-                Instant::now(),
-                Verdict::Neutral,
-                None,
-                "cancelled",
-            );
+            let timed_out = self.timed_out.is_some_and(|t| t.load(Ordering::Acquire));
+            let (verdict, message) = if timed_out {
+                (Verdict::Failure, "the total timeout expired")
+            } else {
+                (Verdict::Neutral, "cancelled")
+            };
+            self.health
+                .failure(self.endpoint, now(), verdict, None, message);
         }
     }
 }
@@ -245,14 +261,15 @@ struct Shared<'a> {
     winner: &'a AtomicUsize,
     notify: &'a Notify,
     deadline: Instant,
+    /// Set once the total timeout expired, before attempts are dropped.
+    timed_out: &'a AtomicBool,
 }
 
 /// Claims a concurrency slot and records a pending attempt; None when the
 /// endpoint is at its concurrency limit (recorded as such).
 fn start(sh: &Shared<'_>, st: &mut RunState, e: usize) -> Option<usize> {
-    let now = Instant::now();
     let limit = sh.inner.catalog.endpoints[e].max_concurrency;
-    let ok = sh.inner.health.try_begin(e, now, limit);
+    let ok = sh.inner.health.try_begin(e, now(), limit);
     st.attempts.push(AttemptRecord {
         endpoint: e,
         outcome: if ok {
@@ -263,7 +280,7 @@ fn start(sh: &Shared<'_>, st: &mut RunState, e: usize) -> Option<usize> {
         status: None,
         elapsed_ms: 0.0,
         error: (!ok).then(|| "the endpoint is at its concurrency limit".to_owned()),
-        started: now,
+        started: Instant::now(),
         finished: !ok,
     });
     ok.then(|| st.attempts.len() - 1)
@@ -277,6 +294,7 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
         health: &inner.health,
         endpoint: e,
         open: true,
+        timed_out: Some(sh.timed_out),
     };
     let timeouts = sh
         .req
@@ -287,8 +305,13 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
     let client = inner
         .client(timeouts.connect_ms.unwrap_or(5000))
         .map_err(|m| AttemptError::new(ErrKind::Transport, m))?;
+    let stream = sh.req.stream;
     let on_first = |ms: f64| {
-        inner.health.first_token(e, Instant::now(), ms);
+        // Only streams have a first token of their own; a non-streaming
+        // attempt's time is booked as its response latency below.
+        if stream {
+            inner.health.first_token(e, now(), ms);
+        }
         sh.notify.notify_one();
     };
     let result = upstream::attempt(AttemptCtx {
@@ -312,21 +335,30 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
     // The health table hears of every attempt exactly once: here when it
     // ran to the end, from the guard when its future was dropped.
     guard.open = false;
-    record_health(&inner.health, e, &result);
+    record_health(&inner.health, e, &result, stream);
     result
 }
 
 /// Books a finished attempt in the health table.
-pub(super) fn record_health(health: &Health, e: usize, r: &AttemptResult) {
-    let now = Instant::now();
+pub(super) fn record_health(health: &Health, e: usize, r: &AttemptResult, stream: bool) {
+    let now = now();
+    health.tried(e, now, Latency::of(stream));
     match r {
-        Ok(ok) => health.success(e, now, ok.throughput),
+        Ok(ok) => {
+            if !stream {
+                health.response(e, now, ok.first_token_ms);
+            }
+            health.success(e, now, ok.throughput)
+        }
         Err(err) => {
             let verdict = match err.kind {
                 ErrKind::Translation | ErrKind::HedgeLost | ErrKind::Cancelled => Verdict::Neutral,
                 _ if err.caller_fault => Verdict::Neutral,
                 _ => Verdict::Failure,
             };
+            if let (Some(o), Verdict::Failure) = (health.shared(), verdict) {
+                o.count_failure(e, err.kind.as_str(), err.status);
+            }
             health.failure(e, now, verdict, err.retry_after, &err.message);
         }
     }
@@ -353,7 +385,10 @@ fn finish(st: &mut RunState, idx: usize, route: &ModelRoute, r: &AttemptResult) 
             rec.status = err.status;
             rec.error = Some(err.message.clone());
             if err.first_token_ms.is_some() {
+                // Its chunks reached the host: this endpoint served them.
                 st.first_token_ms = err.first_token_ms;
+                st.served = Some(e);
+                st.served_model = Some(route.slug.clone());
             }
         }
     }
@@ -457,7 +492,7 @@ fn hedge_delay(inner: &Inner, req: &ParsedRequest, e: usize) -> Option<Duration>
     let pct = |p: f64| {
         inner
             .health
-            .first_token_percentile(e, p)
+            .percentile(e, Latency::of(req.stream), p)
             .map(|ms| ms as u64)
             .unwrap_or(cfg.fallback_delay_ms)
     };
@@ -470,22 +505,24 @@ fn hedge_delay(inner: &Inner, req: &ParsedRequest, e: usize) -> Option<Duration>
     Some(Duration::from_millis(ms))
 }
 
-/// Ranks one model's candidates now.
-fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>) -> Vec<usize> {
+/// Ranks one model's candidates now, by the latency of the request's kind
+/// (first token for streams, complete response otherwise).
+fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>, stream: bool) -> Vec<usize> {
     let c = &inner.catalog;
-    let now = Instant::now();
+    let now = now();
     let mut views = vec![routing::UNRANKED; c.endpoints.len()];
     for &e in &route.candidates {
         let ep = &c.endpoints[e];
         let prior = ep
             .expected_first_token_ms
             .unwrap_or(c.health.default_first_token_ms);
-        views[e] = inner.health.view(
+        views[e] = inner.health.view_for(
             e,
             now,
             prior,
             ep.price_prompt + ep.price_completion,
             ep.max_concurrency,
+            Latency::of(stream),
         );
     }
     let explore =
@@ -520,7 +557,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
     let sticky = req
         .sticky_key
         .as_deref()
-        .and_then(|k| inner.sticky_get(k, Instant::now()));
+        .and_then(|k| inner.sticky_get(k, now()));
     let mut last: Option<Failure> = None;
     let mut slot = 0usize;
     let mut retry_after: Option<Duration> = None;
@@ -540,7 +577,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
         }
         let mut retryable = false;
         for route in &req.routes {
-            let order = rank(inner, route, sticky);
+            let order = rank(inner, route, sticky, req.stream);
             let mut i = 0;
             while i < order.len() {
                 let e = order[i];
@@ -571,7 +608,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
                 match result {
                     Ok(ok) => {
                         if let (Some(k), Some(e)) = (req.sticky_key.as_deref(), st.served) {
-                            inner.sticky_put(k, e, Instant::now());
+                            inner.sticky_put(k, e, now());
                         }
                         return Ok(ok.body);
                     }
@@ -598,7 +635,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
     }
     Err(last.unwrap_or(Failure {
         status: 503,
-        kind: "overloaded",
+        kind: ErrorKind::Overloaded,
         message: "every endpoint is at its concurrency limit".into(),
     }))
 }
@@ -626,6 +663,7 @@ pub(super) async fn run(
     let deadline = started + Duration::from_millis(total);
     let winner = AtomicUsize::new(0);
     let notify = Notify::new();
+    let timed_out = AtomicBool::new(false);
     let mut st = RunState::default();
     let result = {
         let sh = Shared {
@@ -635,24 +673,32 @@ pub(super) async fn run(
             winner: &winner,
             notify: &notify,
             deadline,
+            timed_out: &timed_out,
         };
         let fut = drive(&sh, &mut st);
-        tokio::select! {
+        tokio::pin!(fut);
+        let r = tokio::select! {
             biased;
-            _ = &mut cancel => Err(Failure { status: 499, kind: "cancelled", message: "the request was cancelled".into() }),
-            _ = tokio::time::sleep_until(deadline.into()) => Err(Failure {
+            _ = &mut cancel => Err(Failure { status: 499, kind: ErrorKind::Cancelled, message: "the request was cancelled".into() }),
+            _ = tokio::time::sleep_until(deadline) => Err(Failure {
                 status: 504,
-                kind: "timeout",
+                kind: ErrorKind::Timeout,
                 message: format!("the total timeout of {total} ms expired"),
             }),
-            r = fut => r,
+            r = &mut fut => r,
+        };
+        // Attempts still running are dropped with `fut`: tell their guards
+        // why first.
+        if matches!(&r, Err(f) if f.kind == ErrorKind::Timeout) {
+            timed_out.store(true, Ordering::Release);
         }
+        r
     };
     // Attempts cut short by cancel or the total timeout.
     for a in st.attempts.iter_mut().filter(|a| !a.finished) {
         a.elapsed_ms = a.started.elapsed().as_secs_f64() * 1000.0;
         if let Err(f) = &result {
-            if f.kind == "timeout" {
+            if f.kind == ErrorKind::Timeout {
                 a.outcome = ErrKind::TotalTimeout.as_str();
             }
         }
@@ -672,12 +718,14 @@ pub(super) async fn run(
                     status: None,
                     response,
                     error: None,
+                    error_kind: None,
                     routing,
                 },
             )
         }
         Err(f) => {
-            let body = protocol::error_body(req.protocol, f.status, f.kind, &f.message);
+            let body =
+                protocol::error_body(req.protocol, f.status, f.kind.openai_type(), &f.message);
             (
                 EventKind::Error,
                 TerminalOut {
@@ -685,6 +733,7 @@ pub(super) async fn run(
                     status: Some(f.status),
                     response: None,
                     error: Some(body),
+                    error_kind: Some(f.kind.as_str()),
                     routing,
                 },
             )

@@ -47,12 +47,16 @@ pub enum llmux_event_kind {
     /// stream event (its `type` names the event), as JSON.
     Chunk = 1,
     /// Terminal: the request succeeded. JSON
-    /// `{"type":"done","response":{...},"routing":{...}}`; `response` (the
-    /// full body in the caller's protocol) only for non-streaming requests.
+    /// `{"type":"done","response":{...},"error_kind":null,"routing":{...}}`;
+    /// `response` (the full body in the caller's protocol) only for
+    /// non-streaming requests.
     Done = 2,
     /// Terminal: the request failed or was cancelled. JSON
-    /// `{"type":"error","status":N,"error":{...},"routing":{...}}` with the
-    /// error body in the caller's protocol.
+    /// `{"type":"error","status":N,"error":{...},"error_kind":"...","routing":{...}}`
+    /// with the error body in the caller's protocol and `error_kind`, the
+    /// same for both protocols: invalid_request, authentication, permission,
+    /// not_found, rate_limit, timeout, upstream, overloaded, cancelled,
+    /// internal.
     Error = 3,
 }
 
@@ -363,6 +367,7 @@ pub unsafe extern "C" fn llmux_submit(
                         RequestError::UnknownModel(_) => llmux_result::ErrUnknownModel,
                         RequestError::UnknownProvider(_) => llmux_result::ErrUnknownProvider,
                         RequestError::UnknownEndpoint(_) => llmux_result::ErrUnknownEndpoint,
+                        RequestError::TooLarge(_) => llmux_result::ErrRequestTooLarge,
                     },
                 };
                 set_error(error_out, e.to_string());
@@ -372,9 +377,10 @@ pub unsafe extern "C" fn llmux_submit(
     })
 }
 
-/// Cancels an in-flight request. It ends with an `ERROR` event whose error
-/// type is `cancelled` (unless it finished first: every request gets exactly
-/// one terminal event either way). Returns `LLMUX_ERR_UNKNOWN_REQUEST` when
+/// Cancels an in-flight request. It ends with an `ERROR` event whose
+/// `error_kind` is `cancelled` (the body's type is `cancelled` for OpenAI
+/// callers, `api_error` for Anthropic ones), unless it finished first:
+/// every request gets exactly one terminal event either way. Returns `LLMUX_ERR_UNKNOWN_REQUEST` when
 /// the id is unknown or the request already ended. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn llmux_cancel(
@@ -519,7 +525,9 @@ pub unsafe extern "C" fn llmux_engine_fd(
 /// Writes a JSON snapshot of every endpoint's health and price to
 /// `*json_out` (free with `llmux_string_free`): first-token latency and
 /// throughput EWMAs, error rate, in-flight count, counters, circuit state,
-/// rate-limit time left, price. Thread-safe.
+/// rate-limit time left, price; and `shared` (health shared on Redis/Valkey:
+/// `enabled`, `connected`, `last_sync_ms_ago`, ...; per endpoint what the
+/// other instances know). Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn llmux_stats(
     engine: *const llmux_engine,

@@ -32,6 +32,8 @@ pub enum llmux_result {
     ErrRuntime = 7012,
     /// A bug in llmux: a panic was caught at the boundary.
     ErrPanic = 7013,
+    /// The request body is larger than the config's `max_request_bytes`.
+    ErrRequestTooLarge = 7014,
 }
 
 pub(crate) fn text(code: u32) -> &'static str {
@@ -50,6 +52,7 @@ pub(crate) fn text(code: u32) -> &'static str {
         7011 => "the engine is shutting down\0",
         7012 => "the engine could not start its runtime or HTTP client\0",
         7013 => "internal error (a panic was caught)\0",
+        7014 => "the request is larger than max_request_bytes\0",
         _ => "unknown result code\0",
     }
 }

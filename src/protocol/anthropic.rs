@@ -36,7 +36,7 @@
 //! | `permission`, `forbidden` | `permission_error` |
 //! | `not_found`, `unknown_model`, `model_not_found` | `not_found_error` |
 //! | `request_too_large` | `request_too_large` |
-//! | `cancelled`, `canceled` | `cancelled` (Anthropic has no such type; the kind is kept so the host can tell a cancellation, e.g. reported as 499, from a failure) |
+//! | `cancelled`, `canceled` | `api_error` (Anthropic has no cancellation type; the terminal event's `error_kind` is `cancelled`) |
 //! | an Anthropic type name itself (e.g. `api_error`) | that type |
 //! | anything else (`upstream_error`, `connect_error`, `truncated_stream`, ...) | by status: other 4xx `invalid_request_error`, else `api_error` |
 
@@ -87,7 +87,9 @@ fn known_kind_type(kind: &str) -> Option<&'static str> {
         "request_too_large" => "request_too_large",
         "billing_error" => "billing_error",
         "api_error" => "api_error",
-        "cancelled" | "canceled" => "cancelled",
+        // Not an Anthropic type: the SDK knows `api_error`; the terminal
+        // event's `error_kind` says "cancelled" beside it.
+        "cancelled" | "canceled" => "api_error",
         _ => return None,
     })
 }
@@ -97,7 +99,7 @@ fn known_kind_type(kind: &str) -> Option<&'static str> {
 /// The type is chosen in this order: a status Anthropic itself documents
 /// (400, 401, 402, 403, 404, 408, 413, 429, 500, 504, 529) gives its type;
 /// else a kind from the module table gives its type (so a cancellation
-/// reported as 499 stays `cancelled`); else any other 4xx is
+/// reported as 499 is `api_error`, not `invalid_request_error`); else any other 4xx is
 /// `invalid_request_error` and anything else `api_error`.
 pub fn error_body(status: u16, kind: &str, message: &str) -> Value {
     let documented = matches!(status, 400..=404 | 408 | 413 | 429 | 500 | 504 | 529);
@@ -328,6 +330,7 @@ mod tests {
             include_usage: true,
             created: 1,
             id: "id".into(),
+            input_tokens_estimate: 0,
         }
     }
 
@@ -370,7 +373,7 @@ mod tests {
         );
         assert_eq!(
             error_body(0, "cancelled", "cancelled by host"),
-            json!({"type":"error","error":{"type":"cancelled","message":"cancelled by host"}})
+            json!({"type":"error","error":{"type":"api_error","message":"cancelled by host"}})
         );
         assert_eq!(
             error_body(0, "upstream_error", "x"),

@@ -110,10 +110,13 @@ pub struct Converted {
 }
 
 /// Converts one non-streaming upstream body to the caller's protocol.
+/// `created` (Unix seconds) becomes the `created` field of a translated
+/// OpenAI response.
 pub fn convert_response(
     upstream: Protocol,
     caller: Protocol,
     body: &[u8],
+    created: u64,
 ) -> Result<Converted, PayloadError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| PayloadError::Malformed("response body is not UTF-8".into()))?;
@@ -141,7 +144,7 @@ pub fn convert_response(
         }
         (Protocol::Anthropic, Protocol::OpenAi) => {
             let usage = anthropic::check_response(&value)?;
-            let out = translate::anthropic_response_to_openai(&value)?;
+            let out = translate::anthropic_response_to_openai(&value, created)?;
             Ok(Converted {
                 body: out.to_string(),
                 usage,
@@ -169,6 +172,10 @@ pub struct StreamContext {
     pub created: u64,
     /// An id for translated messages/chunks.
     pub id: String,
+    /// Estimated prompt tokens, for `message_start.usage.input_tokens` when
+    /// an Anthropic caller is served by an OpenAI endpoint (the real count
+    /// only arrives at the end, in `message_delta`).
+    pub input_tokens_estimate: u64,
 }
 
 /// Builds the adapter for a (upstream, caller) protocol pair.

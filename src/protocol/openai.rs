@@ -204,6 +204,7 @@ mod tests {
             include_usage,
             created: 1,
             id: "x".into(),
+            input_tokens_estimate: 0,
         }
     }
     fn data(s: &str) -> SseEvent {

@@ -1,9 +1,9 @@
 //! Translation between OpenAI Chat Completions and Anthropic Messages:
 //! requests, non-streaming responses, streams and error bodies.
 //!
-//! Every function here is pure except [`anthropic_response_to_openai`],
-//! which reads the system clock for the OpenAI `created` field (the
-//! non-streaming conversion has no context to take it from).
+//! Every function here is pure: the OpenAI `created` field comes from the
+//! caller (`StreamContext::created`, the `created` argument of
+//! [`anthropic_response_to_openai`]), never from a clock read here.
 //!
 //! ## OpenAI caller -> Anthropic upstream (requests)
 //!
@@ -1100,18 +1100,11 @@ pub fn anthropic_request_to_openai(body: &Map<String, Value>) -> Result<Value, P
 // ---------------------------------------------------------------------------
 // non-streaming responses
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Translates an Anthropic Messages response into an OpenAI
-/// `chat.completion`. `id` and `model` are kept; `created` is the current
-/// time (the only clock read in this module); thinking text is exposed as
+/// `chat.completion`. `id` and `model` are kept; `created` (Unix seconds)
+/// is given by the caller; thinking text is exposed as
 /// `message.reasoning_content`.
-pub fn anthropic_response_to_openai(v: &Value) -> Result<Value, PayloadError> {
+pub fn anthropic_response_to_openai(v: &Value, created: u64) -> Result<Value, PayloadError> {
     let m = v
         .as_object()
         .ok_or_else(|| bad("response is not a JSON object"))?;
@@ -1163,7 +1156,7 @@ pub fn anthropic_response_to_openai(v: &Value) -> Result<Value, PayloadError> {
     let mut out = json_map(json!({
         "id": m.get("id").cloned().unwrap_or_else(|| json!("")),
         "object": "chat.completion",
-        "created": now_unix(),
+        "created": created,
         "model": m.get("model").cloned().unwrap_or_else(|| json!("")),
         "choices": [{
             "index": 0,
@@ -1449,7 +1442,9 @@ enum OpenBlock {
 /// OpenAI `chat.completion.chunk`s -> Anthropic stream event payloads (the
 /// data JSON of each event; its `type` names the event).
 ///
-/// The first chunk produces `message_start`; content opens a text block,
+/// The first chunk produces `message_start` (its `usage.input_tokens` is the
+/// context's estimate: clients read usage there; the real counts follow in
+/// `message_delta`); content opens a text block,
 /// each new tool-call index closes the open block and opens a `tool_use`
 /// block whose argument fragments become `input_json_delta`s; a text delta
 /// after a tool call opens a new text block. The finish reason is remembered
@@ -1636,7 +1631,10 @@ impl StreamAdapter for OpenAiToAnthropic {
                         "content": [],
                         "stop_reason": null,
                         "stop_sequence": null,
-                        "usage": { "input_tokens": 0, "output_tokens": 0 },
+                        "usage": {
+                            "input_tokens": self.ctx.input_tokens_estimate,
+                            "output_tokens": 0,
+                        },
                     },
                 })
                 .to_string(),
@@ -1799,6 +1797,7 @@ mod tests {
             include_usage,
             created: 1_700_000_000,
             id: "req-1".into(),
+            input_tokens_estimate: 0,
         }
     }
 
@@ -2476,14 +2475,11 @@ mod tests {
             "usage": {"input_tokens": 10, "output_tokens": 20,
                       "cache_read_input_tokens": 30, "cache_creation_input_tokens": 5}
         });
-        let mut out = anthropic_response_to_openai(&v).expect("translates");
-        let created = out["created"].as_u64().expect("created is a number");
-        assert!(created > 1_600_000_000);
-        out["created"] = json!(0);
+        let out = anthropic_response_to_openai(&v, 1_700_000_000).expect("translates");
         assert_eq!(
             out,
             json!({
-                "id": "msg_01", "object": "chat.completion", "created": 0, "model": "claude-x",
+                "id": "msg_01", "object": "chat.completion", "created": 1_700_000_000, "model": "claude-x",
                 "choices": [{
                     "index": 0,
                     "message": {
@@ -2505,11 +2501,11 @@ mod tests {
     fn response_anthropic_to_openai_details() {
         let only_tool = json!({"id": "m", "type": "message", "model": "c", "content": [
             {"type": "tool_use", "id": "t", "name": "f", "input": {}}], "stop_reason": "tool_use"});
-        let out = anthropic_response_to_openai(&only_tool).expect("ok");
+        let out = anthropic_response_to_openai(&only_tool, 1_700_000_000).expect("ok");
         assert_eq!(out["choices"][0]["message"]["content"], Value::Null);
         assert_eq!(out.get("usage"), None);
         let empty = json!({"id": "m", "type": "message", "model": "c", "content": [], "stop_reason": "end_turn"});
-        let out = anthropic_response_to_openai(&empty).expect("ok");
+        let out = anthropic_response_to_openai(&empty, 1_700_000_000).expect("ok");
         assert_eq!(out["choices"][0]["message"]["content"], "");
         for (stop, finish) in [
             ("end_turn", "stop"),
@@ -2521,12 +2517,12 @@ mod tests {
             ("something_new", "stop"),
         ] {
             let v = json!({"type": "message", "content": [], "stop_reason": stop});
-            let out = anthropic_response_to_openai(&v).expect("ok");
+            let out = anthropic_response_to_openai(&v, 1_700_000_000).expect("ok");
             assert_eq!(out["choices"][0]["finish_reason"], finish, "{stop}");
         }
         let err = json!({"type": "error", "error": {"type": "api_error", "message": "boom"}});
         assert_eq!(
-            anthropic_response_to_openai(&err),
+            anthropic_response_to_openai(&err, 1_700_000_000),
             Err(PayloadError::Upstream("boom".into()))
         );
     }
@@ -3277,7 +3273,7 @@ mod tests {
             }
         }
         for m in mutations(&anthropic_resp) {
-            let _ = anthropic_response_to_openai(&m);
+            let _ = anthropic_response_to_openai(&m, 1_700_000_000);
             let _ = anthropic::check_response(&m);
             let _ = anthropic_error_to_openai(500, &m);
             n += 1;
@@ -3381,7 +3377,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    anthropic_response_to_openai(&v),
+                    anthropic_response_to_openai(&v, 1_700_000_000),
                     Err(PayloadError::Malformed(_))
                 ),
                 "{v}"

@@ -13,9 +13,16 @@
 //!    - `Throughput`: highest measured output tokens/s first; unmeasured
 //!      endpoints after measured ones; ties by latency cost, then order.
 //!    - `Order`: exactly the given order.
-//! 2. Exploration (`Latency` only): when the draw falls under the explore
-//!    ratio, the available endpoint measured least recently (never measured
-//!    counts as oldest) moves to the front, so the engine keeps learning.
+//! 2. Exploration (`Latency` only, when an `Explore` is given):
+//!    - Optimism for the unmeasured: available endpoints never tried (no
+//!      latency, no `last_sample`) and with nothing in flight move to the
+//!      front (in their ranked order), so every endpoint is measured within
+//!      a model's first few requests instead of waiting for the draw. One
+//!      tried without a measurement (it failed, or a translated request was
+//!      refused) ranks by its prior again.
+//!    - When the draw falls under the explore ratio, the available endpoint
+//!      measured least recently (never measured counts as oldest) moves to
+//!      the front, so the engine keeps learning.
 //! 3. Stickiness (every policy but `Order`): the endpoint a sticky key was
 //!    last served by moves to the front while it is available.
 //! 4. Unavailable endpoints (circuit open, half-open with its probe already
@@ -38,7 +45,9 @@ pub enum Policy {
 /// What ranking needs to know about one endpoint.
 #[derive(Clone, Copy, Debug)]
 pub struct EndpointView {
-    /// Time-decayed first-token latency, ms; `None` before any measurement.
+    /// Time-decayed latency of the request's kind, ms: first token for
+    /// streams, complete response for non-streaming requests (see
+    /// `health::Latency`); `None` before any measurement of that kind.
     pub first_token_ms: Option<f64>,
     /// Latency assumed while unmeasured.
     pub prior_ms: f64,
@@ -51,7 +60,8 @@ pub struct EndpointView {
     pub blocked_until: Option<Instant>,
     /// Half-open with a probe in flight: wait for its verdict.
     pub probing: bool,
-    /// When the last latency sample was taken.
+    /// When the last latency sample was taken (or, while none was, when an
+    /// attempt last ended without one); `None`: never tried.
     pub last_sample: Option<Instant>,
     /// At its concurrency limit.
     pub full: bool,
@@ -129,6 +139,19 @@ pub fn plan(
     }
     if policy == Policy::Latency {
         if let Some(x) = explore {
+            let fresh = |e: usize| {
+                let v = view(e);
+                v.first_token_ms.is_none()
+                    && v.last_sample.is_none()
+                    && v.in_flight == 0
+                    && v.available(now)
+            };
+            if out.iter().any(|&e| fresh(e)) {
+                let (mut first, rest): (Vec<usize>, Vec<usize>) =
+                    out.into_iter().partition(|&e| fresh(e));
+                first.extend(rest);
+                out = first;
+            }
             if x.draw < x.ratio && out.len() > 1 {
                 let stalest = out
                     .iter()

@@ -234,6 +234,37 @@ fn exploration_prefers_never_measured() {
 }
 
 #[test]
+fn optimism_tries_each_unmeasured_idle_endpoint_first() {
+    let now = Instant::now();
+    let miss = Some(Explore {
+        draw: 0.9,
+        ratio: 0.02,
+    });
+    let mut busy = v(None, 1.0);
+    busy.in_flight = 1;
+    let mut blocked = v(None, 1.0);
+    blocked.blocked_until = Some(now + Duration::from_secs(1));
+    let views = [
+        v(Some(10.0), 1.0),
+        busy,
+        blocked,
+        v(None, 1.0),
+        v(None, 0.5),
+    ];
+    // Idle unmeasured endpoints first, cheapest first (price breaks the
+    // prior tie); one measurement already in flight or blocked: by cost.
+    assert_eq!(
+        plan(&all(5), &views, Policy::Latency, now, miss, None),
+        vec![4, 3, 0, 1, 2]
+    );
+    // Without exploration (explore_ratio 0) the prior decides.
+    assert_eq!(
+        plan(&all(5), &views, Policy::Latency, now, None, None),
+        vec![0, 4, 3, 1, 2]
+    );
+}
+
+#[test]
 fn empty_and_single() {
     let now = Instant::now();
     let views = [v(None, 0.0)];

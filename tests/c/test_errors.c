@@ -86,10 +86,12 @@ static void test_result_text(void) {
         LLMUX_RESULT_ERR_SHUTTING_DOWN,
         LLMUX_RESULT_ERR_RUNTIME,
         LLMUX_RESULT_ERR_PANIC,
+        LLMUX_RESULT_ERR_REQUEST_TOO_LARGE,
     };
     const size_t n = sizeof codes / sizeof codes[0];
     CHECK(LLMUX_RESULT_OK == 0 && LLMUX_RESULT_ERR_NULL_ARGUMENT == 7001);
     CHECK(LLMUX_RESULT_ERR_PANIC == 7013);
+    CHECK(LLMUX_RESULT_ERR_REQUEST_TOO_LARGE == 7014);
     const char *unknown = llmux_result_text(4242);
     CHECK(unknown != NULL && unknown[0] != '\0');
     for (size_t i = 0; i < n; i++) {

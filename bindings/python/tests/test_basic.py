@@ -166,11 +166,13 @@ def test_health_export_import_round_trip(config: Dict[str, Any]) -> None:
         assert isinstance(exported, dict)
     with llmux.Router(config) as r2:
         before = {e["id"]: e for e in r2.stats()["endpoints"]}
-        assert before["b/default"]["first_token_ms"] is None
+        # Non-streaming calls measure response_ms (first_token_ms is a stream signal).
+        assert before["b/default"]["response_ms"] is None
         restored = r2.health_import(exported)
         assert restored >= 1
         after = {e["id"]: e for e in r2.stats()["endpoints"]}
-        assert after["b/default"]["first_token_ms"] is not None
+        assert after["b/default"]["response_ms"] is not None
+        assert after["b/default"]["first_token_ms"] is None
         assert r2.health_import(json.dumps(exported)) == restored
         with pytest.raises(llmux.InvalidRequestError):
             r2.health_import("{not json")

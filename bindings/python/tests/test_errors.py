@@ -111,6 +111,29 @@ def test_first_token_timeout(router: llmux.Router) -> None:
     assert info.value.routing.attempts[-1].outcome == "first_token_timeout"
 
 
+def test_anthropic_timeout_maps_by_error_kind(router: llmux.Router) -> None:
+    # The body says "timeout_error" (Anthropic's spelling); error_kind is neutral.
+    with pytest.raises(llmux.APITimeoutError) as info:
+        router.messages.create(
+            model="test/anthropic",
+            max_tokens=64,
+            messages=USER,
+            provider={"timeouts": {"first_token_ms": 150}},
+            mock={"first_token_delay_ms": 3000},
+        )
+    assert info.value.kind == "timeout"
+    assert info.value.type == "timeout_error"
+
+
+def test_request_too_large(config: Dict[str, Any]) -> None:
+    config["max_request_bytes"] = 1000
+    with llmux.Router(config) as r:
+        with pytest.raises(llmux.RequestTooLargeError) as info:
+            r.chat.completions.create(model="test/a", messages=[{"role": "user", "content": "x" * 2000}])
+        assert info.value.code == llmux.Result.ERR_REQUEST_TOO_LARGE
+        assert "max_request_bytes" in str(info.value)
+
+
 def test_stream_broken_after_first_token_raises(router: llmux.Router) -> None:
     stream = router.chat.completions.create(model="test/a", messages=USER, stream=True, mock={"fault": {"drop_after": 2}})
     got = []
@@ -143,6 +166,13 @@ def test_error_mapping_from_payloads() -> None:
         ({"status": 413, "error": {"error": {"type": "weird", "message": "m"}}}, llmux.BadRequestError),
         ({"status": 503, "error": None}, llmux.UpstreamError),
         ({"status": 418, "error": "teapot"}, llmux.APIStatusError),
+    ]
+    # error_kind decides over the body's protocol-specific type.
+    cases += [
+        ({"status": 504, "error_kind": "timeout", "error": {"type": "error", "error": {"type": "timeout_error", "message": "m"}}}, llmux.APITimeoutError),
+        ({"status": 499, "error_kind": "cancelled", "error": {"type": "error", "error": {"type": "api_error", "message": "m"}}}, llmux.RequestCancelled),
+        ({"status": 503, "error_kind": "overloaded", "error": {"error": {"type": "overloaded", "message": "m"}}}, llmux.UpstreamError),
+        ({"status": 400, "error_kind": "invalid_request", "error": {"error": {"type": "weird", "message": "m"}}}, llmux.BadRequestError),
     ]
     for payload, cls in cases:
         e = error_from_event({"type": "error", **payload}, None, 1)

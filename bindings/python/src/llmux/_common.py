@@ -72,6 +72,7 @@ def closed_error(request_id: int) -> RequestCancelled:
         error_type="cancelled",
         routing=None,
         request_id=request_id,
+        kind="cancelled",
     )
 
 

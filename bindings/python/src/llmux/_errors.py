@@ -7,6 +7,7 @@
     ├── ConfigError                      (llmux_engine_new: invalid config)
     ├── RouterClosedError                (the Router was closed / is shutting down)
     ├── InvalidRequestError              (llmux_submit: invalid JSON or request)
+    │   ├── RequestTooLargeError         (larger than the config's max_request_bytes)
     │   ├── UnknownModelError
     │   │   ├── UnknownProviderError     (`model:provider` pin the model lacks)
     │   │   └── UnknownEndpointError     (order list names an unknown endpoint)
@@ -17,10 +18,14 @@
         ├── PermissionDeniedError        (403)
         ├── NotFoundError                (404)
         ├── RateLimitError               (429)
-        ├── APITimeoutError              (error type "timeout")
-        ├── RequestCancelled             (error type "cancelled")
-        ├── UpstreamError                (5xx, "upstream_error", Anthropic "api_error"/"overloaded_error")
-        └── InternalError                ("internal_error": a bug in llmux)
+        ├── APITimeoutError              (error_kind "timeout")
+        ├── RequestCancelled             (error_kind "cancelled")
+        ├── UpstreamError                (error_kind "upstream" or "overloaded")
+        └── InternalError                (error_kind "internal": a bug in llmux)
+
+``ERROR`` events are mapped by their protocol-neutral ``error_kind``, the
+same for OpenAI and Anthropic callers; the error body's ``type`` (which
+differs by protocol) is kept as ``APIStatusError.type``.
 """
 
 from __future__ import annotations
@@ -58,6 +63,10 @@ class InvalidRequestError(LLMuxError):
     request), or an upstream rejected it (see :class:`BadRequestError`)."""
 
 
+class RequestTooLargeError(InvalidRequestError):
+    """The request body is larger than the config's ``max_request_bytes``."""
+
+
 class UnknownModelError(InvalidRequestError):
     """The request names a model the catalog does not have; the message lists
     the configured models."""
@@ -76,8 +85,10 @@ class APIStatusError(LLMuxError):
 
     ``status`` is the HTTP-like status, ``body`` the error body in the
     caller's protocol (e.g. ``{"error": {"type", "message", ...}}``),
-    ``type`` the error type string, ``routing`` the routing record (every
-    attempt), ``request_id`` the llmux request id."""
+    ``type`` the error type string of the body (protocol-specific),
+    ``kind`` the protocol-neutral ``error_kind`` (``timeout``,
+    ``rate_limit``, ``cancelled``, ...), ``routing`` the routing record
+    (every attempt), ``request_id`` the llmux request id."""
 
     def __init__(
         self,
@@ -88,11 +99,13 @@ class APIStatusError(LLMuxError):
         error_type: Optional[str] = None,
         routing: Optional["Routing"] = None,
         request_id: Optional[int] = None,
+        kind: Optional[str] = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
         self.type = error_type
+        self.kind = kind
         self.routing = routing
         self.request_id = request_id
 
@@ -142,6 +155,7 @@ _BY_CODE: Dict[int, Type[LLMuxError]] = {
     Result.ERR_INVALID_UTF8: InvalidRequestError,
     Result.ERR_INVALID_JSON: InvalidRequestError,
     Result.ERR_INVALID_REQUEST: InvalidRequestError,
+    Result.ERR_REQUEST_TOO_LARGE: RequestTooLargeError,
     Result.ERR_UNKNOWN_MODEL: UnknownModelError,
     Result.ERR_UNKNOWN_PROVIDER: UnknownProviderError,
     Result.ERR_UNKNOWN_ENDPOINT: UnknownEndpointError,
@@ -158,6 +172,20 @@ def error_from_code(code: int, message: Optional[str], *, default: Type[LLMuxErr
     return cls(text, code=code)
 
 
+_BY_KIND: Dict[str, Type[APIStatusError]] = {
+    "invalid_request": BadRequestError,
+    "authentication": AuthenticationError,
+    "permission": PermissionDeniedError,
+    "not_found": NotFoundError,
+    "rate_limit": RateLimitError,
+    "timeout": APITimeoutError,
+    "upstream": UpstreamError,
+    "overloaded": UpstreamError,
+    "cancelled": RequestCancelled,
+    "internal": InternalError,
+}
+
+# For events without ``error_kind`` (not written by this llmux version).
 _BY_TYPE: Dict[str, Type[APIStatusError]] = {
     "invalid_request_error": BadRequestError,
     "request_too_large": BadRequestError,
@@ -190,7 +218,8 @@ _BY_STATUS: Dict[int, Type[APIStatusError]] = {
 
 def error_from_event(payload: Dict[str, Any], routing: Optional["Routing"], request_id: Optional[int]) -> APIStatusError:
     """The exception for an ``ERROR`` event payload
-    ``{"type":"error","status":N,"error":{...},"routing":{...}}``.
+    ``{"type":"error","status":N,"error":{...},"error_kind":"...","routing":{...}}``,
+    chosen by ``error_kind``.
 
     The error body is OpenAI-shaped ``{"error":{"type","message",...}}`` or
     Anthropic-shaped ``{"type":"error","error":{"type","message"}}``; both
@@ -208,7 +237,9 @@ def error_from_event(payload: Dict[str, Any], routing: Optional["Routing"], requ
         message = m if isinstance(m, str) else None
     elif isinstance(inner, str):
         message = inner
-    cls = _BY_TYPE.get(error_type or "") or _BY_STATUS.get(status)
+    kind = payload.get("error_kind")
+    kind = kind if isinstance(kind, str) else None
+    cls = _BY_KIND.get(kind or "") or _BY_TYPE.get(error_type or "") or _BY_STATUS.get(status)
     if cls is None:
         cls = UpstreamError if status >= 500 else APIStatusError
     return cls(
@@ -218,4 +249,5 @@ def error_from_event(payload: Dict[str, Any], routing: Optional["Routing"], requ
         error_type=error_type,
         routing=routing,
         request_id=request_id,
+        kind=kind,
     )

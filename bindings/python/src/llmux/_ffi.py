@@ -63,6 +63,7 @@ class Result(enum.IntEnum):
     ERR_SHUTTING_DOWN = 7011
     ERR_RUNTIME = 7012
     ERR_PANIC = 7013
+    ERR_REQUEST_TOO_LARGE = 7014
 
 
 class EventKind(enum.IntEnum):
