@@ -4,7 +4,7 @@
 //! `cargo bench --bench llmux` (or `scripts/bench.sh`, which also builds the
 //! `llmux-fleet` binary so the mock runs as a separate, pinned process).
 //! Options after `--`: `--quick` (fewer samples), and case names to run only
-//! those: `latency throughput chunks routing memory failover quality shared`.
+//! those: `latency throughput chunks routing memory failover quality shared gateway`.
 //!
 //! Prints a table (figure, value, target, pass/MISS) and writes the same
 //! figures to `target/llmux-bench.json`: one object per case with named
@@ -502,6 +502,154 @@ fn fmt_rate(x: f64) -> String {
 }
 
 // ================================================================== cases
+
+/// The `llmux` gateway binary next to this bench (`target/release/llmux`).
+fn gateway_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("llmux");
+    p.is_file().then_some(p)
+}
+
+/// 8. The gateway: `llmux serve` vs straight to the mock.
+///
+/// The same non-streaming request through the gateway (a separate process
+/// on the bench's CPU) and directly, interleaved in blocks: added p50/p99
+/// per concurrency level, and the highest rate whose added p99 stays under
+/// 1 ms.
+fn case_gateway(ctx: &Ctx, out: &mut Vec<Case>) {
+    use std::io::BufRead;
+    let mut c = Case::new(
+        "gateway",
+        "non-streaming request through `llmux serve` vs straight to the mock (reqwest client, same run)",
+    );
+    let Some(bin) = gateway_binary() else {
+        c.info(
+            "skipped",
+            "target/release/llmux not found (cargo build --release -p llmux-gateway)".into(),
+        );
+        out.push(c);
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("llmux-bench-gw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg_path = dir.join("llmux.json");
+    let mut cfg: Value =
+        serde_json::from_str(&config(ctx, json!({"explore_ratio": 0.0}), timeouts()))
+            .expect("config");
+    cfg["gateway"] = json!({});
+    std::fs::write(&cfg_path, cfg.to_string()).expect("write config");
+    // Inherits the bench thread's CPU (0); the mock has the other.
+    let mut child = std::process::Command::new(&bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "off",
+            "--config",
+        ])
+        .arg(&cfg_path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn llmux serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let base = line
+        .trim()
+        .strip_prefix("llmux: listening on ")
+        .expect("listening line")
+        .to_owned();
+    let gurl = format!("{base}/v1/chat/completions");
+    let gbody = body("bench/fast", false, json!({}));
+    let durl = direct_url(ctx, "fast");
+    let dbody = direct_body(false, None);
+    direct_closed(
+        ctx,
+        &gurl,
+        &gbody,
+        16,
+        Duration::from_millis(300),
+        usize::MAX,
+    );
+    direct_closed(
+        ctx,
+        &durl,
+        &dbody,
+        16,
+        Duration::from_millis(300),
+        usize::MAX,
+    );
+    let block = Duration::from_millis(if ctx.quick { 250 } else { 400 });
+    let rounds = if ctx.quick { 2 } else { 4 };
+    let levels: &[usize] = if ctx.quick {
+        &[1, 16, 64]
+    } else {
+        &[1, 4, 16, 64, 128]
+    };
+    let (mut best, mut best_c, mut best_direct) = (0.0f64, 0usize, 0.0f64);
+    let mut rows = Vec::new();
+    for &conc in levels {
+        let (mut g, mut d, mut gt, mut dt) =
+            (Vec::new(), Vec::new(), Duration::ZERO, Duration::ZERO);
+        for _ in 0..rounds {
+            let (v, t) = direct_closed(ctx, &gurl, &gbody, conc, block, usize::MAX);
+            g.extend(v);
+            gt += t;
+            let (v, t) = direct_closed(ctx, &durl, &dbody, conc, block, usize::MAX);
+            d.extend(v);
+            dt += t;
+        }
+        let (gr, dr) = (
+            g.len() as f64 / gt.as_secs_f64(),
+            d.len() as f64 / dt.as_secs_f64(),
+        );
+        let (g, d) = (sorted(g), sorted(d));
+        let (add50, add99) = (pct(&g, 0.5) - pct(&d, 0.5), pct(&g, 0.99) - pct(&d, 0.99));
+        if add99 < 1000.0 && gr > best {
+            best = gr;
+            best_c = conc;
+        }
+        best_direct = best_direct.max(dr);
+        rows.push(
+            json!({"concurrency": conc, "gateway_rps": r(gr, 1), "direct_rps": r(dr, 1),
+            "gateway_p50_us": r(pct(&g, 0.5), 1), "direct_p50_us": r(pct(&d, 0.5), 1),
+            "gateway_p99_us": r(pct(&g, 0.99), 1), "direct_p99_us": r(pct(&d, 0.99), 1),
+            "added_p50_us": r(add50, 1), "added_p99_us": r(add99, 1)}),
+        );
+        if conc == 1 || conc == 64 {
+            c.m(&format!("added_p50_us_c{conc}"), r(add50, 1));
+            c.m(&format!("added_p99_us_c{conc}"), r(add99, 1));
+        }
+        c.info(
+            &format!("c={conc:<3} added p50 / p99"),
+            format!(
+                "{} / {} ({} vs direct {})",
+                fmt_us(add50),
+                fmt_us(add99),
+                fmt_rate(gr),
+                fmt_rate(dr)
+            ),
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    c.m("levels", Value::Array(rows));
+    c.m("gateway_max_rps_added_p99_under_1ms", r(best, 1));
+    c.m("gateway_max_rps_concurrency", best_c);
+    c.m("direct_max_rps", r(best_direct, 1));
+    c.info(
+        "gateway req/s with added p99 < 1 ms",
+        format!(
+            "{} at c={best_c} (direct at best {})",
+            fmt_rate(best),
+            fmt_rate(best_direct)
+        ),
+    );
+    out.push(c);
+}
 
 /// 1. Added latency, non-streaming at concurrency 1 and 64, and streams.
 fn case_latency(ctx: &Ctx, out: &mut Vec<Case>) {
@@ -2097,6 +2245,7 @@ fn main() {
         ("failover", Box::new(case_failover)),
         ("quality", Box::new(case_quality)),
         ("shared", Box::new(case_shared)),
+        ("gateway", Box::new(case_gateway)),
     ];
     for (name, f) in &steps {
         if !want(name) {

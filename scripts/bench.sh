@@ -4,7 +4,7 @@
 #   scripts/bench.sh                 # every case, ~2-4 minutes on 2 cores
 #   scripts/bench.sh --quick         # fewer samples
 #   scripts/bench.sh latency memory  # only these cases (latency throughput
-#                                    # chunks routing memory failover quality shared)
+#                                    # chunks routing memory failover quality shared gateway)
 #
 # The mock fleet runs as the release `llmux-fleet` binary, pinned to CPU 1;
 # the bench thread, the engine and the direct reqwest baseline run on CPU 0.
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -p llmux-fleet
+cargo build --release -p llmux-fleet -p llmux-gateway
 cargo bench --bench llmux --no-run
 cargo bench --bench llmux -- "$@"
 

@@ -72,6 +72,9 @@ pub struct AttemptError {
     pub caller_fault: bool,
     /// Set when the failure came after the first token.
     pub first_token_ms: Option<f64>,
+    /// An HTTP error body from an endpoint speaking the caller's protocol,
+    /// kept so the caller can get it unchanged (valid JSON only).
+    pub upstream_body: Option<String>,
 }
 
 impl AttemptError {
@@ -83,6 +86,7 @@ impl AttemptError {
             retry_after: None,
             caller_fault: false,
             first_token_ms: None,
+            upstream_body: None,
         }
     }
 }
@@ -122,6 +126,12 @@ pub struct AttemptCtx<'a> {
     pub slot: usize,
     /// Called when this attempt wins, with its first-token latency in ms.
     pub on_first_token: &'a (dyn Fn(f64) + Sync),
+    /// The request's own chunk channel (`Engine::submit_with`); `None`:
+    /// chunks go to `queue`. Sending waits while the channel is full, so a
+    /// slow reader slows the upstream read instead of growing a buffer.
+    pub chunks: Option<&'a tokio::sync::mpsc::Sender<Event>>,
+    /// Caller headers for Anthropic-protocol endpoints (`anthropic-*`).
+    pub forward_headers: &'a [(String, String)],
 }
 
 impl AttemptCtx<'_> {
@@ -253,7 +263,69 @@ fn build_request(
     for (n, v) in &provider.headers {
         rb = rb.header(n.clone(), v.clone());
     }
+    if provider.protocol == Protocol::Anthropic && !ctx.forward_headers.is_empty() {
+        rb = rb.headers(forwarded_headers(provider, ctx.forward_headers));
+    }
     Ok(rb.body(bytes))
+}
+
+/// The caller's `anthropic-*` headers; they replace the configured ones of
+/// the same name, except `anthropic-beta`, whose lists are joined.
+fn forwarded_headers(
+    provider: &Provider,
+    caller: &[(String, String)],
+) -> reqwest::header::HeaderMap {
+    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+    let mut map = HeaderMap::new();
+    for (n, v) in caller {
+        let (Ok(name), Ok(mut value)) = (
+            HeaderName::try_from(n.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) else {
+            continue;
+        };
+        if name == "anthropic-beta" {
+            if let Some((_, own)) = provider.headers.iter().find(|(n, _)| n == "anthropic-beta") {
+                let joined = format!("{},{}", own.to_str().unwrap_or(""), v);
+                value = HeaderValue::try_from(joined).unwrap_or(value);
+            }
+        }
+        map.append(name, value);
+    }
+    map
+}
+
+/// Sends an Anthropic `count_tokens` body to an Anthropic-protocol
+/// provider (`{base}/v1/messages/count_tokens`) with its key and headers and
+/// the caller's `anthropic-*` headers; returns the status and body.
+pub async fn count_tokens(
+    client: &reqwest::Client,
+    provider: &Provider,
+    body: Vec<u8>,
+    forward: &[(String, String)],
+    deadline: Instant,
+) -> Result<(u16, String), String> {
+    let mut rb = client
+        .post(format!("{}/count_tokens", provider.url))
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    if let Some(key) = &provider.key {
+        rb = rb.header("x-api-key", key.expose());
+    }
+    for (n, v) in &provider.headers {
+        rb = rb.header(n.clone(), v.clone());
+    }
+    if !forward.is_empty() {
+        rb = rb.headers(forwarded_headers(provider, forward));
+    }
+    let mut resp = timeout_at(deadline.into(), rb.body(body).send())
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| describe(&e))?;
+    let status = resp.status().as_u16();
+    let bytes = read_limited(&mut resp, MAX_ERROR_BODY, deadline)
+        .await
+        .map_err(|(_, m)| m)?;
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 async fn read_limited(
@@ -328,7 +400,12 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
         // about the translation (a field valid in one protocol and out of
         // range in the other): move on, without blaming the endpoint.
         let translated = provider.protocol != ctx.caller && matches!(status, 400 | 422);
+        let same = provider.protocol == ctx.caller;
+        let upstream_body = (same
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok())
+        .then(|| String::from_utf8_lossy(&body).into_owned());
         return Err(AttemptError {
+            upstream_body,
             kind: if translated {
                 ErrKind::Translation
             } else {
@@ -476,7 +553,19 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             }
         }
         if !out.is_empty() {
-            ctx.queue.push_all(out);
+            match ctx.chunks {
+                None => ctx.queue.push_all(out),
+                Some(tx) => {
+                    for ev in out {
+                        if tx.send(ev).await.is_err() {
+                            return Err(AttemptError::new(
+                                ErrKind::Cancelled,
+                                "the caller went away",
+                            ));
+                        }
+                    }
+                }
+            }
         }
     }
     // Let the connection finish its body in the background so it can be reused.
@@ -605,6 +694,8 @@ mod tests {
             winner: &winner,
             slot: 1,
             on_first_token: &|_| {},
+            chunks: None,
+            forward_headers: &[],
         })
         .await;
         assert_eq!(r.unwrap_err().kind, ErrKind::FirstTokenTimeout);

@@ -212,6 +212,10 @@ pub struct Behavior {
     pub require_key: Option<String>,
     /// Fault injection.
     pub fault: Fault,
+    /// Answers instead of this behavior when the request's last message
+    /// carries a tool result (an Anthropic `tool_result` block or an OpenAI
+    /// `tool` message): the second turn of an agent loop.
+    pub after_tool_result: Option<Box<Behavior>>,
 }
 
 impl Behavior {
@@ -483,6 +487,11 @@ impl MockServer {
     /// The current behavior.
     pub fn behavior(&self) -> Behavior {
         self.shared.behavior()
+    }
+
+    /// Connections open right now (a cancelled stream's connection closes).
+    pub fn live_connections(&self) -> usize {
+        lock(&self.tracker.state).1
     }
 
     /// Every request received (except `/_mock/*` control calls), in arrival order.

@@ -156,6 +156,17 @@ async fn control(conn: &mut Conn, shared: &Shared, req: &Request, keep: bool) ->
     }
 }
 
+/// The last message is a tool result (Anthropic or OpenAI shape).
+fn last_message_is_tool_result(body: &Value) -> bool {
+    let Some(last) = body["messages"].as_array().and_then(|m| m.last()) else {
+        return false;
+    };
+    last["role"] == "tool"
+        || last["content"]
+            .as_array()
+            .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
+}
+
 async fn handle(
     conn: &mut Conn,
     shared: &Arc<Shared>,
@@ -166,6 +177,17 @@ async fn handle(
         return control(conn, shared, &req, keep).await;
     }
     shared.record(&req);
+    if req.path.ends_with("/messages/count_tokens") {
+        // Anthropic's token counter: `prompt_tokens` of the behavior (10 when unset).
+        let b = shared.behavior();
+        let n = if b.prompt_tokens == 0 {
+            10
+        } else {
+            b.prompt_tokens
+        };
+        let body = serde_json::json!({"input_tokens": n});
+        return send_json(conn, 200, &[], &body, keep).await;
+    }
     let _busy = shared.busy();
     let proto = if req.path.ends_with("/chat/completions") {
         Proto::OpenAi
@@ -204,6 +226,11 @@ async fn handle(
                 let body = error_json(proto, 400, &msg);
                 return send_json(conn, 400, &[], &body, keep).await;
             }
+        }
+    }
+    if let Some(next) = behavior.after_tool_result.take() {
+        if last_message_is_tool_result(&body) {
+            behavior = *next;
         }
     }
     if let Some(key) = &behavior.require_key {
@@ -346,6 +373,19 @@ fn now_secs() -> u64 {
 async fn sleep_ms(ms: u64) {
     if ms > 0 {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+/// Sleeps like `sleep_ms` while watching the connection: false when the
+/// client closed it meanwhile (so a cancelled request is seen at once, not
+/// at the next write).
+async fn wait_ms(conn: &mut Conn, ms: u64) -> bool {
+    if ms == 0 {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(ms)) => true,
+        _ = conn.hold() => false,
     }
 }
 
@@ -577,7 +617,9 @@ async fn respond_full(
     p: &Plan,
     extra: &[(String, String)],
 ) -> io::Result<Flow> {
-    sleep_ms(ctx.b.first_token_delay_ms).await;
+    if !wait_ms(conn, ctx.b.first_token_delay_ms).await {
+        return Ok(Flow::Close);
+    }
     match ctx.b.fault {
         Fault::DropAfter(_) | Fault::StallAfter(_) => {
             let bytes = serde_json::to_vec(&full_body(ctx, p)).unwrap_or_default();
@@ -824,10 +866,13 @@ async fn respond_stream(
     for i in 0..=frames.len() {
         let is_content = i < frames.len() && frames[i].0 == Kind::Content;
         if is_content || i == trailer {
-            if is_content && seen > 0 {
-                sleep_ms(b.chunk_delay_ms).await;
-            } else if seen == 0 {
-                sleep_ms(b.first_token_delay_ms).await;
+            let delay = match (is_content && seen > 0, seen == 0) {
+                (true, _) => b.chunk_delay_ms,
+                (false, true) => b.first_token_delay_ms,
+                _ => 0,
+            };
+            if !wait_ms(conn, delay).await {
+                return Ok(Flow::Close);
             }
             if let Some(n) = trigger {
                 if !fired && (seen == n || (i == trailer && n >= seen)) {

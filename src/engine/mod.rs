@@ -59,6 +59,113 @@ impl std::fmt::Display for SubmitError {
 
 impl std::error::Error for SubmitError {}
 
+/// Chunks buffered per `submit_with` request before the upstream read waits.
+const CHANNEL_CHUNKS: usize = 32;
+
+/// Per-request options of `submit_with`.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// Headers sent to Anthropic-protocol endpoints only (the gateway passes
+    /// the caller's `anthropic-*` headers). They replace configured headers
+    /// of the same name; `anthropic-beta` lists are joined.
+    pub forward_headers: Vec<(String, String)>,
+    /// The sticky key when the body sets none (`provider.sticky_key`).
+    pub sticky_key: Option<String>,
+    /// When the request fails with an HTTP error from an endpoint speaking
+    /// the caller's protocol, the terminal event's `error` is that
+    /// upstream's body unchanged (a gateway passes it on; clients such as
+    /// Claude Code match its wording). Otherwise llmux's own envelope.
+    pub upstream_error_bodies: bool,
+}
+
+/// One request's events, from `Engine::submit_with`: its chunks in order,
+/// then exactly one terminal event, then `None`. Dropping it before the
+/// terminal event cancels the request.
+pub struct RequestEvents {
+    id: u64,
+    inner: Arc<Inner>,
+    chunks: Option<tokio::sync::mpsc::Receiver<Event>>,
+    terminal: oneshot::Receiver<Event>,
+    /// The terminal event, received while chunks may still be buffered.
+    stashed: Option<Option<Event>>,
+    finished: bool,
+    stream: bool,
+    model: String,
+    served: Arc<AtomicUsize>,
+}
+
+impl RequestEvents {
+    /// The request id (as `submit` would have returned it).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The request asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream
+    }
+
+    /// The model slug the request asked for (without `:provider`).
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The endpoint id and provider slug serving the request, once its
+    /// first token arrived (so always by the first chunk).
+    pub fn serving(&self) -> Option<(&str, &str)> {
+        let e = self.served.load(Ordering::Acquire).checked_sub(1)?;
+        let c = &self.inner.catalog;
+        Some((c.endpoints[e].id.as_str(), c.provider_of(e).slug.as_str()))
+    }
+
+    /// The next event; `None` after the terminal one.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            // Chunks are all sent before the terminal event: drain them first.
+            if let Some(Ok(ev)) = self.chunks.as_mut().map(|rx| rx.try_recv()) {
+                return Some(ev);
+            }
+            if let Some(t) = self.stashed.take() {
+                self.finished = true;
+                return t;
+            }
+            if self.finished {
+                return None;
+            }
+            match &mut self.chunks {
+                Some(rx) => tokio::select! {
+                    biased;
+                    c = rx.recv() => match c {
+                        Some(ev) => return Some(ev),
+                        None => self.chunks = None,
+                    },
+                    t = &mut self.terminal => self.stashed = Some(t.ok()),
+                },
+                None => {
+                    self.finished = true;
+                    return (&mut self.terminal).await.ok();
+                }
+            }
+        }
+    }
+
+    /// Cancels the request (it ends with a `cancelled` terminal event).
+    pub fn cancel(&self) -> bool {
+        match lock(&self.inner.cancels).remove(&self.id) {
+            Some(tx) => tx.send(()).is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for RequestEvents {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancel();
+        }
+    }
+}
+
 struct Inner {
     catalog: Catalog,
     health: Health,
@@ -241,11 +348,192 @@ impl Engine {
         let inner = self.inner.clone();
         match &self.runtime {
             Some(rt) => {
-                rt.spawn(run::run(inner, id, req, rx));
+                rt.spawn(run::run(inner, id, req, rx, run::Channel::default()));
             }
             None => return Err(SubmitError::ShuttingDown),
         }
         Ok(id)
+    }
+
+    /// Like `submit`, but the request's events come on its own channel
+    /// (`RequestEvents`) instead of the shared poll queue. Dropping the
+    /// receiver before the terminal event cancels the request (its upstream
+    /// connection closes). Chunks wait in a small bounded buffer, so a slow
+    /// reader slows the upstream read rather than growing memory.
+    pub fn submit_with(
+        &self,
+        protocol: Protocol,
+        body: &[u8],
+        opts: SubmitOptions,
+    ) -> Result<RequestEvents, SubmitError> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let Some(rt) = &self.runtime else {
+            return Err(SubmitError::ShuttingDown);
+        };
+        let mut req =
+            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
+        if req.sticky_key.is_none() {
+            req.sticky_key = opts.sticky_key;
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (stream, model) = (req.stream, req.requested_model.clone());
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
+        let (term_tx, term_rx) = oneshot::channel();
+        lock(&self.inner.cancels).insert(id, cancel_tx);
+        self.inner.active.fetch_add(1, Ordering::AcqRel);
+        let served = Arc::new(AtomicUsize::new(0));
+        let channel = run::Channel {
+            chunks: Some(chunk_tx),
+            terminal: Some(term_tx),
+            headers: opts.forward_headers,
+            served: Some(served.clone()),
+            upstream_error_bodies: opts.upstream_error_bodies,
+        };
+        rt.spawn(run::run(self.inner.clone(), id, req, cancel_rx, channel));
+        Ok(RequestEvents {
+            id,
+            inner: self.inner.clone(),
+            chunks: Some(chunk_rx),
+            terminal: term_rx,
+            stashed: None,
+            finished: false,
+            stream,
+            model,
+            served,
+        })
+    }
+
+    /// Counts a Messages body's input tokens exactly, when its model (or
+    /// pinned provider) has an Anthropic-protocol endpoint with a closed
+    /// circuit: the body (model replaced by the endpoint's upstream model,
+    /// llmux's own fields removed) goes to that endpoint's
+    /// `/v1/messages/count_tokens`, and the upstream's status and body come
+    /// back on the receiver. `Ok(None)`: no such endpoint.
+    #[allow(clippy::type_complexity)]
+    pub fn count_tokens(
+        &self,
+        body: &[u8],
+        forward_headers: Vec<(String, String)>,
+    ) -> Result<Option<oneshot::Receiver<Result<(u16, String), String>>>, SubmitError> {
+        let Some(rt) = &self.runtime else {
+            return Err(SubmitError::ShuttingDown);
+        };
+        let mut req = request::parse(&self.inner.catalog, Protocol::Anthropic, body)
+            .map_err(SubmitError::Request)?;
+        let c = &self.inner.catalog;
+        let now = Instant::now();
+        let Some(e) = req.routes[0].candidates.iter().copied().find(|&e| {
+            c.provider_of(e).protocol == Protocol::Anthropic
+                && self.inner.health.snapshot(e, now).get("circuit") == Some(&json!("closed"))
+        }) else {
+            return Ok(None);
+        };
+        req.body
+            .insert("model".into(), json!(c.endpoints[e].upstream_model));
+        let bytes = serde_json::to_vec(&req.body)
+            .map_err(|e| SubmitError::Request(request::RequestError::Invalid(e.to_string())))?;
+        let inner = self.inner.clone();
+        let (tx, rx) = oneshot::channel();
+        rt.spawn(async move {
+            let c = &inner.catalog;
+            let provider = c.provider_of(e);
+            let t = provider.timeouts.over(c.timeouts).over(DEFAULT_TIMEOUTS);
+            let deadline = tokio::time::Instant::now()
+                + Duration::from_millis(t.first_token_ms.unwrap_or(60_000));
+            let r = match inner.client(t.connect_ms.unwrap_or(5000)) {
+                Ok(client) => {
+                    crate::upstream::count_tokens(
+                        &client,
+                        provider,
+                        bytes,
+                        &forward_headers,
+                        deadline,
+                    )
+                    .await
+                }
+                Err(m) => Err(m),
+            };
+            let _ = tx.send(r);
+        });
+        Ok(Some(rx))
+    }
+
+    /// The ranked candidates a request would try now, and why, without
+    /// sending anything (`llmux route`): per model, each endpoint's latency
+    /// cost, price, throughput, in-flight count, circuit and availability.
+    /// Exploration is left out (it is a random draw per request).
+    pub fn explain(&self, protocol: Protocol, body: &[u8]) -> Result<Value, SubmitError> {
+        let req =
+            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
+        let inner = &self.inner;
+        let c = &inner.catalog;
+        let now = Instant::now();
+        let sticky = req
+            .sticky_key
+            .as_deref()
+            .and_then(|k| inner.sticky_get(k, now));
+        let models: Vec<Value> = req
+            .routes
+            .iter()
+            .map(|route| {
+                let mut views = vec![crate::routing::UNRANKED; c.endpoints.len()];
+                for &e in &route.candidates {
+                    let ep = &c.endpoints[e];
+                    let prior = ep
+                        .expected_first_token_ms
+                        .unwrap_or(c.health.default_first_token_ms);
+                    views[e] = inner.health.view(
+                        e,
+                        now,
+                        prior,
+                        ep.price_prompt + ep.price_completion,
+                        ep.max_concurrency,
+                    );
+                }
+                let order = crate::routing::plan(
+                    &route.candidates,
+                    &views,
+                    route.policy,
+                    now,
+                    None,
+                    sticky,
+                );
+                let candidates: Vec<Value> = order
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, &e)| {
+                        let v = &views[e];
+                        let ep = &c.endpoints[e];
+                        let snap = inner.health.snapshot(e, now);
+                        json!({
+                            "rank": rank + 1,
+                            "endpoint": ep.id,
+                            "provider": c.provider_of(e).slug,
+                            "protocol": c.provider_of(e).protocol.as_str(),
+                            "upstream_model": ep.upstream_model,
+                            "first_token_ms": v.first_token_ms,
+                            "prior_ms": v.prior_ms,
+                            "in_flight": v.in_flight,
+                            "latency_cost_ms": v.latency_cost(),
+                            "price": {"prompt": ep.price_prompt, "completion": ep.price_completion},
+                            "throughput_tps": v.throughput,
+                            "circuit": snap.get("circuit"),
+                            "available": v.available(now),
+                            "sticky": sticky == Some(e),
+                        })
+                    })
+                    .collect();
+                json!({
+                    "model": route.slug,
+                    "policy": format!("{:?}", route.policy).to_lowercase(),
+                    "candidates": candidates,
+                })
+            })
+            .collect();
+        Ok(json!({"requested_model": req.requested_model, "models": models}))
     }
 
     /// Cancels an in-flight request; it ends with an error event of type
@@ -535,6 +823,8 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         winner: &winner,
         slot: 1,
         on_first_token: &on_first,
+        chunks: None,
+        forward_headers: &[],
     })
     .await;
     guard.open = false;

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 // The runtime's clock (a paused test clock drives it); health and routing
 // take `std` instants: `now()` converts.
 use tokio::time::Instant;
@@ -26,6 +26,20 @@ use tokio::time::Instant;
 /// The runtime's current time as the `std` instant health and routing take.
 fn now() -> std::time::Instant {
     Instant::now().into_std()
+}
+
+/// Where a request from `submit_with` sends its events, and what it
+/// forwards upstream. `Default`: the shared queue, nothing forwarded.
+#[derive(Default)]
+pub(super) struct Channel {
+    pub(super) chunks: Option<mpsc::Sender<Event>>,
+    pub(super) terminal: Option<oneshot::Sender<Event>>,
+    pub(super) headers: Vec<(String, String)>,
+    /// Set to the serving endpoint + 1 at the first token, before any chunk.
+    pub(super) served: Option<Arc<AtomicUsize>>,
+    /// A same-protocol upstream error body becomes the terminal's `error`
+    /// unchanged (instead of llmux's envelope).
+    pub(super) upstream_error_bodies: bool,
 }
 
 /// One attempt as the routing record reports it.
@@ -57,6 +71,8 @@ struct Terminal {
     caller: Protocol,
     model: String,
     emitted: bool,
+    /// The request's own terminal channel (`submit_with`); else the queue.
+    channel: Option<oneshot::Sender<Event>>,
 }
 
 impl Terminal {
@@ -69,11 +85,17 @@ impl Terminal {
         // Counted out before the event is visible, so a host that has seen
         // the terminal never reads this request as in flight.
         self.inner.active.fetch_sub(1, Ordering::AcqRel);
-        self.inner.queue.push(Event {
+        let ev = Event {
             request_id: self.id,
             kind,
             data,
-        });
+        };
+        match self.channel.take() {
+            Some(tx) => {
+                let _ = tx.send(ev);
+            }
+            None => self.inner.queue.push(ev),
+        }
     }
 }
 
@@ -101,6 +123,8 @@ struct Failure {
     status: u16,
     kind: ErrorKind,
     message: String,
+    /// The upstream's own error body (same protocol as the caller).
+    upstream_body: Option<String>,
 }
 
 fn failure_from(e: &AttemptError) -> Failure {
@@ -129,6 +153,7 @@ fn failure_from(e: &AttemptError) -> Failure {
         status,
         kind,
         message: e.message.clone(),
+        upstream_body: e.upstream_body.clone(),
     }
 }
 
@@ -263,6 +288,9 @@ struct Shared<'a> {
     deadline: Instant,
     /// Set once the total timeout expired, before attempts are dropped.
     timed_out: &'a AtomicBool,
+    chunks: Option<&'a mpsc::Sender<Event>>,
+    headers: &'a [(String, String)],
+    served: Option<&'a AtomicUsize>,
 }
 
 /// Claims a concurrency slot and records a pending attempt; None when the
@@ -309,6 +337,9 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
     let on_first = |ms: f64| {
         // Only streams have a first token of their own; a non-streaming
         // attempt's time is booked as its response latency below.
+        if let Some(s) = sh.served {
+            s.store(e + 1, Ordering::Release);
+        }
         if stream {
             inner.health.first_token(e, now(), ms);
         }
@@ -330,6 +361,8 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
         winner: sh.winner,
         slot,
         on_first_token: &on_first,
+        chunks: sh.chunks,
+        forward_headers: sh.headers,
     })
     .await;
     // The health table hears of every attempt exactly once: here when it
@@ -637,6 +670,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
         status: 503,
         kind: ErrorKind::Overloaded,
         message: "every endpoint is at its concurrency limit".into(),
+        upstream_body: None,
     }))
 }
 
@@ -645,14 +679,17 @@ pub(super) async fn run(
     id: u64,
     req: ParsedRequest,
     mut cancel: oneshot::Receiver<()>,
+    channel: Channel,
 ) {
     let started = Instant::now();
+    let channel_raw_errors = channel.upstream_error_bodies;
     let mut term = Terminal {
         inner: inner.clone(),
         id,
         caller: req.protocol,
         model: req.model_slug().to_owned(),
         emitted: false,
+        channel: channel.terminal,
     };
     let total = req
         .timeouts
@@ -674,16 +711,20 @@ pub(super) async fn run(
             notify: &notify,
             deadline,
             timed_out: &timed_out,
+            chunks: channel.chunks.as_ref(),
+            headers: &channel.headers,
+            served: channel.served.as_deref(),
         };
         let fut = drive(&sh, &mut st);
         tokio::pin!(fut);
         let r = tokio::select! {
             biased;
-            _ = &mut cancel => Err(Failure { status: 499, kind: ErrorKind::Cancelled, message: "the request was cancelled".into() }),
+            _ = &mut cancel => Err(Failure { status: 499, kind: ErrorKind::Cancelled, message: "the request was cancelled".into(), upstream_body: None }),
             _ = tokio::time::sleep_until(deadline) => Err(Failure {
                 status: 504,
                 kind: ErrorKind::Timeout,
                 message: format!("the total timeout of {total} ms expired"),
+                upstream_body: None,
             }),
             r = &mut fut => r,
         };
@@ -724,8 +765,14 @@ pub(super) async fn run(
             )
         }
         Err(f) => {
-            let body =
-                protocol::error_body(req.protocol, f.status, f.kind.openai_type(), &f.message);
+            let body = f
+                .upstream_body
+                .as_deref()
+                .filter(|_| channel_raw_errors)
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or_else(|| {
+                    protocol::error_body(req.protocol, f.status, f.kind.openai_type(), &f.message)
+                });
             (
                 EventKind::Error,
                 TerminalOut {

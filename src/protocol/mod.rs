@@ -257,17 +257,21 @@ struct Patched<'a> {
 impl serde::Serialize for Patched<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
+        // The caller's key order is kept (`model` and `stream` stay where
+        // the caller put them).
         let mut m = ser.serialize_map(None)?;
-        m.serialize_entry("model", self.model)?;
+        if !self.base.contains_key("model") {
+            m.serialize_entry("model", self.model)?;
+        }
         for (k, v) in self.base {
             match k.as_str() {
-                "model" => {}
-                "stream" if self.stream => {}
+                "model" => m.serialize_entry("model", self.model)?,
+                "stream" if self.stream => m.serialize_entry("stream", &true)?,
                 "stream_options" if self.ask_usage => {}
                 _ => m.serialize_entry(k, v)?,
             }
         }
-        if self.stream {
+        if self.stream && !self.base.contains_key("stream") {
             m.serialize_entry("stream", &true)?;
         }
         if self.ask_usage {

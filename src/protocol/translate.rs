@@ -69,12 +69,18 @@
 //! | `metadata.user_id` | `user` | other metadata dropped |
 //! | `thinking {type:enabled, budget_tokens}` | `reasoning_effort` | `<= 2048` low, `<= 8192` medium, else high; `disabled` / `adaptive` -> nothing |
 //! | `stream` | `stream` | |
+//! | `role: "system"` turn inside `messages` (Claude Code's environment block) | a `system` message at that place | text blocks joined with `"\n\n"` |
+//! | images inside a `tool_result` | a user message right after the `tool` messages: a short text part, then the images | a `tool` message holds text only |
 //!
 //! Dropped: `top_k`, `cache_control` everywhere, `service_tier`,
-//! `container`, `context_management`, other `metadata` keys, and any other
-//! unknown field. Refused: `mcp_servers`, server tools (a `type` other than
+//! `container`, `context_management`, `output_config` (effort),
+//! `thinking` `adaptive`, `defer_loading` (every tool is sent in full), the
+//! tool search tool (`tool_search_tool_*`), `tool_reference` blocks in
+//! `tool_result`, `server_tool_use` / `tool_search_tool_result` blocks in
+//! assistant turns, other `metadata` keys, and any other unknown field.
+//! Refused: `mcp_servers`, other server tools (a `type` other than
 //! `custom`), `document` and other non-text/image blocks, images in
-//! `tool_result` or assistant turns, `tool_use` in user turns, unknown roles,
+//! assistant turns, `tool_use` in user turns, unknown roles,
 //! wrongly typed fields.
 //!
 //! ## Responses and streams
@@ -848,6 +854,37 @@ fn anthropic_texts(v: &Value, path: &str) -> Result<Vec<String>, PayloadError> {
     }
 }
 
+/// A `tool_result`'s content -> the `tool` message text. Images (Claude
+/// Code's Read tool on a picture) cannot go in a `tool` message: they go to
+/// `images`, for a user message after the tool messages. `tool_reference`
+/// blocks (tool search results) are dropped: OpenAI endpoints get every
+/// tool anyway.
+fn tool_result_text(
+    c: &Value,
+    path: &str,
+    images: &mut Vec<Value>,
+) -> Result<String, PayloadError> {
+    let Value::Array(blocks) = c else {
+        return Ok(anthropic_texts(c, path)?.join("\n"));
+    };
+    let mut texts = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let bp = format!("{path}[{i}]");
+        let o = obj(b, &bp)?;
+        match req_str(o, "type", &bp)? {
+            "text" => texts.push(req_str(o, "text", &bp)?),
+            "image" => images.push(anthropic_image_to_part(o, &bp)?),
+            "tool_reference" => {}
+            other => {
+                return Err(bad(format!(
+                    "`{bp}`: block type `{other}` cannot be translated to OpenAI here"
+                )))
+            }
+        }
+    }
+    Ok(texts.join("\n"))
+}
+
 /// An Anthropic image block -> an OpenAI `image_url` part.
 fn anthropic_image_to_part(b: &Map<String, Value>, path: &str) -> Result<Value, PayloadError> {
     let spath = sub(path, "source");
@@ -888,6 +925,7 @@ fn anthropic_messages_to_openai(
             ("user", Value::Array(blocks)) => {
                 let mut tool_msgs = Vec::new();
                 let mut parts = Vec::new();
+                let mut tool_images = Vec::new();
                 for (j, b) in blocks.iter().enumerate() {
                     let bp = format!("{cpath}[{j}]");
                     let o = obj(b, &bp)?;
@@ -898,7 +936,9 @@ fn anthropic_messages_to_openai(
                             let id = req_str(o, "tool_use_id", &bp)?;
                             let text = match field(o, "content") {
                                 None => String::new(),
-                                Some(c) => anthropic_texts(c, &sub(&bp, "content"))?.join("\n"),
+                                Some(c) => {
+                                    tool_result_text(c, &sub(&bp, "content"), &mut tool_images)?
+                                }
                             };
                             tool_msgs.push(
                                 json!({ "role": "tool", "tool_call_id": id, "content": text }),
@@ -912,6 +952,13 @@ fn anthropic_messages_to_openai(
                     }
                 }
                 out.extend(tool_msgs);
+                if !tool_images.is_empty() {
+                    // Images from tool results, right after them, first in the user turn.
+                    let mut with = vec![text_block("(images returned by the tool calls above)")];
+                    with.append(&mut tool_images);
+                    with.append(&mut parts);
+                    parts = with;
+                }
                 if !parts.is_empty() {
                     out.push(json!({ "role": "user", "content": compact_content(parts) }));
                 }
@@ -941,6 +988,8 @@ fn anthropic_messages_to_openai(
                             }));
                         }
                         "thinking" | "redacted_thinking" => {}
+                        // Anthropic-side tool search turns; meaningless to OpenAI.
+                        "server_tool_use" | "tool_search_tool_result" => {}
                         other => {
                             return Err(bad(format!(
                                 "`{bp}`: block type `{other}` cannot be translated to OpenAI"
@@ -965,6 +1014,12 @@ fn anthropic_messages_to_openai(
             }
             ("user" | "assistant", _) => {
                 return Err(bad(format!("`{cpath}` must be a string or an array")))
+            }
+            // Claude Code sends its environment block as a system turn inside
+            // `messages`; OpenAI has a role for exactly that.
+            ("system", c) => {
+                let text = anthropic_texts(c, &cpath)?.join("\n\n");
+                out.push(json!({ "role": "system", "content": text }));
             }
             (other, _) => return Err(bad(format!("`{path}.role` `{other}` is not supported"))),
         }
@@ -1028,6 +1083,9 @@ pub fn anthropic_request_to_openai(body: &Map<String, Value>) -> Result<Value, P
             let t = obj(tool, &path)?;
             match opt_str(t, "type", &path)? {
                 None | Some("custom") => {}
+                // The tool search tool only finds tools marked
+                // `defer_loading`; OpenAI endpoints get every tool in full.
+                Some(ty) if ty.starts_with("tool_search_tool") => continue,
                 Some(other) => {
                     return Err(bad(format!(
                         "`{path}`: server tool `{other}` cannot be translated to OpenAI"
@@ -1090,7 +1148,6 @@ pub fn anthropic_request_to_openai(body: &Map<String, Value>) -> Result<Value, P
             out.insert("reasoning_effort".into(), json!(effort_for_budget(budget)));
         }
     }
-
     if let Some(s) = opt_bool(body, "stream", "")? {
         out.insert("stream".into(), Value::Bool(s));
     }
@@ -2340,6 +2397,79 @@ mod tests {
         );
     }
 
+    /// What Claude Code 2.1 sends in normal use translates to OpenAI: the
+    /// in-`messages` system turn, adaptive thinking, context management,
+    /// effort, deferred tools and the tool search tool, cache_control
+    /// everywhere, `is_error` tool results, tool references.
+    #[test]
+    fn a2o_claude_code_request() {
+        let out = a2o(json!({
+            "model": "m", "max_tokens": 32000, "stream": true,
+            "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
+                       {"type": "text", "text": "Be careful."}],
+            "messages": [
+                {"role": "system", "content": [{"type": "text", "text": "<env>cwd: /tmp</env>"}]},
+                {"role": "user", "content": [{"type": "text", "text": "run echo", "cache_control": {"type": "ephemeral"}}]},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"},
+                    {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "echo hi"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "is_error": false,
+                    "cache_control": {"type": "ephemeral"},
+                    "content": [{"type": "text", "text": "hi"}, {"type": "tool_reference", "tool_name": "Read"}]}]}
+            ],
+            "tools": [{"name": "Bash", "description": "run", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}},
+                      {"name": "Read", "input_schema": {"type": "object"}, "defer_loading": true},
+                      {"type": "tool_search_tool_regex_20251119", "name": "tool_search_tool_regex"}],
+            "thinking": {"type": "adaptive", "display": "omitted"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "output_config": {"effort": "high"},
+            "metadata": {"user_id": "{\"device_id\":\"d\",\"session_id\":\"s\"}"}
+        }))
+        .expect("Claude Code's request translates");
+        assert_eq!(out["max_completion_tokens"], 32000);
+        let msgs = out["messages"].as_array().expect("messages");
+        assert_eq!(
+            msgs[0],
+            json!({"role": "system", "content": "You are Claude Code.\n\nBe careful."})
+        );
+        assert_eq!(
+            msgs[1],
+            json!({"role": "system", "content": "<env>cwd: /tmp</env>"})
+        );
+        assert_eq!(msgs[3]["tool_calls"][0]["function"]["name"], "Bash");
+        assert_eq!(
+            msgs[4],
+            json!({"role": "tool", "tool_call_id": "toolu_1", "content": "hi"})
+        );
+        let img = a2o(json!({"messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": [
+                {"type": "text", "text": "the file"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]}]}]}))
+        .expect("an image tool result translates");
+        assert_eq!(
+            img["messages"][0],
+            json!({"role": "tool", "tool_call_id": "toolu_2", "content": "the file"})
+        );
+        assert_eq!(img["messages"][1]["role"], "user");
+        assert_eq!(
+            img["messages"][1]["content"][1]["image_url"]["url"],
+            "data:image/png;base64,AAAA"
+        );
+        let tools = out["tools"].as_array().expect("tools");
+        assert_eq!(
+            tools.len(),
+            2,
+            "the tool search tool is dropped, deferred tools sent in full"
+        );
+        for k in [
+            "thinking",
+            "context_management",
+            "output_config",
+            "reasoning_effort",
+        ] {
+            assert!(out.get(k).is_none(), "{k} must not reach OpenAI");
+        }
+    }
+
     #[test]
     fn a2o_refusals() {
         let cases = [
@@ -2357,7 +2487,7 @@ mod tests {
             ),
             (
                 json!({"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
-                "content": [{"type": "image", "source": {}}]}]}]}),
+                "content": [{"type": "document", "source": {}}]}]}]}),
                 "messages[0].content[0].content[0]",
             ),
             (
@@ -2369,7 +2499,7 @@ mod tests {
                 "image",
             ),
             (
-                json!({"messages": [{"role": "system", "content": "x"}]}),
+                json!({"messages": [{"role": "narrator", "content": "x"}]}),
                 "messages[0].role",
             ),
             (

@@ -1,0 +1,386 @@
+//! `llmux`: the llmux router as a command.
+//!
+//! - `llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]`
+//! - `llmux check --config FILE`
+//! - `llmux route --config FILE MODEL [--routing JSON] [--json]`
+
+// Handlers return `Result<_, Response>`: an early HTTP answer is the error.
+#![allow(clippy::result_large_err)]
+
+mod config;
+mod record;
+mod server;
+
+use record::LogFormat;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+const USAGE: &str = "usage:
+  llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]
+  llmux check --config FILE
+  llmux route --config FILE MODEL [--routing JSON] [--json]";
+
+/// The parsed command line.
+#[derive(Default)]
+struct Args {
+    command: String,
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    log_format: Option<String>,
+    insecure_no_auth: bool,
+    routing: Option<String>,
+    json: bool,
+    model: Option<String>,
+}
+
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        command: it.next().ok_or("a command is required")?,
+        ..Args::default()
+    };
+    if !matches!(a.command.as_str(), "serve" | "check" | "route") {
+        return Err(format!("unknown command `{}`", a.command));
+    }
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "--config" | "-c" => a.config = Some(PathBuf::from(value("--config")?)),
+            "--listen" => a.listen = Some(value("--listen")?),
+            "--log-format" => a.log_format = Some(value("--log-format")?),
+            "--routing" => a.routing = Some(value("--routing")?),
+            "--insecure-no-auth" => a.insecure_no_auth = true,
+            "--json" => a.json = true,
+            "-h" | "--help" => return Err(String::new()),
+            f if f.starts_with('-') => return Err(format!("unknown option `{f}`")),
+            _ if a.command == "route" && a.model.is_none() => a.model = Some(arg),
+            _ => return Err(format!("unexpected argument `{arg}`")),
+        }
+    }
+    if a.config.is_none() {
+        return Err("--config FILE is required".into());
+    }
+    if a.command == "route" && a.model.is_none() {
+        return Err("route needs a MODEL".into());
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("llmux: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.command.as_str() {
+        "serve" => serve(&args),
+        "check" => check(&args),
+        _ => route(&args),
+    }
+}
+
+fn fail(lines: &[String]) -> ExitCode {
+    for l in lines {
+        eprintln!("llmux: {l}");
+    }
+    ExitCode::from(1)
+}
+
+fn load(args: &Args) -> Result<config::Loaded, ExitCode> {
+    config::load(args.config.as_deref().expect("checked")).map_err(|e| fail(&e))
+}
+
+/// `llmux check`: every problem with its JSON path, or the catalog.
+fn check(args: &Args) -> ExitCode {
+    let path = args.config.as_deref().expect("checked");
+    let split = config::load(path);
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // Engine errors are reported even when the gateway section has some.
+    let engine_json = match &split {
+        Ok(l) => l.engine_json.clone(),
+        Err(_) => {
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if let Some(m) = v.as_object_mut() {
+                m.remove("gateway");
+            }
+            v.to_string()
+        }
+    };
+    let mut errors: Vec<String> = split.as_ref().err().cloned().unwrap_or_default();
+    let catalog = match llmux::catalog::Catalog::from_json(&engine_json) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            errors.extend(e.0.iter().map(|e| e.to_string()));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        println!("{}: {} error(s)", path.display(), errors.len());
+        for e in &errors {
+            println!("  {e}");
+        }
+        return ExitCode::from(1);
+    }
+    let c = catalog.expect("no errors");
+    let g = split.expect("no errors").gateway;
+    println!("{}: ok", path.display());
+    println!(
+        "gateway: listen {}, {} caller key(s), body limit {} bytes, drain {} ms",
+        g.listen,
+        g.keys.len(),
+        g.max_body_bytes,
+        g.drain_ms
+    );
+    println!("providers:");
+    for p in &c.providers {
+        println!("  {} ({}) {}", p.slug, p.protocol.as_str(), p.url());
+    }
+    println!("models:");
+    for m in &c.models {
+        println!("  {}", m.slug);
+        for &e in &m.endpoints {
+            let ep = &c.endpoints[e];
+            println!(
+                "    {}  upstream {}  ${}/${} per M tokens{}",
+                ep.id,
+                ep.upstream_model,
+                ep.price_prompt,
+                ep.price_completion,
+                ep.context_window
+                    .map(|w| format!("  context {w}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn engine(loaded: &config::Loaded) -> Result<llmux::Engine, ExitCode> {
+    let e = llmux::Engine::from_json(&loaded.engine_json).map_err(|e| fail(&[e.to_string()]))?;
+    if let Some(f) = &loaded.gateway.health_file {
+        if let Ok(text) = std::fs::read_to_string(f) {
+            if let Err(err) = e.import_health(&text) {
+                eprintln!("llmux: ignoring health file {}: {err}", f.display());
+            }
+        }
+    }
+    Ok(e)
+}
+
+/// `llmux route`: the ranked candidates and why, without sending anything.
+fn route(args: &Args) -> ExitCode {
+    let loaded = match load(args) {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let eng = match engine(&loaded) {
+        Ok(e) => e,
+        Err(c) => return c,
+    };
+    let mut body = serde_json::json!({
+        "model": args.model.as_deref().expect("checked"),
+        "messages": [{"role": "user", "content": "hi"}],
+    });
+    if let Some(r) = &args.routing {
+        match serde_json::from_str::<serde_json::Value>(r) {
+            Ok(v) => body["provider"] = serde_json::json!({"routing": v}),
+            Err(e) => return fail(&[format!("--routing is not valid JSON: {e}")]),
+        }
+    }
+    let plan = match eng.explain(llmux::Protocol::OpenAi, body.to_string().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return fail(&[e.to_string()]),
+    };
+    if args.json {
+        println!("{plan:#}");
+        return ExitCode::SUCCESS;
+    }
+    for m in plan["models"].as_array().into_iter().flatten() {
+        println!(
+            "{} (policy {})",
+            m["model"].as_str().unwrap_or(""),
+            m["policy"].as_str().unwrap_or("")
+        );
+        for c in m["candidates"].as_array().into_iter().flatten() {
+            println!("  {}", explain_line(c));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn explain_line(c: &serde_json::Value) -> String {
+    let f = |k: &str| c[k].as_f64();
+    let latency = match f("first_token_ms") {
+        Some(ms) => format!("first token {ms:.0} ms (measured)"),
+        None => format!(
+            "first token {:.0} ms (prior, unmeasured)",
+            f("prior_ms").unwrap_or(0.0)
+        ),
+    };
+    let tput = f("throughput_tps")
+        .map(|t| format!("{t:.0} tok/s"))
+        .unwrap_or_else(|| "unmeasured".into());
+    format!(
+        "{}. {}  [{}]  {}, {} in flight -> cost {:.0}; price ${}/${} per M; throughput {}; circuit {}{}{}",
+        c["rank"],
+        c["endpoint"].as_str().unwrap_or(""),
+        c["protocol"].as_str().unwrap_or(""),
+        latency,
+        c["in_flight"],
+        f("latency_cost_ms").unwrap_or(0.0),
+        c["price"]["prompt"],
+        c["price"]["completion"],
+        tput,
+        c["circuit"].as_str().unwrap_or("?"),
+        if c["available"] == true { "" } else { "; unavailable (moved to the back)" },
+        if c["sticky"] == true { "; sticky" } else { "" },
+    )
+}
+
+/// `llmux serve`.
+fn serve(args: &Args) -> ExitCode {
+    let mut loaded = match load(args) {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    if let Some(l) = &args.listen {
+        match l.parse() {
+            Ok(a) => loaded.gateway.listen = a,
+            Err(_) => {
+                return fail(&[format!(
+                    "--listen: `{l}` is not an address such as 127.0.0.1:4000"
+                )])
+            }
+        }
+    }
+    let g = &loaded.gateway;
+    if g.keys.is_empty() && !g.listen.ip().is_loopback() && !args.insecure_no_auth {
+        return fail(&[format!(
+            "refusing to listen on {} without caller keys: set gateway.keys, listen on 127.0.0.1, or pass --insecure-no-auth",
+            g.listen
+        )]);
+    }
+    let log = match args.log_format.as_deref() {
+        None | Some("logfmt") => LogFormat::Logfmt,
+        Some("json") => LogFormat::Json,
+        Some("off") => LogFormat::Off,
+        Some(other) => {
+            return fail(&[format!(
+                "--log-format: `{other}` is not json, logfmt or off"
+            )])
+        }
+    };
+    let eng = match engine(&loaded) {
+        Ok(e) => Arc::new(e),
+        Err(c) => return c,
+    };
+    let prom = match metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        ])
+        .and_then(|b| b.install_recorder())
+    {
+        Ok(h) => h,
+        Err(e) => return fail(&[format!("cannot set up metrics: {e}")]),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("llmux-http")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&[format!("cannot start the runtime: {e}")]),
+    };
+    let health_file = loaded.gateway.health_file.clone();
+    let code = rt.block_on(run(loaded, eng.clone(), prom, log));
+    drop(rt);
+    if let Some(f) = &health_file {
+        if let Err(e) = std::fs::write(f, eng.export_health()) {
+            eprintln!("llmux: cannot write health file {}: {e}", f.display());
+        }
+    }
+    code
+}
+
+async fn run(
+    loaded: config::Loaded,
+    eng: Arc<llmux::Engine>,
+    prom: metrics_exporter_prometheus::PrometheusHandle,
+    log: LogFormat,
+) -> ExitCode {
+    let g = loaded.gateway;
+    let listener = match tokio::net::TcpListener::bind(g.listen).await {
+        Ok(l) => l,
+        Err(e) => return fail(&[format!("cannot listen on {}: {e}", g.listen)]),
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return fail(&[format!("cannot read the listening address: {e}")]),
+    };
+    println!("llmux: listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let app = Arc::new(server::App {
+        engine: eng,
+        keys: g.keys,
+        max_body: g.max_body_bytes,
+        keepalive: Duration::from_millis(g.keepalive_ms),
+        log,
+        prom,
+        cancel_all: cancel_rx,
+        started: SystemTime::now(),
+    });
+    let drain = Duration::from_millis(g.drain_ms);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // On SIGTERM/SIGINT: stop accepting, let requests finish for the drain
+    // time, then cancel what is left.
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!(
+            "llmux: shutting down, draining for up to {} ms",
+            drain.as_millis()
+        );
+        let _ = stop_tx.send(());
+        tokio::time::sleep(drain).await;
+        let _ = cancel_tx.send(true);
+    });
+    let serve = axum::serve(listener, server::router(app)).with_graceful_shutdown(async move {
+        let _ = stop_rx.await;
+    });
+    if let Err(e) = serve.await {
+        return fail(&[format!("server error: {e}")]);
+    }
+    eprintln!("llmux: stopped");
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,821 @@
+//! The HTTP face: routes, callers' keys, request hand-off to the engine,
+//! SSE framing, model listings, health and metrics. Routing, failover and
+//! protocol translation are the engine's; handlers only parse,
+//! authenticate and hand off.
+
+use crate::config::CallerKey;
+use crate::record::{self, LogFormat, LogLine, Routing, Terminal};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use llmux::{Engine, Event, EventKind, Protocol, RequestEvents, SubmitError, SubmitOptions};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
+
+/// Completion routes: a path (under `/api` and without it) and the
+/// protocol its bodies speak. A new protocol is one more line here.
+pub const COMPLETIONS: &[(&str, Protocol)] = &[
+    ("/v1/chat/completions", Protocol::OpenAi),
+    ("/anthropic/v1/messages", Protocol::Anthropic),
+    ("/v1/messages", Protocol::Anthropic),
+];
+
+/// Everything the handlers share.
+pub struct App {
+    pub engine: Arc<Engine>,
+    pub keys: Vec<CallerKey>,
+    pub max_body: usize,
+    pub keepalive: Duration,
+    pub log: LogFormat,
+    pub prom: PrometheusHandle,
+    /// Turns true when the drain time after SIGTERM is over: in-flight
+    /// requests are cancelled.
+    pub cancel_all: watch::Receiver<bool>,
+    pub started: SystemTime,
+}
+
+type St = State<Arc<App>>;
+
+pub fn router(app: Arc<App>) -> Router {
+    let mut r = Router::new()
+        .route("/", get(alive).head(alive))
+        .route("/health", get(alive).head(alive))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics));
+    for prefix in ["/api", ""] {
+        for &(path, proto) in COMPLETIONS {
+            r = r.route(
+                &format!("{prefix}{path}"),
+                post(move |s: St, h: HeaderMap, b: Body| complete(s, proto, h, b)),
+            );
+        }
+        for path in [
+            "/anthropic/v1/messages/count_tokens",
+            "/v1/messages/count_tokens",
+        ] {
+            r = r.route(&format!("{prefix}{path}"), post(count_tokens));
+        }
+        r = r
+            .route(&format!("{prefix}/v1/models"), get(models_by_header))
+            .route(
+                &format!("{prefix}/v1/models/{{vendor}}/{{name}}/endpoints"),
+                get(model_endpoints),
+            )
+            .route(
+                &format!("{prefix}/anthropic/v1/models"),
+                get(anthropic_models),
+            )
+            .route(&format!("{prefix}/v1/stats"), get(stats));
+    }
+    r.fallback(not_found)
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .with_state(app)
+}
+
+// ---------------------------------------------------------------------------
+// errors and keys
+
+fn json_response(status: u16, body: String) -> Response {
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        body,
+    )
+        .into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+/// llmux's own error, in the caller's protocol's envelope.
+fn error(proto: Protocol, status: u16, kind: &str, message: &str) -> Response {
+    let body = llmux::protocol::error_body(proto, status, kind, message);
+    let mut r = json_response(status, body.to_string());
+    if matches!(status, 400 | 401 | 403 | 404 | 413) {
+        r.headers_mut()
+            .insert("x-should-retry", HeaderValue::from_static("false"));
+    }
+    r
+}
+
+async fn not_found() -> Response {
+    error(Protocol::OpenAi, 404, "not_found_error", "no such route")
+}
+
+/// The caller's key from `Authorization: Bearer` or `x-api-key`.
+fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
+    if let Some(v) = h.get("x-api-key") {
+        return Some(v.as_bytes());
+    }
+    let v = h.get("authorization")?.as_bytes();
+    let rest = v
+        .strip_prefix(b"Bearer ")
+        .or_else(|| v.strip_prefix(b"bearer "))?;
+    Some(rest)
+}
+
+/// The name of the caller's key (`-` when the gateway has none), or a 401
+/// in the caller's protocol. Every key is compared, in constant time.
+fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str, Response> {
+    use subtle::ConstantTimeEq;
+    if app.keys.is_empty() {
+        return Ok("-");
+    }
+    let given = presented_key(h).unwrap_or(b"");
+    let mut found = None;
+    for k in &app.keys {
+        if bool::from(k.secret.as_slice().ct_eq(given)) {
+            found = Some(k.name.as_str());
+        }
+    }
+    found.ok_or_else(|| {
+        let msg = if presented_key(h).is_none() {
+            "missing API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`"
+        } else {
+            "invalid API key"
+        };
+        metrics::counter!("llmux_unauthorized_total").increment(1);
+        error(proto, 401, "authentication_error", msg)
+    })
+}
+
+fn submit_error(proto: Protocol, e: &SubmitError) -> Response {
+    use llmux::request::RequestError as R;
+    match e {
+        SubmitError::ShuttingDown => {
+            let mut r = error(proto, 503, "overloaded", "the gateway is shutting down");
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            r
+        }
+        SubmitError::Request(
+            R::UnknownModel(m) | R::UnknownProvider(m) | R::UnknownEndpoint(m),
+        ) => error(proto, 404, "not_found_error", m),
+        SubmitError::Request(r) => error(proto, 400, "invalid_request_error", &r.to_string()),
+    }
+}
+
+/// Reads the body up to the limit; past it, a 413 in the caller's shape.
+async fn read_body(
+    app: &App,
+    h: &HeaderMap,
+    body: Body,
+    proto: Protocol,
+) -> Result<Bytes, Response> {
+    let too_large = || {
+        error(
+            proto,
+            413,
+            "request_too_large",
+            &format!("the request body is larger than {} bytes", app.max_body),
+        )
+    };
+    let declared = h
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > app.max_body as u64) {
+        return Err(too_large());
+    }
+    match axum::body::to_bytes(body, app.max_body).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = src {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return Err(too_large());
+                }
+                src = s.source();
+            }
+            Err(error(
+                proto,
+                400,
+                "invalid_request_error",
+                "could not read the request body",
+            ))
+        }
+    }
+}
+
+/// The caller's `anthropic-*` headers, for Anthropic-protocol endpoints.
+fn anthropic_headers(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .filter(|(n, _)| n.as_str().starts_with("anthropic-"))
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// completions
+
+/// What the log line and metrics need about a request in flight.
+struct Ctx {
+    app: Arc<App>,
+    id: u64,
+    proto: Protocol,
+    model: String,
+    key: String,
+    stream: bool,
+    started: Instant,
+}
+
+impl Ctx {
+    /// Log line and metrics for a finished request.
+    fn finish(&self, status: u16, outcome: &str, routing: Option<&Routing>) {
+        if let Some(r) = routing {
+            record::observe(&self.model, r, outcome);
+        } else {
+            metrics::counter!("llmux_requests_total", "model" => self.model.clone(), "endpoint" => "none", "outcome" => outcome.to_owned()).increment(1);
+        }
+        LogLine {
+            id: self.id,
+            protocol: self.proto.as_str(),
+            model: &self.model,
+            key: &self.key,
+            stream: self.stream,
+            status,
+            outcome,
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            routing,
+        }
+        .write(self.app.log);
+    }
+}
+
+async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let key = match authorize(&app, &h, proto) {
+        Ok(k) => k.to_owned(),
+        Err(r) => return r,
+    };
+    let bytes = match read_body(&app, &h, body, proto).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let opts = SubmitOptions {
+        forward_headers: anthropic_headers(&h),
+        sticky_key: h
+            .get("x-claude-code-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| format!("session:{s}")),
+        upstream_error_bodies: true,
+    };
+    let events = match app.engine.submit_with(proto, &bytes, opts) {
+        Ok(ev) => ev,
+        Err(e) => return submit_error(proto, &e),
+    };
+    drop(bytes);
+    let ctx = Ctx {
+        app: app.clone(),
+        id: events.id(),
+        proto,
+        model: events.model().to_owned(),
+        key,
+        stream: events.is_stream(),
+        started,
+    };
+    if ctx.stream {
+        stream_response(ctx, events).await
+    } else {
+        whole_response(ctx, events).await
+    }
+}
+
+/// Waits for an event, or returns `None` when the drain time ran out.
+async fn next_event(
+    events: &mut RequestEvents,
+    cancel: &mut watch::Receiver<bool>,
+) -> Option<Option<Event>> {
+    if *cancel.borrow() {
+        return None;
+    }
+    tokio::select! {
+        ev = events.recv() => Some(ev),
+        _ = cancel.changed() => None,
+    }
+}
+
+/// A response for a terminal event that ends the request before any chunk.
+fn terminal_response(ctx: &Ctx, ev: &Event) -> Response {
+    let Ok(t) = serde_json::from_str::<Terminal>(&ev.data) else {
+        ctx.finish(500, "internal_error", None);
+        return error(
+            ctx.proto,
+            500,
+            "internal_error",
+            "unreadable terminal event",
+        );
+    };
+    let routing = t.routing.unwrap_or_default();
+    let mut resp = match (t.kind, t.response, t.error) {
+        ("done", Some(body), _) => {
+            ctx.finish(200, "success", Some(&routing));
+            json_response(200, body.get().to_owned())
+        }
+        ("done", None, _) => {
+            ctx.finish(200, "success", Some(&routing));
+            json_response(200, "{}".into())
+        }
+        (_, _, err) => {
+            let status = t.status.unwrap_or(502);
+            let outcome =
+                error_type(err.map(|e| e.get()).unwrap_or("")).unwrap_or_else(|| "error".into());
+            ctx.finish(status, &outcome, Some(&routing));
+            let body = err.map(|e| e.get().to_owned()).unwrap_or_else(|| {
+                llmux::protocol::error_body(ctx.proto, status, "upstream_error", "failed")
+                    .to_string()
+            });
+            let mut r = json_response(status, body);
+            // The engine already failed over and retried: a client retry
+            // would only repeat that.
+            r.headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+            r
+        }
+    };
+    add_routing_headers(resp.headers_mut(), ctx.id, &routing);
+    resp
+}
+
+/// The `type` inside an error body of either protocol.
+fn error_type(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    v.pointer("/error/type")
+        .or_else(|| v.pointer("/error/code"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn add_routing_headers(h: &mut HeaderMap, id: u64, routing: &Routing) {
+    h.insert("x-llmux-request-id", HeaderValue::from(id));
+    for (n, v) in record::headers(routing) {
+        if let Ok(v) = HeaderValue::try_from(v) {
+            h.insert(n, v);
+        }
+    }
+}
+
+async fn whole_response(ctx: Ctx, mut events: RequestEvents) -> Response {
+    let mut cancel = ctx.app.cancel_all.clone();
+    loop {
+        match next_event(&mut events, &mut cancel).await {
+            None => {
+                ctx.finish(503, "drained", None);
+                return error(
+                    ctx.proto,
+                    503,
+                    "overloaded",
+                    "the gateway shut down before the request finished",
+                );
+            }
+            Some(None) => {
+                ctx.finish(500, "internal_error", None);
+                return error(
+                    ctx.proto,
+                    500,
+                    "internal_error",
+                    "the request ended without a result",
+                );
+            }
+            Some(Some(ev)) if ev.kind != EventKind::Chunk => return terminal_response(&ctx, &ev),
+            Some(Some(_)) => {}
+        }
+    }
+}
+
+/// SSE bytes for one chunk in the caller's protocol.
+fn chunk_frame(proto: Protocol, data: &str) -> Bytes {
+    match proto {
+        Protocol::OpenAi => Bytes::from(format!("data: {data}\n\n")),
+        Protocol::Anthropic => {
+            #[derive(serde::Deserialize)]
+            struct Typed<'a> {
+                #[serde(rename = "type", borrow)]
+                ty: Option<std::borrow::Cow<'a, str>>,
+            }
+            let ty = serde_json::from_str::<Typed>(data)
+                .ok()
+                .and_then(|t| t.ty)
+                .unwrap_or(std::borrow::Cow::Borrowed("message"));
+            Bytes::from(format!("event: {ty}\ndata: {data}\n\n"))
+        }
+    }
+}
+
+fn ping_frame(proto: Protocol) -> Bytes {
+    match proto {
+        Protocol::OpenAi => Bytes::from_static(b": keep-alive\n\n"),
+        Protocol::Anthropic => Bytes::from_static(b"event: ping\ndata: {\"type\": \"ping\"}\n\n"),
+    }
+}
+
+fn error_frame(proto: Protocol, body: &str) -> Bytes {
+    match proto {
+        Protocol::OpenAi => Bytes::from(format!("data: {body}\n\n")),
+        Protocol::Anthropic => Bytes::from(format!("event: error\ndata: {body}\n\n")),
+    }
+}
+
+/// A stream being written to the caller. Dropping it (the caller went
+/// away) drops `events`, which cancels the request upstream.
+struct Streaming {
+    ctx: Ctx,
+    events: RequestEvents,
+    first: Option<Event>,
+    cancel: watch::Receiver<bool>,
+    done: bool,
+}
+
+impl Streaming {
+    /// The frame for an event; marks the stream done at the terminal one.
+    fn frame(&mut self, ev: Event) -> Bytes {
+        if ev.kind == EventKind::Chunk {
+            return chunk_frame(self.ctx.proto, &ev.data);
+        }
+        self.done = true;
+        let Ok(t) = serde_json::from_str::<Terminal>(&ev.data) else {
+            self.ctx.finish(500, "internal_error", None);
+            return Bytes::new();
+        };
+        let routing = t.routing.unwrap_or_default();
+        if t.kind == "done" {
+            self.ctx.finish(200, "success", Some(&routing));
+            return match self.ctx.proto {
+                Protocol::OpenAi => Bytes::from_static(b"data: [DONE]\n\n"),
+                Protocol::Anthropic => Bytes::new(),
+            };
+        }
+        let body = t.error.map(|e| e.get()).unwrap_or("{}");
+        let outcome = error_type(body).unwrap_or_else(|| "error".into());
+        self.ctx
+            .finish(t.status.unwrap_or(502), &outcome, Some(&routing));
+        error_frame(self.ctx.proto, body)
+    }
+
+    async fn next(&mut self) -> Option<Bytes> {
+        if let Some(ev) = self.first.take() {
+            return Some(self.frame(ev));
+        }
+        if self.done {
+            return None;
+        }
+        let keepalive = self.ctx.app.keepalive;
+        tokio::select! {
+            ev = self.events.recv() => match ev {
+                Some(ev) => Some(self.frame(ev)),
+                None => { self.done = true; None }
+            },
+            _ = tokio::time::sleep(keepalive) => Some(ping_frame(self.ctx.proto)),
+            _ = self.cancel.changed() => {
+                self.done = true;
+                self.events.cancel();
+                self.ctx.finish(503, "drained", None);
+                let body = llmux::protocol::error_body(self.ctx.proto, 503, "overloaded", "the gateway shut down before the stream finished");
+                Some(error_frame(self.ctx.proto, &body.to_string()))
+            }
+        }
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        if !self.done {
+            self.ctx.finish(499, "client_closed", None);
+        }
+    }
+}
+
+async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
+    let mut cancel = ctx.app.cancel_all.clone();
+    // Headers wait for the first event, so a request that fails before any
+    // chunk gets a plain HTTP error the SDKs map to their own types; after
+    // the keep-alive interval the stream starts anyway, with pings.
+    let waited =
+        tokio::time::timeout(ctx.app.keepalive, next_event(&mut events, &mut cancel)).await;
+    let first = match waited {
+        // Quiet for a keep-alive interval: start the stream; pings follow.
+        Err(_) => None,
+        Ok(Some(Some(ev))) if ev.kind == EventKind::Error => return terminal_response(&ctx, &ev),
+        Ok(Some(Some(ev))) => Some(ev),
+        Ok(Some(None)) => {
+            ctx.finish(500, "internal_error", None);
+            return error(
+                ctx.proto,
+                500,
+                "internal_error",
+                "the request ended without a result",
+            );
+        }
+        Ok(None) => {
+            ctx.finish(503, "drained", None);
+            return error(
+                ctx.proto,
+                503,
+                "overloaded",
+                "the gateway shut down before the request finished",
+            );
+        }
+    };
+    let id = ctx.id;
+    let serving = events.serving().map(|(e, p)| (e.to_owned(), p.to_owned()));
+    let st = Streaming {
+        ctx,
+        events,
+        first,
+        cancel,
+        done: false,
+    };
+    let body = futures_util::stream::unfold(st, |mut st| async move {
+        st.next().await.map(|b| (Ok::<_, Infallible>(b), st))
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    h.insert("x-llmux-request-id", HeaderValue::from(id));
+    // What is known when the headers go out: who serves (after failover).
+    if let Some((endpoint, provider)) = serving {
+        if let (Ok(e), Ok(p)) = (
+            HeaderValue::try_from(endpoint),
+            HeaderValue::try_from(provider),
+        ) {
+            h.insert("x-llmux-endpoint", e);
+            h.insert("x-llmux-provider", p);
+        }
+    }
+    resp
+}
+
+// ---------------------------------------------------------------------------
+// count_tokens, models, stats, health
+
+/// `{"input_tokens": N}`: from an Anthropic-protocol endpoint of the model
+/// when it has one (exact; its answer comes back unchanged), else an upper
+/// bound: the UTF-8 bytes of the JSON of `system`, `tools` and `messages`
+/// (a token is never shorter than a byte, and the JSON punctuation more than
+/// covers per-message overhead).
+async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Response {
+    let proto = Protocol::Anthropic;
+    if let Err(r) = authorize(&app, &h, proto) {
+        return r;
+    }
+    let bytes = match read_body(&app, &h, body, proto).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut counted = "estimate";
+    match app.engine.count_tokens(&bytes, anthropic_headers(&h)) {
+        Err(e) => return submit_error(proto, &e),
+        Ok(None) => {}
+        Ok(Some(rx)) => match rx.await {
+            Ok(Ok((200, body))) => {
+                let mut r = json_response(200, body);
+                r.headers_mut()
+                    .insert("x-llmux-count", HeaderValue::from_static("upstream"));
+                return r;
+            }
+            // An endpoint without count_tokens (404) or a failure: estimate.
+            _ => counted = "estimate-after-upstream-error",
+        },
+    }
+    let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(&bytes) else {
+        return error(
+            proto,
+            400,
+            "invalid_request_error",
+            "the body must be a JSON object",
+        );
+    };
+    let n: usize = ["system", "tools", "messages"]
+        .iter()
+        .filter_map(|k| v.get(*k))
+        .map(|x| x.to_string().len())
+        .sum();
+    let mut r = json_response(200, json!({"input_tokens": n}).to_string());
+    r.headers_mut()
+        .insert("x-llmux-count", HeaderValue::from_static(counted));
+    r
+}
+
+/// The engine's stats, endpoints grouped by model in catalog order.
+fn endpoints_by_model(app: &App) -> Vec<(String, Vec<Value>)> {
+    let stats: Value = serde_json::from_str(&app.engine.stats_json()).unwrap_or(Value::Null);
+    let eps = stats["endpoints"].as_array().cloned().unwrap_or_default();
+    app.engine
+        .catalog()
+        .models
+        .iter()
+        .map(|m| {
+            let mine = eps
+                .iter()
+                .filter(|e| e["model"].as_str() == Some(&m.slug))
+                .map(endpoint_view)
+                .collect();
+            (m.slug.clone(), mine)
+        })
+        .collect()
+}
+
+/// One endpoint as the model listings show it: no keys, no URLs.
+fn endpoint_view(e: &Value) -> Value {
+    json!({
+        "id": e["id"], "provider": e["provider"], "protocol": e["protocol"],
+        "upstream_model": e["upstream_model"], "context_length": e["context_window"],
+        "price": e["price"], "first_token_ms": e["first_token_ms"],
+        "throughput_tps": e["throughput_tps"], "in_flight": e["in_flight"],
+        "error_rate": e["error_rate"], "circuit": e["circuit"],
+    })
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn openai_models(app: &App) -> Value {
+    let created = unix(app.started);
+    let data: Vec<Value> = endpoints_by_model(app)
+        .into_iter()
+        .map(|(slug, eps)| {
+            let ctx = eps
+                .iter()
+                .filter_map(|e| e["context_length"].as_u64())
+                .max();
+            let cheapest = eps
+                .iter()
+                .map(|e| {
+                    (
+                        e["price"]["prompt"].as_f64().unwrap_or(0.0),
+                        e["price"]["completion"].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .min_by(|a, b| (a.0 + a.1).total_cmp(&(b.0 + b.1)))
+                .unwrap_or((0.0, 0.0));
+            json!({
+                "id": slug, "object": "model", "created": created,
+                "owned_by": slug.split('/').next().unwrap_or(""),
+                "context_length": ctx,
+                // OpenRouter's convention: USD per token, as strings.
+                "pricing": {"prompt": per_token(cheapest.0), "completion": per_token(cheapest.1)},
+                "endpoints": eps,
+            })
+        })
+        .collect();
+    json!({"object": "list", "data": data})
+}
+
+fn per_token(per_million: f64) -> String {
+    let s = format!("{:.12}", per_million / 1e6);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() {
+        "0".into()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn anthropic_models_json(app: &App) -> Value {
+    let created = rfc3339(unix(app.started));
+    let data: Vec<Value> = app
+        .engine
+        .catalog()
+        .models
+        .iter()
+        .map(|m| json!({"type": "model", "id": m.slug, "display_name": m.slug, "created_at": created}))
+        .collect();
+    let first = data.first().map(|m| m["id"].clone()).unwrap_or(Value::Null);
+    let last = data.last().map(|m| m["id"].clone()).unwrap_or(Value::Null);
+    json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+async fn models_by_header(State(app): St, h: HeaderMap) -> Response {
+    let proto = if h.contains_key("anthropic-version") {
+        Protocol::Anthropic
+    } else {
+        Protocol::OpenAi
+    };
+    if let Err(r) = authorize(&app, &h, proto) {
+        return r;
+    }
+    let v = match proto {
+        Protocol::Anthropic => anthropic_models_json(&app),
+        Protocol::OpenAi => openai_models(&app),
+    };
+    json_response(200, v.to_string())
+}
+
+async fn anthropic_models(State(app): St, h: HeaderMap) -> Response {
+    if let Err(r) = authorize(&app, &h, Protocol::Anthropic) {
+        return r;
+    }
+    json_response(200, anthropic_models_json(&app).to_string())
+}
+
+async fn model_endpoints(
+    State(app): St,
+    h: HeaderMap,
+    Path((vendor, name)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = authorize(&app, &h, Protocol::OpenAi) {
+        return r;
+    }
+    let slug = format!("{vendor}/{name}");
+    match endpoints_by_model(&app)
+        .into_iter()
+        .find(|(s, _)| *s == slug)
+    {
+        Some((_, eps)) => json_response(
+            200,
+            json!({"data": {"id": slug, "endpoints": eps}}).to_string(),
+        ),
+        None => error(
+            Protocol::OpenAi,
+            404,
+            "not_found_error",
+            &format!("unknown model `{slug}`"),
+        ),
+    }
+}
+
+async fn stats(State(app): St, h: HeaderMap) -> Response {
+    if let Err(r) = authorize(&app, &h, Protocol::OpenAi) {
+        return r;
+    }
+    json_response(200, app.engine.stats_json())
+}
+
+async fn alive() -> Response {
+    json_response(200, r#"{"status":"ok"}"#.into())
+}
+
+/// Ready while at least one endpoint's circuit is not open.
+async fn ready(State(app): St) -> Response {
+    let stats: Value = serde_json::from_str(&app.engine.stats_json()).unwrap_or(Value::Null);
+    let eps = stats["endpoints"].as_array().cloned().unwrap_or_default();
+    let usable = eps.iter().filter(|e| e["circuit"] != "open").count();
+    let status = if usable > 0 { 200 } else { 503 };
+    json_response(
+        status,
+        json!({"ready": usable > 0, "endpoints": eps.len(), "usable_endpoints": usable})
+            .to_string(),
+    )
+}
+
+/// Prometheus text; per-endpoint gauges are refreshed from the engine first.
+async fn metrics(State(app): St) -> Response {
+    let stats: Value = serde_json::from_str(&app.engine.stats_json()).unwrap_or(Value::Null);
+    for e in stats["endpoints"].as_array().into_iter().flatten() {
+        let id = e["id"].as_str().unwrap_or("").to_owned();
+        let circuit = match e["circuit"].as_str() {
+            Some("open") => 2.0,
+            Some("half_open") => 1.0,
+            _ => 0.0,
+        };
+        metrics::gauge!("llmux_endpoint_circuit_state", "endpoint" => id.clone()).set(circuit);
+        metrics::gauge!("llmux_endpoint_in_flight", "endpoint" => id.clone())
+            .set(e["in_flight"].as_f64().unwrap_or(0.0));
+        if let Some(ms) = e["first_token_ms"].as_f64() {
+            metrics::gauge!("llmux_endpoint_first_token_ms", "endpoint" => id).set(ms);
+        }
+    }
+    let mut r = app.prom.render().into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}

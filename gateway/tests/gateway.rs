@@ -1,0 +1,1047 @@
+//! `llmux serve` as a real process in front of the mock fleet: keys, body
+//! limit, loopback-only without keys, header forwarding, errors, listings,
+//! client disconnects, graceful drain and 1,000 concurrent streams.
+
+use llmux_fleet::{Behavior, MockServer, ToolCallSpec};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `llmux serve`; killed on drop.
+struct Gateway {
+    child: Child,
+    url: String,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> TempDir {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = std::env::temp_dir().join(format!("llmux-gw-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&p).expect("temp dir");
+    TempDir(p)
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const KEY_ENV: &str = "LLMUX_TEST_GATEWAY_KEY";
+const KEY: &str = "test-gateway-key-not-a-secret";
+
+/// A catalog: model `demo/chat` served by the given (name, protocol, server).
+fn config(servers: &[(&str, &MockServer)], gateway: Value) -> Value {
+    let providers: Vec<Value> = servers
+        .iter()
+        .map(|(proto, s)| {
+            let base = if *proto == "openai" { format!("{}/v1", s.base_url()) } else { s.base_url() };
+            json!({"slug": s.name(), "protocol": proto, "base_url": base, "api_key": "upstream-fake-key"})
+        })
+        .collect();
+    let endpoints: Vec<Value> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, (_, s))| json!({"provider": s.name(), "upstream_model": format!("up-{}", s.name()),
+            "price": {"prompt": 1.0, "completion": 2.0}, "expected_first_token_ms": 10.0 * (i + 1) as f64}))
+        .collect();
+    json!({
+        "providers": providers,
+        "models": [{"slug": "demo/chat", "endpoints": endpoints}],
+        "health": {"explore_ratio": 0.0},
+        "retry": {"max_retries": 0},
+        "gateway": gateway,
+    })
+}
+
+fn start(cfg: &Value, extra: &[&str]) -> Gateway {
+    try_start(cfg, extra).expect("gateway starts")
+}
+
+fn try_start(cfg: &Value, extra: &[&str]) -> Result<Gateway, String> {
+    let dir = temp_dir();
+    let path = dir.0.join("llmux.json");
+    std::fs::write(&path, cfg.to_string()).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llmux"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(extra)
+        .env(KEY_ENV, KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn llmux");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read stdout");
+    let Some(url) = line.trim().strip_prefix("llmux: listening on ") else {
+        let out = child.wait_with_output().expect("wait");
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    };
+    // Keep stderr drained so log lines never block the gateway.
+    let mut err = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    Ok(Gateway {
+        url: url.to_owned(),
+        child,
+        _dir: dir,
+    })
+}
+
+fn keyed() -> Value {
+    json!({"keys": [{"env": KEY_ENV, "name": "tests"}]})
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn chat(stream: bool) -> Value {
+    json!({"model": "demo/chat", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+fn messages(stream: bool) -> Value {
+    json!({"model": "demo/chat", "max_tokens": 64, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[test]
+fn keys_give_401_in_each_protocols_shape() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let gw = start(&config(&[("openai", &a)], keyed()), &[]);
+    rt().block_on(async {
+        let c = client();
+        let oa = format!("{}/api/v1/chat/completions", gw.url);
+        let an = format!("{}/api/anthropic/v1/messages?beta=true", gw.url);
+        for (url, body, anthropic) in [(&oa, chat(false), false), (&an, messages(false), true)] {
+            for key in [None, Some("wrong-key")] {
+                let mut rb = c.post(url).json(&body);
+                if let Some(k) = key {
+                    rb = if anthropic {
+                        rb.header("x-api-key", k)
+                    } else {
+                        rb.bearer_auth(k)
+                    };
+                }
+                let r = rb.send().await.expect("send");
+                assert_eq!(r.status(), 401, "{url} key {key:?}");
+                assert_eq!(r.headers()["x-should-retry"], "false");
+                let v: Value = r.json().await.expect("json");
+                if anthropic {
+                    assert_eq!(v["type"], "error");
+                    assert_eq!(v["error"]["type"], "authentication_error");
+                } else {
+                    assert_eq!(v["error"]["type"], "authentication_error", "{v}");
+                    assert!(v["error"]["message"].is_string());
+                }
+            }
+            // Both header forms work for both protocols.
+            let r = c
+                .post(url)
+                .bearer_auth(KEY)
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), 200);
+            let r = c
+                .post(url)
+                .header("x-api-key", KEY)
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), 200);
+        }
+        // Listings need the key too; liveness does not.
+        let r = c
+            .get(format!("{}/v1/models", gw.url))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 401);
+        let r = c
+            .get(format!("{}/health", gw.url))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+    });
+    // The caller's key never went upstream.
+    for rec in a.requests() {
+        assert_eq!(
+            rec.header("authorization"),
+            Some("Bearer upstream-fake-key")
+        );
+        assert!(!format!("{:?}", rec.headers).contains(KEY));
+    }
+}
+
+#[test]
+fn body_over_the_limit_is_413() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let gw = start(
+        &config(&[("openai", &a)], json!({"max_body_bytes": 2000})),
+        &[],
+    );
+    rt().block_on(async {
+        let c = client();
+        let big = json!({"model": "demo/chat", "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x".repeat(5000)}]});
+        let r = c.post(format!("{}/v1/messages", gw.url)).json(&big).send().await.expect("send");
+        assert_eq!(r.status(), 413);
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["error"]["type"], "request_too_large");
+        // Without a Content-Length (chunked), the limit holds while reading.
+        // (Just over the limit, in one write, so the client has sent it all
+        // before the 413 closes the connection.)
+        let small = json!({"model": "demo/chat", "messages": [{"role": "user", "content": "x".repeat(2000)}]});
+        let bytes = small.to_string().into_bytes();
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(bytes)];
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+        let r = c
+            .post(format!("{}/api/v1/chat/completions", gw.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 413);
+        let v: Value = r.json().await.expect("json");
+        assert!(v["error"]["message"].as_str().unwrap_or("").contains("2000"), "{v}");
+        let r = c.post(format!("{}/v1/chat/completions", gw.url)).json(&chat(false)).send().await.expect("send");
+        assert_eq!(r.status(), 200);
+    });
+    assert_eq!(a.request_count(), 1, "nothing over the limit went upstream");
+}
+
+#[test]
+fn without_keys_only_loopback() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let cfg = config(&[("openai", &a)], json!({}));
+    let err = try_start(&cfg, &["--listen", "0.0.0.0:0"])
+        .err()
+        .expect("refused");
+    assert!(err.contains("without caller keys"), "{err}");
+    let gw = start(&cfg, &["--listen", "0.0.0.0:0", "--insecure-no-auth"]);
+    assert!(gw.url.starts_with("http://0.0.0.0:"), "{}", gw.url);
+    // Loopback without keys serves.
+    let gw = start(&cfg, &[]);
+    let r = rt().block_on(
+        client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(false))
+            .send(),
+    );
+    assert_eq!(r.expect("send").status(), 200);
+}
+
+#[test]
+fn routing_record_headers_failover_and_upstream_errors() {
+    let bad = MockServer::start(
+        "bad",
+        Behavior {
+            status: 503,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let good = MockServer::start("good", Behavior::default()).expect("mock");
+    let gw = start(
+        &config(&[("openai", &bad), ("anthropic", &good)], keyed()),
+        &[],
+    );
+    rt().block_on(async {
+        let c = client();
+        let r = c.post(format!("{}/api/v1/chat/completions", gw.url)).bearer_auth(KEY)
+            .json(&chat(false)).send().await.expect("send");
+        assert_eq!(r.status(), 200);
+        let h = r.headers();
+        assert_eq!(h["x-llmux-endpoint"], "good/default");
+        assert_eq!(h["x-llmux-provider"], "good");
+        assert_eq!(h["x-llmux-attempts"], "2");
+        assert!(h.contains_key("x-llmux-first-token-ms"));
+        assert!(h.contains_key("x-llmux-cost-usd"));
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["object"], "chat.completion");
+        assert!(v.get("routing").is_none(), "the record stays out of the body");
+
+        // Failover exhausted: the last error, x-should-retry: false.
+        good.set_behavior(Behavior { status: 529, ..Default::default() });
+        let r = c.post(format!("{}/api/anthropic/v1/messages", gw.url)).header("x-api-key", KEY)
+            .json(&messages(false)).send().await.expect("send");
+        assert_eq!(r.headers()["x-should-retry"], "false");
+        assert!(r.status().is_server_error(), "{}", r.status());
+
+        // A same-protocol request error comes back unchanged.
+        let body = json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": "prompt is too long: 250000 tokens > 200000 maximum"}});
+        good.set_behavior(Behavior { status: 400, error_body: Some(body.clone()), ..Default::default() });
+        bad.set_behavior(Behavior { status: 503, ..Default::default() });
+        let r = c.post(format!("{}/api/anthropic/v1/messages", gw.url)).header("x-api-key", KEY)
+            .json(&json!({"model": "demo/chat:good", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+            .send().await.expect("send");
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.json::<Value>().await.expect("json"), body);
+
+        // Unknown model: 404 in the caller's shape.
+        let r = c.post(format!("{}/v1/chat/completions", gw.url)).bearer_auth(KEY)
+            .json(&json!({"model": "nope/x", "messages": []})).send().await.expect("send");
+        assert_eq!(r.status(), 404);
+        assert!(r.json::<Value>().await.expect("json")["error"]["message"].as_str().unwrap_or("").contains("demo/chat"));
+    });
+}
+
+#[test]
+fn anthropic_headers_go_to_anthropic_endpoints_only() {
+    let an = MockServer::start("an", Behavior::default()).expect("mock");
+    let oa = MockServer::start("oa", Behavior::default()).expect("mock");
+    let gw = start(
+        &config(&[("anthropic", &an), ("openai", &oa)], json!({})),
+        &[],
+    );
+    let beta = "claude-code-20250219,interleaved-thinking-2025-05-14,some-future-beta-2099-01-01";
+    rt().block_on(async {
+        let c = client();
+        for pin in ["demo/chat:an", "demo/chat:oa"] {
+            let r = c.post(format!("{}/anthropic/v1/messages?beta=true", gw.url))
+                .header("anthropic-version", "2023-06-01")
+                .header("anthropic-beta", beta)
+                .header("anthropic-dangerous-direct-browser-access", "true")
+                .header("x-app", "cli")
+                .header("x-claude-code-session-id", "session-1")
+                .json(&json!({"model": pin, "max_tokens": 32000, "stream": true,
+                    "zz_unknown": {"kept": true}, "messages": [{"role": "user", "content": "hi"}], "aa_last": 1}))
+                .send().await.expect("send");
+            assert_eq!(r.status(), 200);
+            let text = r.text().await.expect("body");
+            assert!(text.contains("event: message_stop"), "{text}");
+        }
+    });
+    let rec = &an.requests()[0];
+    assert_eq!(rec.header("anthropic-beta"), Some(beta));
+    assert_eq!(rec.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(
+        rec.header("anthropic-dangerous-direct-browser-access"),
+        Some("true")
+    );
+    assert_eq!(rec.header("x-api-key"), Some("upstream-fake-key"));
+    // Unknown fields pass through, in the caller's order.
+    let keys: Vec<&String> = rec.body.as_object().expect("object").keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "model",
+            "max_tokens",
+            "stream",
+            "zz_unknown",
+            "messages",
+            "aa_last"
+        ]
+    );
+    let rec = &oa.requests()[0];
+    assert!(
+        rec.headers
+            .iter()
+            .all(|(n, _)| !n.starts_with("anthropic-")),
+        "{:?}",
+        rec.headers
+    );
+}
+
+#[test]
+fn listings_health_metrics_and_count_tokens() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let b = MockServer::start(
+        "b",
+        Behavior {
+            prompt_tokens: 1234,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let gw = start(
+        &config(&[("openai", &a), ("anthropic", &b)], json!({})),
+        &[],
+    );
+    rt().block_on(async {
+        let c = client();
+        let get = |p: &str| c.get(format!("{}{p}", gw.url));
+        let r = get("/api/v1/chat/completions").send().await.expect("send");
+        assert_eq!(r.status(), 405);
+        c.post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(false))
+            .send()
+            .await
+            .expect("send");
+        let v: Value = get("/api/v1/models")
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(v["object"], "list");
+        let m = &v["data"][0];
+        assert_eq!(m["id"], "demo/chat");
+        assert_eq!(m["pricing"]["prompt"], "0.000001");
+        assert_eq!(m["endpoints"].as_array().map(Vec::len), Some(2));
+        assert_eq!(m["endpoints"][0]["circuit"], "closed");
+        let v: Value = get("/v1/models")
+            .header("anthropic-version", "2023-06-01")
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(v["data"][0]["type"], "model");
+        assert_eq!(v["first_id"], "demo/chat");
+        assert_eq!(v["has_more"], false);
+        assert!(v["data"][0]["created_at"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with('Z'));
+        let v: Value = get("/api/anthropic/v1/models")
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(v["last_id"], "demo/chat");
+        let v: Value = get("/api/v1/models/demo/chat/endpoints")
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(v["data"]["endpoints"][1]["id"], "b/default");
+        assert_eq!(
+            get("/api/v1/models/demo/none/endpoints")
+                .send()
+                .await
+                .expect("send")
+                .status(),
+            404
+        );
+        let v: Value = get("/api/v1/stats")
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert!(v["endpoints"].is_array());
+        assert_eq!(get("/health").send().await.expect("send").status(), 200);
+        assert_eq!(
+            c.head(format!("{}/", gw.url))
+                .send()
+                .await
+                .expect("send")
+                .status(),
+            200
+        );
+        assert_eq!(get("/ready").send().await.expect("send").status(), 200);
+        let text = get("/metrics")
+            .send()
+            .await
+            .expect("send")
+            .text()
+            .await
+            .expect("text");
+        for name in [
+            "llmux_requests_total",
+            "llmux_first_token_seconds",
+            "llmux_tokens_total",
+            "llmux_cost_usd_total",
+            "llmux_endpoint_circuit_state",
+            "llmux_endpoint_in_flight",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+        // Pinned to the OpenAI endpoint: an estimate that does not undercount.
+        let body = json!({"model": "demo/chat:a", "system": "be brief",
+            "messages": [{"role": "user", "content": "count these words please"}]});
+        let r = c
+            .post(format!("{}/api/anthropic/v1/messages/count_tokens", gw.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.headers()["x-llmux-count"], "estimate");
+        let n = r.json::<Value>().await.expect("json")["input_tokens"]
+            .as_u64()
+            .expect("input_tokens");
+        assert!(n >= 6, "{n} undercounts");
+        // The model has an Anthropic endpoint: its exact count, forwarded.
+        let body = json!({"model": "demo/chat", "messages": [{"role": "user", "content": "hi"}]});
+        let r = c
+            .post(format!("{}/v1/messages/count_tokens", gw.url))
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "token-counting-2024-11-01")
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.headers()["x-llmux-count"], "upstream");
+        assert_eq!(
+            r.json::<Value>().await.expect("json"),
+            json!({"input_tokens": 1234})
+        );
+        let rec = b
+            .requests()
+            .into_iter()
+            .find(|r| r.path.ends_with("/count_tokens"))
+            .expect("forwarded");
+        assert_eq!(rec.body["model"], "up-b");
+        assert_eq!(
+            rec.header("anthropic-beta"),
+            Some("token-counting-2024-11-01")
+        );
+        assert_eq!(rec.header("x-api-key"), Some("upstream-fake-key"));
+    });
+}
+
+#[test]
+fn client_disconnect_cancels_upstream() {
+    // Fast chunks so the fleet notices the closed connection at its next write.
+    let slow = MockServer::start(
+        "slow",
+        Behavior {
+            chunks: 5000,
+            chunk_delay_ms: 5,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let gw = start(&config(&[("openai", &slow)], json!({})), &[]);
+    let stats = format!("{}/api/v1/stats", gw.url);
+    let in_flight = |c: reqwest::Client, url: String| async move {
+        let v: Value = c
+            .get(url)
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        v["requests_in_flight"].as_u64().expect("in flight")
+    };
+    rt().block_on(async {
+        let c = client();
+        let cases = [
+            ("/v1/chat/completions", chat(true)),
+            ("/v1/messages", messages(true)),
+            // Still waiting for the first token when the client goes away.
+            ("/v1/chat/completions", {
+                let mut b = chat(true);
+                b["mock"] = json!({"first_token_delay_ms": 3000});
+                b
+            }),
+        ];
+        for (i, (path, body)) in cases.into_iter().enumerate() {
+            let waiting = i == 2;
+            let send = c.post(format!("{}{path}", gw.url)).json(&body).send();
+            if waiting {
+                // Headers only go out with the first event: give up before.
+                assert!(tokio::time::timeout(Duration::from_millis(300), send).await.is_err());
+            } else {
+                let mut r = send.await.expect("send");
+                assert_eq!(r.status(), 200);
+                r.chunk().await.expect("read").expect("a first chunk");
+                assert_eq!(in_flight(c.clone(), stats.clone()).await, 1);
+                drop(r);
+            }
+            let t = Instant::now();
+            while in_flight(c.clone(), stats.clone()).await > 0 && t.elapsed() < Duration::from_secs(5) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let cancelled = t.elapsed();
+            assert_eq!(in_flight(c.clone(), stats.clone()).await, 0, "case {i}: the request was not cancelled");
+            while slow.live_connections() > 0 && t.elapsed() < Duration::from_secs(10) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!(slow.live_connections(), 0, "case {i}: the upstream connection stayed open");
+            println!(
+                "{path} (case {i}): engine request cancelled {:.1} ms, fleet saw the close {:.1} ms after the client went away",
+                cancelled.as_secs_f64() * 1000.0,
+                t.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+    });
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+}
+
+#[test]
+fn sigterm_drains_in_flight_streams_then_cancels() {
+    let slow = MockServer::start(
+        "slow",
+        Behavior {
+            chunks: 10,
+            chunk_delay_ms: 100,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    // Drain long enough for a 1 s stream: it finishes.
+    let mut gw = start(
+        &config(&[("openai", &slow)], json!({"drain_ms": 5000})),
+        &[],
+    );
+    rt().block_on(async {
+        let c = client();
+        let mut r = c
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(true))
+            .send()
+            .await
+            .expect("send");
+        r.chunk().await.expect("read").expect("first chunk");
+        sigterm(&gw.child);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // No new connections once draining.
+        let refused = client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(false))
+            .send()
+            .await;
+        assert!(
+            refused.is_err(),
+            "a new connection was accepted while draining"
+        );
+        let mut rest = Vec::new();
+        while let Some(b) = r.chunk().await.expect("read") {
+            rest.extend_from_slice(&b);
+        }
+        let text = String::from_utf8_lossy(&rest);
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    });
+    let status = gw.child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+
+    // Drain shorter than the stream: it is cancelled with an error event.
+    let long = MockServer::start(
+        "long",
+        Behavior {
+            chunks: 100,
+            chunk_delay_ms: 100,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let mut gw = start(
+        &config(&[("anthropic", &long)], json!({"drain_ms": 300})),
+        &[],
+    );
+    rt().block_on(async {
+        let mut r = client()
+            .post(format!("{}/v1/messages", gw.url))
+            .json(&messages(true))
+            .send()
+            .await
+            .expect("send");
+        r.chunk().await.expect("read").expect("first chunk");
+        sigterm(&gw.child);
+        let t = Instant::now();
+        let mut rest = Vec::new();
+        while let Ok(Some(b)) = r.chunk().await {
+            rest.extend_from_slice(&b);
+        }
+        let text = String::from_utf8_lossy(&rest);
+        assert!(text.contains("event: error"), "{text}");
+        assert!(!text.contains("message_stop"));
+        assert!(t.elapsed() < Duration::from_secs(5));
+    });
+    assert!(gw.child.wait().expect("wait").success());
+}
+
+#[test]
+fn thousand_concurrent_streams_complete_and_unduplicated() {
+    // OpenAI endpoints only: the per-request `mock` field that makes each
+    // reply unique does not survive translation.
+    let a = MockServer::start(
+        "a",
+        Behavior {
+            chunks: 8,
+            chunk_delay_ms: 5,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let b = MockServer::start(
+        "b",
+        Behavior {
+            chunks: 8,
+            chunk_delay_ms: 5,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let gw = start(
+        &config(&[("openai", &a), ("openai", &b)], json!({})),
+        &["--log-format", "off"],
+    );
+    let n = 1000;
+    let texts = rt().block_on(async {
+        let c = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let c = c.clone();
+                let url = format!("{}/v1/chat/completions", gw.url);
+                tokio::spawn(async move {
+                    let mut body = chat(true);
+                    body["mock"] = json!({"text": format!("reply number {i} end")});
+                    let r = c.post(url).json(&body).send().await.expect("send");
+                    assert_eq!(r.status(), 200);
+                    r.text().await.expect("body")
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("task"));
+        }
+        out
+    });
+    for (i, t) in texts.iter().enumerate() {
+        assert!(
+            t.ends_with("data: [DONE]\n\n"),
+            "stream {i} incomplete: {t}"
+        );
+        assert_eq!(t.matches("data: [DONE]").count(), 1);
+        let mut content = String::new();
+        for line in t.lines().filter_map(|l| l.strip_prefix("data: ")) {
+            if line == "[DONE]" {
+                continue;
+            }
+            let v: Value = serde_json::from_str(line).expect("chunk JSON");
+            if let Some(s) = v["choices"][0]["delta"]["content"].as_str() {
+                content.push_str(s);
+            }
+        }
+        assert_eq!(content, format!("reply number {i} end"), "stream {i}");
+    }
+    assert_eq!(
+        a.request_count() + b.request_count(),
+        n,
+        "each request went upstream exactly once"
+    );
+}
+
+#[test]
+fn agent_loop_tool_call_then_text_in_both_protocols() {
+    // The fleet behavior the Claude Code test uses: a Bash tool call first,
+    // final text once the tool result comes back.
+    let turn2 = Behavior {
+        text: Some("The command printed hello.".into()),
+        ..Default::default()
+    };
+    let beh = Behavior {
+        text: Some(String::new()),
+        tool_calls: vec![ToolCallSpec {
+            name: "Bash".into(),
+            arguments: r#"{"command":"echo hello"}"#.into(),
+        }],
+        after_tool_result: Some(Box::new(turn2)),
+        ..Default::default()
+    };
+    let oa = MockServer::start("oa", beh.clone()).expect("mock");
+    let gw = start(&config(&[("openai", &oa)], json!({})), &[]);
+    rt().block_on(async {
+        let c = client();
+        let v: Value = c.post(format!("{}/v1/messages", gw.url)).json(&messages(false)).send().await.expect("send").json().await.expect("json");
+        assert_eq!(v["stop_reason"], "tool_use", "{v}");
+        let call = v["content"].as_array().and_then(|b| b.iter().find(|b| b["type"] == "tool_use")).expect("tool_use").clone();
+        assert_eq!(call["input"]["command"], "echo hello");
+        let body = json!({"model": "demo/chat", "max_tokens": 64, "messages": [
+            {"role": "system", "content": "environment"},
+            {"role": "user", "content": "run it"},
+            {"role": "assistant", "content": [call.clone()]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "is_error": false,
+              "cache_control": {"type": "ephemeral"}, "content": [{"type": "text", "text": "hello"}]}]}]});
+        let v: Value = c.post(format!("{}/v1/messages", gw.url)).json(&body).send().await.expect("send").json().await.expect("json");
+        assert_eq!(v["content"][0]["text"], "The command printed hello.", "{v}");
+    });
+    assert_eq!(oa.request_count(), 2);
+}
+
+#[test]
+fn streams_get_keepalives_and_routing_headers() {
+    let slow = MockServer::start(
+        "slow",
+        Behavior {
+            first_token_delay_ms: 700,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let down = MockServer::start(
+        "down",
+        Behavior {
+            status: 503,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let gw = start(
+        &config(
+            &[("openai", &down), ("anthropic", &slow)],
+            json!({"keepalive_ms": 200}),
+        ),
+        &[],
+    );
+    rt().block_on(async {
+        let c = client();
+        for (path, body, ping) in [
+            ("/v1/chat/completions", chat(true), ": keep-alive\n\n"),
+            (
+                "/v1/messages",
+                messages(true),
+                "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+            ),
+        ] {
+            let r = c
+                .post(format!("{}{path}", gw.url))
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), 200);
+            let text = r.text().await.expect("body");
+            assert!(text.contains(ping), "{path}: no keep-alive in {text}");
+            assert!(
+                text.contains("[DONE]") || text.contains("message_stop"),
+                "{text}"
+            );
+        }
+        // Headers go out at the first chunk, after failover: the record so far.
+        slow.set_behavior(Behavior::default());
+        let r = c
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(true))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.headers()["x-llmux-endpoint"], "slow/default");
+        assert_eq!(r.headers()["x-llmux-provider"], "slow");
+        assert!(r.text().await.expect("body").ends_with("data: [DONE]\n\n"));
+    });
+}
+
+#[test]
+fn health_is_saved_at_shutdown_and_loaded_at_start() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let dir = temp_dir();
+    let file = dir.0.join("health.json");
+    let cfg = config(&[("openai", &a)], json!({"health_file": file}));
+    let mut gw = start(&cfg, &[]);
+    rt().block_on(async {
+        for _ in 0..3 {
+            let r = client()
+                .post(format!("{}/v1/chat/completions", gw.url))
+                .json(&chat(false))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), 200);
+        }
+    });
+    sigterm(&gw.child);
+    assert!(gw.child.wait().expect("wait").success());
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("health file")).expect("JSON");
+    assert_eq!(saved["endpoints"][0]["endpoint"], "a/default");
+    // A new gateway starts with what the old one learned.
+    let gw = start(&cfg, &[]);
+    let v: Value = rt().block_on(async {
+        client()
+            .get(format!("{}/api/v1/stats", gw.url))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json")
+    });
+    // Non-streaming calls teach `response_ms` (first_token_ms is a stream signal).
+    assert!(v["endpoints"][0]["response_ms"].is_number(), "{v}");
+}
+
+fn run_cmd(args: &[&str], cfg: &Value) -> (bool, String) {
+    let dir = temp_dir();
+    let path = dir.0.join("llmux.json");
+    std::fs::write(&path, cfg.to_string()).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_llmux"))
+        .arg(args[0])
+        .arg("--config")
+        .arg(&path)
+        .args(&args[1..])
+        .env(KEY_ENV, KEY)
+        .output()
+        .expect("run llmux");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_prints_the_catalog_or_every_error() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let b = MockServer::start("b", Behavior::default()).expect("mock");
+    let (ok, text) = run_cmd(
+        &["check"],
+        &config(&[("openai", &a), ("anthropic", &b)], keyed()),
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("demo/chat") && text.contains("a/default") && text.contains("b/default"),
+        "{text}"
+    );
+    assert!(!text.contains(KEY), "a key was printed");
+    let mut bad = config(
+        &[("openai", &a)],
+        json!({"keys": ["LLMUX_TEST_UNSET_VARIABLE"], "listen": "nowhere"}),
+    );
+    bad["models"][0]["endpoints"][0]["provider"] = json!("acme");
+    let (ok, text) = run_cmd(&["check"], &bad);
+    assert!(!ok);
+    for want in [
+        "gateway.keys[0]",
+        "LLMUX_TEST_UNSET_VARIABLE",
+        "gateway.listen",
+        "models[0].endpoints[0].provider",
+    ] {
+        assert!(text.contains(want), "{want} missing from {text}");
+    }
+}
+
+#[test]
+fn route_explains_the_ranking_without_sending() {
+    let cheap = MockServer::start("cheap", Behavior::default()).expect("mock");
+    let fast = MockServer::start("fast", Behavior::default()).expect("mock");
+    let mut cfg = config(&[("openai", &fast), ("anthropic", &cheap)], json!({}));
+    cfg["models"][0]["endpoints"][1]["price"] = json!({"prompt": 0.1, "completion": 0.2});
+    let (ok, text) = run_cmd(&["route", "demo/chat"], &cfg);
+    assert!(ok, "{text}");
+    let (f, c) = (
+        text.find("1. fast/default").expect("fast first"),
+        text.find("2. cheap/default").expect("cheap second"),
+    );
+    assert!(
+        f < c && text.contains("policy latency") && text.contains("prior, unmeasured"),
+        "{text}"
+    );
+    let (ok, text) = run_cmd(
+        &[
+            "route",
+            "demo/chat",
+            "--routing",
+            r#"{"type":"priority","primary_factor":"price"}"#,
+        ],
+        &cfg,
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("1. cheap/default") && text.contains("policy price"),
+        "{text}"
+    );
+    let (ok, text) = run_cmd(&["route", "nope/x"], &cfg);
+    assert!(!ok && text.contains("demo/chat"), "{text}");
+    assert_eq!(
+        cheap.request_count() + fast.request_count(),
+        0,
+        "route sent something"
+    );
+}
+
+#[test]
+fn a_slow_reader_slows_the_upstream_instead_of_being_buffered() {
+    // About 6 MB of stream: far more than the socket buffers and the
+    // gateway's 32-chunk channel hold.
+    let text = "x".repeat(6_000_000);
+    let big = MockServer::start(
+        "big",
+        Behavior {
+            chunks: 20_000,
+            text: Some(text.clone()),
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let gw = start(&config(&[("openai", &big)], json!({})), &[]);
+    rt().block_on(async {
+        let mut r = client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(true))
+            .send()
+            .await
+            .expect("send");
+        let first = r.chunk().await.expect("read").expect("first chunk");
+        let mut got = first.len();
+        // The client stops reading: the upstream must still be writing.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            big.in_flight(),
+            1,
+            "the whole response was read from upstream while the client read nothing"
+        );
+        let mut content = 0usize;
+        let mut buf = first.to_vec();
+        while let Some(b) = r.chunk().await.expect("read") {
+            got += b.len();
+            buf.extend_from_slice(&b);
+            let mut start = 0;
+            while let Some(p) = buf[start..].windows(2).position(|w| w == b"\n\n") {
+                let line = &buf[start..start + p];
+                if let Some(data) = line.strip_prefix(b"data: ") {
+                    if let Ok(v) = serde_json::from_slice::<Value>(data) {
+                        content += v["choices"][0]["delta"]["content"]
+                            .as_str()
+                            .map_or(0, str::len);
+                    }
+                }
+                start += p + 2;
+            }
+            buf.drain(..start);
+        }
+        assert!(got > text.len());
+        assert_eq!(content, text.len(), "the stream arrived incomplete");
+    });
+    assert_eq!(big.in_flight(), 0);
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Real clients against a running `llmux serve` in front of the mock fleet:
+# the official openai and anthropic Python SDKs (tests/python/gateway_clients.py)
+# and Claude Code itself (npm @anthropic-ai/claude-code, installed into a
+# cache directory outside the repository), once with its model served by an
+# Anthropic-protocol endpoint and once by an OpenAI-protocol endpoint.
+#
+# Needs: cargo, python3 with venv, npm (Claude Code is skipped, with the
+# reason printed, only when npm cannot install it).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+target=${CARGO_TARGET_DIR:-$root/target}
+cc_version=2.1.197
+cc_cache=${LLMUX_CLIENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmux}/claude-code-$cc_version
+
+cargo build -q -p llmux-gateway -p llmux-fleet
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- the mock fleet ---------------------------------------------------------
+turn2='{"text": "Done: the command printed llmux-gateway-check."}'
+cc='{"text": "", "tool_calls": [{"name": "Bash", "arguments": "{\"command\": \"echo llmux-gateway-check\", \"description\": \"Print a marker\"}"}], "after_tool_result": '"$turn2"'}'
+cat > "$work/fleet.json" <<JSON
+{"servers": [
+  {"name": "oa"}, {"name": "an"},
+  {"name": "down", "behavior": {"status": 503}},
+  {"name": "limited", "behavior": {"status": 429, "retry_after": "1"}},
+  {"name": "broken", "behavior": {"status": 500}},
+  {"name": "cc", "behavior": $cc}
+]}
+JSON
+mkfifo "$work/fleet.in"
+"$target/debug/llmux-fleet" --config-file "$work/fleet.json" --exit-on-stdin-eof <"$work/fleet.in" >"$work/fleet.out" &
+pids+=($!)
+exec 3>"$work/fleet.in"   # held open: the fleet exits when this script does
+for _ in $(seq 100); do [ -s "$work/fleet.out" ] && break; sleep 0.05; done
+fleet=$(head -n1 "$work/fleet.out")
+url_of() { python3 -c 'import json,sys; print({s["name"]: s["base_url"] for s in json.loads(sys.argv[1])["servers"]}[sys.argv[2]])' "$fleet" "$1"; }
+
+# --- the gateway ------------------------------------------------------------
+provider() { echo "{\"slug\": \"$1\", \"protocol\": \"$2\", \"base_url\": \"$3\", \"api_key\": \"upstream-fake-key\"}"; }
+endpoint() { echo "{\"provider\": \"$1\", \"name\": \"$2\", \"upstream_model\": \"up-$1\", \"price\": {\"prompt\": 1, \"completion\": 2}, \"expected_first_token_ms\": $3}"; }
+cat > "$work/llmux.json" <<JSON
+{"providers": [
+  $(provider oa openai "$(url_of oa)/v1"), $(provider an anthropic "$(url_of an)"),
+  $(provider down openai "$(url_of down)/v1"), $(provider limited openai "$(url_of limited)/v1"),
+  $(provider broken anthropic "$(url_of broken)"),
+  $(provider cc-an anthropic "$(url_of cc)"), $(provider cc-oa openai "$(url_of cc)/v1")],
+ "models": [
+  {"slug": "demo/oa", "endpoints": [$(endpoint oa default 10)]},
+  {"slug": "demo/an", "endpoints": [$(endpoint an default 10)]},
+  {"slug": "demo/failover", "endpoints": [$(endpoint down failover 1), $(endpoint oa failover 50)]},
+  {"slug": "demo/limited", "endpoints": [$(endpoint limited default 10)]},
+  {"slug": "demo/broken", "endpoints": [$(endpoint broken default 10)]},
+  {"slug": "demo/cc-an", "endpoints": [$(endpoint cc-an default 10)]},
+  {"slug": "demo/cc-oa", "endpoints": [$(endpoint cc-oa default 10)]}],
+ "health": {"explore_ratio": 0, "failure_threshold": 1000},
+ "retry": {"max_retries": 0},
+ "gateway": {"keys": [{"env": "LLMUX_TEST_KEY", "name": "clients"}]}}
+JSON
+export LLMUX_TEST_KEY=llmux-test-key-not-a-secret
+"$target/debug/llmux" check --config "$work/llmux.json" >/dev/null
+"$target/debug/llmux" serve --config "$work/llmux.json" --listen 127.0.0.1:0 --log-format json \
+  >"$work/gw.out" 2>"$work/gw.log" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/gw.out" ] && break; sleep 0.05; done
+gw=$(sed -n 's/^llmux: listening on //p' "$work/gw.out")
+[ -n "$gw" ] || { cat "$work/gw.log"; echo "the gateway did not start" >&2; exit 1; }
+echo "gateway at $gw"
+
+# --- the official SDKs ------------------------------------------------------
+venv=$target/sdk-venv
+req=tests/python/requirements.txt
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+if ! cmp -s "$req" "$venv/.requirements"; then
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/.requirements"
+fi
+LLMUX_GATEWAY_URL=$gw LLMUX_GATEWAY_KEY=$LLMUX_TEST_KEY LLMUX_FLEET=$fleet \
+  "$venv/bin/python" tests/python/gateway_clients.py
+
+# --- Claude Code --------------------------------------------------------------
+claude=$cc_cache/node_modules/.bin/claude
+if [ ! -x "$claude" ] && ! command -v npm >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "installing npm (apt-get) for the Claude Code test"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null || true
+fi
+if [ ! -x "$claude" ] && ! command -v npm >/dev/null; then
+  echo "SKIP Claude Code: npm is not installed and could not be installed"
+  echo "gateway client checks passed (Claude Code skipped)"
+  exit 0
+fi
+if [ ! -x "$claude" ]; then
+  mkdir -p "$cc_cache"
+  if ! npm install --prefix "$cc_cache" --no-audit --no-fund --loglevel=error \
+      "@anthropic-ai/claude-code@$cc_version" >"$work/npm.log" 2>&1 || [ ! -x "$claude" ]; then
+    echo "SKIP Claude Code: npm could not install @anthropic-ai/claude-code@$cc_version:"
+    tail -n 5 "$work/npm.log"
+    echo "gateway client checks passed (Claude Code skipped)"
+    exit 0
+  fi
+fi
+http() { python3 -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(u.Request(sys.argv[1], method=sys.argv[2], data=b"" if sys.argv[2] == "POST" else None)).read().decode())' "$1" "$2"; }
+requests_of() { http "$(url_of cc)/_mock/requests" GET; }
+for model in demo/cc-an demo/cc-oa; do
+  http "$(url_of cc)/_mock/reset" POST >/dev/null
+  home=$work/home-${model#demo/}
+  mkdir -p "$home/project"
+  out=$(cd "$home/project" && env -i PATH="$PATH" HOME="$home" CLAUDE_CONFIG_DIR="$home/.claude" \
+      ANTHROPIC_BASE_URL="$gw/api/anthropic" ANTHROPIC_AUTH_TOKEN="$LLMUX_TEST_KEY" \
+      ANTHROPIC_MODEL="$model" ANTHROPIC_DEFAULT_HAIKU_MODEL="$model" \
+      ANTHROPIC_DEFAULT_SONNET_MODEL="$model" ANTHROPIC_DEFAULT_OPUS_MODEL="$model" \
+      ANTHROPIC_SMALL_FAST_MODEL="$model" \
+      DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 DISABLE_ERROR_REPORTING=1 DISABLE_BUG_COMMAND=1 \
+      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+      timeout 180 "$claude" -p "Run the command echo llmux-gateway-check and tell me what it printed." \
+        --model "$model" --allowedTools Bash 2>"$work/claude.err") || {
+    echo "FAIL Claude Code ($model) exited non-zero: $out"; cat "$work/claude.err"; tail -n 20 "$work/gw.log"; exit 1; }
+  case "$out" in
+    *"Done: the command printed llmux-gateway-check."*) ;;
+    *) echo "FAIL Claude Code ($model): unexpected final text: $out"; exit 1 ;;
+  esac
+  # Both turns crossed the gateway: the upstream saw the tool call's output
+  # come back as a tool result, and the gateway logged the model's requests.
+  if ! requests_of | python3 -c '
+import json, sys
+reqs = json.load(sys.stdin)
+def has_result(r):
+    last = r["body"]["messages"][-1]
+    if last.get("role") == "tool":
+        return "llmux-gateway-check" in json.dumps(last)
+    return any(b.get("type") == "tool_result" and "llmux-gateway-check" in json.dumps(b)
+               for b in (last["content"] if isinstance(last["content"], list) else []))
+turns = [r for r in reqs if r["body"].get("tools")]
+sys.exit(0 if len(turns) >= 2 and has_result(turns[-1]) else 1)'; then
+    echo "FAIL Claude Code ($model): the tool result did not reach the upstream"; requests_of | head -c 3000; exit 1
+  fi
+  # LLMUX_CLIENTS_DUMP=DIR keeps what Claude Code sent, for inspection.
+  [ -z "${LLMUX_CLIENTS_DUMP:-}" ] || requests_of >"$LLMUX_CLIENTS_DUMP/claude-code-${model#demo/}.json"
+  n=$(grep -c "\"model\":\"$model\".*\"status\":200" "$work/gw.log" || true)
+  [ "$n" -ge 2 ] || { echo "FAIL Claude Code ($model): $n successful requests logged"; exit 1; }
+  echo "ok   Claude Code $cc_version with $model: tool call, tool result, final text ($n requests through the gateway)"
+done
+echo "gateway client checks passed"

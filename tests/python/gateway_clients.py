@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The official `openai` and `anthropic` SDKs against a running `llmux serve`
+in front of the mock fleet (started by gateway/tests/run-clients.sh).
+
+Environment: LLMUX_GATEWAY_URL, LLMUX_GATEWAY_KEY, LLMUX_FLEET (the fleet's
+JSON listing). Prints one line per check; exits 1 on the first failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+
+import anthropic
+import openai
+
+URL = os.environ["LLMUX_GATEWAY_URL"]
+KEY = os.environ["LLMUX_GATEWAY_KEY"]
+# Down first, then the healthy one: the failover must show in the headers.
+ORDER = {"provider": {"routing": {"type": "order", "providers": ["down/failover", "oa/failover"]}}}
+FLEET = {s["name"]: s["base_url"] for s in json.loads(os.environ["LLMUX_FLEET"])["servers"]}
+
+
+def fleet_requests(name: str) -> int:
+    with urllib.request.urlopen(f"{FLEET[name]}/_mock/requests") as r:
+        return len(json.load(r))
+
+
+def check(name: str, cond: bool, detail: object = "") -> None:
+    if not cond:
+        print(f"FAIL {name}: {detail}")
+        sys.exit(1)
+    print(f"ok   {name}")
+
+
+def openai_sdk() -> None:
+    for base in (f"{URL}/api/v1", f"{URL}/v1"):
+        oc = openai.OpenAI(base_url=base, api_key=KEY)
+        for model, server in (("demo/oa", "oa"), ("demo/an", "an")):
+            r = oc.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+            check(f"openai create {model} via {base}", r.choices[0].message.content == f"Hello from {server}.", r)
+            text = ""
+            for chunk in oc.chat.completions.create(
+                model=model, stream=True, stream_options={"include_usage": True},
+                messages=[{"role": "user", "content": "hi"}],
+            ):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    text += chunk.choices[0].delta.content
+            check(f"openai stream {model}", text == f"Hello from {server}.", text)
+    oc = openai.OpenAI(base_url=f"{URL}/api/v1", api_key=KEY)
+    raw = oc.chat.completions.with_raw_response.create(
+        model="demo/failover", messages=[{"role": "user", "content": "hi"}], extra_body=ORDER)
+    h = raw.headers
+    check("openai failover in x-llmux headers",
+          h.get("x-llmux-attempts") == "2" and h.get("x-llmux-endpoint") == "oa/failover", dict(h))
+    check("openai failover body", raw.parse().choices[0].message.content == "Hello from oa.")
+    ids = [m.id for m in oc.models.list()]
+    check("openai models.list", "demo/oa" in ids and "demo/an" in ids, ids)
+    try:
+        openai.OpenAI(base_url=f"{URL}/api/v1", api_key="wrong-key").chat.completions.create(
+            model="demo/oa", messages=[{"role": "user", "content": "hi"}])
+        check("openai bad key", False, "no error")
+    except openai.AuthenticationError as e:
+        check("openai bad key -> AuthenticationError", e.status_code == 401)
+    before = fleet_requests("limited")
+    try:
+        oc.chat.completions.create(model="demo/limited", messages=[{"role": "user", "content": "hi"}])
+        check("openai 429", False, "no error")
+    except openai.RateLimitError as e:
+        check("openai 429 -> RateLimitError", e.status_code == 429)
+    check("openai: no SDK retry storm", fleet_requests("limited") - before == 1, fleet_requests("limited") - before)
+    before = fleet_requests("broken")
+    try:
+        oc.chat.completions.create(model="demo/broken", messages=[{"role": "user", "content": "hi"}])
+        check("openai 5xx", False, "no error")
+    except openai.InternalServerError as e:
+        check("openai 5xx -> InternalServerError", e.status_code >= 500)
+    check("openai 5xx: no SDK retry storm", fleet_requests("broken") - before == 1)
+
+
+def anthropic_sdk() -> None:
+    for base in (f"{URL}/api/anthropic", f"{URL}/anthropic"):
+        ac = anthropic.Anthropic(base_url=base, api_key=KEY)
+        for model, server in (("demo/an", "an"), ("demo/oa", "oa")):
+            m = ac.messages.create(model=model, max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+            check(f"anthropic create {model} via {base}", m.content[0].text == f"Hello from {server}.", m)
+            with ac.messages.stream(model=model, max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as s:
+                final = s.get_final_message()
+            check(f"anthropic stream {model}", final.content[0].text == f"Hello from {server}."
+                  and final.stop_reason == "end_turn", final)
+    ac = anthropic.Anthropic(base_url=f"{URL}/api/anthropic", auth_token=KEY)
+    raw = ac.messages.with_raw_response.create(
+        model="demo/failover", max_tokens=64, messages=[{"role": "user", "content": "hi"}], extra_body=ORDER)
+    check("anthropic (Bearer) failover in x-llmux headers", raw.headers.get("x-llmux-attempts") == "2", dict(raw.headers))
+    n = ac.messages.count_tokens(model="demo/an", system="Be brief.",
+                                 messages=[{"role": "user", "content": "count these tokens"}])
+    check("anthropic count_tokens", n.input_tokens >= 5, n)
+    ids = [m.id for m in ac.models.list()]
+    check("anthropic models.list", "demo/an" in ids, ids)
+    try:
+        anthropic.Anthropic(base_url=f"{URL}/api/anthropic", api_key="wrong-key").messages.create(
+            model="demo/an", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        check("anthropic bad key", False, "no error")
+    except anthropic.AuthenticationError as e:
+        check("anthropic bad key -> AuthenticationError", e.status_code == 401)
+    before = fleet_requests("limited")
+    try:
+        ac.messages.create(model="demo/limited", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        check("anthropic 429", False, "no error")
+    except anthropic.RateLimitError as e:
+        check("anthropic 429 -> RateLimitError", e.status_code == 429)
+    check("anthropic: no SDK retry storm", fleet_requests("limited") - before == 1)
+    try:
+        ac.messages.create(model="demo/broken", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        check("anthropic 5xx", False, "no error")
+    except anthropic.InternalServerError as e:
+        check("anthropic 5xx -> InternalServerError", e.status_code >= 500)
+    try:
+        with ac.messages.stream(model="demo/limited", max_tokens=5, messages=[{"role": "user", "content": "hi"}]) as s:
+            s.get_final_message()
+        check("anthropic stream 429", False, "no error")
+    except anthropic.RateLimitError:
+        check("anthropic stream 429 -> RateLimitError", True)
+
+
+if __name__ == "__main__":
+    openai_sdk()
+    anthropic_sdk()
+    print("gateway SDK checks passed")
