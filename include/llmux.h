@@ -112,8 +112,9 @@ enum llmux_event_kind
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /*
-   A stream chunk: an OpenAI `chat.completion.chunk` or an Anthropic
-   stream event (its `type` names the event), as JSON.
+   A stream chunk: an OpenAI `chat.completion.chunk`, an Anthropic
+   stream event or a Responses stream event (their `type` names the
+   event), as JSON.
    */
   LLMUX_EVENT_KIND_CHUNK = 1,
   /*
@@ -157,6 +158,10 @@ enum llmux_protocol
    Anthropic Messages.
    */
   LLMUX_PROTOCOL_ANTHROPIC = 1,
+  /*
+   OpenAI Responses (`POST /responses`).
+   */
+  LLMUX_PROTOCOL_RESPONSES = 2,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

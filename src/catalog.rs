@@ -144,11 +144,12 @@ impl Catalog {
             let protocol = match p.protocol.as_str() {
                 "openai" => Protocol::OpenAi,
                 "anthropic" => Protocol::Anthropic,
+                "responses" => Protocol::Responses,
                 other => {
                     err(
                         at("protocol"),
                         format!(
-                            "unknown protocol {other:?} (expected \"openai\" or \"anthropic\")"
+                            "unknown protocol {other:?} (expected \"openai\", \"anthropic\" or \"responses\")"
                         ),
                     );
                     Protocol::OpenAi
@@ -158,6 +159,7 @@ impl Catalog {
             let path = match protocol {
                 Protocol::OpenAi => "/chat/completions",
                 Protocol::Anthropic => "/v1/messages",
+                Protocol::Responses => "/responses",
             };
             let url = reqwest::Url::parse(&format!("{base_url}{path}")).ok();
             match reqwest::Url::parse(&base_url) {

@@ -18,9 +18,15 @@
 //! ```
 //! Every other field passes through untouched.
 //!
+//! Responses requests (`input` instead of `messages`) carry state rules:
+//! `store: true` keeps only endpoints with protocol `responses`, and
+//! `previous_response_id` only the endpoint its id names (see
+//! `protocol::responses`); either is refused here when no such endpoint
+//! serves the request.
+//!
 //! Context windows: the prompt size is estimated as the length in bytes of
-//! the JSON of `messages`, `system` and `tools`, divided by 4 and rounded
-//! up (about 4 bytes per token for English text and JSON). Endpoints whose
+//! the JSON of `messages`, `system`, `tools`, `input` and `instructions`
+//! (the last two: Responses), divided by 4 and rounded up (about 4 bytes per token for English text and JSON). Endpoints whose
 //! `context_window` is smaller than the estimate are skipped; a request that
 //! fits no endpoint of any of its models is refused.
 
@@ -132,10 +138,15 @@ pub fn parse(
         Some(_) => return Err(invalid("`model` must be a string")),
         None => return Err(invalid("`model` is required")),
     };
-    match (protocol, body.get("messages")) {
-        (_, Some(Value::Array(_))) => {}
-        (_, Some(_)) => return Err(invalid("`messages` must be an array")),
-        (_, None) => return Err(invalid("`messages` is required")),
+    match (protocol, body.get("messages"), body.get("input")) {
+        (Protocol::Responses, _, Some(Value::Array(_) | Value::String(_))) => {}
+        (Protocol::Responses, _, Some(_)) => {
+            return Err(invalid("`input` must be a string or a list of items"))
+        }
+        (Protocol::Responses, _, None) => return Err(invalid("`input` is required")),
+        (_, Some(Value::Array(_)), _) => {}
+        (_, Some(_), _) => return Err(invalid("`messages` must be an array")),
+        (_, None, _) => return Err(invalid("`messages` is required")),
     }
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
@@ -143,7 +154,7 @@ pub fn parse(
         Some(_) => return Err(invalid("`stream` must be a boolean")),
     };
     let include_usage = match protocol {
-        Protocol::Anthropic => true,
+        Protocol::Anthropic | Protocol::Responses => true,
         Protocol::OpenAi => body
             .get("stream_options")
             .and_then(|o| o.get("include_usage"))
@@ -218,7 +229,7 @@ pub fn parse(
     }
     if sticky_key.is_none() && catalog.sticky.from_user {
         let user = match protocol {
-            Protocol::OpenAi => body.get("user"),
+            Protocol::OpenAi | Protocol::Responses => body.get("user"),
             Protocol::Anthropic => body.get("metadata").and_then(|m| m.get("user_id")),
         };
         sticky_key = user.and_then(Value::as_str).map(str::to_owned);
@@ -249,6 +260,9 @@ pub fn parse(
         });
     }
     routes.retain(|r| !r.candidates.is_empty());
+    if protocol == Protocol::Responses && !routes.is_empty() {
+        restrict_stateful(catalog, &body, &mut routes)?;
+    }
     if routes.is_empty() {
         return Err(invalid(format!(
             "the prompt (about {prompt_tokens_estimate} tokens) exceeds the context window of every endpoint of {}",
@@ -268,9 +282,62 @@ pub fn parse(
     })
 }
 
-/// Estimated prompt tokens: JSON bytes of messages, system and tools / 4.
+/// Responses state lives only at the endpoint that made it: `store: true`
+/// keeps only Responses endpoints, and `previous_response_id` only the
+/// endpoint its id names (see `protocol::responses`). Refused when no such
+/// endpoint serves the request, before any upstream call.
+fn restrict_stateful(
+    catalog: &Catalog,
+    body: &Map<String, Value>,
+    routes: &mut Vec<ModelRoute>,
+) -> Result<(), RequestError> {
+    let keep: Option<Box<dyn Fn(usize) -> bool>> = match body.get("previous_response_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => {
+            let Some((_, endpoint)) = crate::protocol::responses::untag_id(id) else {
+                return Err(invalid(format!(
+                    "`previous_response_id` {id:?} was not made by a Responses endpoint of this router (llmux keeps no conversation state)"
+                )));
+            };
+            let found = routes.iter().flat_map(|r| r.candidates.iter()).any(|&e| {
+                catalog.endpoints[e].id == endpoint
+                    && catalog.provider_of(e).protocol == Protocol::Responses
+            });
+            if !found {
+                return Err(invalid(format!(
+                    "`previous_response_id` belongs to endpoint {endpoint:?}, which does not serve this request"
+                )));
+            }
+            Some(Box::new(move |e| catalog.endpoints[e].id == endpoint))
+        }
+        Some(_) => return Err(invalid("`previous_response_id` must be a string")),
+    };
+    let store = body.get("store").and_then(Value::as_bool) == Some(true);
+    if keep.is_none() && !store {
+        return Ok(());
+    }
+    for r in routes.iter_mut() {
+        r.candidates.retain(|&e| {
+            catalog.provider_of(e).protocol == Protocol::Responses
+                && keep.as_ref().is_none_or(|k| k(e))
+        });
+        if keep.is_some() {
+            r.policy = Policy::Order;
+        }
+    }
+    routes.retain(|r| !r.candidates.is_empty());
+    if routes.is_empty() {
+        return Err(invalid(
+            "`store: true` needs an endpoint with protocol \"responses\" and none serves this request (llmux keeps no conversation state)",
+        ));
+    }
+    Ok(())
+}
+
+/// Estimated prompt tokens: JSON bytes of messages, system, tools, and
+/// Responses' input and instructions / 4.
 pub fn estimate_prompt_tokens(body: &Map<String, Value>) -> u64 {
-    let bytes: usize = ["messages", "system", "tools"]
+    let bytes: usize = ["messages", "system", "tools", "input", "instructions"]
         .iter()
         .filter_map(|k| body.get(*k))
         .map(|v| serde_json::to_string(v).map(|s| s.len()).unwrap_or(0))

@@ -186,7 +186,7 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
 fn upstream_error_message(protocol: Protocol, body: &[u8]) -> String {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let msg = parsed.as_ref().and_then(|v| match protocol {
-        Protocol::OpenAi => protocol::openai::error_message(v),
+        Protocol::OpenAi | Protocol::Responses => protocol::openai::error_message(v),
         Protocol::Anthropic => protocol::anthropic::error_message(v),
     });
     match msg {
@@ -256,7 +256,7 @@ fn build_request(
         );
     if let Some(key) = &provider.key {
         match provider.protocol {
-            Protocol::OpenAi => rb = rb.bearer_auth(key.expose()),
+            Protocol::OpenAi | Protocol::Responses => rb = rb.bearer_auth(key.expose()),
             Protocol::Anthropic => rb = rb.header("x-api-key", key.expose()),
         }
     }
@@ -357,6 +357,25 @@ async fn read_limited(
     }
 }
 
+/// A stream broke: when the host already has chunks of it (the first token
+/// passed), the adapter's closing payloads (Responses: `response.failed`)
+/// go to the queue before the engine's terminal error.
+fn close_broken(
+    ctx: &AttemptCtx<'_>,
+    adapter: &mut dyn protocol::StreamAdapter,
+    err: AttemptError,
+) -> AttemptError {
+    if err.first_token_ms.is_some() {
+        let out = adapter.fail(&err.message);
+        ctx.queue.push_all(out.into_iter().map(|data| Event {
+            request_id: ctx.request_id,
+            kind: EventKind::Chunk,
+            data,
+        }));
+    }
+    err
+}
+
 /// Runs one attempt. Chunks go to the queue as they arrive (after the first
 /// token); the terminal event is the engine's job.
 pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
@@ -430,13 +449,18 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
                 };
                 AttemptError::new(k, m)
             })?;
-        let converted =
-            protocol::convert_response(provider.protocol, ctx.caller, &body, unix_now()).map_err(
-                |e| match e {
-                    PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
-                    PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
-                },
-            )?;
+        let converted = protocol::convert_response_for(
+            provider.protocol,
+            ctx.caller,
+            &body,
+            unix_now(),
+            ctx.body,
+            &endpoint.id,
+        )
+        .map_err(|e| match e {
+            PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
+            PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
+        })?;
         ctx.claim()?;
         let ftl = start.elapsed().as_secs_f64() * 1000.0;
         (ctx.on_first_token)(ftl);
@@ -466,6 +490,7 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             },
         },
     );
+    adapter.configure(ctx.body, &endpoint.id);
     let mut decoder = sse::Decoder::new();
     let mut events = Vec::new();
     let mut pending: Vec<Event> = Vec::new();
@@ -498,12 +523,12 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
                 };
                 let mut err = AttemptError::new(kind, msg);
                 err.first_token_ms = ftl_of(first_token_at);
-                return Err(err);
+                return Err(close_broken(&ctx, &mut *adapter, err));
             }
             Ok(Err(e)) => {
                 let mut err = AttemptError::new(ErrKind::Transport, describe(&e));
                 err.first_token_ms = ftl_of(first_token_at);
-                return Err(err);
+                return Err(close_broken(&ctx, &mut *adapter, err));
             }
             Ok(Ok(None)) => {
                 decoder.finish();
@@ -512,7 +537,7 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
                     "the stream ended without its finish marker",
                 );
                 err.first_token_ms = ftl_of(first_token_at);
-                return Err(err);
+                return Err(close_broken(&ctx, &mut *adapter, err));
             }
             Ok(Ok(Some(b))) => b,
         };
@@ -524,14 +549,17 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
         let mut out: Vec<Event> = Vec::new();
         let ftl_ms = first_token_at.map(|t| t.duration_since(start).as_secs_f64() * 1000.0);
         for ev in events.drain(..) {
-            let step = adapter.on_event(&ev).map_err(|e| {
-                let mut err = match e {
-                    PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
-                    PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
-                };
-                err.first_token_ms = ftl_ms;
-                err
-            })?;
+            let step = match adapter.on_event(&ev) {
+                Ok(step) => step,
+                Err(e) => {
+                    let mut err = match e {
+                        PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
+                        PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
+                    };
+                    err.first_token_ms = ftl_ms;
+                    return Err(close_broken(&ctx, &mut *adapter, err));
+                }
+            };
             if step.content {
                 content_steps += 1;
             }

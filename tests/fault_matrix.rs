@@ -1,5 +1,7 @@
 //! The fault matrix: every upstream fault x {stream, non-stream} x {OpenAI,
-//! Anthropic} (caller and upstream speaking the same protocol). Endpoint `a`
+//! Anthropic, Responses} (caller and upstream speaking the same protocol),
+//! plus streams across protocols through Responses (a Responses caller on
+//! an Anthropic endpoint, a Chat caller on a Responses endpoint). Endpoint `a`
 //! is preferred and misbehaves; `b` is healthy. Each case asserts exactly one
 //! terminal event (checked by `drain`), failover or not exactly as DESIGN.md
 //! says, which endpoints received what, and that it ended within its timeouts.
@@ -182,8 +184,34 @@ fn cases() -> Vec<Case> {
     v
 }
 
+/// A Responses request.
+fn responses_req(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "input": "hello"})
+}
+
+fn proto_slug(p: Protocol) -> &'static str {
+    match p {
+        Protocol::OpenAi => "openai",
+        Protocol::Anthropic => "anthropic",
+        Protocol::Responses => "responses",
+    }
+}
+
 fn text_of(out: &Outcome, protocol: Protocol, stream: bool) -> String {
     match (protocol, stream) {
+        (Protocol::Responses, true) => out
+            .chunks
+            .iter()
+            .filter(|c| c["type"] == "response.output_text.delta")
+            .filter_map(|c| c["delta"].as_str())
+            .collect(),
+        (Protocol::Responses, false) => out.terminal["response"]["output"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|i| i["content"].as_array().into_iter().flatten())
+            .filter_map(|p| p["text"].as_str())
+            .collect(),
         (Protocol::OpenAi, true) => out.text(),
         (Protocol::Anthropic, true) => out.anthropic_text(),
         (Protocol::OpenAi, false) => out.terminal["response"]["choices"][0]["message"]["content"]
@@ -197,31 +225,69 @@ fn text_of(out: &Outcome, protocol: Protocol, stream: bool) -> String {
     }
 }
 
-fn run_case(c: &Case, protocol: Protocol, stream: bool) -> Result<(), String> {
-    let b_json = c.behavior.clone();
+fn run_case(c: &Case, protocol: Protocol, up: Protocol, stream: bool) -> Result<(), String> {
+    let mut b_json = c.behavior.clone();
+    if c.name == "429 with Retry-After date" {
+        // Dated now, not when the matrix was built: a late batch would
+        // otherwise see a date already past.
+        b_json["retry_after"] = json!(http_date_in(3));
+    }
     let mut a = upstream(
         "a",
         serde_json::from_value::<Behavior>(b_json).map_err(|e| e.to_string())?,
     );
     let mut b = upstream("b", Behavior::default());
-    if protocol == Protocol::Anthropic {
-        a.protocol = "anthropic";
-        b.protocol = "anthropic";
-    }
+    a.protocol = proto_slug(up);
+    b.protocol = proto_slug(up);
     a.expected_ms = Some(1.0);
     b.expected_ms = Some(100.0);
-    let e = engine(
-        &[&a, &b],
-        json!({"timeouts": {"first_token_ms": 300, "idle_ms": 300, "total_ms": 5000}}),
-    );
-    let body = if protocol == Protocol::OpenAi {
-        chat("test/model", stream)
-    } else {
-        messages("test/model", stream)
+    // Tight timeouts for the faulty `a`; the healthy `b` only has to answer,
+    // so a loaded machine does not turn its reply into a timeout.
+    a.provider_extra = json!({"timeouts": {"first_token_ms": 300, "idle_ms": 300}});
+    b.provider_extra = json!({"timeouts": {"first_token_ms": 1500, "idle_ms": 1500}});
+    let e = engine(&[&a, &b], json!({"timeouts": {"total_ms": 5000}}));
+    let body = match protocol {
+        Protocol::OpenAi => chat("test/model", stream),
+        Protocol::Anthropic => messages("test/model", stream),
+        Protocol::Responses => responses_req("test/model", stream),
     };
     let out = run_as(&e, protocol, &body);
-    let expect = if stream { &c.stream } else { &c.non_stream };
-    let who = format!("{} [{:?} stream={stream}]", c.name, protocol);
+    // A Responses stream has no `[DONE]`: its finish marker is
+    // `response.completed`, which `no_done` keeps.
+    let no_done_ok = Expect::Serves("Hello from a.".into());
+    // A 400/422 from an endpoint the request was translated for may be about
+    // the translation: the next endpoint is tried.
+    let translated_400 = Expect::Failover("translation_error");
+    let status = c.behavior["status"].as_u64();
+    let expect = match (up, stream) {
+        _ if protocol != up && matches!(status, Some(400 | 422)) => &translated_400,
+        (Protocol::Responses, true) if c.name.starts_with("missing [DONE]") => &no_done_ok,
+        (_, true) => &c.stream,
+        (_, false) => &c.non_stream,
+    };
+    let who = format!(
+        "{} [{protocol:?} caller, {up:?} upstream, stream={stream}]",
+        c.name
+    );
+    if protocol == Protocol::Responses && stream {
+        // A broken stream ends in `response.failed`, never `response.completed`.
+        let types: Vec<&str> = out
+            .chunks
+            .iter()
+            .filter_map(|c| c["type"].as_str())
+            .collect();
+        let completed = types.contains(&"response.completed");
+        if completed != out.ok() {
+            return Err(format!(
+                "{who}: response.completed iff done; events {types:?}"
+            ));
+        }
+        if !out.ok() && !types.is_empty() && types.last() != Some(&"response.failed") {
+            return Err(format!(
+                "{who}: a broken stream must end in response.failed: {types:?}"
+            ));
+        }
+    }
     let fail = |m: String| Err(format!("{who}: {m}; terminal: {}", out.terminal));
     if out.elapsed > Duration::from_millis(2500) {
         return fail(format!("took {:?}", out.elapsed));
@@ -280,25 +346,33 @@ fn run_case(c: &Case, protocol: Protocol, stream: bool) -> Result<(), String> {
 #[test]
 fn fault_matrix() {
     let cases = cases();
+    use Protocol::{Anthropic, OpenAi, Responses};
+    // (caller, upstream, stream)
     let modes = [
-        (Protocol::OpenAi, true),
-        (Protocol::OpenAi, false),
-        (Protocol::Anthropic, true),
-        (Protocol::Anthropic, false),
+        (OpenAi, OpenAi, true),
+        (OpenAi, OpenAi, false),
+        (Anthropic, Anthropic, true),
+        (Anthropic, Anthropic, false),
+        (Responses, Responses, true),
+        (Responses, Responses, false),
+        (Responses, Anthropic, true),
+        (OpenAi, Responses, true),
     ];
-    let jobs: Vec<(&Case, Protocol, bool)> = cases
+    // Mode by mode, so one batch holds different cases rather than eight
+    // copies of one timing-sensitive case firing at the same instant.
+    let jobs: Vec<(&Case, Protocol, Protocol, bool)> = modes
         .iter()
-        .flat_map(|c| modes.iter().map(move |&(p, s)| (c, p, s)))
+        .flat_map(|&(p, u, s)| cases.iter().map(move |c| (c, p, u, s)))
         .collect();
     let total = jobs.len();
     let failures = std::sync::Mutex::new(Vec::new());
     // Eight at a time: the cases wait on timeouts more than on the CPU.
     for batch in jobs.chunks(8) {
         std::thread::scope(|s| {
-            for &(c, p, st) in batch {
+            for &(c, p, u, st) in batch {
                 let failures = &failures;
                 s.spawn(move || {
-                    if let Err(m) = run_case(c, p, st) {
+                    if let Err(m) = run_case(c, p, u, st) {
                         failures.lock().unwrap().push(m);
                     }
                 });

@@ -1,5 +1,6 @@
-//! Every payload the engine emits, for both caller protocols, both upstream
-//! protocols (so both directions of translation plus both passthroughs),
+//! Every payload the engine emits, for the three caller protocols (OpenAI
+//! Chat Completions, Anthropic Messages, OpenAI Responses) and the three
+//! upstream protocols (so every direction of translation plus the passthroughs),
 //! streaming and not, is collected into `target/sdk-payloads.jsonl`, one JSON
 //! line per case.
 //!
@@ -80,14 +81,19 @@ impl Scenario {
         }
     }
 
-    fn expect(self) -> Value {
-        let (text, calls, status, thinking) = match self {
+    fn expect(self, caller: Protocol, upstream: Protocol) -> Value {
+        let (text, calls, status, mut thinking) = match self {
             Scenario::Text => (TEXT, vec![], None, None),
             Scenario::Tools => (TOOL_TEXT, tool_calls(), None, None),
             Scenario::Thinking => (THINKING_TEXT, vec![], None, Some(THINKING)),
             Scenario::Error => ("", vec![], Some(429), None),
             Scenario::Unicode => (UNICODE_TEXT, vec![], None, None),
         };
+        // An Anthropic caller gets thinking only from an Anthropic upstream
+        // (a thinking block needs a signature llmux cannot make).
+        if caller == Protocol::Anthropic && upstream != Protocol::Anthropic {
+            thinking = None;
+        }
         let calls: Vec<Value> = calls
             .into_iter()
             .map(|(n, a)| json!({"name": n, "arguments": a}))
@@ -100,6 +106,7 @@ fn proto_name(p: Protocol) -> &'static str {
     match p {
         Protocol::OpenAi => "openai",
         Protocol::Anthropic => "anthropic",
+        Protocol::Responses => "responses",
     }
 }
 
@@ -153,6 +160,28 @@ fn request(caller: Protocol, model: &str, stream: bool, scenario: Scenario) -> V
             }
             body
         }
+        Protocol::Responses => {
+            let mut body = json!({
+                "model": model,
+                "stream": stream,
+                "instructions": "You are terse.",
+                "input": [{"type": "message", "role": "user",
+                           "content": [{"type": "input_text", "text": "hi"}]}],
+            });
+            if tools {
+                body["tools"] = json!([
+                    {"type": "function", "name": "get_weather", "strict": false,
+                     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+                    {"type": "function", "name": "get_time", "strict": false,
+                     "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}}},
+                ]);
+            }
+            if scenario == Scenario::Thinking {
+                body["reasoning"] = json!({"effort": "low", "summary": "auto"});
+                body["max_output_tokens"] = json!(2048);
+            }
+            body
+        }
     }
 }
 
@@ -166,8 +195,9 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let mut out = Vec::new();
-    for caller in [Protocol::OpenAi, Protocol::Anthropic] {
-        for upstream in [Protocol::OpenAi, Protocol::Anthropic] {
+    let all = [Protocol::OpenAi, Protocol::Anthropic, Protocol::Responses];
+    for caller in all {
+        for upstream in all {
             for stream in [false, true] {
                 for scenario in [
                     Scenario::Text,
@@ -176,8 +206,8 @@ fn cases() -> Vec<Case> {
                     Scenario::Error,
                     Scenario::Unicode,
                 ] {
-                    if scenario == Scenario::Thinking && upstream != Protocol::Anthropic {
-                        continue; // the mock has thinking blocks on Anthropic only
+                    if scenario == Scenario::Thinking && upstream == Protocol::OpenAi {
+                        continue; // the mock reasons on Anthropic and Responses only
                     }
                     out.push(Case {
                         name: format!(
@@ -206,12 +236,15 @@ fn engine_for(server: &MockServer) -> Engine {
         "providers": [
             {"slug": "oa", "protocol": "openai", "base_url": format!("{}/v1", server.base_url())},
             {"slug": "an", "protocol": "anthropic", "base_url": server.base_url()},
+            {"slug": "rs", "protocol": "responses", "base_url": format!("{}/v1", server.base_url())},
         ],
         "models": [
             {"slug": "test/via-openai", "endpoints": [
                 {"provider": "oa", "upstream_model": "up-openai", "price": {"prompt": 1.0, "completion": 2.0}}]},
             {"slug": "test/via-anthropic", "endpoints": [
                 {"provider": "an", "upstream_model": "up-anthropic", "price": {"prompt": 1.0, "completion": 2.0}}]},
+            {"slug": "test/via-responses", "endpoints": [
+                {"provider": "rs", "upstream_model": "up-responses", "price": {"prompt": 1.0, "completion": 2.0}}]},
         ],
         "health": {"explore_ratio": 0.0},
     });
@@ -345,6 +378,99 @@ fn seen_anthropic_events(events: &[Value], case: &str) -> Seen {
     s
 }
 
+fn seen_responses_response(r: &Value, case: &str) -> Seen {
+    let mut s = Seen::default();
+    for item in r["output"].as_array().into_iter().flatten() {
+        match item["type"].as_str() {
+            Some("message") => {
+                for p in item["content"].as_array().into_iter().flatten() {
+                    s.text.push_str(p["text"].as_str().unwrap_or(""));
+                }
+            }
+            Some("reasoning") => {
+                let parts = item["content"]
+                    .as_array()
+                    .filter(|c| !c.is_empty())
+                    .or(item["summary"].as_array());
+                for p in parts.into_iter().flatten() {
+                    s.thinking.push_str(p["text"].as_str().unwrap_or(""));
+                }
+            }
+            Some("function_call") => s.calls.push((
+                item["name"].as_str().unwrap_or("").to_owned(),
+                args_value(item["arguments"].as_str().unwrap_or(""), case),
+            )),
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Assembles a Responses stream the way a plain client would, checking the
+/// lifecycle order and that `sequence_number` grows by one.
+fn seen_responses_events(events: &[Value], case: &str) -> Seen {
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types.len(), events.len(), "{case}: every event has a type");
+    assert_eq!(
+        types.get(..2),
+        Some(&["response.created", "response.in_progress"][..]),
+        "{case}: {types:?}"
+    );
+    assert_eq!(
+        types.last(),
+        Some(&"response.completed"),
+        "{case}: {types:?}"
+    );
+    let first = events[0]["sequence_number"]
+        .as_u64()
+        .expect("sequence_number");
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(
+            e["sequence_number"].as_u64(),
+            Some(first + i as u64),
+            "{case}: sequence_number of event {i}"
+        );
+    }
+    // output_index -> (type, name, text/arguments)
+    let mut items: Vec<(String, String, String)> = Vec::new();
+    for e in events {
+        let i = e["output_index"].as_u64().unwrap_or(0) as usize;
+        let delta = e["delta"].as_str().unwrap_or("");
+        match e["type"].as_str().unwrap_or("") {
+            "response.output_item.added" => {
+                assert_eq!(i, items.len(), "{case}: items are added in index order");
+                let it = &e["item"];
+                items.push((
+                    it["type"].as_str().unwrap_or("").to_owned(),
+                    it["name"].as_str().unwrap_or("").to_owned(),
+                    String::new(),
+                ));
+            }
+            "response.output_text.delta"
+            | "response.function_call_arguments.delta"
+            | "response.reasoning_text.delta"
+            | "response.reasoning_summary_text.delta" => items
+                .get_mut(i)
+                .unwrap_or_else(|| panic!("{case}: delta for unopened item {i}"))
+                .2
+                .push_str(delta),
+            _ => {}
+        }
+    }
+    let mut s = Seen::default();
+    for (ty, name, body) in items {
+        match ty.as_str() {
+            "message" => s.text.push_str(&body),
+            "reasoning" => s.thinking.push_str(&body),
+            "function_call" => s.calls.push((name, args_value(&body, case))),
+            _ => {}
+        }
+    }
+    let done = seen_responses_response(&events[events.len() - 1]["response"], case);
+    assert_eq!(done, s, "{case}: response.completed agrees with the deltas");
+    s
+}
+
 /// Thinking survives Anthropic -> Anthropic (a thinking block) and
 /// Anthropic -> OpenAI (`reasoning_content`); only Anthropic upstreams have
 /// the thinking scenario.
@@ -380,7 +506,7 @@ fn basic_checks(case: &Case, chunks: &[Value], kind: EventKind, terminal: &Value
         );
         let err = &terminal["error"];
         match case.caller {
-            Protocol::OpenAi => {
+            Protocol::OpenAi | Protocol::Responses => {
                 assert!(err["error"]["message"].is_string(), "{name}: {err}");
                 assert!(err["error"]["type"].is_string(), "{name}: {err}");
             }
@@ -435,6 +561,26 @@ fn basic_checks(case: &Case, chunks: &[Value], kind: EventKind, terminal: &Value
             assert_eq!(types.last(), Some(&"message_stop"), "{name}: {types:?}");
             seen_anthropic_events(chunks, name)
         }
+        (Protocol::Responses, false) => {
+            assert!(
+                chunks.is_empty(),
+                "{name}: chunks on a non-streaming request"
+            );
+            let r = &terminal["response"];
+            assert_eq!(r["object"], "response", "{name}: {terminal}");
+            assert_eq!(r["status"], "completed", "{name}: {terminal}");
+            let u = &r["usage"];
+            assert!(
+                u["input_tokens_details"]["cached_tokens"].is_u64(),
+                "{name}: {u}"
+            );
+            assert!(
+                u["output_tokens_details"]["reasoning_tokens"].is_u64(),
+                "{name}: {u}"
+            );
+            seen_responses_response(r, name)
+        }
+        (Protocol::Responses, true) => seen_responses_events(chunks, name),
     };
     assert_eq!(got, want, "{name}: content a client assembles");
 }
@@ -454,6 +600,7 @@ fn sdk_payloads() {
         let model = match case.upstream {
             Protocol::OpenAi => "test/via-openai",
             Protocol::Anthropic => "test/via-anthropic",
+            Protocol::Responses => "test/via-responses",
         };
         let body = request(case.caller, model, case.stream, case.scenario);
         let id = engine
@@ -463,7 +610,7 @@ fn sdk_payloads() {
         let out = drain(&engine, &[id], Duration::from_secs(20))
             .remove(&id)
             .expect("outcome");
-        let expect = case.scenario.expect();
+        let expect = case.scenario.expect(case.caller, case.upstream);
         basic_checks(case, &out.chunks, out.terminal_kind, &out.terminal, &expect);
         lines.push(
             json!({
@@ -479,7 +626,7 @@ fn sdk_payloads() {
             .to_string(),
         );
     }
-    assert_eq!(lines.len(), 36, "case matrix size");
+    assert_eq!(lines.len(), 84, "case matrix size");
 
     let path = out_path();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

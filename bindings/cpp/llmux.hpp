@@ -59,8 +59,9 @@ using RequestId = std::uint64_t;
 
 // The protocol of a request body and of the events it produces.
 enum class Protocol : std::uint32_t {
-    OpenAI = LLMUX_PROTOCOL_OPENAI,       // OpenAI Chat Completions
-    Anthropic = LLMUX_PROTOCOL_ANTHROPIC  // Anthropic Messages
+    OpenAI = LLMUX_PROTOCOL_OPENAI,        // OpenAI Chat Completions
+    Anthropic = LLMUX_PROTOCOL_ANTHROPIC,  // Anthropic Messages
+    Responses = LLMUX_PROTOCOL_RESPONSES   // OpenAI Responses
 };
 
 // What an event is. More kinds may be added to the C library; an unknown

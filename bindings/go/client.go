@@ -47,6 +47,21 @@ func (r *Router) MessagesStream(ctx context.Context, req any) (*Stream, error) {
 	return r.stream(ctx, protoAnthropic, req)
 }
 
+// Responses sends an OpenAI Responses request (protocol 2) and waits for
+// the whole response; Response.Body is a Responses "response" object.
+func (r *Router) Responses(ctx context.Context, req any) (*Response, error) {
+	return r.complete(ctx, protoResponses, req)
+}
+
+// ResponsesStream starts a streaming OpenAI Responses request (protocol
+// 2); each chunk is a Responses stream event ("type" names it,
+// "sequence_number" orders it), from response.created to
+// response.completed (response.incomplete, or response.failed before an
+// error).
+func (r *Router) ResponsesStream(ctx context.Context, req any) (*Stream, error) {
+	return r.stream(ctx, protoResponses, req)
+}
+
 func (r *Router) complete(ctx context.Context, protocol uint32, req any) (*Response, error) {
 	defer runtime.KeepAlive(r) // the Router must outlive the wait, not just the submit
 	if err := ctx.Err(); err != nil {

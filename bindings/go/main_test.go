@@ -117,6 +117,8 @@ func testConfig(extra map[string]any) []byte {
 	}
 	providers = append(providers, map[string]any{
 		"slug": "anth", "protocol": "anthropic", "base_url": fleetURLs["d"], "api_key": "sk-anth",
+	}, map[string]any{
+		"slug": "resp", "protocol": "responses", "base_url": fleetURLs["d"] + "/v1", "api_key": "sk-resp",
 	})
 	ep := func(p string, prompt, completion float64) map[string]any {
 		return map[string]any{"provider": p, "upstream_model": "up-" + p,
@@ -128,6 +130,7 @@ func testConfig(extra map[string]any) []byte {
 			{"slug": "test/model", "endpoints": []any{ep("a", 1, 2), ep("b", 0.5, 1), ep("c", 2, 4)}},
 			{"slug": "test/claude", "endpoints": []any{ep("anth", 3, 15)}},
 			{"slug": "test/mixed", "endpoints": []any{ep("anth", 3, 15), ep("a", 1, 2)}},
+			{"slug": "test/responses", "endpoints": []any{ep("resp", 1, 2)}},
 		},
 		"health":         map[string]any{"explore_ratio": 0.0},
 		"worker_threads": 2,

@@ -351,7 +351,7 @@ func TestStats(t *testing.T) {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		t.Fatalf("%v: %s", err, raw)
 	}
-	if len(st.Endpoints) != 6 || st.RequestsInFlight == nil {
+	if len(st.Endpoints) != 7 || st.RequestsInFlight == nil {
 		t.Errorf("stats %s", raw)
 	}
 	found := false

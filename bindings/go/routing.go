@@ -82,6 +82,13 @@ func (r *Response) Text() string {
 			Type string `json:"type"`
 			Text string `json:"text"`
 		} `json:"content"`
+		Output []struct {
+			Type    string `json:"type"`
+			Content []struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			} `json:"content"`
+		} `json:"output"`
 	}
 	if json.Unmarshal(r.Body, &v) != nil {
 		return ""
@@ -95,12 +102,20 @@ func (r *Response) Text() string {
 			b.WriteString(c.Text)
 		}
 	}
+	for _, item := range v.Output {
+		for _, c := range item.Content {
+			if item.Type == "message" && c.Type == "output_text" {
+				b.WriteString(c.Text)
+			}
+		}
+	}
 	return b.String()
 }
 
 // ChunkText returns the text a stream chunk adds: choices[0].delta.content
 // of an OpenAI chat.completion.chunk, delta.text of an Anthropic
-// content_block_delta. Empty for any other chunk.
+// content_block_delta, delta of a Responses response.output_text.delta.
+// Empty for any other chunk.
 func ChunkText(chunk json.RawMessage) string {
 	var v struct {
 		Type    string `json:"type"`
@@ -109,10 +124,7 @@ func ChunkText(chunk json.RawMessage) string {
 				Content string `json:"content"`
 			} `json:"delta"`
 		} `json:"choices"`
-		Delta struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
-		} `json:"delta"`
+		Delta json.RawMessage `json:"delta"`
 	}
 	if json.Unmarshal(chunk, &v) != nil {
 		return ""
@@ -120,8 +132,20 @@ func ChunkText(chunk json.RawMessage) string {
 	if len(v.Choices) > 0 {
 		return v.Choices[0].Delta.Content
 	}
-	if v.Type == "content_block_delta" && v.Delta.Type == "text_delta" {
-		return v.Delta.Text
+	switch v.Type {
+	case "content_block_delta":
+		var d struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		}
+		if json.Unmarshal(v.Delta, &d) == nil && d.Type == "text_delta" {
+			return d.Text
+		}
+	case "response.output_text.delta":
+		var s string
+		if json.Unmarshal(v.Delta, &s) == nil {
+			return s
+		}
 	}
 	return ""
 }

@@ -1,7 +1,8 @@
 //! # llmux-fleet: a mock upstream fleet
 //!
 //! Real HTTP/1.1 servers on `127.0.0.1` that imitate **OpenAI Chat
-//! Completions** and **Anthropic Messages** providers, with fault injection.
+//! Completions**, **Anthropic Messages** and **OpenAI Responses** providers,
+//! with fault injection.
 //! Used by llmux's integration tests, demo, benchmarks and by tests written in
 //! other languages (through the `llmux-fleet` binary).
 //!
@@ -11,6 +12,7 @@
 //! |---|---|
 //! | `POST …/chat/completions` | OpenAI Chat Completions (`"stream": true` for SSE) |
 //! | `POST …/messages` | Anthropic Messages (`"stream": true` for SSE) |
+//! | `POST …/responses` | OpenAI Responses (`"stream": true` for SSE: `response.created` … `response.completed`, with `sequence_number`) |
 //! | `GET /_mock/requests` | JSON array of [`Recorded`] requests (control calls are not recorded) |
 //! | `GET /_mock/behavior` | the current [`Behavior`] as JSON |
 //! | `POST /_mock/behavior` | body = a [`Behavior`] JSON (missing keys take their defaults); replaces the behavior |
@@ -40,10 +42,12 @@
 //!   "text": "Hello from NAME.",       // reply text ("" = no text)
 //!   "completion_tokens": null,        // default: number of text pieces + number of tool calls
 //!   "prompt_tokens": 10,              // 0 = 10
-//!   "stop_reason": null,              // override finish_reason / stop_reason, verbatim in the path's protocol
+//!   "stop_reason": null,              // override finish_reason / stop_reason, verbatim in the path's protocol;
+//!                                     // Responses: "max_output_tokens" or "content_filter" make the response incomplete
 //!   "tool_calls": [{"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}],
 //!   "arg_fragment_len": 8,            // stream: argument fragment size in chars (0 = 8)
-//!   "thinking": null,                 // Anthropic only: a thinking block (with signature) before the text
+//!   "thinking": null,                 // Anthropic: a thinking block (with signature) before the text;
+//!                                     // Responses: a reasoning item (summary text, encrypted_content)
 //!   "require_key": null,              // if set: 401 unless `Authorization: Bearer KEY` (OpenAI)
 //!                                     // or `x-api-key: KEY` (Anthropic; Bearer also accepted)
 //!   "fault": "none"                   // see below
@@ -213,8 +217,9 @@ pub struct Behavior {
     /// Fault injection.
     pub fault: Fault,
     /// Answers instead of this behavior when the request's last message
-    /// carries a tool result (an Anthropic `tool_result` block or an OpenAI
-    /// `tool` message): the second turn of an agent loop.
+    /// carries a tool result (an Anthropic `tool_result` block, an OpenAI
+    /// `tool` message or a Responses `function_call_output` item): the
+    /// second turn of an agent loop.
     pub after_tool_result: Option<Box<Behavior>>,
 }
 

@@ -1,4 +1,4 @@
-//! Request routing and the OpenAI / Anthropic response generators.
+//! Request routing and the OpenAI / Anthropic / Responses response generators.
 
 use std::io;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ pub(crate) enum Flow {
 pub(crate) enum Proto {
     OpenAi,
     Anthropic,
+    Responses,
 }
 
 pub(crate) async fn serve_conn(stream: TcpStream, shared: Arc<Shared>) {
@@ -158,6 +159,11 @@ async fn control(conn: &mut Conn, shared: &Shared, req: &Request, keep: bool) ->
 
 /// The last message is a tool result (Anthropic or OpenAI shape).
 fn last_message_is_tool_result(body: &Value) -> bool {
+    // Responses: a `function_call_output` input item.
+    let last_item = body["input"].as_array().and_then(|i| i.last());
+    if last_item.is_some_and(|i| i["type"] == "function_call_output") {
+        return true;
+    }
     let Some(last) = body["messages"].as_array().and_then(|m| m.last()) else {
         return false;
     };
@@ -193,6 +199,8 @@ async fn handle(
         Proto::OpenAi
     } else if req.path.ends_with("/messages") {
         Proto::Anthropic
+    } else if req.path.ends_with("/responses") {
+        Proto::Responses
     } else {
         let body = plain_error(
             404,
@@ -239,7 +247,7 @@ async fn handle(
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let ok = match proto {
-            Proto::OpenAi => bearer == Some(key.as_str()),
+            Proto::OpenAi | Proto::Responses => bearer == Some(key.as_str()),
             Proto::Anthropic => {
                 req.header("x-api-key") == Some(key.as_str()) || bearer == Some(key.as_str())
             }
@@ -354,7 +362,7 @@ fn anthropic_type(status: u16) -> &'static str {
 
 fn error_json(proto: Proto, status: u16, msg: &str) -> Value {
     match proto {
-        Proto::OpenAi => json!({"error": {
+        Proto::OpenAi | Proto::Responses => json!({"error": {
             "message": msg, "type": openai_type(status), "param": null, "code": openai_code(status)
         }}),
         Proto::Anthropic => {
@@ -457,7 +465,7 @@ fn plan(ctx: &Ctx) -> Plan {
     };
     let empty = b.fault == Fault::EmptyCompletion;
     let thinking = match ctx.proto {
-        Proto::Anthropic if !empty => b.thinking.clone(),
+        Proto::Anthropic | Proto::Responses if !empty => b.thinking.clone(),
         _ => None,
     };
     let thinking_pieces = thinking
@@ -475,6 +483,7 @@ fn plan(ctx: &Ctx) -> Plan {
             (Proto::OpenAi, false) => "tool_calls",
             (Proto::Anthropic, true) => "end_turn",
             (Proto::Anthropic, false) => "tool_use",
+            (Proto::Responses, _) => "completed",
         }
         .to_string()
     });
@@ -575,6 +584,7 @@ fn full_body(ctx: &Ctx, p: &Plan) -> Value {
                           "total_tokens": p.prompt_tokens + p.completion_tokens},
             })
         }
+        Proto::Responses => responses_body(ctx, p, finish),
         Proto::Anthropic => {
             let mut content = Vec::new();
             if let Some(t) = &p.thinking {
@@ -601,6 +611,78 @@ fn full_body(ctx: &Ctx, p: &Plan) -> Value {
             })
         }
     }
+}
+
+/// Responses: (status, incomplete_details) for the plan's finish.
+fn responses_status(finish: &Value) -> (Value, Value) {
+    match finish.as_str() {
+        None => (json!("in_progress"), Value::Null),
+        Some(r @ ("max_output_tokens" | "content_filter")) => {
+            (json!("incomplete"), json!({"reason": r}))
+        }
+        Some(s) => (json!(s), Value::Null),
+    }
+}
+
+fn responses_usage(p: &Plan) -> Value {
+    json!({
+        "input_tokens": p.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": p.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": p.prompt_tokens + p.completion_tokens,
+    })
+}
+
+/// The Responses output items of a plan, finished.
+fn responses_items(ctx: &Ctx, p: &Plan) -> Vec<Value> {
+    let mut out = Vec::new();
+    if let Some(t) = &p.thinking {
+        out.push(
+            json!({"type": "reasoning", "id": format!("rs_mock_{}", ctx.id),
+            "summary": [{"type": "summary_text", "text": t}],
+            "encrypted_content": signature(ctx), "status": "completed"}),
+        );
+    }
+    if !p.text.is_empty() {
+        out.push(json!({"type": "message", "id": format!("msg_mock_{}", ctx.id), "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": p.text, "annotations": [], "logprobs": []}]}));
+    }
+    for (i, t) in p.tools.iter().enumerate() {
+        out.push(
+            json!({"type": "function_call", "id": format!("fc_mock_{}_{}", ctx.id, i),
+            "call_id": format!("call_mock_{}_{}", ctx.id, i), "name": t.name,
+            "arguments": args_text(t), "status": "completed"}),
+        );
+    }
+    out
+}
+
+fn responses_shell(
+    ctx: &Ctx,
+    status: Value,
+    details: Value,
+    output: Vec<Value>,
+    usage: Value,
+) -> Value {
+    json!({
+        "id": format!("resp_mock_{}", ctx.id), "object": "response", "created_at": now_secs(),
+        "status": status, "error": null, "incomplete_details": details, "model": ctx.model,
+        "output": output, "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
+        "usage": usage,
+    })
+}
+
+fn responses_body(ctx: &Ctx, p: &Plan, finish: Value) -> Value {
+    let (status, details) = responses_status(&finish);
+    responses_shell(
+        ctx,
+        status,
+        details,
+        responses_items(ctx, p),
+        responses_usage(p),
+    )
 }
 
 fn signature(ctx: &Ctx) -> String {
@@ -810,9 +892,133 @@ fn anthropic_frames(ctx: &Ctx, p: &Plan, sse: &Sse) -> Vec<(Kind, String)> {
     f
 }
 
+/// Responses stream frames: lifecycle events, then per item added /
+/// deltas / done, then `response.completed` (or `.incomplete`), numbered.
+fn responses_frames(ctx: &Ctx, p: &Plan, sse: &Sse) -> Vec<(Kind, String)> {
+    let mut f: Vec<(Kind, Value)> = Vec::new();
+    let items = responses_items(ctx, p);
+    let shell = |status: &str, output: Vec<Value>| {
+        responses_shell(ctx, json!(status), Value::Null, output, Value::Null)
+    };
+    f.push((
+        Kind::Meta,
+        json!({"type": "response.created", "response": shell("in_progress", vec![])}),
+    ));
+    f.push((
+        Kind::Meta,
+        json!({"type": "response.in_progress", "response": shell("in_progress", vec![])}),
+    ));
+    for (oi, item) in items.iter().enumerate() {
+        let id = item["id"].clone();
+        let mut added = item.clone();
+        added["status"] = json!("in_progress");
+        match item["type"].as_str() {
+            Some("reasoning") => {
+                added["summary"] = json!([]);
+                f.push((Kind::Meta, json!({"type": "response.output_item.added", "output_index": oi, "item": added})));
+                let part = json!({"type": "summary_text", "text": ""});
+                f.push((
+                    Kind::Meta,
+                    json!({"type": "response.reasoning_summary_part.added", "item_id": id,
+                    "output_index": oi, "summary_index": 0, "part": part}),
+                ));
+                for piece in &p.thinking_pieces {
+                    f.push((
+                        Kind::Content,
+                        json!({"type": "response.reasoning_summary_text.delta", "item_id": id,
+                        "output_index": oi, "summary_index": 0, "delta": piece}),
+                    ));
+                }
+                let text = item["summary"][0]["text"].clone();
+                f.push((
+                    Kind::Meta,
+                    json!({"type": "response.reasoning_summary_text.done", "item_id": id,
+                    "output_index": oi, "summary_index": 0, "text": text}),
+                ));
+                f.push((Kind::Meta, json!({"type": "response.reasoning_summary_part.done", "item_id": id,
+                    "output_index": oi, "summary_index": 0, "part": {"type": "summary_text", "text": text}})));
+            }
+            Some("message") => {
+                added["content"] = json!([]);
+                f.push((Kind::Meta, json!({"type": "response.output_item.added", "output_index": oi, "item": added})));
+                let empty =
+                    json!({"type": "output_text", "text": "", "annotations": [], "logprobs": []});
+                f.push((
+                    Kind::Meta,
+                    json!({"type": "response.content_part.added", "item_id": id,
+                    "output_index": oi, "content_index": 0, "part": empty}),
+                ));
+                for piece in &p.pieces {
+                    f.push((
+                        Kind::Content,
+                        json!({"type": "response.output_text.delta", "item_id": id,
+                        "output_index": oi, "content_index": 0, "delta": piece, "logprobs": []}),
+                    ));
+                }
+                f.push((
+                    Kind::Meta,
+                    json!({"type": "response.output_text.done", "item_id": id,
+                    "output_index": oi, "content_index": 0, "text": p.text, "logprobs": []}),
+                ));
+                f.push((
+                    Kind::Meta,
+                    json!({"type": "response.content_part.done", "item_id": id,
+                    "output_index": oi, "content_index": 0, "part": item["content"][0]}),
+                ));
+            }
+            _ => {
+                added["arguments"] = json!("");
+                f.push((Kind::Meta, json!({"type": "response.output_item.added", "output_index": oi, "item": added})));
+                let args = item["arguments"].as_str().unwrap_or("{}");
+                for frag in split_len(args, p.frag_len) {
+                    f.push((
+                        Kind::Content,
+                        json!({"type": "response.function_call_arguments.delta",
+                        "item_id": id, "output_index": oi, "delta": frag}),
+                    ));
+                }
+                f.push((
+                    Kind::Meta,
+                    json!({"type": "response.function_call_arguments.done", "item_id": id,
+                    "output_index": oi, "arguments": args}),
+                ));
+            }
+        }
+        f.push((
+            Kind::Meta,
+            json!({"type": "response.output_item.done", "output_index": oi, "item": item}),
+        ));
+    }
+    let finish = json!(p.finish);
+    let (status, details) = responses_status(&finish);
+    let ty = if status == "completed" {
+        "response.completed"
+    } else {
+        "response.incomplete"
+    };
+    let done = responses_shell(ctx, status, details, items, responses_usage(p));
+    f.push((Kind::Finish, json!({"type": ty, "response": done})));
+    f.into_iter()
+        .enumerate()
+        .map(|(seq, (k, mut v))| {
+            v["sequence_number"] = json!(seq);
+            let name = v["type"].as_str().unwrap_or("").to_owned();
+            (k, sse.event(&name, &v))
+        })
+        .collect()
+}
+
 fn error_event(ctx: &Ctx, sse: &Sse) -> String {
     match ctx.proto {
         Proto::OpenAi => sse.data(&ctx.error_value(500).to_string()),
+        Proto::Responses => {
+            let v = ctx.error_value(500);
+            let e = v.get("error").cloned().unwrap_or_else(|| v.clone());
+            let ev = json!({"type": "error", "code": e.get("type").cloned().unwrap_or(json!("server_error")),
+                "message": e.get("message").cloned().unwrap_or(json!("mock error")), "param": null,
+                "sequence_number": 0});
+            sse.event("error", &ev)
+        }
         Proto::Anthropic => sse.event("error", &ctx.error_value(529)),
     }
 }
@@ -843,6 +1049,7 @@ async fn respond_stream(
     let mut frames = match ctx.proto {
         Proto::OpenAi => openai_frames(ctx, p, &sse),
         Proto::Anthropic => anthropic_frames(ctx, p, &sse),
+        Proto::Responses => responses_frames(ctx, p, &sse),
     };
     match b.fault {
         Fault::NoFinish => frames.retain(|(k, _)| matches!(k, Kind::Meta | Kind::Content)),

@@ -877,3 +877,74 @@ fn binary_prints_servers_and_exits_on_stdin_eof() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn responses_stream_and_non_stream() {
+    let s = MockServer::start(
+        "resp",
+        Behavior {
+            thinking: Some("Hmm.".into()),
+            chunks: 2,
+            tool_calls: vec![ToolCallSpec {
+                name: "lookup".into(),
+                arguments: r#"{"q":"x"}"#.into(),
+            }],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let req = |stream: bool| json!({"model": "m", "input": "hi", "stream": stream});
+    let r = post(&s, "/v1/responses", &req(true));
+    assert_eq!(r.status, 200);
+    assert!(r.complete);
+    let mut types = Vec::new();
+    let mut datas = Vec::new();
+    for e in sse_events(&r.text()) {
+        assert_eq!(e[0].0, "event");
+        let d: Value = serde_json::from_str(&e[1].1).unwrap();
+        assert_eq!(d["type"], e[0].1.as_str());
+        assert_eq!(d["sequence_number"], datas.len());
+        types.push(e[0].1.clone());
+        datas.push(d);
+    }
+    assert_eq!(types.first().map(String::as_str), Some("response.created"));
+    assert_eq!(types.last().map(String::as_str), Some("response.completed"));
+    let text: String = datas
+        .iter()
+        .filter(|d| d["type"] == "response.output_text.delta")
+        .map(|d| d["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "Hello from resp.");
+    let done = &datas.last().unwrap()["response"];
+    let kinds: Vec<&str> = done["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["reasoning", "message", "function_call"]);
+    assert_eq!(done["usage"]["input_tokens"], 10);
+
+    let r = post(&s, "/v1/responses", &req(false));
+    let body: Value = serde_json::from_str(&r.text()).unwrap();
+    assert_eq!(body["object"], "response");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["output"][2]["arguments"], r#"{"q":"x"}"#);
+
+    // The token limit: an incomplete response; an error event mid-stream.
+    s.set_behavior(Behavior {
+        stop_reason: Some("max_output_tokens".into()),
+        ..Default::default()
+    });
+    let body: Value = serde_json::from_str(&post(&s, "/v1/responses", &req(false)).text()).unwrap();
+    assert_eq!(body["status"], "incomplete");
+    assert_eq!(body["incomplete_details"]["reason"], "max_output_tokens");
+    s.set_behavior(Behavior {
+        fault: Fault::ErrorEventAfter(1),
+        ..Default::default()
+    });
+    let events = sse_events(&post(&s, "/v1/responses", &req(true)).text());
+    let last = events.last().unwrap();
+    assert_eq!(last[0].1, "error");
+    assert!(!events.iter().any(|e| e[0].1 == "response.completed"));
+}

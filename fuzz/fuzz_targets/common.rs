@@ -10,7 +10,7 @@ use llmux::protocol::sse::Decoder;
 use llmux::protocol::{self, Protocol, SseEvent, StreamContext};
 use serde_json::Value;
 
-pub const PROTOCOLS: [Protocol; 2] = [Protocol::OpenAi, Protocol::Anthropic];
+pub const PROTOCOLS: [Protocol; 3] = [Protocol::OpenAi, Protocol::Anthropic, Protocol::Responses];
 
 pub fn pairs() -> impl Iterator<Item = (Protocol, Protocol)> {
     PROTOCOLS

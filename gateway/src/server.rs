@@ -25,6 +25,7 @@ pub const COMPLETIONS: &[(&str, Protocol)] = &[
     ("/v1/chat/completions", Protocol::OpenAi),
     ("/anthropic/v1/messages", Protocol::Anthropic),
     ("/v1/messages", Protocol::Anthropic),
+    ("/v1/responses", Protocol::Responses),
 ];
 
 /// Everything the handlers share.
@@ -261,8 +262,11 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
     };
     let opts = SubmitOptions {
         forward_headers: anthropic_headers(&h),
+        // Claude Code's and Codex's session ids keep a session on one
+        // endpoint (warm prompt caches).
         sticky_key: h
             .get("x-claude-code-session-id")
+            .or_else(|| h.get("session-id"))
             .and_then(|v| v.to_str().ok())
             .map(|s| format!("session:{s}")),
         upstream_error_bodies: true,
@@ -394,7 +398,7 @@ async fn whole_response(ctx: Ctx, mut events: RequestEvents) -> Response {
 fn chunk_frame(proto: Protocol, data: &str) -> Bytes {
     match proto {
         Protocol::OpenAi => Bytes::from(format!("data: {data}\n\n")),
-        Protocol::Anthropic => {
+        Protocol::Anthropic | Protocol::Responses => {
             #[derive(serde::Deserialize)]
             struct Typed<'a> {
                 #[serde(rename = "type", borrow)]
@@ -411,13 +415,31 @@ fn chunk_frame(proto: Protocol, data: &str) -> Bytes {
 
 fn ping_frame(proto: Protocol) -> Bytes {
     match proto {
-        Protocol::OpenAi => Bytes::from_static(b": keep-alive\n\n"),
+        Protocol::OpenAi | Protocol::Responses => Bytes::from_static(b": keep-alive\n\n"),
         Protocol::Anthropic => Bytes::from_static(b"event: ping\ndata: {\"type\": \"ping\"}\n\n"),
     }
 }
 
+/// A Responses stream's `error` event: the SDK's `ResponseErrorEvent`
+/// fields, plus the error body under `error` (what the openai SDK raises
+/// from).
+fn responses_error_event(body: &str, seq: u64) -> Bytes {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let e = &v["error"];
+    let ev = json!({
+        "type": "error",
+        "code": e["code"].as_str().or(e["type"].as_str()).unwrap_or("server_error"),
+        "message": e["message"].as_str().unwrap_or("the request failed"),
+        "param": null,
+        "sequence_number": seq,
+        "error": e,
+    });
+    Bytes::from(format!("event: error\ndata: {ev}\n\n"))
+}
+
 fn error_frame(proto: Protocol, body: &str) -> Bytes {
     match proto {
+        Protocol::Responses => responses_error_event(body, 0),
         Protocol::OpenAi => Bytes::from(format!("data: {body}\n\n")),
         Protocol::Anthropic => Bytes::from(format!("event: error\ndata: {body}\n\n")),
     }
@@ -431,12 +453,34 @@ struct Streaming {
     first: Option<Event>,
     cancel: watch::Receiver<bool>,
     done: bool,
+    /// Responses: the `sequence_number` after the last chunk's.
+    next_seq: u64,
+    /// Responses: the last chunk ended the response (`response.completed`,
+    /// `.incomplete`, `.failed`); the terminal event goes out with it.
+    closing: bool,
 }
 
 impl Streaming {
     /// The frame for an event; marks the stream done at the terminal one.
     fn frame(&mut self, ev: Event) -> Bytes {
         if ev.kind == EventKind::Chunk {
+            if self.ctx.proto == Protocol::Responses {
+                #[derive(serde::Deserialize)]
+                struct Seq<'a> {
+                    sequence_number: Option<u64>,
+                    #[serde(rename = "type", borrow)]
+                    ty: Option<std::borrow::Cow<'a, str>>,
+                }
+                if let Ok(seq) = serde_json::from_str::<Seq>(&ev.data) {
+                    if let Some(n) = seq.sequence_number {
+                        self.next_seq = n + 1;
+                    }
+                    self.closing = matches!(
+                        seq.ty.as_deref(),
+                        Some("response.completed" | "response.incomplete" | "response.failed")
+                    );
+                }
+            }
             return chunk_frame(self.ctx.proto, &ev.data);
         }
         self.done = true;
@@ -449,17 +493,41 @@ impl Streaming {
             self.ctx.finish(200, "success", Some(&routing));
             return match self.ctx.proto {
                 Protocol::OpenAi => Bytes::from_static(b"data: [DONE]\n\n"),
-                Protocol::Anthropic => Bytes::new(),
+                // The last chunk was response.completed (or .incomplete).
+                Protocol::Anthropic | Protocol::Responses => Bytes::new(),
             };
         }
         let body = t.error.map(|e| e.get()).unwrap_or("{}");
         let outcome = error_type(body).unwrap_or_else(|| "error".into());
         self.ctx
             .finish(t.status.unwrap_or(502), &outcome, Some(&routing));
+        if self.ctx.proto == Protocol::Responses {
+            return responses_error_event(body, self.next_seq);
+        }
         error_frame(self.ctx.proto, body)
     }
 
+    /// The next bytes for the caller. A Responses client may hang up as soon
+    /// as it has `response.completed`, so that event is sent together with
+    /// the terminal one (which follows at once): the request is recorded
+    /// with its outcome rather than as closed by the client.
     async fn next(&mut self) -> Option<Bytes> {
+        let out = self.next_frame().await?;
+        if !self.closing {
+            return Some(out);
+        }
+        self.closing = false;
+        let mut buf = out.to_vec();
+        while !self.done {
+            match tokio::time::timeout(Duration::from_secs(5), self.events.recv()).await {
+                Ok(Some(ev)) => buf.extend_from_slice(&self.frame(ev)),
+                _ => break,
+            }
+        }
+        Some(Bytes::from(buf))
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
         if let Some(ev) = self.first.take() {
             return Some(self.frame(ev));
         }
@@ -531,6 +599,8 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
         first,
         cancel,
         done: false,
+        next_seq: 0,
+        closing: false,
     };
     let body = futures_util::stream::unfold(st, |mut st| async move {
         st.next().await.map(|b| (Ok::<_, Infallible>(b), st))
@@ -733,7 +803,7 @@ async fn models_by_header(State(app): St, h: HeaderMap) -> Response {
     }
     let v = match proto {
         Protocol::Anthropic => anthropic_models_json(&app),
-        Protocol::OpenAi => openai_models(&app),
+        Protocol::OpenAi | Protocol::Responses => openai_models(&app),
     };
     json_response(200, v.to_string())
 }

@@ -992,9 +992,10 @@ fn route_explains_the_ranking_without_sending() {
 
 #[test]
 fn a_slow_reader_slows_the_upstream_instead_of_being_buffered() {
-    // About 6 MB of stream: far more than the socket buffers and the
-    // gateway's 32-chunk channel hold.
-    let text = "x".repeat(6_000_000);
+    // About 48 MB of stream: far more than the gateway's 32-chunk channel
+    // and the loopback sockets' buffers (which autotune up to several MB on
+    // each of the two connections) can hold.
+    let text = "x".repeat(48_000_000);
     let big = MockServer::start(
         "big",
         Behavior {
@@ -1044,4 +1045,87 @@ fn a_slow_reader_slows_the_upstream_instead_of_being_buffered() {
         assert_eq!(content, text.len(), "the stream arrived incomplete");
     });
     assert_eq!(big.in_flight(), 0);
+}
+
+/// `event: NAME` / `data: JSON` frames of an SSE body, comments skipped.
+fn sse_frames(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter_map(|frame| {
+            let mut name = String::new();
+            let mut data = None;
+            for line in frame.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).ok();
+                }
+            }
+            data.map(|d| (name, d))
+        })
+        .collect()
+}
+
+#[test]
+fn responses_route_through_every_endpoint_kind() {
+    let turn2 = Behavior {
+        text: Some("The command printed hello.".into()),
+        ..Default::default()
+    };
+    let beh = Behavior {
+        text: Some(String::new()),
+        tool_calls: vec![ToolCallSpec {
+            name: "exec_command".into(),
+            arguments: r#"{"cmd":"echo hello"}"#.into(),
+        }],
+        after_tool_result: Some(Box::new(turn2)),
+        ..Default::default()
+    };
+    for proto in ["responses", "openai", "anthropic"] {
+        let up = MockServer::start("up", beh.clone()).expect("mock");
+        let gw = start(&config(&[(proto, &up)], json!({})), &[]);
+        rt().block_on(async {
+            let c = client();
+            let turn1 = json!({"model": "demo/chat", "stream": true, "store": false, "input": [
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "run it"}]}]});
+            for path in ["/v1/responses", "/api/v1/responses"] {
+                let r = c.post(format!("{}{path}", gw.url)).json(&turn1).send().await.expect("send");
+                assert_eq!(r.status(), 200, "{proto} {path}");
+                let frames = sse_frames(&r.text().await.expect("body"));
+                for (i, (name, d)) in frames.iter().enumerate() {
+                    assert_eq!(d["type"], name.as_str(), "{proto}: event name");
+                    assert_eq!(d["sequence_number"], i, "{proto}: sequence_number");
+                }
+                let (last, done) = frames.last().expect("frames");
+                assert_eq!(last, "response.completed", "{proto}");
+                let call = done["response"]["output"]
+                    .as_array()
+                    .and_then(|o| o.iter().find(|i| i["type"] == "function_call"))
+                    .expect("function_call")
+                    .clone();
+                assert_eq!(call["name"], "exec_command");
+                // Second turn, non-streaming: the tool output goes back.
+                let turn2 = json!({"model": "demo/chat", "input": [
+                    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "run it"}]},
+                    call,
+                    {"type": "function_call_output", "call_id": call["call_id"], "output": "hello"}]});
+                let v: Value = c.post(format!("{}{path}", gw.url)).json(&turn2).send().await.expect("send").json().await.expect("json");
+                assert_eq!(v["object"], "response", "{v}");
+                assert_eq!(v["output"][0]["content"][0]["text"], "The command printed hello.", "{proto}: {v}");
+            }
+            // store: true elsewhere than a Responses endpoint: 400 in OpenAI's shape.
+            let r = c.post(format!("{}/v1/responses", gw.url))
+                .json(&json!({"model": "demo/chat", "input": "hi", "store": true})).send().await.expect("send");
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.expect("json");
+            if proto == "responses" {
+                assert_eq!(status, 200, "{v}");
+            } else {
+                assert_eq!(status, 400, "{v}");
+                assert!(v["error"]["message"].as_str().unwrap_or("").contains("store"), "{v}");
+            }
+        });
+        // Two turns on two paths, plus the stored request only where it may go.
+        let want = if proto == "responses" { 5 } else { 4 };
+        assert_eq!(up.request_count(), want, "{proto}");
+    }
 }

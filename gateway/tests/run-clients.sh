@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Real clients against a running `llmux serve` in front of the mock fleet:
 # the official openai and anthropic Python SDKs (tests/python/gateway_clients.py)
-# and Claude Code itself (npm @anthropic-ai/claude-code, installed into a
-# cache directory outside the repository), once with its model served by an
-# Anthropic-protocol endpoint and once by an OpenAI-protocol endpoint.
+# Codex CLI (npm @openai/codex, which ships a native binary) with its model
+# served by a Responses, a Chat Completions and an Anthropic endpoint, and
+# Claude Code itself (npm @anthropic-ai/claude-code), once with its model
+# served by an Anthropic-protocol endpoint and once by an OpenAI-protocol
+# endpoint. Both are installed into a cache directory outside the repository.
 #
-# Needs: cargo, python3 with venv, npm (Claude Code is skipped, with the
-# reason printed, only when npm cannot install it).
+# Needs: cargo, python3 with venv, npm (Codex and Claude Code are skipped,
+# with the reason printed, only when npm cannot install them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 target=${CARGO_TARGET_DIR:-$root/target}
 cc_version=2.1.197
 cc_cache=${LLMUX_CLIENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmux}/claude-code-$cc_version
+codex_version=0.169.0
+codex_cache=${LLMUX_CLIENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmux}/codex-$codex_version
 
 cargo build -q -p llmux-gateway -p llmux-fleet
 work=$(mktemp -d)
@@ -27,13 +31,16 @@ trap cleanup EXIT
 # --- the mock fleet ---------------------------------------------------------
 turn2='{"text": "Done: the command printed llmux-gateway-check."}'
 cc='{"text": "", "tool_calls": [{"name": "Bash", "arguments": "{\"command\": \"echo llmux-gateway-check\", \"description\": \"Print a marker\"}"}], "after_tool_result": '"$turn2"'}'
+cx_turn2='{"text": "Done: the command printed llmux-codex-check."}'
+cx='{"text": "", "tool_calls": [{"name": "exec_command", "arguments": "{\"cmd\": \"echo llmux-codex-check\"}"}], "after_tool_result": '"$cx_turn2"'}'
 cat > "$work/fleet.json" <<JSON
 {"servers": [
   {"name": "oa"}, {"name": "an"},
   {"name": "down", "behavior": {"status": 503}},
   {"name": "limited", "behavior": {"status": 429, "retry_after": "1"}},
   {"name": "broken", "behavior": {"status": 500}},
-  {"name": "cc", "behavior": $cc}
+  {"name": "cc", "behavior": $cc},
+  {"name": "cx", "behavior": $cx}
 ]}
 JSON
 mkfifo "$work/fleet.in"
@@ -52,7 +59,10 @@ cat > "$work/llmux.json" <<JSON
   $(provider oa openai "$(url_of oa)/v1"), $(provider an anthropic "$(url_of an)"),
   $(provider down openai "$(url_of down)/v1"), $(provider limited openai "$(url_of limited)/v1"),
   $(provider broken anthropic "$(url_of broken)"),
-  $(provider cc-an anthropic "$(url_of cc)"), $(provider cc-oa openai "$(url_of cc)/v1")],
+  $(provider cc-an anthropic "$(url_of cc)"), $(provider cc-oa openai "$(url_of cc)/v1"),
+  $(provider rs responses "$(url_of oa)/v1"),
+  $(provider cx-rs responses "$(url_of cx)/v1"), $(provider cx-oa openai "$(url_of cx)/v1"),
+  $(provider cx-an anthropic "$(url_of cx)")],
  "models": [
   {"slug": "demo/oa", "endpoints": [$(endpoint oa default 10)]},
   {"slug": "demo/an", "endpoints": [$(endpoint an default 10)]},
@@ -60,7 +70,11 @@ cat > "$work/llmux.json" <<JSON
   {"slug": "demo/limited", "endpoints": [$(endpoint limited default 10)]},
   {"slug": "demo/broken", "endpoints": [$(endpoint broken default 10)]},
   {"slug": "demo/cc-an", "endpoints": [$(endpoint cc-an default 10)]},
-  {"slug": "demo/cc-oa", "endpoints": [$(endpoint cc-oa default 10)]}],
+  {"slug": "demo/cc-oa", "endpoints": [$(endpoint cc-oa default 10)]},
+  {"slug": "demo/rs", "endpoints": [$(endpoint rs default 10)]},
+  {"slug": "demo/cx-rs", "endpoints": [$(endpoint cx-rs default 10)]},
+  {"slug": "demo/cx-oa", "endpoints": [$(endpoint cx-oa default 10)]},
+  {"slug": "demo/cx-an", "endpoints": [$(endpoint cx-an default 10)]}],
  "health": {"explore_ratio": 0, "failure_threshold": 1000},
  "retry": {"max_retries": 0},
  "gateway": {"keys": [{"env": "LLMUX_TEST_KEY", "name": "clients"}]}}
@@ -86,6 +100,74 @@ fi
 LLMUX_GATEWAY_URL=$gw LLMUX_GATEWAY_KEY=$LLMUX_TEST_KEY LLMUX_FLEET=$fleet \
   "$venv/bin/python" tests/python/gateway_clients.py
 
+# --- Codex CLI ----------------------------------------------------------------
+http() { python3 -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(u.Request(sys.argv[1], method=sys.argv[2], data=b"" if sys.argv[2] == "POST" else None)).read().decode())' "$1" "$2"; }
+codex_tests() {
+  local codex=$codex_cache/node_modules/.bin/codex
+  if [ ! -x "$codex" ] && ! command -v npm >/dev/null; then
+    echo "SKIP Codex: npm is not installed"; return 0
+  fi
+  if [ ! -x "$codex" ]; then
+    mkdir -p "$codex_cache"
+    if ! npm install --prefix "$codex_cache" --no-audit --no-fund --loglevel=error \
+        "@openai/codex@$codex_version" >"$work/npm-codex.log" 2>&1 || [ ! -x "$codex" ]; then
+      echo "SKIP Codex: npm could not install @openai/codex@$codex_version:"
+      tail -n 5 "$work/npm-codex.log"; return 0
+    fi
+  fi
+  for model in demo/cx-rs demo/cx-oa demo/cx-an; do
+    http "$(url_of cx)/_mock/reset" POST >/dev/null
+    local home=$work/codex-${model#demo/}
+    mkdir -p "$home/codex" "$home/project"
+    # A custom provider at the gateway; no update check, analytics or
+    # plugins (with plugins on, Codex reaches for the network).
+    cat >"$home/codex/config.toml" <<TOML
+model = "$model"
+model_provider = "llmux"
+check_for_update_on_startup = false
+[features]
+plugins = false
+[analytics]
+enabled = false
+[model_providers.llmux]
+name = "llmux gateway"
+base_url = "$gw/api/v1"
+wire_api = "responses"
+env_key = "LLMUX_TEST_KEY"
+TOML
+    local out
+    out=$(env -i PATH="$PATH" HOME="$home" CODEX_HOME="$home/codex" LLMUX_TEST_KEY="$LLMUX_TEST_KEY" \
+        timeout 180 "$codex" exec --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox \
+        --ephemeral -C "$home/project" "Run the command echo llmux-codex-check and tell me what it printed." \
+        </dev/null 2>"$work/codex.err") || {
+      echo "FAIL Codex ($model) exited non-zero: $out"; tail -n 30 "$work/codex.err"; tail -n 20 "$work/gw.log"; exit 1; }
+    case "$out" in
+      *"Done: the command printed llmux-codex-check."*) ;;
+      *) echo "FAIL Codex ($model): unexpected final text: $out"; tail -n 30 "$work/codex.err"; exit 1 ;;
+    esac
+    # Both turns crossed the gateway: the upstream saw the command's output
+    # come back as a tool result in the protocol of its endpoint.
+    if ! http "$(url_of cx)/_mock/requests" GET | python3 -c '
+import json, sys
+reqs = [r for r in json.load(sys.stdin) if r["body"].get("tools")]
+def carries(r):
+    b = r["body"]
+    last = (b.get("input") or b.get("messages"))[-1]
+    return "llmux-codex-check" in json.dumps(last) and (
+        last.get("type") == "function_call_output" or last.get("role") in ("tool", "user"))
+sys.exit(0 if len(reqs) >= 2 and carries(reqs[-1]) else 1)'; then
+      echo "FAIL Codex ($model): the tool result did not reach the upstream"
+      http "$(url_of cx)/_mock/requests" GET | head -c 3000; exit 1
+    fi
+    [ -z "${LLMUX_CLIENTS_DUMP:-}" ] || http "$(url_of cx)/_mock/requests" GET >"$LLMUX_CLIENTS_DUMP/codex-${model#demo/}.json"
+    local n
+    n=$(grep -c "\"model\":\"$model\".*\"status\":200" "$work/gw.log" || true)
+    [ "$n" -ge 2 ] || { echo "FAIL Codex ($model): $n successful requests logged"; grep -F "$model" "$work/gw.log" | tail -n 5; exit 1; }
+    echo "ok   Codex $codex_version with $model: exec_command call, tool output, final text ($n requests through the gateway)"
+  done
+}
+codex_tests
+
 # --- Claude Code --------------------------------------------------------------
 claude=$cc_cache/node_modules/.bin/claude
 if [ ! -x "$claude" ] && ! command -v npm >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -107,7 +189,6 @@ if [ ! -x "$claude" ]; then
     exit 0
   fi
 fi
-http() { python3 -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(u.Request(sys.argv[1], method=sys.argv[2], data=b"" if sys.argv[2] == "POST" else None)).read().decode())' "$1" "$2"; }
 requests_of() { http "$(url_of cc)/_mock/requests" GET; }
 for model in demo/cc-an demo/cc-oa; do
   http "$(url_of cc)/_mock/reset" POST >/dev/null

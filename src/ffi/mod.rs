@@ -37,14 +37,17 @@ pub enum llmux_protocol {
     Openai = 0,
     /// Anthropic Messages.
     Anthropic = 1,
+    /// OpenAI Responses (`POST /responses`).
+    Responses = 2,
 }
 
 /// What an event is. More kinds may be added; ignore unknown ones.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum llmux_event_kind {
-    /// A stream chunk: an OpenAI `chat.completion.chunk` or an Anthropic
-    /// stream event (its `type` names the event), as JSON.
+    /// A stream chunk: an OpenAI `chat.completion.chunk`, an Anthropic
+    /// stream event or a Responses stream event (their `type` names the
+    /// event), as JSON.
     Chunk = 1,
     /// Terminal: the request succeeded. JSON
     /// `{"type":"done","response":{...},"error_kind":null,"routing":{...}}`;
@@ -338,10 +341,11 @@ pub unsafe extern "C" fn llmux_submit(
         let protocol = match protocol {
             0 => Protocol::OpenAi,
             1 => Protocol::Anthropic,
+            2 => Protocol::Responses,
             other => {
                 set_error(
                     error_out,
-                    format!("unknown protocol {other} (0 = OpenAI, 1 = Anthropic)"),
+                    format!("unknown protocol {other} (0 = OpenAI, 1 = Anthropic, 2 = Responses)"),
                 );
                 return llmux_result::ErrInvalidArgument;
             }

@@ -1,5 +1,5 @@
-//! Wire formats: SSE decoding, the OpenAI and Anthropic protocols, and the
-//! translation between them. Nothing here does I/O or reads a clock.
+//! Wire formats: SSE decoding, the OpenAI Chat Completions, Anthropic
+//! Messages and OpenAI Responses protocols, and the translation between them. Nothing here does I/O or reads a clock.
 //!
 //! The engine drives every upstream response through a [`StreamAdapter`]
 //! (streaming) or [`ResponseAdapter`] (non-streaming) chosen by the pair
@@ -10,16 +10,20 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod responses;
 pub mod sse;
 pub mod translate;
+pub mod translate_responses;
 
 use serde_json::Value;
 
-/// The two chat protocols llmux speaks, on either side.
+/// The chat protocols llmux speaks, on either side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
     OpenAi,
     Anthropic,
+    /// OpenAI Responses (`POST /responses`).
+    Responses,
 }
 
 impl Protocol {
@@ -27,6 +31,7 @@ impl Protocol {
         match self {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
+            Protocol::Responses => "responses",
         }
     }
 }
@@ -99,6 +104,17 @@ pub trait StreamAdapter: Send {
     fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError>;
     /// Usage seen so far (cumulative).
     fn usage(&self) -> Option<Usage>;
+    /// Hands the adapter the request body sent upstream's origin: the
+    /// caller's body and the id of the endpoint serving it. Adapters that
+    /// echo request fields or name their endpoint use it; called once,
+    /// before the first event.
+    fn configure(&mut self, _request: &serde_json::Map<String, Value>, _endpoint: &str) {}
+    /// The payloads that close the caller's stream when it breaks after its
+    /// first token (Responses: `response.failed`); the terminal error event
+    /// follows them.
+    fn fail(&mut self, _message: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What a non-streaming upstream body became.
@@ -118,6 +134,25 @@ pub fn convert_response(
     body: &[u8],
     created: u64,
 ) -> Result<Converted, PayloadError> {
+    convert_response_for(upstream, caller, body, created, &serde_json::Map::new(), "")
+}
+
+/// [`convert_response`] knowing the caller's request body and the id of
+/// the endpoint that answered (Responses echoes request fields and tags
+/// response ids with their endpoint).
+pub fn convert_response_for(
+    upstream: Protocol,
+    caller: Protocol,
+    body: &[u8],
+    created: u64,
+    request: &serde_json::Map<String, Value>,
+    endpoint: &str,
+) -> Result<Converted, PayloadError> {
+    if upstream == Protocol::Responses || caller == Protocol::Responses {
+        return translate_responses::convert_response(
+            upstream, caller, body, created, request, endpoint,
+        );
+    }
     let text = std::str::from_utf8(body)
         .map_err(|_| PayloadError::Malformed("response body is not UTF-8".into()))?;
     let mut openai_usage = None;
@@ -150,7 +185,7 @@ pub fn convert_response(
                 usage,
             })
         }
-        (Protocol::OpenAi, _) => {
+        (Protocol::OpenAi, _) | (_, Protocol::Responses) | (Protocol::Responses, _) => {
             let out = translate::openai_response_to_anthropic(&value)?;
             Ok(Converted {
                 body: out.to_string(),
@@ -189,6 +224,7 @@ pub fn stream_adapter(
         (Protocol::Anthropic, Protocol::Anthropic) => Box::new(anthropic::Passthrough::new(ctx)),
         (Protocol::Anthropic, Protocol::OpenAi) => Box::new(translate::AnthropicToOpenAi::new(ctx)),
         (Protocol::OpenAi, Protocol::Anthropic) => Box::new(translate::OpenAiToAnthropic::new(ctx)),
+        _ => translate_responses::stream_adapter(upstream, caller, ctx),
     }
 }
 
@@ -225,6 +261,7 @@ pub fn upstream_request(
                 }
             }
         }
+        _ => translate_responses::request(caller, upstream, body)?,
     };
     out.insert("model".into(), Value::String(upstream_model.to_owned()));
     if stream {
@@ -294,7 +331,7 @@ pub fn upstream_request_bytes(
     upstream_model: &str,
     stream: bool,
 ) -> Result<Vec<u8>, PayloadError> {
-    let bytes = if upstream == caller {
+    let bytes = if upstream == caller && upstream != Protocol::Responses {
         serde_json::to_vec(&Patched {
             base: body,
             model: upstream_model,
@@ -318,6 +355,37 @@ pub fn error_body(caller: Protocol, status: u16, kind: &str, message: &str) -> V
     match caller {
         Protocol::OpenAi => openai::error_body(status, kind, message),
         Protocol::Anthropic => anthropic::error_body(status, kind, message),
+        Protocol::Responses => responses::error_body(status, kind, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patched_bytes_equal_the_value_path() {
+        let body = json!({
+            "model": "x", "stream": false, "temperature": 0.5,
+            "stream_options": {"continuous_usage_stats": true},
+            "messages": [{"role": "user", "content": "hi"}],
+        });
+        let Value::Object(m) = body else {
+            unreachable!()
+        };
+        for (up, caller) in [
+            (Protocol::OpenAi, Protocol::OpenAi),
+            (Protocol::Anthropic, Protocol::Anthropic),
+            (Protocol::Anthropic, Protocol::OpenAi),
+        ] {
+            for stream in [true, false] {
+                let bytes = upstream_request_bytes(up, caller, &m, "up-1", stream).unwrap();
+                let got: Value = serde_json::from_slice(&bytes).unwrap();
+                let want = upstream_request(up, caller, &m, "up-1", stream).unwrap();
+                assert_eq!(got, want, "{up:?} <- {caller:?} stream={stream}");
+            }
+        }
     }
 }
 

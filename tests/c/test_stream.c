@@ -465,6 +465,50 @@ static void test_anthropic(const llmux_engine *e) {
     outcome_free(&o);
 }
 
+/* OpenAI Responses in, Responses stream events out (the upstream is OpenAI
+   Chat Completions), streaming and not. */
+static void test_responses(const llmux_engine *e) {
+    static const char req[] = "{\"model\":\"demo/chat\",\"stream\":true,\"input\":\"hi\"}";
+    uint64_t id = 0;
+    CHECK_RC(llmux_submit(e, LLMUX_PROTOCOL_RESPONSES, req, sizeof req - 1, &id, NULL),
+             LLMUX_RESULT_OK);
+    outcome o = {0};
+    int created = 0, deltas = 0, completed = 0, last_completed = 0;
+    llmux_event evs[BATCH];
+    double deadline = now_s() + patience_s();
+    while (o.terminals == 0) {
+        CHECKF(now_s() < deadline, "responses request did not end");
+        size_t n = 0;
+        CHECK_RC(llmux_poll(e, evs, BATCH, 250, &n), LLMUX_RESULT_OK);
+        for (size_t i = 0; i < n; i++) {
+            CHECK(evs[i].request_id == id);
+            account(&o, &evs[i]);
+            if (evs[i].kind == LLMUX_EVENT_KIND_CHUNK) {
+                CHECKF(contains(evs[i].data, "\"sequence_number\":"), "%s", evs[i].data);
+                created += contains(evs[i].data, "\"type\":\"response.created\"");
+                deltas += contains(evs[i].data, "\"type\":\"response.output_text.delta\"");
+                last_completed = contains(evs[i].data, "\"type\":\"response.completed\"");
+                completed += last_completed;
+            }
+        }
+        llmux_events_free(evs, n);
+    }
+    CHECKF(o.kind == LLMUX_EVENT_KIND_DONE, "%s", o.terminal);
+    CHECKF(created == 1 && deltas >= 1 && completed == 1 && last_completed,
+           "response.created %d, deltas %d, response.completed %d", created, deltas, completed);
+    outcome_free(&o);
+
+    static const char req2[] = "{\"model\":\"demo/solo\",\"input\":\"hi\"}";
+    CHECK_RC(llmux_submit(e, LLMUX_PROTOCOL_RESPONSES, req2, sizeof req2 - 1, &id, NULL),
+             LLMUX_RESULT_OK);
+    o = drain(e, id, 0);
+    CHECKF(o.kind == LLMUX_EVENT_KIND_DONE, "%s", o.terminal);
+    CHECK(o.chunks == 0);
+    CHECKF(contains(o.terminal, "\"object\":\"response\"") && contains(o.terminal, "Hello from"),
+           "%s", o.terminal);
+    outcome_free(&o);
+}
+
 static void test_cancel(const llmux_engine *e) {
     /* Cancel after the first chunk of a slow stream. */
     uint64_t id = submit(e, "demo/solo", 1, "\"mock\":{\"chunks\":100,\"chunk_delay_ms\":20}");
@@ -785,6 +829,7 @@ int main(int argc, char **argv) {
     test_wakeup(e);
     test_wakeup_one_of_two(e);
     test_anthropic(e);
+    test_responses(e);
     test_cancel(e);
     test_cancel_race(e);
     test_stats(e);

@@ -125,7 +125,36 @@ def anthropic_sdk() -> None:
         check("anthropic stream 429 -> RateLimitError", True)
 
 
+def responses_sdk() -> None:
+    """`client.responses` through /v1/responses: a Responses endpoint (passed
+    through), a Chat Completions and an Anthropic endpoint (translated)."""
+    for base in (f"{URL}/api/v1", f"{URL}/v1"):
+        oc = openai.OpenAI(base_url=base, api_key=KEY)
+        for model, server in (("demo/rs", "oa"), ("demo/oa", "oa"), ("demo/an", "an")):
+            r = oc.responses.create(model=model, input="hi", instructions="Be brief.")
+            check(f"responses create {model} via {base}",
+                  r.output_text == f"Hello from {server}." and r.status == "completed"
+                  and r.usage is not None and r.usage.output_tokens_details is not None, r)
+            with oc.responses.stream(model=model, input=[{"role": "user", "content": "hi"}]) as s:
+                final = s.get_final_response()
+            check(f"responses stream {model}", final.output_text == f"Hello from {server}.", final)
+    oc = openai.OpenAI(base_url=f"{URL}/api/v1", api_key=KEY)
+    try:
+        oc.responses.create(model="demo/oa", input="hi", store=True)
+        check("responses store=true on a Chat endpoint", False, "no error")
+    except openai.BadRequestError as e:
+        check("responses store=true on a Chat endpoint -> BadRequestError", "store" in str(e))
+    before = fleet_requests("limited")
+    try:
+        oc.responses.create(model="demo/limited", input="hi")
+        check("responses 429", False, "no error")
+    except openai.RateLimitError as e:
+        check("responses 429 -> RateLimitError", e.status_code == 429)
+    check("responses: no SDK retry storm", fleet_requests("limited") - before == 1)
+
+
 if __name__ == "__main__":
     openai_sdk()
     anthropic_sdk()
+    responses_sdk()
     print("gateway SDK checks passed")

@@ -11,7 +11,9 @@ For every case, every payload a client of the caller's protocol would see is
 validated with the SDK's own pydantic models in strict JSON mode, checked for
 fields the model does not know (only llmux's documented extensions are
 allowed), and streams are fed through the SDK's own accumulators
-(`ChatCompletionStreamState` for OpenAI, `accumulate_event` for Anthropic).
+(`ChatCompletionStreamState` for OpenAI, `accumulate_event` for Anthropic,
+`ResponseStreamState` -- what `client.responses.stream` runs -- for
+Responses, whose events are validated as `ResponseStreamEvent`).
 The result must carry exactly the text, thinking and tool calls the upstream
 sent. Error terminals must validate as the protocol's error body and map to
 the right SDK exception class.
@@ -35,6 +37,8 @@ import anthropic
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.shared import ErrorObject as OpenAIErrorObject
 from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.lib.streaming.responses._responses import ResponseStreamState
+from openai.types.responses import Response, ResponseStreamEvent
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types.shared import ErrorResponse as AnthropicErrorResponse, ErrorType as AnthropicErrorType
 from anthropic.lib.streaming._messages import accumulate_event, build_events
@@ -281,6 +285,96 @@ def check_openai_error(c: Checker, case: dict) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Responses caller
+
+def status_for(expect: dict) -> str:
+    return "completed"
+
+
+def responses_output(c: Checker, resp: Any, expect: dict, where: str) -> None:
+    """The output items carry exactly the expected text, reasoning and calls."""
+    c.eq(resp.output_text, expect["text"], f"{where}.output_text")
+    thinking = ""
+    for item in resp.output:
+        if item.type == "reasoning":
+            parts = item.content or item.summary
+            thinking += "".join(p.text for p in parts)
+    c.eq(thinking, expect.get("thinking") or "", f"{where}: reasoning items")
+    calls = [i for i in resp.output if i.type == "function_call"]
+    c.eq([x.name for x in calls], [t["name"] for t in expect["tool_calls"]], f"{where}: function_call names")
+    for x, want in zip(calls, expect["tool_calls"]):
+        c.ok(bool(x.call_id), f"{where}: function_call {x.name} without call_id")
+        args_equal(c, x.arguments, want["arguments"], f"{where}: function_call {x.name} arguments")
+    c.ok(len({x.call_id for x in calls}) == len(calls), f"{where}: call ids are not unique")
+    ids = [getattr(i, "id", None) for i in resp.output]
+    c.ok(all(ids) and len(set(ids)) == len(ids), f"{where}: output item ids missing or not unique: {ids}")
+    kinds = [i.type for i in resp.output]
+    c.ok(all(k in ("message", "reasoning", "function_call") for k in kinds), f"{where}: unexpected items {kinds}")
+    c.ok(resp.usage is not None, f"{where}.usage is missing")
+    u = resp.usage
+    c.eq(u.total_tokens, u.input_tokens + u.output_tokens, f"{where}.usage.total_tokens")
+    c.ok(u.output_tokens > 0, f"{where}.usage.output_tokens is 0")
+
+
+def check_responses_nonstream(c: Checker, case: dict) -> None:
+    t, expect = case["terminal"], case["expect"]
+    c.eq(case["chunks"], [], "chunks of a non-streaming request")
+    raw = t.get("response")
+    c.ok(isinstance(raw, dict), "done event has no `response` object")
+    resp = c.strict(Response, raw, "response")
+    dumped = resp.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    c.eq(dumped, raw, "response model_dump round trip")
+    c.eq(resp.object, "response", "response.object")
+    c.eq(resp.status, status_for(expect), "response.status")
+    responses_output(c, resp, expect, "response")
+
+
+STREAM_EVENT = TypeAdapter(ResponseStreamEvent)
+
+
+def check_responses_stream(c: Checker, case: dict) -> None:
+    t, expect, chunks = case["terminal"], case["expect"], case["chunks"]
+    c.ok(len(chunks) > 0, "no events")
+    c.ok(t.get("response") is None, "done event of a stream carries a response")
+    tools = (case.get("request") or {}).get("tools") or []
+    state = ResponseStreamState(input_tools=tools, text_format=openai.omit)
+    high = []
+    seqs = []
+    for i, raw in enumerate(chunks):
+        ev = c.strict(STREAM_EVENT, raw, f"events[{i}]")
+        seqs.append(ev.sequence_number)
+        high.extend(state.handle_event(ev))
+    types = [e["type"] for e in chunks]
+    c.eq(types[:2], ["response.created", "response.in_progress"], "first events")
+    c.eq(types[-1], "response.completed", "last event")
+    c.eq(types.count("response.completed"), 1, "response.completed events")
+    c.eq(seqs, list(range(seqs[0], seqs[0] + len(seqs))), "sequence_number grows by one")
+    # Per item: added, then its deltas, then done; parts opened before deltas.
+    added, done = set(), set()
+    for i, e in enumerate(chunks):
+        oi = e.get("output_index")
+        if e["type"] == "response.output_item.added":
+            c.ok(oi not in added, f"events[{i}]: item {oi} added twice")
+            added.add(oi)
+        elif e["type"] == "response.output_item.done":
+            c.ok(oi in added and oi not in done, f"events[{i}]: item {oi} done without added")
+            done.add(oi)
+        elif oi is not None:
+            c.ok(oi in added and oi not in done, f"events[{i}]: {e['type']} outside its item {oi}")
+    c.eq(added, done, "every added item is done")
+    final = state._completed_response
+    c.ok(final is not None, "the accumulator saw no completed response")
+    c.eq(final.status, status_for(expect), "final status")
+    responses_output(c, final, expect, "final response")
+    text = "".join(e.delta for e in high if e.type == "response.output_text.delta")
+    c.eq(text, expect["text"], "output_text.delta events")
+    args = [e.arguments for e in high if e.type == "response.function_call_arguments.done"]
+    c.eq(len(args), len(expect["tool_calls"]), "function_call_arguments.done events")
+    for a, want in zip(args, expect["tool_calls"]):
+        args_equal(c, a, want["arguments"], "function_call_arguments.done")
+
+
+# ---------------------------------------------------------------------------
 # Anthropic caller
 
 def anthropic_content(c: Checker, blocks: list, expect: dict, where: str) -> None:
@@ -417,7 +511,7 @@ def check_case(case: dict) -> Checker:
     c.ok(isinstance(t, dict) and t.get("type") in ("done", "error"), f"terminal {t!r}")
     if case["expect"].get("error_status") is not None:
         c.eq(case["chunks"], [], "chunks before a pre-stream error")
-        (check_openai_error if case["caller"] == "openai" else check_anthropic_error)(c, case)
+        (check_anthropic_error if case["caller"] == "anthropic" else check_openai_error)(c, case)
         return c
     c.eq(t["type"], "done", f"terminal type (error: {t.get('error')})")
     fn: Callable[[Checker, dict], None] = {
@@ -425,6 +519,8 @@ def check_case(case: dict) -> Checker:
         ("openai", True): check_openai_stream,
         ("anthropic", False): check_anthropic_nonstream,
         ("anthropic", True): check_anthropic_stream,
+        ("responses", False): check_responses_nonstream,
+        ("responses", True): check_responses_stream,
     }[(case["caller"], bool(case["stream"]))]
     fn(c, case)
     return c
@@ -501,6 +597,25 @@ def _mutations(cases: list):
           lambda c: c["terminal"]["error"]["error"].__setitem__("type", "upstream_error")),
         m("anthropic error without the outer type", "anthropic", True, err,
           lambda c: c["terminal"]["error"].pop("type")),
+        m("responses response without `created_at`", "responses", False, ok,
+          lambda c: c["terminal"]["response"].pop("created_at")),
+        m("responses usage without input_tokens_details", "responses", False, ok,
+          lambda c: c["terminal"]["response"]["usage"].pop("input_tokens_details")),
+        m("responses function_call arguments altered", "responses", False, tools,
+          lambda c: [i for i in c["terminal"]["response"]["output"] if i["type"] == "function_call"][0]
+          .__setitem__("arguments", "{}")),
+        m("responses stream without response.created", "responses", True, ok,
+          lambda c: _drop_where(c["chunks"], lambda e: e["type"] == "response.created")),
+        m("responses stream without an output_item.added", "responses", True, ok,
+          lambda c: _drop_where(c["chunks"], lambda e: e["type"] == "response.output_item.added")),
+        m("responses stream loses a text delta", "responses", True, ok,
+          lambda c: _drop_where(c["chunks"], lambda e: e["type"] == "response.output_text.delta")),
+        m("responses stream with a sequence gap", "responses", True, ok,
+          lambda c: c["chunks"][-1].__setitem__("sequence_number", 10**6)),
+        m("responses stream without response.completed", "responses", True, ok,
+          lambda c: _drop_where(c["chunks"], lambda e: e["type"] == "response.completed")),
+        m("responses delta with an unknown field", "responses", True, ok,
+          lambda c: [e for e in c["chunks"] if e["type"] == "response.output_text.delta"][0].__setitem__("x", 1)),
     ]
 
 

@@ -123,6 +123,21 @@ TEST(Stream, AnthropicProtocol) {
     EXPECT_EQ(text, "Hello from a.");
 }
 
+TEST(Stream, ResponsesProtocol) {
+    Engine e = Engine::from_json(config_json());
+    auto id = e.submit(Protocol::Responses, R"({"model":"demo/solo","stream":true,"input":"hi"})");
+    auto o = collect(e, id);
+    ASSERT_EQ(o.terminals.size(), 1u);
+    EXPECT_EQ(o.terminal().kind, EventKind::Done) << o.terminal().data;
+    ASSERT_FALSE(o.chunks.empty());
+    EXPECT_TRUE(contains(o.chunks.front().data, R"("type":"response.created")")) << o.chunks.front().data;
+    EXPECT_TRUE(contains(o.chunks.back().data, R"("type":"response.completed")")) << o.chunks.back().data;
+    std::string text;
+    for (const auto& c : o.chunks)
+        if (contains(c.data, R"("type":"response.output_text.delta")")) text += llmux_test::strings_of(c.data, "delta");
+    EXPECT_EQ(text, "Hello from a.");
+}
+
 TEST(NonStream, DoneCarriesResponse) {
     Engine e = Engine::from_json(config_json());
     auto id = e.submit(Protocol::OpenAI, chat("demo/solo", false));

@@ -74,6 +74,7 @@ def make_config(fleet: Fleet) -> Dict[str, Any]:
     - ``test/a``: only server a (OpenAI protocol).
     - ``test/model``: a (price 1+2), b (price 0.5+0.5), down (always 503).
     - ``test/anthropic``: provider ``an`` speaking the Anthropic protocol to server a.
+    - ``test/responses``: provider ``rs`` speaking the Responses protocol to server a.
     - ``test/limited``: server limited (always 429).
     """
     u = fleet.urls
@@ -91,12 +92,14 @@ def make_config(fleet: Fleet) -> Dict[str, Any]:
             {"slug": "b", "protocol": "openai", "base_url": u["b"] + "/v1"},
             {"slug": "down", "protocol": "openai", "base_url": u["down"] + "/v1"},
             {"slug": "an", "protocol": "anthropic", "base_url": u["a"]},
+            {"slug": "rs", "protocol": "responses", "base_url": u["a"] + "/v1"},
             {"slug": "limited", "protocol": "openai", "base_url": u["limited"] + "/v1"},
         ],
         "models": [
             {"slug": "test/a", "endpoints": [ep("a")]},
             {"slug": "test/model", "endpoints": [ep("a"), ep("b", 0.5, 0.5), ep("down")]},
             {"slug": "test/anthropic", "endpoints": [ep("an")]},
+            {"slug": "test/responses", "endpoints": [ep("rs")]},
             {"slug": "test/limited", "endpoints": [ep("limited")]},
         ],
         "health": {"explore_ratio": 0.0},

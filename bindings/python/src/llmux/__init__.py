@@ -59,6 +59,8 @@ from ._types import (
     MessageStreamEvent,
     MessageUsage,
     PromptTokensDetails,
+    Response,
+    ResponseStreamEvent,
     Routing,
     Usage,
 )
@@ -103,6 +105,8 @@ __all__ = [
     "RateLimitError",
     "RequestCancelled",
     "RequestTooLargeError",
+    "Response",
+    "ResponseStreamEvent",
     "Result",
     "Router",
     "RouterClosedError",

@@ -27,6 +27,7 @@ from ._common import (
     StreamBase,
     T,
     anthropic_body,
+    responses_body,
     is_terminal,
     openai_body,
     register_live,
@@ -36,7 +37,7 @@ from ._common import (
 from ._engine import Config, _Engine
 from ._errors import RouterClosedError
 from ._ffi import Protocol
-from ._types import ChatCompletion, ChatCompletionChunk, Message, MessageStreamEvent
+from ._types import ChatCompletion, ChatCompletionChunk, Message, MessageStreamEvent, Response, ResponseStreamEvent
 
 
 class _AsyncCore(CoreBase["asyncio.Queue[Item]"]):
@@ -271,6 +272,48 @@ class AsyncMessages:
         return cast("Union[Message, AsyncStream[MessageStreamEvent]]", result)
 
 
+class AsyncResponses:
+    """``router.responses`` of an :class:`AsyncRouter` (OpenAI Responses)."""
+
+    def __init__(self, router: "AsyncRouter") -> None:
+        self._router = router
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        input: Union[str, Iterable[Mapping[str, Any]]],
+        stream: Literal[False] = False,
+        extra_body: Optional[Mapping[str, Any]] = None,
+        **kwargs: Any,
+    ) -> Response: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        input: Union[str, Iterable[Mapping[str, Any]]],
+        stream: Literal[True],
+        extra_body: Optional[Mapping[str, Any]] = None,
+        **kwargs: Any,
+    ) -> AsyncStream[ResponseStreamEvent]: ...
+
+    async def create(
+        self,
+        *,
+        model: str,
+        input: Union[str, Iterable[Mapping[str, Any]]],
+        stream: bool = False,
+        extra_body: Optional[Mapping[str, Any]] = None,
+        **kwargs: Any,
+    ) -> Union[Response, AsyncStream[ResponseStreamEvent]]:
+        body = responses_body(model, input, stream, kwargs, extra_body)
+        result = await self._router._run(Protocol.RESPONSES, body, stream, Response, ResponseStreamEvent)
+        return cast("Union[Response, AsyncStream[ResponseStreamEvent]]", result)
+
+
 class AsyncRouter(RouterBase[_AsyncCore]):
     """The asyncio counterpart of :class:`llmux.Router` (same config, same
     exceptions). Use ``async with`` or ``await router.aclose()``."""
@@ -285,6 +328,7 @@ class AsyncRouter(RouterBase[_AsyncCore]):
             raise
         self.chat = AsyncChat(self)
         self.messages = AsyncMessages(self)
+        self.responses = AsyncResponses(self)
 
     def _backend(self) -> Optional[_AsyncCore]:
         return self._core

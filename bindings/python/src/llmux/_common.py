@@ -64,6 +64,22 @@ def anthropic_body(
     return json.dumps(body).encode("utf-8")
 
 
+def responses_body(
+    model: str,
+    input: Union[str, Iterable[Mapping[str, Any]]],
+    stream: bool,
+    kwargs: Dict[str, Any],
+    extra_body: Optional[Mapping[str, Any]],
+) -> bytes:
+    body: Dict[str, Any] = {"model": model, "input": input if isinstance(input, str) else list(input)}
+    body.update(kwargs)
+    if stream:
+        body["stream"] = True
+    if extra_body:
+        body.update(extra_body)
+    return json.dumps(body).encode("utf-8")
+
+
 def closed_error(request_id: int) -> RequestCancelled:
     return RequestCancelled(
         "the router was closed before the request ended",

@@ -79,6 +79,7 @@ class Protocol(enum.IntEnum):
 
     OPENAI = 0
     ANTHROPIC = 1
+    RESPONSES = 2
 
 
 class llmux_event(Structure):

@@ -26,6 +26,7 @@ from ._common import (
     StreamBase,
     T,
     anthropic_body,
+    responses_body,
     is_terminal,
     openai_body,
     register_live,
@@ -35,7 +36,7 @@ from ._common import (
 from ._engine import Config, RawEvent, _Engine, poll
 from ._errors import RouterClosedError
 from ._ffi import Protocol
-from ._types import ChatCompletion, ChatCompletionChunk, Message, MessageStreamEvent
+from ._types import ChatCompletion, ChatCompletionChunk, Message, MessageStreamEvent, Response, ResponseStreamEvent
 
 
 class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
@@ -320,6 +321,50 @@ class Messages:
         return cast("Union[Message, Stream[MessageStreamEvent]]", result)
 
 
+class Responses:
+    """``router.responses``: OpenAI Responses requests."""
+
+    def __init__(self, router: "Router") -> None:
+        self._router = router
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        input: Union[str, Iterable[Mapping[str, Any]]],
+        stream: Literal[False] = False,
+        extra_body: Optional[Mapping[str, Any]] = None,
+        **kwargs: Any,
+    ) -> Response: ...
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        input: Union[str, Iterable[Mapping[str, Any]]],
+        stream: Literal[True],
+        extra_body: Optional[Mapping[str, Any]] = None,
+        **kwargs: Any,
+    ) -> Stream[ResponseStreamEvent]: ...
+
+    def create(
+        self,
+        *,
+        model: str,
+        input: Union[str, Iterable[Mapping[str, Any]]],
+        stream: bool = False,
+        extra_body: Optional[Mapping[str, Any]] = None,
+        **kwargs: Any,
+    ) -> Union[Response, Stream[ResponseStreamEvent]]:
+        """Creates an OpenAI Responses request (``instructions``, ``tools``,
+        ``reasoning``, ``provider``, ... pass through as keywords)."""
+        body = responses_body(model, input, stream, kwargs, extra_body)
+        result = self._router._run(Protocol.RESPONSES, body, stream, Response, ResponseStreamEvent)
+        return cast("Union[Response, Stream[ResponseStreamEvent]]", result)
+
+
 class Router(RouterBase[_Dispatcher]):
     """An llmux engine with an OpenAI-SDK-like surface. Thread-safe: one
     Router may serve many threads.
@@ -341,6 +386,7 @@ class Router(RouterBase[_Dispatcher]):
             raise
         self.chat = Chat(self)
         self.messages = Messages(self)
+        self.responses = Responses(self)
 
     def _backend(self) -> Optional[_Dispatcher]:
         return self._dispatcher

@@ -382,6 +382,27 @@ class MessageStreamDelta(LLMuxObject):
     stop_sequence: Optional[str]
 
 
+class Response(_Routed):
+    """An OpenAI Responses response (``resp.output``, ``resp.output_text``)."""
+
+    @property
+    def output_text(self) -> str:
+        """The text of every ``output_text`` part, joined (as the openai SDK's)."""
+        out = []
+        for item in self._data.get("output") or []:
+            if item.get("type") == "message":
+                for part in item.get("content") or []:
+                    if part.get("type") == "output_text":
+                        out.append(part.get("text") or "")
+        return "".join(out)
+
+
+class ResponseStreamEvent(LLMuxObject):
+    """A Responses stream event; ``.type`` names it (``response.created``,
+    ``response.output_text.delta``, ..., ``response.completed``) and
+    ``.sequence_number`` orders it."""
+
+
 class MessageStreamEvent(LLMuxObject):
     """An Anthropic stream event; ``.type`` names it (``message_start``,
     ``content_block_delta``, ...) and says which fields are set."""

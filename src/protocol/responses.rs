@@ -1,0 +1,366 @@
+//! The OpenAI Responses protocol (`POST /responses`): usage, response
+//! checks, error bodies, response ids that name their endpoint, and the
+//! pass-through stream adapter (Responses upstream, Responses caller).
+//! Translation to and from the other two protocols lives in
+//! [`super::translate_responses`].
+//!
+//! ## Response ids name their endpoint
+//!
+//! llmux keeps no conversation state, yet `previous_response_id` must reach
+//! the endpoint that created that response. So the `id` of every response a
+//! Responses endpoint produced is handed to the caller with a suffix naming
+//! the endpoint (`<upstream id>` + [`ID_TAG`] + hex of the endpoint id); a
+//! request's `previous_response_id` is routed by that suffix and sent
+//! upstream without it. Ids of responses translated from Chat Completions
+//! or Anthropic endpoints carry no suffix: nothing stored them.
+
+use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
+use serde_json::{json, Map, Value};
+
+/// Separates an upstream response id from the hex of its endpoint id.
+pub const ID_TAG: &str = "~lx";
+
+/// `id` with the endpoint it came from appended (see the module docs).
+pub fn tag_id(id: &str, endpoint: &str) -> String {
+    if endpoint.is_empty() {
+        return id.to_owned();
+    }
+    let hex: String = endpoint.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{id}{ID_TAG}{hex}")
+}
+
+/// Splits a tagged id into (upstream id, endpoint id); `None` when it
+/// carries no valid tag.
+pub fn untag_id(id: &str) -> Option<(&str, String)> {
+    let (raw, hex) = id.rsplit_once(ID_TAG)?;
+    if hex.is_empty() || hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    Some((raw, String::from_utf8(bytes?).ok()?))
+}
+
+/// Reads a Responses `usage` object into llmux's usage
+/// (`input_tokens` already includes the cached ones).
+pub fn parse_usage(v: &Value) -> Option<Usage> {
+    let u = v.as_object()?;
+    let get = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    Some(Usage {
+        prompt_tokens: get("input_tokens"),
+        completion_tokens: get("output_tokens"),
+        cached_tokens: u
+            .get("input_tokens_details")
+            .and_then(|d| d.get("cached_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    })
+}
+
+/// A Responses `usage` object with every field the SDK's `ResponseUsage`
+/// requires.
+pub fn usage_json(u: Usage, reasoning_tokens: u64) -> Value {
+    json!({
+        "input_tokens": u.prompt_tokens,
+        "input_tokens_details": { "cached_tokens": u.cached_tokens, "cache_write_tokens": 0 },
+        "output_tokens": u.completion_tokens,
+        "output_tokens_details": { "reasoning_tokens": reasoning_tokens },
+        "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
+    })
+}
+
+/// The message of a Responses error (`{"error": {...}}`, or a failed
+/// response's `error`).
+fn error_text(e: &Value) -> String {
+    let msg = e.get("message").and_then(Value::as_str);
+    match (e.get("code").and_then(Value::as_str), msg) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (None, Some(m)) => m.to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+/// Whether an output item carries generated content.
+fn item_carries(item: &Value) -> bool {
+    match item.get("type").and_then(Value::as_str) {
+        Some("message") => item
+            .get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|parts| {
+                parts.iter().any(|p| {
+                    ["text", "refusal"].iter().any(|k| {
+                        p.get(*k)
+                            .and_then(Value::as_str)
+                            .is_some_and(|t| !t.is_empty())
+                    })
+                })
+            }),
+        Some("reasoning") => false,
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// Checks a non-streaming Responses body and tags its id with `origin`.
+/// Errors: an `error`, status `failed`, no `output`, nothing generated.
+pub fn check_response(v: &mut Value, origin: &str) -> Result<Option<Usage>, PayloadError> {
+    let Some(o) = v.as_object_mut() else {
+        return Err(PayloadError::Malformed(
+            "response body is not a JSON object".into(),
+        ));
+    };
+    if let Some(e) = o.get("error").filter(|e| !e.is_null()) {
+        return Err(PayloadError::Upstream(error_text(e)));
+    }
+    if o.get("status").and_then(Value::as_str) == Some("failed") {
+        return Err(PayloadError::Upstream("the response failed".into()));
+    }
+    let output = o
+        .get("output")
+        .and_then(Value::as_array)
+        .ok_or_else(|| PayloadError::Malformed("response has no `output` array".into()))?;
+    if !output.iter().any(item_carries) {
+        return Err(PayloadError::Upstream(
+            "empty response: no text and no tool calls".into(),
+        ));
+    }
+    if let Some(Value::String(id)) = o.get_mut("id") {
+        *id = tag_id(id, origin);
+    }
+    Ok(o.get("usage").and_then(parse_usage))
+}
+
+/// A Responses error body: the same shape as OpenAI's.
+pub fn error_body(status: u16, kind: &str, message: &str) -> Value {
+    super::openai::error_body(status, kind, message)
+}
+
+/// The `response.failed` event that ends a stream cut after its first
+/// token: the SDK's `ResponseFailedEvent`, with `sequence_number` `seq`.
+pub fn failed_event(response: &Map<String, Value>, seq: u64, message: &str) -> String {
+    let mut r = response.clone();
+    r.insert("status".into(), json!("failed"));
+    r.insert(
+        "error".into(),
+        json!({ "code": "server_error", "message": message }),
+    );
+    json!({ "type": "response.failed", "sequence_number": seq, "response": r }).to_string()
+}
+
+/// Responses upstream -> Responses caller: forwards every event, tagging
+/// the response id of lifecycle events, and reads what routing needs.
+pub struct Passthrough {
+    origin: String,
+    usage: Option<Usage>,
+    /// The latest lifecycle snapshot (`response.created` / `in_progress`).
+    response: Map<String, Value>,
+    next_seq: u64,
+}
+
+impl Passthrough {
+    pub fn new(ctx: StreamContext) -> Self {
+        let mut response = Map::new();
+        response.insert("id".into(), json!(format!("resp_{}", ctx.id)));
+        response.insert("object".into(), json!("response"));
+        response.insert("created_at".into(), json!(ctx.created));
+        response.insert("model".into(), json!(ctx.model));
+        response.insert("output".into(), json!([]));
+        response.insert("parallel_tool_calls".into(), json!(true));
+        response.insert("tool_choice".into(), json!("auto"));
+        response.insert("tools".into(), json!([]));
+        Passthrough {
+            origin: String::new(),
+            usage: None,
+            response,
+            next_seq: 0,
+        }
+    }
+}
+
+/// Parses a Responses stream event: (its type, its data).
+pub(crate) fn parse_event(ev: &SseEvent) -> Result<(String, Map<String, Value>), PayloadError> {
+    let value: Value = serde_json::from_str(&ev.data)
+        .map_err(|e| PayloadError::Malformed(format!("stream event data is not JSON: {e}")))?;
+    let Value::Object(data) = value else {
+        return Err(PayloadError::Malformed(
+            "stream event data is not a JSON object".into(),
+        ));
+    };
+    let name = match data.get("type").and_then(Value::as_str) {
+        Some(t) => t.to_owned(),
+        None => ev.event.clone(),
+    };
+    Ok((name, data))
+}
+
+/// The error a `response.failed` or `error` event stands for.
+pub(crate) fn stream_error(name: &str, data: &Map<String, Value>) -> PayloadError {
+    let e = if name == "error" {
+        data.get("error")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(data.clone()))
+    } else {
+        data.get("response")
+            .and_then(|r| r.get("error"))
+            .cloned()
+            .unwrap_or(json!({ "message": "the response failed" }))
+    };
+    PayloadError::Upstream(error_text(&e))
+}
+
+/// Whether a stream event carries generated content (the first token).
+pub(crate) fn event_carries(name: &str, data: &Map<String, Value>) -> bool {
+    match name {
+        "response.output_text.delta"
+        | "response.refusal.delta"
+        | "response.function_call_arguments.delta"
+        | "response.custom_tool_call_input.delta"
+        | "response.reasoning_text.delta"
+        | "response.reasoning_summary_text.delta" => data
+            .get("delta")
+            .and_then(Value::as_str)
+            .is_some_and(|d| !d.is_empty()),
+        "response.output_item.added" | "response.output_item.done" => {
+            data.get("item").is_some_and(item_carries)
+        }
+        _ => false,
+    }
+}
+
+impl StreamAdapter for Passthrough {
+    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
+        let (name, mut data) = parse_event(ev)?;
+        if matches!(name.as_str(), "error" | "response.failed") {
+            return Err(stream_error(&name, &data));
+        }
+        if let Some(n) = data.get("sequence_number").and_then(Value::as_u64) {
+            self.next_seq = self.next_seq.max(n.saturating_add(1));
+        }
+        let mut step = StreamStep {
+            content: event_carries(&name, &data),
+            ..Default::default()
+        };
+        let Some(Value::Object(r)) = data.get_mut("response") else {
+            step.out.push(ev.data.clone());
+            return Ok(step);
+        };
+        if let Some(Value::String(id)) = r.get_mut("id") {
+            *id = tag_id(id, &self.origin);
+        }
+        match name.as_str() {
+            "response.completed" | "response.incomplete" => {
+                self.usage = r.get("usage").and_then(parse_usage);
+                step.finished = true;
+            }
+            _ => self.response = r.clone(),
+        }
+        step.out.push(Value::Object(data).to_string());
+        Ok(step)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn configure(&mut self, _request: &Map<String, Value>, origin: &str) {
+        self.origin = origin.to_owned();
+    }
+
+    fn fail(&mut self, message: &str) -> Vec<String> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        vec![failed_event(&self.response, seq, message)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> StreamContext {
+        StreamContext {
+            model: "m".into(),
+            include_usage: true,
+            created: 1,
+            id: "x".into(),
+            input_tokens_estimate: 0,
+        }
+    }
+
+    fn ev(v: Value) -> SseEvent {
+        SseEvent {
+            event: v["type"].as_str().unwrap_or("").to_owned(),
+            data: v.to_string(),
+        }
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        let t = tag_id("resp_abc", "openai/default");
+        assert_eq!(
+            untag_id(&t),
+            Some(("resp_abc", "openai/default".to_owned()))
+        );
+        assert_eq!(tag_id("resp_abc", ""), "resp_abc");
+        assert_eq!(untag_id("resp_abc"), None);
+        assert_eq!(untag_id("resp~lxzz"), None);
+        assert_eq!(untag_id("resp~lx6"), None);
+    }
+
+    #[test]
+    fn passthrough_tags_ids_and_finishes() {
+        let mut p = Passthrough::new(ctx());
+        p.configure(&Map::new(), "a/b");
+        let created = json!({"type": "response.created", "sequence_number": 0,
+            "response": {"id": "resp_1", "object": "response", "output": []}});
+        let s = p.on_event(&ev(created)).unwrap();
+        assert!(!s.content);
+        let out: Value = serde_json::from_str(&s.out[0]).unwrap();
+        assert_eq!(
+            untag_id(out["response"]["id"].as_str().unwrap()).unwrap().1,
+            "a/b"
+        );
+        let delta = json!({"type": "response.output_text.delta", "sequence_number": 1,
+            "delta": "hi", "item_id": "m", "output_index": 0, "content_index": 0});
+        assert!(p.on_event(&ev(delta)).unwrap().content);
+        let failed = p.fail("cut");
+        let f: Value = serde_json::from_str(&failed[0]).unwrap();
+        assert_eq!(f["sequence_number"], 2);
+        assert_eq!(f["response"]["status"], "failed");
+        let done = json!({"type": "response.completed", "sequence_number": 2,
+            "response": {"id": "resp_1", "usage": {"input_tokens": 3, "output_tokens": 2,
+            "input_tokens_details": {"cached_tokens": 1}}}});
+        assert!(p.on_event(&ev(done)).unwrap().finished);
+        assert_eq!(
+            p.usage(),
+            Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 2,
+                cached_tokens: 1
+            })
+        );
+        let err = json!({"type": "error", "sequence_number": 3, "code": "server_error", "message": "boom"});
+        assert!(
+            matches!(p.on_event(&ev(err)), Err(PayloadError::Upstream(m)) if m.contains("boom"))
+        );
+    }
+
+    #[test]
+    fn check_response_rules() {
+        let mut ok = json!({"id": "r", "status": "completed", "output": [
+            {"type": "message", "content": [{"type": "output_text", "text": "hi"}]}]});
+        assert!(check_response(&mut ok, "e/p").is_ok());
+        assert!(ok["id"].as_str().unwrap().starts_with("r~lx"));
+        let mut empty = json!({"id": "r", "output": [{"type": "reasoning", "summary": []}]});
+        assert!(check_response(&mut empty, "").is_err());
+        let mut failed = json!({"id": "r", "status": "failed", "output": []});
+        assert!(check_response(&mut failed, "").is_err());
+        let mut err = json!({"error": {"message": "nope"}});
+        assert!(
+            matches!(check_response(&mut err, ""), Err(PayloadError::Upstream(m)) if m == "nope")
+        );
+        assert!(check_response(&mut json!([1]), "").is_err());
+    }
+}
