@@ -388,33 +388,3 @@ mod tests {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn patched_bytes_equal_the_value_path() {
-        let body = json!({
-            "model": "x", "stream": false, "temperature": 0.5,
-            "stream_options": {"continuous_usage_stats": true},
-            "messages": [{"role": "user", "content": "hi"}],
-        });
-        let Value::Object(m) = body else {
-            unreachable!()
-        };
-        for (up, caller) in [
-            (Protocol::OpenAi, Protocol::OpenAi),
-            (Protocol::Anthropic, Protocol::Anthropic),
-            (Protocol::Anthropic, Protocol::OpenAi),
-        ] {
-            for stream in [true, false] {
-                let bytes = upstream_request_bytes(up, caller, &m, "up-1", stream).unwrap();
-                let got: Value = serde_json::from_slice(&bytes).unwrap();
-                let want = upstream_request(up, caller, &m, "up-1", stream).unwrap();
-                assert_eq!(got, want, "{up:?} <- {caller:?} stream={stream}");
-            }
-        }
-    }
-}
