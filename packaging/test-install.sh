@@ -15,6 +15,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/packaging/lib.sh"   # readme_block
 install_args=(--debug)
 keep=0
 for arg in "$@"; do
@@ -43,6 +44,12 @@ for f in lib/libllmux.so lib/libllmux.a include/llmux.h include/llmux.hpp \
          lib/cmake/llmux/llmuxConfigVersion.cmake; do
   [ -f "$prefix/$f" ] || { echo "missing $prefix/$f" >&2; exit 1; }
 done
+major=${version%%.*}
+step "libllmux.so -> libllmux.so.$major -> libllmux.so.$version, SONAME libllmux.so.$major"
+[ "$(readlink "$prefix/lib/libllmux.so")" = "libllmux.so.$major" ] || { echo "libllmux.so is not a link to libllmux.so.$major" >&2; exit 1; }
+[ "$(readlink "$prefix/lib/libllmux.so.$major")" = "libllmux.so.$version" ] || { echo "libllmux.so.$major is not a link to libllmux.so.$version" >&2; exit 1; }
+readelf -d "$prefix/lib/libllmux.so.$version" | grep -q "(SONAME).*\[libllmux.so.$major\]" \
+  || { echo "libllmux.so.$version has no SONAME libllmux.so.$major" >&2; exit 1; }
 
 # The program both builds use: version, a good config, a bad one.
 mkdir -p "$tmp/src"
@@ -93,9 +100,8 @@ step "C, shared: cc \$(pkg-config --cflags --libs llmux)"
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Wextra -Wpedantic -Werror "$tmp/src/hello.c" -o "$tmp/hello-shared" \
   $(pkg-config --cflags --libs llmux)
-if readelf -d "$tmp/hello-shared" 2>/dev/null | grep -q "NEEDED.*$prefix"; then
-  echo "hello-shared records an absolute path to libllmux.so" >&2; exit 1
-fi
+readelf -d "$tmp/hello-shared" | grep -q "(NEEDED).*\[libllmux.so.$major\]" \
+  || { echo "hello-shared does not need libllmux.so.$major (its SONAME)" >&2; exit 1; }
 LD_LIBRARY_PATH="$prefix/lib" "$tmp/hello-shared"
 
 if [ "${LLMUX_TEST_STATIC:-1}" != 0 ]; then
@@ -110,6 +116,20 @@ if [ "${LLMUX_TEST_STATIC:-1}" != 0 ]; then
   fi
   env -u LD_LIBRARY_PATH "$tmp/hello-static"
 fi
+
+step "the main README's pkg-config lines, verbatim but for PREFIX (shared, then static)"
+mkdir -p "$tmp/readme"
+cp "$tmp/src/hello.c" "$tmp/readme/app.c"
+readme_block "$root/README.md" "pkg-config:" sh | sed "s|PREFIX|$prefix|g" > "$tmp/readme/build.sh"
+[ "$(grep -c '^cc app.c' "$tmp/readme/build.sh")" = 2 ] || { echo "the README's pkg-config block changed" >&2; exit 1; }
+(
+  cd "$tmp/readme"
+  head -n 2 build.sh > shared.sh && bash -eu shared.sh && LD_LIBRARY_PATH="$prefix/lib" ./a.out
+  readelf -d a.out | grep -q "(NEEDED).*\[libllmux.so.$major\]" || { echo "a.out does not need libllmux.so.$major" >&2; exit 1; }
+  rm a.out
+  { head -n 1 build.sh; sed -n 3p build.sh; } > static.sh && bash -eu static.sh && env -u LD_LIBRARY_PATH ./a.out
+  if readelf -d a.out | grep -q libllmux; then echo "the static a.out needs libllmux.so" >&2; exit 1; fi
+)
 
 step "CMake: find_package(llmux) + llmux::llmux / llmux::cpp"
 mkdir -p "$tmp/cmake-project"
@@ -168,9 +188,8 @@ cmake -S "$tmp/cmake-project" -B "$tmp/cmake-build" -DCMAKE_PREFIX_PATH="$prefix
 grep -E "found llmux|version checks ok" "$tmp/cmake-configure.log"
 cmake --build "$tmp/cmake-build" -j 2 > "$tmp/cmake-build.log" 2>&1 || { cat "$tmp/cmake-build.log" >&2; exit 1; }
 for exe in x xx; do
-  if readelf -d "$tmp/cmake-build/$exe" 2>/dev/null | grep -q "NEEDED.*/libllmux"; then
-    echo "$exe records an absolute path to libllmux.so" >&2; exit 1
-  fi
+  readelf -d "$tmp/cmake-build/$exe" | grep -q "(NEEDED).*\[libllmux.so.$major\]" \
+    || { echo "$exe does not need libllmux.so.$major (its SONAME)" >&2; exit 1; }
 done
 LD_LIBRARY_PATH="$prefix/lib" "$tmp/cmake-build/x"
 LD_LIBRARY_PATH="$prefix/lib" "$tmp/cmake-build/xx"

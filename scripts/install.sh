@@ -2,9 +2,10 @@
 # Installs the llmux C library, its headers, a pkg-config file and a CMake
 # package into PREFIX (default /usr/local):
 #
-#   PREFIX/lib/libllmux.so, PREFIX/lib/libllmux.a
+#   PREFIX/lib/libllmux.so.VERSION, with the links libllmux.so.MAJOR (its
+#     SONAME) and libllmux.so; PREFIX/lib/libllmux.a
 #   PREFIX/include/llmux.h, PREFIX/include/llmux.hpp (the C++17 wrapper)
-#   PREFIX/lib/pkgconfig/llmux.pc
+#   PREFIX/lib/pkgconfig/llmux.pc (and llmux-static.pc: libllmux.a)
 #   PREFIX/lib/cmake/llmux/llmuxConfig.cmake, llmuxConfigVersion.cmake
 #
 # usage: scripts/install.sh [--debug] [--no-build] [PREFIX]
@@ -41,15 +42,17 @@ esac
 prefix=${prefix%/}
 [ -n "$prefix" ] || prefix=/
 
+# `cargo rustc` with only the C crate types: with the rlib in the same
+# build, cargo would skip the release profile's LTO.
 if [ "$build" = 1 ]; then
-  if [ "$profile" = release ]; then
-    (cd "$root" && cargo build --release --lib)
-  else
-    (cd "$root" && cargo build --lib)
-  fi
+  flags=()
+  [ "$profile" = release ] && flags=(--release)
+  (cd "$root" && cargo rustc "${flags[@]}" --lib --crate-type cdylib --crate-type staticlib)
 fi
 
-libdir_src="$root/target/$profile"
+target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+libdir_src="${target_dir:-$root/target}/$profile"
 for f in libllmux.so libllmux.a; do
   if [ ! -f "$libdir_src/$f" ]; then
     echo "install.sh: $libdir_src/$f is missing (run without --no-build)" >&2
@@ -69,7 +72,10 @@ dest="${DESTDIR:-}$prefix"
 libdir="$prefix/lib"
 
 install -d "$dest/lib" "$dest/include" "$dest/lib/pkgconfig" "$dest/lib/cmake/llmux"
-install -m 0755 "$libdir_src/libllmux.so" "$dest/lib/libllmux.so"
+major=${version%%.*}
+install -m 0755 "$libdir_src/libllmux.so" "$dest/lib/libllmux.so.$version"
+ln -sfn "libllmux.so.$version" "$dest/lib/libllmux.so.$major"
+ln -sfn "libllmux.so.$major" "$dest/lib/libllmux.so"
 install -m 0644 "$libdir_src/libllmux.a" "$dest/lib/libllmux.a"
 install -m 0644 "$root/include/llmux.h" "$dest/include/llmux.h"
 install -m 0644 "$root/bindings/cpp/llmux.hpp" "$dest/include/llmux.hpp"
@@ -80,12 +86,14 @@ fill() {
   esc_prefix=$(printf '%s' "$prefix" | sed 's/[\\|&]/\\&/g')
   sed -e "s|@PREFIX@|$esc_prefix|g" \
       -e "s|@VERSION@|$version|g" \
+      -e "s|@MAJOR@|$major|g" \
       -e "s|@POINTER_BITS@|$pointer_bits|g" \
       -e "s|@POINTER_BYTES@|$pointer_bytes|g" \
       "$1" > "$2"
   chmod 0644 "$2"
 }
 fill "$root/packaging/llmux.pc.in" "$dest/lib/pkgconfig/llmux.pc"
+fill "$root/packaging/llmux-static.pc.in" "$dest/lib/pkgconfig/llmux-static.pc"
 fill "$root/packaging/llmuxConfig.cmake.in" "$dest/lib/cmake/llmux/llmuxConfig.cmake"
 fill "$root/packaging/llmuxConfigVersion.cmake.in" "$dest/lib/cmake/llmux/llmuxConfigVersion.cmake"
 

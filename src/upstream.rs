@@ -317,7 +317,7 @@ pub async fn count_tokens(
     if !forward.is_empty() {
         rb = rb.headers(forwarded_headers(provider, forward));
     }
-    let mut resp = timeout_at(deadline.into(), rb.body(body).send())
+    let mut resp = timeout_at(deadline, rb.body(body).send())
         .await
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| describe(&e))?;

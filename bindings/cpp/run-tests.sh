@@ -4,14 +4,17 @@
 #   2. cmake configure + build into target/cpp-build, then ctest: the
 #      GoogleTest suite, the header-only check and the examples/c and
 #      examples/cpp programs against llmux-fleet
-#   3. the same under AddressSanitizer + UBSan (target/cpp-build-asan);
+#   3. the same built with Clang (target/cpp-build-clang); skip with
+#      LLMUX_CPP_CLANG=0
+#   4. the same under AddressSanitizer + UBSan (target/cpp-build-asan);
 #      skip with LLMUX_CPP_SANITIZE=0
-#   4. packaging/test-install.sh: install to a temporary prefix, then build
+#   5. packaging/test-install.sh: install to a temporary prefix, then build
 #      and run programs through pkg-config and find_package(llmux)
 # Exits non-zero on the first failure.
 #
 # Needs: cargo, cmake (>= 3.16), a C and C++ compiler, pkg-config and
-# GoogleTest (Debian: cmake g++ pkg-config libgtest-dev).
+# GoogleTest (Debian: cmake g++ clang pkg-config libgtest-dev; scripts/setup
+# installs them).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,8 +37,13 @@ build_and_test() {
 }
 
 mkdir -p target
-step "cmake + ctest (target/cpp-build)"
-build_and_test target/cpp-build
+step "cmake + ctest, GCC (target/cpp-build)"
+build_and_test target/cpp-build -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++
+
+if [ "${LLMUX_CPP_CLANG:-1}" != 0 ]; then
+  step "cmake + ctest, Clang (target/cpp-build-clang)"
+  build_and_test target/cpp-build-clang -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+fi
 
 if [ "${LLMUX_CPP_SANITIZE:-1}" != 0 ]; then
   step "cmake + ctest under AddressSanitizer + UBSan (target/cpp-build-asan)"

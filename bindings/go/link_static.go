@@ -1,12 +1,12 @@
-//go:build llmux_static && !llmux_pkgconfig
+//go:build llmux_static && !llmux_dev
 
 package llmux
 
-// -tags llmux_static links libllmux.a from the checkout (release first, then
-// debug) into the Go binary: no shared library needed at run time.
+// -tags llmux_static links libllmux.a through `pkg-config llmux-static`
+// (installed by scripts/install.sh next to llmux.pc): llmux is inside the Go
+// binary, which needs no libllmux.so at run time.
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: -L${SRCDIR}/../../target/release -L${SRCDIR}/../../target/debug -l:libllmux.a -lpthread -ldl -lm
+#cgo pkg-config: llmux-static
 */
 import "C"

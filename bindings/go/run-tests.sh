@@ -14,6 +14,10 @@ for f in "$root/target/debug/libllmux.so" "${LLMUX_FLEET:-$root/target/debug/llm
     fi
 done
 
+# Link the checkout's target/ (link_dev.go); every go command below, and the
+# `go build` the tests run, sees the tag.
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-tags=llmux_dev"
+
 cd "$here"
 unformatted=$(gofmt -l . "$root/examples/go")
 if [ -n "$unformatted" ]; then

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs the Python binding's tests against target/{release,debug}/libllmux.so
-# and target/debug/llmux-fleet. Builds nothing: run `cargo build` and
-# `cargo build -p llmux-fleet` first.
+# Runs the Python binding's tests against target/debug/llmux-fleet (build it
+# first: `cargo build -p llmux-fleet`).
 #
-# Installs the package (not editable) into a virtualenv at target/py-venv,
-# created with --system-site-packages so an already installed pytest is used
-# and nothing needs the network; pytest is installed from PyPI only if
+# Installs the package as a user would (`pip install`, not editable) into a
+# virtualenv at target/py-venv: that builds libllmux with cargo (release,
+# through setuptools-rust, fetched from PyPI into pip's isolated build
+# environment) and bundles it into the package, so the tests run against
+# the bundled library. The venv is created with --system-site-packages so an
+# already installed pytest is used; pytest is installed from PyPI only if
 # missing. Extra arguments go to pytest.
 set -euo pipefail
 
@@ -14,10 +16,6 @@ root="$(cd "$here/../.." && pwd)"
 python="${PYTHON:-python3}"
 venv="$root/target/py-venv"
 
-if [[ ! -f "$root/target/debug/libllmux.so" && ! -f "$root/target/release/libllmux.so" && -z "${LLMUX_LIBRARY:-}" ]]; then
-    echo "run-tests.sh: no libllmux.so in $root/target/{release,debug}: run 'cargo build' first" >&2
-    exit 2
-fi
 if [[ ! -x "${LLMUX_FLEET:-$root/target/debug/llmux-fleet}" ]]; then
     echo "run-tests.sh: no llmux-fleet binary: run 'cargo build -p llmux-fleet' first" >&2
     exit 2
@@ -28,23 +26,22 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 vpy="$venv/bin/python"
 
-# Offline install when the interpreter already has a usable build backend
-# (setuptools >= 70, or >= 61 with wheel); otherwise pip fetches it.
-if "$vpy" -c '
-import sys, setuptools
-major = int(setuptools.__version__.split(".")[0])
-if major < 70:
-    import wheel
-sys.exit(major < 61)' 2>/dev/null; then
-    "$vpy" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --force-reinstall "$here"
-else
-    "$vpy" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$here"
-fi
+"$vpy" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$here"
 if ! "$vpy" -c 'import pytest' 2>/dev/null; then
     "$vpy" -m pip install --quiet --disable-pip-version-check pytest
 fi
 # Clean the in-tree build artefacts setuptools leaves behind.
 rm -rf "$here/build" "$here/src/llmux.egg-info"
+if [[ ! -f "$("$vpy" -c 'import llmux, os; print(os.path.dirname(llmux.__file__))')/libllmux.so" ]]; then
+    echo "run-tests.sh: the installed package has no bundled libllmux.so" >&2
+    exit 1
+fi
+
+# Static types: the package and tests/typing/check_types.py under mypy --strict.
+if ! "$vpy" -c 'import mypy' 2>/dev/null; then
+    "$vpy" -m pip install --quiet --disable-pip-version-check mypy
+fi
+(cd "$here" && MYPYPATH="$here/src" "$vpy" -m mypy --strict --no-incremental src/llmux tests/typing/check_types.py)
 
 export LLMUX_ROOT="$root"
 cd "$here"

@@ -3,7 +3,7 @@
 // then the routing record: the first provider answers 503, llmux fails over
 // to the second.
 //
-//	cd examples/go && go run ./stream [-fleet path/to/llmux-fleet]
+//	cd examples/go && go run -tags llmux_dev ./stream [-fleet path/to/llmux-fleet]
 //
 // The fleet binary is taken from -fleet, else $LLMUX_FLEET, else
 // target/{debug,release}/llmux-fleet in the first parent directory that has

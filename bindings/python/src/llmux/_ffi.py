@@ -9,12 +9,12 @@ Library search order (first hit wins):
 
 1. ``$LLMUX_LIBRARY``: a full path to the shared library. When set, nothing
    else is tried.
-2. A library bundled next to this file (``llmux/libllmux.so``), if someone
-   copied it there before installing.
+2. The library bundled next to this file (``llmux/libllmux.so``): the wheel
+   built by ``pip install ./bindings/python`` puts it there.
 3. ``$LLMUX_ROOT/target/release`` then ``$LLMUX_ROOT/target/debug``, when
    ``LLMUX_ROOT`` names a checkout of the llmux repository.
-4. The source checkout this package lives in (editable/dev installs, or a
-   virtualenv created inside the checkout): the nearest ancestor directory
+4. The source checkout this package lives in (a source tree on
+   ``PYTHONPATH``): the nearest ancestor directory
    holding ``Cargo.toml`` and ``include/llmux.h``, then its
    ``target/release`` and ``target/debug``.
 5. The system loader: ``ctypes.util.find_library("llmux")``.
@@ -223,8 +223,9 @@ def _load() -> ctypes.CDLL:
     raise LibraryNotFoundError(
         "could not load libllmux; looked in:\n"
         + "\n".join(tried)
-        + "\nBuild it with `cargo build` (or `cargo build --release`) in the llmux "
-        "checkout, or set LLMUX_LIBRARY to the full path of the library."
+        + "\nInstall the package with `pip install ./bindings/python` from the llmux "
+        "checkout (it bundles the library), or set LLMUX_LIBRARY to the full path "
+        "of the library."
     )
 
 

@@ -1,24 +1,59 @@
 """Response objects: attribute access over the JSON llmux returns.
 
-The objects wrap the decoded JSON as is (no schema, no copying): nested
+The objects wrap the decoded JSON as is (no validation, no copying): nested
 dicts become objects, lists are wrapped lazily. A missing key reads as
 ``None`` (as optional fields do in the openai SDK, e.g.
 ``chunk.choices[0].delta.content`` on the final chunk); item access
 (``obj["key"]``) raises ``KeyError`` instead. ``to_dict()`` returns the
 underlying JSON.
+
+Static types: each class declares the fields of its JSON shape with the
+openai (and anthropic) SDK's class and field names, so editors and
+``mypy --strict`` follow ``resp.choices[0].message.content`` down to
+``Optional[str]``. A nested object is wrapped in the class its field
+declares; fields not declared still read through attribute access, typed
+``Any``.
 """
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Type, Union
+
+_HINTS: Dict[type, Dict[str, Any]] = {}
 
 
-def _wrap(value: Any) -> Any:
+def _hints(cls: type) -> Dict[str, Any]:
+    """The declared field types of a response class (resolved once)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _object_class(hint: Any) -> Optional[Type["LLMuxObject"]]:
+    """The LLMuxObject subclass in ``X`` or ``Optional[X]``, if any."""
+    for t in (hint, *typing.get_args(hint)):
+        if isinstance(t, type) and issubclass(t, LLMuxObject):
+            return t
+    return None
+
+
+def _item_hint(hint: Any) -> Any:
+    """``X`` from ``List[X]`` or ``Optional[List[X]]``."""
+    for t in (hint, *typing.get_args(hint)):
+        if typing.get_origin(t) is list:
+            return typing.get_args(t)[0]
+    return None
+
+
+def _wrap(value: Any, hint: Any = None) -> Any:
     if isinstance(value, dict):
-        return LLMuxObject(value)
+        return (_object_class(hint) or LLMuxObject)(value)
     if isinstance(value, list):
-        return [_wrap(v) for v in value]
+        item = _item_hint(hint)
+        return [_wrap(v, item) for v in value]
     return value
 
 
@@ -34,13 +69,13 @@ class LLMuxObject:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
-        return _wrap(self._data.get(name))
+        return _wrap(self._data.get(name), _hints(type(self)).get(name))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only")
 
     def __getitem__(self, key: str) -> Any:
-        return _wrap(self._data[key])
+        return _wrap(self._data[key], _hints(type(self)).get(key))
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
@@ -60,7 +95,7 @@ class LLMuxObject:
 
     def get(self, key: str, default: Any = None) -> Any:
         """Like ``dict.get``, wrapped."""
-        return _wrap(self._data.get(key, default))
+        return _wrap(self._data.get(key, default), _hints(type(self)).get(key))
 
     def keys(self) -> List[str]:
         return list(self._data)
@@ -158,15 +193,17 @@ class _Routed(LLMuxObject):
     """A complete response plus the routing record that produced it."""
 
     __slots__ = ("_routing",)
-    _routing: Optional[Routing]
+    _routing: Union[Routing, Dict[str, Any]]
 
-    def __init__(self, data: Dict[str, Any], routing: Union[Routing, Dict[str, Any], None]) -> None:
+    def __init__(
+        self, data: Dict[str, Any], routing: Union[Routing, Dict[str, Any], None] = None
+    ) -> None:
         super().__init__(data)
         # A raw routing dict is turned into a Routing on first access.
-        object.__setattr__(self, "_routing", routing)
+        object.__setattr__(self, "_routing", routing if routing is not None else {})
 
     @property
-    def routing(self) -> Optional[Routing]:
+    def routing(self) -> Routing:
         """How llmux routed this request."""
         r = self._routing
         if isinstance(r, dict):
@@ -175,16 +212,181 @@ class _Routed(LLMuxObject):
         return r
 
 
+# OpenAI Chat Completions (names as in openai.types.chat).
+
+
+class Function(LLMuxObject):
+    """The function a tool call invokes; ``arguments`` is JSON text."""
+
+    __slots__ = ()
+    name: str
+    arguments: str
+
+
+class ChatCompletionMessageToolCall(LLMuxObject):
+    __slots__ = ()
+    id: str
+    type: str
+    function: Function
+
+
+class ChatCompletionMessage(LLMuxObject):
+    """``choices[i].message``; ``reasoning_content`` is llmux's (and
+    DeepSeek's) name for the reasoning text."""
+
+    __slots__ = ()
+    role: str
+    content: Optional[str]
+    refusal: Optional[str]
+    tool_calls: Optional[List[ChatCompletionMessageToolCall]]
+    reasoning_content: Optional[str]
+
+
+class Choice(LLMuxObject):
+    __slots__ = ()
+    index: int
+    message: ChatCompletionMessage
+    finish_reason: Optional[str]
+    logprobs: Optional[Any]
+
+
+class PromptTokensDetails(LLMuxObject):
+    __slots__ = ()
+    cached_tokens: Optional[int]
+
+
+class CompletionTokensDetails(LLMuxObject):
+    __slots__ = ()
+    reasoning_tokens: Optional[int]
+
+
+class CompletionUsage(LLMuxObject):
+    """``usage`` of a chat completion or of a stream's last chunk."""
+
+    __slots__ = ()
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: Optional[PromptTokensDetails]
+    completion_tokens_details: Optional[CompletionTokensDetails]
+
+
 class ChatCompletion(_Routed):
     """An OpenAI ``chat.completion`` response (``resp.choices[0].message.content``)."""
+
+    __slots__ = ()
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: List[Choice]
+    usage: Optional[CompletionUsage]
+    system_fingerprint: Optional[str]
+    service_tier: Optional[str]
+
+
+class ChoiceDeltaToolCallFunction(LLMuxObject):
+    __slots__ = ()
+    name: Optional[str]
+    arguments: Optional[str]
+
+
+class ChoiceDeltaToolCall(LLMuxObject):
+    __slots__ = ()
+    index: int
+    id: Optional[str]
+    type: Optional[str]
+    function: Optional[ChoiceDeltaToolCallFunction]
+
+
+class ChoiceDelta(LLMuxObject):
+    __slots__ = ()
+    role: Optional[str]
+    content: Optional[str]
+    refusal: Optional[str]
+    tool_calls: Optional[List[ChoiceDeltaToolCall]]
+    reasoning_content: Optional[str]
+
+
+class ChunkChoice(LLMuxObject):
+    """``choices[i]`` of a chunk (``openai.types.chat.chat_completion_chunk.Choice``)."""
+
+    __slots__ = ()
+    index: int
+    delta: ChoiceDelta
+    finish_reason: Optional[str]
+    logprobs: Optional[Any]
 
 
 class ChatCompletionChunk(LLMuxObject):
     """An OpenAI ``chat.completion.chunk``, byte for byte as the upstream sent it."""
 
+    __slots__ = ()
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: List[ChunkChoice]
+    usage: Optional[CompletionUsage]
+    system_fingerprint: Optional[str]
+    service_tier: Optional[str]
+
+
+# Anthropic Messages (names as in anthropic.types).
+
+
+class ContentBlock(LLMuxObject):
+    """One block of ``content``: ``type`` is ``text`` (``text``),
+    ``tool_use`` (``id``, ``name``, ``input``) or ``thinking``
+    (``thinking``, ``signature``); the other fields are ``None``."""
+
+    __slots__ = ()
+    type: str
+    text: Optional[str]
+    id: Optional[str]
+    name: Optional[str]
+    input: Optional[Dict[str, Any]]
+    thinking: Optional[str]
+    signature: Optional[str]
+
+
+class MessageUsage(LLMuxObject):
+    """``usage`` of an Anthropic message (``anthropic.types.Usage``)."""
+
+    __slots__ = ()
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: Optional[int]
+    cache_read_input_tokens: Optional[int]
+
 
 class Message(_Routed):
     """An Anthropic Messages response (``resp.content[0].text``)."""
+
+    __slots__ = ()
+    id: str
+    type: str
+    role: str
+    model: str
+    content: List[ContentBlock]
+    stop_reason: Optional[str]
+    stop_sequence: Optional[str]
+    usage: MessageUsage
+
+
+class MessageStreamDelta(LLMuxObject):
+    """``delta`` of ``content_block_delta`` (``text``, ``partial_json``,
+    ``thinking``, ``signature``) or of ``message_delta`` (``stop_reason``,
+    ``stop_sequence``)."""
+
+    __slots__ = ()
+    type: Optional[str]
+    text: Optional[str]
+    partial_json: Optional[str]
+    thinking: Optional[str]
+    signature: Optional[str]
+    stop_reason: Optional[str]
+    stop_sequence: Optional[str]
 
 
 class Response(_Routed):
@@ -210,4 +412,12 @@ class ResponseStreamEvent(LLMuxObject):
 
 class MessageStreamEvent(LLMuxObject):
     """An Anthropic stream event; ``.type`` names it (``message_start``,
-    ``content_block_delta``, ...)."""
+    ``content_block_delta``, ...) and says which fields are set."""
+
+    __slots__ = ()
+    type: str
+    message: Optional[Message]
+    index: Optional[int]
+    content_block: Optional[ContentBlock]
+    delta: Optional[MessageStreamDelta]
+    usage: Optional[MessageUsage]
