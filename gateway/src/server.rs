@@ -366,28 +366,33 @@ fn add_routing_headers(h: &mut HeaderMap, id: u64, routing: &Routing) {
     }
 }
 
+/// The answer when a request's events end without a terminal event: the
+/// gateway is draining (`drained`), or the engine dropped the request.
+fn ended_without_result(ctx: &Ctx, drained: bool) -> Response {
+    if drained {
+        ctx.finish(503, "drained", None);
+        return error(
+            ctx.proto,
+            503,
+            "overloaded",
+            "the gateway shut down before the request finished",
+        );
+    }
+    ctx.finish(500, "internal_error", None);
+    error(
+        ctx.proto,
+        500,
+        "internal_error",
+        "the request ended without a result",
+    )
+}
+
 async fn whole_response(ctx: Ctx, mut events: RequestEvents) -> Response {
     let mut cancel = ctx.app.cancel_all.clone();
     loop {
         match next_event(&mut events, &mut cancel).await {
-            None => {
-                ctx.finish(503, "drained", None);
-                return error(
-                    ctx.proto,
-                    503,
-                    "overloaded",
-                    "the gateway shut down before the request finished",
-                );
-            }
-            Some(None) => {
-                ctx.finish(500, "internal_error", None);
-                return error(
-                    ctx.proto,
-                    500,
-                    "internal_error",
-                    "the request ended without a result",
-                );
-            }
+            None => return ended_without_result(&ctx, true),
+            Some(None) => return ended_without_result(&ctx, false),
             Some(Some(ev)) if ev.kind != EventKind::Chunk => return terminal_response(&ctx, &ev),
             Some(Some(_)) => {}
         }
@@ -572,24 +577,8 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
         Err(_) => None,
         Ok(Some(Some(ev))) if ev.kind == EventKind::Error => return terminal_response(&ctx, &ev),
         Ok(Some(Some(ev))) => Some(ev),
-        Ok(Some(None)) => {
-            ctx.finish(500, "internal_error", None);
-            return error(
-                ctx.proto,
-                500,
-                "internal_error",
-                "the request ended without a result",
-            );
-        }
-        Ok(None) => {
-            ctx.finish(503, "drained", None);
-            return error(
-                ctx.proto,
-                503,
-                "overloaded",
-                "the gateway shut down before the request finished",
-            );
-        }
+        Ok(Some(None)) => return ended_without_result(&ctx, false),
+        Ok(None) => return ended_without_result(&ctx, true),
     };
     let id = ctx.id;
     let serving = events.serving().map(|(e, p)| (e.to_owned(), p.to_owned()));

@@ -764,23 +764,29 @@ fn thousand_concurrent_streams_complete_and_unduplicated() {
     );
 }
 
-#[test]
-fn agent_loop_tool_call_then_text_in_both_protocols() {
-    // The fleet behavior the Claude Code test uses: a Bash tool call first,
-    // final text once the tool result comes back.
+/// An agent loop's upstream: a tool call first, final text once the tool
+/// result comes back (what the Claude Code and Codex tests use).
+fn agent_loop(tool: &str, arguments: &str) -> Behavior {
     let turn2 = Behavior {
         text: Some("The command printed hello.".into()),
         ..Default::default()
     };
-    let beh = Behavior {
+    Behavior {
         text: Some(String::new()),
         tool_calls: vec![ToolCallSpec {
-            name: "Bash".into(),
-            arguments: r#"{"command":"echo hello"}"#.into(),
+            name: tool.into(),
+            arguments: arguments.into(),
         }],
         after_tool_result: Some(Box::new(turn2)),
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn agent_loop_tool_call_then_text_in_both_protocols() {
+    // The fleet behavior the Claude Code test uses: a Bash tool call first,
+    // final text once the tool result comes back.
+    let beh = agent_loop("Bash", r#"{"command":"echo hello"}"#);
     let oa = MockServer::start("oa", beh.clone()).expect("mock");
     let gw = start(&config(&[("openai", &oa)], json!({})), &[]);
     rt().block_on(async {
@@ -1067,19 +1073,7 @@ fn sse_frames(text: &str) -> Vec<(String, Value)> {
 
 #[test]
 fn responses_route_through_every_endpoint_kind() {
-    let turn2 = Behavior {
-        text: Some("The command printed hello.".into()),
-        ..Default::default()
-    };
-    let beh = Behavior {
-        text: Some(String::new()),
-        tool_calls: vec![ToolCallSpec {
-            name: "exec_command".into(),
-            arguments: r#"{"cmd":"echo hello"}"#.into(),
-        }],
-        after_tool_result: Some(Box::new(turn2)),
-        ..Default::default()
-    };
+    let beh = agent_loop("exec_command", r#"{"cmd":"echo hello"}"#);
     for proto in ["responses", "openai", "anthropic"] {
         let up = MockServer::start("up", beh.clone()).expect("mock");
         let gw = start(&config(&[(proto, &up)], json!({})), &[]);
