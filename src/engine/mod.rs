@@ -490,20 +490,7 @@ impl Engine {
             .routes
             .iter()
             .map(|route| {
-                let mut views = vec![crate::routing::UNRANKED; c.endpoints.len()];
-                for &e in &route.candidates {
-                    let ep = &c.endpoints[e];
-                    let prior = ep
-                        .expected_first_token_ms
-                        .unwrap_or(c.health.default_first_token_ms);
-                    views[e] = inner.health.view(
-                        e,
-                        now,
-                        prior,
-                        ep.price_prompt + ep.price_completion,
-                        ep.max_concurrency,
-                    );
-                }
+                let views = run::candidate_views(inner, route, now, req.stream);
                 let order = crate::routing::plan(
                     &route.candidates,
                     &views,

@@ -540,9 +540,16 @@ fn hedge_delay(inner: &Inner, req: &ParsedRequest, e: usize) -> Option<Duration>
 
 /// Ranks one model's candidates now, by the latency of the request's kind
 /// (first token for streams, complete response otherwise).
-fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>, stream: bool) -> Vec<usize> {
+/// The routing view of every candidate of `route` at `now`, indexed by
+/// endpoint (the others stay unranked); latency is the request kind's own
+/// signal. Shared by ranking and by `Engine::explain`.
+pub(super) fn candidate_views(
+    inner: &Inner,
+    route: &ModelRoute,
+    now: std::time::Instant,
+    stream: bool,
+) -> Vec<routing::EndpointView> {
     let c = &inner.catalog;
-    let now = now();
     let mut views = vec![routing::UNRANKED; c.endpoints.len()];
     for &e in &route.candidates {
         let ep = &c.endpoints[e];
@@ -558,6 +565,13 @@ fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>, stream: bool) 
             Latency::of(stream),
         );
     }
+    views
+}
+
+fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>, stream: bool) -> Vec<usize> {
+    let c = &inner.catalog;
+    let now = now();
+    let views = candidate_views(inner, route, now, stream);
     let explore =
         (route.policy == Policy::Latency && c.health.explore_ratio > 0.0).then(|| Explore {
             draw: inner.draw(),
