@@ -82,7 +82,8 @@ public:
     ~RawClient() { close(fd_); }
 
     // POSTs `body` to /v1/chat/completions and returns the response body;
-    // `on_data` sees each chunk of a chunked body as it arrives; `accept` as llmux sends it: application/json, or text/event-stream.
+    // `on_data` sees each chunk of a chunked body as it arrives. Headers as
+    // llmux sends them (accept: application/json or text/event-stream).
     std::string post(const std::string& body, bool stream,
                      const std::function<void(const char*, std::size_t)>& on_data = {}) {
         std::string req;
