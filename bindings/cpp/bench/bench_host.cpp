@@ -3,7 +3,7 @@
 //
 // Starts the llmux-fleet mock (on CPU 1 when there are two CPUs; this
 // process, and so the engine's threads, on CPU 0), then interleaves,
-// request by request, rotating which goes first:
+// request by request, each round in the next of the six orders:
 //
 //   * cpp:   llmux.hpp, as a C++ user writes it: Engine::submit, then
 //            Engine::poll(64, 1 s) until the request's terminal event
@@ -359,21 +359,20 @@ Case make_case(const std::string& name, const std::string& desc, const Samples& 
     return k;
 }
 
-// Runs the three paths `n` times after `warm` rounds, rotating the order.
+// Runs the three paths `n` times after `warm` rounds. Each round runs them in
+// the next of the six orders, so each path follows each other path equally
+// often: the one that runs after an llmux call finds the library's code warm
+// in the caches, and no path gets that more often than another.
 Samples interleave(int warm, int n, const std::array<std::function<double()>, 3>& paths) {
+    static const int orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
     for (int i = 0; i < warm; ++i)
         for (const auto& f : paths) f();
     Samples s;
     std::vector<double>* out[3] = {&s.cpp, &s.c, &s.raw};
     for (int i = 0; i < n; ++i)
-        for (int k = 0; k < 3; ++k) {
-            int which = (i + k) % 3;
-            out[which]->push_back(paths[static_cast<std::size_t>(which)]());
-        }
+        for (int which : orders[i % 6]) out[which]->push_back(paths[static_cast<std::size_t>(which)]());
     return s;
 }
-
-// ------------------------------------------------------------ setup
 
 // With two CPUs or more: the fleet on CPU 1 (a child inherits the affinity
 // set while it starts), this process and the engines' threads on CPU 0.
@@ -458,7 +457,7 @@ int run(const Args& args) {
         R"({"model":"m",)" + msgs + R"(,"stream":true,"stream_options":{"include_usage":true},)" + mock + "}";
 
     std::vector<Case> cases;
-    int n = args.quick ? 500 : 2000;
+    int n = args.quick ? 600 : 3000;
     Samples s = interleave(200, n,
                            {[&] { return via_cpp(cpp, body).first; }, [&] { return via_c(c, events, body).first; },
                             [&] { return via_raw(raw, up, false).first; }});
@@ -470,7 +469,7 @@ int run(const Args& args) {
     k.m("worker_threads", static_cast<long>(args.worker_threads));
     cases.push_back(k);
 
-    int ns = args.quick ? 150 : 600;
+    int ns = args.quick ? 180 : 1200;
     int chunks[3] = {0, 0, 0};
     Samples st = interleave(30, ns,
                             {[&] {
