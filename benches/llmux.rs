@@ -1743,12 +1743,30 @@ fn bench_redis() -> Option<(std::process::Child, u16)> {
 }
 
 /// 5b. Memory per in-flight stream (held open by a stalling mock).
-fn case_memory(ctx: &Ctx, idle: (u64, u64), nofile: (u64, u64), out: &mut Vec<Case>) {
+/// A bench config whose providers all speak `http` (`http1` / `http2`).
+fn config_http(ctx: &Ctx, health: Value, timeouts: Value, http: &str) -> String {
+    let mut cfg: Value = serde_json::from_str(&config(ctx, health, timeouts)).expect("config");
+    if let Some(ps) = cfg["providers"].as_array_mut() {
+        for p in ps {
+            p["http"] = json!(http);
+        }
+    }
+    cfg.to_string()
+}
+
+fn case_memory(ctx: &Ctx, http: &str, idle: (u64, u64), nofile: (u64, u64), out: &mut Vec<Case>) {
+    let (name, version) = match http {
+        "http2" => ("memory-h2", "HTTP/2 (h2c, every stream on one connection)"),
+        _ => ("memory", "HTTP/1.1 (a connection per stream)"),
+    };
     let mut c = Case::new(
-        "memory",
-        "resident memory (/proc/self/statm) of an idle engine, and per in-flight stream held open by \
-         a mock with fault stall_after 1",
+        name,
+        &format!(
+            "resident memory (/proc/self/statm) of an idle engine, and per in-flight stream held \
+             open by a mock with fault stall_after 1, over {version}"
+        ),
     );
+    c.m("http_version", http);
     c.m(
         "idle_engine_delta_kib",
         idle.1.saturating_sub(idle.0) as f64 / 1024.0,
@@ -1761,7 +1779,7 @@ fn case_memory(ctx: &Ctx, idle: (u64, u64), nofile: (u64, u64), out: &mut Vec<Ca
         format!("{:.0} KiB", idle.1.saturating_sub(idle.0) as f64 / 1024.0),
     );
     let t = json!({"connect_ms": 10000, "first_token_ms": 120000, "idle_ms": 120000, "total_ms": 300000});
-    let eng = CEngine::new(&config(ctx, json!({"explore_ratio": 0.0}), t));
+    let eng = CEngine::new(&config_http(ctx, json!({"explore_ratio": 0.0}), t, http));
     let mut ev = Events::new(1024);
     let warm = body("bench/fast", true, json!({}));
     for _ in 0..20 {
@@ -2603,7 +2621,11 @@ fn main() {
         ("routing", Box::new(|_, out| case_routing(out))),
         (
             "memory",
-            Box::new(move |ctx, out| case_memory(ctx, idle, nofile, out)),
+            Box::new(move |ctx, out| case_memory(ctx, "http1", idle, nofile, out)),
+        ),
+        (
+            "memory-h2",
+            Box::new(move |ctx, out| case_memory(ctx, "http2", idle, nofile, out)),
         ),
         ("failover", Box::new(case_failover)),
         ("quality", Box::new(case_quality)),

@@ -7,13 +7,13 @@
 #   scripts/bench.sh                 # every case, a few minutes on 2 cores
 #   scripts/bench.sh --quick         # fewer samples
 #   scripts/bench.sh latency memory  # only these Rust cases (soak, or latency host throughput
-#                                    # chunks routing memory failover quality shared gateway)
+#                                    # chunks routing memory memory-h2 failover quality shared gateway)
 #   scripts/bench.sh --readme ...    # also rewrite the README's bench table
 #
 # The mock fleet runs as the release `llmux-fleet` binary, pinned to CPU 1;
 # the bench thread, the engine and the direct baseline run on CPU 0. The
-# memory case runs in its own process, so its per-stream figure does not
-# depend on what ran before. Results: target/llmux-bench.json (one object
+# memory cases (HTTP/1.1, then HTTP/2) run in processes of their own, so
+# their per-stream figures do not depend on what ran before. Results: target/llmux-bench.json (one object
 # per case) and a table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,9 @@ fi
 LLMUX_BENCH_JSON="$t/bench-rust.json" cargo bench --bench llmux -- "${quick[@]}" \
     latency host throughput chunks routing failover quality shared gateway
 LLMUX_BENCH_JSON="$t/bench-memory.json" cargo bench --bench llmux -- "${quick[@]}" memory
-py=()
+# The same over HTTP/2 (h2c), also in a process of its own.
+LLMUX_BENCH_JSON="$t/bench-memory-h2.json" cargo bench --bench llmux -- "${quick[@]}" memory-h2
+py=("$t/bench-memory-h2.json")
 if command -v python3 >/dev/null; then
     LLMUX_LIBRARY="$t/release/libllmux.so" PYTHONPATH=bindings/python/src \
         python3 bindings/python/bench/bench_host.py "${quick[@]}" --json "$t/bench-python.json"

@@ -3,7 +3,7 @@
 
 use crate::config::{
     default_failover_status, Config, ConfigError, ConfigErrors, HealthConfig, HedgingConfig,
-    RetryConfig, StickyConfig, TimeoutsConfig,
+    HttpVersion, RetryConfig, StickyConfig, TimeoutsConfig,
 };
 use crate::protocol::Protocol;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -35,6 +35,7 @@ pub struct Provider {
     pub timeouts: TimeoutsConfig,
     /// The chat endpoint's URL, parsed once.
     pub url: reqwest::Url,
+    pub http: HttpVersion,
 }
 
 impl Provider {
@@ -281,6 +282,7 @@ impl Catalog {
                 headers,
                 timeouts: p.timeouts,
                 url,
+                http: p.http,
             });
         }
 

@@ -175,6 +175,24 @@ pub struct ProviderConfig {
     pub anthropic_version: Option<String>,
     /// Anthropic only: `anthropic-beta` header.
     pub anthropic_beta: Option<String>,
+    /// Which HTTP version to speak to this provider.
+    #[serde(default)]
+    pub http: HttpVersion,
+}
+
+/// The HTTP version spoken to a provider.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpVersion {
+    /// HTTP/2 when the provider offers it in the TLS handshake (ALPN),
+    /// else HTTP/1.1; plain `http://` URLs use HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only, with prior knowledge: over TLS without asking, and over
+    /// plain `http://` as h2c (a local endpoint or gateway that speaks it).
+    Http2,
 }
 
 impl std::fmt::Debug for ProviderConfig {
@@ -187,6 +205,7 @@ impl std::fmt::Debug for ProviderConfig {
             .field("api_key_env", &self.api_key_env)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeouts", &self.timeouts)
+            .field("http", &self.http)
             .finish_non_exhaustive()
     }
 }

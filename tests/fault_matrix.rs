@@ -225,7 +225,16 @@ fn text_of(out: &Outcome, protocol: Protocol, stream: bool) -> String {
     }
 }
 
-fn run_case(c: &Case, protocol: Protocol, up: Protocol, stream: bool) -> Result<(), String> {
+/// Speak HTTP/2 (h2c, prior knowledge) to both endpoints instead of HTTP/1.1.
+type Http2 = bool;
+
+fn run_case(
+    c: &Case,
+    protocol: Protocol,
+    up: Protocol,
+    stream: bool,
+    http2: Http2,
+) -> Result<(), String> {
     let mut b_json = c.behavior.clone();
     if c.name == "429 with Retry-After date" {
         // Dated now, not when the matrix was built: a late batch would
@@ -245,6 +254,11 @@ fn run_case(c: &Case, protocol: Protocol, up: Protocol, stream: bool) -> Result<
     // so a loaded machine does not turn its reply into a timeout.
     a.provider_extra = json!({"timeouts": {"first_token_ms": 300, "idle_ms": 300}});
     b.provider_extra = json!({"timeouts": {"first_token_ms": 1500, "idle_ms": 1500}});
+    if http2 {
+        for u in [&mut a, &mut b] {
+            u.provider_extra["http"] = json!("http2");
+        }
+    }
     let e = engine(&[&a, &b], json!({"timeouts": {"total_ms": 5000}}));
     let body = match protocol {
         Protocol::OpenAi => chat("test/model", stream),
@@ -266,7 +280,7 @@ fn run_case(c: &Case, protocol: Protocol, up: Protocol, stream: bool) -> Result<
         (_, false) => &c.non_stream,
     };
     let who = format!(
-        "{} [{protocol:?} caller, {up:?} upstream, stream={stream}]",
+        "{} [{protocol:?} caller, {up:?} upstream, stream={stream}, http2={http2}]",
         c.name
     );
     if protocol == Protocol::Responses && stream {
@@ -309,6 +323,11 @@ fn run_case(c: &Case, protocol: Protocol, up: Protocol, stream: bool) -> Result<
             if (na, nb) != (1, 1) {
                 return fail(format!("requests received a={na} b={nb}"));
             }
+            let version = if http2 { "HTTP/2.0" } else { "HTTP/1.1" };
+            let seen = b.server.requests()[0].version.clone();
+            if seen != version {
+                return fail(format!("b was asked over {seen}, not {version}"));
+            }
             if text_of(&out, protocol, stream) != "Hello from b." {
                 return fail(format!("text {:?}", text_of(&out, protocol, stream)));
             }
@@ -343,21 +362,10 @@ fn run_case(c: &Case, protocol: Protocol, up: Protocol, stream: bool) -> Result<
     Ok(())
 }
 
-#[test]
-fn fault_matrix() {
+/// Runs every case in each mode, eight at a time (the cases wait on
+/// timeouts more than on the CPU), and fails with every broken one.
+fn run_matrix(modes: &[(Protocol, Protocol, bool)], http2: Http2) {
     let cases = cases();
-    use Protocol::{Anthropic, OpenAi, Responses};
-    // (caller, upstream, stream)
-    let modes = [
-        (OpenAi, OpenAi, true),
-        (OpenAi, OpenAi, false),
-        (Anthropic, Anthropic, true),
-        (Anthropic, Anthropic, false),
-        (Responses, Responses, true),
-        (Responses, Responses, false),
-        (Responses, Anthropic, true),
-        (OpenAi, Responses, true),
-    ];
     // Mode by mode, so one batch holds different cases rather than eight
     // copies of one timing-sensitive case firing at the same instant.
     let jobs: Vec<(&Case, Protocol, Protocol, bool)> = modes
@@ -366,13 +374,12 @@ fn fault_matrix() {
         .collect();
     let total = jobs.len();
     let failures = std::sync::Mutex::new(Vec::new());
-    // Eight at a time: the cases wait on timeouts more than on the CPU.
     for batch in jobs.chunks(8) {
         std::thread::scope(|s| {
             for &(c, p, u, st) in batch {
                 let failures = &failures;
                 s.spawn(move || {
-                    if let Err(m) = run_case(c, p, u, st) {
+                    if let Err(m) = run_case(c, p, u, st, http2) {
                         failures.lock().unwrap().push(m);
                     }
                 });
@@ -381,7 +388,7 @@ fn fault_matrix() {
     }
     let failures = failures.into_inner().unwrap();
     println!(
-        "fault matrix: {} cases x {} modes = {total} runs, {} failed",
+        "fault matrix (http2={http2}): {} cases x {} modes = {total} runs, {} failed",
         cases.len(),
         modes.len(),
         failures.len()
@@ -391,6 +398,42 @@ fn fault_matrix() {
         "{} of {total} failed:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+#[test]
+fn fault_matrix() {
+    use Protocol::{Anthropic, OpenAi, Responses};
+    // (caller, upstream, stream)
+    run_matrix(
+        &[
+            (OpenAi, OpenAi, true),
+            (OpenAi, OpenAi, false),
+            (Anthropic, Anthropic, true),
+            (Anthropic, Anthropic, false),
+            (Responses, Responses, true),
+            (Responses, Responses, false),
+            (Responses, Anthropic, true),
+            (OpenAi, Responses, true),
+        ],
+        false,
+    );
+}
+
+/// The same faults over HTTP/2 (h2c): a reset stream, a stalled stream and
+/// a stream that never sends its headers are classified as their HTTP/1.1
+/// counterparts and fail over the same way.
+#[test]
+fn fault_matrix_over_http2() {
+    use Protocol::{Anthropic, OpenAi};
+    run_matrix(
+        &[
+            (OpenAi, OpenAi, true),
+            (OpenAi, OpenAi, false),
+            (Anthropic, Anthropic, true),
+            (Anthropic, Anthropic, false),
+        ],
+        true,
     );
 }
 

@@ -61,9 +61,16 @@ pub(crate) enum ReadError {
     Bad(String),
 }
 
-/// A server-side connection with its read buffer.
+/// Where a response goes: an HTTP/1.1 connection, or one HTTP/2 stream.
+enum Io {
+    H1(TcpStream),
+    H2(crate::h2c::Stream),
+}
+
+/// A server-side connection with its read buffer (HTTP/1.1), or one
+/// HTTP/2 stream's response side.
 pub(crate) struct Conn {
-    stream: TcpStream,
+    io: Io,
     buf: Vec<u8>,
     /// When set, every write is cut into 1–3 byte writes (SplitUtf8 fault).
     pub split: bool,
@@ -77,16 +84,31 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 impl Conn {
     pub fn new(stream: TcpStream) -> Conn {
         Conn {
-            stream,
+            io: Io::H1(stream),
             buf: Vec::with_capacity(8192),
             split: false,
             split_step: 0,
         }
     }
 
+    /// The response side of an HTTP/2 stream (its request is already read).
+    pub(crate) fn h2(stream: crate::h2c::Stream) -> Conn {
+        Conn {
+            io: Io::H2(stream),
+            buf: Vec::new(),
+            split: false,
+            split_step: 0,
+        }
+    }
+
     async fn fill(&mut self) -> io::Result<usize> {
-        self.buf.reserve(16 * 1024);
-        self.stream.read_buf(&mut self.buf).await
+        match &mut self.io {
+            Io::H1(stream) => {
+                self.buf.reserve(16 * 1024);
+                stream.read_buf(&mut self.buf).await
+            }
+            Io::H2(_) => Ok(0),
+        }
     }
 
     async fn fill_or_fail(&mut self) -> Result<(), ReadError> {
@@ -229,8 +251,13 @@ impl Conn {
     }
 
     async fn write_raw(&mut self, data: &[u8]) -> io::Result<()> {
-        self.stream.write_all(data).await?;
-        self.stream.flush().await
+        match &mut self.io {
+            Io::H1(stream) => {
+                stream.write_all(data).await?;
+                stream.flush().await
+            }
+            Io::H2(stream) => stream.write(data),
+        }
     }
 
     /// Writes and flushes; in split mode as many 1–3 byte writes.
@@ -254,6 +281,9 @@ impl Conn {
         if payload.is_empty() {
             return Ok(()); // an empty chunk would terminate the body
         }
+        if let Io::H2(stream) = &mut self.io {
+            return stream.chunk(payload);
+        }
         let mut out = Vec::with_capacity(payload.len() + 12);
         out.extend_from_slice(format!("{:x}\r\n", payload.len()).as_bytes());
         out.extend_from_slice(payload);
@@ -263,16 +293,23 @@ impl Conn {
 
     /// Writes the chunked terminator.
     pub async fn finish_chunks(&mut self) -> io::Result<()> {
-        self.write(b"0\r\n\r\n").await
+        match &mut self.io {
+            Io::H1(_) => self.write(b"0\r\n\r\n").await,
+            Io::H2(stream) => stream.finish(),
+        }
     }
 
     /// Keeps the connection open, discarding input, until the peer closes or
     /// [`HOLD_LIMIT`] passes.
     pub async fn hold(&mut self) {
+        let stream = match &mut self.io {
+            Io::H1(stream) => stream,
+            Io::H2(stream) => return stream.hold().await,
+        };
         let _ = tokio::time::timeout(HOLD_LIMIT, async {
             let mut scratch = [0u8; 4096];
             loop {
-                match self.stream.read(&mut scratch).await {
+                match stream.read(&mut scratch).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
@@ -283,14 +320,25 @@ impl Conn {
 
     /// Graceful close (FIN).
     pub async fn close(&mut self) {
-        let _ = self.stream.shutdown().await;
+        match &mut self.io {
+            Io::H1(stream) => {
+                let _ = stream.shutdown().await;
+            }
+            Io::H2(stream) => stream.close().await,
+        }
     }
 
-    /// Close with a TCP reset (SO_LINGER 0) instead of a FIN.
+    /// Close with a TCP reset (SO_LINGER 0) instead of a FIN; an HTTP/2
+    /// stream is reset.
     pub fn reset(self) {
-        #[allow(deprecated)]
-        let _ = self.stream.set_linger(Some(Duration::ZERO));
-        drop(self.stream);
+        match self.io {
+            Io::H1(stream) => {
+                #[allow(deprecated)]
+                let _ = stream.set_linger(Some(Duration::ZERO));
+                drop(stream);
+            }
+            Io::H2(mut stream) => stream.reset(),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! # llmux-fleet: a mock upstream fleet
 //!
-//! Real HTTP/1.1 servers on `127.0.0.1` that imitate **OpenAI Chat
+//! Real HTTP/1.1 servers on `127.0.0.1` (which also speak HTTP/2 to a
+//! client that opens with the HTTP/2 preface: h2c with prior knowledge)
+//! that imitate **OpenAI Chat
 //! Completions**, **Anthropic Messages** and **OpenAI Responses** providers,
 //! with fault injection.
 //! Used by llmux's integration tests, demo, benchmarks and by tests written in
@@ -107,6 +109,7 @@ use serde_json::Value;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
+mod h2c;
 mod http;
 mod proto;
 
@@ -261,6 +264,8 @@ pub struct Recorded {
     pub method: String,
     /// Request target as received (path, plus query string if any).
     pub path: String,
+    /// `HTTP/1.1`, or `HTTP/2.0` for a request that came over h2c.
+    pub version: String,
     /// Headers in arrival order; names lowercased.
     pub headers: Vec<(String, String)>,
     /// Parsed JSON body, or `Value::String` of the raw (lossy UTF-8) text if it is not JSON.
@@ -335,6 +340,7 @@ impl Shared {
         let rec = Recorded {
             method: req.method.clone(),
             path: req.target.clone(),
+            version: req.version.clone(),
             headers: req.headers.clone(),
             body,
             at_ms: self.started.elapsed().as_millis() as u64,

@@ -27,6 +27,9 @@ pub(crate) enum Proto {
 }
 
 pub(crate) async fn serve_conn(stream: TcpStream, shared: Arc<Shared>) {
+    if crate::h2c::is_h2c(&stream).await {
+        return crate::h2c::serve(stream, shared).await;
+    }
     let mut conn = Conn::new(stream);
     loop {
         let req = match conn.read_request().await {
@@ -79,6 +82,14 @@ pub(crate) async fn serve_conn(stream: TcpStream, shared: Arc<Shared>) {
                 return;
             }
         }
+    }
+}
+
+/// Answers one HTTP/2 stream; `conn` is its response side.
+pub(crate) async fn serve_h2_stream(mut conn: Conn, req: Request, shared: &Arc<Shared>) {
+    match handle(&mut conn, shared, req, true).await {
+        Ok(Flow::Reset) => conn.reset(),
+        _ => conn.close().await,
     }
 }
 

@@ -11,7 +11,7 @@
 mod run;
 
 use crate::catalog::Catalog;
-use crate::config::{ConfigErrors, DEFAULT_TIMEOUTS};
+use crate::config::{ConfigErrors, HttpVersion, DEFAULT_TIMEOUTS};
 use crate::events::{Event, EventQueue};
 use crate::health::Health;
 use crate::protocol::Protocol;
@@ -170,7 +170,8 @@ struct Inner {
     catalog: Catalog,
     health: Health,
     queue: EventQueue,
-    clients: Mutex<HashMap<u64, reqwest::Client>>,
+    /// One HTTP client (connection pool) per connect timeout and HTTP version.
+    clients: Mutex<HashMap<(u64, HttpVersion), reqwest::Client>>,
     cancels: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_id: AtomicU64,
     rng: AtomicU64,
@@ -316,7 +317,9 @@ impl Engine {
             .connect_ms
             .or(DEFAULT_TIMEOUTS.connect_ms)
             .unwrap_or(5000);
-        inner.client(connect).map_err(EngineError::Runtime)?;
+        inner
+            .client(connect, HttpVersion::Auto)
+            .map_err(EngineError::Runtime)?;
         if let Some((overlay, rx)) = shared {
             let c = &inner.catalog;
             let keys = (0..c.endpoints.len())
@@ -454,7 +457,7 @@ impl Engine {
             let t = provider.timeouts.over(c.timeouts).over(DEFAULT_TIMEOUTS);
             let deadline = tokio::time::Instant::now()
                 + Duration::from_millis(t.first_token_ms.unwrap_or(60_000));
-            let r = match inner.client(t.connect_ms.unwrap_or(5000)) {
+            let r = match inner.client(t.connect_ms.unwrap_or(5000), provider.http) {
                 Ok(client) => {
                     crate::upstream::count_tokens(
                         &client,
@@ -768,9 +771,9 @@ impl Drop for Engine {
 }
 
 impl Inner {
-    fn client(&self, connect_ms: u64) -> Result<reqwest::Client, String> {
+    fn client(&self, connect_ms: u64, http: HttpVersion) -> Result<reqwest::Client, String> {
         let mut map = lock(&self.clients);
-        if let Some(c) = map.get(&connect_ms) {
+        if let Some(c) = map.get(&(connect_ms, http)) {
             return Ok(c.clone());
         }
         let mut b = reqwest::Client::builder()
@@ -781,12 +784,21 @@ impl Inner {
             .no_proxy()
             // Never follow redirects: a key header (x-api-key, custom
             // headers) and the prompt must go only to the configured URL.
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(reqwest::redirect::Policy::none())
+            // HTTP/2: find a dead connection by PING rather than by the
+            // first-token timeout of every stream on it.
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(10));
+        b = match http {
+            HttpVersion::Auto => b,
+            HttpVersion::Http1 => b.http1_only(),
+            HttpVersion::Http2 => b.http2_prior_knowledge(),
+        };
         if let Some(p) = &self.catalog.proxy {
             b = b.proxy(reqwest::Proxy::all(p).map_err(|e| e.to_string())?);
         }
         let c = b.build().map_err(|e| e.to_string())?;
-        map.insert(connect_ms, c.clone());
+        map.insert((connect_ms, http), c.clone());
         Ok(c)
     }
 
@@ -853,7 +865,7 @@ async fn probe(inner: Arc<Inner>, e: usize) {
     );
     body.insert("max_tokens".into(), json!(1));
     let timeouts = provider.timeouts.over(c.timeouts).over(DEFAULT_TIMEOUTS);
-    let Ok(client) = inner.client(timeouts.connect_ms.unwrap_or(5000)) else {
+    let Ok(client) = inner.client(timeouts.connect_ms.unwrap_or(5000), provider.http) else {
         return;
     };
     if !inner.health.try_begin(e, Instant::now(), None) {

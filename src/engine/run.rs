@@ -331,7 +331,7 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
         .over(c.timeouts)
         .over(DEFAULT_TIMEOUTS);
     let client = inner
-        .client(timeouts.connect_ms.unwrap_or(5000))
+        .client(timeouts.connect_ms.unwrap_or(5000), c.provider_of(e).http)
         .map_err(|m| AttemptError::new(ErrKind::Transport, m))?;
     let stream = sh.req.stream;
     let on_first = |ms: f64| {

@@ -1,0 +1,124 @@
+//! HTTP/2 toward providers: a provider's `http` setting chooses the version;
+//! `"http2"` speaks it with prior knowledge (h2c over `http://`), and many
+//! requests share one connection.
+
+mod common;
+
+use common::*;
+use llmux::Engine;
+use llmux_fleet::Behavior;
+use serde_json::json;
+use std::time::Duration;
+
+fn with_http(version: &str) -> (Upstream, Engine) {
+    let mut a = upstream("a", behavior(json!({"chunk_delay_ms": 20})));
+    a.provider_extra = json!({"http": version});
+    let e = engine(&[&a], json!({}));
+    (a, e)
+}
+
+/// Submits `n` streams at once and checks each ends in one `done` with the
+/// whole text; returns the mock's most simultaneous connections.
+fn concurrent_streams(a: &Upstream, e: &Engine, n: usize) -> usize {
+    let ids: Vec<u64> = (0..n)
+        .map(|_| {
+            e.submit(
+                llmux::Protocol::OpenAi,
+                chat("test/model", true).to_string().as_bytes(),
+            )
+            .expect("submit")
+        })
+        .collect();
+    // The streams are open (chunks every 20 ms) while this looks.
+    std::thread::sleep(Duration::from_millis(60));
+    let live = a.server.live_connections();
+    let outcomes = drain(e, &ids, Duration::from_secs(20));
+    for o in outcomes.values() {
+        assert!(o.ok(), "{}", o.terminal);
+        assert_eq!(o.text(), "Hello from a.");
+    }
+    live
+}
+
+#[test]
+fn http2_multiplexes_streams_on_one_connection() {
+    let (a, e) = with_http("http2");
+    let live = concurrent_streams(&a, &e, 32);
+    assert_eq!(live, 1, "32 streams over HTTP/2 share one connection");
+    let seen = a.server.requests();
+    assert_eq!(seen.len(), 32);
+    assert!(seen.iter().all(|r| r.version == "HTTP/2.0"));
+    // Non-streaming over the same connection.
+    let out = run(&e, &chat("test/model", false));
+    assert!(out.ok(), "{}", out.terminal);
+    assert_eq!(
+        out.terminal["routing"]["endpoint"].as_str(),
+        Some("a/default")
+    );
+    assert_eq!(a.server.live_connections(), 1);
+}
+
+#[test]
+fn plain_http_defaults_to_http1() {
+    for version in [None, Some("auto"), Some("http1")] {
+        let mut a = upstream("a", behavior(json!({"chunk_delay_ms": 20})));
+        if let Some(v) = version {
+            a.provider_extra = json!({"http": v});
+        }
+        let e = engine(&[&a], json!({}));
+        let live = concurrent_streams(&a, &e, 4);
+        assert_eq!(
+            live, 4,
+            "{version:?}: one HTTP/1.1 connection per open stream"
+        );
+        assert!(a.server.requests().iter().all(|r| r.version == "HTTP/1.1"));
+    }
+}
+
+#[test]
+fn http2_to_an_http1_only_server_fails_over() {
+    // A server that speaks only HTTP/1.1 answers the HTTP/2 preface with
+    // garbage for h2; the attempt fails as a transport error and the next
+    // endpoint serves.
+    let raw = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = raw.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in raw.incoming().flatten().take(4) {
+            let mut s = s;
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let b = upstream("b", Behavior::default());
+    let cfg = json!({
+        "providers": [
+            {"slug": "a", "protocol": "openai", "base_url": format!("http://127.0.0.1:{port}/v1"), "http": "http2"},
+            {"slug": "b", "protocol": "openai", "base_url": format!("{}/v1", b.server.base_url())},
+        ],
+        "models": [{"slug": "test/model", "endpoints": [
+            {"provider": "a", "upstream_model": "m", "expected_first_token_ms": 1},
+            {"provider": "b", "upstream_model": "m", "expected_first_token_ms": 100},
+        ]}],
+        "health": {"explore_ratio": 0.0},
+    });
+    let e = Engine::from_json(&cfg.to_string()).unwrap();
+    let out = run(&e, &chat("test/model", true));
+    assert!(out.ok(), "{}", out.terminal);
+    assert_eq!(out.served(), Some("b/default"));
+    assert_eq!(out.attempts()[0].1, "transport_error");
+}
+
+#[test]
+fn an_unknown_http_version_is_a_config_error() {
+    let a = upstream("a", Behavior::default());
+    let mut cfg: serde_json::Value = serde_json::from_str(&config(&[&a], json!({}))).unwrap();
+    cfg["providers"][0]["http"] = json!("h3");
+    let Err(err) = Engine::from_json(&cfg.to_string()) else {
+        panic!("an unknown http version must be refused");
+    };
+    let err = err.to_string();
+    assert!(err.contains("providers[0].http"), "{err}");
+    assert!(err.contains("http2"), "{err}");
+}
