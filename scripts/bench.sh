@@ -46,7 +46,7 @@ py=("$t/bench-memory-h2.json")
 if command -v python3 >/dev/null; then
     LLMUX_LIBRARY="$t/release/libllmux.so" PYTHONPATH=bindings/python/src \
         python3 bindings/python/bench/bench_host.py "${quick[@]}" --json "$t/bench-python.json"
-    py=("$t/bench-python.json")
+    py+=("$t/bench-python.json")
 fi
 if command -v go >/dev/null; then
     # Links target/release/libllmux.so (searched before target/debug).
