@@ -413,7 +413,10 @@ Args parse_args(int argc, char** argv) {
         } else if (s == "--json" && i + 1 < argc) {
             a.json = argv[++i];
         } else if (s == "--worker-threads" && i + 1 < argc) {
-            a.worker_threads = std::atoi(argv[++i]);
+            char* end = nullptr;
+            long v = std::strtol(argv[++i], &end, 10);
+            if (*argv[i] == '\0' || *end != '\0' || v < 0 || v > 1024) fail("--worker-threads: a number 0..1024");
+            a.worker_threads = static_cast<int>(v);
         } else {
             fail("usage: bench_host [--quick] [--json PATH] [--worker-threads N]");
         }
