@@ -13,6 +13,7 @@ from typing import Any, Dict, Generic, Iterable, Mapping, Optional, Protocol as 
 from ._engine import RawEvent, _Engine
 from ._errors import APIStatusError, RequestCancelled, RouterClosedError, error_from_event
 from ._ffi import EventKind
+from ._decode import done_response, loads
 from ._types import LLMuxObject, Routing
 
 #: Internal event kind put on a request's queue when its router closed
@@ -29,6 +30,12 @@ BATCH = 64
 
 #: What a request's queue carries: (event kind, JSON bytes).
 Item = Tuple[int, bytes]
+
+CHUNK = int(EventKind.CHUNK)
+DONE = int(EventKind.DONE)
+ERROR = int(EventKind.ERROR)
+#: The kinds that end a request.
+TERMINAL = frozenset((DONE, ERROR, CLOSED, FAILED))
 
 
 def openai_body(
@@ -101,16 +108,16 @@ def decode_terminal(request_id: int, kind: int, data: bytes) -> Tuple[Dict[str, 
         err = closed_error(request_id)
         err.message = f"the llmux event dispatcher stopped: {data.decode('utf-8', 'replace')}"
         return {}, None, err
-    payload: Dict[str, Any] = json.loads(data)
+    payload: Dict[str, Any] = loads(data)
     raw_routing = payload.get("routing")
     routing = Routing.from_dict(raw_routing) if isinstance(raw_routing, dict) else None
-    if kind == EventKind.ERROR:
+    if kind == ERROR:
         return payload, routing, error_from_event(payload, routing, request_id)
     return payload, routing, None
 
 
 def is_terminal(kind: int) -> bool:
-    return kind in (EventKind.DONE, EventKind.ERROR, CLOSED, FAILED)
+    return kind in TERMINAL
 
 
 def make_response(cls: Type[T], payload: Dict[str, Any], routing: Optional[Routing]) -> T:
@@ -121,12 +128,16 @@ def make_response(cls: Type[T], payload: Dict[str, Any], routing: Optional[Routi
 def response_from_terminal(cls: Type[T], request_id: int, kind: int, data: bytes) -> T:
     """The response of a non-streaming request from its terminal event;
     raises the mapped exception if the request ended with an error."""
-    if kind == EventKind.DONE:
-        # The common case, built lazily: the routing record becomes a
-        # Routing only when someone reads `.routing`.
-        payload: Dict[str, Any] = json.loads(data)
-        response, raw = payload.get("response"), payload.get("routing")
-        return cls(response if isinstance(response, dict) else {}, raw if isinstance(raw, dict) else None)  # type: ignore[call-arg]
+    if kind == DONE:
+        # The common case, built lazily: only the response object is decoded
+        # now; the routing record after it is decoded (from the event's
+        # JSON) and becomes a Routing when someone reads `.routing`.
+        response = done_response(data)
+        if response is not None:
+            return cls(response, data)  # type: ignore[call-arg]
+        payload: Dict[str, Any] = loads(data)
+        body, raw = payload.get("response"), payload.get("routing")
+        return cls(body if isinstance(body, dict) else {}, raw if isinstance(raw, dict) else None)  # type: ignore[call-arg]
     payload, routing, error = decode_terminal(request_id, kind, data)
     if error is not None:
         raise error
@@ -162,16 +173,17 @@ class CoreBase(Generic[Q]):
     def _route(self, batch: Iterable[RawEvent]) -> None:
         """Puts each polled event on the queue of its request; a terminal
         event ends the request (its queue is unregistered)."""
+        queues = self.queues
         for rid, kind, data in batch:
-            if is_terminal(kind):
+            if kind in TERMINAL:
                 self.live.discard(rid)
-            q = self.queues.get(rid)
+                q = queues.pop(rid, None)
+            else:
+                q = queues.get(rid)
             if q is None:
                 self.dropped += 1
                 continue
             q.put_nowait((kind, data))
-            if is_terminal(kind):
-                self.queues.pop(rid, None)
 
     def cancel(self, rid: int) -> bool:
         try:
@@ -199,9 +211,21 @@ class StreamBase(Generic[T]):
         self._id = rid
         self._chunk_cls = chunk_cls
         self._finished = False
-        self.routing: Optional[Routing] = None
+        # The routing record: a Routing, or the JSON of the `done` event
+        # that carries it (decoded when `routing` is first read).
+        self._routing: Union[Routing, bytes, None] = None
         #: The error the request ended with, if any.
         self.error: Optional[BaseException] = None
+
+    @property
+    def routing(self) -> Optional[Routing]:
+        """The routing record, once the terminal event was consumed (None
+        before, and after a close that did not see it)."""
+        r = self._routing
+        if isinstance(r, bytes):
+            raw = loads(r).get("routing")
+            r = self._routing = Routing.from_dict(raw) if isinstance(raw, dict) else None
+        return r
 
     @property
     def id(self) -> int:
@@ -217,9 +241,9 @@ class StreamBase(Generic[T]):
         """Handles one event of the request: returns the chunk it carries, or
         None (after a terminal event, raises the error the request ended
         with, if any)."""
-        if kind == EventKind.CHUNK:
-            return self._chunk_cls(json.loads(data))
-        if is_terminal(kind):
+        if kind == CHUNK:
+            return self._chunk_cls._from_json(data)
+        if kind in TERMINAL:
             self._finish(kind, data)
             if self.error is not None:
                 raise self.error
@@ -227,9 +251,10 @@ class StreamBase(Generic[T]):
 
     def _finish(self, kind: int, data: bytes) -> None:
         self._finished = True
-        _, routing, error = decode_terminal(self._id, kind, data)
-        self.routing = routing
-        self.error = error
+        if kind == DONE:
+            self._routing = data  # decoded on first read of `routing`
+        else:
+            _, self._routing, self.error = decode_terminal(self._id, kind, data)
         self._core.forget(self._id)
 
     def _abandon(self, cancel: bool = True) -> None:

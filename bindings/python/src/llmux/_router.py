@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Literal, Mapping, Op
 from . import _ffi
 from ._common import (
     BATCH,
+    CHUNK,
     CLOSED,
     FAILED,
     CoreBase,
@@ -192,14 +193,20 @@ class Stream(StreamBase[T]):
         return self
 
     def __next__(self) -> T:
+        q = self._queue
         while not self._finished:
-            try:
-                item = self._core.take(self._queue)
-            except BaseException:
-                self.close()
-                raise
-            assert item is not None  # no timeout
+            if q.empty():
+                try:
+                    item = self._core.take(q)
+                except BaseException:
+                    self.close()
+                    raise
+                assert item is not None  # no timeout
+            else:  # only this stream's consumer takes from q
+                item = q.get_nowait()
             kind, data = item
+            if kind == CHUNK:
+                return self._chunk_cls._from_json(data)
             chunk = self._take(kind, data)
             if chunk is not None:
                 return chunk

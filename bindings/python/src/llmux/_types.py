@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Type, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, TypeVar, Union
+
+from ._decode import loads
 
 _HINTS: Dict[type, Dict[str, Any]] = {}
 
@@ -48,28 +50,64 @@ def _item_hint(hint: Any) -> Any:
     return None
 
 
+#: Per field type: (the class a dict value is wrapped in, the type of a
+#: list value's items).
+_SPECS: Dict[Any, Tuple[Type["LLMuxObject"], Any]] = {}
+
+
+def _spec(hint: Any) -> Tuple[Type["LLMuxObject"], Any]:
+    try:
+        return _SPECS[hint]
+    except KeyError:
+        spec = (_object_class(hint) or LLMuxObject, _item_hint(hint))
+        _SPECS[hint] = spec
+        return spec
+    except TypeError:  # an unhashable hint
+        return (_object_class(hint) or LLMuxObject, _item_hint(hint))
+
+
 def _wrap(value: Any, hint: Any = None) -> Any:
     if isinstance(value, dict):
-        return (_object_class(hint) or LLMuxObject)(value)
+        return _spec(hint)[0](value)
     if isinstance(value, list):
-        item = _item_hint(hint)
+        item = _spec(hint)[1]
         return [_wrap(v, item) for v in value]
     return value
+
+
+O = TypeVar("O", bound="LLMuxObject")
 
 
 class LLMuxObject:
     """A JSON object with attribute access."""
 
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "_raw")
     _data: Dict[str, Any]
+    # The JSON text of an object made by _from_json(), until it is decoded.
+    _raw: Optional[bytes]
 
     def __init__(self, data: Dict[str, Any]) -> None:
         object.__setattr__(self, "_data", data)
 
+    @classmethod
+    def _from_json(cls: Type[O], raw: bytes) -> O:
+        """An object over the JSON text ``raw``, decoded on first use (any
+        attribute, item, ``to_dict()``, ``==``, ``repr``)."""
+        obj = _new(cls)
+        _set_raw(obj, raw)
+        return obj
+
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") and name.endswith("__"):
+        # Only called for what normal lookup does not find: JSON fields, and
+        # `_data` of an object whose JSON is not decoded yet.
+        if name == "_data":
+            return _decode(self)
+        if name.startswith("__") and name.endswith("__") or name == "_raw":
             raise AttributeError(name)
-        return _wrap(self._data.get(name), _hints(type(self)).get(name))
+        value = self._data.get(name)
+        if isinstance(value, (dict, list)):
+            return _wrap(value, _hints(type(self)).get(name))
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only")
@@ -106,6 +144,26 @@ class LLMuxObject:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._data!r})"
+
+
+_new = object.__new__
+_set_raw: Callable[[LLMuxObject, Optional[bytes]], None] = LLMuxObject.__dict__["_raw"].__set__
+
+
+def _decode(obj: LLMuxObject) -> Dict[str, Any]:
+    """Decodes the JSON of an object made by ``_from_json`` (once; two
+    threads racing both decode the same text, harmlessly)."""
+    try:
+        raw = object.__getattribute__(obj, "_raw")
+    except AttributeError:
+        raise AttributeError("_data") from None
+    if raw is None:  # decoded meanwhile by another thread
+        data: Dict[str, Any] = object.__getattribute__(obj, "_data")
+        return data
+    data = loads(raw)
+    object.__setattr__(obj, "_data", data)
+    object.__setattr__(obj, "_raw", None)
+    return data
 
 
 @dataclass(frozen=True)
@@ -193,23 +251,28 @@ class _Routed(LLMuxObject):
     """A complete response plus the routing record that produced it."""
 
     __slots__ = ("_routing",)
-    _routing: Union[Routing, Dict[str, Any]]
+    _routing: Union[Routing, Dict[str, Any], bytes]
 
     def __init__(
-        self, data: Dict[str, Any], routing: Union[Routing, Dict[str, Any], None] = None
+        self, data: Dict[str, Any], routing: Union[Routing, Dict[str, Any], bytes, None] = None
     ) -> None:
         super().__init__(data)
-        # A raw routing dict is turned into a Routing on first access.
+        # A raw routing dict, or the JSON of the terminal event that carries
+        # it, is turned into a Routing on first access.
         object.__setattr__(self, "_routing", routing if routing is not None else {})
 
     @property
     def routing(self) -> Routing:
         """How llmux routed this request."""
         r = self._routing
-        if isinstance(r, dict):
-            r = Routing.from_dict(r)
-            object.__setattr__(self, "_routing", r)
-        return r
+        if isinstance(r, Routing):
+            return r
+        if isinstance(r, bytes):
+            raw = loads(r).get("routing")
+            r = raw if isinstance(raw, dict) else {}
+        routing = Routing.from_dict(r)
+        object.__setattr__(self, "_routing", routing)
+        return routing
 
 
 # OpenAI Chat Completions (names as in openai.types.chat).
