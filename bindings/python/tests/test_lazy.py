@@ -190,3 +190,16 @@ def test_interleaved_streams_get_their_own_events(router: llmux.Router) -> None:
     assert texts == [f"stream {i} text" for i in range(len(streams))]
     assert all(s.routing is not None and s.routing.endpoint == "a/default" for s in streams)
     assert router._dispatcher is not None and router._dispatcher.dropped == 0
+
+
+def test_poll_copy_without_struct_layout(router: llmux.Router, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-event ctypes copy (used when the struct layout does not match)
+    gives the same events as the one-copy path."""
+    body = {"model": "test/a", "messages": USER, "stream": True, "mock": {"chunks": 3}}
+    fast = raw_events(router, _ffi.Protocol.OPENAI, body)
+    monkeypatch.setattr(_engine, "_EVENT", None)
+    slow = raw_events(router, _ffi.Protocol.OPENAI, body)
+    assert [k for k, _ in fast] == [k for k, _ in slow]
+    assert [json.loads(d).get("choices") for k, d in fast if k == _ffi.EventKind.CHUNK] == [
+        json.loads(d).get("choices") for k, d in slow if k == _ffi.EventKind.CHUNK
+    ]
