@@ -36,7 +36,11 @@ class _Engine:
 
     def __init__(self, config: Config) -> None:
         self._lib = _ffi.lib()
-        self._cond = threading.Condition()
+        # A plain lock for the in-use counter (entered on every call, so its
+        # C context manager, not the Condition's Python one); the Condition
+        # over it only for free() to wait on.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._users = 0
         self._closed = False
         ptr = c_void_p()
@@ -63,14 +67,14 @@ class _Engine:
     # -- in-use guard ------------------------------------------------------
 
     def _enter(self) -> int:
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise RouterClosedError("the router is closed")
             self._users += 1
             return self._ptr
 
     def _exit(self) -> None:
-        with self._cond:
+        with self._lock:
             self._users -= 1
             if self._users == 0 and self._closed:  # free() waits for this
                 self._cond.notify_all()

@@ -58,6 +58,7 @@ class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
         # lock is held calls forget().
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)  # routed, or the lead is free
+        self.waiting = 0  # callers in changed.wait(): notified only if any
         self.dead: Optional[str] = None  # why polling stopped on its own
         self.stop = False
         self.leading = False
@@ -97,13 +98,13 @@ class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
         if not q.empty():  # only this request's consumer takes from q
             return q.get_nowait()
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self._drive_until(lambda: not q.empty(), deadline):
+        if self._drive_until(q.qsize, deadline):  # qsize(): non-zero once ready
             return q.get_nowait()
         return None
 
-    def _drive_until(self, ready: Callable[[], bool], deadline: Optional[float]) -> bool:
+    def _drive_until(self, ready: Callable[[], object], deadline: Optional[float]) -> bool:
         """Polls (as the leader) or waits for the leader until ``ready()``
-        holds (checked under the lock) or ``deadline`` passes."""
+        is true (checked under the lock) or ``deadline`` passes."""
         while True:
             with self.lock:
                 if ready():
@@ -112,16 +113,23 @@ class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
                 if left is not None and left <= 0:
                     return False
                 if self.leading or self.stop or self.dead is not None:
-                    self.changed.wait(left if left is not None else LEAD_POLL_MS / 1000)
+                    self.waiting += 1
+                    try:
+                        self.changed.wait(left if left is not None else LEAD_POLL_MS / 1000)
+                    finally:
+                        self.waiting -= 1
                     continue
                 self.leading = True
             ms = LEAD_POLL_MS if left is None else max(0, min(LEAD_POLL_MS, int(left * 1000) + 1))
-            self._lead(ms)
+            if self._lead(ms, ready):
+                return True
 
-    def _lead(self, timeout_ms: int) -> None:
-        """One poll as the leader; routes what came and lets the lead go."""
+    def _lead(self, timeout_ms: int, ready: Callable[[], object]) -> bool:
+        """One poll as the leader; routes what came, lets the lead go and
+        says whether ``ready()`` holds then (in the same locked step)."""
         batch: List[RawEvent] = []
         failed: Optional[BaseException] = None
+        done: object = False
         try:
             ptr = self.engine._enter()
             try:
@@ -137,13 +145,16 @@ class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
                 if batch:
                     self._route(batch)
                 self.leading = False
-                self.changed.notify_all()
+                if self.waiting:
+                    self.changed.notify_all()
+                done = ready()
         if failed is not None:
             if isinstance(failed, (KeyboardInterrupt, SystemExit)):
                 raise failed
             with self.lock:
                 self.dead = str(failed) or type(failed).__name__
             self._fail_waiters(FAILED, str(failed).encode("utf-8", "replace"))
+        return bool(done)
 
     # -- close ---------------------------------------------------------------
 

@@ -66,6 +66,25 @@ def _spec(hint: Any) -> Tuple[Type["LLMuxObject"], Any]:
         return (_object_class(hint) or LLMuxObject, _item_hint(hint))
 
 
+#: Per response class and field name: the field type's spec.
+_FIELDS: Dict[type, Dict[str, Tuple[Type["LLMuxObject"], Any]]] = {}
+
+
+def _field(cls: type, name: str) -> Tuple[Type["LLMuxObject"], Any]:
+    """``_spec`` of the declared type of field ``name`` of ``cls`` (a dict
+    lookup by class and name: hashing a typing alias is slow)."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS.setdefault(cls, {})
+    spec = fields.get(name)
+    if spec is None:
+        hint = _hints(cls).get(name)
+        spec = _spec(hint)
+        if hint is not None:  # only declared fields: JSON keys are unbounded
+            fields[name] = spec
+    return spec
+
+
 def _wrap(value: Any, hint: Any = None) -> Any:
     if isinstance(value, dict):
         return _spec(hint)[0](value)
@@ -105,15 +124,21 @@ class LLMuxObject:
         if name.startswith("__") and name.endswith("__") or name == "_raw":
             raise AttributeError(name)
         value = self._data.get(name)
-        if isinstance(value, (dict, list)):
-            return _wrap(value, _hints(type(self)).get(name))
+        if isinstance(value, dict):
+            return _field(type(self), name)[0](value)
+        if isinstance(value, list):
+            item = _field(type(self), name)[1]
+            return [_wrap(v, item) for v in value]
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only")
 
     def __getitem__(self, key: str) -> Any:
-        return _wrap(self._data[key], _hints(type(self)).get(key))
+        value = self._data[key]
+        if isinstance(value, (dict, list)):
+            return _wrap(value, _hints(type(self)).get(key))
+        return value
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
