@@ -50,27 +50,43 @@ def _item_hint(hint: Any) -> Any:
     return None
 
 
-#: Per field type: (the class a dict value is wrapped in, the type of a
-#: list value's items).
-_SPECS: Dict[Any, Tuple[Type["LLMuxObject"], Any]] = {}
+#: How a field's value is wrapped: (a constructor of the class a dict value
+#: becomes, the type of a list value's items).
+Spec = Tuple[Callable[[Dict[str, Any]], "LLMuxObject"], Any]
+
+#: Per field type (as declared: a class or a typing alias).
+_SPECS: Dict[Any, Spec] = {}
 
 
-def _spec(hint: Any) -> Tuple[Type["LLMuxObject"], Any]:
+def _make_spec(hint: Any) -> Spec:
+    cls = _object_class(hint) or LLMuxObject
+    if cls.__init__ is not LLMuxObject.__init__:
+        return cls, _item_hint(hint)
+
+    def make(data: Dict[str, Any]) -> LLMuxObject:
+        # What cls(data) does, without a Python __init__ call.
+        obj = _new(cls)
+        _set_data(obj, data)
+        return obj
+
+    return make, _item_hint(hint)
+
+
+def _spec(hint: Any) -> Spec:
     try:
         return _SPECS[hint]
     except KeyError:
-        spec = (_object_class(hint) or LLMuxObject, _item_hint(hint))
-        _SPECS[hint] = spec
+        spec = _SPECS[hint] = _make_spec(hint)
         return spec
     except TypeError:  # an unhashable hint
-        return (_object_class(hint) or LLMuxObject, _item_hint(hint))
+        return _make_spec(hint)
 
 
-#: Per response class and field name: the field type's spec.
-_FIELDS: Dict[type, Dict[str, Tuple[Type["LLMuxObject"], Any]]] = {}
+#: Per response class and declared field name: the field type's spec.
+_FIELDS: Dict[type, Dict[str, Spec]] = {}
 
 
-def _field(cls: type, name: str) -> Tuple[Type["LLMuxObject"], Any]:
+def _field(cls: type, name: str) -> Spec:
     """``_spec`` of the declared type of field ``name`` of ``cls`` (a dict
     lookup by class and name: hashing a typing alias is slow)."""
     fields = _FIELDS.get(cls)
@@ -94,6 +110,21 @@ def _wrap(value: Any, hint: Any = None) -> Any:
     return value
 
 
+def _read(obj: "LLMuxObject", name: str) -> Any:
+    """Field ``name`` of ``obj``'s JSON, wrapped as its declared type says."""
+    value = obj._data.get(name)
+    if isinstance(value, dict):
+        return _field(type(obj), name)[0](value)
+    if isinstance(value, list):
+        item = _field(type(obj), name)[1]
+        return [_wrap(v, item) for v in value]
+    return value
+
+
+def _field_property(name: str) -> property:
+    return property(lambda self: _read(self, name), doc=f"The ``{name}`` field (None when absent).")
+
+
 O = TypeVar("O", bound="LLMuxObject")
 
 
@@ -108,6 +139,15 @@ class LLMuxObject:
     def __init__(self, data: Dict[str, Any]) -> None:
         object.__setattr__(self, "_data", data)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Each declared field becomes a property: reading it costs a call,
+        # where a name found nowhere costs a failed lookup (an AttributeError
+        # made and dropped) before __getattr__.
+        super().__init_subclass__(**kwargs)
+        for name in cls.__dict__.get("__annotations__", {}):
+            if not name.startswith("_") and name not in cls.__dict__:
+                setattr(cls, name, _field_property(name))
+
     @classmethod
     def _from_json(cls: Type[O], raw: bytes) -> O:
         """An object over the JSON text ``raw``, decoded on first use (any
@@ -117,19 +157,13 @@ class LLMuxObject:
         return obj
 
     def __getattr__(self, name: str) -> Any:
-        # Only called for what normal lookup does not find: JSON fields, and
-        # `_data` of an object whose JSON is not decoded yet.
+        # Only called for what normal lookup does not find: undeclared JSON
+        # fields, and `_data` of an object whose JSON is not decoded yet.
         if name == "_data":
             return _decode(self)
         if name.startswith("__") and name.endswith("__") or name == "_raw":
             raise AttributeError(name)
-        value = self._data.get(name)
-        if isinstance(value, dict):
-            return _field(type(self), name)[0](value)
-        if isinstance(value, list):
-            item = _field(type(self), name)[1]
-            return [_wrap(v, item) for v in value]
-        return value
+        return _read(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only")
@@ -172,22 +206,26 @@ class LLMuxObject:
 
 
 _new = object.__new__
+# The slots' own accessors (C calls, past __setattr__ and __getattr__).
+_get_raw: Callable[[LLMuxObject], Optional[bytes]] = LLMuxObject.__dict__["_raw"].__get__
 _set_raw: Callable[[LLMuxObject, Optional[bytes]], None] = LLMuxObject.__dict__["_raw"].__set__
+_get_data: Callable[[LLMuxObject], Dict[str, Any]] = LLMuxObject.__dict__["_data"].__get__
+_set_data: Callable[[LLMuxObject, Dict[str, Any]], None] = LLMuxObject.__dict__["_data"].__set__
 
 
 def _decode(obj: LLMuxObject) -> Dict[str, Any]:
     """Decodes the JSON of an object made by ``_from_json`` (once; two
     threads racing both decode the same text, harmlessly)."""
     try:
-        raw = object.__getattribute__(obj, "_raw")
+        raw = _get_raw(obj)
     except AttributeError:
         raise AttributeError("_data") from None
     if raw is None:  # decoded meanwhile by another thread
-        data: Dict[str, Any] = object.__getattribute__(obj, "_data")
+        data: Dict[str, Any] = _get_data(obj)
         return data
     data = loads(raw)
-    object.__setattr__(obj, "_data", data)
-    object.__setattr__(obj, "_raw", None)
+    _set_data(obj, data)
+    _set_raw(obj, None)
     return data
 
 
