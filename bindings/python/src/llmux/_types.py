@@ -82,47 +82,41 @@ def _spec(hint: Any) -> Spec:
         return _make_spec(hint)
 
 
-#: Per response class and declared field name: the field type's spec.
-_FIELDS: Dict[type, Dict[str, Spec]] = {}
-
-
-def _field(cls: type, name: str) -> Spec:
-    """``_spec`` of the declared type of field ``name`` of ``cls`` (a dict
-    lookup by class and name: hashing a typing alias is slow)."""
-    fields = _FIELDS.get(cls)
-    if fields is None:
-        fields = _FIELDS.setdefault(cls, {})
-    spec = fields.get(name)
-    if spec is None:
-        hint = _hints(cls).get(name)
-        spec = _spec(hint)
-        if hint is not None:  # only declared fields: JSON keys are unbounded
-            fields[name] = spec
-    return spec
-
-
 def _wrap(value: Any, hint: Any = None) -> Any:
     if isinstance(value, dict):
         return _spec(hint)[0](value)
     if isinstance(value, list):
-        item = _spec(hint)[1]
-        return [_wrap(v, item) for v in value]
+        return _wrap_list(value, _spec(hint)[1])
     return value
 
 
-def _read(obj: "LLMuxObject", name: str) -> Any:
-    """Field ``name`` of ``obj``'s JSON, wrapped as its declared type says."""
-    value = obj._data.get(name)
-    if isinstance(value, dict):
-        return _field(type(obj), name)[0](value)
-    if isinstance(value, list):
-        item = _field(type(obj), name)[1]
-        return [_wrap(v, item) for v in value]
-    return value
+def _wrap_list(values: List[Any], item_hint: Any) -> List[Any]:
+    """A list value, its items wrapped as ``item_hint`` says."""
+    make, inner = _spec(item_hint)
+    return [make(v) if isinstance(v, dict) else _wrap_list(v, inner) if isinstance(v, list) else v for v in values]
 
 
-def _field_property(name: str) -> property:
-    return property(lambda self: _read(self, name), doc=f"The ``{name}`` field (None when absent).")
+def _field_property(owner: type, name: str) -> property:
+    """The property for field ``name`` declared by class ``owner``: the JSON
+    value, a dict wrapped in the declared class, a list's items likewise."""
+    spec: Optional[Spec] = None  # resolved on first use: hints may name later classes
+
+    def get(self: LLMuxObject) -> Any:
+        nonlocal spec
+        data = self._data
+        if data is None:
+            data = _decode(self)
+        value = data.get(name)
+        if not isinstance(value, (dict, list)):
+            return value
+        s = spec
+        if s is None:
+            s = spec = _spec(_hints(owner).get(name))  # one assignment: threads see all or nothing
+        if isinstance(value, dict):
+            return s[0](value)
+        return _wrap_list(value, s[1])
+
+    return property(get, doc=f"The ``{name}`` field (None when absent).")
 
 
 O = TypeVar("O", bound="LLMuxObject")
@@ -132,8 +126,9 @@ class LLMuxObject:
     """A JSON object with attribute access."""
 
     __slots__ = ("_data", "_raw")
-    _data: Dict[str, Any]
-    # The JSON text of an object made by _from_json(), until it is decoded.
+    # The JSON object; None in an object made by _from_json() until its
+    # JSON text (in _raw) is decoded.
+    _data: Optional[Dict[str, Any]]
     _raw: Optional[bytes]
 
     def __init__(self, data: Dict[str, Any]) -> None:
@@ -146,87 +141,88 @@ class LLMuxObject:
         super().__init_subclass__(**kwargs)
         for name in cls.__dict__.get("__annotations__", {}):
             if not name.startswith("_") and name not in cls.__dict__:
-                setattr(cls, name, _field_property(name))
+                setattr(cls, name, _field_property(cls, name))
 
     @classmethod
     def _from_json(cls: Type[O], raw: bytes) -> O:
         """An object over the JSON text ``raw``, decoded on first use (any
-        attribute, item, ``to_dict()``, ``==``, ``repr``)."""
+        field, item, ``to_dict()``, ``==``, ``repr``)."""
         obj = _new(cls)
+        _set_data(obj, None)
         _set_raw(obj, raw)
         return obj
 
+    def _json(self) -> Dict[str, Any]:
+        data = self._data
+        return data if data is not None else _decode(self)
+
     def __getattr__(self, name: str) -> Any:
         # Only called for what normal lookup does not find: undeclared JSON
-        # fields, and `_data` of an object whose JSON is not decoded yet.
-        if name == "_data":
-            return _decode(self)
-        if name.startswith("__") and name.endswith("__") or name == "_raw":
+        # fields (declared ones are properties).
+        if name.startswith("__") and name.endswith("__") or name in ("_data", "_raw"):
             raise AttributeError(name)
-        return _read(self, name)
+        return _wrap(self._json().get(name))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only")
 
     def __getitem__(self, key: str) -> Any:
-        value = self._data[key]
+        value = self._json()[key]
         if isinstance(value, (dict, list)):
             return _wrap(value, _hints(type(self)).get(key))
         return value
 
     def __contains__(self, key: object) -> bool:
-        return key in self._data
+        return key in self._json()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+        return iter(self._json())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, LLMuxObject):
-            return bool(self._data == other._data)
+            return bool(self._json() == other._json())
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
 
     def __dir__(self) -> List[str]:
-        return sorted(set(super().__dir__()) | {k for k in self._data if k.isidentifier()})
+        return sorted(set(super().__dir__()) | {k for k in self._json() if k.isidentifier()})
 
     def get(self, key: str, default: Any = None) -> Any:
         """Like ``dict.get``, wrapped."""
-        return _wrap(self._data.get(key, default), _hints(type(self)).get(key))
+        return _wrap(self._json().get(key, default), _hints(type(self)).get(key))
 
     def keys(self) -> List[str]:
-        return list(self._data)
+        return list(self._json())
 
     def to_dict(self) -> Dict[str, Any]:
         """The underlying JSON object (not a copy)."""
-        return self._data
+        return self._json()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._data!r})"
+        return f"{type(self).__name__}({self._json()!r})"
 
 
 _new = object.__new__
-# The slots' own accessors (C calls, past __setattr__ and __getattr__).
+# The slots' own accessors (C calls, past __setattr__).
 _get_raw: Callable[[LLMuxObject], Optional[bytes]] = LLMuxObject.__dict__["_raw"].__get__
 _set_raw: Callable[[LLMuxObject, Optional[bytes]], None] = LLMuxObject.__dict__["_raw"].__set__
-_get_data: Callable[[LLMuxObject], Dict[str, Any]] = LLMuxObject.__dict__["_data"].__get__
-_set_data: Callable[[LLMuxObject, Dict[str, Any]], None] = LLMuxObject.__dict__["_data"].__set__
+_get_data: Callable[[LLMuxObject], Optional[Dict[str, Any]]] = LLMuxObject.__dict__["_data"].__get__
+_set_data: Callable[[LLMuxObject, Optional[Dict[str, Any]]], None] = LLMuxObject.__dict__["_data"].__set__
 
 
 def _decode(obj: LLMuxObject) -> Dict[str, Any]:
-    """Decodes the JSON of an object made by ``_from_json`` (once; two
-    threads racing both decode the same text, harmlessly)."""
-    try:
-        raw = _get_raw(obj)
-    except AttributeError:
-        raise AttributeError("_data") from None
-    if raw is None:  # decoded meanwhile by another thread
-        data: Dict[str, Any] = _get_data(obj)
+    """Decodes the JSON text of an object made by ``_from_json`` (once; two
+    threads racing both decode it, harmlessly)."""
+    raw = _get_raw(obj)
+    if raw is None:  # decoded meanwhile by another thread (it set _data first)
+        data = _get_data(obj)
+        assert data is not None
         return data
-    data = loads(raw)
-    _set_data(obj, data)
+    decoded: Dict[str, Any] = loads(raw)
+    _set_data(obj, decoded)
     _set_raw(obj, None)
-    return data
+    return decoded
 
 
 @dataclass(frozen=True)
@@ -522,7 +518,7 @@ class Response(_Routed):
     def output_text(self) -> str:
         """The text of every ``output_text`` part, joined (as the openai SDK's)."""
         out = []
-        for item in self._data.get("output") or []:
+        for item in self._json().get("output") or []:
             if item.get("type") == "message":
                 for part in item.get("content") or []:
                     if part.get("type") == "output_text":
