@@ -96,7 +96,7 @@ class _Engine:
             rid = c_uint64()
             err = c_void_p()
             rc = self._lib.llmux_submit(ptr, protocol, body, len(body), byref(rid), byref(err))
-            message = _ffi.take_string(err)
+            message = _ffi.take_string(err) if err.value else None
         finally:
             self._exit()
         if rc != Result.OK:

@@ -29,6 +29,7 @@ from ._common import (
     RouterBase,
     StreamBase,
     T,
+    TERMINAL,
     anthropic_body,
     responses_body,
     is_terminal,
@@ -262,7 +263,7 @@ def _wait(dispatcher: _Dispatcher, rid: int, q: "queue.SimpleQueue[Item]") -> "t
             item = dispatcher.take(q)
             assert item is not None  # no timeout
             kind, data = item
-            if is_terminal(kind):
+            if kind in TERMINAL:
                 done = True
                 return kind, data
     finally:
@@ -440,7 +441,9 @@ class Router(RouterBase[_Dispatcher]):
         return self._dispatcher
 
     def _run(self, protocol: int, body: bytes, stream: bool, response_cls: Type[Any], chunk_cls: Type[Any]) -> Any:
-        d = self._open_backend()
+        d = self._dispatcher
+        if d is None or d.closing:
+            raise RouterClosedError("the router is closed")
         rid, q = d.submit(protocol, body)
         if stream:
             return Stream(self, d, rid, q, chunk_cls)

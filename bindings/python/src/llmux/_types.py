@@ -315,7 +315,7 @@ class _Routed(LLMuxObject):
     def __init__(
         self, data: Dict[str, Any], routing: Union[Routing, Dict[str, Any], bytes, None] = None
     ) -> None:
-        super().__init__(data)
+        _set_data(self, data)
         # A raw routing dict, or the JSON of the terminal event that carries
         # it, is turned into a Routing on first access.
         object.__setattr__(self, "_routing", routing if routing is not None else {})
