@@ -10,6 +10,11 @@ CPUs; this process on CPU 0), then interleaves, request by request:
 * ``llmux``: ``Router.chat.completions.create`` (threaded Router), the
   response object built (streams: every chunk object).
 
+Chunk objects decode their JSON on first use, so the plain stream case
+measures a consumer that does not look into the chunks. The ``_read`` stream
+case reads ``choices[0].delta.content`` of every chunk, against a raw-socket
+client that decodes every SSE event's JSON and reads the same field.
+
 Added = quantile(llmux) - quantile(raw); the spread is min / median / max
 over 10 blocks. Prints one JSON object per case (``--json PATH`` writes
 them as a list). Outside load shifts both sides alike; absolute numbers on
@@ -206,6 +211,34 @@ def main() -> None:
             raw.post(sb, on)
             return (time.perf_counter() - t) * 1e6, n[0]
 
+        def stream_llmux_read() -> Tuple[float, int]:
+            t = time.perf_counter()
+            text = []
+            for c in router.chat.completions.create(model="bench/fast", messages=msgs, max_tokens=16, stream=True, mock=mock):
+                if c.choices:
+                    text.append(c.choices[0].delta.content or "")
+            assert text
+            return (time.perf_counter() - t) * 1e6, len(text)
+
+        def stream_raw_read() -> Tuple[float, int]:
+            t = time.perf_counter()
+            text: List[str] = []
+            pending = [b""]
+
+            def on(part: bytes) -> None:
+                # SSE events end with a blank line; a part may end mid-event.
+                *events, pending[0] = (pending[0] + part).split(b"\n\n")
+                for ev in events:
+                    data = ev[len(b"data: "):] if ev.startswith(b"data: ") else b""
+                    if data and data != b"[DONE]":
+                        c = json.loads(data)
+                        if c.get("choices"):
+                            text.append(c["choices"][0]["delta"].get("content") or "")
+
+            raw.post(sb, on)
+            assert text
+            return (time.perf_counter() - t) * 1e6, len(text)
+
         n = 500 if args.quick else 2000
         for _ in range(200):
             one_llmux()
@@ -226,26 +259,38 @@ def main() -> None:
             )
         ]
         ns = 150 if args.quick else 600
-        for _ in range(30):
-            stream_llmux()
-            stream_raw()
-        ll, rr = [], []
-        chunks = (0, 0)
-        for i in range(ns):
-            a, ca = stream_llmux()
-            b, cb = stream_raw()
-            ll.append(a)
-            rr.append(b)
-            chunks = (ca, cb)
-        cases.append(
-            case(
+        stream_cases = [
+            (
                 "python_added_stream32",
                 "Python Router streaming create() of 32 content chunks, iterated to the end, vs the raw-socket client "
                 "reading every SSE event; total time per stream",
-                ll, rr, 60.0, chunk_objects_llmux=chunks[0], sse_events_raw=chunks[1],
-                worker_threads=args.worker_threads,
+                stream_llmux, stream_raw, ("chunk_objects_llmux", "sse_events_raw"),
+            ),
+            (
+                "python_added_stream32_read",
+                "as python_added_stream32, reading choices[0].delta.content of every chunk, vs the raw-socket client "
+                "decoding every SSE event's JSON and reading the same field; total time per stream",
+                stream_llmux_read, stream_raw_read, ("chunks_read_llmux", "chunks_read_raw"),
+            ),
+        ]
+        for name, desc, one, floor, counted in stream_cases:
+            for _ in range(30):
+                one()
+                floor()
+            ll, rr = [], []
+            chunks = (0, 0)
+            for i in range(ns):
+                a, ca = one()
+                b, cb = floor()
+                ll.append(a)
+                rr.append(b)
+                chunks = (ca, cb)
+            cases.append(
+                case(
+                    name, desc, ll, rr, 60.0, **{counted[0]: chunks[0], counted[1]: chunks[1]},
+                    worker_threads=args.worker_threads,
+                )
             )
-        )
         router.close()
         for c in cases:
             print(json.dumps(c))
