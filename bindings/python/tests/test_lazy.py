@@ -5,6 +5,7 @@ decoded on first read, ``_decode.loads`` against ``json.loads``, the
 
 from __future__ import annotations
 
+import ctypes
 import json
 import threading
 from typing import Any, Dict, List, Tuple
@@ -192,14 +193,19 @@ def test_interleaved_streams_get_their_own_events(router: llmux.Router) -> None:
     assert router._dispatcher is not None and router._dispatcher.dropped == 0
 
 
-def test_poll_copy_without_struct_layout(router: llmux.Router, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The per-event ctypes copy (used when the struct layout does not match)
-    gives the same events as the one-copy path."""
-    body = {"model": "test/a", "messages": USER, "stream": True, "mock": {"chunks": 3}}
-    fast = raw_events(router, _ffi.Protocol.OPENAI, body)
-    monkeypatch.setattr(_engine, "_EVENT", None)
-    slow = raw_events(router, _ffi.Protocol.OPENAI, body)
-    assert [k for k, _ in fast] == [k for k, _ in slow]
-    assert [json.loads(d).get("choices") for k, d in fast if k == _ffi.EventKind.CHUNK] == [
-        json.loads(d).get("choices") for k, d in slow if k == _ffi.EventKind.CHUNK
+def test_copy_events() -> None:
+    """Events are copied as (id, kind, JSON bytes): through the NUL after the
+    JSON, or data_len bytes when the data holds a NUL, b"" for no data."""
+    texts = [b'{"a":"x"}', b'{"b":1}\x00tail', None]
+    bufs = [ctypes.create_string_buffer(t) if t is not None else None for t in texts]
+    events = (_ffi.llmux_event * 4)()
+    for i, (t, b) in enumerate(zip(texts, bufs)):
+        events[i].request_id = 2**63 + i
+        events[i].kind = 1 + i
+        events[i].data = ctypes.addressof(b) if b is not None else None
+        events[i].data_len = len(t) if t is not None else 0
+    assert _engine.copy_events(events, 3) == [
+        (2**63, 1, b'{"a":"x"}'),
+        (2**63 + 1, 2, b'{"b":1}\x00tail'),
+        (2**63 + 2, 3, b""),
     ]

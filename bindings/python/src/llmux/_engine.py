@@ -10,9 +10,8 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import struct
 import threading
-from ctypes import addressof, byref, c_int, c_size_t, c_uint64, c_void_p, string_at
+from ctypes import byref, c_int, c_size_t, c_uint64, c_void_p, string_at
 from typing import Any, Dict, List, Tuple, Union
 
 from . import _ffi
@@ -201,22 +200,6 @@ class _Engine:
             self._closed = True
 
 
-def _event_layout() -> "struct.Struct | None":
-    """``struct llmux_event`` as a native ``struct`` format, if its fields
-    sit where ctypes (the C compiler's layout) puts them."""
-    codes = "QIPN"  # request_id, kind, data, data_len
-    offsets = [struct.calcsize("@" + codes[: i + 1]) - struct.calcsize(codes[i]) for i in range(4)]
-    ev = _ffi.llmux_event
-    c_offsets = [ev.request_id.offset, ev.kind.offset, ev.data.offset, ev.data_len.offset]
-    layout = struct.Struct("@" + codes)
-    if offsets != c_offsets or layout.size != ctypes.sizeof(ev):
-        return None
-    return layout
-
-
-_EVENT = _event_layout()
-
-
 def poll(lib: ctypes.CDLL, ptr: int, events: "ctypes.Array[_ffi.llmux_event]", timeout_ms: int) -> List[RawEvent]:
     """One ``llmux_poll`` call: copies the events out and frees them."""
     count = c_size_t(0)
@@ -227,19 +210,22 @@ def poll(lib: ctypes.CDLL, ptr: int, events: "ctypes.Array[_ffi.llmux_event]", t
     if n == 0:
         return []
     try:
-        if _EVENT is not None:
-            # One copy of the n structs, unpacked without a ctypes object
-            # per event; then one copy of each event's JSON.
-            table = string_at(addressof(events), n * _EVENT.size)
-            return [
-                (rid, kind, string_at(data, size) if data else b"")
-                for rid, kind, data, size in _EVENT.iter_unpack(table)
-            ]
-        out: List[RawEvent] = []
-        for i in range(n):
-            ev = events[i]
-            data = string_at(ev.data, ev.data_len) if ev.data else b""
-            out.append((int(ev.request_id), int(ev.kind), data))
-        return out
+        return copy_events(events, n)
     finally:
         lib.llmux_events_free(events, n)
+
+
+def copy_events(events: "ctypes.Array[_ffi.llmux_event]", n: int) -> List[RawEvent]:
+    """The first ``n`` events as (request id, kind, JSON bytes). Reads them
+    through ``llmux_event_text``, whose ``data`` ctypes copies up to the NUL
+    the C ABI puts after the JSON (no Python call per event); if that is
+    shorter than ``data_len`` (a NUL inside), copies ``data_len`` bytes."""
+    out: List[RawEvent] = []
+    for i, ev in enumerate((_ffi.llmux_event_text * n).from_buffer(events)):
+        data = ev.data
+        if data is None:
+            data = b""
+        elif len(data) != ev.data_len:
+            data = string_at(events[i].data, ev.data_len)
+        out.append((ev.request_id, ev.kind, data))
+    return out

@@ -95,6 +95,19 @@ class llmux_event(Structure):
     ]
 
 
+class llmux_event_text(Structure):
+    """``struct llmux_event`` with ``data`` read as a NUL-terminated string:
+    the C ABI puts a NUL after the ``data_len`` bytes, so reading the field
+    copies the JSON into ``bytes`` in C."""
+
+    _fields_ = [
+        ("request_id", c_uint64),
+        ("kind", c_uint32),
+        ("data", c_char_p),
+        ("data_len", c_size_t),
+    ]
+
+
 _engine_p = c_void_p  # opaque `llmux_engine *`
 _str_out = POINTER(c_void_p)  # `char **`, kept raw so it can be freed
 
