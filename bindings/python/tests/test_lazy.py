@@ -14,7 +14,8 @@ import pytest
 from conftest import USER, order
 
 import llmux
-from llmux import _decode, _engine, _ffi
+from llmux import _engine, _ffi
+from llmux import _json as _decode
 from llmux._common import DONE, TERMINAL, response_from_terminal
 from llmux._types import Routing
 
@@ -65,6 +66,35 @@ def test_decode_loads_raises_as_json_loads(text: bytes) -> None:
         _decode.loads(text)
     assert type(fast.value) is type(plain.value)
     assert str(fast.value) == str(plain.value)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"model": "m", "messages": [{"role": "user", "content": "h\u00e9 \u2713 \"q\" \n"}], "max_tokens": 16},
+        {"t": 0.1, "n": -0.0, "big": 10**30, "inf": float("inf"), "nan": float("nan"), "tuple": (1, [2])},
+        {1: "int key", 2.5: "float key", None: "null key", True: "bool key"},
+        [],
+        "text",
+    ],
+)
+def test_dumps_equals_json_dumps(obj: Any) -> None:
+    assert _decode.dumps(obj) == json.dumps(obj)
+
+
+def test_dumps_errors_as_json_dumps() -> None:
+    cyclic: Dict[str, Any] = {}
+    cyclic["self"] = [cyclic]
+    deep: List[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    for bad in ({"x": object()}, cyclic, {("t",): 1}, deep):
+        with pytest.raises(Exception) as plain:
+            json.dumps(bad)
+        with pytest.raises(Exception) as fast:
+            _decode.dumps(bad)
+        assert type(fast.value) is type(plain.value)
+        assert str(fast.value) == str(plain.value)
 
 
 def test_lazy_chunk_equals_eager() -> None:

@@ -13,7 +13,7 @@ from typing import Any, Dict, Generic, Iterable, Mapping, Optional, Protocol as 
 from ._engine import RawEvent, _Engine
 from ._errors import APIStatusError, RequestCancelled, RouterClosedError, error_from_event
 from ._ffi import EventKind
-from ._decode import done_response, loads
+from ._json import done_response, dumps, loads
 from ._types import LLMuxObject, Routing
 
 #: Internal event kind put on a request's queue when its router closed
@@ -51,7 +51,7 @@ def openai_body(
         body["stream"] = True
     if extra_body:
         body.update(extra_body)
-    return json.dumps(body).encode("utf-8")
+    return dumps(body).encode("utf-8")
 
 
 def anthropic_body(
@@ -68,7 +68,7 @@ def anthropic_body(
         body["stream"] = True
     if extra_body:
         body.update(extra_body)
-    return json.dumps(body).encode("utf-8")
+    return dumps(body).encode("utf-8")
 
 
 def responses_body(
@@ -84,7 +84,7 @@ def responses_body(
         body["stream"] = True
     if extra_body:
         body.update(extra_body)
-    return json.dumps(body).encode("utf-8")
+    return dumps(body).encode("utf-8")
 
 
 def closed_error(request_id: int) -> RequestCancelled:

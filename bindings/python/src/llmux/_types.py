@@ -21,7 +21,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, TypeVar, Union
 
-from ._decode import loads
+from ._json import loads
 
 _HINTS: Dict[type, Dict[str, Any]] = {}
 
