@@ -9,6 +9,14 @@ CPUs; this process on CPU 0), then interleaves, request by request:
   Python client must at least do.
 * ``llmux``: ``Router.chat.completions.create`` (threaded Router), the
   response object built (streams: every chunk object).
+* ``c_abi`` (non-streaming and plain stream cases): the C ABI called from
+  Python through ctypes with no JSON work (submit a prebuilt body,
+  ``llmux_poll`` until the terminal event, free the events), on an engine
+  of its own with the same config: what llmux costs before any binding
+  code, so ``binding_added`` = llmux - c_abi is the binding's own share.
+
+The arms of a case run one after another in every round, in an order that
+cycles through all permutations.
 
 Chunk objects decode their JSON on first use, so the plain stream case
 measures a consumer that does not look into the chunks. The ``_read`` stream
@@ -26,6 +34,8 @@ a loaded machine are not comparable between runs, ratios are.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import itertools
 import json
 import os
 import socket
@@ -119,6 +129,53 @@ class RawClient:
             out.append(part)
 
 
+class CAbi:
+    """llmux through its C ABI from Python, without the binding's code."""
+
+    def __init__(self, cfg: Dict[str, Any]) -> None:
+        from llmux import _ffi  # the declared library; the binding's code is not used
+
+        self.lib = _ffi.lib()
+        self.events = (_ffi.llmux_event * 64)()
+        text = json.dumps(cfg).encode()
+        eng, err = ctypes.c_void_p(), ctypes.c_void_p()
+        rc = self.lib.llmux_engine_new(text, len(text), ctypes.byref(eng), ctypes.byref(err))
+        assert rc == 0 and eng.value, rc
+        self.eng = eng.value
+        self.rid, self.err, self.count = ctypes.c_uint64(), ctypes.c_void_p(), ctypes.c_size_t()
+
+    def run(self, body: bytes) -> int:
+        """Submits ``body`` (OpenAI protocol) and polls until its terminal
+        event; returns how many events it got."""
+        lib, ev = self.lib, self.events
+        rc = lib.llmux_submit(self.eng, 0, body, len(body), ctypes.byref(self.rid), ctypes.byref(self.err))
+        assert rc == 0, rc
+        got, done = 0, False
+        while not done:
+            lib.llmux_poll(self.eng, ev, 64, 1000, ctypes.byref(self.count))
+            n = self.count.value
+            for i in range(n):
+                done = done or ev[i].kind != 1
+            got += n
+            if n:
+                lib.llmux_events_free(ev, n)
+        return got
+
+    def close(self) -> None:
+        self.lib.llmux_engine_free(self.eng)
+
+
+def interleave(arms: List[Any], rounds: int) -> List[List[Any]]:
+    """Runs every arm once per round, cycling through all orders; the
+    results of each arm, in round order."""
+    out: List[List[Any]] = [[] for _ in arms]
+    orders = list(itertools.permutations(range(len(arms))))
+    for r in range(rounds):
+        for i in orders[r % len(orders)]:
+            out[i].append(arms[i]())
+    return out
+
+
 def pct(v: List[float], p: float) -> float:
     s = sorted(v)
     return s[min(len(s) - 1, int(p * (len(s) - 1) + 0.5))]
@@ -130,10 +187,12 @@ def spread(a: List[float], b: List[float], blocks: int, p: float) -> Tuple[float
     return v[0], pct(v, 0.5), v[-1]
 
 
-def case(name: str, desc: str, ll: List[float], raw: List[float], target_us: float, **extra: Any) -> Dict[str, Any]:
+def case(
+    name: str, desc: str, ll: List[float], raw: List[float], target_us: float, capi: Any = None, **extra: Any
+) -> Dict[str, Any]:
     a50 = pct(ll, 0.5) - pct(raw, 0.5)
     lo, med, hi = spread(ll, raw, 10, 0.5)
-    m = {
+    m: Dict[str, Any] = {
         "samples": len(ll),
         "llmux_p50_us": round(pct(ll, 0.5), 1),
         "raw_socket_p50_us": round(pct(raw, 0.5), 1),
@@ -143,6 +202,18 @@ def case(name: str, desc: str, ll: List[float], raw: List[float], target_us: flo
         "added_p50_block_median_us": round(med, 1),
         "added_p50_block_max_us": round(hi, 1),
     }
+    if capi is not None:
+        lo_b, med_b, hi_b = spread(ll, capi, 10, 0.5)
+        m.update(
+            {
+                "c_abi_p50_us": round(pct(capi, 0.5), 1),
+                "c_abi_added_p50_us": round(pct(capi, 0.5) - pct(raw, 0.5), 1),
+                "binding_added_p50_us": round(pct(ll, 0.5) - pct(capi, 0.5), 1),
+                "binding_added_p50_block_min_us": round(lo_b, 1),
+                "binding_added_p50_block_median_us": round(med_b, 1),
+                "binding_added_p50_block_max_us": round(hi_b, 1),
+            }
+        )
     m.update(extra)
     return {
         "case": name,
@@ -167,6 +238,7 @@ def main() -> None:
             "worker_threads": args.worker_threads,
         }
         router = llmux.Router(cfg)
+        capi = CAbi(cfg)
         raw = RawClient(port)
         msgs = [{"role": "user", "content": "Say hello."}]
 
@@ -191,8 +263,21 @@ def main() -> None:
             raw.post(nb)
             return (time.perf_counter() - t) * 1e6
 
+        llmux_nb = json.dumps({"model": "bench/fast", "messages": msgs, "max_tokens": 16}).encode()
+
+        def one_capi() -> float:
+            t = time.perf_counter()
+            capi.run(llmux_nb)
+            return (time.perf_counter() - t) * 1e6
+
         mock = {"chunks": 32}
         sb = up_body(True, mock)
+        llmux_sb = json.dumps({"model": "bench/fast", "messages": msgs, "max_tokens": 16, "stream": True, "mock": mock}).encode()
+
+        def stream_capi() -> Tuple[float, int]:
+            t = time.perf_counter()
+            n = capi.run(llmux_sb)
+            return (time.perf_counter() - t) * 1e6, n - 1
 
         def stream_llmux() -> Tuple[float, int]:
             t = time.perf_counter()
@@ -240,22 +325,13 @@ def main() -> None:
             return (time.perf_counter() - t) * 1e6, len(text)
 
         n = 500 if args.quick else 2000
-        for _ in range(200):
-            one_llmux()
-            one_raw()
-        ll, rr = [], []
-        for i in range(n):
-            if i % 2:
-                ll.append(one_llmux())
-                rr.append(one_raw())
-            else:
-                rr.append(one_raw())
-                ll.append(one_llmux())
+        interleave([one_llmux, one_raw, one_capi], 200)
+        ll, rr, cc = interleave([one_llmux, one_raw, one_capi], n)
         cases = [
             case(
                 "python_added_c1",
                 "Python Router non-streaming create() vs a raw-socket HTTP/1.1 client to the same mock, interleaved",
-                ll, rr, 30.0, worker_threads=args.worker_threads,
+                ll, rr, 30.0, capi=cc, worker_threads=args.worker_threads,
             )
         ]
         ns = 150 if args.quick else 600
@@ -264,34 +340,28 @@ def main() -> None:
                 "python_added_stream32",
                 "Python Router streaming create() of 32 content chunks, iterated to the end, vs the raw-socket client "
                 "reading every SSE event; total time per stream",
-                stream_llmux, stream_raw, ("chunk_objects_llmux", "sse_events_raw"),
+                [stream_llmux, stream_raw, stream_capi], ("chunk_objects_llmux", "sse_events_raw"),
             ),
             (
                 "python_added_stream32_read",
                 "as python_added_stream32, reading choices[0].delta.content of every chunk, vs the raw-socket client "
                 "decoding every SSE event's JSON and reading the same field; total time per stream",
-                stream_llmux_read, stream_raw_read, ("chunks_read_llmux", "chunks_read_raw"),
+                [stream_llmux_read, stream_raw_read], ("chunks_read_llmux", "chunks_read_raw"),
             ),
         ]
-        for name, desc, one, floor, counted in stream_cases:
-            for _ in range(30):
-                one()
-                floor()
-            ll, rr = [], []
-            chunks = (0, 0)
-            for i in range(ns):
-                a, ca = one()
-                b, cb = floor()
-                ll.append(a)
-                rr.append(b)
-                chunks = (ca, cb)
+        for name, desc, arms, counted in stream_cases:
+            interleave(arms, 30)
+            runs = interleave(arms, ns)
+            times = [[t for t, _ in arm] for arm in runs]
             cases.append(
                 case(
-                    name, desc, ll, rr, 60.0, **{counted[0]: chunks[0], counted[1]: chunks[1]},
+                    name, desc, times[0], times[1], 60.0, capi=times[2] if len(times) > 2 else None,
+                    **{counted[0]: runs[0][-1][1], counted[1]: runs[1][-1][1]},
                     worker_threads=args.worker_threads,
                 )
             )
         router.close()
+        capi.close()
         for c in cases:
             print(json.dumps(c))
         if args.json:
