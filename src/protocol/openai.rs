@@ -48,12 +48,51 @@ impl<'a> Lite<'a> {
         Ok(lite)
     }
 
+    /// The `usage` object, read as [`parse_usage`] reads a `Value` (a
+    /// count that is not a u64 counts 0) without building a JSON tree.
     fn usage(&self) -> Option<Usage> {
-        self.usage
-            .and_then(|u| serde_json::from_str::<Value>(u.get()).ok())
-            .as_ref()
-            .and_then(parse_usage)
+        let u: LiteUsage<'_> = from_object(self.usage?)?;
+        let details = u
+            .prompt_tokens_details
+            .and_then(from_object::<LiteDetails<'_>>);
+        Some(Usage {
+            prompt_tokens: raw_count(u.prompt_tokens),
+            completion_tokens: raw_count(u.completion_tokens),
+            cached_tokens: raw_count(details.and_then(|d| d.cached_tokens)),
+        })
     }
+}
+
+/// An OpenAI `usage` object; each count is kept raw, so a `null` or a
+/// float counts 0 instead of failing the read.
+#[derive(Deserialize)]
+struct LiteUsage<'a> {
+    #[serde(borrow, default)]
+    prompt_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt_tokens_details: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct LiteDetails<'a> {
+    #[serde(borrow, default)]
+    cached_tokens: Option<&'a RawValue>,
+}
+
+/// A struct read from a raw JSON object (serde would also take an array,
+/// field by field, which `Value::get` does not).
+fn from_object<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Option<T> {
+    let text = raw.get();
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
+fn raw_count(v: Option<&RawValue>) -> u64 {
+    v.and_then(|v| v.get().parse().ok()).unwrap_or(0)
 }
 
 /// A raw JSON value that carries something: not null, false, "" or [].
@@ -230,6 +269,28 @@ mod tests {
             ))
             .unwrap();
         assert!(s.content);
+    }
+
+    #[test]
+    fn lite_usage_reads_what_parse_usage_reads() {
+        let shapes = [
+            r#"{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}"#,
+            r#"{"prompt_tokens":12,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":8}}"#,
+            r#"{"prompt_tokens":null,"completion_tokens":1.5,"prompt_tokens_details":null}"#,
+            r#"{"prompt_tokens":-3,"completion_tokens":"7","prompt_tokens_details":[1]}"#,
+            r#"{"prompt_tokens":18446744073709551615,"prompt_tokens_details":{"cached_tokens":{}}}"#,
+            r#"{"prompt_tokens":1e3,"completion_tokens":2,"extra":{"nested":[1,2]}}"#,
+            r#"{}"#,
+            r#"null"#,
+            r#"[1,2]"#,
+            r#""usage""#,
+        ];
+        for u in shapes {
+            let body = format!(r#"{{"choices":[],"usage":{u}}}"#);
+            let lite = Lite::parse(&body, "test").unwrap();
+            let v: Value = serde_json::from_str(u).unwrap();
+            assert_eq!(lite.usage(), parse_usage(&v), "usage {u}");
+        }
     }
 
     #[test]
