@@ -94,9 +94,7 @@ func (r *Router) complete(ctx context.Context, protocol uint32, req any) (*Respo
 			}
 			continue // a chunk: not expected without "stream"; ignore it
 		}
-		select {
-		case <-cl.signal:
-		case <-ctx.Done():
+		if !c.await(cl, ctx.Done(), nil) {
 			c.cancel(cl.id)
 			cl.abandon()
 			return nil, ctx.Err()
