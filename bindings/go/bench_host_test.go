@@ -24,7 +24,7 @@ func TestHostBench(t *testing.T) {
 	if os.Getenv("LLMUX_BENCH_GO") == "" {
 		t.Skip("a benchmark: set LLMUX_BENCH_GO=1")
 	}
-	threads := 1 // LLMUX_BENCH_GO_THREADS=0: host-driven (the dispatcher goroutine drives the I/O)
+	threads := 1 // LLMUX_BENCH_GO_THREADS=0: host-driven (the waiting goroutine drives the I/O)
 	if v, err := strconv.Atoi(os.Getenv("LLMUX_BENCH_GO_THREADS")); err == nil {
 		threads = v
 	}

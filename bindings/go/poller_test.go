@@ -69,7 +69,7 @@ func TestPollerManyWaiters(t *testing.T) {
 			r := newModeRouter(t, m.threads)
 			const workers, perWorker = 12, 15
 			errs := make(chan error, workers*perWorker)
-			within(t, 60*time.Second, func() {
+			within(t, 20*time.Second, func() {
 				var wg sync.WaitGroup
 				for w := range workers {
 					wg.Add(1)
@@ -252,7 +252,7 @@ func TestPollerStalledReader(t *testing.T) {
 				t.Fatalf("first chunk: %v", s.Err())
 			}
 			first := ChunkText(s.Chunk())
-			within(t, 30*time.Second, func() {
+			within(t, 20*time.Second, func() {
 				for i := range 40 {
 					if err := pollerOne(r, 99, i); err != nil {
 						t.Error(err)
