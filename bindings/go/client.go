@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"runtime"
 	"time"
 )
@@ -132,6 +133,18 @@ func encodeRequest(req any, stream bool) ([]byte, error) {
 		body = v
 	case string:
 		body = []byte(v)
+	case map[string]any:
+		if v == nil {
+			return []byte("null"), nil
+		}
+		// The common case: set "stream" on a shallow copy, encode once.
+		m := maps.Clone(v)
+		m["stream"] = stream
+		b, err := marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("llmux: cannot encode request: %w", err)
+		}
+		return b, nil
 	default:
 		b, err := marshal(req)
 		if err != nil {
@@ -139,13 +152,39 @@ func encodeRequest(req any, stream bool) ([]byte, error) {
 		}
 		body = b
 	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(body, &fields) != nil || fields == nil {
-		return body, nil
-	}
+	return setStream(body, stream)
+}
+
+// setStream sets "stream" in the JSON object body. An object without the
+// key (in any letter case) gets it appended, its bytes otherwise kept;
+// one that has it is decoded and re-encoded only when the value differs.
+func setStream(body []byte, stream bool) ([]byte, error) {
 	want := []byte("false")
 	if stream {
 		want = []byte("true")
+	}
+	obj := bytes.TrimSpace(body)
+	var probe struct {
+		Stream json.RawMessage `json:"stream"` // matches any letter case
+	}
+	if len(obj) == 0 || obj[0] != '{' || json.Unmarshal(obj, &probe) != nil {
+		return body, nil
+	}
+	if probe.Stream == nil {
+		inner := bytes.TrimSpace(obj[1 : len(obj)-1])
+		out := make([]byte, 0, len(inner)+16)
+		out = append(out, '{')
+		out = append(out, inner...)
+		if len(inner) > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, `"stream":`...)
+		out = append(out, want...)
+		return append(out, '}'), nil
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(obj, &fields) != nil {
+		return body, nil
 	}
 	if bytes.Equal(bytes.TrimSpace(fields["stream"]), want) {
 		return body, nil
