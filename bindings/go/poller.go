@@ -57,6 +57,8 @@ func (c *core) lead(ready func() bool, stop1, stop2 <-chan struct{}) {
 
 // pollOnce polls llmux once (the caller holds the role) and routes what
 // came. It reports false once the Router has stopped polling.
+// Routing happens under the engine lock too, so Close, which takes it for
+// writing, never gives up on a request whose terminal event is being routed.
 func (c *core) pollOnce(timeoutMs int32) bool {
 	c.cmu.RLock()
 	if c.stop.Load() || c.eng == nil {
@@ -64,16 +66,15 @@ func (c *core) pollOnce(timeoutMs int32) bool {
 		return false
 	}
 	evs, err := c.buf.poll(c.eng, timeoutMs, c.evs[:0])
-	c.cmu.RUnlock()
-	if err != nil {
-		time.Sleep(10 * time.Millisecond) // not expected; do not spin
-		return true
-	}
 	if len(evs) > 0 {
 		c.route(evs)
 	}
+	c.cmu.RUnlock()
 	clear(evs)
 	c.evs = evs
+	if err != nil {
+		time.Sleep(10 * time.Millisecond) // not expected; do not spin
+	}
 	return true
 }
 

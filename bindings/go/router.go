@@ -43,7 +43,6 @@ type core struct {
 	// mu guards the request tables and the closing state.
 	mu      sync.Mutex
 	closing bool
-	dead    bool                  // Close gave up on pending requests; later ones fail at once
 	pending map[uint64]*call      // registered, no terminal yet
 	early   map[uint64][]rawEvent // events that arrived before their request registered
 	drained chan struct{}         // closed once pending is empty while closing
@@ -203,12 +202,6 @@ func (c *core) register(cl *call) (closing bool) {
 	if cl.ended {
 		return false
 	}
-	if c.dead {
-		// Close finished its sweep: nobody will poll for this request.
-		cl.byClose.Store(true)
-		cl.fail(ErrClosed)
-		return true
-	}
 	c.pending[cl.id] = cl
 	if c.closing {
 		cl.byClose.Store(true)
@@ -282,18 +275,17 @@ func (c *core) shutdown() {
 	cWakeup(c.eng)
 	c.cmu.RUnlock()
 
+	// The write lock waits for every C call to return: a poll in progress
+	// and the routing of what it got, and submits, which register first.
+	c.cmu.Lock()
 	// Requests whose terminal never came (drain timed out) end with ErrClosed.
 	c.mu.Lock()
-	c.dead = true
 	for id, cl := range c.pending {
 		cl.fail(ErrClosed)
 		delete(c.pending, id)
 	}
 	clear(c.early)
 	c.mu.Unlock()
-
-	// The write lock waits for any C call (a poll included) to return.
-	c.cmu.Lock()
 	cEngineFree(c.eng)
 	c.eng = nil
 	c.buf.free()
