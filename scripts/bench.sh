@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds and runs the llmux benchmark suite (benches/llmux.rs) and the
-# Python host bench (bindings/python/bench/bench_host.py), then merges the
-# results and prints the table.
+# Builds and runs the llmux benchmark suite (benches/llmux.rs) and the host
+# benches (Python: bindings/python/bench/bench_host.py; Go: TestHostBench in
+# bindings/go; C++: bindings/cpp/bench/bench_host.cpp, each skipped when its
+# toolchain is absent), then merges the results and prints the table.
 #
 #   scripts/bench.sh                 # every case, a few minutes on 2 cores
 #   scripts/bench.sh --quick         # fewer samples
-#   scripts/bench.sh latency memory  # only these Rust cases (soak, or latency host throughput
+#   scripts/bench.sh latency memory  # only these Rust cases (soak, or latency host allocs throughput
 #                                    # chunks routing memory memory-h2 failover quality shared gateway)
 #   scripts/bench.sh --readme ...    # also rewrite the README's bench table
 #
@@ -37,7 +38,7 @@ if [[ ${#cases[@]} -gt 0 ]]; then
     exit 0
 fi
 LLMUX_BENCH_JSON="$t/bench-rust.json" cargo bench --bench llmux -- "${quick[@]}" \
-    latency host throughput chunks routing failover quality shared gateway
+    latency host allocs throughput chunks routing failover quality shared gateway
 LLMUX_BENCH_JSON="$t/bench-memory.json" cargo bench --bench llmux -- "${quick[@]}" memory
 # The same over HTTP/2 (h2c), also in a process of its own.
 LLMUX_BENCH_JSON="$t/bench-memory-h2.json" cargo bench --bench llmux -- "${quick[@]}" memory-h2
@@ -45,13 +46,23 @@ py=("$t/bench-memory-h2.json")
 if command -v python3 >/dev/null; then
     LLMUX_LIBRARY="$t/release/libllmux.so" PYTHONPATH=bindings/python/src \
         python3 bindings/python/bench/bench_host.py "${quick[@]}" --json "$t/bench-python.json"
-    py=("$t/bench-python.json")
+    py+=("$t/bench-python.json")
 fi
 if command -v go >/dev/null; then
     # Links target/release/libllmux.so (searched before target/debug).
     (cd bindings/go && LLMUX_FLEET="$t/release/llmux-fleet" LLMUX_BENCH_GO=1 \
         LLMUX_BENCH_GO_JSON="$t/bench-go.json" go test -count=1 -run TestHostBench .)
     py+=("$t/bench-go.json")
+fi
+if command -v cmake >/dev/null && command -v g++ >/dev/null; then
+    # llmux.hpp and the C ABI against target/release/libllmux.so, built -O2.
+    cmake -S bindings/cpp -B "$t/cpp-bench" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=g++ \
+        -DLLMUX_LIB_DIR="$t/release" -DLLMUX_BUILD_TESTS=OFF -DLLMUX_BUILD_EXAMPLES=OFF \
+        -DLLMUX_BUILD_BENCH=ON >/dev/null
+    cmake --build "$t/cpp-bench" --target llmux_bench_host
+    LLMUX_FLEET_BIN="$t/release/llmux-fleet" "$t/cpp-bench/llmux_bench_host" "${quick[@]}" \
+        --json "$t/bench-cpp.json"
+    py+=("$t/bench-cpp.json")
 fi
 echo
 python3 scripts/bench-report.py "$t/llmux-bench.json" "$t/bench-rust.json" "$t/bench-memory.json" "${py[@]}" "${readme[@]}"

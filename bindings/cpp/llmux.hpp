@@ -307,13 +307,20 @@ public:
     }
     Result<std::vector<Event>> try_poll(std::size_t max = 64,
                                         std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
-        std::vector<llmux_event> raw(max);
-        std::vector<Event> out;
-        out.reserve(max);
+        // Up to 64 C events on the stack (no allocation for a typical poll).
+        llmux_event small[64];
+        std::unique_ptr<llmux_event[]> big;
+        llmux_event* raw = small;
+        if (max > 64) {
+            big.reset(new llmux_event[max]);
+            raw = big.get();
+        }
         std::size_t n = 0;
-        llmux_result rc = llmux_poll(e_.get(), raw.data(), max, detail::to_timeout_ms(timeout), &n);
+        llmux_result rc = llmux_poll(e_.get(), raw, max, detail::to_timeout_ms(timeout), &n);
         if (rc != LLMUX_RESULT_OK) return detail::make_error(rc, nullptr);
-        detail::EventsGuard guard{raw.data(), n};
+        detail::EventsGuard guard{raw, n};
+        std::vector<Event> out;
+        out.reserve(n);
         for (std::size_t i = 0; i < n; ++i) {
             const llmux_event& ev = raw[i];
             Event e;
