@@ -32,8 +32,7 @@ type Router struct {
 }
 
 // core is what in-flight requests share. It holds no reference to its
-// Router, so an unreachable Router can be finalized while requests that
-// no longer keep it alive (an abandoned call) are still pending.
+// Router, so an unreachable Router can be finalized.
 type core struct {
 	// cmu guards eng: every C call holds it for reading, llmux_engine_free
 	// for writing, so the engine is never freed under a call.
@@ -104,8 +103,9 @@ func newRouter(eng *C.llmux_engine) *Router {
 
 // Close cancels every request in flight (each ends with an error wrapping
 // ErrClosed), waits for their terminal events (polling for them), stops
-// polling and frees the engine. It is idempotent and safe to call concurrently; later
-// calls wait for the first to finish. It always returns nil.
+// polling and frees the engine. It is idempotent and safe to call
+// concurrently; later calls wait for the first to finish. It always
+// returns nil.
 func (r *Router) Close() error {
 	if r == nil || r.core == nil {
 		return nil
