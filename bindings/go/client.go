@@ -205,16 +205,10 @@ func marshal(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// doneEvent is the JSON of a DONE event.
-type doneEvent struct {
-	Response json.RawMessage `json:"response"`
-	Routing  json.RawMessage `json:"routing"`
-}
-
 func parseDone(id uint64, data []byte) (*Response, error) {
-	var ev doneEvent
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return nil, fmt.Errorf("llmux: unreadable done event: %w", err)
+	ev, err := decodeDone(data)
+	if err != nil {
+		return nil, err
 	}
 	resp := &Response{ID: id, Body: ev.Response}
 	rt, err := parseRouting(ev.Routing)

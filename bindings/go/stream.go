@@ -57,9 +57,8 @@ func (s *Stream) Next() bool {
 				s.chunk = ev.data
 				return true
 			case kindDone:
-				var d doneEvent
 				var rt *Routing
-				err := json.Unmarshal(ev.data, &d)
+				d, err := decodeDone(ev.data)
 				if err == nil {
 					rt, err = parseRouting(d.Routing)
 				}
