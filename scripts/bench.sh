@@ -49,9 +49,11 @@ if command -v python3 >/dev/null; then
     py+=("$t/bench-python.json")
 fi
 if command -v go >/dev/null; then
-    # Links target/release/libllmux.so (searched before target/debug).
-    (cd bindings/go && LLMUX_FLEET="$t/release/llmux-fleet" LLMUX_BENCH_GO=1 \
-        LLMUX_BENCH_GO_JSON="$t/bench-go.json" go test -count=1 -run TestHostBench .)
+    # The checkout's library (-tags llmux_dev), and at run time the release
+    # one: LD_LIBRARY_PATH comes before the rpath to target/debug.
+    (cd bindings/go && CGO_LDFLAGS="-L$t/release" LD_LIBRARY_PATH="$t/release" \
+        LLMUX_FLEET="$t/release/llmux-fleet" LLMUX_BENCH_GO=1 \
+        LLMUX_BENCH_GO_JSON="$t/bench-go.json" go test -tags llmux_dev -count=1 -run TestHostBench .)
     py+=("$t/bench-go.json")
 fi
 if command -v cmake >/dev/null && command -v g++ >/dev/null; then
