@@ -27,7 +27,12 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use util::{block_median_diff, has_content, mean, pct, r, rss_bytes, sorted, us, Case};
+use util::{
+    allocations, block_median_diff, has_content, mean, pct, r, rss_bytes, sorted, us, Case,
+};
+
+#[global_allocator]
+static ALLOC: util::CountingAlloc = util::CountingAlloc;
 
 /// Worker threads of every engine in the bench (the engine and the host
 /// thread share one CPU; the mock has the other).
@@ -870,6 +875,93 @@ fn case_latency(ctx: &Ctx, out: &mut Vec<Case>) {
 }
 
 /// `config` with `worker_threads` replaced (0: host-driven).
+/// Allocations per request (the counting allocator): `n` runs of `f`, after
+/// a warm-up; (allocations, bytes) per run.
+fn allocs_per(n: usize, mut f: impl FnMut()) -> (f64, f64) {
+    for _ in 0..20 {
+        f();
+    }
+    let (a0, b0) = allocations();
+    for _ in 0..n {
+        f();
+    }
+    let (a1, b1) = allocations();
+    ((a1 - a0) as f64 / n as f64, (b1 - b0) as f64 / n as f64)
+}
+
+/// 1b. Heap allocations per request and per chunk, llmux vs direct reqwest.
+fn case_allocs(ctx: &Ctx, out: &mut Vec<Case>) {
+    let worker = CEngine::new(&config_threads(ctx, WORKER_THREADS));
+    let host = CEngine::new(&config_threads(ctx, 0));
+    let mut ev = Events::new(256);
+    let url = direct_url(ctx, "fast");
+    let n = if ctx.quick { 300 } else { 1000 };
+    let mut c = Case::new(
+        "allocations",
+        "heap allocations (and bytes requested) per request, counted by the bench's global allocator: \
+         through the C ABI (worker thread and host-driven) vs the same request with reqwest; llmux's \
+         figure includes reqwest's own, as llmux sends with it",
+    );
+    let lbody = body("bench/fast", false, json!({}));
+    let dbody = direct_body(false, None);
+    let (d, db) = allocs_per(n, || {
+        direct_once_blocking(ctx, &url, &dbody);
+    });
+    let (w, wb) = allocs_per(n, || {
+        llmux_one(&worker, &mut ev, &lbody, KEEP_NOTHING);
+    });
+    let (h, hb) = allocs_per(n, || {
+        llmux_one(&host, &mut ev, &lbody, KEEP_NOTHING);
+    });
+    c.m("samples", n);
+    c.m("direct_allocs_per_request", d);
+    c.m("direct_bytes_per_request", db);
+    c.m("worker_allocs_per_request", w);
+    c.m("worker_bytes_per_request", wb);
+    c.m("host_driven_allocs_per_request", h);
+    c.m("host_driven_bytes_per_request", hb);
+    c.info(
+        "direct reqwest, per request",
+        format!("{d:.0} allocations, {db:.0} B"),
+    );
+    c.info(
+        "llmux added per request, worker thread",
+        format!("{:.0} allocations, {:.0} B", w - d, wb - db),
+    );
+    c.info(
+        "llmux added per request, host-driven",
+        format!("{:.0} allocations, {:.0} B", h - d, hb - db),
+    );
+    // Streams of 32 content chunks: what each further chunk costs.
+    let chunks = 32;
+    let mock = json!({"chunks": chunks});
+    let sbody = body("bench/fast", true, json!({"mock": mock}));
+    let dsbody = direct_body(true, Some(mock));
+    let sn = n / 4;
+    let (ds, dsb) = allocs_per(sn, || {
+        stream_direct(ctx, &url, &dsbody);
+    });
+    let (ls, lsb) = allocs_per(sn, || {
+        stream_llmux(&worker, &mut ev, &sbody);
+    });
+    c.m("stream_chunks", chunks);
+    c.m("direct_allocs_per_stream", ds);
+    c.m("direct_bytes_per_stream", dsb);
+    c.m("worker_allocs_per_stream", ls);
+    c.m("worker_bytes_per_stream", lsb);
+    let per_chunk = ((ls - w) - (ds - d)) / chunks as f64;
+    c.m("added_allocs_per_chunk", per_chunk);
+    c.info(
+        &format!("llmux added per {chunks}-chunk stream"),
+        format!("{:.0} allocations, {:.0} B", ls - ds, lsb - dsb),
+    );
+    c.info(
+        "llmux added per further chunk (stream minus non-stream, over direct)",
+        format!("{per_chunk:.1} allocations"),
+    );
+    out.push(c);
+}
+
 fn config_threads(ctx: &Ctx, threads: usize) -> String {
     let mut v: Value =
         serde_json::from_str(&config(ctx, json!({"explore_ratio": 0.0}), timeouts()))
@@ -2613,6 +2705,7 @@ fn main() {
     let steps: Vec<(&str, Step)> = vec![
         ("latency", Box::new(case_latency)),
         ("host", Box::new(case_host_driven)),
+        ("allocs", Box::new(case_allocs)),
         ("throughput", Box::new(case_throughput)),
         (
             "chunks",

@@ -6,7 +6,7 @@
 #
 #   scripts/bench.sh                 # every case, a few minutes on 2 cores
 #   scripts/bench.sh --quick         # fewer samples
-#   scripts/bench.sh latency memory  # only these Rust cases (soak, or latency host throughput
+#   scripts/bench.sh latency memory  # only these Rust cases (soak, or latency host allocs throughput
 #                                    # chunks routing memory memory-h2 failover quality shared gateway)
 #   scripts/bench.sh --readme ...    # also rewrite the README's bench table
 #
@@ -38,7 +38,7 @@ if [[ ${#cases[@]} -gt 0 ]]; then
     exit 0
 fi
 LLMUX_BENCH_JSON="$t/bench-rust.json" cargo bench --bench llmux -- "${quick[@]}" \
-    latency host throughput chunks routing failover quality shared gateway
+    latency host allocs throughput chunks routing failover quality shared gateway
 LLMUX_BENCH_JSON="$t/bench-memory.json" cargo bench --bench llmux -- "${quick[@]}" memory
 # The same over HTTP/2 (h2c), also in a process of its own.
 LLMUX_BENCH_JSON="$t/bench-memory-h2.json" cargo bench --bench llmux -- "${quick[@]}" memory-h2
@@ -49,9 +49,11 @@ if command -v python3 >/dev/null; then
     py+=("$t/bench-python.json")
 fi
 if command -v go >/dev/null; then
-    # Links target/release/libllmux.so (searched before target/debug).
-    (cd bindings/go && LLMUX_FLEET="$t/release/llmux-fleet" LLMUX_BENCH_GO=1 \
-        LLMUX_BENCH_GO_JSON="$t/bench-go.json" go test -count=1 -run TestHostBench .)
+    # The checkout's library (-tags llmux_dev), and at run time the release
+    # one: LD_LIBRARY_PATH comes before the rpath to target/debug.
+    (cd bindings/go && CGO_LDFLAGS="-L$t/release" LD_LIBRARY_PATH="$t/release" \
+        LLMUX_FLEET="$t/release/llmux-fleet" LLMUX_BENCH_GO=1 \
+        LLMUX_BENCH_GO_JSON="$t/bench-go.json" go test -tags llmux_dev -count=1 -run TestHostBench .)
     py+=("$t/bench-go.json")
 fi
 if command -v cmake >/dev/null && command -v g++ >/dev/null; then

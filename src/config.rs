@@ -181,14 +181,21 @@ pub struct ProviderConfig {
 }
 
 /// The HTTP version spoken to a provider.
+///
+/// HTTP/1.1 is the default, as in the official SDKs: an HTTP/2 connection
+/// carries at most the server's `SETTINGS_MAX_CONCURRENT_STREAMS` requests
+/// at once and the client opens no second one (RFC 9113 9.1), so beyond
+/// that many open streams to one provider, requests would wait for a free
+/// stream (and their first-token timeout would count against a healthy
+/// endpoint).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum HttpVersion {
     /// HTTP/2 when the provider offers it in the TLS handshake (ALPN),
     /// else HTTP/1.1; plain `http://` URLs use HTTP/1.1.
-    #[default]
     Auto,
     /// HTTP/1.1 only.
+    #[default]
     Http1,
     /// HTTP/2 only, with prior knowledge: over TLS without asking, and over
     /// plain `http://` as h2c (a local endpoint or gateway that speaks it).

@@ -494,6 +494,8 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     let mut decoder = sse::Decoder::new();
     let mut events = Vec::new();
     let mut pending: Vec<Event> = Vec::new();
+    // The chunks of one network read, for the host; reused read after read.
+    let mut out: Vec<Event> = Vec::new();
     let mut first_token_at: Option<Instant> = None;
     let mut content_steps: u64 = 0;
     let mut finished = false;
@@ -546,10 +548,9 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
             err.first_token_ms = ftl_of(first_token_at);
             return Err(err);
         }
-        let mut out: Vec<Event> = Vec::new();
         let ftl_ms = first_token_at.map(|t| t.duration_since(start).as_secs_f64() * 1000.0);
         for ev in events.drain(..) {
-            let step = match adapter.on_event(&ev) {
+            let step = match adapter.on_owned(ev) {
                 Ok(step) => step,
                 Err(e) => {
                     let mut err = match e {
@@ -582,9 +583,9 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
         }
         if !out.is_empty() {
             match ctx.chunks {
-                None => ctx.queue.push_all(out),
+                None => ctx.queue.push_all(out.drain(..)),
                 Some(tx) => {
-                    for ev in out {
+                    for ev in out.drain(..) {
                         if tx.send(ev).await.is_err() {
                             return Err(AttemptError::new(
                                 ErrKind::Cancelled,

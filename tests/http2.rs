@@ -60,6 +60,7 @@ fn http2_multiplexes_streams_on_one_connection() {
 
 #[test]
 fn plain_http_defaults_to_http1() {
+    // Plain http:// with `auto` has no TLS handshake to offer HTTP/2 in.
     for version in [None, Some("auto"), Some("http1")] {
         let mut a = upstream("a", behavior(json!({"chunk_delay_ms": 20})));
         if let Some(v) = version {

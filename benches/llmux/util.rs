@@ -308,3 +308,47 @@ pub fn print_table(cases: &[Case]) {
         }
     }
 }
+
+/// The process's allocator: the system one, counting calls and bytes, so
+/// the bench can report allocations per request (llmux's and reqwest's
+/// alike: the library is linked into this binary). Two relaxed atomic adds
+/// per allocation; every case pays them on both sides of its comparison.
+pub struct CountingAlloc;
+
+static ALLOCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ALLOC_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl CountingAlloc {
+    fn count(size: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        ALLOCS.fetch_add(1, Relaxed);
+        ALLOC_BYTES.fetch_add(size as u64, Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the
+// GlobalAlloc contract; the counters have no effect on the memory handed out.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::count(layout.size());
+        std::alloc::System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::count(layout.size());
+        std::alloc::System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        Self::count(new);
+        std::alloc::System.realloc(ptr, layout, new)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        std::alloc::System.dealloc(ptr, layout)
+    }
+}
+
+/// (allocations, bytes requested) since the process started; a `realloc`
+/// counts as one allocation of its new size.
+pub fn allocations() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (ALLOCS.load(Relaxed), ALLOC_BYTES.load(Relaxed))
+}

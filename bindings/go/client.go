@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"runtime"
 	"time"
 )
@@ -94,9 +95,7 @@ func (r *Router) complete(ctx context.Context, protocol uint32, req any) (*Respo
 			}
 			continue // a chunk: not expected without "stream"; ignore it
 		}
-		select {
-		case <-cl.signal:
-		case <-ctx.Done():
+		if !c.await(cl, ctx.Done(), nil) {
 			c.cancel(cl.id)
 			cl.abandon()
 			return nil, ctx.Err()
@@ -134,6 +133,18 @@ func encodeRequest(req any, stream bool) ([]byte, error) {
 		body = v
 	case string:
 		body = []byte(v)
+	case map[string]any:
+		if v == nil {
+			return []byte("null"), nil
+		}
+		// The common case: set "stream" on a shallow copy, encode once.
+		m := maps.Clone(v)
+		m["stream"] = stream
+		b, err := marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("llmux: cannot encode request: %w", err)
+		}
+		return b, nil
 	default:
 		b, err := marshal(req)
 		if err != nil {
@@ -141,13 +152,39 @@ func encodeRequest(req any, stream bool) ([]byte, error) {
 		}
 		body = b
 	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(body, &fields) != nil || fields == nil {
-		return body, nil
-	}
+	return setStream(body, stream)
+}
+
+// setStream sets "stream" in the JSON object body. An object without the
+// key (in any letter case) gets it appended, its bytes otherwise kept;
+// one that has it is decoded and re-encoded only when the value differs.
+func setStream(body []byte, stream bool) ([]byte, error) {
 	want := []byte("false")
 	if stream {
 		want = []byte("true")
+	}
+	obj := bytes.TrimSpace(body)
+	var probe struct {
+		Stream json.RawMessage `json:"stream"` // matches any letter case
+	}
+	if len(obj) == 0 || obj[0] != '{' || json.Unmarshal(obj, &probe) != nil {
+		return body, nil
+	}
+	if probe.Stream == nil {
+		inner := bytes.TrimSpace(obj[1 : len(obj)-1])
+		out := make([]byte, 0, len(inner)+16)
+		out = append(out, '{')
+		out = append(out, inner...)
+		if len(inner) > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, `"stream":`...)
+		out = append(out, want...)
+		return append(out, '}'), nil
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(obj, &fields) != nil {
+		return body, nil
 	}
 	if bytes.Equal(bytes.TrimSpace(fields["stream"]), want) {
 		return body, nil
@@ -168,16 +205,10 @@ func marshal(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// doneEvent is the JSON of a DONE event.
-type doneEvent struct {
-	Response json.RawMessage `json:"response"`
-	Routing  json.RawMessage `json:"routing"`
-}
-
 func parseDone(id uint64, data []byte) (*Response, error) {
-	var ev doneEvent
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return nil, fmt.Errorf("llmux: unreadable done event: %w", err)
+	ev, err := decodeDone(data)
+	if err != nil {
+		return nil, err
 	}
 	resp := &Response{ID: id, Body: ev.Response}
 	rt, err := parseRouting(ev.Routing)

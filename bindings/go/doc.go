@@ -30,7 +30,8 @@
 // ended with an error event (HTTP status, error type, body, routing),
 // ctx.Err() for cancelled contexts, ErrClosed after Router.Close.
 //
-// Inside, one goroutine per Router polls llmux and hands events to the
-// requests by id; event data is copied into Go memory at once. No Go
-// pointer is ever retained by C.
+// Inside, there is no background goroutine: a goroutine waiting for its
+// request polls llmux itself when no other goroutine does, and hands the
+// events of other requests to them by id; event data is copied into Go
+// memory at once. No Go pointer is ever retained by C.
 package llmux

@@ -120,7 +120,7 @@ type rawEvent struct {
 	data []byte
 }
 
-// pollBuffer is a C array of llmux_event owned by one dispatcher.
+// pollBuffer is a C array of llmux_event, used by the poller of the moment.
 type pollBuffer struct {
 	events *C.llmux_event
 }

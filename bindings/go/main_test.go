@@ -161,27 +161,44 @@ func newTestRouter(t testing.TB) *Router {
 	return r
 }
 
-// checkIdle waits (briefly) until every submitted request has had its one
-// terminal event delivered and no event is parked without a request.
+// checkIdle polls (briefly, as a waiting request would) until every
+// submitted request has had its one terminal event delivered and no event
+// is parked without a request. Terminal events of requests nobody waits
+// for (a cancelled call, a closed stream) are routed by the next poll.
 func checkIdle(t testing.TB, r *Router) {
 	t.Helper()
 	c := r.core
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	idle := func() bool {
 		c.mu.Lock()
 		pending, early := len(c.pending), len(c.early)
 		c.mu.Unlock()
-		sub, term := c.submitted.Load(), c.terminals.Load()
-		if pending == 0 && early == 0 && sub == term {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("router not idle: %d pending, %d ids with parked events, %d submitted, %d terminal events",
-				pending, early, sub, term)
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+		return pending == 0 && early == 0 && c.submitted.Load() == c.terminals.Load()
 	}
+	if !drive(c, 5*time.Second, idle) {
+		c.mu.Lock()
+		pending, early := len(c.pending), len(c.early)
+		c.mu.Unlock()
+		t.Errorf("router not idle: %d pending, %d ids with parked events, %d submitted, %d terminal events",
+			pending, early, c.submitted.Load(), c.terminals.Load())
+	}
+}
+
+// drive takes the poller role (as a waiting request does) and polls until
+// cond holds; false when limit passed first.
+func drive(c *core, limit time.Duration, cond func() bool) bool {
+	expired := make(chan struct{})
+	timer := time.AfterFunc(limit, func() { close(expired) })
+	defer timer.Stop()
+	for !cond() {
+		select {
+		case <-expired:
+			return cond()
+		case <-c.role:
+			c.lead(cond, expired, nil)
+		case <-time.After(5 * time.Millisecond): // another goroutine polls
+		}
+	}
+	return true
 }
 
 // chat is an OpenAI request for model; the "mock" entry (if any) steers

@@ -21,18 +21,18 @@ func Version() string { return cVersion() }
 // deliver their terminal events before it frees the engine anyway.
 const closeDrainTimeout = 5 * time.Second
 
-// Router is an llmux engine: a catalog of models and providers, live health
-// and a dispatcher goroutine that delivers events to requests. All methods
-// are safe for concurrent use. Close it when done; a Router that becomes
+// Router is an llmux engine: a catalog of models and providers and live
+// health. It has no goroutine of its own: a goroutine waiting for its
+// request polls llmux itself (see poller.go). All methods are safe for
+// concurrent use. Close it when done; a Router that becomes
 // unreachable without Close is closed by a finalizer, as a last resort.
 type Router struct {
 	core      *core
 	closeOnce sync.Once
 }
 
-// core is what the dispatcher goroutine and in-flight requests share. It
-// holds no reference to its Router, so an unreachable Router can be
-// finalized while the dispatcher still runs.
+// core is what in-flight requests share. It holds no reference to its
+// Router, so an unreachable Router can be finalized.
 type core struct {
 	// cmu guards eng: every C call holds it for reading, llmux_engine_free
 	// for writing, so the engine is never freed under a call.
@@ -46,8 +46,14 @@ type core struct {
 	early   map[uint64][]rawEvent // events that arrived before their request registered
 	drained chan struct{}         // closed once pending is empty while closing
 
-	stop           atomic.Bool
-	dispatcherDone chan struct{}
+	// role holds the poller token while nobody polls (capacity 1); the
+	// goroutine that takes it owns buf and polls until its own request has
+	// news, then puts it back. Once stop is set the token is not put back.
+	role  chan struct{}
+	buf   *pollBuffer
+	evs   []rawEvent // the poller's reusable batch
+	stop  atomic.Bool
+	freed chan struct{} // closed once the engine is freed
 
 	// Counters for tests: requests submitted, terminal events delivered.
 	submitted atomic.Uint64
@@ -79,12 +85,14 @@ var finalizedRouters atomic.Int64
 
 func newRouter(eng *C.llmux_engine) *Router {
 	c := &core{
-		eng:            eng,
-		pending:        make(map[uint64]*call),
-		early:          make(map[uint64][]rawEvent),
-		dispatcherDone: make(chan struct{}),
+		eng:     eng,
+		pending: make(map[uint64]*call),
+		early:   make(map[uint64][]rawEvent),
+		role:    make(chan struct{}, 1),
+		buf:     newPollBuffer(),
+		freed:   make(chan struct{}),
 	}
-	go c.dispatch()
+	c.role <- struct{}{}
 	r := &Router{core: c}
 	runtime.SetFinalizer(r, func(r *Router) {
 		finalizedRouters.Add(1)
@@ -94,9 +102,10 @@ func newRouter(eng *C.llmux_engine) *Router {
 }
 
 // Close cancels every request in flight (each ends with an error wrapping
-// ErrClosed), waits for their terminal events, stops the dispatcher and
-// frees the engine. It is idempotent and safe to call concurrently; later
-// calls wait for the first to finish. It always returns nil.
+// ErrClosed), waits for their terminal events (polling for them), stops
+// polling and frees the engine. It is idempotent and safe to call
+// concurrently; later calls wait for the first to finish. It always
+// returns nil.
 func (r *Router) Close() error {
 	if r == nil || r.core == nil {
 		return nil
@@ -237,29 +246,6 @@ func (c *core) cancel(id uint64) {
 	}
 }
 
-// dispatch is the one goroutine per Router that polls llmux and hands
-// each event to its request.
-func (c *core) dispatch() {
-	defer close(c.dispatcherDone)
-	buf := newPollBuffer()
-	defer buf.free()
-	var evs []rawEvent
-	for !c.stop.Load() {
-		c.cmu.RLock()
-		var err error
-		evs, err = buf.poll(c.eng, 1000, evs[:0])
-		c.cmu.RUnlock()
-		if err != nil {
-			time.Sleep(10 * time.Millisecond) // not expected; do not spin
-			continue
-		}
-		if len(evs) > 0 {
-			c.route(evs)
-		}
-		clear(evs)
-	}
-}
-
 func (c *core) shutdown() {
 	c.mu.Lock()
 	c.closing = true
@@ -279,18 +265,19 @@ func (c *core) shutdown() {
 		c.cancel(id)
 	}
 	if drained != nil {
-		select {
-		case <-drained:
-		case <-time.After(closeDrainTimeout):
-		}
+		c.waitDrained(drained, closeDrainTimeout)
 	}
 
+	// Stop polling: a poll in progress returns (the wakeup also releases
+	// the next poll if none runs), and the token is never put back.
 	c.stop.Store(true)
 	c.cmu.RLock()
 	cWakeup(c.eng)
 	c.cmu.RUnlock()
-	<-c.dispatcherDone
 
+	// The write lock waits for every C call to return: a poll in progress
+	// and the routing of what it got, and submits, which register first.
+	c.cmu.Lock()
 	// Requests whose terminal never came (drain timed out) end with ErrClosed.
 	c.mu.Lock()
 	for id, cl := range c.pending {
@@ -299,15 +286,15 @@ func (c *core) shutdown() {
 	}
 	clear(c.early)
 	c.mu.Unlock()
-
-	c.cmu.Lock()
 	cEngineFree(c.eng)
 	c.eng = nil
+	c.buf.free()
 	c.cmu.Unlock()
+	close(c.freed)
 }
 
-// call is one request's inbox: the dispatcher appends, the caller takes.
-// The queue is unbounded so a slow reader never stalls the dispatcher.
+// call is one request's inbox: whoever polls appends, the caller takes.
+// The queue is unbounded so a slow reader never stalls the poller.
 type call struct {
 	id uint64
 
@@ -367,6 +354,13 @@ func (cl *call) abandon() {
 	cl.abandoned = true
 	cl.queue = nil
 	cl.mu.Unlock()
+}
+
+// hasNews reports whether take would return something.
+func (cl *call) hasNews() bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return len(cl.queue) > 0 || cl.failure != nil
 }
 
 // take returns the next queued event, or the failure when Close gave up on

@@ -108,6 +108,25 @@ func TestEncodeRequest(t *testing.T) {
 	if b, _ := encodeRequest(in, true); string(b) != in {
 		t.Errorf("rewrote %s", b)
 	}
+	// No "stream": appended, the rest kept byte for byte.
+	for in, want := range map[string]string{
+		` {"model": "m", "n": [1, 2]} `: `{"model": "m", "n": [1, 2],"stream":true}`,
+		"{ }":                           `{"stream":true}`,
+		`{"model":"m","stream":false}`:  `{"model":"m","stream":true}`,
+		`{"Stream":false,"model":"m"}`:  `{"Stream":false,"model":"m","stream":true}`,
+	} {
+		if b, _ := encodeRequest(in, true); string(b) != want {
+			t.Errorf("%s: got %s, want %s", in, b, want)
+		}
+	}
+	// A map: the caller's map is left alone.
+	m := map[string]any{"model": "m", "stream": true}
+	if b, _ := encodeRequest(m, false); string(b) != `{"model":"m","stream":false}` || m["stream"] != true {
+		t.Errorf("map: %s, caller's map %v", b, m)
+	}
+	if b, _ := encodeRequest(map[string]any(nil), false); string(b) != "null" {
+		t.Errorf("nil map: %s", b)
+	}
 	// Not an object: passed through for llmux to judge.
 	if b, _ := encodeRequest("{not json", true); string(b) != "{not json" {
 		t.Errorf("rewrote %s", b)

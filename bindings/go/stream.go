@@ -57,9 +57,8 @@ func (s *Stream) Next() bool {
 				s.chunk = ev.data
 				return true
 			case kindDone:
-				var d doneEvent
 				var rt *Routing
-				err := json.Unmarshal(ev.data, &d)
+				d, err := decodeDone(ev.data)
 				if err == nil {
 					rt, err = parseRouting(d.Routing)
 				}
@@ -81,13 +80,12 @@ func (s *Stream) Next() bool {
 				return false
 			}
 		}
-		select {
-		case <-s.cl.signal:
-		case <-s.ctx.Done():
-			s.interrupt(s.ctx.Err())
-			return false
-		case <-s.closeCh:
-			s.interrupt(ErrStreamClosed)
+		if !s.r.core.await(s.cl, s.ctx.Done(), s.closeCh) {
+			if s.closed() {
+				s.interrupt(ErrStreamClosed)
+			} else {
+				s.interrupt(s.ctx.Err())
+			}
 			return false
 		}
 	}
@@ -165,7 +163,8 @@ func (s *Stream) closed() bool {
 // for the routing record; the stream then ends with err.
 func (s *Stream) interrupt(err error) {
 	s.r.core.cancel(s.cl.id)
-	timer := time.NewTimer(cancelGrace)
+	expired := make(chan struct{})
+	timer := time.AfterFunc(cancelGrace, func() { close(expired) })
 	defer timer.Stop()
 	for {
 		ev, failure, ok := s.cl.take()
@@ -186,12 +185,10 @@ func (s *Stream) interrupt(err error) {
 			}
 			break
 		}
-		select {
-		case <-s.cl.signal:
+		if s.r.core.await(s.cl, expired, nil) {
 			continue
-		case <-timer.C:
-			s.cl.abandon()
 		}
+		s.cl.abandon()
 		break
 	}
 	s.finish(nil, err)

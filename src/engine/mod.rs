@@ -318,7 +318,7 @@ impl Engine {
             .or(DEFAULT_TIMEOUTS.connect_ms)
             .unwrap_or(5000);
         inner
-            .client(connect, HttpVersion::Auto)
+            .client(connect, HttpVersion::default())
             .map_err(EngineError::Runtime)?;
         if let Some((overlay, rx)) = shared {
             let c = &inner.catalog;

@@ -800,10 +800,18 @@ pub(super) async fn run(
             )
         }
     };
-    // Serialising these plain structs cannot fail; keep a valid event anyway.
-    let data = serde_json::to_string(&out).unwrap_or_else(|_| {
-        r#"{"type":"error","status":500,"error":{"message":"cannot serialise the terminal event"},"routing":null}"#.to_owned()
-    });
+    // One buffer sized for the routing record plus the body, rather than a
+    // dozen reallocations as it grows.
+    let size = 1024 + out.response.map_or(0, |r| r.get().len());
+    let mut buf = Vec::with_capacity(size);
+    // Serialising these plain structs cannot fail (and serde_json writes
+    // UTF-8); keep a valid event anyway.
+    let data = serde_json::to_writer(&mut buf, &out)
+        .ok()
+        .and_then(|_| String::from_utf8(buf).ok())
+        .unwrap_or_else(|| {
+            r#"{"type":"error","status":500,"error":{"message":"cannot serialise the terminal event"},"routing":null}"#.to_owned()
+        });
     drop(out);
     term.emit(kind, data);
 }

@@ -102,6 +102,11 @@ impl std::fmt::Display for PayloadError {
 pub trait StreamAdapter: Send {
     /// Feed one decoded SSE event from the upstream.
     fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError>;
+    /// The same, for an event the caller no longer needs: an adapter that
+    /// forwards events unchanged moves the data instead of copying it.
+    fn on_owned(&mut self, ev: SseEvent) -> Result<StreamStep, PayloadError> {
+        self.on_event(&ev)
+    }
     /// Usage seen so far (cumulative).
     fn usage(&self) -> Option<Usage>;
     /// Hands the adapter the request body sent upstream's origin: the

@@ -2,11 +2,11 @@
 //! pass-through stream adapter (OpenAI upstream, OpenAI caller).
 
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::fmt;
 
 // The pass-through path reads only what routing needs (errors, content,
 // finish reason, usage) from borrowed slices of the upstream's bytes, which
@@ -17,19 +17,114 @@ use std::collections::BTreeMap;
 struct Lite<'a> {
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<LiteChoice<'a>>>,
+    #[serde(default)]
+    choices: Option<Choices>,
     #[serde(borrow, default)]
     usage: Option<&'a RawValue>,
+}
+
+/// What a `choices` array says, read in one pass without keeping it.
+#[derive(Default)]
+struct Choices {
+    len: usize,
+    /// Some choice generated content: a `delta`/`message` key other than
+    /// `role` whose value carries something.
+    content: bool,
+    /// Some choice has a finish reason.
+    finish: bool,
+    /// Some choice finished with reason `error`.
+    error: bool,
+}
+
+impl Choices {
+    /// (generated content seen, finish reason seen); an `error` finish
+    /// reason fails.
+    fn check(&self) -> Result<(bool, bool), PayloadError> {
+        if self.error {
+            return Err(PayloadError::Upstream(
+                "finished with reason `error`".into(),
+            ));
+        }
+        Ok((self.content, self.finish))
+    }
 }
 
 #[derive(Deserialize)]
 struct LiteChoice<'a> {
     #[serde(borrow, default)]
     finish_reason: Option<&'a RawValue>,
-    /// `delta` (chunks) or `message` (responses): key -> raw value.
-    #[serde(borrow, default, alias = "message")]
-    delta: Option<BTreeMap<Cow<'a, str>, &'a RawValue>>,
+    /// `delta` (chunks) or `message` (responses).
+    #[serde(default, alias = "message")]
+    delta: Option<Generated>,
+}
+
+impl<'de> Deserialize<'de> for Choices {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Scan;
+        impl<'de> Visitor<'de> for Scan {
+            type Value = Choices;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of choices")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Choices, A::Error> {
+                let mut s = Choices::default();
+                while let Some(c) = seq.next_element::<LiteChoice<'de>>()? {
+                    s.len += 1;
+                    if let Some(r) = c.finish_reason.filter(|r| r.get() != "null") {
+                        s.error |= r.get() == "\"error\"";
+                        s.finish = true;
+                    }
+                    s.content |= c.delta.is_some_and(|g| g.0);
+                }
+                Ok(s)
+            }
+        }
+        d.deserialize_seq(Scan)
+    }
+}
+
+/// Whether a `delta`/`message` object carries generated content, read
+/// without keeping its keys.
+struct Generated(bool);
+
+impl<'de> Deserialize<'de> for Generated {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Scan;
+        impl<'de> Visitor<'de> for Scan {
+            type Value = Generated;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a delta object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Generated, A::Error> {
+                let mut content = false;
+                while let Some(IsRole(role)) = map.next_key()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    content |= !role && raw_carries(v);
+                }
+                Ok(Generated(content))
+            }
+        }
+        d.deserialize_map(Scan)
+    }
+}
+
+/// A key, read only as whether it is `role`.
+struct IsRole(bool);
+
+impl<'de> Deserialize<'de> for IsRole {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl Visitor<'_> for Key {
+            type Value = IsRole;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, k: &str) -> Result<IsRole, E> {
+                Ok(IsRole(k == "role"))
+            }
+        }
+        d.deserialize_str(Key)
+    }
 }
 
 impl<'a> Lite<'a> {
@@ -48,37 +143,56 @@ impl<'a> Lite<'a> {
         Ok(lite)
     }
 
+    /// The `usage` object, read as [`parse_usage`] reads a `Value` (a
+    /// count that is not a u64 counts 0) without building a JSON tree.
     fn usage(&self) -> Option<Usage> {
-        self.usage
-            .and_then(|u| serde_json::from_str::<Value>(u.get()).ok())
-            .as_ref()
-            .and_then(parse_usage)
+        let u: LiteUsage<'_> = from_object(self.usage?)?;
+        let details = u
+            .prompt_tokens_details
+            .and_then(from_object::<LiteDetails<'_>>);
+        Some(Usage {
+            prompt_tokens: raw_count(u.prompt_tokens),
+            completion_tokens: raw_count(u.completion_tokens),
+            cached_tokens: raw_count(details.and_then(|d| d.cached_tokens)),
+        })
     }
+}
+
+/// An OpenAI `usage` object; each count is kept raw, so a `null` or a
+/// float counts 0 instead of failing the read.
+#[derive(Deserialize)]
+struct LiteUsage<'a> {
+    #[serde(borrow, default)]
+    prompt_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt_tokens_details: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct LiteDetails<'a> {
+    #[serde(borrow, default)]
+    cached_tokens: Option<&'a RawValue>,
+}
+
+/// A struct read from a raw JSON object (serde would also take an array,
+/// field by field, which `Value::get` does not).
+fn from_object<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Option<T> {
+    let text = raw.get();
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
+fn raw_count(v: Option<&RawValue>) -> u64 {
+    v.and_then(|v| v.get().parse().ok()).unwrap_or(0)
 }
 
 /// A raw JSON value that carries something: not null, false, "" or [].
 fn raw_carries(v: &RawValue) -> bool {
     !matches!(v.get().trim(), "null" | "false" | "\"\"" | "[]")
-}
-
-/// Checks the choices: an `error` finish reason fails; returns (generated
-/// content seen, finish reason seen).
-fn scan(choices: &[LiteChoice<'_>]) -> Result<(bool, bool), PayloadError> {
-    let (mut content, mut finish) = (false, false);
-    for c in choices {
-        if let Some(r) = c.finish_reason.filter(|r| r.get() != "null") {
-            if r.get() == "\"error\"" {
-                return Err(PayloadError::Upstream(
-                    "finished with reason `error`".into(),
-                ));
-            }
-            finish = true;
-        }
-        if let Some(d) = &c.delta {
-            content |= d.iter().any(|(k, v)| k != "role" && raw_carries(v));
-        }
-    }
-    Ok((content, finish))
 }
 
 /// Reads an OpenAI `usage` object.
@@ -116,9 +230,9 @@ pub fn check_response(body: &str) -> Result<Option<Usage>, PayloadError> {
     let lite = Lite::parse(body, "response body")?;
     let choices = lite
         .choices
-        .as_deref()
+        .as_ref()
         .ok_or_else(|| PayloadError::Malformed("response has no `choices` array".into()))?;
-    let (generated, _) = scan(choices)?;
+    let (generated, _) = choices.check()?;
     if !generated {
         return Err(PayloadError::Upstream(
             "empty completion: no content and no tool calls".into(),
@@ -152,37 +266,53 @@ impl Passthrough {
     }
 }
 
-impl StreamAdapter for Passthrough {
-    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
+impl Passthrough {
+    /// Reads one event; `Some(step)` with the event to forward unchanged
+    /// when `forward`, else with nothing to send.
+    fn read(&mut self, ev: &SseEvent) -> Result<(StreamStep, bool), PayloadError> {
         if ev.data == "[DONE]" {
             if !self.finish_seen {
                 return Err(PayloadError::Malformed(
                     "stream sent [DONE] without a finish_reason".into(),
                 ));
             }
-            return Ok(StreamStep {
+            let step = StreamStep {
                 finished: true,
                 ..Default::default()
-            });
+            };
+            return Ok((step, false));
         }
         let lite = Lite::parse(&ev.data, "stream event")?;
         if let Some(u) = lite.usage() {
             self.usage = Some(u);
         }
-        let choices = lite.choices.as_deref().unwrap_or(&[]);
-        let (content, finish) = scan(choices)?;
+        let choices = lite.choices.unwrap_or_default();
+        let (content, finish) = choices.check()?;
         self.finish_seen |= finish;
-        let forward = !choices.is_empty() || self.ctx.include_usage;
-        let out = if forward {
-            vec![ev.data.clone()]
-        } else {
-            Vec::new()
-        };
-        Ok(StreamStep {
-            out,
+        let forward = choices.len > 0 || self.ctx.include_usage;
+        let step = StreamStep {
             content,
-            finished: false,
-        })
+            ..Default::default()
+        };
+        Ok((step, forward))
+    }
+}
+
+impl StreamAdapter for Passthrough {
+    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
+        let (mut step, forward) = self.read(ev)?;
+        if forward {
+            step.out.push(ev.data.clone());
+        }
+        Ok(step)
+    }
+
+    fn on_owned(&mut self, ev: SseEvent) -> Result<StreamStep, PayloadError> {
+        let (mut step, forward) = self.read(&ev)?;
+        if forward {
+            step.out.push(ev.data);
+        }
+        Ok(step)
     }
 
     fn usage(&self) -> Option<Usage> {
@@ -230,6 +360,28 @@ mod tests {
             ))
             .unwrap();
         assert!(s.content);
+    }
+
+    #[test]
+    fn lite_usage_reads_what_parse_usage_reads() {
+        let shapes = [
+            r#"{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}"#,
+            r#"{"prompt_tokens":12,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":8}}"#,
+            r#"{"prompt_tokens":null,"completion_tokens":1.5,"prompt_tokens_details":null}"#,
+            r#"{"prompt_tokens":-3,"completion_tokens":"7","prompt_tokens_details":[1]}"#,
+            r#"{"prompt_tokens":18446744073709551615,"prompt_tokens_details":{"cached_tokens":{}}}"#,
+            r#"{"prompt_tokens":1e3,"completion_tokens":2,"extra":{"nested":[1,2]}}"#,
+            r#"{}"#,
+            r#"null"#,
+            r#"[1,2]"#,
+            r#""usage""#,
+        ];
+        for u in shapes {
+            let body = format!(r#"{{"choices":[],"usage":{u}}}"#);
+            let lite = Lite::parse(&body, "test").unwrap();
+            let v: Value = serde_json::from_str(u).unwrap();
+            assert_eq!(lite.usage(), parse_usage(&v), "usage {u}");
+        }
     }
 
     #[test]

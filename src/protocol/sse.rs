@@ -134,6 +134,11 @@ impl Decoder {
                 if self.data.len() + value.len() > MAX_LINE {
                     return Err(SseError::TooLong);
                 }
+                // Room for the line and its newline in one allocation; the
+                // newline is popped at dispatch, which leaves room for the
+                // NUL the C ABI appends, so the event reaches the host
+                // without being copied or reallocated.
+                self.data.reserve_exact(value.len() + 1);
                 self.data.push_str(&String::from_utf8_lossy(value));
                 self.data.push('\n');
                 self.has_data = true;
