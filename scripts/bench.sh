@@ -58,6 +58,9 @@ if command -v go >/dev/null; then
 fi
 if command -v cmake >/dev/null && command -v g++ >/dev/null; then
     # llmux.hpp and the C ABI against target/release/libllmux.so, built -O2.
+    # A fresh configure: a cache left by another checkout sharing the
+    # target directory would refuse this source tree.
+    rm -rf "$t/cpp-bench"
     cmake -S bindings/cpp -B "$t/cpp-bench" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=g++ \
         -DLLMUX_LIB_DIR="$t/release" -DLLMUX_BUILD_TESTS=OFF -DLLMUX_BUILD_EXAMPLES=OFF \
         -DLLMUX_BUILD_BENCH=ON >/dev/null
