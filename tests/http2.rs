@@ -11,7 +11,7 @@ use serde_json::json;
 use std::time::Duration;
 
 fn with_http(version: &str) -> (Upstream, Engine) {
-    let mut a = upstream("a", behavior(json!({"chunk_delay_ms": 20})));
+    let mut a = upstream("a", behavior(json!({"chunk_delay_ms": 100})));
     a.provider_extra = json!({"http": version});
     let e = engine(&[&a], json!({}));
     (a, e)
@@ -29,8 +29,13 @@ fn concurrent_streams(a: &Upstream, e: &Engine, n: usize) -> usize {
             .expect("submit")
         })
         .collect();
-    // The streams are open (chunks every 20 ms) while this looks.
-    std::thread::sleep(Duration::from_millis(60));
+    // Look while every stream is open (chunks every 100 ms, so each lasts
+    // about half a second): wait until the mock answers all of them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while a.server.in_flight() < n as u64 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(a.server.in_flight(), n as u64, "every stream is open");
     let live = a.server.live_connections();
     let outcomes = drain(e, &ids, Duration::from_secs(20));
     for o in outcomes.values() {
@@ -62,7 +67,7 @@ fn http2_multiplexes_streams_on_one_connection() {
 fn plain_http_defaults_to_http1() {
     // Plain http:// with `auto` has no TLS handshake to offer HTTP/2 in.
     for version in [None, Some("auto"), Some("http1")] {
-        let mut a = upstream("a", behavior(json!({"chunk_delay_ms": 20})));
+        let mut a = upstream("a", behavior(json!({"chunk_delay_ms": 100})));
         if let Some(v) = version {
             a.provider_extra = json!({"http": v});
         }
