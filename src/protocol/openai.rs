@@ -267,8 +267,8 @@ impl Passthrough {
 }
 
 impl Passthrough {
-    /// Reads one event; `Some(step)` with the event to forward unchanged
-    /// when `forward`, else with nothing to send.
+    /// Reads one event: its step (with nothing in `out` yet), and whether
+    /// the event goes to the caller unchanged.
     fn read(&mut self, ev: &SseEvent) -> Result<(StreamStep, bool), PayloadError> {
         if ev.data == "[DONE]" {
             if !self.finish_seen {
