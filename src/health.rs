@@ -261,6 +261,8 @@ impl Health {
         Aggregate {
             first_token_ms: s.first_token.get(),
             first_token_samples: s.recent.len as u64,
+            response_ms: s.response.get(),
+            response_samples: s.recent_response.len as u64,
             throughput: s.throughput.get(),
             throughput_samples: s.successes,
             in_flight: s.in_flight,
@@ -474,12 +476,11 @@ impl Health {
             full: limit.is_some_and(|l| s.in_flight >= l),
         };
         if let Some(o) = &self.shared {
-            let local = v.first_token_ms;
-            o.apply(e, now, &mut v, (s.recent.len as u64, s.successes));
-            if kind == Latency::Response {
-                // Shared health carries first-token latency (streams) only.
-                v.first_token_ms = local;
-            }
+            let n = match kind {
+                Latency::FirstToken => s.recent.len,
+                Latency::Response => s.recent_response.len,
+            };
+            o.apply(e, now, &mut v, kind, (n as u64, s.successes));
             if v.full {
                 // Ranked while out of fleet slots: ask for one.
                 o.refused(e);

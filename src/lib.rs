@@ -21,7 +21,7 @@ pub mod routing;
 pub mod shared;
 pub mod upstream;
 
-pub use engine::{Engine, EngineError, RequestEvents, SubmitError, SubmitOptions};
+pub use engine::{Engine, EngineError, RequestEvents, Serving, SubmitError, SubmitOptions};
 pub use events::{ErrorKind, Event, EventKind};
 pub use protocol::Protocol;
 pub use request::RequestError;

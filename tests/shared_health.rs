@@ -669,6 +669,59 @@ fn latency_learned_by_one_instance_steers_another() {
     );
 }
 
+/// Issue 18: what the fleet measured counts as measured for a new
+/// instance, for non-streaming requests too (ranked by complete-response
+/// latency): B's very first request goes where A learned it is fast, not
+/// where the priors point and an unshared engine would explore.
+#[test]
+fn fleet_measurements_count_as_measured_for_a_new_instance() {
+    let _g = serial();
+    let redis = Redis::start();
+    let slow = MockServer::start(
+        "slow",
+        Behavior {
+            first_token_delay_ms: 250,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let fast = MockServer::start("fast", Behavior::default()).unwrap();
+    let cfg = config(
+        &[
+            (&slow, json!({"expected_first_token_ms": 10})),
+            (&fast, json!({"expected_first_token_ms": 100})),
+        ],
+        &prefix("fleet-measured"),
+        json!({}),
+        json!({}),
+    );
+    let mut a = Instance::spawn("A", &cfg, &redis);
+    let mut b = Instance::spawn("B", &cfg, &redis);
+    a.wait_connected();
+    b.wait_connected();
+    // A explores on its own (no order): six non-streaming requests.
+    let mut a_served = Vec::new();
+    for _ in 0..6 {
+        a_served.extend(served(&a.batch(vec![req("A", None, Value::Null)])));
+    }
+    assert!(
+        a_served.iter().any(|s| s == "slow/default") && a_served.last().unwrap() == "fast/default",
+        "A measured both and settled on the fast one: {a_served:?}"
+    );
+    b.wait_for("A's response latencies", Duration::from_secs(10), |s| {
+        ["fast/default", "slow/default"]
+            .iter()
+            .all(|id| endpoint_of(s, id)["shared"]["others_response_ms"].is_number())
+    });
+    let r = b.batch(vec![req("B", None, Value::Null)]);
+    assert_eq!(served(&r), ["fast/default"], "B's first request: {r:?}");
+    assert_eq!(
+        b.endpoint("slow/default")["requests"],
+        0,
+        "B never tried slow"
+    );
+}
+
 fn wait_served(e: &llmux::Engine, id: u64) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {

@@ -335,6 +335,18 @@ async fn run(
     };
     println!("llmux: listening on http://{addr}");
     let _ = std::io::stdout().flush();
+    // The recorder keeps every histogram sample until something drains
+    // it; a scrape does, and so does this, for the many deployments that
+    // never scrape (issue 18: memory grew with every request).
+    let upkeep = prom.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let app = Arc::new(server::App {
         engine: eng,
@@ -360,9 +372,10 @@ async fn run(
         tokio::time::sleep(drain).await;
         let _ = cancel_tx.send(true);
     });
-    let serve = axum::serve(listener, server::router(app)).with_graceful_shutdown(async move {
-        let _ = stop_rx.await;
-    });
+    let serve = axum::serve(server::listener(listener), server::router(app))
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        });
     if let Err(e) = serve.await {
         return fail(&[format!("server error: {e}")]);
     }

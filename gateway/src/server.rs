@@ -81,6 +81,18 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The gateway's listener: every accepted connection gets `TCP_NODELAY`.
+/// With Nagle's algorithm on, a stream's small last write waited for the
+/// client's delayed ACK: 40 ms at the end of every stream (issue 18).
+pub fn listener(
+    l: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    l.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    })
+}
+
 // ---------------------------------------------------------------------------
 // errors and keys
 
@@ -581,7 +593,14 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
         Ok(None) => return ended_without_result(&ctx, true),
     };
     let id = ctx.id;
-    let serving = events.serving().map(|(e, p)| (e.to_owned(), p.to_owned()));
+    let serving = events.serving().map(|s| {
+        [
+            ("x-llmux-endpoint", s.endpoint.to_owned()),
+            ("x-llmux-provider", s.provider.to_owned()),
+            ("x-llmux-attempts", s.attempts.to_string()),
+            ("x-llmux-first-token-ms", format!("{:.1}", s.first_token_ms)),
+        ]
+    });
     let st = Streaming {
         ctx,
         events,
@@ -603,14 +622,11 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
     h.insert("cache-control", HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     h.insert("x-llmux-request-id", HeaderValue::from(id));
-    // What is known when the headers go out: who serves (after failover).
-    if let Some((endpoint, provider)) = serving {
-        if let (Ok(e), Ok(p)) = (
-            HeaderValue::try_from(endpoint),
-            HeaderValue::try_from(provider),
-        ) {
-            h.insert("x-llmux-endpoint", e);
-            h.insert("x-llmux-provider", p);
+    // What is known when the headers go out: who serves, after how many
+    // attempts (failover, hedging), how fast its first token came.
+    for (name, value) in serving.into_iter().flatten() {
+        if let Ok(v) = HeaderValue::try_from(value) {
+            h.insert(name, v);
         }
     }
     resp
@@ -877,4 +893,24 @@ async fn metrics(State(app): St) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     r
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use axum::serve::Listener;
+
+    /// Accepted connections have Nagle's algorithm off.
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut l = super::listener(l);
+        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
+        let (io, _) = l.accept().await;
+        assert!(
+            io.nodelay().unwrap(),
+            "TCP_NODELAY is off on an accepted socket"
+        );
+        drop(client.await);
+    }
 }

@@ -289,6 +289,23 @@ fn routing_record_headers_failover_and_upstream_errors() {
         assert_eq!(v["object"], "chat.completion");
         assert!(v.get("routing").is_none(), "the record stays out of the body");
 
+        // A stream that failed over says so in its headers, which go out
+        // with the first chunk (issue 18).
+        let mut body = chat(true);
+        body["provider"] = json!({"routing": {"type": "order",
+            "providers": ["bad/default", "good/default"]}});
+        let r = c.post(format!("{}/api/v1/chat/completions", gw.url)).bearer_auth(KEY)
+            .json(&body).send().await.expect("send");
+        assert_eq!(r.status(), 200);
+        let h = r.headers();
+        assert_eq!(h["content-type"], "text/event-stream; charset=utf-8");
+        assert_eq!(h["x-llmux-endpoint"], "good/default");
+        assert_eq!(h["x-llmux-attempts"], "2");
+        let ftl: f64 = h["x-llmux-first-token-ms"].to_str().unwrap().parse().expect("a number");
+        assert!(ftl >= 0.0, "{ftl}");
+        let text = r.text().await.expect("stream");
+        assert!(text.contains("data: [DONE]"), "{text}");
+
         // Failover exhausted: the last error, x-should-retry: false.
         good.set_behavior(Behavior { status: 529, ..Default::default() });
         let r = c.post(format!("{}/api/anthropic/v1/messages", gw.url)).header("x-api-key", KEY)

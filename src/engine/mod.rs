@@ -91,7 +91,22 @@ pub struct RequestEvents {
     finished: bool,
     stream: bool,
     model: String,
-    served: Arc<AtomicUsize>,
+    served: Arc<run::ServingCell>,
+}
+
+/// Who serves a request, known from its first token on (before any chunk):
+/// what a gateway can put in a stream's headers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Serving<'a> {
+    /// The endpoint id (`provider/name`).
+    pub endpoint: &'a str,
+    /// The provider slug.
+    pub provider: &'a str,
+    /// Attempts started so far, the serving one included (failovers and
+    /// hedges before it count).
+    pub attempts: usize,
+    /// The serving attempt's first-token latency, ms.
+    pub first_token_ms: f64,
 }
 
 impl RequestEvents {
@@ -112,10 +127,15 @@ impl RequestEvents {
 
     /// The endpoint id and provider slug serving the request, once its
     /// first token arrived (so always by the first chunk).
-    pub fn serving(&self) -> Option<(&str, &str)> {
-        let e = self.served.load(Ordering::Acquire).checked_sub(1)?;
+    pub fn serving(&self) -> Option<Serving<'_>> {
+        let (e, attempts, first_token_ms) = self.served.get()?;
         let c = &self.inner.catalog;
-        Some((c.endpoints[e].id.as_str(), c.provider_of(e).slug.as_str()))
+        Some(Serving {
+            endpoint: c.endpoints[e].id.as_str(),
+            provider: c.provider_of(e).slug.as_str(),
+            attempts,
+            first_token_ms,
+        })
     }
 
     /// The next event; `None` after the terminal one.
@@ -398,7 +418,7 @@ impl Engine {
         let (term_tx, term_rx) = oneshot::channel();
         lock(&self.inner.cancels).insert(id, cancel_tx);
         self.inner.active.fetch_add(1, Ordering::AcqRel);
-        let served = Arc::new(AtomicUsize::new(0));
+        let served = Arc::new(run::ServingCell::default());
         let channel = run::Channel {
             chunks: Some(chunk_tx),
             terminal: Some(term_tx),

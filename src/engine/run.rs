@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -35,11 +35,41 @@ pub(super) struct Channel {
     pub(super) chunks: Option<mpsc::Sender<Event>>,
     pub(super) terminal: Option<oneshot::Sender<Event>>,
     pub(super) headers: Vec<(String, String)>,
-    /// Set to the serving endpoint + 1 at the first token, before any chunk.
-    pub(super) served: Option<Arc<AtomicUsize>>,
+    /// Set at the first token, before any chunk: who serves, after how
+    /// many attempts, how fast.
+    pub(super) served: Option<Arc<ServingCell>>,
     /// A same-protocol upstream error body becomes the terminal's `error`
     /// unchanged (instead of llmux's envelope).
     pub(super) upstream_error_bodies: bool,
+}
+
+/// What is known of a request once its first token arrived, shared with
+/// its `RequestEvents` (a gateway's stream headers go out with the first
+/// chunk, after any failover).
+#[derive(Debug, Default)]
+pub(super) struct ServingCell {
+    /// The serving endpoint + 1 (0: none yet); written last.
+    endpoint: AtomicUsize,
+    /// Attempts started up to and including the serving one.
+    attempts: AtomicUsize,
+    /// The first-token time of the serving attempt, in microseconds.
+    first_token_us: AtomicU64,
+}
+
+impl ServingCell {
+    fn set(&self, endpoint: usize, attempts: usize, first_token_ms: f64) {
+        self.attempts.store(attempts, Ordering::Relaxed);
+        let us = (first_token_ms.max(0.0) * 1000.0) as u64;
+        self.first_token_us.store(us, Ordering::Relaxed);
+        self.endpoint.store(endpoint + 1, Ordering::Release);
+    }
+
+    /// (endpoint index, attempts, first-token ms), once set.
+    pub(super) fn get(&self) -> Option<(usize, usize, f64)> {
+        let e = self.endpoint.load(Ordering::Acquire).checked_sub(1)?;
+        let us = self.first_token_us.load(Ordering::Relaxed);
+        Some((e, self.attempts.load(Ordering::Relaxed), us as f64 / 1000.0))
+    }
 }
 
 /// One attempt as the routing record reports it.
@@ -290,7 +320,7 @@ struct Shared<'a> {
     timed_out: &'a AtomicBool,
     chunks: Option<&'a mpsc::Sender<Event>>,
     headers: &'a [(String, String)],
-    served: Option<&'a AtomicUsize>,
+    served: Option<&'a ServingCell>,
 }
 
 /// Claims a concurrency slot and records a pending attempt; None when the
@@ -338,7 +368,7 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
         // Only streams have a first token of their own; a non-streaming
         // attempt's time is booked as its response latency below.
         if let Some(s) = sh.served {
-            s.store(e + 1, Ordering::Release);
+            s.set(e, slot + 1, ms);
         }
         if stream {
             inner.health.first_token(e, now(), ms);

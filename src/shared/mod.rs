@@ -25,6 +25,7 @@ pub(crate) use sync::run;
 
 use crate::catalog::{Endpoint, Provider};
 use crate::config::SharedConfig;
+use crate::health::Latency;
 use crate::routing::EndpointView;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -286,6 +287,9 @@ pub enum Signal {
 pub struct Aggregate {
     pub first_token_ms: Option<f64>,
     pub first_token_samples: u64,
+    /// Complete-response latency of non-streaming requests.
+    pub response_ms: Option<f64>,
+    pub response_samples: u64,
     pub throughput: Option<f64>,
     pub throughput_samples: u64,
     pub in_flight: u32,
@@ -301,6 +305,8 @@ pub type FailureClasses = BTreeMap<String, u64>;
 pub(crate) struct Remote {
     /// (average, weight) of the other instances' first-token latency.
     pub first_token: Option<(f64, f64)>,
+    /// (average, weight) of their complete-response latency (non-streaming).
+    pub response: Option<(f64, f64)>,
     pub throughput: Option<(f64, f64)>,
     pub in_flight: u32,
     pub requests: u64,
@@ -411,10 +417,28 @@ impl Overlay {
     }
 
     /// Adds what the fleet knows to a local routing view.
-    pub fn apply(&self, e: usize, now: Instant, v: &mut EndpointView, samples: (u64, u64)) {
+    ///
+    /// `kind` says which latency the request ranks by; what the fleet has
+    /// measured counts as measured here too, so a new instance does not
+    /// re-explore what the others already know.
+    pub fn apply(
+        &self,
+        e: usize,
+        now: Instant,
+        v: &mut EndpointView,
+        kind: Latency,
+        samples: (u64, u64),
+    ) {
         let r = lock(&self.remote[e]);
         if r.fresh_until.is_some_and(|t| t > now) {
-            v.first_token_ms = merge(v.first_token_ms, samples.0, r.first_token);
+            let remote = match kind {
+                Latency::FirstToken => r.first_token,
+                Latency::Response => r.response,
+            };
+            v.first_token_ms = merge(v.first_token_ms, samples.0, remote);
+            if remote.is_some() && v.last_sample.is_none() {
+                v.last_sample = Some(now);
+            }
             v.throughput = merge(v.throughput, samples.1, r.throughput);
             v.in_flight = v.in_flight.saturating_add(r.in_flight);
         }
@@ -570,6 +594,8 @@ impl Overlay {
             "other_instances": if fresh { r.instances } else { 0 },
             "others_first_token_ms": r.first_token.filter(|_| fresh).map(|x| x.0),
             "others_first_token_samples": r.first_token.filter(|_| fresh).map_or(0.0, |x| x.1),
+            "others_response_ms": r.response.filter(|_| fresh).map(|x| x.0),
+            "others_response_samples": r.response.filter(|_| fresh).map_or(0.0, |x| x.1),
             "others_throughput_tps": r.throughput.filter(|_| fresh).map(|x| x.0),
             "others_in_flight": if fresh { r.in_flight } else { 0 },
             "others_requests": r.requests,

@@ -90,6 +90,11 @@ struct Agg {
     ft: Option<f64>,
     #[serde(default)]
     ftn: u64,
+    /// Complete-response latency (non-streaming) and its samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rt: Option<f64>,
+    #[serde(default)]
+    rtn: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     tp: Option<f64>,
     #[serde(default)]
@@ -393,6 +398,8 @@ where
                     let agg = Agg {
                         ft: a.first_token_ms,
                         ftn: a.first_token_samples,
+                        rt: a.response_ms,
+                        rtn: a.response_samples,
                         tp: a.throughput,
                         tpn: a.throughput_samples,
                         inf: a.in_flight,
@@ -462,6 +469,7 @@ where
         let fresh = now + self.o.settings.sync * 3;
         for (e, key) in self.keys.iter().enumerate() {
             let (mut ft, mut ftw, mut tp, mut tpw) = (0.0, 0.0, 0.0, 0.0);
+            let (mut rt, mut rtw) = (0.0, 0.0);
             let (mut inf, mut req, mut fail, mut n) = (0u32, 0u64, 0u64, 0u32);
             let mut classes = super::FailureClasses::new();
             for a in pushes.iter().filter_map(|p| p.eps.get(key)) {
@@ -470,6 +478,11 @@ where
                     let w = (a.ftn.max(1) as f64).min(super::MAX_WEIGHT);
                     ft += x * w;
                     ftw += w;
+                }
+                if let Some(x) = a.rt.filter(|x| x.is_finite() && *x >= 0.0) {
+                    let w = (a.rtn.max(1) as f64).min(super::MAX_WEIGHT);
+                    rt += x * w;
+                    rtw += w;
                 }
                 if let Some(x) = a.tp.filter(|x| x.is_finite() && *x > 0.0) {
                     let w = (a.tpn.max(1) as f64).min(super::MAX_WEIGHT);
@@ -486,6 +499,7 @@ where
             }
             self.o.with_remote(e, |r| {
                 r.first_token = (ftw > 0.0).then(|| (ft / ftw, ftw));
+                r.response = (rtw > 0.0).then(|| (rt / rtw, rtw));
                 r.throughput = (tpw > 0.0).then(|| (tp / tpw, tpw));
                 r.in_flight = inf;
                 r.requests = req;
