@@ -291,16 +291,23 @@ fn routing_record_headers_failover_and_upstream_errors() {
 
         // A stream that failed over says so in its headers, which go out
         // with the first chunk (issue 18).
-        let mut body = chat(true);
+        // The same request without a stream says how many attempts that
+        // order takes (retries of `bad` included).
+        let mut body = chat(false);
         body["provider"] = json!({"routing": {"type": "order",
             "providers": ["bad/default", "good/default"]}});
+        let r = c.post(format!("{}/api/v1/chat/completions", gw.url)).bearer_auth(KEY)
+            .json(&body).send().await.expect("send");
+        let attempts = r.headers()["x-llmux-attempts"].clone();
+        assert!(attempts != "1", "{attempts:?}");
+        body["stream"] = json!(true);
         let r = c.post(format!("{}/api/v1/chat/completions", gw.url)).bearer_auth(KEY)
             .json(&body).send().await.expect("send");
         assert_eq!(r.status(), 200);
         let h = r.headers();
         assert_eq!(h["content-type"], "text/event-stream; charset=utf-8");
         assert_eq!(h["x-llmux-endpoint"], "good/default");
-        assert_eq!(h["x-llmux-attempts"], "2");
+        assert_eq!(h["x-llmux-attempts"], attempts);
         let ftl: f64 = h["x-llmux-first-token-ms"].to_str().unwrap().parse().expect("a number");
         assert!(ftl >= 0.0, "{ftl}");
         let text = r.text().await.expect("stream");

@@ -102,8 +102,8 @@ pub struct Serving<'a> {
     pub endpoint: &'a str,
     /// The provider slug.
     pub provider: &'a str,
-    /// Attempts started so far, the serving one included (failovers and
-    /// hedges before it count).
+    /// The serving attempt's place among the request's attempts (1-based),
+    /// as in the routing record: 2 after one failover.
     pub attempts: usize,
     /// The serving attempt's first-token latency, ms.
     pub first_token_ms: f64,

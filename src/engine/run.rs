@@ -50,7 +50,7 @@ pub(super) struct Channel {
 pub(super) struct ServingCell {
     /// The serving endpoint + 1 (0: none yet); written last.
     endpoint: AtomicUsize,
-    /// Attempts started up to and including the serving one.
+    /// The serving attempt's place in the routing record (1-based).
     attempts: AtomicUsize,
     /// The first-token time of the serving attempt, in microseconds.
     first_token_us: AtomicU64,
@@ -345,7 +345,15 @@ fn start(sh: &Shared<'_>, st: &mut RunState, e: usize) -> Option<usize> {
 }
 
 /// Runs one HTTP attempt (already counted in flight by `start`).
-async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> AttemptResult {
+///
+/// `slot` is the attempt's winner id (1-based, attempts that ran); `nth`
+/// its place in the routing record's attempts (1-based).
+async fn exec(
+    sh: &Shared<'_>,
+    route: &ModelRoute,
+    e: usize,
+    (slot, nth): (usize, usize),
+) -> AttemptResult {
     let inner = sh.inner;
     let c = &inner.catalog;
     let mut guard = InFlight {
@@ -368,7 +376,7 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
         // Only streams have a first token of their own; a non-streaming
         // attempt's time is booked as its response latency below.
         if let Some(s) = sh.served {
-            s.set(e, slot + 1, ms);
+            s.set(e, nth, ms);
         }
         if stream {
             inner.health.first_token(e, now(), ms);
@@ -479,7 +487,7 @@ async fn hedged(
     let ia = start(sh, st, a)?;
     *slot += 1;
     let sa = *slot;
-    let mut fa = Some(Box::pin(exec(sh, route, a, sa)));
+    let mut fa = Some(Box::pin(exec(sh, route, a, (sa, ia + 1))));
     tokio::select! {
         r = maybe(&mut fa) => {
             finish(st, ia, route, &r);
@@ -499,7 +507,7 @@ async fn hedged(
     };
     *slot += 1;
     let sb = *slot;
-    let mut fb = Some(Box::pin(exec(sh, route, b, sb)));
+    let mut fb = Some(Box::pin(exec(sh, route, b, (sb, ib + 1))));
     let lost = || {
         Err(AttemptError::new(
             ErrKind::HedgeLost,
@@ -675,7 +683,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
                         None => None,
                         Some(idx) => {
                             slot += 1;
-                            let r = exec(sh, route, e, slot).await;
+                            let r = exec(sh, route, e, (slot, idx + 1)).await;
                             finish(st, idx, route, &r);
                             Some(r)
                         }
