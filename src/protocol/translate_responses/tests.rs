@@ -1,0 +1,261 @@
+//! Unit tests of `crate::protocol::translate_responses`.
+
+use super::*;
+
+fn map(v: Value) -> Map<String, Value> {
+    as_obj(v)
+}
+
+fn ctx() -> StreamContext {
+    StreamContext {
+        model: "m".into(),
+        include_usage: false,
+        created: 1,
+        id: "x".into(),
+        input_tokens_estimate: 0,
+    }
+}
+
+fn data(v: Value) -> SseEvent {
+    SseEvent {
+        event: String::new(),
+        data: v.to_string(),
+    }
+}
+
+#[test]
+fn namespaces_flatten_and_restore() {
+    let req = map(
+        json!({"tools": [{"type": "namespace", "name": "ns", "tools": [
+        {"type": "function", "name": "f"}, {"type": "function", "name": "g".repeat(80)}]}]}),
+    );
+    let ns = Namespaces::of(&req);
+    assert_eq!(ns.restore("ns__f"), Some(("ns", "f")));
+    let long = flat_name("ns", &"g".repeat(80));
+    assert!(long.len() <= 64, "{long}");
+    assert_eq!(ns.restore(&long), Some(("ns", "g".repeat(80).as_str())));
+    assert_eq!(ns.restore("f"), None);
+}
+
+#[test]
+fn responses_request_to_chat_shapes() {
+    let out = responses_request_to_chat(&map(json!({
+        "instructions": "sys", "max_output_tokens": 9, "reasoning": {"effort": "low", "summary": "auto"},
+        "text": {"format": {"type": "json_schema", "name": "n", "schema": {"type": "object"}}},
+        "tools": [{"type": "web_search"}, {"type": "function", "name": "f"}],
+        "tool_choice": {"type": "function", "name": "f"},
+        "input": [
+            {"role": "developer", "content": "dev"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "a"}]},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": [{"type": "input_text", "text": "r"}]},
+            {"type": "reasoning", "summary": [], "encrypted_content": "e"},
+        ],
+    })))
+    .unwrap();
+    let msgs = out["messages"].as_array().unwrap();
+    assert_eq!(msgs[0], json!({"role": "system", "content": "sys"}));
+    assert_eq!(msgs[1], json!({"role": "system", "content": "dev"}));
+    assert_eq!(
+        msgs[2]["tool_calls"].as_array().unwrap().len(),
+        2,
+        "{msgs:?}"
+    );
+    assert_eq!(msgs[2]["content"], "a");
+    assert_eq!(
+        msgs[3],
+        json!({"role": "tool", "tool_call_id": "c1", "content": "r"})
+    );
+    assert_eq!(msgs.len(), 4);
+    assert_eq!(out["tools"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        out["tool_choice"],
+        json!({"type": "function", "function": {"name": "f"}})
+    );
+    assert_eq!(out["max_completion_tokens"], 9);
+    assert_eq!(out["reasoning_effort"], "low");
+    assert_eq!(out["response_format"]["json_schema"]["name"], "n");
+    for bad in [
+        json!({"input": "x", "store": true}),
+        json!({"input": "x", "previous_response_id": "r"}),
+        json!({"input": [{"type": "item_reference", "id": "i"}]}),
+        json!({"input": "x", "tools": [{"type": "custom", "name": "c"}]}),
+        json!({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
+        json!({"input": 5}),
+    ] {
+        assert!(
+            responses_request_to_chat(&map(bad.clone())).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn chat_request_to_responses_shapes() {
+    let out = chat_request_to_responses(&map(json!({
+        "messages": [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/i.png"}}]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c", "content": "r"},
+        ],
+        "max_tokens": 7, "reasoning_effort": "high", "seed": 1,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {}}},
+    })))
+    .unwrap();
+    let items = out["input"].as_array().unwrap();
+    assert_eq!(
+        items[1]["content"][0],
+        json!({"type": "input_image", "image_url": "https://x/i.png", "detail": "auto"})
+    );
+    assert_eq!(items[2]["type"], "function_call");
+    assert_eq!(
+        items[3],
+        json!({"type": "function_call_output", "call_id": "c", "output": "r"})
+    );
+    assert_eq!(out["max_output_tokens"], 7);
+    assert_eq!(out["reasoning"], json!({"effort": "high"}));
+    assert_eq!(
+        out["text"]["format"],
+        json!({"type": "json_schema", "name": "n", "schema": {}})
+    );
+    assert_eq!(out["store"], false);
+    assert!(out.get("seed").is_none());
+    for bad in [
+        json!({"messages": [], "stop": "x"}),
+        json!({"messages": [], "n": 2}),
+    ] {
+        assert!(
+            chat_request_to_responses(&map(bad.clone())).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn chat_stream_becomes_ordered_responses_events() {
+    let mut a = ChatToResponses::new(ctx());
+    let chunk = |d: Value, f: Value| {
+        data(json!({"choices": [{"index": 0, "delta": d, "finish_reason": f}]}))
+    };
+    let mut out = Vec::new();
+    for ev in [
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+        chunk(json!({"reasoning_content": "hm"}), Value::Null),
+        chunk(json!({"content": "hi"}), Value::Null),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{\"a\""}}]}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}),
+            Value::Null,
+        ),
+        chunk(json!({}), json!("length")),
+        data(
+            json!({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4,
+            "completion_tokens_details": {"reasoning_tokens": 2}}}),
+        ),
+    ] {
+        out.extend(a.on_event(&ev).unwrap().out);
+    }
+    let done = a
+        .on_event(&SseEvent {
+            event: String::new(),
+            data: "[DONE]".into(),
+        })
+        .unwrap();
+    assert!(done.finished);
+    out.extend(done.out);
+    let evs: Vec<Value> = out
+        .iter()
+        .map(|s| serde_json::from_str(s).unwrap())
+        .collect();
+    let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.reasoning_text.delta",
+            "response.reasoning_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.incomplete",
+        ]
+    );
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(e["sequence_number"], i as u64);
+    }
+    let r = &evs.last().unwrap()["response"];
+    assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
+    assert_eq!(r["output"][2]["arguments"], "{\"a\":1}");
+    assert_eq!(r["usage"]["output_tokens_details"]["reasoning_tokens"], 2);
+    assert_eq!(a.fail("cut").len(), 1);
+}
+
+#[test]
+fn responses_stream_becomes_chat_chunks() {
+    let mut a = ResponsesToChat::new(StreamContext {
+        include_usage: true,
+        ..ctx()
+    });
+    let mut out = Vec::new();
+    for ev in [
+        json!({"type": "response.created", "response": {}}),
+        json!({"type": "response.output_item.added", "output_index": 0,
+               "item": {"type": "function_call", "id": "fc", "call_id": "c", "name": "f", "arguments": ""}}),
+        json!({"type": "response.function_call_arguments.delta", "item_id": "fc", "output_index": 0, "delta": "{}"}),
+        json!({"type": "response.completed", "response": {"status": "completed",
+               "usage": {"input_tokens": 1, "output_tokens": 2}}}),
+    ] {
+        let step = a.on_event(&data(ev)).unwrap();
+        out.extend(step.out);
+        if step.finished {
+            break;
+        }
+    }
+    let chunks: Vec<Value> = out
+        .iter()
+        .map(|s| serde_json::from_str(s).unwrap())
+        .collect();
+    assert_eq!(chunks[1]["choices"][0]["delta"]["tool_calls"][0]["id"], "c");
+    assert_eq!(
+        chunks[2]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"],
+        "{}"
+    );
+    assert_eq!(chunks[3]["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(chunks[4]["usage"]["completion_tokens"], 2);
+    // Arguments sent only whole, in `.done`.
+    let mut b = ResponsesToChat::new(ctx());
+    let mut out = Vec::new();
+    for ev in [
+        json!({"type": "response.output_item.added", "output_index": 0,
+               "item": {"type": "function_call", "id": "fc", "call_id": "c", "name": "f", "arguments": ""}}),
+        json!({"type": "response.function_call_arguments.done", "item_id": "fc", "output_index": 0, "arguments": "{\"a\":1}"}),
+    ] {
+        out.extend(b.on_event(&data(ev)).unwrap().out);
+    }
+    let last: Value = serde_json::from_str(out.last().unwrap()).unwrap();
+    assert_eq!(
+        last["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"],
+        "{\"a\":1}"
+    );
+    let failed = json!({"type": "response.failed", "response": {"error": {"code": "server_error", "message": "x"}}});
+    assert!(a.on_event(&data(failed)).is_err());
+}
