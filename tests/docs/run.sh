@@ -30,5 +30,8 @@ fi
 export PATH="$target/debug:$venv/bin:$PATH"
 export LLMUX_LIBRARY="$target/debug/libllmux.so"
 export PYTHONPATH="$root/bindings/python/src${PYTHONPATH:+:$PYTHONPATH}"
-export LLMUX_CHECKOUT="$root"
-exec python3 tests/docs/run_snippets.py "$@"
+# examples/gateway/demo.sh keeps its config here instead of a new /tmp directory.
+LLMUX_DEMO_DIR=$(mktemp -d)
+export LLMUX_DEMO_DIR
+trap 'rm -rf "$LLMUX_DEMO_DIR"' EXIT
+python3 tests/docs/run_snippets.py "$@"

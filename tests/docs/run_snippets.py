@@ -11,6 +11,8 @@ A block is marked by an HTML comment on the line right before its fence:
 - `file=NAME`: the block is not run but written to NAME (a program, a
   config); a later block of the group runs it.
 - `expect="TEXT"`: the block's output (stdout and stderr) must contain TEXT.
+- `cwd=repo`: the group runs in the repository root instead (for
+  commands the page says to run from the checkout).
 - `skip-unless="SHELL"`: the whole group is skipped, with the reason printed,
   when SHELL (run in the repository root) fails.
 
@@ -55,6 +57,7 @@ class Block:
     file: str | None = None
     expect: list[str] = field(default_factory=list)
     skip_unless: str | None = None
+    cwd_repo: bool = False
 
 
 def parse(path: Path) -> tuple[dict[str, list[Block]], list[str]]:
@@ -87,6 +90,8 @@ def parse(path: Path) -> tuple[dict[str, list[Block]], list[str]]:
                         b.file = value
                     elif key == "expect":
                         b.expect.append(value)
+                    elif key == "cwd" and value == "repo":
+                        b.cwd_repo = True
                     elif key == "skip-unless":
                         b.skip_unless = value
                     else:
@@ -192,7 +197,8 @@ def main() -> int:
             script = script_for(blocks, work, port)
             (work / ".script.sh").write_text(script)
             t0 = time.monotonic()
-            r = subprocess.run(["bash", str(work / ".script.sh")], cwd=work, timeout=300)
+            cwd = ROOT if any(b.cwd_repo for b in blocks) else work
+            r = subprocess.run(["bash", str(work / ".script.sh")], cwd=cwd, timeout=300)
             took = time.monotonic() - t0
         ran += 1
         if r.returncode != 0:
