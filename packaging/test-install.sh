@@ -117,11 +117,11 @@ if [ "${LLMUX_TEST_STATIC:-1}" != 0 ]; then
   env -u LD_LIBRARY_PATH "$tmp/hello-static"
 fi
 
-step "the main README's pkg-config lines, verbatim but for PREFIX (shared, then static)"
+step "docs/c-api.md's pkg-config lines, verbatim but for PREFIX (shared, then static)"
 mkdir -p "$tmp/readme"
 cp "$tmp/src/hello.c" "$tmp/readme/app.c"
-readme_block "$root/README.md" "pkg-config:" sh | sed "s|PREFIX|$prefix|g" > "$tmp/readme/build.sh"
-[ "$(grep -c '^cc app.c' "$tmp/readme/build.sh")" = 2 ] || { echo "the README's pkg-config block changed" >&2; exit 1; }
+readme_block "$root/docs/c-api.md" "pkg-config:" sh | sed "s|PREFIX|$prefix|g" > "$tmp/readme/build.sh"
+[ "$(grep -c '^cc app.c' "$tmp/readme/build.sh")" = 2 ] || { echo "docs/c-api.md's pkg-config block changed" >&2; exit 1; }
 (
   cd "$tmp/readme"
   head -n 2 build.sh > shared.sh && bash -eu shared.sh && LD_LIBRARY_PATH="$prefix/lib" ./a.out

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Offline gateway demo: two mock providers (one OpenAI-protocol, one
 # Anthropic-protocol) from the llmux fleet, `llmux serve` in front of them,
-# and curl in both protocols. `--keep` leaves the gateway running until
-# Ctrl-C so you can point an SDK or Claude Code at it.
+# and curl in both protocols. It prints the config it writes and keeps it
+# (with the gateway's log) in a directory of its own, named at the start and
+# the end; LLMUX_DEMO_DIR picks that directory. `--keep` leaves the gateway
+# running until Ctrl-C so you can point an SDK or Claude Code at it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build -q -p llmux-gateway -p llmux-fleet
 bin=${CARGO_TARGET_DIR:-target}/debug
-work=$(mktemp -d)
+work=$(mktemp -d)                                   # the fleet's pipe and listing: removed at exit
+keep=${LLMUX_DEMO_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/llmux-demo.XXXXXX")}   # the config and the log: kept
+mkdir -p "$keep"
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; echo; echo "The config and the gateway log are kept in $keep (llmux.json, llmux.log)."' EXIT
+echo "== writing the config to $keep/llmux.json"
 
 mkfifo "$work/in"
 "$bin/llmux-fleet" --config '{"servers": [{"name": "fastco", "behavior": {"first_token_delay_ms": 20}},
@@ -18,7 +23,7 @@ pids+=($!); exec 3>"$work/in"
 until [ -s "$work/fleet" ]; do sleep 0.05; done
 port() { python3 -c 'import json,sys; print({s["name"]: s["port"] for s in json.load(open(sys.argv[1]))["servers"]}[sys.argv[2]])' "$work/fleet" "$1"; }
 
-cat >"$work/llmux.json" <<JSON
+cat >"$keep/llmux.json" <<JSON
 {"providers": [
   {"slug": "fastco", "protocol": "openai", "base_url": "http://127.0.0.1:$(port fastco)/v1", "api_key": "demo"},
   {"slug": "claudeco", "protocol": "anthropic", "base_url": "http://127.0.0.1:$(port claudeco)", "api_key": "demo"}],
@@ -27,9 +32,13 @@ cat >"$work/llmux.json" <<JSON
   {"provider": "claudeco", "upstream_model": "claude-x", "price": {"prompt": 3, "completion": 15}}]}],
  "gateway": {"keys": [{"env": "LLMUX_DEMO_KEY", "name": "demo"}]}}
 JSON
+echo; echo "== the config: $keep/llmux.json (its gateway key is read from LLMUX_DEMO_KEY)"
+cat "$keep/llmux.json"
 export LLMUX_DEMO_KEY=demo-key
-"$bin/llmux" check --config "$work/llmux.json"
-"$bin/llmux" serve --config "$work/llmux.json" --listen 127.0.0.1:0 >"$work/out" 2>"$work/log" &
+echo; echo "== llmux check --config $keep/llmux.json"
+"$bin/llmux" check --config "$keep/llmux.json"
+echo; echo "== llmux serve --config $keep/llmux.json --listen 127.0.0.1:0"
+"$bin/llmux" serve --config "$keep/llmux.json" --listen 127.0.0.1:0 >"$work/out" 2>"$keep/llmux.log" &
 pids+=($!)
 until [ -s "$work/out" ]; do sleep 0.05; done
 head -n1 "$work/out"
@@ -50,10 +59,10 @@ curl -sS -i "$gw/api/v1/chat/completions" -H "Authorization: Bearer nope" -d '{}
 echo; echo "== the model list with live health"
 curl -sS "$gw/api/v1/models" -H "Authorization: Bearer $LLMUX_DEMO_KEY"; echo
 echo; echo "== llmux route: what a request would try now, and why"
-"$bin/llmux" route --config "$work/llmux.json" demo/chat
-"$bin/llmux" route --config "$work/llmux.json" demo/chat --routing '{"type": "priority", "primary_factor": "price"}'
-echo; echo "== the gateway's log lines"
-cat "$work/log"
+"$bin/llmux" route --config "$keep/llmux.json" demo/chat
+"$bin/llmux" route --config "$keep/llmux.json" demo/chat --routing '{"type": "priority", "primary_factor": "price"}'
+echo; echo "== the gateway's log lines ($keep/llmux.log)"
+cat "$keep/llmux.log"
 if [ "${1:-}" = "--keep" ]; then
   echo; echo "Gateway at $gw (key: $LLMUX_DEMO_KEY). Ctrl-C stops it."
   wait "${pids[-1]}"
