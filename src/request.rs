@@ -133,6 +133,46 @@ pub fn parse(
     let Value::Object(mut body) = value else {
         return Err(invalid("request must be a JSON object"));
     };
+    let slug = check_shape(protocol, &body)?;
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("`stream` must be a boolean")),
+    };
+    let include_usage = match protocol {
+        Protocol::Anthropic | Protocol::Responses => true,
+        Protocol::OpenAi => body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    };
+    let mut slugs = vec![slug];
+    fallback_models(body.shift_remove("models"), &mut slugs)?;
+    let mut prefs = match body.shift_remove("provider") {
+        Some(p) => ProviderField::parse(p, &mut slugs)?,
+        None => ProviderField::default(),
+    };
+    if prefs.sticky_key.is_none() && catalog.sticky.from_user {
+        prefs.sticky_key = user_of(protocol, &body).map(str::to_owned);
+    }
+    let (requested_model, routes) =
+        resolve_routes(catalog, protocol, &body, &slugs, prefs.routing.as_ref())?;
+    Ok(ParsedRequest {
+        protocol,
+        body,
+        requested_model,
+        routes,
+        stream,
+        include_usage,
+        timeouts: prefs.timeouts,
+        hedge: prefs.hedge,
+        sticky_key: prefs.sticky_key,
+    })
+}
+
+/// The `model` slug, once the body has the fields its protocol needs.
+fn check_shape(protocol: Protocol, body: &Map<String, Value>) -> Result<String, RequestError> {
     let slug = match body.get("model") {
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(invalid("`model` must be a string")),
@@ -148,23 +188,13 @@ pub fn parse(
         (_, Some(_), _) => return Err(invalid("`messages` must be an array")),
         (_, None, _) => return Err(invalid("`messages` is required")),
     }
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(invalid("`stream` must be a boolean")),
-    };
-    let include_usage = match protocol {
-        Protocol::Anthropic | Protocol::Responses => true,
-        Protocol::OpenAi => body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-    };
+    Ok(slug)
+}
 
-    let mut slugs = vec![slug];
-    match body.shift_remove("models") {
-        None | Some(Value::Null) => {}
+/// Appends the slugs of a `models` list (fallback models).
+fn fallback_models(models: Option<Value>, slugs: &mut Vec<String>) -> Result<(), RequestError> {
+    match models {
+        None | Some(Value::Null) => Ok(()),
         Some(Value::Array(list)) => {
             for (i, m) in list.into_iter().enumerate() {
                 match m {
@@ -176,46 +206,36 @@ pub fn parse(
                     }
                 }
             }
+            Ok(())
         }
-        Some(_) => return Err(invalid("`models` must be a list of model slugs")),
+        Some(_) => Err(invalid("`models` must be a list of model slugs")),
     }
+}
 
-    let mut routing: Option<Value> = None;
-    let mut timeouts = TimeoutsConfig::default();
-    let mut hedge = None;
-    let mut sticky_key = None;
-    if let Some(prov) = body.shift_remove("provider") {
+/// What a request's `provider` object says.
+#[derive(Default)]
+struct ProviderField {
+    routing: Option<Value>,
+    timeouts: TimeoutsConfig,
+    hedge: Option<Hedge>,
+    sticky_key: Option<String>,
+}
+
+impl ProviderField {
+    /// Reads `provider`; its `fallback` models are appended to `slugs`.
+    fn parse(prov: Value, slugs: &mut Vec<String>) -> Result<ProviderField, RequestError> {
         let Value::Object(prov) = prov else {
             return Err(invalid("`provider` must be an object"));
         };
+        let mut out = ProviderField::default();
         for (k, v) in prov {
             match k.as_str() {
-                "routing" => routing = Some(v),
-                "fallback" => match v {
-                    Value::String(m) => slugs.push(m),
-                    Value::Array(list) => {
-                        for (i, m) in list.into_iter().enumerate() {
-                            match m {
-                                Value::String(m) => slugs.push(m),
-                                _ => return Err(invalid(format!("`provider.fallback[{i}]` must be a model slug"))),
-                            }
-                        }
-                    }
-                    Value::Null => {}
-                    _ => return Err(invalid("`provider.fallback` must be a model slug or a list of them")),
-                },
-                "timeouts" => {
-                    timeouts = serde_json::from_value(v)
-                        .map_err(|e| invalid(format!("`provider.timeouts`: {e}")))?;
-                    for t in [timeouts.connect_ms, timeouts.first_token_ms, timeouts.idle_ms, timeouts.total_ms] {
-                        if t == Some(0) {
-                            return Err(invalid("`provider.timeouts`: every timeout must be at least 1 ms"));
-                        }
-                    }
-                }
-                "hedge" => hedge = Some(parse_hedge(&v)?),
+                "routing" => out.routing = Some(v),
+                "fallback" => provider_fallback(v, slugs)?,
+                "timeouts" => out.timeouts = parse_timeouts(v)?,
+                "hedge" => out.hedge = Some(parse_hedge(&v)?),
                 "sticky_key" => match v {
-                    Value::String(k) => sticky_key = Some(k),
+                    Value::String(k) => out.sticky_key = Some(k),
                     Value::Null => {}
                     _ => return Err(invalid("`provider.sticky_key` must be a string")),
                 },
@@ -226,18 +246,69 @@ pub fn parse(
                 }
             }
         }
+        Ok(out)
     }
-    if sticky_key.is_none() && catalog.sticky.from_user {
-        let user = match protocol {
-            Protocol::OpenAi | Protocol::Responses => body.get("user"),
-            Protocol::Anthropic => body.get("metadata").and_then(|m| m.get("user_id")),
-        };
-        sticky_key = user.and_then(Value::as_str).map(str::to_owned);
-    }
+}
 
-    let prompt_tokens_estimate = estimate_prompt_tokens(&body);
+/// `provider.fallback`: a slug or a list of them, appended to `slugs`.
+fn provider_fallback(v: Value, slugs: &mut Vec<String>) -> Result<(), RequestError> {
+    match v {
+        Value::String(m) => slugs.push(m),
+        Value::Array(list) => {
+            for (i, m) in list.into_iter().enumerate() {
+                match m {
+                    Value::String(m) => slugs.push(m),
+                    _ => {
+                        return Err(invalid(format!(
+                            "`provider.fallback[{i}]` must be a model slug"
+                        )))
+                    }
+                }
+            }
+        }
+        Value::Null => {}
+        _ => {
+            return Err(invalid(
+                "`provider.fallback` must be a model slug or a list of them",
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn parse_timeouts(v: Value) -> Result<TimeoutsConfig, RequestError> {
+    let t: TimeoutsConfig =
+        serde_json::from_value(v).map_err(|e| invalid(format!("`provider.timeouts`: {e}")))?;
+    if [t.connect_ms, t.first_token_ms, t.idle_ms, t.total_ms].contains(&Some(0)) {
+        return Err(invalid(
+            "`provider.timeouts`: every timeout must be at least 1 ms",
+        ));
+    }
+    Ok(t)
+}
+
+/// The caller's user id (the sticky key with `sticky.from_user`).
+fn user_of(protocol: Protocol, body: &Map<String, Value>) -> Option<&str> {
+    let user = match protocol {
+        Protocol::OpenAi | Protocol::Responses => body.get("user"),
+        Protocol::Anthropic => body.get("metadata").and_then(|m| m.get("user_id")),
+    };
+    user.and_then(Value::as_str)
+}
+
+/// The requested model's slug and the routes of every model the request
+/// may be served by, each at most once, narrowed by the routing spec, the
+/// context window and the Responses state rules.
+fn resolve_routes(
+    catalog: &Catalog,
+    protocol: Protocol,
+    body: &Map<String, Value>,
+    slugs: &[String],
+    routing: Option<&Value>,
+) -> Result<(String, Vec<ModelRoute>), RequestError> {
+    let prompt_tokens_estimate = estimate_prompt_tokens(body);
     let mut routes: Vec<ModelRoute> = Vec::new();
-    for slug in &slugs {
+    for slug in slugs {
         let route = resolve_model(catalog, slug)?;
         if !routes
             .iter()
@@ -247,7 +318,7 @@ pub fn parse(
         }
     }
     let requested_model = routes[0].slug.clone();
-    if let Some(r) = &routing {
+    if let Some(r) = routing {
         apply_routing(catalog, &mut routes, r)?;
     }
     // Only now drop what the prompt does not fit, so an order list naming
@@ -261,7 +332,7 @@ pub fn parse(
     }
     routes.retain(|r| !r.candidates.is_empty());
     if protocol == Protocol::Responses && !routes.is_empty() {
-        restrict_stateful(catalog, &body, &mut routes)?;
+        restrict_stateful(catalog, body, &mut routes)?;
     }
     if routes.is_empty() {
         return Err(invalid(format!(
@@ -269,17 +340,7 @@ pub fn parse(
             slugs.join(", ")
         )));
     }
-    Ok(ParsedRequest {
-        protocol,
-        body,
-        requested_model,
-        routes,
-        stream,
-        include_usage,
-        timeouts,
-        hedge,
-        sticky_key,
-    })
+    Ok((requested_model, routes))
 }
 
 /// Responses state lives only at the endpoint that made it: `store: true`
@@ -458,58 +519,72 @@ fn apply_routing(
             }
             Ok(())
         }
-        "order" => {
-            let list = v
-                .get("providers")
-                .and_then(Value::as_array)
-                .ok_or_else(|| {
-                    invalid("`provider.routing.providers` must be a list of endpoint ids")
-                })?;
-            if list.is_empty() {
-                return Err(invalid("`provider.routing.providers` must not be empty"));
-            }
-            let mut orders: Vec<Vec<usize>> = vec![Vec::new(); routes.len()];
-            for (i, item) in list.iter().enumerate() {
-                let name = item.as_str().ok_or_else(|| {
-                    invalid(format!(
-                        "`provider.routing.providers[{i}]` must be a string"
-                    ))
-                })?;
-                // An endpoint id, or a provider slug standing for all of its endpoints.
-                let mut found = false;
-                for (r, order) in routes.iter().zip(orders.iter_mut()) {
-                    for &e in &r.candidates {
-                        if catalog.endpoints[e].id == name || catalog.provider_of(e).slug == name {
-                            found = true;
-                            if !order.contains(&e) {
-                                order.push(e);
-                            }
-                        }
-                    }
-                }
-                if !found {
-                    let all: Vec<usize> = routes
-                        .iter()
-                        .flat_map(|r| r.candidates.iter().copied())
-                        .collect();
-                    return Err(RequestError::UnknownEndpoint(format!(
-                        "`provider.routing.providers[{i}]`: {name:?} is not an endpoint of {} (endpoints: {})",
-                        routes.iter().map(|r| format!("{:?}", r.slug)).collect::<Vec<_>>().join(", "),
-                        endpoint_list(catalog, &all)
-                    )));
-                }
-            }
-            // A model the list says nothing about keeps its own ranking.
-            for (r, order) in routes.iter_mut().zip(orders) {
-                if !order.is_empty() {
-                    r.candidates = order;
-                    r.policy = Policy::Order;
-                }
-            }
-            Ok(())
-        }
+        "order" => apply_order(catalog, routes, v.get("providers")),
         other => Err(invalid(format!(
             "unknown `provider.routing.type` {other:?} (expected \"priority\" or \"order\")"
         ))),
     }
+}
+
+/// `{"type": "order", "providers": [...]}`: each route's candidates become
+/// the listed endpoints it has, in the list's order; a model the list says
+/// nothing about keeps its own ranking.
+fn apply_order(
+    catalog: &Catalog,
+    routes: &mut [ModelRoute],
+    providers: Option<&Value>,
+) -> Result<(), RequestError> {
+    let list = providers
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid("`provider.routing.providers` must be a list of endpoint ids"))?;
+    if list.is_empty() {
+        return Err(invalid("`provider.routing.providers` must not be empty"));
+    }
+    let mut orders: Vec<Vec<usize>> = vec![Vec::new(); routes.len()];
+    for (i, item) in list.iter().enumerate() {
+        let name = item.as_str().ok_or_else(|| {
+            invalid(format!(
+                "`provider.routing.providers[{i}]` must be a string"
+            ))
+        })?;
+        // An endpoint id, or a provider slug standing for all of its endpoints.
+        let mut found = false;
+        for (r, order) in routes.iter().zip(orders.iter_mut()) {
+            for &e in &r.candidates {
+                if catalog.endpoints[e].id == name || catalog.provider_of(e).slug == name {
+                    found = true;
+                    if !order.contains(&e) {
+                        order.push(e);
+                    }
+                }
+            }
+        }
+        if !found {
+            return Err(not_in_order(catalog, routes, i, name));
+        }
+    }
+    for (r, order) in routes.iter_mut().zip(orders) {
+        if !order.is_empty() {
+            r.candidates = order;
+            r.policy = Policy::Order;
+        }
+    }
+    Ok(())
+}
+
+/// An order list entry naming no candidate of the request.
+fn not_in_order(catalog: &Catalog, routes: &[ModelRoute], i: usize, name: &str) -> RequestError {
+    let all: Vec<usize> = routes
+        .iter()
+        .flat_map(|r| r.candidates.iter().copied())
+        .collect();
+    RequestError::UnknownEndpoint(format!(
+        "`provider.routing.providers[{i}]`: {name:?} is not an endpoint of {} (endpoints: {})",
+        routes
+            .iter()
+            .map(|r| format!("{:?}", r.slug))
+            .collect::<Vec<_>>()
+            .join(", "),
+        endpoint_list(catalog, &all)
+    ))
 }
