@@ -9,20 +9,27 @@
 #   PREFIX/lib/cmake/llmux/llmuxConfig.cmake, llmuxConfigVersion.cmake
 #
 # usage: scripts/install.sh [--debug] [--no-build] [PREFIX]
+#        scripts/install.sh --cli [--debug] [--no-build] [BINDIR]
+#   --cli       install only the `llmux` command (`llmux serve`, `check`,
+#               `route`) into BINDIR, default ~/.local/bin (/usr/local/bin
+#               as root), and say whether BINDIR is on PATH. The same as
+#               `cargo install --path gateway`, which puts it in ~/.cargo/bin
 #   --debug     install target/debug (for tests) instead of target/release
 #   --no-build  do not run cargo; install the existing build as it is
 # env DESTDIR   stage the files under $DESTDIR$PREFIX (for packagers); the
 #               installed files still name PREFIX
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 profile=release
 build=1
+cli=0
 prefix=/usr/local
 prefix_set=0
 for arg in "$@"; do
   case "$arg" in
+    --cli) cli=1 ;;
     --debug) profile=debug ;;
     --release) profile=release ;;
     --no-build) build=0 ;;
@@ -35,6 +42,41 @@ for arg in "$@"; do
 done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+
+target_dir() {
+  (cd "$root" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+}
+
+# --cli: the `llmux` binary only.
+if [ "$cli" = 1 ]; then
+  if [ "$prefix_set" = 1 ]; then
+    bindir=$prefix
+  elif [ "$(id -u)" = 0 ]; then
+    bindir=/usr/local/bin
+  else
+    bindir=$HOME/.local/bin
+  fi
+  if [ "$build" = 1 ]; then
+    flags=()
+    [ "$profile" = release ] && flags=(--release)
+    (cd "$root" && cargo build "${flags[@]}" -p llmux-gateway --bin llmux)
+  fi
+  exe="$(target_dir)"
+  exe="${exe:-$root/target}/$profile/llmux"
+  if [ ! -x "$exe" ]; then
+    echo "install.sh: $exe is missing (run without --no-build)" >&2
+    exit 1
+  fi
+  install -d "${DESTDIR:-}$bindir"
+  install -m 0755 "$exe" "${DESTDIR:-}$bindir/llmux"
+  echo "installed llmux ($profile build) to ${DESTDIR:-}$bindir/llmux"
+  case ":$PATH:" in
+    *":$bindir:"*) echo "run: llmux --help" ;;
+    *) echo "note: $bindir is not on PATH: add it, e.g. echo 'export PATH=\"$bindir:\$PATH\"' >> ~/.bashrc" ;;
+  esac
+  exit 0
+fi
 case "$prefix" in
   /*) ;;
   *) prefix="$(pwd)/$prefix" ;;  # the .pc file needs an absolute path
@@ -50,8 +92,7 @@ if [ "$build" = 1 ]; then
   (cd "$root" && cargo rustc "${flags[@]}" --lib --crate-type cdylib --crate-type staticlib)
 fi
 
-target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
-  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target_dir=$(target_dir)
 libdir_src="${target_dir:-$root/target}/$profile"
 for f in libllmux.so libllmux.a; do
   if [ ! -f "$libdir_src/$f" ]; then

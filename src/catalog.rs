@@ -3,7 +3,7 @@
 
 use crate::config::{
     default_failover_status, Config, ConfigError, ConfigErrors, HealthConfig, HedgingConfig,
-    HttpVersion, RetryConfig, StickyConfig, TimeoutsConfig,
+    HttpVersion, ProviderConfig, RetryConfig, StickyConfig, TimeoutsConfig,
 };
 use crate::protocol::Protocol;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -94,6 +94,10 @@ pub struct Catalog {
     pub shared: Option<crate::shared::Settings>,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
+    /// What the config allows but is probably a mistake (a provider with
+    /// no key, ...), with JSON paths. llmux never prints these itself:
+    /// `llmux check` and `llmux serve` show them.
+    pub warnings: Vec<ConfigError>,
 }
 
 fn valid_env_name(s: &str) -> bool {
@@ -125,6 +129,7 @@ impl Catalog {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Catalog, ConfigErrors> {
         let mut errs = Vec::new();
+        let mut warnings = Vec::new();
         let mut err = |path: String, message: String| errs.push(ConfigError { path, message });
 
         let mut providers = Vec::new();
@@ -157,14 +162,28 @@ impl Catalog {
                 }
             };
             let base_url = p.base_url.trim_end_matches('/').to_owned();
-            let path = match protocol {
-                Protocol::OpenAi => "/chat/completions",
-                Protocol::Anthropic => "/v1/messages",
-                Protocol::Responses => "/responses",
-            };
+            let path = endpoint_path(protocol);
             let url = reqwest::Url::parse(&format!("{base_url}{path}")).ok();
             match reqwest::Url::parse(&base_url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    if let Err(m) = check_base_url_path(&base_url, protocol) {
+                        err(at("base_url"), m);
+                    }
+                    if let Some(m) = anthropic_double_v1(&base_url, protocol) {
+                        warnings.push(ConfigError {
+                            path: at("base_url"),
+                            message: m,
+                        });
+                    }
+                    if p.api_key.is_none() && p.api_key_env.is_none() {
+                        if let Some(m) = missing_key(p, &u, path) {
+                            warnings.push(ConfigError {
+                                path: format!("providers[{i}]"),
+                                message: m,
+                            });
+                        }
+                    }
+                }
                 Ok(u) => err(
                     at("base_url"),
                     format!(
@@ -295,6 +314,12 @@ impl Catalog {
             v.dedup();
             v.join(", ")
         };
+        if cfg.models.is_empty() {
+            err(
+                "models".into(),
+                "no models configured: a config needs at least one model with an endpoint".into(),
+            );
+        }
         for (i, m) in cfg.models.iter().enumerate() {
             let at = |f: &str| format!("models[{i}].{f}");
             let well_formed = m
@@ -491,6 +516,7 @@ impl Catalog {
             shared,
             failover,
             model_index,
+            warnings,
         })
     }
 
@@ -535,4 +561,77 @@ fn check_timeouts(t: &TimeoutsConfig, path: &str, err: &mut impl FnMut(String, S
             err(format!("{path}.{name}"), "must be at least 1 ms".into());
         }
     }
+}
+
+/// The path llmux appends to a provider's base URL.
+fn endpoint_path(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::OpenAi => "/chat/completions",
+        Protocol::Anthropic => "/v1/messages",
+        Protocol::Responses => "/responses",
+    }
+}
+
+/// Refuses a base URL that already ends in an endpoint path, which llmux
+/// would append a second time (`.../chat/completions/chat/completions`),
+/// naming the base URL to use instead.
+fn check_base_url_path(base_url: &str, protocol: Protocol) -> Result<(), String> {
+    let path = endpoint_path(protocol);
+    let Some(suffix) = [
+        path,
+        "/chat/completions",
+        "/v1/messages",
+        "/messages",
+        "/responses",
+    ]
+    .into_iter()
+    .find(|s| base_url.ends_with(s)) else {
+        return Ok(());
+    };
+    let base = &base_url[..base_url.len() - suffix.len()];
+    Err(format!(
+        "{base_url:?} ends in {suffix}, but llmux appends {path} itself (protocol {:?}): use \"base_url\": {base:?}",
+        protocol.as_str()
+    ))
+}
+
+/// An Anthropic base URL ending in `/v1` gets `/v1/messages` appended
+/// (`.../v1/v1/messages`): allowed (a proxy may want it), but worth a word.
+fn anthropic_double_v1(base_url: &str, protocol: Protocol) -> Option<String> {
+    let base = base_url.strip_suffix("/v1")?;
+    (protocol == Protocol::Anthropic).then(|| {
+        format!(
+            "{base_url:?} ends in /v1, and protocol \"anthropic\" appends /v1/messages ({base_url}/v1/messages): did you mean {base:?}?"
+        )
+    })
+}
+
+/// A warning for a provider with neither `api_key` nor `api_key_env`, unless
+/// a custom header carries credentials or the host looks local (loopback,
+/// a private address, a name without a dot, `.local`, `.internal`), where
+/// servers often need no key.
+fn missing_key(p: &ProviderConfig, url: &reqwest::Url, path: &str) -> Option<String> {
+    let auth_header = p.headers.keys().any(|h| {
+        let h = h.to_ascii_lowercase();
+        h == "authorization" || h.contains("api-key") || h.contains("api_key")
+    });
+    let host = url.host_str()?;
+    let local = match host.trim_start_matches('[').trim_end_matches(']').parse() {
+        Ok(std::net::IpAddr::V4(a)) => a.is_loopback() || a.is_private() || a.is_link_local(),
+        Ok(std::net::IpAddr::V6(a)) => a.is_loopback() || (a.segments()[0] & 0xfe00) == 0xfc00,
+        Err(_) => {
+            host == "localhost"
+                || !host.contains('.')
+                || host.ends_with(".local")
+                || host.ends_with(".internal")
+        }
+    };
+    if auth_header || local {
+        return None;
+    }
+    Some(format!(
+        "provider {:?} has no api_key or api_key_env: requests to {}{path} will carry no key (set api_key_env to the variable holding it)",
+        p.slug,
+        p.base_url.trim_end_matches('/')
+    ))
 }

@@ -73,6 +73,11 @@ pub struct Config {
     pub max_request_bytes: Option<u64>,
     /// Health shared across processes on Redis or Valkey (off when absent).
     pub shared: Option<SharedConfig>,
+    /// The `gateway` section of `llmux serve`, so that one file configures
+    /// both the library and the gateway: read by the gateway, skipped here
+    /// (unchecked; `llmux check` checks it).
+    #[serde(default)]
+    pub gateway: Option<serde::de::IgnoredAny>,
 }
 
 /// The default of `max_request_bytes`.

@@ -86,7 +86,7 @@ fn a_missing_key_variable_is_an_error_at_load_and_never_leaks_a_key() {
     // Read from the environment (injected here) and never shown.
     let mut p = provider("a");
     p["api_key_env"] = json!("KEY_VAR");
-    let cfg: Config = serde_json::from_value(json!({"providers": [p]})).unwrap();
+    let cfg: Config = serde_json::from_value(one_model(p)).unwrap();
     let cat = Catalog::from_config_with_env(cfg, &|v| {
         (v == "KEY_VAR").then(|| "sk-secret-123".to_owned())
     })
@@ -163,4 +163,178 @@ fn a_full_config_resolves() {
         cat.fails_over(529) && cat.fails_over(401) && !cat.fails_over(400) && !cat.fails_over(422)
     );
     assert_eq!(cat.model("vendor/m"), Some(0));
+}
+
+/// A pretty-printed file as a user writes it, with `line7` as its line 7.
+fn pretty(line7: &str) -> String {
+    [
+        "{",
+        "  \"providers\": [",
+        "    {\"slug\": \"a\", \"protocol\": \"openai\", \"base_url\": \"http://127.0.0.1:9/v1\"}",
+        "  ],",
+        "  \"models\": [",
+        "    {\"slug\": \"v/m\", \"endpoints\": [",
+        line7,
+        "    ]}",
+        "  ],",
+        "  \"gateway\": {\"listen\": \"127.0.0.1:4000\", \"keys\": [\"LLMUX_KEY\"]}",
+        "}",
+    ]
+    .join("\n")
+}
+
+#[test]
+fn the_gateway_section_is_skipped_and_other_unknown_fields_named() {
+    // The gateway's file loads as it is (issue 19: `unknown field 'gateway'`).
+    let text = pretty("      {\"provider\": \"a\", \"upstream_model\": \"x\"}");
+    let e = llmux::Engine::from_json(&text).expect("the gateway's config");
+    assert!(
+        e.catalog().warnings.is_empty(),
+        "{:?}",
+        e.catalog().warnings
+    );
+    let dir = std::env::temp_dir().join(format!("llmux-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("llmux.json");
+    std::fs::write(&path, &text).unwrap();
+    let from_file = llmux::Engine::from_file(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(from_file.is_ok());
+    // Any other unknown field is still refused, by name.
+    let m = errors(json!({"gatway": {}, "models": []}));
+    assert!(
+        m.starts_with(
+            "invalid config: gatway: unknown field `gatway`, expected one of `providers`"
+        ),
+        "{m}"
+    );
+}
+
+#[test]
+fn structural_errors_point_at_their_line_and_column_once() {
+    let typo = pretty("      {\"provider\": \"a\", \"upstream_modle\": \"x\"}");
+    assert_eq!(
+        Catalog::from_json(&typo).unwrap_err().to_string(),
+        "invalid config: models[0].endpoints[0].upstream_modle: unknown field `upstream_modle`, \
+         expected one of `provider`, `name`, `upstream_model`, `price`, `context_window`, \
+         `expected_first_token_ms`, `max_concurrency` at line 7 column 40"
+    );
+    let wrong_type = pretty("      {\"provider\": \"a\", \"upstream_model\": 5}");
+    assert_eq!(
+        Catalog::from_json(&wrong_type).unwrap_err().to_string(),
+        "invalid config: models[0].endpoints[0].upstream_model: invalid type: integer `5`, \
+         expected a string at line 7 column 43"
+    );
+}
+
+#[test]
+fn a_config_without_models_is_refused() {
+    for cfg in [json!({}), json!({"providers": [provider("a")]})] {
+        assert_eq!(
+            errors(cfg),
+            "invalid config: models: no models configured: a config needs at least one model with an endpoint"
+        );
+    }
+}
+
+fn one_model(p: serde_json::Value) -> serde_json::Value {
+    let slug = p["slug"].clone();
+    json!({"providers": [p], "models": [{"slug": "v/m", "endpoints": [{"provider": slug, "upstream_model": "x"}]}]})
+}
+
+#[test]
+fn a_base_url_ending_in_the_endpoint_path_is_refused_with_the_right_one() {
+    let cases = [
+        (
+            "openai",
+            "https://api.example.com/v1/chat/completions",
+            "/chat/completions",
+            "/chat/completions",
+            "https://api.example.com/v1",
+        ),
+        (
+            "openai",
+            "https://api.example.com/v1/chat/completions/",
+            "/chat/completions",
+            "/chat/completions",
+            "https://api.example.com/v1",
+        ),
+        (
+            "anthropic",
+            "https://api.example.com/v1/messages",
+            "/v1/messages",
+            "/v1/messages",
+            "https://api.example.com",
+        ),
+        (
+            "responses",
+            "https://api.example.com/v1/responses",
+            "/responses",
+            "/responses",
+            "https://api.example.com/v1",
+        ),
+        (
+            "openai",
+            "https://api.example.com/v1/responses",
+            "/responses",
+            "/chat/completions",
+            "https://api.example.com/v1",
+        ),
+    ];
+    for (protocol, base, suffix, appended, good) in cases {
+        let p = json!({"slug": "p", "protocol": protocol, "base_url": base, "api_key": "k"});
+        let trimmed = base.trim_end_matches('/');
+        assert_eq!(
+            errors(one_model(p)),
+            format!(
+                "invalid config: providers[0].base_url: \"{trimmed}\" ends in {suffix}, but llmux appends \
+                 {appended} itself (protocol \"{protocol}\"): use \"base_url\": \"{good}\""
+            )
+        );
+    }
+}
+
+#[test]
+fn warnings_are_data_for_a_missing_key_and_an_anthropic_v1() {
+    let warnings = |p: serde_json::Value| -> Vec<String> {
+        Catalog::from_json(&one_model(p).to_string())
+            .expect("valid")
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let public =
+        json!({"slug": "oa", "protocol": "openai", "base_url": "https://api.example.com/v1"});
+    assert_eq!(
+        warnings(public.clone()),
+        [
+            "providers[0]: provider \"oa\" has no api_key or api_key_env: requests to \
+          https://api.example.com/v1/chat/completions will carry no key (set api_key_env to the \
+          variable holding it)"
+        ]
+    );
+    let mut keyed = public.clone();
+    keyed["api_key"] = json!("k");
+    assert!(warnings(keyed).is_empty());
+    let mut header = public;
+    header["headers"] = json!({"Authorization": "Bearer k"});
+    assert!(warnings(header).is_empty());
+    // Local servers usually take no key.
+    for base in [
+        "http://127.0.0.1:8000/v1",
+        "http://localhost:8000/v1",
+        "http://[::1]:8000/v1",
+        "http://10.1.2.3/v1",
+        "http://vllm:8000/v1",
+    ] {
+        let p = json!({"slug": "local", "protocol": "openai", "base_url": base});
+        assert!(warnings(p).is_empty(), "{base}");
+    }
+    let an = json!({"slug": "an", "protocol": "anthropic", "base_url": "https://api.example.org/v1", "api_key_env": "PATH"});
+    assert_eq!(
+        warnings(an),
+        ["providers[0].base_url: \"https://api.example.org/v1\" ends in /v1, and protocol \"anthropic\" \
+          appends /v1/messages (https://api.example.org/v1/v1/messages): did you mean \"https://api.example.org\"?"]
+    );
 }

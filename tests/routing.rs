@@ -274,5 +274,10 @@ fn stats_report_health_and_prices() {
     assert_eq!(ep["circuit"], "closed");
     assert!(ep["first_token_ms"].as_f64().is_some());
     assert_eq!(ep["in_flight"], 0);
-    let _ = Engine::from_json("{}").unwrap(); // an empty catalog is valid
+    // A catalog without models is refused (issue 19: it did nothing).
+    let err = Engine::from_json("{}").err().expect("no models");
+    assert!(
+        err.to_string().contains("models: no models configured"),
+        "{err}"
+    );
 }

@@ -1,6 +1,6 @@
 //! `llmux-fleet`: starts mock upstream servers and prints where they listen.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use llmux_fleet::{Behavior, MockServer};
@@ -15,7 +15,10 @@ USAGE:
     llmux-fleet --config-file PATH         same JSON, read from a file
 
 OPTIONS:
-    --exit-on-stdin-eof    exit when stdin reaches EOF (otherwise serve until killed)
+    --exit-on-stdin-eof    exit when stdin reaches EOF (otherwise serve until killed);
+                           for a parent holding a pipe: ignored when stdin is a
+                           terminal, which llmux-fleet never reads (a background
+                           job reading it would be stopped by SIGTTIN)
     -h, --help             print this help
 
 Once every server listens, one JSON line is printed to stdout:
@@ -150,7 +153,11 @@ fn main() -> ExitCode {
         }
     }
 
-    if exit_on_eof {
+    if exit_on_eof && std::io::stdin().is_terminal() {
+        eprintln!(
+            "llmux-fleet: stdin is a terminal: --exit-on-stdin-eof ignored, serving until killed"
+        );
+    } else if exit_on_eof {
         let mut sink = [0u8; 4096];
         let mut stdin = std::io::stdin().lock();
         loop {
@@ -162,10 +169,9 @@ fn main() -> ExitCode {
             }
         }
         drop(servers);
-        ExitCode::SUCCESS
-    } else {
-        loop {
-            std::thread::park();
-        }
+        return ExitCode::SUCCESS;
+    }
+    loop {
+        std::thread::park();
     }
 }

@@ -948,3 +948,68 @@ fn responses_stream_and_non_stream() {
     assert_eq!(last[0].1, "error");
     assert!(!events.iter().any(|e| e[0].1 == "response.completed"));
 }
+
+/// Starts the binary with `stdin`, returns it and its first server's port.
+fn spawn_fleet(args: &[&str], stdin: std::process::Stdio) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_llmux-fleet"))
+        .args(["--servers", "a"])
+        .args(args)
+        .stdin(stdin)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    (child, v["servers"][0]["port"].as_u64().unwrap() as u16)
+}
+
+/// Serving after stdin went away: still running, still answering.
+fn keeps_serving(child: &mut std::process::Child, port: u16) {
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "the fleet exited");
+    let r = Client::connect(port).request("GET", "/_mock/health", "");
+    assert_eq!(r.status, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn binary_never_reads_a_closed_pipe_or_a_terminal_unless_asked() {
+    // Without --exit-on-stdin-eof, stdin is not read at all.
+    let (mut child, port) = spawn_fleet(&[], std::process::Stdio::piped());
+    drop(child.stdin.take());
+    keeps_serving(&mut child, port);
+
+    // A terminal (as in `llmux-fleet --exit-on-stdin-eof &` in a shell,
+    // where reading it would stop the job with SIGTTIN) is never read, even
+    // with --exit-on-stdin-eof: closing the terminal does not end it either.
+    let (mut master, mut slave) = (0, 0);
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    let tty = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    let (mut child, port) = spawn_fleet(&["--exit-on-stdin-eof"], tty.into());
+    unsafe { libc::close(master) };
+    let mut err = child.stderr.take().unwrap();
+    keeps_serving(&mut child, port);
+    let mut text = String::new();
+    err.read_to_string(&mut text).unwrap();
+    assert!(
+        text.contains(
+            "llmux-fleet: stdin is a terminal: --exit-on-stdin-eof ignored, serving until killed"
+        ),
+        "{text}"
+    );
+}

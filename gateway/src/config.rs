@@ -1,5 +1,8 @@
 //! The config file of `llmux serve`: the engine's JSON plus an optional
-//! `gateway` section, which is taken out before the engine sees the rest.
+//! `gateway` section. The library skips that section, so the same file
+//! also configures `llmux.Router("llmux.json")` and `Engine::from_file`.
+//! Both parts are read from the text as written, so every error points at
+//! its line and column.
 //!
 //! ```json
 //! "gateway": {
@@ -12,8 +15,9 @@
 //! }
 //! ```
 
+use llmux::catalog::Catalog;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 /// Defaults of the `gateway` section.
@@ -59,50 +63,90 @@ pub struct GatewayConfig {
     pub health_file: Option<PathBuf>,
 }
 
-/// The config file split in two: the engine's JSON and the gateway's part.
+/// The config file, validated: the engine's catalog and the gateway's part.
 pub struct Loaded {
-    pub engine_json: String,
+    pub catalog: Catalog,
     pub gateway: GatewayConfig,
 }
 
-/// Reads and splits a config file; errors name the JSON path.
+/// Reads a config file once and reports every problem once, the engine's
+/// first, each with its JSON path (structural ones with line and column).
 pub fn load(path: &std::path::Path) -> Result<Loaded, Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("cannot read config file {}: {e}", path.display())])?;
-    let mut value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| vec![format!("config is not valid JSON: {e}")])?;
-    let section = match value.as_object_mut() {
-        Some(m) => m.remove("gateway"),
-        None => return Err(vec!["config must be a JSON object".into()]),
-    };
-    let gateway = resolve(section)?;
-    Ok(Loaded {
-        engine_json: value.to_string(),
-        gateway,
-    })
+    match (Catalog::from_json(&text), gateway_section(&text)) {
+        (Ok(catalog), Ok(gateway)) => Ok(Loaded { catalog, gateway }),
+        (catalog, gateway) => {
+            let mut errors: Vec<String> = match catalog {
+                Ok(_) => Vec::new(),
+                Err(e) => e.0.iter().map(ToString::to_string).collect(),
+            };
+            errors.extend(gateway.err().unwrap_or_default());
+            if errors.is_empty() {
+                errors.push(format!("{}: invalid config", path.display()));
+            }
+            Err(errors)
+        }
+    }
 }
 
-fn resolve(section: Option<serde_json::Value>) -> Result<GatewayConfig, Vec<String>> {
-    let s: Section = match section {
-        None | Some(serde_json::Value::Null) => Section::default(),
-        Some(v) => serde_path_to_error::deserialize(v).map_err(|e| {
-            let p = e.path().to_string();
-            let at = if p == "." {
-                "gateway".into()
-            } else {
-                format!("gateway.{p}")
-            };
-            vec![format!("{at}: {}", e.into_inner())]
-        })?,
+/// The file as the gateway sees it: only its own section (the rest is the
+/// engine's, checked by [`Catalog::from_json`]).
+#[derive(Deserialize)]
+struct File {
+    gateway: Option<Section>,
+}
+
+/// The `gateway` section of the config text. Malformed JSON and a file that
+/// is not an object are left to the engine's parser, so they show once.
+fn gateway_section(text: &str) -> Result<GatewayConfig, Vec<String>> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let file: File = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || !path.starts_with("gateway") {
+            return Vec::new();
+        }
+        vec![format!("{path}: {inner}")]
+    })?;
+    resolve(file.gateway.unwrap_or_default())
+}
+
+/// A listening address: `IP:PORT`, or `HOST:PORT` with the host name
+/// resolved (an IPv4 address is preferred, `localhost` is 127.0.0.1).
+pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "`{text}` is not an address such as 127.0.0.1:4000 or localhost:4000 (the port is missing)"
+        ));
     };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "`{text}`: `{port}` is not a port number (such as 127.0.0.1:4000 or localhost:4000)"
+        ));
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("`{text}`: cannot resolve the host name `{host}`: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{text}`: the host name `{host}` has no address"))
+}
+
+fn resolve(s: Section) -> Result<GatewayConfig, Vec<String>> {
     let mut errors = Vec::new();
     let listen_text = s.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let listen = match listen_text.parse::<SocketAddr>() {
+    let listen = match listen_addr(listen_text) {
         Ok(a) => a,
-        Err(_) => {
-            errors.push(format!(
-                "gateway.listen: `{listen_text}` is not an address such as 127.0.0.1:4000"
-            ));
+        Err(e) => {
+            errors.push(format!("gateway.listen: {e}"));
             DEFAULT_LISTEN.parse().expect("default address")
         }
     };

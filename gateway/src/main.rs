@@ -3,6 +3,10 @@
 //! - `llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]`
 //! - `llmux check --config FILE`
 //! - `llmux route --config FILE MODEL [--routing JSON] [--json]`
+//! - `llmux help`, `llmux --help`, `llmux --version`
+//!
+//! Output goes through [`Out`]: a closed pipe (`llmux route --json | head -1`)
+//! ends the command quietly instead of panicking.
 
 // Handlers return `Result<_, Response>`: an early HTTP answer is the error.
 #![allow(clippy::result_large_err)]
@@ -18,10 +22,60 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-const USAGE: &str = "usage:
+const USAGE: &str = "llmux: an LLM router with OpenAI- and Anthropic-compatible endpoints
+
+usage:
   llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]
   llmux check --config FILE
-  llmux route --config FILE MODEL [--routing JSON] [--json]";
+  llmux route --config FILE MODEL [--routing JSON] [--json]
+  llmux help | --help | -h
+  llmux --version | -V
+
+commands:
+  serve   run the gateway (ADDR: 127.0.0.1:4000, localhost:4000, [::1]:4000)
+  check   validate the config: every error and warning with its JSON path
+  route   show how a request for MODEL would be routed, without sending it
+
+options:
+  -c, --config FILE     the JSON config (the library reads the same file)
+  --listen ADDR         overrides gateway.listen
+  --log-format FORMAT   one line per request on stderr: logfmt (default), json or off
+  --insecure-no-auth    allow a non-loopback address without gateway.keys
+  --routing JSON        route: a provider.routing object, e.g. '{\"type\":\"priority\"}'
+  --json                route: the full plan as JSON";
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Writes to stdout without panicking on a closed pipe (`println!`
+/// would): after the first failed write, the rest is dropped.
+struct Out {
+    broken: bool,
+}
+
+impl Out {
+    fn new() -> Out {
+        Out { broken: false }
+    }
+
+    fn line(&mut self, text: impl std::fmt::Display) {
+        if !self.broken {
+            let mut o = std::io::stdout().lock();
+            self.broken = writeln!(o, "{text}").and_then(|_| o.flush()).is_err();
+        }
+    }
+}
+
+/// One line on stderr, ignoring a closed stderr.
+fn say(text: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "llmux: {text}");
+}
+
+/// What the command line asks for.
+enum Cli {
+    Run(Args),
+    Help,
+    Version,
+}
 
 /// The parsed command line.
 #[derive(Default)]
@@ -36,13 +90,20 @@ struct Args {
     model: Option<String>,
 }
 
-fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
     let mut a = Args {
         command: it.next().ok_or("a command is required")?,
         ..Args::default()
     };
-    if !matches!(a.command.as_str(), "serve" | "check" | "route") {
-        return Err(format!("unknown command `{}`", a.command));
+    match a.command.as_str() {
+        "serve" | "check" | "route" => {}
+        "help" | "-h" | "--help" => return Ok(Cli::Help),
+        "-V" | "--version" | "version" => return Ok(Cli::Version),
+        other => {
+            return Err(format!(
+                "unknown command `{other}`: the commands are serve, check and route"
+            ))
+        }
     }
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -62,7 +123,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--routing" => a.routing = Some(value("--routing")?),
             "--insecure-no-auth" => a.insecure_no_auth = true,
             "--json" => a.json = true,
-            "-h" | "--help" => return Err(String::new()),
+            "-h" | "--help" => return Ok(Cli::Help),
+            "-V" | "--version" => return Ok(Cli::Version),
             f if f.starts_with('-') => return Err(format!("unknown option `{f}`")),
             _ if a.command == "route" && a.model.is_none() => a.model = Some(arg),
             _ => return Err(format!("unexpected argument `{arg}`")),
@@ -74,17 +136,23 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     if a.command == "route" && a.model.is_none() {
         return Err("route needs a MODEL".into());
     }
-    Ok(a)
+    Ok(Cli::Run(a))
 }
 
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
-        Ok(a) => a,
+        Ok(Cli::Run(a)) => a,
+        Ok(Cli::Help) => {
+            Out::new().line(USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Cli::Version) => {
+            Out::new().line(format_args!("llmux {VERSION}"));
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            if !e.is_empty() {
-                eprintln!("llmux: {e}");
-            }
-            eprintln!("{USAGE}");
+            say(e);
+            say("run `llmux --help` for the commands and their options");
             return ExitCode::from(2);
         }
     };
@@ -97,7 +165,7 @@ fn main() -> ExitCode {
 
 fn fail(lines: &[String]) -> ExitCode {
     for l in lines {
-        eprintln!("llmux: {l}");
+        say(l);
     }
     ExitCode::from(1)
 }
@@ -106,57 +174,52 @@ fn load(args: &Args) -> Result<config::Loaded, ExitCode> {
     config::load(args.config.as_deref().expect("checked")).map_err(|e| fail(&e))
 }
 
-/// `llmux check`: every problem with its JSON path, or the catalog.
+/// `llmux check`: every problem once, with its JSON path, or the catalog
+/// and any warnings.
 fn check(args: &Args) -> ExitCode {
     let path = args.config.as_deref().expect("checked");
-    let split = config::load(path);
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    // Engine errors are reported even when the gateway section has some.
-    let engine_json = match &split {
-        Ok(l) => l.engine_json.clone(),
-        Err(_) => {
-            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            if let Some(m) = v.as_object_mut() {
-                m.remove("gateway");
+    let mut out = Out::new();
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(errors) => {
+            out.line(format_args!(
+                "{}: {} error(s)",
+                path.display(),
+                errors.len()
+            ));
+            for e in &errors {
+                out.line(format_args!("  {e}"));
             }
-            v.to_string()
+            return ExitCode::from(1);
         }
     };
-    let mut errors: Vec<String> = split.as_ref().err().cloned().unwrap_or_default();
-    let catalog = match llmux::catalog::Catalog::from_json(&engine_json) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            errors.extend(e.0.iter().map(|e| e.to_string()));
-            None
-        }
-    };
-    if !errors.is_empty() {
-        println!("{}: {} error(s)", path.display(), errors.len());
-        for e in &errors {
-            println!("  {e}");
-        }
-        return ExitCode::from(1);
+    let (c, g) = (&loaded.catalog, &loaded.gateway);
+    out.line(format_args!("{}: ok", path.display()));
+    for w in &c.warnings {
+        out.line(format_args!("  warning: {w}"));
     }
-    let c = catalog.expect("no errors");
-    let g = split.expect("no errors").gateway;
-    println!("{}: ok", path.display());
-    println!(
+    out.line(format_args!(
         "gateway: listen {}, {} caller key(s), body limit {} bytes, drain {} ms",
         g.listen,
         g.keys.len(),
         g.max_body_bytes,
         g.drain_ms
-    );
-    println!("providers:");
+    ));
+    out.line("providers:");
     for p in &c.providers {
-        println!("  {} ({}) {}", p.slug, p.protocol.as_str(), p.url());
+        out.line(format_args!(
+            "  {} ({}) {}",
+            p.slug,
+            p.protocol.as_str(),
+            p.url()
+        ));
     }
-    println!("models:");
+    out.line("models:");
     for m in &c.models {
-        println!("  {}", m.slug);
+        out.line(format_args!("  {}", m.slug));
         for &e in &m.endpoints {
             let ep = &c.endpoints[e];
-            println!(
+            out.line(format_args!(
                 "    {}  upstream {}  ${}/${} per M tokens{}",
                 ep.id,
                 ep.upstream_model,
@@ -165,18 +228,21 @@ fn check(args: &Args) -> ExitCode {
                 ep.context_window
                     .map(|w| format!("  context {w}"))
                     .unwrap_or_default()
-            );
+            ));
         }
     }
     ExitCode::SUCCESS
 }
 
-fn engine(loaded: &config::Loaded) -> Result<llmux::Engine, ExitCode> {
-    let e = llmux::Engine::from_json(&loaded.engine_json).map_err(|e| fail(&[e.to_string()]))?;
-    if let Some(f) = &loaded.gateway.health_file {
+fn engine(
+    catalog: llmux::catalog::Catalog,
+    gateway: &config::GatewayConfig,
+) -> Result<llmux::Engine, ExitCode> {
+    let e = llmux::Engine::new(catalog).map_err(|e| fail(&[e.to_string()]))?;
+    if let Some(f) = &gateway.health_file {
         if let Ok(text) = std::fs::read_to_string(f) {
             if let Err(err) = e.import_health(&text) {
-                eprintln!("llmux: ignoring health file {}: {err}", f.display());
+                say(format_args!("ignoring health file {}: {err}", f.display()));
             }
         }
     }
@@ -189,7 +255,7 @@ fn route(args: &Args) -> ExitCode {
         Ok(l) => l,
         Err(c) => return c,
     };
-    let eng = match engine(&loaded) {
+    let eng = match engine(loaded.catalog, &loaded.gateway) {
         Ok(e) => e,
         Err(c) => return c,
     };
@@ -207,18 +273,19 @@ fn route(args: &Args) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(&[e.to_string()]),
     };
+    let mut out = Out::new();
     if args.json {
-        println!("{plan:#}");
+        out.line(format_args!("{plan:#}"));
         return ExitCode::SUCCESS;
     }
     for m in plan["models"].as_array().into_iter().flatten() {
-        println!(
+        out.line(format_args!(
             "{} (policy {})",
             m["model"].as_str().unwrap_or(""),
             m["policy"].as_str().unwrap_or("")
-        );
+        ));
         for c in m["candidates"].as_array().into_iter().flatten() {
-            println!("  {}", explain_line(c));
+            out.line(format_args!("  {}", explain_line(c)));
         }
     }
     ExitCode::SUCCESS
@@ -255,21 +322,23 @@ fn explain_line(c: &serde_json::Value) -> String {
 
 /// `llmux serve`.
 fn serve(args: &Args) -> ExitCode {
-    let mut loaded = match load(args) {
+    let config::Loaded {
+        catalog,
+        mut gateway,
+    } = match load(args) {
         Ok(l) => l,
         Err(c) => return c,
     };
     if let Some(l) = &args.listen {
-        match l.parse() {
-            Ok(a) => loaded.gateway.listen = a,
-            Err(_) => {
-                return fail(&[format!(
-                    "--listen: `{l}` is not an address such as 127.0.0.1:4000"
-                )])
-            }
+        match config::listen_addr(l) {
+            Ok(a) => gateway.listen = a,
+            Err(e) => return fail(&[format!("--listen: {e}")]),
         }
     }
-    let g = &loaded.gateway;
+    for w in &catalog.warnings {
+        say(format_args!("warning: {w}"));
+    }
+    let g = &gateway;
     if g.keys.is_empty() && !g.listen.ip().is_loopback() && !args.insecure_no_auth {
         return fail(&[format!(
             "refusing to listen on {} without caller keys: set gateway.keys, listen on 127.0.0.1, or pass --insecure-no-auth",
@@ -286,7 +355,7 @@ fn serve(args: &Args) -> ExitCode {
             )])
         }
     };
-    let eng = match engine(&loaded) {
+    let eng = match engine(catalog, &gateway) {
         Ok(e) => Arc::new(e),
         Err(c) => return c,
     };
@@ -307,24 +376,26 @@ fn serve(args: &Args) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&[format!("cannot start the runtime: {e}")]),
     };
-    let health_file = loaded.gateway.health_file.clone();
-    let code = rt.block_on(run(loaded, eng.clone(), prom, log));
+    let health_file = gateway.health_file.clone();
+    let code = rt.block_on(run(gateway, eng.clone(), prom, log));
     drop(rt);
     if let Some(f) = &health_file {
         if let Err(e) = std::fs::write(f, eng.export_health()) {
-            eprintln!("llmux: cannot write health file {}: {e}", f.display());
+            say(format_args!(
+                "cannot write health file {}: {e}",
+                f.display()
+            ));
         }
     }
     code
 }
 
 async fn run(
-    loaded: config::Loaded,
+    g: config::GatewayConfig,
     eng: Arc<llmux::Engine>,
     prom: metrics_exporter_prometheus::PrometheusHandle,
     log: LogFormat,
 ) -> ExitCode {
-    let g = loaded.gateway;
     let listener = match tokio::net::TcpListener::bind(g.listen).await {
         Ok(l) => l,
         Err(e) => return fail(&[format!("cannot listen on {}: {e}", g.listen)]),
@@ -333,8 +404,7 @@ async fn run(
         Ok(a) => a,
         Err(e) => return fail(&[format!("cannot read the listening address: {e}")]),
     };
-    println!("llmux: listening on http://{addr}");
-    let _ = std::io::stdout().flush();
+    Out::new().line(format_args!("llmux: listening on http://{addr}"));
     // The recorder keeps every histogram sample until something drains
     // it; a scrape does, and so does this, for the many deployments that
     // never scrape (issue 18: memory grew with every request).
@@ -364,10 +434,10 @@ async fn run(
     // time, then cancel what is left.
     tokio::spawn(async move {
         shutdown_signal().await;
-        eprintln!(
-            "llmux: shutting down, draining for up to {} ms",
+        say(format_args!(
+            "shutting down, draining for up to {} ms",
             drain.as_millis()
-        );
+        ));
         let _ = stop_tx.send(());
         tokio::time::sleep(drain).await;
         let _ = cancel_tx.send(true);
@@ -379,7 +449,7 @@ async fn run(
     if let Err(e) = serve.await {
         return fail(&[format!("server error: {e}")]);
     }
-    eprintln!("llmux: stopped");
+    say("stopped");
     ExitCode::SUCCESS
 }
 

@@ -1147,3 +1147,268 @@ fn responses_route_through_every_endpoint_kind() {
         assert_eq!(up.request_count(), want, "{proto}");
     }
 }
+
+/// Runs `llmux ARGS` (no config written), returning (exit code, stdout, stderr).
+fn llmux(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_llmux"))
+        .args(args)
+        .env(KEY_ENV, KEY)
+        .output()
+        .expect("run llmux");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Writes `text` as a config file and runs `llmux CMD --config FILE ARGS`.
+fn llmux_with(cmd: &str, text: &str, args: &[&str]) -> (Option<i32>, String, String, String) {
+    let dir = temp_dir();
+    let path = dir.0.join("llmux.json");
+    std::fs::write(&path, text).expect("write config");
+    let p = path.to_str().expect("utf-8 path").to_owned();
+    let (code, out, err) = llmux(&[&[cmd, "--config", &p], args].concat());
+    (code, out, err, p)
+}
+
+#[test]
+fn one_file_configures_the_library_and_the_gateway() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let cfg = config(&[("openai", &a)], keyed());
+    let text = serde_json::to_string_pretty(&cfg).expect("json");
+    // The library skips the gateway section (it refused it: issue 19).
+    llmux::Engine::from_json(&text).expect("the library loads the gateway's file");
+    let gw = start(&cfg, &[]);
+    let reply = rt().block_on(async {
+        client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(KEY)
+            .json(&chat(false))
+            .send()
+            .await
+            .expect("send")
+            .json::<Value>()
+            .await
+            .expect("json")
+    });
+    assert_eq!(reply["choices"][0]["message"]["content"], "Hello from a.");
+}
+
+/// A pretty-printed config with `line7` as its line 7 and `gateway` as
+/// line 10.
+fn pretty_config(line7: &str, gateway: &str) -> String {
+    [
+        "{",
+        "  \"providers\": [",
+        "    {\"slug\": \"a\", \"protocol\": \"openai\", \"base_url\": \"http://127.0.0.1:9/v1\"}",
+        "  ],",
+        "  \"models\": [",
+        "    {\"slug\": \"v/m\", \"endpoints\": [",
+        line7,
+        "    ]}",
+        "  ],",
+        gateway,
+        "}",
+    ]
+    .join("\n")
+}
+
+#[test]
+fn check_reports_each_problem_once_at_its_line_and_column() {
+    let text = pretty_config(
+        "      {\"provider\": \"a\", \"upstream_modle\": \"x\"}",
+        "  \"gateway\": {\"listen\": \"127.0.0.1:4000\", \"keyz\": []}",
+    );
+    let (code, out, _, path) = llmux_with("check", &text, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        out,
+        format!(
+            "{path}: 2 error(s)\n  models[0].endpoints[0].upstream_modle: unknown field `upstream_modle`, \
+             expected one of `provider`, `name`, `upstream_model`, `price`, `context_window`, \
+             `expected_first_token_ms`, `max_concurrency` at line 7 column 40\n  gateway.keyz: unknown \
+             field `keyz`, expected one of `listen`, `keys`, `max_body_bytes`, `drain_ms`, \
+             `keepalive_ms`, `health_file` at line 10 column 48\n"
+        )
+    );
+    // `serve` says the same on stderr.
+    let (code, _, err, _) = llmux_with("serve", &text, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with(
+            "llmux: models[0].endpoints[0].upstream_modle: unknown field `upstream_modle`"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("at line 7 column 40\nllmux: gateway.keyz: unknown field `keyz`"),
+        "{err}"
+    );
+
+    // Malformed JSON: one error, not one per section.
+    let (_, out, _, path) = llmux_with("check", "{\n  \"models\": [\n}", &[]);
+    assert_eq!(
+        out,
+        format!("{path}: 1 error(s)\n  malformed JSON at line 3 column 1: expected value at line 3 column 1\n")
+    );
+    // A missing file: one error (there was a bogus `invalid type: null`).
+    let (code, out, _) = llmux(&["check", "--config", "/nonexistent/llmux.json"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        out,
+        "/nonexistent/llmux.json: 1 error(s)\n  cannot read config file /nonexistent/llmux.json: \
+         No such file or directory (os error 2)\n"
+    );
+    // `{}` was "ok" with nothing to route.
+    let (code, out, _, path) = llmux_with("check", "{}", &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        out,
+        format!("{path}: 1 error(s)\n  models: no models configured: a config needs at least one model with an endpoint\n")
+    );
+}
+
+#[test]
+fn a_doubled_endpoint_path_is_refused_and_a_missing_key_warned() {
+    let line3 =
+        "    {\"slug\": \"a\", \"protocol\": \"openai\", \"base_url\": \"http://127.0.0.1:9/v1\"}";
+    let ok_line7 = "      {\"provider\": \"a\", \"upstream_model\": \"x\"}";
+    let gateway = "  \"gateway\": {\"listen\": \"127.0.0.1:0\"}";
+    let doubled = pretty_config(ok_line7, gateway)
+        .replace(line3, &line3.replace("/v1\"", "/v1/chat/completions\""));
+    let (code, out, _, path) = llmux_with("check", &doubled, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        out,
+        format!(
+            "{path}: 1 error(s)\n  providers[0].base_url: \"http://127.0.0.1:9/v1/chat/completions\" ends in \
+             /chat/completions, but llmux appends /chat/completions itself (protocol \"openai\"): use \
+             \"base_url\": \"http://127.0.0.1:9/v1\"\n"
+        )
+    );
+    let keyless = pretty_config(ok_line7, gateway).replace(
+        line3,
+        &line3.replace("http://127.0.0.1:9/v1", "https://api.example.com/v1"),
+    );
+    let warning = "providers[0]: provider \"a\" has no api_key or api_key_env: requests to \
+                   https://api.example.com/v1/chat/completions will carry no key (set api_key_env to \
+                   the variable holding it)";
+    let (code, out, _, path) = llmux_with("check", &keyless, &[]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with(&format!(
+            "{path}: ok\n  warning: {warning}\ngateway: listen"
+        )),
+        "{out}"
+    );
+    // `serve` says it on stderr when it starts.
+    let dir = temp_dir();
+    let file = dir.0.join("llmux.json");
+    std::fs::write(&file, &keyless).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llmux"))
+        .args(["serve", "--log-format", "off", "--config"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn llmux");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read stdout");
+    assert!(
+        line.starts_with("llmux: listening on http://127.0.0.1:"),
+        "{line}"
+    );
+    sigterm(&child);
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("llmux: warning: {warning}\n")),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_version_and_unknown_commands() {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["help"],
+        &["serve", "--help"],
+        &["route", "-h"],
+    ] {
+        let (code, out, err) = llmux(args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(
+            out.contains("usage:\n  llmux serve --config FILE") && out.contains("commands:"),
+            "{args:?}: {out}"
+        );
+    }
+    for args in [&["--version"][..], &["-V"]] {
+        let (code, out, _) = llmux(args);
+        assert_eq!(code, Some(0));
+        assert_eq!(out, format!("llmux {}\n", env!("CARGO_PKG_VERSION")));
+    }
+    let (code, out, err) = llmux(&["srve"]);
+    assert_eq!((code, out.as_str()), (Some(2), ""));
+    assert_eq!(
+        err,
+        "llmux: unknown command `srve`: the commands are serve, check and route\n\
+         llmux: run `llmux --help` for the commands and their options\n"
+    );
+}
+
+#[test]
+fn listen_takes_host_names_and_names_one_that_does_not_resolve() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let cfg = config(&[("openai", &a)], json!({}));
+    let gw = start(&cfg, &["--listen", "localhost:0"]);
+    assert!(gw.url.starts_with("http://127.0.0.1:"), "{}", gw.url);
+    let text = cfg.to_string();
+    let (code, _, err, _) = llmux_with("serve", &text, &["--listen", "nosuch.invalid:4000"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with("llmux: --listen: `nosuch.invalid:4000`: cannot resolve the host name `nosuch.invalid`: "),
+        "{err}"
+    );
+    let (_, _, err, _) = llmux_with("serve", &text, &["--listen", "localhost"]);
+    assert_eq!(
+        err,
+        "llmux: --listen: `localhost` is not an address such as 127.0.0.1:4000 or localhost:4000 (the port is missing)\n"
+    );
+    let mut named = cfg.clone();
+    named["gateway"] = json!({"listen": "nosuch.invalid:4000"});
+    let (code, out, _, _) = llmux_with("check", &named.to_string(), &[]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("\n  gateway.listen: `nosuch.invalid:4000`: cannot resolve the host name `nosuch.invalid`: "), "{out}");
+}
+
+#[test]
+fn a_closed_stdout_ends_route_and_check_quietly() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let dir = temp_dir();
+    let path = dir.0.join("llmux.json");
+    std::fs::write(&path, config(&[("openai", &a)], json!({})).to_string()).expect("write");
+    for args in [
+        &["route", "demo/chat", "--json"][..],
+        &["route", "demo/chat"],
+        &["check"],
+        &["--help"],
+    ] {
+        // `llmux route --json | head -1`: the reader is gone before the output.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_llmux"))
+            .args(&args[..1])
+            .arg("--config")
+            .arg(&path)
+            .args(&args[1..])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn llmux");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

@@ -8,7 +8,7 @@ import atexit
 import json
 import threading
 import weakref
-from typing import Any, Dict, Generic, Iterable, Mapping, Optional, Protocol as TypingProtocol, Set, Tuple, Type, TypeVar, Union
+from typing import Any, Dict, Generic, Iterable, List, Mapping, Optional, Protocol as TypingProtocol, Set, Tuple, Type, TypeVar, Union
 
 from ._engine import RawEvent, _Engine
 from ._errors import APIStatusError, RequestCancelled, RouterClosedError, error_from_event
@@ -38,6 +38,20 @@ ERROR = int(EventKind.ERROR)
 TERMINAL = frozenset((DONE, ERROR, CLOSED, FAILED))
 
 
+def message_list(messages: Iterable[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+    """``messages`` as a list of message dicts. A string would otherwise go
+    upstream as one message per character (``"hi"`` as ``["h", "i"]``), so
+    anything but an iterable of mappings is refused before it is sent."""
+    example = "[{'role': 'user', 'content': 'hi'}]"
+    if isinstance(messages, (str, bytes, bytearray, Mapping)) or not isinstance(messages, Iterable):
+        raise TypeError(f"messages must be a list of message dicts such as {example}, not {type(messages).__name__}")
+    out = list(messages)
+    for i, m in enumerate(out):
+        if not isinstance(m, Mapping):
+            raise TypeError(f"messages[{i}] must be a message dict such as {example[1:-1]}, not {type(m).__name__}")
+    return out
+
+
 def openai_body(
     model: str,
     messages: Iterable[Mapping[str, Any]],
@@ -45,7 +59,7 @@ def openai_body(
     kwargs: Dict[str, Any],
     extra_body: Optional[Mapping[str, Any]],
 ) -> bytes:
-    body: Dict[str, Any] = {"model": model, "messages": list(messages)}
+    body: Dict[str, Any] = {"model": model, "messages": message_list(messages)}
     body.update(kwargs)
     if stream:
         body["stream"] = True
@@ -62,7 +76,7 @@ def anthropic_body(
     kwargs: Dict[str, Any],
     extra_body: Optional[Mapping[str, Any]],
 ) -> bytes:
-    body: Dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": list(messages)}
+    body: Dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": message_list(messages)}
     body.update(kwargs)
     if stream:
         body["stream"] = True
