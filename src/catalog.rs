@@ -1,6 +1,10 @@
 //! The resolved, immutable catalog: providers, models and their endpoints,
 //! validated, with every cross reference turned into an index.
 
+pub mod shared_settings;
+
+pub use shared_settings::SharedSettings;
+
 use crate::config::{
     default_failover_status, Config, ConfigError, ConfigErrors, HealthConfig, HedgingConfig,
     HttpVersion, ProviderConfig, RetryConfig, StickyConfig, TimeoutsConfig,
@@ -91,7 +95,7 @@ pub struct Catalog {
     /// The largest request body accepted, in bytes.
     pub max_request_bytes: usize,
     /// Shared health settings, when the `shared` section is present.
-    pub shared: Option<crate::shared::Settings>,
+    pub shared: Option<SharedSettings>,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
     /// What the config allows but is probably a mistake (a provider with
@@ -494,9 +498,10 @@ impl Catalog {
                 err("proxy".into(), "not a valid proxy URL".into());
             }
         }
-        let shared = cfg.shared.as_ref().and_then(|s| {
-            crate::shared::Settings::resolve(s, &endpoints, &providers, env, &mut err)
-        });
+        let shared = cfg
+            .shared
+            .as_ref()
+            .and_then(|s| SharedSettings::resolve(s, &endpoints, &providers, env, &mut err));
 
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
