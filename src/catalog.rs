@@ -6,8 +6,9 @@ pub mod shared_settings;
 pub use shared_settings::SharedSettings;
 
 use crate::config::{
-    default_failover_status, Config, ConfigError, ConfigErrors, HealthConfig, HedgingConfig,
-    HttpVersion, ProviderConfig, RetryConfig, StickyConfig, TimeoutsConfig,
+    default_failover_status, Config, ConfigError, ConfigErrors, EndpointConfig, FailoverConfig,
+    HealthConfig, HedgingConfig, HttpVersion, ModelConfig, ProviderConfig, RetryConfig,
+    StickyConfig, TimeoutsConfig,
 };
 use crate::protocol::Protocol;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -128,6 +129,10 @@ impl Catalog {
     }
 
     /// As [`Catalog::from_config`], with environment lookups injected (tests).
+    ///
+    /// Every step reports its problems with their JSON paths and goes on,
+    /// so one run names them all: providers, then models and their
+    /// endpoints, then the global sections, then `shared`.
     pub fn from_config_with_env(
         cfg: Config,
         env: &dyn Fn(&str) -> Option<String>,
@@ -136,368 +141,12 @@ impl Catalog {
         let mut warnings = Vec::new();
         let mut err = |path: String, message: String| errs.push(ConfigError { path, message });
 
-        let mut providers = Vec::new();
-        let mut provider_index: HashMap<String, usize> = HashMap::new();
-        for (i, p) in cfg.providers.iter().enumerate() {
-            let at = |f: &str| format!("providers[{i}].{f}");
-            if !valid_slug(&p.slug) {
-                err(
-                    at("slug"),
-                    format!(
-                        "{:?} is not a valid slug (letters, digits, '-', '_', '.')",
-                        p.slug
-                    ),
-                );
-            } else if provider_index.contains_key(&p.slug) {
-                err(at("slug"), format!("duplicate provider slug {:?}", p.slug));
-            }
-            let protocol = match p.protocol.as_str() {
-                "openai" => Protocol::OpenAi,
-                "anthropic" => Protocol::Anthropic,
-                "responses" => Protocol::Responses,
-                other => {
-                    err(
-                        at("protocol"),
-                        format!(
-                            "unknown protocol {other:?} (expected \"openai\", \"anthropic\" or \"responses\")"
-                        ),
-                    );
-                    Protocol::OpenAi
-                }
-            };
-            let base_url = p.base_url.trim_end_matches('/').to_owned();
-            let path = endpoint_path(protocol);
-            let url = reqwest::Url::parse(&format!("{base_url}{path}")).ok();
-            match reqwest::Url::parse(&base_url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-                    if let Err(m) = check_base_url_path(&base_url, protocol) {
-                        err(at("base_url"), m);
-                    }
-                    if let Some(m) = anthropic_double_v1(&base_url, protocol) {
-                        warnings.push(ConfigError {
-                            path: at("base_url"),
-                            message: m,
-                        });
-                    }
-                    if p.api_key.is_none() && p.api_key_env.is_none() {
-                        if let Some(m) = missing_key(p, &u, path) {
-                            warnings.push(ConfigError {
-                                path: format!("providers[{i}]"),
-                                message: m,
-                            });
-                        }
-                    }
-                }
-                Ok(u) => err(
-                    at("base_url"),
-                    format!(
-                        "{:?} must be an http or https URL with a host (scheme {:?})",
-                        p.base_url,
-                        u.scheme()
-                    ),
-                ),
-                Err(e) => err(
-                    at("base_url"),
-                    format!("{:?} is not a valid URL: {e}", p.base_url),
-                ),
-            }
-            let key = match (&p.api_key, &p.api_key_env) {
-                (Some(_), Some(_)) => {
-                    err(
-                        at("api_key"),
-                        "give either api_key or api_key_env, not both".into(),
-                    );
-                    None
-                }
-                (Some(k), None) => Some(Secret(k.clone())),
-                (None, Some(var)) if !valid_env_name(var) => {
-                    // Likely the key itself pasted here: never echo it.
-                    err(
-                        at("api_key_env"),
-                        "is not an environment variable name (letters, digits, '_'); a key itself goes in api_key".into(),
-                    );
-                    None
-                }
-                (None, Some(var)) => match env(var) {
-                    Some(k) if !k.is_empty() => Some(Secret(k)),
-                    Some(_) => {
-                        err(
-                            at("api_key_env"),
-                            format!("environment variable {var} is empty"),
-                        );
-                        None
-                    }
-                    None => {
-                        err(
-                            at("api_key_env"),
-                            format!("environment variable {var} is not set"),
-                        );
-                        None
-                    }
-                },
-                (None, None) => None,
-            };
-            if let Some(k) = &key {
-                if HeaderValue::from_str(k.expose()).is_err() {
-                    // Never echo the key itself.
-                    err(
-                        at("api_key"),
-                        "the key contains characters not allowed in an HTTP header".into(),
-                    );
-                }
-            }
-            let mut headers = Vec::new();
-            for (name, value) in &p.headers {
-                match (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(value),
-                ) {
-                    (Ok(n), Ok(mut v)) => {
-                        // Custom headers often carry credentials: keep them out of Debug.
-                        v.set_sensitive(true);
-                        headers.push((n, v))
-                    }
-                    (Err(_), _) => err(
-                        at(&format!("headers.{name}")),
-                        "not a valid HTTP header name".into(),
-                    ),
-                    (_, Err(_)) => err(
-                        at(&format!("headers.{name}")),
-                        "not a valid HTTP header value".into(),
-                    ),
-                }
-            }
-            if protocol == Protocol::Anthropic {
-                let version = p.anthropic_version.as_deref().unwrap_or("2023-06-01");
-                match HeaderValue::from_str(version) {
-                    Ok(v) => headers.push((HeaderName::from_static("anthropic-version"), v)),
-                    Err(_) => err(
-                        at("anthropic_version"),
-                        "not a valid HTTP header value".into(),
-                    ),
-                }
-                if let Some(beta) = &p.anthropic_beta {
-                    match HeaderValue::from_str(beta) {
-                        Ok(v) => headers.push((HeaderName::from_static("anthropic-beta"), v)),
-                        Err(_) => err(at("anthropic_beta"), "not a valid HTTP header value".into()),
-                    }
-                }
-            } else if p.anthropic_version.is_some() || p.anthropic_beta.is_some() {
-                err(
-                    at("anthropic_version"),
-                    "only valid for protocol \"anthropic\"".into(),
-                );
-            }
-            check_timeouts(&p.timeouts, &at("timeouts"), &mut err);
-            provider_index
-                .entry(p.slug.clone())
-                .or_insert(providers.len());
-            // A base URL that does not parse was reported above, and then no
-            // catalog is built; until then any URL will do.
-            let Some(url) = url.or_else(|| providers.first().map(|p: &Provider| p.url.clone()))
-            else {
-                continue;
-            };
-            providers.push(Provider {
-                slug: p.slug.clone(),
-                protocol,
-                key,
-                headers,
-                timeouts: p.timeouts,
-                url,
-                http: p.http,
-            });
-        }
-
-        let mut models = Vec::new();
-        let mut endpoints = Vec::new();
-        let mut model_index = HashMap::new();
-        let known_providers = || {
-            let mut v: Vec<&str> = cfg.providers.iter().map(|p| p.slug.as_str()).collect();
-            v.sort_unstable();
-            v.dedup();
-            v.join(", ")
-        };
-        if cfg.models.is_empty() {
-            err(
-                "models".into(),
-                "no models configured: a config needs at least one model with an endpoint".into(),
-            );
-        }
-        for (i, m) in cfg.models.iter().enumerate() {
-            let at = |f: &str| format!("models[{i}].{f}");
-            let well_formed = m
-                .slug
-                .split_once('/')
-                .is_some_and(|(v, n)| !v.is_empty() && !n.is_empty() && !n.contains('/'))
-                && !m.slug.contains(':')
-                && !m.slug.chars().any(char::is_whitespace);
-            if !well_formed {
-                err(
-                    at("slug"),
-                    format!(
-                        "{:?} is not a model slug of the form vendor/name (no ':' or spaces)",
-                        m.slug
-                    ),
-                );
-            } else if model_index.contains_key(&m.slug) {
-                err(at("slug"), format!("duplicate model slug {:?}", m.slug));
-            }
-            if m.endpoints.is_empty() {
-                err(
-                    at("endpoints"),
-                    "a model needs at least one endpoint".into(),
-                );
-            }
-            let model = models.len();
-            let mut ids = Vec::new();
-            for (j, e) in m.endpoints.iter().enumerate() {
-                let at = |f: &str| format!("models[{i}].endpoints[{j}].{f}");
-                let Some(&provider) = provider_index.get(&e.provider) else {
-                    err(
-                        at("provider"),
-                        format!(
-                            "unknown provider {:?} (known: {})",
-                            e.provider,
-                            known_providers()
-                        ),
-                    );
-                    continue;
-                };
-                let name = e.name.clone().unwrap_or_else(|| "default".into());
-                if !valid_slug(&name) {
-                    err(at("name"), format!("{name:?} is not a valid endpoint name (letters, digits, '-', '_', '.')"));
-                }
-                let id = format!("{}/{}", e.provider, name);
-                if endpoints[model_start(&models)..]
-                    .iter()
-                    .any(|x: &Endpoint| x.id == id)
-                {
-                    err(
-                        at("name"),
-                        format!("duplicate endpoint id {id:?} in model {:?}", m.slug),
-                    );
-                }
-                if e.upstream_model.is_empty() {
-                    err(at("upstream_model"), "must not be empty".into());
-                }
-                for (f, v) in [
-                    ("price.prompt", e.price.prompt),
-                    ("price.completion", e.price.completion),
-                ] {
-                    if !v.is_finite() || v < 0.0 {
-                        err(
-                            at(f),
-                            format!(
-                                "{v} is not a price (a finite number >= 0, USD per million tokens)"
-                            ),
-                        );
-                    }
-                }
-                if e.max_concurrency == Some(0) {
-                    err(at("max_concurrency"), "must be at least 1".into());
-                }
-                if let Some(ms) = e.expected_first_token_ms {
-                    if !ms.is_finite() || ms < 0.0 {
-                        err(
-                            at("expected_first_token_ms"),
-                            format!("{ms} is not a duration in ms"),
-                        );
-                    }
-                }
-                ids.push(endpoints.len());
-                endpoints.push(Endpoint {
-                    id,
-                    model,
-                    provider,
-                    upstream_model: e.upstream_model.clone(),
-                    price_prompt: e.price.prompt,
-                    price_completion: e.price.completion,
-                    context_window: e.context_window.or(m.context_window),
-                    expected_first_token_ms: e.expected_first_token_ms,
-                    max_concurrency: e.max_concurrency,
-                });
-            }
-            model_index.entry(m.slug.clone()).or_insert(model);
-            models.push(Model {
-                slug: m.slug.clone(),
-                endpoints: ids,
-            });
-        }
-
-        check_timeouts(&cfg.timeouts, "timeouts", &mut err);
-        let h = &cfg.health;
-        if h.failure_threshold == 0 {
-            err(
-                "health.failure_threshold".into(),
-                "must be at least 1".into(),
-            );
-        }
-        if h.half_life_ms == 0 {
-            err("health.half_life_ms".into(), "must be at least 1".into());
-        }
-        if !(0.0..=1.0).contains(&cfg.hedging.percentile) {
-            err(
-                "hedging.percentile".into(),
-                "must be between 0 and 1".into(),
-            );
-        }
-        if h.active_probe_interval_ms == Some(0) {
-            err(
-                "health.active_probe_interval_ms".into(),
-                "must be at least 1".into(),
-            );
-        }
-        if !(0.0..=1.0).contains(&h.explore_ratio) {
-            err(
-                "health.explore_ratio".into(),
-                "must be between 0 and 1".into(),
-            );
-        }
-        if !h.default_first_token_ms.is_finite() || h.default_first_token_ms < 0.0 {
-            err(
-                "health.default_first_token_ms".into(),
-                "must be a duration in ms".into(),
-            );
-        }
-        let mut failover = [false; 600];
-        match &cfg.failover.statuses {
-            Some(list) => {
-                for (k, &s) in list.iter().enumerate() {
-                    if !(100..600).contains(&s) {
-                        err(
-                            format!("failover.statuses[{k}]"),
-                            format!("{s} is not an HTTP status"),
-                        );
-                    } else {
-                        failover[s as usize] = true;
-                    }
-                }
-            }
-            None => {
-                for (s, f) in failover.iter_mut().enumerate() {
-                    *f = default_failover_status(s as u16);
-                }
-            }
-        }
-        let worker_threads = cfg.worker_threads.unwrap_or(2);
-        if worker_threads > 256 {
-            err(
-                "worker_threads".into(),
-                "must be between 0 (host-driven) and 256".into(),
-            );
-        }
-        let max_request_bytes = cfg
-            .max_request_bytes
-            .unwrap_or(crate::config::DEFAULT_MAX_REQUEST_BYTES);
-        if max_request_bytes == 0 {
-            err("max_request_bytes".into(), "must be at least 1".into());
-        }
-        if let Some(p) = &cfg.proxy {
-            if reqwest::Proxy::all(p).is_err() {
-                err("proxy".into(), "not a valid proxy URL".into());
-            }
-        }
+        let (providers, provider_index) =
+            resolve_providers(&cfg.providers, env, &mut err, &mut warnings);
+        let (models, endpoints, model_index) = resolve_models(&cfg, &provider_index, &mut err);
+        check_tuning(&cfg, &mut err);
+        let failover = failover_table(&cfg.failover, &mut err);
+        let (worker_threads, max_request_bytes) = check_process(&cfg, &mut err);
         let shared = cfg
             .shared
             .as_ref()
@@ -550,12 +199,486 @@ impl Catalog {
     }
 }
 
-/// Index of the first endpoint of the model being built (the last one).
-fn model_start(models: &[Model]) -> usize {
-    models.iter().map(|m| m.endpoints.len()).sum()
+/// Where problems go: `(JSON path, message)`.
+type Errs<'a> = &'a mut dyn FnMut(String, String);
+
+// ---- Providers ----
+
+/// The providers, in config order, and their index by slug.
+fn resolve_providers(
+    list: &[ProviderConfig],
+    env: &dyn Fn(&str) -> Option<String>,
+    err: Errs,
+    warnings: &mut Vec<ConfigError>,
+) -> (Vec<Provider>, HashMap<String, usize>) {
+    let mut providers = Vec::new();
+    let mut provider_index: HashMap<String, usize> = HashMap::new();
+    for (i, p) in list.iter().enumerate() {
+        let at = |f: &str| format!("providers[{i}].{f}");
+        if !valid_slug(&p.slug) {
+            err(
+                at("slug"),
+                format!(
+                    "{:?} is not a valid slug (letters, digits, '-', '_', '.')",
+                    p.slug
+                ),
+            );
+        } else if provider_index.contains_key(&p.slug) {
+            err(at("slug"), format!("duplicate provider slug {:?}", p.slug));
+        }
+        let protocol = provider_protocol(p, &at, err);
+        let url = provider_url(i, p, protocol, err, warnings);
+        let key = provider_key(p, &at, env, err);
+        let mut headers = extra_headers(p, &at, err);
+        headers.extend(protocol_headers(p, protocol, &at, err));
+        check_timeouts(&p.timeouts, &at("timeouts"), err);
+        provider_index
+            .entry(p.slug.clone())
+            .or_insert(providers.len());
+        // A base URL that does not parse was reported above, and then no
+        // catalog is built; until then any URL will do.
+        let Some(url) = url.or_else(|| providers.first().map(|p: &Provider| p.url.clone())) else {
+            continue;
+        };
+        providers.push(Provider {
+            slug: p.slug.clone(),
+            protocol,
+            key,
+            headers,
+            timeouts: p.timeouts,
+            url,
+            http: p.http,
+        });
+    }
+    (providers, provider_index)
 }
 
-fn check_timeouts(t: &TimeoutsConfig, path: &str, err: &mut impl FnMut(String, String)) {
+fn provider_protocol(p: &ProviderConfig, at: &dyn Fn(&str) -> String, err: Errs) -> Protocol {
+    match p.protocol.as_str() {
+        "openai" => Protocol::OpenAi,
+        "anthropic" => Protocol::Anthropic,
+        "responses" => Protocol::Responses,
+        other => {
+            err(
+                at("protocol"),
+                format!(
+                    "unknown protocol {other:?} (expected \"openai\", \"anthropic\" or \"responses\")"
+                ),
+            );
+            Protocol::OpenAi
+        }
+    }
+}
+
+/// The chat endpoint's URL (base URL and the protocol's path), with the
+/// base URL checked; what it allows but is probably a mistake goes to
+/// `warnings`.
+fn provider_url(
+    i: usize,
+    p: &ProviderConfig,
+    protocol: Protocol,
+    err: Errs,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<reqwest::Url> {
+    let at = |f: &str| format!("providers[{i}].{f}");
+    let base_url = p.base_url.trim_end_matches('/').to_owned();
+    let path = endpoint_path(protocol);
+    let url = reqwest::Url::parse(&format!("{base_url}{path}")).ok();
+    match reqwest::Url::parse(&base_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            if let Err(m) = check_base_url_path(&base_url, protocol) {
+                err(at("base_url"), m);
+            }
+            if let Some(m) = anthropic_double_v1(&base_url, protocol) {
+                warnings.push(ConfigError {
+                    path: at("base_url"),
+                    message: m,
+                });
+            }
+            if p.api_key.is_none() && p.api_key_env.is_none() {
+                if let Some(m) = missing_key(p, &u, path) {
+                    warnings.push(ConfigError {
+                        path: format!("providers[{i}]"),
+                        message: m,
+                    });
+                }
+            }
+        }
+        Ok(u) => err(
+            at("base_url"),
+            format!(
+                "{:?} must be an http or https URL with a host (scheme {:?})",
+                p.base_url,
+                u.scheme()
+            ),
+        ),
+        Err(e) => err(
+            at("base_url"),
+            format!("{:?} is not a valid URL: {e}", p.base_url),
+        ),
+    }
+    url
+}
+
+/// The key from `api_key` or the variable `api_key_env` names. Messages
+/// never echo a key.
+fn provider_key(
+    p: &ProviderConfig,
+    at: &dyn Fn(&str) -> String,
+    env: &dyn Fn(&str) -> Option<String>,
+    err: Errs,
+) -> Option<Secret> {
+    let key = match (&p.api_key, &p.api_key_env) {
+        (Some(_), Some(_)) => {
+            err(
+                at("api_key"),
+                "give either api_key or api_key_env, not both".into(),
+            );
+            None
+        }
+        (Some(k), None) => Some(Secret(k.clone())),
+        (None, Some(var)) if !valid_env_name(var) => {
+            // Likely the key itself pasted here: never echo it.
+            err(
+                at("api_key_env"),
+                "is not an environment variable name (letters, digits, '_'); a key itself goes in api_key".into(),
+            );
+            None
+        }
+        (None, Some(var)) => match env(var) {
+            Some(k) if !k.is_empty() => Some(Secret(k)),
+            Some(_) => {
+                err(
+                    at("api_key_env"),
+                    format!("environment variable {var} is empty"),
+                );
+                None
+            }
+            None => {
+                err(
+                    at("api_key_env"),
+                    format!("environment variable {var} is not set"),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    if let Some(k) = &key {
+        if HeaderValue::from_str(k.expose()).is_err() {
+            // Never echo the key itself.
+            err(
+                at("api_key"),
+                "the key contains characters not allowed in an HTTP header".into(),
+            );
+        }
+    }
+    key
+}
+
+/// The provider's own `headers`, marked sensitive.
+fn extra_headers(
+    p: &ProviderConfig,
+    at: &dyn Fn(&str) -> String,
+    err: Errs,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = Vec::new();
+    for (name, value) in &p.headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(mut v)) => {
+                // Custom headers often carry credentials: keep them out of Debug.
+                v.set_sensitive(true);
+                headers.push((n, v))
+            }
+            (Err(_), _) => err(
+                at(&format!("headers.{name}")),
+                "not a valid HTTP header name".into(),
+            ),
+            (_, Err(_)) => err(
+                at(&format!("headers.{name}")),
+                "not a valid HTTP header value".into(),
+            ),
+        }
+    }
+    headers
+}
+
+/// The headers the protocol adds (`anthropic-version`, `anthropic-beta`).
+fn protocol_headers(
+    p: &ProviderConfig,
+    protocol: Protocol,
+    at: &dyn Fn(&str) -> String,
+    err: Errs,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = Vec::new();
+    if protocol == Protocol::Anthropic {
+        let version = p.anthropic_version.as_deref().unwrap_or("2023-06-01");
+        match HeaderValue::from_str(version) {
+            Ok(v) => headers.push((HeaderName::from_static("anthropic-version"), v)),
+            Err(_) => err(
+                at("anthropic_version"),
+                "not a valid HTTP header value".into(),
+            ),
+        }
+        if let Some(beta) = &p.anthropic_beta {
+            match HeaderValue::from_str(beta) {
+                Ok(v) => headers.push((HeaderName::from_static("anthropic-beta"), v)),
+                Err(_) => err(at("anthropic_beta"), "not a valid HTTP header value".into()),
+            }
+        }
+    } else if p.anthropic_version.is_some() || p.anthropic_beta.is_some() {
+        err(
+            at("anthropic_version"),
+            "only valid for protocol \"anthropic\"".into(),
+        );
+    }
+    headers
+}
+
+// ---- Models and endpoints ----
+
+/// The models and their endpoints, in config order, and the models'
+/// index by slug.
+fn resolve_models(
+    cfg: &Config,
+    provider_index: &HashMap<String, usize>,
+    err: Errs,
+) -> (Vec<Model>, Vec<Endpoint>, HashMap<String, usize>) {
+    let mut models = Vec::new();
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    let mut model_index = HashMap::new();
+    if cfg.models.is_empty() {
+        err(
+            "models".into(),
+            "no models configured: a config needs at least one model with an endpoint".into(),
+        );
+    }
+    for (i, m) in cfg.models.iter().enumerate() {
+        check_model(i, m, &model_index, err);
+        let model = models.len();
+        let first = endpoints.len();
+        let mut ids = Vec::new();
+        for (j, e) in m.endpoints.iter().enumerate() {
+            let at = |f: &str| format!("models[{i}].endpoints[{j}].{f}");
+            let Some(&provider) = provider_index.get(&e.provider) else {
+                err(
+                    at("provider"),
+                    format!(
+                        "unknown provider {:?} (known: {})",
+                        e.provider,
+                        known_providers(&cfg.providers)
+                    ),
+                );
+                continue;
+            };
+            let id = endpoint_id(e, &m.slug, &endpoints[first..], &at, err);
+            check_endpoint(e, &at, err);
+            ids.push(endpoints.len());
+            endpoints.push(Endpoint {
+                id,
+                model,
+                provider,
+                upstream_model: e.upstream_model.clone(),
+                price_prompt: e.price.prompt,
+                price_completion: e.price.completion,
+                context_window: e.context_window.or(m.context_window),
+                expected_first_token_ms: e.expected_first_token_ms,
+                max_concurrency: e.max_concurrency,
+            });
+        }
+        model_index.entry(m.slug.clone()).or_insert(model);
+        models.push(Model {
+            slug: m.slug.clone(),
+            endpoints: ids,
+        });
+    }
+    (models, endpoints, model_index)
+}
+
+/// The provider slugs, sorted, for error messages.
+fn known_providers(list: &[ProviderConfig]) -> String {
+    let mut v: Vec<&str> = list.iter().map(|p| p.slug.as_str()).collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join(", ")
+}
+
+/// A model's slug (`vendor/name`, not seen before) and that it has endpoints.
+fn check_model(i: usize, m: &ModelConfig, seen: &HashMap<String, usize>, err: Errs) {
+    let at = |f: &str| format!("models[{i}].{f}");
+    let well_formed = m
+        .slug
+        .split_once('/')
+        .is_some_and(|(v, n)| !v.is_empty() && !n.is_empty() && !n.contains('/'))
+        && !m.slug.contains(':')
+        && !m.slug.chars().any(char::is_whitespace);
+    if !well_formed {
+        err(
+            at("slug"),
+            format!(
+                "{:?} is not a model slug of the form vendor/name (no ':' or spaces)",
+                m.slug
+            ),
+        );
+    } else if seen.contains_key(&m.slug) {
+        err(at("slug"), format!("duplicate model slug {:?}", m.slug));
+    }
+    if m.endpoints.is_empty() {
+        err(
+            at("endpoints"),
+            "a model needs at least one endpoint".into(),
+        );
+    }
+}
+
+/// The endpoint id `provider/name`, unique among the model's `siblings`.
+fn endpoint_id(
+    e: &EndpointConfig,
+    model: &str,
+    siblings: &[Endpoint],
+    at: &dyn Fn(&str) -> String,
+    err: Errs,
+) -> String {
+    let name = e.name.clone().unwrap_or_else(|| "default".into());
+    if !valid_slug(&name) {
+        err(
+            at("name"),
+            format!("{name:?} is not a valid endpoint name (letters, digits, '-', '_', '.')"),
+        );
+    }
+    let id = format!("{}/{}", e.provider, name);
+    if siblings.iter().any(|x| x.id == id) {
+        err(
+            at("name"),
+            format!("duplicate endpoint id {id:?} in model {model:?}"),
+        );
+    }
+    id
+}
+
+/// An endpoint's upstream model, prices, concurrency and expected latency.
+fn check_endpoint(e: &EndpointConfig, at: &dyn Fn(&str) -> String, err: Errs) {
+    if e.upstream_model.is_empty() {
+        err(at("upstream_model"), "must not be empty".into());
+    }
+    for (f, v) in [
+        ("price.prompt", e.price.prompt),
+        ("price.completion", e.price.completion),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            err(
+                at(f),
+                format!("{v} is not a price (a finite number >= 0, USD per million tokens)"),
+            );
+        }
+    }
+    if e.max_concurrency == Some(0) {
+        err(at("max_concurrency"), "must be at least 1".into());
+    }
+    if let Some(ms) = e.expected_first_token_ms {
+        if !ms.is_finite() || ms < 0.0 {
+            err(
+                at("expected_first_token_ms"),
+                format!("{ms} is not a duration in ms"),
+            );
+        }
+    }
+}
+
+// ---- Global sections ----
+
+/// The global `timeouts`, `health` and `hedging` sections.
+fn check_tuning(cfg: &Config, err: Errs) {
+    check_timeouts(&cfg.timeouts, "timeouts", err);
+    let h = &cfg.health;
+    if h.failure_threshold == 0 {
+        err(
+            "health.failure_threshold".into(),
+            "must be at least 1".into(),
+        );
+    }
+    if h.half_life_ms == 0 {
+        err("health.half_life_ms".into(), "must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&cfg.hedging.percentile) {
+        err(
+            "hedging.percentile".into(),
+            "must be between 0 and 1".into(),
+        );
+    }
+    if h.active_probe_interval_ms == Some(0) {
+        err(
+            "health.active_probe_interval_ms".into(),
+            "must be at least 1".into(),
+        );
+    }
+    if !(0.0..=1.0).contains(&h.explore_ratio) {
+        err(
+            "health.explore_ratio".into(),
+            "must be between 0 and 1".into(),
+        );
+    }
+    if !h.default_first_token_ms.is_finite() || h.default_first_token_ms < 0.0 {
+        err(
+            "health.default_first_token_ms".into(),
+            "must be a duration in ms".into(),
+        );
+    }
+}
+
+/// Which statuses fail over, by status: `failover.statuses`, or the default.
+fn failover_table(cfg: &FailoverConfig, err: Errs) -> [bool; 600] {
+    let mut failover = [false; 600];
+    match &cfg.statuses {
+        Some(list) => {
+            for (k, &s) in list.iter().enumerate() {
+                if !(100..600).contains(&s) {
+                    err(
+                        format!("failover.statuses[{k}]"),
+                        format!("{s} is not an HTTP status"),
+                    );
+                } else {
+                    failover[s as usize] = true;
+                }
+            }
+        }
+        None => {
+            for (s, f) in failover.iter_mut().enumerate() {
+                *f = default_failover_status(s as u16);
+            }
+        }
+    }
+    failover
+}
+
+/// The process-wide settings: `worker_threads` and `max_request_bytes`
+/// (returned with their defaults applied) and `proxy`.
+fn check_process(cfg: &Config, err: Errs) -> (usize, u64) {
+    let worker_threads = cfg.worker_threads.unwrap_or(2);
+    if worker_threads > 256 {
+        err(
+            "worker_threads".into(),
+            "must be between 0 (host-driven) and 256".into(),
+        );
+    }
+    let max_request_bytes = cfg
+        .max_request_bytes
+        .unwrap_or(crate::config::DEFAULT_MAX_REQUEST_BYTES);
+    if max_request_bytes == 0 {
+        err("max_request_bytes".into(), "must be at least 1".into());
+    }
+    if let Some(p) = &cfg.proxy {
+        if reqwest::Proxy::all(p).is_err() {
+            err("proxy".into(), "not a valid proxy URL".into());
+        }
+    }
+    (worker_threads, max_request_bytes)
+}
+
+fn check_timeouts(t: &TimeoutsConfig, path: &str, err: Errs) {
     for (name, v) in [
         ("connect_ms", t.connect_ms),
         ("first_token_ms", t.first_token_ms),
