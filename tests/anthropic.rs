@@ -113,6 +113,28 @@ fn anthropic_caller_through_openai_upstream_is_translated_both_ways() {
     assert_eq!(resp["content"][1]["input"], json!({"city": "Paris"}));
 }
 
+/// An Anthropic caller served by an OpenAI endpoint gets an
+/// estimate of its input tokens at `message_start`.
+#[test]
+fn message_start_carries_an_input_token_estimate() {
+    let a = upstream("a", behavior(json!({"prompt_tokens": 33})));
+    let eng = engine(&[&a], json!({}));
+    let mut body = messages("test/model", true);
+    body["messages"] = json!([{"role": "user", "content": "x".repeat(400)}]);
+    let o = run_as(&eng, Protocol::Anthropic, &body);
+    assert!(o.ok(), "{}", o.terminal);
+    let start = &o.chunks[0];
+    assert_eq!(start["type"], "message_start");
+    let est = start["message"]["usage"]["input_tokens"].as_u64().unwrap();
+    assert!(est >= 100, "{start}");
+    let delta = o
+        .chunks
+        .iter()
+        .find(|c| c["type"] == "message_delta")
+        .unwrap();
+    assert_eq!(delta["usage"]["input_tokens"], 33);
+}
+
 #[test]
 fn openai_caller_through_anthropic_upstream_is_translated_both_ways() {
     let a = anthropic_upstream("claude", behavior(json!({"thinking": "hmm", "chunks": 3})));

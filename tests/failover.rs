@@ -65,6 +65,30 @@ fn request_errors_are_returned_at_once() {
     }
 }
 
+/// A 400 from an endpoint the request was translated for moves
+/// on to the next endpoint; the same 400 from an endpoint of the caller's
+/// protocol still ends the request.
+#[test]
+fn a_400_caused_by_translation_fails_over() {
+    let anth = anthropic_upstream("anth", behavior(json!({"status": 400})));
+    let oai = upstream("oai", behavior(json!({})));
+    let eng = engine(&[&anth, &oai], json!({}));
+    let mut body = chat("test/model", true);
+    body["temperature"] = json!(1.5);
+    let o = run(&eng, &body);
+    assert!(o.ok(), "{}", o.terminal);
+    assert_eq!(o.served(), Some("oai/default"));
+    assert_eq!(o.attempts()[0].1, "translation_error");
+    assert_eq!(endpoint_stats(&eng, "anth/default")["failures"], 0);
+    // Same protocol: the 400 describes the request.
+    let mut body = messages("test/model", true);
+    body["provider"] = json!({"routing": {"type": "order", "providers": ["anth", "oai"]}});
+    let o = run_as(&eng, Protocol::Anthropic, &body);
+    assert!(!o.ok());
+    assert_eq!(o.terminal["error_kind"], "invalid_request");
+    assert_eq!(o.attempts().len(), 1);
+}
+
 #[test]
 fn failover_status_list_is_configurable() {
     let (a, b) = pair(json!({"status": 503}));

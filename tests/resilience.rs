@@ -448,6 +448,26 @@ fn health_export_import_starts_warm() {
     );
 }
 
+/// Imported health is typed: wrong types and negative latencies
+/// are refused with an error naming the field.
+#[test]
+fn health_import_rejects_wrong_types_and_negative_latencies() {
+    let a = upstream("a", behavior(json!({})));
+    let eng = engine(&[&a], json!({}));
+    let good = eng.export_health();
+    assert_eq!(eng.import_health(&good), Ok(1));
+    let mut v: Value = serde_json::from_str(&good).unwrap();
+    v["endpoints"][0]["first_token_ms"] = json!(-5.0);
+    let err = eng.import_health(&v.to_string()).unwrap_err();
+    assert!(err.contains("first_token_ms"), "{err}");
+    v["endpoints"][0]["first_token_ms"] = json!("fast");
+    let err = eng.import_health(&v.to_string()).unwrap_err();
+    assert!(err.contains("first_token_ms"), "{err}");
+    v["endpoints"][0]["first_token_ms"] = json!(12.0);
+    v["endpoints"][0]["recent_first_token_ms"] = json!([1.0, -3.0]);
+    assert!(eng.import_health(&v.to_string()).is_err());
+}
+
 #[test]
 fn secrets_never_leak_and_each_key_goes_only_to_its_provider() {
     const KEY_A: &str = "sk-SECRET-AAAA-1234567890";

@@ -6,6 +6,7 @@ use common::*;
 use llmux::{Engine, Protocol, SubmitError};
 use llmux_fleet::Behavior;
 use serde_json::json;
+use std::time::Duration;
 
 #[test]
 fn default_routes_by_prior_then_by_live_latency() {
@@ -48,6 +49,52 @@ fn default_spreads_load_when_fastest_is_busy() {
     let outs = drain(&e, &[first, second], std::time::Duration::from_secs(10));
     assert_eq!(outs[&first].served(), Some("a/default"));
     assert_eq!(outs[&second].served(), Some("b/default"));
+}
+
+/// With default health settings the fastest endpoint, listed
+/// last, is measured within the first few requests and then carries them.
+#[test]
+fn default_routing_measures_every_endpoint_first() {
+    let a = upstream("a", behavior(json!({"first_token_delay_ms": 150})));
+    let b = upstream("b", behavior(json!({"first_token_delay_ms": 100})));
+    let c = upstream("c", behavior(json!({"first_token_delay_ms": 5})));
+    let eng = engine(
+        &[&a, &b, &c],
+        json!({"health": {}, "retry": {"max_retries": 0}}),
+    );
+    let served: Vec<String> = (0..12)
+        .map(|_| {
+            let o = run(&eng, &chat("test/model", true));
+            o.served()
+                .unwrap_or_else(|| panic!("{}", o.terminal))
+                .to_owned()
+        })
+        .collect();
+    let first_c = served.iter().position(|s| s == "c/default").unwrap();
+    assert!(first_c < 3, "{served:?}");
+    // The default 2% exploration may send one or two elsewhere.
+    let fast = served[3..].iter().filter(|s| *s == "c/default").count();
+    assert!(fast >= 7, "{served:?}");
+}
+
+/// Optimism is for endpoints never tried; one tried without a
+/// measurement (a translated request refused) ranks by its prior again
+/// instead of being tried first on every request.
+#[test]
+fn an_endpoint_tried_without_a_measurement_is_not_tried_first_again() {
+    let anth = anthropic_upstream("anth", behavior(json!({"status": 400})));
+    let oai = upstream("oai", behavior(json!({})));
+    // Exploration on (optimism), its random share negligible.
+    let eng = engine(&[&anth, &oai], json!({"health": {"explore_ratio": 1e-9}}));
+    let o = run(&eng, &chat("test/model", true));
+    assert_eq!(o.attempts().len(), 2, "{}", o.terminal);
+    for _ in 0..5 {
+        let o = run(&eng, &chat("test/model", true));
+        assert_eq!(
+            o.attempts(),
+            [("oai/default".to_owned(), "success".to_owned())]
+        );
+    }
 }
 
 #[test]
@@ -218,6 +265,30 @@ fn passes_fields_through_substitutes_model_and_asks_for_usage() {
         .all(|c| !c["choices"].as_array().unwrap().is_empty()));
     assert_eq!(out.routing()["usage"]["prompt_tokens"], 10);
     assert_eq!(out.text(), "Hello from a.");
+}
+
+/// Pass-through bodies keep the caller's key order (structured
+/// outputs follow the schema's property order).
+#[test]
+fn pass_through_keeps_key_order() {
+    let a = upstream("a", behavior(json!({})));
+    let eng = engine(&[&a], json!({}));
+    let text = r#"{"model": "test/model", "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema":
+            {"type": "object", "properties": {"reasoning": {"type": "string"},
+                                              "answer": {"type": "string"}}}}}}"#;
+    let id = eng.submit(Protocol::OpenAi, text.as_bytes()).unwrap();
+    let o = drain(&eng, &[id], Duration::from_secs(10))
+        .remove(&id)
+        .unwrap();
+    assert!(o.ok(), "{}", o.terminal);
+    let rec = &a.server.requests()[0].body;
+    let keys: Vec<&String> = rec["response_format"]["json_schema"]["schema"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(keys, ["reasoning", "answer"]);
 }
 
 #[test]

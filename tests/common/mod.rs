@@ -238,3 +238,19 @@ impl Outcome {
 pub fn behavior(v: Value) -> Behavior {
     serde_json::from_value(v).expect("behavior JSON")
 }
+
+/// The engine's stats, parsed.
+pub fn stats(e: &Engine) -> Value {
+    serde_json::from_str(&e.stats_json()).unwrap()
+}
+
+/// One endpoint's entry in the stats, by id (`provider/name`).
+pub fn endpoint_stats(e: &Engine, id: &str) -> Value {
+    stats(e)["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no endpoint {id}"))
+}
