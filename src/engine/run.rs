@@ -370,7 +370,7 @@ async fn exec(sh: &Shared<'_>, route: &ModelRoute, e: usize, slot: usize) -> Att
         // Only streams have a first token of their own; a non-streaming
         // attempt's time is booked as its response latency below.
         if let Some(s) = sh.served {
-            s.set(e, slot + 1, ms);
+            s.set(e, slot, ms);
         }
         if stream {
             inner.health.first_token(e, now(), ms);
