@@ -343,11 +343,15 @@ fn send_failure(e: &reqwest::Error, url: &reqwest::Url, connect_ms: u64) -> (Err
         return (ErrKind::Connect, m);
     }
     if chain.contains("connection refused") {
-        let m = format!(" refused the connection at {at}: is the server running, and is base_url right?");
+        let m = format!(
+            " refused the connection at {at}: is the server running, and is base_url right?"
+        );
         return (ErrKind::Connect, m);
     }
     if e.is_connect() && (e.is_timeout() || chain.contains("timed out")) {
-        let m = format!(" did not accept a connection at {at} within the connect timeout of {connect_ms} ms");
+        let m = format!(
+            " did not accept a connection at {at} within the connect timeout of {connect_ms} ms"
+        );
         return (ErrKind::Connect, m);
     }
     if tls {
@@ -355,7 +359,10 @@ fn send_failure(e: &reqwest::Error, url: &reqwest::Url, connect_ms: u64) -> (Err
         return (ErrKind::Connect, m);
     }
     if e.is_connect() {
-        return (ErrKind::Connect, format!(" could not be connected to at {at}: {}", root_cause(e)));
+        return (
+            ErrKind::Connect,
+            format!(" could not be connected to at {at}: {}", root_cause(e)),
+        );
     }
     let m = ": the connection closed before a response arrived".to_owned();
     (ErrKind::Transport, m)
@@ -562,9 +569,13 @@ impl Deadlines {
     }
 
     fn total(&self, chunks: Option<u64>) -> AttemptError {
-        let after = chunks.map(|n| format!(" after {n} chunks")).unwrap_or_default();
+        let after = chunks
+            .map(|n| format!(" after {n} chunks"))
+            .unwrap_or_default();
         let m = match self.total_ms {
-            Some(ms) => format!(" was still answering{after} when the total timeout of {ms} ms expired"),
+            Some(ms) => {
+                format!(" was still answering{after} when the total timeout of {ms} ms expired")
+            }
             None => format!(" was still answering{after} when the request's total timeout expired"),
         };
         AttemptError::new(ErrKind::TotalTimeout, m)
@@ -690,7 +701,11 @@ async fn whole_body(
 
 /// An unusable payload, in a sentence.
 fn payload_error(provider: &Provider, stream: bool, e: PayloadError) -> AttemptError {
-    let what = if stream { "a stream event" } else { "a response" };
+    let what = if stream {
+        "a stream event"
+    } else {
+        "a response"
+    };
     match e {
         PayloadError::Malformed(m) => AttemptError::new(
             ErrKind::Malformed,
@@ -751,7 +766,9 @@ fn read_failure<B>(
         ),
         Ok(Err(_)) => AttemptError::new(ErrKind::Transport, cut_message(true, chunks)),
         Ok(Ok(_)) => {
-            let after = chunks.map(|n| format!(" after {n} chunks")).unwrap_or_default();
+            let after = chunks
+                .map(|n| format!(" after {n} chunks"))
+                .unwrap_or_default();
             AttemptError::new(
                 ErrKind::Truncated,
                 format!(": the stream ended{after} without its finish marker"),
@@ -890,7 +907,9 @@ async fn stream_body(
         }
         finished = match on_events(ctx, provider, &mut *adapter, &mut events, &mut st, dl.start) {
             Ok(f) => f,
-            Err(e) if e.first_token_ms.is_some() => return Err(close_broken(ctx, &mut *adapter, e)),
+            Err(e) if e.first_token_ms.is_some() => {
+                return Err(close_broken(ctx, &mut *adapter, e))
+            }
             Err(e) => return Err(e),
         };
         if !st.out.is_empty() {

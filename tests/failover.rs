@@ -369,7 +369,10 @@ fn failure(out: &common::Outcome) -> (String, String, u64, String) {
     assert!(!out.ok(), "{:?}", out.terminal);
     let t = &out.terminal;
     (
-        t["error"]["error"]["message"].as_str().unwrap_or("").to_owned(),
+        t["error"]["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
         t["outcome"].as_str().unwrap_or("").to_owned(),
         t["status"].as_u64().unwrap_or(0),
         t["error_kind"].as_str().unwrap_or("").to_owned(),
@@ -386,7 +389,10 @@ fn a_provider_rejecting_llmux_key_is_a_502_naming_it() {
         let e = engine(&[&a], json!({}));
         let out = run(&e, &chat("test/model", false));
         let (msg, outcome, code, kind) = failure(&out);
-        assert_eq!((code, kind.as_str(), outcome.as_str()), (502, "upstream", "auth_rejected"));
+        assert_eq!(
+            (code, kind.as_str(), outcome.as_str()),
+            (502, "upstream", "auth_rejected")
+        );
         assert!(
             msg.starts_with(&format!(
                 "provider \"a\" (endpoint a/default) rejected llmux's API key for it (HTTP {status}): check providers[].api_key"
@@ -394,7 +400,10 @@ fn a_provider_rejecting_llmux_key_is_a_502_naming_it() {
             "{msg}"
         );
         assert_eq!(out.terminal["error"]["error"]["code"], "auth_rejected");
-        assert_eq!(out.attempts(), vec![("a/default".into(), "auth_rejected".into())]);
+        assert_eq!(
+            out.attempts(),
+            vec![("a/default".into(), "auth_rejected".into())]
+        );
         let out = run_as(&e, Protocol::Anthropic, &messages("test/model", false));
         assert_eq!(out.terminal["status"], 502);
         assert_eq!(out.terminal["error"]["error"]["type"], "api_error");

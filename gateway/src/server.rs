@@ -201,12 +201,27 @@ fn route_hint(path: &str, host: &str) -> String {
     const SERVED: &str = "llmux serves POST /v1/chat/completions, POST /v1/messages, \
         POST /v1/responses and GET /v1/models (also under /api)";
     const OTHER: &[&str] = &[
-        "embeddings", "completions", "images", "audio", "moderations", "files", "batches",
-        "fine_tuning", "assistants", "threads", "vector_stores", "realtime",
+        "embeddings",
+        "completions",
+        "images",
+        "audio",
+        "moderations",
+        "files",
+        "batches",
+        "fine_tuning",
+        "assistants",
+        "threads",
+        "vector_stores",
+        "realtime",
     ];
     let path = path.trim_end_matches('/');
     for prefix in ["/api", ""] {
-        for known in ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/models"] {
+        for known in [
+            "/v1/chat/completions",
+            "/v1/messages",
+            "/v1/responses",
+            "/v1/models",
+        ] {
             let without = &known[3..];
             if path == format!("{prefix}{without}") {
                 return format!(
@@ -403,7 +418,13 @@ impl Ctx {
     }
 
     /// The same, with the error's message for the log line.
-    fn finish_with(&self, status: u16, outcome: &str, routing: Option<&Routing>, error: Option<&str>) {
+    fn finish_with(
+        &self,
+        status: u16,
+        outcome: &str,
+        routing: Option<&Routing>,
+        error: Option<&str>,
+    ) {
         if let Some(r) = routing {
             record::observe(&self.model, r, outcome);
         } else {

@@ -33,7 +33,11 @@ impl Gateway {
             if let Some(l) = self.log_lines().into_iter().find(|l| pred(l)) {
                 return l;
             }
-            assert!(Instant::now() < deadline, "no such log line in\n{}", self.log.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "no such log line in\n{}",
+                self.log.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -1226,9 +1230,18 @@ fn failing_config(keyed: &MockServer, cut: &MockServer) -> Value {
 fn in_each_protocol(model: &str, stream: bool) -> [(&'static str, Value); 3] {
     let msgs = json!([{"role": "user", "content": "hi"}]);
     [
-        ("/v1/chat/completions", json!({"model": model, "stream": stream, "messages": msgs})),
-        ("/v1/messages", json!({"model": model, "stream": stream, "max_tokens": 20, "messages": msgs})),
-        ("/v1/responses", json!({"model": model, "stream": stream, "input": "hi"})),
+        (
+            "/v1/chat/completions",
+            json!({"model": model, "stream": stream, "messages": msgs}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": model, "stream": stream, "max_tokens": 20, "messages": msgs}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": model, "stream": stream, "input": "hi"}),
+        ),
     ]
 }
 
@@ -1237,8 +1250,22 @@ fn in_each_protocol(model: &str, stream: bool) -> [(&'static str, Value); 3] {
 /// outcome name in the body, the log line and the metrics.
 #[test]
 fn upstream_failures_name_the_provider_in_every_protocol() {
-    let keyed = MockServer::start("keyed", Behavior { require_key: Some("right-key".into()), ..Default::default() }).expect("mock");
-    let cut = MockServer::start("cut", Behavior { fault: llmux_fleet::Fault::DropAfter(2), ..Default::default() }).expect("mock");
+    let keyed = MockServer::start(
+        "keyed",
+        Behavior {
+            require_key: Some("right-key".into()),
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let cut = MockServer::start(
+        "cut",
+        Behavior {
+            fault: llmux_fleet::Fault::DropAfter(2),
+            ..Default::default()
+        },
+    )
+    .expect("mock");
     let gw = start(&failing_config(&keyed, &cut), &[]);
     let cases = [
         ("t/key", 502, "auth_rejected", "provider \"openai\" (endpoint openai/default) rejected llmux's API key for it (HTTP 401): check providers[].api_key (or api_key_env) of \"openai\"; the provider said: invalid or missing API key"),
@@ -1289,7 +1316,11 @@ fn upstream_failures_name_the_provider_in_every_protocol() {
         assert!(!text.contains("transport_error") && !text.contains("http_error"), "{text}");
     });
     // One name for a stream cut: in the log line for all three protocols.
-    let cuts: Vec<Value> = gw.log_lines().into_iter().filter(|l| l["model"] == "t/cut").collect();
+    let cuts: Vec<Value> = gw
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["model"] == "t/cut")
+        .collect();
     assert_eq!(cuts.len(), 3, "{cuts:?}");
     for l in &cuts {
         assert_eq!(l["outcome"], "connection_closed", "{l}");
@@ -1303,7 +1334,10 @@ fn upstream_failures_name_the_provider_in_every_protocol() {
 #[test]
 fn rejected_requests_are_logged_counted_and_explained() {
     let a = MockServer::start("a", Behavior::default()).expect("mock");
-    let mut cfg = config(&[("openai", &a)], json!({"keys": [{"env": KEY_ENV, "name": "tests"}], "max_body_bytes": 4000}));
+    let mut cfg = config(
+        &[("openai", &a)],
+        json!({"keys": [{"env": KEY_ENV, "name": "tests"}], "max_body_bytes": 4000}),
+    );
     cfg["models"][0]["endpoints"][0]["context_window"] = json!(50);
     let gw = start(&cfg, &[]);
     let url = |p: &str| format!("{}{p}", gw.url);
@@ -1352,7 +1386,17 @@ fn rejected_requests_are_logged_counted_and_explained() {
         assert!(ep.get("first_token_ms").is_some(), "{ep}");
     });
     let log = gw.log.lock().unwrap().clone();
-    assert!(!log.contains(KEY) && !log.contains("wrong-secret-key"), "a key in the log:\n{log}");
+    assert!(
+        !log.contains(KEY) && !log.contains("wrong-secret-key"),
+        "a key in the log:\n{log}"
+    );
     // Every request wrote exactly one line.
-    assert_eq!(gw.log_lines().iter().filter(|l| l["msg"] == "request").count(), 9, "{log}");
+    assert_eq!(
+        gw.log_lines()
+            .iter()
+            .filter(|l| l["msg"] == "request")
+            .count(),
+        9,
+        "{log}"
+    );
 }

@@ -712,13 +712,18 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
             break;
         }
     }
-    Err(last.unwrap_or(Failure {
+    Err(last.unwrap_or_else(all_busy))
+}
+
+/// The failure when no endpoint could be attempted.
+fn all_busy() -> Failure {
+    Failure {
         status: 503,
         kind: ErrorKind::Overloaded,
         outcome: ErrKind::ConcurrencyLimited.as_str(),
         message: "every endpoint is at its concurrency limit".into(),
         upstream_body: None,
-    }))
+    }
 }
 
 /// llmux's error body for a failure, in the caller's protocol; OpenAI
