@@ -76,6 +76,7 @@ pub fn router(app: Arc<App>) -> Router {
             .route(&format!("{prefix}/v1/stats"), get(stats));
     }
     r.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(app)
@@ -194,6 +195,33 @@ async fn not_found(State(app): St, method: Method, uri: Uri, h: HeaderMap) -> Re
         started: Instant::now(),
     }
     .respond(&app)
+}
+
+/// A known path with the wrong method: a 405 that says which one it takes.
+async fn method_not_allowed(State(app): St, method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    let takes =
+        if path.ends_with("/models") || path.ends_with("/endpoints") || path.ends_with("/stats") {
+            "GET"
+        } else {
+            "POST"
+        };
+    let route = format!("{method} {path}");
+    let message = format!("{path} takes {takes}, not {method}");
+    let mut r = Rejection {
+        proto: Protocol::OpenAi,
+        status: 405,
+        reason: "method_not_allowed",
+        message: &message,
+        model: "-",
+        key: "-",
+        route: Some(&route),
+        started: Instant::now(),
+    }
+    .respond(&app);
+    r.headers_mut()
+        .insert("allow", HeaderValue::from_static(takes));
+    r
 }
 
 /// What a caller who reached no route probably meant.

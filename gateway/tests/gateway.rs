@@ -1354,6 +1354,7 @@ fn rejected_requests_are_logged_counted_and_explained() {
             (post("/v1/embeddings", "{}".into()), 404, "unknown_route", "no route for POST /v1/embeddings: llmux does not serve embeddings; llmux serves POST /v1/chat/completions".into()),
             (post("/chat/completions", "{}".into()), 404, "unknown_route", format!("no route for POST /chat/completions: did you mean /v1/chat/completions? Set the base URL to http://{host}/v1")),
             (post("/v1/v1/messages", "{}".into()), 404, "unknown_route", format!("no route for POST /v1/v1/messages: did you mean /v1/messages? The base URL has /v1 twice: set it to http://{host}")),
+            (c.get(url("/v1/chat/completions")).bearer_auth(KEY), 405, "method_not_allowed", "/v1/chat/completions takes POST, not GET".into()),
         ];
         for (rb, status, reason, text) in cases {
             let r = rb.send().await.expect("send");
@@ -1396,7 +1397,7 @@ fn rejected_requests_are_logged_counted_and_explained() {
             .iter()
             .filter(|l| l["msg"] == "request")
             .count(),
-        9,
+        10,
         "{log}"
     );
 }
