@@ -335,9 +335,12 @@ fn send_failure(e: &reqwest::Error, url: &reqwest::Url, connect_ms: u64) -> (Err
     let host = url.host_str().unwrap_or("?");
     let at = format!("{host}:{}", url.port_or_known_default().unwrap_or(0));
     let chain = chain_text(e);
-    let tls = ["certificate", "tls", "ssl", "handshake"]
-        .iter()
-        .any(|w| chain.contains(w));
+    // Over https, a connect failure past DNS, refusal and timeout happened
+    // in the TLS handshake (rustls' messages rarely say "TLS").
+    let tls = (e.is_connect() && url.scheme() == "https")
+        || ["certificate", "tls", "ssl", "handshake"]
+            .iter()
+            .any(|w| chain.contains(w));
     if chain.contains("dns error") || chain.contains("failed to lookup address") {
         let m = format!(" is unreachable: the host name \"{host}\" does not resolve (DNS lookup failed): is base_url right?");
         return (ErrKind::Connect, m);

@@ -489,3 +489,63 @@ fn an_html_error_page_is_summarised() {
         assert_eq!((outcome.as_str(), code), ("server_error", 501));
     }
 }
+
+/// Issue 19: a TLS failure and a DNS failure each say so, naming the
+/// endpoint, without the HTTP client's error chain.
+#[test]
+fn tls_and_dns_failures_say_so() {
+    // Speaks plain HTTP where TLS is expected.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in listener.incoming().take(2) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let a = upstream("a", Behavior::default());
+    let cfg = config(&[&a], fast_timeouts()).replace(
+        &format!("{}/v1", a.server.base_url()),
+        &format!("https://127.0.0.1:{port}/v1"),
+    );
+    let e = llmux::Engine::from_json(&cfg).unwrap();
+    let (msg, outcome, code, _) = failure(&run(&e, &chat("test/model", false)));
+    assert_eq!((outcome.as_str(), code), ("connect_error", 502));
+    let head = format!(
+        "provider \"a\" (endpoint a/default) failed the TLS handshake at 127.0.0.1:{port}: "
+    );
+    assert!(msg.starts_with(&head), "{msg}");
+    assert!(!msg.contains("client error"), "{msg}");
+
+    let cfg = config(&[&a], fast_timeouts()).replace(
+        &format!("{}/v1", a.server.base_url()),
+        "http://llmux-test.invalid/v1",
+    );
+    let e = llmux::Engine::from_json(&cfg).unwrap();
+    let (msg, outcome, _, _) = failure(&run(&e, &chat("test/model", false)));
+    assert_eq!(outcome, "connect_error");
+    assert_eq!(msg, "provider \"a\" (endpoint a/default) is unreachable: the host name \"llmux-test.invalid\" does not resolve (DNS lookup failed): is base_url right?");
+}
+
+/// Issue 19: timeouts say which one expired and after how long.
+#[test]
+fn timeouts_say_which_and_how_long() {
+    let a = upstream("a", behavior(json!({"first_token_delay_ms": 3000})));
+    let e = engine(&[&a], fast_timeouts());
+    for stream in [true, false] {
+        let (msg, outcome, code, kind) = failure(&run(&e, &chat("test/model", stream)));
+        assert_eq!(
+            (outcome.as_str(), code, kind.as_str()),
+            ("first_token_timeout", 504, "timeout")
+        );
+        let what = if stream { "no token" } else { "no response" };
+        assert_eq!(
+            msg,
+            format!("provider \"a\" (endpoint a/default) sent {what} within the first-token timeout of 400 ms"),
+            "stream={stream}"
+        );
+    }
+}
