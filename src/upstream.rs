@@ -614,10 +614,31 @@ async fn run_attempt(ctx: &AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     if !resp.status().is_success() {
         return Err(status_error(ctx, provider, endpoint, &mut resp, dl).await);
     }
+    if is_html(&resp) {
+        // A web page with a 200 (a login portal, a proxy, the wrong server):
+        // never an API's answer.
+        let until = dl.first_token.min(Instant::now() + Duration::from_secs(5));
+        let body = read_limited(&mut resp, MAX_ERROR_BODY, until)
+            .await
+            .unwrap_or_default();
+        let title = html_page(&body).flatten();
+        let status = resp.status().as_u16();
+        return Err(AttemptError::new(
+            ErrKind::Malformed,
+            html_message(status, title),
+        ));
+    }
     if !ctx.stream {
         return whole_body(ctx, provider, endpoint, &mut resp, dl).await;
     }
     stream_body(ctx, provider, endpoint, resp, dl).await
+}
+
+fn is_html(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"))
 }
 
 /// An HTTP error status, classified, with its body read (briefly).

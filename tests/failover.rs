@@ -456,10 +456,8 @@ fn connection_failures_are_one_readable_sentence() {
     );
 }
 
-/// Issue 19: a web server's HTML error page is summarised (its title, the
-/// status, a hint), never passed on.
-#[test]
-fn an_html_error_page_is_summarised() {
+/// A server answering `status` with an HTML page titled "Error response".
+fn html_server(status: &'static str) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -472,11 +470,19 @@ fn an_html_error_page_is_summarised() {
             let _ = s.read(&mut buf);
             let _ = write!(
                 s,
-                "HTTP/1.1 501 Unsupported method\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                "HTTP/1.1 {status}\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
                 page.len()
             );
         }
     });
+    addr
+}
+
+/// Issue 19: a web server's HTML error page is summarised (its title, the
+/// status, a hint), never passed on; so is a page served with a 200.
+#[test]
+fn an_html_error_page_is_summarised() {
+    let addr = html_server("501 Unsupported method");
     let a = upstream("a", Behavior::default());
     let cfg = config(&[&a], json!({})).replace(&a.server.base_url(), &format!("http://{addr}"));
     let e = llmux::Engine::from_json(&cfg).unwrap();
@@ -487,6 +493,17 @@ fn an_html_error_page_is_summarised() {
             "provider \"a\" (endpoint a/default) returned an HTML page titled \"Error response\" (HTTP 501), not an API response: is base_url right?"
         );
         assert_eq!((outcome.as_str(), code), ("server_error", 501));
+    }
+    let addr = html_server("200 OK");
+    let cfg = config(&[&a], json!({})).replace(&a.server.base_url(), &format!("http://{addr}"));
+    let e = llmux::Engine::from_json(&cfg).unwrap();
+    for stream in [false, true] {
+        let (msg, outcome, code, _) = failure(&run(&e, &chat("test/model", stream)));
+        assert_eq!(
+            msg,
+            "provider \"a\" (endpoint a/default) returned an HTML page titled \"Error response\" (HTTP 200), not an API response: is base_url right?"
+        );
+        assert_eq!((outcome.as_str(), code), ("malformed_response", 502));
     }
 }
 
