@@ -163,6 +163,8 @@ impl Rejection<'_> {
             *code = Value::from(self.reason);
         }
         let mut r = json_response(self.status, body.to_string());
+        r.headers_mut()
+            .insert("x-llmux-outcome", HeaderValue::from_static(self.reason));
         if self.status != 503 {
             r.headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
@@ -571,6 +573,9 @@ fn terminal_response(ctx: &Ctx, ev: &Event) -> Response {
             // would only repeat that.
             r.headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
+            if let Ok(v) = HeaderValue::try_from(outcome) {
+                r.headers_mut().insert("x-llmux-outcome", v);
+            }
             r
         }
     };

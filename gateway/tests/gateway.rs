@@ -1277,6 +1277,8 @@ fn upstream_failures_name_the_provider_in_every_protocol() {
             for (path, body) in in_each_protocol(model, false) {
                 let r = c.post(format!("{}{path}", gw.url)).json(&body).send().await.expect("send");
                 assert_eq!(r.status(), status, "{model} {path}");
+                // The outcome, whatever the envelope family.
+                assert_eq!(r.headers()["x-llmux-outcome"], outcome, "{model} {path}");
                 let v: Value = r.json().await.expect("json");
                 assert_eq!(v["error"]["message"], text, "{model} {path}: {v}");
                 if path == "/v1/messages" {
@@ -1359,6 +1361,7 @@ fn rejected_requests_are_logged_counted_and_explained() {
         for (rb, status, reason, text) in cases {
             let r = rb.send().await.expect("send");
             assert_eq!(r.status(), status, "{reason}");
+            assert_eq!(r.headers()["x-llmux-outcome"], reason);
             let v: Value = r.json().await.expect("json");
             let msg = v["error"]["message"].as_str().unwrap_or("");
             assert!(msg.contains(&text), "{reason}: {msg}");
