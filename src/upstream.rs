@@ -19,17 +19,34 @@ use tokio::time::{timeout_at, Instant};
 const MAX_BODY: usize = 64 * 1024 * 1024;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// How an attempt failed.
+/// How an attempt failed. Its name ([`ErrKind::as_str`]) is the outcome
+/// every surface uses: routing records, terminal events (`outcome`), the
+/// gateway's log line and metrics, OpenAI error `code`s (docs/errors.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrKind {
+    /// No connection: refused, DNS failure, connect timeout, TLS failure.
     Connect,
+    /// The connection closed or broke before the response was complete.
     Transport,
+    /// 401/403: the provider refused llmux's key for it.
+    AuthRejected,
+    /// 429.
+    RateLimited,
+    /// 404: wrong base URL or upstream model.
+    NotFound,
+    /// 5xx (and 529).
+    ServerError,
+    /// 400/413/422 from the endpoint: the request itself was refused.
+    BadRequest,
+    /// Any other HTTP status.
     Status,
     FirstTokenTimeout,
     IdleTimeout,
     TotalTimeout,
     Malformed,
     Truncated,
+    /// The provider reported an error inside a 200 response or stream, or
+    /// finished without any content.
     UpstreamError,
     Translation,
     Cancelled,
@@ -44,18 +61,36 @@ impl ErrKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrKind::Connect => "connect_error",
-            ErrKind::Transport => "transport_error",
+            ErrKind::Transport => "connection_closed",
+            ErrKind::AuthRejected => "auth_rejected",
+            ErrKind::RateLimited => "rate_limited",
+            ErrKind::NotFound => "not_found",
+            ErrKind::ServerError => "server_error",
+            ErrKind::BadRequest => "bad_request",
             ErrKind::Status => "http_error",
             ErrKind::FirstTokenTimeout => "first_token_timeout",
             ErrKind::IdleTimeout => "idle_timeout",
             ErrKind::TotalTimeout => "total_timeout",
             ErrKind::Malformed => "malformed_response",
             ErrKind::Truncated => "truncated_stream",
-            ErrKind::UpstreamError => "upstream_error",
+            ErrKind::UpstreamError => "provider_error",
             ErrKind::Translation => "translation_error",
             ErrKind::Cancelled => "cancelled",
             ErrKind::HedgeLost => "hedge_lost",
             ErrKind::ConcurrencyLimited => "concurrency_limited",
+        }
+    }
+
+    /// The outcome of an HTTP error status (a 400/422 the engine
+    /// translated the request for is a `Translation` instead).
+    pub fn of_status(status: u16) -> ErrKind {
+        match status {
+            401 | 403 => ErrKind::AuthRejected,
+            404 => ErrKind::NotFound,
+            429 => ErrKind::RateLimited,
+            400 | 413 | 422 => ErrKind::BadRequest,
+            500..=599 => ErrKind::ServerError,
+            _ => ErrKind::Status,
         }
     }
 }
@@ -190,11 +225,10 @@ fn upstream_error_message(protocol: Protocol, body: &[u8]) -> String {
         Protocol::Anthropic => protocol::anthropic::error_message(v),
     });
     match msg {
-        Some(m) => m,
+        Some(m) => clip(&m, 300),
         None => {
-            let text = String::from_utf8_lossy(body);
-            let t: String = text.chars().take(200).collect();
-            if t.trim().is_empty() {
+            let t = clip(&String::from_utf8_lossy(body), 200);
+            if t.is_empty() {
                 "(empty body)".into()
             } else {
                 t
@@ -203,30 +237,148 @@ fn upstream_error_message(protocol: Protocol, body: &[u8]) -> String {
     }
 }
 
-fn classify_reqwest(e: &reqwest::Error) -> ErrKind {
-    if e.is_connect() {
-        ErrKind::Connect
-    } else {
-        ErrKind::Transport
+/// `s` on one line (runs of whitespace become one space), at most `max`
+/// characters.
+fn clip(s: &str, max: usize) -> String {
+    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() <= max {
+        return one;
+    }
+    let mut t: String = one.chars().take(max).collect();
+    t.push('…');
+    t
+}
+
+/// Who an attempt's error is about: `provider "SLUG" (endpoint ID)`.
+pub fn culprit(catalog: &Catalog, endpoint: usize) -> String {
+    format!(
+        "provider \"{}\" (endpoint {})",
+        catalog.provider_of(endpoint).slug,
+        catalog.endpoints[endpoint].id
+    )
+}
+
+/// `Some(title)` when the body is an HTML page (a web server's or proxy's
+/// error page rather than an API's answer).
+fn html_page(body: &[u8]) -> Option<Option<String>> {
+    let text = String::from_utf8_lossy(&body[..body.len().min(8192)]);
+    // ASCII lowercasing keeps byte offsets, so they index `text` too.
+    let lower = text.to_ascii_lowercase();
+    let head = lower.trim_start();
+    if !(head.starts_with("<!doctype html") || head.starts_with("<html")) {
+        return None;
+    }
+    let title = lower.find("<title").and_then(|i| {
+        let start = i + lower[i..].find('>')? + 1;
+        let end = start + lower[start..].find("</title")?;
+        Some(clip(&text[start..end], 100))
+    });
+    Some(title.filter(|t| !t.is_empty()))
+}
+
+fn html_message(status: u16, title: Option<String>) -> String {
+    let t = title
+        .map(|t| format!(" titled \"{t}\""))
+        .unwrap_or_default();
+    format!(" returned an HTML page{t} (HTTP {status}), not an API response: is base_url right?")
+}
+
+/// What an endpoint's HTTP error status means, in one sentence (after the
+/// culprit).
+fn status_message(provider: &Provider, endpoint: &Endpoint, status: u16, body: &[u8]) -> String {
+    if let Some(title) = html_page(body) {
+        return html_message(status, title);
+    }
+    let said = upstream_error_message(provider.protocol, body);
+    match ErrKind::of_status(status) {
+        ErrKind::AuthRejected => format!(
+            " rejected llmux's API key for it (HTTP {status}): check providers[].api_key \
+             (or api_key_env) of \"{}\"; the provider said: {said}",
+            provider.slug
+        ),
+        ErrKind::NotFound => format!(
+            " answered HTTP 404 (not found): is base_url right, and does it serve the \
+             upstream model \"{}\"? The provider said: {said}",
+            endpoint.upstream_model
+        ),
+        ErrKind::RateLimited => format!(" is rate limiting llmux (HTTP 429): {said}"),
+        ErrKind::ServerError => format!(" failed with HTTP {status}: {said}"),
+        ErrKind::BadRequest => format!(" refused the request (HTTP {status}): {said}"),
+        _ => format!(" answered HTTP {status}: {said}"),
     }
 }
 
-/// Renders a reqwest error with its causes, never including the URL's
-/// credentials (llmux puts none there) or request headers.
-fn describe(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(url) = e.url() {
-        s = s
-            .replace(&format!(" for url ({url})"), "")
-            .replace(url.as_str(), "<url>");
+/// A reqwest error's innermost cause, e.g. `Connection refused (os error
+/// 111)`: the readable part of a chain.
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(c) = last.source() {
+        last = c;
     }
+    clip(&last.to_string(), 200)
+}
+
+/// The whole chain, lowercased, to classify by.
+fn chain_text(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(c) = src {
         s.push_str(": ");
         s.push_str(&c.to_string());
         src = c.source();
     }
-    s
+    s.to_ascii_lowercase()
+}
+
+/// A failure to get a response (no status line): its kind and sentence.
+fn send_failure(e: &reqwest::Error, url: &reqwest::Url, connect_ms: u64) -> (ErrKind, String) {
+    let host = url.host_str().unwrap_or("?");
+    let at = format!("{host}:{}", url.port_or_known_default().unwrap_or(0));
+    let chain = chain_text(e);
+    // Over https, a connect failure past DNS, refusal and timeout happened
+    // in the TLS handshake (rustls' messages rarely say "TLS").
+    let tls = (e.is_connect() && url.scheme() == "https")
+        || ["certificate", "tls", "ssl", "handshake"]
+            .iter()
+            .any(|w| chain.contains(w));
+    if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        let m = format!(" is unreachable: the host name \"{host}\" does not resolve (DNS lookup failed): is base_url right?");
+        return (ErrKind::Connect, m);
+    }
+    if chain.contains("connection refused") {
+        let m = format!(
+            " refused the connection at {at}: is the server running, and is base_url right?"
+        );
+        return (ErrKind::Connect, m);
+    }
+    if e.is_connect() && (e.is_timeout() || chain.contains("timed out")) {
+        let m = format!(
+            " did not accept a connection at {at} within the connect timeout of {connect_ms} ms"
+        );
+        return (ErrKind::Connect, m);
+    }
+    if tls {
+        let m = format!(" failed the TLS handshake at {at}: {}", root_cause(e));
+        return (ErrKind::Connect, m);
+    }
+    if e.is_connect() {
+        return (
+            ErrKind::Connect,
+            format!(" could not be connected to at {at}: {}", root_cause(e)),
+        );
+    }
+    let m = ": the connection closed before a response arrived".to_owned();
+    (ErrKind::Transport, m)
+}
+
+/// A body or stream that could not be read to its end (`chunks`: those
+/// the host already has, once the first token passed).
+fn cut_message(stream: bool, chunks: Option<u64>) -> String {
+    match (stream, chunks) {
+        (false, _) => ": the connection closed while the response body was being read".into(),
+        (true, None) => ": the connection closed before the first token".into(),
+        (true, Some(n)) => format!(": the connection closed mid-stream after {n} chunks"),
+    }
 }
 
 fn build_request(
@@ -320,7 +472,7 @@ pub async fn count_tokens(
     let mut resp = timeout_at(deadline, rb.body(body).send())
         .await
         .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| send_failure(&e, &provider.url, 5000).1)?;
     let status = resp.status().as_u16();
     let bytes = read_limited(&mut resp, MAX_ERROR_BODY, deadline)
         .await
@@ -342,7 +494,7 @@ async fn read_limited(
                     "timed out reading the response body".into(),
                 ))
             }
-            Ok(Err(e)) => return Err((ErrKind::Transport, describe(&e))),
+            Ok(Err(_)) => return Err((ErrKind::Transport, cut_message(false, None))),
             Ok(Ok(None)) => return Ok(buf),
             Ok(Ok(Some(b))) => {
                 if buf.len() + b.len() > limit {
@@ -366,7 +518,8 @@ fn close_broken(
     err: AttemptError,
 ) -> AttemptError {
     if err.first_token_ms.is_some() {
-        let out = adapter.fail(&err.message);
+        let message = format!("{}{}", culprit(ctx.catalog, ctx.endpoint), err.message);
+        let out = adapter.fail(&message);
         ctx.queue.push_all(out.into_iter().map(|data| Event {
             request_id: ctx.request_id,
             kind: EventKind::Chunk,
@@ -376,104 +529,304 @@ fn close_broken(
     err
 }
 
+/// The attempt's deadlines.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    start: Instant,
+    attempt: Instant,
+    first_token: Instant,
+    idle: Duration,
+    first_token_ms: Option<u64>,
+    idle_ms: Option<u64>,
+    total_ms: Option<u64>,
+}
+
+impl Deadlines {
+    fn new(ctx: &AttemptCtx<'_>) -> Self {
+        let t = ctx.timeouts;
+        let start = Instant::now();
+        let ms = |v: Option<u64>| Duration::from_millis(v.unwrap_or(u64::MAX / 4));
+        let attempt = ctx.deadline.min(start + ms(t.total_ms));
+        Deadlines {
+            start,
+            attempt,
+            first_token: attempt.min(start + ms(t.first_token_ms)),
+            idle: ms(t.idle_ms),
+            first_token_ms: t.first_token_ms,
+            idle_ms: t.idle_ms,
+            total_ms: t.total_ms,
+        }
+    }
+
+    /// A timeout before the first token: the first-token timeout's, or the
+    /// total's when that came first.
+    fn before_first_token(&self, what: &str) -> AttemptError {
+        if self.first_token >= self.attempt {
+            return self.total(None);
+        }
+        let ms = self.first_token_ms.unwrap_or(0);
+        AttemptError::new(
+            ErrKind::FirstTokenTimeout,
+            format!(" sent {what} within the first-token timeout of {ms} ms"),
+        )
+    }
+
+    fn total(&self, chunks: Option<u64>) -> AttemptError {
+        let after = chunks
+            .map(|n| format!(" after {n} chunks"))
+            .unwrap_or_default();
+        let m = match self.total_ms {
+            Some(ms) => {
+                format!(" was still answering{after} when the total timeout of {ms} ms expired")
+            }
+            None => format!(" was still answering{after} when the request's total timeout expired"),
+        };
+        AttemptError::new(ErrKind::TotalTimeout, m)
+    }
+}
+
 /// Runs one attempt. Chunks go to the queue as they arrive (after the first
-/// token); the terminal event is the engine's job.
+/// token); the terminal event is the engine's job. An error's message is a
+/// sentence naming the provider and endpoint.
 pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
+    run_attempt(&ctx).await.map_err(|mut e| {
+        if !matches!(e.kind, ErrKind::Cancelled | ErrKind::HedgeLost) {
+            e.message = format!("{}{}", culprit(ctx.catalog, ctx.endpoint), e.message);
+        }
+        e
+    })
+}
+
+async fn run_attempt(ctx: &AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     let endpoint = &ctx.catalog.endpoints[ctx.endpoint];
     let provider = ctx.catalog.provider_of(ctx.endpoint);
-    let t = ctx.timeouts;
-    let start = Instant::now();
-    let ms = |v: Option<u64>| Duration::from_millis(v.unwrap_or(u64::MAX / 4));
-    let attempt_deadline = ctx.deadline.min(start + ms(t.total_ms));
-    let ftl_deadline = attempt_deadline.min(start + ms(t.first_token_ms));
-    let idle = ms(t.idle_ms);
-    let timeout_kind = |d: Instant| {
-        if d >= attempt_deadline {
-            ErrKind::TotalTimeout
-        } else {
-            ErrKind::FirstTokenTimeout
+    let dl = Deadlines::new(ctx);
+    let rb = build_request(ctx, provider, endpoint)?;
+    let mut resp = match timeout_at(dl.first_token, rb.send()).await {
+        Err(_) => return Err(dl.before_first_token("no response")),
+        Ok(Err(e)) => {
+            let connect_ms = ctx.timeouts.connect_ms.unwrap_or(5000);
+            let (kind, m) = send_failure(&e, &provider.url, connect_ms);
+            return Err(AttemptError::new(kind, m));
         }
-    };
-
-    let rb = build_request(&ctx, provider, endpoint)?;
-    let mut resp = match timeout_at(ftl_deadline, rb.send()).await {
-        Err(_) => {
-            return Err(AttemptError::new(
-                timeout_kind(ftl_deadline),
-                "no response before the first-token timeout",
-            ))
-        }
-        Ok(Err(e)) => return Err(AttemptError::new(classify_reqwest(&e), describe(&e))),
         Ok(Ok(r)) => r,
     };
-
-    let status = resp.status().as_u16();
     if !resp.status().is_success() {
-        let ra = retry_after(resp.headers(), SystemTime::now());
-        let dl = ftl_deadline.min(Instant::now() + Duration::from_secs(5));
-        let body = read_limited(&mut resp, MAX_ERROR_BODY, dl)
+        return Err(status_error(ctx, provider, endpoint, &mut resp, dl).await);
+    }
+    if is_html(&resp) {
+        // A web page with a 200 (a login portal, a proxy, the wrong server):
+        // never an API's answer.
+        let until = dl.first_token.min(Instant::now() + Duration::from_secs(5));
+        let body = read_limited(&mut resp, MAX_ERROR_BODY, until)
             .await
             .unwrap_or_default();
-        let message = upstream_error_message(provider.protocol, &body);
-        // A 400/422 from an endpoint the request was translated for may be
-        // about the translation (a field valid in one protocol and out of
-        // range in the other): move on, without blaming the endpoint.
-        let translated = provider.protocol != ctx.caller && matches!(status, 400 | 422);
-        let same = provider.protocol == ctx.caller;
-        let upstream_body = (same
-            && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok())
-        .then(|| String::from_utf8_lossy(&body).into_owned());
-        return Err(AttemptError {
-            upstream_body,
-            kind: if translated {
-                ErrKind::Translation
-            } else {
-                ErrKind::Status
-            },
-            status: Some(status),
-            message: format!("HTTP {status}: {message}"),
-            retry_after: ra,
-            caller_fault: !translated && !ctx.catalog.fails_over(status),
-            first_token_ms: None,
-        });
+        let title = html_page(&body).flatten();
+        let status = resp.status().as_u16();
+        return Err(AttemptError::new(
+            ErrKind::Malformed,
+            html_message(status, title),
+        ));
     }
-
     if !ctx.stream {
-        let body = read_limited(&mut resp, MAX_BODY, ftl_deadline)
-            .await
-            .map_err(|(k, m)| {
-                let k = if k == ErrKind::FirstTokenTimeout {
-                    timeout_kind(ftl_deadline)
-                } else {
-                    k
-                };
-                AttemptError::new(k, m)
-            })?;
-        let converted = protocol::convert_response_for(
-            provider.protocol,
-            ctx.caller,
-            &body,
-            unix_now(),
-            ctx.body,
-            &endpoint.id,
-        )
-        .map_err(|e| match e {
-            PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
-            PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
+        return whole_body(ctx, provider, endpoint, &mut resp, dl).await;
+    }
+    stream_body(ctx, provider, endpoint, resp, dl).await
+}
+
+fn is_html(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"))
+}
+
+/// An HTTP error status, classified, with its body read (briefly).
+async fn status_error(
+    ctx: &AttemptCtx<'_>,
+    provider: &Provider,
+    endpoint: &Endpoint,
+    resp: &mut reqwest::Response,
+    dl: Deadlines,
+) -> AttemptError {
+    let status = resp.status().as_u16();
+    let ra = retry_after(resp.headers(), SystemTime::now());
+    let until = dl.first_token.min(Instant::now() + Duration::from_secs(5));
+    let body = read_limited(resp, MAX_ERROR_BODY, until)
+        .await
+        .unwrap_or_default();
+    let message = status_message(provider, endpoint, status, &body);
+    // A 400/422 from an endpoint the request was translated for may be
+    // about the translation (a field valid in one protocol and out of
+    // range in the other): move on, without blaming the endpoint.
+    let translated = provider.protocol != ctx.caller && matches!(status, 400 | 422);
+    let caller_fault = !translated && !ctx.catalog.fails_over(status);
+    // Only a request error from an endpoint speaking the caller's protocol
+    // may reach the caller unchanged: any other names no culprit.
+    let same = provider.protocol == ctx.caller && caller_fault;
+    let upstream_body = (same && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok())
+        .then(|| String::from_utf8_lossy(&body).into_owned());
+    AttemptError {
+        upstream_body,
+        kind: if translated {
+            ErrKind::Translation
+        } else {
+            ErrKind::of_status(status)
+        },
+        status: Some(status),
+        message,
+        retry_after: ra,
+        caller_fault,
+        first_token_ms: None,
+    }
+}
+
+/// A non-streaming 200: the body, converted for the caller.
+async fn whole_body(
+    ctx: &AttemptCtx<'_>,
+    provider: &Provider,
+    endpoint: &Endpoint,
+    resp: &mut reqwest::Response,
+    dl: Deadlines,
+) -> Result<AttemptOk, AttemptError> {
+    let body = read_limited(resp, MAX_BODY, dl.first_token)
+        .await
+        .map_err(|(k, m)| match k {
+            ErrKind::FirstTokenTimeout => dl.before_first_token("no complete response"),
+            _ => AttemptError::new(k, m),
         })?;
-        ctx.claim()?;
-        let ftl = start.elapsed().as_secs_f64() * 1000.0;
-        (ctx.on_first_token)(ftl);
-        // Throughput is a stream signal: a body's time includes the wait
-        // for the first token, so it is not measured here.
-        return Ok(AttemptOk {
-            body: Some(converted.body),
-            usage: converted.usage,
-            first_token_ms: ftl,
-            throughput: None,
-        });
+    if let Some(title) = html_page(&body) {
+        return Err(AttemptError::new(
+            ErrKind::Malformed,
+            html_message(200, title),
+        ));
+    }
+    let converted = protocol::convert_response_for(
+        provider.protocol,
+        ctx.caller,
+        &body,
+        unix_now(),
+        ctx.body,
+        &endpoint.id,
+    )
+    .map_err(|e| payload_error(provider, false, e))?;
+    ctx.claim()?;
+    let ftl = dl.start.elapsed().as_secs_f64() * 1000.0;
+    (ctx.on_first_token)(ftl);
+    // Throughput is a stream signal: a body's time includes the wait
+    // for the first token, so it is not measured here.
+    Ok(AttemptOk {
+        body: Some(converted.body),
+        usage: converted.usage,
+        first_token_ms: ftl,
+        throughput: None,
+    })
+}
+
+/// An unusable payload, in a sentence.
+fn payload_error(provider: &Provider, stream: bool, e: PayloadError) -> AttemptError {
+    let what = if stream {
+        "a stream event"
+    } else {
+        "a response"
+    };
+    match e {
+        PayloadError::Malformed(m) => AttemptError::new(
+            ErrKind::Malformed,
+            format!(
+                " sent {what} llmux cannot read as the {} protocol: {}",
+                provider.protocol.as_str(),
+                clip(&m, 200)
+            ),
+        ),
+        PayloadError::Upstream(m) => AttemptError::new(
+            ErrKind::UpstreamError,
+            format!(" reported an error: {}", clip(&m, 300)),
+        ),
+    }
+}
+
+/// A streaming attempt's running state.
+struct StreamState {
+    first_token_at: Option<Instant>,
+    content_steps: u64,
+    /// Chunks handed to the host.
+    sent: u64,
+    pending: Vec<Event>,
+    out: Vec<Event>,
+}
+
+impl StreamState {
+    fn ftl(&self, start: Instant) -> Option<f64> {
+        self.first_token_at
+            .map(|t| t.duration_since(start).as_secs_f64() * 1000.0)
     }
 
+    /// The chunk count for messages, once the host has some.
+    fn chunks(&self) -> Option<u64> {
+        self.first_token_at.map(|_| self.sent)
+    }
+}
+
+/// Why a stream's read ended early (a timeout, a cut, a clean end without
+/// the finish marker).
+fn read_failure<B>(
+    st: &StreamState,
+    dl: Deadlines,
+    read: Result<Result<Option<B>, reqwest::Error>, tokio::time::error::Elapsed>,
+    until: Instant,
+) -> AttemptError {
+    let chunks = st.chunks();
+    let mut err = match read {
+        Err(_) if st.first_token_at.is_none() => dl.before_first_token("no token"),
+        Err(_) if until >= dl.attempt => dl.total(chunks),
+        Err(_) => AttemptError::new(
+            ErrKind::IdleTimeout,
+            format!(
+                " went silent mid-stream after {} chunks: no data for {} ms (the idle timeout)",
+                st.sent,
+                dl.idle_ms.unwrap_or(0)
+            ),
+        ),
+        Ok(Err(_)) => AttemptError::new(ErrKind::Transport, cut_message(true, chunks)),
+        Ok(Ok(_)) => {
+            let after = chunks
+                .map(|n| format!(" after {n} chunks"))
+                .unwrap_or_default();
+            AttemptError::new(
+                ErrKind::Truncated,
+                format!(": the stream ended{after} without its finish marker"),
+            )
+        }
+    };
+    err.first_token_ms = st.ftl(dl.start);
+    err
+}
+
+/// Hands a read's chunks to the host (the request's channel or the queue).
+async fn deliver(ctx: &AttemptCtx<'_>, st: &mut StreamState) -> Result<(), AttemptError> {
+    st.sent += st.out.len() as u64;
+    match ctx.chunks {
+        None => ctx.queue.push_all(st.out.drain(..)),
+        Some(tx) => {
+            for ev in st.out.drain(..) {
+                if tx.send(ev).await.is_err() {
+                    return Err(AttemptError::new(
+                        ErrKind::Cancelled,
+                        "the caller went away",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn stream_adapter_for(
+    ctx: &AttemptCtx<'_>,
+    provider: &Provider,
+    endpoint: &Endpoint,
+) -> Box<dyn protocol::StreamAdapter> {
     let mut adapter = protocol::stream_adapter(
         provider.protocol,
         ctx.caller,
@@ -491,110 +844,100 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
         },
     );
     adapter.configure(ctx.body, &endpoint.id);
-    let mut decoder = sse::Decoder::new();
-    let mut events = Vec::new();
-    let mut pending: Vec<Event> = Vec::new();
-    // The chunks of one network read, for the host; reused read after read.
-    let mut out: Vec<Event> = Vec::new();
-    let mut first_token_at: Option<Instant> = None;
-    let mut content_steps: u64 = 0;
-    let mut finished = false;
+    adapter
+}
+
+/// Feeds one read's events to the adapter; true once the finish marker
+/// arrived.
+fn on_events(
+    ctx: &AttemptCtx<'_>,
+    provider: &Provider,
+    adapter: &mut dyn protocol::StreamAdapter,
+    events: &mut Vec<protocol::SseEvent>,
+    st: &mut StreamState,
+    start: Instant,
+) -> Result<bool, AttemptError> {
     let chunk = |data: String| Event {
         request_id: ctx.request_id,
         kind: EventKind::Chunk,
         data,
     };
-    let ftl_of = |t: Option<Instant>| t.map(|t| t.duration_since(start).as_secs_f64() * 1000.0);
+    for ev in events.drain(..) {
+        let step = adapter.on_owned(ev).map_err(|e| {
+            let mut err = payload_error(provider, true, e);
+            err.first_token_ms = st.ftl(start);
+            err
+        })?;
+        if step.content {
+            st.content_steps += 1;
+        }
+        if st.first_token_at.is_none() {
+            st.pending.extend(step.out.into_iter().map(chunk));
+            if step.content {
+                ctx.claim()?;
+                let now = Instant::now();
+                st.first_token_at = Some(now);
+                (ctx.on_first_token)(now.duration_since(start).as_secs_f64() * 1000.0);
+                st.out.append(&mut st.pending);
+            }
+        } else {
+            st.out.extend(step.out.into_iter().map(chunk));
+        }
+        if step.finished {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
 
+/// A streaming 200: events go to the host as they come, after the first
+/// token.
+async fn stream_body(
+    ctx: &AttemptCtx<'_>,
+    provider: &Provider,
+    endpoint: &Endpoint,
+    mut resp: reqwest::Response,
+    dl: Deadlines,
+) -> Result<AttemptOk, AttemptError> {
+    let mut adapter = stream_adapter_for(ctx, provider, endpoint);
+    let mut decoder = sse::Decoder::new();
+    let mut events = Vec::new();
+    let mut st = StreamState {
+        first_token_at: None,
+        content_steps: 0,
+        sent: 0,
+        pending: Vec::new(),
+        out: Vec::new(),
+    };
+    let mut finished = false;
     while !finished {
-        let dl = match first_token_at {
-            None => ftl_deadline,
-            Some(_) => attempt_deadline.min(Instant::now() + idle),
+        let until = match st.first_token_at {
+            None => dl.first_token,
+            Some(_) => dl.attempt.min(Instant::now() + dl.idle),
         };
-        let bytes = match timeout_at(dl, resp.chunk()).await {
-            Err(_) => {
-                let kind = match first_token_at {
-                    None => timeout_kind(ftl_deadline),
-                    Some(_) if dl >= attempt_deadline => ErrKind::TotalTimeout,
-                    Some(_) => ErrKind::IdleTimeout,
-                };
-                let msg = match kind {
-                    ErrKind::IdleTimeout => format!("no data for {} ms", idle.as_millis()),
-                    ErrKind::TotalTimeout => "the total timeout expired".into(),
-                    _ => "no token before the first-token timeout".into(),
-                };
-                let mut err = AttemptError::new(kind, msg);
-                err.first_token_ms = ftl_of(first_token_at);
-                return Err(close_broken(&ctx, &mut *adapter, err));
-            }
-            Ok(Err(e)) => {
-                let mut err = AttemptError::new(ErrKind::Transport, describe(&e));
-                err.first_token_ms = ftl_of(first_token_at);
-                return Err(close_broken(&ctx, &mut *adapter, err));
-            }
-            Ok(Ok(None)) => {
-                decoder.finish();
-                let mut err = AttemptError::new(
-                    ErrKind::Truncated,
-                    "the stream ended without its finish marker",
-                );
-                err.first_token_ms = ftl_of(first_token_at);
-                return Err(close_broken(&ctx, &mut *adapter, err));
-            }
+        let bytes = match timeout_at(until, resp.chunk()).await {
             Ok(Ok(Some(b))) => b,
+            read => {
+                decoder.finish();
+                let err = read_failure(&st, dl, read, until);
+                return Err(close_broken(ctx, &mut *adapter, err));
+            }
         };
         if let Err(e) = decoder.feed(&bytes, &mut events) {
-            let mut err = AttemptError::new(ErrKind::Malformed, e.to_string());
-            err.first_token_ms = ftl_of(first_token_at);
+            let m = PayloadError::Malformed(e.to_string());
+            let mut err = payload_error(provider, true, m);
+            err.first_token_ms = st.ftl(dl.start);
             return Err(err);
         }
-        let ftl_ms = first_token_at.map(|t| t.duration_since(start).as_secs_f64() * 1000.0);
-        for ev in events.drain(..) {
-            let step = match adapter.on_owned(ev) {
-                Ok(step) => step,
-                Err(e) => {
-                    let mut err = match e {
-                        PayloadError::Malformed(m) => AttemptError::new(ErrKind::Malformed, m),
-                        PayloadError::Upstream(m) => AttemptError::new(ErrKind::UpstreamError, m),
-                    };
-                    err.first_token_ms = ftl_ms;
-                    return Err(close_broken(&ctx, &mut *adapter, err));
-                }
-            };
-            if step.content {
-                content_steps += 1;
+        finished = match on_events(ctx, provider, &mut *adapter, &mut events, &mut st, dl.start) {
+            Ok(f) => f,
+            Err(e) if e.first_token_ms.is_some() => {
+                return Err(close_broken(ctx, &mut *adapter, e))
             }
-            if first_token_at.is_none() {
-                pending.extend(step.out.into_iter().map(chunk));
-                if step.content {
-                    ctx.claim()?;
-                    let now = Instant::now();
-                    first_token_at = Some(now);
-                    (ctx.on_first_token)(now.duration_since(start).as_secs_f64() * 1000.0);
-                    out.append(&mut pending);
-                }
-            } else {
-                out.extend(step.out.into_iter().map(chunk));
-            }
-            if step.finished {
-                finished = true;
-                break;
-            }
-        }
-        if !out.is_empty() {
-            match ctx.chunks {
-                None => ctx.queue.push_all(out.drain(..)),
-                Some(tx) => {
-                    for ev in out.drain(..) {
-                        if tx.send(ev).await.is_err() {
-                            return Err(AttemptError::new(
-                                ErrKind::Cancelled,
-                                "the caller went away",
-                            ));
-                        }
-                    }
-                }
-            }
+            Err(e) => return Err(e),
+        };
+        if !st.out.is_empty() {
+            deliver(ctx, &mut st).await?;
         }
     }
     // Let the connection finish its body in the background so it can be reused.
@@ -604,10 +947,10 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
         })
         .await;
     });
-    let Some(first) = first_token_at else {
+    let Some(first) = st.first_token_at else {
         return Err(AttemptError::new(
             ErrKind::UpstreamError,
-            "the stream finished without any content",
+            " finished the stream without any content",
         ));
     };
     let usage = adapter.usage();
@@ -617,12 +960,12 @@ pub async fn attempt(ctx: AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     let tokens = usage
         .map(|u| u.completion_tokens)
         .filter(|&n| n > 0)
-        .unwrap_or(content_steps);
+        .unwrap_or(st.content_steps);
     let throughput = (tokens > 1).then(|| tokens as f64 / gen_secs);
     Ok(AttemptOk {
         body: None,
         usage,
-        first_token_ms: first.duration_since(start).as_secs_f64() * 1000.0,
+        first_token_ms: first.duration_since(dl.start).as_secs_f64() * 1000.0,
         throughput,
     })
 }

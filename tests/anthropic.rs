@@ -193,7 +193,7 @@ fn cross_protocol_failover_gives_one_clean_stream_in_the_callers_protocol() {
     assert_eq!(
         out.attempts(),
         vec![
-            ("oai/default".into(), "http_error".into()),
+            ("oai/default".into(), "server_error".into()),
             ("ant/default".into(), "success".into())
         ]
     );

@@ -23,6 +23,18 @@ fn fast_timeouts() -> Value {
     json!({"timeouts": {"first_token_ms": 400, "idle_ms": 300, "total_ms": 5000}})
 }
 
+/// The outcome of an HTTP error status (docs/errors.md).
+fn status_outcome(status: u16) -> &'static str {
+    match status {
+        401 | 403 => "auth_rejected",
+        404 => "not_found",
+        429 => "rate_limited",
+        400 | 413 | 422 => "bad_request",
+        500..=599 => "server_error",
+        _ => "http_error",
+    }
+}
+
 #[test]
 fn failover_statuses_move_to_the_next_endpoint() {
     for status in [401, 403, 404, 408, 409, 425, 429, 500, 502, 503, 504, 529] {
@@ -38,7 +50,7 @@ fn failover_statuses_move_to_the_next_endpoint() {
             assert_eq!(
                 out.attempts(),
                 vec![
-                    ("a/default".into(), "http_error".into()),
+                    ("a/default".into(), status_outcome(status).into()),
                     ("b/default".into(), "success".into())
                 ],
                 "status {status}"
@@ -126,7 +138,7 @@ fn reset_before_headers_fails_over() {
     let e = engine(&[&a, &b], fast_timeouts());
     let out = run(&e, &chat("test/model", true));
     assert!(out.ok());
-    assert_eq!(out.attempts()[0].1, "transport_error");
+    assert_eq!(out.attempts()[0].1, "connection_closed");
     assert_eq!(out.served(), Some("b/default"));
 }
 
@@ -196,10 +208,10 @@ fn failure_before_the_first_chunk_fails_over() {
 #[test]
 fn after_the_first_chunk_nothing_fails_over() {
     let cases = [
-        (json!({"drop_after": 2}), "transport_error"),
+        (json!({"drop_after": 2}), "connection_closed"),
         (json!({"stall_after": 2}), "idle_timeout"),
         (json!({"malformed_after": 2}), "malformed_response"),
-        (json!({"error_event_after": 2}), "upstream_error"),
+        (json!({"error_event_after": 2}), "provider_error"),
     ];
     for (fault, outcome) in cases {
         let (a, b) = pair(json!({"fault": fault, "chunks": 5}));
@@ -374,4 +386,207 @@ fn freeing_the_engine_with_requests_in_flight_is_clean() {
         "free is prompt: {:?}",
         t.elapsed()
     );
+}
+
+/// The message, outcome, status and kind of a failed request.
+fn failure(out: &common::Outcome) -> (String, String, u64, String) {
+    assert!(!out.ok(), "{:?}", out.terminal);
+    let t = &out.terminal;
+    (
+        t["error"]["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+        t["outcome"].as_str().unwrap_or("").to_owned(),
+        t["status"].as_u64().unwrap_or(0),
+        t["error_kind"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+/// Issue 19: a provider refusing llmux's key is a 502 naming that provider,
+/// never a 401; the outcome is `auth_rejected` in the attempt, the terminal
+/// event and the OpenAI `code`, for both envelope families.
+#[test]
+fn a_provider_rejecting_llmux_key_is_a_502_naming_it() {
+    for status in [401, 403] {
+        let a = upstream("a", behavior(json!({"status": status})));
+        let e = engine(&[&a], json!({}));
+        let out = run(&e, &chat("test/model", false));
+        let (msg, outcome, code, kind) = failure(&out);
+        assert_eq!(
+            (code, kind.as_str(), outcome.as_str()),
+            (502, "upstream", "auth_rejected")
+        );
+        assert!(
+            msg.starts_with(&format!(
+                "provider \"a\" (endpoint a/default) rejected llmux's API key for it (HTTP {status}): check providers[].api_key"
+            )),
+            "{msg}"
+        );
+        assert_eq!(out.terminal["error"]["error"]["code"], "auth_rejected");
+        assert_eq!(
+            out.attempts(),
+            vec![("a/default".into(), "auth_rejected".into())]
+        );
+        let out = run_as(&e, Protocol::Anthropic, &messages("test/model", false));
+        assert_eq!(out.terminal["status"], 502);
+        assert_eq!(out.terminal["error"]["error"]["type"], "api_error");
+        assert_eq!(out.terminal["outcome"], "auth_rejected");
+    }
+}
+
+/// Issue 19: a dead endpoint and a cut stream, each in one sentence naming
+/// the endpoint, never a raw HTTP client chain.
+#[test]
+fn connection_failures_are_one_readable_sentence() {
+    let a = upstream("a", Behavior::default());
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let cfg = config(&[&a], fast_timeouts())
+        .replace(&a.server.base_url(), &format!("http://127.0.0.1:{port}"));
+    let e = llmux::Engine::from_json(&cfg).unwrap();
+    let (msg, outcome, code, _) = failure(&run(&e, &chat("test/model", false)));
+    assert_eq!(
+        msg,
+        format!("provider \"a\" (endpoint a/default) refused the connection at 127.0.0.1:{port}: is the server running, and is base_url right?")
+    );
+    assert_eq!((outcome.as_str(), code), ("connect_error", 502));
+
+    let a = upstream("a", behavior(json!({"fault": {"drop_after": 2}})));
+    let e = engine(&[&a], fast_timeouts());
+    let out = run(&e, &chat("test/model", true));
+    let (msg, outcome, code, _) = failure(&out);
+    // The role chunk and two content chunks reached the host.
+    assert_eq!(out.chunks.len(), 3);
+    assert_eq!(
+        msg,
+        "provider \"a\" (endpoint a/default): the connection closed mid-stream after 3 chunks"
+    );
+    assert_eq!((outcome.as_str(), code), ("connection_closed", 502));
+    // A stall and garbage say what happened, too.
+    a.server
+        .set_behavior(behavior(json!({"fault": {"stall_after": 2}})));
+    let (msg, outcome, _, _) = failure(&run(&e, &chat("test/model", true)));
+    assert_eq!(outcome, "idle_timeout");
+    assert_eq!(msg, "provider \"a\" (endpoint a/default) went silent mid-stream after 3 chunks: no data for 300 ms (the idle timeout)");
+    a.server
+        .set_behavior(behavior(json!({"fault": {"malformed_after": 2}})));
+    let (msg, outcome, _, _) = failure(&run(&e, &chat("test/model", true)));
+    assert_eq!(outcome, "malformed_response");
+    assert!(
+        msg.starts_with("provider \"a\" (endpoint a/default) sent a stream event llmux cannot read as the openai protocol: "),
+        "{msg}"
+    );
+}
+
+/// A server answering `status` with an HTML page titled "Error response".
+fn html_server(status: &'static str) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let page = "<!DOCTYPE HTML>\n<html><head><title>Error response</title></head>\
+                    <body><h1>Error response</h1><p>Error code: 501</p></body></html>\n";
+        for s in listener.incoming().take(4) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    addr
+}
+
+/// Issue 19: a web server's HTML error page is summarised (its title, the
+/// status, a hint), never passed on; so is a page served with a 200.
+#[test]
+fn an_html_error_page_is_summarised() {
+    let addr = html_server("501 Unsupported method");
+    let a = upstream("a", Behavior::default());
+    let cfg = config(&[&a], json!({})).replace(&a.server.base_url(), &format!("http://{addr}"));
+    let e = llmux::Engine::from_json(&cfg).unwrap();
+    for stream in [false, true] {
+        let (msg, outcome, code, _) = failure(&run(&e, &chat("test/model", stream)));
+        assert_eq!(
+            msg,
+            "provider \"a\" (endpoint a/default) returned an HTML page titled \"Error response\" (HTTP 501), not an API response: is base_url right?"
+        );
+        assert_eq!((outcome.as_str(), code), ("server_error", 501));
+    }
+    let addr = html_server("200 OK");
+    let cfg = config(&[&a], json!({})).replace(&a.server.base_url(), &format!("http://{addr}"));
+    let e = llmux::Engine::from_json(&cfg).unwrap();
+    for stream in [false, true] {
+        let (msg, outcome, code, _) = failure(&run(&e, &chat("test/model", stream)));
+        assert_eq!(
+            msg,
+            "provider \"a\" (endpoint a/default) returned an HTML page titled \"Error response\" (HTTP 200), not an API response: is base_url right?"
+        );
+        assert_eq!((outcome.as_str(), code), ("malformed_response", 502));
+    }
+}
+
+/// Issue 19: a TLS failure and a DNS failure each say so, naming the
+/// endpoint, without the HTTP client's error chain.
+#[test]
+fn tls_and_dns_failures_say_so() {
+    // Speaks plain HTTP where TLS is expected.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in listener.incoming().take(2) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let a = upstream("a", Behavior::default());
+    let cfg = config(&[&a], fast_timeouts()).replace(
+        &format!("{}/v1", a.server.base_url()),
+        &format!("https://127.0.0.1:{port}/v1"),
+    );
+    let e = llmux::Engine::from_json(&cfg).unwrap();
+    let (msg, outcome, code, _) = failure(&run(&e, &chat("test/model", false)));
+    assert_eq!((outcome.as_str(), code), ("connect_error", 502));
+    let head = format!(
+        "provider \"a\" (endpoint a/default) failed the TLS handshake at 127.0.0.1:{port}: "
+    );
+    assert!(msg.starts_with(&head), "{msg}");
+    assert!(!msg.contains("client error"), "{msg}");
+
+    let cfg = config(&[&a], fast_timeouts()).replace(
+        &format!("{}/v1", a.server.base_url()),
+        "http://llmux-test.invalid/v1",
+    );
+    let e = llmux::Engine::from_json(&cfg).unwrap();
+    let (msg, outcome, _, _) = failure(&run(&e, &chat("test/model", false)));
+    assert_eq!(outcome, "connect_error");
+    assert_eq!(msg, "provider \"a\" (endpoint a/default) is unreachable: the host name \"llmux-test.invalid\" does not resolve (DNS lookup failed): is base_url right?");
+}
+
+/// Issue 19: timeouts say which one expired and after how long.
+#[test]
+fn timeouts_say_which_and_how_long() {
+    let a = upstream("a", behavior(json!({"first_token_delay_ms": 3000})));
+    let e = engine(&[&a], fast_timeouts());
+    for stream in [true, false] {
+        let (msg, outcome, code, kind) = failure(&run(&e, &chat("test/model", stream)));
+        assert_eq!(
+            (outcome.as_str(), code, kind.as_str()),
+            ("first_token_timeout", 504, "timeout")
+        );
+        let what = if stream { "no token" } else { "no response" };
+        assert_eq!(
+            msg,
+            format!("provider \"a\" (endpoint a/default) sent {what} within the first-token timeout of 400 ms"),
+            "stream={stream}"
+        );
+    }
 }

@@ -77,8 +77,8 @@ fn cases() -> Vec<Case> {
         case(
             "reset before headers",
             json!({"fault": "reset_before_headers"}),
-            Failover("transport_error"),
-            Failover("transport_error"),
+            Failover("connection_closed"),
+            Failover("connection_closed"),
         ),
         case(
             "headers never finish",
@@ -101,8 +101,8 @@ fn cases() -> Vec<Case> {
         case(
             "drop mid-stream",
             json!({"fault": {"drop_after": 2}}),
-            Fails("transport_error"),
-            Failover("transport_error"),
+            Fails("connection_closed"),
+            Failover("connection_closed"),
         ),
         case(
             "malformed event",
@@ -113,8 +113,8 @@ fn cases() -> Vec<Case> {
         case(
             "error event mid-stream",
             json!({"fault": {"error_event_after": 2}}),
-            Fails("upstream_error"),
-            Failover("upstream_error"),
+            Fails("provider_error"),
+            Failover("provider_error"),
         ),
         case(
             "missing finish marker",
@@ -131,14 +131,14 @@ fn cases() -> Vec<Case> {
         case(
             "200 with an error body",
             json!({"fault": "error_body200"}),
-            Failover("upstream_error"),
-            Failover("upstream_error"),
+            Failover("provider_error"),
+            Failover("provider_error"),
         ),
         case(
             "empty completion",
             json!({"fault": "empty_completion"}),
-            Failover("upstream_error"),
-            Failover("upstream_error"),
+            Failover("provider_error"),
+            Failover("provider_error"),
         ),
         case(
             "UTF-8 split across reads",
@@ -155,30 +155,39 @@ fn cases() -> Vec<Case> {
         case(
             "429 with Retry-After seconds",
             json!({"status": 429, "retry_after": "2"}),
-            Failover("http_error"),
-            Failover("http_error"),
+            Failover("rate_limited"),
+            Failover("rate_limited"),
         ),
         case(
             "429 with Retry-After date",
             json!({"status": 429, "retry_after": http_date_in(3)}),
-            Failover("http_error"),
-            Failover("http_error"),
+            Failover("rate_limited"),
+            Failover("rate_limited"),
         ),
     ];
+    // The outcome names the status class (docs/errors.md).
+    let outcome = |s: u16| match s {
+        401 | 403 => "auth_rejected",
+        404 => "not_found",
+        429 => "rate_limited",
+        400 | 413 | 422 => "bad_request",
+        500..=599 => "server_error",
+        _ => "http_error",
+    };
     for s in [401, 403, 404, 408, 409, 425, 429, 500, 502, 503, 504, 529] {
         v.push(case(
             "retryable status",
             json!({"status": s}),
-            Failover("http_error"),
-            Failover("http_error"),
+            Failover(outcome(s)),
+            Failover(outcome(s)),
         ));
     }
     for s in [400, 413, 422] {
         v.push(case(
             "request error status",
             json!({"status": s}),
-            Fails("http_error"),
-            Fails("http_error"),
+            Fails(outcome(s)),
+            Fails(outcome(s)),
         ));
     }
     v

@@ -113,7 +113,7 @@ fn http2_to_an_http1_only_server_fails_over() {
     let out = run(&e, &chat("test/model", true));
     assert!(out.ok(), "{}", out.terminal);
     assert_eq!(out.served(), Some("b/default"));
-    assert_eq!(out.attempts()[0].1, "transport_error");
+    assert_eq!(out.attempts()[0].1, "connection_closed");
 }
 
 #[test]

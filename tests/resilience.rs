@@ -55,7 +55,7 @@ fn fallback_models_list_and_provider_fallback() {
     assert_eq!(
         out.attempts(),
         vec![
-            ("a/default".into(), "http_error".into()),
+            ("a/default".into(), "server_error".into()),
             ("b/default".into(), "success".into())
         ]
     );
@@ -185,7 +185,7 @@ fn soft_failures_before_the_first_chunk_fail_over() {
         assert!(out.ok(), "{b_json} stream={stream}: {:?}", out.terminal);
         assert_eq!(out.served(), Some("b/default"), "{b_json} stream={stream}");
         let outcome = &out.attempts()[0].1;
-        assert_eq!(outcome, "upstream_error", "{b_json} stream={stream}");
+        assert_eq!(outcome, "provider_error", "{b_json} stream={stream}");
     }
 }
 

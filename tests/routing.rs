@@ -106,7 +106,7 @@ fn provider_pin_uses_only_that_provider_and_never_fails_over_outside() {
     assert!(!out.ok());
     assert_eq!(
         out.attempts(),
-        vec![("b/default".into(), "http_error".into())]
+        vec![("b/default".into(), "server_error".into())]
     );
     assert_eq!(a.server.request_count(), 0);
     assert_eq!(out.terminal["status"], 503);
@@ -132,7 +132,7 @@ fn priority_price_cheapest_first_then_next_cheapest() {
     assert_eq!(
         out.attempts(),
         vec![
-            ("b/default".into(), "http_error".into()),
+            ("b/default".into(), "server_error".into()),
             ("c/default".into(), "success".into())
         ]
     );
@@ -186,7 +186,7 @@ fn order_tries_in_order_and_stops_at_first_success() {
     assert_eq!(
         out.attempts(),
         vec![
-            ("a/default".into(), "http_error".into()),
+            ("a/default".into(), "server_error".into()),
             ("b/default".into(), "success".into())
         ]
     );

@@ -38,7 +38,7 @@ func TestStreamExample(t *testing.T) {
 	for _, want := range []string{
 		"text: Hello from backup.\n",
 		"served by: backup/default (provider backup, upstream model chat-small)",
-		"attempt 1: primary/default http_error status=503",
+		"attempt 1: primary/default server_error status=503",
 		"attempt 2: backup/default success status=200",
 		"usage: 10 prompt + 5 completion tokens",
 		"cost: $",

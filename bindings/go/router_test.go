@@ -166,7 +166,7 @@ func TestFailover(t *testing.T) {
 			t.Fatalf("stream=%v routing %+v", stream, rt)
 		}
 		a0, a1 := rt.Attempts[0], rt.Attempts[1]
-		if a0.Endpoint != "a/default" || a0.Outcome != "http_error" || a0.Status == nil || *a0.Status != 503 ||
+		if a0.Endpoint != "a/default" || a0.Outcome != "server_error" || a0.Status == nil || *a0.Status != 503 ||
 			a0.Error == nil || !strings.Contains(*a0.Error, "503") {
 			t.Errorf("first attempt %+v", a0)
 		}
@@ -210,7 +210,7 @@ func TestPinAndOrder(t *testing.T) {
 		t.Fatalf("pinned 503: %v", err)
 	}
 	for _, at := range ae.Routing.Attempts {
-		if at.Endpoint != "a/default" || at.Outcome != "http_error" {
+		if at.Endpoint != "a/default" || at.Outcome != "server_error" {
 			t.Errorf("pinned request went to %+v: %s", at, ae.Routing.Raw)
 		}
 	}

@@ -28,9 +28,11 @@ type Routing struct {
 type Attempt struct {
 	Endpoint string `json:"endpoint"`
 	Provider string `json:"provider"`
-	// Outcome: success, connect_error, transport_error, http_error,
+	// Outcome: success, connect_error, connection_closed, auth_rejected,
+	// not_found, rate_limited, server_error, bad_request, http_error,
 	// first_token_timeout, idle_timeout, total_timeout, malformed_response,
-	// truncated_stream, upstream_error, translation_error, cancelled.
+	// truncated_stream, provider_error, translation_error,
+	// concurrency_limited, hedge_lost, cancelled (docs/errors.md).
 	Outcome   string  `json:"outcome"`
 	Status    *int    `json:"status"`
 	ElapsedMs float64 `json:"elapsed_ms"`

@@ -14,6 +14,8 @@ pub struct Terminal<'a> {
     pub response: Option<&'a RawValue>,
     #[serde(borrow)]
     pub error: Option<&'a RawValue>,
+    /// `success` or the failure's outcome (docs/errors.md).
+    pub outcome: Option<String>,
     pub routing: Option<Routing>,
 }
 
@@ -40,6 +42,16 @@ pub struct Attempt {
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+}
+
+impl Routing {
+    /// The endpoint to name in a log line: the one that served, else the
+    /// last one tried.
+    pub fn culprit(&self) -> Option<&str> {
+        self.endpoint
+            .as_deref()
+            .or_else(|| self.attempts.last().map(|a| a.endpoint.as_str()))
+    }
 }
 
 /// `x-llmux-*` headers for a finished request.
@@ -99,9 +111,15 @@ pub enum LogFormat {
     Off,
 }
 
+/// Counts and logs a request refused before it reached the engine.
+pub fn rejected(reason: &str) {
+    metrics::counter!("llmux_rejected_total", "reason" => reason.to_owned()).increment(1);
+}
+
 /// One request's log line: what was routed where, never keys or prompts.
+/// Requests refused before routing have no id, `outcome` is the reason.
 pub struct LogLine<'a> {
-    pub id: u64,
+    pub id: Option<u64>,
     pub protocol: &'a str,
     pub model: &'a str,
     pub key: &'a str,
@@ -110,12 +128,16 @@ pub struct LogLine<'a> {
     pub outcome: &'a str,
     pub duration_ms: f64,
     pub routing: Option<&'a Routing>,
+    /// The error's message, for a request that failed.
+    pub error: Option<&'a str>,
+    /// `METHOD /path`, for a request no route took.
+    pub route: Option<&'a str>,
 }
 
 impl LogLine<'_> {
     pub fn write(&self, format: LogFormat) {
         let r = self.routing;
-        let endpoint = r.and_then(|r| r.endpoint.as_deref()).unwrap_or("-");
+        let endpoint = r.and_then(Routing::culprit).unwrap_or("-");
         let attempts = r.map(|r| r.attempts.len()).unwrap_or(0);
         let ftl = r.and_then(|r| r.first_token_ms);
         let usage = r.and_then(|r| r.usage);
@@ -124,6 +146,7 @@ impl LogLine<'_> {
             LogFormat::Off => return,
             LogFormat::Json => serde_json::json!({
                 "msg": "request", "id": self.id, "protocol": self.protocol, "model": self.model,
+                "route": self.route, "error": self.error,
                 "key": self.key, "stream": self.stream, "status": self.status,
                 "outcome": self.outcome, "endpoint": endpoint, "attempts": attempts,
                 "first_token_ms": ftl.map(round1), "duration_ms": round1(self.duration_ms),
@@ -133,12 +156,16 @@ impl LogLine<'_> {
             .to_string(),
             LogFormat::Logfmt => {
                 let mut s = String::new();
+                let id = self.id.map_or_else(|| "-".to_owned(), |i| i.to_string());
                 let _ = write!(
                     s,
                     "msg=request id={} protocol={} model={} key={} stream={} status={} outcome={} endpoint={} attempts={} duration_ms={:.1}",
-                    self.id, self.protocol, quote(self.model), quote(self.key), self.stream,
+                    id, self.protocol, quote(self.model), quote(self.key), self.stream,
                     self.status, self.outcome, quote(endpoint), attempts, self.duration_ms
                 );
+                if let Some(r) = self.route {
+                    let _ = write!(s, " route={}", quote(r));
+                }
                 if let Some(f) = ftl {
                     let _ = write!(s, " first_token_ms={f:.1}");
                 }
@@ -151,6 +178,9 @@ impl LogLine<'_> {
                 }
                 if let Some(c) = cost {
                     let _ = write!(s, " cost_usd={c:.8}");
+                }
+                if let Some(e) = self.error {
+                    let _ = write!(s, " error={}", quote(e));
                 }
                 s
             }
@@ -165,7 +195,7 @@ fn round1(v: f64) -> f64 {
 
 /// A logfmt value, quoted when it holds spaces, quotes or `=`.
 fn quote(v: &str) -> String {
-    if v.is_empty() || v.contains([' ', '"', '=']) {
+    if v.is_empty() || v.contains([' ', '"', '=', '\n']) {
         format!("{v:?}")
     } else {
         v.to_owned()

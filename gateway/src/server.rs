@@ -7,7 +7,7 @@ use crate::config::CallerKey;
 use crate::record::{self, LogFormat, LogLine, Routing, Terminal};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -76,6 +76,7 @@ pub fn router(app: Arc<App>) -> Router {
             .route(&format!("{prefix}/v1/stats"), get(stats));
     }
     r.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(app)
@@ -118,8 +119,160 @@ fn error(proto: Protocol, status: u16, kind: &str, message: &str) -> Response {
     r
 }
 
-async fn not_found() -> Response {
-    error(Protocol::OpenAi, 404, "not_found_error", "no such route")
+/// A request refused before it reached the engine: one log line (the
+/// reason as its outcome), counted in `llmux_rejected_total`.
+struct Rejection<'a> {
+    proto: Protocol,
+    status: u16,
+    /// The outcome name (docs/errors.md).
+    reason: &'static str,
+    message: &'a str,
+    model: &'a str,
+    key: &'a str,
+    route: Option<&'a str>,
+    started: Instant,
+}
+
+impl Rejection<'_> {
+    fn respond(&self, app: &App) -> Response {
+        record::rejected(self.reason);
+        LogLine {
+            id: None,
+            protocol: self.proto.as_str(),
+            model: self.model,
+            key: self.key,
+            stream: false,
+            status: self.status,
+            outcome: self.reason,
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            routing: None,
+            error: Some(self.message),
+            route: self.route,
+        }
+        .write(app.log);
+        // OpenAI shapes: the type says the category, the code the reason.
+        let kind = match self.status {
+            401 => "authentication_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            503 => "overloaded",
+            _ => "invalid_request_error",
+        };
+        let mut body = llmux::protocol::error_body(self.proto, self.status, kind, self.message);
+        if let Some(code) = body.pointer_mut("/error/code") {
+            *code = Value::from(self.reason);
+        }
+        let mut r = json_response(self.status, body.to_string());
+        r.headers_mut()
+            .insert("x-llmux-outcome", HeaderValue::from_static(self.reason));
+        if self.status != 503 {
+            r.headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        r
+    }
+}
+
+async fn not_found(State(app): St, method: Method, uri: Uri, h: HeaderMap) -> Response {
+    let path = uri.path();
+    let host = h
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("HOST:PORT");
+    let route = format!("{method} {path}");
+    let message = format!("no route for {route}: {}", route_hint(path, host));
+    let proto = if path.contains("messages") {
+        Protocol::Anthropic
+    } else {
+        Protocol::OpenAi
+    };
+    Rejection {
+        proto,
+        status: 404,
+        reason: "unknown_route",
+        message: &message,
+        model: "-",
+        key: "-",
+        route: Some(&route),
+        started: Instant::now(),
+    }
+    .respond(&app)
+}
+
+/// A known path with the wrong method: a 405 that says which one it takes.
+async fn method_not_allowed(State(app): St, method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    let takes =
+        if path.ends_with("/models") || path.ends_with("/endpoints") || path.ends_with("/stats") {
+            "GET"
+        } else {
+            "POST"
+        };
+    let route = format!("{method} {path}");
+    let message = format!("{path} takes {takes}, not {method}");
+    let mut r = Rejection {
+        proto: Protocol::OpenAi,
+        status: 405,
+        reason: "method_not_allowed",
+        message: &message,
+        model: "-",
+        key: "-",
+        route: Some(&route),
+        started: Instant::now(),
+    }
+    .respond(&app);
+    r.headers_mut()
+        .insert("allow", HeaderValue::from_static(takes));
+    r
+}
+
+/// What a caller who reached no route probably meant.
+fn route_hint(path: &str, host: &str) -> String {
+    const SERVED: &str = "llmux serves POST /v1/chat/completions, POST /v1/messages, \
+        POST /v1/responses and GET /v1/models (also under /api)";
+    const OTHER: &[&str] = &[
+        "embeddings",
+        "completions",
+        "images",
+        "audio",
+        "moderations",
+        "files",
+        "batches",
+        "fine_tuning",
+        "assistants",
+        "threads",
+        "vector_stores",
+        "realtime",
+    ];
+    let path = path.trim_end_matches('/');
+    for prefix in ["/api", ""] {
+        for known in [
+            "/v1/chat/completions",
+            "/v1/messages",
+            "/v1/responses",
+            "/v1/models",
+        ] {
+            let without = &known[3..];
+            if path == format!("{prefix}{without}") {
+                return format!(
+                    "did you mean {prefix}{known}? Set the base URL to http://{host}{prefix}/v1"
+                );
+            }
+            if path == format!("{prefix}/v1{known}") {
+                return format!(
+                    "did you mean {prefix}{known}? The base URL has /v1 twice: set it to http://{host}{prefix}"
+                );
+            }
+        }
+    }
+    let last = path.rsplit('/').next().unwrap_or("");
+    let first = path.trim_start_matches("/api").trim_start_matches("/v1/");
+    let first = first.split('/').next().unwrap_or("");
+    if OTHER.contains(&first) || OTHER.contains(&last) {
+        let what = if OTHER.contains(&first) { first } else { last };
+        return format!("llmux does not serve {what}; {SERVED}");
+    }
+    SERVED.to_owned()
 }
 
 /// The caller's key from `Authorization: Bearer` or `x-api-key`.
@@ -155,24 +308,64 @@ fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str
             "invalid API key"
         };
         metrics::counter!("llmux_unauthorized_total").increment(1);
-        error(proto, 401, "authentication_error", msg)
+        Rejection {
+            proto,
+            status: 401,
+            reason: "unauthorized",
+            message: msg,
+            model: "-",
+            key: "-",
+            route: None,
+            started: Instant::now(),
+        }
+        .respond(app)
     })
 }
 
-fn submit_error(proto: Protocol, e: &SubmitError) -> Response {
-    use llmux::request::RequestError as R;
-    match e {
-        SubmitError::ShuttingDown => {
-            let mut r = error(proto, 503, "overloaded", "the gateway is shutting down");
-            r.headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
-            r
-        }
-        SubmitError::Request(
-            R::UnknownModel(m) | R::UnknownProvider(m) | R::UnknownEndpoint(m),
-        ) => error(proto, 404, "not_found_error", m),
-        SubmitError::Request(r) => error(proto, 400, "invalid_request_error", &r.to_string()),
+/// The model a refused body asked for, for its log line.
+fn model_of(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct M<'a> {
+        #[serde(borrow)]
+        model: Option<std::borrow::Cow<'a, str>>,
     }
+    serde_json::from_slice::<M>(body)
+        .ok()
+        .and_then(|m| m.model)
+        .map_or_else(|| "-".to_owned(), |m| m.chars().take(200).collect())
+}
+
+fn submit_error(app: &App, proto: Protocol, e: &SubmitError, body: &[u8], key: &str) -> Response {
+    use llmux::request::RequestError as R;
+    let message = e.to_string();
+    let (status, reason) = match e {
+        SubmitError::ShuttingDown => (503, "shutting_down"),
+        SubmitError::Request(R::UnknownModel(_)) => (404, "unknown_model"),
+        SubmitError::Request(R::UnknownProvider(_) | R::UnknownEndpoint(_)) => {
+            (404, "unknown_endpoint")
+        }
+        SubmitError::Request(R::InvalidJson(_)) => (400, "invalid_json"),
+        SubmitError::Request(R::TooLarge(_)) => (413, "body_too_large"),
+        SubmitError::Request(_) if message.contains("context window") => (400, "context_window"),
+        SubmitError::Request(_) => (400, "invalid_request"),
+    };
+    let model = model_of(body);
+    let mut r = Rejection {
+        proto,
+        status,
+        reason,
+        message: &message,
+        model: &model,
+        key,
+        route: None,
+        started: Instant::now(),
+    }
+    .respond(app);
+    if status == 503 {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+    }
+    r
 }
 
 /// Reads the body up to the limit; past it, a 413 in the caller's shape.
@@ -182,14 +375,24 @@ async fn read_body(
     body: Body,
     proto: Protocol,
 ) -> Result<Bytes, Response> {
-    let too_large = || {
-        error(
+    let reject = |status, reason, message: &str| {
+        Rejection {
             proto,
-            413,
-            "request_too_large",
-            &format!("the request body is larger than {} bytes", app.max_body),
-        )
+            status,
+            reason,
+            message,
+            model: "-",
+            key: "-",
+            route: None,
+            started: Instant::now(),
+        }
+        .respond(app)
     };
+    let limit = format!(
+        "the request body is larger than {} bytes (the gateway's max_body_bytes)",
+        app.max_body
+    );
+    let too_large = || reject(413, "body_too_large", &limit);
     let declared = h
         .get("content-length")
         .and_then(|v| v.to_str().ok())
@@ -207,10 +410,9 @@ async fn read_body(
                 }
                 src = s.source();
             }
-            Err(error(
-                proto,
+            Err(reject(
                 400,
-                "invalid_request_error",
+                "unreadable_body",
                 "could not read the request body",
             ))
         }
@@ -242,13 +444,24 @@ struct Ctx {
 impl Ctx {
     /// Log line and metrics for a finished request.
     fn finish(&self, status: u16, outcome: &str, routing: Option<&Routing>) {
+        self.finish_with(status, outcome, routing, None);
+    }
+
+    /// The same, with the error's message for the log line.
+    fn finish_with(
+        &self,
+        status: u16,
+        outcome: &str,
+        routing: Option<&Routing>,
+        error: Option<&str>,
+    ) {
         if let Some(r) = routing {
             record::observe(&self.model, r, outcome);
         } else {
             metrics::counter!("llmux_requests_total", "model" => self.model.clone(), "endpoint" => "none", "outcome" => outcome.to_owned()).increment(1);
         }
         LogLine {
-            id: self.id,
+            id: Some(self.id),
             protocol: self.proto.as_str(),
             model: &self.model,
             key: &self.key,
@@ -257,6 +470,8 @@ impl Ctx {
             outcome,
             duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             routing,
+            error,
+            route: None,
         }
         .write(self.app.log);
     }
@@ -285,7 +500,7 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
     };
     let events = match app.engine.submit_with(proto, &bytes, opts) {
         Ok(ev) => ev,
-        Err(e) => return submit_error(proto, &e),
+        Err(e) => return submit_error(&app, proto, &e, &bytes, &key),
     };
     drop(bytes);
     let ctx = Ctx {
@@ -341,9 +556,14 @@ fn terminal_response(ctx: &Ctx, ev: &Event) -> Response {
         }
         (_, _, err) => {
             let status = t.status.unwrap_or(502);
-            let outcome =
-                error_type(err.map(|e| e.get()).unwrap_or("")).unwrap_or_else(|| "error".into());
-            ctx.finish(status, &outcome, Some(&routing));
+            let body = err.map(|e| e.get()).unwrap_or("");
+            let outcome = t
+                .outcome
+                .clone()
+                .or_else(|| error_type(body))
+                .unwrap_or_else(|| "error".into());
+            let message = error_message(body);
+            ctx.finish_with(status, &outcome, Some(&routing), message.as_deref());
             let body = err.map(|e| e.get().to_owned()).unwrap_or_else(|| {
                 llmux::protocol::error_body(ctx.proto, status, "upstream_error", "failed")
                     .to_string()
@@ -353,11 +573,22 @@ fn terminal_response(ctx: &Ctx, ev: &Event) -> Response {
             // would only repeat that.
             r.headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
+            if let Ok(v) = HeaderValue::try_from(outcome) {
+                r.headers_mut().insert("x-llmux-outcome", v);
+            }
             r
         }
     };
     add_routing_headers(resp.headers_mut(), ctx.id, &routing);
     resp
+}
+
+/// The `message` inside an error body of either protocol.
+fn error_message(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    v.pointer("/error/message")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// The `type` inside an error body of either protocol.
@@ -515,9 +746,18 @@ impl Streaming {
             };
         }
         let body = t.error.map(|e| e.get()).unwrap_or("{}");
-        let outcome = error_type(body).unwrap_or_else(|| "error".into());
-        self.ctx
-            .finish(t.status.unwrap_or(502), &outcome, Some(&routing));
+        let outcome = t
+            .outcome
+            .clone()
+            .or_else(|| error_type(body))
+            .unwrap_or_else(|| "error".into());
+        let message = error_message(body);
+        self.ctx.finish_with(
+            t.status.unwrap_or(502),
+            &outcome,
+            Some(&routing),
+            message.as_deref(),
+        );
         if self.ctx.proto == Protocol::Responses {
             return responses_error_event(body, self.next_seq);
         }
@@ -651,7 +891,7 @@ async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Response {
     };
     let mut counted = "estimate";
     match app.engine.count_tokens(&bytes, anthropic_headers(&h)) {
-        Err(e) => return submit_error(proto, &e),
+        Err(e) => return submit_error(&app, proto, &e, &bytes, "-"),
         Ok(None) => {}
         Ok(Some(rx)) => match rx.await {
             Ok(Ok((200, body))) => {
@@ -665,12 +905,17 @@ async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Response {
         },
     }
     let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(&bytes) else {
-        return error(
+        return Rejection {
             proto,
-            400,
-            "invalid_request_error",
-            "the body must be a JSON object",
-        );
+            status: 400,
+            reason: "invalid_json",
+            message: "the body must be a JSON object",
+            model: "-",
+            key: "-",
+            route: None,
+            started: Instant::now(),
+        }
+        .respond(&app);
     };
     let n: usize = ["system", "tools", "messages"]
         .iter()
@@ -708,6 +953,7 @@ fn endpoint_view(e: &Value) -> Value {
         "id": e["id"], "provider": e["provider"], "protocol": e["protocol"],
         "upstream_model": e["upstream_model"], "context_length": e["context_window"],
         "price": e["price"], "first_token_ms": e["first_token_ms"],
+        "response_ms": e["response_ms"],
         "throughput_tps": e["throughput_tps"], "in_flight": e["in_flight"],
         "error_rate": e["error_rate"], "circuit": e["circuit"],
     })
@@ -837,12 +1083,17 @@ async fn model_endpoints(
             200,
             json!({"data": {"id": slug, "endpoints": eps}}).to_string(),
         ),
-        None => error(
-            Protocol::OpenAi,
-            404,
-            "not_found_error",
-            &format!("unknown model `{slug}`"),
-        ),
+        None => Rejection {
+            proto: Protocol::OpenAi,
+            status: 404,
+            reason: "unknown_model",
+            message: &format!("unknown model `{slug}`"),
+            model: &slug,
+            key: "-",
+            route: None,
+            started: Instant::now(),
+        }
+        .respond(&app),
     }
 }
 

@@ -13,6 +13,34 @@ struct Gateway {
     child: Child,
     url: String,
     _dir: TempDir,
+    /// Everything the gateway wrote to stderr (its log lines).
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Gateway {
+    /// The JSON log lines written so far.
+    fn log_lines(&self) -> Vec<Value> {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits (up to 5 s) for a log line matching `pred`.
+    fn wait_log(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(l) = self.log_lines().into_iter().find(|l| pred(l)) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such log line in\n{}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 struct TempDir(std::path::PathBuf);
@@ -91,13 +119,22 @@ fn try_start(cfg: &Value, extra: &[&str]) -> Result<Gateway, String> {
         let out = child.wait_with_output().expect("wait");
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     };
-    // Keep stderr drained so log lines never block the gateway.
-    let mut err = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    // Keep stderr drained so log lines never block the gateway; keep them.
+    let err = child.stderr.take().expect("stderr");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let mut l = sink.lock().unwrap_or_else(|p| p.into_inner());
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
     Ok(Gateway {
         url: url.to_owned(),
         child,
         _dir: dir,
+        log,
     })
 }
 
@@ -1411,4 +1448,231 @@ fn a_closed_stdout_ends_route_and_check_quietly() {
         assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+/// A server that answers every request with a 501 HTML page (a web server
+/// where an API was expected).
+fn html_server() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let page = "<!DOCTYPE HTML>\n<html><head><title>Error response</title></head>\
+                    <body><h1>Error response</h1><p>Error code: 501</p></body></html>\n";
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 501 Unsupported method\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    addr
+}
+
+/// Four models, one per failure: `t/key` (the provider refuses llmux's
+/// key), `t/dead` (nothing listens), `t/html` (an HTML error page), `t/cut`
+/// (the stream is cut after two content events).
+fn failing_config(keyed: &MockServer, cut: &MockServer) -> Value {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let html = html_server();
+    let ep = |p: &str| json!([{"provider": p, "upstream_model": "m", "price": {"prompt": 1.0, "completion": 1.0}}]);
+    json!({
+        "providers": [
+            {"slug": "openai", "protocol": "openai", "base_url": format!("{}/v1", keyed.base_url()), "api_key": "stale-key"},
+            {"slug": "dead", "protocol": "openai", "base_url": format!("http://127.0.0.1:{dead_port}/v1"), "api_key": "k"},
+            {"slug": "html", "protocol": "openai", "base_url": format!("http://{html}/v1"), "api_key": "k"},
+            {"slug": "cutter", "protocol": "anthropic", "base_url": cut.base_url(), "api_key": "k"},
+        ],
+        "models": [
+            {"slug": "t/key", "endpoints": ep("openai")}, {"slug": "t/dead", "endpoints": ep("dead")},
+            {"slug": "t/html", "endpoints": ep("html")}, {"slug": "t/cut", "endpoints": ep("cutter")},
+        ],
+        "retry": {"max_retries": 0},
+        "gateway": {},
+    })
+}
+
+/// A request in each caller protocol: (path, body).
+fn in_each_protocol(model: &str, stream: bool) -> [(&'static str, Value); 3] {
+    let msgs = json!([{"role": "user", "content": "hi"}]);
+    [
+        (
+            "/v1/chat/completions",
+            json!({"model": model, "stream": stream, "messages": msgs}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": model, "stream": stream, "max_tokens": 20, "messages": msgs}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": model, "stream": stream, "input": "hi"}),
+        ),
+    ]
+}
+
+/// Issue 19: every upstream failure reaches the caller as one sentence
+/// naming the provider and endpoint, in every caller protocol, with one
+/// outcome name in the body, the log line and the metrics.
+#[test]
+fn upstream_failures_name_the_provider_in_every_protocol() {
+    let keyed = MockServer::start(
+        "keyed",
+        Behavior {
+            require_key: Some("right-key".into()),
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let cut = MockServer::start(
+        "cut",
+        Behavior {
+            fault: llmux_fleet::Fault::DropAfter(2),
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let gw = start(&failing_config(&keyed, &cut), &[]);
+    let cases = [
+        ("t/key", 502, "auth_rejected", "provider \"openai\" (endpoint openai/default) rejected llmux's API key for it (HTTP 401): check providers[].api_key (or api_key_env) of \"openai\"; the provider said: invalid or missing API key"),
+        ("t/html", 501, "server_error", "provider \"html\" (endpoint html/default) returned an HTML page titled \"Error response\" (HTTP 501), not an API response: is base_url right?"),
+    ];
+    rt().block_on(async {
+        let c = client();
+        for (model, status, outcome, text) in cases {
+            for (path, body) in in_each_protocol(model, false) {
+                let r = c.post(format!("{}{path}", gw.url)).json(&body).send().await.expect("send");
+                assert_eq!(r.status(), status, "{model} {path}");
+                // The outcome, whatever the envelope family.
+                assert_eq!(r.headers()["x-llmux-outcome"], outcome, "{model} {path}");
+                let v: Value = r.json().await.expect("json");
+                assert_eq!(v["error"]["message"], text, "{model} {path}: {v}");
+                if path == "/v1/messages" {
+                    assert_eq!(v["error"]["type"], "api_error", "{v}");
+                } else {
+                    assert_eq!(v["error"]["code"], outcome, "{v}");
+                }
+            }
+            let line = gw.wait_log(|l| l["model"] == model);
+            assert_eq!(line["outcome"], outcome, "{line}");
+            assert_eq!(line["status"], status);
+            assert_eq!(line["error"], text);
+            assert!(line["endpoint"].as_str().unwrap_or("").ends_with("/default"), "{line}");
+        }
+        // The dead endpoint: the port differs run to run.
+        let r = c.post(format!("{}/v1/chat/completions", gw.url)).json(&in_each_protocol("t/dead", false)[0].1).send().await.expect("send");
+        assert_eq!(r.status(), 502);
+        let v: Value = r.json().await.expect("json");
+        let msg = v["error"]["message"].as_str().unwrap_or("");
+        assert!(msg.starts_with("provider \"dead\" (endpoint dead/default) refused the connection at 127.0.0.1:"), "{msg}");
+        assert!(msg.ends_with(": is the server running, and is base_url right?"), "{msg}");
+        assert_eq!(v["error"]["code"], "connect_error");
+        // The cut stream, in each protocol's stream shape.
+        for (path, body) in in_each_protocol("t/cut", true) {
+            let text = c.post(format!("{}{path}", gw.url)).json(&body).send().await.expect("send").text().await.expect("body");
+            assert!(text.contains("provider \\\"cutter\\\" (endpoint cutter/default): the connection closed mid-stream after "), "{path}: {text}");
+            assert!(!text.contains("error decoding response body"), "{text}");
+        }
+        let text = c.get(format!("{}/metrics", gw.url)).send().await.expect("send").text().await.expect("text");
+        for want in [
+            r#"llmux_failed_attempts_total{endpoint="openai/default",outcome="auth_rejected"} 3"#,
+            r#"llmux_failed_attempts_total{endpoint="cutter/default",outcome="connection_closed"} 3"#,
+            r#"llmux_failed_attempts_total{endpoint="dead/default",outcome="connect_error"} 1"#,
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+        assert!(!text.contains("transport_error") && !text.contains("http_error"), "{text}");
+    });
+    // One name for a stream cut: in the log line for all three protocols.
+    let cuts: Vec<Value> = gw
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["model"] == "t/cut")
+        .collect();
+    assert_eq!(cuts.len(), 3, "{cuts:?}");
+    for l in &cuts {
+        assert_eq!(l["outcome"], "connection_closed", "{l}");
+        assert_eq!(l["endpoint"], "cutter/default");
+    }
+}
+
+/// Issue 19: a request refused before routing writes one log line with
+/// its reason (never a key) and counts in `llmux_rejected_total`; an
+/// unknown route echoes the method and path and suggests the base URL.
+#[test]
+fn rejected_requests_are_logged_counted_and_explained() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let mut cfg = config(
+        &[("openai", &a)],
+        json!({"keys": [{"env": KEY_ENV, "name": "tests"}], "max_body_bytes": 4000}),
+    );
+    cfg["models"][0]["endpoints"][0]["context_window"] = json!(50);
+    let gw = start(&cfg, &[]);
+    let url = |p: &str| format!("{}{p}", gw.url);
+    let host = gw.url.trim_start_matches("http://").to_owned();
+    rt().block_on(async {
+        let c = client();
+        let post = |p: &str, body: String| c.post(url(p)).bearer_auth(KEY).header("content-type", "application/json").body(body);
+        let cases: Vec<(reqwest::RequestBuilder, u16, &str, String)> = vec![
+            (c.post(url("/v1/chat/completions")).bearer_auth("wrong-secret-key").json(&chat(false)), 401, "unauthorized", "invalid API key".into()),
+            (post("/v1/chat/completions", "{not json".into()), 400, "invalid_json", "request is not valid JSON".into()),
+            (post("/v1/chat/completions", json!({"model": "nope/x", "messages": []}).to_string()), 404, "unknown_model", "unknown model \"nope/x\"".into()),
+            (post("/v1/chat/completions", json!({"model": "demo/chat", "messages": [{"role": "user", "content": "word ".repeat(400)}]}).to_string()), 400, "context_window", "exceeds the context window".into()),
+            (post("/v1/chat/completions", "x".repeat(5000)), 413, "body_too_large", "larger than 4000 bytes".into()),
+            (post("/v1/embeddings", "{}".into()), 404, "unknown_route", "no route for POST /v1/embeddings: llmux does not serve embeddings; llmux serves POST /v1/chat/completions".into()),
+            (post("/chat/completions", "{}".into()), 404, "unknown_route", format!("no route for POST /chat/completions: did you mean /v1/chat/completions? Set the base URL to http://{host}/v1")),
+            (post("/v1/v1/messages", "{}".into()), 404, "unknown_route", format!("no route for POST /v1/v1/messages: did you mean /v1/messages? The base URL has /v1 twice: set it to http://{host}")),
+            (c.get(url("/v1/chat/completions")).bearer_auth(KEY), 405, "method_not_allowed", "/v1/chat/completions takes POST, not GET".into()),
+        ];
+        for (rb, status, reason, text) in cases {
+            let r = rb.send().await.expect("send");
+            assert_eq!(r.status(), status, "{reason}");
+            assert_eq!(r.headers()["x-llmux-outcome"], reason);
+            let v: Value = r.json().await.expect("json");
+            let msg = v["error"]["message"].as_str().unwrap_or("");
+            assert!(msg.contains(&text), "{reason}: {msg}");
+            let line = gw.wait_log(|l| {
+                l["outcome"] == reason && l["error"].as_str().unwrap_or("").contains(&text)
+            });
+            assert_eq!(line["status"], status, "{line}");
+            assert!(line["id"].is_null());
+        }
+        let line = gw.wait_log(|l| l["outcome"] == "unknown_route" && l["route"] == "POST /v1/embeddings");
+        assert_eq!(line["status"], 404);
+        let line = gw.wait_log(|l| l["outcome"] == "unknown_model");
+        assert_eq!(line["model"], "nope/x");
+        let text = c.get(url("/metrics")).send().await.expect("send").text().await.expect("text");
+        for reason in ["unauthorized", "invalid_json", "unknown_model", "context_window", "body_too_large"] {
+            let want = format!("llmux_rejected_total{{reason=\"{reason}\"}} 1");
+            assert!(text.contains(&want), "{want} missing from\n{text}");
+        }
+        assert!(text.contains("llmux_rejected_total{reason=\"unknown_route\"} 3"), "{text}");
+        // A served non-streaming request: the listing shows its response time.
+        let r = c.post(url("/v1/chat/completions")).bearer_auth(KEY).json(&chat(false)).send().await.expect("send");
+        assert_eq!(r.status(), 200);
+        let v: Value = c.get(url("/api/v1/models")).bearer_auth(KEY).send().await.expect("send").json().await.expect("json");
+        let ep = &v["data"][0]["endpoints"][0];
+        assert!(ep["response_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{ep}");
+        assert!(ep.get("first_token_ms").is_some(), "{ep}");
+    });
+    let log = gw.log.lock().unwrap().clone();
+    assert!(
+        !log.contains(KEY) && !log.contains("wrong-secret-key"),
+        "a key in the log:\n{log}"
+    );
+    // Every request wrote exactly one line.
+    assert_eq!(
+        gw.log_lines()
+            .iter()
+            .filter(|l| l["msg"] == "request")
+            .count(),
+        10,
+        "{log}"
+    );
 }

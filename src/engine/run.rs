@@ -141,6 +141,7 @@ impl Drop for Terminal {
             );
             let data = json!({
                 "type": "error", "status": 500, "error": body, "error_kind": kind.as_str(),
+                "outcome": "internal_error",
                 "routing": {"model": self.model, "endpoint": null, "attempts": []},
             });
             self.emit(EventKind::Error, data.to_string());
@@ -152,6 +153,9 @@ impl Drop for Terminal {
 struct Failure {
     status: u16,
     kind: ErrorKind,
+    /// The outcome name (docs/errors.md): the deciding attempt's, or the
+    /// request's own (`total_timeout`, `cancelled`, ...).
+    outcome: &'static str,
     message: String,
     /// The upstream's own error body (same protocol as the caller).
     upstream_body: Option<String>,
@@ -159,18 +163,13 @@ struct Failure {
 
 fn failure_from(e: &AttemptError) -> Failure {
     let (status, kind) = match e.kind {
-        ErrKind::Status => {
-            let s = e.status.unwrap_or(502);
-            let kind = match s {
-                400 | 413 | 422 => ErrorKind::InvalidRequest,
-                401 => ErrorKind::Authentication,
-                403 => ErrorKind::Permission,
-                404 => ErrorKind::NotFound,
-                429 => ErrorKind::RateLimit,
-                _ => ErrorKind::Upstream,
-            };
-            (s, kind)
-        }
+        // The provider refused llmux's own key, or does not know the URL or
+        // model: an upstream failure, never a status the caller could read
+        // as about its own key or model.
+        ErrKind::AuthRejected | ErrKind::NotFound => (502, ErrorKind::Upstream),
+        ErrKind::RateLimited => (e.status.unwrap_or(429), ErrorKind::RateLimit),
+        ErrKind::BadRequest => (e.status.unwrap_or(400), ErrorKind::InvalidRequest),
+        ErrKind::ServerError | ErrKind::Status => (e.status.unwrap_or(502), ErrorKind::Upstream),
         ErrKind::FirstTokenTimeout | ErrKind::IdleTimeout | ErrKind::TotalTimeout => {
             (504, ErrorKind::Timeout)
         }
@@ -182,6 +181,7 @@ fn failure_from(e: &AttemptError) -> Failure {
     Failure {
         status,
         kind,
+        outcome: e.kind.as_str(),
         message: e.message.clone(),
         upstream_body: e.upstream_body.clone(),
     }
@@ -276,6 +276,8 @@ struct TerminalOut<'a> {
     error: Option<Value>,
     /// The protocol-neutral kind of the error; null for `done`.
     error_kind: Option<&'static str>,
+    /// `success` or the failure's outcome (docs/errors.md).
+    outcome: &'static str,
     routing: RoutingOut<'a>,
 }
 
@@ -718,12 +720,28 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
             break;
         }
     }
-    Err(last.unwrap_or(Failure {
+    Err(last.unwrap_or_else(all_busy))
+}
+
+/// The failure when no endpoint could be attempted.
+fn all_busy() -> Failure {
+    Failure {
         status: 503,
         kind: ErrorKind::Overloaded,
+        outcome: ErrKind::ConcurrencyLimited.as_str(),
         message: "every endpoint is at its concurrency limit".into(),
         upstream_body: None,
-    }))
+    }
+}
+
+/// llmux's error body for a failure, in the caller's protocol; OpenAI
+/// shapes carry the outcome as `code`.
+fn error_body(caller: Protocol, f: &Failure) -> Value {
+    let mut body = protocol::error_body(caller, f.status, f.kind.openai_type(), &f.message);
+    if let Some(code) = body.pointer_mut("/error/code") {
+        *code = Value::from(f.outcome);
+    }
+    body
 }
 
 pub(super) async fn run(
@@ -771,10 +789,11 @@ pub(super) async fn run(
         tokio::pin!(fut);
         let r = tokio::select! {
             biased;
-            _ = &mut cancel => Err(Failure { status: 499, kind: ErrorKind::Cancelled, message: "the request was cancelled".into(), upstream_body: None }),
+            _ = &mut cancel => Err(Failure { status: 499, kind: ErrorKind::Cancelled, outcome: "cancelled", message: "the request was cancelled".into(), upstream_body: None }),
             _ = tokio::time::sleep_until(deadline) => Err(Failure {
                 status: 504,
                 kind: ErrorKind::Timeout,
+                outcome: ErrKind::TotalTimeout.as_str(),
                 message: format!("the total timeout of {total} ms expired"),
                 upstream_body: None,
             }),
@@ -812,6 +831,7 @@ pub(super) async fn run(
                     response,
                     error: None,
                     error_kind: None,
+                    outcome: "success",
                     routing,
                 },
             )
@@ -822,9 +842,7 @@ pub(super) async fn run(
                 .as_deref()
                 .filter(|_| channel_raw_errors)
                 .and_then(|b| serde_json::from_str(b).ok())
-                .unwrap_or_else(|| {
-                    protocol::error_body(req.protocol, f.status, f.kind.openai_type(), &f.message)
-                });
+                .unwrap_or_else(|| error_body(req.protocol, f));
             (
                 EventKind::Error,
                 TerminalOut {
@@ -833,6 +851,7 @@ pub(super) async fn run(
                     response: None,
                     error: Some(body),
                     error_kind: Some(f.kind.as_str()),
+                    outcome: f.outcome,
                     routing,
                 },
             )

@@ -50,16 +50,19 @@ pub enum llmux_event_kind {
     /// event), as JSON.
     Chunk = 1,
     /// Terminal: the request succeeded. JSON
-    /// `{"type":"done","response":{...},"error_kind":null,"routing":{...}}`;
+    /// `{"type":"done","response":{...},"error_kind":null,"outcome":"success","routing":{...}}`;
     /// `response` (the full body in the caller's protocol) only for
     /// non-streaming requests.
     Done = 2,
     /// Terminal: the request failed or was cancelled. JSON
-    /// `{"type":"error","status":N,"error":{...},"error_kind":"...","routing":{...}}`
-    /// with the error body in the caller's protocol and `error_kind`, the
-    /// same for both protocols: invalid_request, authentication, permission,
+    /// `{"type":"error","status":N,"error":{...},"error_kind":"...","outcome":"...","routing":{...}}`
+    /// with the error body in the caller's protocol (its message names the
+    /// provider and endpoint that failed) and `error_kind`, the same for
+    /// both protocols: invalid_request, authentication, permission,
     /// not_found, rate_limit, timeout, upstream, overloaded, cancelled,
-    /// internal.
+    /// internal. `outcome` is the finer name the routing record's attempts
+    /// use (`auth_rejected`, `connect_error`, `connection_closed`, ...; see
+    /// docs/errors.md).
     Error = 3,
 }
 

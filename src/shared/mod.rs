@@ -277,7 +277,9 @@ impl Overlay {
     /// `http_STATUS` for HTTP errors).
     pub fn count_failure(&self, e: usize, kind: &str, status: Option<u16>) {
         let class = match status {
-            Some(s) if kind == "http_error" => format!("http_{s}"),
+            // Every HTTP error status outcome (auth_rejected, server_error,
+            // ...) is counted by its status.
+            Some(s) => format!("http_{s}"),
             _ => kind.to_owned(),
         };
         *lock(&self.classes[e]).entry(class).or_insert(0) += 1;

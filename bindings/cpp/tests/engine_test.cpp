@@ -171,7 +171,7 @@ TEST(Failover, ServiceUnavailableThenOk) {
     ASSERT_NE(second, std::string::npos) << t.data;
     EXPECT_LT(first, second) << t.data;
     EXPECT_TRUE(contains(t.data, R"("status":503)")) << t.data;
-    EXPECT_TRUE(contains(t.data, R"("outcome":"http_error")")) << t.data;
+    EXPECT_TRUE(contains(t.data, R"("outcome":"server_error")")) << t.data;
     EXPECT_TRUE(contains(t.data, R"("outcome":"success")")) << t.data;
 }
 

@@ -59,7 +59,7 @@ def test_messages_system_and_routing_kwargs(router: llmux.Router) -> None:
     )
     assert resp.content[0].text == "Hello from b."
     assert resp.routing is not None
-    assert [a.outcome for a in resp.routing.attempts] == ["http_error", "success"]
+    assert [a.outcome for a in resp.routing.attempts] == ["server_error", "success"]
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ def test_async_non_streaming(config: Dict[str, Any]) -> None:
             resp = await r.chat.completions.create(model="test/model", messages=USER, provider=order("down", "b"))
             assert resp.choices[0].message.content == "Hello from b."
             assert resp.routing is not None and resp.routing.endpoint == "b/default"
-            assert [a.outcome for a in resp.routing.attempts] == ["http_error", "success"]
+            assert [a.outcome for a in resp.routing.attempts] == ["server_error", "success"]
 
     asyncio.run(main())
 

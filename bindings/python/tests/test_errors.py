@@ -72,7 +72,7 @@ def test_upstream_400_is_bad_request(router: llmux.Router) -> None:
     assert e.body["error"]["type"] == "invalid_request_error"
     assert "400" in e.message
     assert e.routing is not None
-    assert [(a.outcome, a.status) for a in e.routing.attempts] == [("http_error", 400)]
+    assert [(a.outcome, a.status) for a in e.routing.attempts] == [("bad_request", 400)]
     assert e.routing.endpoint is None
     assert e.request_id is not None
 
@@ -92,10 +92,14 @@ def test_429_is_rate_limit(router: llmux.Router) -> None:
     assert info.value.type == "rate_limit_error"
 
 
-def test_401_is_authentication(router: llmux.Router) -> None:
-    with pytest.raises(llmux.AuthenticationError) as info:
+def test_a_provider_401_is_an_upstream_error_naming_it(router: llmux.Router) -> None:
+    # The provider refused llmux's own key: a 502 about that provider, not
+    # an authentication error of the caller's (issue 19).
+    with pytest.raises(llmux.UpstreamError) as info:
         router.chat.completions.create(model="test/a", messages=USER, mock={"status": 401})
-    assert info.value.status == 401
+    assert info.value.status == 502
+    assert 'provider "a" (endpoint a/default) rejected llmux\'s API key for it (HTTP 401)' in info.value.message
+    assert info.value.routing is not None and info.value.routing.attempts[-1].outcome == "auth_rejected"
 
 
 def test_first_token_timeout(router: llmux.Router) -> None:
@@ -145,7 +149,7 @@ def test_stream_broken_after_first_token_raises(router: llmux.Router) -> None:
     assert stream.finished and stream.error is info.value
     assert stream.routing is not None and stream.routing.attempts[-1].outcome in (
         "truncated_stream",
-        "transport_error",
+        "connection_closed",
     )
 
 

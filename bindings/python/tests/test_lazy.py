@@ -174,7 +174,7 @@ def test_done_response_decoded_alone_equals_whole(router: llmux.Router) -> None:
     assert lazy == eager and lazy.to_dict() == eager.to_dict()
     assert lazy.routing == eager.routing and lazy.routing is lazy.routing
     assert lazy.routing.to_dict() == payload["routing"]
-    assert [a.outcome for a in lazy.routing.attempts] == ["http_error", "success"]
+    assert [a.outcome for a in lazy.routing.attempts] == ["server_error", "success"]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ def test_failover_503_then_second_serves(router: llmux.Router) -> None:
     assert r is not None
     assert r.endpoint == "a/default"
     assert [(a.endpoint, a.outcome, a.status) for a in r.attempts] == [
-        ("down/default", "http_error", 503),
+        ("down/default", "server_error", 503),
         ("a/default", "success", 200),
     ]
     assert r.attempts[0].error and "503" in r.attempts[0].error
@@ -25,7 +25,7 @@ def test_failover_streaming(router: llmux.Router) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == "Hello from b."
     assert stream.routing is not None
-    assert [a.outcome for a in stream.routing.attempts] == ["http_error", "success"]
+    assert [a.outcome for a in stream.routing.attempts] == ["server_error", "success"]
 
 
 def test_pin_provider(router: llmux.Router) -> None:
