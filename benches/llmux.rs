@@ -5,7 +5,7 @@
 //! `llmux-fleet` binary so the mock runs as a separate, pinned process).
 //! Options after `--`: `--quick` (fewer samples), and case names to run only
 //! those: `latency host throughput chunks routing memory failover quality shared gateway
-//! gateway-stream`.
+//! gateway-stream gateway-memory-noscrape`.
 //!
 //! Prints a table (figure, value, target, pass/MISS) and writes the same
 //! figures to `target/llmux-bench.json`: one object per case with named
@@ -589,6 +589,10 @@ impl Gateway {
             _stdout: stdout,
         })
     }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Gateway {
@@ -597,6 +601,18 @@ impl Drop for Gateway {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A process's resident set, KiB (`VmRSS` in `/proc/<pid>/status`).
+fn vm_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// 8. The gateway: `llmux serve` vs straight to the mock.
@@ -980,6 +996,101 @@ fn case_gateway_stream(ctx: &Ctx, out: &mut Vec<Case>) {
     if short > 0 {
         c.note(format!("{short} streams did not carry 32 content events"));
     }
+    out.push(c);
+}
+
+/// 8c. The gateway's RSS over a few hundred thousand non-streaming
+/// requests with nobody scraping `/metrics` (issue 18: the Prometheus
+/// recorder kept every histogram sample until a scrape drained it).
+fn case_gateway_memory(ctx: &Ctx, out: &mut Vec<Case>) {
+    let mut c = Case::new(
+        "gateway-memory-noscrape",
+        "gateway RSS (VmRSS) over many keep-alive non-streaming requests at c=8 (reqwest), /metrics never \
+         scraped; start after warm-up, every batch, end",
+    );
+    let Some(gw) = Gateway::start(ctx, &mut c) else {
+        out.push(c);
+        return;
+    };
+    let n: usize = std::env::var("LLMUX_BENCH_GW_MEMORY_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if ctx.quick { 60_000 } else { 300_000 });
+    let (conc, batches, warm) = (8, 10, (n / 15).clamp(1000, 20_000));
+    let url = format!("{}/v1/chat/completions", gw.base);
+    let b = body("bench/fast", false, json!({}));
+    let pid = gw.pid();
+    let rss = || vm_rss_kib(pid).unwrap_or(0);
+    let (w, _) = direct_closed(ctx, &url, &b, conc, Duration::from_secs(120), warm);
+    let mut failed = warm - w.len();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = rss();
+    let started = Instant::now();
+    let mut samples = vec![json!({"requests": 0, "s": 0.0, "rss_kib": start})];
+    let mut lats = Vec::with_capacity(n);
+    let mut done = 0;
+    for i in 0..batches {
+        let k = n / batches + usize::from(i < n % batches);
+        let (v, _) = direct_closed(ctx, &url, &b, conc, Duration::from_secs(600), k);
+        failed += k - v.len();
+        lats.extend(v);
+        done += k;
+        samples.push(
+            json!({"requests": done, "s": r(started.elapsed().as_secs_f64(), 2),
+                            "rss_kib": rss()}),
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let end = rss();
+    // The gateway's upkeep runs every 5 s: what is left after one more.
+    std::thread::sleep(Duration::from_secs(6));
+    let settled = rss();
+    drop(gw);
+    let peak = samples
+        .iter()
+        .filter_map(|s| s["rss_kib"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let growth = end as f64 - start as f64;
+    let lats = sorted(lats);
+    c.m("requests", n);
+    c.m("warmup_requests", warm);
+    c.m("concurrency", conc);
+    c.m("failed", failed);
+    c.m("seconds", r(secs, 2));
+    c.m("rate_per_s", r(n as f64 / secs, 1));
+    c.m("latency_p50_us", r(pct(&lats, 0.5), 1));
+    c.m("rss_start_kib", start);
+    c.m("rss_end_kib", end);
+    c.m("rss_peak_kib", peak);
+    c.m("rss_settled_kib", settled);
+    c.m("rss_growth_kib", growth);
+    c.m(
+        "rss_growth_per_100k_requests_kib",
+        r(growth * 100_000.0 / n as f64, 1),
+    );
+    c.m("target_growth_kib", 2048);
+    c.m("samples", Value::Array(samples));
+    let mib = |k: f64| format!("{:.1} MiB", k / 1024.0);
+    c.check(
+        &format!("RSS growth over {n} requests, no scrape"),
+        format!(
+            "{} ({} -> {})",
+            mib(growth),
+            mib(start as f64),
+            mib(end as f64)
+        ),
+        "<= 2 MiB",
+        growth <= 2048.0,
+    );
+    c.info(
+        "RSS peak / 6 s after the last request",
+        format!("{} / {}", mib(peak as f64), mib(settled as f64)),
+    );
+    c.info(
+        "requests / failed / rate",
+        format!("{n} / {failed} / {}", fmt_rate(n as f64 / secs)),
+    );
     out.push(c);
 }
 
@@ -3052,6 +3163,7 @@ fn main() {
         ("shared", Box::new(case_shared)),
         ("gateway", Box::new(case_gateway)),
         ("gateway-stream", Box::new(case_gateway_stream)),
+        ("gateway-memory-noscrape", Box::new(case_gateway_memory)),
     ];
     for (name, f) in &steps {
         if !want(name) {
