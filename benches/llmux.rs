@@ -970,7 +970,7 @@ fn case_gateway_stream(ctx: &Ctx, out: &mut Vec<Case>) {
     c.check(
         "added total (last byte) p50",
         format!(
-            "{} ({} vs direct {}; first chunk +{})",
+            "{} ({} vs direct {}; first chunk added {})",
             fmt_us(t50),
             fmt_us(pct(&gt, 0.5)),
             fmt_us(pct(&dt, 0.5)),
@@ -982,7 +982,7 @@ fn case_gateway_stream(ctx: &Ctx, out: &mut Vec<Case>) {
     c.check(
         "added total (last byte) p99",
         format!(
-            "{} ({} vs direct {}; first chunk +{})",
+            "{} ({} vs direct {}; first chunk added {})",
             fmt_us(t99),
             fmt_us(pct(&gt, 0.99)),
             fmt_us(pct(&dt, 0.99)),
