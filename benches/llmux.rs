@@ -4,7 +4,8 @@
 //! `cargo bench --bench llmux` (or `scripts/bench.sh`, which also builds the
 //! `llmux-fleet` binary so the mock runs as a separate, pinned process).
 //! Options after `--`: `--quick` (fewer samples), and case names to run only
-//! those: `latency host throughput chunks routing memory failover quality shared gateway`.
+//! those: `latency host throughput chunks routing memory failover quality shared gateway
+//! gateway-stream gateway-memory-noscrape`.
 //!
 //! Prints a table (figure, value, target, pass/MISS) and writes the same
 //! figures to `target/llmux-bench.json`: one object per case with named
@@ -508,11 +509,110 @@ fn fmt_rate(x: f64) -> String {
 
 // ================================================================== cases
 
-/// The `llmux` gateway binary next to this bench (`target/release/llmux`).
+/// The `llmux` gateway binary next to this bench (`target/release/llmux`),
+/// or `LLMUX_BENCH_GATEWAY_BIN` (to compare another build, e.g. an older
+/// commit's, against the same mock in the same kind of run).
 fn gateway_binary() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("LLMUX_BENCH_GATEWAY_BIN") {
+        let p = std::path::PathBuf::from(p);
+        return p.is_file().then_some(p);
+    }
     let exe = std::env::current_exe().ok()?;
     let p = exe.parent()?.parent()?.join("llmux");
     p.is_file().then_some(p)
+}
+
+/// A running `llmux serve` (the release binary, as its own process on the
+/// bench thread's CPU) in front of the bench fleet; killed on drop.
+struct Gateway {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    base: String,
+    dir: std::path::PathBuf,
+    /// Held open so that a later line on the gateway's stdout cannot fail.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Gateway {
+    /// None (with a `skipped` row on `c`) when the binary is missing.
+    fn start(ctx: &Ctx, c: &mut Case) -> Option<Gateway> {
+        use std::io::BufRead;
+        let Some(bin) = gateway_binary() else {
+            c.info(
+                "skipped",
+                "target/release/llmux not found (cargo build --release -p llmux-gateway)".into(),
+            );
+            return None;
+        };
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "llmux-bench-gw-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cfg_path = dir.join("llmux.json");
+        let mut cfg: Value =
+            serde_json::from_str(&config(ctx, json!({"explore_ratio": 0.0}), timeouts()))
+                .expect("config");
+        cfg["gateway"] = json!({});
+        std::fs::write(&cfg_path, cfg.to_string()).expect("write config");
+        // Inherits the bench thread's CPU (0); the mock has the other.
+        let mut child = std::process::Command::new(&bin)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "off",
+                "--config",
+            ])
+            .arg(&cfg_path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn llmux serve");
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        stdout.read_line(&mut line).expect("read");
+        let base = line
+            .trim()
+            .strip_prefix("llmux: listening on ")
+            .expect("listening line")
+            .to_owned();
+        if std::env::var_os("LLMUX_BENCH_GATEWAY_BIN").is_some() {
+            c.note(format!("gateway binary: {}", bin.display()));
+        }
+        Some(Gateway {
+            child,
+            base,
+            dir,
+            _stdout: stdout,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A process's resident set, KiB (`VmRSS` in `/proc/<pid>/status`).
+fn vm_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// 8. The gateway: `llmux serve` vs straight to the mock.
@@ -522,50 +622,15 @@ fn gateway_binary() -> Option<std::path::PathBuf> {
 /// per concurrency level, and the highest rate whose added p99 stays under
 /// 1 ms.
 fn case_gateway(ctx: &Ctx, out: &mut Vec<Case>) {
-    use std::io::BufRead;
     let mut c = Case::new(
         "gateway",
         "non-streaming request through `llmux serve` vs straight to the mock (reqwest client, same run)",
     );
-    let Some(bin) = gateway_binary() else {
-        c.info(
-            "skipped",
-            "target/release/llmux not found (cargo build --release -p llmux-gateway)".into(),
-        );
+    let Some(gw) = Gateway::start(ctx, &mut c) else {
         out.push(c);
         return;
     };
-    let dir = std::env::temp_dir().join(format!("llmux-bench-gw-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let cfg_path = dir.join("llmux.json");
-    let mut cfg: Value =
-        serde_json::from_str(&config(ctx, json!({"explore_ratio": 0.0}), timeouts()))
-            .expect("config");
-    cfg["gateway"] = json!({});
-    std::fs::write(&cfg_path, cfg.to_string()).expect("write config");
-    // Inherits the bench thread's CPU (0); the mock has the other.
-    let mut child = std::process::Command::new(&bin)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "off",
-            "--config",
-        ])
-        .arg(&cfg_path)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn llmux serve");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let base = line
-        .trim()
-        .strip_prefix("llmux: listening on ")
-        .expect("listening line")
-        .to_owned();
+    let base = &gw.base;
     let gurl = format!("{base}/v1/chat/completions");
     let gbody = body("bench/fast", false, json!({}));
     let durl = direct_url(ctx, "fast");
@@ -638,9 +703,7 @@ fn case_gateway(ctx: &Ctx, out: &mut Vec<Case>) {
             ),
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(gw);
     c.m("levels", Value::Array(rows));
     c.m("gateway_max_rps_added_p99_under_1ms", r(best, 1));
     c.m("gateway_max_rps_concurrency", best_c);
@@ -652,6 +715,383 @@ fn case_gateway(ctx: &Ctx, out: &mut Vec<Case>) {
             fmt_rate(best),
             fmt_rate(best_direct)
         ),
+    );
+    out.push(c);
+}
+
+// ------------------------------------------------------------- raw client
+
+/// A plain keep-alive HTTP/1.1 client on a blocking socket, as simple
+/// clients are: no `TCP_QUICKACK`, default socket options, and each request
+/// leaves in one write (so the client's own Nagle never holds it). A
+/// server's Nagle stall (a small last write waiting for this side's
+/// delayed ACK) shows up in full.
+struct RawConn {
+    addr: String,
+    sock: Option<std::net::TcpStream>,
+    buf: Vec<u8>,
+}
+
+/// One response as the raw client saw it.
+struct RawResp {
+    status: u16,
+    /// Request written (just before the write).
+    sent: Instant,
+    /// Arrival of the read holding the first content event (SSE), or of
+    /// the last byte (other bodies).
+    first: Instant,
+    /// Arrival of the last byte of the response.
+    last: Instant,
+    /// SSE events with content.
+    content_events: usize,
+}
+
+impl RawConn {
+    /// `base`: `http://host:port`.
+    fn new(base: &str) -> RawConn {
+        RawConn {
+            addr: base.trim_start_matches("http://").to_string(),
+            sock: None,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    fn read_more(&mut self) -> std::io::Result<Instant> {
+        use std::io::Read;
+        let s = self.sock.as_mut().expect("connected");
+        let len = self.buf.len();
+        self.buf.resize(len + 64 * 1024, 0);
+        let n = s.read(&mut self.buf[len..]);
+        let now = Instant::now();
+        let n = n.inspect_err(|_| self.buf.truncate(len))?;
+        self.buf.truncate(len + n);
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(now)
+    }
+
+    fn post(&mut self, path: &str, body: &[u8]) -> std::io::Result<RawResp> {
+        if self.sock.is_none() {
+            self.sock = Some(std::net::TcpStream::connect(&self.addr)?);
+            self.buf.clear();
+        }
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer bench\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        let sent = Instant::now();
+        let r = self.exchange(&req, sent);
+        if r.is_err() {
+            self.sock = None;
+        }
+        r
+    }
+
+    fn exchange(&mut self, req: &[u8], sent: Instant) -> std::io::Result<RawResp> {
+        use std::io::Write;
+        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+        self.sock.as_mut().expect("connected").write_all(req)?;
+        let mut at = sent;
+        let head_end = loop {
+            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            at = self.read_more()?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("status line"))?;
+        let header = |name: &str| {
+            head.lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == name)
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let close = header("connection").is_some_and(|v| v.contains("close"));
+        let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+        let mut first = None;
+        let mut content_events = 0;
+        let mut pos = head_end;
+        if chunked {
+            let mut sse: Vec<u8> = Vec::new();
+            loop {
+                // One chunk: size line, data, CRLF (no trailers expected).
+                let Some(nl) = self.buf[pos..].windows(2).position(|w| w == b"\r\n") else {
+                    at = self.read_more()?;
+                    continue;
+                };
+                let line =
+                    std::str::from_utf8(&self.buf[pos..pos + nl]).map_err(|_| bad("chunk"))?;
+                let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                    .map_err(|_| bad("chunk size"))?;
+                let need = pos + nl + 2 + size + 2;
+                if self.buf.len() < need {
+                    at = self.read_more()?;
+                    continue;
+                }
+                if size == 0 {
+                    pos = need;
+                    break;
+                }
+                sse.extend_from_slice(&self.buf[pos + nl + 2..pos + nl + 2 + size]);
+                pos = need;
+                let mut start = 0;
+                while let Some(p) = sse[start..].windows(2).position(|w| w == b"\n\n") {
+                    if has_content(&sse[start..start + p]) {
+                        content_events += 1;
+                        first.get_or_insert(at);
+                    }
+                    start += p + 2;
+                }
+                sse.drain(..start);
+            }
+        } else {
+            let len: usize = header("content-length")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad("no content-length"))?;
+            while self.buf.len() < head_end + len {
+                at = self.read_more()?;
+            }
+            pos = head_end + len;
+        }
+        self.buf.drain(..pos);
+        if close {
+            self.sock = None;
+        }
+        Ok(RawResp {
+            status,
+            sent,
+            first: first.unwrap_or(at),
+            last: at,
+            content_events,
+        })
+    }
+}
+
+/// 8b. A 32-chunk stream through `llmux serve` vs straight to the mock, at
+/// concurrency 1, interleaved, over a plain client (issue 18: with Nagle on
+/// the gateway's sockets every stream ended ~40 ms late, the client's
+/// delayed ACK).
+fn case_gateway_stream(ctx: &Ctx, out: &mut Vec<Case>) {
+    let mut c = Case::new(
+        "gateway-stream",
+        "32-chunk stream at c=1 through `llmux serve` vs straight to the mock, interleaved in one run; \
+         plain keep-alive HTTP/1.1 client on a blocking socket (no TCP_QUICKACK); first content event and \
+         last byte, from the request's write",
+    );
+    let Some(gw) = Gateway::start(ctx, &mut c) else {
+        out.push(c);
+        return;
+    };
+    let mock = json!({"chunks": 32, "text": "ab".repeat(32)});
+    let gbody = body("bench/fast", true, json!({"mock": mock}));
+    let dbody = direct_body(true, Some(mock));
+    let path = "/v1/chat/completions";
+    let mut g = RawConn::new(&gw.base);
+    let mut d = RawConn::new(&ctx.fleet.url("fast"));
+    // (first content us, last byte us, content events)
+    let one = |conn: &mut RawConn, b: &[u8], what: &str| -> (f64, f64, usize) {
+        let r = conn
+            .post(path, b)
+            .unwrap_or_else(|e| panic!("{what} stream: {e}"));
+        assert_eq!(r.status, 200, "{what} stream: HTTP {}", r.status);
+        (us(r.first - r.sent), us(r.last - r.sent), r.content_events)
+    };
+    for _ in 0..30 {
+        one(&mut d, &dbody, "direct");
+        one(&mut g, &gbody, "gateway");
+    }
+    let n = if ctx.quick { 200 } else { 1000 };
+    let (mut gf, mut gt, mut df, mut dt) = (vec![], vec![], vec![], vec![]);
+    let (mut short, mut late) = (0usize, 0usize);
+    for i in 0..n {
+        // Alternate which goes first, so neither always follows the other.
+        let mut run_d = |df: &mut Vec<f64>, dt: &mut Vec<f64>| {
+            let (f, t, k) = one(&mut d, &dbody, "direct");
+            short += usize::from(k != 32);
+            df.push(f);
+            dt.push(t);
+        };
+        let mut run_g = |gf: &mut Vec<f64>, gt: &mut Vec<f64>| {
+            let (f, t, k) = one(&mut g, &gbody, "gateway");
+            gf.push(f);
+            gt.push(t);
+            (k, t)
+        };
+        let (k, t) = if i % 2 == 0 {
+            run_d(&mut df, &mut dt);
+            run_g(&mut gf, &mut gt)
+        } else {
+            let x = run_g(&mut gf, &mut gt);
+            run_d(&mut df, &mut dt);
+            x
+        };
+        short += usize::from(k != 32);
+        late += usize::from(t >= 30_000.0);
+    }
+    drop(gw);
+    let (gf, gt, df, dt) = (sorted(gf), sorted(gt), sorted(df), sorted(dt));
+    let add = |a: &[f64], b: &[f64], p: f64| pct(a, p) - pct(b, p);
+    let (f50, f99) = (add(&gf, &df, 0.5), add(&gf, &df, 0.99));
+    let (t50, t99) = (add(&gt, &dt, 0.5), add(&gt, &dt, 0.99));
+    c.m("streams", n);
+    c.m("chunks", 32);
+    for (k, v, p) in [
+        ("gateway_first_chunk_p50_us", &gf, 0.5),
+        ("gateway_first_chunk_p99_us", &gf, 0.99),
+        ("direct_first_chunk_p50_us", &df, 0.5),
+        ("direct_first_chunk_p99_us", &df, 0.99),
+        ("gateway_total_p50_us", &gt, 0.5),
+        ("gateway_total_p99_us", &gt, 0.99),
+        ("direct_total_p50_us", &dt, 0.5),
+        ("direct_total_p99_us", &dt, 0.99),
+    ] {
+        c.m(k, r(pct(v, p), 1));
+    }
+    c.m("added_first_chunk_p50_us", r(f50, 1));
+    c.m("added_first_chunk_p99_us", r(f99, 1));
+    c.m("added_total_p50_us", r(t50, 1));
+    c.m("added_total_p99_us", r(t99, 1));
+    c.m("gateway_streams_total_over_30ms", late);
+    c.m("streams_without_32_content_events", short);
+    c.m("target_added_total_us", 1000);
+    c.info(
+        "added first chunk p50 / p99",
+        format!("{} / {}", fmt_us(f50), fmt_us(f99)),
+    );
+    c.check(
+        "added total (last byte) p50",
+        format!(
+            "{} ({} vs direct {}; first chunk added {})",
+            fmt_us(t50),
+            fmt_us(pct(&gt, 0.5)),
+            fmt_us(pct(&dt, 0.5)),
+            fmt_us(f50)
+        ),
+        "<= 1 ms",
+        t50 <= 1000.0,
+    );
+    c.check(
+        "added total (last byte) p99",
+        format!(
+            "{} ({} vs direct {}; first chunk added {})",
+            fmt_us(t99),
+            fmt_us(pct(&gt, 0.99)),
+            fmt_us(pct(&dt, 0.99)),
+            fmt_us(f99)
+        ),
+        "<= 1 ms",
+        t99 <= 1000.0,
+    );
+    c.info(
+        "gateway streams ending >= 30 ms after the request",
+        format!("{late} of {n}"),
+    );
+    if short > 0 {
+        c.note(format!("{short} streams did not carry 32 content events"));
+    }
+    out.push(c);
+}
+
+/// 8c. The gateway's RSS over a few hundred thousand non-streaming
+/// requests with nobody scraping `/metrics` (issue 18: the Prometheus
+/// recorder kept every histogram sample until a scrape drained it).
+fn case_gateway_memory(ctx: &Ctx, out: &mut Vec<Case>) {
+    let mut c = Case::new(
+        "gateway-memory-noscrape",
+        "gateway RSS (VmRSS) over many keep-alive non-streaming requests at c=8 (reqwest), /metrics never \
+         scraped; start after warm-up, every batch, end",
+    );
+    let Some(gw) = Gateway::start(ctx, &mut c) else {
+        out.push(c);
+        return;
+    };
+    let n: usize = std::env::var("LLMUX_BENCH_GW_MEMORY_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if ctx.quick { 60_000 } else { 300_000 });
+    let (conc, batches, warm) = (8, 10, (n / 15).clamp(1000, 20_000));
+    let url = format!("{}/v1/chat/completions", gw.base);
+    let b = body("bench/fast", false, json!({}));
+    let pid = gw.pid();
+    let rss = || vm_rss_kib(pid).unwrap_or(0);
+    let (w, _) = direct_closed(ctx, &url, &b, conc, Duration::from_secs(120), warm);
+    let mut failed = warm - w.len();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = rss();
+    let started = Instant::now();
+    let mut samples = vec![json!({"requests": 0, "s": 0.0, "rss_kib": start})];
+    let mut lats = Vec::with_capacity(n);
+    let mut done = 0;
+    for i in 0..batches {
+        let k = n / batches + usize::from(i < n % batches);
+        let (v, _) = direct_closed(ctx, &url, &b, conc, Duration::from_secs(600), k);
+        failed += k - v.len();
+        lats.extend(v);
+        done += k;
+        samples.push(
+            json!({"requests": done, "s": r(started.elapsed().as_secs_f64(), 2),
+                            "rss_kib": rss()}),
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let end = rss();
+    // The gateway's upkeep runs every 5 s: what is left after one more.
+    std::thread::sleep(Duration::from_secs(6));
+    let settled = rss();
+    drop(gw);
+    let peak = samples
+        .iter()
+        .filter_map(|s| s["rss_kib"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let growth = end as f64 - start as f64;
+    let lats = sorted(lats);
+    c.m("requests", n);
+    c.m("warmup_requests", warm);
+    c.m("concurrency", conc);
+    c.m("failed", failed);
+    c.m("seconds", r(secs, 2));
+    c.m("rate_per_s", r(n as f64 / secs, 1));
+    c.m("latency_p50_us", r(pct(&lats, 0.5), 1));
+    c.m("rss_start_kib", start);
+    c.m("rss_end_kib", end);
+    c.m("rss_peak_kib", peak);
+    c.m("rss_settled_kib", settled);
+    c.m("rss_growth_kib", growth);
+    c.m(
+        "rss_growth_per_100k_requests_kib",
+        r(growth * 100_000.0 / n as f64, 1),
+    );
+    c.m("target_growth_kib", 2048);
+    c.m("samples", Value::Array(samples));
+    let mib = |k: f64| format!("{:.1} MiB", k / 1024.0);
+    c.check(
+        &format!("RSS growth over {n} requests, no scrape"),
+        format!(
+            "{} ({} -> {})",
+            mib(growth),
+            mib(start as f64),
+            mib(end as f64)
+        ),
+        "<= 2 MiB",
+        growth <= 2048.0,
+    );
+    c.info(
+        "RSS peak / 6 s after the last request",
+        format!("{} / {}", mib(peak as f64), mib(settled as f64)),
+    );
+    c.info(
+        "requests / failed / rate",
+        format!("{n} / {failed} / {}", fmt_rate(n as f64 / secs)),
     );
     out.push(c);
 }
@@ -2724,6 +3164,8 @@ fn main() {
         ("quality", Box::new(case_quality)),
         ("shared", Box::new(case_shared)),
         ("gateway", Box::new(case_gateway)),
+        ("gateway-stream", Box::new(case_gateway_stream)),
+        ("gateway-memory-noscrape", Box::new(case_gateway_memory)),
     ];
     for (name, f) in &steps {
         if !want(name) {

@@ -7,38 +7,44 @@
 #   scripts/bench.sh                 # every case, a few minutes on 2 cores
 #   scripts/bench.sh --quick         # fewer samples
 #   scripts/bench.sh latency memory  # only these Rust cases (soak, or latency host allocs throughput
-#                                    # chunks routing memory memory-h2 failover quality shared gateway)
-#   scripts/bench.sh --readme ...    # also rewrite the README's bench table
+#                                    # chunks routing memory memory-h2 failover quality shared gateway
+#                                    # gateway-stream gateway-memory-noscrape)
+#   scripts/bench.sh --docs ...      # also rewrite the bench table in docs/benchmarks.md
+#                                    # (--readme: the same, its older name; README.md is not touched)
 #
 # The mock fleet runs as the release `llmux-fleet` binary, pinned to CPU 1;
-# the bench thread, the engine and the direct baseline run on CPU 0. The
+# the bench thread, the engine, the direct baseline and the `llmux serve`
+# gateway (the gateway cases) run on CPU 0. The
 # memory cases (HTTP/1.1, then HTTP/2) run in processes of their own, so
 # their per-stream figures do not depend on what ran before. Results: target/llmux-bench.json (one object
 # per case) and a table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=() readme=() cases=()
+quick=() docs=() cases=()
 for a in "$@"; do
     case "$a" in
         --quick) quick=(--quick) ;;
-        --readme) readme=(--readme README.md) ;;
+        --docs | --readme) docs=(--docs docs/benchmarks.md) ;;
         *) cases+=("$a") ;;
     esac
 done
 t="${CARGO_TARGET_DIR:-target}"
 
-cargo build --release --lib -p llmux -p llmux-fleet -p llmux-gateway
+# The library, and the binaries the bench starts: llmux-fleet (the mock)
+# and llmux (the gateway cases run `llmux serve`).
+cargo build --release -p llmux -p llmux-fleet -p llmux-gateway --lib --bins
 cargo bench --bench llmux --no-run
 t="$(cd "$t" && pwd)"
 if [[ ${#cases[@]} -gt 0 ]]; then
     LLMUX_BENCH_JSON="$t/bench-rust.json" cargo bench --bench llmux -- "${quick[@]}" "${cases[@]}"
-    python3 scripts/bench-report.py "$t/llmux-bench.json" "$t/bench-rust.json" "${readme[@]}" >/dev/null
+    python3 scripts/bench-report.py "$t/llmux-bench.json" "$t/bench-rust.json" "${docs[@]}" >/dev/null
     echo "JSON results: $t/llmux-bench.json"
     exit 0
 fi
 LLMUX_BENCH_JSON="$t/bench-rust.json" cargo bench --bench llmux -- "${quick[@]}" \
-    latency host allocs throughput chunks routing failover quality shared gateway
+    latency host allocs throughput chunks routing failover quality shared gateway \
+    gateway-stream gateway-memory-noscrape
 LLMUX_BENCH_JSON="$t/bench-memory.json" cargo bench --bench llmux -- "${quick[@]}" memory
 # The same over HTTP/2 (h2c), also in a process of its own.
 LLMUX_BENCH_JSON="$t/bench-memory-h2.json" cargo bench --bench llmux -- "${quick[@]}" memory-h2
@@ -70,6 +76,6 @@ if command -v cmake >/dev/null && command -v g++ >/dev/null; then
     py+=("$t/bench-cpp.json")
 fi
 echo
-python3 scripts/bench-report.py "$t/llmux-bench.json" "$t/bench-rust.json" "$t/bench-memory.json" "${py[@]}" "${readme[@]}"
+python3 scripts/bench-report.py "$t/llmux-bench.json" "$t/bench-rust.json" "$t/bench-memory.json" "${py[@]}" "${docs[@]}"
 echo
 echo "JSON results: $t/llmux-bench.json"
