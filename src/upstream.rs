@@ -237,6 +237,33 @@ fn upstream_error_message(protocol: Protocol, body: &[u8]) -> String {
     }
 }
 
+/// A provider's error text without its key: the configured key where it
+/// appears, and words that look like a (masked) API key, such as OpenAI's
+/// `Incorrect API key provided: sk-proj-****abcd`. The text reaches callers,
+/// logs and traces; llmux's own key for the provider must not.
+fn redact_keys(said: &str, provider: &Provider) -> String {
+    let mut out = said.to_owned();
+    if let Some(k) = provider
+        .key
+        .as_ref()
+        .map(|k| k.expose())
+        .filter(|k| k.len() >= 4)
+    {
+        out = out.replace(k, "[redacted]");
+    }
+    out.split(' ')
+        .map(|w| {
+            let bare = w.trim_start_matches(['"', '\'', '(', '`']);
+            if bare.starts_with("sk-") || bare.starts_with("sk_") {
+                "[redacted]"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `s` on one line (runs of whitespace become one space), at most `max`
 /// characters.
 fn clip(s: &str, max: usize) -> String {
@@ -289,7 +316,7 @@ fn status_message(provider: &Provider, endpoint: &Endpoint, status: u16, body: &
     if let Some(title) = html_page(body) {
         return html_message(status, title);
     }
-    let said = upstream_error_message(provider.protocol, body);
+    let said = redact_keys(&upstream_error_message(provider.protocol, body), provider);
     match ErrKind::of_status(status) {
         ErrKind::AuthRejected => format!(
             " rejected llmux's API key for it (HTTP {status}): check providers[].api_key \
@@ -973,6 +1000,29 @@ async fn stream_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_error_texts_lose_llmux_key() {
+        let cat = Catalog::from_json(
+            r#"{"providers": [{"slug": "p", "protocol": "openai", "base_url": "http://127.0.0.1:9/v1",
+                "api_key": "my-provider-secret"}],
+                "models": [{"slug": "a/b", "endpoints": [{"provider": "p", "upstream_model": "m"}]}]}"#,
+        )
+        .unwrap();
+        let p = &cat.providers[0];
+        assert_eq!(
+            redact_keys(
+                "Incorrect API key provided: sk-proj-abc****wxyz. See docs",
+                p
+            ),
+            "Incorrect API key provided: [redacted] See docs"
+        );
+        assert_eq!(
+            redact_keys("key my-provider-secret was refused", p),
+            "key [redacted] was refused"
+        );
+        assert_eq!(redact_keys("invalid x-api-key", p), "invalid x-api-key");
+    }
 
     #[test]
     fn http_dates_parse() {
