@@ -76,7 +76,8 @@ fn error_event() -> Value {
 fn check(name: &str, fresh: Value) {
     let path = fixture_path(name);
     if std::env::var_os("LLMUX_UPDATE_FIXTURES").is_some() {
-        let text = serde_json::to_string_pretty(&fresh).unwrap();
+        // One line, as the engine writes it (the C++ test reads it as text).
+        let text = serde_json::to_string(&fresh).unwrap();
         std::fs::write(&path, text + "\n").unwrap();
     }
     let text = std::fs::read_to_string(&path).unwrap();
