@@ -24,7 +24,9 @@ pub enum EventKind {
 /// Why a request failed, the same whatever protocol the caller speaks:
 /// every terminal event carries it as `error_kind` (null for `done`), so
 /// bindings map errors from it instead of from protocol-specific types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// In JSON by [`ErrorKind::as_str`]'s name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The request itself is wrong (400, 413, 422, a translation refusal).
     InvalidRequest,

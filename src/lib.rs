@@ -7,8 +7,12 @@
 //! endpoint misbehaves before the first token, and hands stream chunks and
 //! exactly one terminal event per request back through [`Engine::poll`].
 //!
+//! [`Engine::stats`], [`Engine::plan`] and the terminal events are typed
+//! ([`api`]); the C ABI hands out the same documents as JSON.
+//!
 //! The C ABI lives in [`ffi`]; `include/llmux.h` is generated from it.
 
+pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod engine;
@@ -21,6 +25,10 @@ pub mod routing;
 pub mod shared;
 pub mod upstream;
 
+pub use api::{
+    Attempt, Circuit, EndpointStats, Plan, PlanCandidate, PlanModel, Price, RoutingRecord,
+    SharedEndpointStats, SharedStats, SharedStatus, Stats, TerminalEvent, TerminalKind, TokenUsage,
+};
 pub use engine::{Engine, EngineError, RequestEvents, Serving, SubmitError, SubmitOptions};
 pub use events::{ErrorKind, Event, EventKind};
 pub use protocol::Protocol;

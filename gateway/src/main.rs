@@ -8,10 +8,8 @@
 //! Output goes through [`Out`]: a closed pipe (`llmux route --json | head -1`)
 //! ends the command quietly instead of panicking.
 
-// Handlers return `Result<_, Response>`: an early HTTP answer is the error.
-#![allow(clippy::result_large_err)]
-
 mod config;
+mod error;
 mod record;
 mod server;
 
@@ -269,55 +267,60 @@ fn route(args: &Args) -> ExitCode {
             Err(e) => return fail(&[format!("--routing is not valid JSON: {e}")]),
         }
     }
-    let plan = match eng.explain(llmux::Protocol::OpenAi, body.to_string().as_bytes()) {
+    let plan = match eng.plan(llmux::Protocol::OpenAi, body.to_string().as_bytes()) {
         Ok(p) => p,
         Err(e) => return fail(&[e.to_string()]),
     };
     let mut out = Out::new();
     if args.json {
-        out.line(format_args!("{plan:#}"));
+        out.line(serde_json::to_string_pretty(&plan).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
-    for m in plan["models"].as_array().into_iter().flatten() {
-        out.line(format_args!(
-            "{} (policy {})",
-            m["model"].as_str().unwrap_or(""),
-            m["policy"].as_str().unwrap_or("")
-        ));
-        for c in m["candidates"].as_array().into_iter().flatten() {
+    for m in &plan.models {
+        out.line(format_args!("{} (policy {})", m.model, m.policy));
+        for c in &m.candidates {
             out.line(format_args!("  {}", explain_line(c)));
         }
     }
     ExitCode::SUCCESS
 }
 
-fn explain_line(c: &serde_json::Value) -> String {
-    let f = |k: &str| c[k].as_f64();
-    let latency = match f("first_token_ms") {
+fn explain_line(c: &llmux::PlanCandidate) -> String {
+    let latency = match c.first_token_ms {
         Some(ms) => format!("first token {ms:.0} ms (measured)"),
-        None => format!(
-            "first token {:.0} ms (prior, unmeasured)",
-            f("prior_ms").unwrap_or(0.0)
-        ),
+        None => format!("first token {:.0} ms (prior, unmeasured)", c.prior_ms),
     };
-    let tput = f("throughput_tps")
+    let tput = c
+        .throughput_tps
         .map(|t| format!("{t:.0} tok/s"))
         .unwrap_or_else(|| "unmeasured".into());
     format!(
         "{}. {}  [{}]  {}, {} in flight -> cost {:.0}; price ${}/${} per M; throughput {}; circuit {}{}{}",
-        c["rank"],
-        c["endpoint"].as_str().unwrap_or(""),
-        c["protocol"].as_str().unwrap_or(""),
+        c.rank,
+        c.endpoint,
+        c.protocol.as_str(),
         latency,
-        c["in_flight"],
-        f("latency_cost_ms").unwrap_or(0.0),
-        c["price"]["prompt"],
-        c["price"]["completion"],
+        c.in_flight,
+        c.latency_cost_ms,
+        Number(c.price.prompt),
+        Number(c.price.completion),
         tput,
-        c["circuit"].as_str().unwrap_or("?"),
-        if c["available"] == true { "" } else { "; unavailable (moved to the back)" },
-        if c["sticky"] == true { "; sticky" } else { "" },
+        c.circuit.as_str(),
+        if c.available { "" } else { "; unavailable (moved to the back)" },
+        if c.sticky { "; sticky" } else { "" },
     )
+}
+
+/// A number as JSON writes it (`3.0`, `0.25`), as the plan's JSON shows it.
+struct Number(f64);
+
+impl std::fmt::Display for Number {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::Number::from_f64(self.0) {
+            Some(n) => write!(f, "{n}"),
+            None => write!(f, "null"),
+        }
+    }
 }
 
 /// `llmux serve`.

@@ -1,70 +1,39 @@
-//! The engine's terminal event as the gateway uses it: response headers
-//! (`x-llmux-*`), the log line and the metrics.
+//! What the gateway makes of a finished request's routing record (the
+//! library's [`llmux::RoutingRecord`]): response headers (`x-llmux-*`), the
+//! log line and the metrics.
 
+use llmux::RoutingRecord as Routing;
 use serde::Deserialize;
-use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
-#[derive(Deserialize)]
-pub struct Terminal<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'a str,
-    pub status: Option<u16>,
-    #[serde(borrow)]
-    pub response: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub error: Option<&'a RawValue>,
-    /// `success` or the failure's outcome (docs/errors.md).
-    pub outcome: Option<String>,
-    pub routing: Option<Routing>,
-}
-
-#[derive(Deserialize, Default)]
-pub struct Routing {
-    pub model: Option<String>,
-    pub endpoint: Option<String>,
-    pub provider: Option<String>,
-    #[serde(default)]
-    pub attempts: Vec<Attempt>,
-    pub first_token_ms: Option<f64>,
-    pub latency_ms: Option<f64>,
-    pub usage: Option<Usage>,
-    pub cost_usd: Option<f64>,
-}
-
-#[derive(Deserialize)]
-pub struct Attempt {
-    pub endpoint: String,
-    pub outcome: String,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-}
-
-impl Routing {
-    /// The endpoint to name in a log line: the one that served, else the
-    /// last one tried.
-    pub fn culprit(&self) -> Option<&str> {
-        self.endpoint
-            .as_deref()
-            .or_else(|| self.attempts.last().map(|a| a.endpoint.as_str()))
+/// The `message` inside an error body of any protocol's envelope
+/// (`{"error": {"message": ...}}`), for the log line.
+pub fn error_message(body: &str) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        error: Inner<'a>,
     }
+    #[derive(Deserialize)]
+    struct Inner<'a> {
+        #[serde(borrow)]
+        message: Option<Cow<'a, str>>,
+    }
+    serde_json::from_str::<Envelope>(body).ok()?.error.message
 }
 
 /// `x-llmux-*` headers for a finished request.
 pub fn headers(r: &Routing) -> Vec<(&'static str, String)> {
     let mut h = vec![("x-llmux-attempts", r.attempts.len().to_string())];
     if let Some(e) = &r.endpoint {
-        h.push(("x-llmux-endpoint", e.clone()));
+        h.push(("x-llmux-endpoint", e.to_string()));
     }
     if let Some(p) = &r.provider {
-        h.push(("x-llmux-provider", p.clone()));
+        h.push(("x-llmux-provider", p.to_string()));
     }
-    if let Some(m) = &r.model {
-        h.push(("x-llmux-model", m.clone()));
+    if !r.model.is_empty() {
+        h.push(("x-llmux-model", r.model.to_string()));
     }
     if let Some(ms) = r.first_token_ms {
         h.push(("x-llmux-first-token-ms", format!("{ms:.1}")));
@@ -77,11 +46,11 @@ pub fn headers(r: &Routing) -> Vec<(&'static str, String)> {
 
 /// Prometheus metrics for one finished request.
 pub fn observe(model: &str, r: &Routing, outcome: &str) {
-    let endpoint = r.endpoint.clone().unwrap_or_else(|| "none".into());
-    let model = r.model.clone().unwrap_or_else(|| model.to_owned());
+    let endpoint = r.endpoint.as_deref().unwrap_or("none").to_owned();
+    let model = if r.model.is_empty() { model } else { &r.model }.to_owned();
     metrics::counter!("llmux_requests_total", "model" => model.clone(), "endpoint" => endpoint.clone(), "outcome" => outcome.to_owned()).increment(1);
     for a in r.attempts.iter().filter(|a| a.outcome != "success") {
-        metrics::counter!("llmux_failed_attempts_total", "endpoint" => a.endpoint.clone(), "outcome" => a.outcome.clone()).increment(1);
+        metrics::counter!("llmux_failed_attempts_total", "endpoint" => a.endpoint.to_string(), "outcome" => a.outcome.to_string()).increment(1);
     }
     if r.attempts.len() > 1 {
         metrics::counter!("llmux_failovers_total", "model" => model.clone())
@@ -90,9 +59,7 @@ pub fn observe(model: &str, r: &Routing, outcome: &str) {
     if let Some(ms) = r.first_token_ms {
         metrics::histogram!("llmux_first_token_seconds", "model" => model.clone(), "endpoint" => endpoint.clone()).record(ms / 1000.0);
     }
-    if let Some(ms) = r.latency_ms {
-        metrics::histogram!("llmux_request_duration_seconds", "model" => model.clone(), "endpoint" => endpoint.clone()).record(ms / 1000.0);
-    }
+    metrics::histogram!("llmux_request_duration_seconds", "model" => model.clone(), "endpoint" => endpoint.clone()).record(r.latency_ms / 1000.0);
     if let Some(u) = r.usage {
         metrics::counter!("llmux_tokens_total", "model" => model.clone(), "endpoint" => endpoint.clone(), "kind" => "prompt").increment(u.prompt_tokens);
         metrics::counter!("llmux_tokens_total", "model" => model.clone(), "endpoint" => endpoint.clone(), "kind" => "completion").increment(u.completion_tokens);
@@ -127,7 +94,7 @@ pub struct LogLine<'a> {
     pub status: u16,
     pub outcome: &'a str,
     pub duration_ms: f64,
-    pub routing: Option<&'a Routing>,
+    pub routing: Option<&'a Routing<'a>>,
     /// The error's message, for a request that failed.
     pub error: Option<&'a str>,
     /// `METHOD /path`, for a request no route took.

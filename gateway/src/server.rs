@@ -4,14 +4,19 @@
 //! authenticate and hand off.
 
 use crate::config::CallerKey;
-use crate::record::{self, LogFormat, LogLine, Routing, Terminal};
+use crate::error::{json_response, GatewayError, Rejection};
+use crate::record::{self, LogFormat, LogLine};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use llmux::{Engine, Event, EventKind, Protocol, RequestEvents, SubmitError, SubmitOptions};
+use llmux::protocol::sse;
+use llmux::{
+    Circuit, EndpointStats, Engine, Event, EventKind, Price, Protocol, RequestEvents,
+    RoutingRecord, SubmitError, SubmitOptions, TerminalEvent, TerminalKind,
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -19,8 +24,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
-/// Completion routes: a path (under `/api` and without it) and the
-/// protocol its bodies speak. A new protocol is one more line here.
+type Result<T, E = GatewayError> = std::result::Result<T, E>;
+
+/// Completion routes: a path (served at the root and under `/api`) and
+/// the protocol its bodies speak. A new protocol is one more line here.
 pub const COMPLETIONS: &[(&str, Protocol)] = &[
     ("/v1/chat/completions", Protocol::OpenAi),
     ("/anthropic/v1/messages", Protocol::Anthropic),
@@ -44,42 +51,52 @@ pub struct App {
 
 type St = State<Arc<App>>;
 
+impl App {
+    /// A refusal of a request before it reaches the engine.
+    fn reject(
+        &self,
+        proto: Protocol,
+        status: u16,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Rejection {
+        Rejection::new(self.log, proto, status, reason, message)
+    }
+}
+
+/// Every route: health and metrics at the root, the API at the root and
+/// again under `/api`.
 pub fn router(app: Arc<App>) -> Router {
-    let mut r = Router::new()
+    let api = api_routes();
+    Router::new()
         .route("/", get(alive).head(alive))
         .route("/health", get(alive).head(alive))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics));
-    for prefix in ["/api", ""] {
-        for &(path, proto) in COMPLETIONS {
-            r = r.route(
-                &format!("{prefix}{path}"),
-                post(move |s: St, h: HeaderMap, b: Body| complete(s, proto, h, b)),
-            );
-        }
-        for path in [
-            "/anthropic/v1/messages/count_tokens",
-            "/v1/messages/count_tokens",
-        ] {
-            r = r.route(&format!("{prefix}{path}"), post(count_tokens));
-        }
-        r = r
-            .route(&format!("{prefix}/v1/models"), get(models_by_header))
-            .route(
-                &format!("{prefix}/v1/models/{{vendor}}/{{name}}/endpoints"),
-                get(model_endpoints),
-            )
-            .route(
-                &format!("{prefix}/anthropic/v1/models"),
-                get(anthropic_models),
-            )
-            .route(&format!("{prefix}/v1/stats"), get(stats));
-    }
-    r.fallback(not_found)
+        .route("/metrics", get(metrics))
+        .nest("/api", api.clone())
+        .merge(api)
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(app)
+}
+
+/// The completion, count_tokens, model and stats routes, mounted once.
+fn api_routes() -> Router<Arc<App>> {
+    let mut r = Router::new();
+    for &(path, proto) in COMPLETIONS {
+        r = r.route(
+            path,
+            post(move |s: St, h: HeaderMap, b: Body| complete(s, proto, h, b)),
+        );
+    }
+    r.route("/anthropic/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/models", get(models_by_header))
+        .route("/v1/models/{vendor}/{name}/endpoints", get(model_endpoints))
+        .route("/anthropic/v1/models", get(anthropic_models))
+        .route("/v1/stats", get(stats))
 }
 
 /// The gateway's listener: every accepted connection gets `TCP_NODELAY`.
@@ -97,83 +114,7 @@ pub fn listener(
 // ---------------------------------------------------------------------------
 // errors and keys
 
-fn json_response(status: u16, body: String) -> Response {
-    let mut r = (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-        body,
-    )
-        .into_response();
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    r
-}
-
-/// llmux's own error, in the caller's protocol's envelope.
-fn error(proto: Protocol, status: u16, kind: &str, message: &str) -> Response {
-    let body = llmux::protocol::error_body(proto, status, kind, message);
-    let mut r = json_response(status, body.to_string());
-    if matches!(status, 400 | 401 | 403 | 404 | 413) {
-        r.headers_mut()
-            .insert("x-should-retry", HeaderValue::from_static("false"));
-    }
-    r
-}
-
-/// A request refused before it reached the engine: one log line (the
-/// reason as its outcome), counted in `llmux_rejected_total`.
-struct Rejection<'a> {
-    proto: Protocol,
-    status: u16,
-    /// The outcome name (docs/errors.md).
-    reason: &'static str,
-    message: &'a str,
-    model: &'a str,
-    key: &'a str,
-    route: Option<&'a str>,
-    started: Instant,
-}
-
-impl Rejection<'_> {
-    fn respond(&self, app: &App) -> Response {
-        record::rejected(self.reason);
-        LogLine {
-            id: None,
-            protocol: self.proto.as_str(),
-            model: self.model,
-            key: self.key,
-            stream: false,
-            status: self.status,
-            outcome: self.reason,
-            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
-            routing: None,
-            error: Some(self.message),
-            route: self.route,
-        }
-        .write(app.log);
-        // OpenAI shapes: the type says the category, the code the reason.
-        let kind = match self.status {
-            401 => "authentication_error",
-            404 => "not_found_error",
-            413 => "request_too_large",
-            503 => "overloaded",
-            _ => "invalid_request_error",
-        };
-        let mut body = llmux::protocol::error_body(self.proto, self.status, kind, self.message);
-        if let Some(code) = body.pointer_mut("/error/code") {
-            *code = Value::from(self.reason);
-        }
-        let mut r = json_response(self.status, body.to_string());
-        r.headers_mut()
-            .insert("x-llmux-outcome", HeaderValue::from_static(self.reason));
-        if self.status != 503 {
-            r.headers_mut()
-                .insert("x-should-retry", HeaderValue::from_static("false"));
-        }
-        r
-    }
-}
-
-async fn not_found(State(app): St, method: Method, uri: Uri, h: HeaderMap) -> Response {
+async fn not_found(State(app): St, method: Method, uri: Uri, h: HeaderMap) -> GatewayError {
     let path = uri.path();
     let host = h
         .get("host")
@@ -186,21 +127,13 @@ async fn not_found(State(app): St, method: Method, uri: Uri, h: HeaderMap) -> Re
     } else {
         Protocol::OpenAi
     };
-    Rejection {
-        proto,
-        status: 404,
-        reason: "unknown_route",
-        message: &message,
-        model: "-",
-        key: "-",
-        route: Some(&route),
-        started: Instant::now(),
-    }
-    .respond(&app)
+    app.reject(proto, 404, "unknown_route", message)
+        .route(route)
+        .into()
 }
 
 /// A known path with the wrong method: a 405 that says which one it takes.
-async fn method_not_allowed(State(app): St, method: Method, uri: Uri) -> Response {
+async fn method_not_allowed(State(app): St, method: Method, uri: Uri) -> GatewayError {
     let path = uri.path();
     let takes =
         if path.ends_with("/models") || path.ends_with("/endpoints") || path.ends_with("/stats") {
@@ -208,22 +141,11 @@ async fn method_not_allowed(State(app): St, method: Method, uri: Uri) -> Respons
         } else {
             "POST"
         };
-    let route = format!("{method} {path}");
     let message = format!("{path} takes {takes}, not {method}");
-    let mut r = Rejection {
-        proto: Protocol::OpenAi,
-        status: 405,
-        reason: "method_not_allowed",
-        message: &message,
-        model: "-",
-        key: "-",
-        route: Some(&route),
-        started: Instant::now(),
-    }
-    .respond(&app);
-    r.headers_mut()
-        .insert("allow", HeaderValue::from_static(takes));
-    r
+    app.reject(Protocol::OpenAi, 405, "method_not_allowed", message)
+        .route(format!("{method} {path}"))
+        .header("allow", takes)
+        .into()
 }
 
 /// What a caller who reached no route probably meant.
@@ -289,7 +211,7 @@ fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
 
 /// The name of the caller's key (`-` when the gateway has none), or a 401
 /// in the caller's protocol. Every key is compared, in constant time.
-fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str, Response> {
+fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str> {
     use subtle::ConstantTimeEq;
     if app.keys.is_empty() {
         return Ok("-");
@@ -308,17 +230,7 @@ fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str
             "invalid API key"
         };
         metrics::counter!("llmux_unauthorized_total").increment(1);
-        Rejection {
-            proto,
-            status: 401,
-            reason: "unauthorized",
-            message: msg,
-            model: "-",
-            key: "-",
-            route: None,
-            started: Instant::now(),
-        }
-        .respond(app)
+        app.reject(proto, 401, "unauthorized", msg).into()
     })
 }
 
@@ -335,7 +247,14 @@ fn model_of(body: &[u8]) -> String {
         .map_or_else(|| "-".to_owned(), |m| m.chars().take(200).collect())
 }
 
-fn submit_error(app: &App, proto: Protocol, e: &SubmitError, body: &[u8], key: &str) -> Response {
+/// A submit the engine refused, in the caller's protocol.
+fn submit_error(
+    app: &App,
+    proto: Protocol,
+    e: &SubmitError,
+    body: &[u8],
+    key: &str,
+) -> GatewayError {
     use llmux::request::RequestError as R;
     let message = e.to_string();
     let (status, reason) = match e {
@@ -349,50 +268,25 @@ fn submit_error(app: &App, proto: Protocol, e: &SubmitError, body: &[u8], key: &
         SubmitError::Request(_) if message.contains("context window") => (400, "context_window"),
         SubmitError::Request(_) => (400, "invalid_request"),
     };
-    let model = model_of(body);
-    let mut r = Rejection {
-        proto,
-        status,
-        reason,
-        message: &message,
-        model: &model,
-        key,
-        route: None,
-        started: Instant::now(),
-    }
-    .respond(app);
+    let r = app
+        .reject(proto, status, reason, message)
+        .model(model_of(body))
+        .key(key);
     if status == 503 {
-        r.headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
+        return r.header("retry-after", "1").into();
     }
-    r
+    r.into()
 }
 
 /// Reads the body up to the limit; past it, a 413 in the caller's shape.
-async fn read_body(
-    app: &App,
-    h: &HeaderMap,
-    body: Body,
-    proto: Protocol,
-) -> Result<Bytes, Response> {
-    let reject = |status, reason, message: &str| {
-        Rejection {
-            proto,
-            status,
-            reason,
-            message,
-            model: "-",
-            key: "-",
-            route: None,
-            started: Instant::now(),
-        }
-        .respond(app)
+async fn read_body(app: &App, h: &HeaderMap, body: Body, proto: Protocol) -> Result<Bytes> {
+    let too_large = || {
+        let limit = format!(
+            "the request body is larger than {} bytes (the gateway's max_body_bytes)",
+            app.max_body
+        );
+        GatewayError::from(app.reject(proto, 413, "body_too_large", limit))
     };
-    let limit = format!(
-        "the request body is larger than {} bytes (the gateway's max_body_bytes)",
-        app.max_body
-    );
-    let too_large = || reject(413, "body_too_large", &limit);
     let declared = h
         .get("content-length")
         .and_then(|v| v.to_str().ok())
@@ -410,11 +304,8 @@ async fn read_body(
                 }
                 src = s.source();
             }
-            Err(reject(
-                400,
-                "unreadable_body",
-                "could not read the request body",
-            ))
+            let message = "could not read the request body";
+            Err(app.reject(proto, 400, "unreadable_body", message).into())
         }
     }
 }
@@ -443,7 +334,7 @@ struct Ctx {
 
 impl Ctx {
     /// Log line and metrics for a finished request.
-    fn finish(&self, status: u16, outcome: &str, routing: Option<&Routing>) {
+    fn finish(&self, status: u16, outcome: &str, routing: Option<&RoutingRecord>) {
         self.finish_with(status, outcome, routing, None);
     }
 
@@ -452,7 +343,7 @@ impl Ctx {
         &self,
         status: u16,
         outcome: &str,
-        routing: Option<&Routing>,
+        routing: Option<&RoutingRecord>,
         error: Option<&str>,
     ) {
         if let Some(r) = routing {
@@ -477,16 +368,10 @@ impl Ctx {
     }
 }
 
-async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> Response {
+async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> Result<Response> {
     let started = Instant::now();
-    let key = match authorize(&app, &h, proto) {
-        Ok(k) => k.to_owned(),
-        Err(r) => return r,
-    };
-    let bytes = match read_body(&app, &h, body, proto).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let key = authorize(&app, &h, proto)?.to_owned();
+    let bytes = read_body(&app, &h, body, proto).await?;
     let opts = SubmitOptions {
         forward_headers: anthropic_headers(&h),
         // Claude Code's and Codex's session ids keep a session on one
@@ -498,10 +383,10 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
             .map(|s| format!("session:{s}")),
         upstream_error_bodies: true,
     };
-    let events = match app.engine.submit_with(proto, &bytes, opts) {
-        Ok(ev) => ev,
-        Err(e) => return submit_error(&app, proto, &e, &bytes, &key),
-    };
+    let events = app
+        .engine
+        .submit_with(proto, &bytes, opts)
+        .map_err(|e| submit_error(&app, proto, &e, &bytes, &key))?;
     drop(bytes);
     let ctx = Ctx {
         app: app.clone(),
@@ -533,38 +418,35 @@ async fn next_event(
     }
 }
 
-/// A response for a terminal event that ends the request before any chunk.
-fn terminal_response(ctx: &Ctx, ev: &Event) -> Response {
-    let Ok(t) = serde_json::from_str::<Terminal>(&ev.data) else {
+/// A terminal event as the gateway reads it; an unreadable one is logged
+/// as an internal error.
+fn read_terminal<'a>(ctx: &Ctx, ev: &'a Event) -> Option<TerminalEvent<'a>> {
+    let t = serde_json::from_str::<TerminalEvent>(&ev.data).ok();
+    if t.is_none() {
         ctx.finish(500, "internal_error", None);
-        return error(
-            ctx.proto,
-            500,
-            "internal_error",
-            "unreadable terminal event",
-        );
-    };
-    let routing = t.routing.unwrap_or_default();
-    let mut resp = match (t.kind, t.response, t.error) {
-        ("done", Some(body), _) => {
-            ctx.finish(200, "success", Some(&routing));
-            json_response(200, body.get().to_owned())
+    }
+    t
+}
+
+/// A response for a terminal event that ends the request before any chunk.
+fn terminal_response(ctx: &Ctx, ev: &Event) -> Result<Response> {
+    let t = read_terminal(ctx, ev).ok_or(GatewayError::NoResult {
+        proto: ctx.proto,
+        status: 500,
+        kind: "internal_error",
+        message: "unreadable terminal event",
+    })?;
+    let mut resp = match t.kind {
+        TerminalKind::Done => {
+            ctx.finish(200, "success", Some(&t.routing));
+            json_response(200, t.response.map_or("{}", |b| b.get()).to_owned())
         }
-        ("done", None, _) => {
-            ctx.finish(200, "success", Some(&routing));
-            json_response(200, "{}".into())
-        }
-        (_, _, err) => {
+        TerminalKind::Error => {
             let status = t.status.unwrap_or(502);
-            let body = err.map(|e| e.get()).unwrap_or("");
-            let outcome = t
-                .outcome
-                .clone()
-                .or_else(|| error_type(body))
-                .unwrap_or_else(|| "error".into());
-            let message = error_message(body);
-            ctx.finish_with(status, &outcome, Some(&routing), message.as_deref());
-            let body = err.map(|e| e.get().to_owned()).unwrap_or_else(|| {
+            let body = t.error.map(|e| e.get());
+            let message = body.and_then(record::error_message);
+            ctx.finish_with(status, &t.outcome, Some(&t.routing), message.as_deref());
+            let body = body.map(str::to_owned).unwrap_or_else(|| {
                 llmux::protocol::error_body(ctx.proto, status, "upstream_error", "failed")
                     .to_string()
             });
@@ -573,34 +455,17 @@ fn terminal_response(ctx: &Ctx, ev: &Event) -> Response {
             // would only repeat that.
             r.headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
-            if let Ok(v) = HeaderValue::try_from(outcome) {
+            if let Ok(v) = HeaderValue::try_from(t.outcome.as_ref()) {
                 r.headers_mut().insert("x-llmux-outcome", v);
             }
             r
         }
     };
-    add_routing_headers(resp.headers_mut(), ctx.id, &routing);
-    resp
+    add_routing_headers(resp.headers_mut(), ctx.id, &t.routing);
+    Ok(resp)
 }
 
-/// The `message` inside an error body of either protocol.
-fn error_message(body: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(body).ok()?;
-    v.pointer("/error/message")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-/// The `type` inside an error body of either protocol.
-fn error_type(body: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(body).ok()?;
-    v.pointer("/error/type")
-        .or_else(|| v.pointer("/error/code"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-fn add_routing_headers(h: &mut HeaderMap, id: u64, routing: &Routing) {
+fn add_routing_headers(h: &mut HeaderMap, id: u64, routing: &RoutingRecord) {
     h.insert("x-llmux-request-id", HeaderValue::from(id));
     for (n, v) in record::headers(routing) {
         if let Ok(v) = HeaderValue::try_from(v) {
@@ -611,85 +476,40 @@ fn add_routing_headers(h: &mut HeaderMap, id: u64, routing: &Routing) {
 
 /// The answer when a request's events end without a terminal event: the
 /// gateway is draining (`drained`), or the engine dropped the request.
-fn ended_without_result(ctx: &Ctx, drained: bool) -> Response {
-    if drained {
-        ctx.finish(503, "drained", None);
-        return error(
-            ctx.proto,
+fn ended_without_result(ctx: &Ctx, drained: bool) -> GatewayError {
+    let (status, outcome, kind, message) = if drained {
+        (
             503,
+            "drained",
             "overloaded",
             "the gateway shut down before the request finished",
-        );
+        )
+    } else {
+        (
+            500,
+            "internal_error",
+            "internal_error",
+            "the request ended without a result",
+        )
+    };
+    ctx.finish(status, outcome, None);
+    GatewayError::NoResult {
+        proto: ctx.proto,
+        status,
+        kind,
+        message,
     }
-    ctx.finish(500, "internal_error", None);
-    error(
-        ctx.proto,
-        500,
-        "internal_error",
-        "the request ended without a result",
-    )
 }
 
-async fn whole_response(ctx: Ctx, mut events: RequestEvents) -> Response {
+async fn whole_response(ctx: Ctx, mut events: RequestEvents) -> Result<Response> {
     let mut cancel = ctx.app.cancel_all.clone();
     loop {
         match next_event(&mut events, &mut cancel).await {
-            None => return ended_without_result(&ctx, true),
-            Some(None) => return ended_without_result(&ctx, false),
+            None => return Err(ended_without_result(&ctx, true)),
+            Some(None) => return Err(ended_without_result(&ctx, false)),
             Some(Some(ev)) if ev.kind != EventKind::Chunk => return terminal_response(&ctx, &ev),
             Some(Some(_)) => {}
         }
-    }
-}
-
-/// SSE bytes for one chunk in the caller's protocol.
-fn chunk_frame(proto: Protocol, data: &str) -> Bytes {
-    match proto {
-        Protocol::OpenAi => Bytes::from(format!("data: {data}\n\n")),
-        Protocol::Anthropic | Protocol::Responses => {
-            #[derive(serde::Deserialize)]
-            struct Typed<'a> {
-                #[serde(rename = "type", borrow)]
-                ty: Option<std::borrow::Cow<'a, str>>,
-            }
-            let ty = serde_json::from_str::<Typed>(data)
-                .ok()
-                .and_then(|t| t.ty)
-                .unwrap_or(std::borrow::Cow::Borrowed("message"));
-            Bytes::from(format!("event: {ty}\ndata: {data}\n\n"))
-        }
-    }
-}
-
-fn ping_frame(proto: Protocol) -> Bytes {
-    match proto {
-        Protocol::OpenAi | Protocol::Responses => Bytes::from_static(b": keep-alive\n\n"),
-        Protocol::Anthropic => Bytes::from_static(b"event: ping\ndata: {\"type\": \"ping\"}\n\n"),
-    }
-}
-
-/// A Responses stream's `error` event: the SDK's `ResponseErrorEvent`
-/// fields, plus the error body under `error` (what the openai SDK raises
-/// from).
-fn responses_error_event(body: &str, seq: u64) -> Bytes {
-    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let e = &v["error"];
-    let ev = json!({
-        "type": "error",
-        "code": e["code"].as_str().or(e["type"].as_str()).unwrap_or("server_error"),
-        "message": e["message"].as_str().unwrap_or("the request failed"),
-        "param": null,
-        "sequence_number": seq,
-        "error": e,
-    });
-    Bytes::from(format!("event: error\ndata: {ev}\n\n"))
-}
-
-fn error_frame(proto: Protocol, body: &str) -> Bytes {
-    match proto {
-        Protocol::Responses => responses_error_event(body, 0),
-        Protocol::OpenAi => Bytes::from(format!("data: {body}\n\n")),
-        Protocol::Anthropic => Bytes::from(format!("event: error\ndata: {body}\n\n")),
     }
 }
 
@@ -711,57 +531,32 @@ struct Streaming {
 impl Streaming {
     /// The frame for an event; marks the stream done at the terminal one.
     fn frame(&mut self, ev: Event) -> Bytes {
+        let proto = self.ctx.proto;
         if ev.kind == EventKind::Chunk {
-            if self.ctx.proto == Protocol::Responses {
-                #[derive(serde::Deserialize)]
-                struct Seq<'a> {
-                    sequence_number: Option<u64>,
-                    #[serde(rename = "type", borrow)]
-                    ty: Option<std::borrow::Cow<'a, str>>,
-                }
-                if let Ok(seq) = serde_json::from_str::<Seq>(&ev.data) {
-                    if let Some(n) = seq.sequence_number {
-                        self.next_seq = n + 1;
-                    }
-                    self.closing = matches!(
-                        seq.ty.as_deref(),
-                        Some("response.completed" | "response.incomplete" | "response.failed")
-                    );
-                }
+            let mark = sse::chunk_mark(proto, &ev.data);
+            if let Some(n) = mark.next_seq {
+                self.next_seq = n;
             }
-            return chunk_frame(self.ctx.proto, &ev.data);
+            self.closing = mark.ends_response;
+            return Bytes::from(sse::chunk_frame(proto, &ev.data));
         }
         self.done = true;
-        let Ok(t) = serde_json::from_str::<Terminal>(&ev.data) else {
-            self.ctx.finish(500, "internal_error", None);
+        let Some(t) = read_terminal(&self.ctx, &ev) else {
             return Bytes::new();
         };
-        let routing = t.routing.unwrap_or_default();
-        if t.kind == "done" {
-            self.ctx.finish(200, "success", Some(&routing));
-            return match self.ctx.proto {
-                Protocol::OpenAi => Bytes::from_static(b"data: [DONE]\n\n"),
-                // The last chunk was response.completed (or .incomplete).
-                Protocol::Anthropic | Protocol::Responses => Bytes::new(),
-            };
+        if t.kind == TerminalKind::Done {
+            self.ctx.finish(200, "success", Some(&t.routing));
+            return Bytes::from_static(sse::done_frame(proto).as_bytes());
         }
-        let body = t.error.map(|e| e.get()).unwrap_or("{}");
-        let outcome = t
-            .outcome
-            .clone()
-            .or_else(|| error_type(body))
-            .unwrap_or_else(|| "error".into());
-        let message = error_message(body);
+        let body = t.error.map_or("{}", |e| e.get());
+        let message = record::error_message(body);
         self.ctx.finish_with(
             t.status.unwrap_or(502),
-            &outcome,
-            Some(&routing),
+            &t.outcome,
+            Some(&t.routing),
             message.as_deref(),
         );
-        if self.ctx.proto == Protocol::Responses {
-            return responses_error_event(body, self.next_seq);
-        }
-        error_frame(self.ctx.proto, body)
+        Bytes::from(sse::error_frame(proto, body, self.next_seq))
     }
 
     /// The next bytes for the caller. A Responses client may hang up as soon
@@ -797,13 +592,13 @@ impl Streaming {
                 Some(ev) => Some(self.frame(ev)),
                 None => { self.done = true; None }
             },
-            _ = tokio::time::sleep(keepalive) => Some(ping_frame(self.ctx.proto)),
+            _ = tokio::time::sleep(keepalive) => Some(Bytes::from_static(sse::ping_frame(self.ctx.proto).as_bytes())),
             _ = self.cancel.changed() => {
                 self.done = true;
                 self.events.cancel();
                 self.ctx.finish(503, "drained", None);
                 let body = llmux::protocol::error_body(self.ctx.proto, 503, "overloaded", "the gateway shut down before the stream finished");
-                Some(error_frame(self.ctx.proto, &body.to_string()))
+                Some(Bytes::from(sse::error_frame(self.ctx.proto, &body.to_string(), self.next_seq)))
             }
         }
     }
@@ -817,7 +612,7 @@ impl Drop for Streaming {
     }
 }
 
-async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
+async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Result<Response> {
     let mut cancel = ctx.app.cancel_all.clone();
     // Headers wait for the first event, so a request that fails before any
     // chunk gets a plain HTTP error the SDKs map to their own types; after
@@ -829,8 +624,8 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
         Err(_) => None,
         Ok(Some(Some(ev))) if ev.kind == EventKind::Error => return terminal_response(&ctx, &ev),
         Ok(Some(Some(ev))) => Some(ev),
-        Ok(Some(None)) => return ended_without_result(&ctx, false),
-        Ok(None) => return ended_without_result(&ctx, true),
+        Ok(Some(None)) => return Err(ended_without_result(&ctx, false)),
+        Ok(None) => return Err(ended_without_result(&ctx, true)),
     };
     let id = ctx.id;
     let serving = events.serving().map(|s| {
@@ -869,7 +664,7 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
             h.insert(name, v);
         }
     }
-    resp
+    Ok(resp)
 }
 
 // ---------------------------------------------------------------------------
@@ -880,42 +675,31 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Response {
 /// bound: the UTF-8 bytes of the JSON of `system`, `tools` and `messages`
 /// (a token is never shorter than a byte, and the JSON punctuation more than
 /// covers per-message overhead).
-async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Response {
+async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Result<Response> {
     let proto = Protocol::Anthropic;
-    if let Err(r) = authorize(&app, &h, proto) {
-        return r;
-    }
-    let bytes = match read_body(&app, &h, body, proto).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    authorize(&app, &h, proto)?;
+    let bytes = read_body(&app, &h, body, proto).await?;
     let mut counted = "estimate";
-    match app.engine.count_tokens(&bytes, anthropic_headers(&h)) {
-        Err(e) => return submit_error(&app, proto, &e, &bytes, "-"),
-        Ok(None) => {}
-        Ok(Some(rx)) => match rx.await {
+    let upstream = app
+        .engine
+        .count_tokens(&bytes, anthropic_headers(&h))
+        .map_err(|e| submit_error(&app, proto, &e, &bytes, "-"))?;
+    if let Some(rx) = upstream {
+        match rx.await {
             Ok(Ok((200, body))) => {
                 let mut r = json_response(200, body);
                 r.headers_mut()
                     .insert("x-llmux-count", HeaderValue::from_static("upstream"));
-                return r;
+                return Ok(r);
             }
             // An endpoint without count_tokens (404) or a failure: estimate.
             _ => counted = "estimate-after-upstream-error",
-        },
-    }
-    let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(&bytes) else {
-        return Rejection {
-            proto,
-            status: 400,
-            reason: "invalid_json",
-            message: "the body must be a JSON object",
-            model: "-",
-            key: "-",
-            route: None,
-            started: Instant::now(),
         }
-        .respond(&app);
+    }
+    // The body passes through: its parts are measured as they are.
+    let Ok(v) = serde_json::from_slice::<serde_json::Map<String, Value>>(&bytes) else {
+        let message = "the body must be a JSON object";
+        return Err(app.reject(proto, 400, "invalid_json", message).into());
     };
     let n: usize = ["system", "tools", "messages"]
         .iter()
@@ -925,38 +709,59 @@ async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Response {
     let mut r = json_response(200, json!({"input_tokens": n}).to_string());
     r.headers_mut()
         .insert("x-llmux-count", HeaderValue::from_static(counted));
-    r
+    Ok(r)
+}
+
+/// One endpoint as the model listings show it: no keys, no URLs.
+#[derive(serde::Serialize)]
+struct ListedEndpoint {
+    id: String,
+    provider: String,
+    protocol: Protocol,
+    upstream_model: String,
+    context_length: Option<u64>,
+    price: Price,
+    first_token_ms: Option<f64>,
+    response_ms: Option<f64>,
+    throughput_tps: Option<f64>,
+    in_flight: u32,
+    error_rate: f64,
+    circuit: Circuit,
+}
+
+impl From<EndpointStats> for ListedEndpoint {
+    fn from(e: EndpointStats) -> ListedEndpoint {
+        ListedEndpoint {
+            id: e.id,
+            provider: e.provider,
+            protocol: e.protocol,
+            upstream_model: e.upstream_model,
+            context_length: e.context_window,
+            price: e.price,
+            first_token_ms: e.first_token_ms,
+            response_ms: e.response_ms,
+            throughput_tps: e.throughput_tps,
+            in_flight: e.in_flight,
+            error_rate: e.error_rate,
+            circuit: e.circuit,
+        }
+    }
 }
 
 /// The engine's stats, endpoints grouped by model in catalog order.
-fn endpoints_by_model(app: &App) -> Vec<(String, Vec<Value>)> {
-    let stats: Value = serde_json::from_str(&app.engine.stats_json()).unwrap_or(Value::Null);
-    let eps = stats["endpoints"].as_array().cloned().unwrap_or_default();
+fn endpoints_by_model(app: &App) -> Vec<(String, Vec<ListedEndpoint>)> {
+    let mut eps = app.engine.stats().endpoints;
     app.engine
         .catalog()
         .models
         .iter()
         .map(|m| {
-            let mine = eps
-                .iter()
-                .filter(|e| e["model"].as_str() == Some(&m.slug))
-                .map(endpoint_view)
-                .collect();
-            (m.slug.clone(), mine)
+            let (mine, rest) = eps.drain(..).partition(|e| e.model == m.slug);
+            eps = rest;
+            let mine: Vec<EndpointStats> = mine;
+            (m.slug.clone(), mine.into_iter().map(Into::into).collect())
         })
         .collect()
-}
-
-/// One endpoint as the model listings show it: no keys, no URLs.
-fn endpoint_view(e: &Value) -> Value {
-    json!({
-        "id": e["id"], "provider": e["provider"], "protocol": e["protocol"],
-        "upstream_model": e["upstream_model"], "context_length": e["context_window"],
-        "price": e["price"], "first_token_ms": e["first_token_ms"],
-        "response_ms": e["response_ms"],
-        "throughput_tps": e["throughput_tps"], "in_flight": e["in_flight"],
-        "error_rate": e["error_rate"], "circuit": e["circuit"],
-    })
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -970,26 +775,18 @@ fn openai_models(app: &App) -> Value {
     let data: Vec<Value> = endpoints_by_model(app)
         .into_iter()
         .map(|(slug, eps)| {
-            let ctx = eps
-                .iter()
-                .filter_map(|e| e["context_length"].as_u64())
-                .max();
+            let ctx = eps.iter().filter_map(|e| e.context_length).max();
             let cheapest = eps
                 .iter()
-                .map(|e| {
-                    (
-                        e["price"]["prompt"].as_f64().unwrap_or(0.0),
-                        e["price"]["completion"].as_f64().unwrap_or(0.0),
-                    )
-                })
-                .min_by(|a, b| (a.0 + a.1).total_cmp(&(b.0 + b.1)))
-                .unwrap_or((0.0, 0.0));
+                .map(|e| e.price)
+                .min_by(|a, b| (a.prompt + a.completion).total_cmp(&(b.prompt + b.completion)))
+                .unwrap_or_default();
             json!({
                 "id": slug, "object": "model", "created": created,
                 "owned_by": slug.split('/').next().unwrap_or(""),
                 "context_length": ctx,
                 // OpenRouter's convention: USD per token, as strings.
-                "pricing": {"prompt": per_token(cheapest.0), "completion": per_token(cheapest.1)},
+                "pricing": {"prompt": per_token(cheapest.prompt), "completion": per_token(cheapest.completion)},
                 "endpoints": eps,
             })
         })
@@ -1009,15 +806,13 @@ fn per_token(per_million: f64) -> String {
 
 fn anthropic_models_json(app: &App) -> Value {
     let created = rfc3339(unix(app.started));
-    let data: Vec<Value> = app
-        .engine
-        .catalog()
-        .models
+    let models = &app.engine.catalog().models;
+    let data: Vec<Value> = models
         .iter()
         .map(|m| json!({"type": "model", "id": m.slug, "display_name": m.slug, "created_at": created}))
         .collect();
-    let first = data.first().map(|m| m["id"].clone()).unwrap_or(Value::Null);
-    let last = data.last().map(|m| m["id"].clone()).unwrap_or(Value::Null);
+    let first = models.first().map(|m| m.slug.as_str());
+    let last = models.last().map(|m| m.slug.as_str());
     json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
 }
 
@@ -1043,65 +838,49 @@ fn rfc3339(secs: u64) -> String {
     )
 }
 
-async fn models_by_header(State(app): St, h: HeaderMap) -> Response {
+async fn models_by_header(State(app): St, h: HeaderMap) -> Result<Response> {
     let proto = if h.contains_key("anthropic-version") {
         Protocol::Anthropic
     } else {
         Protocol::OpenAi
     };
-    if let Err(r) = authorize(&app, &h, proto) {
-        return r;
-    }
+    authorize(&app, &h, proto)?;
     let v = match proto {
         Protocol::Anthropic => anthropic_models_json(&app),
         Protocol::OpenAi | Protocol::Responses => openai_models(&app),
     };
-    json_response(200, v.to_string())
+    Ok(json_response(200, v.to_string()))
 }
 
-async fn anthropic_models(State(app): St, h: HeaderMap) -> Response {
-    if let Err(r) = authorize(&app, &h, Protocol::Anthropic) {
-        return r;
-    }
-    json_response(200, anthropic_models_json(&app).to_string())
+async fn anthropic_models(State(app): St, h: HeaderMap) -> Result<Response> {
+    authorize(&app, &h, Protocol::Anthropic)?;
+    Ok(json_response(200, anthropic_models_json(&app).to_string()))
 }
 
 async fn model_endpoints(
     State(app): St,
     h: HeaderMap,
     Path((vendor, name)): Path<(String, String)>,
-) -> Response {
-    if let Err(r) = authorize(&app, &h, Protocol::OpenAi) {
-        return r;
-    }
+) -> Result<Response> {
+    authorize(&app, &h, Protocol::OpenAi)?;
     let slug = format!("{vendor}/{name}");
-    match endpoints_by_model(&app)
+    let Some((_, eps)) = endpoints_by_model(&app)
         .into_iter()
         .find(|(s, _)| *s == slug)
-    {
-        Some((_, eps)) => json_response(
-            200,
-            json!({"data": {"id": slug, "endpoints": eps}}).to_string(),
-        ),
-        None => Rejection {
-            proto: Protocol::OpenAi,
-            status: 404,
-            reason: "unknown_model",
-            message: &format!("unknown model `{slug}`"),
-            model: &slug,
-            key: "-",
-            route: None,
-            started: Instant::now(),
-        }
-        .respond(&app),
-    }
+    else {
+        let message = format!("unknown model `{slug}`");
+        return Err(app
+            .reject(Protocol::OpenAi, 404, "unknown_model", message)
+            .model(slug)
+            .into());
+    };
+    let body = json!({"data": {"id": slug, "endpoints": eps}});
+    Ok(json_response(200, body.to_string()))
 }
 
-async fn stats(State(app): St, h: HeaderMap) -> Response {
-    if let Err(r) = authorize(&app, &h, Protocol::OpenAi) {
-        return r;
-    }
-    json_response(200, app.engine.stats_json())
+async fn stats(State(app): St, h: HeaderMap) -> Result<Response> {
+    authorize(&app, &h, Protocol::OpenAi)?;
+    Ok(json_response(200, app.engine.stats_json()))
 }
 
 async fn alive() -> Response {
@@ -1110,9 +889,8 @@ async fn alive() -> Response {
 
 /// Ready while at least one endpoint's circuit is not open.
 async fn ready(State(app): St) -> Response {
-    let stats: Value = serde_json::from_str(&app.engine.stats_json()).unwrap_or(Value::Null);
-    let eps = stats["endpoints"].as_array().cloned().unwrap_or_default();
-    let usable = eps.iter().filter(|e| e["circuit"] != "open").count();
+    let eps = app.engine.stats().endpoints;
+    let usable = eps.iter().filter(|e| e.circuit != Circuit::Open).count();
     let status = if usable > 0 { 200 } else { 503 };
     json_response(
         status,
@@ -1123,18 +901,17 @@ async fn ready(State(app): St) -> Response {
 
 /// Prometheus text; per-endpoint gauges are refreshed from the engine first.
 async fn metrics(State(app): St) -> Response {
-    let stats: Value = serde_json::from_str(&app.engine.stats_json()).unwrap_or(Value::Null);
-    for e in stats["endpoints"].as_array().into_iter().flatten() {
-        let id = e["id"].as_str().unwrap_or("").to_owned();
-        let circuit = match e["circuit"].as_str() {
-            Some("open") => 2.0,
-            Some("half_open") => 1.0,
-            _ => 0.0,
+    for e in app.engine.stats().endpoints {
+        let circuit = match e.circuit {
+            Circuit::Open => 2.0,
+            Circuit::HalfOpen => 1.0,
+            Circuit::Closed => 0.0,
         };
+        let id = e.id;
         metrics::gauge!("llmux_endpoint_circuit_state", "endpoint" => id.clone()).set(circuit);
         metrics::gauge!("llmux_endpoint_in_flight", "endpoint" => id.clone())
-            .set(e["in_flight"].as_f64().unwrap_or(0.0));
-        if let Some(ms) = e["first_token_ms"].as_f64() {
+            .set(f64::from(e.in_flight));
+        if let Some(ms) = e.first_token_ms {
             metrics::gauge!("llmux_endpoint_first_token_ms", "endpoint" => id).set(ms);
         }
     }

@@ -10,6 +10,9 @@
 
 mod run;
 
+use crate::api::{
+    Circuit, EndpointStats, Plan, PlanCandidate, PlanModel, Price, SharedStats, Stats,
+};
 use crate::catalog::Catalog;
 use crate::config::{ConfigErrors, HttpVersion, DEFAULT_TIMEOUTS};
 use crate::events::{Event, EventQueue};
@@ -199,38 +202,6 @@ struct Inner {
     closing: AtomicBool,
     /// Sticky key -> (endpoint, last use).
     sticky: Mutex<HashMap<String, (usize, Instant)>>,
-}
-
-/// `stats_json`'s document.
-#[derive(serde::Serialize)]
-struct StatsOut<'a> {
-    endpoints: Vec<EndpointStatsOut<'a>>,
-    requests_in_flight: usize,
-    events_queued: usize,
-    /// Shared health's state (`{"enabled": false}` when off).
-    shared: Value,
-}
-
-#[derive(serde::Serialize)]
-struct EndpointStatsOut<'a> {
-    #[serde(flatten)]
-    health: crate::health::HealthSnapshot,
-    id: &'a str,
-    model: &'a str,
-    provider: &'a str,
-    protocol: &'static str,
-    upstream_model: &'a str,
-    price: PriceOut,
-    context_window: Option<u64>,
-    /// Shared health's view of the endpoint, when shared health is on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shared: Option<Value>,
-}
-
-#[derive(serde::Serialize)]
-struct PriceOut {
-    prompt: f64,
-    completion: f64,
 }
 
 /// `export_health`'s document.
@@ -461,7 +432,7 @@ impl Engine {
         let now = Instant::now();
         let Some(e) = req.routes[0].candidates.iter().copied().find(|&e| {
             c.provider_of(e).protocol == Protocol::Anthropic
-                && self.inner.health.snapshot(e, now).get("circuit") == Some(&json!("closed"))
+                && self.inner.health.snapshot_state(e, now).circuit == Circuit::Closed.as_str()
         }) else {
             return Ok(None);
         };
@@ -499,17 +470,16 @@ impl Engine {
     /// sending anything (`llmux route`): per model, each endpoint's latency
     /// cost, price, throughput, in-flight count, circuit and availability.
     /// Exploration is left out (it is a random draw per request).
-    pub fn explain(&self, protocol: Protocol, body: &[u8]) -> Result<Value, SubmitError> {
+    pub fn plan(&self, protocol: Protocol, body: &[u8]) -> Result<Plan, SubmitError> {
         let req =
             request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
         let inner = &self.inner;
-        let c = &inner.catalog;
         let now = Instant::now();
         let sticky = req
             .sticky_key
             .as_deref()
             .and_then(|k| inner.sticky_get(k, now));
-        let models: Vec<Value> = req
+        let models = req
             .routes
             .iter()
             .map(|route| {
@@ -522,39 +492,27 @@ impl Engine {
                     None,
                     sticky,
                 );
-                let candidates: Vec<Value> = order
-                    .iter()
-                    .enumerate()
-                    .map(|(rank, &e)| {
-                        let v = &views[e];
-                        let ep = &c.endpoints[e];
-                        let snap = inner.health.snapshot(e, now);
-                        json!({
-                            "rank": rank + 1,
-                            "endpoint": ep.id,
-                            "provider": c.provider_of(e).slug,
-                            "protocol": c.provider_of(e).protocol.as_str(),
-                            "upstream_model": ep.upstream_model,
-                            "first_token_ms": v.first_token_ms,
-                            "prior_ms": v.prior_ms,
-                            "in_flight": v.in_flight,
-                            "latency_cost_ms": v.latency_cost(),
-                            "price": {"prompt": ep.price_prompt, "completion": ep.price_completion},
-                            "throughput_tps": v.throughput,
-                            "circuit": snap.get("circuit"),
-                            "available": v.available(now),
-                            "sticky": sticky == Some(e),
-                        })
-                    })
-                    .collect();
-                json!({
-                    "model": route.slug,
-                    "policy": format!("{:?}", route.policy).to_lowercase(),
-                    "candidates": candidates,
-                })
+                PlanModel {
+                    model: route.slug.clone(),
+                    policy: format!("{:?}", route.policy).to_lowercase(),
+                    candidates: order
+                        .iter()
+                        .enumerate()
+                        .map(|(rank, &e)| inner.plan_candidate(rank + 1, e, &views[e], now, sticky))
+                        .collect(),
+                }
             })
             .collect();
-        Ok(json!({"requested_model": req.requested_model, "models": models}))
+        Ok(Plan {
+            requested_model: req.requested_model,
+            models,
+        })
+    }
+
+    /// [`Engine::plan`] as JSON.
+    pub fn explain(&self, protocol: Protocol, body: &[u8]) -> Result<Value, SubmitError> {
+        let plan = self.plan(protocol, body)?;
+        Ok(serde_json::to_value(plan).unwrap_or_default())
     }
 
     /// Cancels an in-flight request; it ends with an error event of type
@@ -613,43 +571,28 @@ impl Engine {
         self.inner.active.load(Ordering::Acquire)
     }
 
-    /// Health and prices of every endpoint, as JSON.
-    pub fn stats_json(&self) -> String {
+    /// Health and prices of every endpoint, the engine's load and shared
+    /// health's state.
+    pub fn stats(&self) -> Stats {
         let inner = &self.inner;
         let now = Instant::now();
-        let c = &inner.catalog;
-        let endpoints: Vec<EndpointStatsOut<'_>> = c
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let p = c.provider_of(i);
-                EndpointStatsOut {
-                    health: inner.health.snapshot_state(i, now),
-                    id: &e.id,
-                    model: &c.models[e.model].slug,
-                    provider: &p.slug,
-                    protocol: p.protocol.as_str(),
-                    upstream_model: &e.upstream_model,
-                    price: PriceOut {
-                        prompt: e.price_prompt,
-                        completion: e.price_completion,
-                    },
-                    context_window: e.context_window,
-                    shared: inner.health.shared().map(|o| o.endpoint_stats(i, now)),
-                }
-            })
-            .collect();
-        serde_json::to_string(&StatsOut {
-            endpoints,
+        let shared = inner.health.shared();
+        Stats {
+            endpoints: (0..inner.catalog.endpoints.len())
+                .map(|e| inner.endpoint_stats(e, now))
+                .collect(),
             requests_in_flight: inner.active.load(Ordering::Acquire),
             events_queued: inner.queue.len(),
-            shared: inner
-                .health
-                .shared()
-                .map_or_else(|| json!({"enabled": false}), |o| o.stats(now)),
-        })
-        .unwrap_or_default()
+            shared: SharedStats {
+                enabled: shared.is_some(),
+                status: shared.map(|o| o.stats(now)),
+            },
+        }
+    }
+
+    /// [`Engine::stats`] as JSON (`llmux_stats`).
+    pub fn stats_json(&self) -> String {
+        serde_json::to_string(&self.stats()).unwrap_or_default()
     }
 
     /// Health of every endpoint as JSON that `import_health` accepts, so a
@@ -820,6 +763,74 @@ impl Inner {
         let c = b.build().map_err(|e| e.to_string())?;
         map.insert((connect_ms, http), c.clone());
         Ok(c)
+    }
+
+    /// One endpoint's line in [`Stats`].
+    fn endpoint_stats(&self, e: usize, now: Instant) -> EndpointStats {
+        let c = &self.catalog;
+        let ep = &c.endpoints[e];
+        let p = c.provider_of(e);
+        let h = self.health.snapshot_state(e, now);
+        EndpointStats {
+            first_token_ms: h.first_token_ms,
+            response_ms: h.response_ms,
+            throughput_tps: h.throughput_tps,
+            error_rate: h.error_rate,
+            in_flight: h.in_flight,
+            requests: h.requests,
+            successes: h.successes,
+            failures: h.failures,
+            consecutive_failures: h.consecutive_failures,
+            circuit: Circuit::from_name(h.circuit),
+            circuit_open_for_ms: h.circuit_open_for_ms,
+            ejections: h.ejections,
+            rate_limited_for_ms: h.rate_limited_for_ms,
+            last_error: h.last_error,
+            id: ep.id.clone(),
+            model: c.models[ep.model].slug.clone(),
+            provider: p.slug.clone(),
+            protocol: p.protocol,
+            upstream_model: ep.upstream_model.clone(),
+            price: Price {
+                prompt: ep.price_prompt,
+                completion: ep.price_completion,
+            },
+            context_window: ep.context_window,
+            shared: self.health.shared().map(|o| o.endpoint_stats(e, now)),
+        }
+    }
+
+    /// One candidate's line in a [`Plan`].
+    fn plan_candidate(
+        &self,
+        rank: usize,
+        e: usize,
+        v: &crate::routing::EndpointView,
+        now: Instant,
+        sticky: Option<usize>,
+    ) -> PlanCandidate {
+        let c = &self.catalog;
+        let ep = &c.endpoints[e];
+        let p = c.provider_of(e);
+        PlanCandidate {
+            rank,
+            endpoint: ep.id.clone(),
+            provider: p.slug.clone(),
+            protocol: p.protocol,
+            upstream_model: ep.upstream_model.clone(),
+            first_token_ms: v.first_token_ms,
+            prior_ms: v.prior_ms,
+            in_flight: v.in_flight,
+            latency_cost_ms: v.latency_cost(),
+            price: Price {
+                prompt: ep.price_prompt,
+                completion: ep.price_completion,
+            },
+            throughput_tps: v.throughput,
+            circuit: Circuit::from_name(self.health.snapshot_state(e, now).circuit),
+            available: v.available(now),
+            sticky: sticky == Some(e),
+        }
     }
 
     fn sticky_get(&self, key: &str, now: Instant) -> Option<usize> {

@@ -3,6 +3,7 @@
 //! exactly one terminal event.
 
 use super::{lock, Inner};
+use crate::api::{Attempt, RoutingRecord, TerminalEvent, TerminalKind, TokenUsage};
 use crate::config::DEFAULT_TIMEOUTS;
 use crate::events::{ErrorKind, Event, EventKind};
 use crate::health::{Health, Latency, Verdict};
@@ -10,9 +11,9 @@ use crate::protocol::{self, Protocol, Usage};
 use crate::request::{Hedge, ModelRoute, ParsedRequest};
 use crate::routing::{self, Explore, Policy};
 use crate::upstream::{self, AttemptCtx, AttemptError, AttemptOk, ErrKind};
-use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -139,12 +140,22 @@ impl Drop for Terminal {
                 kind.openai_type(),
                 "the request was torn down before it finished",
             );
-            let data = json!({
-                "type": "error", "status": 500, "error": body, "error_kind": kind.as_str(),
-                "outcome": "internal_error",
-                "routing": {"model": self.model, "endpoint": null, "attempts": []},
-            });
-            self.emit(EventKind::Error, data.to_string());
+            let body = serde_json::value::to_raw_value(&body).ok();
+            let ev = TerminalEvent {
+                kind: TerminalKind::Error,
+                status: Some(500),
+                response: None,
+                error: body.as_deref(),
+                error_kind: Some(kind),
+                outcome: Cow::Borrowed("internal_error"),
+                routing: RoutingRecord {
+                    model: Cow::Borrowed(&self.model),
+                    requested_model: Cow::Borrowed(&self.model),
+                    ..RoutingRecord::default()
+                },
+            };
+            let data = serde_json::to_string(&ev).unwrap_or_default();
+            self.emit(EventKind::Error, data);
         }
     }
 }
@@ -187,70 +198,37 @@ fn failure_from(e: &AttemptError) -> Failure {
     }
 }
 
-#[derive(Serialize)]
-struct AttemptOut<'a> {
-    endpoint: &'a str,
-    provider: &'a str,
-    model: &'a str,
-    outcome: &'a str,
-    status: Option<u16>,
-    elapsed_ms: f64,
-    error: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct UsageOut {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    cached_tokens: u64,
-}
-
-/// The routing record every terminal event carries.
-#[derive(Serialize)]
-struct RoutingOut<'a> {
-    model: &'a str,
-    requested_model: &'a str,
-    endpoint: Option<&'a str>,
-    provider: Option<&'a str>,
-    upstream_model: Option<&'a str>,
-    attempts: Vec<AttemptOut<'a>>,
-    first_token_ms: Option<f64>,
-    latency_ms: f64,
-    usage: Option<UsageOut>,
-    cost_usd: Option<f64>,
-}
-
 fn routing_record<'a>(
     inner: &'a Inner,
     req: &'a ParsedRequest,
     st: &'a RunState,
     started: Instant,
-) -> RoutingOut<'a> {
+) -> RoutingRecord<'a> {
     let c = &inner.catalog;
     let served = st.served.map(|e| &c.endpoints[e]);
-    RoutingOut {
-        model: st.served_model.as_deref().unwrap_or(req.model_slug()),
-        requested_model: req.model_slug(),
-        endpoint: served.map(|e| e.id.as_str()),
-        provider: st.served.map(|e| c.provider_of(e).slug.as_str()),
-        upstream_model: served.map(|e| e.upstream_model.as_str()),
+    let name = |s: &'a str| Cow::Borrowed(s);
+    RoutingRecord {
+        model: name(st.served_model.as_deref().unwrap_or(req.model_slug())),
+        requested_model: name(req.model_slug()),
+        endpoint: served.map(|e| name(&e.id)),
+        provider: st.served.map(|e| name(&c.provider_of(e).slug)),
+        upstream_model: served.map(|e| name(&e.upstream_model)),
         attempts: st
             .attempts
             .iter()
-            .map(|a| AttemptOut {
-                endpoint: &c.endpoints[a.endpoint].id,
-                provider: &c.provider_of(a.endpoint).slug,
-                model: &c.models[c.endpoints[a.endpoint].model].slug,
-                outcome: a.outcome,
+            .map(|a| Attempt {
+                endpoint: name(&c.endpoints[a.endpoint].id),
+                provider: name(&c.provider_of(a.endpoint).slug),
+                model: name(&c.models[c.endpoints[a.endpoint].model].slug),
+                outcome: name(a.outcome),
                 status: a.status,
                 elapsed_ms: a.elapsed_ms,
-                error: a.error.as_deref(),
+                error: a.error.as_deref().map(name),
             })
             .collect(),
         first_token_ms: st.first_token_ms,
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-        usage: st.usage.map(|u| UsageOut {
+        usage: st.usage.map(|u| TokenUsage {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
@@ -261,24 +239,6 @@ fn routing_record<'a>(
             _ => None,
         },
     }
-}
-
-/// A terminal event's JSON, written in one pass.
-#[derive(Serialize)]
-struct TerminalOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<Value>,
-    /// The protocol-neutral kind of the error; null for `done`.
-    error_kind: Option<&'static str>,
-    /// `success` or the failure's outcome (docs/errors.md).
-    outcome: &'static str,
-    routing: RoutingOut<'a>,
 }
 
 /// Books an attempt whose future is dropped mid-way: as a failure when the
@@ -736,7 +696,7 @@ fn all_busy() -> Failure {
 
 /// llmux's error body for a failure, in the caller's protocol; OpenAI
 /// shapes carry the outcome as `code`.
-fn error_body(caller: Protocol, f: &Failure) -> Value {
+fn error_body_of(caller: Protocol, f: &Failure) -> Value {
     let mut body = protocol::error_body(caller, f.status, f.kind.openai_type(), &f.message);
     if let Some(code) = body.pointer_mut("/error/code") {
         *code = Value::from(f.outcome);
@@ -816,7 +776,19 @@ pub(super) async fn run(
         }
     }
     let routing = routing_record(&inner, &req, &st, started);
-    let (kind, out) = match &result {
+    let (kind, data) = terminal_data(&result, routing, req.protocol, channel_raw_errors);
+    term.emit(kind, data);
+}
+
+/// A terminal event's kind and JSON, written in one pass.
+fn terminal_data(
+    result: &Result<Option<String>, Failure>,
+    routing: RoutingRecord<'_>,
+    caller: Protocol,
+    raw_errors: bool,
+) -> (EventKind, String) {
+    let error_body;
+    let (kind, out) = match result {
         Ok(body) => {
             // A body that somehow is not JSON is dropped rather than
             // producing a malformed event (convert_response checked it).
@@ -825,13 +797,13 @@ pub(super) async fn run(
                 .and_then(|b| serde_json::from_str::<&RawValue>(b).ok());
             (
                 EventKind::Done,
-                TerminalOut {
-                    kind: "done",
+                TerminalEvent {
+                    kind: TerminalKind::Done,
                     status: None,
                     response,
                     error: None,
                     error_kind: None,
-                    outcome: "success",
+                    outcome: Cow::Borrowed("success"),
                     routing,
                 },
             )
@@ -840,18 +812,19 @@ pub(super) async fn run(
             let body = f
                 .upstream_body
                 .as_deref()
-                .filter(|_| channel_raw_errors)
-                .and_then(|b| serde_json::from_str(b).ok())
-                .unwrap_or_else(|| error_body(req.protocol, f));
+                .filter(|_| raw_errors)
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                .unwrap_or_else(|| error_body_of(caller, f));
+            error_body = serde_json::value::to_raw_value(&body).ok();
             (
                 EventKind::Error,
-                TerminalOut {
-                    kind: "error",
+                TerminalEvent {
+                    kind: TerminalKind::Error,
                     status: Some(f.status),
                     response: None,
-                    error: Some(body),
-                    error_kind: Some(f.kind.as_str()),
-                    outcome: f.outcome,
+                    error: error_body.as_deref(),
+                    error_kind: Some(f.kind),
+                    outcome: Cow::Borrowed(f.outcome),
                     routing,
                 },
             )
@@ -869,6 +842,5 @@ pub(super) async fn run(
         .unwrap_or_else(|| {
             r#"{"type":"error","status":500,"error":{"message":"cannot serialise the terminal event"},"routing":null}"#.to_owned()
         });
-    drop(out);
-    term.emit(kind, data);
+    (kind, data)
 }

@@ -17,8 +17,10 @@ pub mod translate_responses;
 
 use serde_json::Value;
 
-/// The chat protocols llmux speaks, on either side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The chat protocols llmux speaks, on either side. In JSON (stats,
+/// plans) by [`Protocol::as_str`]'s name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     OpenAi,
     Anthropic,

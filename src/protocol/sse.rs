@@ -1,5 +1,9 @@
-//! A server-sent events decoder that takes bytes as they arrive from the
-//! network, in reads of any size.
+//! Server-sent events both ways: a decoder for what upstreams send, and the
+//! framing a server writes to callers in each protocol (chunks, keep-alive,
+//! the end of a stream, an error that ends one).
+//!
+//! The decoder takes bytes as they arrive from the network, in reads of any
+//! size.
 //!
 //! Lines end in LF, CRLF or a lone CR, including a CR at the end of one read
 //! followed by LF at the start of the next. Bytes are buffered until a line
@@ -9,7 +13,9 @@
 //! unknown fields are ignored; an unterminated event at end of stream is
 //! discarded (see [`Decoder::finish`]).
 
-use super::SseEvent;
+use super::{Protocol, SseEvent};
+use serde::Deserialize;
+use std::borrow::Cow;
 
 /// The longest line accepted before the stream is declared garbage.
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -150,6 +156,114 @@ impl Decoder {
             _ => {}
         }
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// encoding: what a server writes to a caller
+
+/// One stream chunk (the JSON of a `chunk` event) as an SSE frame: bare
+/// `data:` for Chat Completions; `event: <its type>` first for Anthropic
+/// and Responses, whose SDKs dispatch on it.
+pub fn chunk_frame(proto: Protocol, data: &str) -> String {
+    match proto {
+        Protocol::OpenAi => format!("data: {data}\n\n"),
+        Protocol::Anthropic | Protocol::Responses => {
+            let ty = serde_json::from_str::<Typed>(data)
+                .ok()
+                .and_then(|t| t.ty)
+                .unwrap_or(Cow::Borrowed("message"));
+            format!("event: {ty}\ndata: {data}\n\n")
+        }
+    }
+}
+
+/// A chunk's `type`.
+#[derive(Deserialize)]
+struct Typed<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Option<Cow<'a, str>>,
+}
+
+/// A keep-alive: a comment, or Anthropic's own `ping` event.
+pub fn ping_frame(proto: Protocol) -> &'static str {
+    match proto {
+        Protocol::OpenAi | Protocol::Responses => ": keep-alive\n\n",
+        Protocol::Anthropic => "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+    }
+}
+
+/// What follows the last chunk of a stream that succeeded: `[DONE]` for
+/// Chat Completions; nothing for Anthropic and Responses, whose last chunk
+/// (`message_stop`, `response.completed`) is the end marker.
+pub fn done_frame(proto: Protocol) -> &'static str {
+    match proto {
+        Protocol::OpenAi => "data: [DONE]\n\n",
+        Protocol::Anthropic | Protocol::Responses => "",
+    }
+}
+
+/// An error that ends a stream, `body` being the error body in the caller's
+/// envelope. `seq` is the Responses `sequence_number` the event takes (the
+/// one after the last chunk's).
+pub fn error_frame(proto: Protocol, body: &str, seq: u64) -> String {
+    match proto {
+        Protocol::OpenAi => format!("data: {body}\n\n"),
+        Protocol::Anthropic => format!("event: error\ndata: {body}\n\n"),
+        Protocol::Responses => responses_error_event(body, seq),
+    }
+}
+
+/// A Responses stream's `error` event: the SDK's `ResponseErrorEvent`
+/// fields, plus the error body under `error` (what the openai SDK raises
+/// from). The body passes through as JSON values, re-encoded on one line.
+fn responses_error_event(body: &str, seq: u64) -> String {
+    use serde_json::Value;
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let e = &v["error"];
+    let ev = serde_json::json!({
+        "type": "error",
+        "code": e["code"].as_str().or(e["type"].as_str()).unwrap_or("server_error"),
+        "message": e["message"].as_str().unwrap_or("the request failed"),
+        "param": null,
+        "sequence_number": seq,
+        "error": e,
+    });
+    format!("event: error\ndata: {ev}\n\n")
+}
+
+/// What a server must know of a chunk it forwards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkMark {
+    /// Responses: the `sequence_number` an event after this one takes.
+    pub next_seq: Option<u64>,
+    /// Responses: the chunk ends the response (`response.completed`,
+    /// `.incomplete`, `.failed`); the terminal event follows at once.
+    pub ends_response: bool,
+}
+
+/// Reads a chunk's [`ChunkMark`] (nothing to read outside Responses).
+pub fn chunk_mark(proto: Protocol, data: &str) -> ChunkMark {
+    match proto {
+        Protocol::OpenAi | Protocol::Anthropic => ChunkMark::default(),
+        Protocol::Responses => {
+            #[derive(Deserialize)]
+            struct Seq<'a> {
+                sequence_number: Option<u64>,
+                #[serde(rename = "type", borrow)]
+                ty: Option<Cow<'a, str>>,
+            }
+            let Ok(seq) = serde_json::from_str::<Seq>(data) else {
+                return ChunkMark::default();
+            };
+            ChunkMark {
+                next_seq: seq.sequence_number.map(|n| n + 1),
+                ends_response: matches!(
+                    seq.ty.as_deref(),
+                    Some("response.completed" | "response.incomplete" | "response.failed")
+                ),
+            }
+        }
     }
 }
 

@@ -27,10 +27,10 @@ pub(crate) use sync::run;
 pub use crate::catalog::shared_settings::redact;
 pub use crate::catalog::SharedSettings as Settings;
 
+use crate::api::{SharedEndpointStats, SharedStatus};
 use crate::catalog::shared_settings::scrub;
 use crate::health::Latency;
 use crate::routing::EndpointView;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -342,47 +342,49 @@ impl Overlay {
     }
 
     /// The `shared` object of the stats JSON.
-    pub fn stats(&self, now: Instant) -> Value {
+    pub fn stats(&self, now: Instant) -> SharedStatus {
         let s = lock(&self.status);
-        json!({
-            "enabled": true,
-            "connected": self.connected(),
-            "redis": redact(self.settings.url()),
-            "instance": self.instance,
-            "instances": s.instances,
-            "last_sync_ms_ago": s.last_sync.map(|t| now.saturating_duration_since(t).as_millis() as u64),
-            "syncs": self.syncs.load(Ordering::Relaxed),
-            "sync_errors": self.errors.load(Ordering::Relaxed),
-            "reconnects": self.reconnects.load(Ordering::Relaxed),
-            "last_error": s.last_error,
-            "sync_ms": self.settings.sync.as_millis() as u64,
-        })
+        SharedStatus {
+            connected: self.connected(),
+            redis: redact(self.settings.url()),
+            instance: self.instance.clone(),
+            instances: s.instances,
+            last_sync_ms_ago: s
+                .last_sync
+                .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            sync_errors: self.errors.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            last_error: s.last_error.clone(),
+            sync_ms: self.settings.sync.as_millis() as u64,
+        }
     }
 
-    /// The per-endpoint `shared` object of the stats JSON.
-    pub fn endpoint_stats(&self, e: usize, now: Instant) -> Value {
+    /// The per-endpoint `shared` object of the stats.
+    pub fn endpoint_stats(&self, e: usize, now: Instant) -> SharedEndpointStats {
         let r = lock(&self.remote[e]);
         let fresh = r.fresh_until.is_some_and(|t| t > now);
         let left = |t: Option<Instant>| {
             t.filter(|&t| t > now)
                 .map_or(0, |t| t.duration_since(now).as_millis() as u64)
         };
-        json!({
-            "other_instances": if fresh { r.instances } else { 0 },
-            "others_first_token_ms": r.first_token.filter(|_| fresh).map(|x| x.0),
-            "others_first_token_samples": r.first_token.filter(|_| fresh).map_or(0.0, |x| x.1),
-            "others_response_ms": r.response.filter(|_| fresh).map(|x| x.0),
-            "others_response_samples": r.response.filter(|_| fresh).map_or(0.0, |x| x.1),
-            "others_throughput_tps": r.throughput.filter(|_| fresh).map(|x| x.0),
-            "others_in_flight": if fresh { r.in_flight } else { 0 },
-            "others_requests": r.requests,
-            "others_failures": r.failures,
-            "others_failures_by_class": r.failure_classes,
-            "rate_limited_for_ms": left(r.rate_limited_until),
-            "ejected_for_ms": left(r.ejected_until),
-            "fleet_max_concurrency": self.settings.fleet_cap[e],
-            "leases": self.settings.fleet_cap[e].map(|_| r.leases),
-        })
+        let soft = |x: Option<(f64, f64)>| x.filter(|_| fresh);
+        SharedEndpointStats {
+            other_instances: if fresh { r.instances } else { 0 },
+            others_first_token_ms: soft(r.first_token).map(|x| x.0),
+            others_first_token_samples: soft(r.first_token).map_or(0.0, |x| x.1),
+            others_response_ms: soft(r.response).map(|x| x.0),
+            others_response_samples: soft(r.response).map_or(0.0, |x| x.1),
+            others_throughput_tps: soft(r.throughput).map(|x| x.0),
+            others_in_flight: if fresh { r.in_flight } else { 0 },
+            others_requests: r.requests,
+            others_failures: r.failures,
+            others_failures_by_class: r.failure_classes.clone(),
+            rate_limited_for_ms: left(r.rate_limited_until),
+            ejected_for_ms: left(r.ejected_until),
+            fleet_max_concurrency: self.settings.fleet_cap[e],
+            leases: self.settings.fleet_cap[e].map(|_| r.leases),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Unit tests of `crate::shared`.
 
 use super::*;
+use serde_json::json;
 
 fn overlay(
     fleet: bool,

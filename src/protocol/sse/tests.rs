@@ -107,3 +107,74 @@ fn invalid_utf8_never_panics() {
     d.feed(b"data: \xff\xfe\n\n", &mut out).unwrap();
     assert_eq!(out.len(), 1);
 }
+
+#[test]
+fn frames_per_protocol() {
+    let chunk = r#"{"type":"content_block_delta","index":0}"#;
+    assert_eq!(
+        chunk_frame(Protocol::OpenAi, "{}"),
+        "data: {}\n\n",
+        "Chat Completions chunks are bare data"
+    );
+    assert_eq!(
+        chunk_frame(Protocol::Anthropic, chunk),
+        format!("event: content_block_delta\ndata: {chunk}\n\n")
+    );
+    assert_eq!(
+        chunk_frame(Protocol::Responses, "{}"),
+        "event: message\ndata: {}\n\n"
+    );
+    assert_eq!(ping_frame(Protocol::OpenAi), ": keep-alive\n\n");
+    assert_eq!(ping_frame(Protocol::Responses), ": keep-alive\n\n");
+    assert!(ping_frame(Protocol::Anthropic).starts_with("event: ping\n"));
+    assert_eq!(done_frame(Protocol::OpenAi), "data: [DONE]\n\n");
+    assert_eq!(done_frame(Protocol::Anthropic), "");
+    assert_eq!(done_frame(Protocol::Responses), "");
+}
+
+#[test]
+fn error_frames_per_protocol() {
+    let body = r#"{"error":{"message":"boom","type":"upstream_error","code":"http_503"}}"#;
+    assert_eq!(
+        error_frame(Protocol::OpenAi, body, 7),
+        format!("data: {body}\n\n")
+    );
+    assert_eq!(
+        error_frame(Protocol::Anthropic, body, 7),
+        format!("event: error\ndata: {body}\n\n")
+    );
+    let f = error_frame(Protocol::Responses, body, 7);
+    let data = f.strip_prefix("event: error\ndata: ").unwrap();
+    let v: serde_json::Value = serde_json::from_str(data.trim_end()).unwrap();
+    assert_eq!(v["code"], "http_503");
+    assert_eq!(v["message"], "boom");
+    assert_eq!(v["sequence_number"], 7);
+    assert_eq!(v["error"]["type"], "upstream_error");
+    // A body with no envelope still makes a well-formed event on one line.
+    let f = error_frame(Protocol::Responses, "{\n}", 0);
+    assert_eq!(f.matches('\n').count(), 3, "{f}");
+}
+
+#[test]
+fn responses_chunks_mark_sequence_and_end() {
+    let m = chunk_mark(
+        Protocol::Responses,
+        r#"{"type":"response.completed","sequence_number":4}"#,
+    );
+    assert_eq!(
+        m,
+        ChunkMark {
+            next_seq: Some(5),
+            ends_response: true
+        }
+    );
+    let m = chunk_mark(
+        Protocol::Responses,
+        r#"{"type":"response.output_text.delta"}"#,
+    );
+    assert_eq!(m, ChunkMark::default());
+    assert_eq!(
+        chunk_mark(Protocol::OpenAi, r#"{"sequence_number":4}"#),
+        ChunkMark::default()
+    );
+}
