@@ -40,7 +40,8 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone)]
 pub struct ModelRoute {
     pub model: usize,
-    /// The slug as the caller wrote it, without `:provider`.
+    /// The model's slug (an alias the caller wrote resolved), without
+    /// `:provider`.
     pub slug: String,
     /// Candidate endpoints before ranking: the model's endpoints (only the
     /// pinned provider's if pinned), or the order list's, in its order.
@@ -465,7 +466,8 @@ fn resolve_model(catalog: &Catalog, slug: &str) -> Result<ModelRoute, RequestErr
     };
     Ok(ModelRoute {
         model,
-        slug: model_slug.to_owned(),
+        // An alias resolves to the model's own slug.
+        slug: catalog.models[model].slug.clone(),
         candidates,
         policy: Policy::Latency,
     })
