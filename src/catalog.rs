@@ -179,6 +179,8 @@ pub struct Catalog {
     pub max_request_bytes: usize,
     /// Shared health settings, when the `shared` section is present.
     pub shared: Option<SharedSettings>,
+    /// The engine-level `provider` preferences every request narrows.
+    pub provider_defaults: crate::routing::filter::Preferences,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
     /// What the config allows but is probably a mistake (a provider with
@@ -234,6 +236,14 @@ impl Catalog {
             .as_ref()
             .and_then(|s| SharedSettings::resolve(s, &endpoints, &providers, env, &mut err));
 
+        let provider_defaults = match cfg.provider.as_ref().map(crate::request::parse_defaults) {
+            Some(Ok(p)) => p,
+            Some(Err((path, message))) => {
+                errs.push(ConfigError { path, message });
+                Default::default()
+            }
+            None => Default::default(),
+        };
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
         }
@@ -250,6 +260,7 @@ impl Catalog {
             sticky: cfg.sticky,
             max_request_bytes: usize::try_from(max_request_bytes).unwrap_or(usize::MAX),
             shared,
+            provider_defaults,
             failover,
             model_index,
             warnings,
