@@ -7,9 +7,8 @@ pub use shared_settings::SharedSettings;
 
 use crate::config::{
     default_failover_status, Config, ConfigError, ConfigErrors, DataPolicyConfig, EndpointConfig,
-    FailoverConfig,
-    HealthConfig, HedgingConfig, HttpVersion, ModelConfig, ProviderConfig, RetryConfig,
-    StickyConfig, TimeoutsConfig,
+    FailoverConfig, HealthConfig, HedgingConfig, HttpVersion, ModelConfig, ProviderConfig,
+    RetryConfig, StickyConfig, TimeoutsConfig,
 };
 use crate::protocol::Protocol;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -690,7 +689,10 @@ fn supported_parameters(
             Some(p) => out.push(*p),
             None => err(
                 at(&format!("supported_parameters[{k}]")),
-                format!("unknown parameter {name:?} (known: {})", PARAMETERS.join(", ")),
+                format!(
+                    "unknown parameter {name:?} (known: {})",
+                    PARAMETERS.join(", ")
+                ),
             ),
         }
     }
@@ -758,14 +760,20 @@ fn check_endpoint(e: &EndpointConfig, at: &dyn Fn(&str) -> String, err: Errs) {
 fn check_facts(e: &EndpointConfig, at: &dyn Fn(&str) -> String, err: Errs) {
     if let Some(r) = &e.region {
         if r.trim().is_empty() || r.chars().any(char::is_whitespace) {
-            err(at("region"), format!("{r:?} is not a region name (no spaces)"));
+            err(
+                at("region"),
+                format!("{r:?} is not a region name (no spaces)"),
+            );
         }
     }
     if let Some(q) = &e.quantization {
         if !QUANTIZATIONS.contains(&q.as_str()) {
             err(
                 at("quantization"),
-                format!("unknown quantization {q:?} (known: {})", QUANTIZATIONS.join(", ")),
+                format!(
+                    "unknown quantization {q:?} (known: {})",
+                    QUANTIZATIONS.join(", ")
+                ),
             );
         }
     }

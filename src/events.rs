@@ -40,6 +40,8 @@ pub enum ErrorKind {
     Overloaded,
     Cancelled,
     Internal,
+    /// The provider preferences left no endpoint (before any upstream call).
+    NoEndpointMatches,
 }
 
 impl ErrorKind {
@@ -56,6 +58,7 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Internal => "internal",
+            ErrorKind::NoEndpointMatches => "no_endpoint_matches",
         }
     }
 
@@ -73,6 +76,7 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Internal => "internal_error",
+            ErrorKind::NoEndpointMatches => "not_found_error",
         }
     }
 }

@@ -711,17 +711,22 @@ fn non_negative(at: &str, v: &Value) -> Result<f64, RequestError> {
 
 /// `sort`: `"price" | "throughput" | "latency"` or `{by, partition}`.
 fn parse_sort(v: &Value) -> Result<Sort, RequestError> {
-    let by = |s: Option<&str>| match s {
+    let by = |s: Option<&str>| {
+        match s {
         Some("price") => Ok(Policy::Price),
         Some("throughput") => Ok(Policy::Throughput),
         Some("latency") => Ok(Policy::Latency),
         _ => Err(invalid(
             "`provider.sort` must be \"price\", \"throughput\", \"latency\" or {\"by\": ..., \"partition\": \"model\" | \"none\"}",
         )),
+    }
     };
     match v {
         Value::Object(o) => {
-            if let Some(k) = o.keys().find(|k| !["by", "partition"].contains(&k.as_str())) {
+            if let Some(k) = o
+                .keys()
+                .find(|k| !["by", "partition"].contains(&k.as_str()))
+            {
                 return Err(invalid(format!(
                     "unknown field `provider.sort.{k}` (known: by, partition)"
                 )));
@@ -817,7 +822,14 @@ pub fn parse_defaults(v: &Value) -> Result<Preferences, (String, String)> {
             Ok(false) => {
                 return Err((
                     at,
-                    format!("unknown field `{k}` (defaults take: {})", PROVIDER_KEYS.split(", ").skip(5).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "unknown field `{k}` (defaults take: {})",
+                        PROVIDER_KEYS
+                            .split(", ")
+                            .skip(5)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 ))
             }
             Err(e) => return Err((at, e.to_string())),
@@ -831,7 +843,11 @@ pub fn parse_defaults(v: &Value) -> Result<Preferences, (String, String)> {
 pub fn used_parameters(protocol: Protocol, body: &Map<String, Value>) -> Vec<&'static str> {
     let has = |k: &str| body.get(k).is_some_and(|v| !v.is_null());
     let mut out = Vec::new();
-    if body.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
+    if body
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty())
+    {
         out.push("tools");
     }
     let format = match protocol {
@@ -842,17 +858,32 @@ pub fn used_parameters(protocol: Protocol, body: &Map<String, Value>) -> Vec<&'s
     let reasoning = match protocol {
         Protocol::OpenAi => has("reasoning_effort") || has("reasoning"),
         Protocol::Responses => has("reasoning"),
-        Protocol::Anthropic => body.get("thinking").and_then(|t| t.get("type")).and_then(Value::as_str) == Some("enabled"),
+        Protocol::Anthropic => {
+            body.get("thinking")
+                .and_then(|t| t.get("type"))
+                .and_then(Value::as_str)
+                == Some("enabled")
+        }
     };
     let stop = has("stop") || has("stop_sequences");
-    let logprobs = body.get("logprobs").is_some_and(|v| v != &Value::Bool(false) && !v.is_null());
+    let logprobs = body
+        .get("logprobs")
+        .is_some_and(|v| v != &Value::Bool(false) && !v.is_null());
     for (name, used) in [
         ("tool_choice", has("tool_choice")),
         ("parallel_tool_calls", has("parallel_tool_calls")),
         ("response_format", format.is_some_and(|f| !f.is_null())),
-        ("structured_outputs", format.and_then(|f| f.get("type")).and_then(Value::as_str) == Some("json_schema")),
+        (
+            "structured_outputs",
+            format.and_then(|f| f.get("type")).and_then(Value::as_str) == Some("json_schema"),
+        ),
         ("reasoning", reasoning),
-        ("images", ["messages", "input", "system"].iter().any(|k| body.get(*k).is_some_and(has_image))),
+        (
+            "images",
+            ["messages", "input", "system"]
+                .iter()
+                .any(|k| body.get(*k).is_some_and(has_image)),
+        ),
         ("temperature", has("temperature")),
         ("top_p", has("top_p")),
         ("top_k", has("top_k")),
@@ -928,7 +959,11 @@ fn apply_sort_and_fallbacks(
             if r.policy != Policy::Order {
                 continue;
             }
-            for &e in all.iter().filter(|e| !r.candidates.contains(e)).collect::<Vec<_>>() {
+            for &e in all
+                .iter()
+                .filter(|e| !r.candidates.contains(e))
+                .collect::<Vec<_>>()
+            {
                 if no_fallbacks {
                     filtered.push(Filtered {
                         endpoint: e,

@@ -8,6 +8,7 @@
 //! terminal event is an engine freed from inside another tokio runtime
 //! before a task first ran: then nobody can poll for it any more.
 
+mod prefs; // i22: provider preferences
 mod run;
 
 use crate::catalog::Catalog;
@@ -500,11 +501,12 @@ impl Engine {
     /// cost, price, throughput, in-flight count, circuit and availability.
     /// Exploration is left out (it is a random draw per request).
     pub fn explain(&self, protocol: Protocol, body: &[u8]) -> Result<Value, SubmitError> {
-        let req =
+        let mut req =
             request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
         let inner = &self.inner;
         let c = &inner.catalog;
         let now = Instant::now();
+        prefs::apply(inner, &mut req, now); // i22
         let sticky = req
             .sticky_key
             .as_deref()
@@ -521,6 +523,14 @@ impl Engine {
                     now,
                     None,
                     sticky,
+                );
+                // i22: soft misses last; allow_fallbacks: false keeps one.
+                let available = crate::routing::filter::available_at(&views, now);
+                let order = crate::routing::filter::finish(
+                    order,
+                    &route.demoted,
+                    &available,
+                    req.prefs.first_choice_only(),
                 );
                 let candidates: Vec<Value> = order
                     .iter()
@@ -554,7 +564,18 @@ impl Engine {
                 })
             })
             .collect();
-        Ok(json!({"requested_model": req.requested_model, "models": models}))
+        // i22: what the provider preferences removed or ranked last, and why.
+        let filtered: Vec<Value> = req
+            .filtered
+            .iter()
+            .map(|f| json!({"endpoint": c.endpoints[f.endpoint].id, "reason": f.reason, "removed": f.removed}))
+            .collect();
+        let mut out =
+            json!({"requested_model": req.requested_model, "models": models, "filtered": filtered});
+        if req.routes.is_empty() {
+            out["error"] = json!({"error_kind": "no_endpoint_matches", "message": prefs::no_match_message(inner, &req)});
+        }
+        Ok(out)
     }
 
     /// Cancels an in-flight request; it ends with an error event of type

@@ -219,6 +219,16 @@ struct RoutingOut<'a> {
     latency_ms: f64,
     usage: Option<UsageOut>,
     cost_usd: Option<f64>,
+    // i22: endpoints the provider preferences removed or ranked last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    filtered: Vec<FilteredOut<'a>>,
+}
+
+// i22: one `filtered` entry of the routing record.
+#[derive(Serialize)]
+struct FilteredOut<'a> {
+    endpoint: &'a str,
+    reason: &'a str,
 }
 
 fn routing_record<'a>(
@@ -260,6 +270,15 @@ fn routing_record<'a>(
             (Some(e), Some(u)) => Some(e.cost(u.prompt_tokens, u.completion_tokens)),
             _ => None,
         },
+        // i22
+        filtered: req
+            .filtered
+            .iter()
+            .map(|f| FilteredOut {
+                endpoint: &c.endpoints[f.endpoint].id,
+                reason: &f.reason,
+            })
+            .collect(),
     }
 }
 
@@ -608,22 +627,35 @@ pub(super) fn candidate_views(
     views
 }
 
-fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>, stream: bool) -> Vec<usize> {
+fn rank(
+    inner: &Inner,
+    route: &ModelRoute,
+    sticky: Option<usize>,
+    req: &ParsedRequest,
+) -> Vec<usize> {
     let c = &inner.catalog;
     let now = now();
-    let views = candidate_views(inner, route, now, stream);
+    let views = candidate_views(inner, route, now, req.stream);
     let explore =
         (route.policy == Policy::Latency && c.health.explore_ratio > 0.0).then(|| Explore {
             draw: inner.draw(),
             ratio: c.health.explore_ratio,
         });
-    routing::plan(
+    let order = routing::plan(
         &route.candidates,
         &views,
         route.policy,
         now,
         explore,
         sticky,
+    );
+    // i22: soft preference misses last; allow_fallbacks: false keeps one.
+    let available = routing::filter::available_at(&views, now);
+    routing::filter::finish(
+        order,
+        &route.demoted,
+        &available,
+        req.prefs.first_choice_only(),
     )
 }
 
@@ -645,6 +677,9 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
         .sticky_key
         .as_deref()
         .and_then(|k| inner.sticky_get(k, now()));
+    if let Some(f) = no_match(inner, req) {
+        return Err(f); // i22: the provider preferences left nothing
+    }
     let mut last: Option<Failure> = None;
     let mut slot = 0usize;
     let mut retry_after: Option<Duration> = None;
@@ -664,7 +699,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
         }
         let mut retryable = false;
         for route in &req.routes {
-            let order = rank(inner, route, sticky, req.stream);
+            let order = rank(inner, route, sticky, req);
             let mut i = 0;
             while i < order.len() {
                 let e = order[i];
@@ -723,6 +758,17 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
     Err(last.unwrap_or_else(all_busy))
 }
 
+/// i22: the failure when the provider preferences left no endpoint.
+fn no_match(inner: &Inner, req: &ParsedRequest) -> Option<Failure> {
+    req.routes.is_empty().then(|| Failure {
+        status: 404,
+        kind: ErrorKind::NoEndpointMatches,
+        outcome: "no_endpoint_matches",
+        message: super::prefs::no_match_message(inner, req),
+        upstream_body: None,
+    })
+}
+
 /// The failure when no endpoint could be attempted.
 fn all_busy() -> Failure {
     Failure {
@@ -747,11 +793,12 @@ fn error_body(caller: Protocol, f: &Failure) -> Value {
 pub(super) async fn run(
     inner: Arc<Inner>,
     id: u64,
-    req: ParsedRequest,
+    mut req: ParsedRequest,
     mut cancel: oneshot::Receiver<()>,
     channel: Channel,
 ) {
     let started = Instant::now();
+    super::prefs::apply(&inner, &mut req, now()); // i22: filter once, before any attempt
     let channel_raw_errors = channel.upstream_error_bodies;
     let mut term = Terminal {
         inner: inner.clone(),

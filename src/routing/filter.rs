@@ -23,7 +23,8 @@ pub struct Cutoffs {
 }
 
 /// The percentiles [`Cutoffs`] and [`Measured`] speak of, in order.
-pub const PERCENTILES: [(&str, f64); 4] = [("p50", 0.5), ("p75", 0.75), ("p90", 0.9), ("p99", 0.99)];
+pub const PERCENTILES: [(&str, f64); 4] =
+    [("p50", 0.5), ("p75", 0.75), ("p90", 0.9), ("p99", 0.99)];
 
 impl Cutoffs {
     pub fn get(&self, i: usize) -> Option<f64> {
@@ -236,9 +237,13 @@ pub fn filter(
             continue;
         }
         out.kept.push(e);
-        let soft = latency_miss("preferred_max_latency", &prefs.preferred_max_latency, &m)
-            .or_else(|| {
-                throughput_miss("preferred_min_throughput", &prefs.preferred_min_throughput, &m)
+        let soft =
+            latency_miss("preferred_max_latency", &prefs.preferred_max_latency, &m).or_else(|| {
+                throughput_miss(
+                    "preferred_min_throughput",
+                    &prefs.preferred_min_throughput,
+                    &m,
+                )
             });
         if let Some(reason) = soft {
             out.demoted.push(e);
@@ -289,7 +294,10 @@ fn static_reason(ep: &Endpoint, prefs: &Preferences, required: &[&str]) -> Optio
         .or_else(|| {
             let r = prefs.regions.as_ref()?;
             match &ep.region {
-                None => Some(format!("region: not in {} (endpoint has no region)", list(r))),
+                None => Some(format!(
+                    "region: not in {} (endpoint has no region)",
+                    list(r)
+                )),
                 Some(have) if !r.contains(have) => {
                     Some(format!("region: {have} not in {}", list(r)))
                 }
@@ -400,8 +408,7 @@ pub fn rank_together(
     out.sort_by(|a, b| {
         let ca = (!available(a.1), demoted(a.1));
         let cb = (!available(b.1), demoted(b.1));
-        ca.cmp(&cb)
-            .then(super::cmp_f64(key(a.1), key(b.1)))
+        ca.cmp(&cb).then(super::cmp_f64(key(a.1), key(b.1)))
     });
     out
 }

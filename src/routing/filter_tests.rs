@@ -47,10 +47,7 @@ fn only_and_ignore_name_providers_or_endpoints() {
     assert_eq!(j.kept, vec![0]);
     assert_eq!(
         reasons(&j),
-        vec![
-            (1, "ignore: b/y", true),
-            (2, "only: not in [a, b/y]", true)
-        ]
+        vec![(1, "ignore: b/y", true), (2, "only: not in [a, b/y]", true)]
     );
 }
 
@@ -79,7 +76,12 @@ fn max_price_names_the_field_and_both_values() {
 
 #[test]
 fn data_collection_and_zdr_fail_closed_on_unknown_policy() {
-    let mut eps = [ep("a/x", 1.0), ep("b/y", 1.0), ep("c/z", 1.0), ep("d/w", 1.0)];
+    let mut eps = [
+        ep("a/x", 1.0),
+        ep("b/y", 1.0),
+        ep("c/z", 1.0),
+        ep("d/w", 1.0),
+    ];
     eps[1].data_policy = Some(DataPolicyConfig {
         training: true,
         ..Default::default()
@@ -98,7 +100,11 @@ fn data_collection_and_zdr_fail_closed_on_unknown_policy() {
     assert_eq!(
         reasons(&j),
         vec![
-            (0, "data_collection: deny (endpoint has no data_policy)", true),
+            (
+                0,
+                "data_collection: deny (endpoint has no data_policy)",
+                true
+            ),
             (1, "data_collection: deny (endpoint trains on data)", true)
         ]
     );
@@ -144,7 +150,13 @@ fn quantizations_regions_and_required_parameters() {
         "require_parameters: tools, images not supported"
     );
     // Without require_parameters, what the request uses does not matter.
-    let j = filter(&[0], &eps, &Preferences::default(), &["tools"], &unmeasured(0.0));
+    let j = filter(
+        &[0],
+        &eps,
+        &Preferences::default(),
+        &["tools"],
+        &unmeasured(0.0),
+    );
     assert_eq!(j.kept, vec![0]);
 }
 
@@ -198,11 +210,7 @@ fn hard_latency_removes_and_soft_latency_demotes_with_unmeasured_noted() {
 fn throughput_cutoffs_hard_passes_unmeasured_soft_demotes_it() {
     let eps = [ep("a/x", 1.0), ep("b/y", 1.0)];
     let measured = |e: usize| Measured {
-        throughput: if e == 0 {
-            [Some(20.0); 4]
-        } else {
-            [None; 4]
-        },
+        throughput: if e == 0 { [Some(20.0); 4] } else { [None; 4] },
         ..Measured::default()
     };
     let cut = Cutoffs {
