@@ -27,7 +27,7 @@ const USAGE: &str = "llmux: an LLM router with OpenAI- and Anthropic-compatible 
 usage:
   llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]
   llmux check --config FILE
-  llmux route --config FILE MODEL [--routing JSON] [--json]
+  llmux route --config FILE MODEL [--routing JSON] [--provider JSON] [--json]
   llmux help | --help | -h
   llmux --version | -V
 
@@ -42,6 +42,7 @@ options:
   --log-format FORMAT   one line per request on stderr: logfmt (default), json or off
   --insecure-no-auth    allow a non-loopback address without gateway.keys
   --routing JSON        route: a provider.routing object, e.g. '{\"type\":\"priority\"}'
+  --provider JSON       route: a whole provider object (preferences), e.g. '{\"zdr\":true}'
   --json                route: the full plan as JSON";
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -86,6 +87,8 @@ struct Args {
     log_format: Option<String>,
     insecure_no_auth: bool,
     routing: Option<String>,
+    /// i22: `llmux route --provider JSON`.
+    provider: Option<String>,
     json: bool,
     model: Option<String>,
 }
@@ -121,6 +124,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
             "--listen" => a.listen = Some(value("--listen")?),
             "--log-format" => a.log_format = Some(value("--log-format")?),
             "--routing" => a.routing = Some(value("--routing")?),
+            "--provider" => a.provider = Some(value("--provider")?), // i22
             "--insecure-no-auth" => a.insecure_no_auth = true,
             "--json" => a.json = true,
             "-h" | "--help" => return Ok(Cli::Help),
@@ -269,6 +273,18 @@ fn route(args: &Args) -> ExitCode {
             Err(e) => return fail(&[format!("--routing is not valid JSON: {e}")]),
         }
     }
+    // i22: the provider preferences, with --routing inside them.
+    if let Some(p) = &args.provider {
+        match serde_json::from_str::<serde_json::Value>(p) {
+            Ok(serde_json::Value::Object(mut p)) => {
+                if let Some(r) = body.get("provider").and_then(|x| x.get("routing")) {
+                    p.insert("routing".into(), r.clone());
+                }
+                body["provider"] = serde_json::Value::Object(p);
+            }
+            _ => return fail(&["--provider must be a JSON object".to_owned()]),
+        }
+    }
     let plan = match eng.explain(llmux::Protocol::OpenAi, body.to_string().as_bytes()) {
         Ok(p) => p,
         Err(e) => return fail(&[e.to_string()]),
@@ -287,6 +303,23 @@ fn route(args: &Args) -> ExitCode {
         for c in m["candidates"].as_array().into_iter().flatten() {
             out.line(format_args!("  {}", explain_line(c)));
         }
+    }
+    // i22: what the provider preferences removed or ranked last.
+    for f in plan["filtered"].as_array().into_iter().flatten() {
+        let what = if f["removed"] == true {
+            "filtered"
+        } else {
+            "ranked last"
+        };
+        let why = f["reason"]
+            .as_str()
+            .unwrap_or("")
+            .trim_end_matches(" (ranked last)");
+        let e = f["endpoint"].as_str();
+        out.line(format_args!("  {what}: {} ({why})", e.unwrap_or("")));
+    }
+    if let Some(m) = plan["error"]["message"].as_str() {
+        out.line(format_args!("no_endpoint_matches: {m}"));
     }
     ExitCode::SUCCESS
 }
