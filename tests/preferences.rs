@@ -509,3 +509,44 @@ fn explain_lists_what_was_filtered_and_the_no_match_error() {
     assert_eq!(plan["error"]["error_kind"], "no_endpoint_matches");
     assert!(plan["models"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn require_parameters_reads_each_caller_protocols_fields() {
+    let f = fleet();
+    let e = fleet_engine(&f, json!({}));
+    let only_b = json!({"only": ["b"], "require_parameters": true});
+    // Anthropic: an image block and extended thinking.
+    let mut body = messages("test/model", false);
+    body["messages"] = json!([{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}},
+        {"type": "text", "text": "what is this?"}]}]);
+    body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+    body["provider"] = only_b.clone();
+    let out = run_as(&e, Protocol::Anthropic, &body);
+    assert_eq!(out.terminal["error_kind"], "no_endpoint_matches");
+    assert!(out.terminal["error"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("b/default (require_parameters: reasoning, images not supported)"));
+    // Responses: a JSON schema format.
+    let body = json!({"model": "test/model", "input": "hi", "provider": only_b,
+        "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}}});
+    let out = run_as(&e, Protocol::Responses, &body);
+    assert!(out.terminal["error"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("require_parameters: response_format, structured_outputs not supported"));
+    // The plan shows the facts the filters read.
+    let plan = e
+        .explain(
+            Protocol::OpenAi,
+            chat("test/model", false).to_string().as_bytes(),
+        )
+        .unwrap();
+    let b = &plan["models"][0]["candidates"][2];
+    assert_eq!(b["endpoint"], "b/default");
+    assert_eq!(b["region"], "eu-west");
+    assert_eq!(b["quantization"], "fp8");
+    assert_eq!(b["data_policy"]["zdr"], true);
+    assert_eq!(b["supported_parameters"], json!(["temperature"]));
+}

@@ -554,6 +554,11 @@ impl Engine {
                             "circuit": snap.get("circuit"),
                             "available": v.available(now),
                             "sticky": sticky == Some(e),
+                            // i22: the endpoint facts preferences filter on.
+                            "region": ep.region,
+                            "quantization": ep.quantization,
+                            "data_policy": ep.data_policy.map(|d| json!({"training": d.training, "retention_days": d.retention_days, "zdr": d.zdr})),
+                            "supported_parameters": ep.supported_parameters,
                         })
                     })
                     .collect();
