@@ -1676,3 +1676,78 @@ fn rejected_requests_are_logged_counted_and_explained() {
         "{log}"
     );
 }
+
+/// Issue 22: preferences that leave nothing are a 404 in the caller's
+/// envelope before any upstream call; an alias routes; `llmux route
+/// --provider` prints what was filtered and why.
+#[test]
+fn provider_preferences_404_aliases_and_route_explanations() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let b = MockServer::start("b", Behavior::default()).expect("mock");
+    let mut cfg = config(&[("openai", &a), ("anthropic", &b)], keyed());
+    cfg["models"][0]["aliases"] = json!(["chat-alias"]);
+    cfg["models"][0]["endpoints"][0]["data_policy"] = json!({"training": true});
+    cfg["models"][0]["endpoints"][1]["region"] = json!("eu-west");
+    let gw = start(&cfg, &[]);
+    rt().block_on(async {
+        let c = client();
+        let mut body = chat(false);
+        body["provider"] = json!({"data_collection": "deny"});
+        let r = c
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 404);
+        let v: Value = r.json().await.expect("json");
+        let msg = v["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            msg.contains("a/default (data_collection: deny (endpoint trains on data))"),
+            "{v}"
+        );
+        assert!(
+            msg.contains("b/default (data_collection: deny (endpoint has no data_policy))"),
+            "{v}"
+        );
+        let mut body = messages(false);
+        body["provider"] = json!({"region": "us-east"});
+        let r = c
+            .post(format!("{}/v1/messages", gw.url))
+            .header("x-api-key", KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 404);
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(a.request_count() + b.request_count(), 0);
+        let mut body = chat(false);
+        body["model"] = json!("chat-alias");
+        let r = c
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+    });
+    let (ok, text) = run_cmd(
+        &[
+            "route",
+            "chat-alias",
+            "--provider",
+            r#"{"region":"eu-west"}"#,
+        ],
+        &cfg,
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("1. b/default"), "{text}");
+    assert!(
+        text.contains("filtered: a/default (region: not in [eu-west] (endpoint has no region))"),
+        "{text}"
+    );
+}
