@@ -145,6 +145,38 @@ pub fn default_parameters(protocol: Protocol) -> &'static [&'static str] {
 }
 
 impl Endpoint {
+    /// The facts provider preferences filter on, for one line of `llmux
+    /// check` (empty when none is set): `  region eu-west  fp8  zdr ...`.
+    pub fn facts_line(&self) -> String {
+        let mut out = String::new();
+        if let Some(r) = &self.region {
+            out.push_str(&format!("  region {r}"));
+        }
+        if let Some(q) = &self.quantization {
+            out.push_str(&format!("  {q}"));
+        }
+        if let Some(d) = &self.data_policy {
+            out.push_str(if d.training {
+                "  trains on data"
+            } else {
+                "  no training"
+            });
+            if let Some(n) = d.retention_days {
+                out.push_str(&format!("  retains {n} days"));
+            }
+            if d.zdr {
+                out.push_str("  zdr");
+            }
+        }
+        if self.price_request > 0.0 {
+            out.push_str(&format!("  ${} per request", self.price_request));
+        }
+        if self.price_image > 0.0 {
+            out.push_str(&format!("  ${} per image", self.price_image));
+        }
+        out
+    }
+
     /// Cost in USD of a request with this usage.
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
         (prompt_tokens as f64 * self.price_prompt

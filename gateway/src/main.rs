@@ -220,18 +220,25 @@ fn check(args: &Args) -> ExitCode {
     }
     out.line("models:");
     for m in &c.models {
-        out.line(format_args!("  {}", m.slug));
+        let aliases = m.aliases.join(", "); // i22
+        let aka = if aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (aliases: {aliases})")
+        };
+        out.line(format_args!("  {}{aka}", m.slug));
         for &e in &m.endpoints {
             let ep = &c.endpoints[e];
             out.line(format_args!(
-                "    {}  upstream {}  ${}/${} per M tokens{}",
+                "    {}  upstream {}  ${}/${} per M tokens{}{}",
                 ep.id,
                 ep.upstream_model,
                 ep.price_prompt,
                 ep.price_completion,
                 ep.context_window
                     .map(|w| format!("  context {w}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                ep.facts_line(), // i22
             ));
         }
     }

@@ -1735,6 +1735,14 @@ fn provider_preferences_404_aliases_and_route_explanations() {
             .expect("send");
         assert_eq!(r.status(), 200);
     });
+    let (ok, text) = run_cmd(&["check"], &cfg);
+    assert!(ok, "{text}");
+    assert!(text.contains("demo/chat (aliases: chat-alias)"), "{text}");
+    assert!(
+        text.contains("a/default  upstream up-a") && text.contains("trains on data"),
+        "{text}"
+    );
+    assert!(text.contains("region eu-west"), "{text}");
     let (ok, text) = run_cmd(
         &[
             "route",
