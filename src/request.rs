@@ -182,13 +182,15 @@ pub fn parse(
     }
     let routing = effective_routing(prefs.routing, &merged, own_sort)?;
     let mut filtered = Vec::new();
+    let from_order = merged.order.is_some();
     let (requested_model, routes) = resolve_routes(
         catalog,
         protocol,
         &body,
         &slugs,
         (routing.as_ref(), &merged, &mut filtered),
-    )?;
+    )
+    .map_err(|e| if from_order { order_label(e) } else { e })?;
     Ok(ParsedRequest {
         protocol,
         requested_model,
@@ -912,6 +914,17 @@ fn has_image(v: &Value) -> bool {
             ) || o.get("content").is_some_and(has_image)
         }
         _ => false,
+    }
+}
+
+/// An order-list error about OpenRouter's `order` names that field
+/// instead of the ZenMux form it became.
+fn order_label(e: RequestError) -> RequestError {
+    let fix = |m: String| m.replace("`provider.routing.providers", "`provider.order");
+    match e {
+        RequestError::UnknownEndpoint(m) => RequestError::UnknownEndpoint(fix(m)),
+        RequestError::Invalid(m) => RequestError::Invalid(fix(m)),
+        other => other,
     }
 }
 

@@ -450,6 +450,11 @@ fn unknown_or_malformed_provider_fields_are_refused_by_name() {
             .contains("either `provider.routing` or `provider.order`")
     );
     assert!(refuse(json!({"preferred_max_latency": -1})).contains("must be a number >= 0"));
+    let m = refuse(json!({"order": ["a", "nobody"]}));
+    assert!(
+        m.starts_with("`provider.order[1]`: \"nobody\" is not an endpoint of \"test/model\""),
+        "{m}"
+    );
 }
 
 #[test]
