@@ -165,6 +165,40 @@ pub struct Plan {
     pub requested_model: String,
     /// The requested model, then its fallbacks, in order.
     pub models: Vec<PlanModel>,
+    /// What the provider preferences removed or ranked last, and why.
+    #[serde(default)]
+    pub filtered: Vec<PlanFiltered>,
+    /// Set when the preferences leave no endpoint: the request would fail
+    /// before any upstream call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<PlanError>,
+}
+
+/// One endpoint the provider preferences removed or ranked last.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanFiltered {
+    pub endpoint: String,
+    /// Which preference and why (`max_price.prompt 3.0 > 2.5`).
+    pub reason: String,
+    /// True: removed; false: ranked after the endpoints that meet it.
+    pub removed: bool,
+}
+
+/// Why a planned request would fail before any call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanError {
+    /// `no_endpoint_matches`.
+    pub error_kind: String,
+    /// Names each endpoint and what removed it.
+    pub message: String,
+}
+
+/// An endpoint's data handling, as configured.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataPolicy {
+    pub training: bool,
+    pub retention_days: Option<u64>,
+    pub zdr: bool,
 }
 
 /// One model's ranking in a [`Plan`].
@@ -200,6 +234,15 @@ pub struct PlanCandidate {
     pub available: bool,
     /// The request's sticky key points here.
     pub sticky: bool,
+    /// The endpoint facts provider preferences filter on.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub quantization: Option<String>,
+    #[serde(default)]
+    pub data_policy: Option<DataPolicy>,
+    #[serde(default)]
+    pub supported_parameters: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -268,6 +311,18 @@ pub struct RoutingRecord<'a> {
     pub usage: Option<TokenUsage>,
     #[serde(default)]
     pub cost_usd: Option<f64>,
+    /// Endpoints the provider preferences removed or ranked last, and why.
+    #[serde(default, borrow, skip_serializing_if = "Vec::is_empty")]
+    pub filtered: Vec<FilteredEndpoint<'a>>,
+}
+
+/// One `filtered` entry of a [`RoutingRecord`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FilteredEndpoint<'a> {
+    #[serde(borrow)]
+    pub endpoint: Cow<'a, str>,
+    #[serde(borrow)]
+    pub reason: Cow<'a, str>,
 }
 
 impl RoutingRecord<'_> {

@@ -6,9 +6,9 @@ pub mod shared_settings;
 pub use shared_settings::SharedSettings;
 
 use crate::config::{
-    default_failover_status, Config, ConfigError, ConfigErrors, EndpointConfig, FailoverConfig,
-    HealthConfig, HedgingConfig, HttpVersion, ModelConfig, ProviderConfig, RetryConfig,
-    StickyConfig, TimeoutsConfig,
+    default_failover_status, Config, ConfigError, ConfigErrors, DataPolicyConfig, EndpointConfig,
+    FailoverConfig, HealthConfig, HedgingConfig, HttpVersion, ModelConfig, ProviderConfig,
+    RetryConfig, StickyConfig, TimeoutsConfig,
 };
 use crate::protocol::Protocol;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -63,9 +63,120 @@ pub struct Endpoint {
     pub context_window: Option<u64>,
     pub expected_first_token_ms: Option<f64>,
     pub max_concurrency: Option<u32>,
+    /// USD per request and per input image.
+    pub price_request: f64,
+    pub price_image: f64,
+    pub region: Option<String>,
+    /// `None`: not configured (unknown, which `data_collection: "deny"`
+    /// and `zdr` treat as failing).
+    pub data_policy: Option<DataPolicyConfig>,
+    pub quantization: Option<String>,
+    /// Request features the endpoint accepts, names from [`PARAMETERS`].
+    pub supported_parameters: Vec<&'static str>,
+}
+
+/// The request features `supported_parameters` and `require_parameters`
+/// speak of.
+pub const PARAMETERS: &[&str] = &[
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "structured_outputs",
+    "reasoning",
+    "images",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop",
+    "seed",
+    "logprobs",
+    "frequency_penalty",
+    "presence_penalty",
+];
+
+/// The quantizations an endpoint may declare.
+pub const QUANTIZATIONS: &[&str] = &[
+    "int4", "int8", "fp4", "fp6", "fp8", "fp16", "bf16", "fp32", "unknown",
+];
+
+/// What an endpoint accepts when its config does not say: its protocol's
+/// features.
+pub fn default_parameters(protocol: Protocol) -> &'static [&'static str] {
+    match protocol {
+        Protocol::OpenAi => &[
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "response_format",
+            "structured_outputs",
+            "reasoning",
+            "images",
+            "temperature",
+            "top_p",
+            "stop",
+            "seed",
+            "logprobs",
+            "frequency_penalty",
+            "presence_penalty",
+        ],
+        Protocol::Anthropic => &[
+            "tools",
+            "tool_choice",
+            "reasoning",
+            "images",
+            "temperature",
+            "top_p",
+            "top_k",
+            "stop",
+        ],
+        Protocol::Responses => &[
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "response_format",
+            "structured_outputs",
+            "reasoning",
+            "images",
+            "temperature",
+            "top_p",
+        ],
+    }
 }
 
 impl Endpoint {
+    /// The facts provider preferences filter on, for one line of `llmux
+    /// check` (empty when none is set): `  region eu-west  fp8  zdr ...`.
+    pub fn facts_line(&self) -> String {
+        let mut out = String::new();
+        if let Some(r) = &self.region {
+            out.push_str(&format!("  region {r}"));
+        }
+        if let Some(q) = &self.quantization {
+            out.push_str(&format!("  {q}"));
+        }
+        if let Some(d) = &self.data_policy {
+            out.push_str(if d.training {
+                "  trains on data"
+            } else {
+                "  no training"
+            });
+            if let Some(n) = d.retention_days {
+                out.push_str(&format!("  retains {n} days"));
+            }
+            if d.zdr {
+                out.push_str("  zdr");
+            }
+        }
+        if self.price_request > 0.0 {
+            out.push_str(&format!("  ${} per request", self.price_request));
+        }
+        if self.price_image > 0.0 {
+            out.push_str(&format!("  ${} per image", self.price_image));
+        }
+        out
+    }
+
     /// Cost in USD of a request with this usage.
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
         (prompt_tokens as f64 * self.price_prompt
@@ -77,6 +188,8 @@ impl Endpoint {
 #[derive(Debug)]
 pub struct Model {
     pub slug: String,
+    /// Other names resolving to `slug`.
+    pub aliases: Vec<String>,
     /// Indices into [`Catalog::endpoints`], in config order.
     pub endpoints: Vec<usize>,
 }
@@ -97,6 +210,8 @@ pub struct Catalog {
     pub max_request_bytes: usize,
     /// Shared health settings, when the `shared` section is present.
     pub shared: Option<SharedSettings>,
+    /// The engine-level `provider` preferences every request narrows.
+    pub provider_defaults: crate::routing::filter::Preferences,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
     /// What the config allows but is probably a mistake (a provider with
@@ -152,6 +267,14 @@ impl Catalog {
             .as_ref()
             .and_then(|s| SharedSettings::resolve(s, &endpoints, &providers, env, &mut err));
 
+        let provider_defaults = match cfg.provider.as_ref().map(crate::request::parse_defaults) {
+            Some(Ok(p)) => p,
+            Some(Err((path, message))) => {
+                errs.push(ConfigError { path, message });
+                Default::default()
+            }
+            None => Default::default(),
+        };
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
         }
@@ -168,12 +291,14 @@ impl Catalog {
             sticky: cfg.sticky,
             max_request_bytes: usize::try_from(max_request_bytes).unwrap_or(usize::MAX),
             shared,
+            provider_defaults,
             failover,
             model_index,
             warnings,
         })
     }
 
+    /// The model a slug or an alias names.
     pub fn model(&self, slug: &str) -> Option<usize> {
         self.model_index.get(slug).copied()
     }
@@ -458,6 +583,7 @@ fn resolve_models(
     }
     for (i, m) in cfg.models.iter().enumerate() {
         check_model(i, m, &model_index, err);
+        check_aliases(i, m, &cfg.models, &model_index, err);
         let model = models.len();
         let first = endpoints.len();
         let mut ids = Vec::new();
@@ -476,6 +602,7 @@ fn resolve_models(
             };
             let id = endpoint_id(e, &m.slug, &endpoints[first..], &at, err);
             check_endpoint(e, &at, err);
+            let protocol = provider_protocol_of(cfg, &e.provider);
             ids.push(endpoints.len());
             endpoints.push(Endpoint {
                 id,
@@ -487,11 +614,21 @@ fn resolve_models(
                 context_window: e.context_window.or(m.context_window),
                 expected_first_token_ms: e.expected_first_token_ms,
                 max_concurrency: e.max_concurrency,
+                price_request: e.price.request,
+                price_image: e.price.image,
+                region: e.region.clone(),
+                data_policy: e.data_policy,
+                quantization: e.quantization.clone(),
+                supported_parameters: supported_parameters(e, protocol, &at, err),
             });
         }
         model_index.entry(m.slug.clone()).or_insert(model);
+        for a in &m.aliases {
+            model_index.entry(a.clone()).or_insert(model);
+        }
         models.push(Model {
             slug: m.slug.clone(),
+            aliases: m.aliases.clone(),
             endpoints: ids,
         });
     }
@@ -534,6 +671,66 @@ fn check_model(i: usize, m: &ModelConfig, seen: &HashMap<String, usize>, err: Er
     }
 }
 
+/// A model's aliases: well formed, and no other model's slug or alias
+/// (nor its own slug).
+fn check_aliases(
+    i: usize,
+    m: &ModelConfig,
+    all: &[ModelConfig],
+    seen: &HashMap<String, usize>,
+    err: Errs,
+) {
+    for (k, a) in m.aliases.iter().enumerate() {
+        let at = format!("models[{i}].aliases[{k}]");
+        if a.is_empty() || a.contains(':') || a.chars().any(char::is_whitespace) {
+            err(at, format!("{a:?} is not a model name (no ':' or spaces)"));
+        } else if a == &m.slug || m.aliases[..k].contains(a) {
+            err(at, format!("alias {a:?} repeats a name of this model"));
+        } else if seen.contains_key(a) || all.iter().any(|o| &o.slug == a) {
+            err(
+                at,
+                format!("alias {a:?} is already the slug or an alias of another model"),
+            );
+        }
+    }
+}
+
+/// The protocol of the provider `slug` names (OpenAI when unknown: that
+/// error is reported elsewhere).
+fn provider_protocol_of(cfg: &Config, slug: &str) -> Protocol {
+    match cfg.providers.iter().find(|p| p.slug == slug) {
+        Some(p) if p.protocol == "anthropic" => Protocol::Anthropic,
+        Some(p) if p.protocol == "responses" => Protocol::Responses,
+        _ => Protocol::OpenAi,
+    }
+}
+
+/// `supported_parameters`, each a known name, or the protocol's defaults.
+fn supported_parameters(
+    e: &EndpointConfig,
+    protocol: Protocol,
+    at: &dyn Fn(&str) -> String,
+    err: Errs,
+) -> Vec<&'static str> {
+    let Some(list) = &e.supported_parameters else {
+        return default_parameters(protocol).to_vec();
+    };
+    let mut out = Vec::new();
+    for (k, name) in list.iter().enumerate() {
+        match PARAMETERS.iter().find(|p| *p == name) {
+            Some(p) => out.push(*p),
+            None => err(
+                at(&format!("supported_parameters[{k}]")),
+                format!(
+                    "unknown parameter {name:?} (known: {})",
+                    PARAMETERS.join(", ")
+                ),
+            ),
+        }
+    }
+    out
+}
+
 /// The endpoint id `provider/name`, unique among the model's `siblings`.
 fn endpoint_id(
     e: &EndpointConfig,
@@ -567,6 +764,8 @@ fn check_endpoint(e: &EndpointConfig, at: &dyn Fn(&str) -> String, err: Errs) {
     for (f, v) in [
         ("price.prompt", e.price.prompt),
         ("price.completion", e.price.completion),
+        ("price.request", e.price.request),
+        ("price.image", e.price.image),
     ] {
         if !v.is_finite() || v < 0.0 {
             err(
@@ -578,11 +777,49 @@ fn check_endpoint(e: &EndpointConfig, at: &dyn Fn(&str) -> String, err: Errs) {
     if e.max_concurrency == Some(0) {
         err(at("max_concurrency"), "must be at least 1".into());
     }
+    check_facts(e, at, err);
     if let Some(ms) = e.expected_first_token_ms {
         if !ms.is_finite() || ms < 0.0 {
             err(
                 at("expected_first_token_ms"),
                 format!("{ms} is not a duration in ms"),
+            );
+        }
+    }
+}
+
+/// An endpoint's region, quantization and data policy.
+fn check_facts(e: &EndpointConfig, at: &dyn Fn(&str) -> String, err: Errs) {
+    if let Some(r) = &e.region {
+        if r.trim().is_empty() || r.chars().any(char::is_whitespace) {
+            err(
+                at("region"),
+                format!("{r:?} is not a region name (no spaces)"),
+            );
+        }
+    }
+    if let Some(q) = &e.quantization {
+        if !QUANTIZATIONS.contains(&q.as_str()) {
+            err(
+                at("quantization"),
+                format!(
+                    "unknown quantization {q:?} (known: {})",
+                    QUANTIZATIONS.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(d) = &e.data_policy {
+        if d.zdr && d.training {
+            err(
+                at("data_policy.zdr"),
+                "zero data retention contradicts training: true".into(),
+            );
+        }
+        if d.zdr && d.retention_days.is_some_and(|n| n > 0) {
+            err(
+                at("data_policy.zdr"),
+                "zero data retention contradicts retention_days > 0".into(),
             );
         }
     }

@@ -73,6 +73,11 @@ pub struct Config {
     pub max_request_bytes: Option<u64>,
     /// Health shared across processes on Redis or Valkey (off when absent).
     pub shared: Option<SharedConfig>,
+    /// Engine-level provider preferences (the request's `provider` filter
+    /// and ranking fields), merged under every request's: a request may
+    /// narrow them, never widen them (see `routing::filter::Preferences::narrow`).
+    /// Checked when the catalog is built.
+    pub provider: Option<serde_json::Value>,
     /// The `gateway` section of `llmux serve`, so that one file configures
     /// both the library and the gateway: read by the gateway, skipped here
     /// (unchecked; `llmux check` checks it).
@@ -229,6 +234,10 @@ pub struct ModelConfig {
     pub slug: String,
     /// Context window in tokens, for every endpoint that does not set one.
     pub context_window: Option<u64>,
+    /// Other names that resolve to this slug wherever a model slug is
+    /// accepted (e.g. `claude-sonnet-4-6`); unique across slugs and aliases.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     pub endpoints: Vec<EndpointConfig>,
 }
 
@@ -249,9 +258,34 @@ pub struct EndpointConfig {
     /// At most this many requests in flight on this endpoint; when it is
     /// full, the request moves on to the next candidate.
     pub max_concurrency: Option<u32>,
+    /// Where the endpoint runs (a free string, e.g. `eu-west`).
+    pub region: Option<String>,
+    /// What the endpoint does with prompts and completions.
+    pub data_policy: Option<DataPolicyConfig>,
+    /// The weights' precision (`int4`, `int8`, `fp4`, `fp6`, `fp8`, `fp16`,
+    /// `bf16`, `fp32`, `unknown`).
+    pub quantization: Option<String>,
+    /// Request features the endpoint accepts (`tools`, `tool_choice`,
+    /// `response_format`, ...); default: its protocol's (see
+    /// `catalog::default_parameters`).
+    pub supported_parameters: Option<Vec<String>>,
 }
 
-/// USD per million tokens.
+/// An endpoint's data handling.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DataPolicyConfig {
+    /// The provider may train on requests.
+    #[serde(default)]
+    pub training: bool,
+    /// How long prompts are kept, in days (0: not kept).
+    pub retention_days: Option<u64>,
+    /// Zero data retention: nothing is stored past the request.
+    #[serde(default)]
+    pub zdr: bool,
+}
+
+/// USD per million tokens, plus optional per-request and per-image prices.
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceConfig {
@@ -259,6 +293,12 @@ pub struct PriceConfig {
     pub prompt: f64,
     #[serde(default)]
     pub completion: f64,
+    /// USD per request.
+    #[serde(default)]
+    pub request: f64,
+    /// USD per input image.
+    #[serde(default)]
+    pub image: f64,
 }
 
 /// Health tracking and circuit breaking; every field has a default.

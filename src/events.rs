@@ -42,6 +42,8 @@ pub enum ErrorKind {
     Overloaded,
     Cancelled,
     Internal,
+    /// The provider preferences left no endpoint (before any upstream call).
+    NoEndpointMatches,
 }
 
 impl ErrorKind {
@@ -58,6 +60,7 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Internal => "internal",
+            ErrorKind::NoEndpointMatches => "no_endpoint_matches",
         }
     }
 
@@ -75,6 +78,7 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Internal => "internal_error",
+            ErrorKind::NoEndpointMatches => "not_found_error",
         }
     }
 }

@@ -161,6 +161,9 @@ struct State {
     recent: Recent,
     /// Recent response latencies (non-streaming).
     recent_response: Recent,
+    /// Recent output throughputs, tokens/s (percentile cutoffs of the
+    /// provider preferences).
+    recent_tps: Recent,
     /// When an attempt of each kind (`Latency::index`) last ended, measured
     /// or not: an endpoint tried is no longer "never measured" for routing.
     tried: [Option<Instant>; 2],
@@ -190,6 +193,7 @@ impl State {
             last_error: None,
             recent: Recent::EMPTY,
             recent_response: Recent::EMPTY,
+            recent_tps: Recent::EMPTY,
             tried: [None; 2],
         }
     }
@@ -337,6 +341,12 @@ impl Health {
         }
     }
 
+    /// The `p` percentile (0..1) of recent output throughputs (tokens/s),
+    /// once enough were seen.
+    pub fn throughput_percentile(&self, e: usize, p: f64) -> Option<f64> {
+        lock(&self.states[e]).recent_tps.percentile(p)
+    }
+
     /// True when the endpoint's circuit waits for a half-open probe.
     pub fn probe_due(&self, e: usize, now: Instant) -> bool {
         let mut s = lock(&self.states[e]);
@@ -357,6 +367,7 @@ impl Health {
         if let Some(t) = throughput {
             if t.is_finite() && t > 0.0 {
                 s.throughput.update(t, now, hl, false);
+                s.recent_tps.push(t);
             }
         }
         match s.circuit {

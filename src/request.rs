@@ -30,9 +30,10 @@
 //! `context_window` is smaller than the estimate are skipped; a request that
 //! fits no endpoint of any of its models is refused.
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, QUANTIZATIONS};
 use crate::config::TimeoutsConfig;
 use crate::protocol::Protocol;
+use crate::routing::filter::{Cutoffs, Filtered, MaxPrice, Partition, Preferences, Sort};
 use crate::routing::Policy;
 use serde_json::{Map, Value};
 
@@ -40,12 +41,16 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone)]
 pub struct ModelRoute {
     pub model: usize,
-    /// The slug as the caller wrote it, without `:provider`.
+    /// The model's slug (an alias the caller wrote resolved), without
+    /// `:provider`.
     pub slug: String,
     /// Candidate endpoints before ranking: the model's endpoints (only the
     /// pinned provider's if pinned), or the order list's, in its order.
     pub candidates: Vec<usize>,
     pub policy: Policy,
+    /// Candidates a soft preference ranks last (`preferred_*`), set by the
+    /// engine when it applies the preferences.
+    pub demoted: Vec<usize>,
 }
 
 /// Hedging asked for by a request.
@@ -75,6 +80,14 @@ pub struct ParsedRequest {
     /// `None`: not set by the request (the engine's config decides).
     pub hedge: Option<Hedge>,
     pub sticky_key: Option<String>,
+    /// The provider preferences, the engine's defaults merged under the
+    /// request's.
+    pub prefs: Preferences,
+    /// What the request uses, in `supported_parameters` names.
+    pub used_parameters: Vec<&'static str>,
+    /// Endpoints removed or ranked down so far, and why (the engine adds
+    /// the filters' verdicts when it runs the request).
+    pub filtered: Vec<Filtered>,
 }
 
 impl ParsedRequest {
@@ -156,11 +169,30 @@ pub fn parse(
     if prefs.sticky_key.is_none() && catalog.sticky.from_user {
         prefs.sticky_key = user_of(protocol, &body).map(str::to_owned);
     }
-    let (requested_model, routes) =
-        resolve_routes(catalog, protocol, &body, &slugs, prefs.routing.as_ref())?;
+    let own_sort = prefs.prefs.sort.is_some();
+    let mut merged = Preferences::narrow(&catalog.provider_defaults, prefs.prefs);
+    if prefs.routing.is_some() {
+        // The request's routing spec replaces a default order or sort.
+        if !prefs.own_order {
+            merged.order = None;
+        }
+        if !own_sort {
+            merged.sort = None;
+        }
+    }
+    let routing = effective_routing(prefs.routing, &merged, own_sort)?;
+    let mut filtered = Vec::new();
+    let from_order = merged.order.is_some();
+    let (requested_model, routes) = resolve_routes(
+        catalog,
+        protocol,
+        &body,
+        &slugs,
+        (routing.as_ref(), &merged, &mut filtered),
+    )
+    .map_err(|e| if from_order { order_label(e) } else { e })?;
     Ok(ParsedRequest {
         protocol,
-        body,
         requested_model,
         routes,
         stream,
@@ -168,6 +200,10 @@ pub fn parse(
         timeouts: prefs.timeouts,
         hedge: prefs.hedge,
         sticky_key: prefs.sticky_key,
+        used_parameters: used_parameters(protocol, &body),
+        prefs: merged,
+        filtered,
+        body,
     })
 }
 
@@ -219,6 +255,10 @@ struct ProviderField {
     timeouts: TimeoutsConfig,
     hedge: Option<Hedge>,
     sticky_key: Option<String>,
+    /// The filter and ranking fields (both dialects).
+    prefs: Preferences,
+    /// The request set `order` itself.
+    own_order: bool,
 }
 
 impl ProviderField {
@@ -240,12 +280,15 @@ impl ProviderField {
                     _ => return Err(invalid("`provider.sticky_key` must be a string")),
                 },
                 other => {
-                    return Err(invalid(format!(
-                        "unknown field `provider.{other}` (known: routing, fallback, timeouts, hedge, sticky_key)"
-                    )))
+                    if !parse_preference(&mut out.prefs, other, v)? {
+                        return Err(invalid(format!(
+                            "unknown field `provider.{other}` (known: {PROVIDER_KEYS})"
+                        )));
+                    }
                 }
             }
         }
+        out.own_order = out.prefs.order.is_some();
         Ok(out)
     }
 }
@@ -304,7 +347,7 @@ fn resolve_routes(
     protocol: Protocol,
     body: &Map<String, Value>,
     slugs: &[String],
-    routing: Option<&Value>,
+    (routing, prefs, filtered): (Option<&Value>, &Preferences, &mut Vec<Filtered>),
 ) -> Result<(String, Vec<ModelRoute>), RequestError> {
     let prompt_tokens_estimate = estimate_prompt_tokens(body);
     let mut routes: Vec<ModelRoute> = Vec::new();
@@ -318,9 +361,11 @@ fn resolve_routes(
         }
     }
     let requested_model = routes[0].slug.clone();
+    let before: Vec<Vec<usize>> = routes.iter().map(|r| r.candidates.clone()).collect();
     if let Some(r) = routing {
         apply_routing(catalog, &mut routes, r)?;
     }
+    apply_sort_and_fallbacks(&mut routes, &before, prefs, filtered);
     // Only now drop what the prompt does not fit, so an order list naming
     // such an endpoint is not mistaken for one naming an unknown endpoint.
     for r in &mut routes {
@@ -465,9 +510,11 @@ fn resolve_model(catalog: &Catalog, slug: &str) -> Result<ModelRoute, RequestErr
     };
     Ok(ModelRoute {
         model,
-        slug: model_slug.to_owned(),
+        // An alias resolves to the model's own slug.
+        slug: catalog.models[model].slug.clone(),
         candidates,
         policy: Policy::Latency,
+        demoted: Vec::new(),
     })
 }
 
@@ -587,4 +634,385 @@ fn not_in_order(catalog: &Catalog, routes: &[ModelRoute], i: usize, name: &str) 
             .join(", "),
         endpoint_list(catalog, &all)
     ))
+}
+
+// ---- Provider preferences (issue 22) ----
+
+/// Every key `provider` accepts, for the unknown-key error.
+const PROVIDER_KEYS: &str = "routing, fallback, timeouts, hedge, sticky_key, order, allow_fallbacks, only, ignore, sort, max_price, data_collection, zdr, quantizations, require_parameters, region, regions, max_latency, min_throughput, preferred_max_latency, preferred_min_throughput";
+
+/// Reads one preference key of `provider` into `p`; false when `key` is
+/// not a preference.
+fn parse_preference(p: &mut Preferences, key: &str, v: Value) -> Result<bool, RequestError> {
+    let at = format!("`provider.{key}`");
+    match key {
+        "order" => p.order = Some(names(&at, v)?),
+        "allow_fallbacks" => p.allow_fallbacks = Some(flag(&at, &v)?),
+        "only" => p.only = Some(names(&at, v)?),
+        "ignore" => p.ignore = names(&at, v)?,
+        "sort" => p.sort = Some(parse_sort(&v)?),
+        "max_price" => p.max_price = parse_max_price(&v)?,
+        "data_collection" => {
+            p.deny_data_collection = match v.as_str() {
+                Some("deny") => true,
+                Some("allow") => false,
+                _ => return Err(invalid(format!("{at} must be \"allow\" or \"deny\""))),
+            }
+        }
+        "zdr" => p.zdr = flag(&at, &v)?,
+        "quantizations" => {
+            let q = names(&at, v)?;
+            if let Some(bad) = q.iter().find(|x| !QUANTIZATIONS.contains(&x.as_str())) {
+                return Err(invalid(format!(
+                    "{at}: unknown quantization {bad:?} (known: {})",
+                    QUANTIZATIONS.join(", ")
+                )));
+            }
+            p.quantizations = Some(q);
+        }
+        "require_parameters" => p.require_parameters = flag(&at, &v)?,
+        "region" => match v {
+            Value::String(r) => p.regions = Some(vec![r]),
+            _ => return Err(invalid(format!("{at} must be a region name"))),
+        },
+        "regions" => p.regions = Some(names(&at, v)?),
+        "max_latency" => p.max_latency = cutoffs(&at, &v)?,
+        "min_throughput" => p.min_throughput = cutoffs(&at, &v)?,
+        "preferred_max_latency" => p.preferred_max_latency = cutoffs(&at, &v)?,
+        "preferred_min_throughput" => p.preferred_min_throughput = cutoffs(&at, &v)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn flag(at: &str, v: &Value) -> Result<bool, RequestError> {
+    v.as_bool()
+        .ok_or_else(|| invalid(format!("{at} must be true or false")))
+}
+
+/// A list of strings (a single string is a list of one).
+fn names(at: &str, v: Value) -> Result<Vec<String>, RequestError> {
+    match v {
+        Value::String(s) => Ok(vec![s]),
+        Value::Array(list) => list
+            .into_iter()
+            .map(|x| match x {
+                Value::String(s) => Ok(s),
+                _ => Err(invalid(format!("{at} must be a list of strings"))),
+            })
+            .collect(),
+        _ => Err(invalid(format!("{at} must be a list of strings"))),
+    }
+}
+
+fn non_negative(at: &str, v: &Value) -> Result<f64, RequestError> {
+    v.as_f64()
+        .filter(|x| x.is_finite() && *x >= 0.0)
+        .ok_or_else(|| invalid(format!("{at} must be a number >= 0")))
+}
+
+/// `sort`: `"price" | "throughput" | "latency"` or `{by, partition}`.
+fn parse_sort(v: &Value) -> Result<Sort, RequestError> {
+    let by = |s: Option<&str>| {
+        match s {
+        Some("price") => Ok(Policy::Price),
+        Some("throughput") => Ok(Policy::Throughput),
+        Some("latency") => Ok(Policy::Latency),
+        _ => Err(invalid(
+            "`provider.sort` must be \"price\", \"throughput\", \"latency\" or {\"by\": ..., \"partition\": \"model\" | \"none\"}",
+        )),
+    }
+    };
+    match v {
+        Value::Object(o) => {
+            if let Some(k) = o
+                .keys()
+                .find(|k| !["by", "partition"].contains(&k.as_str()))
+            {
+                return Err(invalid(format!(
+                    "unknown field `provider.sort.{k}` (known: by, partition)"
+                )));
+            }
+            let partition = match o.get("partition").map(Value::as_str) {
+                None | Some(Some("model")) => Partition::Model,
+                Some(Some("none")) => Partition::None,
+                _ => {
+                    return Err(invalid(
+                        "`provider.sort.partition` must be \"model\" or \"none\"",
+                    ))
+                }
+            };
+            Ok(Sort {
+                by: by(o.get("by").and_then(Value::as_str))?,
+                partition,
+            })
+        }
+        _ => Ok(Sort {
+            by: by(v.as_str())?,
+            partition: Partition::Model,
+        }),
+    }
+}
+
+fn parse_max_price(v: &Value) -> Result<MaxPrice, RequestError> {
+    let Value::Object(o) = v else {
+        return Err(invalid(
+            "`provider.max_price` must be an object {prompt, completion, request, image}",
+        ));
+    };
+    let mut out = MaxPrice::default();
+    for (k, x) in o {
+        let at = format!("`provider.max_price.{k}`");
+        let slot = match k.as_str() {
+            "prompt" => &mut out.prompt,
+            "completion" => &mut out.completion,
+            "request" => &mut out.request,
+            "image" => &mut out.image,
+            _ => {
+                return Err(invalid(format!(
+                    "unknown field {at} (known: prompt, completion, request, image)"
+                )))
+            }
+        };
+        *slot = Some(non_negative(&at, x)?);
+    }
+    Ok(out)
+}
+
+/// A number (the p50) or `{p50, p75, p90, p99}`.
+fn cutoffs(at: &str, v: &Value) -> Result<Cutoffs, RequestError> {
+    let mut c = Cutoffs::default();
+    match v {
+        Value::Number(_) => c.p50 = Some(non_negative(at, v)?),
+        Value::Object(o) => {
+            for (k, x) in o {
+                let inner = format!("{}.{k}`", at.trim_end_matches('`'));
+                let slot = match k.as_str() {
+                    "p50" => &mut c.p50,
+                    "p75" => &mut c.p75,
+                    "p90" => &mut c.p90,
+                    "p99" => &mut c.p99,
+                    _ => {
+                        return Err(invalid(format!(
+                            "unknown field {inner} (known: p50, p75, p90, p99)"
+                        )))
+                    }
+                };
+                *slot = Some(non_negative(&inner, x)?);
+            }
+        }
+        _ => {
+            return Err(invalid(format!(
+                "{at} must be a number (the p50) or {{\"p50\", \"p75\", \"p90\", \"p99\"}}"
+            )))
+        }
+    }
+    Ok(c)
+}
+
+/// The engine-level `provider` defaults of the config: preference keys
+/// only. Errors are `(path, message)`.
+pub fn parse_defaults(v: &Value) -> Result<Preferences, (String, String)> {
+    let Value::Object(o) = v else {
+        return Err(("provider".into(), "must be an object".into()));
+    };
+    let mut p = Preferences::default();
+    for (k, x) in o {
+        let at = format!("provider.{k}");
+        match parse_preference(&mut p, k, x.clone()) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err((
+                    at,
+                    format!(
+                        "unknown field `{k}` (defaults take: {})",
+                        PROVIDER_KEYS
+                            .split(", ")
+                            .skip(5)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ))
+            }
+            Err(e) => return Err((at, e.to_string())),
+        }
+    }
+    Ok(p)
+}
+
+/// The request features a body uses, by its protocol's field names, in
+/// the vocabulary of `supported_parameters`.
+pub fn used_parameters(protocol: Protocol, body: &Map<String, Value>) -> Vec<&'static str> {
+    let has = |k: &str| body.get(k).is_some_and(|v| !v.is_null());
+    let mut out = Vec::new();
+    if body
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty())
+    {
+        out.push("tools");
+    }
+    let format = match protocol {
+        Protocol::OpenAi => body.get("response_format"),
+        Protocol::Responses => body.get("text").and_then(|t| t.get("format")),
+        Protocol::Anthropic => None,
+    };
+    let reasoning = match protocol {
+        Protocol::OpenAi => has("reasoning_effort") || has("reasoning"),
+        Protocol::Responses => has("reasoning"),
+        Protocol::Anthropic => {
+            body.get("thinking")
+                .and_then(|t| t.get("type"))
+                .and_then(Value::as_str)
+                == Some("enabled")
+        }
+    };
+    let stop = has("stop") || has("stop_sequences");
+    let logprobs = body
+        .get("logprobs")
+        .is_some_and(|v| v != &Value::Bool(false) && !v.is_null());
+    for (name, used) in [
+        ("tool_choice", has("tool_choice")),
+        ("parallel_tool_calls", has("parallel_tool_calls")),
+        ("response_format", format.is_some_and(|f| !f.is_null())),
+        (
+            "structured_outputs",
+            format.and_then(|f| f.get("type")).and_then(Value::as_str) == Some("json_schema"),
+        ),
+        ("reasoning", reasoning),
+        (
+            "images",
+            ["messages", "input", "system"]
+                .iter()
+                .any(|k| body.get(*k).is_some_and(has_image)),
+        ),
+        ("temperature", has("temperature")),
+        ("top_p", has("top_p")),
+        ("top_k", has("top_k")),
+        ("stop", stop),
+        ("seed", has("seed")),
+        ("logprobs", logprobs),
+        ("frequency_penalty", has("frequency_penalty")),
+        ("presence_penalty", has("presence_penalty")),
+    ] {
+        if used {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// An image content part anywhere in messages or input (`image_url`,
+/// `image`, `input_image`).
+fn has_image(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.iter().any(has_image),
+        Value::Object(o) => {
+            matches!(
+                o.get("type").and_then(Value::as_str),
+                Some("image_url" | "image" | "input_image")
+            ) || o.get("content").is_some_and(has_image)
+        }
+        _ => false,
+    }
+}
+
+/// An order-list error about OpenRouter's `order` names that field
+/// instead of the ZenMux form it became.
+fn order_label(e: RequestError) -> RequestError {
+    let fix = |m: String| m.replace("`provider.routing.providers", "`provider.order");
+    match e {
+        RequestError::UnknownEndpoint(m) => RequestError::UnknownEndpoint(fix(m)),
+        RequestError::Invalid(m) => RequestError::Invalid(fix(m)),
+        other => other,
+    }
+}
+
+/// The routing spec in force: `provider.routing`, or OpenRouter's `order`
+/// as an order list (giving both is an error, as is `routing` with `sort`).
+fn effective_routing(
+    routing: Option<Value>,
+    prefs: &Preferences,
+    own_sort: bool,
+) -> Result<Option<Value>, RequestError> {
+    match (routing, &prefs.order) {
+        (Some(_), Some(_)) => Err(invalid(
+            "give either `provider.routing` or `provider.order`, not both",
+        )),
+        (Some(_), _) if own_sort => Err(invalid(
+            "give either `provider.routing` or `provider.sort`, not both",
+        )),
+        (Some(r), None) => Ok(Some(r)),
+        (None, Some(order)) => Ok(Some(
+            serde_json::json!({"type": "order", "providers": order}),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+/// After the routing spec: `sort` ranks the routes no order list fixed;
+/// `allow_fallbacks: false` drops what the order list did not name (or,
+/// without one, every model but the first), recording why.
+fn apply_sort_and_fallbacks(
+    routes: &mut Vec<ModelRoute>,
+    before: &[Vec<usize>],
+    prefs: &Preferences,
+    filtered: &mut Vec<Filtered>,
+) {
+    if let Some(sort) = prefs.sort {
+        for r in routes.iter_mut().filter(|r| r.policy != Policy::Order) {
+            r.policy = sort.by;
+        }
+    }
+    let no_fallbacks = prefs.allow_fallbacks == Some(false);
+    if prefs.order.is_some() {
+        // OpenRouter's `order`: the listed endpoints first, then (fallbacks
+        // allowed) the model's others in config order.
+        for (r, all) in routes.iter_mut().zip(before) {
+            if r.policy != Policy::Order {
+                continue;
+            }
+            for &e in all
+                .iter()
+                .filter(|e| !r.candidates.contains(e))
+                .collect::<Vec<_>>()
+            {
+                if no_fallbacks {
+                    filtered.push(Filtered {
+                        endpoint: e,
+                        reason: "allow_fallbacks: false (not in order)".into(),
+                        removed: true,
+                    });
+                } else {
+                    r.candidates.push(e);
+                }
+            }
+        }
+    }
+    if !no_fallbacks {
+        return;
+    }
+    let (keep, reason): (Vec<bool>, &str) = if prefs.order.is_some() {
+        (
+            routes.iter().map(|r| r.policy == Policy::Order).collect(),
+            "allow_fallbacks: false (not in order)",
+        )
+    } else {
+        (
+            (0..routes.len()).map(|i| i == 0).collect(),
+            "allow_fallbacks: false (fallback model)",
+        )
+    };
+    let mut k = keep.into_iter();
+    routes.retain(|r| {
+        let keep = k.next().unwrap_or(true);
+        if !keep {
+            filtered.extend(r.candidates.iter().map(|&e| Filtered {
+                endpoint: e,
+                reason: reason.into(),
+                removed: true,
+            }));
+        }
+        keep
+    });
 }

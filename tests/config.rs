@@ -217,7 +217,8 @@ fn structural_errors_point_at_their_line_and_column_once() {
         Catalog::from_json(&typo).unwrap_err().to_string(),
         "invalid config: models[0].endpoints[0].upstream_modle: unknown field `upstream_modle`, \
          expected one of `provider`, `name`, `upstream_model`, `price`, `context_window`, \
-         `expected_first_token_ms`, `max_concurrency` at line 7 column 40"
+         `expected_first_token_ms`, `max_concurrency`, `region`, `data_policy`, `quantization`, \
+         `supported_parameters` at line 7 column 40"
     );
     let wrong_type = pretty("      {\"provider\": \"a\", \"upstream_model\": 5}");
     assert_eq!(
@@ -337,4 +338,64 @@ fn warnings_are_data_for_a_missing_key_and_an_anthropic_v1() {
         ["providers[0].base_url: \"https://api.example.org/v1\" ends in /v1, and protocol \"anthropic\" \
           appends /v1/messages (https://api.example.org/v1/v1/messages): did you mean \"https://api.example.org\"?"]
     );
+}
+
+#[test]
+fn endpoint_facts_resolve_with_protocol_defaults() {
+    let cat = Catalog::from_json(
+        &json!({
+            "providers": [provider("a"),
+                {"slug": "an", "protocol": "anthropic", "base_url": "http://127.0.0.1:9"}],
+            "models": [{"slug": "vendor/m", "aliases": ["m-alias", "m2"], "endpoints": [
+                {"provider": "a", "upstream_model": "m", "region": "eu-west", "quantization": "fp8",
+                 "price": {"prompt": 1, "completion": 2, "request": 0.01, "image": 0.5},
+                 "data_policy": {"training": false, "retention_days": 0, "zdr": true},
+                 "supported_parameters": ["tools", "response_format"]},
+                {"provider": "an", "upstream_model": "m"},
+            ]}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let e = &cat.endpoints[0];
+    assert_eq!(e.region.as_deref(), Some("eu-west"));
+    assert_eq!(e.quantization.as_deref(), Some("fp8"));
+    assert_eq!((e.price_request, e.price_image), (0.01, 0.5));
+    assert!(e.data_policy.unwrap().zdr);
+    assert_eq!(e.supported_parameters, vec!["tools", "response_format"]);
+    let an = &cat.endpoints[1];
+    assert!(an.supported_parameters.contains(&"top_k"));
+    assert!(!an.supported_parameters.contains(&"response_format"));
+    assert!(an.data_policy.is_none());
+    assert_eq!(cat.model("m-alias"), Some(0));
+    assert_eq!(cat.model("m2"), Some(0));
+    assert_eq!(cat.models[0].aliases, vec!["m-alias", "m2"]);
+}
+
+#[test]
+fn bad_endpoint_facts_and_duplicate_aliases_name_their_paths() {
+    let m = errors(json!({
+        "providers": [provider("a")],
+        "models": [
+            {"slug": "vendor/m", "aliases": ["x", "vendor/n", "x", "a b"], "endpoints": [
+                {"provider": "a", "upstream_model": "m", "region": " ", "quantization": "fp7",
+                 "price": {"request": -1},
+                 "data_policy": {"training": true, "zdr": true},
+                 "supported_parameters": ["tools", "telepathy"]}]},
+            {"slug": "vendor/n", "aliases": ["x"], "endpoints": [{"provider": "a", "upstream_model": "n"}]},
+        ],
+    }));
+    for want in [
+        "models[0].aliases[1]: alias \"vendor/n\" is already the slug or an alias of another model",
+        "models[0].aliases[2]: alias \"x\" repeats a name of this model",
+        "models[0].aliases[3]: \"a b\" is not a model name",
+        "models[1].aliases[0]: alias \"x\" is already the slug or an alias of another model",
+        "models[0].endpoints[0].region:",
+        "models[0].endpoints[0].quantization: unknown quantization \"fp7\"",
+        "models[0].endpoints[0].price.request: -1 is not a price",
+        "models[0].endpoints[0].data_policy.zdr: zero data retention contradicts training",
+        "models[0].endpoints[0].supported_parameters[1]: unknown parameter \"telepathy\"",
+    ] {
+        assert!(m.contains(want), "missing {want:?} in {m}");
+    }
 }

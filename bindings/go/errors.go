@@ -90,7 +90,7 @@ var ErrStreamClosed = errors.New("llmux: stream closed")
 // llmux reports (499 for a cancelled request, 504 for timeouts); Kind the
 // protocol-neutral error kind the predicates below read (invalid_request,
 // authentication, permission, not_found, rate_limit, timeout, upstream,
-// overloaded, cancelled, internal); Type the error type of the body, which
+// overloaded, cancelled, internal, no_endpoint_matches); Type the error type of the body, which
 // differs by protocol (OpenAI "timeout", Anthropic "timeout_error"); Body
 // the error body in the caller's protocol; Routing every attempt made.
 type APIError struct {
@@ -123,6 +123,10 @@ func (e *APIError) IsTimeout() bool { return e.Kind == "timeout" }
 
 // IsCancelled reports a request that was cancelled.
 func (e *APIError) IsCancelled() bool { return e.Kind == "cancelled" }
+
+// IsNoEndpointMatches reports a request whose provider preferences left no
+// endpoint (nothing was sent upstream; the message names what removed each).
+func (e *APIError) IsNoEndpointMatches() bool { return e.Kind == "no_endpoint_matches" }
 
 // IsInvalidRequest reports a request the upstream refused as malformed
 // (400, 413, 422): retrying it unchanged will not help.

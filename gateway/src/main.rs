@@ -25,7 +25,7 @@ const USAGE: &str = "llmux: an LLM router with OpenAI- and Anthropic-compatible 
 usage:
   llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]
   llmux check --config FILE
-  llmux route --config FILE MODEL [--routing JSON] [--json]
+  llmux route --config FILE MODEL [--routing JSON] [--provider JSON] [--json]
   llmux help | --help | -h
   llmux --version | -V
 
@@ -40,6 +40,7 @@ options:
   --log-format FORMAT   one line per request on stderr: logfmt (default), json or off
   --insecure-no-auth    allow a non-loopback address without gateway.keys
   --routing JSON        route: a provider.routing object, e.g. '{\"type\":\"priority\"}'
+  --provider JSON       route: a whole provider object (preferences), e.g. '{\"zdr\":true}'
   --json                route: the full plan as JSON";
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -84,6 +85,8 @@ struct Args {
     log_format: Option<String>,
     insecure_no_auth: bool,
     routing: Option<String>,
+    /// i22: `llmux route --provider JSON`.
+    provider: Option<String>,
     json: bool,
     model: Option<String>,
 }
@@ -119,6 +122,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
             "--listen" => a.listen = Some(value("--listen")?),
             "--log-format" => a.log_format = Some(value("--log-format")?),
             "--routing" => a.routing = Some(value("--routing")?),
+            "--provider" => a.provider = Some(value("--provider")?), // i22
             "--insecure-no-auth" => a.insecure_no_auth = true,
             "--json" => a.json = true,
             "-h" | "--help" => return Ok(Cli::Help),
@@ -214,18 +218,25 @@ fn check(args: &Args) -> ExitCode {
     }
     out.line("models:");
     for m in &c.models {
-        out.line(format_args!("  {}", m.slug));
+        let aliases = m.aliases.join(", "); // i22
+        let aka = if aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (aliases: {aliases})")
+        };
+        out.line(format_args!("  {}{aka}", m.slug));
         for &e in &m.endpoints {
             let ep = &c.endpoints[e];
             out.line(format_args!(
-                "    {}  upstream {}  ${}/${} per M tokens{}",
+                "    {}  upstream {}  ${}/${} per M tokens{}{}",
                 ep.id,
                 ep.upstream_model,
                 ep.price_prompt,
                 ep.price_completion,
                 ep.context_window
                     .map(|w| format!("  context {w}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                ep.facts_line(), // i22
             ));
         }
     }
@@ -267,6 +278,18 @@ fn route(args: &Args) -> ExitCode {
             Err(e) => return fail(&[format!("--routing is not valid JSON: {e}")]),
         }
     }
+    // i22: the provider preferences, with --routing inside them.
+    if let Some(p) = &args.provider {
+        match serde_json::from_str::<serde_json::Value>(p) {
+            Ok(serde_json::Value::Object(mut p)) => {
+                if let Some(r) = body.get("provider").and_then(|x| x.get("routing")) {
+                    p.insert("routing".into(), r.clone());
+                }
+                body["provider"] = serde_json::Value::Object(p);
+            }
+            _ => return fail(&["--provider must be a JSON object".to_owned()]),
+        }
+    }
     let plan = match eng.plan(llmux::Protocol::OpenAi, body.to_string().as_bytes()) {
         Ok(p) => p,
         Err(e) => return fail(&[e.to_string()]),
@@ -281,6 +304,15 @@ fn route(args: &Args) -> ExitCode {
         for c in &m.candidates {
             out.line(format_args!("  {}", explain_line(c)));
         }
+    }
+    // i22: what the provider preferences removed or ranked last.
+    for f in &plan.filtered {
+        let what = if f.removed { "filtered" } else { "ranked last" };
+        let why = f.reason.trim_end_matches(" (ranked last)");
+        out.line(format_args!("  {what}: {} ({why})", f.endpoint));
+    }
+    if let Some(e) = &plan.error {
+        out.line(format_args!("{}: {}", e.error_kind, e.message));
     }
     ExitCode::SUCCESS
 }

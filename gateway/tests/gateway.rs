@@ -1261,7 +1261,8 @@ fn check_reports_each_problem_once_at_its_line_and_column() {
         format!(
             "{path}: 2 error(s)\n  models[0].endpoints[0].upstream_modle: unknown field `upstream_modle`, \
              expected one of `provider`, `name`, `upstream_model`, `price`, `context_window`, \
-             `expected_first_token_ms`, `max_concurrency` at line 7 column 40\n  gateway.keyz: unknown \
+             `expected_first_token_ms`, `max_concurrency`, `region`, `data_policy`, `quantization`, \
+             `supported_parameters` at line 7 column 40\n  gateway.keyz: unknown \
              field `keyz`, expected one of `listen`, `keys`, `max_body_bytes`, `drain_ms`, \
              `keepalive_ms`, `health_file` at line 10 column 48\n"
         )
@@ -1674,5 +1675,88 @@ fn rejected_requests_are_logged_counted_and_explained() {
             .count(),
         10,
         "{log}"
+    );
+}
+
+/// Issue 22: preferences that leave nothing are a 404 in the caller's
+/// envelope before any upstream call; an alias routes; `llmux route
+/// --provider` prints what was filtered and why.
+#[test]
+fn provider_preferences_404_aliases_and_route_explanations() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let b = MockServer::start("b", Behavior::default()).expect("mock");
+    let mut cfg = config(&[("openai", &a), ("anthropic", &b)], keyed());
+    cfg["models"][0]["aliases"] = json!(["chat-alias"]);
+    cfg["models"][0]["endpoints"][0]["data_policy"] = json!({"training": true});
+    cfg["models"][0]["endpoints"][1]["region"] = json!("eu-west");
+    let gw = start(&cfg, &[]);
+    rt().block_on(async {
+        let c = client();
+        let mut body = chat(false);
+        body["provider"] = json!({"data_collection": "deny"});
+        let r = c
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 404);
+        let v: Value = r.json().await.expect("json");
+        let msg = v["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            msg.contains("a/default (data_collection: deny (endpoint trains on data))"),
+            "{v}"
+        );
+        assert!(
+            msg.contains("b/default (data_collection: deny (endpoint has no data_policy))"),
+            "{v}"
+        );
+        let mut body = messages(false);
+        body["provider"] = json!({"region": "us-east"});
+        let r = c
+            .post(format!("{}/v1/messages", gw.url))
+            .header("x-api-key", KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 404);
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(a.request_count() + b.request_count(), 0);
+        let mut body = chat(false);
+        body["model"] = json!("chat-alias");
+        let r = c
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+    });
+    let (ok, text) = run_cmd(&["check"], &cfg);
+    assert!(ok, "{text}");
+    assert!(text.contains("demo/chat (aliases: chat-alias)"), "{text}");
+    assert!(
+        text.contains("a/default  upstream up-a") && text.contains("trains on data"),
+        "{text}"
+    );
+    assert!(text.contains("region eu-west"), "{text}");
+    let (ok, text) = run_cmd(
+        &[
+            "route",
+            "chat-alias",
+            "--provider",
+            r#"{"region":"eu-west"}"#,
+        ],
+        &cfg,
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("1. b/default"), "{text}");
+    assert!(
+        text.contains("filtered: a/default (region: not in [eu-west] (endpoint has no region))"),
+        "{text}"
     );
 }

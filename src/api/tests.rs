@@ -94,7 +94,11 @@ fn explain_is_the_typed_plan() {
             "throughput_tps",
             "circuit",
             "available",
-            "sticky"
+            "sticky",
+            "region",
+            "quantization",
+            "data_policy",
+            "supported_parameters"
         ]
     );
 }

@@ -8,10 +8,12 @@
 //! terminal event is an engine freed from inside another tokio runtime
 //! before a task first ran: then nobody can poll for it any more.
 
+mod prefs; // i22: provider preferences
 mod run;
 
 use crate::api::{
-    Circuit, EndpointStats, Plan, PlanCandidate, PlanModel, Price, SharedStats, Stats,
+    Circuit, DataPolicy, EndpointStats, Plan, PlanCandidate, PlanError, PlanFiltered, PlanModel,
+    Price, SharedStats, Stats,
 };
 use crate::catalog::Catalog;
 use crate::config::{ConfigErrors, HttpVersion, DEFAULT_TIMEOUTS};
@@ -471,10 +473,11 @@ impl Engine {
     /// cost, price, throughput, in-flight count, circuit and availability.
     /// Exploration is left out (it is a random draw per request).
     pub fn plan(&self, protocol: Protocol, body: &[u8]) -> Result<Plan, SubmitError> {
-        let req =
+        let mut req =
             request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
         let inner = &self.inner;
         let now = Instant::now();
+        prefs::apply(inner, &mut req, now); // i22
         let sticky = req
             .sticky_key
             .as_deref()
@@ -492,6 +495,14 @@ impl Engine {
                     None,
                     sticky,
                 );
+                // i22: soft misses last; allow_fallbacks: false keeps one.
+                let available = crate::routing::filter::available_at(&views, now);
+                let order = crate::routing::filter::finish(
+                    order,
+                    &route.demoted,
+                    &available,
+                    req.prefs.first_choice_only(),
+                );
                 PlanModel {
                     model: route.slug.clone(),
                     policy: format!("{:?}", route.policy).to_lowercase(),
@@ -503,9 +514,25 @@ impl Engine {
                 }
             })
             .collect();
+        let c = &inner.catalog;
+        let filtered = req
+            .filtered
+            .iter()
+            .map(|f| PlanFiltered {
+                endpoint: c.endpoints[f.endpoint].id.clone(),
+                reason: f.reason.clone(),
+                removed: f.removed,
+            })
+            .collect();
+        let error = req.routes.is_empty().then(|| PlanError {
+            error_kind: "no_endpoint_matches".into(),
+            message: prefs::no_match_message(inner, &req),
+        });
         Ok(Plan {
             requested_model: req.requested_model,
             models,
+            filtered,
+            error,
         })
     }
 
@@ -830,6 +857,18 @@ impl Inner {
             circuit: Circuit::from_name(self.health.snapshot_state(e, now).circuit),
             available: v.available(now),
             sticky: sticky == Some(e),
+            region: ep.region.clone(),
+            quantization: ep.quantization.clone(),
+            data_policy: ep.data_policy.map(|d| DataPolicy {
+                training: d.training,
+                retention_days: d.retention_days,
+                zdr: d.zdr,
+            }),
+            supported_parameters: ep
+                .supported_parameters
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 

@@ -3,7 +3,9 @@
 //! exactly one terminal event.
 
 use super::{lock, Inner};
-use crate::api::{Attempt, RoutingRecord, TerminalEvent, TerminalKind, TokenUsage};
+use crate::api::{
+    Attempt, FilteredEndpoint, RoutingRecord, TerminalEvent, TerminalKind, TokenUsage,
+};
 use crate::config::DEFAULT_TIMEOUTS;
 use crate::events::{ErrorKind, Event, EventKind};
 use crate::health::{Health, Latency, Verdict};
@@ -238,6 +240,15 @@ fn routing_record<'a>(
             (Some(e), Some(u)) => Some(e.cost(u.prompt_tokens, u.completion_tokens)),
             _ => None,
         },
+        // i22
+        filtered: req
+            .filtered
+            .iter()
+            .map(|f| FilteredEndpoint {
+                endpoint: name(&c.endpoints[f.endpoint].id),
+                reason: name(&f.reason),
+            })
+            .collect(),
     }
 }
 
@@ -568,22 +579,35 @@ pub(super) fn candidate_views(
     views
 }
 
-fn rank(inner: &Inner, route: &ModelRoute, sticky: Option<usize>, stream: bool) -> Vec<usize> {
+fn rank(
+    inner: &Inner,
+    route: &ModelRoute,
+    sticky: Option<usize>,
+    req: &ParsedRequest,
+) -> Vec<usize> {
     let c = &inner.catalog;
     let now = now();
-    let views = candidate_views(inner, route, now, stream);
+    let views = candidate_views(inner, route, now, req.stream);
     let explore =
         (route.policy == Policy::Latency && c.health.explore_ratio > 0.0).then(|| Explore {
             draw: inner.draw(),
             ratio: c.health.explore_ratio,
         });
-    routing::plan(
+    let order = routing::plan(
         &route.candidates,
         &views,
         route.policy,
         now,
         explore,
         sticky,
+    );
+    // i22: soft preference misses last; allow_fallbacks: false keeps one.
+    let available = routing::filter::available_at(&views, now);
+    routing::filter::finish(
+        order,
+        &route.demoted,
+        &available,
+        req.prefs.first_choice_only(),
     )
 }
 
@@ -605,6 +629,9 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
         .sticky_key
         .as_deref()
         .and_then(|k| inner.sticky_get(k, now()));
+    if let Some(f) = no_match(inner, req) {
+        return Err(f); // i22: the provider preferences left nothing
+    }
     let mut last: Option<Failure> = None;
     let mut slot = 0usize;
     let mut retry_after: Option<Duration> = None;
@@ -624,7 +651,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
         }
         let mut retryable = false;
         for route in &req.routes {
-            let order = rank(inner, route, sticky, req.stream);
+            let order = rank(inner, route, sticky, req);
             let mut i = 0;
             while i < order.len() {
                 let e = order[i];
@@ -683,6 +710,17 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
     Err(last.unwrap_or_else(all_busy))
 }
 
+/// i22: the failure when the provider preferences left no endpoint.
+fn no_match(inner: &Inner, req: &ParsedRequest) -> Option<Failure> {
+    req.routes.is_empty().then(|| Failure {
+        status: 404,
+        kind: ErrorKind::NoEndpointMatches,
+        outcome: "no_endpoint_matches",
+        message: super::prefs::no_match_message(inner, req),
+        upstream_body: None,
+    })
+}
+
 /// The failure when no endpoint could be attempted.
 fn all_busy() -> Failure {
     Failure {
@@ -707,11 +745,12 @@ fn error_body_of(caller: Protocol, f: &Failure) -> Value {
 pub(super) async fn run(
     inner: Arc<Inner>,
     id: u64,
-    req: ParsedRequest,
+    mut req: ParsedRequest,
     mut cancel: oneshot::Receiver<()>,
     channel: Channel,
 ) {
     let started = Instant::now();
+    super::prefs::apply(&inner, &mut req, now()); // i22: filter once, before any attempt
     let channel_raw_errors = channel.upstream_error_bodies;
     let mut term = Terminal {
         inner: inner.clone(),

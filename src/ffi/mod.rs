@@ -60,7 +60,8 @@ pub enum llmux_event_kind {
     /// provider and endpoint that failed) and `error_kind`, the same for
     /// both protocols: invalid_request, authentication, permission,
     /// not_found, rate_limit, timeout, upstream, overloaded, cancelled,
-    /// internal. `outcome` is the finer name the routing record's attempts
+    /// internal, no_endpoint_matches (the request's provider preferences
+    /// left no endpoint; status 404). `outcome` is the finer name the routing record's attempts
     /// use (`auth_rejected`, `connect_error`, `connection_closed`, ...; see
     /// docs/errors.md).
     Error = 3,

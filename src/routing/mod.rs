@@ -30,6 +30,8 @@
 //!    limit) move to the back, keeping their relative order. They stay in the list: if every endpoint
 //!    is unavailable, they are still tried rather than failing without a call.
 
+pub mod filter;
+
 use std::cmp::Ordering;
 use std::time::Instant;
 

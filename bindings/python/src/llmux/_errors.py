@@ -183,6 +183,7 @@ _BY_KIND: Dict[str, Type[APIStatusError]] = {
     "overloaded": UpstreamError,
     "cancelled": RequestCancelled,
     "internal": InternalError,
+    "no_endpoint_matches": NotFoundError,
 }
 
 # For events without ``error_kind`` (not written by this llmux version).
