@@ -1,6 +1,13 @@
 //! Translation between OpenAI Chat Completions and Anthropic Messages:
 //! requests, non-streaming responses, streams and error bodies.
 //!
+//! Requests go through the conversation model: the caller's typed wire
+//! model is parsed into [`super::ir::Request`] ([`chat::parse_request`],
+//! [`messages::parse_request`]) and the upstream's emitted from it
+//! ([`messages::emit_request`], [`chat::emit_request`]); what each side drops
+//! or refuses is written once in those modules (`DROPPED`, `REFUSED`, their
+//! `emit_request` docs). Responses, streams and errors still walk JSON here.
+//!
 //! Every function here is pure: the OpenAI `created` field comes from the
 //! caller (`StreamContext::created`, the `created` argument of
 //! [`anthropic_response_to_openai`]), never from a clock read here.
@@ -105,16 +112,11 @@
 
 use serde_json::{json, Map, Value};
 
+use super::anthropic::messages::{self, tool_id as anthropic_tool_id};
+pub use super::anthropic::messages::{DEFAULT_MAX_TOKENS, REASONING_BUDGETS};
 use super::anthropic::{self, parse_event, stream_error, UsageAcc};
+use super::openai::chat;
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
-
-/// `max_tokens` sent to Anthropic when the OpenAI caller gave neither
-/// `max_completion_tokens` nor `max_tokens` (Anthropic requires one).
-pub const DEFAULT_MAX_TOKENS: u32 = 4096;
-
-/// Thinking budgets for OpenAI `reasoning_effort` `low` (and `minimal`),
-/// `medium`, `high`.
-pub const REASONING_BUDGETS: [u64; 3] = [1024, 4096, 16384];
 
 // ---------------------------------------------------------------------------
 // small helpers
@@ -181,45 +183,8 @@ fn opt_u64(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<u64>,
         .transpose()
 }
 
-fn opt_bool(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<bool>, PayloadError> {
-    field(m, key)
-        .map(|v| {
-            v.as_bool()
-                .ok_or_else(|| bad(format!("`{}` must be a boolean", sub(path, key))))
-        })
-        .transpose()
-}
-
-fn opt_number<'a>(
-    m: &'a Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Option<&'a Value>, PayloadError> {
-    match field(m, key) {
-        None => Ok(None),
-        Some(v) if v.is_number() => Ok(Some(v)),
-        Some(_) => Err(bad(format!("`{}` must be a number", sub(path, key)))),
-    }
-}
-
 fn text_block(text: &str) -> Value {
     json!({ "type": "text", "text": text })
-}
-
-/// A tool-call id as Anthropic accepts it (`^[a-zA-Z0-9_-]+$`): other
-/// characters become `_`. Applied the same way to `tool_calls[].id` and
-/// `tool_call_id`, so calls and results still pair up; ids that are already
-/// valid (OpenAI's `call_...`) are unchanged.
-fn anthropic_tool_id(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Splits `data:<media type>[;params];base64,<data>`.
@@ -237,30 +202,6 @@ fn parse_data_url(url: &str) -> Option<(&str, &str)> {
 fn is_http_url(url: &str) -> bool {
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     lower.starts_with("http://") || lower.starts_with("https://")
-}
-
-/// The reasoning budget for an OpenAI `reasoning_effort` (`None` for `none`).
-fn budget_for_effort(effort: &str) -> Result<Option<u64>, PayloadError> {
-    match effort {
-        "none" => Ok(None),
-        "minimal" | "low" => Ok(Some(REASONING_BUDGETS[0])),
-        "medium" => Ok(Some(REASONING_BUDGETS[1])),
-        "high" => Ok(Some(REASONING_BUDGETS[2])),
-        other => Err(bad(format!(
-            "`reasoning_effort` value `{other}` is not supported"
-        ))),
-    }
-}
-
-/// The OpenAI `reasoning_effort` for an Anthropic thinking budget.
-fn effort_for_budget(budget: u64) -> &'static str {
-    if budget <= 2048 {
-        "low"
-    } else if budget <= 8192 {
-        "medium"
-    } else {
-        "high"
-    }
 }
 
 /// Anthropic `stop_reason` -> OpenAI `finish_reason`.
@@ -316,6 +257,13 @@ fn anthropic_usage_json(u: Usage) -> Value {
     })
 }
 
+fn json_map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
 /// The message of an OpenAI error body (`error.message`, or `error` as a string).
 fn openai_error_message(v: &Value) -> Option<String> {
     match v.get("error") {
@@ -341,46 +289,25 @@ fn parse_arguments(args: &Value, path: &str) -> Result<Value, PayloadError> {
 }
 
 // ---------------------------------------------------------------------------
-// requests: OpenAI -> Anthropic
+// requests: parse the caller's body into the conversation model, emit the
+// upstream's
 
-/// A turn being assembled on the Anthropic side.
-struct Turn {
-    role: &'static str,
-    results: Vec<Value>,
-    blocks: Vec<Value>,
+/// Translates an OpenAI Chat Completions request body into an Anthropic
+/// Messages request body (see the module tables). `model` is copied; the
+/// engine replaces it.
+pub fn openai_request_to_anthropic(body: &Map<String, Value>) -> Result<Value, PayloadError> {
+    messages::emit_request(&chat::parse_request(body)?)
 }
 
-fn push_turn(turns: &mut Vec<Turn>, role: &'static str, results: Vec<Value>, blocks: Vec<Value>) {
-    if results.is_empty() && blocks.is_empty() {
-        return;
-    }
-    if let Some(last) = turns.last_mut() {
-        if last.role == role {
-            last.results.extend(results);
-            last.blocks.extend(blocks);
-            return;
-        }
-    }
-    turns.push(Turn {
-        role,
-        results,
-        blocks,
-    });
+/// Translates an Anthropic Messages request body into an OpenAI Chat
+/// Completions request body (see the module tables). `model` is copied; the
+/// engine replaces it.
+pub fn anthropic_request_to_openai(body: &Map<String, Value>) -> Result<Value, PayloadError> {
+    chat::emit_request(&messages::parse_request(body)?)
 }
 
-/// A content list that is exactly one plain text block becomes a string.
-fn compact_content(blocks: Vec<Value>) -> Value {
-    if blocks.len() == 1 {
-        if let Some(b) = blocks[0].as_object() {
-            if b.len() == 2 && b.get("type").and_then(Value::as_str) == Some("text") {
-                if let Some(Value::String(t)) = b.get("text") {
-                    return Value::String(t.clone());
-                }
-            }
-        }
-    }
-    Value::Array(blocks)
-}
+// ---------------------------------------------------------------------------
+// response content (until responses go through the model)
 
 /// One OpenAI content part -> an Anthropic block (`None` for empty text).
 fn openai_part_to_block(
@@ -459,699 +386,6 @@ fn openai_content_to_blocks(
         }
         Some(_) => Err(bad(format!("`{path}` must be a string, an array or null"))),
     }
-}
-
-enum SystemPiece {
-    Text(String),
-    Blocks(Vec<Value>),
-}
-
-/// Converts OpenAI `messages` into the Anthropic `system` and `messages`.
-fn openai_messages_to_anthropic(
-    messages: &[Value],
-) -> Result<(Option<Value>, Vec<Value>), PayloadError> {
-    let mut system: Vec<SystemPiece> = Vec::new();
-    let mut turns: Vec<Turn> = Vec::new();
-    for (i, msg) in messages.iter().enumerate() {
-        let path = format!("messages[{i}]");
-        let m = obj(msg, &path)?;
-        let role = req_str(m, "role", &path)?;
-        let cpath = sub(&path, "content");
-        match role {
-            "system" | "developer" => match field(m, "content") {
-                None => {}
-                Some(Value::String(s)) if s.is_empty() => {}
-                Some(Value::String(s)) => system.push(SystemPiece::Text(s.clone())),
-                Some(c @ Value::Array(_)) => {
-                    let blocks = openai_content_to_blocks(Some(c), &cpath, false, false)?;
-                    if !blocks.is_empty() {
-                        system.push(SystemPiece::Blocks(blocks));
-                    }
-                }
-                Some(_) => return Err(bad(format!("`{cpath}` must be a string or an array"))),
-            },
-            "user" => {
-                let blocks = openai_content_to_blocks(field(m, "content"), &cpath, true, false)?;
-                push_turn(&mut turns, "user", Vec::new(), blocks);
-            }
-            "assistant" => {
-                if field(m, "function_call").is_some() {
-                    return Err(bad(format!(
-                        "`{path}.function_call` (legacy functions) is not supported; use tool_calls"
-                    )));
-                }
-                let mut blocks =
-                    openai_content_to_blocks(field(m, "content"), &cpath, false, true)?;
-                if let Some(calls) = field(m, "tool_calls") {
-                    let tpath = sub(&path, "tool_calls");
-                    for (j, call) in arr(calls, &tpath)?.iter().enumerate() {
-                        let cp = format!("{tpath}[{j}]");
-                        let c = obj(call, &cp)?;
-                        match opt_str(c, "type", &cp)? {
-                            None | Some("function") => {}
-                            Some(t) => {
-                                return Err(bad(format!(
-                                    "`{cp}.type` `{t}` cannot be translated to Anthropic"
-                                )))
-                            }
-                        }
-                        let id = anthropic_tool_id(req_str(c, "id", &cp)?);
-                        let fpath = sub(&cp, "function");
-                        let f = obj(
-                            field(c, "function")
-                                .ok_or_else(|| bad(format!("`{fpath}` is required")))?,
-                            &fpath,
-                        )?;
-                        let name = req_str(f, "name", &fpath)?;
-                        let input = parse_arguments(
-                            f.get("arguments").unwrap_or(&Value::Null),
-                            &sub(&fpath, "arguments"),
-                        )?;
-                        blocks.push(
-                            json!({ "type": "tool_use", "id": id, "name": name, "input": input }),
-                        );
-                    }
-                }
-                push_turn(&mut turns, "assistant", Vec::new(), blocks);
-            }
-            "tool" => {
-                let id = anthropic_tool_id(req_str(m, "tool_call_id", &path)?);
-                let content = match field(m, "content") {
-                    None => Value::String(String::new()),
-                    Some(Value::String(s)) => Value::String(s.clone()),
-                    Some(c @ Value::Array(_)) => {
-                        Value::Array(openai_content_to_blocks(Some(c), &cpath, true, false)?)
-                    }
-                    Some(_) => return Err(bad(format!("`{cpath}` must be a string or an array"))),
-                };
-                let result =
-                    json!({ "type": "tool_result", "tool_use_id": id, "content": content });
-                push_turn(&mut turns, "user", vec![result], Vec::new());
-            }
-            "function" => {
-                return Err(bad(format!(
-                "`{path}.role` `function` (legacy functions) is not supported; use tool messages"
-            )))
-            }
-            other => return Err(bad(format!("`{path}.role` `{other}` is not supported"))),
-        }
-    }
-
-    let system = if system.is_empty() {
-        None
-    } else if system.iter().all(|p| matches!(p, SystemPiece::Text(_))) {
-        let texts: Vec<&str> = system
-            .iter()
-            .filter_map(|p| match p {
-                SystemPiece::Text(t) => Some(t.as_str()),
-                SystemPiece::Blocks(_) => None,
-            })
-            .collect();
-        Some(Value::String(texts.join("\n\n")))
-    } else {
-        let mut blocks = Vec::new();
-        for p in system {
-            match p {
-                SystemPiece::Text(t) => blocks.push(text_block(&t)),
-                SystemPiece::Blocks(b) => blocks.extend(b),
-            }
-        }
-        Some(Value::Array(blocks))
-    };
-
-    let messages = turns
-        .into_iter()
-        .map(|t| {
-            let mut content = t.results;
-            content.extend(t.blocks);
-            json!({ "role": t.role, "content": compact_content(content) })
-        })
-        .collect();
-    Ok((system, messages))
-}
-
-/// Rejects OpenAI fields whose meaning would be lost in translation.
-fn refuse_openai_fields(body: &Map<String, Value>) -> Result<(), PayloadError> {
-    if let Some(n) = field(body, "n") {
-        match n.as_u64() {
-            Some(1) => {}
-            Some(_) => {
-                return Err(bad(
-                    "`n` > 1 cannot be translated to Anthropic (one choice only)",
-                ))
-            }
-            None => return Err(bad("`n` must be a positive integer")),
-        }
-    }
-    if let Some(rf) = field(body, "response_format") {
-        let ty = req_str(obj(rf, "response_format")?, "type", "response_format")?;
-        if ty != "text" {
-            return Err(bad(format!(
-                "`response_format` type `{ty}` cannot be translated to Anthropic"
-            )));
-        }
-    }
-    if opt_bool(body, "logprobs", "")? == Some(true) {
-        return Err(bad("`logprobs` cannot be translated to Anthropic"));
-    }
-    if opt_u64(body, "top_logprobs", "")?.unwrap_or(0) > 0 {
-        return Err(bad("`top_logprobs` cannot be translated to Anthropic"));
-    }
-    if field(body, "audio").is_some() {
-        return Err(bad("`audio` output cannot be translated to Anthropic"));
-    }
-    if let Some(m) = field(body, "modalities") {
-        for (i, v) in arr(m, "modalities")?.iter().enumerate() {
-            if string(v, &format!("modalities[{i}]"))? != "text" {
-                return Err(bad(
-                    "`modalities` other than text cannot be translated to Anthropic",
-                ));
-            }
-        }
-    }
-    if field(body, "web_search_options").is_some() {
-        return Err(bad(
-            "`web_search_options` cannot be translated to Anthropic",
-        ));
-    }
-    if field(body, "functions").is_some() || field(body, "function_call").is_some() {
-        return Err(bad(
-            "legacy `functions` / `function_call` are not supported; use tools",
-        ));
-    }
-    Ok(())
-}
-
-/// Translates an OpenAI Chat Completions request body into an Anthropic
-/// Messages request body (see the module tables). `model` is copied; the
-/// engine replaces it.
-pub fn openai_request_to_anthropic(body: &Map<String, Value>) -> Result<Value, PayloadError> {
-    refuse_openai_fields(body)?;
-    let mut out = Map::new();
-    if let Some(m) = body.get("model") {
-        out.insert("model".into(), m.clone());
-    }
-
-    let messages = arr(
-        field(body, "messages").ok_or_else(|| bad("`messages` is required"))?,
-        "messages",
-    )?;
-    let (system, messages) = openai_messages_to_anthropic(messages)?;
-    if let Some(s) = system {
-        out.insert("system".into(), s);
-    }
-    out.insert("messages".into(), Value::Array(messages));
-
-    let mut max_tokens = match opt_u64(body, "max_completion_tokens", "")? {
-        Some(n) => n,
-        None => opt_u64(body, "max_tokens", "")?.unwrap_or(u64::from(DEFAULT_MAX_TOKENS)),
-    };
-
-    // Thinking: Anthropic's own field wins over reasoning_effort.
-    let thinking = match field(body, "thinking") {
-        Some(t @ Value::Object(_)) => Some(t.clone()),
-        Some(_) => return Err(bad("`thinking` must be an object")),
-        None => match opt_str(body, "reasoning_effort", "")? {
-            Some(effort) => {
-                budget_for_effort(effort)?.map(|b| json!({ "type": "enabled", "budget_tokens": b }))
-            }
-            None => None,
-        },
-    };
-    let mut thinking_enabled = false;
-    if let Some(t) = thinking {
-        if t.get("type").and_then(Value::as_str) == Some("enabled") {
-            thinking_enabled = true;
-            if let Some(budget) = t.get("budget_tokens").and_then(Value::as_u64) {
-                if max_tokens <= budget {
-                    max_tokens = budget.saturating_add(u64::from(DEFAULT_MAX_TOKENS));
-                }
-            }
-        }
-        out.insert("thinking".into(), t);
-    }
-    out.insert("max_tokens".into(), Value::from(max_tokens));
-
-    match field(body, "stop") {
-        None => {}
-        Some(Value::String(s)) if s.is_empty() => {}
-        Some(Value::String(s)) => {
-            out.insert("stop_sequences".into(), json!([s]));
-        }
-        Some(Value::Array(list)) => {
-            let mut seqs = Vec::new();
-            for (i, s) in list.iter().enumerate() {
-                let s = string(s, &format!("stop[{i}]"))?;
-                if !s.is_empty() {
-                    seqs.push(Value::String(s.to_owned()));
-                }
-            }
-            if !seqs.is_empty() {
-                out.insert("stop_sequences".into(), Value::Array(seqs));
-            }
-        }
-        Some(_) => return Err(bad("`stop` must be a string or an array of strings")),
-    }
-
-    for key in ["temperature", "top_p", "top_k"] {
-        if let Some(v) = opt_number(body, key, "")? {
-            if !thinking_enabled {
-                out.insert(key.into(), v.clone());
-            }
-        }
-    }
-
-    // Tools.
-    let mut have_tools = false;
-    if let Some(tools) = field(body, "tools") {
-        let mut list = Vec::new();
-        for (i, tool) in arr(tools, "tools")?.iter().enumerate() {
-            let path = format!("tools[{i}]");
-            let t = obj(tool, &path)?;
-            match opt_str(t, "type", &path)? {
-                None | Some("function") => {}
-                Some(other) => {
-                    return Err(bad(format!(
-                        "`{path}.type` `{other}` cannot be translated to Anthropic"
-                    )))
-                }
-            }
-            let fpath = sub(&path, "function");
-            let f = obj(
-                field(t, "function").ok_or_else(|| bad(format!("`{fpath}` is required")))?,
-                &fpath,
-            )?;
-            let mut a = Map::new();
-            a.insert(
-                "name".into(),
-                Value::String(req_str(f, "name", &fpath)?.to_owned()),
-            );
-            if let Some(d) = opt_str(f, "description", &fpath)? {
-                a.insert("description".into(), Value::String(d.to_owned()));
-            }
-            let schema = match field(f, "parameters") {
-                None => json!({ "type": "object", "properties": {} }),
-                Some(p @ Value::Object(_)) => p.clone(),
-                Some(_) => return Err(bad(format!("`{fpath}.parameters` must be an object"))),
-            };
-            a.insert("input_schema".into(), schema);
-            if let Some(cc) = field(t, "cache_control") {
-                a.insert("cache_control".into(), cc.clone());
-            }
-            list.push(Value::Object(a));
-        }
-        have_tools = !list.is_empty();
-        if have_tools {
-            out.insert("tools".into(), Value::Array(list));
-        }
-    }
-
-    let mut choice: Option<Map<String, Value>> = match field(body, "tool_choice") {
-        None => None,
-        Some(Value::String(s)) => {
-            let ty = match s.as_str() {
-                "auto" => "auto",
-                "required" => "any",
-                "none" => "none",
-                other => {
-                    return Err(bad(format!(
-                        "`tool_choice` value `{other}` is not supported"
-                    )))
-                }
-            };
-            Some(json_map(json!({ "type": ty })))
-        }
-        Some(Value::Object(c)) => {
-            match opt_str(c, "type", "tool_choice")? {
-                Some("function") => {}
-                other => {
-                    return Err(bad(format!(
-                        "`tool_choice` type `{}` cannot be translated to Anthropic",
-                        other.unwrap_or("")
-                    )))
-                }
-            }
-            let f = obj(
-                field(c, "function").ok_or_else(|| bad("`tool_choice.function` is required"))?,
-                "tool_choice.function",
-            )?;
-            let name = req_str(f, "name", "tool_choice.function")?;
-            Some(json_map(json!({ "type": "tool", "name": name })))
-        }
-        Some(_) => return Err(bad("`tool_choice` must be a string or an object")),
-    };
-    if opt_bool(body, "parallel_tool_calls", "")? == Some(false) && have_tools {
-        let c = choice.get_or_insert_with(|| json_map(json!({ "type": "auto" })));
-        if c.get("type").and_then(Value::as_str) != Some("none") {
-            c.insert("disable_parallel_tool_use".into(), Value::Bool(true));
-        }
-    }
-    if let (Some(c), true) = (choice, have_tools) {
-        out.insert("tool_choice".into(), Value::Object(c));
-    }
-
-    if let Some(user) = opt_str(body, "user", "")? {
-        out.insert("metadata".into(), json!({ "user_id": user }));
-    }
-    if let Some(s) = opt_bool(body, "stream", "")? {
-        out.insert("stream".into(), Value::Bool(s));
-    }
-    Ok(Value::Object(out))
-}
-
-fn json_map(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// requests: Anthropic -> OpenAI
-
-/// Anthropic text blocks (a string or an array of `text` blocks) -> the
-/// texts, for `system` and `tool_result` content.
-fn anthropic_texts(v: &Value, path: &str) -> Result<Vec<String>, PayloadError> {
-    match v {
-        Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(blocks) => {
-            let mut out = Vec::new();
-            for (i, b) in blocks.iter().enumerate() {
-                let bp = format!("{path}[{i}]");
-                let o = obj(b, &bp)?;
-                match req_str(o, "type", &bp)? {
-                    "text" => out.push(req_str(o, "text", &bp)?.to_owned()),
-                    other => {
-                        return Err(bad(format!(
-                            "`{bp}`: block type `{other}` cannot be translated to OpenAI here"
-                        )))
-                    }
-                }
-            }
-            Ok(out)
-        }
-        _ => Err(bad(format!("`{path}` must be a string or an array"))),
-    }
-}
-
-/// A `tool_result`'s content -> the `tool` message text. Images (Claude
-/// Code's Read tool on a picture) cannot go in a `tool` message: they go to
-/// `images`, for a user message after the tool messages. `tool_reference`
-/// blocks (tool search results) are dropped: OpenAI endpoints get every
-/// tool anyway.
-fn tool_result_text(
-    c: &Value,
-    path: &str,
-    images: &mut Vec<Value>,
-) -> Result<String, PayloadError> {
-    let Value::Array(blocks) = c else {
-        return Ok(anthropic_texts(c, path)?.join("\n"));
-    };
-    let mut texts = Vec::new();
-    for (i, b) in blocks.iter().enumerate() {
-        let bp = format!("{path}[{i}]");
-        let o = obj(b, &bp)?;
-        match req_str(o, "type", &bp)? {
-            "text" => texts.push(req_str(o, "text", &bp)?),
-            "image" => images.push(anthropic_image_to_part(o, &bp)?),
-            "tool_reference" => {}
-            other => {
-                return Err(bad(format!(
-                    "`{bp}`: block type `{other}` cannot be translated to OpenAI here"
-                )))
-            }
-        }
-    }
-    Ok(texts.join("\n"))
-}
-
-/// An Anthropic image block -> an OpenAI `image_url` part.
-fn anthropic_image_to_part(b: &Map<String, Value>, path: &str) -> Result<Value, PayloadError> {
-    let spath = sub(path, "source");
-    let src = obj(
-        field(b, "source").ok_or_else(|| bad(format!("`{spath}` is required")))?,
-        &spath,
-    )?;
-    let url = match req_str(src, "type", &spath)? {
-        "base64" => {
-            let media = req_str(src, "media_type", &spath)?;
-            let data = req_str(src, "data", &spath)?;
-            format!("data:{media};base64,{data}")
-        }
-        "url" => req_str(src, "url", &spath)?.to_owned(),
-        other => {
-            return Err(bad(format!(
-                "`{spath}.type` `{other}` cannot be translated to OpenAI"
-            )))
-        }
-    };
-    Ok(json!({ "type": "image_url", "image_url": { "url": url } }))
-}
-
-fn anthropic_messages_to_openai(
-    messages: &[Value],
-    out: &mut Vec<Value>,
-) -> Result<(), PayloadError> {
-    for (i, msg) in messages.iter().enumerate() {
-        let path = format!("messages[{i}]");
-        let m = obj(msg, &path)?;
-        let role = req_str(m, "role", &path)?;
-        let cpath = sub(&path, "content");
-        let content = field(m, "content").ok_or_else(|| bad(format!("`{cpath}` is required")))?;
-        match (role, content) {
-            ("user" | "assistant", Value::String(s)) => {
-                out.push(json!({ "role": role, "content": s }));
-            }
-            ("user", Value::Array(blocks)) => {
-                let mut tool_msgs = Vec::new();
-                let mut parts = Vec::new();
-                let mut tool_images = Vec::new();
-                for (j, b) in blocks.iter().enumerate() {
-                    let bp = format!("{cpath}[{j}]");
-                    let o = obj(b, &bp)?;
-                    match req_str(o, "type", &bp)? {
-                        "text" => parts.push(text_block(req_str(o, "text", &bp)?)),
-                        "image" => parts.push(anthropic_image_to_part(o, &bp)?),
-                        "tool_result" => {
-                            let id = req_str(o, "tool_use_id", &bp)?;
-                            let text = match field(o, "content") {
-                                None => String::new(),
-                                Some(c) => {
-                                    tool_result_text(c, &sub(&bp, "content"), &mut tool_images)?
-                                }
-                            };
-                            tool_msgs.push(
-                                json!({ "role": "tool", "tool_call_id": id, "content": text }),
-                            );
-                        }
-                        other => {
-                            return Err(bad(format!(
-                                "`{bp}`: block type `{other}` cannot be translated to OpenAI"
-                            )))
-                        }
-                    }
-                }
-                out.extend(tool_msgs);
-                if !tool_images.is_empty() {
-                    // Images from tool results, right after them, first in the user turn.
-                    let mut with = vec![text_block("(images returned by the tool calls above)")];
-                    with.append(&mut tool_images);
-                    with.append(&mut parts);
-                    parts = with;
-                }
-                if !parts.is_empty() {
-                    out.push(json!({ "role": "user", "content": compact_content(parts) }));
-                }
-            }
-            ("assistant", Value::Array(blocks)) => {
-                let mut text = String::new();
-                let mut calls = Vec::new();
-                for (j, b) in blocks.iter().enumerate() {
-                    let bp = format!("{cpath}[{j}]");
-                    let o = obj(b, &bp)?;
-                    match req_str(o, "type", &bp)? {
-                        "text" => text.push_str(req_str(o, "text", &bp)?),
-                        "tool_use" => {
-                            let id = req_str(o, "id", &bp)?;
-                            let name = req_str(o, "name", &bp)?;
-                            let input = match field(o, "input") {
-                                None => json!({}),
-                                Some(v @ Value::Object(_)) => v.clone(),
-                                Some(_) => {
-                                    return Err(bad(format!("`{bp}.input` must be an object")))
-                                }
-                            };
-                            calls.push(json!({
-                                "id": id,
-                                "type": "function",
-                                "function": { "name": name, "arguments": input.to_string() },
-                            }));
-                        }
-                        "thinking" | "redacted_thinking" => {}
-                        // Anthropic-side tool search turns; meaningless to OpenAI.
-                        "server_tool_use" | "tool_search_tool_result" => {}
-                        other => {
-                            return Err(bad(format!(
-                                "`{bp}`: block type `{other}` cannot be translated to OpenAI"
-                            )))
-                        }
-                    }
-                }
-                if calls.is_empty() {
-                    if !text.is_empty() {
-                        out.push(json!({ "role": "assistant", "content": text }));
-                    }
-                } else {
-                    let content = if text.is_empty() {
-                        Value::Null
-                    } else {
-                        Value::String(text)
-                    };
-                    out.push(
-                        json!({ "role": "assistant", "content": content, "tool_calls": calls }),
-                    );
-                }
-            }
-            ("user" | "assistant", _) => {
-                return Err(bad(format!("`{cpath}` must be a string or an array")))
-            }
-            // Claude Code sends its environment block as a system turn inside
-            // `messages`; OpenAI has a role for exactly that.
-            ("system", c) => {
-                let text = anthropic_texts(c, &cpath)?.join("\n\n");
-                out.push(json!({ "role": "system", "content": text }));
-            }
-            (other, _) => return Err(bad(format!("`{path}.role` `{other}` is not supported"))),
-        }
-    }
-    Ok(())
-}
-
-/// Translates an Anthropic Messages request body into an OpenAI Chat
-/// Completions request body (see the module tables). `model` is copied; the
-/// engine replaces it.
-pub fn anthropic_request_to_openai(body: &Map<String, Value>) -> Result<Value, PayloadError> {
-    if let Some(m) = field(body, "mcp_servers") {
-        if !arr(m, "mcp_servers")?.is_empty() {
-            return Err(bad("`mcp_servers` cannot be translated to OpenAI"));
-        }
-    }
-    let mut out = Map::new();
-    if let Some(m) = body.get("model") {
-        out.insert("model".into(), m.clone());
-    }
-
-    let mut messages = Vec::new();
-    if let Some(s) = field(body, "system") {
-        let text = anthropic_texts(s, "system")?.join("\n\n");
-        if !text.is_empty() {
-            messages.push(json!({ "role": "system", "content": text }));
-        }
-    }
-    let input = arr(
-        field(body, "messages").ok_or_else(|| bad("`messages` is required"))?,
-        "messages",
-    )?;
-    anthropic_messages_to_openai(input, &mut messages)?;
-    out.insert("messages".into(), Value::Array(messages));
-
-    if let Some(n) = opt_u64(body, "max_tokens", "")? {
-        out.insert("max_completion_tokens".into(), Value::from(n));
-    }
-    if let Some(seqs) = field(body, "stop_sequences") {
-        let mut list = Vec::new();
-        for (i, s) in arr(seqs, "stop_sequences")?.iter().enumerate() {
-            list.push(Value::String(
-                string(s, &format!("stop_sequences[{i}]"))?.to_owned(),
-            ));
-        }
-        if !list.is_empty() {
-            out.insert("stop".into(), Value::Array(list));
-        }
-    }
-    for key in ["temperature", "top_p"] {
-        if let Some(v) = opt_number(body, key, "")? {
-            out.insert(key.into(), v.clone());
-        }
-    }
-    opt_number(body, "top_k", "")?; // validated, then dropped
-
-    if let Some(tools) = field(body, "tools") {
-        let mut list = Vec::new();
-        for (i, tool) in arr(tools, "tools")?.iter().enumerate() {
-            let path = format!("tools[{i}]");
-            let t = obj(tool, &path)?;
-            match opt_str(t, "type", &path)? {
-                None | Some("custom") => {}
-                // The tool search tool only finds tools marked
-                // `defer_loading`; OpenAI endpoints get every tool in full.
-                Some(ty) if ty.starts_with("tool_search_tool") => continue,
-                Some(other) => {
-                    return Err(bad(format!(
-                        "`{path}`: server tool `{other}` cannot be translated to OpenAI"
-                    )))
-                }
-            }
-            let mut f = Map::new();
-            f.insert(
-                "name".into(),
-                Value::String(req_str(t, "name", &path)?.to_owned()),
-            );
-            if let Some(d) = opt_str(t, "description", &path)? {
-                f.insert("description".into(), Value::String(d.to_owned()));
-            }
-            let schema = match field(t, "input_schema") {
-                None => json!({ "type": "object", "properties": {} }),
-                Some(s @ Value::Object(_)) => s.clone(),
-                Some(_) => return Err(bad(format!("`{path}.input_schema` must be an object"))),
-            };
-            f.insert("parameters".into(), schema);
-            list.push(json!({ "type": "function", "function": f }));
-        }
-        if !list.is_empty() {
-            out.insert("tools".into(), Value::Array(list));
-        }
-    }
-
-    if let Some(c) = field(body, "tool_choice") {
-        let c = obj(c, "tool_choice")?;
-        let choice = match req_str(c, "type", "tool_choice")? {
-            "auto" => json!("auto"),
-            "any" => json!("required"),
-            "none" => json!("none"),
-            "tool" => json!({
-                "type": "function",
-                "function": { "name": req_str(c, "name", "tool_choice")? },
-            }),
-            other => {
-                return Err(bad(format!(
-                    "`tool_choice.type` `{other}` is not supported"
-                )))
-            }
-        };
-        out.insert("tool_choice".into(), choice);
-        if opt_bool(c, "disable_parallel_tool_use", "tool_choice")? == Some(true) {
-            out.insert("parallel_tool_calls".into(), Value::Bool(false));
-        }
-    }
-
-    if let Some(meta) = field(body, "metadata") {
-        if let Some(u) = opt_str(obj(meta, "metadata")?, "user_id", "metadata")? {
-            out.insert("user".into(), Value::String(u.to_owned()));
-        }
-    }
-
-    if let Some(t) = field(body, "thinking") {
-        let t = obj(t, "thinking")?;
-        if opt_str(t, "type", "thinking")? == Some("enabled") {
-            let budget = opt_u64(t, "budget_tokens", "thinking")?.unwrap_or(0);
-            out.insert("reasoning_effort".into(), json!(effort_for_budget(budget)));
-        }
-    }
-    if let Some(s) = opt_bool(body, "stream", "")? {
-        out.insert("stream".into(), Value::Bool(s));
-    }
-    Ok(Value::Object(out))
 }
 
 // ---------------------------------------------------------------------------
