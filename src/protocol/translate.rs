@@ -183,114 +183,27 @@ fn opt_u64(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<u64>,
         .transpose()
 }
 
-fn text_block(text: &str) -> Value {
-    json!({ "type": "text", "text": text })
-}
-
-/// Splits `data:<media type>[;params];base64,<data>`.
-fn parse_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let meta = meta.strip_suffix(";base64")?;
-    let media = meta.split(';').next().unwrap_or("");
-    if media.is_empty() {
-        return None;
-    }
-    Some((media, data))
-}
-
-fn is_http_url(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
-}
-
 /// Anthropic `stop_reason` -> OpenAI `finish_reason`.
 pub fn finish_reason_for(stop_reason: Option<&str>) -> &'static str {
-    match stop_reason {
-        Some("max_tokens") | Some("model_context_window_exceeded") => "length",
-        Some("tool_use") => "tool_calls",
-        Some("refusal") => "content_filter",
-        _ => "stop",
-    }
+    chat::finish_reason_name(messages::parse_stop_reason(stop_reason))
 }
 
 /// OpenAI `finish_reason` -> Anthropic `stop_reason`.
 pub fn stop_reason_for(finish_reason: Option<&str>) -> &'static str {
-    match finish_reason {
-        Some("length") => "max_tokens",
-        Some("tool_calls") | Some("function_call") => "tool_use",
-        Some("content_filter") => "refusal",
-        _ => "end_turn",
-    }
+    messages::stop_reason_name(chat::parse_finish_reason(finish_reason))
 }
 
 fn openai_usage_json(u: Usage) -> Value {
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
-        "prompt_tokens_details": { "cached_tokens": u.cached_tokens },
-    })
-}
-
-/// Reads an OpenAI usage object (wrong types count as absent).
-fn openai_usage(u: &Value) -> Option<Usage> {
-    let u = u.as_object()?;
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let cached = u
-        .get("prompt_tokens_details")
-        .and_then(|d| d.get("cached_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    Some(Usage {
-        prompt_tokens: n("prompt_tokens"),
-        completion_tokens: n("completion_tokens"),
-        cached_tokens: cached,
-    })
+    json!(chat::UsageOut::from(u))
 }
 
 fn anthropic_usage_json(u: Usage) -> Value {
-    json!({
-        "input_tokens": u.prompt_tokens.saturating_sub(u.cached_tokens),
-        "cache_read_input_tokens": u.cached_tokens,
-        "output_tokens": u.completion_tokens,
-    })
-}
-
-fn json_map(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-/// The message of an OpenAI error body (`error.message`, or `error` as a string).
-fn openai_error_message(v: &Value) -> Option<String> {
-    match v.get("error") {
-        Some(Value::Object(e)) => e.get("message").and_then(Value::as_str).map(str::to_owned),
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => v.get("message").and_then(Value::as_str).map(str::to_owned),
-    }
-}
-
-/// Parses tool-call arguments (a JSON string) into an object.
-fn parse_arguments(args: &Value, path: &str) -> Result<Value, PayloadError> {
-    match args {
-        Value::Null => Ok(json!({})),
-        Value::Object(_) => Ok(args.clone()),
-        Value::String(s) if s.trim().is_empty() => Ok(json!({})),
-        Value::String(s) => match serde_json::from_str::<Value>(s) {
-            Ok(v @ Value::Object(_)) => Ok(v),
-            Ok(_) => Err(bad(format!("`{path}` must encode a JSON object"))),
-            Err(e) => Err(bad(format!("`{path}` is not valid JSON: {e}"))),
-        },
-        _ => Err(bad(format!("`{path}` must be a string"))),
-    }
+    json!(messages::UsageOut::from(u))
 }
 
 // ---------------------------------------------------------------------------
-// requests: parse the caller's body into the conversation model, emit the
-// upstream's
+// requests and responses: parse the upstream's or caller's body into the
+// conversation model, emit the other side's
 
 /// Translates an OpenAI Chat Completions request body into an Anthropic
 /// Messages request body (see the module tables). `model` is copied; the
@@ -306,236 +219,18 @@ pub fn anthropic_request_to_openai(body: &Map<String, Value>) -> Result<Value, P
     chat::emit_request(&messages::parse_request(body)?)
 }
 
-// ---------------------------------------------------------------------------
-// response content (until responses go through the model)
-
-/// One OpenAI content part -> an Anthropic block (`None` for empty text).
-fn openai_part_to_block(
-    part: &Value,
-    path: &str,
-    allow_images: bool,
-    allow_refusal: bool,
-) -> Result<Option<Value>, PayloadError> {
-    let p = obj(part, path)?;
-    let ty = req_str(p, "type", path)?;
-    let mut block = match ty {
-        "text" => {
-            let text = req_str(p, "text", path)?;
-            if text.is_empty() {
-                return Ok(None);
-            }
-            text_block(text)
-        }
-        "refusal" if allow_refusal => {
-            let text = req_str(p, "refusal", path)?;
-            if text.is_empty() {
-                return Ok(None);
-            }
-            text_block(text)
-        }
-        "image_url" if allow_images => {
-            let ipath = sub(path, "image_url");
-            let url = match field(p, "image_url") {
-                Some(Value::String(u)) => u.as_str(),
-                Some(v) => req_str(obj(v, &ipath)?, "url", &ipath)?,
-                None => return Err(bad(format!("`{ipath}` is required"))),
-            };
-            let source = if let Some((media, data)) = parse_data_url(url) {
-                json!({ "type": "base64", "media_type": media, "data": data })
-            } else if is_http_url(url) {
-                json!({ "type": "url", "url": url })
-            } else {
-                return Err(bad(format!(
-                    "`{ipath}.url` must be a base64 data URL or an http(s) URL"
-                )));
-            };
-            json!({ "type": "image", "source": source })
-        }
-        other => {
-            return Err(bad(format!(
-                "`{path}`: content part type `{other}` cannot be translated to Anthropic"
-            )))
-        }
-    };
-    if let (Some(cc), Some(b)) = (field(p, "cache_control"), block.as_object_mut()) {
-        b.insert("cache_control".into(), cc.clone());
-    }
-    Ok(Some(block))
-}
-
-/// OpenAI message content (string, parts or null) -> Anthropic blocks.
-fn openai_content_to_blocks(
-    content: Option<&Value>,
-    path: &str,
-    allow_images: bool,
-    allow_refusal: bool,
-) -> Result<Vec<Value>, PayloadError> {
-    match content {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![text_block(s)]),
-        Some(Value::Array(parts)) => {
-            let mut out = Vec::new();
-            for (j, part) in parts.iter().enumerate() {
-                let ppath = format!("{path}[{j}]");
-                if let Some(b) = openai_part_to_block(part, &ppath, allow_images, allow_refusal)? {
-                    out.push(b);
-                }
-            }
-            Ok(out)
-        }
-        Some(_) => Err(bad(format!("`{path}` must be a string, an array or null"))),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// non-streaming responses
-
 /// Translates an Anthropic Messages response into an OpenAI
 /// `chat.completion`. `id` and `model` are kept; `created` (Unix seconds)
 /// is given by the caller; thinking text is exposed as
 /// `message.reasoning_content`.
 pub fn anthropic_response_to_openai(v: &Value, created: u64) -> Result<Value, PayloadError> {
-    let m = v
-        .as_object()
-        .ok_or_else(|| bad("response is not a JSON object"))?;
-    if m.get("type").and_then(Value::as_str) == Some("error") {
-        return Err(PayloadError::Upstream(
-            anthropic::error_message(v).unwrap_or_else(|| "unspecified error".into()),
-        ));
-    }
-    let blocks = m
-        .get("content")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("message has no `content` array"))?;
-    let mut text = String::new();
-    let mut reasoning = String::new();
-    let mut calls = Vec::new();
-    for (i, b) in blocks.iter().enumerate() {
-        let path = format!("content[{i}]");
-        let o = obj(b, &path)?;
-        match req_str(o, "type", &path)? {
-            "text" => text.push_str(req_str(o, "text", &path)?),
-            "thinking" => reasoning.push_str(opt_str(o, "thinking", &path)?.unwrap_or("")),
-            "tool_use" => {
-                let input = field(o, "input").cloned().unwrap_or_else(|| json!({}));
-                calls.push(json!({
-                    "id": req_str(o, "id", &path)?,
-                    "type": "function",
-                    "function": { "name": req_str(o, "name", &path)?, "arguments": input.to_string() },
-                }));
-            }
-            _ => {} // redacted_thinking, server tool blocks, future types
-        }
-    }
-    let stop = opt_str(m, "stop_reason", "")?;
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    let content = if text.is_empty() && !calls.is_empty() {
-        Value::Null
-    } else {
-        Value::String(text)
-    };
-    message.insert("content".into(), content);
-    message.insert("refusal".into(), Value::Null);
-    if !calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(calls));
-    }
-    if !reasoning.is_empty() {
-        message.insert("reasoning_content".into(), Value::String(reasoning));
-    }
-    let mut out = json_map(json!({
-        "id": m.get("id").cloned().unwrap_or_else(|| json!("")),
-        "object": "chat.completion",
-        "created": created,
-        "model": m.get("model").cloned().unwrap_or_else(|| json!("")),
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason_for(stop),
-        }],
-    }));
-    let mut acc = UsageAcc::default();
-    if let Some(u) = m.get("usage") {
-        acc.update(u);
-    }
-    if let Some(u) = acc.get() {
-        out.insert("usage".into(), openai_usage_json(u));
-    }
-    Ok(Value::Object(out))
+    chat::emit_response(&messages::parse_response(v)?, created)
 }
 
 /// Translates an OpenAI `chat.completion` (choice 0) into an Anthropic
 /// Messages response. `id` and `model` are kept.
 pub fn openai_response_to_anthropic(v: &Value) -> Result<Value, PayloadError> {
-    let m = v
-        .as_object()
-        .ok_or_else(|| bad("response is not a JSON object"))?;
-    if field(m, "error").is_some() {
-        return Err(PayloadError::Upstream(
-            openai_error_message(v).unwrap_or_else(|| "unspecified error".into()),
-        ));
-    }
-    let choices = arr(
-        field(m, "choices").ok_or_else(|| bad("`choices` is required"))?,
-        "choices",
-    )?;
-    let choice = obj(
-        choices.first().ok_or_else(|| bad("`choices` is empty"))?,
-        "choices[0]",
-    )?;
-    let message = obj(
-        field(choice, "message").ok_or_else(|| bad("`choices[0].message` is required"))?,
-        "choices[0].message",
-    )?;
-    let mut content = openai_content_to_blocks(
-        field(message, "content"),
-        "choices[0].message.content",
-        false,
-        true,
-    )?;
-    if content.is_empty() {
-        if let Some(r) = opt_str(message, "refusal", "choices[0].message")? {
-            if !r.is_empty() {
-                content.push(text_block(r));
-            }
-        }
-    }
-    if let Some(calls) = field(message, "tool_calls") {
-        let tpath = "choices[0].message.tool_calls";
-        for (j, call) in arr(calls, tpath)?.iter().enumerate() {
-            let cp = format!("{tpath}[{j}]");
-            let c = obj(call, &cp)?;
-            let fpath = sub(&cp, "function");
-            let f = obj(
-                field(c, "function").ok_or_else(|| bad(format!("`{fpath}` is required")))?,
-                &fpath,
-            )?;
-            let input = parse_arguments(
-                f.get("arguments").unwrap_or(&Value::Null),
-                &sub(&fpath, "arguments"),
-            )?;
-            content.push(json!({
-                "type": "tool_use",
-                "id": anthropic_tool_id(req_str(c, "id", &cp)?),
-                "name": req_str(f, "name", &fpath)?,
-                "input": input,
-            }));
-        }
-    }
-    let finish = opt_str(choice, "finish_reason", "choices[0]")?;
-    let usage = field(m, "usage").and_then(openai_usage).unwrap_or_default();
-    Ok(json!({
-        "id": m.get("id").cloned().unwrap_or_else(|| json!("")),
-        "type": "message",
-        "role": "assistant",
-        "model": m.get("model").cloned().unwrap_or_else(|| json!("")),
-        "content": content,
-        "stop_reason": stop_reason_for(finish),
-        "stop_sequence": null,
-        "usage": anthropic_usage_json(usage),
-    }))
+    messages::emit_response(&chat::parse_response(v)?)
 }
 
 // ---------------------------------------------------------------------------
@@ -905,8 +600,7 @@ impl StreamAdapter for OpenAiToAnthropic {
             .ok_or_else(|| bad("stream chunk is not a JSON object"))?;
         if field(chunk, "error").is_some() {
             return Err(PayloadError::Upstream(
-                openai_error_message(&value)
-                    .unwrap_or_else(|| "unspecified error in stream".into()),
+                chat::error_message(&value).unwrap_or_else(|| "unspecified error in stream".into()),
             ));
         }
         if !self.started {
@@ -932,7 +626,7 @@ impl StreamAdapter for OpenAiToAnthropic {
             );
         }
         if let Some(u) = field(chunk, "usage") {
-            if let Some(u) = openai_usage(u) {
+            if let Some(u) = chat::parse_usage(u) {
                 self.usage = Some(u);
             }
         }
@@ -1007,8 +701,8 @@ fn anthropic_type_for_openai(ty: Option<&str>, code: Option<&str>) -> &'static s
 /// when it is >= 400 (see [`anthropic::error_type_for_status`]), else the
 /// OpenAI `code` / `type`.
 pub fn openai_error_to_anthropic(status: u16, v: &Value) -> Value {
-    let message = openai_error_message(v)
-        .unwrap_or_else(|| format!("upstream returned HTTP status {status}"));
+    let message =
+        chat::error_message(v).unwrap_or_else(|| format!("upstream returned HTTP status {status}"));
     let ty = if status >= 400 {
         anthropic::error_type_for_status(status)
     } else {

@@ -8,9 +8,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
-use crate::protocol::ir::{self, Block, Content, Effort, Reasoning, Role};
+use crate::protocol::ir::{self, Block, Content, Effort, Reasoning, Role, StopReason};
 use crate::protocol::wire::{self, bad, sub, Kinds, Tagged, TextOr};
-use crate::protocol::PayloadError;
+use crate::protocol::{PayloadError, Usage};
 
 /// `max_tokens` sent to Anthropic when the caller gave no output limit
 /// (Anthropic requires one).
@@ -699,4 +699,114 @@ fn emit_block(b: &Block, path: &str) -> Result<Option<BlockParam>, PayloadError>
             )))
         }
     }))
+}
+
+// ---------------------------------------------------------------------------
+// responses
+
+#[derive(Deserialize)]
+struct MessageResponse {
+    id: Option<String>,
+    model: Option<String>,
+    content: Vec<Tagged<BlockParam>>,
+    stop_reason: Option<String>,
+    /// Read leniently by [`super::UsageAcc`] (wrong types count as absent).
+    usage: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct MessageResponseOut {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: String,
+    content: Vec<BlockParam>,
+    stop_reason: &'static str,
+    stop_sequence: Option<String>,
+    usage: UsageOut,
+}
+
+#[derive(Serialize)]
+pub(crate) struct UsageOut {
+    input_tokens: u64,
+    cache_read_input_tokens: u64,
+    output_tokens: u64,
+}
+
+impl From<Usage> for UsageOut {
+    /// `input_tokens` excludes the cached part of the prompt.
+    fn from(u: Usage) -> Self {
+        UsageOut {
+            input_tokens: u.prompt_tokens.saturating_sub(u.cached_tokens),
+            cache_read_input_tokens: u.cached_tokens,
+            output_tokens: u.completion_tokens,
+        }
+    }
+}
+
+/// Messages `stop_reason` -> the model's; unknown reasons end the turn.
+pub fn parse_stop_reason(s: Option<&str>) -> StopReason {
+    match s {
+        Some("max_tokens") | Some("model_context_window_exceeded") => StopReason::MaxTokens,
+        Some("tool_use") => StopReason::ToolUse,
+        Some("refusal") => StopReason::Refusal,
+        Some("stop_sequence") => StopReason::StopSequence,
+        Some("pause_turn") => StopReason::PauseTurn,
+        _ => StopReason::EndTurn,
+    }
+}
+
+pub fn stop_reason_name(s: StopReason) -> &'static str {
+    match s {
+        StopReason::EndTurn => "end_turn",
+        StopReason::StopSequence => "stop_sequence",
+        StopReason::MaxTokens => "max_tokens",
+        StopReason::ToolUse => "tool_use",
+        StopReason::Refusal => "refusal",
+        StopReason::PauseTurn => "pause_turn",
+    }
+}
+
+/// Parses a Messages response (`type: "error"` is the upstream's error).
+pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
+    let m = v
+        .as_object()
+        .ok_or_else(|| bad("response is not a JSON object"))?;
+    if m.get("type").and_then(Value::as_str) == Some("error") {
+        return Err(PayloadError::Upstream(
+            super::error_message(v).unwrap_or_else(|| "unspecified error".into()),
+        ));
+    }
+    if !m.get("content").is_some_and(Value::is_array) {
+        return Err(bad("message has no `content` array"));
+    }
+    let r: MessageResponse = wire::parse(m)?;
+    let mut usage = super::UsageAcc::default();
+    if let Some(u) = &r.usage {
+        usage.update(u);
+    }
+    Ok(ir::Response {
+        id: r.id.unwrap_or_default(),
+        model: r.model.unwrap_or_default(),
+        content: r.content.into_iter().map(parse_block).collect(),
+        stop_reason: parse_stop_reason(r.stop_reason.as_deref()),
+        usage: usage.get(),
+    })
+}
+
+/// Emits a Messages response; blocks as in requests (ids made valid, empty
+/// text dropped, refusals as text); usage zero when the model has none.
+pub fn emit_response(r: &ir::Response) -> Result<Value, PayloadError> {
+    let out = MessageResponseOut {
+        id: r.id.clone(),
+        kind: "message",
+        role: "assistant",
+        model: r.model.clone(),
+        content: emit_blocks(&r.content, "content")?,
+        stop_reason: stop_reason_name(r.stop_reason),
+        stop_sequence: None,
+        usage: r.usage.unwrap_or_default().into(),
+    };
+    serde_json::to_value(out).map_err(|e| bad(e.to_string()))
 }

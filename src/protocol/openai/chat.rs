@@ -9,9 +9,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
-use crate::protocol::ir::{self, Block, Content, Effort, Reasoning, Role};
+use crate::protocol::ir::{self, Block, Content, Effort, Reasoning, Role, StopReason};
 use crate::protocol::wire::{self, bad, sub, Kinds, Tagged, TextOr};
-use crate::protocol::PayloadError;
+use crate::protocol::{PayloadError, Usage};
 
 /// Chat Completions fields dropped in translation (no counterpart; the
 /// answer keeps its meaning). Any other undeclared field is dropped too.
@@ -870,14 +870,7 @@ fn emit_assistant(
     for (j, b) in blocks.iter().enumerate() {
         match b {
             Block::Text { text: t, .. } => text.push_str(t),
-            Block::ToolCall { id, name, input } => tool_calls.push(ChatToolCall {
-                id: id.clone(),
-                kind: Some("function".into()),
-                function: Some(FunctionCall {
-                    name: name.clone(),
-                    arguments: Some(Value::String(Value::Object(input.clone()).to_string())),
-                }),
-            }),
+            Block::ToolCall { id, name, input } => tool_calls.push(tool_call(id, name, input)),
             b if drops_block(b.kind(), Place::Assistant) => {}
             b => {
                 return Err(bad(format!(
@@ -896,4 +889,224 @@ fn emit_assistant(
         tool_calls,
     });
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// responses
+
+#[derive(Deserialize)]
+struct ChatResponse {
+    id: Option<String>,
+    model: Option<String>,
+    choices: Vec<ChatChoice>,
+    /// Read leniently (wrong types count as absent).
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChatChoice {
+    message: Option<ResponseMessage>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ResponseMessage {
+    content: Option<TextOr<Tagged<Part>>>,
+    refusal: Option<String>,
+    tool_calls: Option<Vec<ChatToolCall>>,
+}
+
+#[derive(Serialize)]
+struct ChatResponseOut {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+    choices: [ChoiceOut; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageOut>,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut {
+    index: u32,
+    message: ResponseMessageOut,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct ResponseMessageOut {
+    role: &'static str,
+    content: Option<String>,
+    refusal: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ChatToolCall>,
+    /// Thinking text, as DeepSeek and vLLM expose it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: CachedTokens,
+}
+
+#[derive(Serialize)]
+struct CachedTokens {
+    cached_tokens: u64,
+}
+
+impl From<Usage> for UsageOut {
+    fn from(u: Usage) -> Self {
+        UsageOut {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
+            prompt_tokens_details: CachedTokens {
+                cached_tokens: u.cached_tokens,
+            },
+        }
+    }
+}
+
+/// Reads a Chat Completions usage object (wrong types count as absent).
+pub(crate) fn parse_usage(u: &Value) -> Option<Usage> {
+    let u = u.as_object()?;
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let cached = u
+        .get("prompt_tokens_details")
+        .and_then(|d| d.get("cached_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some(Usage {
+        prompt_tokens: n("prompt_tokens"),
+        completion_tokens: n("completion_tokens"),
+        cached_tokens: cached,
+    })
+}
+
+/// `finish_reason` -> the model's stop reason.
+pub fn parse_finish_reason(f: Option<&str>) -> StopReason {
+    match f {
+        Some("length") => StopReason::MaxTokens,
+        Some("tool_calls") | Some("function_call") => StopReason::ToolUse,
+        Some("content_filter") => StopReason::Refusal,
+        _ => StopReason::EndTurn,
+    }
+}
+
+/// The model's stop reason -> `finish_reason`.
+pub fn finish_reason_name(s: StopReason) -> &'static str {
+    match s {
+        StopReason::EndTurn | StopReason::StopSequence | StopReason::PauseTurn => "stop",
+        StopReason::MaxTokens => "length",
+        StopReason::ToolUse => "tool_calls",
+        StopReason::Refusal => "content_filter",
+    }
+}
+
+/// The message of a Chat Completions error body (`error.message`, or
+/// `error` as a string).
+pub(crate) fn error_message(v: &Value) -> Option<String> {
+    match v.get("error") {
+        Some(Value::Object(e)) => e.get("message").and_then(Value::as_str).map(str::to_owned),
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => v.get("message").and_then(Value::as_str).map(str::to_owned),
+    }
+}
+
+/// Parses a `chat.completion` (choice 0; an `error` member is the
+/// upstream's error).
+pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
+    let m = v
+        .as_object()
+        .ok_or_else(|| bad("response is not a JSON object"))?;
+    if m.get("error").is_some_and(|e| !e.is_null()) {
+        return Err(PayloadError::Upstream(
+            error_message(v).unwrap_or_else(|| "unspecified error".into()),
+        ));
+    }
+    let r: ChatResponse = wire::parse(m)?;
+    let choice = r
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad("`choices` is empty"))?;
+    let message = choice
+        .message
+        .ok_or_else(|| bad("`choices[0].message` is required"))?;
+    let path = "choices[0].message";
+    let mut content = match message.content {
+        None => Vec::new(),
+        Some(c) => match parse_content(c, &sub(path, "content"), false, true)? {
+            Content::Text(t) => vec![text(t)],
+            Content::Blocks(b) => b,
+        },
+    };
+    content.extend(message.refusal.map(Block::Refusal));
+    for (j, call) in message.tool_calls.into_iter().flatten().enumerate() {
+        content.push(parse_call(call, &format!("{path}.tool_calls[{j}]"))?);
+    }
+    Ok(ir::Response {
+        id: r.id.unwrap_or_default(),
+        model: r.model.unwrap_or_default(),
+        content,
+        stop_reason: parse_finish_reason(choice.finish_reason.as_deref()),
+        usage: r.usage.as_ref().and_then(parse_usage),
+    })
+}
+
+/// Emits a `chat.completion`: text blocks concatenated into `content`
+/// (`null` when there are only tool calls), thinking into
+/// `reasoning_content`; signatures, redacted thinking and blocks of other
+/// kinds are dropped. `created` comes from the caller.
+pub fn emit_response(r: &ir::Response, created: u64) -> Result<Value, PayloadError> {
+    let mut content = String::new();
+    let mut reasoning = String::new();
+    let mut refusal: Option<String> = None;
+    let mut tool_calls = Vec::new();
+    for b in &r.content {
+        match b {
+            Block::Text { text, .. } => content.push_str(text),
+            Block::Thinking { thinking, .. } => reasoning.push_str(thinking),
+            Block::Refusal(t) => refusal.get_or_insert_with(String::new).push_str(t),
+            Block::ToolCall { id, name, input } => tool_calls.push(tool_call(id, name, input)),
+            _ => {}
+        }
+    }
+    let out = ChatResponseOut {
+        id: r.id.clone(),
+        object: "chat.completion",
+        created,
+        model: r.model.clone(),
+        choices: [ChoiceOut {
+            index: 0,
+            message: ResponseMessageOut {
+                role: "assistant",
+                content: Some(content).filter(|c| !c.is_empty() || tool_calls.is_empty()),
+                refusal,
+                tool_calls,
+                reasoning_content: Some(reasoning).filter(|r| !r.is_empty()),
+            },
+            logprobs: None,
+            finish_reason: finish_reason_name(r.stop_reason),
+        }],
+        usage: r.usage.map(UsageOut::from),
+    };
+    serde_json::to_value(out).map_err(|e| bad(e.to_string()))
+}
+
+fn tool_call(id: &str, name: &str, input: &Map<String, Value>) -> ChatToolCall {
+    ChatToolCall {
+        id: id.to_owned(),
+        kind: Some("function".into()),
+        function: Some(FunctionCall {
+            name: name.to_owned(),
+            arguments: Some(Value::String(Value::Object(input.clone()).to_string())),
+        }),
+    }
 }
