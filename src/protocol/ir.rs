@@ -224,11 +224,11 @@ pub enum Delta {
     Start,
     Text(String),
     Thinking(String),
-    Signature(String),
-    /// A tool call starts (`index` counts tool calls from 0).
+    /// A tool call starts (`index` counts the answer's tool calls from 0;
+    /// `id` is missing when the upstream gave none).
     ToolCallStart {
         index: u64,
-        id: String,
+        id: Option<String>,
         name: String,
     },
     /// A fragment of the arguments of tool call `index`.
@@ -236,8 +236,22 @@ pub enum Delta {
         index: u64,
         fragment: String,
     },
+    /// The usage so far (cumulative).
     Usage(super::Usage),
     Finish(StopReason),
     /// The stream is complete.
     Done,
+}
+
+impl Delta {
+    /// Generated content: the "first token" moment.
+    pub fn is_content(&self) -> bool {
+        matches!(
+            self,
+            Delta::Text(_)
+                | Delta::Thinking(_)
+                | Delta::ToolCallStart { .. }
+                | Delta::ToolCallArguments { .. }
+        )
+    }
 }

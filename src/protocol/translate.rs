@@ -112,76 +112,15 @@
 
 use serde_json::{json, Map, Value};
 
-use super::anthropic::messages::{self, tool_id as anthropic_tool_id};
+use super::anthropic;
+use super::anthropic::messages;
 pub use super::anthropic::messages::{DEFAULT_MAX_TOKENS, REASONING_BUDGETS};
-use super::anthropic::{self, parse_event, stream_error, UsageAcc};
-use super::openai::chat;
+use super::ir;
+use super::openai::{self, chat};
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 
 // ---------------------------------------------------------------------------
-// small helpers
-
-fn bad(msg: impl Into<String>) -> PayloadError {
-    PayloadError::Malformed(msg.into())
-}
-
-fn sub(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-/// A field, with JSON `null` treated as absent.
-fn field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    match m.get(key) {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v),
-    }
-}
-
-fn obj<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, PayloadError> {
-    v.as_object()
-        .ok_or_else(|| bad(format!("`{path}` must be an object")))
-}
-
-fn arr<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>, PayloadError> {
-    v.as_array()
-        .ok_or_else(|| bad(format!("`{path}` must be an array")))
-}
-
-fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str, PayloadError> {
-    v.as_str()
-        .ok_or_else(|| bad(format!("`{path}` must be a string")))
-}
-
-fn opt_str<'a>(
-    m: &'a Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Option<&'a str>, PayloadError> {
-    field(m, key)
-        .map(|v| string(v, &sub(path, key)))
-        .transpose()
-}
-
-fn req_str<'a>(m: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a str, PayloadError> {
-    opt_str(m, key, path)?.ok_or_else(|| bad(format!("`{}` is required", sub(path, key))))
-}
-
-fn opt_u64(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<u64>, PayloadError> {
-    field(m, key)
-        .map(|v| {
-            v.as_u64().ok_or_else(|| {
-                bad(format!(
-                    "`{}` must be a non-negative integer",
-                    sub(path, key)
-                ))
-            })
-        })
-        .transpose()
-}
+// stop reasons
 
 /// Anthropic `stop_reason` -> OpenAI `finish_reason`.
 pub fn finish_reason_for(stop_reason: Option<&str>) -> &'static str {
@@ -191,14 +130,6 @@ pub fn finish_reason_for(stop_reason: Option<&str>) -> &'static str {
 /// OpenAI `finish_reason` -> Anthropic `stop_reason`.
 pub fn stop_reason_for(finish_reason: Option<&str>) -> &'static str {
     messages::stop_reason_name(chat::parse_finish_reason(finish_reason))
-}
-
-fn openai_usage_json(u: Usage) -> Value {
-    json!(chat::UsageOut::from(u))
-}
-
-fn anthropic_usage_json(u: Usage) -> Value {
-    json!(messages::UsageOut::from(u))
 }
 
 // ---------------------------------------------------------------------------
@@ -234,441 +165,77 @@ pub fn openai_response_to_anthropic(v: &Value) -> Result<Value, PayloadError> {
 }
 
 // ---------------------------------------------------------------------------
-// streams: Anthropic upstream -> OpenAI caller
+// streams: the upstream's events parsed into canonical deltas, the caller's
+// emitted from them
 
-/// Anthropic stream events -> OpenAI `chat.completion.chunk` payloads.
-///
-/// `message_start` -> a chunk with `delta: {role: "assistant", content: ""}`;
-/// text -> `delta.content`; a `tool_use` block -> a `tool_calls` entry at the
-/// next index k (0, 1, ...) with id and name, then its `input_json_delta`s as
-/// `arguments` fragments; thinking -> `delta.reasoning_content`; signatures,
-/// pings and unknown events -> nothing; `message_delta` -> an empty delta with
-/// the mapped `finish_reason`; `message_stop` -> the usage chunk when
-/// `include_usage`, then finished. A `message_stop` with no `message_delta`
-/// before it gets a `finish_reason: "stop"` chunk first.
+/// Runs parsed deltas through an emitter into one step.
+fn step_of(
+    deltas: Vec<ir::Delta>,
+    mut emit: impl FnMut(ir::Delta, &mut Vec<String>) -> Result<(), PayloadError>,
+) -> Result<StreamStep, PayloadError> {
+    let mut step = StreamStep::default();
+    for d in deltas {
+        step.content |= d.is_content();
+        step.finished |= d == ir::Delta::Done;
+        emit(d, &mut step.out)?;
+    }
+    Ok(step)
+}
+
+/// Anthropic stream events -> OpenAI `chat.completion.chunk` payloads
+/// ([`anthropic::stream::EventParser`], then [`openai::stream::ChunkEmitter`]).
 pub struct AnthropicToOpenAi {
-    ctx: StreamContext,
-    usage: UsageAcc,
-    started: bool,
-    finish_sent: bool,
-    /// (Anthropic block index, OpenAI tool-call index) of every tool_use block.
-    tool_blocks: Vec<(u64, u64)>,
-    next_tool: u64,
+    parser: anthropic::stream::EventParser,
+    emitter: openai::stream::ChunkEmitter,
 }
 
 impl AnthropicToOpenAi {
     pub fn new(ctx: StreamContext) -> Self {
         AnthropicToOpenAi {
-            ctx,
-            usage: UsageAcc::default(),
-            started: false,
-            finish_sent: false,
-            tool_blocks: Vec::new(),
-            next_tool: 0,
-        }
-    }
-
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
-        json!({
-            "id": self.ctx.id,
-            "object": "chat.completion.chunk",
-            "created": self.ctx.created,
-            "model": self.ctx.model,
-            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
-        })
-        .to_string()
-    }
-
-    fn start(&mut self, out: &mut Vec<String>) {
-        if !self.started {
-            self.started = true;
-            out.push(self.chunk(json!({ "role": "assistant", "content": "" }), None));
+            parser: anthropic::stream::EventParser::default(),
+            emitter: openai::stream::ChunkEmitter::new(ctx),
         }
     }
 }
 
 impl StreamAdapter for AnthropicToOpenAi {
     fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        let (name, data) = parse_event(ev)?;
-        let mut step = StreamStep::default();
-        match name.as_str() {
-            "error" => return Err(stream_error(&data)),
-            "message_start" => {
-                if let Some(u) = data.get("message").and_then(|m| m.get("usage")) {
-                    self.usage.update(u);
-                }
-                self.start(&mut step.out);
-            }
-            "content_block_start" => {
-                let index = opt_u64(&data, "index", "content_block_start")?.unwrap_or(0);
-                let block = obj(
-                    field(&data, "content_block")
-                        .ok_or_else(|| bad("`content_block_start.content_block` is required"))?,
-                    "content_block_start.content_block",
-                )?;
-                let path = "content_block_start.content_block";
-                let delta = match req_str(block, "type", path)? {
-                    "tool_use" => {
-                        let k = self.next_tool;
-                        self.next_tool = self.next_tool.saturating_add(1);
-                        self.tool_blocks.push((index, k));
-                        Some(json!({ "tool_calls": [{
-                            "index": k,
-                            "id": req_str(block, "id", path)?,
-                            "type": "function",
-                            "function": { "name": req_str(block, "name", path)?, "arguments": "" },
-                        }]}))
-                    }
-                    "text" => match opt_str(block, "text", path)? {
-                        Some(t) if !t.is_empty() => Some(json!({ "content": t })),
-                        _ => None,
-                    },
-                    "thinking" => match opt_str(block, "thinking", path)? {
-                        Some(t) if !t.is_empty() => Some(json!({ "reasoning_content": t })),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                if let Some(d) = delta {
-                    self.start(&mut step.out);
-                    step.out.push(self.chunk(d, None));
-                    step.content = true;
-                }
-            }
-            "content_block_delta" => {
-                let index = opt_u64(&data, "index", "content_block_delta")?.unwrap_or(0);
-                let path = "content_block_delta.delta";
-                let d = obj(
-                    field(&data, "delta").ok_or_else(|| bad(format!("`{path}` is required")))?,
-                    path,
-                )?;
-                let delta = match req_str(d, "type", path)? {
-                    "text_delta" => {
-                        let t = req_str(d, "text", path)?;
-                        (!t.is_empty()).then(|| json!({ "content": t }))
-                    }
-                    "thinking_delta" => {
-                        let t = req_str(d, "thinking", path)?;
-                        (!t.is_empty()).then(|| json!({ "reasoning_content": t }))
-                    }
-                    "input_json_delta" => {
-                        let partial = req_str(d, "partial_json", path)?;
-                        // Deltas of blocks that are not client tool calls
-                        // (e.g. server tools) have no OpenAI counterpart.
-                        match self.tool_blocks.iter().find(|(b, _)| *b == index) {
-                            Some(&(_, k)) if !partial.is_empty() => Some(json!({
-                                "tool_calls": [{ "index": k, "function": { "arguments": partial } }],
-                            })),
-                            _ => None,
-                        }
-                    }
-                    _ => None, // signature_delta, citations_delta, future types
-                };
-                if let Some(d) = delta {
-                    self.start(&mut step.out);
-                    step.out.push(self.chunk(d, None));
-                    step.content = true;
-                }
-            }
-            "message_delta" => {
-                if let Some(u) = data.get("usage") {
-                    self.usage.update(u);
-                }
-                let stop = data
-                    .get("delta")
-                    .and_then(|d| d.get("stop_reason"))
-                    .and_then(Value::as_str);
-                self.start(&mut step.out);
-                step.out
-                    .push(self.chunk(json!({}), Some(finish_reason_for(stop))));
-                self.finish_sent = true;
-            }
-            "message_stop" => {
-                if !self.finish_sent {
-                    self.start(&mut step.out);
-                    step.out.push(self.chunk(json!({}), Some("stop")));
-                    self.finish_sent = true;
-                }
-                if self.ctx.include_usage {
-                    let usage = self.usage.get().unwrap_or_default();
-                    step.out.push(
-                        json!({
-                            "id": self.ctx.id,
-                            "object": "chat.completion.chunk",
-                            "created": self.ctx.created,
-                            "model": self.ctx.model,
-                            "choices": [],
-                            "usage": openai_usage_json(usage),
-                        })
-                        .to_string(),
-                    );
-                }
-                step.finished = true;
-            }
-            _ => {} // ping, content_block_stop, unknown events
-        }
-        Ok(step)
+        let deltas = self.parser.parse(ev)?;
+        step_of(deltas, |d, out| {
+            self.emitter.emit(d, out);
+            Ok(())
+        })
     }
 
     fn usage(&self) -> Option<Usage> {
-        self.usage.get()
+        self.parser.usage()
     }
 }
 
-// ---------------------------------------------------------------------------
-// streams: OpenAI upstream -> Anthropic caller
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum OpenBlock {
-    Text,
-    /// A tool call, by its OpenAI `index`.
-    Tool(u64),
-}
-
-/// OpenAI `chat.completion.chunk`s -> Anthropic stream event payloads (the
-/// data JSON of each event; its `type` names the event).
-///
-/// The first chunk produces `message_start` (its `usage.input_tokens` is the
-/// context's estimate: clients read usage there; the real counts follow in
-/// `message_delta`); content opens a text block,
-/// each new tool-call index closes the open block and opens a `tool_use`
-/// block whose argument fragments become `input_json_delta`s; a text delta
-/// after a tool call opens a new text block. The finish reason is remembered
-/// and the usage chunk recorded; on `[DONE]` the open block is closed and
-/// `message_delta` (stop reason + usage) and `message_stop` follow.
-/// `reasoning_content` deltas are dropped. Fragments of a tool call whose
-/// block was already closed (calls interleaved) are refused as malformed:
-/// Anthropic blocks cannot be reopened.
+/// OpenAI `chat.completion.chunk`s -> Anthropic stream event payloads
+/// ([`openai::stream::ChunkParser`], then [`anthropic::stream::EventEmitter`]).
 pub struct OpenAiToAnthropic {
-    ctx: StreamContext,
-    started: bool,
-    open: Option<(OpenBlock, u64)>,
-    next_block: u64,
-    /// OpenAI tool-call indices already given a block.
-    tools_seen: Vec<u64>,
-    finish: Option<&'static str>,
-    usage: Option<Usage>,
+    parser: openai::stream::ChunkParser,
+    emitter: anthropic::stream::EventEmitter,
 }
 
 impl OpenAiToAnthropic {
     pub fn new(ctx: StreamContext) -> Self {
         OpenAiToAnthropic {
-            ctx,
-            started: false,
-            open: None,
-            next_block: 0,
-            tools_seen: Vec::new(),
-            finish: None,
-            usage: None,
+            parser: openai::stream::ChunkParser::default(),
+            emitter: anthropic::stream::EventEmitter::new(ctx),
         }
-    }
-
-    fn close(&mut self, out: &mut Vec<String>) {
-        if let Some((_, index)) = self.open.take() {
-            out.push(json!({ "type": "content_block_stop", "index": index }).to_string());
-        }
-    }
-
-    fn open_block(&mut self, kind: OpenBlock, block: Value, out: &mut Vec<String>) -> u64 {
-        self.close(out);
-        let index = self.next_block;
-        self.next_block = self.next_block.saturating_add(1);
-        self.open = Some((kind, index));
-        out.push(
-            json!({ "type": "content_block_start", "index": index, "content_block": block })
-                .to_string(),
-        );
-        index
-    }
-
-    fn text(&mut self, text: &str, out: &mut Vec<String>) {
-        let index = match self.open {
-            Some((OpenBlock::Text, i)) => i,
-            _ => self.open_block(OpenBlock::Text, json!({ "type": "text", "text": "" }), out),
-        };
-        out.push(
-            json!({
-                "type": "content_block_delta",
-                "index": index,
-                "delta": { "type": "text_delta", "text": text },
-            })
-            .to_string(),
-        );
-    }
-
-    fn tool_call(
-        &mut self,
-        call: &Value,
-        path: &str,
-        out: &mut Vec<String>,
-    ) -> Result<bool, PayloadError> {
-        let c = obj(call, path)?;
-        let f = match field(c, "function") {
-            Some(f) => Some(obj(f, &sub(path, "function"))?),
-            None => None,
-        };
-        let fpath = sub(path, "function");
-        let args = match f {
-            Some(f) => opt_str(f, "arguments", &fpath)?.unwrap_or(""),
-            None => "",
-        };
-        let id = opt_str(c, "id", path)?;
-        let index = match opt_u64(c, "index", path)? {
-            Some(i) => i,
-            // No index (some servers): a call with an id is a new call,
-            // a fragment without one continues the open call.
-            None => match (id, self.open) {
-                (None, Some((OpenBlock::Tool(i), _))) => i,
-                _ => self
-                    .tools_seen
-                    .iter()
-                    .max()
-                    .map_or(0, |m| m.saturating_add(1)),
-            },
-        };
-        let mut emitted = false;
-        let block_index =
-            if let Some((_, b)) = self.open.filter(|(k, _)| *k == OpenBlock::Tool(index)) {
-                b
-            } else if self.tools_seen.contains(&index) {
-                if args.is_empty() {
-                    return Ok(false);
-                }
-                return Err(bad(format!(
-                "tool call {index} continued after another block started (interleaved tool calls)"
-            )));
-            } else {
-                self.tools_seen.push(index);
-                let name = match f {
-                    Some(f) => opt_str(f, "name", &fpath)?.unwrap_or(""),
-                    None => "",
-                };
-                let id = match id {
-                    Some(id) => anthropic_tool_id(id),
-                    None => anthropic_tool_id(&format!("toolu_{}_{}", self.ctx.id, index)),
-                };
-                emitted = true;
-                self.open_block(
-                    OpenBlock::Tool(index),
-                    json!({ "type": "tool_use", "id": id, "name": name, "input": {} }),
-                    out,
-                )
-            };
-        if !args.is_empty() {
-            out.push(
-                json!({
-                    "type": "content_block_delta",
-                    "index": block_index,
-                    "delta": { "type": "input_json_delta", "partial_json": args },
-                })
-                .to_string(),
-            );
-            emitted = true;
-        }
-        Ok(emitted)
     }
 }
 
 impl StreamAdapter for OpenAiToAnthropic {
     fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        let mut step = StreamStep::default();
-        if ev.data.trim() == "[DONE]" {
-            let Some(stop) = self.finish else {
-                return Err(bad("stream ended without finish_reason"));
-            };
-            self.close(&mut step.out);
-            let usage = match self.usage {
-                Some(u) => anthropic_usage_json(u),
-                None => json!({ "output_tokens": 0 }),
-            };
-            step.out.push(
-                json!({
-                    "type": "message_delta",
-                    "delta": { "stop_reason": stop, "stop_sequence": null },
-                    "usage": usage,
-                })
-                .to_string(),
-            );
-            step.out.push(json!({ "type": "message_stop" }).to_string());
-            step.finished = true;
-            return Ok(step);
-        }
-        let value: Value = serde_json::from_str(&ev.data)
-            .map_err(|e| bad(format!("stream chunk is not JSON: {e}")))?;
-        let chunk = value
-            .as_object()
-            .ok_or_else(|| bad("stream chunk is not a JSON object"))?;
-        if field(chunk, "error").is_some() {
-            return Err(PayloadError::Upstream(
-                chat::error_message(&value).unwrap_or_else(|| "unspecified error in stream".into()),
-            ));
-        }
-        if !self.started {
-            self.started = true;
-            step.out.push(
-                json!({
-                    "type": "message_start",
-                    "message": {
-                        "id": self.ctx.id,
-                        "type": "message",
-                        "role": "assistant",
-                        "model": self.ctx.model,
-                        "content": [],
-                        "stop_reason": null,
-                        "stop_sequence": null,
-                        "usage": {
-                            "input_tokens": self.ctx.input_tokens_estimate,
-                            "output_tokens": 0,
-                        },
-                    },
-                })
-                .to_string(),
-            );
-        }
-        if let Some(u) = field(chunk, "usage") {
-            if let Some(u) = chat::parse_usage(u) {
-                self.usage = Some(u);
-            }
-        }
-        let choices = match field(chunk, "choices") {
-            None => return Ok(step),
-            Some(c) => arr(c, "choices")?,
-        };
-        for (i, choice) in choices.iter().enumerate() {
-            let path = format!("choices[{i}]");
-            let c = obj(choice, &path)?;
-            if opt_u64(c, "index", &path)?.unwrap_or(0) != 0 {
-                continue; // only choice 0 is translated
-            }
-            if let Some(delta) = field(c, "delta") {
-                let dpath = sub(&path, "delta");
-                let d = obj(delta, &dpath)?;
-                for key in ["content", "refusal"] {
-                    if let Some(t) = opt_str(d, key, &dpath)? {
-                        if !t.is_empty() {
-                            self.text(t, &mut step.out);
-                            step.content = true;
-                        }
-                    }
-                }
-                if let Some(calls) = field(d, "tool_calls") {
-                    let tpath = sub(&dpath, "tool_calls");
-                    for (j, call) in arr(calls, &tpath)?.iter().enumerate() {
-                        if self.tool_call(call, &format!("{tpath}[{j}]"), &mut step.out)? {
-                            step.content = true;
-                        }
-                    }
-                }
-            }
-            if let Some(f) = opt_str(c, "finish_reason", &path)? {
-                self.finish = Some(stop_reason_for(Some(f)));
-            }
-        }
-        Ok(step)
+        let deltas = self.parser.parse(ev)?;
+        step_of(deltas, |d, out| self.emitter.emit(d, out))
     }
 
     fn usage(&self) -> Option<Usage> {
-        self.usage
+        self.emitter.usage()
     }
 }
 

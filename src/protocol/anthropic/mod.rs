@@ -41,6 +41,7 @@
 //! | anything else (`upstream_error`, `connect_error`, `truncated_stream`, ...) | by status: other 4xx `invalid_request_error`, else `api_error` |
 
 pub mod messages;
+pub mod stream;
 
 use serde_json::{json, Map, Value};
 

@@ -2,6 +2,7 @@
 //! pass-through stream adapter (OpenAI upstream, OpenAI caller).
 
 pub mod chat;
+pub mod stream;
 
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
