@@ -307,23 +307,7 @@ impl EventEmitter {
 
     /// Writes the events for `delta` to `out`.
     pub fn emit(&mut self, delta: Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
-        if !self.started {
-            self.started = true;
-            let message = StartOut {
-                id: &self.ctx.id,
-                kind: "message",
-                role: "assistant",
-                model: &self.ctx.model,
-                content: [],
-                stop_reason: None,
-                stop_sequence: None,
-                usage: StartUsage {
-                    input_tokens: self.ctx.input_tokens_estimate,
-                    output_tokens: 0,
-                },
-            };
-            Self::push(out, &EventOut::MessageStart { message });
-        }
+        self.start(out);
         match delta {
             Delta::Start | Delta::Thinking(_) => {}
             Delta::Text(text) => {
@@ -364,23 +348,49 @@ impl EventEmitter {
             }
             Delta::Usage(u) => self.usage = Some(u),
             Delta::Finish(r) => self.finish = Some(r),
-            Delta::Done => {
-                let Some(stop) = self.finish else {
-                    return Err(bad("stream ended without finish_reason"));
-                };
-                self.close(out);
-                let delta = StopOut {
-                    stop_reason: stop_reason_name(stop),
-                    stop_sequence: None,
-                };
-                let usage = match self.usage {
-                    Some(u) => DeltaUsage::Full(u.into()),
-                    None => DeltaUsage::None { output_tokens: 0 },
-                };
-                Self::push(out, &EventOut::MessageDelta { delta, usage });
-                Self::push(out, &EventOut::MessageStop);
-            }
+            Delta::Done => self.done(out)?,
         }
+        Ok(())
+    }
+
+    /// `message_start`, before the first delta.
+    fn start(&mut self, out: &mut Vec<String>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let message = StartOut {
+            id: &self.ctx.id,
+            kind: "message",
+            role: "assistant",
+            model: &self.ctx.model,
+            content: [],
+            stop_reason: None,
+            stop_sequence: None,
+            usage: StartUsage {
+                input_tokens: self.ctx.input_tokens_estimate,
+                output_tokens: 0,
+            },
+        };
+        Self::push(out, &EventOut::MessageStart { message });
+    }
+
+    /// The end: close the open block, `message_delta`, `message_stop`.
+    fn done(&mut self, out: &mut Vec<String>) -> Result<(), PayloadError> {
+        let Some(stop) = self.finish else {
+            return Err(bad("stream ended without finish_reason"));
+        };
+        self.close(out);
+        let delta = StopOut {
+            stop_reason: stop_reason_name(stop),
+            stop_sequence: None,
+        };
+        let usage = match self.usage {
+            Some(u) => DeltaUsage::Full(u.into()),
+            None => DeltaUsage::None { output_tokens: 0 },
+        };
+        Self::push(out, &EventOut::MessageDelta { delta, usage });
+        Self::push(out, &EventOut::MessageStop);
         Ok(())
     }
 }
