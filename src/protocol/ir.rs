@@ -255,3 +255,6 @@ impl Delta {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

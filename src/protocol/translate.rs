@@ -1,12 +1,17 @@
 //! Translation between OpenAI Chat Completions and Anthropic Messages:
 //! requests, non-streaming responses, streams and error bodies.
 //!
-//! Requests go through the conversation model: the caller's typed wire
-//! model is parsed into [`super::ir::Request`] ([`chat::parse_request`],
-//! [`messages::parse_request`]) and the upstream's emitted from it
-//! ([`messages::emit_request`], [`chat::emit_request`]); what each side drops
-//! or refuses is written once in those modules (`DROPPED`, `REFUSED`, their
-//! `emit_request` docs). Responses, streams and errors still walk JSON here.
+//! Everything but error bodies goes through the conversation model
+//! ([`super::ir`]): a typed wire model is parsed into it and the other
+//! side's emitted from it. Requests: [`chat::parse_request`] /
+//! [`messages::emit_request`] and [`messages::parse_request`] /
+//! [`chat::emit_request`]; responses: the `parse_response` / `emit_response`
+//! pairs; streams: [`anthropic::stream::EventParser`] /
+//! [`openai::stream::ChunkEmitter`] and [`openai::stream::ChunkParser`] /
+//! [`anthropic::stream::EventEmitter`], joined by [`ir::Delta`]. What each
+//! side drops or refuses is written once in those modules (`DROPPED`,
+//! `REFUSED`, `drops_block`, `drops_tool`, the `emit_request` docs). Error
+//! bodies are still translated as JSON here.
 //!
 //! Every function here is pure: the OpenAI `created` field comes from the
 //! caller (`StreamContext::created`, the `created` argument of

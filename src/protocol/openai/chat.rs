@@ -1047,7 +1047,14 @@ pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
             Content::Blocks(b) => b,
         },
     };
-    content.extend(message.refusal.map(Block::Refusal));
+    // A refusal is the answer when there is no content.
+    let answered = content.iter().any(|b| match b {
+        Block::Text { text, .. } | Block::Refusal(text) => !text.is_empty(),
+        _ => false,
+    });
+    if !answered {
+        content.extend(message.refusal.map(Block::Refusal));
+    }
     for (j, call) in message.tool_calls.into_iter().flatten().enumerate() {
         content.push(parse_call(call, &format!("{path}.tool_calls[{j}]"))?);
     }
