@@ -973,22 +973,6 @@ impl From<Usage> for UsageOut {
     }
 }
 
-/// Reads a Chat Completions usage object (wrong types count as absent).
-pub(crate) fn parse_usage(u: &Value) -> Option<Usage> {
-    let u = u.as_object()?;
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let cached = u
-        .get("prompt_tokens_details")
-        .and_then(|d| d.get("cached_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    Some(Usage {
-        prompt_tokens: n("prompt_tokens"),
-        completion_tokens: n("completion_tokens"),
-        cached_tokens: cached,
-    })
-}
-
 /// `finish_reason` -> the model's stop reason.
 pub fn parse_finish_reason(f: Option<&str>) -> StopReason {
     match f {
@@ -1063,7 +1047,7 @@ pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
         model: r.model.unwrap_or_default(),
         content,
         stop_reason: parse_finish_reason(choice.finish_reason.as_deref()),
-        usage: r.usage.as_ref().and_then(parse_usage),
+        usage: r.usage.as_ref().and_then(super::parse_usage),
     })
 }
 

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::chat::{error_message, finish_reason_name, parse_finish_reason, parse_usage, UsageOut};
+use super::chat::{error_message, finish_reason_name, parse_finish_reason, UsageOut};
+use super::parse_usage;
 use crate::protocol::ir::Delta;
 use crate::protocol::wire::{self, bad};
 use crate::protocol::{PayloadError, SseEvent, StreamContext, Usage};
