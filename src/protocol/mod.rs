@@ -9,11 +9,13 @@
 //! arrived, and usage.
 
 pub mod anthropic;
+pub mod ir;
 pub mod openai;
 pub mod responses;
 pub mod sse;
 pub mod translate;
 pub mod translate_responses;
+mod wire;
 
 use serde_json::Value;
 

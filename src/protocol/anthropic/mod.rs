@@ -40,6 +40,9 @@
 //! | an Anthropic type name itself (e.g. `api_error`) | that type |
 //! | anything else (`upstream_error`, `connect_error`, `truncated_stream`, ...) | by status: other 4xx `invalid_request_error`, else `api_error` |
 
+pub mod messages;
+pub mod stream;
+
 use serde_json::{json, Map, Value};
 
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};

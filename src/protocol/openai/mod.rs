@@ -1,6 +1,9 @@
 //! OpenAI Chat Completions: usage, response checks, error bodies, and the
 //! pass-through stream adapter (OpenAI upstream, OpenAI caller).
 
+pub mod chat;
+pub mod stream;
+
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;

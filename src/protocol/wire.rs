@@ -1,0 +1,123 @@
+//! Shared pieces of the typed wire models: parsing a body with errors that
+//! name the field, and the catch-all for tagged objects of unknown kinds.
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use super::PayloadError;
+
+pub(crate) fn bad(msg: impl Into<String>) -> PayloadError {
+    PayloadError::Malformed(msg.into())
+}
+
+/// Deserialises a typed body; an error names the field it is about
+/// (`` `messages[0].role`: invalid type ... ``).
+pub(crate) fn parse<'de, T: Deserialize<'de>>(
+    body: &'de Map<String, Value>,
+) -> Result<T, PayloadError> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // An error inside a `TextOr` list names the item: join the paths.
+        let (path, inner) = match inner.strip_prefix("at `").and_then(|r| r.split_once("`: ")) {
+            Some((item, rest)) if item.starts_with('[') => {
+                (format!("{path}{item}"), rest.to_owned())
+            }
+            _ => (path, inner),
+        };
+        if path == "." {
+            bad(inner)
+        } else {
+            bad(format!("`{path}`: {inner}"))
+        }
+    })
+}
+
+/// A tagged object (`{"type": ...}`) of the kinds `T` knows.
+pub(crate) trait Kinds {
+    /// The `type` values `T` deserialises.
+    const KINDS: &'static [&'static str];
+}
+
+/// A tagged object: one `T` knows, or the `type` of one it does not (kept
+/// so a translator can drop or refuse it by name).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Tagged<T> {
+    Known(T),
+    Unknown(String),
+}
+
+impl<'de, T: DeserializeOwned + Kinds> Deserialize<'de> for Tagged<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let Some(kind) = v.get("type").and_then(Value::as_str) else {
+            return Err(D::Error::custom("`type` is required and must be a string"));
+        };
+        if !T::KINDS.contains(&kind) {
+            return Ok(Tagged::Unknown(kind.to_owned()));
+        }
+        serde_path_to_error::deserialize(&v)
+            .map(Tagged::Known)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let at = if path == "." {
+                    String::new()
+                } else {
+                    format!(" at `{path}`")
+                };
+                D::Error::custom(format!("invalid `{kind}` block{at}: {}", e.into_inner()))
+            })
+    }
+}
+
+/// Content that is a plain string or a list of items (`T`, usually a
+/// [`Tagged`] block). Hand-written rather than `untagged` so an error inside
+/// an item keeps its message.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum TextOr<T> {
+    Text(String),
+    Items(Vec<T>),
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for TextOr<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(TextOr::Text(s)),
+            v @ Value::Array(_) => serde_path_to_error::deserialize(v)
+                .map(TextOr::Items)
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    D::Error::custom(format!("at `{path}`: {}", e.into_inner()))
+                }),
+            _ => Err(D::Error::custom("must be a string or an array")),
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Tagged<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Tagged::Known(t) => t.serialize(s),
+            Tagged::Unknown(kind) => serde_json::json!({ "type": kind }).serialize(s),
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for TextOr<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TextOr::Text(t) => t.serialize(s),
+            TextOr::Items(items) => items.serialize(s),
+        }
+    }
+}
+
+/// `{path}.{key}`, or `key` at the top.
+pub(crate) fn sub(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
