@@ -621,6 +621,26 @@ fn backoff(inner: &Inner, round: u32) -> Duration {
     Duration::from_millis(base / 2 + (inner.draw() * (base / 2) as f64) as u64)
 }
 
+/// Waits out the backoff before retry round `round` (at least the largest
+/// Retry-After heard); false when the retry is not worth it: that
+/// Retry-After is over `retry.max_retry_after_ms`, or the wait would end
+/// past the request's deadline.
+async fn wait_for_round(sh: &Shared<'_>, round: u32, retry_after: Option<Duration>) -> bool {
+    let inner = sh.inner;
+    let mut wait = backoff(inner, round);
+    if let Some(ra) = retry_after {
+        if ra > Duration::from_millis(inner.catalog.retry.max_retry_after_ms) {
+            return false;
+        }
+        wait = wait.max(ra);
+    }
+    if Instant::now() + wait >= sh.deadline {
+        return false;
+    }
+    tokio::time::sleep(wait).await;
+    true
+}
+
 async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Failure> {
     let inner = sh.inner;
     let req = sh.req;
@@ -636,18 +656,8 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
     let mut slot = 0usize;
     let mut retry_after: Option<Duration> = None;
     for round in 0..=retry.max_retries {
-        if round > 0 {
-            let mut wait = backoff(inner, round);
-            if let Some(ra) = retry_after.take() {
-                if ra > Duration::from_millis(retry.max_retry_after_ms) {
-                    break;
-                }
-                wait = wait.max(ra);
-            }
-            if Instant::now() + wait >= sh.deadline {
-                break;
-            }
-            tokio::time::sleep(wait).await;
+        if round > 0 && !wait_for_round(sh, round, retry_after.take()).await {
+            break;
         }
         let mut retryable = false;
         for route in &req.routes {
