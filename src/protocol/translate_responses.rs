@@ -1183,70 +1183,13 @@ pub fn responses_response_to_chat(v: &Value, now: u64) -> Result<Value, PayloadE
         .get("output")
         .and_then(Value::as_array)
         .ok_or_else(|| bad("response has no `output`"))?;
-    let (mut text, mut refusal, mut reasoning, mut calls) =
-        (String::new(), String::new(), String::new(), Vec::new());
-    for item in output {
-        match item.get("type").and_then(Value::as_str) {
-            Some("message") => {
-                for p in item
-                    .get("content")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    match p.get("type").and_then(Value::as_str) {
-                        Some("output_text") => text.push_str(p["text"].as_str().unwrap_or("")),
-                        Some("refusal") => refusal.push_str(p["refusal"].as_str().unwrap_or("")),
-                        _ => {}
-                    }
-                }
-            }
-            Some("reasoning") => {
-                let parts = item
-                    .get("content")
-                    .and_then(Value::as_array)
-                    .filter(|c| !c.is_empty())
-                    .or_else(|| item.get("summary").and_then(Value::as_array));
-                for p in parts.into_iter().flatten() {
-                    reasoning.push_str(p["text"].as_str().unwrap_or(""));
-                }
-            }
-            Some("function_call") => calls.push(json!({
-                "id": item["call_id"], "type": "function",
-                "function": { "name": item["name"], "arguments": item["arguments"] },
-            })),
-            _ => {} // hosted-tool items have no Chat counterpart
-        }
-    }
+    let parts = OutputParts::collect(output);
     let finish = finish_for(
         m.get("status").and_then(Value::as_str),
         m.get("incomplete_details"),
-        !calls.is_empty(),
+        !parts.calls.is_empty(),
     );
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    message.insert(
-        "content".into(),
-        if text.is_empty() && !calls.is_empty() {
-            Value::Null
-        } else {
-            json!(text)
-        },
-    );
-    message.insert(
-        "refusal".into(),
-        if refusal.is_empty() {
-            Value::Null
-        } else {
-            json!(refusal)
-        },
-    );
-    if !calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(calls));
-    }
-    if !reasoning.is_empty() {
-        message.insert("reasoning_content".into(), json!(reasoning));
-    }
+    let message = parts.into_message();
     let mut out = json!({
         "id": m.get("id").cloned().unwrap_or(json!("")),
         "object": "chat.completion",
@@ -1258,6 +1201,76 @@ pub fn responses_response_to_chat(v: &Value, now: u64) -> Result<Value, PayloadE
         out["usage"] = chat_usage_json(u);
     }
     Ok(out)
+}
+
+/// What a Responses `output` list holds, gathered for one Chat message.
+#[derive(Default)]
+struct OutputParts {
+    text: String,
+    refusal: String,
+    reasoning: String,
+    calls: Vec<Value>,
+}
+
+impl OutputParts {
+    fn collect(output: &[Value]) -> OutputParts {
+        let mut p = OutputParts::default();
+        for item in output {
+            match item.get("type").and_then(Value::as_str) {
+                Some("message") => p.message(item),
+                Some("reasoning") => {
+                    let parts = item
+                        .get("content")
+                        .and_then(Value::as_array)
+                        .filter(|c| !c.is_empty())
+                        .or_else(|| item.get("summary").and_then(Value::as_array));
+                    for r in parts.into_iter().flatten() {
+                        p.reasoning.push_str(r["text"].as_str().unwrap_or(""));
+                    }
+                }
+                Some("function_call") => p.calls.push(json!({
+                    "id": item["call_id"], "type": "function",
+                    "function": { "name": item["name"], "arguments": item["arguments"] },
+                })),
+                _ => {} // hosted-tool items have no Chat counterpart
+            }
+        }
+        p
+    }
+
+    fn message(&mut self, item: &Value) {
+        let content = item.get("content").and_then(Value::as_array);
+        for part in content.into_iter().flatten() {
+            match part.get("type").and_then(Value::as_str) {
+                Some("output_text") => self.text.push_str(part["text"].as_str().unwrap_or("")),
+                Some("refusal") => self
+                    .refusal
+                    .push_str(part["refusal"].as_str().unwrap_or("")),
+                _ => {}
+            }
+        }
+    }
+
+    /// The Chat `message`: content is null when only tool calls came back.
+    fn into_message(self) -> Map<String, Value> {
+        let mut message = Map::new();
+        message.insert("role".into(), json!("assistant"));
+        let content = if self.text.is_empty() && !self.calls.is_empty() {
+            Value::Null
+        } else {
+            json!(self.text)
+        };
+        message.insert("content".into(), content);
+        let refusal = (!self.refusal.is_empty()).then(|| json!(self.refusal));
+        message.insert("refusal".into(), refusal.unwrap_or(Value::Null));
+        if !self.calls.is_empty() {
+            message.insert("tool_calls".into(), Value::Array(self.calls));
+        }
+        if !self.reasoning.is_empty() {
+            message.insert("reasoning_content".into(), json!(self.reasoning));
+        }
+        message
+    }
 }
 
 /// The Chat finish reason for a Responses status.
