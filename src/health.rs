@@ -61,6 +61,8 @@ struct Recent {
     vals: [f32; RECENT],
     len: usize,
     pos: usize,
+    /// When the last value was added (or imported).
+    last: Option<Instant>,
 }
 
 impl Recent {
@@ -68,7 +70,24 @@ impl Recent {
         vals: [0.0; RECENT],
         len: 0,
         pos: 0,
+        last: None,
     };
+
+    /// Adds a value at `now`; values older than `stale` (since the last
+    /// one) are dropped first: they describe an endpoint that may have
+    /// changed since.
+    fn push_at(&mut self, ms: f64, now: Instant, stale: Duration) {
+        if self.is_stale(now, stale) {
+            *self = Recent::EMPTY;
+        }
+        self.push(ms);
+        self.last = Some(now);
+    }
+
+    fn is_stale(&self, now: Instant, stale: Duration) -> bool {
+        self.last
+            .is_some_and(|t| now.saturating_duration_since(t) > stale)
+    }
 
     fn push(&mut self, ms: f64) {
         self.vals[self.pos] = ms as f32;
@@ -80,11 +99,12 @@ impl Recent {
         self.vals[..self.len].to_vec()
     }
 
-    fn from_slice(vals: &[f32]) -> Recent {
+    fn from_slice(vals: &[f32], now: Instant) -> Recent {
         let mut r = Recent::EMPTY;
         for &v in vals.iter().take(RECENT) {
             r.push(v as f64);
         }
+        r.last = Some(now);
         r
     }
 
@@ -173,6 +193,11 @@ struct State {
 const RECENT: usize = 64;
 /// Fewest samples before a percentile is trusted.
 const MIN_PERCENTILE_SAMPLES: usize = 8;
+/// Recent values older than this many half-lives (counted from the last
+/// one) no longer judge percentile cutoffs: an endpoint ranked last on
+/// old measurements is judged on its expectation again, and its traffic
+/// measures it anew (the next value starts a fresh window).
+pub const STALE_HALF_LIVES: u32 = 3;
 
 impl State {
     fn new() -> Self {
@@ -309,7 +334,7 @@ impl Health {
         let hl = self.half_life();
         let mut s = lock(&self.states[e]);
         s.first_token.update(ms, now, hl, true);
-        s.recent.push(ms);
+        s.recent.push_at(ms, now, hl * STALE_HALF_LIVES);
     }
 
     /// A non-streaming attempt got its complete body after `ms`.
@@ -317,7 +342,7 @@ impl Health {
         let hl = self.half_life();
         let mut s = lock(&self.states[e]);
         s.response.update(ms, now, hl, true);
-        s.recent_response.push(ms);
+        s.recent_response.push_at(ms, now, hl * STALE_HALF_LIVES);
     }
 
     /// An attempt of `kind` ended (with or without a latency sample).
@@ -347,6 +372,41 @@ impl Health {
         lock(&self.states[e]).recent_tps.percentile(p)
     }
 
+    /// [`Health::percentile`] for cutoffs at `now`: `None` once the values
+    /// are stale ([`STALE_HALF_LIVES`]).
+    pub fn percentile_at(&self, e: usize, kind: Latency, p: f64, now: Instant) -> Option<f64> {
+        let stale = self.half_life() * STALE_HALF_LIVES;
+        let s = lock(&self.states[e]);
+        let r = match kind {
+            Latency::FirstToken => &s.recent,
+            Latency::Response => &s.recent_response,
+        };
+        (!r.is_stale(now, stale)).then(|| r.percentile(p)).flatten()
+    }
+
+    /// The latency average of one kind at `now`, unless its last sample is
+    /// stale ([`STALE_HALF_LIVES`]).
+    pub fn average_at(&self, e: usize, kind: Latency, now: Instant) -> Option<f64> {
+        let stale = self.half_life() * STALE_HALF_LIVES;
+        let s = lock(&self.states[e]);
+        let a = match kind {
+            Latency::FirstToken => s.first_token,
+            Latency::Response => s.response,
+        };
+        a.at.filter(|&t| now.saturating_duration_since(t) <= stale)
+            .map(|_| a.value)
+    }
+
+    /// [`Health::throughput_percentile`] for cutoffs at `now`: `None` once
+    /// the values are stale.
+    pub fn throughput_percentile_at(&self, e: usize, p: f64, now: Instant) -> Option<f64> {
+        let stale = self.half_life() * STALE_HALF_LIVES;
+        let s = lock(&self.states[e]);
+        (!s.recent_tps.is_stale(now, stale))
+            .then(|| s.recent_tps.percentile(p))
+            .flatten()
+    }
+
     /// True when the endpoint's circuit waits for a half-open probe.
     pub fn probe_due(&self, e: usize, now: Instant) -> bool {
         let mut s = lock(&self.states[e]);
@@ -367,7 +427,7 @@ impl Health {
         if let Some(t) = throughput {
             if t.is_finite() && t > 0.0 {
                 s.throughput.update(t, now, hl, false);
-                s.recent_tps.push(t);
+                s.recent_tps.push_at(t, now, hl * STALE_HALF_LIVES);
             }
         }
         match s.circuit {
@@ -560,10 +620,10 @@ impl Health {
         }
         let vals = |l: &[NonNeg32]| l.iter().map(|m| m.0).collect::<Vec<f32>>();
         if !v.recent_first_token_ms.is_empty() {
-            s.recent = Recent::from_slice(&vals(&v.recent_first_token_ms));
+            s.recent = Recent::from_slice(&vals(&v.recent_first_token_ms), now);
         }
         if !v.recent_response_ms.is_empty() {
-            s.recent_response = Recent::from_slice(&vals(&v.recent_response_ms));
+            s.recent_response = Recent::from_slice(&vals(&v.recent_response_ms), now);
         }
         s.ejections = v.ejections.min(64);
         s.consecutive_failures = v.consecutive_failures;

@@ -10,17 +10,18 @@ use crate::routing::Policy;
 use std::time::Instant;
 
 /// One endpoint's live percentiles for the filter: latency of the
-/// request's kind (the last 64 samples, at least 8) and throughput, with
-/// the configured expectation for the unmeasured.
-fn measured(inner: &Inner, e: usize, kind: Latency) -> Measured {
+/// request's kind (the last 64 samples, at least 8, not stale) and
+/// throughput, with the configured expectation for the unmeasured.
+fn measured(inner: &Inner, e: usize, kind: Latency, now: Instant) -> Measured {
     let c = &inner.catalog;
     let h = &inner.health;
     Measured {
-        latency: PERCENTILES.map(|(_, p)| h.percentile(e, kind, p)),
-        throughput: PERCENTILES.map(|(_, p)| h.throughput_percentile(e, p)),
+        latency: PERCENTILES.map(|(_, p)| h.percentile_at(e, kind, p, now)),
+        throughput: PERCENTILES.map(|(_, p)| h.throughput_percentile_at(e, p, now)),
         prior_ms: c.endpoints[e]
             .expected_first_token_ms
             .unwrap_or(c.health.default_first_token_ms),
+        average_ms: h.average_at(e, kind, now),
     }
 }
 
@@ -32,7 +33,7 @@ fn measured(inner: &Inner, e: usize, kind: Latency) -> Measured {
 pub(super) fn apply(inner: &Inner, req: &mut ParsedRequest, now: Instant) {
     let c = &inner.catalog;
     let kind = Latency::of(req.stream);
-    let m = |e: usize| measured(inner, e, kind);
+    let m = |e: usize| measured(inner, e, kind, now);
     for route in &mut req.routes {
         let j = filter::filter(
             &route.candidates,

@@ -187,6 +187,10 @@ pub struct Measured {
     pub throughput: [Option<f64>; 4],
     /// The latency assumed while unmeasured (`expected_first_token_ms`).
     pub prior_ms: f64,
+    /// The time-decayed latency average, when fresh: judges the
+    /// percentiles while there are too few samples for them (one probe
+    /// after the old window went stale tells more than the expectation).
+    pub average_ms: Option<f64>,
 }
 
 /// An endpoint removed or ranked down, and why.
@@ -342,14 +346,16 @@ fn data_reason(ep: &Endpoint, prefs: &Preferences) -> Option<String> {
     None
 }
 
-/// The first latency percentile above its cutoff; an unmeasured endpoint
-/// is judged on its expected latency and says so.
+/// The first latency percentile above its cutoff; with too few samples
+/// an endpoint is judged on its fresh average, else on its expected
+/// latency, and says so.
 fn latency_miss(field: &str, cut: &Cutoffs, m: &Measured) -> Option<String> {
     PERCENTILES.iter().enumerate().find_map(|(i, (name, _))| {
         let limit = cut.get(i)?;
-        let (have, note) = match m.latency[i] {
-            Some(v) => (v, ""),
-            None => (m.prior_ms, " (unmeasured: expected latency)"),
+        let (have, note) = match (m.latency[i], m.average_ms) {
+            (Some(v), _) => (v, ""),
+            (None, Some(v)) => (v, " (few samples: recent average)"),
+            (None, None) => (m.prior_ms, " (unmeasured: expected latency)"),
         };
         (have > limit).then(|| format!("{field}.{name} {have:.0} ms > {limit:.0} ms{note}"))
     })
