@@ -109,14 +109,18 @@ impl Recent {
     }
 
     fn percentile(&self, p: f64) -> Option<f64> {
-        if self.len < MIN_PERCENTILE_SAMPLES {
-            return None;
-        }
-        let mut v = self.values();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        let i = ((p.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
-        Some(v[i] as f64)
+        percentile_of(self.values(), p)
     }
+}
+
+/// The `p` percentile of `v`, once it holds enough values.
+fn percentile_of(mut v: Vec<f32>, p: f64) -> Option<f64> {
+    if v.len() < MIN_PERCENTILE_SAMPLES {
+        return None;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let i = ((p.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
+    Some(v[i] as f64)
 }
 
 /// The least weight one sample has in a time-decayed average.
@@ -284,10 +288,23 @@ impl Health {
         }
     }
 
-    /// This endpoint's local aggregates, for the other processes.
-    pub fn aggregate(&self, e: usize) -> Aggregate {
+    /// This endpoint's local aggregates at `now`, for the other processes.
+    pub fn aggregate(&self, e: usize, now: Instant) -> Aggregate {
+        let stale = self.half_life() * STALE_HALF_LIVES;
         let s = lock(&self.states[e]);
+        let fresh = |r: &Recent| {
+            if r.is_stale(now, stale) {
+                Vec::new()
+            } else {
+                r.values()
+            }
+        };
         Aggregate {
+            recent: [
+                fresh(&s.recent),
+                fresh(&s.recent_response),
+                fresh(&s.recent_tps),
+            ],
             first_token_ms: s.first_token.get(),
             first_token_samples: s.recent.len as u64,
             response_ms: s.response.get(),
@@ -375,13 +392,27 @@ impl Health {
     /// [`Health::percentile`] for cutoffs at `now`: `None` once the values
     /// are stale ([`STALE_HALF_LIVES`]).
     pub fn percentile_at(&self, e: usize, kind: Latency, p: f64, now: Instant) -> Option<f64> {
-        let stale = self.half_life() * STALE_HALF_LIVES;
         let s = lock(&self.states[e]);
         let r = match kind {
             Latency::FirstToken => &s.recent,
             Latency::Response => &s.recent_response,
         };
-        (!r.is_stale(now, stale)).then(|| r.percentile(p)).flatten()
+        self.judged_percentile(e, r, kind.index(), p, now)
+    }
+
+    /// The percentile of this instance's fresh values when there are
+    /// enough, else of those and the fleet's (shared health) together.
+    fn judged_percentile(&self, e: usize, r: &Recent, which: usize, p: f64, now: Instant) -> Option<f64> {
+        let stale = self.half_life() * STALE_HALF_LIVES;
+        let fresh = !r.is_stale(now, stale);
+        if fresh && r.len >= MIN_PERCENTILE_SAMPLES {
+            return r.percentile(p);
+        }
+        let mut pool = self.shared.as_ref()?.recent(e, which, now);
+        if fresh {
+            pool.extend(r.values());
+        }
+        percentile_of(pool, p)
     }
 
     /// The latency average of one kind at `now`, unless its last sample is
@@ -400,11 +431,8 @@ impl Health {
     /// [`Health::throughput_percentile`] for cutoffs at `now`: `None` once
     /// the values are stale.
     pub fn throughput_percentile_at(&self, e: usize, p: f64, now: Instant) -> Option<f64> {
-        let stale = self.half_life() * STALE_HALF_LIVES;
         let s = lock(&self.states[e]);
-        (!s.recent_tps.is_stale(now, stale))
-            .then(|| s.recent_tps.percentile(p))
-            .flatten()
+        self.judged_percentile(e, &s.recent_tps, crate::shared::RECENT_THROUGHPUT, p, now)
     }
 
     /// True when the endpoint's circuit waits for a half-open probe.
@@ -586,6 +614,7 @@ impl Health {
                 .into_iter()
                 .map(NonNeg32)
                 .collect(),
+            recent_throughput_tps: s.recent_tps.values().into_iter().map(NonNeg32).collect(),
             ejections: s.ejections,
             consecutive_failures: s.consecutive_failures,
             circuit_open_for_ms: open_for,
@@ -624,6 +653,9 @@ impl Health {
         }
         if !v.recent_response_ms.is_empty() {
             s.recent_response = Recent::from_slice(&vals(&v.recent_response_ms), now);
+        }
+        if !v.recent_throughput_tps.is_empty() {
+            s.recent_tps = Recent::from_slice(&vals(&v.recent_throughput_tps), now);
         }
         s.ejections = v.ejections.min(64);
         s.consecutive_failures = v.consecutive_failures;
@@ -766,6 +798,8 @@ pub struct HealthExport {
     pub error_rate: Option<Rate>,
     pub recent_first_token_ms: Vec<NonNeg32>,
     pub recent_response_ms: Vec<NonNeg32>,
+    /// Recent output throughputs, tokens/s (the percentile cutoffs).
+    pub recent_throughput_tps: Vec<NonNeg32>,
     pub ejections: u32,
     pub consecutive_failures: u32,
     pub circuit_open_for_ms: Option<u64>,

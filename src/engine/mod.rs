@@ -324,7 +324,7 @@ impl Engine {
                 })
                 .collect();
             let health_of = inner.clone();
-            let aggregate = move |e: usize, _now: Instant| health_of.health.aggregate(e);
+            let aggregate = move |e: usize, now: Instant| health_of.health.aggregate(e, now);
             runtime.spawn(crate::shared::run(overlay, rx, keys, aggregate));
         }
         if let Some(ms) = inner.catalog.health.active_probe_interval_ms {
