@@ -2136,12 +2136,9 @@ const DRIFT_CUTOFF_MS: u64 = 60;
 
 fn preferences_drift(ctx: &Ctx, c: &mut Case) {
     let names = ["a", "b", "c", "p"];
-    let mut cfg: Value = serde_json::from_str(&config(
-        ctx,
-        json!({"half_life_ms": 1000}),
-        timeouts(),
-    ))
-    .expect("config");
+    let mut cfg: Value =
+        serde_json::from_str(&config(ctx, json!({"half_life_ms": 1000}), timeouts()))
+            .expect("config");
     let eps: Vec<Value> = names
         .iter()
         .enumerate()
@@ -2303,7 +2300,12 @@ fn preferences_filter_cost(c: &mut Case) {
         );
         let order = routing::plan(&j.kept, &views, Policy::Price, now, None, None);
         let avail = filter::available_at(&views, now);
-        black_box(filter::finish(order, &j.demoted, &avail, prefs.first_choice_only()));
+        black_box(filter::finish(
+            order,
+            &j.demoted,
+            &avail,
+            prefs.first_choice_only(),
+        ));
         black_box(j.filtered);
     };
     let alone = || {

@@ -402,7 +402,14 @@ impl Health {
 
     /// The percentile of this instance's fresh values when there are
     /// enough, else of those and the fleet's (shared health) together.
-    fn judged_percentile(&self, e: usize, r: &Recent, which: usize, p: f64, now: Instant) -> Option<f64> {
+    fn judged_percentile(
+        &self,
+        e: usize,
+        r: &Recent,
+        which: usize,
+        p: f64,
+        now: Instant,
+    ) -> Option<f64> {
         let stale = self.half_life() * STALE_HALF_LIVES;
         let fresh = !r.is_stale(now, stale);
         if fresh && r.len >= MIN_PERCENTILE_SAMPLES {

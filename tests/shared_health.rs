@@ -739,7 +739,8 @@ fn fleet_samples_judge_percentile_cutoffs_for_a_new_instance() {
     )
     .unwrap();
     let dear = MockServer::start("dear", Behavior::default()).unwrap();
-    let price = |p: f64| json!({"expected_first_token_ms": 10, "price": {"prompt": p, "completion": p}});
+    let price =
+        |p: f64| json!({"expected_first_token_ms": 10, "price": {"prompt": p, "completion": p}});
     let cfg = config(
         &[(&cheap, price(1.0)), (&dear, price(2.0))],
         &prefix("fleet-percentiles"),
@@ -762,7 +763,11 @@ fn fleet_samples_judge_percentile_cutoffs_for_a_new_instance() {
     r["provider"] = json!({"sort": "price", "max_latency": {"p90": 150}});
     let out = b.batch(vec![r]);
     assert_eq!(served(&out), ["dear/default"], "B: {out:?}");
-    assert_eq!(b.endpoint("cheap/default")["requests"], 0, "B never tried cheap");
+    assert_eq!(
+        b.endpoint("cheap/default")["requests"],
+        0,
+        "B never tried cheap"
+    );
     // Without A's samples the same request goes to cheap: a third
     // instance on its own key prefix.
     let alone = config(

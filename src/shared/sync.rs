@@ -644,8 +644,8 @@ mod recent_tests {
     #[test]
     fn pushes_with_and_without_recent_values_read_alike() {
         // An older instance's push has no recent lists.
-        let old: Push = serde_json::from_str(r#"{"eps": {"a/x": {"ft": 12.5, "ftn": 3}}}"#)
-            .expect("old push");
+        let old: Push =
+            serde_json::from_str(r#"{"eps": {"a/x": {"ft": 12.5, "ftn": 3}}}"#).expect("old push");
         assert!(old.eps["a/x"].rft.is_empty());
         let new = Agg {
             rft: compact(&[10.04, 250.26]),
