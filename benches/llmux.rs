@@ -2257,6 +2257,22 @@ fn filter_bench_setup() -> (llmux::catalog::Catalog, routing::filter::Preference
     (cat, prefs)
 }
 
+/// The best ns per call of each of `fs` over `rounds` rounds of `iters`
+/// calls, interleaved.
+fn best_ns_interleaved(fs: &[&dyn Fn()], iters: usize, rounds: usize) -> Vec<f64> {
+    let mut ns = vec![f64::INFINITY; fs.len()];
+    for _ in 0..rounds {
+        for (k, f) in fs.iter().enumerate() {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            ns[k] = ns[k].min(t.elapsed().as_nanos() as f64 / iters as f64);
+        }
+    }
+    ns
+}
+
 /// (b) ns per request: filter + rank + finish with every preference, vs
 /// rank alone, on the same 16 endpoints, interleaved.
 fn preferences_filter_cost(c: &mut Case) {
@@ -2318,17 +2334,7 @@ fn preferences_filter_cost(c: &mut Case) {
             None,
         ));
     };
-    let iters = 200_000;
-    let mut ns = [f64::INFINITY; 2];
-    for _ in 0..5 {
-        for (k, f) in [&with_filter as &dyn Fn(), &alone].into_iter().enumerate() {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            ns[k] = ns[k].min(t.elapsed().as_nanos() as f64 / iters as f64);
-        }
-    }
+    let ns = best_ns_interleaved(&[&with_filter, &alone], 200_000, 5);
     let added = ns[0] - ns[1];
     c.m("filter_and_rank_16_ns", r(ns[0], 1));
     c.m("rank_16_ns", r(ns[1], 1));

@@ -407,26 +407,7 @@ where
         let p = &self.o.settings.key_prefix;
         let push = Push {
             eps: (0..self.keys.len())
-                .map(|e| {
-                    let a = (self.aggregate)(e, now);
-                    let [rft, rrt, rtp] = a.recent.each_ref().map(|v| compact(v));
-                    let agg = Agg {
-                        ft: a.first_token_ms,
-                        ftn: a.first_token_samples,
-                        rt: a.response_ms,
-                        rtn: a.response_samples,
-                        tp: a.throughput,
-                        tpn: a.throughput_samples,
-                        inf: a.in_flight,
-                        req: a.requests,
-                        fail: a.failures,
-                        fk: self.o.failure_classes(e),
-                        rft,
-                        rrt,
-                        rtp,
-                    };
-                    (self.keys[e].clone(), agg)
-                })
+                .map(|e| (self.keys[e].clone(), self.agg(e, now)))
                 .collect(),
         };
         let body = serde_json::to_string(&push).unwrap_or_default();
@@ -480,6 +461,27 @@ where
         }
         self.o.synced(Instant::now(), 1 + pushes.len() as u32);
         Ok(())
+    }
+
+    /// This instance's push for endpoint `e`.
+    fn agg(&self, e: usize, now: Instant) -> Agg {
+        let a = (self.aggregate)(e, now);
+        let [rft, rrt, rtp] = a.recent.each_ref().map(|v| compact(v));
+        Agg {
+            ft: a.first_token_ms,
+            ftn: a.first_token_samples,
+            rt: a.response_ms,
+            rtn: a.response_samples,
+            tp: a.throughput,
+            tpn: a.throughput_samples,
+            inf: a.in_flight,
+            req: a.requests,
+            fail: a.failures,
+            fk: self.o.failure_classes(e),
+            rft,
+            rrt,
+            rtp,
+        }
     }
 
     /// Folds the other instances' aggregates into the overlay.
