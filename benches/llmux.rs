@@ -2273,12 +2273,13 @@ fn best_ns_interleaved(fs: &[&dyn Fn()], iters: usize, rounds: usize) -> Vec<f64
     ns
 }
 
-/// (b) ns per request: filter + rank + finish with every preference, vs
-/// rank alone, on the same 16 endpoints, interleaved.
-fn preferences_filter_cost(c: &mut Case) {
-    use routing::filter::{self, Measured};
-    let (cat, prefs) = filter_bench_setup();
-    let now = Instant::now();
+/// The 16 endpoints' ranking views and live percentiles (2 of them miss
+/// the soft p90 cutoff).
+fn filter_bench_health(
+    cat: &llmux::catalog::Catalog,
+    now: Instant,
+) -> (Vec<EndpointView>, Vec<routing::filter::Measured>) {
+    use routing::filter::Measured;
     let mut rng = util::Rng(0x2222_3333_4444_5555);
     let views: Vec<EndpointView> = (0..16)
         .map(|i| EndpointView {
@@ -2304,6 +2305,16 @@ fn preferences_filter_cost(c: &mut Case) {
             }
         })
         .collect();
+    (views, measured)
+}
+
+/// (b) ns per request: filter + rank + finish with every preference, vs
+/// rank alone, on the same 16 endpoints, interleaved.
+fn preferences_filter_cost(c: &mut Case) {
+    use routing::filter;
+    let (cat, prefs) = filter_bench_setup();
+    let now = Instant::now();
+    let (views, measured) = filter_bench_health(&cat, now);
     let cands: Vec<usize> = (0..16).collect();
     let required = ["tools", "temperature"];
     let with_filter = || {
@@ -2334,7 +2345,31 @@ fn preferences_filter_cost(c: &mut Case) {
             None,
         ));
     };
-    let ns = best_ns_interleaved(&[&with_filter, &alone], 200_000, 5);
+    // Breakdown: the filter alone, and without the soft cutoffs (nothing
+    // demoted, so no reason strings).
+    let hard_only = routing::filter::Preferences {
+        preferred_max_latency: Default::default(),
+        preferred_min_throughput: Default::default(),
+        ..prefs.clone()
+    };
+    let filter_only = |p: &routing::filter::Preferences| {
+        black_box(filter::filter(
+            black_box(&cands),
+            &cat.endpoints,
+            black_box(p),
+            &required,
+            &|e| measured[e],
+        ));
+    };
+    let ns = best_ns_interleaved(
+        &[&with_filter, &alone, &|| filter_only(&prefs), &|| {
+            filter_only(&hard_only)
+        }],
+        200_000,
+        5,
+    );
+    c.m("filter_only_16_ns", r(ns[2], 1));
+    c.m("filter_only_no_soft_cutoffs_16_ns", r(ns[3], 1));
     let added = ns[0] - ns[1];
     c.m("filter_and_rank_16_ns", r(ns[0], 1));
     c.m("rank_16_ns", r(ns[1], 1));

@@ -221,7 +221,18 @@ pub fn filter(
     required: &[&str],
     measured: &dyn Fn(usize) -> Measured,
 ) -> Judged {
-    let mut out = Judged::default();
+    let mut out = Judged {
+        kept: Vec::with_capacity(candidates.len()),
+        ..Judged::default()
+    };
+    let need = Required {
+        names: required,
+        mask: if prefs.require_parameters {
+            crate::catalog::parameter_mask(required)
+        } else {
+            0
+        },
+    };
     for &e in candidates {
         let ep = &endpoints[e];
         let m = if prefs.needs_measures() {
@@ -229,7 +240,7 @@ pub fn filter(
         } else {
             Measured::default()
         };
-        if let Some(reason) = static_reason(ep, prefs, required)
+        if let Some(reason) = static_reason(ep, prefs, &need)
             .or_else(|| latency_miss("max_latency", &prefs.max_latency, &m))
             .or_else(|| throughput_miss("min_throughput", &prefs.min_throughput, &m))
         {
@@ -261,13 +272,20 @@ pub fn filter(
     out
 }
 
+/// What the request uses, by name and as [`Endpoint::parameter_mask`]
+/// bits (0 without `require_parameters`).
+struct Required<'a> {
+    names: &'a [&'a str],
+    mask: u32,
+}
+
 fn list(v: &[String]) -> String {
     format!("[{}]", v.join(", "))
 }
 
 /// The first filter of `prefs` that does not depend on measurements and
 /// removes `ep`.
-fn static_reason(ep: &Endpoint, prefs: &Preferences, required: &[&str]) -> Option<String> {
+fn static_reason(ep: &Endpoint, prefs: &Preferences, required: &Required) -> Option<String> {
     let provider = ep.id.split('/').next().unwrap_or("");
     let named = |names: &[String]| names.iter().any(|n| n == provider || *n == ep.id);
     if let Some(only) = &prefs.only {
@@ -287,13 +305,19 @@ fn static_reason(ep: &Endpoint, prefs: &Preferences, required: &[&str]) -> Optio
                 .then(|| format!("quantizations: {have} not in {}", list(q)))
         })
         .or_else(|| {
+            if required.mask & !ep.parameter_mask == 0 {
+                return None;
+            }
             let missing: Vec<&str> = required
+                .names
                 .iter()
                 .copied()
-                .filter(|p| prefs.require_parameters && !ep.supported_parameters.contains(p))
+                .filter(|p| !ep.supported_parameters.contains(p))
                 .collect();
-            (!missing.is_empty())
-                .then(|| format!("require_parameters: {} not supported", missing.join(", ")))
+            Some(format!(
+                "require_parameters: {} not supported",
+                missing.join(", ")
+            ))
         })
         .or_else(|| {
             let r = prefs.regions.as_ref()?;

@@ -18,6 +18,7 @@ fn ep(id: &str, prompt: f64) -> Endpoint {
         data_policy: None,
         quantization: None,
         supported_parameters: vec!["tools", "tool_choice"],
+        parameter_mask: crate::catalog::parameter_mask(&["tools", "tool_choice"]),
     }
 }
 
