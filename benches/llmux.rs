@@ -2117,8 +2117,9 @@ fn case_preferences(ctx: &Ctx, out: &mut Vec<Case>) {
     let mut c = Case::new(
         "preferences",
         "sort: price with preferred_max_latency {p90: 60 ms} over four endpoints (prices 1..4, \
-         20..35 ms first tokens) whose latencies drift to 100 ms and back; and routing::filter \
-         with every preference on 16 endpoints, next to ranking alone",
+         20..35 ms first tokens) whose latencies drift to 100 ms and back (a phase of 400 \
+         requests each, health.half_life_ms 500: measurements older than 1.5 s are re-taken); \
+         and routing::filter with every preference on 16 endpoints, next to ranking alone",
     );
     preferences_drift(ctx, &mut c);
     preferences_filter_cost(&mut c);
@@ -2137,7 +2138,7 @@ const DRIFT_CUTOFF_MS: u64 = 60;
 fn preferences_drift(ctx: &Ctx, c: &mut Case) {
     let names = ["a", "b", "c", "p"];
     let mut cfg: Value =
-        serde_json::from_str(&config(ctx, json!({"half_life_ms": 1000}), timeouts()))
+        serde_json::from_str(&config(ctx, json!({"half_life_ms": 500}), timeouts()))
             .expect("config");
     let eps: Vec<Value> = names
         .iter()
@@ -2158,7 +2159,7 @@ fn preferences_drift(ctx: &Ctx, c: &mut Case) {
         json!({"provider": {"sort": "price",
                             "preferred_max_latency": {"p90": DRIFT_CUTOFF_MS}}}),
     );
-    let (warm, per_phase) = if ctx.quick { (20, 150) } else { (40, 300) };
+    let (warm, per_phase) = if ctx.quick { (20, 200) } else { (40, 400) };
     let mut hits = 0usize;
     let mut total = 0usize;
     let mut phase_shares = Vec::new();

@@ -264,7 +264,7 @@ pub fn filter(
             out.demoted.push(e);
             out.filtered.push(Filtered {
                 endpoint: e,
-                reason: format!("{reason} (ranked last)"),
+                reason: reason + " (ranked last)",
                 removed: false,
             });
         }
@@ -381,8 +381,22 @@ fn latency_miss(field: &str, cut: &Cutoffs, m: &Measured) -> Option<String> {
             (None, Some(v)) => (v, " (few samples: recent average)"),
             (None, None) => (m.prior_ms, " (unmeasured: expected latency)"),
         };
-        (have > limit).then(|| format!("{field}.{name} {have:.0} ms > {limit:.0} ms{note}"))
+        (have > limit).then(|| {
+            let (have, limit) = (whole(have), whole(limit));
+            format!("{field}.{name} {have} ms > {limit} ms{note}")
+        })
     })
+}
+
+/// `x` as `{:.0}` prints it (ties to even), as an integer when it is one:
+/// integer formatting costs a fraction of float formatting.
+fn whole(x: f64) -> String {
+    let r = x.round_ties_even();
+    if r.abs() < 1e15 {
+        (r as i64).to_string()
+    } else {
+        format!("{x:.0}")
+    }
 }
 
 /// The first throughput percentile below its cutoff. Unmeasured endpoints
