@@ -4,8 +4,8 @@
 //! `cargo bench --bench llmux` (or `scripts/bench.sh`, which also builds the
 //! `llmux-fleet` binary so the mock runs as a separate, pinned process).
 //! Options after `--`: `--quick` (fewer samples), and case names to run only
-//! those: `latency host throughput chunks routing memory failover quality shared gateway
-//! gateway-stream gateway-memory-noscrape`.
+//! those: `latency host throughput chunks routing memory failover quality shared preferences
+//! gateway gateway-stream gateway-memory-noscrape`.
 //!
 //! Prints a table (figure, value, target, pass/MISS) and writes the same
 //! figures to `target/llmux-bench.json`: one object per case with named
@@ -2107,6 +2107,282 @@ fn case_routing(out: &mut Vec<Case>) {
     out.push(c);
 }
 
+/// Provider preferences: (a) with `sort: price` and a p90 first-token
+/// cutoff, the share of requests served by the cheapest endpoint whose
+/// current latency meets the cutoff while the mock endpoints' latencies
+/// drift (one degrades, a second degrades, the first recovers); (b) what
+/// `routing::filter` with a full preference set adds to ranking 16
+/// endpoints.
+fn case_preferences(ctx: &Ctx, out: &mut Vec<Case>) {
+    let mut c = Case::new(
+        "preferences",
+        "sort: price with preferred_max_latency {p90: 60 ms} over four endpoints (prices 1..4, \
+         20..35 ms first tokens) whose latencies drift to 100 ms and back (a phase of 400 \
+         requests each, health.half_life_ms 500: measurements older than 1.5 s are re-taken); \
+         and routing::filter with every preference on 16 endpoints, next to ranking alone",
+    );
+    preferences_drift(ctx, &mut c);
+    preferences_filter_cost(&mut c);
+    out.push(c);
+}
+
+/// The drift schedule: per phase, each endpoint's first-token delay (ms).
+const DRIFT: [[u64; 4]; 4] = [
+    [20, 25, 30, 35],
+    [100, 25, 30, 35],
+    [100, 100, 30, 35],
+    [20, 100, 30, 35],
+];
+const DRIFT_CUTOFF_MS: u64 = 60;
+
+fn preferences_drift(ctx: &Ctx, c: &mut Case) {
+    let names = ["a", "b", "c", "p"];
+    let mut cfg: Value =
+        serde_json::from_str(&config(ctx, json!({"half_life_ms": 500}), timeouts()))
+            .expect("config");
+    let eps: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            json!({"provider": n, "upstream_model": "m", "expected_first_token_ms": 30,
+                   "price": {"prompt": 1.0 + i as f64, "completion": 2.0}})
+        })
+        .collect();
+    if let Some(ms) = cfg["models"].as_array_mut() {
+        ms.push(json!({"slug": "bench/prefs", "endpoints": eps}));
+    }
+    let eng = CEngine::new(&cfg.to_string());
+    let mut ev = Events::new(256);
+    let req = body(
+        "bench/prefs",
+        true,
+        json!({"provider": {"sort": "price",
+                            "preferred_max_latency": {"p90": DRIFT_CUTOFF_MS}}}),
+    );
+    let (warm, per_phase) = if ctx.quick { (20, 200) } else { (40, 400) };
+    let mut hits = 0usize;
+    let mut total = 0usize;
+    let mut phase_shares = Vec::new();
+    for (k, delays) in DRIFT.iter().enumerate() {
+        for (n, ms) in names.iter().zip(delays) {
+            ctx.fleet
+                .set_behavior(n, &json!({"first_token_delay_ms": ms, "chunks": 2}));
+        }
+        let best = names
+            .iter()
+            .zip(delays)
+            .find(|(_, &ms)| ms <= DRIFT_CUTOFF_MS)
+            .map(|(n, _)| format!("{n}/default"))
+            .unwrap_or_default();
+        let n = if k == 0 { warm + per_phase } else { per_phase };
+        let mut phase_hits = 0usize;
+        for i in 0..n {
+            let served = llmux_one(&eng, &mut ev, &req, KEEP_DATA).endpoint();
+            if k == 0 && i < warm {
+                continue;
+            }
+            phase_hits += usize::from(served == best);
+        }
+        let counted = if k == 0 { per_phase } else { n };
+        phase_shares.push(r(phase_hits as f64 / counted as f64, 3));
+        hits += phase_hits;
+        total += counted;
+    }
+    let share = hits as f64 / total.max(1) as f64;
+    c.m("drift_requests_after_warmup", total);
+    c.m("drift_share_per_phase", json!(phase_shares));
+    c.m("drift_share_best", r(share, 4));
+    c.check(
+        "requests on the cheapest endpoint within p90 cutoff, latencies drifting",
+        format!("{:.1}%", share * 100.0),
+        ">= 95%",
+        share >= 0.95,
+    );
+}
+
+/// 16 endpoints over 4 providers with every fact set, and a preference
+/// set using every filter (all of them pass 14 endpoints; 2 miss the soft
+/// latency cutoff and are ranked last).
+fn filter_bench_setup() -> (llmux::catalog::Catalog, routing::filter::Preferences) {
+    use routing::filter::{Cutoffs, MaxPrice, Partition, Preferences, Sort};
+    let providers: Vec<Value> = (0..4)
+        .map(|p| json!({"slug": format!("p{p}"), "protocol": "openai", "base_url": "http://127.0.0.1:9/v1"}))
+        .collect();
+    let eps: Vec<Value> = (0..16)
+        .map(|i| {
+            json!({"provider": format!("p{}", i % 4), "name": format!("e{i}"), "upstream_model": "m",
+                   "region": if i % 2 == 0 { "eu-west" } else { "us-east" },
+                   "quantization": if i % 3 == 0 { "fp8" } else { "bf16" },
+                   "data_policy": {"training": false, "zdr": true, "retention_days": 0},
+                   "price": {"prompt": 1.0 + i as f64 * 0.25, "completion": 2.0,
+                             "request": 0.001, "image": 0.01}})
+        })
+        .collect();
+    let cat = llmux::catalog::Catalog::from_json(
+        &json!({"providers": providers, "models": [{"slug": "b/m", "endpoints": eps}]}).to_string(),
+    )
+    .expect("catalog");
+    let cut = |p90: f64| Cutoffs {
+        p90: Some(p90),
+        ..Default::default()
+    };
+    let p50 = |v: f64| Cutoffs {
+        p50: Some(v),
+        ..Default::default()
+    };
+    let prefs = Preferences {
+        order: None,
+        allow_fallbacks: Some(true),
+        only: Some((0..4).map(|p| format!("p{p}")).collect()),
+        ignore: vec!["p9".into()],
+        sort: Some(Sort {
+            by: Policy::Price,
+            partition: Partition::Model,
+        }),
+        max_price: MaxPrice {
+            prompt: Some(100.0),
+            completion: Some(100.0),
+            request: Some(1.0),
+            image: Some(1.0),
+        },
+        deny_data_collection: true,
+        zdr: true,
+        quantizations: Some(vec!["fp8".into(), "bf16".into()]),
+        require_parameters: true,
+        regions: Some(vec!["eu-west".into(), "us-east".into()]),
+        max_latency: cut(5000.0),
+        min_throughput: p50(1.0),
+        preferred_max_latency: cut(800.0),
+        preferred_min_throughput: p50(10.0),
+    };
+    (cat, prefs)
+}
+
+/// The best ns per call of each of `fs` over `rounds` rounds of `iters`
+/// calls, interleaved.
+fn best_ns_interleaved(fs: &[&dyn Fn()], iters: usize, rounds: usize) -> Vec<f64> {
+    let mut ns = vec![f64::INFINITY; fs.len()];
+    for _ in 0..rounds {
+        for (k, f) in fs.iter().enumerate() {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            ns[k] = ns[k].min(t.elapsed().as_nanos() as f64 / iters as f64);
+        }
+    }
+    ns
+}
+
+/// The 16 endpoints' ranking views and live percentiles (2 of them miss
+/// the soft p90 cutoff).
+fn filter_bench_health(
+    cat: &llmux::catalog::Catalog,
+    now: Instant,
+) -> (Vec<EndpointView>, Vec<routing::filter::Measured>) {
+    use routing::filter::Measured;
+    let mut rng = util::Rng(0x2222_3333_4444_5555);
+    let views: Vec<EndpointView> = (0..16)
+        .map(|i| EndpointView {
+            first_token_ms: Some(100.0 + 900.0 * rng.next_f64()),
+            prior_ms: 1000.0,
+            throughput: Some(50.0 + 100.0 * rng.next_f64()),
+            in_flight: (rng.next_f64() * 4.0) as u32,
+            price: cat.endpoints[i].price_prompt + cat.endpoints[i].price_completion,
+            blocked_until: None,
+            probing: false,
+            last_sample: Some(now),
+            full: false,
+        })
+        .collect();
+    let measured: Vec<Measured> = (0..16)
+        .map(|i| {
+            let p90 = if i % 8 == 3 { 1200.0 } else { 400.0 };
+            Measured {
+                latency: [Some(p90 * 0.6), Some(p90 * 0.8), Some(p90), Some(p90 * 1.3)],
+                throughput: [Some(40.0), Some(50.0), Some(60.0), Some(70.0)],
+                prior_ms: 1000.0,
+                average_ms: Some(p90 * 0.6),
+            }
+        })
+        .collect();
+    (views, measured)
+}
+
+/// (b) ns per request: filter + rank + finish with every preference, vs
+/// rank alone, on the same 16 endpoints, interleaved.
+fn preferences_filter_cost(c: &mut Case) {
+    use routing::filter;
+    let (cat, prefs) = filter_bench_setup();
+    let now = Instant::now();
+    let (views, measured) = filter_bench_health(&cat, now);
+    let cands: Vec<usize> = (0..16).collect();
+    let required = ["tools", "temperature"];
+    let with_filter = || {
+        let j = filter::filter(
+            black_box(&cands),
+            &cat.endpoints,
+            black_box(&prefs),
+            &required,
+            &|e| measured[e],
+        );
+        let order = routing::plan(&j.kept, &views, Policy::Price, now, None, None);
+        let avail = filter::available_at(&views, now);
+        black_box(filter::finish(
+            order,
+            &j.demoted,
+            &avail,
+            prefs.first_choice_only(),
+        ));
+        black_box(j.filtered);
+    };
+    let alone = || {
+        black_box(routing::plan(
+            black_box(&cands),
+            &views,
+            Policy::Price,
+            now,
+            None,
+            None,
+        ));
+    };
+    // Breakdown: the filter alone, and without the soft cutoffs (nothing
+    // demoted, so no reason strings).
+    let hard_only = routing::filter::Preferences {
+        preferred_max_latency: Default::default(),
+        preferred_min_throughput: Default::default(),
+        ..prefs.clone()
+    };
+    let filter_only = |p: &routing::filter::Preferences| {
+        black_box(filter::filter(
+            black_box(&cands),
+            &cat.endpoints,
+            black_box(p),
+            &required,
+            &|e| measured[e],
+        ));
+    };
+    let ns = best_ns_interleaved(
+        &[&with_filter, &alone, &|| filter_only(&prefs), &|| {
+            filter_only(&hard_only)
+        }],
+        200_000,
+        5,
+    );
+    c.m("filter_only_16_ns", r(ns[2], 1));
+    c.m("filter_only_no_soft_cutoffs_16_ns", r(ns[3], 1));
+    let added = ns[0] - ns[1];
+    c.m("filter_and_rank_16_ns", r(ns[0], 1));
+    c.m("rank_16_ns", r(ns[1], 1));
+    c.m("filter_added_ns", r(added, 1));
+    c.check(
+        "filter cost added to ranking 16 endpoints (every preference)",
+        format!("{added:.0} ns ({:.0} vs {:.0})", ns[0], ns[1]),
+        "<= 1000 ns",
+        added <= 1000.0,
+    );
+}
+
 /// Shared health: what it adds to a request's path. The request path reads
 /// the overlay the sync task merged in and never waits on Redis, so this
 /// measures the health calls one attempt makes (rank 16 endpoints, claim a
@@ -3163,6 +3439,7 @@ fn main() {
         ("failover", Box::new(case_failover)),
         ("quality", Box::new(case_quality)),
         ("shared", Box::new(case_shared)),
+        ("preferences", Box::new(case_preferences)),
         ("gateway", Box::new(case_gateway)),
         ("gateway-stream", Box::new(case_gateway_stream)),
         ("gateway-memory-noscrape", Box::new(case_gateway_memory)),

@@ -7,7 +7,7 @@
 #   scripts/bench.sh                 # every case, a few minutes on 2 cores
 #   scripts/bench.sh --quick         # fewer samples
 #   scripts/bench.sh latency memory  # only these Rust cases (soak, or latency host allocs throughput
-#                                    # chunks routing memory memory-h2 failover quality shared gateway
+#                                    # chunks routing memory memory-h2 failover quality shared preferences gateway
 #                                    # gateway-stream gateway-memory-noscrape)
 #   scripts/bench.sh --docs ...      # also rewrite the bench table in docs/benchmarks.md
 #                                    # (--readme: the same, its older name; README.md is not touched)
@@ -43,7 +43,7 @@ if [[ ${#cases[@]} -gt 0 ]]; then
     exit 0
 fi
 LLMUX_BENCH_JSON="$t/bench-rust.json" cargo bench --bench llmux -- "${quick[@]}" \
-    latency host allocs throughput chunks routing failover quality shared gateway \
+    latency host allocs throughput chunks routing failover quality shared preferences gateway \
     gateway-stream gateway-memory-noscrape
 LLMUX_BENCH_JSON="$t/bench-memory.json" cargo bench --bench llmux -- "${quick[@]}" memory
 # The same over HTTP/2 (h2c), also in a process of its own.

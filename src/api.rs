@@ -50,11 +50,28 @@ impl Circuit {
     }
 }
 
-/// USD per million tokens.
+/// USD per million tokens, plus per request and per input image (left
+/// out when zero).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Price {
     pub prompt: f64,
     pub completion: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub request: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub image: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// One model in [`Stats`]: its slug and the other names it answers to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelStats {
+    pub slug: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// [`Engine::stats`](crate::Engine::stats): every endpoint's health and
@@ -67,6 +84,9 @@ pub struct Stats {
     pub events_queued: usize,
     /// Shared health's state (`{"enabled": false}` when off).
     pub shared: SharedStats,
+    /// The models, in catalog order, with their aliases.
+    #[serde(default)]
+    pub models: Vec<ModelStats>,
 }
 
 /// One endpoint in [`Stats`]: its live health, then what the catalog says.
@@ -102,6 +122,16 @@ pub struct EndpointStats {
     pub upstream_model: String,
     pub price: Price,
     pub context_window: Option<u64>,
+    /// The endpoint facts provider preferences filter on (as in
+    /// [`PlanCandidate`]).
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub quantization: Option<String>,
+    #[serde(default)]
+    pub data_policy: Option<DataPolicy>,
+    #[serde(default)]
+    pub supported_parameters: Vec<String>,
     /// Shared health's view of the endpoint, when shared health is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared: Option<SharedEndpointStats>,

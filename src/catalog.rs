@@ -73,6 +73,22 @@ pub struct Endpoint {
     pub quantization: Option<String>,
     /// Request features the endpoint accepts, names from [`PARAMETERS`].
     pub supported_parameters: Vec<&'static str>,
+    /// `supported_parameters` as bits ([`parameter_bit`]), for the filter.
+    pub parameter_mask: u32,
+}
+
+/// A request feature's bit in [`Endpoint::parameter_mask`] (its index in
+/// [`PARAMETERS`]).
+pub fn parameter_bit(name: &str) -> Option<u32> {
+    PARAMETERS.iter().position(|p| *p == name).map(|i| 1 << i)
+}
+
+/// The bits of `names` ([`parameter_bit`]); unknown names have none.
+pub fn parameter_mask(names: &[&str]) -> u32 {
+    names
+        .iter()
+        .filter_map(|n| parameter_bit(n))
+        .fold(0, |m, b| m | b)
 }
 
 /// The request features `supported_parameters` and `require_parameters`
@@ -620,7 +636,10 @@ fn resolve_models(
                 data_policy: e.data_policy,
                 quantization: e.quantization.clone(),
                 supported_parameters: supported_parameters(e, protocol, &at, err),
+                parameter_mask: 0,
             });
+            let last = endpoints.len() - 1;
+            endpoints[last].parameter_mask = parameter_mask(&endpoints[last].supported_parameters);
         }
         model_index.entry(m.slug.clone()).or_insert(model);
         for a in &m.aliases {

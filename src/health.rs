@@ -61,6 +61,8 @@ struct Recent {
     vals: [f32; RECENT],
     len: usize,
     pos: usize,
+    /// When the last value was added (or imported).
+    last: Option<Instant>,
 }
 
 impl Recent {
@@ -68,7 +70,24 @@ impl Recent {
         vals: [0.0; RECENT],
         len: 0,
         pos: 0,
+        last: None,
     };
+
+    /// Adds a value at `now`; values older than `stale` (since the last
+    /// one) are dropped first: they describe an endpoint that may have
+    /// changed since.
+    fn push_at(&mut self, ms: f64, now: Instant, stale: Duration) {
+        if self.is_stale(now, stale) {
+            *self = Recent::EMPTY;
+        }
+        self.push(ms);
+        self.last = Some(now);
+    }
+
+    fn is_stale(&self, now: Instant, stale: Duration) -> bool {
+        self.last
+            .is_some_and(|t| now.saturating_duration_since(t) > stale)
+    }
 
     fn push(&mut self, ms: f64) {
         self.vals[self.pos] = ms as f32;
@@ -80,23 +99,28 @@ impl Recent {
         self.vals[..self.len].to_vec()
     }
 
-    fn from_slice(vals: &[f32]) -> Recent {
+    fn from_slice(vals: &[f32], now: Instant) -> Recent {
         let mut r = Recent::EMPTY;
         for &v in vals.iter().take(RECENT) {
             r.push(v as f64);
         }
+        r.last = Some(now);
         r
     }
 
     fn percentile(&self, p: f64) -> Option<f64> {
-        if self.len < MIN_PERCENTILE_SAMPLES {
-            return None;
-        }
-        let mut v = self.values();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        let i = ((p.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
-        Some(v[i] as f64)
+        percentile_of(self.values(), p)
     }
+}
+
+/// The `p` percentile of `v`, once it holds enough values.
+fn percentile_of(mut v: Vec<f32>, p: f64) -> Option<f64> {
+    if v.len() < MIN_PERCENTILE_SAMPLES {
+        return None;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let i = ((p.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
+    Some(v[i] as f64)
 }
 
 /// The least weight one sample has in a time-decayed average.
@@ -173,6 +197,11 @@ struct State {
 const RECENT: usize = 64;
 /// Fewest samples before a percentile is trusted.
 const MIN_PERCENTILE_SAMPLES: usize = 8;
+/// Recent values older than this many half-lives (counted from the last
+/// one) no longer judge percentile cutoffs: an endpoint ranked last on
+/// old measurements is judged on its expectation again, and its traffic
+/// measures it anew (the next value starts a fresh window).
+pub const STALE_HALF_LIVES: u32 = 3;
 
 impl State {
     fn new() -> Self {
@@ -259,10 +288,23 @@ impl Health {
         }
     }
 
-    /// This endpoint's local aggregates, for the other processes.
-    pub fn aggregate(&self, e: usize) -> Aggregate {
+    /// This endpoint's local aggregates at `now`, for the other processes.
+    pub fn aggregate(&self, e: usize, now: Instant) -> Aggregate {
+        let stale = self.half_life() * STALE_HALF_LIVES;
         let s = lock(&self.states[e]);
+        let fresh = |r: &Recent| {
+            if r.is_stale(now, stale) {
+                Vec::new()
+            } else {
+                r.values()
+            }
+        };
         Aggregate {
+            recent: [
+                fresh(&s.recent),
+                fresh(&s.recent_response),
+                fresh(&s.recent_tps),
+            ],
             first_token_ms: s.first_token.get(),
             first_token_samples: s.recent.len as u64,
             response_ms: s.response.get(),
@@ -309,7 +351,7 @@ impl Health {
         let hl = self.half_life();
         let mut s = lock(&self.states[e]);
         s.first_token.update(ms, now, hl, true);
-        s.recent.push(ms);
+        s.recent.push_at(ms, now, hl * STALE_HALF_LIVES);
     }
 
     /// A non-streaming attempt got its complete body after `ms`.
@@ -317,7 +359,7 @@ impl Health {
         let hl = self.half_life();
         let mut s = lock(&self.states[e]);
         s.response.update(ms, now, hl, true);
-        s.recent_response.push(ms);
+        s.recent_response.push_at(ms, now, hl * STALE_HALF_LIVES);
     }
 
     /// An attempt of `kind` ended (with or without a latency sample).
@@ -347,6 +389,59 @@ impl Health {
         lock(&self.states[e]).recent_tps.percentile(p)
     }
 
+    /// [`Health::percentile`] for cutoffs at `now`: `None` once the values
+    /// are stale ([`STALE_HALF_LIVES`]).
+    pub fn percentile_at(&self, e: usize, kind: Latency, p: f64, now: Instant) -> Option<f64> {
+        let s = lock(&self.states[e]);
+        let r = match kind {
+            Latency::FirstToken => &s.recent,
+            Latency::Response => &s.recent_response,
+        };
+        self.judged_percentile(e, r, kind.index(), p, now)
+    }
+
+    /// The percentile of this instance's fresh values when there are
+    /// enough, else of those and the fleet's (shared health) together.
+    fn judged_percentile(
+        &self,
+        e: usize,
+        r: &Recent,
+        which: usize,
+        p: f64,
+        now: Instant,
+    ) -> Option<f64> {
+        let stale = self.half_life() * STALE_HALF_LIVES;
+        let fresh = !r.is_stale(now, stale);
+        if fresh && r.len >= MIN_PERCENTILE_SAMPLES {
+            return r.percentile(p);
+        }
+        let mut pool = self.shared.as_ref()?.recent(e, which, now);
+        if fresh {
+            pool.extend(r.values());
+        }
+        percentile_of(pool, p)
+    }
+
+    /// The latency average of one kind at `now`, unless its last sample is
+    /// stale ([`STALE_HALF_LIVES`]).
+    pub fn average_at(&self, e: usize, kind: Latency, now: Instant) -> Option<f64> {
+        let stale = self.half_life() * STALE_HALF_LIVES;
+        let s = lock(&self.states[e]);
+        let a = match kind {
+            Latency::FirstToken => s.first_token,
+            Latency::Response => s.response,
+        };
+        a.at.filter(|&t| now.saturating_duration_since(t) <= stale)
+            .map(|_| a.value)
+    }
+
+    /// [`Health::throughput_percentile`] for cutoffs at `now`: `None` once
+    /// the values are stale.
+    pub fn throughput_percentile_at(&self, e: usize, p: f64, now: Instant) -> Option<f64> {
+        let s = lock(&self.states[e]);
+        self.judged_percentile(e, &s.recent_tps, crate::shared::RECENT_THROUGHPUT, p, now)
+    }
+
     /// True when the endpoint's circuit waits for a half-open probe.
     pub fn probe_due(&self, e: usize, now: Instant) -> bool {
         let mut s = lock(&self.states[e]);
@@ -367,7 +462,7 @@ impl Health {
         if let Some(t) = throughput {
             if t.is_finite() && t > 0.0 {
                 s.throughput.update(t, now, hl, false);
-                s.recent_tps.push(t);
+                s.recent_tps.push_at(t, now, hl * STALE_HALF_LIVES);
             }
         }
         match s.circuit {
@@ -526,6 +621,7 @@ impl Health {
                 .into_iter()
                 .map(NonNeg32)
                 .collect(),
+            recent_throughput_tps: s.recent_tps.values().into_iter().map(NonNeg32).collect(),
             ejections: s.ejections,
             consecutive_failures: s.consecutive_failures,
             circuit_open_for_ms: open_for,
@@ -560,10 +656,13 @@ impl Health {
         }
         let vals = |l: &[NonNeg32]| l.iter().map(|m| m.0).collect::<Vec<f32>>();
         if !v.recent_first_token_ms.is_empty() {
-            s.recent = Recent::from_slice(&vals(&v.recent_first_token_ms));
+            s.recent = Recent::from_slice(&vals(&v.recent_first_token_ms), now);
         }
         if !v.recent_response_ms.is_empty() {
-            s.recent_response = Recent::from_slice(&vals(&v.recent_response_ms));
+            s.recent_response = Recent::from_slice(&vals(&v.recent_response_ms), now);
+        }
+        if !v.recent_throughput_tps.is_empty() {
+            s.recent_tps = Recent::from_slice(&vals(&v.recent_throughput_tps), now);
         }
         s.ejections = v.ejections.min(64);
         s.consecutive_failures = v.consecutive_failures;
@@ -706,6 +805,8 @@ pub struct HealthExport {
     pub error_rate: Option<Rate>,
     pub recent_first_token_ms: Vec<NonNeg32>,
     pub recent_response_ms: Vec<NonNeg32>,
+    /// Recent output throughputs, tokens/s (the percentile cutoffs).
+    pub recent_throughput_tps: Vec<NonNeg32>,
     pub ejections: u32,
     pub consecutive_failures: u32,
     pub circuit_open_for_ms: Option<u64>,

@@ -26,9 +26,9 @@ pub mod shared;
 pub mod upstream;
 
 pub use api::{
-    Attempt, Circuit, DataPolicy, EndpointStats, FilteredEndpoint, Plan, PlanCandidate, PlanError,
-    PlanFiltered, PlanModel, Price, RoutingRecord, SharedEndpointStats, SharedStats, SharedStatus,
-    Stats, TerminalEvent, TerminalKind, TokenUsage,
+    Attempt, Circuit, DataPolicy, EndpointStats, FilteredEndpoint, ModelStats, Plan, PlanCandidate,
+    PlanError, PlanFiltered, PlanModel, Price, RoutingRecord, SharedEndpointStats, SharedStats,
+    SharedStatus, Stats, TerminalEvent, TerminalKind, TokenUsage,
 };
 pub use engine::{Engine, EngineError, RequestEvents, Serving, SubmitError, SubmitOptions};
 pub use events::{ErrorKind, Event, EventKind};

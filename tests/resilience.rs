@@ -448,6 +448,49 @@ fn health_export_import_starts_warm() {
     );
 }
 
+/// Issue 22: the recent throughputs behind `min_throughput` cutoffs are
+/// exported and imported with the rest, and an export without them (an
+/// older llmux) still imports.
+#[test]
+fn health_export_carries_recent_throughputs_for_cutoffs() {
+    let mut a = upstream("a", behavior(json!({"chunks": 4})));
+    a.expected_ms = Some(1.0);
+    let e1 = engine(&[&a], json!({}));
+    for _ in 0..10 {
+        assert!(run(&e1, &chat("test/model", true)).ok());
+    }
+    let exported = e1.export_health();
+    drop(e1);
+    let v: Value = serde_json::from_str(&exported).unwrap();
+    let tps = v["endpoints"][0]["recent_throughput_tps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(tps.len() >= 8, "{v}");
+    assert!(tps.iter().all(|x| x.as_f64().unwrap() > 0.0), "{v}");
+    let mut picky = chat("test/model", true);
+    picky["provider"] = json!({"min_throughput": {"p50": 1e12}});
+    // Unmeasured, a hard throughput cutoff keeps the endpoint...
+    let fresh = engine(&[&a], json!({}));
+    assert_eq!(run(&fresh, &picky).served(), Some("a/default"));
+    // ...imported, it is judged on the measured values and removed.
+    let e2 = engine(&[&a], json!({}));
+    assert_eq!(e2.import_health(&exported), Ok(1));
+    let out = run(&e2, &picky);
+    assert!(!out.ok());
+    let msg = out.terminal.to_string();
+    assert!(msg.contains("min_throughput.p50"), "{msg}");
+    // An export without the list (older llmux) imports.
+    let mut old = v.clone();
+    old["endpoints"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("recent_throughput_tps");
+    let e3 = engine(&[&a], json!({}));
+    assert_eq!(e3.import_health(&old.to_string()), Ok(1));
+    assert_eq!(run(&e3, &picky).served(), Some("a/default"));
+}
+
 /// Imported health is typed: wrong types and negative latencies
 /// are refused with an error naming the field.
 #[test]

@@ -722,6 +722,67 @@ fn fleet_measurements_count_as_measured_for_a_new_instance() {
     );
 }
 
+/// Issue 22: percentile cutoffs are judged on the fleet's recent values
+/// when an instance has none of its own. A measures the cheap endpoint
+/// (250 ms); B, fresh, would judge it on its expectation (10 ms) and pick
+/// it, but with A's samples removes it by `max_latency.p90`.
+#[test]
+fn fleet_samples_judge_percentile_cutoffs_for_a_new_instance() {
+    let _g = serial();
+    let redis = Redis::start();
+    let cheap = MockServer::start(
+        "cheap",
+        Behavior {
+            first_token_delay_ms: 250,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let dear = MockServer::start("dear", Behavior::default()).unwrap();
+    let price =
+        |p: f64| json!({"expected_first_token_ms": 10, "price": {"prompt": p, "completion": p}});
+    let cfg = config(
+        &[(&cheap, price(1.0)), (&dear, price(2.0))],
+        &prefix("fleet-percentiles"),
+        json!({}),
+        json!({}),
+    );
+    let mut a = Instance::spawn("A", &cfg, &redis);
+    let mut b = Instance::spawn("B", &cfg, &redis);
+    a.wait_connected();
+    b.wait_connected();
+    for _ in 0..8 {
+        a.batch(vec![req("A", Some(&["cheap/default"]), Value::Null)]);
+    }
+    b.wait_for("A's 8 response latencies", Duration::from_secs(10), |s| {
+        endpoint_of(s, "cheap/default")["shared"]["others_response_samples"]
+            .as_f64()
+            .is_some_and(|n| n >= 8.0)
+    });
+    let mut r = req("B", None, Value::Null);
+    r["provider"] = json!({"sort": "price", "max_latency": {"p90": 150}});
+    let out = b.batch(vec![r]);
+    assert_eq!(served(&out), ["dear/default"], "B: {out:?}");
+    assert_eq!(
+        b.endpoint("cheap/default")["requests"],
+        0,
+        "B never tried cheap"
+    );
+    // Without A's samples the same request goes to cheap: a third
+    // instance on its own key prefix.
+    let alone = config(
+        &[(&cheap, price(1.0)), (&dear, price(2.0))],
+        &prefix("fleet-percentiles-alone"),
+        json!({}),
+        json!({}),
+    );
+    let mut c = Instance::spawn("C", &alone, &redis);
+    c.wait_connected();
+    let mut r = req("C", None, Value::Null);
+    r["provider"] = json!({"sort": "price", "max_latency": {"p90": 150}});
+    assert_eq!(served(&c.batch(vec![r])), ["cheap/default"]);
+}
+
 fn wait_served(e: &llmux::Engine, id: u64) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {

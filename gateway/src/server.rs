@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use llmux::protocol::sse;
 use llmux::{
-    Circuit, EndpointStats, Engine, Event, EventKind, Price, Protocol, RequestEvents,
+    Circuit, DataPolicy, EndpointStats, Engine, Event, EventKind, Price, Protocol, RequestEvents,
     RoutingRecord, SubmitError, SubmitOptions, TerminalEvent, TerminalKind,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -727,6 +727,11 @@ struct ListedEndpoint {
     in_flight: u32,
     error_rate: f64,
     circuit: Circuit,
+    /// The facts provider preferences filter on.
+    region: Option<String>,
+    quantization: Option<String>,
+    data_policy: Option<DataPolicy>,
+    supported_parameters: Vec<String>,
 }
 
 impl From<EndpointStats> for ListedEndpoint {
@@ -744,12 +749,23 @@ impl From<EndpointStats> for ListedEndpoint {
             in_flight: e.in_flight,
             error_rate: e.error_rate,
             circuit: e.circuit,
+            region: e.region,
+            quantization: e.quantization,
+            data_policy: e.data_policy,
+            supported_parameters: e.supported_parameters,
         }
     }
 }
 
+/// One model of the listings: slug, aliases, endpoints.
+struct ListedModel {
+    slug: String,
+    aliases: Vec<String>,
+    endpoints: Vec<ListedEndpoint>,
+}
+
 /// The engine's stats, endpoints grouped by model in catalog order.
-fn endpoints_by_model(app: &App) -> Vec<(String, Vec<ListedEndpoint>)> {
+fn endpoints_by_model(app: &App) -> Vec<ListedModel> {
     let mut eps = app.engine.stats().endpoints;
     app.engine
         .catalog()
@@ -759,7 +775,11 @@ fn endpoints_by_model(app: &App) -> Vec<(String, Vec<ListedEndpoint>)> {
             let (mine, rest) = eps.drain(..).partition(|e| e.model == m.slug);
             eps = rest;
             let mine: Vec<EndpointStats> = mine;
-            (m.slug.clone(), mine.into_iter().map(Into::into).collect())
+            ListedModel {
+                slug: m.slug.clone(),
+                aliases: m.aliases.clone(),
+                endpoints: mine.into_iter().map(Into::into).collect(),
+            }
         })
         .collect()
 }
@@ -774,7 +794,8 @@ fn openai_models(app: &App) -> Value {
     let created = unix(app.started);
     let data: Vec<Value> = endpoints_by_model(app)
         .into_iter()
-        .map(|(slug, eps)| {
+        .map(|m| {
+            let (slug, eps) = (m.slug, m.endpoints);
             let ctx = eps.iter().filter_map(|e| e.context_length).max();
             let cheapest = eps
                 .iter()
@@ -787,6 +808,7 @@ fn openai_models(app: &App) -> Value {
                 "context_length": ctx,
                 // OpenRouter's convention: USD per token, as strings.
                 "pricing": {"prompt": per_token(cheapest.prompt), "completion": per_token(cheapest.completion)},
+                "aliases": m.aliases,
                 "endpoints": eps,
             })
         })
@@ -863,10 +885,15 @@ async fn model_endpoints(
     Path((vendor, name)): Path<(String, String)>,
 ) -> Result<Response> {
     authorize(&app, &h, Protocol::OpenAi)?;
-    let slug = format!("{vendor}/{name}");
-    let Some((_, eps)) = endpoints_by_model(&app)
+    let asked = format!("{vendor}/{name}");
+    // An alias names its model.
+    let cat = app.engine.catalog();
+    let slug = cat
+        .model(&asked)
+        .map_or(asked, |i| cat.models[i].slug.clone());
+    let Some(m) = endpoints_by_model(&app)
         .into_iter()
-        .find(|(s, _)| *s == slug)
+        .find(|m| m.slug == slug)
     else {
         let message = format!("unknown model `{slug}`");
         return Err(app
@@ -874,7 +901,7 @@ async fn model_endpoints(
             .model(slug)
             .into());
     };
-    let body = json!({"data": {"id": slug, "endpoints": eps}});
+    let body = json!({"data": {"id": slug, "aliases": m.aliases, "endpoints": m.endpoints}});
     Ok(json_response(200, body.to_string()))
 }
 

@@ -433,6 +433,78 @@ fn anthropic_headers_go_to_anthropic_endpoints_only() {
     );
 }
 
+/// Issue 22: the listings show the endpoint facts and the model's
+/// aliases, and the endpoints route resolves an alias.
+#[test]
+fn listings_show_endpoint_facts_and_aliases() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let b = MockServer::start("b", Behavior::default()).expect("mock");
+    let mut cfg = config(&[("openai", &a), ("openai", &b)], json!({}));
+    cfg["models"][0]["aliases"] = json!(["demo/talk"]);
+    let e0 = &mut cfg["models"][0]["endpoints"][0];
+    e0["region"] = json!("eu-west");
+    e0["quantization"] = json!("fp8");
+    e0["data_policy"] = json!({"training": false, "zdr": true, "retention_days": 0});
+    e0["supported_parameters"] = json!(["tools", "temperature"]);
+    e0["price"] = json!({"prompt": 1.0, "completion": 2.0, "request": 0.01, "image": 0.002});
+    let gw = start(&cfg, &[]);
+    rt().block_on(async {
+        let c = client();
+        let get = |p: &str| c.get(format!("{}{p}", gw.url));
+        let fetch = |p: &'static str| {
+            let r = get(p);
+            async move {
+                r.send()
+                    .await
+                    .expect("send")
+                    .json::<Value>()
+                    .await
+                    .expect("json")
+            }
+        };
+        for path in ["/v1/models", "/api/v1/models"] {
+            let v = fetch(path).await;
+            let m = &v["data"][0];
+            assert_eq!(m["aliases"], json!(["demo/talk"]), "{path}: {v}");
+            let e = &m["endpoints"][0];
+            assert_eq!(e["region"], "eu-west", "{path}: {e}");
+            assert_eq!(e["quantization"], "fp8");
+            assert_eq!(
+                e["data_policy"],
+                json!({"training": false, "retention_days": 0, "zdr": true})
+            );
+            assert_eq!(e["supported_parameters"], json!(["tools", "temperature"]));
+            assert_eq!(e["price"]["request"], 0.01);
+            assert_eq!(e["price"]["image"], 0.002);
+            // b has no facts: no region, its protocol's parameters.
+            let e = &m["endpoints"][1];
+            assert_eq!(e["region"], Value::Null);
+            assert!(
+                e["supported_parameters"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty()),
+                "{e}"
+            );
+            assert!(e["price"].get("request").is_none(), "{e}");
+        }
+        for path in [
+            "/v1/models/demo/talk/endpoints",
+            "/api/v1/models/demo/talk/endpoints",
+        ] {
+            let v = fetch(path).await;
+            assert_eq!(v["data"]["id"], "demo/chat", "{path}: {v}");
+            assert_eq!(v["data"]["aliases"], json!(["demo/talk"]));
+            assert_eq!(v["data"]["endpoints"][0]["region"], "eu-west");
+        }
+        let v = fetch("/v1/stats").await;
+        assert_eq!(
+            v["models"],
+            json!([{"slug": "demo/chat", "aliases": ["demo/talk"]}])
+        );
+        assert_eq!(v["endpoints"][0]["quantization"], "fp8");
+    });
+}
+
 #[test]
 fn listings_health_metrics_and_count_tokens() {
     let a = MockServer::start("a", Behavior::default()).expect("mock");

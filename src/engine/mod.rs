@@ -324,7 +324,7 @@ impl Engine {
                 })
                 .collect();
             let health_of = inner.clone();
-            let aggregate = move |e: usize, _now: Instant| health_of.health.aggregate(e);
+            let aggregate = move |e: usize, now: Instant| health_of.health.aggregate(e, now);
             runtime.spawn(crate::shared::run(overlay, rx, keys, aggregate));
         }
         if let Some(ms) = inner.catalog.health.active_probe_interval_ms {
@@ -614,6 +614,15 @@ impl Engine {
                 enabled: shared.is_some(),
                 status: shared.map(|o| o.stats(now)),
             },
+            models: inner
+                .catalog
+                .models
+                .iter()
+                .map(|m| crate::api::ModelStats {
+                    slug: m.slug.clone(),
+                    aliases: m.aliases.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -818,11 +827,12 @@ impl Inner {
             provider: p.slug.clone(),
             protocol: p.protocol,
             upstream_model: ep.upstream_model.clone(),
-            price: Price {
-                prompt: ep.price_prompt,
-                completion: ep.price_completion,
-            },
+            price: price_of(ep),
             context_window: ep.context_window,
+            region: ep.region.clone(),
+            quantization: ep.quantization.clone(),
+            data_policy: data_policy_of(ep),
+            supported_parameters: parameters_of(ep),
             shared: self.health.shared().map(|o| o.endpoint_stats(e, now)),
         }
     }
@@ -849,26 +859,15 @@ impl Inner {
             prior_ms: v.prior_ms,
             in_flight: v.in_flight,
             latency_cost_ms: v.latency_cost(),
-            price: Price {
-                prompt: ep.price_prompt,
-                completion: ep.price_completion,
-            },
+            price: price_of(ep),
             throughput_tps: v.throughput,
             circuit: Circuit::from_name(self.health.snapshot_state(e, now).circuit),
             available: v.available(now),
             sticky: sticky == Some(e),
             region: ep.region.clone(),
             quantization: ep.quantization.clone(),
-            data_policy: ep.data_policy.map(|d| DataPolicy {
-                training: d.training,
-                retention_days: d.retention_days,
-                zdr: d.zdr,
-            }),
-            supported_parameters: ep
-                .supported_parameters
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            data_policy: data_policy_of(ep),
+            supported_parameters: parameters_of(ep),
         }
     }
 
@@ -992,4 +991,29 @@ async fn probe(inner: Arc<Inner>, e: usize) {
             &format!("probe: {}", err.message),
         ),
     }
+}
+
+/// An endpoint's prices as the API shows them.
+fn price_of(ep: &crate::catalog::Endpoint) -> Price {
+    Price {
+        prompt: ep.price_prompt,
+        completion: ep.price_completion,
+        request: ep.price_request,
+        image: ep.price_image,
+    }
+}
+
+fn data_policy_of(ep: &crate::catalog::Endpoint) -> Option<DataPolicy> {
+    ep.data_policy.map(|d| DataPolicy {
+        training: d.training,
+        retention_days: d.retention_days,
+        zdr: d.zdr,
+    })
+}
+
+fn parameters_of(ep: &crate::catalog::Endpoint) -> Vec<String> {
+    ep.supported_parameters
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }

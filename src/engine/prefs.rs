@@ -9,18 +9,44 @@ use crate::routing::filter::{self, Measured, Partition, PERCENTILES};
 use crate::routing::Policy;
 use std::time::Instant;
 
-/// One endpoint's live percentiles for the filter: latency of the
-/// request's kind (the last 64 samples, at least 8) and throughput, with
-/// the configured expectation for the unmeasured.
-fn measured(inner: &Inner, e: usize, kind: Latency) -> Measured {
+/// Which percentiles ([`PERCENTILES`] order) some latency and some
+/// throughput cutoff of `prefs` names: only those are computed.
+fn asked(prefs: &filter::Preferences) -> ([bool; 4], [bool; 4]) {
+    let any = |a: &filter::Cutoffs, b: &filter::Cutoffs, i| a.get(i).or(b.get(i)).is_some();
+    let lat = [0, 1, 2, 3].map(|i| any(&prefs.max_latency, &prefs.preferred_max_latency, i));
+    let tps = [0, 1, 2, 3].map(|i| any(&prefs.min_throughput, &prefs.preferred_min_throughput, i));
+    (lat, tps)
+}
+
+/// One endpoint's live percentiles for the filter (those `asked`):
+/// latency of the request's kind (the last 64 samples, at least 8, not
+/// stale) and throughput, with the configured expectation for the
+/// unmeasured.
+fn measured(
+    inner: &Inner,
+    e: usize,
+    kind: Latency,
+    now: Instant,
+    asked: ([bool; 4], [bool; 4]),
+) -> Measured {
     let c = &inner.catalog;
     let h = &inner.health;
+    let p = |k: usize| PERCENTILES[k].1;
     Measured {
-        latency: PERCENTILES.map(|(_, p)| h.percentile(e, kind, p)),
-        throughput: PERCENTILES.map(|(_, p)| h.throughput_percentile(e, p)),
+        latency: std::array::from_fn(|k| {
+            asked.0[k]
+                .then(|| h.percentile_at(e, kind, p(k), now))
+                .flatten()
+        }),
+        throughput: std::array::from_fn(|k| {
+            asked.1[k]
+                .then(|| h.throughput_percentile_at(e, p(k), now))
+                .flatten()
+        }),
         prior_ms: c.endpoints[e]
             .expected_first_token_ms
             .unwrap_or(c.health.default_first_token_ms),
+        average_ms: h.average_at(e, kind, now),
     }
 }
 
@@ -32,7 +58,8 @@ fn measured(inner: &Inner, e: usize, kind: Latency) -> Measured {
 pub(super) fn apply(inner: &Inner, req: &mut ParsedRequest, now: Instant) {
     let c = &inner.catalog;
     let kind = Latency::of(req.stream);
-    let m = |e: usize| measured(inner, e, kind);
+    let want = asked(&req.prefs);
+    let m = |e: usize| measured(inner, e, kind, now, want);
     for route in &mut req.routes {
         let j = filter::filter(
             &route.candidates,

@@ -168,3 +168,25 @@ fn retry_after_blocks_until_deadline_capped() {
     );
     assert_eq!(h.snapshot(0, t0)["rate_limited_for_ms"], 1000);
 }
+
+#[test]
+fn stale_percentile_windows_stop_judging_and_restart_on_the_next_sample() {
+    let h = Health::new(cfg(), 1);
+    let t0 = Instant::now();
+    for i in 0..10 {
+        h.first_token(0, t0 + Duration::from_millis(i), 500.0);
+    }
+    let k = Latency::FirstToken;
+    assert_eq!(h.percentile_at(0, k, 0.9, t0), Some(500.0));
+    assert_eq!(h.average_at(0, k, t0), Some(500.0));
+    // Three half-lives (10 s each) after the last sample: stale.
+    let late = t0 + Duration::from_secs(31);
+    assert_eq!(h.percentile_at(0, k, 0.9, late), None);
+    assert_eq!(h.average_at(0, k, late), None);
+    // Hedging still reads the old window until a new sample replaces it.
+    assert_eq!(h.percentile(0, k, 0.9), Some(500.0));
+    h.first_token(0, late, 50.0);
+    assert_eq!(h.percentile(0, k, 0.9), None, "a fresh window of one");
+    let avg = h.average_at(0, k, late).unwrap();
+    assert!(avg < 120.0, "{avg}");
+}

@@ -187,6 +187,10 @@ pub struct Measured {
     pub throughput: [Option<f64>; 4],
     /// The latency assumed while unmeasured (`expected_first_token_ms`).
     pub prior_ms: f64,
+    /// The time-decayed latency average, when fresh: judges the
+    /// percentiles while there are too few samples for them (one probe
+    /// after the old window went stale tells more than the expectation).
+    pub average_ms: Option<f64>,
 }
 
 /// An endpoint removed or ranked down, and why.
@@ -217,7 +221,18 @@ pub fn filter(
     required: &[&str],
     measured: &dyn Fn(usize) -> Measured,
 ) -> Judged {
-    let mut out = Judged::default();
+    let mut out = Judged {
+        kept: Vec::with_capacity(candidates.len()),
+        ..Judged::default()
+    };
+    let need = Required {
+        names: required,
+        mask: if prefs.require_parameters {
+            crate::catalog::parameter_mask(required)
+        } else {
+            0
+        },
+    };
     for &e in candidates {
         let ep = &endpoints[e];
         let m = if prefs.needs_measures() {
@@ -225,7 +240,7 @@ pub fn filter(
         } else {
             Measured::default()
         };
-        if let Some(reason) = static_reason(ep, prefs, required)
+        if let Some(reason) = static_reason(ep, prefs, &need)
             .or_else(|| latency_miss("max_latency", &prefs.max_latency, &m))
             .or_else(|| throughput_miss("min_throughput", &prefs.min_throughput, &m))
         {
@@ -249,12 +264,19 @@ pub fn filter(
             out.demoted.push(e);
             out.filtered.push(Filtered {
                 endpoint: e,
-                reason: format!("{reason} (ranked last)"),
+                reason: reason + " (ranked last)",
                 removed: false,
             });
         }
     }
     out
+}
+
+/// What the request uses, by name and as [`Endpoint::parameter_mask`]
+/// bits (0 without `require_parameters`).
+struct Required<'a> {
+    names: &'a [&'a str],
+    mask: u32,
 }
 
 fn list(v: &[String]) -> String {
@@ -263,7 +285,7 @@ fn list(v: &[String]) -> String {
 
 /// The first filter of `prefs` that does not depend on measurements and
 /// removes `ep`.
-fn static_reason(ep: &Endpoint, prefs: &Preferences, required: &[&str]) -> Option<String> {
+fn static_reason(ep: &Endpoint, prefs: &Preferences, required: &Required) -> Option<String> {
     let provider = ep.id.split('/').next().unwrap_or("");
     let named = |names: &[String]| names.iter().any(|n| n == provider || *n == ep.id);
     if let Some(only) = &prefs.only {
@@ -283,13 +305,19 @@ fn static_reason(ep: &Endpoint, prefs: &Preferences, required: &[&str]) -> Optio
                 .then(|| format!("quantizations: {have} not in {}", list(q)))
         })
         .or_else(|| {
+            if required.mask & !ep.parameter_mask == 0 {
+                return None;
+            }
             let missing: Vec<&str> = required
+                .names
                 .iter()
                 .copied()
-                .filter(|p| prefs.require_parameters && !ep.supported_parameters.contains(p))
+                .filter(|p| !ep.supported_parameters.contains(p))
                 .collect();
-            (!missing.is_empty())
-                .then(|| format!("require_parameters: {} not supported", missing.join(", ")))
+            Some(format!(
+                "require_parameters: {} not supported",
+                missing.join(", ")
+            ))
         })
         .or_else(|| {
             let r = prefs.regions.as_ref()?;
@@ -342,17 +370,33 @@ fn data_reason(ep: &Endpoint, prefs: &Preferences) -> Option<String> {
     None
 }
 
-/// The first latency percentile above its cutoff; an unmeasured endpoint
-/// is judged on its expected latency and says so.
+/// The first latency percentile above its cutoff; with too few samples
+/// an endpoint is judged on its fresh average, else on its expected
+/// latency, and says so.
 fn latency_miss(field: &str, cut: &Cutoffs, m: &Measured) -> Option<String> {
     PERCENTILES.iter().enumerate().find_map(|(i, (name, _))| {
         let limit = cut.get(i)?;
-        let (have, note) = match m.latency[i] {
-            Some(v) => (v, ""),
-            None => (m.prior_ms, " (unmeasured: expected latency)"),
+        let (have, note) = match (m.latency[i], m.average_ms) {
+            (Some(v), _) => (v, ""),
+            (None, Some(v)) => (v, " (few samples: recent average)"),
+            (None, None) => (m.prior_ms, " (unmeasured: expected latency)"),
         };
-        (have > limit).then(|| format!("{field}.{name} {have:.0} ms > {limit:.0} ms{note}"))
+        (have > limit).then(|| {
+            let (have, limit) = (whole(have), whole(limit));
+            format!("{field}.{name} {have} ms > {limit} ms{note}")
+        })
     })
+}
+
+/// `x` as `{:.0}` prints it (ties to even), as an integer when it is one:
+/// integer formatting costs a fraction of float formatting.
+fn whole(x: f64) -> String {
+    let r = x.round_ties_even();
+    if r.abs() < 1e15 {
+        (r as i64).to_string()
+    } else {
+        format!("{x:.0}")
+    }
 }
 
 /// The first throughput percentile below its cutoff. Unmeasured endpoints

@@ -18,6 +18,7 @@ fn ep(id: &str, prompt: f64) -> Endpoint {
         data_policy: None,
         quantization: None,
         supported_parameters: vec!["tools", "tool_choice"],
+        parameter_mask: crate::catalog::parameter_mask(&["tools", "tool_choice"]),
     }
 }
 
@@ -171,6 +172,7 @@ fn hard_latency_removes_and_soft_latency_demotes_with_unmeasured_noted() {
         },
         throughput: [None; 4],
         prior_ms: 900.0,
+        average_ms: None,
     };
     let hard = Preferences {
         max_latency: Cutoffs {
@@ -331,4 +333,32 @@ fn rank_together_orders_across_models_by_cost() {
         &|_| true,
     );
     assert_eq!(out, vec![(1, 2), (0, 0), (0, 1)]);
+}
+
+#[test]
+fn few_samples_are_judged_on_the_fresh_average_before_the_expectation() {
+    let eps = [ep("a/x", 1.0), ep("b/y", 1.0)];
+    // a: one slow probe after its window went stale; b: nothing at all.
+    let measured = |e: usize| Measured {
+        average_ms: (e == 0).then_some(400.0),
+        prior_ms: 100.0,
+        ..Measured::default()
+    };
+    let prefs = Preferences {
+        preferred_max_latency: Cutoffs {
+            p90: Some(200.0),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let j = filter(&[0, 1], &eps, &prefs, &[], &measured);
+    assert_eq!(j.demoted, vec![0]);
+    assert_eq!(
+        reasons(&j),
+        vec![(
+            0,
+            "preferred_max_latency.p90 400 ms > 200 ms (few samples: recent average) (ranked last)",
+            false
+        )]
+    );
 }

@@ -58,7 +58,7 @@ pub enum Signal {
 }
 
 /// One endpoint's local aggregates, as pushed to the other instances.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Aggregate {
     pub first_token_ms: Option<f64>,
     pub first_token_samples: u64,
@@ -70,7 +70,19 @@ pub struct Aggregate {
     pub in_flight: u32,
     pub requests: u64,
     pub failures: u64,
+    /// The recent values behind the percentile cutoffs (provider
+    /// preferences), fresh ones only: first-token ms, response ms, output
+    /// tokens/s (`Latency::index` order, then throughput).
+    pub recent: [Vec<f32>; 3],
 }
+
+/// Which list of [`Aggregate::recent`] / [`Remote::recent`] holds output
+/// throughputs (the latencies are at `Latency::index`).
+pub const RECENT_THROUGHPUT: usize = 2;
+
+/// The most recent values of one kind kept from all other instances
+/// together.
+pub const MAX_REMOTE_RECENT: usize = 256;
 
 /// Failures by class (`http_503`, `connect_error`, `first_token_timeout`...).
 pub type FailureClasses = BTreeMap<String, u64>;
@@ -83,6 +95,8 @@ pub(crate) struct Remote {
     /// (average, weight) of their complete-response latency (non-streaming).
     pub response: Option<(f64, f64)>,
     pub throughput: Option<(f64, f64)>,
+    /// The other instances' recent values ([`Aggregate::recent`]), pooled.
+    pub recent: [Vec<f32>; 3],
     pub in_flight: u32,
     pub requests: u64,
     pub failures: u64,
@@ -304,6 +318,17 @@ impl Overlay {
 
     pub(crate) fn take_demand(&self, e: usize) -> u32 {
         self.demand[e].swap(0, Ordering::AcqRel)
+    }
+
+    /// The other instances' fresh recent values of list `which`
+    /// ([`Aggregate::recent`]); empty when stale or none.
+    pub fn recent(&self, e: usize, which: usize, now: Instant) -> Vec<f32> {
+        let r = lock(&self.remote[e]);
+        if r.fresh_until.is_some_and(|t| t > now) {
+            r.recent[which].clone()
+        } else {
+            Vec::new()
+        }
     }
 
     pub(crate) fn with_remote<T>(&self, e: usize, f: impl FnOnce(&mut Remote) -> T) -> T {

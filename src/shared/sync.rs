@@ -108,6 +108,20 @@ struct Agg {
     /// Failures by class.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     fk: super::FailureClasses,
+    /// Recent values behind the percentile cutoffs, rounded to 0.1:
+    /// first-token ms, response ms, output tokens/s. Older instances
+    /// neither write nor read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rft: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rrt: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rtp: Vec<f32>,
+}
+
+/// Rounded to 0.1: a shorter push, and no precision percentiles need.
+fn compact(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| (x * 10.0).round() / 10.0).collect()
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]
@@ -393,22 +407,7 @@ where
         let p = &self.o.settings.key_prefix;
         let push = Push {
             eps: (0..self.keys.len())
-                .map(|e| {
-                    let a = (self.aggregate)(e, now);
-                    let agg = Agg {
-                        ft: a.first_token_ms,
-                        ftn: a.first_token_samples,
-                        rt: a.response_ms,
-                        rtn: a.response_samples,
-                        tp: a.throughput,
-                        tpn: a.throughput_samples,
-                        inf: a.in_flight,
-                        req: a.requests,
-                        fail: a.failures,
-                        fk: self.o.failure_classes(e),
-                    };
-                    (self.keys[e].clone(), agg)
-                })
+                .map(|e| (self.keys[e].clone(), self.agg(e, now)))
                 .collect(),
         };
         let body = serde_json::to_string(&push).unwrap_or_default();
@@ -464,6 +463,27 @@ where
         Ok(())
     }
 
+    /// This instance's push for endpoint `e`.
+    fn agg(&self, e: usize, now: Instant) -> Agg {
+        let a = (self.aggregate)(e, now);
+        let [rft, rrt, rtp] = a.recent.each_ref().map(|v| compact(v));
+        Agg {
+            ft: a.first_token_ms,
+            ftn: a.first_token_samples,
+            rt: a.response_ms,
+            rtn: a.response_samples,
+            tp: a.throughput,
+            tpn: a.throughput_samples,
+            inf: a.in_flight,
+            req: a.requests,
+            fail: a.failures,
+            fk: self.o.failure_classes(e),
+            rft,
+            rrt,
+            rtp,
+        }
+    }
+
     /// Folds the other instances' aggregates into the overlay.
     fn merge(&self, pushes: &[Push], now: Instant) {
         let fresh = now + self.o.settings.sync * 3;
@@ -472,8 +492,14 @@ where
             let (mut rt, mut rtw) = (0.0, 0.0);
             let (mut inf, mut req, mut fail, mut n) = (0u32, 0u64, 0u64, 0u32);
             let mut classes = super::FailureClasses::new();
+            let mut recent: [Vec<f32>; 3] = Default::default();
             for a in pushes.iter().filter_map(|p| p.eps.get(key)) {
                 n += 1;
+                for (pool, vals) in recent.iter_mut().zip([&a.rft, &a.rrt, &a.rtp]) {
+                    let room = super::MAX_REMOTE_RECENT.saturating_sub(pool.len());
+                    let ok = vals.iter().filter(|x| x.is_finite() && **x >= 0.0);
+                    pool.extend(ok.take(room));
+                }
                 if let Some(x) = a.ft.filter(|x| x.is_finite() && *x >= 0.0) {
                     let w = (a.ftn.max(1) as f64).min(super::MAX_WEIGHT);
                     ft += x * w;
@@ -501,6 +527,7 @@ where
                 r.first_token = (ftw > 0.0).then(|| (ft / ftw, ftw));
                 r.response = (rtw > 0.0).then(|| (rt / rtw, rtw));
                 r.throughput = (tpw > 0.0).then(|| (tp / tpw, tpw));
+                r.recent = recent;
                 r.in_flight = inf;
                 r.requests = req;
                 r.failures = fail;
@@ -609,5 +636,31 @@ where
             timed(self.o.settings.timeout, "lease", inv.invoke_async(conn)).await?;
         self.o.with_remote(e, |r| r.leases = grant);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::*;
+
+    #[test]
+    fn pushes_with_and_without_recent_values_read_alike() {
+        // An older instance's push has no recent lists.
+        let old: Push =
+            serde_json::from_str(r#"{"eps": {"a/x": {"ft": 12.5, "ftn": 3}}}"#).expect("old push");
+        assert!(old.eps["a/x"].rft.is_empty());
+        let new = Agg {
+            rft: compact(&[10.04, 250.26]),
+            rtp: compact(&[41.0]),
+            ..Agg::default()
+        };
+        let text = serde_json::to_string(&new).expect("json");
+        assert_eq!(
+            text,
+            r#"{"ftn":0,"rtn":0,"tpn":0,"inf":0,"req":0,"fail":0,"rft":[10.0,250.3],"rtp":[41.0]}"#
+        );
+        let back: Agg = serde_json::from_str(&text).expect("new push");
+        assert_eq!(back.rft, vec![10.0, 250.3]);
+        assert!(back.rrt.is_empty());
     }
 }
