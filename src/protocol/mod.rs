@@ -9,6 +9,9 @@
 //! arrived, and usage.
 
 pub mod anthropic;
+mod endpoint;
+pub use endpoint::Auth;
+pub mod gemini;
 pub mod ir;
 pub mod openai;
 pub mod responses;
@@ -28,6 +31,8 @@ pub enum Protocol {
     Anthropic,
     /// OpenAI Responses (`POST /responses`).
     Responses,
+    /// Google Gemini (`generateContent` / `streamGenerateContent`).
+    Gemini,
 }
 
 impl Protocol {
@@ -36,6 +41,7 @@ impl Protocol {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
             Protocol::Responses => "responses",
+            Protocol::Gemini => "gemini",
         }
     }
 }
@@ -157,6 +163,11 @@ pub fn convert_response_for(
     request: &serde_json::Map<String, Value>,
     endpoint: &str,
 ) -> Result<Converted, PayloadError> {
+    if upstream == Protocol::Gemini || caller == Protocol::Gemini {
+        return gemini::convert::convert_response(
+            upstream, caller, body, created, request, endpoint,
+        );
+    }
     if upstream == Protocol::Responses || caller == Protocol::Responses {
         return translate_responses::convert_response(
             upstream, caller, body, created, request, endpoint,
@@ -194,7 +205,7 @@ pub fn convert_response_for(
                 usage,
             })
         }
-        (Protocol::OpenAi, _) | (_, Protocol::Responses) | (Protocol::Responses, _) => {
+        _ => {
             let out = translate::openai_response_to_anthropic(&value)?;
             Ok(Converted {
                 body: out.to_string(),
@@ -228,6 +239,9 @@ pub fn stream_adapter(
     caller: Protocol,
     ctx: StreamContext,
 ) -> Box<dyn StreamAdapter> {
+    if upstream == Protocol::Gemini || caller == Protocol::Gemini {
+        return gemini::stream::stream_adapter(upstream, caller, ctx);
+    }
     match (upstream, caller) {
         (Protocol::OpenAi, Protocol::OpenAi) => Box::new(openai::Passthrough::new(ctx)),
         (Protocol::Anthropic, Protocol::Anthropic) => Box::new(anthropic::Passthrough::new(ctx)),
@@ -246,6 +260,17 @@ pub fn upstream_request(
     upstream_model: &str,
     stream: bool,
 ) -> Result<Value, PayloadError> {
+    if upstream == Protocol::Gemini || caller == Protocol::Gemini {
+        let mut out = gemini::convert::request(caller, upstream, body)?;
+        if upstream != Protocol::Gemini {
+            out.insert("model".into(), Value::String(upstream_model.to_owned()));
+            if stream {
+                out.insert("stream".into(), Value::Bool(true));
+                ask_usage(&mut out, upstream);
+            }
+        }
+        return Ok(Value::Object(out));
+    }
     let mut out = match (caller, upstream) {
         (Protocol::OpenAi, Protocol::OpenAi) | (Protocol::Anthropic, Protocol::Anthropic) => {
             body.clone()
@@ -275,19 +300,25 @@ pub fn upstream_request(
     out.insert("model".into(), Value::String(upstream_model.to_owned()));
     if stream {
         out.insert("stream".into(), Value::Bool(true));
-        if upstream == Protocol::OpenAi {
-            // Ask for usage so cost can be computed; keep other stream options.
-            let opts = out
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Default::default()));
-            if let Value::Object(o) = opts {
-                o.insert("include_usage".into(), Value::Bool(true));
-            } else {
-                *opts = serde_json::json!({ "include_usage": true });
-            }
-        }
+        ask_usage(&mut out, upstream);
     }
     Ok(Value::Object(out))
+}
+
+/// An OpenAI upstream's stream asks for usage so cost can be computed;
+/// other stream options are kept.
+fn ask_usage(out: &mut serde_json::Map<String, Value>, upstream: Protocol) {
+    if upstream != Protocol::OpenAi {
+        return;
+    }
+    let opts = out
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(o) = opts {
+        o.insert("include_usage".into(), Value::Bool(true));
+    } else {
+        *opts = serde_json::json!({ "include_usage": true });
+    }
 }
 
 /// The caller's body with `model` (and for streams `stream` and OpenAI's
@@ -340,7 +371,8 @@ pub fn upstream_request_bytes(
     upstream_model: &str,
     stream: bool,
 ) -> Result<Vec<u8>, PayloadError> {
-    let bytes = if upstream == caller && upstream != Protocol::Responses {
+    let same = upstream == caller && !matches!(upstream, Protocol::Responses | Protocol::Gemini);
+    let bytes = if same {
         serde_json::to_vec(&Patched {
             base: body,
             model: upstream_model,
@@ -365,6 +397,7 @@ pub fn error_body(caller: Protocol, status: u16, kind: &str, message: &str) -> V
         Protocol::OpenAi => openai::error_body(status, kind, message),
         Protocol::Anthropic => anthropic::error_body(status, kind, message),
         Protocol::Responses => responses::error_body(status, kind, message),
+        Protocol::Gemini => gemini::error_body(status, kind, message),
     }
 }
 

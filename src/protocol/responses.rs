@@ -17,6 +17,9 @@
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 use serde_json::{json, Map, Value};
 
+/// What llmux appends to a Responses provider's base URL.
+pub const PATH: &str = "/responses";
+
 /// Separates an upstream response id from the hex of its endpoint id.
 pub const ID_TAG: &str = "~lx";
 

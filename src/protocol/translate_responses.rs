@@ -976,6 +976,9 @@ pub fn request(
         (Protocol::Anthropic, _) => {
             chat_request_to_responses(&as_obj(translate::anthropic_request_to_openai(body)?))
         }
+        (Protocol::Gemini, _) | (_, Protocol::Gemini) => {
+            super::gemini::convert::request(caller, upstream, body)
+        }
     }
 }
 
@@ -1313,6 +1316,11 @@ pub fn convert_response(
     request: &Map<String, Value>,
     endpoint: &str,
 ) -> Result<Converted, PayloadError> {
+    if upstream == Protocol::Gemini || caller == Protocol::Gemini {
+        return super::gemini::convert::convert_response(
+            upstream, caller, body, now, request, endpoint,
+        );
+    }
     let mut v = parse_body(body)?;
     let (out, usage) = match upstream {
         Protocol::Responses => {
@@ -1327,7 +1335,7 @@ pub fn convert_response(
             let out = match caller {
                 Protocol::Responses => v,
                 Protocol::OpenAi => responses_response_to_chat(&v, now)?,
-                Protocol::Anthropic => {
+                Protocol::Anthropic | Protocol::Gemini => {
                     translate::openai_response_to_anthropic(&responses_response_to_chat(&v, now)?)?
                 }
             };
@@ -1345,6 +1353,7 @@ pub fn convert_response(
             sign_reasoning(&v, &mut out);
             (out, usage)
         }
+        Protocol::Gemini => return Err(bad("Gemini pairs are converted by the Gemini room")),
     };
     Ok(Converted {
         body: out.to_string(),
@@ -2015,6 +2024,9 @@ pub fn stream_adapter(
         ..ctx.clone()
     };
     match (upstream, caller) {
+        (Protocol::Gemini, _) | (_, Protocol::Gemini) => {
+            super::gemini::stream::stream_adapter(upstream, caller, ctx)
+        }
         (Protocol::Responses, Protocol::Responses) => Box::new(responses::Passthrough::new(ctx)),
         (Protocol::OpenAi, _) => Box::new(ChatToResponses::new(ctx)),
         (Protocol::Anthropic, _) => Box::new(AnthropicToResponses::new(ctx)),
