@@ -90,7 +90,12 @@ fn gemini_calls(out: &Outcome, stream: bool) -> Vec<(String, String, Value)> {
     };
     responses
         .into_iter()
-        .flat_map(|r| r["candidates"][0]["content"]["parts"].as_array().into_iter().flatten())
+        .flat_map(|r| {
+            r["candidates"][0]["content"]["parts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
         .filter_map(|p| p.get("functionCall"))
         .map(|f| {
             (
@@ -118,13 +123,21 @@ fn a_gemini_caller_is_served_by_every_upstream_protocol() {
             let (a, e) = fleet(up, true);
             let out = run_as(&e, Protocol::Gemini, &request(Protocol::Gemini, stream));
             assert!(out.ok(), "{who}: {}", out.terminal);
-            assert_eq!(text(&out, Protocol::Gemini, stream), "Hello from a.", "{who}");
+            assert_eq!(
+                text(&out, Protocol::Gemini, stream),
+                "Hello from a.",
+                "{who}"
+            );
             let calls = gemini_calls(&out, stream);
             assert_eq!(calls.len(), 1, "{who}: {calls:?}");
             let (id, name, args) = &calls[0];
             // Translated calls carry an id; Gemini to Gemini passes through.
             assert_eq!(id.is_empty(), up == Protocol::Gemini, "{who}: id {id:?}");
-            assert_eq!((name.as_str(), args), ("get_weather", &json!({"city": "Paris"})), "{who}");
+            assert_eq!(
+                (name.as_str(), args),
+                ("get_weather", &json!({"city": "Paris"})),
+                "{who}"
+            );
             assert_eq!(finish_reason(&out, stream), "STOP", "{who}");
             let usage = &out.routing()["usage"];
             assert_eq!(usage["prompt_tokens"], 10, "{who}: {usage}");
@@ -193,8 +206,14 @@ fn a_function_call_round_trip_keeps_its_id() {
     let call = &msgs[1]["tool_calls"][0];
     assert_eq!(call["id"], id.as_str());
     assert_eq!(call["function"]["arguments"], args.to_string());
-    assert_eq!(msgs[2], json!({"role": "tool", "tool_call_id": id, "content": "sunny"}));
-    assert_eq!(sent["tools"][0]["function"]["parameters"]["properties"]["city"]["type"], "string");
+    assert_eq!(
+        msgs[2],
+        json!({"role": "tool", "tool_call_id": id, "content": "sunny"})
+    );
+    assert_eq!(
+        sent["tools"][0]["function"]["parameters"]["properties"]["city"]["type"],
+        "string"
+    );
 }
 
 /// A Gemini upstream's calls come without ids (as Google sends them): the
@@ -203,7 +222,11 @@ fn a_function_call_round_trip_keeps_its_id() {
 #[test]
 fn calls_without_ids_get_ids_that_pair_up() {
     let (a, e) = fleet(Protocol::Gemini, true);
-    let first = run_as(&e, Protocol::Anthropic, &request(Protocol::Anthropic, false));
+    let first = run_as(
+        &e,
+        Protocol::Anthropic,
+        &request(Protocol::Anthropic, false),
+    );
     let content = first.terminal["response"]["content"].clone();
     let call = content
         .as_array()

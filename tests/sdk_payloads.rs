@@ -107,6 +107,7 @@ fn proto_name(p: Protocol) -> &'static str {
         Protocol::OpenAi => "openai",
         Protocol::Anthropic => "anthropic",
         Protocol::Responses => "responses",
+        Protocol::Gemini => "gemini",
     }
 }
 

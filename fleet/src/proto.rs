@@ -771,7 +771,12 @@ fn gemini_parts(ctx: &Ctx, p: &Plan) -> Vec<Value> {
     if !p.text.is_empty() {
         parts.push(json!({"text": p.text}));
     }
-    parts.extend(p.tools.iter().enumerate().map(|(i, t)| gemini_call(ctx, p, i, t)));
+    parts.extend(
+        p.tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| gemini_call(ctx, p, i, t)),
+    );
     parts
 }
 
@@ -814,7 +819,10 @@ fn gemini_frames(ctx: &Ctx, p: &Plan, sse: &Sse) -> Vec<(Kind, String)> {
         f.push((Kind::Content, frame(vec![part], Value::Null, false)));
     }
     for piece in &p.pieces {
-        f.push((Kind::Content, frame(vec![json!({"text": piece})], Value::Null, false)));
+        f.push((
+            Kind::Content,
+            frame(vec![json!({"text": piece})], Value::Null, false),
+        ));
     }
     for (i, t) in p.tools.iter().enumerate() {
         let part = gemini_call(ctx, p, i, t);

@@ -10,6 +10,7 @@
 
 mod config;
 mod error;
+mod gemini;
 mod record;
 mod server;
 

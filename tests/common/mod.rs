@@ -231,7 +231,12 @@ pub fn gemini_upstream(slug: &str, behavior: Behavior) -> Upstream {
 pub fn gemini_text<'a>(responses: impl IntoIterator<Item = &'a Value>) -> String {
     responses
         .into_iter()
-        .flat_map(|r| r["candidates"][0]["content"]["parts"].as_array().into_iter().flatten())
+        .flat_map(|r| {
+            r["candidates"][0]["content"]["parts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
         .filter(|p| p["thought"] != true)
         .filter_map(|p| p["text"].as_str())
         .collect()

@@ -210,9 +210,11 @@ impl ChunkEmitter {
             Delta::ToolCallArguments { index, fragment } => {
                 match self.calls.iter_mut().find(|c| c.index == index) {
                     Some(c) => c.args.push_str(&fragment),
-                    None => return Err(bad(format!(
+                    None => {
+                        return Err(bad(format!(
                         "arguments for tool call {index}, which did not start or was already sent"
-                    ))),
+                    )))
+                    }
                 }
             }
             Delta::Usage(u) => self.usage = Some(u),
