@@ -185,10 +185,13 @@ struct Typed<'a> {
     ty: Option<Cow<'a, str>>,
 }
 
-/// A keep-alive: a comment, or Anthropic's own `ping` event.
+/// A keep-alive: a comment, or Anthropic's own `ping` event; nothing for
+/// Gemini, whose SDKs take every SSE line for a `data:` one (a comment
+/// breaks google-genai's and @google/genai's stream readers).
 pub fn ping_frame(proto: Protocol) -> &'static str {
     match proto {
-        Protocol::OpenAi | Protocol::Responses | Protocol::Gemini => ": keep-alive\n\n",
+        Protocol::Gemini => "",
+        Protocol::OpenAi | Protocol::Responses => ": keep-alive\n\n",
         Protocol::Anthropic => "event: ping\ndata: {\"type\": \"ping\"}\n\n",
     }
 }

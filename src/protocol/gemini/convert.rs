@@ -102,8 +102,18 @@ pub fn convert_response(
     request: &Map<String, Value>,
     endpoint: &str,
 ) -> Result<Converted, PayloadError> {
-    let r = parse_response(upstream, body, created)?;
+    let mut r = parse_response(upstream, body, created)?;
     let usage = r.usage;
+    if caller == Protocol::Anthropic {
+        // Gemini's thought signatures are not Anthropic's: an Anthropic
+        // client would send them back to be refused.
+        r.content.retain(|b| {
+            !matches!(
+                b,
+                ir::Block::Thinking { .. } | ir::Block::RedactedThinking { .. }
+            )
+        });
+    }
     let out = match caller {
         Protocol::Gemini if upstream == Protocol::Gemini => {
             String::from_utf8_lossy(body).into_owned()
