@@ -833,8 +833,15 @@ fn gemini_frames(ctx: &Ctx, p: &Plan, sse: &Sse) -> Vec<(Kind, String)> {
     f
 }
 
+/// An opaque signature that is also valid URL-safe base64 (Gemini's
+/// `thoughtSignature` is bytes: google-genai decodes it), as real
+/// signatures are.
 fn signature(ctx: &Ctx) -> String {
-    format!("mock-signature-{}-{}", ctx.name, ctx.id)
+    let mut s = format!("mock-signature-{}-{}", ctx.name, ctx.id);
+    while s.len() % 4 != 0 {
+        s.push('_');
+    }
+    s
 }
 
 fn tool_id(ctx: &Ctx, i: usize) -> String {
