@@ -153,6 +153,10 @@ pub(crate) struct ThinkingConfig {
 // ---------------------------------------------------------------------------
 // parse: Gemini -> ir
 
+/// The `thoughtSignature` Gemini CLI puts on function calls that came
+/// without one; it stands for no signature.
+pub const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
+
 /// Tool-call ids of one request: given ones kept, missing ones made.
 #[derive(Default)]
 pub(crate) struct CallIds {
@@ -272,7 +276,10 @@ fn parse_part(
         });
         return Ok(());
     }
-    if let Some(sig) = p.thought_signature {
+    // Gemini CLI signs calls it made up with this placeholder (Google's
+    // API accepts it in place of a signature): no thinking to carry.
+    let sig = p.thought_signature.filter(|s| s != SKIP_SIGNATURE);
+    if let Some(sig) = sig {
         out.push(Block::Thinking {
             thinking: String::new(),
             signature: Some(sig),

@@ -483,3 +483,21 @@ fn responses_pairs_go_through_chat() {
     assert!(s.finished);
     assert!(s.out.last().unwrap().contains("response.completed"));
 }
+
+#[test]
+fn gemini_clis_placeholder_signature_is_no_thinking() {
+    let body = obj(json!({
+        "model": "m",
+        "contents": [
+            {"role": "user", "parts": [{"text": "run it"}]},
+            {"role": "model", "parts": [{"functionCall": {"id": "c1", "name": "f", "args": {}},
+                "thoughtSignature": request::SKIP_SIGNATURE}]},
+            {"role": "user", "parts": [{"functionResponse": {"id": "c1", "name": "f",
+                "response": {"output": "ok"}}}]},
+        ],
+    }));
+    let out = upstream_request(Protocol::Anthropic, Protocol::Gemini, &body, "up", false).unwrap();
+    let turn = out["messages"][1]["content"].as_array().unwrap();
+    assert_eq!(turn.len(), 1, "{turn:?}");
+    assert_eq!(turn[0]["type"], "tool_use");
+}
