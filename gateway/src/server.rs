@@ -401,7 +401,7 @@ pub(crate) fn submit(
     key: &str,
 ) -> Result<RequestEvents> {
     let opts = SubmitOptions {
-        forward_headers: anthropic_headers(&h),
+        forward_headers: anthropic_headers(h),
         // Claude Code's and Codex's session ids keep a session on one
         // endpoint (warm prompt caches).
         sticky_key: h

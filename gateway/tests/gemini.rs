@@ -206,7 +206,7 @@ fn generate_stream_and_round_trip_against_openai_and_gemini_endpoints() {
                 .await
                 .expect("json");
             assert_eq!(
-                text(&[v.clone()]),
+                text(std::slice::from_ref(&v)),
                 "The command printed hello.",
                 "{proto}: {v}"
             );
