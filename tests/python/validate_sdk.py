@@ -698,6 +698,23 @@ def _mutations(cases: list):
           lambda c: _drop_where(c["chunks"], lambda e: e["type"] == "response.completed")),
         m("responses delta with an unknown field", "responses", True, ok,
           lambda c: [e for e in c["chunks"] if e["type"] == "response.output_text.delta"][0].__setitem__("x", 1)),
+        m("gemini response with an unknown field", "gemini", False, ok,
+          lambda c: c["terminal"]["response"].__setitem__("bogus", 1)),
+        m("gemini response with a wrong finishReason", "gemini", False, ok,
+          lambda c: c["terminal"]["response"]["candidates"][0].__setitem__("finishReason", "MAX_TOKENS")),
+        m("gemini functionCall args altered", "gemini", False, tools,
+          lambda c: [p for p in c["terminal"]["response"]["candidates"][0]["content"]["parts"] if "functionCall" in p][1]["functionCall"]
+          .__setitem__("args", {})),
+        m("gemini response text altered", "gemini", False, ok,
+          lambda c: [p for p in c["terminal"]["response"]["candidates"][0]["content"]["parts"] if "text" in p][-1].__setitem__("text", "x")),
+        m("gemini stream loses its finish chunk", "gemini", True, ok,
+          lambda c: _drop_where(c["chunks"], lambda ch: ch["candidates"][0].get("finishReason"))),
+        m("gemini stream loses a text chunk", "gemini", True, ok,
+          lambda c: _drop_where(c["chunks"], lambda ch: any(p.get("text") for p in ch["candidates"][0]["content"]["parts"]))),
+        m("gemini chunk with a string token count", "gemini", True, ok,
+          lambda c: c["chunks"][-1]["usageMetadata"].__setitem__("promptTokenCount", "10")),
+        m("gemini error with a string code", "gemini", False, err,
+          lambda c: c["terminal"]["error"]["error"].__setitem__("code", "429")),
     ]
 
 
