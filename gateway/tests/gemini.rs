@@ -45,7 +45,10 @@ fn start(proto: &str, up: &MockServer) -> Gateway {
         "retry": {"max_retries": 0},
         "gateway": {"keys": [{"env": KEY_ENV, "name": "tests"}]},
     });
-    let dir = std::env::temp_dir().join(format!("llmux-gw-gemini-{}-{proto}", std::process::id()));
+    // One directory per gateway: the tests run in parallel in one process.
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("llmux-gw-gemini-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("llmux.json");
     std::fs::write(&path, cfg.to_string()).expect("write config");
