@@ -122,6 +122,7 @@ use super::anthropic::messages;
 pub use super::anthropic::messages::{DEFAULT_MAX_TOKENS, REASONING_BUDGETS};
 use super::ir;
 use super::openai::{self, chat};
+use super::responses;
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 
 // ---------------------------------------------------------------------------
@@ -235,12 +236,117 @@ impl OpenAiToAnthropic {
 
 impl StreamAdapter for OpenAiToAnthropic {
     fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        let deltas = self.parser.parse(ev)?;
+        let mut deltas = self.parser.parse(ev)?;
+        // Thinking needs a signature llmux cannot make: not even content.
+        deltas.retain(|d| !matches!(d, ir::Delta::Thinking(_)));
         step_of(deltas, |d, out| self.emitter.emit(d, out))
     }
 
     fn usage(&self) -> Option<Usage> {
         self.emitter.usage()
+    }
+}
+
+/// A stream parser: one upstream event -> canonical deltas.
+pub trait ParseDeltas: Send {
+    fn parse(&mut self, ev: &SseEvent) -> Result<Vec<ir::Delta>, PayloadError>;
+}
+
+/// A stream emitter: canonical deltas -> the caller's payloads.
+pub trait EmitDeltas: Send {
+    fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError>;
+    /// See [`StreamAdapter::configure`].
+    fn configure(&mut self, _request: &Map<String, Value>) {}
+    /// See [`StreamAdapter::fail`].
+    fn fail(&mut self, _message: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+impl ParseDeltas for openai::stream::ChunkParser {
+    fn parse(&mut self, ev: &SseEvent) -> Result<Vec<ir::Delta>, PayloadError> {
+        openai::stream::ChunkParser::parse(self, ev)
+    }
+}
+
+impl ParseDeltas for anthropic::stream::EventParser {
+    fn parse(&mut self, ev: &SseEvent) -> Result<Vec<ir::Delta>, PayloadError> {
+        anthropic::stream::EventParser::parse(self, ev)
+    }
+}
+
+impl ParseDeltas for responses::stream::EventParser {
+    fn parse(&mut self, ev: &SseEvent) -> Result<Vec<ir::Delta>, PayloadError> {
+        responses::stream::EventParser::parse(self, ev)
+    }
+}
+
+impl EmitDeltas for openai::stream::ChunkEmitter {
+    fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
+        openai::stream::ChunkEmitter::emit(self, d, out);
+        Ok(())
+    }
+}
+
+impl EmitDeltas for anthropic::stream::EventEmitter {
+    fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
+        anthropic::stream::EventEmitter::emit(self, d, out)
+    }
+}
+
+impl EmitDeltas for responses::stream::EventEmitter {
+    fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
+        responses::stream::EventEmitter::emit(self, d, out)
+    }
+
+    fn configure(&mut self, request: &Map<String, Value>) {
+        responses::stream::EventEmitter::configure(self, request);
+    }
+
+    fn fail(&mut self, message: &str) -> Vec<String> {
+        responses::stream::EventEmitter::fail(self, message)
+    }
+}
+
+/// Any upstream's events -> any caller's payloads, through canonical
+/// deltas; usage is the last the upstream reported.
+pub struct Translator<P, E> {
+    parser: P,
+    emitter: E,
+    usage: Option<Usage>,
+}
+
+impl<P: ParseDeltas, E: EmitDeltas> Translator<P, E> {
+    pub fn new(parser: P, emitter: E) -> Self {
+        Translator {
+            parser,
+            emitter,
+            usage: None,
+        }
+    }
+}
+
+impl<P: ParseDeltas, E: EmitDeltas> StreamAdapter for Translator<P, E> {
+    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
+        let deltas = self.parser.parse(ev)?;
+        step_of(deltas, |d, out| {
+            if let ir::Delta::Usage(u) = &d {
+                self.usage = Some(*u);
+            }
+            self.emitter.emit(d, out)
+        })
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn configure(&mut self, request: &Map<String, Value>, _endpoint: &str) {
+        self.emitter.configure(request);
+    }
+
+    fn fail(&mut self, message: &str) -> Vec<String> {
+        self.emitter.fail(message)
     }
 }
 

@@ -1,9 +1,30 @@
-//! Unit tests of `crate::protocol::translate_responses`.
+//! Unit tests of `crate::protocol::responses`.
 
 use super::*;
+use crate::protocol::{stream_adapter, Protocol};
+
+fn data(v: Value) -> SseEvent {
+    SseEvent {
+        event: String::new(),
+        data: v.to_string(),
+    }
+}
 
 fn map(v: Value) -> Map<String, Value> {
-    as_obj(v)
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// A Responses request as Chat Completions, through the model.
+fn to_chat(body: &Map<String, Value>) -> Result<Value, PayloadError> {
+    crate::protocol::openai::chat::emit_request(&parse_request(body)?)
+}
+
+/// A Chat Completions request as Responses, through the model.
+fn from_chat(body: &Map<String, Value>) -> Result<Value, PayloadError> {
+    emit_request(&crate::protocol::openai::chat::parse_request(body)?)
 }
 
 fn ctx() -> StreamContext {
@@ -16,11 +37,76 @@ fn ctx() -> StreamContext {
     }
 }
 
-fn data(v: Value) -> SseEvent {
+fn ev(v: Value) -> SseEvent {
     SseEvent {
-        event: String::new(),
+        event: v["type"].as_str().unwrap_or("").to_owned(),
         data: v.to_string(),
     }
+}
+
+#[test]
+fn ids_round_trip() {
+    let t = tag_id("resp_abc", "openai/default");
+    assert_eq!(
+        untag_id(&t),
+        Some(("resp_abc", "openai/default".to_owned()))
+    );
+    assert_eq!(tag_id("resp_abc", ""), "resp_abc");
+    assert_eq!(untag_id("resp_abc"), None);
+    assert_eq!(untag_id("resp~lxzz"), None);
+    assert_eq!(untag_id("resp~lx6"), None);
+}
+
+#[test]
+fn passthrough_tags_ids_and_finishes() {
+    let mut p = Passthrough::new(ctx());
+    p.configure(&Map::new(), "a/b");
+    let created = json!({"type": "response.created", "sequence_number": 0,
+        "response": {"id": "resp_1", "object": "response", "output": []}});
+    let s = p.on_event(&ev(created)).unwrap();
+    assert!(!s.content);
+    let out: Value = serde_json::from_str(&s.out[0]).unwrap();
+    assert_eq!(
+        untag_id(out["response"]["id"].as_str().unwrap()).unwrap().1,
+        "a/b"
+    );
+    let delta = json!({"type": "response.output_text.delta", "sequence_number": 1,
+        "delta": "hi", "item_id": "m", "output_index": 0, "content_index": 0});
+    assert!(p.on_event(&ev(delta)).unwrap().content);
+    let failed = p.fail("cut");
+    let f: Value = serde_json::from_str(&failed[0]).unwrap();
+    assert_eq!(f["sequence_number"], 2);
+    assert_eq!(f["response"]["status"], "failed");
+    let done = json!({"type": "response.completed", "sequence_number": 2,
+        "response": {"id": "resp_1", "usage": {"input_tokens": 3, "output_tokens": 2,
+        "input_tokens_details": {"cached_tokens": 1}}}});
+    assert!(p.on_event(&ev(done)).unwrap().finished);
+    assert_eq!(
+        p.usage(),
+        Some(Usage {
+            prompt_tokens: 3,
+            completion_tokens: 2,
+            cached_tokens: 1
+        })
+    );
+    let err =
+        json!({"type": "error", "sequence_number": 3, "code": "server_error", "message": "boom"});
+    assert!(matches!(p.on_event(&ev(err)), Err(PayloadError::Upstream(m)) if m.contains("boom")));
+}
+
+#[test]
+fn check_response_rules() {
+    let mut ok = json!({"id": "r", "status": "completed", "output": [
+        {"type": "message", "content": [{"type": "output_text", "text": "hi"}]}]});
+    assert!(check_response(&mut ok, "e/p").is_ok());
+    assert!(ok["id"].as_str().unwrap().starts_with("r~lx"));
+    let mut empty = json!({"id": "r", "output": [{"type": "reasoning", "summary": []}]});
+    assert!(check_response(&mut empty, "").is_err());
+    let mut failed = json!({"id": "r", "status": "failed", "output": []});
+    assert!(check_response(&mut failed, "").is_err());
+    let mut err = json!({"error": {"message": "nope"}});
+    assert!(matches!(check_response(&mut err, ""), Err(PayloadError::Upstream(m)) if m == "nope"));
+    assert!(check_response(&mut json!([1]), "").is_err());
 }
 
 #[test]
@@ -39,7 +125,7 @@ fn namespaces_flatten_and_restore() {
 
 #[test]
 fn responses_request_to_chat_shapes() {
-    let out = responses_request_to_chat(&map(json!({
+    let out = to_chat(&map(json!({
         "instructions": "sys", "max_output_tokens": 9, "reasoning": {"effort": "low", "summary": "auto"},
         "text": {"format": {"type": "json_schema", "name": "n", "schema": {"type": "object"}}},
         "tools": [{"type": "web_search"}, {"type": "function", "name": "f"}],
@@ -84,16 +170,13 @@ fn responses_request_to_chat_shapes() {
         json!({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
         json!({"input": 5}),
     ] {
-        assert!(
-            responses_request_to_chat(&map(bad.clone())).is_err(),
-            "{bad}"
-        );
+        assert!(to_chat(&map(bad.clone())).is_err(), "{bad}");
     }
 }
 
 #[test]
 fn chat_request_to_responses_shapes() {
-    let out = chat_request_to_responses(&map(json!({
+    let out = from_chat(&map(json!({
         "messages": [
             {"role": "system", "content": "s"},
             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/i.png"}}]},
@@ -127,16 +210,13 @@ fn chat_request_to_responses_shapes() {
         json!({"messages": [], "stop": "x"}),
         json!({"messages": [], "n": 2}),
     ] {
-        assert!(
-            chat_request_to_responses(&map(bad.clone())).is_err(),
-            "{bad}"
-        );
+        assert!(from_chat(&map(bad.clone())).is_err(), "{bad}");
     }
 }
 
 #[test]
 fn chat_stream_becomes_ordered_responses_events() {
-    let mut a = ChatToResponses::new(ctx());
+    let mut a = stream_adapter(Protocol::OpenAi, Protocol::Responses, ctx());
     let chunk = |d: Value, f: Value| {
         data(json!({"choices": [{"index": 0, "delta": d, "finish_reason": f}]}))
     };
@@ -211,10 +291,11 @@ fn chat_stream_becomes_ordered_responses_events() {
 
 #[test]
 fn responses_stream_becomes_chat_chunks() {
-    let mut a = ResponsesToChat::new(StreamContext {
+    let with_usage = StreamContext {
         include_usage: true,
         ..ctx()
-    });
+    };
+    let mut a = stream_adapter(Protocol::Responses, Protocol::OpenAi, with_usage);
     let mut out = Vec::new();
     for ev in [
         json!({"type": "response.created", "response": {}}),
@@ -242,7 +323,7 @@ fn responses_stream_becomes_chat_chunks() {
     assert_eq!(chunks[3]["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(chunks[4]["usage"]["completion_tokens"], 2);
     // Arguments sent only whole, in `.done`.
-    let mut b = ResponsesToChat::new(ctx());
+    let mut b = stream_adapter(Protocol::Responses, Protocol::OpenAi, ctx());
     let mut out = Vec::new();
     for ev in [
         json!({"type": "response.output_item.added", "output_index": 0,
