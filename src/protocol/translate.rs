@@ -1,17 +1,18 @@
-//! Translation between OpenAI Chat Completions and Anthropic Messages:
-//! requests, non-streaming responses, streams and error bodies.
+//! Translation glue: the Chat Completions <-> Anthropic Messages entry
+//! points (requests, non-streaming responses, streams, error bodies) and
+//! [`Translator`], the stream adapter for any other translated pair.
 //!
 //! Everything but error bodies goes through the conversation model
 //! ([`super::ir`]): a typed wire model is parsed into it and the other
 //! side's emitted from it. Requests: [`chat::parse_request`] /
 //! [`messages::emit_request`] and [`messages::parse_request`] /
-//! [`chat::emit_request`]; responses: the `parse_response` / `emit_response`
-//! pairs; streams: [`anthropic::stream::EventParser`] /
-//! [`openai::stream::ChunkEmitter`] and [`openai::stream::ChunkParser`] /
-//! [`anthropic::stream::EventEmitter`], joined by [`ir::Delta`]. What each
-//! side drops or refuses is written once in those modules (`DROPPED`,
-//! `REFUSED`, `drops_block`, `drops_tool`, the `emit_request` docs). Error
-//! bodies are still translated as JSON here.
+//! [`chat::emit_request`] (and [`responses::parse_request`] /
+//! [`responses::emit_request`]); responses: the `parse_response` /
+//! `emit_response` pairs; streams: each protocol's parser
+//! ([`ParseDeltas`]) and emitter ([`EmitDeltas`]), joined by
+//! [`ir::Delta`]. What each side drops or refuses is written once in those
+//! modules (`DROPPED`, `REFUSED`, `drops_block`, `drops_tool`, the
+//! `emit_request` docs). Error bodies are still translated as JSON here.
 //!
 //! Every function here is pure: the OpenAI `created` field comes from the
 //! caller (`StreamContext::created`, the `created` argument of
@@ -27,7 +28,7 @@
 //! | `tool` messages | `tool_result` blocks in a `user` turn | tool results come first in that turn |
 //! | `tool_calls[].id`, `tool_call_id` | `tool_use.id`, `tool_use_id` | characters outside `[A-Za-z0-9_-]` become `_` (Anthropic's id pattern); also in translated responses and streams |
 //! | consecutive turns of the same role | merged into one turn | a `user` turn after `tool` messages merges with them |
-//! | `max_completion_tokens`, else `max_tokens` | `max_tokens` | default [`DEFAULT_MAX_TOKENS`] (4096) when neither is given |
+//! | `max_completion_tokens`, else `max_tokens` | `max_tokens` | default `messages::DEFAULT_MAX_TOKENS` (4096) when neither is given |
 //! | `stop` (string or list) | `stop_sequences` (list) | |
 //! | `temperature`, `top_p` | same | passed as given (Anthropic's temperature range is 0..=1) |
 //! | `tools[].function {name, description, parameters}` | `tools[] {name, description, input_schema}` | no `parameters` -> `{"type":"object","properties":{}}` |
@@ -119,24 +120,10 @@ use serde_json::{json, Map, Value};
 
 use super::anthropic;
 use super::anthropic::messages;
-pub use super::anthropic::messages::{DEFAULT_MAX_TOKENS, REASONING_BUDGETS};
 use super::ir;
 use super::openai::{self, chat};
 use super::responses;
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
-
-// ---------------------------------------------------------------------------
-// stop reasons
-
-/// Anthropic `stop_reason` -> OpenAI `finish_reason`.
-pub fn finish_reason_for(stop_reason: Option<&str>) -> &'static str {
-    chat::finish_reason_name(messages::parse_stop_reason(stop_reason))
-}
-
-/// OpenAI `finish_reason` -> Anthropic `stop_reason`.
-pub fn stop_reason_for(finish_reason: Option<&str>) -> &'static str {
-    messages::stop_reason_name(chat::parse_finish_reason(finish_reason))
-}
 
 // ---------------------------------------------------------------------------
 // requests and responses: parse the upstream's or caller's body into the

@@ -1,8 +1,10 @@
 //! The OpenAI Responses protocol (`POST /responses`): usage, response
-//! checks, error bodies, response ids that name their endpoint, and the
-//! pass-through stream adapter (Responses upstream, Responses caller).
-//! Translation to and from the other two protocols lives in
-//! [`super::translate_responses`].
+//! checks, error bodies, response ids that name their endpoint, namespaced
+//! tools, the same-protocol request and the pass-through stream adapter
+//! (Responses upstream, Responses caller). The typed wire models and their
+//! translation through the conversation model ([`super::ir`]) are in
+//! [`request`], [`response`] and [`stream`]; what is dropped or refused is
+//! [`request::DROPPED`] / [`request::REFUSED`].
 //!
 //! ## Response ids name their endpoint
 //!
@@ -56,31 +58,10 @@ fn flat_name(ns: &str, name: &str) -> String {
 }
 
 impl Namespaces {
-    /// Reads the `namespace` tools of a Responses request.
+    /// Reads the `namespace` tools of a Responses request (none when its
+    /// tools do not parse).
     pub fn of(request: &Map<String, Value>) -> Namespaces {
-        let mut names = Vec::new();
-        for t in request
-            .get("tools")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if t.get("type").and_then(Value::as_str) != Some("namespace") {
-                continue;
-            }
-            let ns = t.get("name").and_then(Value::as_str).unwrap_or("");
-            for f in t
-                .get("tools")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(n) = f.get("name").and_then(Value::as_str) {
-                    names.push((flat_name(ns, n), ns.to_owned(), n.to_owned()));
-                }
-            }
-        }
-        Namespaces { names }
+        request::namespaces(request)
     }
 
     /// (namespace, name) of a flattened name, if it is one.
@@ -150,14 +131,39 @@ pub fn parse_usage(v: &Value) -> Option<Usage> {
 
 /// A Responses `usage` object with every field the SDK's `ResponseUsage`
 /// requires.
-pub fn usage_json(u: Usage, reasoning_tokens: u64) -> Value {
-    json!({
-        "input_tokens": u.prompt_tokens,
-        "input_tokens_details": { "cached_tokens": u.cached_tokens, "cache_write_tokens": 0 },
-        "output_tokens": u.completion_tokens,
-        "output_tokens_details": { "reasoning_tokens": reasoning_tokens },
-        "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
-    })
+#[derive(serde::Serialize, Clone, Debug)]
+pub struct UsageOut {
+    input_tokens: u64,
+    input_tokens_details: InputDetails,
+    output_tokens: u64,
+    output_tokens_details: OutputDetails,
+    total_tokens: u64,
+}
+
+#[derive(serde::Serialize, Clone, Debug)]
+struct InputDetails {
+    cached_tokens: u64,
+    cache_write_tokens: u64,
+}
+
+#[derive(serde::Serialize, Clone, Debug)]
+struct OutputDetails {
+    reasoning_tokens: u64,
+}
+
+impl UsageOut {
+    pub fn new(u: Usage, reasoning_tokens: u64) -> UsageOut {
+        UsageOut {
+            input_tokens: u.prompt_tokens,
+            input_tokens_details: InputDetails {
+                cached_tokens: u.cached_tokens,
+                cache_write_tokens: 0,
+            },
+            output_tokens: u.completion_tokens,
+            output_tokens_details: OutputDetails { reasoning_tokens },
+            total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
+        }
+    }
 }
 
 /// The message of a Responses error (`{"error": {...}}`, or a failed

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Number, Value};
 
-use super::{flat_name, THINKING_PREFIX};
+use super::{flat_name, Namespaces, THINKING_PREFIX};
 use crate::protocol::ir::{self, Block, Content, Reasoning, Role};
 use crate::protocol::openai::chat;
 use crate::protocol::wire::{self, bad, Kinds, Tagged, TextOr};
@@ -600,6 +600,31 @@ fn parse_tool_choice(c: ToolChoiceParam) -> Result<ir::ToolChoice, PayloadError>
             "`tool_choice` must be auto, none, required or {\"type\": \"function\", \"name\": ...} for this endpoint",
         )),
     }
+}
+
+/// The namespaced functions of a request's tools (none when the tools do
+/// not parse).
+pub(super) fn namespaces(request: &Map<String, Value>) -> Namespaces {
+    #[derive(Deserialize)]
+    struct Tools {
+        tools: Option<Vec<Tagged<ToolParam>>>,
+    }
+    let mut ns = Namespaces::default();
+    let Ok(Tools { tools: Some(tools) }) = wire::parse(request) else {
+        return ns;
+    };
+    for tool in tools {
+        let Tagged::Known(ToolParam::Namespace { name, tools }) = tool else {
+            continue;
+        };
+        for member in tools {
+            if let Tagged::Known(ToolParam::Function(f)) = member {
+                ns.names
+                    .push((flat_name(&name, &f.name), name.clone(), f.name));
+            }
+        }
+    }
+    ns
 }
 
 // ---------------------------------------------------------------------------

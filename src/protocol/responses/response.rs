@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{parse_usage, usage_json, Namespaces, THINKING_PREFIX};
+use super::{parse_usage, Namespaces, UsageOut, THINKING_PREFIX};
 use crate::protocol::ir::{self, Block, StopReason};
 use crate::protocol::openai::chat;
 use crate::protocol::wire::{self, bad, Kinds, Tagged};
@@ -267,7 +267,7 @@ pub(super) struct ResponseOut {
     pub tool_choice: Value,
     pub tools: Value,
     pub top_p: Value,
-    pub usage: Option<Value>,
+    pub usage: Option<UsageOut>,
     pub metadata: Value,
 }
 
@@ -368,6 +368,6 @@ pub fn emit_response(
     let mut out = ResponseOut::shell(request, format!("resp_{base}"), r.model.clone(), created);
     (out.status, out.incomplete_details) = status_for(r.stop_reason);
     out.output = output;
-    out.usage = r.usage.map(|u| usage_json(u, r.reasoning_tokens));
+    out.usage = r.usage.map(|u| UsageOut::new(u, r.reasoning_tokens));
     serde_json::to_value(out).map_err(|e| bad(e.to_string()))
 }

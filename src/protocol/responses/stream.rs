@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::response::{call_item, reasoning_tokens, status_for, ItemOut, PartOut, ResponseOut};
-use super::{failed_event, parse_event, parse_usage, stream_error, usage_json};
+use super::{failed_event, parse_event, parse_usage, stream_error, UsageOut};
 use super::{Namespaces, THINKING_PREFIX};
 use crate::protocol::ir::{Delta, StopReason};
 use crate::protocol::wire::{self, bad, Kinds, Tagged};
@@ -583,7 +583,7 @@ impl EventEmitter {
         }
         let mut r = self.response();
         (r.status, r.incomplete_details) = status_for(stop);
-        r.usage = Some(usage_json(
+        r.usage = Some(UsageOut::new(
             self.usage.unwrap_or_default(),
             self.reasoning_tokens,
         ));
