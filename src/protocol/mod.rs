@@ -260,8 +260,8 @@ pub fn stream_adapter(
         (OpenAi, OpenAi) => Box::new(openai::Passthrough::new(ctx)),
         (Anthropic, Anthropic) => Box::new(anthropic::Passthrough::new(ctx)),
         (Responses, Responses) => Box::new(responses::Passthrough::new(ctx)),
-        (Anthropic, OpenAi) => Box::new(translate::AnthropicToOpenAi::new(ctx)),
-        (OpenAi, Anthropic) => Box::new(translate::OpenAiToAnthropic::new(ctx)),
+        (Anthropic, OpenAi) => Box::new(translate::anthropic_to_openai(ctx)),
+        (OpenAi, Anthropic) => Box::new(translate::openai_to_anthropic(ctx)),
         (OpenAi, Responses) => Box::new(Translator::new(
             ChunkParser::default(),
             responses::stream::EventEmitter::new(ctx),

@@ -175,65 +175,6 @@ fn step_of(
     Ok(step)
 }
 
-/// Anthropic stream events -> OpenAI `chat.completion.chunk` payloads
-/// ([`anthropic::stream::EventParser`], then [`openai::stream::ChunkEmitter`]).
-pub struct AnthropicToOpenAi {
-    parser: anthropic::stream::EventParser,
-    emitter: openai::stream::ChunkEmitter,
-}
-
-impl AnthropicToOpenAi {
-    pub fn new(ctx: StreamContext) -> Self {
-        AnthropicToOpenAi {
-            parser: anthropic::stream::EventParser::default(),
-            emitter: openai::stream::ChunkEmitter::new(ctx),
-        }
-    }
-}
-
-impl StreamAdapter for AnthropicToOpenAi {
-    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        let deltas = self.parser.parse(ev)?;
-        step_of(deltas, |d, out| {
-            self.emitter.emit(d, out);
-            Ok(())
-        })
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.parser.usage()
-    }
-}
-
-/// OpenAI `chat.completion.chunk`s -> Anthropic stream event payloads
-/// ([`openai::stream::ChunkParser`], then [`anthropic::stream::EventEmitter`]).
-pub struct OpenAiToAnthropic {
-    parser: openai::stream::ChunkParser,
-    emitter: anthropic::stream::EventEmitter,
-}
-
-impl OpenAiToAnthropic {
-    pub fn new(ctx: StreamContext) -> Self {
-        OpenAiToAnthropic {
-            parser: openai::stream::ChunkParser::default(),
-            emitter: anthropic::stream::EventEmitter::new(ctx),
-        }
-    }
-}
-
-impl StreamAdapter for OpenAiToAnthropic {
-    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        let mut deltas = self.parser.parse(ev)?;
-        // Thinking needs a signature llmux cannot make: not even content.
-        deltas.retain(|d| !matches!(d, ir::Delta::Thinking(_)));
-        step_of(deltas, |d, out| self.emitter.emit(d, out))
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.emitter.usage()
-    }
-}
-
 /// A stream parser: one upstream event -> canonical deltas.
 pub trait ParseDeltas: Send {
     fn parse(&mut self, ev: &SseEvent) -> Result<Vec<ir::Delta>, PayloadError>;
@@ -301,6 +242,8 @@ pub struct Translator<P, E> {
     parser: P,
     emitter: E,
     usage: Option<Usage>,
+    /// Whether thinking deltas reach the emitter (and count as content).
+    thinking: bool,
 }
 
 impl<P: ParseDeltas, E: EmitDeltas> Translator<P, E> {
@@ -309,13 +252,49 @@ impl<P: ParseDeltas, E: EmitDeltas> Translator<P, E> {
             parser,
             emitter,
             usage: None,
+            thinking: true,
         }
     }
+
+    /// Drops thinking before the emitter: it is not even content.
+    pub fn without_thinking(mut self) -> Self {
+        self.thinking = false;
+        self
+    }
+}
+
+/// Anthropic stream events -> OpenAI `chat.completion.chunk` payloads.
+pub type AnthropicToOpenAi =
+    Translator<anthropic::stream::EventParser, openai::stream::ChunkEmitter>;
+
+/// OpenAI `chat.completion.chunk`s -> Anthropic stream event payloads.
+pub type OpenAiToAnthropic =
+    Translator<openai::stream::ChunkParser, anthropic::stream::EventEmitter>;
+
+/// The [`AnthropicToOpenAi`] adapter.
+pub fn anthropic_to_openai(ctx: StreamContext) -> AnthropicToOpenAi {
+    Translator::new(
+        anthropic::stream::EventParser::default(),
+        openai::stream::ChunkEmitter::new(ctx),
+    )
+}
+
+/// The [`OpenAiToAnthropic`] adapter: `reasoning_content` is dropped (an
+/// Anthropic thinking block needs a signature llmux cannot make).
+pub fn openai_to_anthropic(ctx: StreamContext) -> OpenAiToAnthropic {
+    Translator::new(
+        openai::stream::ChunkParser::default(),
+        anthropic::stream::EventEmitter::new(ctx),
+    )
+    .without_thinking()
 }
 
 impl<P: ParseDeltas, E: EmitDeltas> StreamAdapter for Translator<P, E> {
     fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        let deltas = self.parser.parse(ev)?;
+        let mut deltas = self.parser.parse(ev)?;
+        if !self.thinking {
+            deltas.retain(|d| !matches!(d, ir::Delta::Thinking(_)));
+        }
         step_of(deltas, |d, out| {
             if let ir::Delta::Usage(u) = &d {
                 self.usage = Some(*u);

@@ -245,7 +245,11 @@ pub fn parse_request(body: &Map<String, Value>) -> Result<ir::Request, PayloadEr
     let reasoning = req
         .reasoning
         .and_then(|r| r.effort)
-        .map(|e| chat::parse_effort(&e))
+        .map(|e| match e.as_str() {
+            // Codex's highest effort; the other side's highest is `high`.
+            "xhigh" => Ok(Reasoning::Effort(ir::Effort::High)),
+            _ => chat::parse_effort(&e),
+        })
         .transpose()?;
     // Llmux's own Anthropic thinking comes back only when thinking is on.
     let keep_thinking = matches!(reasoning, Some(Reasoning::Effort(_)));
@@ -717,8 +721,10 @@ pub fn emit_request(r: &ir::Request) -> Result<Value, PayloadError> {
 }
 
 fn emit_effort(r: Option<&Reasoning>) -> Option<&'static str> {
+    // No reasoning is the absence of `reasoning` (models without
+    // reasoning refuse the field).
     match r? {
-        Reasoning::Off => Some("none"),
+        Reasoning::Off => None,
         Reasoning::Effort(e) => Some(chat::effort_name(*e)),
         Reasoning::Budget(b) => Some(chat::effort_for_budget(*b)),
         Reasoning::Adaptive | Reasoning::Native(_) => None,

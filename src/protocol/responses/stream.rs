@@ -57,7 +57,7 @@ enum EventIn {
         arguments: String,
     },
     #[serde(rename = "response.completed", alias = "response.incomplete")]
-    Finished { response: FinalIn },
+    Finished { response: Option<FinalIn> },
 }
 
 impl EventIn {
@@ -92,7 +92,7 @@ impl Kinds for ItemIn {
     const KINDS: &'static [&'static str] = &["function_call"];
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct FinalIn {
     status: Option<String>,
     incomplete_details: Option<super::response::Incomplete>,
@@ -168,7 +168,7 @@ impl EventParser {
                     self.arguments(k, arguments, &mut out);
                 }
             }
-            EventIn::Finished { response } => self.finished(response, &mut out),
+            EventIn::Finished { response } => self.finished(response.unwrap_or_default(), &mut out),
         }
         Ok(out)
     }
