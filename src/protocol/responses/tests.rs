@@ -340,3 +340,132 @@ fn responses_stream_becomes_chat_chunks() {
     let failed = json!({"type": "response.failed", "response": {"error": {"code": "server_error", "message": "x"}}});
     assert!(a.on_event(&data(failed)).is_err());
 }
+
+#[test]
+fn responses_body_becomes_chat_and_anthropic() {
+    let body = json!({
+        "id": "resp_1", "object": "response", "created_at": 7, "model": "m",
+        "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"},
+        "output": [
+            {"type": "reasoning", "id": "rs", "summary": [{"type": "summary_text", "text": "hm"}]},
+            {"type": "web_search_call", "id": "ws", "status": "completed"},
+            {"type": "message", "id": "m", "role": "assistant",
+             "content": [{"type": "output_text", "text": "hi", "annotations": []}]},
+            {"type": "function_call", "id": "fc", "call_id": "c", "name": "f", "arguments": "{\"a\":1}"},
+        ],
+        "usage": {"input_tokens": 5, "output_tokens": 3,
+                  "input_tokens_details": {"cached_tokens": 2},
+                  "output_tokens_details": {"reasoning_tokens": 1}},
+    });
+    let bytes = body.to_string();
+    let chat = crate::protocol::convert_response(
+        Protocol::Responses,
+        Protocol::OpenAi,
+        bytes.as_bytes(),
+        99,
+    )
+    .unwrap();
+    let c: Value = serde_json::from_str(&chat.body).unwrap();
+    assert_eq!(c["created"], 7);
+    assert_eq!(c["choices"][0]["finish_reason"], "length");
+    let m = &c["choices"][0]["message"];
+    assert_eq!(m["content"], "hi");
+    assert_eq!(m["reasoning_content"], "hm");
+    assert_eq!(m["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+    assert_eq!(
+        c["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        1
+    );
+    assert_eq!(chat.usage.unwrap().cached_tokens, 2);
+    let an = crate::protocol::convert_response(
+        Protocol::Responses,
+        Protocol::Anthropic,
+        bytes.as_bytes(),
+        99,
+    )
+    .unwrap();
+    let a: Value = serde_json::from_str(&an.body).unwrap();
+    assert_eq!(a["stop_reason"], "max_tokens");
+    // Unsigned thinking cannot reach an Anthropic caller.
+    let kinds: Vec<&str> = a["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["text", "tool_use"]);
+}
+
+#[test]
+fn chat_body_becomes_a_response_echoing_the_request() {
+    let chat = json!({
+        "id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": null,
+            "tool_calls": [{"id": "c", "type": "function",
+                "function": {"name": "mcp__files__read", "arguments": "{}"}}]}}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 2,
+                  "completion_tokens_details": {"reasoning_tokens": 1}},
+    });
+    let request = map(json!({"input": "x", "temperature": 0.5, "tools": [
+        {"type": "namespace", "name": "mcp__files", "tools": [{"type": "function", "name": "read"}]}]}));
+    let out = crate::protocol::convert_response_for(
+        Protocol::OpenAi,
+        Protocol::Responses,
+        chat.to_string().as_bytes(),
+        9,
+        &request,
+        "e/p",
+    )
+    .unwrap();
+    let r: Value = serde_json::from_str(&out.body).unwrap();
+    assert_eq!(r["id"], "resp_x", "translated ids carry no endpoint tag");
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["temperature"], 0.5);
+    let call = &r["output"][0];
+    assert_eq!(call["type"], "function_call");
+    assert_eq!(
+        (&call["namespace"], &call["name"]),
+        (&json!("mcp__files"), &json!("read"))
+    );
+    assert_eq!(r["usage"]["output_tokens_details"]["reasoning_tokens"], 1);
+    assert_eq!(r["usage"]["total_tokens"], 6);
+}
+
+#[test]
+fn anthropic_stream_signs_the_reasoning_item() {
+    let mut a = stream_adapter(Protocol::Anthropic, Protocol::Responses, ctx());
+    let mut out = Vec::new();
+    for ev in [
+        json!({"type": "message_start", "message": {"usage": {"input_tokens": 3}}}),
+        json!({"type": "content_block_start", "index": 0,
+               "content_block": {"type": "thinking", "thinking": ""}}),
+        json!({"type": "content_block_delta", "index": 0,
+               "delta": {"type": "thinking_delta", "thinking": "hm"}}),
+        json!({"type": "content_block_delta", "index": 0,
+               "delta": {"type": "signature_delta", "signature": "sig"}}),
+        json!({"type": "content_block_start", "index": 1,
+               "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 1,
+               "delta": {"type": "text_delta", "text": "hi"}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+               "usage": {"output_tokens": 2}}),
+        json!({"type": "message_stop"}),
+    ] {
+        let step = a.on_event(&data(ev)).unwrap();
+        out.extend(step.out);
+        if step.finished {
+            break;
+        }
+    }
+    let last: Value = serde_json::from_str(out.last().unwrap()).unwrap();
+    assert_eq!(last["type"], "response.completed");
+    let r = &last["response"];
+    assert_eq!(
+        r["output"][0]["encrypted_content"],
+        format!("{THINKING_PREFIX}sig")
+    );
+    assert_eq!(r["output"][1]["content"][0]["text"], "hi");
+    assert_eq!(r["usage"]["input_tokens"], 3);
+    assert_eq!(a.usage().unwrap().completion_tokens, 2);
+}
