@@ -106,6 +106,12 @@ impl ChunkParser {
                 }
             }
             if let Some(f) = c.finish_reason {
+                if f == "error" {
+                    // vLLM and others end a failed generation this way.
+                    return Err(PayloadError::Upstream(
+                        "finished with reason `error`".into(),
+                    ));
+                }
                 out.push(Delta::Finish(parse_finish_reason(Some(&f))));
             }
         }

@@ -469,3 +469,10 @@ fn anthropic_stream_signs_the_reasoning_item() {
     assert_eq!(r["usage"]["input_tokens"], 3);
     assert_eq!(a.usage().unwrap().completion_tokens, 2);
 }
+
+#[test]
+fn a_chat_stream_finishing_with_error_is_an_upstream_error() {
+    let mut a = stream_adapter(Protocol::OpenAi, Protocol::Responses, ctx());
+    let chunk = data(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "error"}]}));
+    assert!(matches!(a.on_event(&chunk), Err(PayloadError::Upstream(_))));
+}
