@@ -828,7 +828,8 @@ fn per_token(per_million: f64) -> String {
 
 fn anthropic_models_json(app: &App) -> Value {
     let created = rfc3339(unix(app.started));
-    let models = &app.engine.catalog().models;
+    let cat = app.engine.catalog();
+    let models = &cat.models;
     let data: Vec<Value> = models
         .iter()
         .map(|m| json!({"type": "model", "id": m.slug, "display_name": m.slug, "created_at": created}))
