@@ -382,7 +382,8 @@ impl Engine {
         let Some(rt) = &self.runtime else {
             return Err(SubmitError::ShuttingDown);
         };
-        let mut req = request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
+        let mut req =
+            request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
         if req.sticky_key.is_none() {
             req.sticky_key = opts.sticky_key;
         }
@@ -477,7 +478,8 @@ impl Engine {
     /// Exploration is left out (it is a random draw per request).
     pub fn plan(&self, protocol: Protocol, body: &[u8]) -> Result<Plan, SubmitError> {
         let inner = &self.inner();
-        let mut req = request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
+        let mut req =
+            request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
         let now = Instant::now();
         prefs::apply(inner, &mut req, now); // i22
         let sticky = req
@@ -700,10 +702,7 @@ impl Engine {
     pub fn shutdown(&mut self) {
         let inner = self.inner();
         inner.closing.store(true, Ordering::Release);
-        let senders: Vec<_> = lock(&inner.cancels)
-            .drain()
-            .map(|(_, tx)| tx)
-            .collect();
+        let senders: Vec<_> = lock(&inner.cancels).drain().map(|(_, tx)| tx).collect();
         for tx in senders {
             let _ = tx.send(());
         }
