@@ -87,7 +87,13 @@ pub fn case_reload(ctx: &Ctx, out: &mut Vec<Case>) {
             reload_us.extend(h.join().expect("reload thread"));
         });
     }
-    report(&mut c, quiet, busy, reloads.load(Ordering::Acquire), reload_us);
+    report(
+        &mut c,
+        quiet,
+        busy,
+        reloads.load(Ordering::Acquire),
+        reload_us,
+    );
     out.push(c);
 }
 
@@ -124,7 +130,11 @@ fn report(c: &mut Case, quiet: [Vec<f64>; 2], busy: Vec<f64>, reloads: usize, to
     );
     c.info(
         "reloads; Engine::reload call p50 / p99",
-        format!("{reloads}; {:.0} / {:.0} us", pct(&took, 0.5), pct(&took, 0.99)),
+        format!(
+            "{reloads}; {:.0} / {:.0} us",
+            pct(&took, 0.5),
+            pct(&took, 0.99)
+        ),
     );
     c.note("noise: |even blocks - odd blocks| without reloads, at the same percentile; the check also allows 2% of the figure");
 }
