@@ -230,9 +230,9 @@ impl Engine {
         let next = Arc::new(next);
         let report = report(&old, &next, restart_required, warnings);
         start_tasks(rt, &next, shared_rx);
+        next.reloads.fetch_add(1, Ordering::AcqRel);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
         old.retire();
-        next.reloads.fetch_add(1, Ordering::AcqRel);
         Ok(ReloadReport {
             draining_requests: next.active.load(Ordering::Acquire),
             ..report
