@@ -212,7 +212,7 @@ struct Inner {
     closing: Arc<AtomicBool>,
     /// Sticky key -> (endpoint identity `model|endpoint id`, last use):
     /// by identity, so a reload keeps it.
-    sticky: Arc<Mutex<HashMap<String, (Arc<str>, Instant)>>>,
+    sticky: Arc<Mutex<StickyMap>>,
     /// Endpoint identity (`model|endpoint id`) -> index in this catalog.
     index: HashMap<Arc<str>, usize>,
     /// `index`'s keys by endpoint index.
@@ -225,6 +225,9 @@ struct Inner {
     retired: Arc<tokio::sync::Notify>,
     retired_flag: AtomicBool,
 }
+
+/// Sticky key -> (endpoint identity, last use).
+type StickyMap = HashMap<String, (Arc<str>, Instant)>;
 
 /// The catalog of one generation, kept alive while borrowed
 /// (`Engine::catalog`).
