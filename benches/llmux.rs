@@ -5,7 +5,7 @@
 //! `llmux-fleet` binary so the mock runs as a separate, pinned process).
 //! Options after `--`: `--quick` (fewer samples), and case names to run only
 //! those: `latency host throughput chunks routing memory failover quality shared preferences
-//! gateway gateway-stream gateway-memory-noscrape`.
+//! reload gateway gateway-stream gateway-memory-noscrape`.
 //!
 //! Prints a table (figure, value, target, pass/MISS) and writes the same
 //! figures to `target/llmux-bench.json`: one object per case with named
@@ -16,6 +16,8 @@
 mod cabi;
 #[path = "llmux/fleet.rs"]
 mod fleet;
+#[path = "llmux/reload.rs"]
+mod reload; // i24
 #[path = "llmux/util.rs"]
 mod util;
 
@@ -3440,6 +3442,7 @@ fn main() {
         ("quality", Box::new(case_quality)),
         ("shared", Box::new(case_shared)),
         ("preferences", Box::new(case_preferences)),
+        ("reload", Box::new(reload::case_reload)), // i24
         ("gateway", Box::new(case_gateway)),
         ("gateway-stream", Box::new(case_gateway_stream)),
         ("gateway-memory-noscrape", Box::new(case_gateway_memory)),

@@ -94,13 +94,8 @@ impl Scenario {
         if caller == Protocol::Anthropic && upstream != Protocol::Anthropic {
             thinking = None;
         }
-        // A Gemini caller gets thought parts from the upstreams whose
-        // thinking reaches the conversation model (Anthropic, Gemini); Chat
-        // and Responses reasoning text does not.
-        if caller == Protocol::Gemini && !matches!(upstream, Protocol::Anthropic | Protocol::Gemini)
-        {
-            thinking = None;
-        }
+        // A Gemini caller gets thought parts from every upstream: each
+        // one's thinking or reasoning text reaches the conversation model.
         let calls: Vec<Value> = calls
             .into_iter()
             .map(|(n, a)| json!({"name": n, "arguments": a}))

@@ -1,6 +1,6 @@
 //! `llmux`: the llmux router as a command.
 //!
-//! - `llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]`
+//! - `llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth] [--watch]`
 //! - `llmux check --config FILE`
 //! - `llmux route --config FILE MODEL [--routing JSON] [--json]`
 //! - `llmux help`, `llmux --help`, `llmux --version`
@@ -12,6 +12,7 @@ mod config;
 mod error;
 mod gemini;
 mod record;
+mod reload; // i24
 mod server;
 
 use record::LogFormat;
@@ -24,7 +25,7 @@ use std::time::{Duration, SystemTime};
 const USAGE: &str = "llmux: an LLM router with OpenAI- and Anthropic-compatible endpoints
 
 usage:
-  llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]
+  llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth] [--watch]
   llmux check --config FILE
   llmux route --config FILE MODEL [--routing JSON] [--provider JSON] [--json]
   llmux help | --help | -h
@@ -40,6 +41,8 @@ options:
   --listen ADDR         overrides gateway.listen
   --log-format FORMAT   one line per request on stderr: logfmt (default), json or off
   --insecure-no-auth    allow a non-loopback address without gateway.keys
+  --watch               serve: reload the catalog when the config file changes
+                        (SIGHUP and POST /admin/reload always do)
   --routing JSON        route: a provider.routing object, e.g. '{\"type\":\"priority\"}'
   --provider JSON       route: a whole provider object (preferences), e.g. '{\"zdr\":true}'
   --json                route: the full plan as JSON";
@@ -90,6 +93,8 @@ struct Args {
     provider: Option<String>,
     json: bool,
     model: Option<String>,
+    /// i24: `llmux serve --watch`.
+    watch: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
@@ -126,6 +131,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
             "--provider" => a.provider = Some(value("--provider")?), // i22
             "--insecure-no-auth" => a.insecure_no_auth = true,
             "--json" => a.json = true,
+            "--watch" => a.watch = true, // i24
             "-h" | "--help" => return Ok(Cli::Help),
             "-V" | "--version" => return Ok(Cli::Version),
             f if f.starts_with('-') => return Err(format!("unknown option `{f}`")),
@@ -413,7 +419,9 @@ fn serve(args: &Args) -> ExitCode {
         Err(e) => return fail(&[format!("cannot start the runtime: {e}")]),
     };
     let health_file = gateway.health_file.clone();
-    let code = rt.block_on(run(gateway, eng.clone(), prom, log));
+    let path = args.config.clone().unwrap_or_default();
+    let reloader = Arc::new(reload::Reloader::new(path, eng.clone(), &gateway, log));
+    let code = rt.block_on(run(gateway, eng.clone(), prom, log, (reloader, args.watch)));
     drop(rt);
     if let Some(f) = &health_file {
         if let Err(e) = std::fs::write(f, eng.export_health()) {
@@ -431,6 +439,7 @@ async fn run(
     eng: Arc<llmux::Engine>,
     prom: metrics_exporter_prometheus::PrometheusHandle,
     log: LogFormat,
+    (reloader, watch): (Arc<reload::Reloader>, bool),
 ) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(g.listen).await {
         Ok(l) => l,
@@ -463,7 +472,9 @@ async fn run(
         prom,
         cancel_all: cancel_rx,
         started: SystemTime::now(),
+        reloader: Some(reloader.clone()),
     });
+    reload::spawn_triggers(reloader, watch);
     let drain = Duration::from_millis(g.drain_ms);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // On SIGTERM/SIGINT: stop accepting, let requests finish for the drain

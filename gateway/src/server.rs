@@ -47,6 +47,8 @@ pub struct App {
     /// requests are cancelled.
     pub cancel_all: watch::Receiver<bool>,
     pub started: SystemTime,
+    /// i24: `POST /admin/reload` (None: the route answers 404).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 pub(crate) type St = State<Arc<App>>;
@@ -73,6 +75,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(alive).head(alive))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/admin/reload", post(admin_reload)) // i24
         .nest("/api", api.clone())
         .merge(api)
         .fallback(not_found)
@@ -864,7 +867,8 @@ fn per_token(per_million: f64) -> String {
 
 fn anthropic_models_json(app: &App) -> Value {
     let created = rfc3339(unix(app.started));
-    let models = &app.engine.catalog().models;
+    let cat = app.engine.catalog();
+    let models = &cat.models;
     let data: Vec<Value> = models
         .iter()
         .map(|m| json!({"type": "model", "id": m.slug, "display_name": m.slug, "created_at": created}))
@@ -952,6 +956,34 @@ pub(crate) async fn model_endpoints(
 async fn stats(State(app): St, h: HeaderMap) -> Result<Response> {
     authorize(&app, &h, Protocol::OpenAi)?;
     Ok(json_response(200, app.engine.stats_json()))
+}
+
+/// i24: reloads the catalog from the config file. Any configured key may
+/// (without keys: only while listening on loopback).
+async fn admin_reload(State(app): St, h: HeaderMap) -> Result<Response> {
+    authorize(&app, &h, Protocol::OpenAi)?;
+    // Hook for admin key policy: require an admin key here once keys carry it.
+    let Some(r) = app.reloader.as_ref() else {
+        return Err(app
+            .reject(Protocol::OpenAi, 404, "not_found", "reload is not enabled")
+            .into());
+    };
+    if app.keys.is_empty() && !r.open_without_keys() {
+        return Err(app
+            .reject(
+                Protocol::OpenAi,
+                403,
+                "forbidden",
+                "reload needs gateway.keys when the gateway listens beyond loopback",
+            )
+            .into());
+    }
+    let out = r.reload("http").await;
+    let status = if out.ok { 200 } else { 422 };
+    Ok(json_response(
+        status,
+        serde_json::to_string(&out).unwrap_or_default(),
+    ))
 }
 
 async fn alive() -> Response {

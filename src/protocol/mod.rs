@@ -1,5 +1,5 @@
 //! Wire formats: SSE decoding, the OpenAI Chat Completions, Anthropic
-//! Messages and OpenAI Responses protocols, and the translation between them. Nothing here does I/O or reads a clock.
+//! Messages, OpenAI Responses and Google Gemini protocols, and the translation between them. Nothing here does I/O or reads a clock.
 //!
 //! The engine drives every upstream response through a [`StreamAdapter`]
 //! (streaming) or [`ResponseAdapter`] (non-streaming) chosen by the pair
@@ -17,7 +17,6 @@ pub mod openai;
 pub mod responses;
 pub mod sse;
 pub mod translate;
-pub mod translate_responses;
 mod wire;
 
 use serde_json::Value;
@@ -163,56 +162,95 @@ pub fn convert_response_for(
     request: &serde_json::Map<String, Value>,
     endpoint: &str,
 ) -> Result<Converted, PayloadError> {
-    if upstream == Protocol::Gemini || caller == Protocol::Gemini {
-        return gemini::convert::convert_response(
-            upstream, caller, body, created, request, endpoint,
-        );
-    }
-    if upstream == Protocol::Responses || caller == Protocol::Responses {
-        return translate_responses::convert_response(
-            upstream, caller, body, created, request, endpoint,
-        );
-    }
+    use Protocol::{Anthropic, Gemini, OpenAi, Responses};
     let text = std::str::from_utf8(body)
         .map_err(|_| PayloadError::Malformed("response body is not UTF-8".into()))?;
     let mut openai_usage = None;
-    if upstream == Protocol::OpenAi {
+    if upstream == OpenAi {
         // Checked without building a JSON tree; passed through as is.
-        let usage = openai::check_response(text)?;
-        if caller == Protocol::OpenAi {
+        openai_usage = openai::check_response(text)?;
+        if caller == OpenAi {
             return Ok(Converted {
                 body: text.to_owned(),
-                usage,
+                usage: openai_usage,
             });
         }
-        openai_usage = usage;
     }
-    let value: Value = serde_json::from_str(text)
+    let mut value: Value = serde_json::from_str(text)
         .map_err(|e| PayloadError::Malformed(format!("response body is not JSON: {e}")))?;
-    match (upstream, caller) {
-        (Protocol::Anthropic, Protocol::Anthropic) => {
-            let usage = anthropic::check_response(&value)?;
-            Ok(Converted {
-                body: text.to_owned(),
-                usage,
-            })
+    let usage = match upstream {
+        OpenAi => openai_usage,
+        Anthropic => anthropic::check_response(&value)?,
+        // Only a Responses caller sees (and may send back) the id.
+        Responses => {
+            responses::check_response(&mut value, if caller == Responses { endpoint } else { "" })?
         }
-        (Protocol::Anthropic, Protocol::OpenAi) => {
-            let usage = anthropic::check_response(&value)?;
-            let out = translate::anthropic_response_to_openai(&value, created)?;
-            Ok(Converted {
-                body: out.to_string(),
-                usage,
-            })
+        Gemini => gemini::check_response(&value)?,
+    };
+    let body = match translate_response(upstream, caller, value, created, request)? {
+        Some(out) => out.to_string(),
+        None => text.to_owned(),
+    };
+    Ok(Converted { body, usage })
+}
+
+/// The checked upstream body `value` in the caller's protocol; `None` when
+/// the protocols are the same and the upstream's text passes as it is.
+fn translate_response(
+    upstream: Protocol,
+    caller: Protocol,
+    value: Value,
+    created: u64,
+    request: &serde_json::Map<String, Value>,
+) -> Result<Option<Value>, PayloadError> {
+    use anthropic::messages as anth;
+    use openai::chat;
+    use Protocol::{Anthropic, Gemini, OpenAi, Responses};
+    let out = match (upstream, caller) {
+        (OpenAi, OpenAi) | (Anthropic, Anthropic) | (Gemini, Gemini) => return Ok(None),
+        (Responses, Responses) => value,
+        (Anthropic, OpenAi) => chat::emit_response(&anth::parse_response(&value)?, created)?,
+        (OpenAi, Anthropic) => anth::emit_response(&chat::parse_response(&value)?)?,
+        (OpenAi, Responses) => {
+            responses::emit_response(&chat::parse_response(&value)?, request, created)?
         }
-        _ => {
-            let out = translate::openai_response_to_anthropic(&value)?;
-            Ok(Converted {
-                body: out.to_string(),
-                usage: openai_usage,
-            })
+        (Anthropic, Responses) => {
+            responses::emit_response(&anth::parse_response(&value)?, request, created)?
         }
-    }
+        (Responses, OpenAi) => {
+            let (r, at) = responses::parse_response(&value)?;
+            chat::emit_response(&r, at.unwrap_or(created))?
+        }
+        (Responses, Anthropic) => {
+            let (r, _) = responses::parse_response(&value)?;
+            // A thinking block needs a signature llmux cannot make.
+            anth::emit_response(&without_thinking(r, |signed| !signed))?
+        }
+        (Gemini, OpenAi) => chat::emit_response(&gemini::parse_response(&value)?, created)?,
+        (Gemini, Anthropic) => {
+            // Gemini's thought signatures are not Anthropic's: an Anthropic
+            // client would send them back to be refused.
+            anth::emit_response(&without_thinking(gemini::parse_response(&value)?, |_| true))?
+        }
+        (Gemini, Responses) => {
+            responses::emit_response(&gemini::parse_response(&value)?, request, created)?
+        }
+        (OpenAi, Gemini) => gemini::emit_response(&chat::parse_response(&value)?)?,
+        (Anthropic, Gemini) => gemini::emit_response(&anth::parse_response(&value)?)?,
+        (Responses, Gemini) => gemini::emit_response(&responses::parse_response(&value)?.0)?,
+    };
+    Ok(Some(out))
+}
+
+/// `r` without the thinking blocks `drop` picks (by whether they carry a
+/// signature); redacted thinking goes with any signed thinking dropped.
+fn without_thinking(mut r: ir::Response, drop: impl Fn(bool) -> bool) -> ir::Response {
+    r.content.retain(|b| match b {
+        ir::Block::Thinking { signature, .. } => !drop(signature.is_some()),
+        ir::Block::RedactedThinking { .. } => !drop(true),
+        _ => true,
+    });
+    r
 }
 
 /// Context a stream adapter needs about the caller's request.
@@ -239,15 +277,47 @@ pub fn stream_adapter(
     caller: Protocol,
     ctx: StreamContext,
 ) -> Box<dyn StreamAdapter> {
-    if upstream == Protocol::Gemini || caller == Protocol::Gemini {
-        return gemini::stream::stream_adapter(upstream, caller, ctx);
-    }
+    use openai::stream::{ChunkEmitter, ChunkParser};
+    use translate::Translator;
+    use Protocol::{Anthropic, Gemini, OpenAi, Responses};
+    let anthropic_parser = anthropic::stream::EventParser::default;
+    let responses_parser = responses::stream::EventParser::default;
+    let gemini_parser = gemini::stream::ChunkParser::default;
+    let gemini_emitter = gemini::stream::ChunkEmitter::new;
     match (upstream, caller) {
-        (Protocol::OpenAi, Protocol::OpenAi) => Box::new(openai::Passthrough::new(ctx)),
-        (Protocol::Anthropic, Protocol::Anthropic) => Box::new(anthropic::Passthrough::new(ctx)),
-        (Protocol::Anthropic, Protocol::OpenAi) => Box::new(translate::AnthropicToOpenAi::new(ctx)),
-        (Protocol::OpenAi, Protocol::Anthropic) => Box::new(translate::OpenAiToAnthropic::new(ctx)),
-        _ => translate_responses::stream_adapter(upstream, caller, ctx),
+        (OpenAi, OpenAi) => Box::new(openai::Passthrough::new(ctx)),
+        (Anthropic, Anthropic) => Box::new(anthropic::Passthrough::new(ctx)),
+        (Responses, Responses) => Box::new(responses::Passthrough::new(ctx)),
+        (Gemini, Gemini) => Box::new(gemini::stream::Passthrough::default()),
+        (Anthropic, OpenAi) => Box::new(translate::anthropic_to_openai(ctx)),
+        (OpenAi, Anthropic) => Box::new(translate::openai_to_anthropic(ctx)),
+        (OpenAi, Responses) => Box::new(Translator::new(
+            ChunkParser::default(),
+            responses::stream::EventEmitter::new(ctx),
+        )),
+        (Anthropic, Responses) => Box::new(Translator::new(
+            anthropic_parser(),
+            responses::stream::EventEmitter::new(ctx),
+        )),
+        (Responses, OpenAi) => {
+            Box::new(Translator::new(responses_parser(), ChunkEmitter::new(ctx)))
+        }
+        (Responses, Anthropic) => Box::new(Translator::new(
+            responses_parser(),
+            anthropic::stream::EventEmitter::new(ctx),
+        )),
+        (Gemini, OpenAi) => Box::new(Translator::new(gemini_parser(), ChunkEmitter::new(ctx))),
+        (Gemini, Anthropic) => Box::new(Translator::new(
+            gemini_parser(),
+            anthropic::stream::EventEmitter::new(ctx),
+        )),
+        (Gemini, Responses) => Box::new(Translator::new(
+            gemini_parser(),
+            responses::stream::EventEmitter::new(ctx),
+        )),
+        (OpenAi, Gemini) => Box::new(Translator::new(ChunkParser::default(), gemini_emitter(ctx))),
+        (Anthropic, Gemini) => Box::new(Translator::new(anthropic_parser(), gemini_emitter(ctx))),
+        (Responses, Gemini) => Box::new(Translator::new(responses_parser(), gemini_emitter(ctx))),
     }
 }
 
@@ -260,65 +330,59 @@ pub fn upstream_request(
     upstream_model: &str,
     stream: bool,
 ) -> Result<Value, PayloadError> {
-    if upstream == Protocol::Gemini || caller == Protocol::Gemini {
-        let mut out = gemini::convert::request(caller, upstream, body)?;
-        if upstream != Protocol::Gemini {
-            out.insert("model".into(), Value::String(upstream_model.to_owned()));
-            if stream {
-                out.insert("stream".into(), Value::Bool(true));
-                ask_usage(&mut out, upstream);
-            }
+    use anthropic::messages as anth;
+    use openai::chat;
+    use Protocol::{Anthropic, Gemini, OpenAi, Responses};
+    let emitted = match (caller, upstream) {
+        (OpenAi, OpenAi) | (Anthropic, Anthropic) => Value::Object(body.clone()),
+        (Responses, Responses) => Value::Object(responses::passthrough_request(body)),
+        (Gemini, Gemini) => Value::Object(gemini::passthrough_request(body)),
+        (OpenAi, Anthropic) => {
+            anthropic::messages::emit_request(&openai::chat::parse_request(body)?)?
         }
+        (OpenAi, Responses) => responses::emit_request(&openai::chat::parse_request(body)?)?,
+        (Anthropic, OpenAi) => {
+            openai::chat::emit_request(&anthropic::messages::parse_request(body)?)?
+        }
+        (Anthropic, Responses) => {
+            responses::emit_request(&anthropic::messages::parse_request(body)?)?
+        }
+        (Responses, OpenAi) => openai::chat::emit_request(&responses::parse_request(body)?)?,
+        (Responses, Anthropic) => {
+            anthropic::messages::emit_request(&responses::parse_request(body)?)?
+        }
+        (Gemini, OpenAi) => chat::emit_request(&gemini::parse_request(body)?)?,
+        (Gemini, Anthropic) => anth::emit_request(&gemini::parse_request(body)?)?,
+        (Gemini, Responses) => responses::emit_request(&gemini::parse_request(body)?)?,
+        (OpenAi, Gemini) => gemini::emit_request(&chat::parse_request(body)?)?,
+        (Anthropic, Gemini) => gemini::emit_request(&anth::parse_request(body)?)?,
+        (Responses, Gemini) => gemini::emit_request(&responses::parse_request(body)?)?,
+    };
+    let Value::Object(mut out) = emitted else {
+        return Err(PayloadError::Malformed(
+            "translation produced a non-object".into(),
+        ));
+    };
+    if upstream == Gemini {
+        // A Gemini upstream's URL carries the model and the stream flag.
         return Ok(Value::Object(out));
     }
-    let mut out = match (caller, upstream) {
-        (Protocol::OpenAi, Protocol::OpenAi) | (Protocol::Anthropic, Protocol::Anthropic) => {
-            body.clone()
-        }
-        (Protocol::OpenAi, Protocol::Anthropic) => {
-            match translate::openai_request_to_anthropic(body)? {
-                Value::Object(m) => m,
-                _ => {
-                    return Err(PayloadError::Malformed(
-                        "translation produced a non-object".into(),
-                    ))
-                }
-            }
-        }
-        (Protocol::Anthropic, Protocol::OpenAi) => {
-            match translate::anthropic_request_to_openai(body)? {
-                Value::Object(m) => m,
-                _ => {
-                    return Err(PayloadError::Malformed(
-                        "translation produced a non-object".into(),
-                    ))
-                }
-            }
-        }
-        _ => translate_responses::request(caller, upstream, body)?,
-    };
     out.insert("model".into(), Value::String(upstream_model.to_owned()));
     if stream {
         out.insert("stream".into(), Value::Bool(true));
-        ask_usage(&mut out, upstream);
+        if upstream == Protocol::OpenAi {
+            // Ask for usage so cost can be computed; keep other stream options.
+            let opts = out
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(o) = opts {
+                o.insert("include_usage".into(), Value::Bool(true));
+            } else {
+                *opts = serde_json::json!({ "include_usage": true });
+            }
+        }
     }
     Ok(Value::Object(out))
-}
-
-/// An OpenAI upstream's stream asks for usage so cost can be computed;
-/// other stream options are kept.
-fn ask_usage(out: &mut serde_json::Map<String, Value>, upstream: Protocol) {
-    if upstream != Protocol::OpenAi {
-        return;
-    }
-    let opts = out
-        .entry("stream_options")
-        .or_insert_with(|| Value::Object(Default::default()));
-    if let Value::Object(o) = opts {
-        o.insert("include_usage".into(), Value::Bool(true));
-    } else {
-        *opts = serde_json::json!({ "include_usage": true });
-    }
 }
 
 /// The caller's body with `model` (and for streams `stream` and OpenAI's

@@ -18,10 +18,12 @@
 //! Errors are Google's envelope `{"error": {"code", "message", "status"}}`,
 //! the status by HTTP code ([`status_name`]).
 
-pub mod convert;
 pub mod request;
 pub mod response;
 pub mod stream;
+
+pub use request::{emit_request, parse_request};
+pub use response::{emit_response, parse_response};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -163,6 +165,18 @@ impl From<UsageMetadata> for Usage {
     }
 }
 
+impl UsageMetadata {
+    /// `u` with `reasoning` of its completion tokens counted as thoughts.
+    pub fn of(u: Usage, reasoning: u64) -> UsageMetadata {
+        let thoughts = reasoning.min(u.completion_tokens);
+        UsageMetadata {
+            candidates_token_count: u.completion_tokens - thoughts,
+            thoughts_token_count: thoughts,
+            ..u.into()
+        }
+    }
+}
+
 impl From<Usage> for UsageMetadata {
     fn from(u: Usage) -> UsageMetadata {
         UsageMetadata {
@@ -241,6 +255,15 @@ pub fn error_message(v: &Value) -> Option<String> {
 /// The error a 200 body or stream chunk carrying `error` stands for.
 pub(crate) fn upstream_error(v: &Value) -> PayloadError {
     PayloadError::Upstream(error_message(v).unwrap_or_else(|| "unspecified error".into()))
+}
+
+/// The upstream body for a Gemini caller on a Gemini endpoint: the
+/// caller's without llmux's `model` and `stream` (the URL carries them).
+pub fn passthrough_request(body: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = body.clone();
+    out.shift_remove("model");
+    out.shift_remove("stream");
+    out
 }
 
 /// Checks a non-streaming `GenerateContentResponse`; returns its usage.

@@ -384,6 +384,7 @@ fn parse_tools(tools: Vec<ToolDecl>) -> Vec<ir::Tool> {
                     _ => None,
                 },
                 cache_control: None,
+                strict: None,
             }));
         }
         for (kind, _) in t.other {

@@ -1,8 +1,8 @@
 //! Gemini streams (`streamGenerateContent?alt=sse`: one
 //! `GenerateContentResponse` per `data:` event, no end marker) and the
 //! canonical deltas: [`ChunkParser`] reads an upstream's chunks,
-//! [`ChunkEmitter`] writes a caller's; [`stream_adapter`] joins them with
-//! the other protocols' parsers and emitters.
+//! [`ChunkEmitter`] writes a caller's; [`crate::protocol::stream_adapter`]
+//! joins them with the other protocols' parsers and emitters.
 //!
 //! A chunk with a `finishReason` completes the stream (Gemini sends no
 //! `[DONE]`); a stream that stops before one is truncated.
@@ -12,13 +12,10 @@ use serde_json::{Map, Value};
 use super::response::{
     finish_reason_name, parse_finish_reason, Candidate, GenerateContentResponse,
 };
-use super::{Content, FunctionCall, Part};
+use super::{Content, FunctionCall, Part, UsageMetadata};
 use crate::protocol::ir::{Delta, StopReason};
 use crate::protocol::wire::{self, bad};
-use crate::protocol::{
-    anthropic, openai, translate_responses, PayloadError, Protocol, SseEvent, StreamAdapter,
-    StreamContext, StreamStep, Usage,
-};
+use crate::protocol::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 
 /// An upstream's chunks -> canonical deltas (candidate 0). Text parts are
 /// text, `thought: true` parts thinking (signatures are not carried by
@@ -61,8 +58,10 @@ impl ChunkParser {
             finish = finish.or(c.finish_reason);
         }
         if let Some(u) = chunk.usage_metadata {
+            let thoughts = u.thoughts_token_count;
             self.usage = Some(u.into());
             out.extend(self.usage.map(Delta::Usage));
+            out.extend((thoughts > 0).then_some(Delta::ReasoningTokens(thoughts)));
         }
         if let Some(f) = finish {
             out.push(Delta::Finish(parse_finish_reason(&f, self.calls > 0)));
@@ -115,6 +114,7 @@ pub struct ChunkEmitter {
     calls: Vec<PendingCall>,
     finish: Option<StopReason>,
     usage: Option<Usage>,
+    reasoning_tokens: u64,
 }
 
 impl ChunkEmitter {
@@ -124,6 +124,7 @@ impl ChunkEmitter {
             calls: Vec::new(),
             finish: None,
             usage: None,
+            reasoning_tokens: 0,
         }
     }
 
@@ -143,7 +144,10 @@ impl ChunkEmitter {
                 index: 0,
             }],
             prompt_feedback: None,
-            usage_metadata: self.usage.filter(|_| done).map(Into::into),
+            usage_metadata: self
+                .usage
+                .filter(|_| done)
+                .map(|u| UsageMetadata::of(u, self.reasoning_tokens)),
             model_version: Some(self.ctx.model.clone()),
             response_id: Some(self.ctx.id.clone()),
         };
@@ -218,6 +222,9 @@ impl ChunkEmitter {
                 }
             }
             Delta::Usage(u) => self.usage = Some(u),
+            Delta::ReasoningTokens(n) => self.reasoning_tokens = n,
+            // Another protocol's signature means nothing to Gemini.
+            Delta::ThinkingSignature(_) => {}
             Delta::Finish(r) => self.finish = Some(r),
             Delta::Done => {
                 let parts = self.take_calls()?;
@@ -229,75 +236,10 @@ impl ChunkEmitter {
     }
 }
 
-// ---------------------------------------------------------------------------
-// adapters
-
-/// The parser of an upstream protocol's stream.
-enum Parser {
-    Gemini(ChunkParser),
-    OpenAi(openai::stream::ChunkParser),
-    Anthropic(anthropic::stream::EventParser),
-}
-
-impl Parser {
-    fn parse(&mut self, ev: &SseEvent) -> Result<Vec<Delta>, PayloadError> {
-        match self {
-            Parser::Gemini(p) => p.parse(ev),
-            Parser::OpenAi(p) => p.parse(ev),
-            Parser::Anthropic(p) => p.parse(ev),
-        }
-    }
-}
-
-/// The emitter of a caller protocol's stream.
-enum Emitter {
-    Gemini(ChunkEmitter),
-    OpenAi(openai::stream::ChunkEmitter),
-    Anthropic(anthropic::stream::EventEmitter),
-}
-
-impl Emitter {
-    fn emit(&mut self, d: Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
-        match self {
-            Emitter::Gemini(e) => e.emit(d, out),
-            Emitter::OpenAi(e) => {
-                e.emit(d, out);
-                Ok(())
-            }
-            Emitter::Anthropic(e) => e.emit(d, out),
-        }
-    }
-}
-
-/// One protocol's stream parsed into deltas, another's emitted from them.
-struct Translate {
-    parser: Parser,
-    emitter: Emitter,
-    usage: Option<Usage>,
-}
-
-impl StreamAdapter for Translate {
-    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        let mut step = StreamStep::default();
-        for d in self.parser.parse(ev)? {
-            step.content |= d.is_content();
-            step.finished |= d == Delta::Done;
-            if let Delta::Usage(u) = &d {
-                self.usage = Some(*u);
-            }
-            self.emitter.emit(d, &mut step.out)?;
-        }
-        Ok(step)
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-}
-
 /// Gemini upstream to Gemini caller: chunks forwarded as they are, read
 /// for content, usage and the finish reason.
-struct Passthrough {
+#[derive(Default)]
+pub struct Passthrough {
     parser: ChunkParser,
 }
 
@@ -325,98 +267,3 @@ impl StreamAdapter for Passthrough {
     }
 }
 
-/// Two adapters through Chat Completions (for the Responses pairs): the
-/// first's payloads are the second's events; `[DONE]` follows when the
-/// first finished.
-struct Chain {
-    first: Box<dyn StreamAdapter>,
-    second: Box<dyn StreamAdapter>,
-}
-
-impl StreamAdapter for Chain {
-    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        let a = self.first.on_event(ev)?;
-        let mut step = StreamStep {
-            content: a.content,
-            ..StreamStep::default()
-        };
-        let mut feed: Vec<String> = a.out;
-        if a.finished {
-            feed.push("[DONE]".into());
-        }
-        for data in feed {
-            let b = self.second.on_owned(SseEvent {
-                event: String::new(),
-                data,
-            })?;
-            step.out.extend(b.out);
-            step.finished |= b.finished;
-        }
-        Ok(step)
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.first.usage().or_else(|| self.second.usage())
-    }
-
-    fn configure(&mut self, request: &Map<String, Value>, endpoint: &str) {
-        self.first.configure(request, endpoint);
-        self.second.configure(request, endpoint);
-    }
-
-    fn fail(&mut self, message: &str) -> Vec<String> {
-        self.second.fail(message)
-    }
-}
-
-/// The stream adapter for a pair with Gemini on one side.
-pub fn stream_adapter(
-    upstream: Protocol,
-    caller: Protocol,
-    ctx: StreamContext,
-) -> Box<dyn StreamAdapter> {
-    let inner = StreamContext {
-        include_usage: true,
-        ..ctx.clone()
-    };
-    let parser = match upstream {
-        Protocol::Gemini if caller == Protocol::Gemini => {
-            return Box::new(Passthrough {
-                parser: ChunkParser::default(),
-            })
-        }
-        Protocol::Gemini => Parser::Gemini(ChunkParser::default()),
-        Protocol::OpenAi => Parser::OpenAi(openai::stream::ChunkParser::default()),
-        Protocol::Anthropic => Parser::Anthropic(anthropic::stream::EventParser::default()),
-        Protocol::Responses => {
-            return Box::new(Chain {
-                first: translate_responses::stream_adapter(
-                    Protocol::Responses,
-                    Protocol::OpenAi,
-                    inner,
-                ),
-                second: stream_adapter(Protocol::OpenAi, caller, ctx),
-            })
-        }
-    };
-    let emitter = match caller {
-        Protocol::Gemini => Emitter::Gemini(ChunkEmitter::new(ctx)),
-        Protocol::OpenAi => Emitter::OpenAi(openai::stream::ChunkEmitter::new(ctx)),
-        Protocol::Anthropic => Emitter::Anthropic(anthropic::stream::EventEmitter::new(ctx)),
-        Protocol::Responses => {
-            return Box::new(Chain {
-                first: stream_adapter(upstream, Protocol::OpenAi, inner),
-                second: translate_responses::stream_adapter(
-                    Protocol::OpenAi,
-                    Protocol::Responses,
-                    ctx,
-                ),
-            })
-        }
-    };
-    Box::new(Translate {
-        parser,
-        emitter,
-        usage: None,
-    })
-}
