@@ -81,7 +81,10 @@ pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
         return Err(super::upstream_error(v));
     }
     let r: GenerateContentResponse = wire::parse(m)?;
-    let reasoning_tokens = r.usage_metadata.as_ref().map_or(0, |u| u.thoughts_token_count);
+    let reasoning_tokens = r
+        .usage_metadata
+        .as_ref()
+        .map_or(0, |u| u.thoughts_token_count);
     let usage = r.usage_metadata.map(Into::into);
     let id = r.response_id.unwrap_or_default();
     let Some(c) = r.candidates.into_iter().find(|c| c.index == 0) else {
@@ -146,7 +149,10 @@ pub fn emit_response(r: &ir::Response) -> Result<Value, PayloadError> {
             index: 0,
         }],
         prompt_feedback: None,
-        usage_metadata: Some(UsageMetadata::of(r.usage.unwrap_or_default(), r.reasoning_tokens)),
+        usage_metadata: Some(UsageMetadata::of(
+            r.usage.unwrap_or_default(),
+            r.reasoning_tokens,
+        )),
         model_version: Some(r.model.clone()),
         response_id: Some(r.id.clone()),
     };

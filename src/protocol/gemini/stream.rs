@@ -266,4 +266,3 @@ impl StreamAdapter for Passthrough {
         self.parser.usage()
     }
 }
-
