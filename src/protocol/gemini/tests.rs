@@ -455,7 +455,7 @@ fn a_gemini_stream_passes_through_to_a_gemini_caller() {
 }
 
 #[test]
-fn responses_pairs_go_through_chat() {
+fn responses_pairs_go_through_the_conversation_model() {
     let mut body = gemini_body();
     body["generationConfig"]
         .as_object_mut()
@@ -500,4 +500,58 @@ fn gemini_clis_placeholder_signature_is_no_thinking() {
     let turn = out["messages"][1]["content"].as_array().unwrap();
     assert_eq!(turn.len(), 1, "{turn:?}");
     assert_eq!(turn[0]["type"], "tool_use");
+}
+
+#[test]
+fn thoughts_tokens_are_reasoning_tokens_both_ways() {
+    let body = gemini_answer().to_string();
+    let r = convert_response(Protocol::Gemini, Protocol::Responses, body.as_bytes(), 9).unwrap();
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["usage"]["output_tokens"], 8, "{v}");
+    assert_eq!(
+        v["usage"]["output_tokens_details"]["reasoning_tokens"], 3,
+        "{v}"
+    );
+    let chat = json!({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "hi"}}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 9, "total_tokens": 13,
+            "completion_tokens_details": {"reasoning_tokens": 6}},
+    })
+    .to_string();
+    let g = convert_response(Protocol::OpenAi, Protocol::Gemini, chat.as_bytes(), 9).unwrap();
+    let v: Value = serde_json::from_str(&g.body).unwrap();
+    let u = &v["usageMetadata"];
+    assert_eq!(u["candidatesTokenCount"], 3, "{v}");
+    assert_eq!(u["thoughtsTokenCount"], 6, "{v}");
+    assert_eq!(g.usage.unwrap().completion_tokens, 9);
+    // A stream: the last Gemini chunk splits the same way.
+    let mut a = stream_adapter(Protocol::Gemini, Protocol::Gemini, ctx());
+    let s = a.on_event(&ev(gemini_answer())).unwrap();
+    assert!(s.finished);
+    let mut a = stream_adapter(Protocol::OpenAi, Protocol::Gemini, ctx());
+    let mut out = Vec::new();
+    for c in [
+        json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}}]}),
+        json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+        json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 9,
+            "total_tokens": 13, "completion_tokens_details": {"reasoning_tokens": 6}}}),
+    ] {
+        out.extend(a.on_event(&ev(c)).unwrap().out);
+    }
+    out.extend(
+        a.on_event(&SseEvent {
+            event: String::new(),
+            data: "[DONE]".into(),
+        })
+        .unwrap()
+        .out,
+    );
+    let last: Value = serde_json::from_str(out.last().unwrap()).unwrap();
+    assert_eq!(last["usageMetadata"]["thoughtsTokenCount"], 6, "{last}");
+    assert_eq!(last["usageMetadata"]["candidatesTokenCount"], 3, "{last}");
 }
