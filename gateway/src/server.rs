@@ -99,18 +99,6 @@ fn api_routes() -> Router<Arc<App>> {
         .route("/v1/stats", get(stats))
 }
 
-/// The gateway's listener: every accepted connection gets `TCP_NODELAY`.
-/// With Nagle's algorithm on, a stream's small last write waited for the
-/// client's delayed ACK: 40 ms at the end of every stream (issue 18).
-pub fn listener(
-    l: tokio::net::TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    l.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    })
-}
-
 // ---------------------------------------------------------------------------
 // errors and keys
 
@@ -301,6 +289,10 @@ async fn read_body(app: &App, h: &HeaderMap, body: Body, proto: Protocol) -> Res
             while let Some(s) = src {
                 if s.is::<http_body_util::LengthLimitError>() {
                     return Err(too_large());
+                }
+                // i25: a body slower than gateway.limits.body_read_timeout_ms.
+                if let Some(t) = s.downcast_ref::<crate::serve::BodyTimeout>() {
+                    return Err(app.reject(proto, 408, "body_timeout", t.to_string()).into());
                 }
                 src = s.source();
             }
@@ -948,24 +940,4 @@ async fn metrics(State(app): St) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     r
-}
-
-#[cfg(test)]
-mod listener_tests {
-    use axum::serve::Listener;
-
-    /// Accepted connections have Nagle's algorithm off.
-    #[tokio::test]
-    async fn accepted_sockets_have_nodelay() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let mut l = super::listener(l);
-        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
-        let (io, _) = l.accept().await;
-        assert!(
-            io.nodelay().unwrap(),
-            "TCP_NODELAY is off on an accepted socket"
-        );
-        drop(client.await);
-    }
 }
