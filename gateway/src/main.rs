@@ -9,6 +9,7 @@
 //! ends the command quietly instead of panicking.
 
 mod config;
+mod cursor;
 mod error;
 mod record;
 mod serve;

@@ -363,7 +363,15 @@ impl Ctx {
 async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> Result<Response> {
     let started = Instant::now();
     let key = authorize(&app, &h, proto)?.to_owned();
-    let bytes = read_body(&app, &h, body, proto).await?;
+    let mut bytes = read_body(&app, &h, body, proto).await?;
+    // i25: Cursor posts Responses-shaped bodies here (docs/gateway.md).
+    if proto == Protocol::OpenAi {
+        match crate::cursor::adapt(&bytes) {
+            Ok(Some(chat)) => bytes = chat,
+            Ok(None) => {}
+            Err(m) => return Err(app.reject(proto, 400, "invalid_request", m).key(&key).into()),
+        }
+    }
     let opts = SubmitOptions {
         forward_headers: anthropic_headers(&h),
         // Claude Code's and Codex's session ids keep a session on one

@@ -75,6 +75,9 @@ fn temp_dir() -> TempDir {
     TempDir(p)
 }
 
+const KEY_ENV: &str = "LLMUX_EDGE_TEST_KEY";
+const KEY: &str = "edge-test-key-not-a-secret";
+
 /// A catalog with model `demo/chat` on one OpenAI-protocol mock.
 fn config(s: &MockServer, gateway: Value) -> Value {
     json!({
@@ -109,6 +112,7 @@ fn try_start(cfg: &Value, dir: TempDir, nofile: Option<u64>) -> Result<Gateway, 
         .args(["serve", "--config"])
         .arg(&path)
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env(KEY_ENV, KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -530,18 +534,20 @@ fn tls_client(dir: &Path, http1: bool) -> reqwest::Client {
     b.build().expect("client")
 }
 
-/// A gateway serving TLS with a fresh `server.pem`.
-fn tls_gateway(mock: &MockServer) -> Gateway {
+/// A gateway serving TLS with a fresh `server.pem`, and `more` in its
+/// `gateway` section.
+fn tls_gateway(mock: &MockServer, more: Value) -> Gateway {
     let dir = temp_dir();
     make_cert(&dir.0, "server");
-    let tls = json!({"cert": dir.0.join("server.pem"), "key": dir.0.join("server.key")});
-    try_start(&config(mock, json!({"tls": tls})), dir, None).expect("gateway starts")
+    let mut g = more;
+    g["tls"] = json!({"cert": dir.0.join("server.pem"), "key": dir.0.join("server.key")});
+    try_start(&config(mock, g), dir, None).expect("gateway starts")
 }
 
 #[test]
 fn tls_serves_h2_by_alpn_and_http1_and_reloads_on_sighup() {
     let mock = MockServer::start("m", Behavior::default()).expect("mock");
-    let gw = tls_gateway(&mock);
+    let gw = tls_gateway(&mock, json!({}));
     assert!(gw.url.starts_with("https://127.0.0.1:"), "{}", gw.url);
     let dir = gw.dir.0.clone();
     rt().block_on(async {
@@ -604,4 +610,96 @@ fn tls_files_that_do_not_load_stop_the_start_with_the_reason() {
         .err()
         .expect("the gateway refused to start");
     assert!(err.contains("gateway.tls.cert") && err.contains("missing.pem"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Cursor
+
+/// What Cursor posts to `/chat/completions` in agent mode: a Responses
+/// body (docs/gateway.md, "Cursor").
+fn cursor_agent_body(stream: bool) -> Value {
+    json!({
+        "model": "demo/chat", "stream": stream, "store": false, "previous_response_id": null,
+        "include": ["reasoning.encrypted_content"], "truncation": "disabled",
+        "prompt_cache_retention": "24h", "reasoning": {"effort": "medium", "summary": "auto"},
+        "text": {"verbosity": "low"}, "stream_options": {"include_usage": true},
+        "instructions": "You are a coding agent.",
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "rename foo"}]},
+            {"type": "function_call", "call_id": "call_1", "name": "read_file", "arguments": "{\"path\":\"a.rs\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "fn foo() {}"},
+            {"type": "custom_tool_call", "call_id": "call_2", "name": "ApplyPatch", "input": "*** Begin Patch\n*** End Patch"},
+            {"type": "custom_tool_call_output", "call_id": "call_2", "output": "applied"},
+        ],
+        "tools": [
+            {"type": "function", "name": "read_file", "description": "Read a file.", "strict": false,
+             "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}},
+            {"type": "custom", "name": "ApplyPatch", "description": "Edit files with a patch.",
+             "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+        ],
+    })
+}
+
+#[test]
+fn cursor_request_shapes_over_tls_are_answered_as_chat_completions() {
+    let mock = MockServer::start("m", Behavior::default()).expect("mock");
+    let gw = tls_gateway(&mock, json!({"keys": [KEY_ENV]}));
+    let dir = gw.dir.0.clone();
+    rt().block_on(async {
+        let c = tls_client(&dir, false);
+        let post = |body: Value| {
+            c.post(format!("{}/v1/chat/completions", gw.url))
+                .bearer_auth(KEY)
+                .json(&body)
+                .send()
+        };
+        // Verification.
+        let r = c.get(format!("{}/v1/models", gw.url)).bearer_auth(KEY).send().await.expect("models");
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["object"], "list");
+        assert!(v["data"].as_array().unwrap().iter().any(|m| m["id"] == "demo/chat"), "{v}");
+        // Agent mode, streamed: Chat Completions chunks, usage, [DONE].
+        let r = post(cursor_agent_body(true)).await.expect("send");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        let text = r.text().await.expect("stream");
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        let mut content = String::new();
+        let mut usage = false;
+        for line in text.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|l| *l != "[DONE]") {
+            let v: Value = serde_json::from_str(line).expect("chunk");
+            assert_eq!(v["object"], "chat.completion.chunk", "{v}");
+            content.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+            usage |= v["usage"].is_object();
+        }
+        assert_eq!(content, "Hello from m.");
+        assert!(usage, "no usage chunk: {text}");
+        let sent = &mock.requests().last().expect("upstream request").body.clone();
+        assert!(sent.get("input").is_none(), "{sent}");
+        assert_eq!(sent["messages"][0]["role"], "system");
+        assert_eq!(sent["tools"][0]["function"]["name"], "read_file");
+        assert_eq!(sent["tools"][1]["function"]["name"], "ApplyPatch");
+        assert_eq!(sent["messages"].as_array().unwrap().len(), 6, "{sent}");
+        // Agent mode, whole.
+        let v: Value = post(cursor_agent_body(false)).await.expect("send").json().await.expect("json");
+        assert_eq!(v["object"], "chat.completion", "{v}");
+        assert_eq!(v["choices"][0]["message"]["content"], "Hello from m.");
+        // Ask mode: a Chat body whose tools mix nested and flat ones.
+        let ask = json!({"model": "demo/chat", "stream": false, "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "a", "parameters": {"type": "object"}}},
+                      {"type": "function", "name": "b", "parameters": {"type": "object"}}]});
+        let r = post(ask).await.expect("send");
+        assert_eq!(r.status(), 200);
+        let sent = mock.requests().last().expect("upstream request").body.clone();
+        assert_eq!(sent["tools"][1]["function"]["name"], "b", "{sent}");
+        // State llmux cannot keep: a clear 400 in the Chat envelope.
+        let mut stateful = cursor_agent_body(false);
+        stateful["previous_response_id"] = json!("resp_123");
+        let r = post(stateful).await.expect("send");
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.expect("json");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains("previous_response_id") && m.contains("Responses-shaped"), "{m}");
+    });
 }
