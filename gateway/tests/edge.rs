@@ -703,3 +703,122 @@ fn cursor_request_shapes_over_tls_are_answered_as_chat_completions() {
         assert!(m.contains("previous_response_id") && m.contains("Responses-shaped"), "{m}");
     });
 }
+
+// ---------------------------------------------------------------------------
+// scale
+
+/// The hard file-descriptor limit, after raising this process's soft limit
+/// to it (with `prlimit`, so the test has no unsafe code).
+fn raise_nofile() -> u64 {
+    let pid = std::process::id().to_string();
+    let out = Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile", "--output", "HARD", "--noheadings"])
+        .output()
+        .expect("prlimit (util-linux)");
+    let hard: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(1024);
+    let ok = Command::new("prlimit")
+        .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
+        .status()
+        .expect("prlimit");
+    assert!(ok.success(), "could not raise the file-descriptor limit");
+    hard
+}
+
+/// One stream; counts itself in `opened` at its first chunk.
+async fn one_stream(
+    c: reqwest::Client,
+    url: String,
+    i: usize,
+    opened: Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    let mut body = chat(true);
+    body["mock"] = json!({"text": format!("reply {i} end")});
+    let mut r = c
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    if r.status() != 200 {
+        panic!("stream {i}: {}: {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    let mut text = r.chunk().await.expect("read").map(|b| b.to_vec()).unwrap_or_default();
+    opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    while let Some(b) = r.chunk().await.expect("read") {
+        text.extend_from_slice(&b);
+    }
+    String::from_utf8(text).expect("utf-8")
+}
+
+/// Not in the normal run: on two shared cores with a debug build it takes
+/// minutes (`cargo test -p llmux-gateway --test edge -- --ignored ten_thousand --nocapture`);
+/// the release `gateway-memory` bench case measures the same.
+#[test]
+#[ignore = "minutes on a debug build: run with --ignored, or the gateway-memory bench"]
+fn ten_thousand_concurrent_streams_complete_once_each() {
+    // Each stream holds two descriptors in the gateway (caller and HTTP/1.1
+    // upstream) and two here (client and mock server): the limit decides.
+    let hard = raise_nofile();
+    let n = 10_000.min((hard.saturating_sub(1000) / 2) as usize);
+    println!("file-descriptor limit {hard}: {n} concurrent streams (10,000 wanted)");
+    let mock = MockServer::start(
+        "m",
+        Behavior {
+            chunks: 40,
+            chunk_delay_ms: 500,
+            ..Default::default()
+        },
+    )
+    .expect("mock");
+    let mut cfg = config(&mock, json!({"limits": {"max_connections": n + 100, "max_in_flight": n + 100}}));
+    // Thousands of connects at once overflow the mock's listen backlog on
+    // a busy machine; the kernel's SYN retries then need more than 5 s.
+    cfg["timeouts"] = json!({"connect_ms": 30000});
+    let gw = try_start(&cfg, temp_dir(), Some(hard)).expect("gateway starts");
+    let idle_rss = gw.rss_kib();
+    let started = Instant::now();
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (texts, peak_rss) = rt().block_on(async {
+        let c = reqwest::Client::builder().no_proxy().build().expect("client");
+        let mut tasks = Vec::new();
+        let mut peak = 0;
+        // Opened in waves of 1,000, each once the last has its first chunk.
+        for wave in (0..n).collect::<Vec<_>>().chunks(1000) {
+            for &i in wave {
+                tasks.push(tokio::spawn(one_stream(c.clone(), gw.url.clone(), i, opened.clone())));
+            }
+            let want = wave[wave.len() - 1] + 1;
+            while opened.load(std::sync::atomic::Ordering::Relaxed) < want && started.elapsed() < Duration::from_secs(300) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            peak = peak.max(gw.rss_kib());
+        }
+        let open_at_once = opened.load(std::sync::atomic::Ordering::Relaxed);
+        println!("{open_at_once} streams open at once after {:?}", started.elapsed());
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("stream task"));
+        }
+        (out, peak)
+    });
+    let per_stream = (peak_rss.saturating_sub(idle_rss)) as f64 / n as f64;
+    println!(
+        "{n} streams done in {:?}; gateway memory {idle_rss} KiB idle, {peak_rss} KiB at the peak: {per_stream:.1} KiB per open stream (debug build)",
+        started.elapsed()
+    );
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(t.matches("data: [DONE]").count(), 1, "stream {i}: {t}");
+        let content: String = t
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|l| *l != "[DONE]")
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(content, format!("reply {i} end"), "stream {i}");
+    }
+    assert_eq!(mock.request_count(), n, "each request went upstream exactly once");
+}
