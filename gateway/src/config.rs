@@ -278,13 +278,23 @@ impl LimitsSection {
         };
         at_least("max_connections", l.max_connections as u64, 1, errors);
         at_least("max_in_flight", l.max_in_flight as u64, 1, errors);
-        at_least("header_read_timeout_ms", l.header_read_timeout_ms, 1, errors);
+        at_least(
+            "header_read_timeout_ms",
+            l.header_read_timeout_ms,
+            1,
+            errors,
+        );
         at_least("body_read_timeout_ms", l.body_read_timeout_ms, 1, errors);
         at_least("idle_timeout_ms", l.idle_timeout_ms, 1, errors);
         at_least("max_headers", l.max_headers as u64, 1, errors);
         // hyper's smallest read buffer.
         at_least("max_header_bytes", l.max_header_bytes as u64, 8192, errors);
-        at_least("max_streams_per_connection", l.max_streams_per_connection.into(), 1, errors);
+        at_least(
+            "max_streams_per_connection",
+            l.max_streams_per_connection.into(),
+            1,
+            errors,
+        );
         l
     }
 }

@@ -13,7 +13,9 @@ fn plain_chat_bodies_are_left_alone() {
     let chat = json!({"model": "m", "messages": [{"role": "user", "content": "the input"}],
         "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]});
     assert_eq!(adapted(chat), None);
-    assert!(adapt(&Bytes::from_static(b"not json \"input\"")).unwrap().is_none());
+    assert!(adapt(&Bytes::from_static(b"not json \"input\""))
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -34,12 +36,21 @@ fn agent_mode_bodies_become_chat_with_custom_tools_as_functions() {
         ],
     });
     let chat = adapted(body).expect("adapted");
-    assert_eq!(chat["messages"][0], json!({"role": "system", "content": "be brief"}));
-    assert_eq!(chat["messages"][2]["tool_calls"][0]["function"]["arguments"], "{\"input\":\"*** Begin Patch\"}");
+    assert_eq!(
+        chat["messages"][0],
+        json!({"role": "system", "content": "be brief"})
+    );
+    assert_eq!(
+        chat["messages"][2]["tool_calls"][0]["function"]["arguments"],
+        "{\"input\":\"*** Begin Patch\"}"
+    );
     assert_eq!(chat["messages"][3]["role"], "tool");
     assert_eq!(chat["tools"][0]["function"]["name"], "read_file");
     assert_eq!(chat["tools"][1]["function"]["name"], "ApplyPatch");
-    assert_eq!(chat["tools"][1]["function"]["parameters"]["required"], json!(["input"]));
+    assert_eq!(
+        chat["tools"][1]["function"]["parameters"]["required"],
+        json!(["input"])
+    );
     assert_eq!(chat["reasoning_effort"], "medium");
     assert_eq!(chat["verbosity"], "low");
     assert_eq!(chat["stream_options"], json!({"include_usage": true}));
@@ -53,8 +64,16 @@ fn ask_mode_flat_tools_are_nested_and_stateful_bodies_refused() {
         {"type": "function", "name": "b", "description": "B", "parameters": {"type": "object"}},
     ]});
     let chat = adapted(ask).expect("adapted");
-    assert_eq!(chat["tools"][1], json!({"type": "function", "function": {"name": "b", "description": "B", "parameters": {"type": "object"}}}));
-    let err = adapt(&Bytes::from(json!({"model": "m", "input": "hi", "previous_response_id": "resp_1"}).to_string()))
-        .expect_err("refused");
-    assert!(err.contains("previous_response_id") && err.contains("Chat Completions route"), "{err}");
+    assert_eq!(
+        chat["tools"][1],
+        json!({"type": "function", "function": {"name": "b", "description": "B", "parameters": {"type": "object"}}})
+    );
+    let err = adapt(&Bytes::from(
+        json!({"model": "m", "input": "hi", "previous_response_id": "resp_1"}).to_string(),
+    ))
+    .expect_err("refused");
+    assert!(
+        err.contains("previous_response_id") && err.contains("Chat Completions route"),
+        "{err}"
+    );
 }

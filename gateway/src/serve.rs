@@ -149,7 +149,10 @@ impl Edge {
             ("idle_timeout_ms", l.idle_timeout_ms as f64),
             ("max_headers", l.max_headers as f64),
             ("max_header_bytes", l.max_header_bytes as f64),
-            ("max_streams_per_connection", f64::from(l.max_streams_per_connection)),
+            (
+                "max_streams_per_connection",
+                f64::from(l.max_streams_per_connection),
+            ),
         ];
         for (name, v) in values {
             metrics::gauge!("llmux_limit", "limit" => name).set(v);
@@ -246,14 +249,21 @@ impl Edge {
         } else {
             match self.in_flight.clone().try_acquire_owned() {
                 Ok(p) => Some(Gauged::new("llmux_requests_in_flight", p)),
-                Err(_) => return self.overloaded(req.uri().path()).map(|b| Held::new(b, None, active)),
+                Err(_) => {
+                    return self
+                        .overloaded(req.uri().path())
+                        .map(|b| Held::new(b, None, active))
+                }
             }
         };
         let limit = self.cfg.limits.body_read_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(limit);
         let req = req.map(|b| Body::new(Timed::new(b, deadline, limit)));
         use hyper::service::Service;
-        let resp = match TowerToHyperService::new(self.router.clone()).call(req).await {
+        let resp = match TowerToHyperService::new(self.router.clone())
+            .call(req)
+            .await
+        {
             Ok(r) => r,
             Err(never) => match never {},
         };
@@ -366,13 +376,18 @@ impl ConnState {
     /// `idle`.
     async fn idle(&self, idle: Duration) {
         loop {
-            let since = self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+            let since =
+                self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
             let deadline = since + idle;
             let quiet = self.active.load(Ordering::Acquire) == 0;
             if quiet && Instant::now() >= deadline {
                 return;
             }
-            let wake = if quiet { deadline } else { Instant::now() + idle };
+            let wake = if quiet {
+                deadline
+            } else {
+                Instant::now() + idle
+            };
             tokio::time::sleep_until(wake).await;
         }
     }
@@ -532,7 +547,10 @@ mod tests {
         let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
         let (io, _) = l.accept().await.unwrap();
         super::tune(&io);
-        assert!(io.nodelay().unwrap(), "TCP_NODELAY is off on an accepted socket");
+        assert!(
+            io.nodelay().unwrap(),
+            "TCP_NODELAY is off on an accepted socket"
+        );
         drop(client.await);
     }
 
@@ -540,8 +558,14 @@ mod tests {
     fn errors_take_the_envelope_of_their_route() {
         use llmux::Protocol;
         assert_eq!(super::caller_protocol("/v1/messages"), Protocol::Anthropic);
-        assert_eq!(super::caller_protocol("/api/v1/responses"), Protocol::Responses);
-        assert_eq!(super::caller_protocol("/v1/chat/completions"), Protocol::OpenAi);
+        assert_eq!(
+            super::caller_protocol("/api/v1/responses"),
+            Protocol::Responses
+        );
+        assert_eq!(
+            super::caller_protocol("/v1/chat/completions"),
+            Protocol::OpenAi
+        );
         assert_eq!(super::caller_protocol("/nowhere"), Protocol::OpenAi);
         assert!(super::exempt("/metrics") && !super::exempt("/v1/models"));
     }

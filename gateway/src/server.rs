@@ -369,7 +369,12 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
         match crate::cursor::adapt(&bytes) {
             Ok(Some(chat)) => bytes = chat,
             Ok(None) => {}
-            Err(m) => return Err(app.reject(proto, 400, "invalid_request", m).key(&key).into()),
+            Err(m) => {
+                return Err(app
+                    .reject(proto, 400, "invalid_request", m)
+                    .key(&key)
+                    .into())
+            }
         }
     }
     let opts = SubmitOptions {

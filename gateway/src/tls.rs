@@ -51,10 +51,7 @@ impl Tls {
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 let msg = match tls.reload() {
-                    Ok(()) => format!(
-                        "reloaded the TLS certificate {}",
-                        tls.files.cert.display()
-                    ),
+                    Ok(()) => format!("reloaded the TLS certificate {}", tls.files.cert.display()),
                     Err(e) => format!("TLS reload failed, keeping the certificate in use: {e}"),
                 };
                 crate::say(msg);
@@ -86,7 +83,9 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, String> {
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("gateway.tls: the key does not fit the certificate {cert_path}: {e}"))?;
+        .map_err(|e| {
+            format!("gateway.tls: the key does not fit the certificate {cert_path}: {e}")
+        })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }

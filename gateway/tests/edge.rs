@@ -289,7 +289,11 @@ async fn held_connection(addr: &str) -> TcpStream {
         .expect("write");
     let mut buf = [0u8; 1024];
     let n = s.read(&mut buf).await.expect("read");
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     s
 }
 
@@ -352,7 +356,10 @@ fn past_the_in_flight_cap_requests_get_503_in_their_envelope() {
         },
     )
     .expect("mock");
-    let gw = start(&config(&slow, json!({"limits": {"max_in_flight": 2, "retry_after_s": 3}})));
+    let gw = start(&config(
+        &slow,
+        json!({"limits": {"max_in_flight": 2, "retry_after_s": 3}}),
+    ));
     rt().block_on(async {
         let c = client();
         let mut streams = Vec::new();
@@ -421,7 +428,10 @@ fn idle_keepalive_connections_are_closed_and_busy_ones_are_not() {
         assert_eq!(n, 0);
         let after = t.elapsed();
         println!("idle keep-alive connection closed after {after:?} (idle_timeout_ms 400)");
-        assert!(after >= Duration::from_millis(300), "closed after {after:?}");
+        assert!(
+            after >= Duration::from_millis(300),
+            "closed after {after:?}"
+        );
         // A 1 s stream on a connection idle-limited to 400 ms completes.
         let text = client()
             .post(format!("{}/v1/chat/completions", gw.url))
@@ -489,15 +499,37 @@ fn openssl(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("openssl (scripts/setup installs it)");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A test CA (`ca.pem`) and a certificate for 127.0.0.1 and localhost
 /// signed by it (`{name}.pem`, `{name}.key`), made now.
 fn make_cert(dir: &Path, name: &str) {
     if !dir.join("ca.pem").exists() {
-        openssl(dir, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=llmux test CA"]);
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=llmux test CA",
+            ],
+        );
     }
     std::fs::write(
         dir.join("ext.cnf"),
@@ -507,10 +539,43 @@ fn make_cert(dir: &Path, name: &str) {
     let key = format!("{name}.key");
     let csr = format!("{name}.csr");
     let pem = format!("{name}.pem");
-    openssl(dir, &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]);
-    openssl(dir, &["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", &pem, "-days", "2", "-extfile", "ext.cnf"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
 }
 
 /// The DER bytes of a PEM certificate file.
@@ -551,14 +616,27 @@ fn tls_serves_h2_by_alpn_and_http1_and_reloads_on_sighup() {
     assert!(gw.url.starts_with("https://127.0.0.1:"), "{}", gw.url);
     let dir = gw.dir.0.clone();
     rt().block_on(async {
-        for (http1, version) in [(false, reqwest::Version::HTTP_2), (true, reqwest::Version::HTTP_11)] {
+        for (http1, version) in [
+            (false, reqwest::Version::HTTP_2),
+            (true, reqwest::Version::HTTP_11),
+        ] {
             let c = tls_client(&dir, http1);
-            let r = c.post(format!("{}/v1/chat/completions", gw.url)).json(&chat(false)).send().await.expect("send");
+            let r = c
+                .post(format!("{}/v1/chat/completions", gw.url))
+                .json(&chat(false))
+                .send()
+                .await
+                .expect("send");
             assert_eq!(r.version(), version);
             assert_eq!(r.status(), 200);
             let v: Value = r.json().await.expect("json");
             assert_eq!(v["choices"][0]["message"]["content"], "Hello from m.");
-            let r = c.post(format!("{}/v1/chat/completions", gw.url)).json(&chat(true)).send().await.expect("send");
+            let r = c
+                .post(format!("{}/v1/chat/completions", gw.url))
+                .json(&chat(true))
+                .send()
+                .await
+                .expect("send");
             assert_eq!(r.version(), version);
             let text = r.text().await.expect("stream");
             assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
@@ -570,7 +648,11 @@ fn tls_serves_h2_by_alpn_and_http1_and_reloads_on_sighup() {
                 .map(<[u8]>::to_vec)
                 .expect("peer certificate")
         };
-        let r = tls_client(&dir, false).get(format!("{}/health", gw.url)).send().await.expect("send");
+        let r = tls_client(&dir, false)
+            .get(format!("{}/health", gw.url))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(peer(&r), der(&dir.join("server.pem")));
         // A new certificate in the same files, then SIGHUP.
         let first = der(&dir.join("server.pem"));
@@ -579,7 +661,11 @@ fn tls_serves_h2_by_alpn_and_http1_and_reloads_on_sighup() {
         std::fs::copy(dir.join("next.key"), dir.join("server.key")).expect("copy");
         hup(&gw);
         gw.wait_log("reloaded the TLS certificate");
-        let r = tls_client(&dir, false).get(format!("{}/health", gw.url)).send().await.expect("send");
+        let r = tls_client(&dir, false)
+            .get(format!("{}/health", gw.url))
+            .send()
+            .await
+            .expect("send");
         let now = peer(&r);
         assert_eq!(now, der(&dir.join("next.pem")));
         assert_ne!(now, first);
@@ -587,10 +673,18 @@ fn tls_serves_h2_by_alpn_and_http1_and_reloads_on_sighup() {
         std::fs::write(dir.join("server.pem"), "not a certificate").expect("write");
         hup(&gw);
         gw.wait_log("TLS reload failed, keeping the certificate in use");
-        let r = tls_client(&dir, false).get(format!("{}/health", gw.url)).send().await.expect("send");
+        let r = tls_client(&dir, false)
+            .get(format!("{}/health", gw.url))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(peer(&r), now);
     });
-    assert!(gw.log_text().contains("gateway.tls.cert"), "{}", gw.log_text());
+    assert!(
+        gw.log_text().contains("gateway.tls.cert"),
+        "{}",
+        gw.log_text()
+    );
 }
 
 fn hup(gw: &Gateway) {
@@ -609,7 +703,10 @@ fn tls_files_that_do_not_load_stop_the_start_with_the_reason() {
     let err = try_start(&config(&mock, json!({"tls": tls})), dir, None)
         .err()
         .expect("the gateway refused to start");
-    assert!(err.contains("gateway.tls.cert") && err.contains("missing.pem"), "{err}");
+    assert!(
+        err.contains("gateway.tls.cert") && err.contains("missing.pem"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -712,7 +809,14 @@ fn cursor_request_shapes_over_tls_are_answered_as_chat_completions() {
 fn raise_nofile() -> u64 {
     let pid = std::process::id().to_string();
     let out = Command::new("prlimit")
-        .args(["--pid", &pid, "--nofile", "--output", "HARD", "--noheadings"])
+        .args([
+            "--pid",
+            &pid,
+            "--nofile",
+            "--output",
+            "HARD",
+            "--noheadings",
+        ])
         .output()
         .expect("prlimit (util-linux)");
     let hard: u64 = String::from_utf8_lossy(&out.stdout)
@@ -743,9 +847,18 @@ async fn one_stream(
         .await
         .expect("send");
     if r.status() != 200 {
-        panic!("stream {i}: {}: {}", r.status(), r.text().await.unwrap_or_default());
+        panic!(
+            "stream {i}: {}: {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
     }
-    let mut text = r.chunk().await.expect("read").map(|b| b.to_vec()).unwrap_or_default();
+    let mut text = r
+        .chunk()
+        .await
+        .expect("read")
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
     opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     while let Some(b) = r.chunk().await.expect("read") {
         text.extend_from_slice(&b);
@@ -773,7 +886,10 @@ fn ten_thousand_concurrent_streams_complete_once_each() {
         },
     )
     .expect("mock");
-    let mut cfg = config(&mock, json!({"limits": {"max_connections": n + 100, "max_in_flight": n + 100}}));
+    let mut cfg = config(
+        &mock,
+        json!({"limits": {"max_connections": n + 100, "max_in_flight": n + 100}}),
+    );
     // Thousands of connects at once overflow the mock's listen backlog on
     // a busy machine; the kernel's SYN retries then need more than 5 s.
     cfg["timeouts"] = json!({"connect_ms": 30000});
@@ -782,22 +898,35 @@ fn ten_thousand_concurrent_streams_complete_once_each() {
     let started = Instant::now();
     let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (texts, peak_rss) = rt().block_on(async {
-        let c = reqwest::Client::builder().no_proxy().build().expect("client");
+        let c = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
         let mut tasks = Vec::new();
         let mut peak = 0;
         // Opened in waves of 1,000, each once the last has its first chunk.
         for wave in (0..n).collect::<Vec<_>>().chunks(1000) {
             for &i in wave {
-                tasks.push(tokio::spawn(one_stream(c.clone(), gw.url.clone(), i, opened.clone())));
+                tasks.push(tokio::spawn(one_stream(
+                    c.clone(),
+                    gw.url.clone(),
+                    i,
+                    opened.clone(),
+                )));
             }
             let want = wave[wave.len() - 1] + 1;
-            while opened.load(std::sync::atomic::Ordering::Relaxed) < want && started.elapsed() < Duration::from_secs(300) {
+            while opened.load(std::sync::atomic::Ordering::Relaxed) < want
+                && started.elapsed() < Duration::from_secs(300)
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             peak = peak.max(gw.rss_kib());
         }
         let open_at_once = opened.load(std::sync::atomic::Ordering::Relaxed);
-        println!("{open_at_once} streams open at once after {:?}", started.elapsed());
+        println!(
+            "{open_at_once} streams open at once after {:?}",
+            started.elapsed()
+        );
         let mut out = Vec::new();
         for t in tasks {
             out.push(t.await.expect("stream task"));
@@ -816,9 +945,17 @@ fn ten_thousand_concurrent_streams_complete_once_each() {
             .filter_map(|l| l.strip_prefix("data: "))
             .filter(|l| *l != "[DONE]")
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
             .collect();
         assert_eq!(content, format!("reply {i} end"), "stream {i}");
     }
-    assert_eq!(mock.request_count(), n, "each request went upstream exactly once");
+    assert_eq!(
+        mock.request_count(),
+        n,
+        "each request went upstream exactly once"
+    );
 }
