@@ -1469,7 +1469,7 @@ fn check_request(protocol: Protocol, bytes: &[u8]) {
     if let Ok(r) = request::parse(catalog(), protocol, bytes) {
         assert!(!r.routes.is_empty());
         assert!(r.routes.iter().all(|x| !x.candidates.is_empty()));
-        assert!(!r.body.contains_key("provider") && !r.body.contains_key("models"));
+        assert!(!r.body.tree().contains_key("provider") && !r.body.tree().contains_key("models"));
         let _ = r.model_slug();
     }
 }
