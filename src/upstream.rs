@@ -863,9 +863,7 @@ fn stream_adapter_for(
             created: unix_now(),
             id: format!("llmux-{}", ctx.request_id),
             input_tokens_estimate: match (provider.protocol, ctx.caller) {
-                (Protocol::OpenAi, Protocol::Anthropic) => {
-                    ctx.body.prompt_tokens_estimate()
-                }
+                (Protocol::OpenAi, Protocol::Anthropic) => ctx.body.prompt_tokens_estimate(),
                 _ => 0,
             },
         },
@@ -877,7 +875,10 @@ fn stream_adapter_for(
 /// The caller's body as a tree for the adapters that read request fields
 /// (Responses on either side); others get an empty map, so a same-protocol
 /// request never builds the tree.
-fn request_tree<'a>(ctx: &AttemptCtx<'a>, upstream: Protocol) -> &'a serde_json::Map<String, Value> {
+fn request_tree<'a>(
+    ctx: &AttemptCtx<'a>,
+    upstream: Protocol,
+) -> &'a serde_json::Map<String, Value> {
     static EMPTY: std::sync::OnceLock<serde_json::Map<String, Value>> = std::sync::OnceLock::new();
     if upstream == Protocol::Responses || ctx.caller == Protocol::Responses {
         ctx.body.tree()

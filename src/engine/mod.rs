@@ -438,7 +438,9 @@ impl Engine {
         }) else {
             return Ok(None);
         };
-        let bytes = req.body.splice(&c.endpoints[e].upstream_model, false, false);
+        let bytes = req
+            .body
+            .splice(&c.endpoints[e].upstream_model, false, false);
         let inner = self.inner.clone();
         let (tx, rx) = oneshot::channel();
         rt.spawn(async move {

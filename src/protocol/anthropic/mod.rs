@@ -763,24 +763,54 @@ mod tests {
     #[test]
     fn lite_reading_agrees_with_the_tree() {
         let events = [
-            ("", r#"{"type":"message_start","message":{"usage":{"input_tokens":7,"cache_read_input_tokens":3}}}"#),
+            (
+                "",
+                r#"{"type":"message_start","message":{"usage":{"input_tokens":7,"cache_read_input_tokens":3}}}"#,
+            ),
             ("message_start", r#"{"message":{"usage":5}}"#),
             ("message_start", r#"{"message":"x"}"#),
-            ("", r#"{"type":"content_block_start","content_block":{"type":"text","text":""}}"#),
-            ("", r#"{"type":"content_block_start","content_block":{"type":"t\u0065xt","text":"a"}}"#),
-            ("", r#"{"type":"content_block_start","content_block":{"type":"tool_use","id":"t"}}"#),
+            (
+                "",
+                r#"{"type":"content_block_start","content_block":{"type":"text","text":""}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"content_block_start","content_block":{"type":"t\u0065xt","text":"a"}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"content_block_start","content_block":{"type":"tool_use","id":"t"}}"#,
+            ),
             ("", r#"{"type":"content_block_start"}"#),
             ("", r#"{"type":"content_block_start","content_block":[]}"#),
-            ("", r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"hi \"x\""}}"#),
-            ("", r#"{"type":"content_block_delta","delta":{"partial_json":""}}"#),
-            ("", r#"{"type":"content_block_delta","delta":{"thinking":5}}"#),
+            (
+                "",
+                r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"hi \"x\""}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"content_block_delta","delta":{"partial_json":""}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"content_block_delta","delta":{"thinking":5}}"#,
+            ),
             ("content_block_delta", r#"{"delta":{"thinking":"hm"}}"#),
-            ("", r#"{"type":"message_delta","usage":{"output_tokens":9,"input_tokens":1.5}}"#),
-            ("", r#"{"type":"message_delta","usage":{"output_tokens":2,"output_tokens":4}}"#),
+            (
+                "",
+                r#"{"type":"message_delta","usage":{"output_tokens":9,"input_tokens":1.5}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"message_delta","usage":{"output_tokens":2,"output_tokens":4}}"#,
+            ),
             ("", r#"{"type":"message_stop"}"#),
             ("", r#"{"type":"ping"}"#),
             ("", r#"{"type":7}"#),
-            ("", r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#),
+            (
+                "",
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+            ),
             ("", "[1]"),
             ("", "{"),
             ("", " "),
@@ -789,7 +819,9 @@ mod tests {
         for (name, data) in events {
             let e = ev(name, data);
             let a = lite.on_event(&e).map(|s| (s.out, s.content, s.finished));
-            let b = tree.read_tree(&e).map(|s| (vec![data.to_owned()], s.content, s.finished));
+            let b = tree
+                .read_tree(&e)
+                .map(|s| (vec![data.to_owned()], s.content, s.finished));
             assert_eq!(a, b, "{name} {data}");
             assert_eq!(lite.usage(), tree.usage(), "{name} {data}");
         }

@@ -16,8 +16,12 @@ fn keeps_every_other_byte() {
 
 #[test]
 fn removes_llmux_fields_anywhere_and_repeated() {
-    let body = r#"{"provider":{"hedge":true}, "model":"m","models":["x"],"messages":[],"provider":{}}"#;
-    assert_eq!(spliced(body, "up", false, false), r#"{ "model":"up","messages":[]}"#);
+    let body =
+        r#"{"provider":{"hedge":true}, "model":"m","models":["x"],"messages":[],"provider":{}}"#;
+    assert_eq!(
+        spliced(body, "up", false, false),
+        r#"{ "model":"up","messages":[]}"#
+    );
     let body = r#"{"models":[], "provider":{}}"#;
     assert_eq!(spliced(body, "up", false, false), r#"{"model":"up"}"#);
     let body = "{\"model\":\"m\",\n\"provider\":{}\n}";
@@ -33,12 +37,16 @@ fn nested_and_quoted_model_untouched() {
     );
     // An escaped spelling of `model` is `model`.
     let body = r#"{"m\u006fdel":"m","messages":[]}"#;
-    assert_eq!(spliced(body, "up", false, false), r#"{"m\u006fdel":"up","messages":[]}"#);
+    assert_eq!(
+        spliced(body, "up", false, false),
+        r#"{"m\u006fdel":"up","messages":[]}"#
+    );
 }
 
 #[test]
 fn stream_and_usage_set_in_place() {
-    let body = r#"{"stream":false,"model":"m","stream_options":{"a":1,"include_usage":false,"b":2}}"#;
+    let body =
+        r#"{"stream":false,"model":"m","stream_options":{"a":1,"include_usage":false,"b":2}}"#;
     assert_eq!(
         spliced(body, "up", true, true),
         r#"{"stream":true,"model":"up","stream_options":{"a":1,"include_usage":true,"b":2}}"#
@@ -65,7 +73,10 @@ fn stream_and_usage_set_in_place() {
     );
     // Not a stream: `stream` and `stream_options` as the caller wrote them.
     let body = r#"{"model":"m","stream":false,"stream_options":5}"#;
-    assert_eq!(spliced(body, "up", false, false), r#"{"model":"up","stream":false,"stream_options":5}"#);
+    assert_eq!(
+        spliced(body, "up", false, false),
+        r#"{"model":"up","stream":false,"stream_options":5}"#
+    );
 }
 
 #[test]
@@ -95,7 +106,9 @@ fn errors_are_the_value_parse_errors() {
         }
     }
     let not_utf8 = b"{\"a\":\"\xff\"}";
-    let want = serde_json::from_slice::<Value>(not_utf8).unwrap_err().to_string();
+    let want = serde_json::from_slice::<Value>(not_utf8)
+        .unwrap_err()
+        .to_string();
     assert_eq!(read(not_utf8).map(|_| ()), Err(ReadError::Json(want)));
 }
 
@@ -125,6 +138,9 @@ fn tree_and_estimate_match_the_old_path() {
     want.shift_remove("provider");
     want.shift_remove("models");
     assert_eq!(b.tree(), &want);
-    assert_eq!(b.prompt_tokens_estimate(), crate::request::estimate_prompt_tokens(&want));
+    assert_eq!(
+        b.prompt_tokens_estimate(),
+        crate::request::estimate_prompt_tokens(&want)
+    );
     assert_eq!(b.raw("system"), Some(r#""s""#));
 }
