@@ -7,8 +7,9 @@
 //! documents with random mutations (a node replaced by a random value or by
 //! another node of the same document, a key deleted or added). On top of
 //! that: the SSE decoder is independent of how the bytes are split into
-//! reads, config errors name their JSON path, and OpenAI -> Anthropic ->
-//! OpenAI keeps a simple conversation.
+//! reads, config errors name their JSON path, OpenAI -> Anthropic ->
+//! OpenAI keeps a simple conversation, and the same-protocol splice sends
+//! what the tree path would (and refuses what a `Value` parse refuses).
 //!
 //! Deterministic in CI: a fixed seed and a fixed number of cases per
 //! property. `PROPTEST_CASES=N` and `PROPTEST_RNG_SEED=S` override both
