@@ -10,6 +10,9 @@
 //! callgrind_annotate --inclusive=yes cg.out | grep cost_
 //! ```
 //!
+//! The same for a stream chunk through the same-protocol pass-through
+//! adapter (`cost_chunk_*`, per chunk).
+//!
 //! Without valgrind it prints ns per request (best of 5 rounds). Only the
 //! public API is used (`request::parse`, `protocol::upstream_request_bytes`
 //! over `ParsedRequest::body`), so the same file builds against older
@@ -72,10 +75,13 @@ fn one(c: &Catalog, caller: Protocol, upstream: Protocol, b: &[u8]) -> usize {
     bytes.len()
 }
 
+// Each scenario tags its loop with its own name, so the optimiser cannot
+// fold the six identical bodies into one symbol.
 macro_rules! scenario {
     ($name:ident) => {
         #[inline(never)]
         fn $name(c: &Catalog, caller: Protocol, up: Protocol, b: &[u8], n: usize) -> usize {
+            black_box(stringify!($name));
             (0..n).map(|_| one(c, caller, up, black_box(b))).sum()
         }
     };
@@ -88,6 +94,41 @@ scenario!(cost_translated_o2a_large);
 scenario!(cost_translated_a2o_large);
 
 type Scenario = fn(&Catalog, Protocol, Protocol, &[u8], usize) -> usize;
+
+/// `n` stream events through the same-protocol pass-through adapter.
+fn chunks(p: Protocol, event: &str, data: &str, n: usize) -> usize {
+    let ctx = protocol::StreamContext {
+        model: "m/o".into(),
+        include_usage: false,
+        created: 1,
+        id: "llmux-1".into(),
+        input_tokens_estimate: 0,
+    };
+    let mut adapter = protocol::stream_adapter(p, p, ctx);
+    let mut out = 0;
+    for _ in 0..n {
+        let ev = protocol::SseEvent {
+            event: event.to_owned(),
+            data: data.to_owned(),
+        };
+        let step = adapter.on_owned(black_box(ev)).expect("chunk");
+        out += step.out.len();
+    }
+    out
+}
+
+#[inline(never)]
+fn cost_chunk_openai(n: usize) -> usize {
+    let data = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"ab"},"finish_reason":null}]}"#;
+    chunks(Protocol::OpenAi, "", data, n)
+}
+
+#[inline(never)]
+fn cost_chunk_anthropic(n: usize) -> usize {
+    let data =
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ab"}}"#;
+    chunks(Protocol::Anthropic, "content_block_delta", data, n)
+}
 
 pub fn run() {
     let n: usize = std::env::var("LLMUX_BENCH_COST_N")
@@ -149,5 +190,17 @@ pub fn run() {
         }
         let _: Value = serde_json::from_slice(b).expect("json");
         println!("{name:<22} {:>6} bytes  {best:>8.0} ns/request", b.len());
+    }
+    for (name, f) in [
+        ("chunk_openai", cost_chunk_openai as fn(usize) -> usize),
+        ("chunk_anthropic", cost_chunk_anthropic),
+    ] {
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let t = Instant::now();
+            black_box(f(n / 5));
+            best = best.min(t.elapsed().as_secs_f64() * 1e9 / (n / 5) as f64);
+        }
+        println!("{name:<22} {best:>21.0} ns/chunk (pass-through adapter)");
     }
 }

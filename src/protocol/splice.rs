@@ -371,14 +371,16 @@ fn skip_ws(t: &[u8], mut i: usize) -> usize {
 /// From an opening quote to just past the closing one.
 fn skip_string(t: &[u8], i: usize) -> usize {
     let mut j = i + 1;
-    while let Some(&b) = t.get(j) {
-        match b {
-            b'"' => return j + 1,
-            b'\\' => j += 2,
-            _ => j += 1,
+    loop {
+        let next = t
+            .get(j..)
+            .and_then(|r| r.iter().position(|b| matches!(b, b'"' | b'\\')));
+        match next {
+            Some(k) if t[j + k] == b'"' => return j + k + 1,
+            Some(k) => j += k + 2,
+            None => return t.len(),
         }
     }
-    t.len()
 }
 
 fn skip_value(t: &[u8], i: usize) -> usize {
@@ -455,22 +457,29 @@ fn role_of(key: &str) -> Role {
     }
 }
 
-/// A caller's request body, validated: its bytes, where its top-level
-/// entries lie, and (built on first use, for translation) its tree
-/// without llmux's own fields.
+/// A caller's request body, validated: its bytes and, each worked out on
+/// first use, where its top-level entries lie (for the splice) and its
+/// tree without llmux's own fields (for translation). A request only ever
+/// served by the other protocol never lays its bytes out; one only served
+/// by its own never builds the tree.
 #[derive(Debug, Default)]
 pub struct Body {
     text: String,
+    layout: OnceLock<Layout>,
+    tree: OnceLock<Map<String, Value>>,
+}
+
+/// Where a body's top-level entries lie.
+#[derive(Debug)]
+struct Layout {
     open: usize,
     /// The end of the last entry's value (after `{` when there is none).
     last_end: usize,
     entries: Vec<(Entry, Role)>,
-    tree: OnceLock<Map<String, Value>>,
 }
 
-impl Body {
-    /// Lays out a body [`read`] validated.
-    pub fn new(text: &str) -> Body {
+impl Layout {
+    fn of(text: &str) -> Layout {
         let t = text.as_bytes();
         let open = skip_ws(t, 0);
         let (found, last_end) = entries(t, open);
@@ -478,13 +487,26 @@ impl Body {
             .into_iter()
             .map(|e| (e, role_of(&key_of(text, &e))))
             .collect();
-        Body {
-            text: text.to_owned(),
+        Layout {
             open,
             last_end,
             entries,
+        }
+    }
+}
+
+impl Body {
+    /// A body [`read`] validated.
+    pub fn new(text: &str) -> Body {
+        Body {
+            text: text.to_owned(),
+            layout: OnceLock::new(),
             tree: OnceLock::new(),
         }
+    }
+
+    fn layout(&self) -> &Layout {
+        self.layout.get_or_init(|| Layout::of(&self.text))
     }
 
     /// A body from a parsed map (tests, tools): its serialisation.
@@ -510,7 +532,8 @@ impl Body {
 
     /// The raw JSON of top-level field `key` (the last one if repeated).
     pub fn raw(&self, key: &str) -> Option<&str> {
-        self.entries
+        self.layout()
+            .entries
             .iter()
             .rev()
             .find(|(e, _)| key_of(&self.text, e) == key)
@@ -526,7 +549,7 @@ impl Body {
     pub fn prompt_tokens_estimate(&self) -> u64 {
         let mut seen = 0u8;
         let mut bytes = 0usize;
-        for (e, role) in self.entries.iter().rev() {
+        for (e, role) in self.layout().entries.iter().rev() {
             if let Role::Prompt(i) = role {
                 if seen & (1 << i) == 0 {
                     seen |= 1 << i;
@@ -543,10 +566,11 @@ impl Body {
     /// true`; every other byte as the caller sent it.
     pub fn splice(&self, model: &str, stream: bool, ask_usage: bool) -> Vec<u8> {
         let t = self.text.as_bytes();
+        let layout = self.layout();
         let mut out = Vec::with_capacity(t.len() + model.len() + 64);
-        out.extend_from_slice(&t[..=self.open]);
+        out.extend_from_slice(&t[..=layout.open]);
         let (mut any, mut has) = (false, [false; 3]);
-        for (e, role) in &self.entries {
+        for (e, role) in &layout.entries {
             if *role == Role::Own {
                 continue;
             }
@@ -593,7 +617,7 @@ impl Body {
         if ask_usage && !has[2] {
             add(&mut out, "stream_options", r#"{"include_usage":true}"#);
         }
-        out.extend_from_slice(&t[self.last_end..]);
+        out.extend_from_slice(&t[layout.last_end..]);
         out
     }
 }
