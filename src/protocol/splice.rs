@@ -372,9 +372,7 @@ fn skip_ws(t: &[u8], mut i: usize) -> usize {
 fn skip_string(t: &[u8], i: usize) -> usize {
     let mut j = i + 1;
     loop {
-        let next = t
-            .get(j..)
-            .and_then(|r| r.iter().position(|b| matches!(b, b'"' | b'\\')));
+        let next = t.get(j..).and_then(|r| memchr::memchr2(b'"', b'\\', r));
         match next {
             Some(k) if t[j + k] == b'"' => return j + k + 1,
             Some(k) => j += k + 2,
