@@ -20,6 +20,8 @@ mod edge;
 mod fleet;
 #[path = "llmux/reload.rs"]
 mod reload;
+#[path = "llmux/request_cost.rs"]
+mod request_cost;
 #[path = "llmux/util.rs"]
 mod util;
 
@@ -3307,6 +3309,11 @@ fn main() {
     // binary without it, where a several-minute benchmark has no place.
     if !args.iter().any(|a| a == "--bench") {
         println!("llmux bench: run it with `cargo bench --bench llmux` or scripts/bench.sh");
+        return;
+    }
+    if args.iter().any(|a| a == "request-cost") {
+        // No fleet, no engine: the request path alone (see request_cost.rs).
+        request_cost::run();
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
