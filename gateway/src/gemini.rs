@@ -136,8 +136,8 @@ async fn call(
         );
         return Err(not_found(&app, what));
     };
-    let bytes = server::read_body(&app, &h, body, GEMINI).await?;
-    let Ok(Value::Object(mut req)) = serde_json::from_slice::<Value>(&bytes) else {
+    let raw = server::read_body(&app, &h, body, GEMINI).await?;
+    let Ok(Value::Object(mut req)) = serde_json::from_slice::<Value>(&raw) else {
         let message = "the request body must be a JSON object";
         return Err(app.reject(GEMINI, 400, "invalid_json", message).into());
     };
@@ -147,8 +147,12 @@ async fn call(
     let stream = method == Method::Stream;
     req.insert("model".into(), Value::from(model));
     req.insert("stream".into(), Value::Bool(stream));
+    drop(raw);
     let bytes = serde_json::to_vec(&req).unwrap_or_default();
+    drop(req);
     let events = server::submit(&app, GEMINI, &h, &bytes, &key)?;
+    // The body is not needed while the answer streams.
+    drop(bytes);
     let (_, sse) = query_key(query.as_deref());
     if stream && !sse {
         return array_response(app, key, events, started).await;

@@ -9,11 +9,14 @@
 //! ends the command quietly instead of panicking.
 
 mod config;
+mod cursor;
 mod error;
 mod gemini;
 mod record;
-mod reload; // i24
+mod reload;
+mod serve;
 mod server;
+mod tls;
 
 use record::LogFormat;
 use std::io::Write;
@@ -449,7 +452,18 @@ async fn run(
         Ok(a) => a,
         Err(e) => return fail(&[format!("cannot read the listening address: {e}")]),
     };
-    Out::new().line(format_args!("llmux: listening on http://{addr}"));
+    let tls = match &g.tls {
+        Some(files) => match tls::Tls::load(files) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => return fail(&[e]),
+        },
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    Out::new().line(format_args!("llmux: listening on {scheme}://{addr}"));
+    if let Some(t) = &tls {
+        t.reload_on_sighup();
+    }
     // The recorder keeps every histogram sample until something drains
     // it; a scrape does, and so does this, for the many deployments that
     // never scrape (issue 18: memory grew with every request).
@@ -489,13 +503,16 @@ async fn run(
         tokio::time::sleep(drain).await;
         let _ = cancel_tx.send(true);
     });
-    let serve = axum::serve(server::listener(listener), server::router(app))
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-        });
-    if let Err(e) = serve.await {
-        return fail(&[format!("server error: {e}")]);
-    }
+    let edge = serve::EdgeConfig {
+        limits: g.limits,
+        tls,
+        log,
+        close_wait: drain + Duration::from_secs(2),
+    };
+    serve::run(listener, server::router(app), edge, async move {
+        let _ = stop_rx.await;
+    })
+    .await;
     say("stopped");
     ExitCode::SUCCESS
 }

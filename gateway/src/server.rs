@@ -102,18 +102,6 @@ fn api_routes() -> Router<Arc<App>> {
         .merge(crate::gemini::routes())
 }
 
-/// The gateway's listener: every accepted connection gets `TCP_NODELAY`.
-/// With Nagle's algorithm on, a stream's small last write waited for the
-/// client's delayed ACK: 40 ms at the end of every stream (issue 18).
-pub fn listener(
-    l: tokio::net::TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    l.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    })
-}
-
 // ---------------------------------------------------------------------------
 // errors and keys
 
@@ -321,6 +309,10 @@ pub(crate) async fn read_body(
                 if s.is::<http_body_util::LengthLimitError>() {
                     return Err(too_large());
                 }
+                // i25: a body slower than gateway.limits.body_read_timeout_ms.
+                if let Some(t) = s.downcast_ref::<crate::serve::BodyTimeout>() {
+                    return Err(app.reject(proto, 408, "body_timeout", t.to_string()).into());
+                }
                 src = s.source();
             }
             let message = "could not read the request body";
@@ -390,8 +382,23 @@ impl Ctx {
 async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> Result<Response> {
     let started = Instant::now();
     let key = authorize(&app, &h, proto)?.to_owned();
-    let bytes = read_body(&app, &h, body, proto).await?;
+    let mut bytes = read_body(&app, &h, body, proto).await?;
+    // i25: Cursor posts Responses-shaped bodies here (docs/gateway.md).
+    if proto == Protocol::OpenAi {
+        match crate::cursor::adapt(&bytes) {
+            Ok(Some(chat)) => bytes = chat,
+            Ok(None) => {}
+            Err(m) => {
+                return Err(app
+                    .reject(proto, 400, "invalid_request", m)
+                    .key(&key)
+                    .into())
+            }
+        }
+    }
     let events = submit(&app, proto, &h, &bytes, &key)?;
+    // The body is not needed while the answer streams.
+    drop(bytes);
     respond(app, proto, key, events, started).await
 }
 
@@ -1024,24 +1031,4 @@ async fn metrics(State(app): St) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     r
-}
-
-#[cfg(test)]
-mod listener_tests {
-    use axum::serve::Listener;
-
-    /// Accepted connections have Nagle's algorithm off.
-    #[tokio::test]
-    async fn accepted_sockets_have_nodelay() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let mut l = super::listener(l);
-        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
-        let (io, _) = l.accept().await;
-        assert!(
-            io.nodelay().unwrap(),
-            "TCP_NODELAY is off on an accepted socket"
-        );
-        drop(client.await);
-    }
 }

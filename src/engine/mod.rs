@@ -435,7 +435,7 @@ impl Engine {
             return Err(SubmitError::ShuttingDown);
         };
         let inner = self.inner();
-        let mut req = request::parse(&inner.catalog, Protocol::Anthropic, body)
+        let req = request::parse(&inner.catalog, Protocol::Anthropic, body)
             .map_err(SubmitError::Request)?;
         let c = &inner.catalog;
         let now = Instant::now();
@@ -445,10 +445,9 @@ impl Engine {
         }) else {
             return Ok(None);
         };
-        req.body
-            .insert("model".into(), json!(c.endpoints[e].upstream_model));
-        let bytes = serde_json::to_vec(&req.body)
-            .map_err(|e| SubmitError::Request(request::RequestError::Invalid(e.to_string())))?;
+        let bytes = req
+            .body
+            .splice(&c.endpoints[e].upstream_model, false, false);
         let inner = inner.clone();
         let (tx, rx) = oneshot::channel();
         rt.spawn(async move {
@@ -946,6 +945,7 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         json!([{"role": "user", "content": "ping"}]),
     );
     body.insert("max_tokens".into(), json!(1));
+    let body = crate::protocol::splice::Body::from_map(&body);
     let timeouts = provider.timeouts.over(c.timeouts).over(DEFAULT_TIMEOUTS);
     let Ok(client) = inner.client(timeouts.connect_ms.unwrap_or(5000), provider.http) else {
         return;

@@ -15,6 +15,7 @@ pub mod gemini;
 pub mod ir;
 pub mod openai;
 pub mod responses;
+pub mod splice;
 pub mod sse;
 pub mod translate;
 mod wire;
@@ -385,74 +386,24 @@ pub fn upstream_request(
     Ok(Value::Object(out))
 }
 
-/// The caller's body with `model` (and for streams `stream` and OpenAI's
-/// `stream_options.include_usage`) replaced, serialised without copying the
-/// rest.
-struct Patched<'a> {
-    base: &'a serde_json::Map<String, Value>,
-    model: &'a str,
-    stream: bool,
-    ask_usage: bool,
-}
-
-impl serde::Serialize for Patched<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        // The caller's key order is kept (`model` and `stream` stay where
-        // the caller put them).
-        let mut m = ser.serialize_map(None)?;
-        if !self.base.contains_key("model") {
-            m.serialize_entry("model", self.model)?;
-        }
-        for (k, v) in self.base {
-            match k.as_str() {
-                "model" => m.serialize_entry("model", self.model)?,
-                "stream" if self.stream => m.serialize_entry("stream", &true)?,
-                "stream_options" if self.ask_usage => {}
-                _ => m.serialize_entry(k, v)?,
-            }
-        }
-        if self.stream && !self.base.contains_key("stream") {
-            m.serialize_entry("stream", &true)?;
-        }
-        if self.ask_usage {
-            let mut opts = match self.base.get("stream_options") {
-                Some(Value::Object(o)) => o.clone(),
-                _ => serde_json::Map::new(),
-            };
-            opts.insert("include_usage".into(), Value::Bool(true));
-            m.serialize_entry("stream_options", &opts)?;
-        }
-        m.end()
-    }
-}
-
-/// [`upstream_request`], serialised: the body bytes to send.
+/// The body bytes to send: for an endpoint of the caller's own protocol
+/// (Responses aside, whose ids are rewritten) a splice of the caller's
+/// bytes ([`splice::Body::splice`]), else [`upstream_request`] over the
+/// body's tree, serialised.
 pub fn upstream_request_bytes(
     upstream: Protocol,
     caller: Protocol,
-    body: &serde_json::Map<String, Value>,
+    body: &splice::Body,
     upstream_model: &str,
     stream: bool,
 ) -> Result<Vec<u8>, PayloadError> {
     let same = upstream == caller && !matches!(upstream, Protocol::Responses | Protocol::Gemini);
-    let bytes = if same {
-        serde_json::to_vec(&Patched {
-            base: body,
-            model: upstream_model,
-            stream,
-            ask_usage: stream && upstream == Protocol::OpenAi,
-        })
-    } else {
-        serde_json::to_vec(&upstream_request(
-            upstream,
-            caller,
-            body,
-            upstream_model,
-            stream,
-        )?)
-    };
-    bytes.map_err(|e| PayloadError::Malformed(e.to_string()))
+    if same {
+        let ask_usage = stream && upstream == Protocol::OpenAi;
+        return Ok(body.splice(upstream_model, stream, ask_usage));
+    }
+    let tree = upstream_request(upstream, caller, body.tree(), upstream_model, stream)?;
+    serde_json::to_vec(&tree).map_err(|e| PayloadError::Malformed(e.to_string()))
 }
 
 /// An error body in the caller's protocol.
@@ -486,7 +437,8 @@ mod tests {
             (Protocol::Anthropic, Protocol::OpenAi),
         ] {
             for stream in [true, false] {
-                let bytes = upstream_request_bytes(up, caller, &m, "up-1", stream).unwrap();
+                let body = splice::Body::from_map(&m);
+                let bytes = upstream_request_bytes(up, caller, &body, "up-1", stream).unwrap();
                 let got: Value = serde_json::from_slice(&bytes).unwrap();
                 let want = upstream_request(up, caller, &m, "up-1", stream).unwrap();
                 assert_eq!(got, want, "{up:?} <- {caller:?} stream={stream}");
