@@ -166,6 +166,12 @@ enum llmux_protocol
    OpenAI Responses (`POST /responses`).
    */
   LLMUX_PROTOCOL_RESPONSES = 2,
+  /*
+   Google Gemini `GenerateContentRequest`; the model and the stream
+   flag, which Gemini puts in the URL, go in the body as `model` and
+   `stream`.
+   */
+  LLMUX_PROTOCOL_GEMINI = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -174,6 +180,12 @@ typedef enum llmux_protocol llmux_protocol;
 typedef uint32_t llmux_protocol;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+/*
+ The chat protocols llmux speaks, on either side. In JSON (stats,
+ plans) by [`Protocol::as_str`]'s name.
+ */
+typedef struct Protocol Protocol;
 
 /*
  An engine: the catalog, the health table, the worker threads and the

@@ -157,6 +157,21 @@ pub fn default_parameters(protocol: Protocol) -> &'static [&'static str] {
             "temperature",
             "top_p",
         ],
+        Protocol::Gemini => &[
+            "tools",
+            "tool_choice",
+            "response_format",
+            "structured_outputs",
+            "reasoning",
+            "images",
+            "temperature",
+            "top_p",
+            "top_k",
+            "stop",
+            "seed",
+            "frequency_penalty",
+            "presence_penalty",
+        ],
     }
 }
 
@@ -395,20 +410,16 @@ fn resolve_providers(
 }
 
 fn provider_protocol(p: &ProviderConfig, at: &dyn Fn(&str) -> String, err: Errs) -> Protocol {
-    match p.protocol.as_str() {
-        "openai" => Protocol::OpenAi,
-        "anthropic" => Protocol::Anthropic,
-        "responses" => Protocol::Responses,
-        other => {
-            err(
-                at("protocol"),
-                format!(
-                    "unknown protocol {other:?} (expected \"openai\", \"anthropic\" or \"responses\")"
-                ),
-            );
-            Protocol::OpenAi
-        }
-    }
+    Protocol::from_name(&p.protocol).unwrap_or_else(|| {
+        err(
+            at("protocol"),
+            format!(
+                "unknown protocol {:?} (expected \"openai\", \"anthropic\", \"responses\" or \"gemini\")",
+                p.protocol
+            ),
+        );
+        Protocol::OpenAi
+    })
 }
 
 /// The chat endpoint's URL (base URL and the protocol's path), with the
@@ -547,7 +558,9 @@ fn extra_headers(
     headers
 }
 
-/// The headers the protocol adds (`anthropic-version`, `anthropic-beta`).
+/// The headers the protocol adds: its version header (the config's
+/// `anthropic_version`, else the protocol's default) and beta header
+/// (`anthropic_beta`), as the protocol names them.
 fn protocol_headers(
     p: &ProviderConfig,
     protocol: Protocol,
@@ -555,26 +568,24 @@ fn protocol_headers(
     err: Errs,
 ) -> Vec<(HeaderName, HeaderValue)> {
     let mut headers = Vec::new();
-    if protocol == Protocol::Anthropic {
-        let version = p.anthropic_version.as_deref().unwrap_or("2023-06-01");
-        match HeaderValue::from_str(version) {
-            Ok(v) => headers.push((HeaderName::from_static("anthropic-version"), v)),
-            Err(_) => err(
-                at("anthropic_version"),
-                "not a valid HTTP header value".into(),
-            ),
-        }
-        if let Some(beta) = &p.anthropic_beta {
-            match HeaderValue::from_str(beta) {
-                Ok(v) => headers.push((HeaderName::from_static("anthropic-beta"), v)),
-                Err(_) => err(at("anthropic_beta"), "not a valid HTTP header value".into()),
+    let mut push = |name: &'static str, value: &str, field: &str| match HeaderValue::from_str(value)
+    {
+        Ok(v) => headers.push((HeaderName::from_static(name), v)),
+        Err(_) => err(at(field), "not a valid HTTP header value".into()),
+    };
+    match (protocol.version_header(), protocol.beta_header()) {
+        (Some((name, default)), beta) => {
+            let version = p.anthropic_version.as_deref().unwrap_or(default);
+            push(name, version, "anthropic_version");
+            if let (Some(name), Some(value)) = (beta, &p.anthropic_beta) {
+                push(name, value, "anthropic_beta");
             }
         }
-    } else if p.anthropic_version.is_some() || p.anthropic_beta.is_some() {
-        err(
+        _ if p.anthropic_version.is_some() || p.anthropic_beta.is_some() => err(
             at("anthropic_version"),
             "only valid for protocol \"anthropic\"".into(),
-        );
+        ),
+        _ => {}
     }
     headers
 }
@@ -717,11 +728,11 @@ fn check_aliases(
 /// The protocol of the provider `slug` names (OpenAI when unknown: that
 /// error is reported elsewhere).
 fn provider_protocol_of(cfg: &Config, slug: &str) -> Protocol {
-    match cfg.providers.iter().find(|p| p.slug == slug) {
-        Some(p) if p.protocol == "anthropic" => Protocol::Anthropic,
-        Some(p) if p.protocol == "responses" => Protocol::Responses,
-        _ => Protocol::OpenAi,
-    }
+    cfg.providers
+        .iter()
+        .find(|p| p.slug == slug)
+        .and_then(|p| Protocol::from_name(&p.protocol))
+        .unwrap_or(Protocol::OpenAi)
 }
 
 /// `supported_parameters`, each a known name, or the protocol's defaults.
@@ -947,13 +958,9 @@ fn check_timeouts(t: &TimeoutsConfig, path: &str, err: Errs) {
     }
 }
 
-/// The path llmux appends to a provider's base URL.
+/// The path llmux appends to a provider's base URL (the protocol's own).
 fn endpoint_path(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::OpenAi => "/chat/completions",
-        Protocol::Anthropic => "/v1/messages",
-        Protocol::Responses => "/responses",
-    }
+    protocol.path()
 }
 
 /// Refuses a base URL that already ends in an endpoint path, which llmux
@@ -961,15 +968,12 @@ fn endpoint_path(protocol: Protocol) -> &'static str {
 /// naming the base URL to use instead.
 fn check_base_url_path(base_url: &str, protocol: Protocol) -> Result<(), String> {
     let path = endpoint_path(protocol);
-    let Some(suffix) = [
-        path,
-        "/chat/completions",
-        "/v1/messages",
-        "/messages",
-        "/responses",
-    ]
-    .into_iter()
-    .find(|s| base_url.ends_with(s)) else {
+    let Some(suffix) = Protocol::ALL
+        .iter()
+        .map(|p| p.path())
+        .chain([path, "/messages"])
+        .find(|s| base_url.ends_with(s))
+    else {
         return Ok(());
     };
     let base = &base_url[..base_url.len() - suffix.len()];

@@ -161,7 +161,7 @@ pub fn parse(
         Some(_) => return Err(invalid("`stream` must be a boolean")),
     };
     let include_usage = match protocol {
-        Protocol::Anthropic | Protocol::Responses => true,
+        Protocol::Anthropic | Protocol::Responses | Protocol::Gemini => true,
         Protocol::OpenAi => facts.include_usage.as_ref().and_then(Shape::as_bool) == Some(true),
     };
     let mut slugs = vec![slug];
@@ -228,6 +228,11 @@ fn check_shape(protocol: Protocol, body: &Facts<'_>) -> Result<String, RequestEr
             return Err(invalid("`input` must be a string or a list of items"))
         }
         (Protocol::Responses, _, None) => return Err(invalid("`input` is required")),
+        (Protocol::Gemini, _, _) => match body.contents {
+            Some(Shape::Array) => {}
+            Some(_) => return Err(invalid("`contents` must be an array")),
+            None => return Err(invalid("`contents` is required")),
+        },
         (_, Some(Shape::Array), _) => {}
         (_, Some(_), _) => return Err(invalid("`messages` must be an array")),
         (_, None, _) => return Err(invalid("`messages` is required")),
@@ -343,6 +348,7 @@ fn user_of<'a>(protocol: Protocol, body: &'a Facts<'_>) -> Option<&'a str> {
     let user = match protocol {
         Protocol::OpenAi | Protocol::Responses => body.user.as_ref(),
         Protocol::Anthropic => body.user_id.as_ref(),
+        Protocol::Gemini => None,
     };
     user.and_then(Shape::as_str)
 }
@@ -460,11 +466,19 @@ fn restrict_stateful(
 /// Estimated prompt tokens: JSON bytes of messages, system, tools, and
 /// Responses' input and instructions / 4.
 pub fn estimate_prompt_tokens(body: &Map<String, Value>) -> u64 {
-    let bytes: usize = ["messages", "system", "tools", "input", "instructions"]
-        .iter()
-        .filter_map(|k| body.get(*k))
-        .map(|v| serde_json::to_string(v).map(|s| s.len()).unwrap_or(0))
-        .sum();
+    let bytes: usize = [
+        "messages",
+        "system",
+        "tools",
+        "input",
+        "instructions",
+        "contents",
+        "systemInstruction",
+    ]
+    .iter()
+    .filter_map(|k| body.get(*k))
+    .map(|v| serde_json::to_string(v).map(|s| s.len()).unwrap_or(0))
+    .sum();
     (bytes as u64).div_ceil(4)
 }
 
@@ -860,7 +874,24 @@ pub fn parse_defaults(v: &Value) -> Result<Preferences, (String, String)> {
 /// The request features a body uses, by its protocol's field names, in
 /// the vocabulary of `supported_parameters`.
 pub fn used_parameters(protocol: Protocol, body: &Map<String, Value>) -> Vec<&'static str> {
-    let has = |k: &str| body.get(k).is_some_and(|v| !v.is_null());
+    // Gemini's sampling settings sit in `generationConfig`, by other names.
+    let generation = body
+        .get("generationConfig")
+        .filter(|_| protocol == Protocol::Gemini);
+    let gemini_key = |k: &str| match k {
+        "temperature" => Some("temperature"),
+        "top_p" => Some("topP"),
+        "top_k" => Some("topK"),
+        "stop" => Some("stopSequences"),
+        "seed" => Some("seed"),
+        "frequency_penalty" => Some("frequencyPenalty"),
+        "presence_penalty" => Some("presencePenalty"),
+        _ => None,
+    };
+    let has = |k: &str| match (generation, gemini_key(k)) {
+        (Some(g), Some(gk)) => g.get(gk).is_some_and(|v| !v.is_null()),
+        _ => body.get(k).is_some_and(|v| !v.is_null()),
+    };
     let mut out = Vec::new();
     if body
         .get("tools")
@@ -873,10 +904,12 @@ pub fn used_parameters(protocol: Protocol, body: &Map<String, Value>) -> Vec<&'s
         Protocol::OpenAi => body.get("response_format"),
         Protocol::Responses => body.get("text").and_then(|t| t.get("format")),
         Protocol::Anthropic => None,
+        Protocol::Gemini => generation.and_then(|g| g.get("responseMimeType")),
     };
     let reasoning = match protocol {
         Protocol::OpenAi => has("reasoning_effort") || has("reasoning"),
         Protocol::Responses => has("reasoning"),
+        Protocol::Gemini => generation.is_some_and(|g| g.get("thinkingConfig").is_some()),
         Protocol::Anthropic => {
             body.get("thinking")
                 .and_then(|t| t.get("type"))
@@ -889,7 +922,7 @@ pub fn used_parameters(protocol: Protocol, body: &Map<String, Value>) -> Vec<&'s
         .get("logprobs")
         .is_some_and(|v| v != &Value::Bool(false) && !v.is_null());
     for (name, used) in [
-        ("tool_choice", has("tool_choice")),
+        ("tool_choice", has("tool_choice") || has("toolConfig")),
         ("parallel_tool_calls", has("parallel_tool_calls")),
         ("response_format", format.is_some_and(|f| !f.is_null())),
         (
@@ -901,7 +934,8 @@ pub fn used_parameters(protocol: Protocol, body: &Map<String, Value>) -> Vec<&'s
             "images",
             ["messages", "input", "system"]
                 .iter()
-                .any(|k| body.get(*k).is_some_and(has_image)),
+                .any(|k| body.get(*k).is_some_and(has_image))
+                || gemini_image(body),
         ),
         ("temperature", has("temperature")),
         ("top_p", has("top_p")),
@@ -917,6 +951,25 @@ pub fn used_parameters(protocol: Protocol, body: &Map<String, Value>) -> Vec<&'s
         }
     }
     out
+}
+
+/// A Gemini image part (`inlineData` or `fileData` of an image type) in
+/// `contents`.
+fn gemini_image(body: &Map<String, Value>) -> bool {
+    let Some(Value::Array(contents)) = body.get("contents") else {
+        return false;
+    };
+    let parts = contents
+        .iter()
+        .filter_map(|c| c.get("parts").and_then(Value::as_array))
+        .flatten();
+    parts
+        .filter_map(|p| p.get("inlineData").or_else(|| p.get("fileData")))
+        .any(|d| {
+            d.get("mimeType")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m.starts_with("image/"))
+        })
 }
 
 /// An image content part anywhere in messages or input (`image_url`,

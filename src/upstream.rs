@@ -223,6 +223,7 @@ fn upstream_error_message(protocol: Protocol, body: &[u8]) -> String {
     let msg = parsed.as_ref().and_then(|v| match protocol {
         Protocol::OpenAi | Protocol::Responses => protocol::openai::error_message(v),
         Protocol::Anthropic => protocol::anthropic::error_message(v),
+        Protocol::Gemini => protocol::gemini::error_message(v),
     });
     match msg {
         Some(m) => clip(&m, 300),
@@ -421,9 +422,15 @@ fn build_request(
         ctx.stream,
     )
     .map_err(|e| AttemptError::new(ErrKind::Translation, e.message()))?;
-    let mut rb = ctx
-        .client
-        .post(provider.url.clone())
+    let url =
+        provider
+            .protocol
+            .request_url(provider.url.as_str(), &endpoint.upstream_model, ctx.stream);
+    let mut rb = match url {
+        Some(u) => ctx.client.post(u),
+        None => ctx.client.post(provider.url.clone()),
+    };
+    rb = rb
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(
             reqwest::header::ACCEPT,
@@ -434,10 +441,10 @@ fn build_request(
             },
         );
     if let Some(key) = &provider.key {
-        match provider.protocol {
-            Protocol::OpenAi | Protocol::Responses => rb = rb.bearer_auth(key.expose()),
-            Protocol::Anthropic => rb = rb.header("x-api-key", key.expose()),
-        }
+        rb = match provider.protocol.auth() {
+            protocol::Auth::Bearer => rb.bearer_auth(key.expose()),
+            protocol::Auth::Header(name) => rb.header(name, key.expose()),
+        };
     }
     for (n, v) in &provider.headers {
         rb = rb.header(n.clone(), v.clone());

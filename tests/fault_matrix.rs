@@ -1,7 +1,9 @@
 //! The fault matrix: every upstream fault x {stream, non-stream} x {OpenAI,
-//! Anthropic, Responses} (caller and upstream speaking the same protocol),
-//! plus streams across protocols through Responses (a Responses caller on
-//! an Anthropic endpoint, a Chat caller on a Responses endpoint). Endpoint `a`
+//! Anthropic, Responses, Gemini} (caller and upstream speaking the same
+//! protocol), plus streams across protocols through Responses (a Responses
+//! caller on an Anthropic endpoint, a Chat caller on a Responses endpoint)
+//! and Gemini (a Gemini caller on a Chat endpoint, an Anthropic caller on a
+//! Gemini endpoint). Endpoint `a`
 //! is preferred and misbehaves; `b` is healthy. Each case asserts exactly one
 //! terminal event (checked by `drain`), failover or not exactly as DESIGN.md
 //! says, which endpoints received what, and that it ended within its timeouts.
@@ -203,6 +205,7 @@ fn proto_slug(p: Protocol) -> &'static str {
         Protocol::OpenAi => "openai",
         Protocol::Anthropic => "anthropic",
         Protocol::Responses => "responses",
+        Protocol::Gemini => "gemini",
     }
 }
 
@@ -221,6 +224,8 @@ fn text_of(out: &Outcome, protocol: Protocol, stream: bool) -> String {
             .flat_map(|i| i["content"].as_array().into_iter().flatten())
             .filter_map(|p| p["text"].as_str())
             .collect(),
+        (Protocol::Gemini, true) => gemini_text(&out.chunks),
+        (Protocol::Gemini, false) => gemini_text([&out.terminal["response"]]),
         (Protocol::OpenAi, true) => out.text(),
         (Protocol::Anthropic, true) => out.anthropic_text(),
         (Protocol::OpenAi, false) => out.terminal["response"]["choices"][0]["message"]["content"]
@@ -273,10 +278,12 @@ fn run_case(
         Protocol::OpenAi => chat("test/model", stream),
         Protocol::Anthropic => messages("test/model", stream),
         Protocol::Responses => responses_req("test/model", stream),
+        Protocol::Gemini => gemini("test/model", stream),
     };
     let out = run_as(&e, protocol, &body);
     // A Responses stream has no `[DONE]`: its finish marker is
-    // `response.completed`, which `no_done` keeps.
+    // `response.completed`, which `no_done` keeps; a Gemini stream has no
+    // marker but its finish reason.
     let no_done_ok = Expect::Serves("Hello from a.".into());
     // A 400/422 from an endpoint the request was translated for may be about
     // the translation: the next endpoint is tried.
@@ -284,7 +291,9 @@ fn run_case(
     let status = c.behavior["status"].as_u64();
     let expect = match (up, stream) {
         _ if protocol != up && matches!(status, Some(400 | 422)) => &translated_400,
-        (Protocol::Responses, true) if c.name.starts_with("missing [DONE]") => &no_done_ok,
+        (Protocol::Responses | Protocol::Gemini, true) if c.name.starts_with("missing [DONE]") => {
+            &no_done_ok
+        }
         (_, true) => &c.stream,
         (_, false) => &c.non_stream,
     };
@@ -412,10 +421,14 @@ fn run_matrix(modes: &[(Protocol, Protocol, bool)], http2: Http2) {
 
 #[test]
 fn fault_matrix() {
-    use Protocol::{Anthropic, OpenAi, Responses};
+    use Protocol::{Anthropic, Gemini, OpenAi, Responses};
     // (caller, upstream, stream)
     run_matrix(
         &[
+            (Gemini, Gemini, true),
+            (Gemini, Gemini, false),
+            (Gemini, OpenAi, true),
+            (Anthropic, Gemini, true),
             (OpenAi, OpenAi, true),
             (OpenAi, OpenAi, false),
             (Anthropic, Anthropic, true),

@@ -1,6 +1,6 @@
-//! Every payload the engine emits, for the three caller protocols (OpenAI
-//! Chat Completions, Anthropic Messages, OpenAI Responses) and the three
-//! upstream protocols (so every direction of translation plus the passthroughs),
+//! Every payload the engine emits, for the four caller protocols (OpenAI
+//! Chat Completions, Anthropic Messages, OpenAI Responses, Google Gemini)
+//! and the four upstream protocols (so every direction of translation plus the passthroughs),
 //! streaming and not, is collected into `target/sdk-payloads.jsonl`, one JSON
 //! line per case.
 //!
@@ -94,6 +94,8 @@ impl Scenario {
         if caller == Protocol::Anthropic && upstream != Protocol::Anthropic {
             thinking = None;
         }
+        // A Gemini caller gets thought parts from every upstream: each
+        // one's thinking or reasoning text reaches the conversation model.
         let calls: Vec<Value> = calls
             .into_iter()
             .map(|(n, a)| json!({"name": n, "arguments": a}))
@@ -107,6 +109,7 @@ fn proto_name(p: Protocol) -> &'static str {
         Protocol::OpenAi => "openai",
         Protocol::Anthropic => "anthropic",
         Protocol::Responses => "responses",
+        Protocol::Gemini => "gemini",
     }
 }
 
@@ -160,6 +163,27 @@ fn request(caller: Protocol, model: &str, stream: bool, scenario: Scenario) -> V
             }
             body
         }
+        Protocol::Gemini => {
+            let mut body = json!({
+                "model": model,
+                "stream": stream,
+                "systemInstruction": {"parts": [{"text": "You are terse."}]},
+                "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            });
+            if tools {
+                body["tools"] = json!([{"functionDeclarations": [
+                    {"name": "get_weather",
+                     "parameters": {"type": "OBJECT", "properties": {"city": {"type": "STRING"}}}},
+                    {"name": "get_time",
+                     "parametersJsonSchema": {"type": "object", "properties": {"timezone": {"type": "string"}}}},
+                ]}]);
+            }
+            if scenario == Scenario::Thinking {
+                body["generationConfig"] = json!({"maxOutputTokens": 2048,
+                    "thinkingConfig": {"thinkingBudget": 1024, "includeThoughts": true}});
+            }
+            body
+        }
         Protocol::Responses => {
             let mut body = json!({
                 "model": model,
@@ -195,7 +219,12 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let mut out = Vec::new();
-    let all = [Protocol::OpenAi, Protocol::Anthropic, Protocol::Responses];
+    let all = [
+        Protocol::OpenAi,
+        Protocol::Anthropic,
+        Protocol::Responses,
+        Protocol::Gemini,
+    ];
     for caller in all {
         for upstream in all {
             for stream in [false, true] {
@@ -237,6 +266,7 @@ fn engine_for(server: &MockServer) -> Engine {
             {"slug": "oa", "protocol": "openai", "base_url": format!("{}/v1", server.base_url())},
             {"slug": "an", "protocol": "anthropic", "base_url": server.base_url()},
             {"slug": "rs", "protocol": "responses", "base_url": format!("{}/v1", server.base_url())},
+            {"slug": "gm", "protocol": "gemini", "base_url": server.base_url()},
         ],
         "models": [
             {"slug": "test/via-openai", "endpoints": [
@@ -245,6 +275,8 @@ fn engine_for(server: &MockServer) -> Engine {
                 {"provider": "an", "upstream_model": "up-anthropic", "price": {"prompt": 1.0, "completion": 2.0}}]},
             {"slug": "test/via-responses", "endpoints": [
                 {"provider": "rs", "upstream_model": "up-responses", "price": {"prompt": 1.0, "completion": 2.0}}]},
+            {"slug": "test/via-gemini", "endpoints": [
+                {"provider": "gm", "upstream_model": "up-gemini", "price": {"prompt": 1.0, "completion": 2.0}}]},
         ],
         "health": {"explore_ratio": 0.0},
     });
@@ -474,6 +506,32 @@ fn seen_responses_events(events: &[Value], case: &str) -> Seen {
 /// Thinking survives Anthropic -> Anthropic (a thinking block) and
 /// Anthropic -> OpenAI (`reasoning_content`); only Anthropic upstreams have
 /// the thinking scenario.
+/// What a google-genai client assembles from `GenerateContentResponse`s:
+/// text and thought parts concatenated, function calls in order.
+fn seen_gemini(responses: &[Value], case: &str) -> Seen {
+    let mut s = Seen::default();
+    for r in responses {
+        for p in r["candidates"][0]["content"]["parts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(f) = p.get("functionCall") {
+                let name = f["name"].as_str().unwrap_or("").to_owned();
+                assert!(f["args"].is_object(), "{case}: {f}");
+                s.calls.push((name, f["args"].clone()));
+            } else if let Some(t) = p["text"].as_str() {
+                if p["thought"] == true {
+                    s.thinking.push_str(t);
+                } else {
+                    s.text.push_str(t);
+                }
+            }
+        }
+    }
+    s
+}
+
 fn expected_seen(expect: &Value) -> Seen {
     Seen {
         text: expect["text"].as_str().unwrap().to_owned(),
@@ -513,6 +571,11 @@ fn basic_checks(case: &Case, chunks: &[Value], kind: EventKind, terminal: &Value
             Protocol::Anthropic => {
                 assert_eq!(err["type"], "error", "{name}: {err}");
                 assert!(err["error"]["type"].is_string(), "{name}: {err}");
+                assert!(err["error"]["message"].is_string(), "{name}: {err}");
+            }
+            Protocol::Gemini => {
+                assert_eq!(err["error"]["code"].as_u64(), Some(status), "{name}: {err}");
+                assert!(err["error"]["status"].is_string(), "{name}: {err}");
                 assert!(err["error"]["message"].is_string(), "{name}: {err}");
             }
         }
@@ -581,6 +644,25 @@ fn basic_checks(case: &Case, chunks: &[Value], kind: EventKind, terminal: &Value
             seen_responses_response(r, name)
         }
         (Protocol::Responses, true) => seen_responses_events(chunks, name),
+        (Protocol::Gemini, false) => {
+            assert!(
+                chunks.is_empty(),
+                "{name}: chunks on a non-streaming request"
+            );
+            seen_gemini(std::slice::from_ref(&terminal["response"]), name)
+        }
+        (Protocol::Gemini, true) => {
+            let last = chunks.last().expect("a chunk");
+            assert!(
+                last["candidates"][0]["finishReason"].is_string(),
+                "{name}: {last}"
+            );
+            assert!(
+                last["usageMetadata"]["promptTokenCount"].is_u64(),
+                "{name}: {last}"
+            );
+            seen_gemini(chunks, name)
+        }
     };
     assert_eq!(got, want, "{name}: content a client assembles");
 }
@@ -601,6 +683,7 @@ fn sdk_payloads() {
             Protocol::OpenAi => "test/via-openai",
             Protocol::Anthropic => "test/via-anthropic",
             Protocol::Responses => "test/via-responses",
+            Protocol::Gemini => "test/via-gemini",
         };
         let body = request(case.caller, model, case.stream, case.scenario);
         let id = engine
@@ -626,7 +709,7 @@ fn sdk_payloads() {
             .to_string(),
         );
     }
-    assert_eq!(lines.len(), 84, "case matrix size");
+    assert_eq!(lines.len(), 152, "case matrix size");
 
     let path = out_path();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

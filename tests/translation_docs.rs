@@ -1,12 +1,13 @@
 //! The translation rules written once per protocol in code
 //! (`protocol::openai::chat::{DROPPED, REFUSED}`,
 //! `protocol::anthropic::messages::DROPPED`,
-//! `protocol::responses::request::{DROPPED, REFUSED, REFUSED_INBOUND}`) are the lists docs/protocols.md
+//! `protocol::responses::request::{DROPPED, REFUSED, REFUSED_INBOUND}`,
+//! `protocol::gemini::request::{DROPPED, REFUSED}`) are the lists docs/protocols.md
 //! shows between its `translation-rules` markers: this test renders them
 //! and compares. After changing a rule, rewrite the block with
 //! `LLMUX_UPDATE_DOCS=1 cargo test --test translation_docs`.
 
-use llmux::protocol::{anthropic, openai, responses};
+use llmux::protocol::{anthropic, gemini, openai, responses};
 use std::path::Path;
 
 const START: &str = "<!-- translation-rules:start -->";
@@ -31,13 +32,18 @@ fn rendered() -> String {
          - Responses fields dropped on the way to another protocol: {}; any other undeclared \
          field is dropped too.\n\
          - Responses fields refused (`translation_error`): {}.\n\
-         - Refused on the way to a Responses endpoint: {}.\n",
+         - Refused on the way to a Responses endpoint: {}.\n\
+         - Gemini fields dropped on the way to another protocol: {}; any other undeclared \
+         field is dropped too.\n\
+         - Gemini fields refused (`translation_error`): {}.\n",
         list(openai::chat::DROPPED),
         list(openai::chat::REFUSED),
         list(anthropic::messages::DROPPED),
         list(responses::request::DROPPED),
         list(responses::request::REFUSED),
         list(responses::request::REFUSED_INBOUND),
+        list(gemini::request::DROPPED),
+        list(gemini::request::REFUSED),
     )
 }
 

@@ -61,7 +61,8 @@ using RequestId = std::uint64_t;
 enum class Protocol : std::uint32_t {
     OpenAI = LLMUX_PROTOCOL_OPENAI,        // OpenAI Chat Completions
     Anthropic = LLMUX_PROTOCOL_ANTHROPIC,  // Anthropic Messages
-    Responses = LLMUX_PROTOCOL_RESPONSES   // OpenAI Responses
+    Responses = LLMUX_PROTOCOL_RESPONSES,  // OpenAI Responses
+    Gemini = LLMUX_PROTOCOL_GEMINI         // Google Gemini generateContent (model and stream in the body)
 };
 
 // What an event is. More kinds may be added to the C library; an unknown

@@ -25,6 +25,7 @@ const (
 	protoOpenAI    = uint32(C.LLMUX_PROTOCOL_OPENAI)
 	protoAnthropic = uint32(C.LLMUX_PROTOCOL_ANTHROPIC)
 	protoResponses = uint32(C.LLMUX_PROTOCOL_RESPONSES)
+	protoGemini    = uint32(C.LLMUX_PROTOCOL_GEMINI) // Google Gemini generateContent
 )
 
 // pollCapacity is how many events one llmux_poll call may return.

@@ -3,7 +3,8 @@
 //! Real HTTP/1.1 servers on `127.0.0.1` (which also speak HTTP/2 to a
 //! client that opens with the HTTP/2 preface: h2c with prior knowledge)
 //! that imitate **OpenAI Chat
-//! Completions**, **Anthropic Messages** and **OpenAI Responses** providers,
+//! Completions**, **Anthropic Messages**, **OpenAI Responses** and **Google
+//! Gemini** providers,
 //! with fault injection.
 //! Used by llmux's integration tests, demo, benchmarks and by tests written in
 //! other languages (through the `llmux-fleet` binary).
@@ -15,6 +16,8 @@
 //! | `POST …/chat/completions` | OpenAI Chat Completions (`"stream": true` for SSE) |
 //! | `POST …/messages` | Anthropic Messages (`"stream": true` for SSE) |
 //! | `POST …/responses` | OpenAI Responses (`"stream": true` for SSE: `response.created` … `response.completed`, with `sequence_number`) |
+//! | `POST …/models/{model}:generateContent` | Google Gemini (one `GenerateContentResponse`; function calls without ids) |
+//! | `POST …/models/{model}:streamGenerateContent` | Gemini stream: one chunk per `data:` event, the last with `finishReason` and `usageMetadata`, no end marker (`no_finish` drops that chunk) |
 //! | `GET /_mock/requests` | JSON array of [`Recorded`] requests (control calls are not recorded) |
 //! | `GET /_mock/behavior` | the current [`Behavior`] as JSON |
 //! | `POST /_mock/behavior` | body = a [`Behavior`] JSON (missing keys take their defaults); replaces the behavior |
@@ -49,9 +52,11 @@
 //!   "tool_calls": [{"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}],
 //!   "arg_fragment_len": 8,            // stream: argument fragment size in chars (0 = 8)
 //!   "thinking": null,                 // Anthropic: a thinking block (with signature) before the text;
+//!                                     // Gemini: a `thought: true` part (the first call carries a thoughtSignature);
 //!                                     // Responses: a reasoning item (summary text, encrypted_content)
 //!   "require_key": null,              // if set: 401 unless `Authorization: Bearer KEY` (OpenAI)
 //!                                     // or `x-api-key: KEY` (Anthropic; Bearer also accepted)
+//!                                     // or `x-goog-api-key: KEY` / `?key=KEY` (Gemini; Bearer also accepted)
 //!   "fault": "none"                   // see below
 //! }
 //! ```

@@ -1,4 +1,4 @@
-//! Request routing and the OpenAI / Anthropic / Responses response generators.
+//! Request routing and the OpenAI / Anthropic / Responses / Gemini response generators.
 
 use std::io;
 use std::sync::Arc;
@@ -24,6 +24,9 @@ pub(crate) enum Proto {
     OpenAi,
     Anthropic,
     Responses,
+    /// Google Gemini: `POST …/models/{model}:generateContent` and
+    /// `:streamGenerateContent` (SSE with `?alt=sse`).
+    Gemini,
 }
 
 pub(crate) async fn serve_conn(stream: TcpStream, shared: Arc<Shared>) {
@@ -175,6 +178,15 @@ fn last_message_is_tool_result(body: &Value) -> bool {
     if last_item.is_some_and(|i| i["type"] == "function_call_output") {
         return true;
     }
+    // Gemini: a `functionResponse` part in the last content.
+    let last_content = body["contents"].as_array().and_then(|c| c.last());
+    if last_content.is_some_and(|c| {
+        c["parts"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p.get("functionResponse").is_some()))
+    }) {
+        return true;
+    }
     let Some(last) = body["messages"].as_array().and_then(|m| m.last()) else {
         return false;
     };
@@ -212,6 +224,8 @@ async fn handle(
         Proto::Anthropic
     } else if req.path.ends_with("/responses") {
         Proto::Responses
+    } else if gemini_route(&req.path).is_some() {
+        Proto::Gemini
     } else {
         let body = plain_error(
             404,
@@ -262,6 +276,11 @@ async fn handle(
             Proto::Anthropic => {
                 req.header("x-api-key") == Some(key.as_str()) || bearer == Some(key.as_str())
             }
+            Proto::Gemini => {
+                req.header("x-goog-api-key") == Some(key.as_str())
+                    || bearer == Some(key.as_str())
+                    || query_key(&req.target) == Some(key.as_str())
+            }
         };
         if !ok {
             let body = error_json(proto, 401, "invalid or missing API key");
@@ -269,16 +288,23 @@ async fn handle(
         }
     }
     let id = shared.next_id();
+    let gemini = gemini_route(&req.path);
     let ctx = Ctx {
         proto,
         name: shared.name.clone(),
         id,
-        model: body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or("mock-model")
-            .to_string(),
-        stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        model: match gemini {
+            Some((model, _)) => model.to_owned(),
+            None => body
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or("mock-model")
+                .to_string(),
+        },
+        stream: match gemini {
+            Some((_, stream)) => stream,
+            None => body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        },
         include_usage: body
             .pointer("/stream_options/include_usage")
             .and_then(Value::as_bool)
@@ -287,6 +313,25 @@ async fn handle(
         b: behavior,
     };
     respond(conn, &ctx).await
+}
+
+/// A Gemini path's model and whether it streams:
+/// `…/models/{model}:generateContent` or `:streamGenerateContent`.
+fn gemini_route(path: &str) -> Option<(&str, bool)> {
+    let (head, method) = path.rsplit_once(':')?;
+    let stream = match method {
+        "generateContent" => false,
+        "streamGenerateContent" => true,
+        _ => return None,
+    };
+    let model = head.rsplit_once("/models/").map_or(head, |(_, m)| m);
+    Some((model, stream))
+}
+
+/// The `key` query parameter of a request target.
+fn query_key(target: &str) -> Option<&str> {
+    let (_, q) = target.split_once('?')?;
+    q.split('&').find_map(|kv| kv.strip_prefix("key="))
 }
 
 struct Ctx {
@@ -379,6 +424,23 @@ fn error_json(proto: Proto, status: u16, msg: &str) -> Value {
         Proto::Anthropic => {
             json!({"type": "error", "error": {"type": anthropic_type(status), "message": msg}})
         }
+        Proto::Gemini => json!({"error": {
+            "code": status, "message": msg, "status": gemini_status(status)
+        }}),
+    }
+}
+
+fn gemini_status(status: u16) -> &'static str {
+    match status {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        503 | 529 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        s if (400..500).contains(&s) => "FAILED_PRECONDITION",
+        _ => "INTERNAL",
     }
 }
 
@@ -476,7 +538,7 @@ fn plan(ctx: &Ctx) -> Plan {
     };
     let empty = b.fault == Fault::EmptyCompletion;
     let thinking = match ctx.proto {
-        Proto::Anthropic | Proto::Responses if !empty => b.thinking.clone(),
+        Proto::Anthropic | Proto::Responses | Proto::Gemini if !empty => b.thinking.clone(),
         _ => None,
     };
     let thinking_pieces = thinking
@@ -495,6 +557,7 @@ fn plan(ctx: &Ctx) -> Plan {
             (Proto::Anthropic, true) => "end_turn",
             (Proto::Anthropic, false) => "tool_use",
             (Proto::Responses, _) => "completed",
+            (Proto::Gemini, _) => "STOP",
         }
         .to_string()
     });
@@ -596,6 +659,7 @@ fn full_body(ctx: &Ctx, p: &Plan) -> Value {
             })
         }
         Proto::Responses => responses_body(ctx, p, finish),
+        Proto::Gemini => gemini_chunk(ctx, p, gemini_parts(ctx, p), finish, true),
         Proto::Anthropic => {
             let mut content = Vec::new();
             if let Some(t) = &p.thinking {
@@ -696,8 +760,88 @@ fn responses_body(ctx: &Ctx, p: &Plan, finish: Value) -> Value {
     )
 }
 
+/// Gemini parts of a whole answer: a thought summary, the text, function
+/// calls (without ids, as the Developer API and Vertex send them; the first
+/// carries the thought signature).
+fn gemini_parts(ctx: &Ctx, p: &Plan) -> Vec<Value> {
+    let mut parts = Vec::new();
+    if let Some(t) = &p.thinking {
+        parts.push(json!({"text": t, "thought": true}));
+    }
+    if !p.text.is_empty() {
+        parts.push(json!({"text": p.text}));
+    }
+    parts.extend(
+        p.tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| gemini_call(ctx, p, i, t)),
+    );
+    parts
+}
+
+fn gemini_call(ctx: &Ctx, p: &Plan, i: usize, t: &ToolCallSpec) -> Value {
+    let args = serde_json::from_str::<Value>(args_text(t)).unwrap_or_else(|_| json!({}));
+    let mut part = json!({"functionCall": {"name": t.name, "args": args}});
+    if i == 0 && p.thinking.is_some() {
+        part["thoughtSignature"] = json!(signature(ctx));
+    }
+    part
+}
+
+/// One `GenerateContentResponse` (a whole answer or a stream chunk);
+/// `usage` adds `usageMetadata`.
+fn gemini_chunk(ctx: &Ctx, p: &Plan, parts: Vec<Value>, finish: Value, usage: bool) -> Value {
+    let mut cand = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+    if !finish.is_null() {
+        cand["finishReason"] = finish;
+    }
+    let mut v = json!({"candidates": [cand], "modelVersion": ctx.model,
+        "responseId": format!("mock-{}-{}", ctx.name, ctx.id)});
+    if usage {
+        v["usageMetadata"] = json!({"promptTokenCount": p.prompt_tokens,
+            "candidatesTokenCount": p.completion_tokens,
+            "totalTokenCount": p.prompt_tokens + p.completion_tokens});
+    }
+    v
+}
+
+/// Gemini stream frames: a chunk per thought piece, text piece and whole
+/// function call, then a chunk with the finish reason and usage. No end
+/// marker.
+fn gemini_frames(ctx: &Ctx, p: &Plan, sse: &Sse) -> Vec<(Kind, String)> {
+    let frame = |parts: Vec<Value>, finish: Value, usage: bool| {
+        sse.data(&gemini_chunk(ctx, p, parts, finish, usage).to_string())
+    };
+    let mut f = Vec::new();
+    for piece in &p.thinking_pieces {
+        let part = json!({"text": piece, "thought": true});
+        f.push((Kind::Content, frame(vec![part], Value::Null, false)));
+    }
+    for piece in &p.pieces {
+        f.push((
+            Kind::Content,
+            frame(vec![json!({"text": piece})], Value::Null, false),
+        ));
+    }
+    for (i, t) in p.tools.iter().enumerate() {
+        let part = gemini_call(ctx, p, i, t);
+        f.push((Kind::Content, frame(vec![part], Value::Null, false)));
+    }
+    let last = frame(vec![json!({"text": ""})], json!(p.finish), true);
+    f.push((Kind::Finish, last));
+    f
+}
+
+/// An opaque signature that is also valid URL-safe base64 (Gemini's
+/// `thoughtSignature` is bytes: google-genai decodes it), as real
+/// signatures are.
 fn signature(ctx: &Ctx) -> String {
-    format!("mock-signature-{}-{}", ctx.name, ctx.id)
+    let mut s = format!("mock-signature-{}-{}", ctx.name, ctx.id);
+    while s.len() % 4 != 0 {
+        s.push('_');
+    }
+    s
 }
 
 fn tool_id(ctx: &Ctx, i: usize) -> String {
@@ -1031,6 +1175,7 @@ fn error_event(ctx: &Ctx, sse: &Sse) -> String {
             sse.event("error", &ev)
         }
         Proto::Anthropic => sse.event("error", &ctx.error_value(529)),
+        Proto::Gemini => sse.data(&ctx.error_value(500).to_string()),
     }
 }
 
@@ -1061,6 +1206,7 @@ async fn respond_stream(
         Proto::OpenAi => openai_frames(ctx, p, &sse),
         Proto::Anthropic => anthropic_frames(ctx, p, &sse),
         Proto::Responses => responses_frames(ctx, p, &sse),
+        Proto::Gemini => gemini_frames(ctx, p, &sse),
     };
     match b.fault {
         Fault::NoFinish => frames.retain(|(k, _)| matches!(k, Kind::Meta | Kind::Content)),

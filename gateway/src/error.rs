@@ -114,7 +114,11 @@ impl Rejection {
             _ => "invalid_request_error",
         };
         let mut body = llmux::protocol::error_body(self.proto, self.status, kind, &self.message);
-        if let Some(code) = body.pointer_mut("/error/code") {
+        // Google's `code` is the HTTP status; its `details` carry the kind.
+        let code = body
+            .pointer_mut("/error/code")
+            .filter(|_| self.proto != Protocol::Gemini);
+        if let Some(code) = code {
             *code = Value::from(self.reason);
         }
         let mut r = json_response(self.status, body.to_string());

@@ -11,6 +11,7 @@
 mod config;
 mod cursor;
 mod error;
+mod gemini;
 mod record;
 mod reload;
 mod serve;

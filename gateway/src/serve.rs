@@ -313,6 +313,9 @@ fn caller_protocol(path: &str) -> Protocol {
         .map(|&(_, proto)| proto)
         .unwrap_or(if path.contains("/messages") {
             Protocol::Anthropic
+        } else if path.contains("GenerateContent") || path.contains(":generateContent") {
+            // i21: Google's methods ride on the model path.
+            Protocol::Gemini
         } else {
             Protocol::OpenAi
         })
@@ -565,6 +568,14 @@ mod tests {
         assert_eq!(
             super::caller_protocol("/v1/chat/completions"),
             Protocol::OpenAi
+        );
+        assert_eq!(
+            super::caller_protocol("/v1beta/models/google/g-1:streamGenerateContent"),
+            Protocol::Gemini
+        );
+        assert_eq!(
+            super::caller_protocol("/v1beta/models/g:generateContent"),
+            Protocol::Gemini
         );
         assert_eq!(super::caller_protocol("/nowhere"), Protocol::OpenAi);
         assert!(super::exempt("/metrics") && !super::exempt("/v1/models"));

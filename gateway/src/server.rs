@@ -7,7 +7,7 @@ use crate::config::CallerKey;
 use crate::error::{json_response, GatewayError, Rejection};
 use crate::record::{self, LogFormat, LogLine};
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,11 +51,11 @@ pub struct App {
     pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
-type St = State<Arc<App>>;
+pub(crate) type St = State<Arc<App>>;
 
 impl App {
     /// A refusal of a request before it reaches the engine.
-    fn reject(
+    pub(crate) fn reject(
         &self,
         proto: Protocol,
         status: u16,
@@ -97,9 +97,9 @@ fn api_routes() -> Router<Arc<App>> {
     r.route("/anthropic/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/models", get(models_by_header))
-        .route("/v1/models/{vendor}/{name}/endpoints", get(model_endpoints))
         .route("/anthropic/v1/models", get(anthropic_models))
         .route("/v1/stats", get(stats))
+        .merge(crate::gemini::routes())
 }
 
 // ---------------------------------------------------------------------------
@@ -188,9 +188,10 @@ fn route_hint(path: &str, host: &str) -> String {
     SERVED.to_owned()
 }
 
-/// The caller's key from `Authorization: Bearer` or `x-api-key`.
+/// The caller's key from `Authorization: Bearer`, `x-api-key` or
+/// `x-goog-api-key` (Google's clients).
 fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
-    if let Some(v) = h.get("x-api-key") {
+    if let Some(v) = h.get("x-api-key").or_else(|| h.get("x-goog-api-key")) {
         return Some(v.as_bytes());
     }
     let v = h.get("authorization")?.as_bytes();
@@ -202,12 +203,22 @@ fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
 
 /// The name of the caller's key (`-` when the gateway has none), or a 401
 /// in the caller's protocol. Every key is compared, in constant time.
-fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str> {
+pub(crate) fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str> {
+    authorize_key(app, presented_key(h), proto)
+}
+
+/// [`authorize`] with the key already found (Gemini routes also take it
+/// from `?key=`).
+pub(crate) fn authorize_key<'a>(
+    app: &'a App,
+    presented: Option<&[u8]>,
+    proto: Protocol,
+) -> Result<&'a str> {
     use subtle::ConstantTimeEq;
     if app.keys.is_empty() {
         return Ok("-");
     }
-    let given = presented_key(h).unwrap_or(b"");
+    let given = presented.unwrap_or(b"");
     let mut found = None;
     for k in &app.keys {
         if bool::from(k.secret.as_slice().ct_eq(given)) {
@@ -215,7 +226,7 @@ fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str
         }
     }
     found.ok_or_else(|| {
-        let msg = if presented_key(h).is_none() {
+        let msg = if presented.is_none() {
             "missing API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`"
         } else {
             "invalid API key"
@@ -270,7 +281,12 @@ fn submit_error(
 }
 
 /// Reads the body up to the limit; past it, a 413 in the caller's shape.
-async fn read_body(app: &App, h: &HeaderMap, body: Body, proto: Protocol) -> Result<Bytes> {
+pub(crate) async fn read_body(
+    app: &App,
+    h: &HeaderMap,
+    body: Body,
+    proto: Protocol,
+) -> Result<Bytes> {
     let too_large = || {
         let limit = format!(
             "the request body is larger than {} bytes (the gateway's max_body_bytes)",
@@ -317,14 +333,14 @@ fn anthropic_headers(h: &HeaderMap) -> Vec<(String, String)> {
 // completions
 
 /// What the log line and metrics need about a request in flight.
-struct Ctx {
-    app: Arc<App>,
-    id: u64,
-    proto: Protocol,
-    model: String,
-    key: String,
-    stream: bool,
-    started: Instant,
+pub(crate) struct Ctx {
+    pub app: Arc<App>,
+    pub id: u64,
+    pub proto: Protocol,
+    pub model: String,
+    pub key: String,
+    pub stream: bool,
+    pub started: Instant,
 }
 
 impl Ctx {
@@ -334,7 +350,7 @@ impl Ctx {
     }
 
     /// The same, with the error's message for the log line.
-    fn finish_with(
+    pub(crate) fn finish_with(
         &self,
         status: u16,
         outcome: &str,
@@ -380,8 +396,22 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
             }
         }
     }
+    let events = submit(&app, proto, &h, &bytes, &key)?;
+    // The body is not needed while the answer streams.
+    drop(bytes);
+    respond(app, proto, key, events, started).await
+}
+
+/// Hands a read body to the engine; a refusal in the caller's protocol.
+pub(crate) fn submit(
+    app: &App,
+    proto: Protocol,
+    h: &HeaderMap,
+    bytes: &[u8],
+    key: &str,
+) -> Result<RequestEvents> {
     let opts = SubmitOptions {
-        forward_headers: anthropic_headers(&h),
+        forward_headers: anthropic_headers(h),
         // Claude Code's and Codex's session ids keep a session on one
         // endpoint (warm prompt caches).
         sticky_key: h
@@ -391,11 +421,19 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
             .map(|s| format!("session:{s}")),
         upstream_error_bodies: true,
     };
-    let events = app
-        .engine
-        .submit_with(proto, &bytes, opts)
-        .map_err(|e| submit_error(&app, proto, &e, &bytes, &key))?;
-    drop(bytes);
+    app.engine
+        .submit_with(proto, bytes, opts)
+        .map_err(|e| submit_error(app, proto, &e, bytes, key))
+}
+
+/// The answer to a submitted request: a stream or a whole body.
+pub(crate) async fn respond(
+    app: Arc<App>,
+    proto: Protocol,
+    key: String,
+    events: RequestEvents,
+    started: Instant,
+) -> Result<Response> {
     let ctx = Ctx {
         app: app.clone(),
         id: events.id(),
@@ -428,7 +466,7 @@ async fn next_event(
 
 /// A terminal event as the gateway reads it; an unreadable one is logged
 /// as an internal error.
-fn read_terminal<'a>(ctx: &Ctx, ev: &'a Event) -> Option<TerminalEvent<'a>> {
+pub(crate) fn read_terminal<'a>(ctx: &Ctx, ev: &'a Event) -> Option<TerminalEvent<'a>> {
     let t = serde_json::from_str::<TerminalEvent>(&ev.data).ok();
     if t.is_none() {
         ctx.finish(500, "internal_error", None);
@@ -722,12 +760,12 @@ async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Result<Respon
 
 /// One endpoint as the model listings show it: no keys, no URLs.
 #[derive(serde::Serialize)]
-struct ListedEndpoint {
+pub(crate) struct ListedEndpoint {
     id: String,
     provider: String,
     protocol: Protocol,
     upstream_model: String,
-    context_length: Option<u64>,
+    pub context_length: Option<u64>,
     price: Price,
     first_token_ms: Option<f64>,
     response_ms: Option<f64>,
@@ -766,14 +804,14 @@ impl From<EndpointStats> for ListedEndpoint {
 }
 
 /// One model of the listings: slug, aliases, endpoints.
-struct ListedModel {
-    slug: String,
-    aliases: Vec<String>,
-    endpoints: Vec<ListedEndpoint>,
+pub(crate) struct ListedModel {
+    pub slug: String,
+    pub aliases: Vec<String>,
+    pub endpoints: Vec<ListedEndpoint>,
 }
 
 /// The engine's stats, endpoints grouped by model in catalog order.
-fn endpoints_by_model(app: &App) -> Vec<ListedModel> {
+pub(crate) fn endpoints_by_model(app: &App) -> Vec<ListedModel> {
     let mut eps = app.engine.stats().endpoints;
     app.engine
         .catalog()
@@ -870,6 +908,13 @@ fn rfc3339(secs: u64) -> String {
 }
 
 async fn models_by_header(State(app): St, h: HeaderMap) -> Result<Response> {
+    if h.contains_key("x-goog-api-key") || h.contains_key("x-goog-api-client") {
+        authorize(&app, &h, Protocol::Gemini)?;
+        return Ok(json_response(
+            200,
+            crate::gemini::models_json(&app).to_string(),
+        ));
+    }
     let proto = if h.contains_key("anthropic-version") {
         Protocol::Anthropic
     } else {
@@ -878,7 +923,7 @@ async fn models_by_header(State(app): St, h: HeaderMap) -> Result<Response> {
     authorize(&app, &h, proto)?;
     let v = match proto {
         Protocol::Anthropic => anthropic_models_json(&app),
-        Protocol::OpenAi | Protocol::Responses => openai_models(&app),
+        _ => openai_models(&app),
     };
     Ok(json_response(200, v.to_string()))
 }
@@ -888,13 +933,14 @@ async fn anthropic_models(State(app): St, h: HeaderMap) -> Result<Response> {
     Ok(json_response(200, anthropic_models_json(&app).to_string()))
 }
 
-async fn model_endpoints(
-    State(app): St,
+/// `GET /v1/models/{vendor}/{name}/endpoints` (routed by
+/// [`crate::gemini`], whose `/v1/models/{*rest}` takes that path too).
+pub(crate) async fn model_endpoints(
+    app: Arc<App>,
     h: HeaderMap,
-    Path((vendor, name)): Path<(String, String)>,
+    asked: String,
 ) -> Result<Response> {
     authorize(&app, &h, Protocol::OpenAi)?;
-    let asked = format!("{vendor}/{name}");
     // An alias names its model.
     let cat = app.engine.catalog();
     let slug = cat

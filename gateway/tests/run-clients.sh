@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Real clients against a running `llmux serve` in front of the mock fleet:
-# the official openai and anthropic Python SDKs (tests/python/gateway_clients.py,
-# and the openai SDK over TLS + HTTP/2: tests/python/gateway_tls.py),
+# the official openai, anthropic and google-genai Python SDKs
+# (tests/python/gateway_clients.py, and the openai SDK over TLS + HTTP/2:
+# tests/python/gateway_tls.py), Gemini CLI (npm @google/gemini-cli) with
+# its model served by a Gemini and a Chat Completions endpoint,
 # Codex CLI (npm @openai/codex, which ships a native binary) with its model
 # served by a Responses, a Chat Completions and an Anthropic endpoint, and
 # Claude Code itself (npm @anthropic-ai/claude-code), once with its model
@@ -18,6 +20,8 @@ cc_version=2.1.197
 cc_cache=${LLMUX_CLIENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmux}/claude-code-$cc_version
 codex_version=0.169.0
 codex_cache=${LLMUX_CLIENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmux}/codex-$codex_version
+gemini_version=0.61.0
+gemini_cache=${LLMUX_CLIENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmux}/gemini-cli-$gemini_version
 
 cargo build -q -p llmux-gateway -p llmux-fleet
 work=$(mktemp -d)
@@ -34,6 +38,8 @@ turn2='{"text": "Done: the command printed llmux-gateway-check."}'
 cc='{"text": "", "tool_calls": [{"name": "Bash", "arguments": "{\"command\": \"echo llmux-gateway-check\", \"description\": \"Print a marker\"}"}], "after_tool_result": '"$turn2"'}'
 cx_turn2='{"text": "Done: the command printed llmux-codex-check."}'
 cx='{"text": "", "tool_calls": [{"name": "exec_command", "arguments": "{\"cmd\": \"echo llmux-codex-check\"}"}], "after_tool_result": '"$cx_turn2"'}'
+gc_turn2='{"text": "Done: the command printed llmux-gemini-check."}'
+gc='{"text": "", "tool_calls": [{"name": "run_shell_command", "arguments": "{\"command\": \"echo llmux-gemini-check\"}"}], "after_tool_result": '"$gc_turn2"'}'
 cat > "$work/fleet.json" <<JSON
 {"servers": [
   {"name": "oa"}, {"name": "an"},
@@ -41,7 +47,8 @@ cat > "$work/fleet.json" <<JSON
   {"name": "limited", "behavior": {"status": 429, "retry_after": "1"}},
   {"name": "broken", "behavior": {"status": 500}},
   {"name": "cc", "behavior": $cc},
-  {"name": "cx", "behavior": $cx}
+  {"name": "cx", "behavior": $cx},
+  {"name": "gm"}, {"name": "gc", "behavior": $gc}
 ]}
 JSON
 mkfifo "$work/fleet.in"
@@ -63,7 +70,9 @@ cat > "$work/llmux.json" <<JSON
   $(provider cc-an anthropic "$(url_of cc)"), $(provider cc-oa openai "$(url_of cc)/v1"),
   $(provider rs responses "$(url_of oa)/v1"),
   $(provider cx-rs responses "$(url_of cx)/v1"), $(provider cx-oa openai "$(url_of cx)/v1"),
-  $(provider cx-an anthropic "$(url_of cx)")],
+  $(provider cx-an anthropic "$(url_of cx)"),
+  $(provider gm gemini "$(url_of gm)"),
+  $(provider gc-gm gemini "$(url_of gc)"), $(provider gc-oa openai "$(url_of gc)/v1")],
  "models": [
   {"slug": "demo/oa", "endpoints": [$(endpoint oa default 10)]},
   {"slug": "demo/an", "endpoints": [$(endpoint an default 10)]},
@@ -75,7 +84,10 @@ cat > "$work/llmux.json" <<JSON
   {"slug": "demo/rs", "endpoints": [$(endpoint rs default 10)]},
   {"slug": "demo/cx-rs", "endpoints": [$(endpoint cx-rs default 10)]},
   {"slug": "demo/cx-oa", "endpoints": [$(endpoint cx-oa default 10)]},
-  {"slug": "demo/cx-an", "endpoints": [$(endpoint cx-an default 10)]}],
+  {"slug": "demo/cx-an", "endpoints": [$(endpoint cx-an default 10)]},
+  {"slug": "demo/gm", "endpoints": [$(endpoint gm default 10)]},
+  {"slug": "demo/gc-gm", "endpoints": [$(endpoint gc-gm default 10)]},
+  {"slug": "demo/gc-oa", "endpoints": [$(endpoint gc-oa default 10)]}],
  "health": {"explore_ratio": 0, "failure_threshold": 1000},
  "retry": {"max_retries": 0},
  "gateway": {"keys": [{"env": "LLMUX_TEST_KEY", "name": "clients"}]}}
@@ -188,6 +200,67 @@ sys.exit(0 if len(reqs) >= 2 and carries(reqs[-1]) else 1)'; then
   done
 }
 codex_tests
+
+# --- Gemini CLI ---------------------------------------------------------------
+gemini_tests() {
+  local gemini=$gemini_cache/node_modules/.bin/gemini
+  if [ ! -x "$gemini" ] && ! command -v npm >/dev/null; then
+    echo "SKIP Gemini CLI: npm is not installed"; return 0
+  fi
+  if [ ! -x "$gemini" ]; then
+    mkdir -p "$gemini_cache"
+    if ! npm install --prefix "$gemini_cache" --no-audit --no-fund --loglevel=error \
+        "@google/gemini-cli@$gemini_version" >"$work/npm-gemini.log" 2>&1 || [ ! -x "$gemini" ]; then
+      echo "SKIP Gemini CLI: npm could not install @google/gemini-cli@$gemini_version:"
+      tail -n 5 "$work/npm-gemini.log"; return 0
+    fi
+  fi
+  for model in demo/gc-gm demo/gc-oa; do
+    http "$(url_of gc)/_mock/reset" POST >/dev/null
+    local home=$work/gemini-${model#demo/}
+    mkdir -p "$home/.gemini" "$home/project"
+    # An API key at the gateway; no telemetry, usage statistics or updates.
+    cat >"$home/.gemini/settings.json" <<SETTINGS
+{"security": {"auth": {"selectedType": "gemini-api-key"}},
+ "privacy": {"usageStatisticsEnabled": false}, "telemetry": {"enabled": false},
+ "general": {"disableAutoUpdate": true, "disableUpdateNag": true}}
+SETTINGS
+    local out
+    # --yolo runs the tool without asking; a headless run in a folder not
+    # yet trusted needs GEMINI_CLI_TRUST_WORKSPACE (exit 55 otherwise).
+    out=$(cd "$home/project" && env -i PATH="$PATH" HOME="$home" \
+        GOOGLE_GEMINI_BASE_URL="$gw" GEMINI_API_KEY="$LLMUX_TEST_KEY" GEMINI_CLI_TRUST_WORKSPACE=true \
+        timeout 240 "$gemini" -m "$model" --yolo \
+        -p "Run the command echo llmux-gemini-check and tell me what it printed." \
+        </dev/null 2>"$work/gemini.err") || {
+      echo "FAIL Gemini CLI ($model) exited non-zero: $out"; tail -n 30 "$work/gemini.err"; tail -n 20 "$work/gw.log"; exit 1; }
+    case "$out" in
+      *"Done: the command printed llmux-gemini-check."*) ;;
+      *) echo "FAIL Gemini CLI ($model): unexpected final text: $out"; tail -n 30 "$work/gemini.err"; exit 1 ;;
+    esac
+    # Both turns crossed the gateway: the command's output came back to the
+    # upstream as a tool result in its own protocol.
+    if ! http "$(url_of gc)/_mock/requests" GET | python3 -c '
+import json, sys
+reqs = [r for r in json.load(sys.stdin) if r["body"].get("tools")]
+def carries(r):
+    b = r["body"]
+    last = (b.get("contents") or b.get("messages"))[-1]
+    return "llmux-gemini-check" in json.dumps(last) and (
+        "functionResponse" in json.dumps(last) or last.get("role") == "tool")
+sys.exit(0 if len(reqs) >= 2 and carries(reqs[-1]) else 1)'; then
+      echo "FAIL Gemini CLI ($model): the tool result did not reach the upstream"
+      http "$(url_of gc)/_mock/requests" GET | head -c 3000; exit 1
+    fi
+    [ -z "${LLMUX_CLIENTS_DUMP:-}" ] || http "$(url_of gc)/_mock/requests" GET >"$LLMUX_CLIENTS_DUMP/gemini-${model#demo/}.json"
+    local n
+    n=$(grep -c "\"model\":\"$model\".*\"status\":200" "$work/gw.log" || true)
+    [ "$n" -ge 2 ] || { echo "FAIL Gemini CLI ($model): $n successful requests logged"; grep -F "$model" "$work/gw.log" | tail -n 5; exit 1; }
+    if grep -qF "$LLMUX_TEST_KEY" "$work/gw.log"; then echo "FAIL Gemini CLI: the key reached a log line"; exit 1; fi
+    echo "ok   Gemini CLI $gemini_version with $model: run_shell_command call, tool output, final text ($n requests through the gateway)"
+  done
+}
+gemini_tests
 
 # --- Claude Code --------------------------------------------------------------
 claude=$cc_cache/node_modules/.bin/claude

@@ -743,10 +743,13 @@ fn all_busy() -> Failure {
 }
 
 /// llmux's error body for a failure, in the caller's protocol; OpenAI
-/// shapes carry the outcome as `code`.
+/// shapes carry the outcome as `code` (Google's `code` is the HTTP status).
 fn error_body_of(caller: Protocol, f: &Failure) -> Value {
     let mut body = protocol::error_body(caller, f.status, f.kind.openai_type(), &f.message);
-    if let Some(code) = body.pointer_mut("/error/code") {
+    let code = body
+        .pointer_mut("/error/code")
+        .filter(|_| caller != Protocol::Gemini);
+    if let Some(code) = code {
         *code = Value::from(f.outcome);
     }
     body

@@ -39,6 +39,10 @@ pub enum llmux_protocol {
     Anthropic = 1,
     /// OpenAI Responses (`POST /responses`).
     Responses = 2,
+    /// Google Gemini `GenerateContentRequest`; the model and the stream
+    /// flag, which Gemini puts in the URL, go in the body as `model` and
+    /// `stream`.
+    Gemini = 3,
 }
 
 /// What an event is. More kinds may be added; ignore unknown ones.
@@ -346,10 +350,11 @@ pub unsafe extern "C" fn llmux_submit(
             0 => Protocol::OpenAi,
             1 => Protocol::Anthropic,
             2 => Protocol::Responses,
+            3 => Protocol::Gemini,
             other => {
                 set_error(
                     error_out,
-                    format!("unknown protocol {other} (0 = OpenAI, 1 = Anthropic, 2 = Responses)"),
+                    format!("unknown protocol {other} (0 = OpenAI, 1 = Anthropic, 2 = Responses, 3 = Gemini)"),
                 );
                 return llmux_result::ErrInvalidArgument;
             }

@@ -1,5 +1,5 @@
 //! Wire formats: SSE decoding, the OpenAI Chat Completions, Anthropic
-//! Messages and OpenAI Responses protocols, and the translation between them. Nothing here does I/O or reads a clock.
+//! Messages, OpenAI Responses and Google Gemini protocols, and the translation between them. Nothing here does I/O or reads a clock.
 //!
 //! The engine drives every upstream response through a [`StreamAdapter`]
 //! (streaming) or [`ResponseAdapter`] (non-streaming) chosen by the pair
@@ -9,6 +9,9 @@
 //! arrived, and usage.
 
 pub mod anthropic;
+mod endpoint;
+pub use endpoint::Auth;
+pub mod gemini;
 pub mod ir;
 pub mod openai;
 pub mod responses;
@@ -28,6 +31,8 @@ pub enum Protocol {
     Anthropic,
     /// OpenAI Responses (`POST /responses`).
     Responses,
+    /// Google Gemini (`generateContent` / `streamGenerateContent`).
+    Gemini,
 }
 
 impl Protocol {
@@ -36,6 +41,7 @@ impl Protocol {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
             Protocol::Responses => "responses",
+            Protocol::Gemini => "gemini",
         }
     }
 }
@@ -157,7 +163,7 @@ pub fn convert_response_for(
     request: &serde_json::Map<String, Value>,
     endpoint: &str,
 ) -> Result<Converted, PayloadError> {
-    use Protocol::{Anthropic, OpenAi, Responses};
+    use Protocol::{Anthropic, Gemini, OpenAi, Responses};
     let text = std::str::from_utf8(body)
         .map_err(|_| PayloadError::Malformed("response body is not UTF-8".into()))?;
     let mut openai_usage = None;
@@ -180,52 +186,72 @@ pub fn convert_response_for(
         Responses => {
             responses::check_response(&mut value, if caller == Responses { endpoint } else { "" })?
         }
+        Gemini => gemini::check_response(&value)?,
     };
+    let body = match translate_response(upstream, caller, value, created, request)? {
+        Some(out) => out.to_string(),
+        None => text.to_owned(),
+    };
+    Ok(Converted { body, usage })
+}
+
+/// The checked upstream body `value` in the caller's protocol; `None` when
+/// the protocols are the same and the upstream's text passes as it is.
+fn translate_response(
+    upstream: Protocol,
+    caller: Protocol,
+    value: Value,
+    created: u64,
+    request: &serde_json::Map<String, Value>,
+) -> Result<Option<Value>, PayloadError> {
+    use anthropic::messages as anth;
+    use openai::chat;
+    use Protocol::{Anthropic, Gemini, OpenAi, Responses};
     let out = match (upstream, caller) {
-        (OpenAi, OpenAi) | (Anthropic, Anthropic) => {
-            return Ok(Converted {
-                body: text.to_owned(),
-                usage,
-            })
-        }
+        (OpenAi, OpenAi) | (Anthropic, Anthropic) | (Gemini, Gemini) => return Ok(None),
         (Responses, Responses) => value,
-        (Anthropic, OpenAi) => {
-            openai::chat::emit_response(&anthropic::messages::parse_response(&value)?, created)?
-        }
-        (OpenAi, Anthropic) => {
-            anthropic::messages::emit_response(&openai::chat::parse_response(&value)?)?
-        }
+        (Anthropic, OpenAi) => chat::emit_response(&anth::parse_response(&value)?, created)?,
+        (OpenAi, Anthropic) => anth::emit_response(&chat::parse_response(&value)?)?,
         (OpenAi, Responses) => {
-            responses::emit_response(&openai::chat::parse_response(&value)?, request, created)?
+            responses::emit_response(&chat::parse_response(&value)?, request, created)?
         }
-        (Anthropic, Responses) => responses::emit_response(
-            &anthropic::messages::parse_response(&value)?,
-            request,
-            created,
-        )?,
+        (Anthropic, Responses) => {
+            responses::emit_response(&anth::parse_response(&value)?, request, created)?
+        }
         (Responses, OpenAi) => {
             let (r, at) = responses::parse_response(&value)?;
-            openai::chat::emit_response(&r, at.unwrap_or(created))?
+            chat::emit_response(&r, at.unwrap_or(created))?
         }
         (Responses, Anthropic) => {
-            let (mut r, _) = responses::parse_response(&value)?;
+            let (r, _) = responses::parse_response(&value)?;
             // A thinking block needs a signature llmux cannot make.
-            r.content.retain(|b| {
-                !matches!(
-                    b,
-                    ir::Block::Thinking {
-                        signature: None,
-                        ..
-                    }
-                )
-            });
-            anthropic::messages::emit_response(&r)?
+            anth::emit_response(&without_thinking(r, |signed| !signed))?
         }
+        (Gemini, OpenAi) => chat::emit_response(&gemini::parse_response(&value)?, created)?,
+        (Gemini, Anthropic) => {
+            // Gemini's thought signatures are not Anthropic's: an Anthropic
+            // client would send them back to be refused.
+            anth::emit_response(&without_thinking(gemini::parse_response(&value)?, |_| true))?
+        }
+        (Gemini, Responses) => {
+            responses::emit_response(&gemini::parse_response(&value)?, request, created)?
+        }
+        (OpenAi, Gemini) => gemini::emit_response(&chat::parse_response(&value)?)?,
+        (Anthropic, Gemini) => gemini::emit_response(&anth::parse_response(&value)?)?,
+        (Responses, Gemini) => gemini::emit_response(&responses::parse_response(&value)?.0)?,
     };
-    Ok(Converted {
-        body: out.to_string(),
-        usage,
-    })
+    Ok(Some(out))
+}
+
+/// `r` without the thinking blocks `drop` picks (by whether they carry a
+/// signature); redacted thinking goes with any signed thinking dropped.
+fn without_thinking(mut r: ir::Response, drop: impl Fn(bool) -> bool) -> ir::Response {
+    r.content.retain(|b| match b {
+        ir::Block::Thinking { signature, .. } => !drop(signature.is_some()),
+        ir::Block::RedactedThinking { .. } => !drop(true),
+        _ => true,
+    });
+    r
 }
 
 /// Context a stream adapter needs about the caller's request.
@@ -254,13 +280,16 @@ pub fn stream_adapter(
 ) -> Box<dyn StreamAdapter> {
     use openai::stream::{ChunkEmitter, ChunkParser};
     use translate::Translator;
-    use Protocol::{Anthropic, OpenAi, Responses};
+    use Protocol::{Anthropic, Gemini, OpenAi, Responses};
     let anthropic_parser = anthropic::stream::EventParser::default;
     let responses_parser = responses::stream::EventParser::default;
+    let gemini_parser = gemini::stream::ChunkParser::default;
+    let gemini_emitter = gemini::stream::ChunkEmitter::new;
     match (upstream, caller) {
         (OpenAi, OpenAi) => Box::new(openai::Passthrough::new(ctx)),
         (Anthropic, Anthropic) => Box::new(anthropic::Passthrough::new(ctx)),
         (Responses, Responses) => Box::new(responses::Passthrough::new(ctx)),
+        (Gemini, Gemini) => Box::new(gemini::stream::Passthrough::default()),
         (Anthropic, OpenAi) => Box::new(translate::anthropic_to_openai(ctx)),
         (OpenAi, Anthropic) => Box::new(translate::openai_to_anthropic(ctx)),
         (OpenAi, Responses) => Box::new(Translator::new(
@@ -278,6 +307,18 @@ pub fn stream_adapter(
             responses_parser(),
             anthropic::stream::EventEmitter::new(ctx),
         )),
+        (Gemini, OpenAi) => Box::new(Translator::new(gemini_parser(), ChunkEmitter::new(ctx))),
+        (Gemini, Anthropic) => Box::new(Translator::new(
+            gemini_parser(),
+            anthropic::stream::EventEmitter::new(ctx),
+        )),
+        (Gemini, Responses) => Box::new(Translator::new(
+            gemini_parser(),
+            responses::stream::EventEmitter::new(ctx),
+        )),
+        (OpenAi, Gemini) => Box::new(Translator::new(ChunkParser::default(), gemini_emitter(ctx))),
+        (Anthropic, Gemini) => Box::new(Translator::new(anthropic_parser(), gemini_emitter(ctx))),
+        (Responses, Gemini) => Box::new(Translator::new(responses_parser(), gemini_emitter(ctx))),
     }
 }
 
@@ -290,10 +331,13 @@ pub fn upstream_request(
     upstream_model: &str,
     stream: bool,
 ) -> Result<Value, PayloadError> {
-    use Protocol::{Anthropic, OpenAi, Responses};
+    use anthropic::messages as anth;
+    use openai::chat;
+    use Protocol::{Anthropic, Gemini, OpenAi, Responses};
     let emitted = match (caller, upstream) {
         (OpenAi, OpenAi) | (Anthropic, Anthropic) => Value::Object(body.clone()),
         (Responses, Responses) => Value::Object(responses::passthrough_request(body)),
+        (Gemini, Gemini) => Value::Object(gemini::passthrough_request(body)),
         (OpenAi, Anthropic) => {
             anthropic::messages::emit_request(&openai::chat::parse_request(body)?)?
         }
@@ -308,12 +352,22 @@ pub fn upstream_request(
         (Responses, Anthropic) => {
             anthropic::messages::emit_request(&responses::parse_request(body)?)?
         }
+        (Gemini, OpenAi) => chat::emit_request(&gemini::parse_request(body)?)?,
+        (Gemini, Anthropic) => anth::emit_request(&gemini::parse_request(body)?)?,
+        (Gemini, Responses) => responses::emit_request(&gemini::parse_request(body)?)?,
+        (OpenAi, Gemini) => gemini::emit_request(&chat::parse_request(body)?)?,
+        (Anthropic, Gemini) => gemini::emit_request(&anth::parse_request(body)?)?,
+        (Responses, Gemini) => gemini::emit_request(&responses::parse_request(body)?)?,
     };
     let Value::Object(mut out) = emitted else {
         return Err(PayloadError::Malformed(
             "translation produced a non-object".into(),
         ));
     };
+    if upstream == Gemini {
+        // A Gemini upstream's URL carries the model and the stream flag.
+        return Ok(Value::Object(out));
+    }
     out.insert("model".into(), Value::String(upstream_model.to_owned()));
     if stream {
         out.insert("stream".into(), Value::Bool(true));
@@ -343,7 +397,8 @@ pub fn upstream_request_bytes(
     upstream_model: &str,
     stream: bool,
 ) -> Result<Vec<u8>, PayloadError> {
-    if upstream == caller && upstream != Protocol::Responses {
+    let same = upstream == caller && !matches!(upstream, Protocol::Responses | Protocol::Gemini);
+    if same {
         let ask_usage = stream && upstream == Protocol::OpenAi;
         return Ok(body.splice(upstream_model, stream, ask_usage));
     }
@@ -357,6 +412,7 @@ pub fn error_body(caller: Protocol, status: u16, kind: &str, message: &str) -> V
         Protocol::OpenAi => openai::error_body(status, kind, message),
         Protocol::Anthropic => anthropic::error_body(status, kind, message),
         Protocol::Responses => responses::error_body(status, kind, message),
+        Protocol::Gemini => gemini::error_body(status, kind, message),
     }
 }
 

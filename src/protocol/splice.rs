@@ -24,7 +24,15 @@ use std::sync::OnceLock;
 pub const OWN_FIELDS: [&str; 2] = ["provider", "models"];
 
 /// Fields whose JSON size makes the prompt-token estimate.
-const PROMPT_FIELDS: [&str; 5] = ["messages", "system", "tools", "input", "instructions"];
+const PROMPT_FIELDS: [&str; 7] = [
+    "messages",
+    "system",
+    "tools",
+    "input",
+    "instructions",
+    "contents",
+    "systemInstruction",
+];
 
 /// The kind of a JSON value, with the string or boolean it holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +69,8 @@ pub struct Facts<'a> {
     pub stream: Option<Shape<'a>>,
     pub messages: Option<Shape<'a>>,
     pub input: Option<Shape<'a>>,
+    /// Gemini's turns.
+    pub contents: Option<Shape<'a>>,
     pub user: Option<Shape<'a>>,
     /// `stream_options.include_usage`.
     pub include_usage: Option<Shape<'a>>,
@@ -133,6 +143,7 @@ impl<'de> Visitor<'de> for Top {
                 "stream" => f.stream = shape(&mut m)?,
                 "messages" => f.messages = shape(&mut m)?,
                 "input" => f.input = shape(&mut m)?,
+                "contents" => f.contents = shape(&mut m)?,
                 "user" => f.user = shape(&mut m)?,
                 "stream_options" => f.include_usage = m.next_value_seed(Field("include_usage"))?,
                 "metadata" => f.user_id = m.next_value_seed(Field("user_id"))?,

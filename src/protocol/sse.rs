@@ -167,7 +167,7 @@ impl Decoder {
 /// and Responses, whose SDKs dispatch on it.
 pub fn chunk_frame(proto: Protocol, data: &str) -> String {
     match proto {
-        Protocol::OpenAi => format!("data: {data}\n\n"),
+        Protocol::OpenAi | Protocol::Gemini => format!("data: {data}\n\n"),
         Protocol::Anthropic | Protocol::Responses => {
             let ty = serde_json::from_str::<Typed>(data)
                 .ok()
@@ -185,9 +185,12 @@ struct Typed<'a> {
     ty: Option<Cow<'a, str>>,
 }
 
-/// A keep-alive: a comment, or Anthropic's own `ping` event.
+/// A keep-alive: a comment, or Anthropic's own `ping` event; nothing for
+/// Gemini, whose SDKs take every SSE line for a `data:` one (a comment
+/// breaks google-genai's and @google/genai's stream readers).
 pub fn ping_frame(proto: Protocol) -> &'static str {
     match proto {
+        Protocol::Gemini => "",
         Protocol::OpenAi | Protocol::Responses => ": keep-alive\n\n",
         Protocol::Anthropic => "event: ping\ndata: {\"type\": \"ping\"}\n\n",
     }
@@ -199,7 +202,7 @@ pub fn ping_frame(proto: Protocol) -> &'static str {
 pub fn done_frame(proto: Protocol) -> &'static str {
     match proto {
         Protocol::OpenAi => "data: [DONE]\n\n",
-        Protocol::Anthropic | Protocol::Responses => "",
+        Protocol::Anthropic | Protocol::Responses | Protocol::Gemini => "",
     }
 }
 
@@ -208,7 +211,7 @@ pub fn done_frame(proto: Protocol) -> &'static str {
 /// one after the last chunk's).
 pub fn error_frame(proto: Protocol, body: &str, seq: u64) -> String {
     match proto {
-        Protocol::OpenAi => format!("data: {body}\n\n"),
+        Protocol::OpenAi | Protocol::Gemini => format!("data: {body}\n\n"),
         Protocol::Anthropic => format!("event: error\ndata: {body}\n\n"),
         Protocol::Responses => responses_error_event(body, seq),
     }
@@ -245,7 +248,7 @@ pub struct ChunkMark {
 /// Reads a chunk's [`ChunkMark`] (nothing to read outside Responses).
 pub fn chunk_mark(proto: Protocol, data: &str) -> ChunkMark {
     match proto {
-        Protocol::OpenAi | Protocol::Anthropic => ChunkMark::default(),
+        Protocol::OpenAi | Protocol::Anthropic | Protocol::Gemini => ChunkMark::default(),
         Protocol::Responses => {
             #[derive(Deserialize)]
             struct Seq<'a> {

@@ -120,6 +120,7 @@ use serde_json::{json, Map, Value};
 
 use super::anthropic;
 use super::anthropic::messages;
+use super::gemini;
 use super::ir;
 use super::openai::{self, chat};
 use super::responses;
@@ -209,6 +210,12 @@ impl ParseDeltas for responses::stream::EventParser {
     }
 }
 
+impl ParseDeltas for gemini::stream::ChunkParser {
+    fn parse(&mut self, ev: &SseEvent) -> Result<Vec<ir::Delta>, PayloadError> {
+        gemini::stream::ChunkParser::parse(self, ev)
+    }
+}
+
 impl EmitDeltas for openai::stream::ChunkEmitter {
     fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
         openai::stream::ChunkEmitter::emit(self, d, out);
@@ -233,6 +240,12 @@ impl EmitDeltas for responses::stream::EventEmitter {
 
     fn fail(&mut self, message: &str) -> Vec<String> {
         responses::stream::EventEmitter::fail(self, message)
+    }
+}
+
+impl EmitDeltas for gemini::stream::ChunkEmitter {
+    fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
+        gemini::stream::ChunkEmitter::emit(self, d, out)
     }
 }
 

@@ -210,6 +210,38 @@ pub fn messages(model: &str, stream: bool) -> Value {
     })
 }
 
+/// A Gemini `GenerateContentRequest`, with the model and stream flag a
+/// host puts in the body (Gemini carries them in the URL).
+pub fn gemini(model: &str, stream: bool) -> Value {
+    json!({
+        "model": model,
+        "stream": stream,
+        "contents": [{"role": "user", "parts": [{"text": "hello"}]}],
+    })
+}
+
+/// An upstream speaking the Gemini protocol.
+pub fn gemini_upstream(slug: &str, behavior: Behavior) -> Upstream {
+    let mut u = upstream(slug, behavior);
+    u.protocol = "gemini";
+    u
+}
+
+/// The answer text (not thoughts) of Gemini `GenerateContentResponse`s.
+pub fn gemini_text<'a>(responses: impl IntoIterator<Item = &'a Value>) -> String {
+    responses
+        .into_iter()
+        .flat_map(|r| {
+            r["candidates"][0]["content"]["parts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .filter(|p| p["thought"] != true)
+        .filter_map(|p| p["text"].as_str())
+        .collect()
+}
+
 /// An upstream speaking the Anthropic protocol.
 pub fn anthropic_upstream(slug: &str, behavior: Behavior) -> Upstream {
     let mut u = upstream(slug, behavior);

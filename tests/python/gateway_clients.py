@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The official `openai` and `anthropic` SDKs against a running `llmux serve`
+"""The official `openai`, `anthropic` and `google-genai` SDKs against a running `llmux serve`
 in front of the mock fleet (started by gateway/tests/run-clients.sh).
 
 Environment: LLMUX_GATEWAY_URL, LLMUX_GATEWAY_KEY, LLMUX_FLEET (the fleet's
@@ -15,6 +15,9 @@ import urllib.request
 
 import anthropic
 import openai
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 
 URL = os.environ["LLMUX_GATEWAY_URL"]
 KEY = os.environ["LLMUX_GATEWAY_KEY"]
@@ -153,8 +156,59 @@ def responses_sdk() -> None:
     check("responses: no SDK retry storm", fleet_requests("limited") - before == 1)
 
 
+def genai_sdk() -> None:
+    """google-genai through the Gemini routes: a Gemini endpoint (passed
+    through) and a Chat Completions endpoint (translated); v1beta (the
+    SDK's default) and v1; generate, stream, count tokens, list models, a
+    function-calling round trip and a 429."""
+    for base, version in ((URL, "v1beta"), (f"{URL}/api", "v1beta"), (URL, "v1")):
+        gc = genai.Client(api_key=KEY, http_options=genai_types.HttpOptions(
+            base_url=base, api_version=version, retry_options=genai_types.HttpRetryOptions(attempts=1)))
+        where = f"{base} {version}"
+        for model, server in (("demo/gm", "gm"), ("demo/oa", "oa")):
+            r = gc.models.generate_content(model=model, contents="hi",
+                                           config=genai_types.GenerateContentConfig(system_instruction="Be brief."))
+            check(f"genai generate {model} via {where}",
+                  r.text == f"Hello from {server}." and r.usage_metadata.prompt_token_count == 10, r)
+            text = "".join(ch.text or "" for ch in gc.models.generate_content_stream(model=model, contents="hi"))
+            check(f"genai stream {model} via {where}", text == f"Hello from {server}.", text)
+        n = gc.models.count_tokens(model="demo/gm", contents="how many tokens is this?")
+        check(f"genai count_tokens via {where}", (n.total_tokens or 0) > 0, n)
+        names = [m.name for m in gc.models.list()]
+        check(f"genai list models via {where}", "models/demo/gm" in names, names)
+        m = gc.models.get(model="demo/gm")
+        check(f"genai get model via {where}", m.name == "models/demo/gm", m)
+    gc = genai.Client(api_key=KEY, http_options=genai_types.HttpOptions(
+        base_url=URL, retry_options=genai_types.HttpRetryOptions(attempts=1)))
+    tool = genai_types.Tool(function_declarations=[genai_types.FunctionDeclaration(
+        name="run_shell_command", description="Runs a shell command",
+        parameters_json_schema={"type": "object", "properties": {"command": {"type": "string"}}})])
+    config = genai_types.GenerateContentConfig(tools=[tool])
+    for model in ("demo/gc-gm", "demo/gc-oa"):
+        ask = genai_types.Content(role="user", parts=[genai_types.Part.from_text(text="run it")])
+        r = gc.models.generate_content(model=model, contents=[ask], config=config)
+        calls = r.function_calls or []
+        check(f"genai function call {model}", len(calls) == 1 and calls[0].name == "run_shell_command"
+              and calls[0].args == {"command": "echo llmux-gemini-check"}, r)
+        answer = genai_types.Part.from_function_response(name=calls[0].name, response={"output": "llmux-gemini-check"})
+        if calls[0].id:
+            answer.function_response.id = calls[0].id
+        r = gc.models.generate_content(model=model, config=config, contents=[
+            ask, r.candidates[0].content, genai_types.Content(role="user", parts=[answer])])
+        check(f"genai function response {model} -> final text",
+              r.text == "Done: the command printed llmux-gemini-check.", r)
+    before = fleet_requests("limited")
+    try:
+        gc.models.generate_content(model="demo/limited", contents="hi")
+        check("genai 429", False, "no error")
+    except genai_errors.ClientError as e:
+        check("genai 429 -> ClientError RESOURCE_EXHAUSTED", e.code == 429 and e.status == "RESOURCE_EXHAUSTED", e)
+    check("genai: no SDK retry storm", fleet_requests("limited") - before == 1)
+
+
 if __name__ == "__main__":
     openai_sdk()
     anthropic_sdk()
     responses_sdk()
+    genai_sdk()
     print("gateway SDK checks passed")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Validates every payload llmux emits against the official `openai` and
-# `anthropic` Python packages (versions pinned in requirements.txt).
+# Validates every payload llmux emits against the official `openai`,
+# `anthropic` and `google-genai` Python packages (versions pinned in
+# requirements.txt).
 #
 # Creates or reuses a venv at target/sdk-venv, then runs the Rust test
 # tests/sdk_payloads.rs with LLMUX_SDK_PYTHON pointing at it: the test drives

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Validate llmux's payloads against the official `openai` and `anthropic`
-Python packages.
+"""Validate llmux's payloads against the official `openai`, `anthropic` and
+`google-genai` Python packages.
 
 Input: the JSON-lines file written by `tests/sdk_payloads.rs`, one case per
 line: {"case", "caller", "upstream", "stream", "request", "chunks",
@@ -13,7 +13,9 @@ fields the model does not know (only llmux's documented extensions are
 allowed), and streams are fed through the SDK's own accumulators
 (`ChatCompletionStreamState` for OpenAI, `accumulate_event` for Anthropic,
 `ResponseStreamState` -- what `client.responses.stream` runs -- for
-Responses, whose events are validated as `ResponseStreamEvent`).
+Responses, whose events are validated as `ResponseStreamEvent`; Gemini
+chunks are each a `GenerateContentResponse`, read with the SDK's own
+`function_calls` accessor; google-genai's models forbid unknown fields).
 The result must carry exactly the text, thinking and tool calls the upstream
 sent. Error terminals must validate as the protocol's error body and map to
 the right SDK exception class.
@@ -42,6 +44,9 @@ from openai.types.responses import Response, ResponseStreamEvent
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types.shared import ErrorResponse as AnthropicErrorResponse, ErrorType as AnthropicErrorType
 from anthropic.lib.streaming._messages import accumulate_event, build_events
+import google.genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 
 # Fields outside the SDK models that llmux emits on purpose (documented in
 # src/protocol/translate.rs): thinking text for OpenAI callers, in the
@@ -505,13 +510,88 @@ def check_anthropic_error(c: Checker, case: dict) -> None:
 
 # ---------------------------------------------------------------------------
 
+# ---------------------------------------------------------------------------
+# Gemini caller (google-genai)
+
+def gemini_content(c: Checker, resps: list, expect: dict, where: str) -> None:
+    """The responses carry exactly the expected text, thoughts and calls."""
+    text, thinking, calls = "", "", []
+    for i, r in enumerate(resps):
+        c.ok(r.candidates is not None and len(r.candidates) == 1,
+             f"{where}[{i}]: want one candidate")
+        content = r.candidates[0].content
+        c.ok(content is not None, f"{where}[{i}]: candidate has no content")
+        c.eq(content.role, "model", f"{where}[{i}].candidates[0].content.role")
+        for p in content.parts or []:
+            if p.text is not None and p.function_call is None:
+                if p.thought:
+                    thinking += p.text
+                else:
+                    text += p.text
+        # The SDK's own accessor for the calls of a response.
+        calls += [(f.name, f.args) for f in (r.function_calls or [])]
+    c.eq(text, expect["text"], f"{where}: text")
+    c.eq(thinking, expect["thinking"] or "", f"{where}: thought text")
+    want = [(t["name"], json.loads(t["arguments"])) for t in expect["tool_calls"]]
+    c.eq(calls, want, f"{where}: function calls")
+
+
+def gemini_finish(c: Checker, r: Any, where: str) -> None:
+    c.eq(r.candidates[0].finish_reason, genai_types.FinishReason.STOP, f"{where}: finishReason")
+    u = r.usage_metadata
+    c.ok(u is not None, f"{where}: usageMetadata is missing")
+    c.eq(u.total_token_count, u.prompt_token_count + u.candidates_token_count,
+         f"{where}: usageMetadata.totalTokenCount")
+
+
+def check_gemini_nonstream(c: Checker, case: dict) -> None:
+    c.eq(case["chunks"], [], "chunks of a non-streaming request")
+    resp = c.strict(genai_types.GenerateContentResponse, case["terminal"].get("response"), "response")
+    gemini_content(c, [resp], case["expect"], "response")
+    gemini_finish(c, resp, "response")
+
+
+def check_gemini_stream(c: Checker, case: dict) -> None:
+    chunks = case["chunks"]
+    c.ok(len(chunks) > 0, "no chunks")
+    resps = [c.strict(genai_types.GenerateContentResponse, ch, f"chunks[{i}]")
+             for i, ch in enumerate(chunks)]
+    gemini_content(c, resps, case["expect"], "chunks")
+    gemini_finish(c, resps[-1], "last chunk")
+    for i, r in enumerate(resps[:-1]):
+        c.ok(r.candidates[0].finish_reason is None, f"chunks[{i}]: finishReason before the end")
+
+
+def check_gemini_error(c: Checker, case: dict) -> None:
+    t, expect = case["terminal"], case["expect"]
+    c.eq(t.get("status"), expect["error_status"], "terminal status")
+    body = t.get("error")
+    c.ok(isinstance(body, dict) and set(body) == {"error"},
+         f"Google error body must be {{'error': {{...}}}}, got {body!r}")
+    e = body["error"]
+    c.eq(e.get("code"), t["status"], "error.code")
+    c.ok(isinstance(e.get("message"), str) and e["message"], "error.message is empty")
+    c.ok(isinstance(e.get("status"), str) and e["status"].isupper(), f"error.status {e.get('status')!r}")
+    # The SDK's own exception for this status and body.
+    try:
+        genai_errors.APIError.raise_error(t["status"], body, None)
+        c.ok(False, "the SDK raised nothing")
+    except genai_errors.APIError as exc:
+        want = genai_errors.ClientError if t["status"] < 500 else genai_errors.ServerError
+        c.ok(isinstance(exc, want), f"SDK exception {type(exc).__name__}, want {want.__name__}")
+        c.eq(exc.code, t["status"], "SDK exception .code")
+        c.eq(exc.status, e["status"], "SDK exception .status")
+        c.eq(exc.message, e["message"], "SDK exception .message")
+
+
 def check_case(case: dict) -> Checker:
     c = Checker(case["case"])
     t = case["terminal"]
     c.ok(isinstance(t, dict) and t.get("type") in ("done", "error"), f"terminal {t!r}")
     if case["expect"].get("error_status") is not None:
         c.eq(case["chunks"], [], "chunks before a pre-stream error")
-        (check_anthropic_error if case["caller"] == "anthropic" else check_openai_error)(c, case)
+        {"anthropic": check_anthropic_error, "gemini": check_gemini_error}.get(
+            case["caller"], check_openai_error)(c, case)
         return c
     c.eq(t["type"], "done", f"terminal type (error: {t.get('error')})")
     fn: Callable[[Checker, dict], None] = {
@@ -521,6 +601,8 @@ def check_case(case: dict) -> Checker:
         ("anthropic", True): check_anthropic_stream,
         ("responses", False): check_responses_nonstream,
         ("responses", True): check_responses_stream,
+        ("gemini", False): check_gemini_nonstream,
+        ("gemini", True): check_gemini_stream,
     }[(case["caller"], bool(case["stream"]))]
     fn(c, case)
     return c
@@ -616,6 +698,23 @@ def _mutations(cases: list):
           lambda c: _drop_where(c["chunks"], lambda e: e["type"] == "response.completed")),
         m("responses delta with an unknown field", "responses", True, ok,
           lambda c: [e for e in c["chunks"] if e["type"] == "response.output_text.delta"][0].__setitem__("x", 1)),
+        m("gemini response with an unknown field", "gemini", False, ok,
+          lambda c: c["terminal"]["response"].__setitem__("bogus", 1)),
+        m("gemini response with a wrong finishReason", "gemini", False, ok,
+          lambda c: c["terminal"]["response"]["candidates"][0].__setitem__("finishReason", "MAX_TOKENS")),
+        m("gemini functionCall args altered", "gemini", False, tools,
+          lambda c: [p for p in c["terminal"]["response"]["candidates"][0]["content"]["parts"] if "functionCall" in p][1]["functionCall"]
+          .__setitem__("args", {})),
+        m("gemini response text altered", "gemini", False, ok,
+          lambda c: [p for p in c["terminal"]["response"]["candidates"][0]["content"]["parts"] if "text" in p][-1].__setitem__("text", "x")),
+        m("gemini stream loses its finish chunk", "gemini", True, ok,
+          lambda c: _drop_where(c["chunks"], lambda ch: ch["candidates"][0].get("finishReason"))),
+        m("gemini stream loses a text chunk", "gemini", True, ok,
+          lambda c: _drop_where(c["chunks"], lambda ch: any(p.get("text") for p in ch["candidates"][0]["content"]["parts"]))),
+        m("gemini chunk with a string token count", "gemini", True, ok,
+          lambda c: c["chunks"][-1]["usageMetadata"].__setitem__("promptTokenCount", "10")),
+        m("gemini error with a string code", "gemini", False, err,
+          lambda c: c["terminal"]["error"]["error"].__setitem__("code", "429")),
     ]
 
 
@@ -655,6 +754,7 @@ def main(argv: list[str]) -> int:
     if selftest:
         return self_test(cases)
     print(f"validate_sdk: openai {openai.__version__}, anthropic {anthropic.__version__}, "
+          f"google-genai {google.genai.__version__}, "
           f"pydantic {pydantic.VERSION}; {len(cases)} cases")
     passed, failed, checks = 0, [], 0
     for case in cases:

@@ -43,6 +43,16 @@
 pub mod messages;
 pub mod stream;
 
+/// What llmux appends to a Messages provider's base URL.
+pub const PATH: &str = "/v1/messages";
+/// The header that carries an Anthropic key.
+pub const AUTH_HEADER: &str = "x-api-key";
+/// The API version header, and the version sent when the config names none.
+pub const VERSION_HEADER: &str = "anthropic-version";
+pub const DEFAULT_VERSION: &str = "2023-06-01";
+/// The header listing beta features.
+pub const BETA_HEADER: &str = "anthropic-beta";
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};

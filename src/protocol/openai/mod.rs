@@ -4,6 +4,9 @@
 pub mod chat;
 pub mod stream;
 
+/// What llmux appends to a Chat Completions provider's base URL.
+pub const PATH: &str = "/chat/completions";
+
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;

@@ -26,6 +26,9 @@ pub use response::{emit_response, parse_response};
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 use serde_json::{json, Map, Value};
 
+/// What llmux appends to a Responses provider's base URL.
+pub const PATH: &str = "/responses";
+
 /// Marks a reasoning item's `encrypted_content` as an Anthropic thinking
 /// signature llmux put there, so the thinking block can be rebuilt when the
 /// caller sends the item back (Anthropic needs the thinking blocks of a tool

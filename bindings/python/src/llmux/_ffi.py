@@ -80,6 +80,7 @@ class Protocol(enum.IntEnum):
     OPENAI = 0
     ANTHROPIC = 1
     RESPONSES = 2
+    GEMINI = 3
 
 
 class llmux_event(Structure):
