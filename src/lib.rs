@@ -13,6 +13,7 @@
 //! The C ABI lives in [`ffi`]; `include/llmux.h` is generated from it.
 
 pub mod api;
+pub mod budget;
 pub mod catalog;
 pub mod config;
 pub mod engine;
@@ -30,7 +31,9 @@ pub use api::{
     PlanError, PlanFiltered, PlanModel, Price, RoutingRecord, SharedEndpointStats, SharedStats,
     SharedStatus, Stats, TerminalEvent, TerminalKind, TokenUsage,
 };
-pub use engine::{Engine, EngineError, RequestEvents, Serving, SubmitError, SubmitOptions};
+pub use engine::{
+    Engine, EngineError, Prepared, RequestEvents, Serving, SubmitError, SubmitOptions,
+};
 pub use events::{ErrorKind, Event, EventKind};
 pub use protocol::Protocol;
 pub use request::RequestError;

@@ -134,6 +134,17 @@ pub fn parse(
     protocol: Protocol,
     json: &[u8],
 ) -> Result<ParsedRequest, RequestError> {
+    parse_with_defaults(catalog, protocol, json, &catalog.provider_defaults)
+}
+
+/// [`parse`] with other provider defaults than the catalog's (a gateway
+/// key's, narrowed from them).
+pub fn parse_with_defaults(
+    catalog: &Catalog,
+    protocol: Protocol,
+    json: &[u8],
+    defaults: &Preferences,
+) -> Result<ParsedRequest, RequestError> {
     if json.len() > catalog.max_request_bytes {
         return Err(RequestError::TooLarge(format!(
             "the request is {} bytes, more than max_request_bytes ({})",
@@ -170,7 +181,7 @@ pub fn parse(
         prefs.sticky_key = user_of(protocol, &body).map(str::to_owned);
     }
     let own_sort = prefs.prefs.sort.is_some();
-    let mut merged = Preferences::narrow(&catalog.provider_defaults, prefs.prefs);
+    let mut merged = Preferences::narrow(defaults, prefs.prefs);
     if prefs.routing.is_some() {
         // The request's routing spec replaces a default order or sort.
         if !prefs.own_order {

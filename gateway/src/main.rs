@@ -10,6 +10,7 @@
 
 mod config;
 mod error;
+mod keys;
 mod record;
 mod server;
 
@@ -453,7 +454,12 @@ async fn run(
         }
     });
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let keyring = match keys::Keyring::new(g.store.clone(), &eng) {
+        Ok(k) => k,
+        Err(e) => return fail(&[format!("gateway.budgets: {e}")]),
+    };
     let app = Arc::new(server::App {
+        keyring,
         engine: eng,
         keys: g.keys,
         max_body: g.max_body_bytes,

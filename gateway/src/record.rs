@@ -99,6 +99,8 @@ pub struct LogLine<'a> {
     pub error: Option<&'a str>,
     /// `METHOD /path`, for a request no route took.
     pub route: Option<&'a str>,
+    /// What the key's budget reserved and settled for it.
+    pub cost: Option<crate::keys::CostNote>,
 }
 
 impl LogLine<'_> {
@@ -109,9 +111,11 @@ impl LogLine<'_> {
         let ftl = r.and_then(|r| r.first_token_ms);
         let usage = r.and_then(|r| r.usage);
         let cost = r.and_then(|r| r.cost_usd);
+        let (reserved, settled) = self.cost.map_or((None, None), |c| (Some(c.reserved_usd), c.settled_usd));
         let line = match format {
             LogFormat::Off => return,
             LogFormat::Json => serde_json::json!({
+                "reserved_usd": reserved, "settled_usd": settled,
                 "msg": "request", "id": self.id, "protocol": self.protocol, "model": self.model,
                 "route": self.route, "error": self.error,
                 "key": self.key, "stream": self.stream, "status": self.status,
@@ -145,6 +149,12 @@ impl LogLine<'_> {
                 }
                 if let Some(c) = cost {
                     let _ = write!(s, " cost_usd={c:.8}");
+                }
+                if let Some(r) = reserved {
+                    let _ = write!(s, " reserved_usd={r:.6}");
+                }
+                if let Some(c) = settled {
+                    let _ = write!(s, " settled_usd={c:.6}");
                 }
                 if let Some(e) = self.error {
                     let _ = write!(s, " error={}", quote(e));

@@ -81,6 +81,35 @@ pub struct SubmitOptions {
     /// upstream's body unchanged (a gateway passes it on; clients such as
     /// Claude Code match its wording). Otherwise llmux's own envelope.
     pub upstream_error_bodies: bool,
+    /// Provider preferences that replace the engine's defaults for this
+    /// request (a gateway key's `provider`, already narrowed from them);
+    /// the request may narrow them further, never widen them.
+    pub provider_defaults: Option<crate::routing::filter::Preferences>,
+}
+
+/// A request parsed and checked but not sent yet ([`Engine::prepare`]):
+/// what it may cost can be reserved before [`Engine::start`] sends it.
+#[derive(Debug)]
+pub struct Prepared {
+    req: request::ParsedRequest,
+    opts: SubmitOptions,
+}
+
+impl Prepared {
+    /// The model the caller asked for.
+    pub fn model(&self) -> &str {
+        &self.req.requested_model
+    }
+
+    /// Slugs of every model the request may be served by (fallbacks too).
+    pub fn models(&self) -> impl Iterator<Item = &str> {
+        self.req.routes.iter().map(|r| r.slug.as_str())
+    }
+
+    /// The request's worst cost and tokens: see [`crate::budget::estimate`].
+    pub fn estimate(&self, catalog: &Catalog, default_output: u64) -> crate::budget::Ask {
+        crate::budget::estimate(catalog, &self.req, default_output)
+    }
 }
 
 /// One request's events, from `Engine::submit_with`: its chunks in order,
@@ -373,17 +402,43 @@ impl Engine {
         body: &[u8],
         opts: SubmitOptions,
     ) -> Result<RequestEvents, SubmitError> {
+        let p = self.prepare(protocol, body, opts)?;
+        self.start(p)
+    }
+
+    /// Parses and checks a request without sending it (`submit_with` in
+    /// two steps, for a caller that reserves a budget in between).
+    pub fn prepare(
+        &self,
+        protocol: Protocol,
+        body: &[u8],
+        mut opts: SubmitOptions,
+    ) -> Result<Prepared, SubmitError> {
+        if self.inner.closing.load(Ordering::Acquire) || self.runtime.is_none() {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let cat = &self.inner.catalog;
+        let defaults = opts.provider_defaults.take();
+        let mut req = match &defaults {
+            Some(d) => request::parse_with_defaults(cat, protocol, body, d),
+            None => request::parse(cat, protocol, body),
+        }
+        .map_err(SubmitError::Request)?;
+        if req.sticky_key.is_none() {
+            req.sticky_key = opts.sticky_key.take();
+        }
+        Ok(Prepared { req, opts })
+    }
+
+    /// Sends a prepared request.
+    pub fn start(&self, p: Prepared) -> Result<RequestEvents, SubmitError> {
         if self.inner.closing.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
         let Some(rt) = &self.runtime else {
             return Err(SubmitError::ShuttingDown);
         };
-        let mut req =
-            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
-        if req.sticky_key.is_none() {
-            req.sticky_key = opts.sticky_key;
-        }
+        let Prepared { req, opts } = p;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (stream, model) = (req.stream, req.requested_model.clone());
         let (cancel_tx, cancel_rx) = oneshot::channel();
