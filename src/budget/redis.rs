@@ -247,24 +247,38 @@ impl RedisStore {
     }
 
     /// Runs a script invocation with the timeout; a failure drops the
-    /// connection.
+    /// connection. A connection that broke while idle (Redis restarted) is
+    /// replaced once at once (a reservation that did run twice is never
+    /// renewed and expires).
     async fn run<T: redis::FromRedisValue>(&self, inv: redis::ScriptInvocation<'_>) -> Result<T, String> {
-        let mut conn = self.conn().await?;
-        let r = match tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!("{e}")),
-            Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
-        };
+        let cached = self.conn.lock().await.is_some();
+        let mut r = self.once(&inv).await;
+        if cached && matches!(&r, Err((Some(true), _))) {
+            *self.conn.lock().await = None;
+            r = self.once(&inv).await;
+        }
         match r {
             Ok(v) => {
-                let mut h = lock(&self.health);
-                h.ok = true;
+                lock(&self.health).ok = true;
                 Ok(v)
             }
-            Err(e) => {
+            // Connecting records its own failure.
+            Err((None, e)) => Err(e),
+            Err((Some(_), e)) => {
                 *self.conn.lock().await = None;
                 Err(self.failed(e))
             }
+        }
+    }
+
+    /// One try: the answer, or (whether the connection broke, `None` when
+    /// there was none, why).
+    async fn once<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T, (Option<bool>, String)> {
+        let mut conn = self.conn().await.map_err(|e| (None, e))?;
+        match tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err((Some(e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()), format!("{e}"))),
+            Err(_) => Err((Some(false), format!("no answer within {} ms", self.timeout.as_millis()))),
         }
     }
 
