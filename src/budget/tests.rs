@@ -61,7 +61,7 @@ fn tpm_counts_settled_tokens_and_concurrency_counts_leases() {
     // Settled at 50 real tokens: 30 more fit.
     l.settle(&pol, 1, Ask { cost: 0, tokens: 80 }, Some((0, 50)), T0 + 1000);
     l.reserve(&pol, Ask { cost: 0, tokens: 30 }, 3, T0 + 1000).unwrap();
-    l.reserve(&pol, Ask { cost: 0, tokens: 1 }, 4, T0 + 1000).unwrap_err();
+    l.reserve(&pol, Ask { cost: 0, tokens: 21 }, 4, T0 + 1000).unwrap_err();
     let pol = p(None, None, None, Some(1));
     let mut l = Ledger::default();
     l.reserve(&pol, Ask::default(), 1, T0).unwrap();
