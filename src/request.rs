@@ -342,7 +342,7 @@ fn parse_timeouts(v: Value) -> Result<TimeoutsConfig, RequestError> {
 }
 
 /// The caller's user id (the sticky key with `sticky.from_user`).
-fn user_of(protocol: Protocol, body: &Map<String, Value>) -> Option<&str> {
+pub fn user_of(protocol: Protocol, body: &Map<String, Value>) -> Option<&str> {
     let user = match protocol {
         Protocol::OpenAi | Protocol::Responses => body.get("user"),
         Protocol::Anthropic => body.get("metadata").and_then(|m| m.get("user_id")),

@@ -115,7 +115,6 @@ impl LogLine<'_> {
         let line = match format {
             LogFormat::Off => return,
             LogFormat::Json => serde_json::json!({
-                "reserved_usd": reserved, "settled_usd": settled,
                 "msg": "request", "id": self.id, "protocol": self.protocol, "model": self.model,
                 "route": self.route, "error": self.error,
                 "key": self.key, "stream": self.stream, "status": self.status,
@@ -123,6 +122,7 @@ impl LogLine<'_> {
                 "first_token_ms": ftl.map(round1), "duration_ms": round1(self.duration_ms),
                 "prompt_tokens": usage.map(|u| u.prompt_tokens),
                 "completion_tokens": usage.map(|u| u.completion_tokens), "cost_usd": cost,
+                "reserved_usd": reserved, "settled_usd": settled,
             })
             .to_string(),
             LogFormat::Logfmt => {

@@ -148,6 +148,11 @@ impl LocalStore {
         self.append(subject, start, &Totals { spent, tokens, requests: 1, rejections: 0 });
     }
 
+    /// Every subject seen since the start.
+    pub fn subjects(&self) -> Vec<std::sync::Arc<str>> {
+        lock(&self.ledgers).keys().cloned().collect()
+    }
+
     pub fn usage(&self, subject: &str, p: &Policy, now_ms: u64) -> Usage {
         self.with(subject, p, now_ms, |l| l.usage(p, now_ms))
     }

@@ -15,6 +15,7 @@
 pub mod local;
 mod period;
 pub mod redis;
+pub mod users;
 #[cfg(test)]
 mod tests;
 
@@ -215,6 +216,8 @@ pub struct Ledger {
     pub in_flight: u64,
     /// Admissions of the last minute: (time ms, reservation id, tokens).
     window: VecDeque<(u64, u64, u64)>,
+    /// The tokens of `window`, summed.
+    window_tokens: u64,
 }
 
 impl Ledger {
@@ -230,7 +233,8 @@ impl Ledger {
     }
 
     fn purge(&mut self, now_ms: u64) {
-        while self.window.front().is_some_and(|w| w.0 + WINDOW_MS <= now_ms) {
+        while let Some(w) = self.window.front().filter(|w| w.0 + WINDOW_MS <= now_ms) {
+            self.window_tokens -= w.2;
             self.window.pop_front();
         }
     }
@@ -250,6 +254,7 @@ impl Ledger {
         self.in_flight += 1;
         self.current.requests += 1;
         self.window.push_back((now_ms, id, ask.tokens));
+        self.window_tokens += ask.tokens;
         Ok(())
     }
 
@@ -262,7 +267,7 @@ impl Ledger {
             let retry_after_ms = (self.window[k].0 + WINDOW_MS).saturating_sub(now_ms).max(1);
             return Err(Refusal::Rate { limit: "rpm", max, retry_after_ms });
         }
-        if let Some(max) = p.tpm {
+        if let Some(max) = p.tpm.filter(|&m| self.window_tokens + ask.tokens > m) {
             let times: Vec<(u64, u64)> = self.window.iter().map(|w| (w.0, w.2)).collect();
             if let Some(retry_after_ms) = tpm_wait(&times, max, ask.tokens, now_ms) {
                 return Err(Refusal::Rate { limit: "tpm", max, retry_after_ms });
@@ -293,7 +298,9 @@ impl Ledger {
         if let Some((cost, tokens)) = actual {
             self.current.spent += cost;
             self.current.tokens += tokens;
-            if let Some(w) = self.window.iter_mut().find(|w| w.1 == id) {
+            // The newest admissions are at the back.
+            if let Some(w) = self.window.iter_mut().rev().find(|w| w.1 == id) {
+                self.window_tokens = self.window_tokens - w.2 + tokens;
                 w.2 = tokens;
             }
         }
@@ -309,7 +316,7 @@ impl Ledger {
             reserved: self.reserved,
             in_flight: self.in_flight,
             window_requests: self.window.len() as u64,
-            window_tokens: self.window.iter().map(|w| w.2).sum(),
+            window_tokens: self.window_tokens,
             period_start: self.period_start,
         }
     }

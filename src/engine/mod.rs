@@ -233,6 +233,8 @@ struct Inner {
     closing: AtomicBool,
     /// Sticky key -> (endpoint, last use).
     sticky: Mutex<HashMap<String, (usize, Instant)>>,
+    /// The store of `user_budgets`, when configured.
+    budgets: Option<Arc<crate::budget::Budgets>>,
 }
 
 /// `export_health`'s document.
@@ -320,7 +322,9 @@ impl Engine {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15)
             | 1;
+        let budgets = user_budget_store(&catalog)?;
         let inner = Arc::new(Inner {
+            budgets,
             catalog,
             health,
             queue: EventQueue::new(),
@@ -678,7 +682,30 @@ impl Engine {
                     aliases: m.aliases.clone(),
                 })
                 .collect(),
+            users: self.user_usage(),
         }
+    }
+
+    /// Usage of every user seen (`user_budgets`), for [`Stats::users`].
+    fn user_usage(&self) -> Vec<crate::api::UserUsage> {
+        let (Some(b), Some(cfg)) = (&self.inner.budgets, &self.inner.catalog.user_budgets) else {
+            return Vec::new();
+        };
+        let crate::budget::Store::Local(store) = &b.store else {
+            return Vec::new();
+        };
+        let now = crate::budget::now_ms();
+        let mut out: Vec<_> = store
+            .subjects()
+            .into_iter()
+            .filter_map(|s| {
+                let p = cfg.policy(&s)?;
+                let u = store.usage(&s, &p.limits, now);
+                Some(crate::api::UserUsage::new(&s, &p.limits, &u))
+            })
+            .collect();
+        out.sort_by(|a, b| a.user.cmp(&b.user));
+        out
     }
 
     /// [`Engine::stats`] as JSON (`llmux_stats`).
@@ -1071,4 +1098,25 @@ fn parameters_of(ep: &crate::catalog::Endpoint) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_owned())
         .collect()
+}
+
+/// The local store of `user_budgets` (journaled when it names a file).
+fn user_budget_store(
+    catalog: &Catalog,
+) -> Result<Option<Arc<crate::budget::Budgets>>, EngineError> {
+    use crate::budget::{local::LocalStore, Budgets, FailMode, Store};
+    let Some(u) = &catalog.user_budgets else {
+        return Ok(None);
+    };
+    let store = match &u.file {
+        Some(f) => LocalStore::open(f, u.fsync).map_err(|message| {
+            EngineError::Config(ConfigErrors(vec![crate::config::ConfigError {
+                path: "user_budgets.file".into(),
+                message,
+            }]))
+        })?,
+        None => LocalStore::memory(),
+    };
+    let b = Budgets::new(Store::Local(store), FailMode::Closed, FailMode::Open);
+    Ok(Some(Arc::new(b)))
 }

@@ -781,6 +781,16 @@ pub(super) async fn run(
     let notify = Notify::new();
     let timed_out = AtomicBool::new(false);
     let mut st = RunState::default();
+    // `user_budgets`: reserve before any upstream call.
+    let lease = match admit_user(&inner, &req).await {
+        Ok(l) => l,
+        Err(f) => {
+            let routing = routing_record(&inner, &req, &st, started);
+            let (kind, data) = terminal_data(&Err(f), routing, req.protocol, channel_raw_errors);
+            term.emit(kind, data);
+            return;
+        }
+    };
     let result = {
         let sh = Shared {
             inner: &inner,
@@ -825,8 +835,64 @@ pub(super) async fn run(
         }
     }
     let routing = routing_record(&inner, &req, &st, started);
+    if let Some(lease) = lease {
+        let tokens = routing
+            .usage
+            .map_or(0, |u| u.prompt_tokens + u.completion_tokens);
+        match routing.cost_usd {
+            Some(c) => lease.settle(c, tokens),
+            None => drop(lease),
+        }
+    }
     let (kind, data) = terminal_data(&result, routing, req.protocol, channel_raw_errors);
     term.emit(kind, data);
+}
+
+/// The reservation of the request's `user` under `user_budgets`, or the
+/// refusal as a failure before any upstream call: 403 (model), 402
+/// (budget, `error_kind` permission), 429 (limits).
+async fn admit_user(
+    inner: &Inner,
+    req: &ParsedRequest,
+) -> Result<Option<crate::budget::Lease>, Failure> {
+    use crate::budget::Refusal;
+    let (Some(b), Some(cfg)) = (&inner.budgets, &inner.catalog.user_budgets) else {
+        return Ok(None);
+    };
+    let Some(user) = crate::request::user_of(req.protocol, &req.body) else {
+        return Ok(None);
+    };
+    let Some(p) = cfg.policy(user) else {
+        return Ok(None);
+    };
+    let fail = |status, kind, outcome, message| Failure {
+        status,
+        kind,
+        outcome,
+        message,
+        upstream_body: None,
+    };
+    if let Some(m) = req.routes.iter().find(|r| !p.allows(&r.slug)) {
+        let message = format!("the user `{user}` may not call the model `{}`", m.slug);
+        return Err(fail(403, ErrorKind::Permission, "model_not_allowed", message));
+    }
+    if p.limits.is_open() {
+        return Ok(None);
+    }
+    let ask = crate::budget::estimate(&inner.catalog, req, cfg.default_max_tokens);
+    let subject: Arc<str> = Arc::from(user);
+    match b.reserve(&subject, &p.limits, ask).await {
+        Ok(l) => Ok(Some(l)),
+        Err(r) => {
+            let message = format!("user `{user}`: {r}");
+            Err(match r {
+                Refusal::Budget { .. } => {
+                    fail(402, ErrorKind::Permission, "budget_exhausted", message)
+                }
+                _ => fail(429, ErrorKind::RateLimit, "rate_limited", message),
+            })
+        }
+    }
 }
 
 /// A terminal event's kind and JSON, written in one pass.
