@@ -333,7 +333,7 @@ impl Drop for Redis {
 }
 
 fn fleet(s: &MockServer, r: &Redis, keys: Value, budgets: Value) -> Vec<Gateway> {
-    let extra = json!({"shared": {"redis_url": r.url(), "sync_ms": 200, "key_prefix": "llmux-keys-test:"}, "budgets": budgets});
+    let extra = json!({"shared": {"redis_url": r.url(), "sync_ms": 200, "timeout_ms": 3000, "key_prefix": "llmux-keys-test:"}, "budgets": budgets});
     let cfg = config(s, keys, extra);
     (0..3).map(|_| start(&cfg)).collect()
 }

@@ -12,7 +12,8 @@
 //!   their costs. Expired ones are dropped (and their cost freed) by the
 //!   next script that touches the subject.
 //! - `key:{S}:win`, `key:{S}:wintok`: admissions of the last minute
-//!   (scored by time) and their tokens.
+//!   (scored by time) and their tokens; `state` field `wintok` sums them,
+//!   so a check walks the window only when the tokens do not fit.
 //!
 //! Re-seeding is idempotent: an instance's fields are only ever raised to
 //! its own running totals (`max`, never `+`), carried by every script.
@@ -42,7 +43,10 @@ for _, m in ipairs(old) do
 end
 if #old > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
 local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - 60000)
-for _, m in ipairs(gone) do redis.call('HDEL', KEYS[4], m) end
+for _, m in ipairs(gone) do
+  redis.call('HINCRBY', KEYS[5], 'wintok', -tonumber(redis.call('HGET', KEYS[4], m) or '0'))
+  redis.call('HDEL', KEYS[4], m)
+end
 if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 60000) end
 local function reject(...)
   redis.call('HINCRBY', KEYS[1], 'x:' .. inst, 1)
@@ -57,18 +61,15 @@ if rpm > 0 and n >= rpm then
   return reject(2, 'rpm', math.max(1, tonumber(t[2]) + 60000 - now))
 end
 local tpm = tonumber(ARGV[7])
-if tpm > 0 then
+local used = tonumber(redis.call('HGET', KEYS[5], 'wintok') or '0')
+if tpm > 0 and used > 0 and used + tonumber(ARGV[4]) > tpm then
   local w = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
   local out = {3}
   for i = 1, #w, 2 do
     out[#out + 1] = w[i + 1]
     out[#out + 1] = redis.call('HGET', KEYS[4], w[i]) or '0'
   end
-  if #out > 1 then
-    local used = 0
-    for i = 3, #out, 2 do used = used + tonumber(out[i]) end
-    if used + tonumber(ARGV[4]) > tpm then return reject(unpack(out)) end
-  end
+  return reject(unpack(out))
 end
 local limit = tonumber(ARGV[5])
 local cost = tonumber(ARGV[3])
@@ -85,11 +86,13 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[9]), ARGV[2] .. ':' .. ARGV[3])
 redis.call('HINCRBY', KEYS[5], 'reserved', cost)
 redis.call('ZADD', KEYS[3], now, ARGV[2])
 redis.call('HSET', KEYS[4], ARGV[2], ARGV[4])
+redis.call('HINCRBY', KEYS[5], 'wintok', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'r:' .. inst, 1)
 if tonumber(ARGV[15]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[15]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[9] + 60000)
 redis.call('PEXPIRE', KEYS[3], 120000)
 redis.call('PEXPIRE', KEYS[4], 120000)
+redis.call('PEXPIRE', KEYS[5], ARGV[9] + 120000)
 return {0}
 ";
 
@@ -97,7 +100,11 @@ const SETTLE: &str = r"
 if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[5], 'reserved', -tonumber(string.match(ARGV[1], ':(%d+)$')))
 end
-if redis.call('HEXISTS', KEYS[4], ARGV[2]) == 1 then redis.call('HSET', KEYS[4], ARGV[2], ARGV[3]) end
+local was = redis.call('HGET', KEYS[4], ARGV[2])
+if was then
+  redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+  redis.call('HINCRBY', KEYS[5], 'wintok', tonumber(ARGV[3]) - tonumber(was))
+end
 local inst = ARGV[4]
 local function seed(f, v)
   local cur = tonumber(redis.call('HGET', KEYS[1], f .. inst) or '0')
@@ -113,7 +120,7 @@ local now = tonumber(ARGV[1])
 return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),
   redis.call('HGET', KEYS[3], 'reserved') or '0',
   redis.call('ZCOUNT', KEYS[4], now, '+inf'),
-  redis.call('ZRANGEBYSCORE', KEYS[5], now - 60000, '+inf'), redis.call('HVALS', KEYS[6])}
+  redis.call('ZCOUNT', KEYS[5], now - 60000, '+inf'), redis.call('HGET', KEYS[3], 'wintok') or '0'}
 ";
 
 const RENEW: &str = r"
@@ -375,17 +382,17 @@ impl RedisStore {
         let prev = period.previous_start(now_s).map(|s| self.keys(subject, s)[0].clone());
         let prev = prev.unwrap_or_else(|| format!("{}-none", keys[0]));
         let mut inv = self.scripts[2].prepare_invoke();
-        inv.key(&keys[0]).key(&prev).key(&keys[4]).key(&keys[1]).key(&keys[2]).key(&keys[3]);
+        inv.key(&keys[0]).key(&prev).key(&keys[4]).key(&keys[1]).key(&keys[2]);
         inv.arg(now_ms);
-        type Answer = (HashMap<String, i64>, HashMap<String, i64>, i64, u64, Vec<String>, Vec<u64>);
+        type Answer = (HashMap<String, i64>, HashMap<String, i64>, i64, u64, u64, i64);
         let (cur, prev, reserved, in_flight, window, tokens): Answer = self.run(inv).await?;
         Ok(Usage {
             current: sum(&cur),
             previous: sum(&prev),
             reserved: reserved.max(0),
             in_flight,
-            window_requests: window.len() as u64,
-            window_tokens: tokens.iter().sum(),
+            window_requests: window,
+            window_tokens: tokens.max(0) as u64,
             period_start: start,
         })
     }
