@@ -293,10 +293,17 @@ impl Catalog {
             }
             None => Default::default(),
         };
-        let user_budgets = match cfg.user_budgets.as_ref().map(crate::budget::users::UserBudgets::parse) {
+        let user_budgets = match cfg
+            .user_budgets
+            .as_ref()
+            .map(crate::budget::users::UserBudgets::parse)
+        {
             Some(Ok(u)) => Some(u),
             Some(Err(e)) => {
-                errs.extend(e.into_iter().map(|(path, message)| ConfigError { path, message }));
+                errs.extend(
+                    e.into_iter()
+                        .map(|(path, message)| ConfigError { path, message }),
+                );
                 None
             }
             None => None,

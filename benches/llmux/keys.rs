@@ -32,20 +32,31 @@ pub fn case_keys(quick: bool, out: &mut Vec<Case>) {
     ));
     let subject: Arc<str> = Arc::from("team-a");
     let p = policy();
-    let ask = Ask { cost: 1_000, tokens: 100 };
+    let ask = Ask {
+        cost: 1_000,
+        tokens: 100,
+    };
     let iters = if quick { 100_000 } else { 500_000 };
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let t = Instant::now();
         for _ in 0..iters {
             // The local store never awaits: the future is ready at once.
-            let lease = local.reserve(&subject, &p, ask).now_or_never().expect("ready");
+            let lease = local
+                .reserve(&subject, &p, ask)
+                .now_or_never()
+                .expect("ready");
             black_box(lease.expect("admitted")).settle(0.0005, 60);
         }
         best = best.min(t.elapsed().as_nanos() as f64 / iters as f64);
     }
     c.m("local_reserve_settle_ns", r(best, 1));
-    c.check("local: reserve + settle per request", format!("{:.2} us", best / 1000.0), "<= 2 us", best <= 2000.0);
+    c.check(
+        "local: reserve + settle per request",
+        format!("{:.2} us", best / 1000.0),
+        "<= 2 us",
+        best <= 2000.0,
+    );
     redis_part(&mut c, quick);
     out.push(c);
 }
@@ -55,7 +66,10 @@ fn redis_part(c: &mut Case, quick: bool) {
         c.note("redis-server/valkey-server not installed: the Redis part skipped");
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     let url = format!("redis://127.0.0.1:{port}/0");
     let cat = llmux::catalog::Catalog::from_json(
         &json!({"providers": [{"slug": "p", "protocol": "openai", "base_url": "http://127.0.0.1:9/v1"}],
@@ -67,13 +81,28 @@ fn redis_part(c: &mut Case, quick: bool) {
     let shared = cat.shared.clone().expect("shared");
     let n = if quick { 2_000 } else { 10_000 };
     let (reserve_us, ping_us) = rt.block_on(async {
-        let store = budget::redis::RedisStore::new(&shared, Duration::from_secs(30), tokio::runtime::Handle::current()).expect("store");
-        let b = Arc::new(Budgets::new(budget::Store::Redis(store), FailMode::Closed, FailMode::Open));
+        let store = budget::redis::RedisStore::new(
+            &shared,
+            Duration::from_secs(30),
+            tokio::runtime::Handle::current(),
+        )
+        .expect("store");
+        let b = Arc::new(Budgets::new(
+            budget::Store::Redis(store),
+            FailMode::Closed,
+            FailMode::Open,
+        ));
         let subject: Arc<str> = Arc::from("team-a");
         let p = policy();
-        let ask = Ask { cost: 1_000, tokens: 100 };
+        let ask = Ask {
+            cost: 1_000,
+            tokens: 100,
+        };
         let client = redis::Client::open(url.as_str()).expect("client");
-        let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
         let mut rs = Vec::with_capacity(n);
         let mut ps = Vec::with_capacity(n);
         for _ in 0..n {
@@ -82,7 +111,10 @@ fn redis_part(c: &mut Case, quick: bool) {
             rs.push(t.elapsed().as_secs_f64() * 1e6);
             lease.settle(0.0005, 60);
             let t = Instant::now();
-            let _: String = redis::cmd("PING").query_async(&mut conn).await.expect("ping");
+            let _: String = redis::cmd("PING")
+                .query_async(&mut conn)
+                .await
+                .expect("ping");
             ps.push(t.elapsed().as_secs_f64() * 1e6);
             tokio::task::yield_now().await;
         }
@@ -94,7 +126,10 @@ fn redis_part(c: &mut Case, quick: bool) {
     c.m("redis_ping_p50_us", r(ping_us, 1));
     c.check(
         "Redis: reserve (one script) vs one PING round trip, p50",
-        format!("{reserve_us:.0} us vs {ping_us:.0} us ({:.2}x)", reserve_us / ping_us),
+        format!(
+            "{reserve_us:.0} us vs {ping_us:.0} us ({:.2}x)",
+            reserve_us / ping_us
+        ),
         "one round trip",
         reserve_us < 3.0 * ping_us,
     );

@@ -65,31 +65,42 @@ struct Entry {
 
 /// `gateway.keys[i]`: its environment variable and policy, or every
 /// problem with its JSON path.
-pub fn parse_entry(i: usize, v: &Value) -> Result<(String, Option<String>, KeyPolicy), Vec<String>> {
+pub fn parse_entry(
+    i: usize,
+    v: &Value,
+) -> Result<(String, Option<String>, KeyPolicy), Vec<String>> {
     let at = format!("gateway.keys[{i}]");
     if let Value::String(env) = v {
         return Ok((env.clone(), None, KeyPolicy::default()));
     }
     let e: Entry = serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
-        let sep = if path == "." { String::new() } else { format!(".{path}") };
+        let sep = if path == "." {
+            String::new()
+        } else {
+            format!(".{path}")
+        };
         vec![format!("{at}{sep}: {}", e.into_inner())]
     })?;
     let mut errs = Vec::new();
-    let limits = Policy::resolve(e.budget.as_ref(), e.limits.as_ref(), &at)
-        .unwrap_or_else(|v| {
-            errs.extend(v.into_iter().map(|(p, m)| format!("{p}: {m}")));
-            Policy::default()
-        });
-    let provider = e.provider.as_ref().and_then(|p| match llmux::request::parse_defaults(p) {
-        Ok(p) => Some(p),
-        Err((path, m)) => {
-            errs.push(format!("{at}.{path}: {m}"));
-            None
-        }
+    let limits = Policy::resolve(e.budget.as_ref(), e.limits.as_ref(), &at).unwrap_or_else(|v| {
+        errs.extend(v.into_iter().map(|(p, m)| format!("{p}: {m}")));
+        Policy::default()
     });
+    let provider = e
+        .provider
+        .as_ref()
+        .and_then(|p| match llmux::request::parse_defaults(p) {
+            Ok(p) => Some(p),
+            Err((path, m)) => {
+                errs.push(format!("{at}.{path}: {m}"));
+                None
+            }
+        });
     if e.models.as_ref().is_some_and(Vec::is_empty) {
-        errs.push(format!("{at}.models: empty (leave it out to allow every model)"));
+        errs.push(format!(
+            "{at}.models: empty (leave it out to allow every model)"
+        ));
     }
     if !errs.is_empty() {
         return Err(errs);
@@ -122,7 +133,9 @@ pub fn check(catalog: &Catalog, keys: &mut [CallerKey]) -> Vec<String> {
                 budget::glob(pat, &m.slug) || m.aliases.iter().any(|a| budget::glob(pat, a))
             });
             if !hit {
-                errs.push(format!("gateway.keys[{i}].models[{j}]: `{pat}` matches no model of the catalog"));
+                errs.push(format!(
+                    "gateway.keys[{i}].models[{j}]: `{pat}` matches no model of the catalog"
+                ));
             }
         }
         if let Some(own) = p.provider.take() {
@@ -190,7 +203,11 @@ impl Keyring {
         let store = match (&engine.catalog().shared, cfg.local) {
             (Some(s), false) => {
                 let ttl = std::time::Duration::from_millis(cfg.reservation_ttl_ms.max(300));
-                budget::Store::Redis(budget::redis::RedisStore::new(s, ttl, tokio::runtime::Handle::current())?)
+                budget::Store::Redis(budget::redis::RedisStore::new(
+                    s,
+                    ttl,
+                    tokio::runtime::Handle::current(),
+                )?)
             }
             _ => budget::Store::Local(match &cfg.file {
                 Some(f) => budget::local::LocalStore::open(f, cfg.fsync)?,
@@ -239,13 +256,18 @@ impl Keyring {
 }
 
 /// A refusal as the caller sees it.
-fn refusal(reject: impl Fn(u16, &'static str, String) -> Rejection, key: &str, r: &Refusal) -> Rejection {
+fn refusal(
+    reject: impl Fn(u16, &'static str, String) -> Rejection,
+    key: &str,
+    r: &Refusal,
+) -> Rejection {
     let reason = match r {
         Refusal::Budget { .. } => "budget_exhausted",
         Refusal::Rate { .. } => "rate_limited",
         Refusal::Unavailable(_) => "budget_store_unavailable",
     };
-    metrics::counter!("llmux_key_rejections_total", "key" => key.to_owned(), "reason" => reason).increment(1);
+    metrics::counter!("llmux_key_rejections_total", "key" => key.to_owned(), "reason" => reason)
+        .increment(1);
     let message = format!("key `{key}`: {r}");
     match r {
         Refusal::Budget { reset, .. } => {
@@ -264,7 +286,13 @@ fn refusal(reject: impl Fn(u16, &'static str, String) -> Rejection, key: &str, r
 
 /// Settles (or, without a cost, releases) a request's lease; what the log
 /// line says about it. Per-key metrics go by the key's name.
-pub fn finish(key: &str, lease: Option<Lease>, cost: Option<f64>, tokens: u64, outcome: &str) -> Option<CostNote> {
+pub fn finish(
+    key: &str,
+    lease: Option<Lease>,
+    cost: Option<f64>,
+    tokens: u64,
+    outcome: &str,
+) -> Option<CostNote> {
     if key != "-" {
         metrics::counter!("llmux_key_requests_total", "key" => key.to_owned(), "outcome" => outcome.to_owned()).increment(1);
         if let Some(c) = cost {
@@ -278,7 +306,10 @@ pub fn finish(key: &str, lease: Option<Lease>, cost: Option<f64>, tokens: u64, o
         Some(c) => lease.settle(c, tokens),
         None => drop(lease),
     }
-    Some(CostNote { reserved_usd, settled_usd: Some(cost.unwrap_or(0.0)) })
+    Some(CostNote {
+        reserved_usd,
+        settled_usd: Some(cost.unwrap_or(0.0)),
+    })
 }
 
 fn totals(t: &budget::Totals) -> Value {
@@ -294,7 +325,9 @@ fn time(secs: u64) -> String {
 pub fn key_json(k: &CallerKey, u: &Usage) -> Value {
     let p = &k.policy.limits;
     let spent = budget::usd(u.current.spent);
-    let (limit, period) = p.budget.map_or((None, None), |(l, per)| (Some(budget::usd(l)), Some(per)));
+    let (limit, period) = p
+        .budget
+        .map_or((None, None), |(l, per)| (Some(budget::usd(l)), Some(per)));
     let now = budget::now_ms() / 1000;
     json!({
         "label": k.name,

@@ -111,7 +111,9 @@ impl LogLine<'_> {
         let ftl = r.and_then(|r| r.first_token_ms);
         let usage = r.and_then(|r| r.usage);
         let cost = r.and_then(|r| r.cost_usd);
-        let (reserved, settled) = self.cost.map_or((None, None), |c| (Some(c.reserved_usd), c.settled_usd));
+        let (reserved, settled) = self
+            .cost
+            .map_or((None, None), |c| (Some(c.reserved_usd), c.settled_usd));
         let line = match format {
             LogFormat::Off => return,
             LogFormat::Json => serde_json::json!({

@@ -220,7 +220,11 @@ fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str
 }
 
 /// The caller's key (`None` when the gateway has none), or a 401.
-fn authorize_key<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<Option<&'a CallerKey>> {
+fn authorize_key<'a>(
+    app: &'a App,
+    h: &HeaderMap,
+    proto: Protocol,
+) -> Result<Option<&'a CallerKey>> {
     use subtle::ConstantTimeEq;
     if app.keys.is_empty() {
         return Ok(None);
@@ -931,7 +935,10 @@ async fn models_by_header(State(app): St, h: HeaderMap) -> Result<Response> {
 
 async fn anthropic_models(State(app): St, h: HeaderMap) -> Result<Response> {
     let key = authorize_key(&app, &h, Protocol::Anthropic)?;
-    Ok(json_response(200, anthropic_models_json(&app, key).to_string()))
+    Ok(json_response(
+        200,
+        anthropic_models_json(&app, key).to_string(),
+    ))
 }
 
 async fn model_endpoints(
@@ -997,7 +1004,10 @@ async fn key_info(State(app): St, h: HeaderMap) -> Result<Response> {
         return Ok(json_response(200, body.to_string()));
     };
     let u = usage_of(&app, k).await?;
-    Ok(json_response(200, json!({"data": crate::keys::key_json(k, &u)}).to_string()))
+    Ok(json_response(
+        200,
+        json!({"data": crate::keys::key_json(k, &u)}).to_string(),
+    ))
 }
 
 /// `GET /api/v1/keys`, for an admin key: every key's usage, this period

@@ -112,7 +112,13 @@ impl LocalStore {
 
     /// Runs `f` on the subject's ledger (created from the journal's totals
     /// on first use).
-    fn with<R>(&self, subject: &str, p: &Policy, now_ms: u64, f: impl FnOnce(&mut Ledger) -> R) -> R {
+    fn with<R>(
+        &self,
+        subject: &str,
+        p: &Policy,
+        now_ms: u64,
+        f: impl FnOnce(&mut Ledger) -> R,
+    ) -> R {
         let mut map = lock(&self.ledgers);
         if let Some(l) = map.get_mut(subject) {
             return f(l);
@@ -130,22 +136,51 @@ impl LocalStore {
         f(map.entry(subject.into()).or_insert(l))
     }
 
-    pub fn reserve(&self, subject: &str, p: &Policy, ask: Ask, id: u64, now_ms: u64) -> Result<(), Refusal> {
-        let r = self.with(subject, p, now_ms, |l| (l.reserve(p, ask, id, now_ms), l.period_start));
+    pub fn reserve(
+        &self,
+        subject: &str,
+        p: &Policy,
+        ask: Ask,
+        id: u64,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        let r = self.with(subject, p, now_ms, |l| {
+            (l.reserve(p, ask, id, now_ms), l.period_start)
+        });
         if r.0.is_err() {
-            let t = Totals { rejections: 1, ..Totals::default() };
+            let t = Totals {
+                rejections: 1,
+                ..Totals::default()
+            };
             self.append(subject, r.1, &t);
         }
         r.0
     }
 
-    pub fn settle(&self, subject: &str, p: &Policy, id: u64, ask: Ask, actual: Option<(Micros, u64)>, now_ms: u64) {
+    pub fn settle(
+        &self,
+        subject: &str,
+        p: &Policy,
+        id: u64,
+        ask: Ask,
+        actual: Option<(Micros, u64)>,
+        now_ms: u64,
+    ) {
         let start = self.with(subject, p, now_ms, |l| {
             l.settle(p, id, ask, actual, now_ms);
             l.period_start
         });
         let (spent, tokens) = actual.unwrap_or((0, 0));
-        self.append(subject, start, &Totals { spent, tokens, requests: 1, rejections: 0 });
+        self.append(
+            subject,
+            start,
+            &Totals {
+                spent,
+                tokens,
+                requests: 1,
+                rejections: 0,
+            },
+        );
     }
 
     /// Every subject seen since the start.
@@ -170,7 +205,14 @@ impl LocalStore {
 }
 
 fn line(s: &str, p: u64, t: &Totals) -> String {
-    let l = Line { s: s.into(), p, c: t.spent, t: t.tokens, r: t.requests, x: t.rejections };
+    let l = Line {
+        s: s.into(),
+        p,
+        c: t.spent,
+        t: t.tokens,
+        r: t.requests,
+        x: t.rejections,
+    };
     let mut out = serde_json::to_string(&l).unwrap_or_default();
     out.push('\n');
     out
@@ -181,9 +223,20 @@ fn line(s: &str, p: u64, t: &Totals) -> String {
 fn replay(text: &str) -> HashMap<String, BTreeMap<u64, Totals>> {
     let mut out: HashMap<String, BTreeMap<u64, Totals>> = HashMap::new();
     for l in text.lines() {
-        let Ok(l) = serde_json::from_str::<Line>(l) else { continue };
-        let t = Totals { spent: l.c, tokens: l.t, requests: l.r, rejections: l.x };
-        out.entry(l.s.into_owned()).or_default().entry(l.p).or_default().add(&t);
+        let Ok(l) = serde_json::from_str::<Line>(l) else {
+            continue;
+        };
+        let t = Totals {
+            spent: l.c,
+            tokens: l.t,
+            requests: l.r,
+            rejections: l.x,
+        };
+        out.entry(l.s.into_owned())
+            .or_default()
+            .entry(l.p)
+            .or_default()
+            .add(&t);
     }
     out
 }

@@ -15,9 +15,9 @@
 pub mod local;
 mod period;
 pub mod redis;
-pub mod users;
 #[cfg(test)]
 mod tests;
+pub mod users;
 
 pub use period::Period;
 
@@ -89,7 +89,10 @@ impl Policy {
         let mut p = Policy::default();
         if let Some(b) = budget {
             if !b.usd.is_finite() || b.usd < 0.0 {
-                errs.push((format!("{at}.budget.usd"), format!("must be a number >= 0, not {}", b.usd)));
+                errs.push((
+                    format!("{at}.budget.usd"),
+                    format!("must be a number >= 0, not {}", b.usd),
+                ));
             }
             match Period::parse(&b.period) {
                 Some(period) => p.budget = Some((micros(b.usd), period)),
@@ -102,7 +105,10 @@ impl Policy {
         if let Some(l) = limits {
             for (name, v) in [("rpm", l.rpm), ("tpm", l.tpm), ("concurrent", l.concurrent)] {
                 if v == Some(0) {
-                    errs.push((format!("{at}.limits.{name}"), "must be at least 1 (leave it out for no limit)".into()));
+                    errs.push((
+                        format!("{at}.limits.{name}"),
+                        "must be at least 1 (leave it out for no limit)".into(),
+                    ));
                 }
             }
             (p.rpm, p.tpm, p.concurrent) = (l.rpm, l.tpm, l.concurrent);
@@ -226,7 +232,11 @@ impl Ledger {
         let start = period.start(now_s);
         if start != self.period_start {
             let prev = period.previous_start(now_s);
-            self.previous = if prev == Some(self.period_start) { self.current } else { Totals::default() };
+            self.previous = if prev == Some(self.period_start) {
+                self.current
+            } else {
+                Totals::default()
+            };
             self.current = Totals::default();
             self.period_start = start;
         }
@@ -260,17 +270,29 @@ impl Ledger {
 
     fn check(&self, p: &Policy, ask: Ask, now_ms: u64) -> Result<(), Refusal> {
         if let Some(max) = p.concurrent.filter(|&m| self.in_flight >= m) {
-            return Err(Refusal::Rate { limit: "concurrent", max, retry_after_ms: 1000 });
+            return Err(Refusal::Rate {
+                limit: "concurrent",
+                max,
+                retry_after_ms: 1000,
+            });
         }
         if let Some(max) = p.rpm.filter(|&m| self.window.len() as u64 >= m) {
             let k = self.window.len() - max as usize;
             let retry_after_ms = (self.window[k].0 + WINDOW_MS).saturating_sub(now_ms).max(1);
-            return Err(Refusal::Rate { limit: "rpm", max, retry_after_ms });
+            return Err(Refusal::Rate {
+                limit: "rpm",
+                max,
+                retry_after_ms,
+            });
         }
         if let Some(max) = p.tpm.filter(|&m| self.window_tokens + ask.tokens > m) {
             let times: Vec<(u64, u64)> = self.window.iter().map(|w| (w.0, w.2)).collect();
             if let Some(retry_after_ms) = tpm_wait(&times, max, ask.tokens, now_ms) {
-                return Err(Refusal::Rate { limit: "tpm", max, retry_after_ms });
+                return Err(Refusal::Rate {
+                    limit: "tpm",
+                    max,
+                    retry_after_ms,
+                });
             }
         }
         if let Some((limit, period)) = p.budget {
@@ -290,7 +312,14 @@ impl Ledger {
 
     /// Ends reservation `id`: its cost leaves `reserved`; `actual` (cost,
     /// tokens) is charged when the request was served.
-    pub fn settle(&mut self, p: &Policy, id: u64, ask: Ask, actual: Option<(Micros, u64)>, now_ms: u64) {
+    pub fn settle(
+        &mut self,
+        p: &Policy,
+        id: u64,
+        ask: Ask,
+        actual: Option<(Micros, u64)>,
+        now_ms: u64,
+    ) {
         let period = p.budget.map_or(Period::Total, |b| b.1);
         self.roll(period, now_ms / 1000);
         self.reserved = (self.reserved - ask.cost).max(0);
@@ -395,7 +424,12 @@ pub fn now_ms() -> u64 {
 impl Budgets {
     pub fn new(store: Store, budget_fail: FailMode, limits_fail: FailMode) -> Budgets {
         let seed = now_ms() << 16 ^ u64::from(std::process::id());
-        Budgets { store, budget_fail, limits_fail, next_id: seed.into() }
+        Budgets {
+            store,
+            budget_fail,
+            limits_fail,
+            next_id: seed.into(),
+        }
     }
 
     /// Reserves `ask` for `subject` under `policy`: a lease to settle, or
@@ -406,7 +440,9 @@ impl Budgets {
         policy: &Arc<Policy>,
         ask: Ask,
     ) -> Result<Lease, Refusal> {
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let now = now_ms();
         let r = match &self.store {
             Store::Local(s) => s.reserve(subject, policy, ask, id, now),
@@ -414,7 +450,11 @@ impl Budgets {
         };
         let degraded = match r {
             Err(Refusal::Unavailable(e)) => {
-                let mode = if policy.budget.is_some() { self.budget_fail } else { self.limits_fail };
+                let mode = if policy.budget.is_some() {
+                    self.budget_fail
+                } else {
+                    self.limits_fail
+                };
                 if mode == FailMode::Closed {
                     return Err(Refusal::Unavailable(e));
                 }
@@ -464,7 +504,9 @@ impl Budgets {
         let now = now_ms();
         match &self.store {
             Store::Local(s) => s.settle(&l.subject, &l.policy, l.id, l.ask, actual, now),
-            Store::Redis(s) => s.settle(&l.subject, &l.policy, l.id, l.ask, actual, l.degraded, now),
+            Store::Redis(s) => {
+                s.settle(&l.subject, &l.policy, l.id, l.ask, actual, l.degraded, now)
+            }
         }
     }
 }

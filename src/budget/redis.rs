@@ -181,8 +181,14 @@ fn ledger_ttl(period: Period, now_s: u64) -> u64 {
 impl RedisStore {
     /// A store on the `shared` section's Redis; it renews reservations
     /// on `rt` every third of `ttl`.
-    pub fn new(shared: &crate::shared::Settings, ttl: Duration, rt: tokio::runtime::Handle) -> Result<Arc<RedisStore>, String> {
-        let client = shared.client().map_err(|e| format!("cannot set up the Redis client: {e}"))?;
+    pub fn new(
+        shared: &crate::shared::Settings,
+        ttl: Duration,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Arc<RedisStore>, String> {
+        let client = shared
+            .client()
+            .map_err(|e| format!("cannot set up the Redis client: {e}"))?;
         let instance = format!("{:x}{:x}", super::now_ms(), std::process::id());
         let s = Arc::new(RedisStore {
             client,
@@ -194,7 +200,10 @@ impl RedisStore {
             conn: tokio::sync::Mutex::new(None),
             mine: Mutex::default(),
             held: Mutex::default(),
-            health: Mutex::new(Health { ok: true, ..Health::default() }),
+            health: Mutex::new(Health {
+                ok: true,
+                ..Health::default()
+            }),
             scripts: [RESERVE, SETTLE, USAGE, RENEW].map(redis::Script::new),
             rt: rt.clone(),
         });
@@ -212,7 +221,13 @@ impl RedisStore {
 
     fn keys(&self, subject: &str, start: u64) -> [String; 5] {
         let b = format!("{}key:{{{subject}}}:", self.prefix);
-        [format!("{b}p:{start}"), format!("{b}res"), format!("{b}win"), format!("{b}wintok"), format!("{b}state")]
+        [
+            format!("{b}p:{start}"),
+            format!("{b}res"),
+            format!("{b}win"),
+            format!("{b}wintok"),
+            format!("{b}state"),
+        ]
     }
 
     pub fn health(&self) -> (bool, Option<String>) {
@@ -236,14 +251,25 @@ impl RedisStore {
         if let Some(c) = c.as_ref() {
             return Ok(c.clone());
         }
-        let recent = lock(&self.health).failed_at.is_some_and(|t| t.elapsed() < Duration::from_millis(500));
+        let recent = lock(&self.health)
+            .failed_at
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(500));
         if recent {
-            return Err(lock(&self.health).last_error.clone().unwrap_or_else(|| "Redis is unreachable".into()));
+            return Err(lock(&self.health)
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "Redis is unreachable".into()));
         }
         let cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(self.timeout)
             .set_response_timeout(self.timeout);
-        match tokio::time::timeout(self.timeout * 2, self.client.get_multiplexed_async_connection_with_config(&cfg)).await {
+        match tokio::time::timeout(
+            self.timeout * 2,
+            self.client
+                .get_multiplexed_async_connection_with_config(&cfg),
+        )
+        .await
+        {
             Ok(Ok(conn)) => {
                 *c = Some(conn.clone());
                 Ok(conn)
@@ -257,7 +283,10 @@ impl RedisStore {
     /// connection. A connection that broke while idle (Redis restarted) is
     /// replaced once at once (a reservation that did run twice is never
     /// renewed and expires).
-    async fn run<T: redis::FromRedisValue>(&self, inv: redis::ScriptInvocation<'_>) -> Result<T, String> {
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        inv: redis::ScriptInvocation<'_>,
+    ) -> Result<T, String> {
         let cached = self.conn.lock().await.is_some();
         let mut r = self.once(&inv).await;
         if cached && matches!(&r, Err((Some(true), _))) {
@@ -280,12 +309,21 @@ impl RedisStore {
 
     /// One try: the answer, or (whether the connection broke, `None` when
     /// there was none, why).
-    async fn once<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T, (Option<bool>, String)> {
+    async fn once<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, (Option<bool>, String)> {
         let mut conn = self.conn().await.map_err(|e| (None, e))?;
         match tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err((Some(e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()), format!("{e}"))),
-            Err(_) => Err((Some(false), format!("no answer within {} ms", self.timeout.as_millis()))),
+            Ok(Err(e)) => Err((
+                Some(e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()),
+                format!("{e}"),
+            )),
+            Err(_) => Err((
+                Some(false),
+                format!("no answer within {} ms", self.timeout.as_millis()),
+            )),
         }
     }
 
@@ -296,7 +334,14 @@ impl RedisStore {
         *t
     }
 
-    pub async fn reserve(&self, subject: &Arc<str>, p: &Policy, ask: Ask, id: u64, now_ms: u64) -> Result<(), Refusal> {
+    pub async fn reserve(
+        &self,
+        subject: &Arc<str>,
+        p: &Policy,
+        ask: Ask,
+        id: u64,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
         let period = p.budget.map_or(Period::Total, |b| b.1);
         let now_s = now_ms / 1000;
         let start = period.start(now_s);
@@ -307,10 +352,19 @@ impl RedisStore {
             inv.key(k);
         }
         let limit = p.budget.map_or(-1, |b| b.0);
-        inv.arg(now_ms).arg(id).arg(ask.cost).arg(ask.tokens).arg(limit);
-        inv.arg(p.rpm.unwrap_or(0)).arg(p.tpm.unwrap_or(0)).arg(p.concurrent.unwrap_or(0));
+        inv.arg(now_ms)
+            .arg(id)
+            .arg(ask.cost)
+            .arg(ask.tokens)
+            .arg(limit);
+        inv.arg(p.rpm.unwrap_or(0))
+            .arg(p.tpm.unwrap_or(0))
+            .arg(p.concurrent.unwrap_or(0));
         inv.arg(self.ttl.as_millis() as u64).arg(&self.instance);
-        inv.arg(mine.spent).arg(mine.tokens).arg(mine.requests).arg(mine.rejections);
+        inv.arg(mine.spent)
+            .arg(mine.tokens)
+            .arg(mine.requests)
+            .arg(mine.rejections);
         inv.arg(ledger_ttl(period, now_s));
         let answer: Vec<redis::Value> = match self.run(inv).await {
             Ok(v) => v,
@@ -327,7 +381,13 @@ impl RedisStore {
         });
         if r.is_ok() {
             let res_key = keys[1].clone();
-            lock(&self.held).insert(id, Held { res_key, member: format!("{id}:{}", ask.cost) });
+            lock(&self.held).insert(
+                id,
+                Held {
+                    res_key,
+                    member: format!("{id}:{}", ask.cost),
+                },
+            );
         }
         r
     }
@@ -335,7 +395,16 @@ impl RedisStore {
     /// Ends a reservation in the background (the caller's answer does not
     /// wait); a settle that fails is carried by the next script.
     #[allow(clippy::too_many_arguments)]
-    pub fn settle(self: &Arc<Self>, subject: &Arc<str>, p: &Policy, id: u64, ask: Ask, actual: Option<(Micros, u64)>, degraded: bool, now_ms: u64) {
+    pub fn settle(
+        self: &Arc<Self>,
+        subject: &Arc<str>,
+        p: &Policy,
+        id: u64,
+        ask: Ask,
+        actual: Option<(Micros, u64)>,
+        degraded: bool,
+        now_ms: u64,
+    ) {
         let period = p.budget.map_or(Period::Total, |b| b.1);
         let now_s = now_ms / 1000;
         let start = period.start(now_s);
@@ -354,15 +423,25 @@ impl RedisStore {
             for k in &keys {
                 inv.key(k);
             }
-            inv.arg(format!("{id}:{}", ask.cost)).arg(id).arg(tokens).arg(&me.instance);
-            inv.arg(mine.spent).arg(mine.tokens).arg(mine.requests).arg(mine.rejections).arg(ttl);
+            inv.arg(format!("{id}:{}", ask.cost))
+                .arg(id)
+                .arg(tokens)
+                .arg(&me.instance);
+            inv.arg(mine.spent)
+                .arg(mine.tokens)
+                .arg(mine.requests)
+                .arg(mine.rejections)
+                .arg(ttl);
             let _ = me.run::<i64>(inv).await;
         });
     }
 
     /// Extends every held reservation's expiry; one script.
     async fn renew(&self) {
-        let held: Vec<(String, String)> = lock(&self.held).values().map(|h| (h.res_key.clone(), h.member.clone())).collect();
+        let held: Vec<(String, String)> = lock(&self.held)
+            .values()
+            .map(|h| (h.res_key.clone(), h.member.clone()))
+            .collect();
         if held.is_empty() {
             return;
         }
@@ -379,12 +458,25 @@ impl RedisStore {
         let now_s = now_ms / 1000;
         let start = period.start(now_s);
         let keys = self.keys(subject, start);
-        let prev = period.previous_start(now_s).map(|s| self.keys(subject, s)[0].clone());
+        let prev = period
+            .previous_start(now_s)
+            .map(|s| self.keys(subject, s)[0].clone());
         let prev = prev.unwrap_or_else(|| format!("{}-none", keys[0]));
         let mut inv = self.scripts[2].prepare_invoke();
-        inv.key(&keys[0]).key(&prev).key(&keys[4]).key(&keys[1]).key(&keys[2]);
+        inv.key(&keys[0])
+            .key(&prev)
+            .key(&keys[4])
+            .key(&keys[1])
+            .key(&keys[2]);
         inv.arg(now_ms);
-        type Answer = (HashMap<String, i64>, HashMap<String, i64>, i64, u64, u64, i64);
+        type Answer = (
+            HashMap<String, i64>,
+            HashMap<String, i64>,
+            i64,
+            u64,
+            u64,
+            i64,
+        );
         let (cur, prev, reserved, in_flight, window, tokens): Answer = self.run(inv).await?;
         Ok(Usage {
             current: sum(&cur),
@@ -416,7 +508,10 @@ fn sum(h: &HashMap<String, i64>) -> Totals {
 fn int(v: Option<&redis::Value>) -> i64 {
     match v {
         Some(redis::Value::Int(n)) => *n,
-        Some(redis::Value::BulkString(b)) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+        Some(redis::Value::BulkString(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
         _ => 0,
     }
 }
@@ -442,13 +537,24 @@ fn read_answer(a: &[redis::Value], p: &Policy, ask: Ask, now_ms: u64) -> Result<
                 _ => "concurrent",
             };
             let max = if what == "rpm" { p.rpm } else { p.concurrent }.unwrap_or(0);
-            Err(Refusal::Rate { limit: what, max, retry_after_ms: int(a.get(2)).max(1) as u64 })
+            Err(Refusal::Rate {
+                limit: what,
+                max,
+                retry_after_ms: int(a.get(2)).max(1) as u64,
+            })
         }
         _ => {
-            let w: Vec<(u64, u64)> = a[1..].chunks(2).map(|c| (int(c.first()) as u64, int(c.get(1)) as u64)).collect();
+            let w: Vec<(u64, u64)> = a[1..]
+                .chunks(2)
+                .map(|c| (int(c.first()) as u64, int(c.get(1)) as u64))
+                .collect();
             let max = p.tpm.unwrap_or(0);
             let retry_after_ms = tpm_wait(&w, max, ask.tokens, now_ms).unwrap_or(WINDOW_MS);
-            Err(Refusal::Rate { limit: "tpm", max, retry_after_ms })
+            Err(Refusal::Rate {
+                limit: "tpm",
+                max,
+                retry_after_ms,
+            })
         }
     }
 }

@@ -70,7 +70,11 @@ impl UserBudgets {
     pub fn parse(v: &serde_json::Value) -> Result<UserBudgets, Vec<(String, String)>> {
         let s: Section = serde_path_to_error::deserialize(v).map_err(|e| {
             let path = e.path().to_string();
-            let at = if path == "." { "user_budgets".into() } else { format!("user_budgets.{path}") };
+            let at = if path == "." {
+                "user_budgets".into()
+            } else {
+                format!("user_budgets.{path}")
+            };
             vec![(at, e.into_inner().to_string())]
         })?;
         let mut errs = Vec::new();
@@ -78,10 +82,20 @@ impl UserBudgets {
             let limits = Policy::resolve(e.budget.as_ref(), e.limits.as_ref(), &at)
                 .map_err(|v| errs.extend(v))
                 .unwrap_or_default();
-            UserPolicy { limits: Arc::new(limits), models: e.models.clone() }
+            UserPolicy {
+                limits: Arc::new(limits),
+                models: e.models.clone(),
+            }
         };
-        let default = s.default.as_ref().map(|e| entry("user_budgets.default".into(), e));
-        let users = s.users.iter().map(|(u, e)| (u.clone(), entry(format!("user_budgets.users.{u}"), e))).collect();
+        let default = s
+            .default
+            .as_ref()
+            .map(|e| entry("user_budgets.default".into(), e));
+        let users = s
+            .users
+            .iter()
+            .map(|(u, e)| (u.clone(), entry(format!("user_budgets.users.{u}"), e)))
+            .collect();
         if !errs.is_empty() {
             return Err(errs);
         }

@@ -761,7 +761,7 @@ pub(super) async fn run(
 ) {
     let started = Instant::now();
     super::prefs::apply(&inner, &mut req, now()); // i22: filter once, before any attempt
-    let channel_raw_errors = channel.upstream_error_bodies;
+    let raw = channel.upstream_error_bodies; // also: `user_budgets` refusals
     let mut term = Terminal {
         inner: inner.clone(),
         id,
@@ -781,15 +781,8 @@ pub(super) async fn run(
     let notify = Notify::new();
     let timed_out = AtomicBool::new(false);
     let mut st = RunState::default();
-    // `user_budgets`: reserve before any upstream call.
-    let lease = match admit_user(&inner, &req).await {
-        Ok(l) => l,
-        Err(f) => {
-            let routing = routing_record(&inner, &req, &st, started);
-            let (kind, data) = terminal_data(&Err(f), routing, req.protocol, channel_raw_errors);
-            term.emit(kind, data);
-            return;
-        }
+    let Some(lease) = admit_or_refuse(&inner, &req, started, &mut term, raw).await else {
+        return;
     };
     let result = {
         let sh = Shared {
@@ -835,17 +828,41 @@ pub(super) async fn run(
         }
     }
     let routing = routing_record(&inner, &req, &st, started);
-    if let Some(lease) = lease {
-        let tokens = routing
-            .usage
-            .map_or(0, |u| u.prompt_tokens + u.completion_tokens);
-        match routing.cost_usd {
-            Some(c) => lease.settle(c, tokens),
-            None => drop(lease),
+    settle_user(lease, &routing);
+    let (kind, data) = terminal_data(&result, routing, req.protocol, raw);
+    term.emit(kind, data);
+}
+
+/// [`admit_user`]; a refusal is the request's terminal event (`None`).
+async fn admit_or_refuse(
+    inner: &Inner,
+    req: &ParsedRequest,
+    started: Instant,
+    term: &mut Terminal,
+    raw_errors: bool,
+) -> Option<Option<crate::budget::Lease>> {
+    match admit_user(inner, req).await {
+        Ok(l) => Some(l),
+        Err(f) => {
+            let st = RunState::default();
+            let routing = routing_record(inner, req, &st, started);
+            let (kind, data) = terminal_data(&Err(f), routing, req.protocol, raw_errors);
+            term.emit(kind, data);
+            None
         }
     }
-    let (kind, data) = terminal_data(&result, routing, req.protocol, channel_raw_errors);
-    term.emit(kind, data);
+}
+
+/// Charges the request's real cost to its user's lease (or releases it).
+fn settle_user(lease: Option<crate::budget::Lease>, routing: &RoutingRecord<'_>) {
+    let Some(lease) = lease else { return };
+    let tokens = routing
+        .usage
+        .map_or(0, |u| u.prompt_tokens + u.completion_tokens);
+    match routing.cost_usd {
+        Some(c) => lease.settle(c, tokens),
+        None => drop(lease),
+    }
 }
 
 /// The reservation of the request's `user` under `user_budgets`, or the
@@ -874,7 +891,12 @@ async fn admit_user(
     };
     if let Some(m) = req.routes.iter().find(|r| !p.allows(&r.slug)) {
         let message = format!("the user `{user}` may not call the model `{}`", m.slug);
-        return Err(fail(403, ErrorKind::Permission, "model_not_allowed", message));
+        return Err(fail(
+            403,
+            ErrorKind::Permission,
+            "model_not_allowed",
+            message,
+        ));
     }
     if p.limits.is_open() {
         return Ok(None);
