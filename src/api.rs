@@ -91,6 +91,12 @@ pub struct Stats {
     /// seen since the start; absent without that section.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<UserUsage>,
+    /// Catalog reloads applied since the engine started (`Engine::reload`).
+    #[serde(default)]
+    pub reloads: u64,
+    /// The catalog generation serving new requests (0 until a reload).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// One user's spend and limits in [`Stats`].

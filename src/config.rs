@@ -360,7 +360,7 @@ pub fn default_failover_status(s: u16) -> bool {
 }
 
 /// One problem in the config, with the JSON path it is at.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConfigError {
     pub path: String,
     pub message: String,

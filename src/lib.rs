@@ -32,7 +32,8 @@ pub use api::{
     SharedStatus, Stats, TerminalEvent, TerminalKind, TokenUsage,
 };
 pub use engine::{
-    Engine, EngineError, Prepared, RequestEvents, Serving, SubmitError, SubmitOptions,
+    Engine, EngineError, Prepared, ReloadEndpoint, ReloadReport, RequestEvents, Serving,
+    SubmitError, SubmitOptions,
 };
 pub use events::{ErrorKind, Event, EventKind};
 pub use protocol::Protocol;

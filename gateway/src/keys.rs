@@ -225,7 +225,6 @@ impl Keyring {
         reject: impl Fn(u16, &'static str, String) -> Rejection,
         key: &CallerKey,
         prepared: &Prepared,
-        catalog: &Catalog,
     ) -> Result<Option<Lease>, Rejection> {
         let p = &key.policy;
         if let Some(m) = prepared.models().find(|m| !p.allows(m)) {
@@ -236,7 +235,7 @@ impl Keyring {
         if p.limits.is_open() {
             return Ok(None);
         }
-        let ask = prepared.estimate(catalog, self.cfg.default_max_tokens);
+        let ask = prepared.estimate(self.cfg.default_max_tokens);
         match self.budgets.reserve(&p.subject, &p.limits, ask).await {
             Ok(lease) => Ok(Some(lease)),
             Err(r) => Err(refusal(reject, &key.name, &r).cost(CostNote {

@@ -1,6 +1,6 @@
 //! `llmux`: the llmux router as a command.
 //!
-//! - `llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]`
+//! - `llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth] [--watch]`
 //! - `llmux check --config FILE`
 //! - `llmux route --config FILE MODEL [--routing JSON] [--json]`
 //! - `llmux help`, `llmux --help`, `llmux --version`
@@ -9,10 +9,14 @@
 //! ends the command quietly instead of panicking.
 
 mod config;
+mod cursor;
 mod error;
 mod keys;
 mod record;
+mod reload;
+mod serve;
 mod server;
+mod tls;
 
 use record::LogFormat;
 use std::io::Write;
@@ -24,7 +28,7 @@ use std::time::{Duration, SystemTime};
 const USAGE: &str = "llmux: an LLM router with OpenAI- and Anthropic-compatible endpoints
 
 usage:
-  llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]
+  llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth] [--watch]
   llmux check --config FILE
   llmux route --config FILE MODEL [--routing JSON] [--provider JSON] [--json]
   llmux help | --help | -h
@@ -40,6 +44,8 @@ options:
   --listen ADDR         overrides gateway.listen
   --log-format FORMAT   one line per request on stderr: logfmt (default), json or off
   --insecure-no-auth    allow a non-loopback address without gateway.keys
+  --watch               serve: reload the catalog when the config file changes
+                        (SIGHUP and POST /admin/reload always do)
   --routing JSON        route: a provider.routing object, e.g. '{\"type\":\"priority\"}'
   --provider JSON       route: a whole provider object (preferences), e.g. '{\"zdr\":true}'
   --json                route: the full plan as JSON";
@@ -90,6 +96,8 @@ struct Args {
     provider: Option<String>,
     json: bool,
     model: Option<String>,
+    /// i24: `llmux serve --watch`.
+    watch: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
@@ -126,6 +134,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
             "--provider" => a.provider = Some(value("--provider")?), // i22
             "--insecure-no-auth" => a.insecure_no_auth = true,
             "--json" => a.json = true,
+            "--watch" => a.watch = true, // i24
             "-h" | "--help" => return Ok(Cli::Help),
             "-V" | "--version" => return Ok(Cli::Version),
             f if f.starts_with('-') => return Err(format!("unknown option `{f}`")),
@@ -413,7 +422,9 @@ fn serve(args: &Args) -> ExitCode {
         Err(e) => return fail(&[format!("cannot start the runtime: {e}")]),
     };
     let health_file = gateway.health_file.clone();
-    let code = rt.block_on(run(gateway, eng.clone(), prom, log));
+    let path = args.config.clone().unwrap_or_default();
+    let reloader = Arc::new(reload::Reloader::new(path, eng.clone(), &gateway, log));
+    let code = rt.block_on(run(gateway, eng.clone(), prom, log, (reloader, args.watch)));
     drop(rt);
     if let Some(f) = &health_file {
         if let Err(e) = std::fs::write(f, eng.export_health()) {
@@ -431,6 +442,7 @@ async fn run(
     eng: Arc<llmux::Engine>,
     prom: metrics_exporter_prometheus::PrometheusHandle,
     log: LogFormat,
+    (reloader, watch): (Arc<reload::Reloader>, bool),
 ) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(g.listen).await {
         Ok(l) => l,
@@ -440,7 +452,18 @@ async fn run(
         Ok(a) => a,
         Err(e) => return fail(&[format!("cannot read the listening address: {e}")]),
     };
-    Out::new().line(format_args!("llmux: listening on http://{addr}"));
+    let tls = match &g.tls {
+        Some(files) => match tls::Tls::load(files) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => return fail(&[e]),
+        },
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    Out::new().line(format_args!("llmux: listening on {scheme}://{addr}"));
+    if let Some(t) = &tls {
+        t.reload_on_sighup();
+    }
     // The recorder keeps every histogram sample until something drains
     // it; a scrape does, and so does this, for the many deployments that
     // never scrape (issue 18: memory grew with every request).
@@ -468,7 +491,9 @@ async fn run(
         prom,
         cancel_all: cancel_rx,
         started: SystemTime::now(),
+        reloader: Some(reloader.clone()),
     });
+    reload::spawn_triggers(reloader, watch);
     let drain = Duration::from_millis(g.drain_ms);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // On SIGTERM/SIGINT: stop accepting, let requests finish for the drain
@@ -483,13 +508,16 @@ async fn run(
         tokio::time::sleep(drain).await;
         let _ = cancel_tx.send(true);
     });
-    let serve = axum::serve(server::listener(listener), server::router(app))
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-        });
-    if let Err(e) = serve.await {
-        return fail(&[format!("server error: {e}")]);
-    }
+    let edge = serve::EdgeConfig {
+        limits: g.limits,
+        tls,
+        log,
+        close_wait: drain + Duration::from_secs(2),
+    };
+    serve::run(listener, server::router(app), edge, async move {
+        let _ = stop_rx.await;
+    })
+    .await;
     say("stopped");
     ExitCode::SUCCESS
 }

@@ -49,6 +49,8 @@ pub struct App {
     /// requests are cancelled.
     pub cancel_all: watch::Receiver<bool>,
     pub started: SystemTime,
+    /// i24: `POST /admin/reload` (None: the route answers 404).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 type St = State<Arc<App>>;
@@ -75,6 +77,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(alive).head(alive))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/admin/reload", post(admin_reload)) // i24
         .nest("/api", api.clone())
         .merge(api)
         .fallback(not_found)
@@ -101,18 +104,6 @@ fn api_routes() -> Router<Arc<App>> {
         .route("/v1/stats", get(stats))
         .route("/v1/key", get(key_info))
         .route("/v1/keys", get(keys_info))
-}
-
-/// The gateway's listener: every accepted connection gets `TCP_NODELAY`.
-/// With Nagle's algorithm on, a stream's small last write waited for the
-/// client's delayed ACK: 40 ms at the end of every stream (issue 18).
-pub fn listener(
-    l: tokio::net::TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    l.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -315,6 +306,10 @@ async fn read_body(app: &App, h: &HeaderMap, body: Body, proto: Protocol) -> Res
                 if s.is::<http_body_util::LengthLimitError>() {
                     return Err(too_large());
                 }
+                // i25: a body slower than gateway.limits.body_read_timeout_ms.
+                if let Some(t) = s.downcast_ref::<crate::serve::BodyTimeout>() {
+                    return Err(app.reject(proto, 408, "body_timeout", t.to_string()).into());
+                }
                 src = s.source();
             }
             let message = "could not read the request body";
@@ -394,7 +389,20 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
     let started = Instant::now();
     let caller = authorize_key(&app, &h, proto)?;
     let key = caller.map_or("-", |k| k.name.as_str()).to_owned();
-    let bytes = read_body(&app, &h, body, proto).await?;
+    let mut bytes = read_body(&app, &h, body, proto).await?;
+    // i25: Cursor posts Responses-shaped bodies here (docs/gateway.md).
+    if proto == Protocol::OpenAi {
+        match crate::cursor::adapt(&bytes) {
+            Ok(Some(chat)) => bytes = chat,
+            Ok(None) => {}
+            Err(m) => {
+                return Err(app
+                    .reject(proto, 400, "invalid_request", m)
+                    .key(&key)
+                    .into())
+            }
+        }
+    }
     let opts = SubmitOptions {
         provider_defaults: caller.and_then(|k| k.policy.provider.clone()),
         forward_headers: anthropic_headers(&h),
@@ -418,8 +426,7 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
                     .model(prepared.model())
                     .key(&key)
             };
-            let cat = app.engine.catalog();
-            app.keyring.admit(reject, k, &prepared, cat).await?
+            app.keyring.admit(reject, k, &prepared).await?
         }
         None => None,
     };
@@ -881,9 +888,8 @@ fn per_token(per_million: f64) -> String {
 
 fn anthropic_models_json(app: &App, key: Option<&CallerKey>) -> Value {
     let created = rfc3339(unix(app.started));
-    let models: Vec<_> = app
-        .engine
-        .catalog()
+    let cat = app.engine.catalog();
+    let models: Vec<_> = cat
         .models
         .iter()
         .filter(|m| key.is_none_or(|k| k.policy.allows(&m.slug)))
@@ -970,6 +976,41 @@ async fn model_endpoints(
 async fn stats(State(app): St, h: HeaderMap) -> Result<Response> {
     authorize(&app, &h, Protocol::OpenAi)?;
     Ok(json_response(200, app.engine.stats_json()))
+}
+
+/// i24: reloads the catalog from the config file. With keys, only a key
+/// with `admin: true` may (403 otherwise); without keys, only while
+/// listening on loopback.
+async fn admin_reload(State(app): St, h: HeaderMap) -> Result<Response> {
+    let caller = authorize_key(&app, &h, Protocol::OpenAi)?;
+    if caller.is_some_and(|k| !k.policy.admin) {
+        let message = "only a key with `admin: true` may reload the catalog";
+        return Err(app
+            .reject(Protocol::OpenAi, 403, "not_admin", message)
+            .key(caller.map_or("-", |k| k.name.as_str()))
+            .into());
+    }
+    let Some(r) = app.reloader.as_ref() else {
+        return Err(app
+            .reject(Protocol::OpenAi, 404, "not_found", "reload is not enabled")
+            .into());
+    };
+    if app.keys.is_empty() && !r.open_without_keys() {
+        return Err(app
+            .reject(
+                Protocol::OpenAi,
+                403,
+                "forbidden",
+                "reload needs gateway.keys when the gateway listens beyond loopback",
+            )
+            .into());
+    }
+    let out = r.reload("http").await;
+    let status = if out.ok { 200 } else { 422 };
+    Ok(json_response(
+        status,
+        serde_json::to_string(&out).unwrap_or_default(),
+    ))
 }
 
 async fn alive() -> Response {
@@ -1065,24 +1106,4 @@ async fn metrics(State(app): St) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     r
-}
-
-#[cfg(test)]
-mod listener_tests {
-    use axum::serve::Listener;
-
-    /// Accepted connections have Nagle's algorithm off.
-    #[tokio::test]
-    async fn accepted_sockets_have_nodelay() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let mut l = super::listener(l);
-        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
-        let (io, _) = l.accept().await;
-        assert!(
-            io.nodelay().unwrap(),
-            "TCP_NODELAY is off on an accepted socket"
-        );
-        drop(client.await);
-    }
 }

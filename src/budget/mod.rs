@@ -558,8 +558,8 @@ pub fn estimate(
     req: &crate::request::ParsedRequest,
     default_output: u64,
 ) -> Ask {
-    let prompt = crate::request::estimate_prompt_tokens(&req.body);
-    let output = output_limit(&req.body).unwrap_or(default_output);
+    let prompt = req.body.prompt_tokens_estimate();
+    let output = req.output_limit.unwrap_or(default_output);
     let dearest = req
         .routes
         .iter()
@@ -571,13 +571,4 @@ pub fn estimate(
         cost: micros_up(dearest),
         tokens: prompt + output,
     }
-}
-
-/// The output limit a body sets, in any caller protocol. (Gemini's
-/// `generationConfig.maxOutputTokens` belongs here once that protocol
-/// arrives.)
-fn output_limit(body: &serde_json::Map<String, serde_json::Value>) -> Option<u64> {
-    ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-        .iter()
-        .find_map(|k| body.get(*k).and_then(serde_json::Value::as_u64))
 }

@@ -9,7 +9,10 @@
 //! before a task first ran: then nobody can poll for it any more.
 
 mod prefs; // i22: provider preferences
+mod reload; // i24: catalog reload
 mod run;
+
+pub use reload::{ReloadEndpoint, ReloadReport};
 
 use crate::api::{
     Circuit, DataPolicy, EndpointStats, Plan, PlanCandidate, PlanError, PlanFiltered, PlanModel,
@@ -89,10 +92,21 @@ pub struct SubmitOptions {
 
 /// A request parsed and checked but not sent yet ([`Engine::prepare`]):
 /// what it may cost can be reserved before [`Engine::start`] sends it.
-#[derive(Debug)]
+/// It holds the catalog generation it was parsed on, so a reload in
+/// between changes nothing for it.
 pub struct Prepared {
     req: request::ParsedRequest,
     opts: SubmitOptions,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("req", &self.req)
+            .field("generation", &self.inner.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Prepared {
@@ -106,9 +120,10 @@ impl Prepared {
         self.req.routes.iter().map(|r| r.slug.as_str())
     }
 
-    /// The request's worst cost and tokens: see [`crate::budget::estimate`].
-    pub fn estimate(&self, catalog: &Catalog, default_output: u64) -> crate::budget::Ask {
-        crate::budget::estimate(catalog, &self.req, default_output)
+    /// The request's worst cost and tokens, priced on the catalog it was
+    /// parsed on: see [`crate::budget::estimate`].
+    pub fn estimate(&self, default_output: u64) -> crate::budget::Ask {
+        crate::budget::estimate(&self.inner.catalog, &self.req, default_output)
     }
 }
 
@@ -220,21 +235,59 @@ impl Drop for RequestEvents {
     }
 }
 
+/// One generation of the engine: a catalog and its health, plus handles on
+/// the parts every generation shares (queue, ids, cancels, counters). A
+/// reload builds the next generation and swaps it in; requests hold the
+/// generation they started on until they end.
 struct Inner {
     catalog: Catalog,
     health: Health,
-    queue: EventQueue,
-    /// One HTTP client (connection pool) per connect timeout and HTTP version.
-    clients: Mutex<HashMap<(u64, HttpVersion), reqwest::Client>>,
-    cancels: Mutex<HashMap<u64, oneshot::Sender<()>>>,
-    next_id: AtomicU64,
+    queue: Arc<EventQueue>,
+    /// One HTTP client (connection pool) per connect timeout and HTTP
+    /// version; kept across reloads while the proxy is the same.
+    clients: Arc<Mutex<HashMap<(u64, HttpVersion), reqwest::Client>>>,
+    cancels: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>,
+    next_id: Arc<AtomicU64>,
     rng: AtomicU64,
-    active: AtomicUsize,
-    closing: AtomicBool,
-    /// Sticky key -> (endpoint, last use).
-    sticky: Mutex<HashMap<String, (usize, Instant)>>,
-    /// The store of `user_budgets`, when configured.
+    active: Arc<AtomicUsize>,
+    closing: Arc<AtomicBool>,
+    /// Sticky key -> (endpoint identity `model|endpoint id`, last use):
+    /// by identity, so a reload keeps it.
+    sticky: Arc<Mutex<StickyMap>>,
+    /// Endpoint identity (`model|endpoint id`) -> index in this catalog.
+    index: HashMap<Arc<str>, usize>,
+    /// `index`'s keys by endpoint index.
+    identity: Vec<Arc<str>>,
+    /// 0 for the first catalog, +1 per reload.
+    generation: u64,
+    /// Reloads applied so far (engine-wide).
+    reloads: Arc<AtomicU64>,
+    /// Set when a reload replaced this generation: its background tasks end.
+    retired: Arc<tokio::sync::Notify>,
+    retired_flag: AtomicBool,
+    /// The store of `user_budgets`, when configured: engine-wide, so its
+    /// ledgers survive a reload (every generation shares this `Arc`).
     budgets: Option<Arc<crate::budget::Budgets>>,
+}
+
+/// Sticky key -> (endpoint identity, last use).
+type StickyMap = HashMap<String, (Arc<str>, Instant)>;
+
+/// The catalog of one generation, kept alive while borrowed
+/// (`Engine::catalog`).
+pub struct CatalogRef(Arc<Inner>);
+
+impl std::fmt::Debug for CatalogRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.catalog.fmt(f)
+    }
+}
+
+impl std::ops::Deref for CatalogRef {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        &self.0.catalog
+    }
 }
 
 /// `export_health`'s document.
@@ -268,7 +321,10 @@ struct HealthKey {
 
 /// The router. Thread-safe: every method takes `&self`.
 pub struct Engine {
-    inner: Arc<Inner>,
+    /// The current generation; swapped whole by `reload`.
+    current: std::sync::RwLock<Arc<Inner>>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
     runtime: Option<tokio::runtime::Runtime>,
     /// `worker_threads: 0`: a current-thread runtime that only runs while
     /// a host thread is inside `poll` (the host drives the I/O).
@@ -310,82 +366,44 @@ impl Engine {
                 .build()
         }
         .map_err(|e| EngineError::Runtime(e.to_string()))?;
-        let mut health = Health::new(catalog.health, catalog.endpoints.len());
-        let shared = catalog.shared.clone().map(|s| {
-            let (overlay, rx) = crate::shared::Overlay::new(s, catalog.endpoints.len());
-            let overlay = Arc::new(overlay);
-            health.set_shared(overlay.clone());
-            (overlay, rx)
-        });
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9_7F4A_7C15)
-            | 1;
         let budgets = user_budget_store(&catalog)?;
-        let inner = Arc::new(Inner {
-            budgets,
-            catalog,
-            health,
-            queue: EventQueue::new(),
-            clients: Mutex::new(HashMap::new()),
-            cancels: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            rng: AtomicU64::new(seed),
-            active: AtomicUsize::new(0),
-            closing: AtomicBool::new(false),
-            sticky: Mutex::new(HashMap::new()),
-        });
-        // Build the default client now so a TLS setup problem shows at load.
-        let connect = inner
-            .catalog
-            .timeouts
-            .connect_ms
-            .or(DEFAULT_TIMEOUTS.connect_ms)
-            .unwrap_or(5000);
-        inner
-            .client(connect, HttpVersion::default())
-            .map_err(EngineError::Runtime)?;
-        if let Some((overlay, rx)) = shared {
-            let c = &inner.catalog;
-            let keys = (0..c.endpoints.len())
-                .map(|e| {
-                    format!(
-                        "{}|{}",
-                        c.models[c.endpoints[e].model].slug, c.endpoints[e].id
-                    )
-                })
-                .collect();
-            let health_of = inner.clone();
-            let aggregate = move |e: usize, now: Instant| health_of.health.aggregate(e, now);
-            runtime.spawn(crate::shared::run(overlay, rx, keys, aggregate));
-        }
-        if let Some(ms) = inner.catalog.health.active_probe_interval_ms {
-            runtime.spawn(probe_loop(inner.clone(), Duration::from_millis(ms)));
-        }
+        let (inner, shared_rx) =
+            Inner::build(catalog, None, budgets).map_err(EngineError::Runtime)?;
+        let inner = Arc::new(inner);
+        reload::start_tasks(&runtime, &inner, shared_rx);
         Ok(Engine {
-            inner,
+            current: std::sync::RwLock::new(inner),
+            reloading: Mutex::new(()),
             runtime: Some(runtime),
             host_driven,
         })
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.inner.catalog
+    /// The catalog new requests are routed on now (a reload swaps it;
+    /// requests already running keep theirs).
+    pub fn catalog(&self) -> CatalogRef {
+        CatalogRef(self.inner())
+    }
+
+    /// The current generation: catalog, health and the engine-wide parts.
+    fn inner(&self) -> Arc<Inner> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Validates and starts a request; returns its id. Never blocks on I/O.
     pub fn submit(&self, protocol: Protocol, body: &[u8]) -> Result<u64, SubmitError> {
-        if self.inner.closing.load(Ordering::Acquire) {
+        let inner = self.inner();
+        if inner.closing.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
-        let req =
-            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let req = request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.inner.cancels).insert(id, tx);
-        self.inner.active.fetch_add(1, Ordering::AcqRel);
-        let inner = self.inner.clone();
+        lock(&inner.cancels).insert(id, tx);
+        inner.active.fetch_add(1, Ordering::AcqRel);
         match &self.runtime {
             Some(rt) => {
                 rt.spawn(run::run(inner, id, req, rx, run::Channel::default()));
@@ -411,17 +429,19 @@ impl Engine {
     }
 
     /// Parses and checks a request without sending it (`submit_with` in
-    /// two steps, for a caller that reserves a budget in between).
+    /// two steps, for a caller that reserves a budget in between). The
+    /// request is bound to the current catalog generation here.
     pub fn prepare(
         &self,
         protocol: Protocol,
         body: &[u8],
         mut opts: SubmitOptions,
     ) -> Result<Prepared, SubmitError> {
-        if self.inner.closing.load(Ordering::Acquire) || self.runtime.is_none() {
+        let inner = self.inner();
+        if inner.closing.load(Ordering::Acquire) || self.runtime.is_none() {
             return Err(SubmitError::ShuttingDown);
         }
-        let cat = &self.inner.catalog;
+        let cat = &inner.catalog;
         let defaults = opts.provider_defaults.take();
         let mut req = match &defaults {
             Some(d) => request::parse_with_defaults(cat, protocol, body, d),
@@ -431,25 +451,25 @@ impl Engine {
         if req.sticky_key.is_none() {
             req.sticky_key = opts.sticky_key.take();
         }
-        Ok(Prepared { req, opts })
+        Ok(Prepared { req, opts, inner })
     }
 
-    /// Sends a prepared request.
+    /// Sends a prepared request (on the generation it was prepared on).
     pub fn start(&self, p: Prepared) -> Result<RequestEvents, SubmitError> {
-        if self.inner.closing.load(Ordering::Acquire) {
+        let Prepared { req, opts, inner } = p;
+        if inner.closing.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
         let Some(rt) = &self.runtime else {
             return Err(SubmitError::ShuttingDown);
         };
-        let Prepared { req, opts } = p;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (stream, model) = (req.stream, req.requested_model.clone());
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
         let (term_tx, term_rx) = oneshot::channel();
-        lock(&self.inner.cancels).insert(id, cancel_tx);
-        self.inner.active.fetch_add(1, Ordering::AcqRel);
+        lock(&inner.cancels).insert(id, cancel_tx);
+        inner.active.fetch_add(1, Ordering::AcqRel);
         let served = Arc::new(run::ServingCell::default());
         let channel = run::Channel {
             chunks: Some(chunk_tx),
@@ -458,10 +478,10 @@ impl Engine {
             served: Some(served.clone()),
             upstream_error_bodies: opts.upstream_error_bodies,
         };
-        rt.spawn(run::run(self.inner.clone(), id, req, cancel_rx, channel));
+        rt.spawn(run::run(inner.clone(), id, req, cancel_rx, channel));
         Ok(RequestEvents {
             id,
-            inner: self.inner.clone(),
+            inner,
             chunks: Some(chunk_rx),
             terminal: term_rx,
             stashed: None,
@@ -487,21 +507,21 @@ impl Engine {
         let Some(rt) = &self.runtime else {
             return Err(SubmitError::ShuttingDown);
         };
-        let mut req = request::parse(&self.inner.catalog, Protocol::Anthropic, body)
+        let inner = self.inner();
+        let req = request::parse(&inner.catalog, Protocol::Anthropic, body)
             .map_err(SubmitError::Request)?;
-        let c = &self.inner.catalog;
+        let c = &inner.catalog;
         let now = Instant::now();
         let Some(e) = req.routes[0].candidates.iter().copied().find(|&e| {
             c.provider_of(e).protocol == Protocol::Anthropic
-                && self.inner.health.snapshot_state(e, now).circuit == Circuit::Closed.as_str()
+                && inner.health.snapshot_state(e, now).circuit == Circuit::Closed.as_str()
         }) else {
             return Ok(None);
         };
-        req.body
-            .insert("model".into(), json!(c.endpoints[e].upstream_model));
-        let bytes = serde_json::to_vec(&req.body)
-            .map_err(|e| SubmitError::Request(request::RequestError::Invalid(e.to_string())))?;
-        let inner = self.inner.clone();
+        let bytes = req
+            .body
+            .splice(&c.endpoints[e].upstream_model, false, false);
+        let inner = inner.clone();
         let (tx, rx) = oneshot::channel();
         rt.spawn(async move {
             let c = &inner.catalog;
@@ -532,9 +552,9 @@ impl Engine {
     /// cost, price, throughput, in-flight count, circuit and availability.
     /// Exploration is left out (it is a random draw per request).
     pub fn plan(&self, protocol: Protocol, body: &[u8]) -> Result<Plan, SubmitError> {
+        let inner = &self.inner();
         let mut req =
-            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
-        let inner = &self.inner;
+            request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
         let now = Instant::now();
         prefs::apply(inner, &mut req, now); // i22
         let sticky = req
@@ -604,7 +624,7 @@ impl Engine {
     /// Cancels an in-flight request; it ends with an error event of type
     /// `cancelled`. False when the id is unknown or already finished.
     pub fn cancel(&self, id: u64) -> bool {
-        match lock(&self.inner.cancels).remove(&id) {
+        match lock(&self.inner().cancels).remove(&id) {
             Some(tx) => tx.send(()).is_ok(),
             None => false,
         }
@@ -619,7 +639,8 @@ impl Engine {
     /// that is ready and returns. Called from inside a tokio runtime it
     /// cannot drive (tokio forbids nesting) and only takes queued events.
     pub fn poll(&self, max: usize, timeout: Option<Duration>, sink: impl FnMut(Event)) -> usize {
-        let queue = &self.inner.queue;
+        let inner = self.inner();
+        let queue = &inner.queue;
         match &self.runtime {
             Some(rt) if self.host_driven && tokio::runtime::Handle::try_current().is_err() => {
                 if max > 0 && !queue.ready() {
@@ -644,23 +665,23 @@ impl Engine {
 
     /// Makes a blocked `poll` return at once.
     pub fn wakeup(&self) {
-        self.inner.queue.wakeup();
+        self.inner().queue.wakeup();
     }
 
     /// A file descriptor that is readable while events are waiting.
     pub fn fd(&self) -> Option<i32> {
-        self.inner.queue.fd()
+        self.inner().queue.fd()
     }
 
     /// Requests started and not yet terminated.
     pub fn in_flight(&self) -> usize {
-        self.inner.active.load(Ordering::Acquire)
+        self.inner().active.load(Ordering::Acquire)
     }
 
     /// Health and prices of every endpoint, the engine's load and shared
     /// health's state.
     pub fn stats(&self) -> Stats {
-        let inner = &self.inner;
+        let inner = &self.inner();
         let now = Instant::now();
         let shared = inner.health.shared();
         Stats {
@@ -669,6 +690,8 @@ impl Engine {
                 .collect(),
             requests_in_flight: inner.active.load(Ordering::Acquire),
             events_queued: inner.queue.len(),
+            reloads: inner.reloads.load(Ordering::Acquire),
+            generation: inner.generation,
             shared: SharedStats {
                 enabled: shared.is_some(),
                 status: shared.map(|o| o.stats(now)),
@@ -682,30 +705,8 @@ impl Engine {
                     aliases: m.aliases.clone(),
                 })
                 .collect(),
-            users: self.user_usage(),
+            users: user_usage(inner),
         }
-    }
-
-    /// Usage of every user seen (`user_budgets`), for [`Stats::users`].
-    fn user_usage(&self) -> Vec<crate::api::UserUsage> {
-        let (Some(b), Some(cfg)) = (&self.inner.budgets, &self.inner.catalog.user_budgets) else {
-            return Vec::new();
-        };
-        let crate::budget::Store::Local(store) = &b.store else {
-            return Vec::new();
-        };
-        let now = crate::budget::now_ms();
-        let mut out: Vec<_> = store
-            .subjects()
-            .into_iter()
-            .filter_map(|s| {
-                let p = cfg.policy(&s)?;
-                let u = store.usage(&s, &p.limits, now);
-                Some(crate::api::UserUsage::new(&s, &p.limits, &u))
-            })
-            .collect();
-        out.sort_by(|a, b| a.user.cmp(&b.user));
-        out
     }
 
     /// [`Engine::stats`] as JSON (`llmux_stats`).
@@ -717,7 +718,8 @@ impl Engine {
     /// restarted app starts warm. Times are stored as "time left".
     pub fn export_health(&self) -> String {
         let now = Instant::now();
-        let c = &self.inner.catalog;
+        let inner = self.inner();
+        let c = &inner.catalog;
         let endpoints: Vec<HealthEntryOut<'_>> = c
             .endpoints
             .iter()
@@ -725,7 +727,7 @@ impl Engine {
             .map(|(i, e)| HealthEntryOut {
                 model: &c.models[e.model].slug,
                 endpoint: &e.id,
-                health: self.inner.health.export_state(i, now),
+                health: inner.health.export_state(i, now),
             })
             .collect();
         serde_json::to_string(&HealthFileOut {
@@ -742,7 +744,8 @@ impl Engine {
     pub fn import_health(&self, json: &str) -> Result<usize, String> {
         let file: HealthFileIn =
             serde_json::from_str(json).map_err(|e| format!("health JSON is malformed: {e}"))?;
-        let c = &self.inner.catalog;
+        let inner = self.inner();
+        let c = &inner.catalog;
         let mut restore = Vec::new();
         for (i, item) in file.endpoints.iter().enumerate() {
             let key: HealthKey =
@@ -765,7 +768,7 @@ impl Engine {
         }
         let now = Instant::now();
         for (e, state) in &restore {
-            self.inner.health.import_state(*e, now, state);
+            inner.health.import_state(*e, now, state);
         }
         Ok(restore.len())
     }
@@ -773,11 +776,9 @@ impl Engine {
     /// Cancels every request, waits for them to end, and stops the runtime.
     /// Called by `Drop`.
     pub fn shutdown(&mut self) {
-        self.inner.closing.store(true, Ordering::Release);
-        let senders: Vec<_> = lock(&self.inner.cancels)
-            .drain()
-            .map(|(_, tx)| tx)
-            .collect();
+        let inner = self.inner();
+        inner.closing.store(true, Ordering::Release);
+        let senders: Vec<_> = lock(&inner.cancels).drain().map(|(_, tx)| tx).collect();
         for tx in senders {
             let _ = tx.send(());
         }
@@ -792,17 +793,17 @@ impl Engine {
         let deadline = Instant::now() + Duration::from_secs(5);
         if self.host_driven {
             // Nobody else runs the tasks: let them end (cancelled) here.
-            let active = &self.inner.active;
+            let active = &inner.active;
             rt.block_on(async {
                 while active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             });
         }
-        while self.inner.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        while inner.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        if let Some(o) = self.inner.health.shared() {
+        if let Some(o) = inner.health.shared() {
             o.release();
         }
         rt.shutdown_timeout(Duration::from_secs(1));
@@ -958,13 +959,13 @@ impl Inner {
         lock(&self.sticky)
             .get(key)
             .filter(|(_, t)| now.saturating_duration_since(*t) < ttl)
-            .map(|(e, _)| *e)
+            .and_then(|(id, _)| self.index.get(id).copied())
     }
 
     fn sticky_put(&self, key: &str, e: usize, now: Instant) {
         let cfg = self.catalog.sticky;
         let mut map = lock(&self.sticky);
-        map.insert(key.to_owned(), (e, now));
+        map.insert(key.to_owned(), (self.identity[e].clone(), now));
         if map.len() > cfg.capacity {
             let ttl = Duration::from_millis(cfg.ttl_ms);
             map.retain(|_, (_, t)| now.saturating_duration_since(*t) < ttl);
@@ -996,6 +997,9 @@ async fn probe_loop(inner: Arc<Inner>, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if inner.retired_flag.load(Ordering::Acquire) {
+            return; // a reload replaced this catalog
+        }
         for e in 0..inner.catalog.endpoints.len() {
             if inner.health.probe_due(e, Instant::now()) {
                 tokio::spawn(probe(inner.clone(), e));
@@ -1015,6 +1019,7 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         json!([{"role": "user", "content": "ping"}]),
     );
     body.insert("max_tokens".into(), json!(1));
+    let body = crate::protocol::splice::Body::from_map(&body);
     let timeouts = provider.timeouts.over(c.timeouts).over(DEFAULT_TIMEOUTS);
     let Ok(client) = inner.client(timeouts.connect_ms.unwrap_or(5000), provider.http) else {
         return;
@@ -1100,8 +1105,31 @@ fn parameters_of(ep: &crate::catalog::Endpoint) -> Vec<String> {
         .collect()
 }
 
+/// Usage of every user seen (`user_budgets`), for [`Stats::users`].
+fn user_usage(inner: &Inner) -> Vec<crate::api::UserUsage> {
+    let (Some(b), Some(cfg)) = (&inner.budgets, &inner.catalog.user_budgets) else {
+        return Vec::new();
+    };
+    let crate::budget::Store::Local(store) = &b.store else {
+        return Vec::new();
+    };
+    let now = crate::budget::now_ms();
+    let mut out: Vec<_> = store
+        .subjects()
+        .into_iter()
+        .filter_map(|s| {
+            let p = cfg.policy(&s)?;
+            let u = store.usage(&s, &p.limits, now);
+            Some(crate::api::UserUsage::new(&s, &p.limits, &u))
+        })
+        .collect();
+    out.sort_by(|a, b| a.user.cmp(&b.user));
+    out
+}
+
 /// The local store of `user_budgets` (journaled when it names a file).
-fn user_budget_store(
+/// Opened once per engine: a reload keeps it (see `reload.rs`).
+pub(super) fn user_budget_store(
     catalog: &Catalog,
 ) -> Result<Option<Arc<crate::budget::Budgets>>, EngineError> {
     use crate::budget::{local::LocalStore, Budgets, FailMode, Store};

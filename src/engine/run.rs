@@ -876,7 +876,7 @@ async fn admit_user(
     let (Some(b), Some(cfg)) = (&inner.budgets, &inner.catalog.user_budgets) else {
         return Ok(None);
     };
-    let Some(user) = crate::request::user_of(req.protocol, &req.body) else {
+    let Some(user) = req.user.as_deref() else {
         return Ok(None);
     };
     let Some(p) = cfg.policy(user) else {
