@@ -173,15 +173,7 @@ pub fn parse_with_defaults(
         ReadError::NotObject => invalid("request must be a JSON object"),
     })?;
     let slug = check_shape(protocol, &facts)?;
-    let stream = match &facts.stream {
-        None | Some(Shape::Null) => false,
-        Some(Shape::Bool(b)) => *b,
-        Some(_) => return Err(invalid("`stream` must be a boolean")),
-    };
-    let include_usage = match protocol {
-        Protocol::Anthropic | Protocol::Responses => true,
-        Protocol::OpenAi => facts.include_usage.as_ref().and_then(Shape::as_bool) == Some(true),
-    };
+    let (stream, include_usage) = stream_flags(protocol, &facts)?;
     let mut slugs = vec![slug];
     fallback_models(facts.models.take(), &mut slugs)?;
     let mut prefs = match facts.provider.take() {
@@ -235,6 +227,20 @@ pub fn parse_with_defaults(
         user,
         output_limit,
     })
+}
+
+/// `stream`, and whether the caller gets the usage chunk.
+fn stream_flags(protocol: Protocol, facts: &Facts<'_>) -> Result<(bool, bool), RequestError> {
+    let stream = match &facts.stream {
+        None | Some(Shape::Null) => false,
+        Some(Shape::Bool(b)) => *b,
+        Some(_) => return Err(invalid("`stream` must be a boolean")),
+    };
+    let include_usage = match protocol {
+        Protocol::Anthropic | Protocol::Responses => true,
+        Protocol::OpenAi => facts.include_usage.as_ref().and_then(Shape::as_bool) == Some(true),
+    };
+    Ok((stream, include_usage))
 }
 
 /// The `model` slug, once the body has the fields its protocol needs.

@@ -48,7 +48,8 @@ pub struct ReloadReport {
     /// Requests still running on older catalogs when the swap happened.
     pub draining_requests: usize,
     /// Settings that changed but only take effect on a restart (the
-    /// engine keeps the old value): `worker_threads`.
+    /// engine keeps the old value): `worker_threads`, `user_budgets.file`
+    /// (the budget store is kept, with its ledgers).
     pub restart_required: Vec<String>,
     /// The new catalog's warnings (as `llmux check` shows them).
     pub warnings: Vec<ConfigError>,
