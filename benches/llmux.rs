@@ -4,7 +4,7 @@
 //! `cargo bench --bench llmux` (or `scripts/bench.sh`, which also builds the
 //! `llmux-fleet` binary so the mock runs as a separate, pinned process).
 //! Options after `--`: `--quick` (fewer samples), and case names to run only
-//! those: `latency host throughput chunks routing memory failover quality shared preferences
+//! those: `latency host throughput chunks routing memory failover quality shared keys preferences
 //! reload gateway gateway-stream gateway-memory-noscrape gateway-memory`.
 //!
 //! Prints a table (figure, value, target, pass/MISS) and writes the same
@@ -18,6 +18,8 @@ mod cabi;
 mod edge;
 #[path = "llmux/fleet.rs"]
 mod fleet;
+#[path = "llmux/keys.rs"]
+mod keys;
 #[path = "llmux/reload.rs"]
 mod reload;
 #[path = "llmux/request_cost.rs"]
@@ -3463,6 +3465,7 @@ fn main() {
         ("failover", Box::new(case_failover)),
         ("quality", Box::new(case_quality)),
         ("shared", Box::new(case_shared)),
+        ("keys", Box::new(|ctx, out| keys::case_keys(ctx.quick, out))),
         ("preferences", Box::new(case_preferences)),
         ("reload", Box::new(reload::case_reload)), // i24
         ("gateway", Box::new(case_gateway)),

@@ -87,12 +87,50 @@ pub struct Stats {
     /// The models, in catalog order, with their aliases.
     #[serde(default)]
     pub models: Vec<ModelStats>,
+    /// Usage per request `user` (the `user_budgets` section), every user
+    /// seen since the start; absent without that section.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserUsage>,
     /// Catalog reloads applied since the engine started (`Engine::reload`).
     #[serde(default)]
     pub reloads: u64,
     /// The catalog generation serving new requests (0 until a reload).
     #[serde(default)]
     pub generation: u64,
+}
+
+/// One user's spend and limits in [`Stats`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserUsage {
+    pub user: String,
+    /// Settled spend in the current period, USD.
+    pub spent_usd: f64,
+    /// Reserved by the user's requests in flight, USD.
+    pub reserved_usd: f64,
+    pub limit_usd: Option<f64>,
+    /// `day`, `week`, `month` or `total`; `None` without a budget.
+    pub period: Option<String>,
+    pub tokens: u64,
+    pub requests: u64,
+    pub rejections: u64,
+    pub in_flight: u64,
+}
+
+impl UserUsage {
+    pub fn new(user: &str, p: &crate::budget::Policy, u: &crate::budget::Usage) -> UserUsage {
+        use crate::budget::usd;
+        UserUsage {
+            user: user.to_owned(),
+            spent_usd: usd(u.current.spent),
+            reserved_usd: usd(u.reserved),
+            limit_usd: p.budget.map(|b| usd(b.0)),
+            period: p.budget.map(|b| b.1.as_str().to_owned()),
+            tokens: u.current.tokens,
+            requests: u.current.requests,
+            rejections: u.current.rejections,
+            in_flight: u.in_flight,
+        }
+    }
 }
 
 /// One endpoint in [`Stats`]: its live health, then what the catalog says.

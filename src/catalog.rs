@@ -243,6 +243,8 @@ pub struct Catalog {
     pub shared: Option<SharedSettings>,
     /// The engine-level `provider` preferences every request narrows.
     pub provider_defaults: crate::routing::filter::Preferences,
+    /// Budgets per request `user`, when `user_budgets` is present.
+    pub user_budgets: Option<crate::budget::users::UserBudgets>,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
     /// What the config allows but is probably a mistake (a provider with
@@ -306,6 +308,21 @@ impl Catalog {
             }
             None => Default::default(),
         };
+        let user_budgets = match cfg
+            .user_budgets
+            .as_ref()
+            .map(crate::budget::users::UserBudgets::parse)
+        {
+            Some(Ok(u)) => Some(u),
+            Some(Err(e)) => {
+                errs.extend(
+                    e.into_iter()
+                        .map(|(path, message)| ConfigError { path, message }),
+                );
+                None
+            }
+            None => None,
+        };
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
         }
@@ -323,6 +340,7 @@ impl Catalog {
             max_request_bytes: usize::try_from(max_request_bytes).unwrap_or(usize::MAX),
             shared,
             provider_defaults,
+            user_budgets,
             failover,
             model_index,
             warnings,

@@ -78,6 +78,9 @@ pub struct Config {
     /// narrow them, never widen them (see `routing::filter::Preferences::narrow`).
     /// Checked when the catalog is built.
     pub provider: Option<serde_json::Value>,
+    /// Budgets and limits per request `user` (`budget::users`). Checked
+    /// when the catalog is built.
+    pub user_budgets: Option<serde_json::Value>,
     /// The `gateway` section of `llmux serve`, so that one file configures
     /// both the library and the gateway: read by the gateway, skipped here
     /// (unchecked; `llmux check` checks it).

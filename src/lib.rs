@@ -13,6 +13,7 @@
 //! The C ABI lives in [`ffi`]; `include/llmux.h` is generated from it.
 
 pub mod api;
+pub mod budget;
 pub mod catalog;
 pub mod config;
 pub mod engine;
@@ -31,8 +32,8 @@ pub use api::{
     SharedStatus, Stats, TerminalEvent, TerminalKind, TokenUsage,
 };
 pub use engine::{
-    Engine, EngineError, ReloadEndpoint, ReloadReport, RequestEvents, Serving, SubmitError,
-    SubmitOptions,
+    Engine, EngineError, Prepared, ReloadEndpoint, ReloadReport, RequestEvents, Serving,
+    SubmitError, SubmitOptions,
 };
 pub use events::{ErrorKind, Event, EventKind};
 pub use protocol::Protocol;

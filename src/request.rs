@@ -97,6 +97,13 @@ pub struct ParsedRequest {
     /// Endpoints removed or ranked down so far, and why (the engine adds
     /// the filters' verdicts when it runs the request).
     pub filtered: Vec<Filtered>,
+    /// The caller's user id (`user`, Anthropic `metadata.user_id`), read
+    /// in the validating pass (`user_budgets`, `sticky.from_user`).
+    pub user: Option<String>,
+    /// The output limit the body sets (`max_tokens`, else
+    /// `max_completion_tokens`, else `max_output_tokens`), read in the
+    /// validating pass: what a budget reservation assumes.
+    pub output_limit: Option<u64>,
 }
 
 impl ParsedRequest {
@@ -143,6 +150,17 @@ pub fn parse(
     protocol: Protocol,
     json: &[u8],
 ) -> Result<ParsedRequest, RequestError> {
+    parse_with_defaults(catalog, protocol, json, &catalog.provider_defaults)
+}
+
+/// [`parse`] with other provider defaults than the catalog's (a gateway
+/// key's, narrowed from them).
+pub fn parse_with_defaults(
+    catalog: &Catalog,
+    protocol: Protocol,
+    json: &[u8],
+    defaults: &Preferences,
+) -> Result<ParsedRequest, RequestError> {
     if json.len() > catalog.max_request_bytes {
         return Err(RequestError::TooLarge(format!(
             "the request is {} bytes, more than max_request_bytes ({})",
@@ -155,27 +173,21 @@ pub fn parse(
         ReadError::NotObject => invalid("request must be a JSON object"),
     })?;
     let slug = check_shape(protocol, &facts)?;
-    let stream = match &facts.stream {
-        None | Some(Shape::Null) => false,
-        Some(Shape::Bool(b)) => *b,
-        Some(_) => return Err(invalid("`stream` must be a boolean")),
-    };
-    let include_usage = match protocol {
-        Protocol::Anthropic | Protocol::Responses | Protocol::Gemini => true,
-        Protocol::OpenAi => facts.include_usage.as_ref().and_then(Shape::as_bool) == Some(true),
-    };
+    let (stream, include_usage) = stream_flags(protocol, &facts)?;
     let mut slugs = vec![slug];
     fallback_models(facts.models.take(), &mut slugs)?;
     let mut prefs = match facts.provider.take() {
         Some(p) => ProviderField::parse(p, &mut slugs)?,
         None => ProviderField::default(),
     };
+    let user = user_of(protocol, &facts).map(str::to_owned);
     if prefs.sticky_key.is_none() && catalog.sticky.from_user {
-        prefs.sticky_key = user_of(protocol, &facts).map(str::to_owned);
+        prefs.sticky_key = user.clone();
     }
+    let output_limit = facts.output_limit();
     let body = Body::new(text);
     let own_sort = prefs.prefs.sort.is_some();
-    let mut merged = Preferences::narrow(&catalog.provider_defaults, prefs.prefs);
+    let mut merged = Preferences::narrow(defaults, prefs.prefs);
     if prefs.routing.is_some() {
         // The request's routing spec replaces a default order or sort.
         if !prefs.own_order {
@@ -212,7 +224,23 @@ pub fn parse(
         prefs: merged,
         filtered,
         body,
+        user,
+        output_limit,
     })
+}
+
+/// `stream`, and whether the caller gets the usage chunk.
+fn stream_flags(protocol: Protocol, facts: &Facts<'_>) -> Result<(bool, bool), RequestError> {
+    let stream = match &facts.stream {
+        None | Some(Shape::Null) => false,
+        Some(Shape::Bool(b)) => *b,
+        Some(_) => return Err(invalid("`stream` must be a boolean")),
+    };
+    let include_usage = match protocol {
+        Protocol::Anthropic | Protocol::Responses | Protocol::Gemini => true,
+        Protocol::OpenAi => facts.include_usage.as_ref().and_then(Shape::as_bool) == Some(true),
+    };
+    Ok((stream, include_usage))
 }
 
 /// The `model` slug, once the body has the fields its protocol needs.

@@ -203,6 +203,32 @@ fn stickiness_and_open_circuits_survive_a_reload() {
     assert_eq!(sticky[0]["endpoint"], "b/default");
 }
 
+#[test]
+fn user_budget_ledgers_survive_a_reload() {
+    let a = upstream("a", Behavior::default());
+    let b = upstream("b", Behavior::default());
+    let extra = json!({"user_budgets": {"users": {"p": {"limits": {"rpm": 2}}}}});
+    let e = engine(&[&a], extra.clone());
+    let mut req = chat("test/model", true);
+    req["user"] = json!("p");
+    assert!(run(&e, &req).ok());
+    assert!(run(&e, &req).ok());
+    // A new catalog (another endpoint): the store is the engine's, shared
+    // by every generation, so the minute's window is not reset.
+    let report = e.reload_json(&config(&[&a, &b], extra)).expect("reload");
+    assert_eq!(report.generation, 1);
+    assert!(report.restart_required.is_empty(), "{report:?}");
+    let refused = run(&e, &req);
+    assert!(!refused.ok());
+    assert_eq!(refused.terminal["status"], 429, "{}", refused.terminal);
+    let users = &stats(&e)["users"];
+    assert_eq!(users[0]["user"], "p");
+    assert_eq!(
+        (users[0]["requests"].clone(), users[0]["rejections"].clone()),
+        (json!(2), json!(1))
+    );
+}
+
 /// A redis-server on a free loopback port, killed on drop.
 struct Redis(std::process::Child, u16);
 

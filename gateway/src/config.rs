@@ -30,8 +30,10 @@ pub const DEFAULT_KEEPALIVE_MS: u64 = 15_000;
 #[serde(deny_unknown_fields)]
 struct Section {
     listen: Option<String>,
+    /// Each a `KeySpec` or an object with a policy (`crate::keys`).
     #[serde(default)]
-    keys: Vec<KeySpec>,
+    keys: Vec<serde_json::Value>,
+    budgets: Option<crate::keys::StoreConfig>,
     max_body_bytes: Option<usize>,
     drain_ms: Option<u64>,
     keepalive_ms: Option<u64>,
@@ -42,19 +44,12 @@ struct Section {
     tls: Option<TlsSection>,
 }
 
-/// A caller key: the name of the environment variable holding it, or an
-/// object naming it (`name` shows in logs instead of the key).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum KeySpec {
-    Env(String),
-    Named { env: String, name: Option<String> },
-}
-
 /// A caller key, read from its environment variable at load.
 pub struct CallerKey {
     pub name: String,
     pub secret: Vec<u8>,
+    /// Models, budget, limits, provider defaults, labels, admin.
+    pub policy: std::sync::Arc<crate::keys::KeyPolicy>,
 }
 
 /// The resolved `gateway` section.
@@ -65,6 +60,7 @@ pub struct GatewayConfig {
     pub drain_ms: u64,
     pub keepalive_ms: u64,
     pub health_file: Option<PathBuf>,
+    pub store: crate::keys::StoreConfig,
     /// i25: what one client may hold (`gateway.limits`).
     pub limits: Limits,
     /// i25: `gateway.tls`: serve HTTPS (HTTP/2 by ALPN) with these PEM files.
@@ -83,7 +79,14 @@ pub fn load(path: &std::path::Path) -> Result<Loaded, Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("cannot read config file {}: {e}", path.display())])?;
     match (Catalog::from_json(&text), gateway_section(&text)) {
-        (Ok(catalog), Ok(gateway)) => Ok(Loaded { catalog, gateway }),
+        (Ok(catalog), Ok(mut gateway)) => {
+            let errors = crate::keys::check(&catalog, &mut gateway.keys);
+            if errors.is_empty() {
+                Ok(Loaded { catalog, gateway })
+            } else {
+                Err(errors)
+            }
+        }
         (catalog, gateway) => {
             let mut errors: Vec<String> = match catalog {
                 Ok(_) => Vec::new(),
@@ -160,14 +163,18 @@ fn resolve(s: Section) -> Result<GatewayConfig, Vec<String>> {
     };
     let mut keys = Vec::new();
     for (i, k) in s.keys.iter().enumerate() {
-        let (env, name) = match k {
-            KeySpec::Env(env) => (env, None),
-            KeySpec::Named { env, name } => (env, name.clone()),
+        let (env, name, policy) = match crate::keys::parse_entry(i, k) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.extend(e);
+                continue;
+            }
         };
-        match std::env::var(env) {
+        match std::env::var(&env) {
             Ok(v) if !v.is_empty() => keys.push(CallerKey {
                 name: name.unwrap_or_else(|| format!("key{i}")),
                 secret: v.into_bytes(),
+                policy: std::sync::Arc::new(policy),
             }),
             _ => errors.push(format!(
                 "gateway.keys[{i}]: environment variable {env} is not set or empty"
@@ -188,6 +195,7 @@ fn resolve(s: Section) -> Result<GatewayConfig, Vec<String>> {
         drain_ms: s.drain_ms.unwrap_or(DEFAULT_DRAIN_MS),
         keepalive_ms: s.keepalive_ms.unwrap_or(DEFAULT_KEEPALIVE_MS).max(1),
         health_file: s.health_file,
+        store: s.budgets.unwrap_or_default(),
         limits,
         tls: s.tls.map(|t| TlsFiles {
             cert: t.cert,

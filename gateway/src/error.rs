@@ -44,6 +44,10 @@ pub struct Rejection {
     log: LogFormat,
     /// One more header (`allow`, `retry-after`).
     header: Option<(&'static str, &'static str)>,
+    /// Headers computed per request (`retry-after` of a key's limit).
+    extra: Vec<(&'static str, String)>,
+    /// Reserved and settled cost for the log line (keys with a budget).
+    cost: Option<crate::keys::CostNote>,
 }
 
 impl Rejection {
@@ -65,7 +69,20 @@ impl Rejection {
             started: Instant::now(),
             log,
             header: None,
+            extra: Vec::new(),
+            cost: None,
         }
+    }
+
+    /// One more header with a value computed for this request.
+    pub fn header_owned(mut self, name: &'static str, value: String) -> Rejection {
+        self.extra.push((name, value));
+        self
+    }
+
+    pub fn cost(mut self, note: crate::keys::CostNote) -> Rejection {
+        self.cost = Some(note);
+        self
     }
 
     pub fn model(mut self, model: impl Into<String>) -> Rejection {
@@ -103,13 +120,18 @@ impl Rejection {
             routing: None,
             error: Some(&self.message),
             route: self.route.as_deref(),
+            cost: self.cost,
         }
         .write(self.log);
         // OpenAI shapes: the type says the category, the code the reason.
         let kind = match self.status {
             401 => "authentication_error",
             404 => "not_found_error",
+            402 if self.proto == Protocol::Anthropic => "billing_error",
+            402 => "insufficient_quota",
+            403 => "permission_error",
             413 => "request_too_large",
+            429 => "rate_limit_error",
             503 => "overloaded",
             _ => "invalid_request_error",
         };
@@ -124,11 +146,18 @@ impl Rejection {
         let mut r = json_response(self.status, body.to_string());
         let h = r.headers_mut();
         h.insert("x-llmux-outcome", HeaderValue::from_static(self.reason));
-        if self.status != 503 {
+        if self.status == 429 {
+            h.insert("x-should-retry", HeaderValue::from_static("true"));
+        } else if self.status != 503 {
             h.insert("x-should-retry", HeaderValue::from_static("false"));
         }
         if let Some((name, value)) = self.header {
             h.insert(name, HeaderValue::from_static(value));
+        }
+        for (name, value) in self.extra {
+            if let Ok(v) = HeaderValue::try_from(value) {
+                h.insert(name, v);
+            }
         }
         r
     }

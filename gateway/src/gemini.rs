@@ -17,6 +17,7 @@
 //! `x-goog-api-key` or `?key=` (which no log line shows: lines carry the
 //! path, never the query). Errors are Google's envelope.
 
+use crate::config::CallerKey;
 use crate::server::{self, App, St};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery};
@@ -24,6 +25,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use llmux::budget::Lease;
 use llmux::{EventKind, Protocol, TerminalKind};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -81,8 +83,13 @@ fn query_key(query: Option<&str>) -> (Option<&str>, bool) {
     (key, sse)
 }
 
-/// The caller's key: a header, else `?key=`.
-fn authorize<'a>(app: &'a App, h: &HeaderMap, query: Option<&str>) -> Result<&'a str> {
+/// The caller's key (`None` when the gateway has none): a header, else
+/// `?key=`.
+fn authorize<'a>(
+    app: &'a App,
+    h: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<&'a CallerKey>> {
     let header = ["x-goog-api-key", "x-api-key"]
         .iter()
         .find_map(|n| h.get(*n))
@@ -93,7 +100,7 @@ fn authorize<'a>(app: &'a App, h: &HeaderMap, query: Option<&str>) -> Result<&'a
                 .or_else(|| v.strip_prefix(b"bearer "))
         });
     let presented = header.or_else(|| query_key(query).0.map(str::as_bytes));
-    server::authorize_key(app, presented, GEMINI)
+    server::authorize_presented(app, presented, GEMINI)
 }
 
 fn not_found(app: &App, what: String) -> crate::error::GatewayError {
@@ -129,7 +136,8 @@ async fn call(
     body: Body,
 ) -> Result<Response> {
     let started = Instant::now();
-    let key = authorize(&app, &h, query.as_deref())?.to_owned();
+    let caller = authorize(&app, &h, query.as_deref())?;
+    let key = caller.map_or("-", |k| k.name.as_str()).to_owned();
     let Some((model, method)) = split_method(rest) else {
         let what = format!(
             "no Gemini method in {rest:?}: llmux serves {{model}}:generateContent, :streamGenerateContent and :countTokens"
@@ -142,7 +150,7 @@ async fn call(
         return Err(app.reject(GEMINI, 400, "invalid_json", message).into());
     };
     if method == Method::CountTokens {
-        return count_tokens(&app, model, req);
+        return count_tokens(&app, caller, model, req);
     }
     let stream = method == Method::Stream;
     req.insert("model".into(), Value::from(model));
@@ -150,22 +158,35 @@ async fn call(
     drop(raw);
     let bytes = serde_json::to_vec(&req).unwrap_or_default();
     drop(req);
-    let events = server::submit(&app, GEMINI, &h, &bytes, &key)?;
+    let (events, lease) = server::submit(&app, GEMINI, &h, &bytes, caller, &key).await?;
     // The body is not needed while the answer streams.
     drop(bytes);
     let (_, sse) = query_key(query.as_deref());
     if stream && !sse {
-        return array_response(app, key, events, started).await;
+        return array_response(app, key, events, lease, started).await;
     }
-    server::respond(app, GEMINI, key, events, started).await
+    server::respond(app, GEMINI, key, events, lease, started).await
 }
 
 /// `countTokens`: `{"totalTokens": N}`, N estimated as llmux estimates
 /// prompts (JSON bytes of `contents`, `systemInstruction` and `tools` / 4),
 /// for a model the catalog knows. A `generateContentRequest` wrapper is
 /// read too.
-fn count_tokens(app: &App, model: &str, req: Map<String, Value>) -> Result<Response> {
+fn count_tokens(
+    app: &App,
+    caller: Option<&CallerKey>,
+    model: &str,
+    req: Map<String, Value>,
+) -> Result<Response> {
     let slug = model.split(':').next().unwrap_or(model);
+    if let Some(k) = caller.filter(|k| !k.policy.allows(slug)) {
+        let message = format!("the key `{}` may not call the model `{slug}`", k.name);
+        return Err(app
+            .reject(GEMINI, 403, "model_not_allowed", message)
+            .model(slug)
+            .key(&k.name)
+            .into());
+    }
     if app.engine.catalog().model(slug).is_none() {
         let message = format!("unknown model `{slug}`");
         return Err(app
@@ -191,6 +212,7 @@ async fn array_response(
     app: Arc<App>,
     key: String,
     mut events: llmux::RequestEvents,
+    lease: Option<Lease>,
     started: Instant,
 ) -> Result<Response> {
     let ctx = server::Ctx {
@@ -201,6 +223,7 @@ async fn array_response(
         key,
         stream: true,
         started,
+        lease: std::sync::Mutex::new(lease),
     };
     let mut chunks: Vec<String> = Vec::new();
     while let Some(ev) = events.recv().await {
@@ -263,8 +286,8 @@ fn model_json(m: &server::ListedModel) -> Value {
 }
 
 /// Every model in Google's list shape (`{"models": [...]}`).
-pub fn models_json(app: &App) -> Value {
-    let models: Vec<Value> = server::endpoints_by_model(app)
+pub fn models_json(app: &App, key: Option<&CallerKey>) -> Value {
+    let models: Vec<Value> = server::endpoints_by_model(app, key)
         .iter()
         .map(model_json)
         .collect();
@@ -276,10 +299,10 @@ async fn list(
     h: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
-    authorize(&app, &h, q.as_deref())?;
+    let key = authorize(&app, &h, q.as_deref())?;
     Ok(crate::error::json_response(
         200,
-        models_json(&app).to_string(),
+        models_json(&app, key).to_string(),
     ))
 }
 
@@ -295,13 +318,13 @@ async fn get_model(
     {
         return server::model_endpoints(app, h, slug.to_owned()).await;
     }
-    authorize(&app, &h, q.as_deref())?;
+    let key = authorize(&app, &h, q.as_deref())?;
     let asked = rest.strip_prefix("models/").unwrap_or(&rest);
     let cat = app.engine.catalog();
     let slug = cat
         .model(asked)
         .map_or_else(|| asked.to_owned(), |i| cat.models[i].slug.clone());
-    match server::endpoints_by_model(&app)
+    match server::endpoints_by_model(&app, key)
         .iter()
         .find(|m| m.slug == slug)
     {

@@ -12,6 +12,7 @@ mod config;
 mod cursor;
 mod error;
 mod gemini;
+mod keys;
 mod record;
 mod reload;
 mod serve;
@@ -464,20 +465,14 @@ async fn run(
     if let Some(t) = &tls {
         t.reload_on_sighup();
     }
-    // The recorder keeps every histogram sample until something drains
-    // it; a scrape does, and so does this, for the many deployments that
-    // never scrape (issue 18: memory grew with every request).
-    let upkeep = prom.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(5));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
+    spawn_upkeep(prom.clone());
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let keyring = match keys::Keyring::new(g.store.clone(), &eng) {
+        Ok(k) => k,
+        Err(e) => return fail(&[format!("gateway.budgets: {e}")]),
+    };
     let app = Arc::new(server::App {
+        keyring,
         engine: eng,
         keys: g.keys,
         max_body: g.max_body_bytes,
@@ -515,6 +510,20 @@ async fn run(
     .await;
     say("stopped");
     ExitCode::SUCCESS
+}
+
+/// The recorder keeps every histogram sample until something drains it; a
+/// scrape does, and so does this, every 5 s, for the many deployments that
+/// never scrape (issue 18: memory grew with every request).
+fn spawn_upkeep(upkeep: metrics_exporter_prometheus::PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -99,6 +99,8 @@ pub struct LogLine<'a> {
     pub error: Option<&'a str>,
     /// `METHOD /path`, for a request no route took.
     pub route: Option<&'a str>,
+    /// What the key's budget reserved and settled for it.
+    pub cost: Option<crate::keys::CostNote>,
 }
 
 impl LogLine<'_> {
@@ -109,6 +111,9 @@ impl LogLine<'_> {
         let ftl = r.and_then(|r| r.first_token_ms);
         let usage = r.and_then(|r| r.usage);
         let cost = r.and_then(|r| r.cost_usd);
+        let (reserved, settled) = self
+            .cost
+            .map_or((None, None), |c| (Some(c.reserved_usd), c.settled_usd));
         let line = match format {
             LogFormat::Off => return,
             LogFormat::Json => serde_json::json!({
@@ -119,6 +124,7 @@ impl LogLine<'_> {
                 "first_token_ms": ftl.map(round1), "duration_ms": round1(self.duration_ms),
                 "prompt_tokens": usage.map(|u| u.prompt_tokens),
                 "completion_tokens": usage.map(|u| u.completion_tokens), "cost_usd": cost,
+                "reserved_usd": reserved, "settled_usd": settled,
             })
             .to_string(),
             LogFormat::Logfmt => {
@@ -145,6 +151,12 @@ impl LogLine<'_> {
                 }
                 if let Some(c) = cost {
                     let _ = write!(s, " cost_usd={c:.8}");
+                }
+                if let Some(r) = reserved {
+                    let _ = write!(s, " reserved_usd={r:.6}");
+                }
+                if let Some(c) = settled {
+                    let _ = write!(s, " settled_usd={c:.6}");
                 }
                 if let Some(e) = self.error {
                     let _ = write!(s, " error={}", quote(e));

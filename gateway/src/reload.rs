@@ -3,7 +3,7 @@
 //! changes. The engine swaps the catalog without losing streams or learned
 //! health ([`llmux::Engine::reload`]); an invalid file changes nothing.
 //! The `gateway` section is read too, but its settings (listen address,
-//! keys, body limit, keep-alive, drain time, health file) are fixed at
+//! keys and their policies, the key budget store, body limit, keep-alive, drain time, health file) are fixed at
 //! start: a changed one is reported as needing a restart. Each reload
 //! leaves one log line and counts in `llmux_reloads_total`.
 
@@ -54,8 +54,12 @@ pub struct Reloader {
 #[derive(PartialEq)]
 struct Fixed {
     listen: std::net::SocketAddr,
-    /// Key names and secrets, compared as a whole.
-    keys: Vec<(String, Vec<u8>)>,
+    /// Key names, secrets and policies (models, budgets, limits, admin),
+    /// compared as a whole: the keyring and its budget store are fixed at
+    /// start, so their ledgers live as long as the process.
+    keys: Vec<(String, Vec<u8>, String)>,
+    /// `gateway.budgets` (the key budget store), compared as a whole.
+    budgets: String,
     max_body_bytes: usize,
     drain_ms: u64,
     keepalive_ms: u64,
@@ -69,8 +73,9 @@ impl Fixed {
             keys: g
                 .keys
                 .iter()
-                .map(|k| (k.name.clone(), k.secret.clone()))
+                .map(|k| (k.name.clone(), k.secret.clone(), format!("{:?}", k.policy)))
                 .collect(),
+            budgets: format!("{:?}", g.store),
             max_body_bytes: g.max_body_bytes,
             drain_ms: g.drain_ms,
             keepalive_ms: g.keepalive_ms,
@@ -88,6 +93,7 @@ impl Fixed {
         };
         diff(self.listen == new.listen, "listen");
         diff(self.keys == new.keys, "keys");
+        diff(self.budgets == new.budgets, "budgets");
         diff(self.max_body_bytes == new.max_body_bytes, "max_body_bytes");
         diff(self.drain_ms == new.drain_ms, "drain_ms");
         diff(self.keepalive_ms == new.keepalive_ms, "keepalive_ms");

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use llmux::budget::Lease;
 use llmux::protocol::sse;
 use llmux::{
     Circuit, DataPolicy, EndpointStats, Engine, Event, EventKind, Price, Protocol, RequestEvents,
@@ -38,6 +39,8 @@ pub const COMPLETIONS: &[(&str, Protocol)] = &[
 /// Everything the handlers share.
 pub struct App {
     pub engine: Arc<Engine>,
+    /// Budgets, limits and model access of the keys.
+    pub keyring: crate::keys::Keyring,
     pub keys: Vec<CallerKey>,
     pub max_body: usize,
     pub keepalive: Duration,
@@ -99,6 +102,8 @@ fn api_routes() -> Router<Arc<App>> {
         .route("/v1/models", get(models_by_header))
         .route("/anthropic/v1/models", get(anthropic_models))
         .route("/v1/stats", get(stats))
+        .route("/v1/key", get(key_info))
+        .route("/v1/keys", get(keys_info))
         .merge(crate::gemini::routes())
 }
 
@@ -204,28 +209,37 @@ fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
 /// The name of the caller's key (`-` when the gateway has none), or a 401
 /// in the caller's protocol. Every key is compared, in constant time.
 pub(crate) fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str> {
-    authorize_key(app, presented_key(h), proto)
+    Ok(authorize_key(app, h, proto)?.map_or("-", |k| k.name.as_str()))
 }
 
-/// [`authorize`] with the key already found (Gemini routes also take it
-/// from `?key=`).
-pub(crate) fn authorize_key<'a>(
+/// The caller's key (`None` when the gateway has none), or a 401.
+fn authorize_key<'a>(
+    app: &'a App,
+    h: &HeaderMap,
+    proto: Protocol,
+) -> Result<Option<&'a CallerKey>> {
+    authorize_presented(app, presented_key(h), proto)
+}
+
+/// [`authorize_key`] with the key already found (Gemini routes also take
+/// it from `?key=`).
+pub(crate) fn authorize_presented<'a>(
     app: &'a App,
     presented: Option<&[u8]>,
     proto: Protocol,
-) -> Result<&'a str> {
+) -> Result<Option<&'a CallerKey>> {
     use subtle::ConstantTimeEq;
     if app.keys.is_empty() {
-        return Ok("-");
+        return Ok(None);
     }
     let given = presented.unwrap_or(b"");
     let mut found = None;
     for k in &app.keys {
         if bool::from(k.secret.as_slice().ct_eq(given)) {
-            found = Some(k.name.as_str());
+            found = Some(k);
         }
     }
-    found.ok_or_else(|| {
+    found.map(Some).ok_or_else(|| {
         let msg = if presented.is_none() {
             "missing API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`"
         } else {
@@ -341,6 +355,8 @@ pub(crate) struct Ctx {
     pub key: String,
     pub stream: bool,
     pub started: Instant,
+    /// The key's reservation, settled or released by `finish_with`.
+    pub lease: std::sync::Mutex<Option<Lease>>,
 }
 
 impl Ctx {
@@ -357,6 +373,12 @@ impl Ctx {
         routing: Option<&RoutingRecord>,
         error: Option<&str>,
     ) {
+        let lease = self.lease.lock().ok().and_then(|mut l| l.take());
+        let cost = routing.and_then(|r| r.cost_usd);
+        let tokens = routing
+            .and_then(|r| r.usage)
+            .map_or(0, |u| u.prompt_tokens + u.completion_tokens);
+        let note = crate::keys::finish(&self.key, lease, cost, tokens, outcome);
         if let Some(r) = routing {
             record::observe(&self.model, r, outcome);
         } else {
@@ -374,6 +396,7 @@ impl Ctx {
             routing,
             error,
             route: None,
+            cost: note,
         }
         .write(self.app.log);
     }
@@ -381,7 +404,8 @@ impl Ctx {
 
 async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> Result<Response> {
     let started = Instant::now();
-    let key = authorize(&app, &h, proto)?.to_owned();
+    let caller = authorize_key(&app, &h, proto)?;
+    let key = caller.map_or("-", |k| k.name.as_str()).to_owned();
     let mut bytes = read_body(&app, &h, body, proto).await?;
     // i25: Cursor posts Responses-shaped bodies here (docs/gateway.md).
     if proto == Protocol::OpenAi {
@@ -396,21 +420,25 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
             }
         }
     }
-    let events = submit(&app, proto, &h, &bytes, &key)?;
+    let (events, lease) = submit(&app, proto, &h, &bytes, caller, &key).await?;
     // The body is not needed while the answer streams.
     drop(bytes);
-    respond(app, proto, key, events, started).await
+    respond(app, proto, key, events, lease, started).await
 }
 
-/// Hands a read body to the engine; a refusal in the caller's protocol.
-pub(crate) fn submit(
+/// Hands a read body to the engine once the caller's key admits it (its
+/// reservation comes back with the events); a refusal in the caller's
+/// protocol.
+pub(crate) async fn submit(
     app: &App,
     proto: Protocol,
     h: &HeaderMap,
     bytes: &[u8],
+    caller: Option<&CallerKey>,
     key: &str,
-) -> Result<RequestEvents> {
+) -> Result<(RequestEvents, Option<Lease>)> {
     let opts = SubmitOptions {
+        provider_defaults: caller.and_then(|k| k.policy.provider.clone()),
         forward_headers: anthropic_headers(h),
         // Claude Code's and Codex's session ids keep a session on one
         // endpoint (warm prompt caches).
@@ -421,9 +449,26 @@ pub(crate) fn submit(
             .map(|s| format!("session:{s}")),
         upstream_error_bodies: true,
     };
-    app.engine
-        .submit_with(proto, bytes, opts)
-        .map_err(|e| submit_error(app, proto, &e, bytes, key))
+    let prepared = app
+        .engine
+        .prepare(proto, bytes, opts)
+        .map_err(|e| submit_error(app, proto, &e, bytes, key))?;
+    let lease = match caller {
+        Some(k) => {
+            let reject = |status, reason, message: String| {
+                app.reject(proto, status, reason, message)
+                    .model(prepared.model())
+                    .key(key)
+            };
+            app.keyring.admit(reject, k, &prepared).await?
+        }
+        None => None,
+    };
+    let events = app
+        .engine
+        .start(prepared)
+        .map_err(|e| submit_error(app, proto, &e, bytes, key))?;
+    Ok((events, lease))
 }
 
 /// The answer to a submitted request: a stream or a whole body.
@@ -432,6 +477,7 @@ pub(crate) async fn respond(
     proto: Protocol,
     key: String,
     events: RequestEvents,
+    lease: Option<Lease>,
     started: Instant,
 ) -> Result<Response> {
     let ctx = Ctx {
@@ -442,6 +488,7 @@ pub(crate) async fn respond(
         key,
         stream: events.is_stream(),
         started,
+        lease: std::sync::Mutex::new(lease),
     };
     if ctx.stream {
         stream_response(ctx, events).await
@@ -723,8 +770,19 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Result<Response
 /// covers per-message overhead).
 async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Result<Response> {
     let proto = Protocol::Anthropic;
-    authorize(&app, &h, proto)?;
+    let caller = authorize_key(&app, &h, proto)?;
     let bytes = read_body(&app, &h, body, proto).await?;
+    if let Some(k) = caller {
+        let model = model_of(&bytes);
+        if !k.policy.allows(&model) {
+            let message = format!("the key `{}` may not call the model `{model}`", k.name);
+            return Err(app
+                .reject(proto, 403, "model_not_allowed", message)
+                .model(model)
+                .key(&k.name)
+                .into());
+        }
+    }
     let mut counted = "estimate";
     let upstream = app
         .engine
@@ -811,12 +869,13 @@ pub(crate) struct ListedModel {
 }
 
 /// The engine's stats, endpoints grouped by model in catalog order.
-pub(crate) fn endpoints_by_model(app: &App) -> Vec<ListedModel> {
+pub(crate) fn endpoints_by_model(app: &App, key: Option<&CallerKey>) -> Vec<ListedModel> {
     let mut eps = app.engine.stats().endpoints;
     app.engine
         .catalog()
         .models
         .iter()
+        .filter(|m| key.is_none_or(|k| k.policy.allows(&m.slug)))
         .map(|m| {
             let (mine, rest) = eps.drain(..).partition(|e| e.model == m.slug);
             eps = rest;
@@ -836,9 +895,9 @@ fn unix(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn openai_models(app: &App) -> Value {
+fn openai_models(app: &App, key: Option<&CallerKey>) -> Value {
     let created = unix(app.started);
-    let data: Vec<Value> = endpoints_by_model(app)
+    let data: Vec<Value> = endpoints_by_model(app, key)
         .into_iter()
         .map(|m| {
             let (slug, eps) = (m.slug, m.endpoints);
@@ -872,10 +931,14 @@ fn per_token(per_million: f64) -> String {
     }
 }
 
-fn anthropic_models_json(app: &App) -> Value {
+fn anthropic_models_json(app: &App, key: Option<&CallerKey>) -> Value {
     let created = rfc3339(unix(app.started));
     let cat = app.engine.catalog();
-    let models = &cat.models;
+    let models: Vec<_> = cat
+        .models
+        .iter()
+        .filter(|m| key.is_none_or(|k| k.policy.allows(&m.slug)))
+        .collect();
     let data: Vec<Value> = models
         .iter()
         .map(|m| json!({"type": "model", "id": m.slug, "display_name": m.slug, "created_at": created}))
@@ -886,7 +949,7 @@ fn anthropic_models_json(app: &App) -> Value {
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-fn rfc3339(secs: u64) -> String {
+pub(crate) fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.
@@ -909,10 +972,10 @@ fn rfc3339(secs: u64) -> String {
 
 async fn models_by_header(State(app): St, h: HeaderMap) -> Result<Response> {
     if h.contains_key("x-goog-api-key") || h.contains_key("x-goog-api-client") {
-        authorize(&app, &h, Protocol::Gemini)?;
+        let key = authorize_key(&app, &h, Protocol::Gemini)?;
         return Ok(json_response(
             200,
-            crate::gemini::models_json(&app).to_string(),
+            crate::gemini::models_json(&app, key).to_string(),
         ));
     }
     let proto = if h.contains_key("anthropic-version") {
@@ -920,17 +983,20 @@ async fn models_by_header(State(app): St, h: HeaderMap) -> Result<Response> {
     } else {
         Protocol::OpenAi
     };
-    authorize(&app, &h, proto)?;
+    let key = authorize_key(&app, &h, proto)?;
     let v = match proto {
-        Protocol::Anthropic => anthropic_models_json(&app),
-        _ => openai_models(&app),
+        Protocol::Anthropic => anthropic_models_json(&app, key),
+        _ => openai_models(&app, key),
     };
     Ok(json_response(200, v.to_string()))
 }
 
 async fn anthropic_models(State(app): St, h: HeaderMap) -> Result<Response> {
-    authorize(&app, &h, Protocol::Anthropic)?;
-    Ok(json_response(200, anthropic_models_json(&app).to_string()))
+    let key = authorize_key(&app, &h, Protocol::Anthropic)?;
+    Ok(json_response(
+        200,
+        anthropic_models_json(&app, key).to_string(),
+    ))
 }
 
 /// `GET /v1/models/{vendor}/{name}/endpoints` (routed by
@@ -940,13 +1006,13 @@ pub(crate) async fn model_endpoints(
     h: HeaderMap,
     asked: String,
 ) -> Result<Response> {
-    authorize(&app, &h, Protocol::OpenAi)?;
+    let key = authorize_key(&app, &h, Protocol::OpenAi)?;
     // An alias names its model.
     let cat = app.engine.catalog();
     let slug = cat
         .model(&asked)
         .map_or(asked, |i| cat.models[i].slug.clone());
-    let Some(m) = endpoints_by_model(&app)
+    let Some(m) = endpoints_by_model(&app, key)
         .into_iter()
         .find(|m| m.slug == slug)
     else {
@@ -965,11 +1031,18 @@ async fn stats(State(app): St, h: HeaderMap) -> Result<Response> {
     Ok(json_response(200, app.engine.stats_json()))
 }
 
-/// i24: reloads the catalog from the config file. Any configured key may
-/// (without keys: only while listening on loopback).
+/// i24: reloads the catalog from the config file. With keys, only a key
+/// with `admin: true` may (403 otherwise); without keys, only while
+/// listening on loopback.
 async fn admin_reload(State(app): St, h: HeaderMap) -> Result<Response> {
-    authorize(&app, &h, Protocol::OpenAi)?;
-    // Hook for admin key policy: require an admin key here once keys carry it.
+    let caller = authorize_key(&app, &h, Protocol::OpenAi)?;
+    if caller.is_some_and(|k| !k.policy.admin) {
+        let message = "only a key with `admin: true` may reload the catalog";
+        return Err(app
+            .reject(Protocol::OpenAi, 403, "not_admin", message)
+            .key(caller.map_or("-", |k| k.name.as_str()))
+            .into());
+    }
     let Some(r) = app.reloader.as_ref() else {
         return Err(app
             .reject(Protocol::OpenAi, 404, "not_found", "reload is not enabled")
@@ -1001,12 +1074,67 @@ async fn alive() -> Response {
 async fn ready(State(app): St) -> Response {
     let eps = app.engine.stats().endpoints;
     let usable = eps.iter().filter(|e| e.circuit != Circuit::Open).count();
-    let status = if usable > 0 { 200 } else { 503 };
+    // Keys with a budget are refused while a fail-closed store is down.
+    let store = app.keyring.status();
+    let budgets = app.keys.iter().any(|k| k.policy.limits.budget.is_some());
+    let store_down = budgets
+        && store["ok"] == false
+        && app.keyring.cfg.budget_fail == llmux::budget::FailMode::Closed;
+    let is_ready = usable > 0 && !store_down;
+    let status = if is_ready { 200 } else { 503 };
     json_response(
         status,
-        json!({"ready": usable > 0, "endpoints": eps.len(), "usable_endpoints": usable})
+        json!({"ready": is_ready, "endpoints": eps.len(), "usable_endpoints": usable, "key_store": store})
             .to_string(),
     )
+}
+
+/// `GET /api/v1/key`: the calling key's usage and limits (OpenRouter's
+/// shape, plus the period).
+async fn key_info(State(app): St, h: HeaderMap) -> Result<Response> {
+    let Some(k) = authorize_key(&app, &h, Protocol::OpenAi)? else {
+        let body = json!({"data": {"label": "-", "usage": 0.0, "limit": null, "limit_remaining": null,
+            "is_free_tier": false, "rate_limit": {"requests": null, "interval": "60s"}}});
+        return Ok(json_response(200, body.to_string()));
+    };
+    let u = usage_of(&app, k).await?;
+    Ok(json_response(
+        200,
+        json!({"data": crate::keys::key_json(k, &u)}).to_string(),
+    ))
+}
+
+/// `GET /api/v1/keys`, for an admin key: every key's usage, this period
+/// and the previous one.
+async fn keys_info(State(app): St, h: HeaderMap) -> Result<Response> {
+    let k = authorize_key(&app, &h, Protocol::OpenAi)?;
+    if !k.is_some_and(|k| k.policy.admin) {
+        let message = "only a key with `admin: true` may read every key's usage";
+        return Err(app
+            .reject(Protocol::OpenAi, 403, "not_admin", message)
+            .key(k.map_or("-", |k| k.name.as_str()))
+            .into());
+    }
+    let mut data = Vec::new();
+    for k in &app.keys {
+        data.push(crate::keys::keys_entry(k, &usage_of(&app, k).await?));
+    }
+    let body = json!({"data": data, "store": app.keyring.status()});
+    Ok(json_response(200, body.to_string()))
+}
+
+async fn usage_of(app: &App, k: &CallerKey) -> Result<llmux::budget::Usage> {
+    let p = &k.policy;
+    app.keyring
+        .budgets
+        .usage(&p.subject, &p.limits)
+        .await
+        .map_err(|e| {
+            let message = format!("cannot read the usage of key `{}`: {e}", k.name);
+            app.reject(Protocol::OpenAi, 503, "budget_store_unavailable", message)
+                .key(&k.name)
+                .into()
+        })
 }
 
 /// Prometheus text; per-endpoint gauges are refreshed from the engine first.

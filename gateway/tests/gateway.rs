@@ -1335,7 +1335,7 @@ fn check_reports_each_problem_once_at_its_line_and_column() {
              expected one of `provider`, `name`, `upstream_model`, `price`, `context_window`, \
              `expected_first_token_ms`, `max_concurrency`, `region`, `data_policy`, `quantization`, \
              `supported_parameters` at line 7 column 40\n  gateway.keyz: unknown \
-             field `keyz`, expected one of `listen`, `keys`, `max_body_bytes`, `drain_ms`, \
+             field `keyz`, expected one of `listen`, `keys`, `budgets`, `max_body_bytes`, `drain_ms`, \
              `keepalive_ms`, `health_file`, `limits`, `tls` at line 10 column 48\n"
         )
     );

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 const KEY_ENV: &str = "LLMUX_TEST_RELOAD_KEY";
 const KEY: &str = "test-reload-key-not-a-secret";
+/// A second key, without `admin: true`.
+const USER_KEY_ENV: &str = "LLMUX_TEST_RELOAD_USER_KEY";
+const USER_KEY: &str = "test-reload-user-key-not-a-secret";
 
 /// A running `llmux serve`; killed on drop.
 struct Gateway {
@@ -95,6 +98,7 @@ fn start(cfg: &Value, extra: &[&str]) -> Gateway {
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(extra)
         .env(KEY_ENV, KEY)
+        .env(USER_KEY_ENV, USER_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -146,7 +150,10 @@ fn config(servers: &[(&MockServer, f64, f64)], gateway: Value) -> Value {
 }
 
 fn keyed() -> Value {
-    json!({"keys": [{"env": KEY_ENV, "name": "tests"}]})
+    json!({"keys": [
+        {"env": KEY_ENV, "name": "tests", "admin": true},
+        {"env": USER_KEY_ENV, "name": "user"},
+    ]})
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -373,6 +380,19 @@ fn admin_reload_needs_a_key_and_refuses_an_invalid_file() {
         assert_eq!(r.status(), 401);
         let r = http.post(&admin).bearer_auth("wrong").send().await.unwrap();
         assert_eq!(r.status(), 401);
+        // A valid key without `admin: true` may not reload.
+        let r = http
+            .post(&admin)
+            .bearer_auth(USER_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("admin"),
+            "{v}"
+        );
         let before = stats_of(&http, &gw, "a/default").await;
         // Invalid: every problem named, nothing changes.
         let mut bad = cfg.clone();

@@ -90,9 +90,16 @@ cat > "$work/llmux.json" <<JSON
   {"slug": "demo/gc-oa", "endpoints": [$(endpoint gc-oa default 10)]}],
  "health": {"explore_ratio": 0, "failure_threshold": 1000},
  "retry": {"max_retries": 0},
- "gateway": {"keys": [{"env": "LLMUX_TEST_KEY", "name": "clients"}]}}
+ "gateway": {"keys": [{"env": "LLMUX_TEST_KEY", "name": "clients"},
+   {"env": "LLMUX_TEST_KEY_MODELS", "name": "models", "models": ["demo/oa"]},
+   {"env": "LLMUX_TEST_KEY_BROKE", "name": "broke", "budget": {"usd": 0, "period": "day"}},
+   {"env": "LLMUX_TEST_KEY_RPM", "name": "rpm", "limits": {"rpm": 1}}]}}
 JSON
 export LLMUX_TEST_KEY=llmux-test-key-not-a-secret
+# Key policies (docs/keys.md): fake values.
+export LLMUX_TEST_KEY_MODELS=llmux-models-key-not-a-secret
+export LLMUX_TEST_KEY_BROKE=llmux-broke-key-not-a-secret
+export LLMUX_TEST_KEY_RPM=llmux-rpm-key-not-a-secret
 "$target/debug/llmux" check --config "$work/llmux.json" >/dev/null
 "$target/debug/llmux" serve --config "$work/llmux.json" --listen 127.0.0.1:0 --log-format json \
   >"$work/gw.out" 2>"$work/gw.log" &
@@ -111,6 +118,8 @@ if ! cmp -s "$req" "$venv/.requirements"; then
   cp "$req" "$venv/.requirements"
 fi
 LLMUX_GATEWAY_URL=$gw LLMUX_GATEWAY_KEY=$LLMUX_TEST_KEY LLMUX_FLEET=$fleet \
+  LLMUX_GATEWAY_KEY_MODELS=$LLMUX_TEST_KEY_MODELS LLMUX_GATEWAY_KEY_BROKE=$LLMUX_TEST_KEY_BROKE \
+  LLMUX_GATEWAY_KEY_RPM=$LLMUX_TEST_KEY_RPM \
   "$venv/bin/python" tests/python/gateway_clients.py
 
 # --- the openai SDK over TLS and HTTP/2 (gateway.tls, issue 25) --------------
@@ -323,4 +332,24 @@ sys.exit(0 if len(turns) >= 2 and has_result(turns[-1]) else 1)'; then
   [ "$n" -ge 2 ] || { echo "FAIL Claude Code ($model): $n successful requests logged"; exit 1; }
   echo "ok   Claude Code $cc_version with $model: tool call, tool result, final text ($n requests through the gateway)"
 done
+# A key whose budget is spent (docs/keys.md): Claude Code shows the 402's
+# message and stops instead of retrying.
+home=$work/home-broke
+mkdir -p "$home/project"
+before=$(grep -c '"key":"broke".*"status":402' "$work/gw.log" || true)
+rc=0
+out=$(cd "$home/project" && env -i PATH="$PATH" HOME="$home" CLAUDE_CONFIG_DIR="$home/.claude" \
+    ANTHROPIC_BASE_URL="$gw/api/anthropic" ANTHROPIC_AUTH_TOKEN="$LLMUX_TEST_KEY_BROKE" \
+    ANTHROPIC_MODEL=demo/cc-an ANTHROPIC_SMALL_FAST_MODEL=demo/cc-an ANTHROPIC_DEFAULT_HAIKU_MODEL=demo/cc-an \
+    DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 DISABLE_ERROR_REPORTING=1 DISABLE_BUG_COMMAND=1 \
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+    timeout 120 "$claude" -p "Say hi." --model demo/cc-an 2>"$work/claude-broke.err") || rc=$?
+[ "$rc" -ne 124 ] || { echo "FAIL Claude Code with a spent budget: still running after 120 s (retrying?)"; exit 1; }
+case "$out $(cat "$work/claude-broke.err")" in
+  *"budget exhausted"*) ;;
+  *) echo "FAIL Claude Code with a spent budget: no budget message: $out"; cat "$work/claude-broke.err"; exit 1 ;;
+esac
+n=$(( $(grep -c '"key":"broke".*"status":402' "$work/gw.log" || true) - before ))
+[ "$n" -le 4 ] || { echo "FAIL Claude Code with a spent budget: $n refused requests (it retried)"; exit 1; }
+echo "ok   Claude Code with a spent budget: shows the message and stops (exit $rc, $n refused requests)"
 echo "gateway client checks passed"

@@ -84,6 +84,47 @@ pub struct SubmitOptions {
     /// upstream's body unchanged (a gateway passes it on; clients such as
     /// Claude Code match its wording). Otherwise llmux's own envelope.
     pub upstream_error_bodies: bool,
+    /// Provider preferences that replace the engine's defaults for this
+    /// request (a gateway key's `provider`, already narrowed from them);
+    /// the request may narrow them further, never widen them.
+    pub provider_defaults: Option<crate::routing::filter::Preferences>,
+}
+
+/// A request parsed and checked but not sent yet ([`Engine::prepare`]):
+/// what it may cost can be reserved before [`Engine::start`] sends it.
+/// It holds the catalog generation it was parsed on, so a reload in
+/// between changes nothing for it.
+pub struct Prepared {
+    req: request::ParsedRequest,
+    opts: SubmitOptions,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("req", &self.req)
+            .field("generation", &self.inner.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// The model the caller asked for.
+    pub fn model(&self) -> &str {
+        &self.req.requested_model
+    }
+
+    /// Slugs of every model the request may be served by (fallbacks too).
+    pub fn models(&self) -> impl Iterator<Item = &str> {
+        self.req.routes.iter().map(|r| r.slug.as_str())
+    }
+
+    /// The request's worst cost and tokens, priced on the catalog it was
+    /// parsed on: see [`crate::budget::estimate`].
+    pub fn estimate(&self, default_output: u64) -> crate::budget::Ask {
+        crate::budget::estimate(&self.inner.catalog, &self.req, default_output)
+    }
 }
 
 /// One request's events, from `Engine::submit_with`: its chunks in order,
@@ -224,6 +265,9 @@ struct Inner {
     /// Set when a reload replaced this generation: its background tasks end.
     retired: Arc<tokio::sync::Notify>,
     retired_flag: AtomicBool,
+    /// The store of `user_budgets`, when configured: engine-wide, so its
+    /// ledgers survive a reload (every generation shares this `Arc`).
+    budgets: Option<Arc<crate::budget::Budgets>>,
 }
 
 /// Sticky key -> (endpoint identity, last use).
@@ -322,7 +366,9 @@ impl Engine {
                 .build()
         }
         .map_err(|e| EngineError::Runtime(e.to_string()))?;
-        let (inner, shared_rx) = Inner::build(catalog, None).map_err(EngineError::Runtime)?;
+        let budgets = user_budget_store(&catalog)?;
+        let (inner, shared_rx) =
+            Inner::build(catalog, None, budgets).map_err(EngineError::Runtime)?;
         let inner = Arc::new(inner);
         reload::start_tasks(&runtime, &inner, shared_rx);
         Ok(Engine {
@@ -378,18 +424,45 @@ impl Engine {
         body: &[u8],
         opts: SubmitOptions,
     ) -> Result<RequestEvents, SubmitError> {
+        let p = self.prepare(protocol, body, opts)?;
+        self.start(p)
+    }
+
+    /// Parses and checks a request without sending it (`submit_with` in
+    /// two steps, for a caller that reserves a budget in between). The
+    /// request is bound to the current catalog generation here.
+    pub fn prepare(
+        &self,
+        protocol: Protocol,
+        body: &[u8],
+        mut opts: SubmitOptions,
+    ) -> Result<Prepared, SubmitError> {
         let inner = self.inner();
+        if inner.closing.load(Ordering::Acquire) || self.runtime.is_none() {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let cat = &inner.catalog;
+        let defaults = opts.provider_defaults.take();
+        let mut req = match &defaults {
+            Some(d) => request::parse_with_defaults(cat, protocol, body, d),
+            None => request::parse(cat, protocol, body),
+        }
+        .map_err(SubmitError::Request)?;
+        if req.sticky_key.is_none() {
+            req.sticky_key = opts.sticky_key.take();
+        }
+        Ok(Prepared { req, opts, inner })
+    }
+
+    /// Sends a prepared request (on the generation it was prepared on).
+    pub fn start(&self, p: Prepared) -> Result<RequestEvents, SubmitError> {
+        let Prepared { req, opts, inner } = p;
         if inner.closing.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
         let Some(rt) = &self.runtime else {
             return Err(SubmitError::ShuttingDown);
         };
-        let mut req =
-            request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
-        if req.sticky_key.is_none() {
-            req.sticky_key = opts.sticky_key;
-        }
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (stream, model) = (req.stream, req.requested_model.clone());
         let (cancel_tx, cancel_rx) = oneshot::channel();
@@ -632,6 +705,7 @@ impl Engine {
                     aliases: m.aliases.clone(),
                 })
                 .collect(),
+            users: user_usage(inner),
         }
     }
 
@@ -1029,4 +1103,48 @@ fn parameters_of(ep: &crate::catalog::Endpoint) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_owned())
         .collect()
+}
+
+/// Usage of every user seen (`user_budgets`), for [`Stats::users`].
+fn user_usage(inner: &Inner) -> Vec<crate::api::UserUsage> {
+    let (Some(b), Some(cfg)) = (&inner.budgets, &inner.catalog.user_budgets) else {
+        return Vec::new();
+    };
+    let crate::budget::Store::Local(store) = &b.store else {
+        return Vec::new();
+    };
+    let now = crate::budget::now_ms();
+    let mut out: Vec<_> = store
+        .subjects()
+        .into_iter()
+        .filter_map(|s| {
+            let p = cfg.policy(&s)?;
+            let u = store.usage(&s, &p.limits, now);
+            Some(crate::api::UserUsage::new(&s, &p.limits, &u))
+        })
+        .collect();
+    out.sort_by(|a, b| a.user.cmp(&b.user));
+    out
+}
+
+/// The local store of `user_budgets` (journaled when it names a file).
+/// Opened once per engine: a reload keeps it (see `reload.rs`).
+pub(super) fn user_budget_store(
+    catalog: &Catalog,
+) -> Result<Option<Arc<crate::budget::Budgets>>, EngineError> {
+    use crate::budget::{local::LocalStore, Budgets, FailMode, Store};
+    let Some(u) = &catalog.user_budgets else {
+        return Ok(None);
+    };
+    let store = match &u.file {
+        Some(f) => LocalStore::open(f, u.fsync).map_err(|message| {
+            EngineError::Config(ConfigErrors(vec![crate::config::ConfigError {
+                path: "user_budgets.file".into(),
+                message,
+            }]))
+        })?,
+        None => LocalStore::memory(),
+    };
+    let b = Budgets::new(Store::Local(store), FailMode::Closed, FailMode::Open);
+    Ok(Some(Arc::new(b)))
 }

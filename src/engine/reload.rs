@@ -48,7 +48,8 @@ pub struct ReloadReport {
     /// Requests still running on older catalogs when the swap happened.
     pub draining_requests: usize,
     /// Settings that changed but only take effect on a restart (the
-    /// engine keeps the old value): `worker_threads`.
+    /// engine keeps the old value): `worker_threads`, `user_budgets.file`
+    /// (the budget store is kept, with its ledgers).
     pub restart_required: Vec<String>,
     /// The new catalog's warnings (as `llmux check` shows them).
     pub warnings: Vec<ConfigError>,
@@ -81,9 +82,11 @@ impl Inner {
     /// after `base`, sharing its engine-wide parts and the health of the
     /// endpoints both have. Also returns the shared-health receiver its
     /// sync task drains, when health is shared.
+    /// `budgets`: the `user_budgets` store, shared by every generation.
     pub(super) fn build(
         catalog: Catalog,
         base: Option<&Inner>,
+        budgets: Option<Arc<crate::budget::Budgets>>,
     ) -> Result<(Inner, Option<UnboundedReceiver<Signal>>), String> {
         let identity = identities(&catalog);
         let index: HashMap<Arc<str>, usize> = identity
@@ -126,6 +129,7 @@ impl Inner {
             generation: base.map_or(0, |b| b.generation + 1),
             retired: Arc::new(tokio::sync::Notify::new()),
             retired_flag: AtomicBool::new(false),
+            budgets,
             catalog,
             health,
             index,
@@ -225,8 +229,9 @@ impl Engine {
             restart_required.push("worker_threads".to_owned());
         }
         let warnings = catalog.warnings.clone();
+        let budgets = carried_budgets(&old, &catalog, &mut restart_required)?;
         let (next, shared_rx) =
-            Inner::build(catalog, Some(&old)).map_err(|m| refuse("proxy", m))?;
+            Inner::build(catalog, Some(&old), budgets).map_err(|m| refuse("proxy", m))?;
         let next = Arc::new(next);
         let report = report(&old, &next, restart_required, warnings);
         start_tasks(rt, &next, shared_rx);
@@ -243,6 +248,30 @@ impl Engine {
     pub fn generation(&self) -> u64 {
         self.inner().generation
     }
+}
+
+/// The `user_budgets` store of the next generation: the engine's one, so
+/// spend, reservations and windows survive the reload (a changed `file` or
+/// `fsync` takes a restart); opened now when the first catalog had none.
+fn carried_budgets(
+    old: &Inner,
+    catalog: &Catalog,
+    restart_required: &mut Vec<String>,
+) -> Result<Option<Arc<crate::budget::Budgets>>, ConfigErrors> {
+    let Some(b) = &old.budgets else {
+        return super::user_budget_store(catalog).map_err(|e| match e {
+            super::EngineError::Config(c) => c,
+            other => ConfigErrors(vec![ConfigError {
+                path: "user_budgets".into(),
+                message: other.to_string(),
+            }]),
+        });
+    };
+    let file = |c: &Catalog| c.user_budgets.as_ref().map(|u| (u.file.clone(), u.fsync));
+    if catalog.user_budgets.is_some() && file(catalog) != file(&old.catalog) {
+        restart_required.push("user_budgets.file".to_owned());
+    }
+    Ok(Some(b.clone()))
 }
 
 fn report(

@@ -764,7 +764,7 @@ pub(super) async fn run(
 ) {
     let started = Instant::now();
     super::prefs::apply(&inner, &mut req, now()); // i22: filter once, before any attempt
-    let channel_raw_errors = channel.upstream_error_bodies;
+    let raw = channel.upstream_error_bodies; // also: `user_budgets` refusals
     let mut term = Terminal {
         inner: inner.clone(),
         id,
@@ -784,6 +784,9 @@ pub(super) async fn run(
     let notify = Notify::new();
     let timed_out = AtomicBool::new(false);
     let mut st = RunState::default();
+    let Some(lease) = admit_or_refuse(&inner, &req, started, &mut term, raw).await else {
+        return;
+    };
     let result = {
         let sh = Shared {
             inner: &inner,
@@ -828,8 +831,93 @@ pub(super) async fn run(
         }
     }
     let routing = routing_record(&inner, &req, &st, started);
-    let (kind, data) = terminal_data(&result, routing, req.protocol, channel_raw_errors);
+    settle_user(lease, &routing);
+    let (kind, data) = terminal_data(&result, routing, req.protocol, raw);
     term.emit(kind, data);
+}
+
+/// [`admit_user`]; a refusal is the request's terminal event (`None`).
+async fn admit_or_refuse(
+    inner: &Inner,
+    req: &ParsedRequest,
+    started: Instant,
+    term: &mut Terminal,
+    raw_errors: bool,
+) -> Option<Option<crate::budget::Lease>> {
+    match admit_user(inner, req).await {
+        Ok(l) => Some(l),
+        Err(f) => {
+            let st = RunState::default();
+            let routing = routing_record(inner, req, &st, started);
+            let (kind, data) = terminal_data(&Err(f), routing, req.protocol, raw_errors);
+            term.emit(kind, data);
+            None
+        }
+    }
+}
+
+/// Charges the request's real cost to its user's lease (or releases it).
+fn settle_user(lease: Option<crate::budget::Lease>, routing: &RoutingRecord<'_>) {
+    let Some(lease) = lease else { return };
+    let tokens = routing
+        .usage
+        .map_or(0, |u| u.prompt_tokens + u.completion_tokens);
+    match routing.cost_usd {
+        Some(c) => lease.settle(c, tokens),
+        None => drop(lease),
+    }
+}
+
+/// The reservation of the request's `user` under `user_budgets`, or the
+/// refusal as a failure before any upstream call: 403 (model), 402
+/// (budget, `error_kind` permission), 429 (limits).
+async fn admit_user(
+    inner: &Inner,
+    req: &ParsedRequest,
+) -> Result<Option<crate::budget::Lease>, Failure> {
+    use crate::budget::Refusal;
+    let (Some(b), Some(cfg)) = (&inner.budgets, &inner.catalog.user_budgets) else {
+        return Ok(None);
+    };
+    let Some(user) = req.user.as_deref() else {
+        return Ok(None);
+    };
+    let Some(p) = cfg.policy(user) else {
+        return Ok(None);
+    };
+    let fail = |status, kind, outcome, message| Failure {
+        status,
+        kind,
+        outcome,
+        message,
+        upstream_body: None,
+    };
+    if let Some(m) = req.routes.iter().find(|r| !p.allows(&r.slug)) {
+        let message = format!("the user `{user}` may not call the model `{}`", m.slug);
+        return Err(fail(
+            403,
+            ErrorKind::Permission,
+            "model_not_allowed",
+            message,
+        ));
+    }
+    if p.limits.is_open() {
+        return Ok(None);
+    }
+    let ask = crate::budget::estimate(&inner.catalog, req, cfg.default_max_tokens);
+    let subject: Arc<str> = Arc::from(user);
+    match b.reserve(&subject, &p.limits, ask).await {
+        Ok(l) => Ok(Some(l)),
+        Err(r) => {
+            let message = format!("user `{user}`: {r}");
+            Err(match r {
+                Refusal::Budget { .. } => {
+                    fail(402, ErrorKind::Permission, "budget_exhausted", message)
+                }
+                _ => fail(429, ErrorKind::RateLimit, "rate_limited", message),
+            })
+        }
+    }
 }
 
 /// A terminal event's kind and JSON, written in one pass.

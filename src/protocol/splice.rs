@@ -79,6 +79,16 @@ pub struct Facts<'a> {
     /// llmux's own fields, small objects read as values.
     pub provider: Option<Value>,
     pub models: Option<Value>,
+    /// `max_tokens`, `max_completion_tokens`, `max_output_tokens`, when
+    /// each is a non-negative integer (what a budget reservation reads).
+    pub output_limits: [Option<u64>; 3],
+}
+
+impl Facts<'_> {
+    /// The body's output limit: the first of [`Facts::output_limits`] set.
+    pub fn output_limit(&self) -> Option<u64> {
+        self.output_limits.iter().find_map(|l| *l)
+    }
 }
 
 /// Why a body could not be read.
@@ -149,6 +159,9 @@ impl<'de> Visitor<'de> for Top {
                 "metadata" => f.user_id = m.next_value_seed(Field("user_id"))?,
                 "provider" => f.provider = Some(m.next_value()?),
                 "models" => f.models = Some(m.next_value()?),
+                "max_tokens" => f.output_limits[0] = m.next_value_seed(U64Of)?,
+                "max_completion_tokens" => f.output_limits[1] = m.next_value_seed(U64Of)?,
+                "max_output_tokens" => f.output_limits[2] = m.next_value_seed(U64Of)?,
                 _ => m.next_value_seed(Validate)?,
             }
         }
@@ -225,6 +238,48 @@ impl<'de> Visitor<'de> for Validate {
             m.next_value_seed(Validate)?;
         }
         Ok(())
+    }
+}
+
+/// Any value, validated, kept when it is an integer that fits a `u64`
+/// (as `Value::as_u64` reads it).
+struct U64Of;
+
+impl<'de> DeserializeSeed<'de> for U64Of {
+    type Value = Option<u64>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for U64Of {
+    type Value = Option<u64>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Option<u64>, E> {
+        Ok(Some(n))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<u64>, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, s: A) -> Result<Option<u64>, A::Error> {
+        Validate.visit_seq(s).map(|()| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Option<u64>, A::Error> {
+        Validate.visit_map(m).map(|()| None)
     }
 }
 

@@ -206,9 +206,75 @@ def genai_sdk() -> None:
     check("genai: no SDK retry storm", fleet_requests("limited") - before == 1)
 
 
+def keys_sdk() -> None:
+    """Key policies (docs/keys.md): a model the key may not call is the SDKs'
+    PermissionDeniedError (403), an exhausted budget a 402 APIStatusError
+    that is not retried, a rate limit their RateLimitError (429) with
+    Retry-After."""
+    models_key = os.environ["LLMUX_GATEWAY_KEY_MODELS"]
+    broke_key = os.environ["LLMUX_GATEWAY_KEY_BROKE"]
+    rpm_key = os.environ["LLMUX_GATEWAY_KEY_RPM"]
+    msgs = [{"role": "user", "content": "hi"}]
+    oc = openai.OpenAI(base_url=f"{URL}/api/v1", api_key=models_key)
+    ac = anthropic.Anthropic(base_url=f"{URL}/api/anthropic", api_key=models_key)
+    try:
+        oc.chat.completions.create(model="demo/an", messages=msgs)
+        check("openai 403 model not allowed", False, "no error")
+    except openai.PermissionDeniedError as e:
+        check("openai 403 -> PermissionDeniedError", "may not call" in str(e), e)
+    try:
+        ac.messages.create(model="demo/an", max_tokens=5, messages=msgs)
+        check("anthropic 403 model not allowed", False, "no error")
+    except anthropic.PermissionDeniedError as e:
+        check("anthropic 403 -> PermissionDeniedError", e.body["error"]["type"] == "permission_error", e.body)
+    ids = [m.id for m in oc.models.list()]
+    check("openai models.list shows only the key's models", ids == ["demo/oa"], ids)
+    before = fleet_requests("oa")
+    for name, client, call in (
+        ("openai", openai.OpenAI(base_url=f"{URL}/api/v1", api_key=broke_key),
+         lambda c: c.chat.completions.create(model="demo/oa", messages=msgs)),
+        ("anthropic", anthropic.Anthropic(base_url=f"{URL}/api/anthropic", api_key=broke_key),
+         lambda c: c.messages.create(model="demo/oa", max_tokens=5, messages=msgs)),
+        ("responses", openai.OpenAI(base_url=f"{URL}/api/v1", api_key=broke_key),
+         lambda c: c.responses.create(model="demo/oa", input="hi")),
+    ):
+        sdk = anthropic if name == "anthropic" else openai
+        try:
+            call(client)
+            check(f"{name} 402 budget", False, "no error")
+        except sdk.APIStatusError as e:
+            check(f"{name} 402 -> APIStatusError, budget message",
+                  e.status_code == 402 and "budget exhausted" in str(e)
+                  and e.response.headers.get("x-should-retry") == "false", e)
+    check("402: nothing reached the upstream, no SDK retry", fleet_requests("oa") == before)
+    # max_retries=0: the SDKs would otherwise wait out the Retry-After.
+    oc = openai.OpenAI(base_url=f"{URL}/api/v1", api_key=rpm_key, max_retries=0)
+    oc.chat.completions.create(model="demo/oa", messages=msgs)
+    try:
+        oc.chat.completions.create(model="demo/oa", messages=msgs)
+        check("openai 429 rpm", False, "no error")
+    except openai.RateLimitError as e:
+        ra = int(e.response.headers["retry-after"])
+        check("openai 429 -> RateLimitError with Retry-After", 0 < ra <= 60
+              and e.response.headers.get("x-should-retry") == "true", ra)
+    ac = anthropic.Anthropic(base_url=f"{URL}/api/anthropic", api_key=rpm_key, max_retries=0)
+    try:
+        ac.messages.create(model="demo/oa", max_tokens=5, messages=msgs)
+        check("anthropic 429 rpm", False, "no error")
+    except anthropic.RateLimitError as e:
+        check("anthropic 429 -> RateLimitError", e.body["error"]["type"] == "rate_limit_error", e.body)
+    with urllib.request.urlopen(urllib.request.Request(
+            f"{URL}/api/v1/key", headers={"Authorization": f"Bearer {broke_key}"})) as r:
+        data = json.load(r)["data"]
+    check("/api/v1/key in OpenRouter's shape", data["label"] == "broke" and data["limit"] == 0
+          and data["limit_remaining"] == 0 and data["period"] == "day", data)
+
+
 if __name__ == "__main__":
     openai_sdk()
     anthropic_sdk()
     responses_sdk()
     genai_sdk()
+    if "LLMUX_GATEWAY_KEY_MODELS" in os.environ:
+        keys_sdk()
     print("gateway SDK checks passed")

@@ -144,3 +144,24 @@ fn tree_and_estimate_match_the_old_path() {
     );
     assert_eq!(b.raw("system"), Some(r#""s""#));
 }
+
+#[test]
+fn output_limit_read_in_the_validating_pass() {
+    let limit = |body: &str| read(body.as_bytes()).unwrap().1.output_limit();
+    assert_eq!(
+        limit(r#"{"max_tokens":64,"max_output_tokens":9}"#),
+        Some(64)
+    );
+    assert_eq!(limit(r#"{"max_completion_tokens":32}"#), Some(32));
+    assert_eq!(limit(r#"{"max_output_tokens":7,"x":[1]}"#), Some(7));
+    // As `Value::as_u64` reads them: not negative, not a float or string.
+    assert_eq!(limit(r#"{"max_tokens":-1,"max_output_tokens":5}"#), Some(5));
+    assert_eq!(limit(r#"{"max_tokens":1.5}"#), None);
+    assert_eq!(
+        limit(r#"{"max_tokens":"8","max_completion_tokens":{"a":[]}}"#),
+        None
+    );
+    assert_eq!(limit(r#"{"messages":[]}"#), None);
+    // A bad value inside is still a JSON error, as in a tree.
+    assert!(read(br#"{"max_tokens":[1,]}"#).is_err());
+}
