@@ -47,6 +47,8 @@ pub struct App {
     /// requests are cancelled.
     pub cancel_all: watch::Receiver<bool>,
     pub started: SystemTime,
+    /// i24: what the live dashboard shows (recent requests, charts).
+    pub board: crate::dashboard::Board,
 }
 
 type St = State<Arc<App>>;
@@ -73,6 +75,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(alive).head(alive))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(crate::dashboard::routes()) // i24
         .nest("/api", api.clone())
         .merge(api)
         .fallback(not_found)
@@ -97,6 +100,7 @@ fn api_routes() -> Router<Arc<App>> {
         .route("/v1/models/{vendor}/{name}/endpoints", get(model_endpoints))
         .route("/anthropic/v1/models", get(anthropic_models))
         .route("/v1/stats", get(stats))
+        .route("/v1/route", get(crate::dashboard::route_plan)) // i24
 }
 
 /// The gateway's listener: every accepted connection gets `TCP_NODELAY`.
@@ -135,12 +139,15 @@ async fn not_found(State(app): St, method: Method, uri: Uri, h: HeaderMap) -> Ga
 /// A known path with the wrong method: a 405 that says which one it takes.
 async fn method_not_allowed(State(app): St, method: Method, uri: Uri) -> GatewayError {
     let path = uri.path();
-    let takes =
-        if path.ends_with("/models") || path.ends_with("/endpoints") || path.ends_with("/stats") {
-            "GET"
-        } else {
-            "POST"
-        };
+    let takes = if path.ends_with("/models")
+        || path.ends_with("/endpoints")
+        || path.ends_with("/stats")
+        || path.ends_with("/route")
+    {
+        "GET"
+    } else {
+        "POST"
+    };
     let message = format!("{path} takes {takes}, not {method}");
     app.reject(Protocol::OpenAi, 405, "method_not_allowed", message)
         .route(format!("{method} {path}"))
@@ -211,7 +218,7 @@ fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
 
 /// The name of the caller's key (`-` when the gateway has none), or a 401
 /// in the caller's protocol. Every key is compared, in constant time.
-fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str> {
+pub(crate) fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str> {
     use subtle::ConstantTimeEq;
     if app.keys.is_empty() {
         return Ok("-");
@@ -248,7 +255,7 @@ fn model_of(body: &[u8]) -> String {
 }
 
 /// A submit the engine refused, in the caller's protocol.
-fn submit_error(
+pub(crate) fn submit_error(
     app: &App,
     proto: Protocol,
     e: &SubmitError,
@@ -351,6 +358,18 @@ impl Ctx {
         } else {
             metrics::counter!("llmux_requests_total", "model" => self.model.clone(), "endpoint" => "none", "outcome" => outcome.to_owned()).increment(1);
         }
+        // i24: the dashboard's recent requests and charts.
+        self.app.board.record(crate::dashboard::Finished {
+            id: self.id,
+            now_ms: crate::dashboard::now_ms(),
+            model: &self.model,
+            key: &self.key,
+            stream: self.stream,
+            status,
+            outcome,
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            routing,
+        });
         LogLine {
             id: Some(self.id),
             protocol: self.proto.as_str(),
