@@ -511,11 +511,14 @@ async fn state_json(Ext(app): Ax, h: HeaderMap) -> Result<Response, GatewayError
     Ok(secure(json_response(200, body)))
 }
 
-/// The body `llmux route` and `GET /v1/route` plan: MODEL with an optional
+/// The body `llmux route` and `GET /v1/route` plan: MODEL (a stream when
+/// `stream`: its latency is first-token latency, else complete-response
+/// latency) with an optional
 /// `provider.routing` object and an optional whole `provider` object
 /// (`routing` goes inside it).
 pub fn plan_body(
     model: &str,
+    stream: bool,
     routing: Option<&str>,
     provider: Option<&str>,
 ) -> Result<String, String> {
@@ -524,6 +527,9 @@ pub fn plan_body(
         "model": model,
         "messages": [{"role": "user", "content": "hi"}],
     });
+    if stream {
+        body["stream"] = Value::Bool(true);
+    }
     let routing = match routing {
         Some(r) => Some(
             serde_json::from_str::<Value>(r)
@@ -547,7 +553,8 @@ pub fn plan_body(
     Ok(body.to_string())
 }
 
-/// `GET /v1/route?model=M[&routing=JSON][&provider=JSON]`: what the running
+/// `GET /v1/route?model=M[&stream=true][&routing=JSON][&provider=JSON]`:
+/// what the running
 /// engine would do now for such a request (the JSON of `llmux route
 /// --json`), nothing sent.
 pub async fn route_plan(
@@ -566,6 +573,7 @@ pub async fn route_plan(
     };
     let body = plan_body(
         model,
+        q.get("stream").is_some_and(|v| v == "true" || v == "1"),
         q.get("routing").map(String::as_str),
         q.get("provider").map(String::as_str),
     )

@@ -28,7 +28,7 @@ usage:
   llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]
   llmux check --config FILE
   llmux route --config FILE MODEL [--routing JSON] [--provider JSON] [--json]
-  llmux route --url http://HOST:PORT MODEL [--routing JSON] [--provider JSON] [--json]
+  llmux route --url http://HOST:PORT MODEL [--stream] [--routing JSON] [--provider JSON] [--json]
   llmux help | --help | -h
   llmux --version | -V
 
@@ -47,7 +47,8 @@ options:
   --routing JSON        route: a provider.routing object, e.g. '{\"type\":\"priority\"}'
   --provider JSON       route: a whole provider object (preferences), e.g. '{\"zdr\":true}'
   --json                route: the full plan as JSON
-  --url URL             route: the running gateway at URL instead of --config";
+  --url URL             route: the running gateway at URL instead of --config
+  --stream              route: plan a streaming request (ranked by first-token latency)";
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -97,6 +98,8 @@ struct Args {
     model: Option<String>,
     /// i24: `llmux route --url`.
     url: Option<String>,
+    /// i24: `llmux route --stream`: plan a streaming request.
+    stream: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
@@ -132,6 +135,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
             "--routing" => a.routing = Some(value("--routing")?),
             "--provider" => a.provider = Some(value("--provider")?), // i22
             "--url" if a.command == "route" => a.url = Some(value("--url")?), // i24
+            "--stream" if a.command == "route" => a.stream = true,   // i24
             "--insecure-no-auth" => a.insecure_no_auth = true,
             "--json" => a.json = true,
             "-h" | "--help" => return Ok(Cli::Help),
@@ -270,8 +274,12 @@ fn engine(
 /// `llmux route`: the ranked candidates and why, without sending anything.
 fn route(args: &Args) -> ExitCode {
     let model = args.model.as_deref().expect("checked");
-    let body = match dashboard::plan_body(model, args.routing.as_deref(), args.provider.as_deref())
-    {
+    let body = match dashboard::plan_body(
+        model,
+        args.stream,
+        args.routing.as_deref(),
+        args.provider.as_deref(),
+    ) {
         Ok(b) => b,
         Err(e) => return fail(&[format!("--{e}")]),
     };
@@ -302,6 +310,9 @@ fn route(args: &Args) -> ExitCode {
 fn remote_plan(base: &str, model: &str, args: &Args) -> Result<llmux::Plan, String> {
     let base = base.trim_end_matches('/');
     let mut query = vec![("model", model)];
+    if args.stream {
+        query.push(("stream", "true"));
+    }
     if let Some(r) = &args.routing {
         query.push(("routing", r));
     }
