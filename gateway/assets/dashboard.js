@@ -63,10 +63,22 @@ function render(s) {
   renderRecent(s.recent);
   renderKeys(s.keys);
   const sec = s.bucket_ms / 1000;
-  const avg = s.series.map((b) => b.first_token_count ? b.first_token_sum_ms / b.first_token_count : null);
-  const max = s.series.map((b) => b.first_token_count ? b.first_token_max_ms : null);
+  const series = fill(s);
+  const avg = series.map((b) => b.first_token_count ? b.first_token_sum_ms / b.first_token_count : null);
+  const max = series.map((b) => b.first_token_count ? b.first_token_max_ms : null);
   chart($("chart-latency"), [avg, max], "ms");
-  chart($("chart-rate"), [s.series.map((b) => b.requests / sec), s.series.map((b) => b.errors / sec)], "/s");
+  chart($("chart-rate"), [series.map((b) => b.requests / sec), series.map((b) => b.errors / sec)], "/s");
+}
+
+// The whole chart window: the state sends only buckets with requests.
+function fill(s) {
+  const have = new Map(s.series.map((b) => [b.t_ms, b]));
+  const out = [];
+  for (let i = 0; i < s.buckets; i++) {
+    const t = s.series_start_ms + i * s.bucket_ms;
+    out.push(have.get(t) || { t_ms: t, requests: 0, errors: 0, failovers: 0, first_token_sum_ms: 0, first_token_count: 0, first_token_max_ms: 0 });
+  }
+  return out;
 }
 
 const EP_COLS = ["#", "endpoint", "circuit", "first token (live)", "p50 / p90 / p99", "throughput", "errors", "in flight", "served", "price in / out per M", "why here"];

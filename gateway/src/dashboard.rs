@@ -194,28 +194,18 @@ impl Board {
         g.book(req);
     }
 
-    /// The chart buckets up to `now_ms`, oldest first, with empty buckets
-    /// filled in, and a copy of the rest of what the page shows.
+    /// The chart buckets of the window ending at `now_ms` (only those
+    /// with requests, oldest first; the page fills the gaps), and a copy of
+    /// the rest of what the page shows.
     fn snapshot(&self, now_ms: u64) -> Snapshot {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let last = now_ms / BUCKET_MS * BUCKET_MS;
-        let first = last.saturating_sub(BUCKET_MS * (BUCKETS as u64 - 1));
-        let mut series = Vec::with_capacity(BUCKETS);
-        let mut have = g.buckets.iter().peekable();
-        let mut t = first;
-        while t <= last {
-            while have.peek().is_some_and(|b| b.t_ms < t) {
-                have.next();
-            }
-            match have.peek() {
-                Some(b) if b.t_ms == t => series.push(**b),
-                _ => series.push(Bucket {
-                    t_ms: t,
-                    ..Bucket::default()
-                }),
-            }
-            t += BUCKET_MS;
-        }
+        let first = series_start(now_ms);
+        let series = g
+            .buckets
+            .iter()
+            .filter(|b| b.t_ms >= first)
+            .copied()
+            .collect();
         let pct = g
             .samples
             .iter()
@@ -281,6 +271,12 @@ impl Inner {
     }
 }
 
+/// The first bucket of the chart window that ends at `now_ms`.
+pub fn series_start(now_ms: u64) -> u64 {
+    let last = now_ms / BUCKET_MS * BUCKET_MS;
+    last.saturating_sub(BUCKET_MS * (BUCKETS as u64 - 1))
+}
+
 struct Snapshot {
     recent: Vec<RecentRequest>,
     series: Vec<Bucket>,
@@ -331,6 +327,10 @@ pub struct State {
     pub requests_in_flight: usize,
     pub total_requests: u64,
     pub bucket_ms: u64,
+    /// The chart window: `buckets` buckets from `series_start_ms`; `series`
+    /// holds those with requests (a missing bucket had none).
+    pub series_start_ms: u64,
+    pub buckets: usize,
     pub models: Vec<ModelView>,
     pub recent: Vec<RecentRequest>,
     pub series: Vec<Bucket>,
@@ -443,6 +443,8 @@ pub fn state(engine: &Engine, board: &Board, now_ms: u64, uptime_s: u64) -> Stat
         requests_in_flight: stats.requests_in_flight,
         total_requests: snap.total,
         bucket_ms: BUCKET_MS,
+        series_start_ms: series_start(now_ms),
+        buckets: BUCKETS,
         models,
         recent: snap.recent,
         series: snap.series,

@@ -323,6 +323,7 @@ fn route_endpoint_and_dashboard_state_follow_the_key_rules() {
         "{eps}"
     );
     let series = v["series"].as_array().unwrap();
+    assert_eq!(v["buckets"], 150);
     assert_eq!(
         series
             .iter()
