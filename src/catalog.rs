@@ -228,6 +228,8 @@ pub struct Catalog {
     pub shared: Option<SharedSettings>,
     /// The engine-level `provider` preferences every request narrows.
     pub provider_defaults: crate::routing::filter::Preferences,
+    /// i24: trace export settings, when `telemetry.otlp` is present.
+    pub telemetry: Option<crate::telemetry::OtlpSettings>,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
     /// What the config allows but is probably a mistake (a provider with
@@ -291,6 +293,21 @@ impl Catalog {
             }
             None => Default::default(),
         };
+        // i24: settings from the section, then OTEL_* variables.
+        let telemetry = match cfg.telemetry.as_ref().and_then(|t| t.otlp.as_ref()) {
+            Some(o) => match o.resolve(|k| std::env::var(k).ok()) {
+                Ok(s) => Some(s),
+                Err(m) => {
+                    let (path, message) = m.split_once(": ").unwrap_or(("telemetry.otlp", &m));
+                    errs.push(ConfigError {
+                        path: path.into(),
+                        message: message.into(),
+                    });
+                    None
+                }
+            },
+            None => None,
+        };
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
         }
@@ -308,6 +325,7 @@ impl Catalog {
             max_request_bytes: usize::try_from(max_request_bytes).unwrap_or(usize::MAX),
             shared,
             provider_defaults,
+            telemetry,
             failover,
             model_index,
             warnings,

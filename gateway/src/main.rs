@@ -14,6 +14,7 @@ mod dashboard;
 mod error;
 mod record;
 mod server;
+mod tracing;
 
 use record::LogFormat;
 use std::io::Write;

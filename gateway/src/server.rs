@@ -337,6 +337,8 @@ struct Ctx {
     key: String,
     stream: bool,
     started: Instant,
+    /// i24: the HTTP server span, when the engine traces.
+    span: Option<crate::tracing::HttpSpan>,
 }
 
 impl Ctx {
@@ -357,6 +359,9 @@ impl Ctx {
             record::observe(&self.model, r, outcome);
         } else {
             metrics::counter!("llmux_requests_total", "model" => self.model.clone(), "endpoint" => "none", "outcome" => outcome.to_owned()).increment(1);
+        }
+        if let Some(s) = &self.span {
+            s.end(self.app.engine.tracer(), status, outcome); // i24
         }
         // i24: the dashboard's recent requests and charts.
         self.app.board.record(crate::dashboard::Finished {
@@ -391,6 +396,7 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
     let started = Instant::now();
     let key = authorize(&app, &h, proto)?.to_owned();
     let bytes = read_body(&app, &h, body, proto).await?;
+    let (span, traceparent) = crate::tracing::begin(app.engine.tracer(), &h, proto); // i24
     let opts = SubmitOptions {
         forward_headers: anthropic_headers(&h),
         // Claude Code's and Codex's session ids keep a session on one
@@ -401,6 +407,7 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
             .and_then(|v| v.to_str().ok())
             .map(|s| format!("session:{s}")),
         upstream_error_bodies: true,
+        traceparent,
     };
     let events = app
         .engine
@@ -415,6 +422,7 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
         key,
         stream: events.is_stream(),
         started,
+        span,
     };
     if ctx.stream {
         stream_response(ctx, events).await

@@ -10,6 +10,7 @@
 
 mod prefs; // i22: provider preferences
 mod run;
+mod trace; // i24: spans of a finished request
 
 use crate::api::{
     Circuit, DataPolicy, EndpointStats, Plan, PlanCandidate, PlanError, PlanFiltered, PlanModel,
@@ -81,6 +82,9 @@ pub struct SubmitOptions {
     /// upstream's body unchanged (a gateway passes it on; clients such as
     /// Claude Code match its wording). Otherwise llmux's own envelope.
     pub upstream_error_bodies: bool,
+    /// i24: the W3C `traceparent` the request span is a child of (the
+    /// gateway passes its HTTP span's). Ignored without `telemetry.otlp`.
+    pub traceparent: Option<String>,
 }
 
 /// One request's events, from `Engine::submit_with`: its chunks in order,
@@ -204,6 +208,8 @@ struct Inner {
     closing: AtomicBool,
     /// Sticky key -> (endpoint, last use).
     sticky: Mutex<HashMap<String, (usize, Instant)>>,
+    /// i24: the trace exporter, when `telemetry.otlp` is configured.
+    tracer: Option<crate::telemetry::Tracer>,
 }
 
 /// `export_health`'s document.
@@ -291,7 +297,12 @@ impl Engine {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15)
             | 1;
+        let tracer = match catalog.telemetry.clone() {
+            Some(s) => Some(crate::telemetry::Tracer::start(s).map_err(EngineError::Runtime)?),
+            None => None,
+        };
         let inner = Arc::new(Inner {
+            tracer,
             catalog,
             health,
             queue: EventQueue::new(),
@@ -335,6 +346,12 @@ impl Engine {
             runtime: Some(runtime),
             host_driven,
         })
+    }
+
+    /// i24: the trace exporter, when `telemetry.otlp` is configured (the
+    /// gateway records its HTTP spans through it).
+    pub fn tracer(&self) -> Option<&crate::telemetry::Tracer> {
+        self.inner.tracer.as_ref()
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -398,6 +415,10 @@ impl Engine {
             headers: opts.forward_headers,
             served: Some(served.clone()),
             upstream_error_bodies: opts.upstream_error_bodies,
+            traceparent: opts
+                .traceparent
+                .as_deref()
+                .and_then(crate::telemetry::TraceContext::parse),
         };
         rt.spawn(run::run(self.inner.clone(), id, req, cancel_rx, channel));
         Ok(RequestEvents {
@@ -724,6 +745,10 @@ impl Engine {
             o.release();
         }
         rt.shutdown_timeout(Duration::from_secs(1));
+        // i24: the requests' spans are queued; export them.
+        if let Some(t) = &self.inner.tracer {
+            t.shutdown();
+        }
     }
 }
 

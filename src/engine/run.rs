@@ -44,6 +44,8 @@ pub(super) struct Channel {
     /// A same-protocol upstream error body becomes the terminal's `error`
     /// unchanged (instead of llmux's envelope).
     pub(super) upstream_error_bodies: bool,
+    /// i24: the parent of the request's span.
+    pub(super) traceparent: Option<crate::telemetry::TraceContext>,
 }
 
 /// What is known of a request once its first token arrived, shared with
@@ -84,6 +86,8 @@ struct AttemptRecord {
     error: Option<String>,
     started: Instant,
     finished: bool,
+    /// i24: started beside a running attempt (a hedge).
+    hedge: bool,
 }
 
 /// What the request task accumulates.
@@ -313,6 +317,7 @@ fn start(sh: &Shared<'_>, st: &mut RunState, e: usize) -> Option<usize> {
         error: (!ok).then(|| "the endpoint is at its concurrency limit".to_owned()),
         started: Instant::now(),
         finished: !ok,
+        hedge: false,
     });
     ok.then(|| st.attempts.len() - 1)
 }
@@ -478,6 +483,7 @@ async fn hedged(
         finish(st, ia, route, &r);
         return Some((r, true));
     };
+    st.attempts[ib].hedge = true; // i24
     *slot += 1;
     let sb = *slot;
     let mut fb = Some(Box::pin(exec(sh, route, b, (sb, ib + 1))));
@@ -760,8 +766,10 @@ pub(super) async fn run(
     channel: Channel,
 ) {
     let started = Instant::now();
+    let wall = std::time::SystemTime::now(); // i24: span times
     super::prefs::apply(&inner, &mut req, now()); // i22: filter once, before any attempt
     let channel_raw_errors = channel.upstream_error_bodies;
+    let channel_traceparent = channel.traceparent;
     let mut term = Terminal {
         inner: inner.clone(),
         id,
@@ -825,6 +833,27 @@ pub(super) async fn run(
         }
     }
     let routing = routing_record(&inner, &req, &st, started);
+    if inner.tracer.is_some() {
+        // i24: the request's spans, off the request path.
+        let (outcome, error, body) = match &result {
+            Ok(b) => ("success", None, b.as_deref()),
+            Err(f) => (f.outcome, Some(f.message.as_str()), None),
+        };
+        super::trace::export(
+            &inner,
+            &req,
+            super::trace::Finished {
+                parent: channel_traceparent,
+                wall,
+                started,
+                outcome,
+                error,
+                body,
+                routing: &routing,
+                attempts: st.attempts.iter().map(|a| (a.started, a.hedge)).collect(),
+            },
+        );
+    }
     let (kind, data) = terminal_data(&result, routing, req.protocol, channel_raw_errors);
     term.emit(kind, data);
 }
