@@ -766,10 +766,9 @@ pub(super) async fn run(
     channel: Channel,
 ) {
     let started = Instant::now();
-    let wall = std::time::SystemTime::now(); // i24: span times
     super::prefs::apply(&inner, &mut req, now()); // i22: filter once, before any attempt
     let channel_raw_errors = channel.upstream_error_bodies;
-    let channel_traceparent = channel.traceparent;
+    let span_start = super::trace::Start::now(channel.traceparent, started); // i24
     let mut term = Terminal {
         inner: inner.clone(),
         id,
@@ -833,29 +832,36 @@ pub(super) async fn run(
         }
     }
     let routing = routing_record(&inner, &req, &st, started);
-    if inner.tracer.is_some() {
-        // i24: the request's spans, off the request path.
-        let (outcome, error, body) = match &result {
-            Ok(b) => ("success", None, b.as_deref()),
-            Err(f) => (f.outcome, Some(f.message.as_str()), None),
-        };
-        super::trace::export(
-            &inner,
-            &req,
-            super::trace::Finished {
-                parent: channel_traceparent,
-                wall,
-                started,
-                outcome,
-                error,
-                body,
-                routing: &routing,
-                attempts: st.attempts.iter().map(|a| (a.started, a.hedge)).collect(),
-            },
-        );
-    }
+    trace_request(&inner, &req, &st, &result, &routing, span_start); // i24
     let (kind, data) = terminal_data(&result, routing, req.protocol, channel_raw_errors);
     term.emit(kind, data);
+}
+
+/// i24: the request's spans, when a tracer is configured.
+fn trace_request(
+    inner: &Inner,
+    req: &ParsedRequest,
+    st: &RunState,
+    result: &Result<Option<String>, Failure>,
+    routing: &RoutingRecord<'_>,
+    start: super::trace::Start,
+) {
+    if inner.tracer.is_none() {
+        return;
+    }
+    let (outcome, error, body) = match result {
+        Ok(b) => ("success", None, b.as_deref()),
+        Err(f) => (f.outcome, Some(f.message.as_str()), None),
+    };
+    let finished = super::trace::Finished {
+        start,
+        outcome,
+        error,
+        body,
+        routing,
+        attempts: st.attempts.iter().map(|a| (a.started, a.hedge)).collect(),
+    };
+    super::trace::export(inner, req, finished);
 }
 
 /// A terminal event's kind and JSON, written in one pass.

@@ -8,12 +8,27 @@ use crate::telemetry::{context_for, request_spans, AttemptTrace, RequestTrace, T
 use std::time::SystemTime;
 use tokio::time::Instant;
 
+/// Where a request's span starts: its parent, and its start on the wall
+/// clock and on the runtime's clock.
+pub(super) struct Start {
+    parent: Option<TraceContext>,
+    wall: SystemTime,
+    started: Instant,
+}
+
+impl Start {
+    pub(super) fn now(parent: Option<TraceContext>, started: Instant) -> Start {
+        Start {
+            parent,
+            wall: SystemTime::now(),
+            started,
+        }
+    }
+}
+
 /// What `run` knows when the request ends.
 pub(super) struct Finished<'a> {
-    pub(super) parent: Option<TraceContext>,
-    /// The request's start, on the wall clock and on the runtime's clock.
-    pub(super) wall: SystemTime,
-    pub(super) started: Instant,
+    pub(super) start: Start,
     pub(super) outcome: &'a str,
     pub(super) error: Option<&'a str>,
     /// A non-streaming response body (the caller's protocol).
@@ -64,18 +79,18 @@ pub(super) fn export(inner: &Inner, req: &ParsedRequest, f: Finished) {
         return;
     };
     let settings = tracer.settings();
-    let Some((trace_id, parent)) = context_for(f.parent, settings.sampling_ratio) else {
+    let Some((trace_id, parent)) = context_for(f.start.parent, settings.sampling_ratio) else {
         return;
     };
     let r = f.routing;
-    let end = ns(f.wall, f.started, Instant::now());
+    let end = ns(f.start.wall, f.start.started, Instant::now());
     let served = r.endpoint.as_deref();
     let attempts = r
         .attempts
         .iter()
         .zip(&f.attempts)
         .map(|(a, &(at, hedge))| {
-            let start_ns = ns(f.wall, f.started, at);
+            let start_ns = ns(f.start.wall, f.start.started, at);
             let success = a.outcome == "success";
             AttemptTrace {
                 endpoint: &a.endpoint,
@@ -107,7 +122,7 @@ pub(super) fn export(inner: &Inner, req: &ParsedRequest, f: Finished) {
         parent,
         requested_model: &r.requested_model,
         stream: req.stream,
-        start_ns: ns(f.wall, f.started, f.started),
+        start_ns: ns(f.start.wall, f.start.started, f.start.started),
         end_ns: end,
         outcome: f.outcome,
         error: f.error,
