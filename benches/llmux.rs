@@ -4,7 +4,7 @@
 //! `cargo bench --bench llmux` (or `scripts/bench.sh`, which also builds the
 //! `llmux-fleet` binary so the mock runs as a separate, pinned process).
 //! Options after `--`: `--quick` (fewer samples), and case names to run only
-//! those: `latency host throughput chunks routing memory failover quality shared preferences
+//! those: `latency host throughput chunks routing telemetry memory failover quality shared preferences
 //! gateway gateway-stream gateway-memory-noscrape`.
 //!
 //! Prints a table (figure, value, target, pass/MISS) and writes the same
@@ -16,6 +16,8 @@
 mod cabi;
 #[path = "llmux/fleet.rs"]
 mod fleet;
+#[path = "llmux/telemetry.rs"]
+mod telemetry; // i24
 #[path = "llmux/util.rs"]
 mod util;
 
@@ -3428,6 +3430,10 @@ fn main() {
             Box::new(move |ctx, out| case_chunks(ctx, cpus, out)),
         ),
         ("routing", Box::new(|_, out| case_routing(out))),
+        (
+            "telemetry",
+            Box::new(|_, out| telemetry::case_telemetry(out)),
+        ), // i24
         (
             "memory",
             Box::new(move |ctx, out| case_memory(ctx, "http1", idle, nofile, out)),

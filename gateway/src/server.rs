@@ -969,6 +969,13 @@ async fn metrics(State(app): St) -> Response {
             metrics::gauge!("llmux_endpoint_first_token_ms", "endpoint" => id).set(ms);
         }
     }
+    if let Some(t) = app.engine.tracer() {
+        // i24: the trace exporter's counters.
+        let c = t.counters();
+        metrics::gauge!("llmux_trace_spans_exported").set(c.exported as f64);
+        metrics::gauge!("llmux_trace_spans_dropped").set(c.dropped as f64);
+        metrics::gauge!("llmux_trace_export_errors").set(c.export_errors as f64);
+    }
     let mut r = app.prom.render().into_response();
     r.headers_mut().insert(
         "content-type",
