@@ -137,7 +137,10 @@ function renderRecent(recent) {
       el("td", r.endpoint || "none", "served"), el("td", ms(r.first_token_ms), "num"),
       el("td", usd(r.cost_usd), "num"));
     const why = el("td", null, "wrap attempts");
-    if (r.failover) why.append(el("span", "failover", "tag failover"));
+    if (r.failover) {
+      const hedged = r.attempts.some((a) => a.outcome === "hedge_lost");
+      why.append(el("span", hedged ? "hedged" : "failover", "tag failover"));
+    }
     r.attempts.forEach((a, i) => {
       const st = a.status === null ? "" : " " + a.status;
       const text = (i + 1) + ". " + a.endpoint + ": " + a.outcome + st + " after " + ms(a.elapsed_ms) + (a.error ? " (" + a.error + ")" : "");

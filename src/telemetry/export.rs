@@ -92,8 +92,11 @@ impl Tracer {
 }
 
 impl Drop for Tracer {
+    /// Without an explicit `shutdown` (the engine calls it), the thread is
+    /// told to finish and left to flush on its own: a drop inside an async
+    /// context must not wait for a slow collector.
     fn drop(&mut self) {
-        self.shutdown();
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 }
 
