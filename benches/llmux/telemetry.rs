@@ -1,7 +1,7 @@
 //! i24: what tracing adds to a request's path with the collector down:
-//! building the request span and its two attempt spans and queueing them
-//! (the queue is full after the first export fails, so `record` drops and
-//! counts), against the same request without a tracer (nothing built).
+//! admitting the request span and its two attempt spans (once the queue is
+//! full, they are dropped and counted before anything is built), against
+//! the same request without a tracer (nothing built).
 
 use super::util::Case;
 use llmux::telemetry::{request_spans, AttemptTrace, OtlpConfig, RequestTrace, Tracer};
@@ -67,9 +67,12 @@ pub fn case_telemetry(out: &mut Vec<Case>) {
     let off: Option<&Tracer> = None;
     let on = Some(&tracer);
     let run = |t: Option<&Tracer>| {
+        // As the engine does: admit, then build and queue.
         if let Some(t) = t {
-            for s in request_spans(black_box(&trace())) {
-                t.record(s);
+            if t.admit(3) {
+                for s in request_spans(black_box(&trace())) {
+                    t.send_admitted(s);
+                }
             }
         }
     };

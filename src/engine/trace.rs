@@ -82,6 +82,10 @@ pub(super) fn export(inner: &Inner, req: &ParsedRequest, f: Finished) {
     let Some((trace_id, parent)) = context_for(f.start.parent, settings.sampling_ratio) else {
         return;
     };
+    // Nothing is built when the queue is full (a collector down).
+    if !tracer.admit(1 + f.routing.attempts.len()) {
+        return;
+    }
     let r = f.routing;
     let end = ns(f.start.wall, f.start.started, Instant::now());
     let served = r.endpoint.as_deref();
@@ -147,6 +151,6 @@ pub(super) fn export(inner: &Inner, req: &ParsedRequest, f: Finished) {
         output_messages: f.body.filter(|_| capture).map(str::to_owned),
     };
     for span in request_spans(&trace) {
-        tracer.record(span);
+        tracer.send_admitted(span);
     }
 }

@@ -20,6 +20,8 @@ pub struct TelemetryCounters {
 
 #[derive(Default)]
 struct Counters {
+    /// Spans admitted and not yet taken by the export thread.
+    queued: std::sync::atomic::AtomicUsize,
     exported: AtomicU64,
     dropped: AtomicU64,
     export_errors: AtomicU64,
@@ -57,18 +59,39 @@ impl Tracer {
         &self.settings
     }
 
-    /// Queues a finished span; never waits. A full queue drops it (counted).
-    pub fn record(&self, span: SpanData) {
+    /// Makes room for `n` spans in the queue, or drops them (counted)
+    /// when it is full: called before the spans are built, so a collector
+    /// that is down costs the request path two atomic operations.
+    pub fn admit(&self, n: usize) -> bool {
+        let before = self.counters.queued.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.settings.max_queue {
+            self.counters.queued.fetch_sub(n, Ordering::AcqRel);
+            self.counters.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Queues a span admitted by [`Tracer::admit`]; never waits.
+    pub fn send_admitted(&self, span: SpanData) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(tx) = tx.as_ref() else {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+        let sent = match tx.as_ref() {
+            Some(tx) => match tx.try_send(span) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            },
+            None => false,
         };
-        match tx.try_send(span) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if !sent {
+            self.counters.queued.fetch_sub(1, Ordering::AcqRel);
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues one finished span; never waits. A full queue drops it (counted).
+    pub fn record(&self, span: SpanData) {
+        if self.admit(1) {
+            self.send_admitted(span);
         }
     }
 
@@ -125,7 +148,10 @@ fn export_loop(s: OtlpSettings, rx: std::sync::mpsc::Receiver<SpanData>, c: Arc<
         while batch.len() < s.max_batch {
             let left = due.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(span) => batch.push(span),
+                Ok(span) => {
+                    c.queued.fetch_sub(1, Ordering::AcqRel);
+                    batch.push(span);
+                }
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => {
                     open = false;
