@@ -4,8 +4,8 @@
 //! `cargo bench --bench llmux` (or `scripts/bench.sh`, which also builds the
 //! `llmux-fleet` binary so the mock runs as a separate, pinned process).
 //! Options after `--`: `--quick` (fewer samples), and case names to run only
-//! those: `latency host throughput chunks routing telemetry memory failover quality shared preferences
-//! gateway gateway-stream gateway-memory-noscrape`.
+//! those: `latency host throughput chunks routing telemetry memory failover quality shared
+//! preferences reload gateway gateway-stream gateway-memory-noscrape gateway-memory`.
 //!
 //! Prints a table (figure, value, target, pass/MISS) and writes the same
 //! figures to `target/llmux-bench.json`: one object per case with named
@@ -14,10 +14,16 @@
 
 #[path = "llmux/cabi.rs"]
 mod cabi;
+#[path = "llmux/edge.rs"]
+mod edge;
 #[path = "llmux/fleet.rs"]
 mod fleet;
+#[path = "llmux/reload.rs"]
+mod reload;
+#[path = "llmux/request_cost.rs"]
+mod request_cost;
 #[path = "llmux/telemetry.rs"]
-mod telemetry; // i24
+mod telemetry;
 #[path = "llmux/util.rs"]
 mod util;
 
@@ -538,6 +544,12 @@ struct Gateway {
 impl Gateway {
     /// None (with a `skipped` row on `c`) when the binary is missing.
     fn start(ctx: &Ctx, c: &mut Case) -> Option<Gateway> {
+        Gateway::start_with(ctx, c, json!({}), "")
+    }
+
+    /// With `gateway` as the config's gateway section and, unless `http`
+    /// is empty, every provider on that HTTP version with long timeouts.
+    fn start_with(ctx: &Ctx, c: &mut Case, gateway: Value, http: &str) -> Option<Gateway> {
         use std::io::BufRead;
         let Some(bin) = gateway_binary() else {
             c.info(
@@ -554,10 +566,15 @@ impl Gateway {
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let cfg_path = dir.join("llmux.json");
-        let mut cfg: Value =
-            serde_json::from_str(&config(ctx, json!({"explore_ratio": 0.0}), timeouts()))
-                .expect("config");
-        cfg["gateway"] = json!({});
+        let health = json!({"explore_ratio": 0.0});
+        let text = if http.is_empty() {
+            config(ctx, health, timeouts())
+        } else {
+            let t = json!({"connect_ms": 30000, "first_token_ms": 120000, "idle_ms": 120000, "total_ms": 300000});
+            config_http(ctx, health, t, http)
+        };
+        let mut cfg: Value = serde_json::from_str(&text).expect("config");
+        cfg["gateway"] = gateway;
         std::fs::write(&cfg_path, cfg.to_string()).expect("write config");
         // Inherits the bench thread's CPU (0); the mock has the other.
         let mut child = std::process::Command::new(&bin)
@@ -705,6 +722,8 @@ fn case_gateway(ctx: &Ctx, out: &mut Vec<Case>) {
             ),
         );
     }
+    // i25: the relay floor, streams, c=1 and c=64.
+    edge::relay_rows(ctx, &gw, &mut c);
     drop(gw);
     c.m("levels", Value::Array(rows));
     c.m("gateway_max_rps_added_p99_under_1ms", r(best, 1));
@@ -3294,6 +3313,11 @@ fn main() {
         println!("llmux bench: run it with `cargo bench --bench llmux` or scripts/bench.sh");
         return;
     }
+    if args.iter().any(|a| a == "request-cost") {
+        // No fleet, no engine: the request path alone (see request_cost.rs).
+        request_cost::run();
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let only: Vec<&str> = args
         .iter()
@@ -3433,7 +3457,7 @@ fn main() {
         (
             "telemetry",
             Box::new(|_, out| telemetry::case_telemetry(out)),
-        ), // i24
+        ),
         (
             "memory",
             Box::new(move |ctx, out| case_memory(ctx, "http1", idle, nofile, out)),
@@ -3446,9 +3470,14 @@ fn main() {
         ("quality", Box::new(case_quality)),
         ("shared", Box::new(case_shared)),
         ("preferences", Box::new(case_preferences)),
+        ("reload", Box::new(reload::case_reload)),
         ("gateway", Box::new(case_gateway)),
         ("gateway-stream", Box::new(case_gateway_stream)),
         ("gateway-memory-noscrape", Box::new(case_gateway_memory)),
+        (
+            "gateway-memory",
+            Box::new(move |ctx, out| edge::case_gateway_memory_streams(ctx, nofile.1, out)),
+        ),
     ];
     for (name, f) in &steps {
         if !want(name) {

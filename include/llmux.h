@@ -356,8 +356,32 @@ llmux_result llmux_health_import(const struct llmux_engine *engine,
                                  char **error_out);
 
 /*
+ Replaces the engine's catalog with the one in `config_len` bytes of JSON
+ config at `config_json`, live, losing nothing: endpoints in both
+ catalogs (same model, provider and endpoint name) keep their health,
+ latency percentiles, circuit and sticky keys; requests in flight finish
+ on the catalog they started with (a removed endpoint drains); requests
+ submitted after this call returns use the new one.
+
+ The new config is validated first: when invalid, nothing changes,
+ `LLMUX_RESULT_ERR_INVALID_CONFIG` is returned and, when `error_out` is
+ not NULL, a message naming the JSON path of every problem is written to
+ `*error_out`. On success, when `report_out` is not NULL, a JSON report
+ is written to it: `generation`, `added`, `removed` and `kept` (lists of
+ `{"model", "endpoint"}`), `draining_requests`, `restart_required`
+ (settings that only a restart applies: `worker_threads`) and
+ `warnings`. Free either string with `llmux_string_free`. Thread-safe;
+ reloads are applied one at a time.
+ */
+llmux_result llmux_engine_reload(const struct llmux_engine *engine,
+                                 const char *config_json,
+                                 size_t config_len,
+                                 char **report_out,
+                                 char **error_out);
+
+/*
  Frees a string llmux allocated (`error_out`, `llmux_stats`,
- `llmux_health_export`). NULL is a no-op.
+ `llmux_health_export`, `llmux_engine_reload`'s report). NULL is a no-op.
  */
 void llmux_string_free(char *s);
 

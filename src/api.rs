@@ -87,6 +87,12 @@ pub struct Stats {
     /// The models, in catalog order, with their aliases.
     #[serde(default)]
     pub models: Vec<ModelStats>,
+    /// Catalog reloads applied since the engine started (`Engine::reload`).
+    #[serde(default)]
+    pub reloads: u64,
+    /// The catalog generation serving new requests (0 until a reload).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// One endpoint in [`Stats`]: its live health, then what the catalog says.

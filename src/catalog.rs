@@ -228,7 +228,7 @@ pub struct Catalog {
     pub shared: Option<SharedSettings>,
     /// The engine-level `provider` preferences every request narrows.
     pub provider_defaults: crate::routing::filter::Preferences,
-    /// i24: trace export settings, when `telemetry.otlp` is present.
+    /// Trace export settings, when `telemetry.otlp` is present.
     pub telemetry: Option<crate::telemetry::OtlpSettings>,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
@@ -293,7 +293,7 @@ impl Catalog {
             }
             None => Default::default(),
         };
-        // i24: settings from the section, then OTEL_* variables.
+        // Settings from the section, then OTEL_* variables.
         let telemetry = match cfg.telemetry.as_ref().and_then(|t| t.otlp.as_ref()) {
             Some(o) => match o.resolve(|k| std::env::var(k).ok()) {
                 Ok(s) => Some(s),

@@ -83,7 +83,7 @@ pub struct Config {
     /// (unchecked; `llmux check` checks it).
     #[serde(default)]
     pub gateway: Option<serde::de::IgnoredAny>,
-    /// i24: traces over OTLP (`telemetry.otlp`); nothing is built without it.
+    /// Traces over OTLP (`telemetry.otlp`); nothing is built without it.
     #[serde(default)]
     pub telemetry: Option<crate::telemetry::TelemetryConfig>,
 }
@@ -360,7 +360,7 @@ pub fn default_failover_status(s: u16) -> bool {
 }
 
 /// One problem in the config, with the JSON path it is at.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConfigError {
     pub path: String,
     pub message: String,

@@ -241,7 +241,10 @@ impl State {
 #[derive(Debug)]
 pub struct Health {
     cfg: HealthConfig,
-    states: Vec<Mutex<State>>,
+    /// Shared with the next catalog's `Health` for the endpoints a reload
+    /// keeps, so requests still running on the old catalog book into the
+    /// same state (see [`Health::carry`]).
+    states: Vec<Arc<Mutex<State>>>,
     /// What other processes know, when health is shared (see `shared`).
     shared: Option<Arc<Overlay>>,
 }
@@ -265,7 +268,27 @@ impl Health {
     pub fn new(cfg: HealthConfig, endpoints: usize) -> Self {
         Health {
             cfg,
-            states: (0..endpoints).map(|_| Mutex::new(State::new())).collect(),
+            states: (0..endpoints)
+                .map(|_| Arc::new(Mutex::new(State::new())))
+                .collect(),
+            shared: None,
+        }
+    }
+
+    /// The health of a reloaded catalog: `from[n] = Some(o)` keeps this
+    /// health's endpoint `o` (the very same state: latencies, percentiles,
+    /// circuit, in-flight count) as the new endpoint `n`; `None` starts
+    /// fresh. `cfg` is the new catalog's health settings.
+    pub fn carry(&self, cfg: HealthConfig, from: &[Option<usize>]) -> Health {
+        Health {
+            cfg,
+            states: from
+                .iter()
+                .map(|o| match o {
+                    Some(o) => self.states[*o].clone(),
+                    None => Arc::new(Mutex::new(State::new())),
+                })
+                .collect(),
             shared: None,
         }
     }
@@ -277,6 +300,11 @@ impl Health {
 
     pub fn shared(&self) -> Option<&Overlay> {
         self.shared.as_deref()
+    }
+
+    /// The overlay itself, for the task that syncs it.
+    pub fn shared_arc(&self) -> Option<Arc<Overlay>> {
+        self.shared.clone()
     }
 
     /// The in-flight limit in force: a fleet-wide one becomes this

@@ -31,7 +31,10 @@ pub use api::{
     PlanError, PlanFiltered, PlanModel, Price, RoutingRecord, SharedEndpointStats, SharedStats,
     SharedStatus, Stats, TerminalEvent, TerminalKind, TokenUsage,
 };
-pub use engine::{Engine, EngineError, RequestEvents, Serving, SubmitError, SubmitOptions};
+pub use engine::{
+    Engine, EngineError, ReloadEndpoint, ReloadReport, RequestEvents, Serving, SubmitError,
+    SubmitOptions,
+};
 pub use events::{ErrorKind, Event, EventKind};
 pub use protocol::Protocol;
 pub use request::RequestError;

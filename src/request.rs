@@ -24,14 +24,21 @@
 //! `protocol::responses`); either is refused here when no such endpoint
 //! serves the request.
 //!
+//! The body is validated and these fields read in one pass without building
+//! a JSON tree (`protocol::splice`); an endpoint of the caller's protocol
+//! gets the caller's bytes spliced, and the tree is built only to
+//! translate to another protocol (or for Responses state and
+//! `require_parameters`).
+//!
 //! Context windows: the prompt size is estimated as the length in bytes of
-//! the JSON of `messages`, `system`, `tools`, `input` and `instructions`
+//! the compact JSON of `messages`, `system`, `tools`, `input` and `instructions`
 //! (the last two: Responses), divided by 4 and rounded up (about 4 bytes per token for English text and JSON). Endpoints whose
 //! `context_window` is smaller than the estimate are skipped; a request that
 //! fits no endpoint of any of its models is refused.
 
 use crate::catalog::{Catalog, QUANTIZATIONS};
 use crate::config::TimeoutsConfig;
+use crate::protocol::splice::{self, Body, Facts, ReadError, Shape};
 use crate::protocol::Protocol;
 use crate::routing::filter::{Cutoffs, Filtered, MaxPrice, Partition, Preferences, Sort};
 use crate::routing::Policy;
@@ -66,8 +73,9 @@ pub enum Hedge {
 #[derive(Debug)]
 pub struct ParsedRequest {
     pub protocol: Protocol,
-    /// The caller's body without `provider` and `models`.
-    pub body: Map<String, Value>,
+    /// The caller's body: its bytes, where its fields lie, and its tree
+    /// without `provider` and `models` (built on first use).
+    pub body: Body,
     /// The model the caller asked for (even when no endpoint of it fits).
     pub requested_model: String,
     /// The requested model first, then fallback models, each at most once;
@@ -83,7 +91,8 @@ pub struct ParsedRequest {
     /// The provider preferences, the engine's defaults merged under the
     /// request's.
     pub prefs: Preferences,
-    /// What the request uses, in `supported_parameters` names.
+    /// What the request uses, in `supported_parameters` names (worked out
+    /// only when `require_parameters` asks for it; empty otherwise).
     pub used_parameters: Vec<&'static str>,
     /// Endpoints removed or ranked down so far, and why (the engine adds
     /// the filters' verdicts when it runs the request).
@@ -141,34 +150,30 @@ pub fn parse(
             catalog.max_request_bytes
         )));
     }
-    let value: Value = serde_json::from_slice(json)
-        .map_err(|e| RequestError::InvalidJson(format!("request is not valid JSON: {e}")))?;
-    let Value::Object(mut body) = value else {
-        return Err(invalid("request must be a JSON object"));
-    };
-    let slug = check_shape(protocol, &body)?;
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
+    let (text, mut facts) = splice::read(json).map_err(|e| match e {
+        ReadError::Json(m) => RequestError::InvalidJson(format!("request is not valid JSON: {m}")),
+        ReadError::NotObject => invalid("request must be a JSON object"),
+    })?;
+    let slug = check_shape(protocol, &facts)?;
+    let stream = match &facts.stream {
+        None | Some(Shape::Null) => false,
+        Some(Shape::Bool(b)) => *b,
         Some(_) => return Err(invalid("`stream` must be a boolean")),
     };
     let include_usage = match protocol {
         Protocol::Anthropic | Protocol::Responses => true,
-        Protocol::OpenAi => body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        Protocol::OpenAi => facts.include_usage.as_ref().and_then(Shape::as_bool) == Some(true),
     };
     let mut slugs = vec![slug];
-    fallback_models(body.shift_remove("models"), &mut slugs)?;
-    let mut prefs = match body.shift_remove("provider") {
+    fallback_models(facts.models.take(), &mut slugs)?;
+    let mut prefs = match facts.provider.take() {
         Some(p) => ProviderField::parse(p, &mut slugs)?,
         None => ProviderField::default(),
     };
     if prefs.sticky_key.is_none() && catalog.sticky.from_user {
-        prefs.sticky_key = user_of(protocol, &body).map(str::to_owned);
+        prefs.sticky_key = user_of(protocol, &facts).map(str::to_owned);
     }
+    let body = Body::new(text);
     let own_sort = prefs.prefs.sort.is_some();
     let mut merged = Preferences::narrow(&catalog.provider_defaults, prefs.prefs);
     if prefs.routing.is_some() {
@@ -200,7 +205,10 @@ pub fn parse(
         timeouts: prefs.timeouts,
         hedge: prefs.hedge,
         sticky_key: prefs.sticky_key,
-        used_parameters: used_parameters(protocol, &body),
+        used_parameters: match merged.require_parameters {
+            true => used_parameters(protocol, body.tree()),
+            false => Vec::new(),
+        },
         prefs: merged,
         filtered,
         body,
@@ -208,19 +216,19 @@ pub fn parse(
 }
 
 /// The `model` slug, once the body has the fields its protocol needs.
-fn check_shape(protocol: Protocol, body: &Map<String, Value>) -> Result<String, RequestError> {
-    let slug = match body.get("model") {
-        Some(Value::String(s)) => s.clone(),
+fn check_shape(protocol: Protocol, body: &Facts<'_>) -> Result<String, RequestError> {
+    let slug = match &body.model {
+        Some(Shape::Str(s)) => s.to_string(),
         Some(_) => return Err(invalid("`model` must be a string")),
         None => return Err(invalid("`model` is required")),
     };
-    match (protocol, body.get("messages"), body.get("input")) {
-        (Protocol::Responses, _, Some(Value::Array(_) | Value::String(_))) => {}
+    match (protocol, &body.messages, &body.input) {
+        (Protocol::Responses, _, Some(Shape::Array | Shape::Str(_))) => {}
         (Protocol::Responses, _, Some(_)) => {
             return Err(invalid("`input` must be a string or a list of items"))
         }
         (Protocol::Responses, _, None) => return Err(invalid("`input` is required")),
-        (_, Some(Value::Array(_)), _) => {}
+        (_, Some(Shape::Array), _) => {}
         (_, Some(_), _) => return Err(invalid("`messages` must be an array")),
         (_, None, _) => return Err(invalid("`messages` is required")),
     }
@@ -331,12 +339,12 @@ fn parse_timeouts(v: Value) -> Result<TimeoutsConfig, RequestError> {
 }
 
 /// The caller's user id (the sticky key with `sticky.from_user`).
-fn user_of(protocol: Protocol, body: &Map<String, Value>) -> Option<&str> {
+fn user_of<'a>(protocol: Protocol, body: &'a Facts<'_>) -> Option<&'a str> {
     let user = match protocol {
-        Protocol::OpenAi | Protocol::Responses => body.get("user"),
-        Protocol::Anthropic => body.get("metadata").and_then(|m| m.get("user_id")),
+        Protocol::OpenAi | Protocol::Responses => body.user.as_ref(),
+        Protocol::Anthropic => body.user_id.as_ref(),
     };
-    user.and_then(Value::as_str)
+    user.and_then(Shape::as_str)
 }
 
 /// The requested model's slug and the routes of every model the request
@@ -345,11 +353,10 @@ fn user_of(protocol: Protocol, body: &Map<String, Value>) -> Option<&str> {
 fn resolve_routes(
     catalog: &Catalog,
     protocol: Protocol,
-    body: &Map<String, Value>,
+    body: &Body,
     slugs: &[String],
     (routing, prefs, filtered): (Option<&Value>, &Preferences, &mut Vec<Filtered>),
 ) -> Result<(String, Vec<ModelRoute>), RequestError> {
-    let prompt_tokens_estimate = estimate_prompt_tokens(body);
     let mut routes: Vec<ModelRoute> = Vec::new();
     for slug in slugs {
         let route = resolve_model(catalog, slug)?;
@@ -368,6 +375,15 @@ fn resolve_routes(
     apply_sort_and_fallbacks(&mut routes, &before, prefs, filtered);
     // Only now drop what the prompt does not fit, so an order list naming
     // such an endpoint is not mistaken for one naming an unknown endpoint.
+    // (The estimate is worked out only when some endpoint has a window.)
+    let windows = routes
+        .iter()
+        .flat_map(|r| &r.candidates)
+        .any(|&e| catalog.endpoints[e].context_window.is_some());
+    let prompt_tokens_estimate = match windows {
+        true => body.prompt_tokens_estimate(),
+        false => 0,
+    };
     for r in &mut routes {
         r.candidates.retain(|&e| {
             catalog.endpoints[e]
@@ -377,11 +393,12 @@ fn resolve_routes(
     }
     routes.retain(|r| !r.candidates.is_empty());
     if protocol == Protocol::Responses && !routes.is_empty() {
-        restrict_stateful(catalog, body, &mut routes)?;
+        restrict_stateful(catalog, body.tree(), &mut routes)?;
     }
     if routes.is_empty() {
         return Err(invalid(format!(
-            "the prompt (about {prompt_tokens_estimate} tokens) exceeds the context window of every endpoint of {}",
+            "the prompt (about {} tokens) exceeds the context window of every endpoint of {}",
+            body.prompt_tokens_estimate(),
             slugs.join(", ")
         )));
     }

@@ -145,7 +145,7 @@ pub struct AttemptCtx<'a> {
     pub queue: &'a EventQueue,
     pub request_id: u64,
     pub caller: Protocol,
-    pub body: &'a serde_json::Map<String, Value>,
+    pub body: &'a protocol::splice::Body,
     pub stream: bool,
     pub include_usage: bool,
     pub model_slug: &'a str,
@@ -733,7 +733,7 @@ async fn whole_body(
         ctx.caller,
         &body,
         unix_now(),
-        ctx.body,
+        request_tree(ctx, provider.protocol),
         &endpoint.id,
     )
     .map_err(|e| payload_error(provider, false, e))?;
@@ -863,15 +863,28 @@ fn stream_adapter_for(
             created: unix_now(),
             id: format!("llmux-{}", ctx.request_id),
             input_tokens_estimate: match (provider.protocol, ctx.caller) {
-                (Protocol::OpenAi, Protocol::Anthropic) => {
-                    crate::request::estimate_prompt_tokens(ctx.body)
-                }
+                (Protocol::OpenAi, Protocol::Anthropic) => ctx.body.prompt_tokens_estimate(),
                 _ => 0,
             },
         },
     );
-    adapter.configure(ctx.body, &endpoint.id);
+    adapter.configure(request_tree(ctx, provider.protocol), &endpoint.id);
     adapter
+}
+
+/// The caller's body as a tree for the adapters that read request fields
+/// (Responses on either side); others get an empty map, so a same-protocol
+/// request never builds the tree.
+fn request_tree<'a>(
+    ctx: &AttemptCtx<'a>,
+    upstream: Protocol,
+) -> &'a serde_json::Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<serde_json::Map<String, Value>> = std::sync::OnceLock::new();
+    if upstream == Protocol::Responses || ctx.caller == Protocol::Responses {
+        ctx.body.tree()
+    } else {
+        EMPTY.get_or_init(serde_json::Map::new)
+    }
 }
 
 /// Feeds one read's events to the adapter; true once the finish marker
@@ -1095,7 +1108,7 @@ mod tests {
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let queue = EventQueue::new();
         let winner = AtomicUsize::new(0);
-        let body = serde_json::Map::new();
+        let body = protocol::splice::Body::new("{}");
         let start = Instant::now();
         let r = attempt(AttemptCtx {
             catalog: &catalog,

@@ -24,6 +24,9 @@ fn programs() -> Vec<&'static str> {
     if header.contains("llmux_health_export(") && header.contains("llmux_health_import(") {
         v.push("test_health");
     }
+    if header.contains("llmux_engine_reload(") {
+        v.push("test_reload");
+    }
     v
 }
 

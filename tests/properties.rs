@@ -7,8 +7,9 @@
 //! documents with random mutations (a node replaced by a random value or by
 //! another node of the same document, a key deleted or added). On top of
 //! that: the SSE decoder is independent of how the bytes are split into
-//! reads, config errors name their JSON path, and OpenAI -> Anthropic ->
-//! OpenAI keeps a simple conversation.
+//! reads, config errors name their JSON path, OpenAI -> Anthropic ->
+//! OpenAI keeps a simple conversation, and the same-protocol splice sends
+//! what the tree path would (and refuses what a `Value` parse refuses).
 //!
 //! Deterministic in CI: a fixed seed and a fixed number of cases per
 //! property. `PROPTEST_CASES=N` and `PROPTEST_RNG_SEED=S` override both
@@ -1469,7 +1470,7 @@ fn check_request(protocol: Protocol, bytes: &[u8]) {
     if let Ok(r) = request::parse(catalog(), protocol, bytes) {
         assert!(!r.routes.is_empty());
         assert!(r.routes.iter().all(|x| !x.candidates.is_empty()));
-        assert!(!r.body.contains_key("provider") && !r.body.contains_key("models"));
+        assert!(!r.body.tree().contains_key("provider") && !r.body.tree().contains_key("models"));
         let _ = r.model_slug();
     }
 }
@@ -1792,4 +1793,166 @@ proptest! {
         let back_msgs = back["messages"].as_array().unwrap();
         prop_assert_eq!(flatten(&msgs), flatten(back_msgs), "via {}", anthropic);
     }
+}
+
+// ---------------------------------------------------------------------------
+// (f) the same-protocol splice (protocol::splice): the bytes sent upstream
+// parse to what the tree path (`upstream_request` over the parsed map)
+// builds, for arbitrary objects written with arbitrary blanks, escaped
+// keys and repeated keys; reading refuses exactly what a `Value` parse
+// refuses, with the same message.
+
+const SPLICE_KEYS: &[&str] = &[
+    "model",
+    "stream",
+    "stream_options",
+    "provider",
+    "models",
+    "messages",
+    "system",
+    "tools",
+    "input",
+    "instructions",
+    "include_usage",
+];
+const BLANKS: &[&str] = &["", " ", "\n", "\t", "\r\n  "];
+
+/// One entry: key, value, whether the key is written with a `\u` escape,
+/// whether the value is pretty-printed, and the blanks around it.
+type SpliceEntry = (String, Value, bool, bool, [usize; 4]);
+
+fn arb_splice_entry() -> BoxedStrategy<SpliceEntry> {
+    let key = prop_oneof![3 => select(SPLICE_KEYS).prop_map(String::from), 2 => arb_key()];
+    let value = prop_oneof![
+        4 => arb_json(),
+        1 => prop::collection::vec((select(SPLICE_KEYS).prop_map(String::from), arb_json()), 0..4)
+            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+    ];
+    let blanks = [
+        0..BLANKS.len(),
+        0..BLANKS.len(),
+        0..BLANKS.len(),
+        0..BLANKS.len(),
+    ];
+    (key, value, any::<bool>(), any::<bool>(), blanks).boxed()
+}
+
+fn write_splice_body(entries: &[SpliceEntry], end: usize) -> String {
+    let mut out = String::from("{");
+    for (i, (k, v, escape, pretty, b)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(BLANKS[b[0]]);
+        match k.chars().next() {
+            Some(c) if *escape && (c as u32) < 0x10000 => {
+                out.push_str(&format!("\"\\u{:04x}", c as u32));
+                let rest = serde_json::to_string(&k[c.len_utf8()..]).unwrap();
+                out.push_str(&rest[1..]);
+            }
+            _ => out.push_str(&serde_json::to_string(k).unwrap()),
+        }
+        out.push_str(BLANKS[b[1]]);
+        out.push(':');
+        out.push_str(BLANKS[b[2]]);
+        match pretty {
+            true => out.push_str(&serde_json::to_string_pretty(v).unwrap()),
+            false => out.push_str(&v.to_string()),
+        }
+        out.push_str(BLANKS[b[3]]);
+    }
+    out.push('}');
+    out.push_str(BLANKS[end]);
+    out
+}
+
+/// `compact`: the same entries written without blanks or key escapes.
+fn check_splice(text: &str, compact: &str) {
+    use protocol::splice::{read, Body};
+    let (valid, _) = read(text.as_bytes()).expect("a valid object reads");
+    let body = Body::new(valid);
+    let mut tree: Map<String, Value> = serde_json::from_str(text).unwrap();
+    for k in ["provider", "models"] {
+        tree.shift_remove(k);
+    }
+    assert_eq!(body.tree(), &tree, "{text}");
+    // The estimate is the tree's, blanks and escapes aside (numbers count
+    // as written, and a parsed float may print differently).
+    assert_eq!(
+        Body::from_map(&tree).prompt_tokens_estimate(),
+        request::estimate_prompt_tokens(&tree),
+        "{text}"
+    );
+    let compact = Body::new(read(compact.as_bytes()).unwrap().0);
+    assert_eq!(
+        body.prompt_tokens_estimate(),
+        compact.prompt_tokens_estimate(),
+        "{text}"
+    );
+    for up in [Protocol::OpenAi, Protocol::Anthropic] {
+        for stream in [false, true] {
+            let bytes = protocol::upstream_request_bytes(up, up, &body, "up/m\"1", stream).unwrap();
+            let got: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!(
+                    "{up:?} stream={stream}: {e}\n{text}\n{}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            });
+            let want = protocol::upstream_request(up, up, &tree, "up/m\"1", stream).unwrap();
+            assert_eq!(
+                got,
+                want,
+                "{up:?} stream={stream}\n{text}\n{}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg(1000))]
+
+    #[test]
+    fn splice_parses_to_the_tree_paths_body(
+        entries in prop::collection::vec(arb_splice_entry(), 0..8),
+        end in 0..BLANKS.len(),
+    ) {
+        let plain: Vec<SpliceEntry> = entries
+            .iter()
+            .map(|(k, v, ..)| (k.clone(), v.clone(), false, false, [0; 4]))
+            .collect();
+        check_splice(&write_splice_body(&entries, end), &write_splice_body(&plain, 0));
+    }
+
+    #[test]
+    fn splice_refuses_what_a_value_parse_refuses(
+        entries in prop::collection::vec(arb_splice_entry(), 0..5),
+        cut in any::<Index>(),
+        junk in prop::collection::vec(any::<u8>(), 0..3),
+    ) {
+        // A valid body cut short and / or with bytes appended.
+        let text = write_splice_body(&entries, 0);
+        let mut bytes = text.as_bytes()[..cut.index(text.len() + 1)].to_vec();
+        bytes.extend(junk);
+        let got = protocol::splice::read(&bytes).map(|_| ());
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(_)) => prop_assert_eq!(got, Ok(())),
+            Ok(_) => prop_assert_eq!(got, Err(protocol::splice::ReadError::NotObject)),
+            Err(e) => prop_assert_eq!(got, Err(protocol::splice::ReadError::Json(e.to_string()))),
+        }
+    }
+}
+
+#[test]
+fn splice_keeps_the_callers_bytes() {
+    let text = "{\"temperature\" : 0.50,\"model\":\"test/model\",\n \"provider\": {\"hedge\": true},\n\"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 \\/ \\\"model\\\": \\\"x\\\"\",\"model\":\"inner\"}], \"models\":[\"test/other\"] ,\"z\":1e2}";
+    let r = request::parse(catalog(), Protocol::OpenAi, text.as_bytes()).unwrap();
+    let bytes =
+        protocol::upstream_request_bytes(Protocol::OpenAi, Protocol::OpenAi, &r.body, "up", false)
+            .unwrap();
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        "{\"temperature\" : 0.50,\"model\":\"up\",\n\"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 \\/ \\\"model\\\": \\\"x\\\"\",\"model\":\"inner\"}] ,\"z\":1e2}"
+    );
+    check_splice(text, text);
 }

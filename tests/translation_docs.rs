@@ -1,11 +1,12 @@
 //! The translation rules written once per protocol in code
 //! (`protocol::openai::chat::{DROPPED, REFUSED}`,
-//! `protocol::anthropic::messages::DROPPED`) are the lists docs/protocols.md
+//! `protocol::anthropic::messages::DROPPED`,
+//! `protocol::responses::request::{DROPPED, REFUSED, REFUSED_INBOUND}`) are the lists docs/protocols.md
 //! shows between its `translation-rules` markers: this test renders them
 //! and compares. After changing a rule, rewrite the block with
 //! `LLMUX_UPDATE_DOCS=1 cargo test --test translation_docs`.
 
-use llmux::protocol::{anthropic, openai};
+use llmux::protocol::{anthropic, openai, responses};
 use std::path::Path;
 
 const START: &str = "<!-- translation-rules:start -->";
@@ -26,10 +27,17 @@ fn rendered() -> String {
          undeclared field is dropped too.\n\
          - Chat Completions fields refused (`translation_error`): {}.\n\
          - Anthropic Messages fields dropped on the way to another protocol: {}; any other \
-         undeclared field is dropped too; `mcp_servers` is refused.\n",
+         undeclared field is dropped too; `mcp_servers` is refused.\n\
+         - Responses fields dropped on the way to another protocol: {}; any other undeclared \
+         field is dropped too.\n\
+         - Responses fields refused (`translation_error`): {}.\n\
+         - Refused on the way to a Responses endpoint: {}.\n",
         list(openai::chat::DROPPED),
         list(openai::chat::REFUSED),
         list(anthropic::messages::DROPPED),
+        list(responses::request::DROPPED),
+        list(responses::request::REFUSED),
+        list(responses::request::REFUSED_INBOUND),
     )
 }
 

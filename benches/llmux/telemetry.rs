@@ -1,4 +1,4 @@
-//! i24: what tracing adds to a request's path with the collector down:
+//! What tracing adds to a request's path with the collector down:
 //! admitting the request span and its two attempt spans (once the queue is
 //! full, they are dropped and counted before anything is built), against
 //! the same request without a tracer (nothing built).

@@ -20,8 +20,8 @@
 // `std::bad_alloc` can escape those.
 //
 // Thread safety. Every `const` member function of `Engine` (submit, cancel,
-// poll, wakeup, fd, stats, health_export, health_import, and their try_
-// variants) may be called from any
+// poll, wakeup, fd, stats, health_export, health_import, reload, and their
+// try_ variants) may be called from any
 // thread at the same time as any other `const` member function, as in the C
 // API. Destroying, moving from, moving into or `reset()`ing an Engine must
 // not happen while another thread is using it: wake blocked pollers with
@@ -383,6 +383,25 @@ public:
         detail::CString msg(err);
         if (rc != LLMUX_RESULT_OK) return detail::make_error(rc, msg.get());
         return restored;
+    }
+
+    // Swaps in a new catalog live (llmux_engine_reload): endpoints in both
+    // catalogs keep their health, percentiles, circuit and sticky keys;
+    // requests in flight finish on the catalog they started with; requests
+    // submitted afterwards use the new one. Returns the report as JSON
+    // (generation, added, removed, kept, draining_requests,
+    // restart_required, warnings). An invalid config changes nothing and
+    // throws Error (InvalidConfig) naming every problem by its JSON path.
+    std::string reload(std::string_view config_json) const { return try_reload(config_json).value(); }
+    Result<std::string> try_reload(std::string_view config_json) const {
+        char* report = nullptr;
+        char* err = nullptr;
+        llmux_result rc =
+            llmux_engine_reload(e_.get(), config_json.data(), config_json.size(), &report, &err);
+        detail::CString owned(report);
+        detail::CString msg(err);
+        if (rc != LLMUX_RESULT_OK) return detail::make_error(rc, msg.get());
+        return owned ? std::string(owned.get()) : std::string();
     }
 
     // The library version (same as llmux::version()).

@@ -179,3 +179,14 @@ func cHealthImport(eng *C.llmux_engine, data []byte) (int, error) {
 	}
 	return int(restored), nil
 }
+
+func cEngineReload(eng *C.llmux_engine, config []byte) ([]byte, error) {
+	var report, msg *C.char
+	rc := C.llmux_engine_reload(eng, bytesArg(config), C.size_t(len(config)), &report, &msg)
+	runtime.KeepAlive(config)
+	if rc != C.LLMUX_RESULT_OK {
+		C.llmux_string_free(report)
+		return nil, newError(ResultCode(rc), takeString(msg))
+	}
+	return []byte(takeString(report)), nil
+}

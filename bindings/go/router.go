@@ -163,6 +163,55 @@ func (r *Router) HealthImport(data []byte) (int, error) {
 	return n, err
 }
 
+// ReloadEndpoint names one endpoint in a ReloadReport.
+type ReloadEndpoint struct {
+	Model    string `json:"model"`
+	Endpoint string `json:"endpoint"`
+}
+
+// ReloadReport is what Reload changed.
+type ReloadReport struct {
+	// Generation is the catalog generation now serving (0 was the first).
+	Generation uint64 `json:"generation"`
+	// Added endpoints start unmeasured.
+	Added []ReloadEndpoint `json:"added"`
+	// Removed endpoints get no new request; their in-flight ones finish.
+	Removed []ReloadEndpoint `json:"removed"`
+	// Kept endpoints keep their health, percentiles, circuit and sticky
+	// keys (with the new prices and settings).
+	Kept []ReloadEndpoint `json:"kept"`
+	// DrainingRequests were running on older catalogs at the swap.
+	DrainingRequests int `json:"draining_requests"`
+	// RestartRequired lists changed settings only a restart applies.
+	RestartRequired []string `json:"restart_required"`
+	// Warnings are the new catalog's warnings, as JSON objects.
+	Warnings []json.RawMessage `json:"warnings"`
+}
+
+// Reload swaps in a new catalog live (llmux_engine_reload): endpoints in
+// both catalogs keep their health and sticky keys, requests in flight
+// finish on the catalog they started with, new ones use the new catalog.
+// An invalid config changes nothing; the error (errors.Is
+// ErrInvalidConfig) names every problem by its JSON path.
+func (r *Router) Reload(configJSON []byte) (*ReloadReport, error) {
+	c := r.core
+	c.cmu.RLock()
+	defer c.cmu.RUnlock()
+	if c.eng == nil {
+		return nil, ErrClosed
+	}
+	out, err := cEngineReload(c.eng, configJSON)
+	runtime.KeepAlive(r)
+	if err != nil {
+		return nil, err
+	}
+	var rep ReloadReport
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
 // submit starts a request and registers it for its events. Until the
 // request ends, ctx being done cancels it in llmux.
 func (c *core) submit(ctx context.Context, protocol uint32, body []byte) (*call, error) {

@@ -47,7 +47,7 @@ pub fn parse_request(protocol: Protocol, data: &[u8]) {
     if let Ok(r) = llmux::request::parse(catalog(), protocol, data) {
         assert!(!r.routes.is_empty());
         assert!(r.routes.iter().all(|x| !x.candidates.is_empty()));
-        assert!(!r.body.contains_key("provider") && !r.body.contains_key("models"));
+        assert!(!r.body.tree().contains_key("provider") && !r.body.tree().contains_key("models"));
     }
 }
 

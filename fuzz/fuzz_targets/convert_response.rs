@@ -1,11 +1,11 @@
-//! A non-streaming upstream body converted for every protocol pair, and the
-//! error-body translations.
+//! A non-streaming upstream body converted for every protocol pair, each
+//! protocol's response parser, and the error-body translations.
 #![no_main]
 
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use llmux::protocol::{self, translate};
+use llmux::protocol::{self, anthropic, openai, responses, translate};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,6 +17,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(v) = serde_json::from_slice::<Value>(data) {
+        let _ = openai::chat::parse_response(&v);
+        let _ = anthropic::messages::parse_response(&v);
+        let _ = responses::parse_response(&v);
         for status in [200, 400, 429, 529, 0, 999] {
             let _ = translate::openai_error_to_anthropic(status, &v);
             let _ = translate::anthropic_error_to_openai(status, &v);

@@ -36,6 +36,10 @@ struct Section {
     drain_ms: Option<u64>,
     keepalive_ms: Option<u64>,
     health_file: Option<PathBuf>,
+    /// i25: the edge limits and TLS.
+    #[serde(default)]
+    limits: LimitsSection,
+    tls: Option<TlsSection>,
 }
 
 /// A caller key: the name of the environment variable holding it, or an
@@ -61,6 +65,10 @@ pub struct GatewayConfig {
     pub drain_ms: u64,
     pub keepalive_ms: u64,
     pub health_file: Option<PathBuf>,
+    /// i25: what one client may hold (`gateway.limits`).
+    pub limits: Limits,
+    /// i25: `gateway.tls`: serve HTTPS (HTTP/2 by ALPN) with these PEM files.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The config file, validated: the engine's catalog and the gateway's part.
@@ -169,6 +177,7 @@ fn resolve(s: Section) -> Result<GatewayConfig, Vec<String>> {
     if s.max_body_bytes == Some(0) {
         errors.push("gateway.max_body_bytes: must be at least 1".into());
     }
+    let limits = s.limits.resolve(&mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -179,5 +188,113 @@ fn resolve(s: Section) -> Result<GatewayConfig, Vec<String>> {
         drain_ms: s.drain_ms.unwrap_or(DEFAULT_DRAIN_MS),
         keepalive_ms: s.keepalive_ms.unwrap_or(DEFAULT_KEEPALIVE_MS).max(1),
         health_file: s.health_file,
+        limits,
+        tls: s.tls.map(|t| TlsFiles {
+            cert: t.cert,
+            key: t.key,
+        }),
     })
+}
+
+// ---------------------------------------------------------------------------
+// i25: edge limits and TLS
+
+/// `gateway.limits` as written; every field optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_connections: Option<usize>,
+    max_in_flight: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_headers: Option<usize>,
+    max_header_bytes: Option<usize>,
+    max_streams_per_connection: Option<u32>,
+    retry_after_s: Option<u64>,
+}
+
+/// `gateway.tls` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// The PEM files of `gateway.tls`: the certificate chain and its key.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// What one client may hold, resolved with the defaults (docs/gateway.md,
+/// "Limits").
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Open connections; past it a new one gets a minimal 503 and is closed.
+    pub max_connections: usize,
+    /// Requests being served (health and metrics excepted); past it, 503
+    /// in the caller's envelope with `retry-after`.
+    pub max_in_flight: usize,
+    /// An HTTP/1.1 request head must arrive within this, counted from when
+    /// the connection is ready for it (so it also closes a kept-alive
+    /// HTTP/1.1 connection that sends nothing). TLS handshakes too.
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive within this after its head.
+    pub body_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout_ms: u64,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub max_streams_per_connection: u32,
+    pub retry_after_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        LimitsSection::default().resolve(&mut Vec::new())
+    }
+}
+
+impl LimitsSection {
+    fn resolve(&self, errors: &mut Vec<String>) -> Limits {
+        let l = Limits {
+            max_connections: self.max_connections.unwrap_or(8192),
+            max_in_flight: self.max_in_flight.unwrap_or(4096),
+            header_read_timeout_ms: self.header_read_timeout_ms.unwrap_or(10_000),
+            body_read_timeout_ms: self.body_read_timeout_ms.unwrap_or(60_000),
+            idle_timeout_ms: self.idle_timeout_ms.unwrap_or(60_000),
+            max_headers: self.max_headers.unwrap_or(100),
+            max_header_bytes: self.max_header_bytes.unwrap_or(64 * 1024),
+            max_streams_per_connection: self.max_streams_per_connection.unwrap_or(256),
+            retry_after_s: self.retry_after_s.unwrap_or(1),
+        };
+        let at_least = |name: &str, v: u64, min: u64, errors: &mut Vec<String>| {
+            if v < min {
+                errors.push(format!("gateway.limits.{name}: must be at least {min}"));
+            }
+        };
+        at_least("max_connections", l.max_connections as u64, 1, errors);
+        at_least("max_in_flight", l.max_in_flight as u64, 1, errors);
+        at_least(
+            "header_read_timeout_ms",
+            l.header_read_timeout_ms,
+            1,
+            errors,
+        );
+        at_least("body_read_timeout_ms", l.body_read_timeout_ms, 1, errors);
+        at_least("idle_timeout_ms", l.idle_timeout_ms, 1, errors);
+        at_least("max_headers", l.max_headers as u64, 1, errors);
+        // hyper's smallest read buffer.
+        at_least("max_header_bytes", l.max_header_bytes as u64, 8192, errors);
+        at_least(
+            "max_streams_per_connection",
+            l.max_streams_per_connection.into(),
+            1,
+            errors,
+        );
+        l
+    }
 }

@@ -1,6 +1,6 @@
 //! `llmux`: the llmux router as a command.
 //!
-//! - `llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]`
+//! - `llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth] [--watch]`
 //! - `llmux check --config FILE`
 //! - `llmux route --config FILE MODEL [--routing JSON] [--json]`
 //! - `llmux route --url http://HOST:PORT MODEL [...]`: the running gateway's plan
@@ -10,10 +10,14 @@
 //! ends the command quietly instead of panicking.
 
 mod config;
+mod cursor;
 mod dashboard;
 mod error;
 mod record;
+mod reload;
+mod serve;
 mod server;
+mod tls;
 mod tracing;
 
 use record::LogFormat;
@@ -26,7 +30,7 @@ use std::time::{Duration, SystemTime};
 const USAGE: &str = "llmux: an LLM router with OpenAI- and Anthropic-compatible endpoints
 
 usage:
-  llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth]
+  llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth] [--watch]
   llmux check --config FILE
   llmux route --config FILE MODEL [--routing JSON] [--provider JSON] [--json]
   llmux route --url http://HOST:PORT MODEL [--stream] [--routing JSON] [--provider JSON] [--json]
@@ -45,6 +49,8 @@ options:
   --listen ADDR         overrides gateway.listen
   --log-format FORMAT   one line per request on stderr: logfmt (default), json or off
   --insecure-no-auth    allow a non-loopback address without gateway.keys
+  --watch               serve: reload the catalog when the config file changes
+                        (SIGHUP and POST /admin/reload always do)
   --routing JSON        route: a provider.routing object, e.g. '{\"type\":\"priority\"}'
   --provider JSON       route: a whole provider object (preferences), e.g. '{\"zdr\":true}'
   --json                route: the full plan as JSON
@@ -97,10 +103,12 @@ struct Args {
     provider: Option<String>,
     json: bool,
     model: Option<String>,
-    /// i24: `llmux route --url`.
+    /// `llmux route --url`.
     url: Option<String>,
-    /// i24: `llmux route --stream`: plan a streaming request.
+    /// `llmux route --stream`: plan a streaming request.
     stream: bool,
+    /// `llmux serve --watch`.
+    watch: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
@@ -135,10 +143,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
             "--log-format" => a.log_format = Some(value("--log-format")?),
             "--routing" => a.routing = Some(value("--routing")?),
             "--provider" => a.provider = Some(value("--provider")?), // i22
-            "--url" if a.command == "route" => a.url = Some(value("--url")?), // i24
-            "--stream" if a.command == "route" => a.stream = true,   // i24
+            "--url" if a.command == "route" => a.url = Some(value("--url")?),
+            "--stream" if a.command == "route" => a.stream = true,
             "--insecure-no-auth" => a.insecure_no_auth = true,
             "--json" => a.json = true,
+            "--watch" => a.watch = true,
             "-h" | "--help" => return Ok(Cli::Help),
             "-V" | "--version" => return Ok(Cli::Version),
             f if f.starts_with('-') => return Err(format!("unknown option `{f}`")),
@@ -481,7 +490,9 @@ fn serve(args: &Args) -> ExitCode {
         Err(e) => return fail(&[format!("cannot start the runtime: {e}")]),
     };
     let health_file = gateway.health_file.clone();
-    let code = rt.block_on(run(gateway, eng.clone(), prom, log));
+    let path = args.config.clone().unwrap_or_default();
+    let reloader = Arc::new(reload::Reloader::new(path, eng.clone(), &gateway, log));
+    let code = rt.block_on(run(gateway, eng.clone(), prom, log, (reloader, args.watch)));
     drop(rt);
     if let Some(f) = &health_file {
         if let Err(e) = std::fs::write(f, eng.export_health()) {
@@ -499,6 +510,7 @@ async fn run(
     eng: Arc<llmux::Engine>,
     prom: metrics_exporter_prometheus::PrometheusHandle,
     log: LogFormat,
+    (reloader, watch): (Arc<reload::Reloader>, bool),
 ) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(g.listen).await {
         Ok(l) => l,
@@ -508,7 +520,18 @@ async fn run(
         Ok(a) => a,
         Err(e) => return fail(&[format!("cannot read the listening address: {e}")]),
     };
-    Out::new().line(format_args!("llmux: listening on http://{addr}"));
+    let tls = match &g.tls {
+        Some(files) => match tls::Tls::load(files) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => return fail(&[e]),
+        },
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    Out::new().line(format_args!("llmux: listening on {scheme}://{addr}"));
+    if let Some(t) = &tls {
+        t.reload_on_sighup();
+    }
     // The recorder keeps every histogram sample until something drains
     // it; a scrape does, and so does this, for the many deployments that
     // never scrape (issue 18: memory grew with every request).
@@ -532,7 +555,9 @@ async fn run(
         cancel_all: cancel_rx,
         started: SystemTime::now(),
         board: dashboard::Board::default(),
+        reloader: Some(reloader.clone()),
     });
+    reload::spawn_triggers(reloader, watch);
     let drain = Duration::from_millis(g.drain_ms);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // On SIGTERM/SIGINT: stop accepting, let requests finish for the drain
@@ -547,13 +572,16 @@ async fn run(
         tokio::time::sleep(drain).await;
         let _ = cancel_tx.send(true);
     });
-    let serve = axum::serve(server::listener(listener), server::router(app))
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-        });
-    if let Err(e) = serve.await {
-        return fail(&[format!("server error: {e}")]);
-    }
+    let edge = serve::EdgeConfig {
+        limits: g.limits,
+        tls,
+        log,
+        close_wait: drain + Duration::from_secs(2),
+    };
+    serve::run(listener, server::router(app), edge, async move {
+        let _ = stop_rx.await;
+    })
+    .await;
     say("stopped");
     ExitCode::SUCCESS
 }

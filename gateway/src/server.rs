@@ -47,8 +47,10 @@ pub struct App {
     /// requests are cancelled.
     pub cancel_all: watch::Receiver<bool>,
     pub started: SystemTime,
-    /// i24: what the live dashboard shows (recent requests, charts).
+    /// What the live dashboard shows (recent requests, charts).
     pub board: crate::dashboard::Board,
+    /// `POST /admin/reload` (None: the route answers 404).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 type St = State<Arc<App>>;
@@ -75,7 +77,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(alive).head(alive))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .merge(crate::dashboard::routes()) // i24
+        .merge(crate::dashboard::routes())
+        .route("/admin/reload", post(admin_reload))
         .nest("/api", api.clone())
         .merge(api)
         .fallback(not_found)
@@ -100,19 +103,7 @@ fn api_routes() -> Router<Arc<App>> {
         .route("/v1/models/{vendor}/{name}/endpoints", get(model_endpoints))
         .route("/anthropic/v1/models", get(anthropic_models))
         .route("/v1/stats", get(stats))
-        .route("/v1/route", get(crate::dashboard::route_plan)) // i24
-}
-
-/// The gateway's listener: every accepted connection gets `TCP_NODELAY`.
-/// With Nagle's algorithm on, a stream's small last write waited for the
-/// client's delayed ACK: 40 ms at the end of every stream (issue 18).
-pub fn listener(
-    l: tokio::net::TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    l.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    })
+        .route("/v1/route", get(crate::dashboard::route_plan))
 }
 
 // ---------------------------------------------------------------------------
@@ -309,6 +300,10 @@ async fn read_body(app: &App, h: &HeaderMap, body: Body, proto: Protocol) -> Res
                 if s.is::<http_body_util::LengthLimitError>() {
                     return Err(too_large());
                 }
+                // i25: a body slower than gateway.limits.body_read_timeout_ms.
+                if let Some(t) = s.downcast_ref::<crate::serve::BodyTimeout>() {
+                    return Err(app.reject(proto, 408, "body_timeout", t.to_string()).into());
+                }
                 src = s.source();
             }
             let message = "could not read the request body";
@@ -337,7 +332,7 @@ struct Ctx {
     key: String,
     stream: bool,
     started: Instant,
-    /// i24: the HTTP server span, when the engine traces.
+    /// The HTTP server span, when the engine traces.
     span: Option<crate::tracing::HttpSpan>,
 }
 
@@ -361,9 +356,10 @@ impl Ctx {
             metrics::counter!("llmux_requests_total", "model" => self.model.clone(), "endpoint" => "none", "outcome" => outcome.to_owned()).increment(1);
         }
         if let Some(s) = &self.span {
-            s.end(self.app.engine.tracer(), status, outcome); // i24
+            let tracer = self.app.engine.tracer();
+            s.end(tracer.as_deref(), status, outcome);
         }
-        // i24: the dashboard's recent requests and charts.
+        // The dashboard's recent requests and charts.
         self.app.board.record(crate::dashboard::Finished {
             id: self.id,
             now_ms: crate::dashboard::now_ms(),
@@ -395,8 +391,22 @@ impl Ctx {
 async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> Result<Response> {
     let started = Instant::now();
     let key = authorize(&app, &h, proto)?.to_owned();
-    let bytes = read_body(&app, &h, body, proto).await?;
-    let (span, traceparent) = crate::tracing::begin(app.engine.tracer(), &h, proto); // i24
+    let mut bytes = read_body(&app, &h, body, proto).await?;
+    // i25: Cursor posts Responses-shaped bodies here (docs/gateway.md).
+    if proto == Protocol::OpenAi {
+        match crate::cursor::adapt(&bytes) {
+            Ok(Some(chat)) => bytes = chat,
+            Ok(None) => {}
+            Err(m) => {
+                return Err(app
+                    .reject(proto, 400, "invalid_request", m)
+                    .key(&key)
+                    .into())
+            }
+        }
+    }
+    let tracer = app.engine.tracer();
+    let (span, traceparent) = crate::tracing::begin(tracer.as_deref(), &h, proto);
     let opts = SubmitOptions {
         forward_headers: anthropic_headers(&h),
         // Claude Code's and Codex's session ids keep a session on one
@@ -855,7 +865,8 @@ fn per_token(per_million: f64) -> String {
 
 fn anthropic_models_json(app: &App) -> Value {
     let created = rfc3339(unix(app.started));
-    let models = &app.engine.catalog().models;
+    let cat = app.engine.catalog();
+    let models = &cat.models;
     let data: Vec<Value> = models
         .iter()
         .map(|m| json!({"type": "model", "id": m.slug, "display_name": m.slug, "created_at": created}))
@@ -937,6 +948,34 @@ async fn stats(State(app): St, h: HeaderMap) -> Result<Response> {
     Ok(json_response(200, app.engine.stats_json()))
 }
 
+/// Reloads the catalog from the config file. Any configured key may
+/// (without keys: only while listening on loopback).
+async fn admin_reload(State(app): St, h: HeaderMap) -> Result<Response> {
+    authorize(&app, &h, Protocol::OpenAi)?;
+    // Hook for admin key policy: require an admin key here once keys carry it.
+    let Some(r) = app.reloader.as_ref() else {
+        return Err(app
+            .reject(Protocol::OpenAi, 404, "not_found", "reload is not enabled")
+            .into());
+    };
+    if app.keys.is_empty() && !r.open_without_keys() {
+        return Err(app
+            .reject(
+                Protocol::OpenAi,
+                403,
+                "forbidden",
+                "reload needs gateway.keys when the gateway listens beyond loopback",
+            )
+            .into());
+    }
+    let out = r.reload("http").await;
+    let status = if out.ok { 200 } else { 422 };
+    Ok(json_response(
+        status,
+        serde_json::to_string(&out).unwrap_or_default(),
+    ))
+}
+
 async fn alive() -> Response {
     json_response(200, r#"{"status":"ok"}"#.into())
 }
@@ -970,7 +1009,7 @@ async fn metrics(State(app): St) -> Response {
         }
     }
     if let Some(t) = app.engine.tracer() {
-        // i24: the trace exporter's counters.
+        // The trace exporter's counters.
         let c = t.counters();
         metrics::gauge!("llmux_trace_spans_exported").set(c.exported as f64);
         metrics::gauge!("llmux_trace_spans_dropped").set(c.dropped as f64);
@@ -982,24 +1021,4 @@ async fn metrics(State(app): St) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     r
-}
-
-#[cfg(test)]
-mod listener_tests {
-    use axum::serve::Listener;
-
-    /// Accepted connections have Nagle's algorithm off.
-    #[tokio::test]
-    async fn accepted_sockets_have_nodelay() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let mut l = super::listener(l);
-        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
-        let (io, _) = l.accept().await;
-        assert!(
-            io.nodelay().unwrap(),
-            "TCP_NODELAY is off on an accepted socket"
-        );
-        drop(client.await);
-    }
 }

@@ -1,4 +1,4 @@
-//! i24: the gateway's HTTP server span around each completion request,
+//! The gateway's HTTP server span around each completion request,
 //! child of the caller's W3C `traceparent`, parent of the engine's request
 //! span. Nothing happens without `telemetry.otlp`.
 

@@ -1336,7 +1336,7 @@ fn check_reports_each_problem_once_at_its_line_and_column() {
              `expected_first_token_ms`, `max_concurrency`, `region`, `data_policy`, `quantization`, \
              `supported_parameters` at line 7 column 40\n  gateway.keyz: unknown \
              field `keyz`, expected one of `listen`, `keys`, `max_body_bytes`, `drain_ms`, \
-             `keepalive_ms`, `health_file` at line 10 column 48\n"
+             `keepalive_ms`, `health_file`, `limits`, `tls` at line 10 column 48\n"
         )
     );
     // `serve` says the same on stderr.

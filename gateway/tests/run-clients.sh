@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real clients against a running `llmux serve` in front of the mock fleet:
-# the official openai and anthropic Python SDKs (tests/python/gateway_clients.py)
+# the official openai and anthropic Python SDKs (tests/python/gateway_clients.py,
+# and the openai SDK over TLS + HTTP/2: tests/python/gateway_tls.py),
 # Codex CLI (npm @openai/codex, which ships a native binary) with its model
 # served by a Responses, a Chat Completions and an Anthropic endpoint, and
 # Claude Code itself (npm @anthropic-ai/claude-code), once with its model
@@ -99,6 +100,26 @@ if ! cmp -s "$req" "$venv/.requirements"; then
 fi
 LLMUX_GATEWAY_URL=$gw LLMUX_GATEWAY_KEY=$LLMUX_TEST_KEY LLMUX_FLEET=$fleet \
   "$venv/bin/python" tests/python/gateway_clients.py
+
+# --- the openai SDK over TLS and HTTP/2 (gateway.tls, issue 25) --------------
+# A test CA and a certificate for 127.0.0.1 made now (openssl: scripts/setup).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -keyout "$work/ca.key" -out "$work/ca.pem" -subj "/CN=llmux test CA" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout "$work/tls.key" -out "$work/tls.csr" -subj "/CN=127.0.0.1" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$work/ext.cnf"
+openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+  -days 2 -extfile "$work/ext.cnf" -out "$work/tls.pem" 2>/dev/null
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["gateway"]["tls"]={"cert":sys.argv[2],"key":sys.argv[3]}; json.dump(c,open(sys.argv[4],"w"))' \
+  "$work/llmux.json" "$work/tls.pem" "$work/tls.key" "$work/llmux-tls.json"
+"$target/debug/llmux" serve --config "$work/llmux-tls.json" --listen 127.0.0.1:0 --log-format json \
+  >"$work/gw-tls.out" 2>"$work/gw-tls.log" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/gw-tls.out" ] && break; sleep 0.05; done
+gw_tls=$(sed -n 's/^llmux: listening on //p' "$work/gw-tls.out")
+[ -n "$gw_tls" ] || { cat "$work/gw-tls.log"; echo "the TLS gateway did not start" >&2; exit 1; }
+LLMUX_GATEWAY_TLS_URL=$gw_tls LLMUX_GATEWAY_KEY=$LLMUX_TEST_KEY LLMUX_TEST_CA=$work/ca.pem \
+  "$venv/bin/python" tests/python/gateway_tls.py
 
 # --- Codex CLI ----------------------------------------------------------------
 http() { python3 -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(u.Request(sys.argv[1], method=sys.argv[2], data=b"" if sys.argv[2] == "POST" else None)).read().decode())' "$1" "$2"; }

@@ -9,8 +9,11 @@
 //! before a task first ran: then nobody can poll for it any more.
 
 mod prefs; // i22: provider preferences
+mod reload; // catalog reload
 mod run;
-mod trace; // i24: spans of a finished request
+mod trace; // spans of a finished request
+
+pub use reload::{ReloadEndpoint, ReloadReport};
 
 use crate::api::{
     Circuit, DataPolicy, EndpointStats, Plan, PlanCandidate, PlanError, PlanFiltered, PlanModel,
@@ -82,7 +85,7 @@ pub struct SubmitOptions {
     /// upstream's body unchanged (a gateway passes it on; clients such as
     /// Claude Code match its wording). Otherwise llmux's own envelope.
     pub upstream_error_bodies: bool,
-    /// i24: the W3C `traceparent` the request span is a child of (the
+    /// The W3C `traceparent` the request span is a child of (the
     /// gateway passes its HTTP span's). Ignored without `telemetry.otlp`.
     pub traceparent: Option<String>,
 }
@@ -195,21 +198,59 @@ impl Drop for RequestEvents {
     }
 }
 
+/// One generation of the engine: a catalog and its health, plus handles on
+/// the parts every generation shares (queue, ids, cancels, counters). A
+/// reload builds the next generation and swaps it in; requests hold the
+/// generation they started on until they end.
 struct Inner {
     catalog: Catalog,
     health: Health,
-    queue: EventQueue,
-    /// One HTTP client (connection pool) per connect timeout and HTTP version.
-    clients: Mutex<HashMap<(u64, HttpVersion), reqwest::Client>>,
-    cancels: Mutex<HashMap<u64, oneshot::Sender<()>>>,
-    next_id: AtomicU64,
+    queue: Arc<EventQueue>,
+    /// One HTTP client (connection pool) per connect timeout and HTTP
+    /// version; kept across reloads while the proxy is the same.
+    clients: Arc<Mutex<HashMap<(u64, HttpVersion), reqwest::Client>>>,
+    cancels: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>,
+    next_id: Arc<AtomicU64>,
     rng: AtomicU64,
-    active: AtomicUsize,
-    closing: AtomicBool,
-    /// Sticky key -> (endpoint, last use).
-    sticky: Mutex<HashMap<String, (usize, Instant)>>,
-    /// i24: the trace exporter, when `telemetry.otlp` is configured.
-    tracer: Option<crate::telemetry::Tracer>,
+    active: Arc<AtomicUsize>,
+    closing: Arc<AtomicBool>,
+    /// Sticky key -> (endpoint identity `model|endpoint id`, last use):
+    /// by identity, so a reload keeps it.
+    sticky: Arc<Mutex<StickyMap>>,
+    /// Endpoint identity (`model|endpoint id`) -> index in this catalog.
+    index: HashMap<Arc<str>, usize>,
+    /// `index`'s keys by endpoint index.
+    identity: Vec<Arc<str>>,
+    /// 0 for the first catalog, +1 per reload.
+    generation: u64,
+    /// Reloads applied so far (engine-wide).
+    reloads: Arc<AtomicU64>,
+    /// Set when a reload replaced this generation: its background tasks end.
+    retired: Arc<tokio::sync::Notify>,
+    retired_flag: AtomicBool,
+    /// The trace exporter, when `telemetry.otlp` is configured: one for the
+    /// engine's life, carried into every generation.
+    tracer: Option<Arc<crate::telemetry::Tracer>>,
+}
+
+/// Sticky key -> (endpoint identity, last use).
+type StickyMap = HashMap<String, (Arc<str>, Instant)>;
+
+/// The catalog of one generation, kept alive while borrowed
+/// (`Engine::catalog`).
+pub struct CatalogRef(Arc<Inner>);
+
+impl std::fmt::Debug for CatalogRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.catalog.fmt(f)
+    }
+}
+
+impl std::ops::Deref for CatalogRef {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        &self.0.catalog
+    }
 }
 
 /// `export_health`'s document.
@@ -243,7 +284,10 @@ struct HealthKey {
 
 /// The router. Thread-safe: every method takes `&self`.
 pub struct Engine {
-    inner: Arc<Inner>,
+    /// The current generation; swapped whole by `reload`.
+    current: std::sync::RwLock<Arc<Inner>>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
     runtime: Option<tokio::runtime::Runtime>,
     /// `worker_threads: 0`: a current-thread runtime that only runs while
     /// a host thread is inside `poll` (the host drives the I/O).
@@ -285,91 +329,56 @@ impl Engine {
                 .build()
         }
         .map_err(|e| EngineError::Runtime(e.to_string()))?;
-        let mut health = Health::new(catalog.health, catalog.endpoints.len());
-        let shared = catalog.shared.clone().map(|s| {
-            let (overlay, rx) = crate::shared::Overlay::new(s, catalog.endpoints.len());
-            let overlay = Arc::new(overlay);
-            health.set_shared(overlay.clone());
-            (overlay, rx)
-        });
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9_7F4A_7C15)
-            | 1;
         let tracer = match catalog.telemetry.clone() {
-            Some(s) => Some(crate::telemetry::Tracer::start(s).map_err(EngineError::Runtime)?),
+            Some(s) => Some(Arc::new(
+                crate::telemetry::Tracer::start(s).map_err(EngineError::Runtime)?,
+            )),
             None => None,
         };
-        let inner = Arc::new(Inner {
-            tracer,
-            catalog,
-            health,
-            queue: EventQueue::new(),
-            clients: Mutex::new(HashMap::new()),
-            cancels: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            rng: AtomicU64::new(seed),
-            active: AtomicUsize::new(0),
-            closing: AtomicBool::new(false),
-            sticky: Mutex::new(HashMap::new()),
-        });
-        // Build the default client now so a TLS setup problem shows at load.
-        let connect = inner
-            .catalog
-            .timeouts
-            .connect_ms
-            .or(DEFAULT_TIMEOUTS.connect_ms)
-            .unwrap_or(5000);
-        inner
-            .client(connect, HttpVersion::default())
-            .map_err(EngineError::Runtime)?;
-        if let Some((overlay, rx)) = shared {
-            let c = &inner.catalog;
-            let keys = (0..c.endpoints.len())
-                .map(|e| {
-                    format!(
-                        "{}|{}",
-                        c.models[c.endpoints[e].model].slug, c.endpoints[e].id
-                    )
-                })
-                .collect();
-            let health_of = inner.clone();
-            let aggregate = move |e: usize, now: Instant| health_of.health.aggregate(e, now);
-            runtime.spawn(crate::shared::run(overlay, rx, keys, aggregate));
-        }
-        if let Some(ms) = inner.catalog.health.active_probe_interval_ms {
-            runtime.spawn(probe_loop(inner.clone(), Duration::from_millis(ms)));
-        }
+        let (mut inner, shared_rx) = Inner::build(catalog, None).map_err(EngineError::Runtime)?;
+        inner.tracer = tracer;
+        let inner = Arc::new(inner);
+        reload::start_tasks(&runtime, &inner, shared_rx);
         Ok(Engine {
-            inner,
+            current: std::sync::RwLock::new(inner),
+            reloading: Mutex::new(()),
             runtime: Some(runtime),
             host_driven,
         })
     }
 
-    /// i24: the trace exporter, when `telemetry.otlp` is configured (the
-    /// gateway records its HTTP spans through it).
-    pub fn tracer(&self) -> Option<&crate::telemetry::Tracer> {
-        self.inner.tracer.as_ref()
+    /// The trace exporter, when `telemetry.otlp` is configured (the
+    /// gateway records its HTTP spans through it). One for the engine's
+    /// life: a reload keeps it.
+    pub fn tracer(&self) -> Option<Arc<crate::telemetry::Tracer>> {
+        self.inner().tracer.clone()
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.inner.catalog
+    /// The catalog new requests are routed on now (a reload swaps it;
+    /// requests already running keep theirs).
+    pub fn catalog(&self) -> CatalogRef {
+        CatalogRef(self.inner())
+    }
+
+    /// The current generation: catalog, health and the engine-wide parts.
+    fn inner(&self) -> Arc<Inner> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Validates and starts a request; returns its id. Never blocks on I/O.
     pub fn submit(&self, protocol: Protocol, body: &[u8]) -> Result<u64, SubmitError> {
-        if self.inner.closing.load(Ordering::Acquire) {
+        let inner = self.inner();
+        if inner.closing.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
-        let req =
-            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let req = request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.inner.cancels).insert(id, tx);
-        self.inner.active.fetch_add(1, Ordering::AcqRel);
-        let inner = self.inner.clone();
+        lock(&inner.cancels).insert(id, tx);
+        inner.active.fetch_add(1, Ordering::AcqRel);
         match &self.runtime {
             Some(rt) => {
                 rt.spawn(run::run(inner, id, req, rx, run::Channel::default()));
@@ -390,24 +399,25 @@ impl Engine {
         body: &[u8],
         opts: SubmitOptions,
     ) -> Result<RequestEvents, SubmitError> {
-        if self.inner.closing.load(Ordering::Acquire) {
+        let inner = self.inner();
+        if inner.closing.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
         let Some(rt) = &self.runtime else {
             return Err(SubmitError::ShuttingDown);
         };
         let mut req =
-            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
+            request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
         if req.sticky_key.is_none() {
             req.sticky_key = opts.sticky_key;
         }
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (stream, model) = (req.stream, req.requested_model.clone());
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
         let (term_tx, term_rx) = oneshot::channel();
-        lock(&self.inner.cancels).insert(id, cancel_tx);
-        self.inner.active.fetch_add(1, Ordering::AcqRel);
+        lock(&inner.cancels).insert(id, cancel_tx);
+        inner.active.fetch_add(1, Ordering::AcqRel);
         let served = Arc::new(run::ServingCell::default());
         let channel = run::Channel {
             chunks: Some(chunk_tx),
@@ -420,10 +430,10 @@ impl Engine {
                 .as_deref()
                 .and_then(crate::telemetry::TraceContext::parse),
         };
-        rt.spawn(run::run(self.inner.clone(), id, req, cancel_rx, channel));
+        rt.spawn(run::run(inner.clone(), id, req, cancel_rx, channel));
         Ok(RequestEvents {
             id,
-            inner: self.inner.clone(),
+            inner,
             chunks: Some(chunk_rx),
             terminal: term_rx,
             stashed: None,
@@ -449,21 +459,21 @@ impl Engine {
         let Some(rt) = &self.runtime else {
             return Err(SubmitError::ShuttingDown);
         };
-        let mut req = request::parse(&self.inner.catalog, Protocol::Anthropic, body)
+        let inner = self.inner();
+        let req = request::parse(&inner.catalog, Protocol::Anthropic, body)
             .map_err(SubmitError::Request)?;
-        let c = &self.inner.catalog;
+        let c = &inner.catalog;
         let now = Instant::now();
         let Some(e) = req.routes[0].candidates.iter().copied().find(|&e| {
             c.provider_of(e).protocol == Protocol::Anthropic
-                && self.inner.health.snapshot_state(e, now).circuit == Circuit::Closed.as_str()
+                && inner.health.snapshot_state(e, now).circuit == Circuit::Closed.as_str()
         }) else {
             return Ok(None);
         };
-        req.body
-            .insert("model".into(), json!(c.endpoints[e].upstream_model));
-        let bytes = serde_json::to_vec(&req.body)
-            .map_err(|e| SubmitError::Request(request::RequestError::Invalid(e.to_string())))?;
-        let inner = self.inner.clone();
+        let bytes = req
+            .body
+            .splice(&c.endpoints[e].upstream_model, false, false);
+        let inner = inner.clone();
         let (tx, rx) = oneshot::channel();
         rt.spawn(async move {
             let c = &inner.catalog;
@@ -494,9 +504,9 @@ impl Engine {
     /// cost, price, throughput, in-flight count, circuit and availability.
     /// Exploration is left out (it is a random draw per request).
     pub fn plan(&self, protocol: Protocol, body: &[u8]) -> Result<Plan, SubmitError> {
+        let inner = &self.inner();
         let mut req =
-            request::parse(&self.inner.catalog, protocol, body).map_err(SubmitError::Request)?;
-        let inner = &self.inner;
+            request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
         let now = Instant::now();
         prefs::apply(inner, &mut req, now); // i22
         let sticky = req
@@ -566,7 +576,7 @@ impl Engine {
     /// Cancels an in-flight request; it ends with an error event of type
     /// `cancelled`. False when the id is unknown or already finished.
     pub fn cancel(&self, id: u64) -> bool {
-        match lock(&self.inner.cancels).remove(&id) {
+        match lock(&self.inner().cancels).remove(&id) {
             Some(tx) => tx.send(()).is_ok(),
             None => false,
         }
@@ -581,7 +591,8 @@ impl Engine {
     /// that is ready and returns. Called from inside a tokio runtime it
     /// cannot drive (tokio forbids nesting) and only takes queued events.
     pub fn poll(&self, max: usize, timeout: Option<Duration>, sink: impl FnMut(Event)) -> usize {
-        let queue = &self.inner.queue;
+        let inner = self.inner();
+        let queue = &inner.queue;
         match &self.runtime {
             Some(rt) if self.host_driven && tokio::runtime::Handle::try_current().is_err() => {
                 if max > 0 && !queue.ready() {
@@ -606,23 +617,23 @@ impl Engine {
 
     /// Makes a blocked `poll` return at once.
     pub fn wakeup(&self) {
-        self.inner.queue.wakeup();
+        self.inner().queue.wakeup();
     }
 
     /// A file descriptor that is readable while events are waiting.
     pub fn fd(&self) -> Option<i32> {
-        self.inner.queue.fd()
+        self.inner().queue.fd()
     }
 
     /// Requests started and not yet terminated.
     pub fn in_flight(&self) -> usize {
-        self.inner.active.load(Ordering::Acquire)
+        self.inner().active.load(Ordering::Acquire)
     }
 
     /// Health and prices of every endpoint, the engine's load and shared
     /// health's state.
     pub fn stats(&self) -> Stats {
-        let inner = &self.inner;
+        let inner = &self.inner();
         let now = Instant::now();
         let shared = inner.health.shared();
         Stats {
@@ -631,6 +642,8 @@ impl Engine {
                 .collect(),
             requests_in_flight: inner.active.load(Ordering::Acquire),
             events_queued: inner.queue.len(),
+            reloads: inner.reloads.load(Ordering::Acquire),
+            generation: inner.generation,
             shared: SharedStats {
                 enabled: shared.is_some(),
                 status: shared.map(|o| o.stats(now)),
@@ -656,7 +669,8 @@ impl Engine {
     /// restarted app starts warm. Times are stored as "time left".
     pub fn export_health(&self) -> String {
         let now = Instant::now();
-        let c = &self.inner.catalog;
+        let inner = self.inner();
+        let c = &inner.catalog;
         let endpoints: Vec<HealthEntryOut<'_>> = c
             .endpoints
             .iter()
@@ -664,7 +678,7 @@ impl Engine {
             .map(|(i, e)| HealthEntryOut {
                 model: &c.models[e.model].slug,
                 endpoint: &e.id,
-                health: self.inner.health.export_state(i, now),
+                health: inner.health.export_state(i, now),
             })
             .collect();
         serde_json::to_string(&HealthFileOut {
@@ -681,7 +695,8 @@ impl Engine {
     pub fn import_health(&self, json: &str) -> Result<usize, String> {
         let file: HealthFileIn =
             serde_json::from_str(json).map_err(|e| format!("health JSON is malformed: {e}"))?;
-        let c = &self.inner.catalog;
+        let inner = self.inner();
+        let c = &inner.catalog;
         let mut restore = Vec::new();
         for (i, item) in file.endpoints.iter().enumerate() {
             let key: HealthKey =
@@ -704,7 +719,7 @@ impl Engine {
         }
         let now = Instant::now();
         for (e, state) in &restore {
-            self.inner.health.import_state(*e, now, state);
+            inner.health.import_state(*e, now, state);
         }
         Ok(restore.len())
     }
@@ -712,11 +727,9 @@ impl Engine {
     /// Cancels every request, waits for them to end, and stops the runtime.
     /// Called by `Drop`.
     pub fn shutdown(&mut self) {
-        self.inner.closing.store(true, Ordering::Release);
-        let senders: Vec<_> = lock(&self.inner.cancels)
-            .drain()
-            .map(|(_, tx)| tx)
-            .collect();
+        let inner = self.inner();
+        inner.closing.store(true, Ordering::Release);
+        let senders: Vec<_> = lock(&inner.cancels).drain().map(|(_, tx)| tx).collect();
         for tx in senders {
             let _ = tx.send(());
         }
@@ -731,22 +744,22 @@ impl Engine {
         let deadline = Instant::now() + Duration::from_secs(5);
         if self.host_driven {
             // Nobody else runs the tasks: let them end (cancelled) here.
-            let active = &self.inner.active;
+            let active = &inner.active;
             rt.block_on(async {
                 while active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             });
         }
-        while self.inner.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        while inner.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        if let Some(o) = self.inner.health.shared() {
+        if let Some(o) = inner.health.shared() {
             o.release();
         }
         rt.shutdown_timeout(Duration::from_secs(1));
-        // i24: the requests' spans are queued; export them.
-        if let Some(t) = &self.inner.tracer {
+        // The requests' spans are queued; export them.
+        if let Some(t) = &inner.tracer {
             t.shutdown();
         }
     }
@@ -901,13 +914,13 @@ impl Inner {
         lock(&self.sticky)
             .get(key)
             .filter(|(_, t)| now.saturating_duration_since(*t) < ttl)
-            .map(|(e, _)| *e)
+            .and_then(|(id, _)| self.index.get(id).copied())
     }
 
     fn sticky_put(&self, key: &str, e: usize, now: Instant) {
         let cfg = self.catalog.sticky;
         let mut map = lock(&self.sticky);
-        map.insert(key.to_owned(), (e, now));
+        map.insert(key.to_owned(), (self.identity[e].clone(), now));
         if map.len() > cfg.capacity {
             let ttl = Duration::from_millis(cfg.ttl_ms);
             map.retain(|_, (_, t)| now.saturating_duration_since(*t) < ttl);
@@ -939,6 +952,9 @@ async fn probe_loop(inner: Arc<Inner>, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if inner.retired_flag.load(Ordering::Acquire) {
+            return; // a reload replaced this catalog
+        }
         for e in 0..inner.catalog.endpoints.len() {
             if inner.health.probe_due(e, Instant::now()) {
                 tokio::spawn(probe(inner.clone(), e));
@@ -958,6 +974,7 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         json!([{"role": "user", "content": "ping"}]),
     );
     body.insert("max_tokens".into(), json!(1));
+    let body = crate::protocol::splice::Body::from_map(&body);
     let timeouts = provider.timeouts.over(c.timeouts).over(DEFAULT_TIMEOUTS);
     let Ok(client) = inner.client(timeouts.connect_ms.unwrap_or(5000), provider.http) else {
         return;

@@ -44,7 +44,7 @@ pub(super) struct Channel {
     /// A same-protocol upstream error body becomes the terminal's `error`
     /// unchanged (instead of llmux's envelope).
     pub(super) upstream_error_bodies: bool,
-    /// i24: the parent of the request's span.
+    /// The parent of the request's span.
     pub(super) traceparent: Option<crate::telemetry::TraceContext>,
 }
 
@@ -86,7 +86,7 @@ struct AttemptRecord {
     error: Option<String>,
     started: Instant,
     finished: bool,
-    /// i24: started beside a running attempt (a hedge).
+    /// Started beside a running attempt (a hedge).
     hedge: bool,
 }
 
@@ -483,7 +483,7 @@ async fn hedged(
         finish(st, ia, route, &r);
         return Some((r, true));
     };
-    st.attempts[ib].hedge = true; // i24
+    st.attempts[ib].hedge = true;
     *slot += 1;
     let sb = *slot;
     let mut fb = Some(Box::pin(exec(sh, route, b, (sb, ib + 1))));
@@ -768,7 +768,7 @@ pub(super) async fn run(
     let started = Instant::now();
     super::prefs::apply(&inner, &mut req, now()); // i22: filter once, before any attempt
     let channel_raw_errors = channel.upstream_error_bodies;
-    let span_start = super::trace::Start::now(channel.traceparent, started); // i24
+    let span_start = super::trace::Start::now(channel.traceparent, started);
     let mut term = Terminal {
         inner: inner.clone(),
         id,
@@ -832,12 +832,12 @@ pub(super) async fn run(
         }
     }
     let routing = routing_record(&inner, &req, &st, started);
-    trace_request(&inner, &req, &st, &result, &routing, span_start); // i24
+    trace_request(&inner, &req, &st, &result, &routing, span_start);
     let (kind, data) = terminal_data(&result, routing, req.protocol, channel_raw_errors);
     term.emit(kind, data);
 }
 
-/// i24: the request's spans, when a tracer is configured.
+/// The request's spans, when a tracer is configured.
 fn trace_request(
     inner: &Inner,
     req: &ParsedRequest,

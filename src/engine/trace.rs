@@ -1,4 +1,4 @@
-//! i24: a finished request handed to the trace exporter, when one is
+//! A finished request handed to the trace exporter, when one is
 //! configured: the request span and its attempts, built from what the
 //! request task recorded (no hook on the hot path of an attempt).
 
@@ -118,7 +118,10 @@ pub(super) fn export(inner: &Inner, req: &ParsedRequest, f: Finished) {
     let (response_id, finish_reasons) = f.body.map(response_facts).unwrap_or_default();
     let capture = settings.capture_content;
     let input = capture
-        .then(|| req.body.get("messages").or_else(|| req.body.get("input")))
+        .then(|| {
+            let tree = req.body.tree();
+            tree.get("messages").or_else(|| tree.get("input"))
+        })
         .flatten()
         .map(|m| m.to_string());
     let trace = RequestTrace {

@@ -606,8 +606,62 @@ pub unsafe extern "C" fn llmux_health_import(
     })
 }
 
+/// Replaces the engine's catalog with the one in `config_len` bytes of JSON
+/// config at `config_json`, live, losing nothing: endpoints in both
+/// catalogs (same model, provider and endpoint name) keep their health,
+/// latency percentiles, circuit and sticky keys; requests in flight finish
+/// on the catalog they started with (a removed endpoint drains); requests
+/// submitted after this call returns use the new one.
+///
+/// The new config is validated first: when invalid, nothing changes,
+/// `LLMUX_RESULT_ERR_INVALID_CONFIG` is returned and, when `error_out` is
+/// not NULL, a message naming the JSON path of every problem is written to
+/// `*error_out`. On success, when `report_out` is not NULL, a JSON report
+/// is written to it: `generation`, `added`, `removed` and `kept` (lists of
+/// `{"model", "endpoint"}`), `draining_requests`, `restart_required`
+/// (settings that only a restart applies: `worker_threads`) and
+/// `warnings`. Free either string with `llmux_string_free`. Thread-safe;
+/// reloads are applied one at a time.
+#[no_mangle]
+pub unsafe extern "C" fn llmux_engine_reload(
+    engine: *const llmux_engine,
+    config_json: *const c_char,
+    config_len: usize,
+    report_out: *mut *mut c_char,
+    error_out: *mut *mut c_char,
+) -> llmux_result {
+    guard(|| {
+        let Some(engine) = engine_ref(engine) else {
+            set_error(
+                error_out,
+                arg_error(llmux_result::ErrNullArgument, "engine"),
+            );
+            return llmux_result::ErrNullArgument;
+        };
+        let text = match str_arg(config_json, config_len) {
+            Ok(t) => t,
+            Err(e) => {
+                set_error(error_out, arg_error(e, "config_json"));
+                return e;
+            }
+        };
+        match engine.reload_json(text) {
+            Ok(report) => {
+                if !report_out.is_null() {
+                    *report_out = to_c_string(report.to_json());
+                }
+                llmux_result::Ok
+            }
+            Err(errs) => {
+                set_error(error_out, errs.to_string());
+                llmux_result::ErrInvalidConfig
+            }
+        }
+    })
+}
+
 /// Frees a string llmux allocated (`error_out`, `llmux_stats`,
-/// `llmux_health_export`). NULL is a no-op.
+/// `llmux_health_export`, `llmux_engine_reload`'s report). NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn llmux_string_free(s: *mut c_char) {
     let _ = guard(|| {

@@ -36,6 +36,10 @@ pub struct Request {
     /// The end user (OpenAI `user`, Anthropic `metadata.user_id`).
     pub user: Option<String>,
     pub reasoning: Option<Reasoning>,
+    /// Fields both OpenAI protocols know (`verbosity`, `metadata`,
+    /// `service_tier`, `prompt_cache_key`, `safety_identifier`), carried as
+    /// given between Chat Completions and Responses; Anthropic drops them.
+    pub openai_extras: Map<String, Value>,
 }
 
 /// One turn, in the caller's order.
@@ -149,6 +153,8 @@ pub struct FunctionTool {
     /// The JSON Schema of the arguments; `None` means "any object".
     pub parameters: Option<Map<String, Value>>,
     pub cache_control: Option<Value>,
+    /// OpenAI strict schema adherence, as given (Anthropic drops it).
+    pub strict: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,6 +210,8 @@ pub struct Response {
     pub content: Vec<Block>,
     pub stop_reason: StopReason,
     pub usage: Option<super::Usage>,
+    /// The part of the completion tokens spent reasoning, when reported.
+    pub reasoning_tokens: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -224,6 +232,9 @@ pub enum Delta {
     Start,
     Text(String),
     Thinking(String),
+    /// The signature of the thinking so far (Anthropic's), for a caller
+    /// that can carry it.
+    ThinkingSignature(String),
     /// A tool call starts (`index` counts the answer's tool calls from 0;
     /// `id` is missing when the upstream gave none).
     ToolCallStart {
@@ -238,6 +249,8 @@ pub enum Delta {
     },
     /// The usage so far (cumulative).
     Usage(super::Usage),
+    /// The part of the completion tokens spent reasoning.
+    ReasoningTokens(u64),
     Finish(StopReason),
     /// The stream is complete.
     Done,

@@ -12,9 +12,9 @@ pub mod anthropic;
 pub mod ir;
 pub mod openai;
 pub mod responses;
+pub mod splice;
 pub mod sse;
 pub mod translate;
-pub mod translate_responses;
 mod wire;
 
 use serde_json::Value;
@@ -157,51 +157,75 @@ pub fn convert_response_for(
     request: &serde_json::Map<String, Value>,
     endpoint: &str,
 ) -> Result<Converted, PayloadError> {
-    if upstream == Protocol::Responses || caller == Protocol::Responses {
-        return translate_responses::convert_response(
-            upstream, caller, body, created, request, endpoint,
-        );
-    }
+    use Protocol::{Anthropic, OpenAi, Responses};
     let text = std::str::from_utf8(body)
         .map_err(|_| PayloadError::Malformed("response body is not UTF-8".into()))?;
     let mut openai_usage = None;
-    if upstream == Protocol::OpenAi {
+    if upstream == OpenAi {
         // Checked without building a JSON tree; passed through as is.
-        let usage = openai::check_response(text)?;
-        if caller == Protocol::OpenAi {
+        openai_usage = openai::check_response(text)?;
+        if caller == OpenAi {
+            return Ok(Converted {
+                body: text.to_owned(),
+                usage: openai_usage,
+            });
+        }
+    }
+    let mut value: Value = serde_json::from_str(text)
+        .map_err(|e| PayloadError::Malformed(format!("response body is not JSON: {e}")))?;
+    let usage = match upstream {
+        OpenAi => openai_usage,
+        Anthropic => anthropic::check_response(&value)?,
+        // Only a Responses caller sees (and may send back) the id.
+        Responses => {
+            responses::check_response(&mut value, if caller == Responses { endpoint } else { "" })?
+        }
+    };
+    let out = match (upstream, caller) {
+        (OpenAi, OpenAi) | (Anthropic, Anthropic) => {
             return Ok(Converted {
                 body: text.to_owned(),
                 usage,
+            })
+        }
+        (Responses, Responses) => value,
+        (Anthropic, OpenAi) => {
+            openai::chat::emit_response(&anthropic::messages::parse_response(&value)?, created)?
+        }
+        (OpenAi, Anthropic) => {
+            anthropic::messages::emit_response(&openai::chat::parse_response(&value)?)?
+        }
+        (OpenAi, Responses) => {
+            responses::emit_response(&openai::chat::parse_response(&value)?, request, created)?
+        }
+        (Anthropic, Responses) => responses::emit_response(
+            &anthropic::messages::parse_response(&value)?,
+            request,
+            created,
+        )?,
+        (Responses, OpenAi) => {
+            let (r, at) = responses::parse_response(&value)?;
+            openai::chat::emit_response(&r, at.unwrap_or(created))?
+        }
+        (Responses, Anthropic) => {
+            let (mut r, _) = responses::parse_response(&value)?;
+            // A thinking block needs a signature llmux cannot make.
+            r.content.retain(|b| {
+                !matches!(
+                    b,
+                    ir::Block::Thinking {
+                        signature: None,
+                        ..
+                    }
+                )
             });
+            anthropic::messages::emit_response(&r)?
         }
-        openai_usage = usage;
-    }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| PayloadError::Malformed(format!("response body is not JSON: {e}")))?;
-    match (upstream, caller) {
-        (Protocol::Anthropic, Protocol::Anthropic) => {
-            let usage = anthropic::check_response(&value)?;
-            Ok(Converted {
-                body: text.to_owned(),
-                usage,
-            })
-        }
-        (Protocol::Anthropic, Protocol::OpenAi) => {
-            let usage = anthropic::check_response(&value)?;
-            let out = translate::anthropic_response_to_openai(&value, created)?;
-            Ok(Converted {
-                body: out.to_string(),
-                usage,
-            })
-        }
-        (Protocol::OpenAi, _) | (_, Protocol::Responses) | (Protocol::Responses, _) => {
-            let out = translate::openai_response_to_anthropic(&value)?;
-            Ok(Converted {
-                body: out.to_string(),
-                usage: openai_usage,
-            })
-        }
-    }
+    };
+    Ok(Converted {
+        body: out.to_string(),
+        usage,
+    })
 }
 
 /// Context a stream adapter needs about the caller's request.
@@ -228,12 +252,32 @@ pub fn stream_adapter(
     caller: Protocol,
     ctx: StreamContext,
 ) -> Box<dyn StreamAdapter> {
+    use openai::stream::{ChunkEmitter, ChunkParser};
+    use translate::Translator;
+    use Protocol::{Anthropic, OpenAi, Responses};
+    let anthropic_parser = anthropic::stream::EventParser::default;
+    let responses_parser = responses::stream::EventParser::default;
     match (upstream, caller) {
-        (Protocol::OpenAi, Protocol::OpenAi) => Box::new(openai::Passthrough::new(ctx)),
-        (Protocol::Anthropic, Protocol::Anthropic) => Box::new(anthropic::Passthrough::new(ctx)),
-        (Protocol::Anthropic, Protocol::OpenAi) => Box::new(translate::AnthropicToOpenAi::new(ctx)),
-        (Protocol::OpenAi, Protocol::Anthropic) => Box::new(translate::OpenAiToAnthropic::new(ctx)),
-        _ => translate_responses::stream_adapter(upstream, caller, ctx),
+        (OpenAi, OpenAi) => Box::new(openai::Passthrough::new(ctx)),
+        (Anthropic, Anthropic) => Box::new(anthropic::Passthrough::new(ctx)),
+        (Responses, Responses) => Box::new(responses::Passthrough::new(ctx)),
+        (Anthropic, OpenAi) => Box::new(translate::anthropic_to_openai(ctx)),
+        (OpenAi, Anthropic) => Box::new(translate::openai_to_anthropic(ctx)),
+        (OpenAi, Responses) => Box::new(Translator::new(
+            ChunkParser::default(),
+            responses::stream::EventEmitter::new(ctx),
+        )),
+        (Anthropic, Responses) => Box::new(Translator::new(
+            anthropic_parser(),
+            responses::stream::EventEmitter::new(ctx),
+        )),
+        (Responses, OpenAi) => {
+            Box::new(Translator::new(responses_parser(), ChunkEmitter::new(ctx)))
+        }
+        (Responses, Anthropic) => Box::new(Translator::new(
+            responses_parser(),
+            anthropic::stream::EventEmitter::new(ctx),
+        )),
     }
 }
 
@@ -246,31 +290,29 @@ pub fn upstream_request(
     upstream_model: &str,
     stream: bool,
 ) -> Result<Value, PayloadError> {
-    let mut out = match (caller, upstream) {
-        (Protocol::OpenAi, Protocol::OpenAi) | (Protocol::Anthropic, Protocol::Anthropic) => {
-            body.clone()
+    use Protocol::{Anthropic, OpenAi, Responses};
+    let emitted = match (caller, upstream) {
+        (OpenAi, OpenAi) | (Anthropic, Anthropic) => Value::Object(body.clone()),
+        (Responses, Responses) => Value::Object(responses::passthrough_request(body)),
+        (OpenAi, Anthropic) => {
+            anthropic::messages::emit_request(&openai::chat::parse_request(body)?)?
         }
-        (Protocol::OpenAi, Protocol::Anthropic) => {
-            match translate::openai_request_to_anthropic(body)? {
-                Value::Object(m) => m,
-                _ => {
-                    return Err(PayloadError::Malformed(
-                        "translation produced a non-object".into(),
-                    ))
-                }
-            }
+        (OpenAi, Responses) => responses::emit_request(&openai::chat::parse_request(body)?)?,
+        (Anthropic, OpenAi) => {
+            openai::chat::emit_request(&anthropic::messages::parse_request(body)?)?
         }
-        (Protocol::Anthropic, Protocol::OpenAi) => {
-            match translate::anthropic_request_to_openai(body)? {
-                Value::Object(m) => m,
-                _ => {
-                    return Err(PayloadError::Malformed(
-                        "translation produced a non-object".into(),
-                    ))
-                }
-            }
+        (Anthropic, Responses) => {
+            responses::emit_request(&anthropic::messages::parse_request(body)?)?
         }
-        _ => translate_responses::request(caller, upstream, body)?,
+        (Responses, OpenAi) => openai::chat::emit_request(&responses::parse_request(body)?)?,
+        (Responses, Anthropic) => {
+            anthropic::messages::emit_request(&responses::parse_request(body)?)?
+        }
+    };
+    let Value::Object(mut out) = emitted else {
+        return Err(PayloadError::Malformed(
+            "translation produced a non-object".into(),
+        ));
     };
     out.insert("model".into(), Value::String(upstream_model.to_owned()));
     if stream {
@@ -290,73 +332,23 @@ pub fn upstream_request(
     Ok(Value::Object(out))
 }
 
-/// The caller's body with `model` (and for streams `stream` and OpenAI's
-/// `stream_options.include_usage`) replaced, serialised without copying the
-/// rest.
-struct Patched<'a> {
-    base: &'a serde_json::Map<String, Value>,
-    model: &'a str,
-    stream: bool,
-    ask_usage: bool,
-}
-
-impl serde::Serialize for Patched<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        // The caller's key order is kept (`model` and `stream` stay where
-        // the caller put them).
-        let mut m = ser.serialize_map(None)?;
-        if !self.base.contains_key("model") {
-            m.serialize_entry("model", self.model)?;
-        }
-        for (k, v) in self.base {
-            match k.as_str() {
-                "model" => m.serialize_entry("model", self.model)?,
-                "stream" if self.stream => m.serialize_entry("stream", &true)?,
-                "stream_options" if self.ask_usage => {}
-                _ => m.serialize_entry(k, v)?,
-            }
-        }
-        if self.stream && !self.base.contains_key("stream") {
-            m.serialize_entry("stream", &true)?;
-        }
-        if self.ask_usage {
-            let mut opts = match self.base.get("stream_options") {
-                Some(Value::Object(o)) => o.clone(),
-                _ => serde_json::Map::new(),
-            };
-            opts.insert("include_usage".into(), Value::Bool(true));
-            m.serialize_entry("stream_options", &opts)?;
-        }
-        m.end()
-    }
-}
-
-/// [`upstream_request`], serialised: the body bytes to send.
+/// The body bytes to send: for an endpoint of the caller's own protocol
+/// (Responses aside, whose ids are rewritten) a splice of the caller's
+/// bytes ([`splice::Body::splice`]), else [`upstream_request`] over the
+/// body's tree, serialised.
 pub fn upstream_request_bytes(
     upstream: Protocol,
     caller: Protocol,
-    body: &serde_json::Map<String, Value>,
+    body: &splice::Body,
     upstream_model: &str,
     stream: bool,
 ) -> Result<Vec<u8>, PayloadError> {
-    let bytes = if upstream == caller && upstream != Protocol::Responses {
-        serde_json::to_vec(&Patched {
-            base: body,
-            model: upstream_model,
-            stream,
-            ask_usage: stream && upstream == Protocol::OpenAi,
-        })
-    } else {
-        serde_json::to_vec(&upstream_request(
-            upstream,
-            caller,
-            body,
-            upstream_model,
-            stream,
-        )?)
-    };
-    bytes.map_err(|e| PayloadError::Malformed(e.to_string()))
+    if upstream == caller && upstream != Protocol::Responses {
+        let ask_usage = stream && upstream == Protocol::OpenAi;
+        return Ok(body.splice(upstream_model, stream, ask_usage));
+    }
+    let tree = upstream_request(upstream, caller, body.tree(), upstream_model, stream)?;
+    serde_json::to_vec(&tree).map_err(|e| PayloadError::Malformed(e.to_string()))
 }
 
 /// An error body in the caller's protocol.
@@ -389,7 +381,8 @@ mod tests {
             (Protocol::Anthropic, Protocol::OpenAi),
         ] {
             for stream in [true, false] {
-                let bytes = upstream_request_bytes(up, caller, &m, "up-1", stream).unwrap();
+                let body = splice::Body::from_map(&m);
+                let bytes = upstream_request_bytes(up, caller, &body, "up-1", stream).unwrap();
                 let got: Value = serde_json::from_slice(&bytes).unwrap();
                 let want = upstream_request(up, caller, &m, "up-1", stream).unwrap();
                 assert_eq!(got, want, "{up:?} <- {caller:?} stream={stream}");

@@ -1,17 +1,18 @@
-//! Translation between OpenAI Chat Completions and Anthropic Messages:
-//! requests, non-streaming responses, streams and error bodies.
+//! Translation glue: the Chat Completions <-> Anthropic Messages entry
+//! points (requests, non-streaming responses, streams, error bodies) and
+//! [`Translator`], the stream adapter for any other translated pair.
 //!
 //! Everything but error bodies goes through the conversation model
 //! ([`super::ir`]): a typed wire model is parsed into it and the other
 //! side's emitted from it. Requests: [`chat::parse_request`] /
 //! [`messages::emit_request`] and [`messages::parse_request`] /
-//! [`chat::emit_request`]; responses: the `parse_response` / `emit_response`
-//! pairs; streams: [`anthropic::stream::EventParser`] /
-//! [`openai::stream::ChunkEmitter`] and [`openai::stream::ChunkParser`] /
-//! [`anthropic::stream::EventEmitter`], joined by [`ir::Delta`]. What each
-//! side drops or refuses is written once in those modules (`DROPPED`,
-//! `REFUSED`, `drops_block`, `drops_tool`, the `emit_request` docs). Error
-//! bodies are still translated as JSON here.
+//! [`chat::emit_request`] (and [`responses::parse_request`] /
+//! [`responses::emit_request`]); responses: the `parse_response` /
+//! `emit_response` pairs; streams: each protocol's parser
+//! ([`ParseDeltas`]) and emitter ([`EmitDeltas`]), joined by
+//! [`ir::Delta`]. What each side drops or refuses is written once in those
+//! modules (`DROPPED`, `REFUSED`, `drops_block`, `drops_tool`, the
+//! `emit_request` docs). Error bodies are still translated as JSON here.
 //!
 //! Every function here is pure: the OpenAI `created` field comes from the
 //! caller (`StreamContext::created`, the `created` argument of
@@ -27,7 +28,7 @@
 //! | `tool` messages | `tool_result` blocks in a `user` turn | tool results come first in that turn |
 //! | `tool_calls[].id`, `tool_call_id` | `tool_use.id`, `tool_use_id` | characters outside `[A-Za-z0-9_-]` become `_` (Anthropic's id pattern); also in translated responses and streams |
 //! | consecutive turns of the same role | merged into one turn | a `user` turn after `tool` messages merges with them |
-//! | `max_completion_tokens`, else `max_tokens` | `max_tokens` | default [`DEFAULT_MAX_TOKENS`] (4096) when neither is given |
+//! | `max_completion_tokens`, else `max_tokens` | `max_tokens` | default `messages::DEFAULT_MAX_TOKENS` (4096) when neither is given |
 //! | `stop` (string or list) | `stop_sequences` (list) | |
 //! | `temperature`, `top_p` | same | passed as given (Anthropic's temperature range is 0..=1) |
 //! | `tools[].function {name, description, parameters}` | `tools[] {name, description, input_schema}` | no `parameters` -> `{"type":"object","properties":{}}` |
@@ -119,23 +120,10 @@ use serde_json::{json, Map, Value};
 
 use super::anthropic;
 use super::anthropic::messages;
-pub use super::anthropic::messages::{DEFAULT_MAX_TOKENS, REASONING_BUDGETS};
 use super::ir;
 use super::openai::{self, chat};
+use super::responses;
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
-
-// ---------------------------------------------------------------------------
-// stop reasons
-
-/// Anthropic `stop_reason` -> OpenAI `finish_reason`.
-pub fn finish_reason_for(stop_reason: Option<&str>) -> &'static str {
-    chat::finish_reason_name(messages::parse_stop_reason(stop_reason))
-}
-
-/// OpenAI `finish_reason` -> Anthropic `stop_reason`.
-pub fn stop_reason_for(finish_reason: Option<&str>) -> &'static str {
-    messages::stop_reason_name(chat::parse_finish_reason(finish_reason))
-}
 
 // ---------------------------------------------------------------------------
 // requests and responses: parse the upstream's or caller's body into the
@@ -187,60 +175,144 @@ fn step_of(
     Ok(step)
 }
 
-/// Anthropic stream events -> OpenAI `chat.completion.chunk` payloads
-/// ([`anthropic::stream::EventParser`], then [`openai::stream::ChunkEmitter`]).
-pub struct AnthropicToOpenAi {
-    parser: anthropic::stream::EventParser,
-    emitter: openai::stream::ChunkEmitter,
+/// A stream parser: one upstream event -> canonical deltas.
+pub trait ParseDeltas: Send {
+    fn parse(&mut self, ev: &SseEvent) -> Result<Vec<ir::Delta>, PayloadError>;
 }
 
-impl AnthropicToOpenAi {
-    pub fn new(ctx: StreamContext) -> Self {
-        AnthropicToOpenAi {
-            parser: anthropic::stream::EventParser::default(),
-            emitter: openai::stream::ChunkEmitter::new(ctx),
-        }
+/// A stream emitter: canonical deltas -> the caller's payloads.
+pub trait EmitDeltas: Send {
+    fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError>;
+    /// See [`StreamAdapter::configure`].
+    fn configure(&mut self, _request: &Map<String, Value>) {}
+    /// See [`StreamAdapter::fail`].
+    fn fail(&mut self, _message: &str) -> Vec<String> {
+        Vec::new()
     }
 }
 
-impl StreamAdapter for AnthropicToOpenAi {
+impl ParseDeltas for openai::stream::ChunkParser {
+    fn parse(&mut self, ev: &SseEvent) -> Result<Vec<ir::Delta>, PayloadError> {
+        openai::stream::ChunkParser::parse(self, ev)
+    }
+}
+
+impl ParseDeltas for anthropic::stream::EventParser {
+    fn parse(&mut self, ev: &SseEvent) -> Result<Vec<ir::Delta>, PayloadError> {
+        anthropic::stream::EventParser::parse(self, ev)
+    }
+}
+
+impl ParseDeltas for responses::stream::EventParser {
+    fn parse(&mut self, ev: &SseEvent) -> Result<Vec<ir::Delta>, PayloadError> {
+        responses::stream::EventParser::parse(self, ev)
+    }
+}
+
+impl EmitDeltas for openai::stream::ChunkEmitter {
+    fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
+        openai::stream::ChunkEmitter::emit(self, d, out);
+        Ok(())
+    }
+}
+
+impl EmitDeltas for anthropic::stream::EventEmitter {
+    fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
+        anthropic::stream::EventEmitter::emit(self, d, out)
+    }
+}
+
+impl EmitDeltas for responses::stream::EventEmitter {
+    fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
+        responses::stream::EventEmitter::emit(self, d, out)
+    }
+
+    fn configure(&mut self, request: &Map<String, Value>) {
+        responses::stream::EventEmitter::configure(self, request);
+    }
+
+    fn fail(&mut self, message: &str) -> Vec<String> {
+        responses::stream::EventEmitter::fail(self, message)
+    }
+}
+
+/// Any upstream's events -> any caller's payloads, through canonical
+/// deltas; usage is the last the upstream reported.
+pub struct Translator<P, E> {
+    parser: P,
+    emitter: E,
+    usage: Option<Usage>,
+    /// Whether thinking deltas reach the emitter (and count as content).
+    thinking: bool,
+}
+
+impl<P: ParseDeltas, E: EmitDeltas> Translator<P, E> {
+    pub fn new(parser: P, emitter: E) -> Self {
+        Translator {
+            parser,
+            emitter,
+            usage: None,
+            thinking: true,
+        }
+    }
+
+    /// Drops thinking before the emitter: it is not even content.
+    pub fn without_thinking(mut self) -> Self {
+        self.thinking = false;
+        self
+    }
+}
+
+/// Anthropic stream events -> OpenAI `chat.completion.chunk` payloads.
+pub type AnthropicToOpenAi =
+    Translator<anthropic::stream::EventParser, openai::stream::ChunkEmitter>;
+
+/// OpenAI `chat.completion.chunk`s -> Anthropic stream event payloads.
+pub type OpenAiToAnthropic =
+    Translator<openai::stream::ChunkParser, anthropic::stream::EventEmitter>;
+
+/// The [`AnthropicToOpenAi`] adapter.
+pub fn anthropic_to_openai(ctx: StreamContext) -> AnthropicToOpenAi {
+    Translator::new(
+        anthropic::stream::EventParser::default(),
+        openai::stream::ChunkEmitter::new(ctx),
+    )
+}
+
+/// The [`OpenAiToAnthropic`] adapter: `reasoning_content` is dropped (an
+/// Anthropic thinking block needs a signature llmux cannot make).
+pub fn openai_to_anthropic(ctx: StreamContext) -> OpenAiToAnthropic {
+    Translator::new(
+        openai::stream::ChunkParser::default(),
+        anthropic::stream::EventEmitter::new(ctx),
+    )
+    .without_thinking()
+}
+
+impl<P: ParseDeltas, E: EmitDeltas> StreamAdapter for Translator<P, E> {
     fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        let deltas = self.parser.parse(ev)?;
+        let mut deltas = self.parser.parse(ev)?;
+        if !self.thinking {
+            deltas.retain(|d| !matches!(d, ir::Delta::Thinking(_)));
+        }
         step_of(deltas, |d, out| {
-            self.emitter.emit(d, out);
-            Ok(())
+            if let ir::Delta::Usage(u) = &d {
+                self.usage = Some(*u);
+            }
+            self.emitter.emit(d, out)
         })
     }
 
     fn usage(&self) -> Option<Usage> {
-        self.parser.usage()
-    }
-}
-
-/// OpenAI `chat.completion.chunk`s -> Anthropic stream event payloads
-/// ([`openai::stream::ChunkParser`], then [`anthropic::stream::EventEmitter`]).
-pub struct OpenAiToAnthropic {
-    parser: openai::stream::ChunkParser,
-    emitter: anthropic::stream::EventEmitter,
-}
-
-impl OpenAiToAnthropic {
-    pub fn new(ctx: StreamContext) -> Self {
-        OpenAiToAnthropic {
-            parser: openai::stream::ChunkParser::default(),
-            emitter: anthropic::stream::EventEmitter::new(ctx),
-        }
-    }
-}
-
-impl StreamAdapter for OpenAiToAnthropic {
-    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
-        let deltas = self.parser.parse(ev)?;
-        step_of(deltas, |d, out| self.emitter.emit(d, out))
+        self.usage
     }
 
-    fn usage(&self) -> Option<Usage> {
-        self.emitter.usage()
+    fn configure(&mut self, request: &Map<String, Value>, _endpoint: &str) {
+        self.emitter.configure(request);
+    }
+
+    fn fail(&mut self, message: &str) -> Vec<String> {
+        self.emitter.fail(message)
     }
 }
 

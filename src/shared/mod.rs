@@ -316,6 +316,13 @@ impl Overlay {
         let _ = rx.recv_timeout(self.settings.timeout * 2);
     }
 
+    /// Like `release`, without waiting (a reload replaced this overlay;
+    /// callable on a runtime thread).
+    pub fn leave(&self) {
+        let (tx, _rx) = std::sync::mpsc::channel();
+        self.signal(Signal::Release(tx));
+    }
+
     pub(crate) fn take_demand(&self, e: usize) -> u32 {
         self.demand[e].swap(0, Ordering::AcqRel)
     }

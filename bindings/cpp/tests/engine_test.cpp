@@ -516,6 +516,37 @@ TEST(Health, ExportThenImportIntoAFreshEngine) {
     expect_error(ErrorCode::InvalidJson, [&] { fresh.health_import("{not json"); });
 }
 
+TEST(Reload, SwapsTheCatalogAndRefusesAnInvalidOne) {
+    Engine e = Engine::from_json(config_json());
+    auto first = collect(e, e.submit(Protocol::OpenAI, chat("demo/solo", false)));
+    ASSERT_EQ(first.terminals.size(), 1u);
+    // A stream in flight across the reload that removes demo/chat.
+    auto id = e.submit(Protocol::OpenAI,
+                       chat("demo/chat", true, R"("mock":{"chunks":5,"chunk_delay_ms":40})"));
+    std::string next = config_json();
+    auto cut = next.find(R"({"slug":"demo/chat")");
+    auto end = next.find(R"({"slug":"demo/solo")");
+    ASSERT_NE(cut, std::string::npos);
+    next.erase(cut, end - cut);
+    std::string report = e.reload(next);
+    EXPECT_TRUE(contains(report, R"("generation":1)")) << report;
+    EXPECT_TRUE(contains(report, R"({"model":"demo/chat","endpoint":"pb/default"})")) << report;
+    auto o = collect(e, id);
+    ASSERT_EQ(o.terminals.size(), 1u);
+    EXPECT_EQ(o.terminals[0].kind, EventKind::Done) << o.terminals[0].data;
+    expect_error(ErrorCode::UnknownModel, [&] { e.submit(Protocol::OpenAI, chat("demo/chat", false)); });
+
+    auto bad = e.try_reload(R"({"providers":[{"slug":"pa","protocol":"openai","base_url":"nope"}],"models":[]})");
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.error().code(), ErrorCode::InvalidConfig);
+    EXPECT_TRUE(contains(bad.error().what(), "base_url")) << bad.error().what();
+    expect_error(ErrorCode::InvalidConfig, [&] { e.reload("{"); });
+    EXPECT_TRUE(contains(e.stats(), R"("reloads":1)"));
+    auto after = collect(e, e.submit(Protocol::OpenAI, chat("demo/solo", false)));
+    ASSERT_EQ(after.terminals.size(), 1u);
+    EXPECT_EQ(after.terminals[0].kind, EventKind::Done);
+}
+
 TEST(Events, OutliveTheEngine) {
     std::vector<llmux::Event> kept;
     {

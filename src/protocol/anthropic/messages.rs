@@ -196,6 +196,7 @@ pub fn parse_request(body: &Map<String, Value>) -> Result<ir::Request, PayloadEr
             Some("adaptive") => Some(Reasoning::Adaptive),
             _ => None,
         }),
+        openai_extras: Map::new(),
     })
 }
 
@@ -297,6 +298,7 @@ fn parse_tools(tools: Vec<ToolParam>) -> Result<Vec<ir::Tool>, PayloadError> {
             description: t.description,
             parameters: t.input_schema,
             cache_control: t.cache_control,
+            strict: None,
         }));
     }
     Ok(out)
@@ -792,6 +794,7 @@ pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
         content: r.content.into_iter().map(parse_block).collect(),
         stop_reason: parse_stop_reason(r.stop_reason.as_deref()),
         usage: usage.get(),
+        reasoning_tokens: 0,
     })
 }
 

@@ -43,7 +43,10 @@
 pub mod messages;
 pub mod stream;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 
@@ -212,6 +215,27 @@ impl UsageAcc {
         take("output_tokens", &mut self.output);
     }
 
+    /// [`UsageAcc::update`] from a raw usage value (ignored unless an
+    /// object); `None` when it is an object this cannot read plainly (a
+    /// repeated field).
+    fn update_raw(&mut self, u: Option<&RawValue>) -> Option<()> {
+        let Some(u) = u.filter(|u| is_object(u)) else {
+            return Some(());
+        };
+        let u: LiteUsage = serde_json::from_str(u.get()).ok()?;
+        self.seen = true;
+        let take = |r: Option<&RawValue>, slot: &mut u64| {
+            if let Some(n) = r.and_then(|r| r.get().parse().ok()) {
+                *slot = n;
+            }
+        };
+        take(u.input_tokens, &mut self.input);
+        take(u.cache_read_input_tokens, &mut self.cache_read);
+        take(u.cache_creation_input_tokens, &mut self.cache_creation);
+        take(u.output_tokens, &mut self.output);
+        Some(())
+    }
+
     /// The normalised usage, `None` until a usage object was seen.
     pub(crate) fn get(&self) -> Option<Usage> {
         if !self.seen {
@@ -261,6 +285,13 @@ pub(crate) fn stream_error(data: &Map<String, Value>) -> PayloadError {
 
 /// Anthropic upstream -> Anthropic caller: forwards every event's data
 /// untouched (pings and unknown events included) and tracks usage.
+///
+/// An event is read without building a JSON tree: the few fields that
+/// matter (its type, usage, a content block's type and text, a delta's
+/// text) are borrowed slices of its data ([`LiteEvent`]). An event this
+/// does not cover plainly (an error, a field of an unexpected kind, a
+/// repeated field, data that is not a JSON object) is read the old way,
+/// as a tree, so every verdict is the one the tree gives.
 pub struct Passthrough {
     usage: UsageAcc,
 }
@@ -272,10 +303,62 @@ impl Passthrough {
             usage: UsageAcc::default(),
         }
     }
-}
 
-impl StreamAdapter for Passthrough {
-    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
+    fn read(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
+        match self.read_lite(ev) {
+            Some(step) => Ok(step),
+            None => self.read_tree(ev),
+        }
+    }
+
+    /// The step for a plain event, read from borrowed slices; `None` for
+    /// anything else.
+    fn read_lite(&mut self, ev: &SseEvent) -> Option<StreamStep> {
+        if !ev.data.trim_start().starts_with('{') {
+            return None;
+        }
+        let lite: LiteEvent<'_> = serde_json::from_str(&ev.data).ok()?;
+        let name = match ev.event.as_str() {
+            "" => lite.kind.map_or(Some(Cow::Borrowed("")), raw_str)?,
+            e => Cow::Borrowed(e),
+        };
+        let mut step = StreamStep::default();
+        match &*name {
+            "error" => return None,
+            "message_start" => {
+                let usage = match lite.message {
+                    Some(m) if is_object(m) => serde_json::from_str::<Holder>(m.get()).ok()?.usage,
+                    _ => None,
+                };
+                self.usage.update_raw(usage)?;
+            }
+            "content_block_start" => {
+                let block = match lite.content_block {
+                    Some(b) if is_object(b) => serde_json::from_str::<Block>(b.get()).ok()?,
+                    _ => Block::default(),
+                };
+                let kind = block.kind.and_then(raw_str);
+                step.content = !matches!(
+                    kind.as_deref(),
+                    Some("text") | Some("thinking") | Some("redacted_thinking")
+                ) || non_empty(block.text);
+            }
+            "content_block_delta" => {
+                if let Some(d) = lite.delta.filter(|d| is_object(d)) {
+                    let d: Delta = serde_json::from_str(d.get()).ok()?;
+                    step.content =
+                        non_empty(d.text) || non_empty(d.partial_json) || non_empty(d.thinking);
+                }
+            }
+            "message_delta" => self.usage.update_raw(lite.usage)?,
+            "message_stop" => step.finished = true,
+            _ => {}
+        }
+        Some(step)
+    }
+
+    /// The step for any event, read as a tree.
+    fn read_tree(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
         let (name, data) = parse_event(ev)?;
         let mut step = StreamStep::default();
         match name.as_str() {
@@ -314,13 +397,102 @@ impl StreamAdapter for Passthrough {
             "message_stop" => step.finished = true,
             _ => {}
         }
+        Ok(step)
+    }
+}
+
+impl StreamAdapter for Passthrough {
+    fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, PayloadError> {
+        let mut step = self.read(ev)?;
         step.out.push(ev.data.clone());
+        Ok(step)
+    }
+
+    fn on_owned(&mut self, ev: SseEvent) -> Result<StreamStep, PayloadError> {
+        let mut step = self.read(&ev)?;
+        step.out.push(ev.data);
         Ok(step)
     }
 
     fn usage(&self) -> Option<Usage> {
         self.usage.get()
     }
+}
+
+/// The fields of a stream event the pass-through reads.
+#[derive(Deserialize)]
+struct LiteEvent<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content_block: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    delta: Option<&'a RawValue>,
+}
+
+/// `message_start.message`: its usage.
+#[derive(Deserialize)]
+struct Holder<'a> {
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct Block<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    partial_json: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    thinking: Option<&'a RawValue>,
+}
+
+/// The token counts of a usage object, as written.
+#[derive(Deserialize)]
+struct LiteUsage<'a> {
+    #[serde(borrow, default)]
+    input_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    cache_read_input_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    cache_creation_input_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output_tokens: Option<&'a RawValue>,
+}
+
+fn is_object(r: &RawValue) -> bool {
+    r.get().starts_with('{')
+}
+
+/// The string a raw value holds; `None` when it is not a string.
+fn raw_str(r: &RawValue) -> Option<Cow<'_, str>> {
+    let raw = r.get();
+    if !raw.starts_with('"') {
+        return None;
+    }
+    let inner = &raw[1..raw.len() - 1];
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
+}
+
+/// A string with at least one character (`"` + something + `"`).
+fn non_empty(r: Option<&RawValue>) -> bool {
+    r.is_some_and(|r| r.get().starts_with('"') && r.get().len() > 2)
 }
 
 #[cfg(test)]
@@ -585,6 +757,79 @@ mod tests {
             r#"{"type":7}"#,
         ] {
             assert!(a.on_event(&ev("", d)).is_ok(), "{d}");
+        }
+    }
+
+    #[test]
+    fn lite_reading_agrees_with_the_tree() {
+        let events = [
+            (
+                "",
+                r#"{"type":"message_start","message":{"usage":{"input_tokens":7,"cache_read_input_tokens":3}}}"#,
+            ),
+            ("message_start", r#"{"message":{"usage":5}}"#),
+            ("message_start", r#"{"message":"x"}"#),
+            (
+                "",
+                r#"{"type":"content_block_start","content_block":{"type":"text","text":""}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"content_block_start","content_block":{"type":"t\u0065xt","text":"a"}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"content_block_start","content_block":{"type":"tool_use","id":"t"}}"#,
+            ),
+            ("", r#"{"type":"content_block_start"}"#),
+            ("", r#"{"type":"content_block_start","content_block":[]}"#),
+            (
+                "",
+                r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"hi \"x\""}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"content_block_delta","delta":{"partial_json":""}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"content_block_delta","delta":{"thinking":5}}"#,
+            ),
+            ("content_block_delta", r#"{"delta":{"thinking":"hm"}}"#),
+            (
+                "",
+                r#"{"type":"message_delta","usage":{"output_tokens":9,"input_tokens":1.5}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"message_delta","usage":{"output_tokens":2,"output_tokens":4}}"#,
+            ),
+            ("", r#"{"type":"message_stop"}"#),
+            ("", r#"{"type":"ping"}"#),
+            ("", r#"{"type":7}"#),
+            (
+                "",
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+            ),
+            ("", "[1]"),
+            ("", "{"),
+            ("", " "),
+        ];
+        let (mut lite, mut tree) = (Passthrough::new(ctx()), Passthrough::new(ctx()));
+        for (name, data) in events {
+            let e = ev(name, data);
+            let a = lite.on_event(&e).map(|s| (s.out, s.content, s.finished));
+            let b = tree
+                .read_tree(&e)
+                .map(|s| (vec![data.to_owned()], s.content, s.finished));
+            assert_eq!(a, b, "{name} {data}");
+            assert_eq!(lite.usage(), tree.usage(), "{name} {data}");
+        }
+        assert!(lite.usage().is_some());
+        // Plain events take the borrowed path.
+        for i in [0, 3, 4, 5, 8, 12, 14, 15] {
+            let (name, data) = events[i];
+            assert!(lite.read_lite(&ev(name, data)).is_some(), "{data}");
         }
     }
 }

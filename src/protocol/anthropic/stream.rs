@@ -54,10 +54,17 @@ enum DeltaParam {
     Thinking { thinking: String },
     #[serde(rename = "input_json_delta")]
     InputJson { partial_json: String },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: String },
 }
 
 impl Kinds for DeltaParam {
-    const KINDS: &'static [&'static str] = &["text_delta", "thinking_delta", "input_json_delta"];
+    const KINDS: &'static [&'static str] = &[
+        "text_delta",
+        "thinking_delta",
+        "input_json_delta",
+        "signature_delta",
+    ];
 }
 
 #[derive(Deserialize)]
@@ -72,7 +79,7 @@ struct MessageDeltaBody {
 }
 
 /// An upstream's Messages events -> canonical deltas. `tool_use` blocks
-/// become tool calls 0, 1, ... in order; signatures, pings, block stops,
+/// become tool calls 0, 1, ... in order; pings, block stops,
 /// deltas of server-tool blocks and unknown events give nothing.
 #[derive(Default)]
 pub struct EventParser {
@@ -151,6 +158,9 @@ impl EventParser {
             Tagged::Known(DeltaParam::Text { text }) if !text.is_empty() => Some(Delta::Text(text)),
             Tagged::Known(DeltaParam::Thinking { thinking }) if !thinking.is_empty() => {
                 Some(Delta::Thinking(thinking))
+            }
+            Tagged::Known(DeltaParam::Signature { signature }) if !signature.is_empty() => {
+                Some(Delta::ThinkingSignature(signature))
             }
             // Deltas of blocks that are not client tool calls (server
             // tools) have no counterpart.
@@ -309,7 +319,10 @@ impl EventEmitter {
     pub fn emit(&mut self, delta: Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
         self.start(out);
         match delta {
-            Delta::Start | Delta::Thinking(_) => {}
+            Delta::Start
+            | Delta::Thinking(_)
+            | Delta::ThinkingSignature(_)
+            | Delta::ReasoningTokens(_) => {}
             Delta::Text(text) => {
                 let index = match self.open {
                     Some((OpenBlock::Text, i)) => i,

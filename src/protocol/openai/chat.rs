@@ -184,6 +184,8 @@ struct FunctionDef {
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
     parameters: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict: Option<bool>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -247,8 +249,26 @@ pub fn parse_request(body: &Map<String, Value>) -> Result<ir::Request, PayloadEr
         include_usage: req.stream_options.and_then(|o| o.include_usage),
         user: req.user,
         reasoning,
+        openai_extras: OPENAI_EXTRAS
+            .iter()
+            .filter_map(|k| {
+                Some((
+                    k.to_string(),
+                    body.get(*k).filter(|v| !v.is_null())?.clone(),
+                ))
+            })
+            .collect(),
     })
 }
+
+/// The fields carried in [`ir::Request::openai_extras`].
+pub const OPENAI_EXTRAS: &[&str] = &[
+    "verbosity",
+    "metadata",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+];
 
 /// Refuses the fields of [`REFUSED`].
 fn refuse(r: &Refusable) -> Result<(), PayloadError> {
@@ -278,7 +298,7 @@ fn refuse(r: &Refusable) -> Result<(), PayloadError> {
     Ok(())
 }
 
-fn parse_effort(effort: &str) -> Result<Reasoning, PayloadError> {
+pub(crate) fn parse_effort(effort: &str) -> Result<Reasoning, PayloadError> {
     Ok(match effort {
         "none" => Reasoning::Off,
         "minimal" => Reasoning::Effort(Effort::Minimal),
@@ -418,6 +438,11 @@ fn parse_image_url(u: ImageUrl, path: &str) -> Result<ir::ImageSource, PayloadEr
     let url = match u {
         ImageUrl::Url(u) | ImageUrl::Object { url: u } => u,
     };
+    image_source(url, &format!("{path}.image_url.url"))
+}
+
+/// An image URL (a base64 data URL or http(s)) as an image source.
+pub(crate) fn image_source(url: String, path: &str) -> Result<ir::ImageSource, PayloadError> {
     if let Some((media, data)) = parse_data_url(&url) {
         return Ok(ir::ImageSource::Base64 {
             media_type: media.to_owned(),
@@ -429,7 +454,7 @@ fn parse_image_url(u: ImageUrl, path: &str) -> Result<ir::ImageSource, PayloadEr
         return Ok(ir::ImageSource::Url(url));
     }
     Err(bad(format!(
-        "`{path}.image_url.url` must be a base64 data URL or an http(s) URL"
+        "`{path}` must be a base64 data URL or an http(s) URL"
     )))
 }
 
@@ -493,6 +518,7 @@ fn parse_tools(tools: Vec<ChatTool>) -> Result<Vec<ir::Tool>, PayloadError> {
             description: f.description,
             parameters: f.parameters,
             cache_control: t.cache_control,
+            strict: f.strict,
         }));
     }
     Ok(out)
@@ -554,6 +580,8 @@ struct ChatRequestOut {
     stream: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
+    #[serde(flatten)]
+    extras: Map<String, Value>,
 }
 
 #[derive(Serialize)]
@@ -660,11 +688,12 @@ pub fn emit_request(r: &ir::Request) -> Result<Value, PayloadError> {
         stream_options: r.include_usage.map(|u| StreamOptions {
             include_usage: Some(u),
         }),
+        extras: r.openai_extras.clone(),
     };
     serde_json::to_value(out).map_err(|e| bad(e.to_string()))
 }
 
-fn effort_name(e: Effort) -> &'static str {
+pub(crate) fn effort_name(e: Effort) -> &'static str {
     match e {
         Effort::Minimal => "minimal",
         Effort::Low => "low",
@@ -695,6 +724,7 @@ fn emit_tools(tools: &[ir::Tool]) -> Result<Vec<ChatTool>, PayloadError> {
                     name: f.name.clone(),
                     description: f.description.clone(),
                     parameters: Some(f.parameters.clone().unwrap_or_else(empty_schema)),
+                    strict: f.strict,
                 }),
                 cache_control: None,
             }),
@@ -953,11 +983,28 @@ pub(crate) struct UsageOut {
     completion_tokens: u64,
     total_tokens: u64,
     prompt_tokens_details: CachedTokens,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<ReasoningTokens>,
 }
 
 #[derive(Serialize)]
 struct CachedTokens {
     cached_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct ReasoningTokens {
+    reasoning_tokens: u64,
+}
+
+impl UsageOut {
+    /// With `completion_tokens_details.reasoning_tokens` when `n > 0`.
+    pub(crate) fn with_reasoning(mut self, n: u64) -> Self {
+        self.completion_tokens_details = (n > 0).then_some(ReasoningTokens {
+            reasoning_tokens: n,
+        });
+        self
+    }
 }
 
 impl From<Usage> for UsageOut {
@@ -969,6 +1016,7 @@ impl From<Usage> for UsageOut {
             prompt_tokens_details: CachedTokens {
                 cached_tokens: u.cached_tokens,
             },
+            completion_tokens_details: None,
         }
     }
 }
@@ -1048,7 +1096,16 @@ pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
         content,
         stop_reason: parse_finish_reason(choice.finish_reason.as_deref()),
         usage: r.usage.as_ref().and_then(super::parse_usage),
+        reasoning_tokens: r.usage.as_ref().map_or(0, reasoning_tokens),
     })
+}
+
+/// `completion_tokens_details.reasoning_tokens` of a usage object, or 0.
+pub(crate) fn reasoning_tokens(usage: &Value) -> u64 {
+    usage
+        .pointer("/completion_tokens_details/reasoning_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
 }
 
 /// Emits a `chat.completion`: text blocks concatenated into `content`
@@ -1086,7 +1143,9 @@ pub fn emit_response(r: &ir::Response, created: u64) -> Result<Value, PayloadErr
             logprobs: None,
             finish_reason: finish_reason_name(r.stop_reason),
         }],
-        usage: r.usage.map(UsageOut::from),
+        usage: r
+            .usage
+            .map(|u| UsageOut::from(u).with_reasoning(r.reasoning_tokens)),
     };
     serde_json::to_value(out).map_err(|e| bad(e.to_string()))
 }

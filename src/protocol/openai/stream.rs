@@ -28,6 +28,7 @@ struct ChunkChoice {
 #[derive(Deserialize)]
 struct ChunkDelta {
     content: Option<String>,
+    reasoning_content: Option<String>,
     refusal: Option<String>,
     tool_calls: Option<Vec<ToolCallDelta>>,
 }
@@ -46,7 +47,7 @@ struct FunctionDelta {
 }
 
 /// An upstream's chunks -> canonical deltas (choice 0 only; `refusal`
-/// text is text; `reasoning_content` is dropped). A tool-call fragment
+/// text is text; `reasoning_content` is thinking). A tool-call fragment
 /// without `index` (some servers) is a new call when it has an id, else it
 /// continues the call in progress.
 #[derive(Default)]
@@ -80,11 +81,20 @@ impl ChunkParser {
             out.push(Delta::Start);
         }
         out.extend(chunk.usage.as_ref().and_then(parse_usage).map(Delta::Usage));
+        let reasoning = chunk
+            .usage
+            .as_ref()
+            .map_or(0, super::chat::reasoning_tokens);
+        out.extend((reasoning > 0).then_some(Delta::ReasoningTokens(reasoning)));
         for c in chunk.choices.into_iter().flatten() {
             if c.index.unwrap_or(0) != 0 {
                 continue; // only choice 0 is translated
             }
             if let Some(d) = c.delta {
+                if let Some(t) = d.reasoning_content.filter(|t| !t.is_empty()) {
+                    self.current_tool = None;
+                    out.push(Delta::Thinking(t));
+                }
                 for t in [d.content, d.refusal].into_iter().flatten() {
                     if !t.is_empty() {
                         self.current_tool = None;
@@ -96,6 +106,12 @@ impl ChunkParser {
                 }
             }
             if let Some(f) = c.finish_reason {
+                if f == "error" {
+                    // vLLM and others end a failed generation this way.
+                    return Err(PayloadError::Upstream(
+                        "finished with reason `error`".into(),
+                    ));
+                }
                 out.push(Delta::Finish(parse_finish_reason(Some(&f))));
             }
         }
@@ -200,6 +216,7 @@ pub struct ChunkEmitter {
     started: bool,
     finish_sent: bool,
     usage: Option<Usage>,
+    reasoning_tokens: u64,
 }
 
 impl ChunkEmitter {
@@ -209,6 +226,7 @@ impl ChunkEmitter {
             started: false,
             finish_sent: false,
             usage: None,
+            reasoning_tokens: 0,
         }
     }
 
@@ -287,6 +305,8 @@ impl ChunkEmitter {
             Delta::ToolCallArguments { index, fragment } => {
                 self.send(call(index, None, None, None, fragment), None, out);
             }
+            Delta::ThinkingSignature(_) => {}
+            Delta::ReasoningTokens(n) => self.reasoning_tokens = n,
             Delta::Usage(u) => self.usage = Some(u),
             Delta::Finish(r) => {
                 self.send(DeltaOut::default(), Some(finish_reason_name(r)), out);
@@ -298,7 +318,8 @@ impl ChunkEmitter {
                     self.finish_sent = true;
                 }
                 if self.ctx.include_usage {
-                    let usage = self.usage.unwrap_or_default().into();
+                    let usage = UsageOut::from(self.usage.unwrap_or_default())
+                        .with_reasoning(self.reasoning_tokens);
                     out.push(self.write(Vec::new(), Some(usage)));
                 }
             }

@@ -1033,7 +1033,7 @@ fn oa_chunk(delta: Value, finish: Value) -> Value {
 
 #[test]
 fn stream_anthropic_to_openai_full() {
-    let mut a = AnthropicToOpenAi::new(ctx(true));
+    let mut a = anthropic_to_openai(ctx(true));
     let mut out = Vec::new();
     let mut flags = Vec::new();
     for (name, data) in anthropic_stream() {
@@ -1106,7 +1106,7 @@ fn stream_anthropic_to_openai_full() {
 
 #[test]
 fn stream_anthropic_to_openai_without_usage_and_names_from_type() {
-    let mut a = AnthropicToOpenAi::new(ctx(false));
+    let mut a = anthropic_to_openai(ctx(false));
     let mut out = Vec::new();
     for (_, data) in anthropic_stream() {
         out.extend(a.on_event(&ev("", &data)).expect("step").out);
@@ -1121,7 +1121,7 @@ fn stream_anthropic_to_openai_without_usage_and_names_from_type() {
 
 #[test]
 fn stream_anthropic_to_openai_stop_without_delta_and_errors() {
-    let mut a = AnthropicToOpenAi::new(ctx(false));
+    let mut a = anthropic_to_openai(ctx(false));
     let s = a
         .on_event(&ev("message_stop", &json!({"type": "message_stop"})))
         .expect("ok");
@@ -1133,7 +1133,7 @@ fn stream_anthropic_to_openai_stop_without_delta_and_errors() {
             oa_chunk(json!({}), json!("stop"))
         ]
     );
-    let mut a = AnthropicToOpenAi::new(ctx(true));
+    let mut a = anthropic_to_openai(ctx(true));
     let e =
         json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
     assert_eq!(
@@ -1164,7 +1164,7 @@ fn stream_anthropic_to_openai_stop_without_delta_and_errors() {
         ("refusal", "content_filter"),
         ("pause_turn", "stop"),
     ] {
-        let mut a = AnthropicToOpenAi::new(ctx(false));
+        let mut a = anthropic_to_openai(ctx(false));
         let d = json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 1}});
         let s = a.on_event(&ev("message_delta", &d)).expect("ok");
         assert!(!s.content);
@@ -1218,7 +1218,7 @@ fn stream_openai_to_anthropic_full() {
                "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 30, "total_tokens": 80,
                                         "prompt_tokens_details": {"cached_tokens": 20}}}),
     ];
-    let mut a = OpenAiToAnthropic::new(ctx(true));
+    let mut a = openai_to_anthropic(ctx(true));
     let mut out = Vec::new();
     let mut flags = Vec::new();
     for c in &chunks {
@@ -1289,7 +1289,7 @@ fn stream_openai_to_anthropic_full() {
 
 #[test]
 fn stream_openai_to_anthropic_parallel_calls_in_one_chunk_and_text_after_tool() {
-    let mut a = OpenAiToAnthropic::new(ctx(true));
+    let mut a = openai_to_anthropic(ctx(true));
     let c = oc(
         json!({"tool_calls": [
             {"index": 0, "id": "c0", "type": "function", "function": {"name": "f", "arguments": "{}"}},
@@ -1338,7 +1338,7 @@ fn stream_openai_to_anthropic_parallel_calls_in_one_chunk_and_text_after_tool() 
 
 #[test]
 fn stream_openai_to_anthropic_errors() {
-    let mut a = OpenAiToAnthropic::new(ctx(true));
+    let mut a = openai_to_anthropic(ctx(true));
     a.on_event(&ev("", &oc(json!({"content": "hi"}), Value::Null)))
         .expect("ok");
     assert_eq!(
@@ -1347,7 +1347,7 @@ fn stream_openai_to_anthropic_errors() {
             "stream ended without finish_reason".into()
         ))
     );
-    let mut a = OpenAiToAnthropic::new(ctx(true));
+    let mut a = openai_to_anthropic(ctx(true));
     let e = json!({"error": {"message": "server exploded", "type": "server_error"}});
     assert_eq!(
         a.on_event(&ev("", &e)).map(|s| s.out),
@@ -1362,7 +1362,7 @@ fn stream_openai_to_anthropic_errors() {
         Err(PayloadError::Malformed(_))
     ));
     // Interleaved fragments of two calls cannot be expressed.
-    let mut a = OpenAiToAnthropic::new(ctx(true));
+    let mut a = openai_to_anthropic(ctx(true));
     let call = |i: u64, id: Option<&str>, args: &str| {
         let mut c = json!({"index": i, "function": {"arguments": args}});
         if let Some(id) = id {
@@ -1382,7 +1382,7 @@ fn stream_openai_to_anthropic_errors() {
 
 #[test]
 fn stream_openai_to_anthropic_tool_calls_without_index_or_id() {
-    let mut a = OpenAiToAnthropic::new(ctx(true));
+    let mut a = openai_to_anthropic(ctx(true));
     let mut out = Vec::new();
     for c in [
         oc(
@@ -1605,7 +1605,7 @@ fn garbage_never_panics() {
                 "content_block_delta",
                 "message_delta",
             ] {
-                let mut a = AnthropicToOpenAi::new(ctx(true));
+                let mut a = anthropic_to_openai(ctx(true));
                 let mut p = anthropic::Passthrough::new(ctx(true));
                 for (_, good) in anthropic_stream().into_iter().take(12) {
                     let _ = a.on_event(&ev("", &good));
@@ -1620,7 +1620,7 @@ fn garbage_never_panics() {
         {"index": 0, "id": "i", "type": "function", "function": {"name": "f", "arguments": "{"}}]},
         "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}});
     for m in mutations(&chunk) {
-        let mut a = OpenAiToAnthropic::new(ctx(true));
+        let mut a = openai_to_anthropic(ctx(true));
         let _ = a.on_event(&ev("", &chunk));
         let _ = a.on_event(&ev("", &m));
         let _ = a.on_event(&raw("[DONE]"));

@@ -10,7 +10,7 @@ import threading
 import weakref
 from typing import Any, Dict, Generic, Iterable, List, Mapping, Optional, Protocol as TypingProtocol, Set, Tuple, Type, TypeVar, Union
 
-from ._engine import RawEvent, _Engine
+from ._engine import Config, RawEvent, _Engine
 from ._errors import APIStatusError, RequestCancelled, RouterClosedError, error_from_event
 from ._ffi import EventKind
 from ._json import done_response, dumps, loads
@@ -329,6 +329,15 @@ class RouterBase(Generic[C]):
         JSON); returns how many endpoints were restored."""
         data = health_bytes(health)
         return self._open_backend().engine.health_import(data)
+
+    def reload(self, config: Config) -> Dict[str, Any]:
+        """Swaps in a new catalog live (``llmux_engine_reload``): endpoints
+        in both keep their health and sticky keys, requests in flight finish
+        on the catalog they started with. Returns the report (``generation``,
+        ``added``, ``removed``, ``kept``, ...). An invalid config raises
+        :class:`llmux.ConfigError` naming every problem, and changes
+        nothing."""
+        return self._open_backend().engine.reload(config)
 
     def cancel(self, request_id: int) -> bool:
         """Cancels a request by id (``stream.id``). True if it was in flight;

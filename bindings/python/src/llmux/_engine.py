@@ -173,6 +173,39 @@ class _Engine:
             raise error_from_code(rc, message)
         return int(restored.value)
 
+    def reload(self, config: Config) -> Dict[str, Any]:
+        """``llmux_engine_reload``: the report as a dict; an invalid config
+        raises :class:`ConfigError` (every problem named) and changes
+        nothing."""
+        if not _ffi.has(self._lib, "llmux_engine_reload"):
+            raise LLMuxError("this libllmux has no llmux_engine_reload")
+        if isinstance(config, dict):
+            data = json.dumps(config).encode("utf-8")
+        elif isinstance(config, bytes):
+            data = config
+        elif isinstance(config, str) and _config_is_json(config):
+            data = config.encode("utf-8")
+        elif isinstance(config, (str, os.PathLike)):
+            with open(config, "rb") as f:
+                data = f.read()
+        else:
+            raise TypeError(f"config must be a dict, JSON text or a path, not {type(config).__name__}")
+        ptr = self._enter()
+        try:
+            report = c_void_p()
+            err = c_void_p()
+            rc = self._lib.llmux_engine_reload(ptr, data, len(data), byref(report), byref(err))
+            text = _ffi.take_string(report)
+            message = _ffi.take_string(err)
+        finally:
+            self._exit()
+        if rc == Result.ERR_INVALID_CONFIG:
+            raise ConfigError(message or _ffi.result_text(rc), code=rc)
+        if rc != Result.OK or text is None:
+            raise error_from_code(rc, message)
+        result: Dict[str, Any] = json.loads(text)
+        return result
+
     def poll_nowait(self, events: "ctypes.Array[_ffi.llmux_event]") -> List[RawEvent]:
         """``llmux_poll`` with timeout 0 (guarded)."""
         ptr = self._enter()

@@ -143,6 +143,7 @@ def _declare(cdll: ctypes.CDLL) -> None:
             [_engine_p, c_char_p, c_size_t, POINTER(c_size_t), _str_out],
             c_uint32,
         ),
+        "llmux_engine_reload": ([_engine_p, c_char_p, c_size_t, _str_out, _str_out], c_uint32),
     }
     for name, (argtypes, restype) in sigs.items():
         fn = getattr(cdll, name)

@@ -1,8 +1,10 @@
 //! The OpenAI Responses protocol (`POST /responses`): usage, response
-//! checks, error bodies, response ids that name their endpoint, and the
-//! pass-through stream adapter (Responses upstream, Responses caller).
-//! Translation to and from the other two protocols lives in
-//! [`super::translate_responses`].
+//! checks, error bodies, response ids that name their endpoint, namespaced
+//! tools, the same-protocol request and the pass-through stream adapter
+//! (Responses upstream, Responses caller). The typed wire models and their
+//! translation through the conversation model ([`super::ir`]) are in
+//! [`request`], [`response`] and [`stream`]; what is dropped or refused is
+//! [`request::DROPPED`] / [`request::REFUSED`].
 //!
 //! ## Response ids name their endpoint
 //!
@@ -14,8 +16,76 @@
 //! upstream without it. Ids of responses translated from Chat Completions
 //! or Anthropic endpoints carry no suffix: nothing stored them.
 
+pub mod request;
+pub mod response;
+pub mod stream;
+
+pub use request::{emit_request, parse_request};
+pub use response::{emit_response, parse_response};
+
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 use serde_json::{json, Map, Value};
+
+/// Marks a reasoning item's `encrypted_content` as an Anthropic thinking
+/// signature llmux put there, so the thinking block can be rebuilt when the
+/// caller sends the item back (Anthropic needs the thinking blocks of a tool
+/// loop returned with their signatures).
+pub const THINKING_PREFIX: &str = "llmux-anthropic-thinking:";
+
+// ---------------------------------------------------------------------------
+// namespaced tools
+
+/// The flattened names of a request's namespaced functions.
+#[derive(Clone, Debug, Default)]
+pub struct Namespaces {
+    /// (flat name, namespace, member name)
+    names: Vec<(String, String, String)>,
+}
+
+/// `<namespace>__<name>`, shortened with a hash past 64 characters (the
+/// limit of OpenAI function names).
+fn flat_name(ns: &str, name: &str) -> String {
+    let full = format!("{ns}__{name}");
+    if full.len() <= 64 {
+        return full;
+    }
+    // FNV-1a: stable across runs and builds.
+    let h = full.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    let keep: String = full.chars().take(47).collect();
+    format!("{keep}_{h:016x}")
+}
+
+impl Namespaces {
+    /// Reads the `namespace` tools of a Responses request (none when its
+    /// tools do not parse).
+    pub fn of(request: &Map<String, Value>) -> Namespaces {
+        request::namespaces(request)
+    }
+
+    /// (namespace, name) of a flattened name, if it is one.
+    pub fn restore(&self, flat: &str) -> Option<(&str, &str)> {
+        self.names
+            .iter()
+            .find(|(f, _, _)| f == flat)
+            .map(|(_, ns, n)| (ns.as_str(), n.as_str()))
+    }
+}
+
+/// The upstream body for a Responses caller on a Responses endpoint: the
+/// caller's, with `store: false` when absent (OpenAI's default is true and
+/// llmux keeps no state) and `previous_response_id` without llmux's tag.
+pub fn passthrough_request(body: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = body.clone();
+    out.entry("store").or_insert(json!(false));
+    if let Some(Value::String(id)) = out.get_mut("previous_response_id") {
+        if let Some((raw, _)) = untag_id(id) {
+            *id = raw.to_owned();
+        }
+    }
+    out
+}
 
 /// Separates an upstream response id from the hex of its endpoint id.
 pub const ID_TAG: &str = "~lx";
@@ -61,14 +131,39 @@ pub fn parse_usage(v: &Value) -> Option<Usage> {
 
 /// A Responses `usage` object with every field the SDK's `ResponseUsage`
 /// requires.
-pub fn usage_json(u: Usage, reasoning_tokens: u64) -> Value {
-    json!({
-        "input_tokens": u.prompt_tokens,
-        "input_tokens_details": { "cached_tokens": u.cached_tokens, "cache_write_tokens": 0 },
-        "output_tokens": u.completion_tokens,
-        "output_tokens_details": { "reasoning_tokens": reasoning_tokens },
-        "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
-    })
+#[derive(serde::Serialize, Clone, Debug)]
+pub struct UsageOut {
+    input_tokens: u64,
+    input_tokens_details: InputDetails,
+    output_tokens: u64,
+    output_tokens_details: OutputDetails,
+    total_tokens: u64,
+}
+
+#[derive(serde::Serialize, Clone, Debug)]
+struct InputDetails {
+    cached_tokens: u64,
+    cache_write_tokens: u64,
+}
+
+#[derive(serde::Serialize, Clone, Debug)]
+struct OutputDetails {
+    reasoning_tokens: u64,
+}
+
+impl UsageOut {
+    pub fn new(u: Usage, reasoning_tokens: u64) -> UsageOut {
+        UsageOut {
+            input_tokens: u.prompt_tokens,
+            input_tokens_details: InputDetails {
+                cached_tokens: u.cached_tokens,
+                cache_write_tokens: 0,
+            },
+            output_tokens: u.completion_tokens,
+            output_tokens_details: OutputDetails { reasoning_tokens },
+            total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
+        }
+    }
 }
 
 /// The message of a Responses error (`{"error": {...}}`, or a failed
@@ -276,91 +371,4 @@ impl StreamAdapter for Passthrough {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ctx() -> StreamContext {
-        StreamContext {
-            model: "m".into(),
-            include_usage: true,
-            created: 1,
-            id: "x".into(),
-            input_tokens_estimate: 0,
-        }
-    }
-
-    fn ev(v: Value) -> SseEvent {
-        SseEvent {
-            event: v["type"].as_str().unwrap_or("").to_owned(),
-            data: v.to_string(),
-        }
-    }
-
-    #[test]
-    fn ids_round_trip() {
-        let t = tag_id("resp_abc", "openai/default");
-        assert_eq!(
-            untag_id(&t),
-            Some(("resp_abc", "openai/default".to_owned()))
-        );
-        assert_eq!(tag_id("resp_abc", ""), "resp_abc");
-        assert_eq!(untag_id("resp_abc"), None);
-        assert_eq!(untag_id("resp~lxzz"), None);
-        assert_eq!(untag_id("resp~lx6"), None);
-    }
-
-    #[test]
-    fn passthrough_tags_ids_and_finishes() {
-        let mut p = Passthrough::new(ctx());
-        p.configure(&Map::new(), "a/b");
-        let created = json!({"type": "response.created", "sequence_number": 0,
-            "response": {"id": "resp_1", "object": "response", "output": []}});
-        let s = p.on_event(&ev(created)).unwrap();
-        assert!(!s.content);
-        let out: Value = serde_json::from_str(&s.out[0]).unwrap();
-        assert_eq!(
-            untag_id(out["response"]["id"].as_str().unwrap()).unwrap().1,
-            "a/b"
-        );
-        let delta = json!({"type": "response.output_text.delta", "sequence_number": 1,
-            "delta": "hi", "item_id": "m", "output_index": 0, "content_index": 0});
-        assert!(p.on_event(&ev(delta)).unwrap().content);
-        let failed = p.fail("cut");
-        let f: Value = serde_json::from_str(&failed[0]).unwrap();
-        assert_eq!(f["sequence_number"], 2);
-        assert_eq!(f["response"]["status"], "failed");
-        let done = json!({"type": "response.completed", "sequence_number": 2,
-            "response": {"id": "resp_1", "usage": {"input_tokens": 3, "output_tokens": 2,
-            "input_tokens_details": {"cached_tokens": 1}}}});
-        assert!(p.on_event(&ev(done)).unwrap().finished);
-        assert_eq!(
-            p.usage(),
-            Some(Usage {
-                prompt_tokens: 3,
-                completion_tokens: 2,
-                cached_tokens: 1
-            })
-        );
-        let err = json!({"type": "error", "sequence_number": 3, "code": "server_error", "message": "boom"});
-        assert!(
-            matches!(p.on_event(&ev(err)), Err(PayloadError::Upstream(m)) if m.contains("boom"))
-        );
-    }
-
-    #[test]
-    fn check_response_rules() {
-        let mut ok = json!({"id": "r", "status": "completed", "output": [
-            {"type": "message", "content": [{"type": "output_text", "text": "hi"}]}]});
-        assert!(check_response(&mut ok, "e/p").is_ok());
-        assert!(ok["id"].as_str().unwrap().starts_with("r~lx"));
-        let mut empty = json!({"id": "r", "output": [{"type": "reasoning", "summary": []}]});
-        assert!(check_response(&mut empty, "").is_err());
-        let mut failed = json!({"id": "r", "status": "failed", "output": []});
-        assert!(check_response(&mut failed, "").is_err());
-        let mut err = json!({"error": {"message": "nope"}});
-        assert!(
-            matches!(check_response(&mut err, ""), Err(PayloadError::Upstream(m)) if m == "nope")
-        );
-        assert!(check_response(&mut json!([1]), "").is_err());
-    }
-}
+mod tests;

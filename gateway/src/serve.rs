@@ -1,0 +1,572 @@
+//! The gateway's edge (issue 25): the accept loop over hyper's automatic
+//! HTTP/1.1 + HTTP/2 connection builder, serving the axum router, with the
+//! limits of `gateway.limits`, optional TLS, and the drain on shutdown.
+//!
+//! What each limit does and its metric: docs/gateway.md, "Limits".
+
+use crate::config::Limits;
+use crate::error::{GatewayError, Rejection};
+use crate::record::LogFormat;
+use crate::tls::Tls;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, Request, Response};
+use axum::response::IntoResponse;
+use axum::Router;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use llmux::Protocol;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// How the edge is set up.
+pub struct EdgeConfig {
+    pub limits: Limits,
+    pub tls: Option<Arc<Tls>>,
+    pub log: LogFormat,
+    /// After the stop signal, how long open connections may take to end
+    /// before `run` returns anyway (the drain time plus a little).
+    pub close_wait: Duration,
+}
+
+/// Everything the connections share.
+struct Edge {
+    router: Router,
+    cfg: EdgeConfig,
+    builder: auto::Builder<TokioExecutor>,
+    connections: Arc<Semaphore>,
+    in_flight: Arc<Semaphore>,
+    /// Bounds the tasks that answer connections past the cap.
+    refusing: Arc<Semaphore>,
+    /// The whole HTTP/1.1 answer to a connection past the cap.
+    refusal: Bytes,
+}
+
+/// Tasks answering connections past the cap at once; past this, such a
+/// connection is closed without an answer.
+const MAX_REFUSING: usize = 256;
+
+/// Serves `router` on `listener` until `stop` resolves, then stops
+/// accepting, asks every connection to close after its current requests,
+/// and waits for them (at most `close_wait`).
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    cfg: EdgeConfig,
+    stop: impl Future<Output = ()>,
+) {
+    let edge = Arc::new(Edge::new(router, cfg));
+    edge.publish_limits();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = &mut stop => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(_) => {
+                // Out of file descriptors (EMFILE) or a connection reset
+                // before it was accepted: count it, pause, go on.
+                metrics::counter!("llmux_accept_errors_total").increment(1);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        tune(&tcp);
+        match edge.connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let edge = edge.clone();
+                tokio::spawn(edge.connection(tcp, permit, shutdown_rx.clone()));
+            }
+            Err(_) => edge.refuse(tcp),
+        }
+    }
+    drop(listener);
+    let _ = shutdown_tx.send(true);
+    let all = u32::try_from(edge.cfg.limits.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(edge.cfg.close_wait, edge.connections.acquire_many(all)).await;
+}
+
+impl Edge {
+    fn new(router: Router, cfg: EdgeConfig) -> Edge {
+        let l = &cfg.limits;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(l.header_read_timeout_ms))
+            .max_headers(l.max_headers)
+            .max_buf_size(l.max_header_bytes);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(l.max_streams_per_connection)
+            .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX));
+        let message = format!(
+            "the gateway has its limit of {} open connections (gateway.limits.max_connections); retry after {} s",
+            l.max_connections, l.retry_after_s
+        );
+        let body = llmux::protocol::error_body(Protocol::OpenAi, 503, "overloaded", &message);
+        let body = body.to_string();
+        let refusal = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: {}\r\nx-should-retry: true\r\nx-llmux-outcome: connection_limit\r\nconnection: close\r\n\r\n{body}",
+            body.len(),
+            l.retry_after_s
+        );
+        Edge {
+            router,
+            connections: Arc::new(Semaphore::new(l.max_connections)),
+            in_flight: Arc::new(Semaphore::new(l.max_in_flight)),
+            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+            refusal: Bytes::from(refusal),
+            builder,
+            cfg,
+        }
+    }
+
+    /// The configured limits as gauges, so a dashboard can draw them next
+    /// to the open connections and requests in flight.
+    fn publish_limits(&self) {
+        let l = &self.cfg.limits;
+        let values = [
+            ("max_connections", l.max_connections as f64),
+            ("max_in_flight", l.max_in_flight as f64),
+            ("header_read_timeout_ms", l.header_read_timeout_ms as f64),
+            ("body_read_timeout_ms", l.body_read_timeout_ms as f64),
+            ("idle_timeout_ms", l.idle_timeout_ms as f64),
+            ("max_headers", l.max_headers as f64),
+            ("max_header_bytes", l.max_header_bytes as f64),
+            (
+                "max_streams_per_connection",
+                f64::from(l.max_streams_per_connection),
+            ),
+        ];
+        for (name, v) in values {
+            metrics::gauge!("llmux_limit", "limit" => name).set(v);
+        }
+        metrics::gauge!("llmux_connections_open").set(0.0);
+        metrics::gauge!("llmux_requests_in_flight").set(0.0);
+    }
+
+    /// A connection past the cap: a minimal 503 and close, counted. Over
+    /// TLS it is closed at once (a TLS client cannot read a plain answer,
+    /// and a handshake is what the cap saves).
+    fn refuse(&self, mut tcp: TcpStream) {
+        metrics::counter!("llmux_connections_refused_total", "reason" => "connection_limit")
+            .increment(1);
+        let Ok(permit) = self.refusing.clone().try_acquire_owned() else {
+            return;
+        };
+        if self.cfg.tls.is_some() {
+            return;
+        }
+        let answer = self.refusal.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                tcp.write_all(&answer).await?;
+                tcp.shutdown().await?;
+                // Read what the client sent until it closes, so the close
+                // is not a reset that could discard the answer.
+                let mut sink = [0u8; 1024];
+                while tcp.read(&mut sink).await? > 0 {}
+                std::io::Result::Ok(())
+            })
+            .await;
+        });
+    }
+
+    /// One accepted connection, TLS first if configured.
+    async fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        permit: OwnedSemaphorePermit,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let _open = Gauged::new("llmux_connections_open", permit);
+        let Some(tls) = &self.cfg.tls else {
+            return self.serve_io(tcp, shutdown).await;
+        };
+        let handshake = Duration::from_millis(self.cfg.limits.header_read_timeout_ms);
+        match tokio::time::timeout(handshake, tls.acceptor().accept(tcp)).await {
+            Ok(Ok(io)) => self.serve_io(io, shutdown).await,
+            Ok(Err(_)) => closed("tls_error"),
+            Err(_) => closed("tls_handshake_timeout"),
+        }
+    }
+
+    /// Serves HTTP on one connection until it ends: closed by the client,
+    /// by a timeout, when idle too long, or at shutdown.
+    async fn serve_io<I>(self: &Arc<Self>, io: I, mut shutdown: watch::Receiver<bool>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = Arc::new(ConnState::new());
+        let svc = Svc {
+            edge: self.clone(),
+            conn: state.clone(),
+        };
+        let conn = self.builder.serve_connection(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        let idle = Duration::from_millis(self.cfg.limits.idle_timeout_ms);
+        let mut closing = false;
+        let result = loop {
+            tokio::select! {
+                r = conn.as_mut() => break r,
+                _ = state.idle(idle), if !closing => {
+                    closed("idle");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = shutdown.wait_for(|s| *s), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        };
+        if let Err(e) = result {
+            closed(close_reason(&*e));
+        }
+    }
+
+    /// One request: the in-flight cap, the body read timeout, the router.
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, active: Active) -> Response<Held> {
+        let slot = if exempt(req.uri().path()) {
+            None
+        } else {
+            match self.in_flight.clone().try_acquire_owned() {
+                Ok(p) => Some(Gauged::new("llmux_requests_in_flight", p)),
+                Err(_) => {
+                    return self
+                        .overloaded(req.uri().path())
+                        .map(|b| Held::new(b, None, active))
+                }
+            }
+        };
+        let limit = self.cfg.limits.body_read_timeout_ms;
+        let deadline = Instant::now() + Duration::from_millis(limit);
+        let req = req.map(|b| Body::new(Timed::new(b, deadline, limit)));
+        use hyper::service::Service;
+        let resp = match TowerToHyperService::new(self.router.clone())
+            .call(req)
+            .await
+        {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        resp.map(|b| Held::new(b, slot, active))
+    }
+
+    /// 503 in the caller's envelope, logged and counted, with `retry-after`.
+    fn overloaded(&self, path: &str) -> Response<Body> {
+        let l = &self.cfg.limits;
+        let message = format!(
+            "the gateway is serving its limit of {} requests (gateway.limits.max_in_flight); retry after {} s",
+            l.max_in_flight, l.retry_after_s
+        );
+        let rejection = Rejection::new(
+            self.cfg.log,
+            caller_protocol(path),
+            503,
+            "in_flight_limit",
+            message,
+        );
+        let mut r = GatewayError::from(rejection).into_response();
+        let h = r.headers_mut();
+        h.insert("retry-after", HeaderValue::from(l.retry_after_s));
+        h.insert("x-should-retry", HeaderValue::from_static("true"));
+        r
+    }
+}
+
+/// Every accepted connection gets `TCP_NODELAY`: with Nagle's algorithm
+/// on, a stream's small last write waited for the client's delayed ACK,
+/// 40 ms at the end of every stream (issue 18).
+fn tune(tcp: &TcpStream) {
+    let _ = tcp.set_nodelay(true);
+}
+
+/// Health, readiness and metrics are answered past the in-flight cap: an
+/// operator sees the overload.
+fn exempt(path: &str) -> bool {
+    matches!(path, "/" | "/health" | "/ready" | "/metrics")
+}
+
+/// The protocol whose envelope an error on `path` takes.
+fn caller_protocol(path: &str) -> Protocol {
+    crate::server::COMPLETIONS
+        .iter()
+        .find(|(p, _)| path.ends_with(p))
+        .map(|&(_, proto)| proto)
+        .unwrap_or(if path.contains("/messages") {
+            Protocol::Anthropic
+        } else {
+            Protocol::OpenAi
+        })
+}
+
+/// Counts a connection closed by the gateway or by an error.
+fn closed(reason: &'static str) {
+    metrics::counter!("llmux_connections_closed_total", "reason" => reason).increment(1);
+}
+
+/// Why a connection ended with an error, as a metric label.
+fn close_reason(e: &(dyn std::error::Error + 'static)) -> &'static str {
+    match e.downcast_ref::<hyper::Error>() {
+        Some(h) if h.is_timeout() => "header_timeout",
+        Some(h) if h.is_parse() || h.is_parse_too_large() => "bad_request",
+        _ => "client_error",
+    }
+}
+
+/// A semaphore permit that also moves a gauge up while held.
+struct Gauged {
+    name: &'static str,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Gauged {
+    fn new(name: &'static str, permit: OwnedSemaphorePermit) -> Gauged {
+        metrics::gauge!(name).increment(1.0);
+        Gauged {
+            name,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Gauged {
+    fn drop(&mut self) {
+        metrics::gauge!(self.name).decrement(1.0);
+    }
+}
+
+/// A connection's requests in progress and when the last one ended, for
+/// the idle timeout.
+struct ConnState {
+    start: Instant,
+    active: AtomicUsize,
+    /// Milliseconds from `start` to when the connection last became idle.
+    idle_since_ms: AtomicU64,
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            start: Instant::now(),
+            active: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Resolves once the connection has had no request in progress for
+    /// `idle`.
+    async fn idle(&self, idle: Duration) {
+        loop {
+            let since =
+                self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+            let deadline = since + idle;
+            let quiet = self.active.load(Ordering::Acquire) == 0;
+            if quiet && Instant::now() >= deadline {
+                return;
+            }
+            let wake = if quiet {
+                deadline
+            } else {
+                Instant::now() + idle
+            };
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+}
+
+/// A request in progress on a connection, until its response is sent.
+struct Active(Arc<ConnState>);
+
+impl Active {
+    fn new(c: Arc<ConnState>) -> Active {
+        c.active.fetch_add(1, Ordering::AcqRel);
+        Active(c)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        let ms = self.0.start.elapsed().as_millis() as u64;
+        self.0.idle_since_ms.store(ms, Ordering::Release);
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The per-connection service hyper calls for each request.
+struct Svc {
+    edge: Arc<Edge>,
+    conn: Arc<ConnState>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Svc {
+    type Response = Response<Held>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Held>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let active = Active::new(self.conn.clone());
+        let edge = self.edge.clone();
+        Box::pin(async move { Ok(edge.handle(req, active).await) })
+    }
+}
+
+/// A response body holding its request's in-flight slot and connection
+/// activity until it is sent or dropped.
+pub struct Held {
+    body: Body,
+    _slot: Option<Gauged>,
+    _active: Active,
+}
+
+impl Held {
+    fn new(body: Body, slot: Option<Gauged>, active: Active) -> Held {
+        Held {
+            body,
+            _slot: slot,
+            _active: active,
+        }
+    }
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The request body failed to arrive within `gateway.limits.body_read_timeout_ms`.
+#[derive(Debug)]
+pub struct BodyTimeout(pub u64);
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request body did not arrive within {} ms", self.0)
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+/// A request body that fails with [`BodyTimeout`] past its deadline. The
+/// timer is only made when the body is not all there at once.
+struct Timed {
+    inner: Incoming,
+    deadline: Instant,
+    limit_ms: u64,
+    sleep: Option<Pin<Box<Sleep>>>,
+    failed: bool,
+}
+
+impl Timed {
+    fn new(inner: Incoming, deadline: Instant, limit_ms: u64) -> Timed {
+        Timed {
+            inner,
+            deadline,
+            limit_ms,
+            sleep: None,
+            failed: false,
+        }
+    }
+}
+
+impl http_body::Body for Timed {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(r) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(r.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            this.failed = true;
+            metrics::counter!("llmux_body_timeouts_total").increment(1);
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit_ms)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Accepted connections have Nagle's algorithm off.
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
+        let (io, _) = l.accept().await.unwrap();
+        super::tune(&io);
+        assert!(
+            io.nodelay().unwrap(),
+            "TCP_NODELAY is off on an accepted socket"
+        );
+        drop(client.await);
+    }
+
+    #[test]
+    fn errors_take_the_envelope_of_their_route() {
+        use llmux::Protocol;
+        assert_eq!(super::caller_protocol("/v1/messages"), Protocol::Anthropic);
+        assert_eq!(
+            super::caller_protocol("/api/v1/responses"),
+            Protocol::Responses
+        );
+        assert_eq!(
+            super::caller_protocol("/v1/chat/completions"),
+            Protocol::OpenAi
+        );
+        assert_eq!(super::caller_protocol("/nowhere"), Protocol::OpenAi);
+        assert!(super::exempt("/metrics") && !super::exempt("/v1/models"));
+    }
+}

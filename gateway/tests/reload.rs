@@ -1,0 +1,464 @@
+//! Issue 24: reloading a running `llmux serve` (a real process in front of
+//! the mock fleet): SIGHUP with 200 streams in flight, `POST
+//! /admin/reload` (keys, an invalid file), `--watch`, settings that need a
+//! restart, the log line and the metric.
+
+use futures_util::StreamExt;
+use llmux_fleet::{Behavior, MockServer};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const KEY_ENV: &str = "LLMUX_TEST_RELOAD_KEY";
+const KEY: &str = "test-reload-key-not-a-secret";
+
+/// A running `llmux serve`; killed on drop.
+struct Gateway {
+    child: Child,
+    url: String,
+    path: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(d) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+impl Gateway {
+    fn log_lines(&self) -> Vec<Value> {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits (up to 10 s) for the `n`th reload log line.
+    fn reload_line(&self, n: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines: Vec<Value> = self
+                .log_lines()
+                .into_iter()
+                .filter(|l| l["msg"] == "reload")
+                .collect();
+            if lines.len() >= n {
+                return lines[n - 1].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload line {n} in\n{}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn write_config(&self, cfg: &Value) {
+        // Through a rename, as editors and config managers do.
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, cfg.to_string()).expect("write config");
+        std::fs::rename(&tmp, &self.path).expect("rename config");
+    }
+
+    fn sighup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+    }
+}
+
+fn start(cfg: &Value, extra: &[&str]) -> Gateway {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "llmux-reload-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("llmux.json");
+    std::fs::write(&path, cfg.to_string()).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llmux"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(extra)
+        .env(KEY_ENV, KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn llmux");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read stdout");
+    let url = line
+        .trim()
+        .strip_prefix("llmux: listening on ")
+        .unwrap_or_else(|| panic!("gateway did not start: {line}"))
+        .to_owned();
+    let err = child.stderr.take().expect("stderr");
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let mut l = sink.lock().unwrap_or_else(|p| p.into_inner());
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    Gateway {
+        child,
+        url,
+        path,
+        log,
+    }
+}
+
+/// Model `demo/chat` served by each (server, prompt price, completion price).
+fn config(servers: &[(&MockServer, f64, f64)], gateway: Value) -> Value {
+    let providers: Vec<Value> = servers
+        .iter()
+        .map(|(s, _, _)| json!({"slug": s.name(), "protocol": "openai", "base_url": format!("{}/v1", s.base_url()), "api_key": "upstream-fake-key"}))
+        .collect();
+    let endpoints: Vec<Value> = servers
+        .iter()
+        .map(|(s, p, c)| json!({"provider": s.name(), "upstream_model": format!("up-{}", s.name()), "price": {"prompt": p, "completion": c}}))
+        .collect();
+    json!({
+        "providers": providers,
+        "models": [{"slug": "demo/chat", "endpoints": endpoints}],
+        "health": {"explore_ratio": 0.0},
+        "retry": {"max_retries": 0},
+        "gateway": gateway,
+    })
+}
+
+fn keyed() -> Value {
+    json!({"keys": [{"env": KEY_ENV, "name": "tests"}]})
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+fn chat(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn stats_of(c: &reqwest::Client, gw: &Gateway, id: &str) -> Value {
+    let v: Value = c
+        .get(format!("{}/v1/stats", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats JSON");
+    v["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .find(|e| e["id"] == id)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// One stream: signals `started` at its first bytes, returns the whole body.
+async fn one_stream(
+    c: reqwest::Client,
+    url: String,
+    model: &str,
+    started: Arc<AtomicUsize>,
+) -> String {
+    let r = c
+        .post(url)
+        .bearer_auth(KEY)
+        .json(&chat(model, true))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    let mut first = true;
+    while let Some(b) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&b.expect("stream body")));
+        if first {
+            first = false;
+            started.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+    text
+}
+
+/// The concatenated `delta.content` of an SSE body, and whether it ended
+/// with `[DONE]`.
+fn sse_text(body: &str) -> (String, bool) {
+    let mut text = String::new();
+    let mut done = false;
+    for data in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        if data == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).expect("SSE data is JSON");
+        if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(t);
+        }
+    }
+    (text, done)
+}
+
+#[test]
+fn sighup_reloads_under_200_streams_and_loses_nothing() {
+    let slow =
+        || serde_json::from_value::<Behavior>(json!({"chunks": 10, "chunk_delay_ms": 50})).unwrap();
+    let a = MockServer::start("a", slow()).expect("mock");
+    let b = MockServer::start("b", slow()).expect("mock");
+    let c = MockServer::start("c", Behavior::default()).expect("mock");
+    let gw = start(&config(&[(&a, 1.0, 2.0), (&b, 1.0, 2.0)], keyed()), &[]);
+    let url = format!("{}/v1/chat/completions", gw.url);
+    rt().block_on(async {
+        let http = client();
+        let started = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let model = if i % 2 == 0 {
+                    "demo/chat:a"
+                } else {
+                    "demo/chat:b"
+                };
+                tokio::spawn(one_stream(
+                    http.clone(),
+                    url.clone(),
+                    model,
+                    started.clone(),
+                ))
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while started.load(Ordering::Acquire) < 200 {
+            assert!(Instant::now() < deadline, "streams did not start");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = stats_of(&http, &gw, "a/default").await;
+        // a repriced, b removed, c added.
+        gw.write_config(&config(&[(&a, 3.0, 7.0), (&c, 1.0, 1.0)], keyed()));
+        gw.sighup();
+        let line = gw.reload_line(1);
+        assert_eq!(line["trigger"], "sighup");
+        assert_eq!(line["ok"], true, "{line}");
+        assert_eq!(line["generation"], 1);
+        assert_eq!(
+            line["added"],
+            json!([{"model": "demo/chat", "endpoint": "c/default"}])
+        );
+        assert_eq!(
+            line["removed"],
+            json!([{"model": "demo/chat", "endpoint": "b/default"}])
+        );
+        assert!(line["draining_requests"].as_u64().unwrap() > 0, "{line}");
+        let after = stats_of(&http, &gw, "a/default").await;
+        // (in_flight falls as streams end; nothing else moves meanwhile)
+        for k in ["first_token_ms", "requests", "ejections", "circuit"] {
+            assert_eq!(before[k], after[k], "{k} changed by the reload");
+        }
+        assert_eq!(after["price"]["prompt"], 3.0);
+        assert_eq!(stats_of(&http, &gw, "b/default").await, Value::Null);
+        // Every stream completes, exactly once, on the endpoint it began on.
+        for (i, t) in tasks.into_iter().enumerate() {
+            let body = t.await.expect("stream task");
+            let (text, done) = sse_text(&body);
+            let want = if i % 2 == 0 {
+                "Hello from a."
+            } else {
+                "Hello from b."
+            };
+            assert!(done, "stream {i} ended without [DONE]: {body}");
+            assert_eq!(text, want, "stream {i}");
+        }
+        assert_eq!(b.request_count(), 100, "b got no request after the reload");
+        // New requests: c serves; a's next routing record has the new prices.
+        let r = http
+            .post(&url)
+            .bearer_auth(KEY)
+            .json(&chat("demo/chat:c", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = http
+            .post(&url)
+            .bearer_auth(KEY)
+            .json(&chat("demo/chat:b", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "b is gone");
+        let v: Value = http
+            .post(&url)
+            .bearer_auth(KEY)
+            .json(&chat("demo/chat:a", false))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (p, q) = (
+            v["usage"]["prompt_tokens"].as_f64().unwrap(),
+            v["usage"]["completion_tokens"].as_f64().unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let logged = loop {
+            let found = gw.log_lines().into_iter().rev().find(|l| {
+                l["msg"] == "request" && l["endpoint"] == "a/default" && l["stream"] == false
+            });
+            if let Some(l) = found {
+                break l;
+            }
+            assert!(Instant::now() < deadline, "no request line");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let cost = logged["cost_usd"].as_f64().unwrap();
+        assert!((cost - (p * 3.0 + q * 7.0) / 1e6).abs() < 1e-12, "{logged}");
+        let metrics = http
+            .get(format!("{}/metrics", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains(r#"llmux_reloads_total{trigger="sighup",result="ok"} 1"#),
+            "{metrics}"
+        );
+    });
+}
+
+#[test]
+fn admin_reload_needs_a_key_and_refuses_an_invalid_file() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let cfg = config(&[(&a, 1.0, 2.0)], keyed());
+    let gw = start(&cfg, &[]);
+    let admin = format!("{}/admin/reload", gw.url);
+    rt().block_on(async {
+        let http = client();
+        let r = http.post(&admin).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = http.post(&admin).bearer_auth("wrong").send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let before = stats_of(&http, &gw, "a/default").await;
+        // Invalid: every problem named, nothing changes.
+        let mut bad = cfg.clone();
+        bad["providers"][0]["base_url"] = json!("not a url");
+        bad["models"][0]["endpoints"][0]["provider"] = json!("nobody");
+        gw.write_config(&bad);
+        let r = http.post(&admin).bearer_auth(KEY).send().await.unwrap();
+        assert_eq!(r.status(), 422);
+        let v: Value = r.json().await.unwrap();
+        let errors = v["errors"].to_string();
+        assert!(
+            errors.contains("base_url") && errors.contains("endpoints[0]"),
+            "{v}"
+        );
+        assert_eq!(stats_of(&http, &gw, "a/default").await, before);
+        let line = gw.reload_line(1);
+        assert_eq!(
+            (line["trigger"].clone(), line["ok"].clone()),
+            (json!("http"), json!(false))
+        );
+        // Valid again, with a listen address that cannot change live.
+        let mut moved = cfg.clone();
+        moved["gateway"]["listen"] = json!("127.0.0.1:1");
+        moved["models"][0]["endpoints"][0]["price"] = json!({"prompt": 9.0, "completion": 9.0});
+        gw.write_config(&moved);
+        let r = http.post(&admin).bearer_auth(KEY).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["generation"], 1);
+        assert_eq!(v["restart_required"], json!(["gateway.listen"]));
+        assert_eq!(
+            stats_of(&http, &gw, "a/default").await["price"]["prompt"],
+            9.0
+        );
+        let metrics = http
+            .get(format!("{}/metrics", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains(r#"llmux_reloads_total{trigger="http",result="error"} 1"#),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(r#"llmux_reloads_total{trigger="http",result="ok"} 1"#),
+            "{metrics}"
+        );
+        assert!(metrics.contains("llmux_catalog_generation 1"), "{metrics}");
+    });
+}
+
+#[test]
+fn watch_reloads_when_the_file_changes_and_loopback_needs_no_key() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let b = MockServer::start("b", Behavior::default()).expect("mock");
+    let gw = start(&config(&[(&a, 1.0, 2.0)], json!({})), &["--watch"]);
+    rt().block_on(async {
+        let http = client();
+        gw.write_config(&config(&[(&a, 1.0, 2.0), (&b, 1.0, 2.0)], json!({})));
+        let line = gw.reload_line(1);
+        assert_eq!(
+            (line["trigger"].clone(), line["ok"].clone()),
+            (json!("watch"), json!(true))
+        );
+        assert_eq!(
+            line["added"],
+            json!([{"model": "demo/chat", "endpoint": "b/default"}])
+        );
+        let url = format!("{}/v1/chat/completions", gw.url);
+        let r = http
+            .post(&url)
+            .json(&chat("demo/chat:b", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // Loopback without keys: the admin route is open.
+        let r = http
+            .post(format!("{}/admin/reload", gw.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    });
+}
