@@ -72,6 +72,15 @@ fn response_facts(body: &str) -> (Option<String>, Vec<String>) {
     (b.id, reasons)
 }
 
+/// The request's `messages` (or Responses `input`) as compact JSON, for a
+/// trace that captures content.
+fn captured_input(req: &ParsedRequest) -> Option<String> {
+    let tree = req.body.tree();
+    tree.get("messages")
+        .or_else(|| tree.get("input"))
+        .map(|m| m.to_string())
+}
+
 /// Queues the request's spans; does nothing without a tracer or when the
 /// request is not sampled.
 pub(super) fn export(inner: &Inner, req: &ParsedRequest, f: Finished) {
@@ -117,13 +126,7 @@ pub(super) fn export(inner: &Inner, req: &ParsedRequest, f: Finished) {
         .collect();
     let (response_id, finish_reasons) = f.body.map(response_facts).unwrap_or_default();
     let capture = settings.capture_content;
-    let input = capture
-        .then(|| {
-            let tree = req.body.tree();
-            tree.get("messages").or_else(|| tree.get("input"))
-        })
-        .flatten()
-        .map(|m| m.to_string());
+    let input = capture.then(|| captured_input(req)).flatten();
     let trace = RequestTrace {
         trace_id,
         parent,
