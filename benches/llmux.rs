@@ -4,8 +4,8 @@
 //! `cargo bench --bench llmux` (or `scripts/bench.sh`, which also builds the
 //! `llmux-fleet` binary so the mock runs as a separate, pinned process).
 //! Options after `--`: `--quick` (fewer samples), and case names to run only
-//! those: `latency host throughput chunks routing memory failover quality shared keys preferences
-//! reload gateway gateway-stream gateway-memory-noscrape gateway-memory`.
+//! those: `latency host throughput chunks routing telemetry memory failover quality shared keys
+//! preferences reload gateway gateway-stream gateway-memory-noscrape gateway-memory`.
 //!
 //! Prints a table (figure, value, target, pass/MISS) and writes the same
 //! figures to `target/llmux-bench.json`: one object per case with named
@@ -24,6 +24,8 @@ mod keys;
 mod reload;
 #[path = "llmux/request_cost.rs"]
 mod request_cost;
+#[path = "llmux/telemetry.rs"]
+mod telemetry;
 #[path = "llmux/util.rs"]
 mod util;
 
@@ -3455,6 +3457,10 @@ fn main() {
         ),
         ("routing", Box::new(|_, out| case_routing(out))),
         (
+            "telemetry",
+            Box::new(|_, out| telemetry::case_telemetry(out)),
+        ),
+        (
             "memory",
             Box::new(move |ctx, out| case_memory(ctx, "http1", idle, nofile, out)),
         ),
@@ -3467,7 +3473,7 @@ fn main() {
         ("shared", Box::new(case_shared)),
         ("keys", Box::new(|ctx, out| keys::case_keys(ctx.quick, out))),
         ("preferences", Box::new(case_preferences)),
-        ("reload", Box::new(reload::case_reload)), // i24
+        ("reload", Box::new(reload::case_reload)),
         ("gateway", Box::new(case_gateway)),
         ("gateway-stream", Box::new(case_gateway_stream)),
         ("gateway-memory-noscrape", Box::new(case_gateway_memory)),

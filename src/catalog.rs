@@ -245,6 +245,8 @@ pub struct Catalog {
     pub provider_defaults: crate::routing::filter::Preferences,
     /// Budgets per request `user`, when `user_budgets` is present.
     pub user_budgets: Option<crate::budget::users::UserBudgets>,
+    /// Trace export settings, when `telemetry.otlp` is present.
+    pub telemetry: Option<crate::telemetry::OtlpSettings>,
     failover: [bool; 600],
     model_index: HashMap<String, usize>,
     /// What the config allows but is probably a mistake (a provider with
@@ -323,6 +325,21 @@ impl Catalog {
             }
             None => None,
         };
+        // Settings from the section, then OTEL_* variables.
+        let telemetry = match cfg.telemetry.as_ref().and_then(|t| t.otlp.as_ref()) {
+            Some(o) => match o.resolve(|k| std::env::var(k).ok()) {
+                Ok(s) => Some(s),
+                Err(m) => {
+                    let (path, message) = m.split_once(": ").unwrap_or(("telemetry.otlp", &m));
+                    errs.push(ConfigError {
+                        path: path.into(),
+                        message: message.into(),
+                    });
+                    None
+                }
+            },
+            None => None,
+        };
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
         }
@@ -341,6 +358,7 @@ impl Catalog {
             shared,
             provider_defaults,
             user_budgets,
+            telemetry,
             failover,
             model_index,
             warnings,

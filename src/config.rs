@@ -86,6 +86,9 @@ pub struct Config {
     /// (unchecked; `llmux check` checks it).
     #[serde(default)]
     pub gateway: Option<serde::de::IgnoredAny>,
+    /// Traces over OTLP (`telemetry.otlp`); nothing is built without it.
+    #[serde(default)]
+    pub telemetry: Option<crate::telemetry::TelemetryConfig>,
 }
 
 /// The default of `max_request_bytes`.

@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod request;
 pub mod routing;
 pub mod shared;
+pub mod telemetry;
 pub mod upstream;
 
 pub use api::{

@@ -292,3 +292,21 @@ fn with_shared_health_a_reload_reconnects_and_keeps_local_health() {
         Some("b/default")
     );
 }
+
+#[test]
+fn the_trace_exporter_lives_for_the_engine_across_reloads() {
+    let a = upstream("a", Behavior::default());
+    // A collector nobody listens on: spans are dropped, requests unaffected.
+    let otlp = |ratio: f64| json!({"telemetry": {"otlp": {"endpoint": "http://127.0.0.1:9", "sampling_ratio": ratio}}});
+    let e = engine(&[&a], otlp(1.0));
+    let first = e.tracer().expect("a tracer with telemetry.otlp");
+    let same = e.reload_json(&config(&[&a], otlp(1.0))).expect("reload");
+    assert!(same.restart_required.is_empty(), "{same:?}");
+    assert!(std::sync::Arc::ptr_eq(&first, &e.tracer().expect("kept")));
+    let changed = e.reload_json(&config(&[&a], otlp(0.5))).expect("reload");
+    assert_eq!(changed.restart_required, ["telemetry"]);
+    let kept = e.tracer().expect("kept");
+    assert!(std::sync::Arc::ptr_eq(&first, &kept));
+    assert_eq!(kept.settings().sampling_ratio, 1.0);
+    assert!(run(&e, &chat("test/model:a", false)).ok());
+}

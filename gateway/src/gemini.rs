@@ -25,7 +25,6 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use llmux::budget::Lease;
 use llmux::{EventKind, Protocol, TerminalKind};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -158,14 +157,14 @@ async fn call(
     drop(raw);
     let bytes = serde_json::to_vec(&req).unwrap_or_default();
     drop(req);
-    let (events, lease) = server::submit(&app, GEMINI, &h, &bytes, caller, &key).await?;
+    let sent = server::submit(&app, GEMINI, &h, &bytes, caller, &key).await?;
     // The body is not needed while the answer streams.
     drop(bytes);
     let (_, sse) = query_key(query.as_deref());
     if stream && !sse {
-        return array_response(app, key, events, lease, started).await;
+        return array_response(app, key, sent, started).await;
     }
-    server::respond(app, GEMINI, key, events, lease, started).await
+    server::respond(app, GEMINI, key, sent, started).await
 }
 
 /// `countTokens`: `{"totalTokens": N}`, N estimated as llmux estimates
@@ -211,10 +210,14 @@ fn count_tokens(
 async fn array_response(
     app: Arc<App>,
     key: String,
-    mut events: llmux::RequestEvents,
-    lease: Option<Lease>,
+    sent: server::Submitted,
     started: Instant,
 ) -> Result<Response> {
+    let server::Submitted {
+        mut events,
+        lease,
+        span,
+    } = sent;
     let ctx = server::Ctx {
         app,
         id: events.id(),
@@ -224,6 +227,7 @@ async fn array_response(
         stream: true,
         started,
         lease: std::sync::Mutex::new(lease),
+        span,
     };
     let mut chunks: Vec<String> = Vec::new();
     while let Some(ev) = events.recv().await {

@@ -3,6 +3,7 @@
 //! - `llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth] [--watch]`
 //! - `llmux check --config FILE`
 //! - `llmux route --config FILE MODEL [--routing JSON] [--json]`
+//! - `llmux route --url http://HOST:PORT MODEL [...]`: the running gateway's plan
 //! - `llmux help`, `llmux --help`, `llmux --version`
 //!
 //! Output goes through [`Out`]: a closed pipe (`llmux route --json | head -1`)
@@ -10,6 +11,7 @@
 
 mod config;
 mod cursor;
+mod dashboard;
 mod error;
 mod gemini;
 mod keys;
@@ -18,6 +20,7 @@ mod reload;
 mod serve;
 mod server;
 mod tls;
+mod tracing;
 
 use record::LogFormat;
 use std::io::Write;
@@ -32,6 +35,7 @@ usage:
   llmux serve --config FILE [--listen ADDR] [--log-format json|logfmt|off] [--insecure-no-auth] [--watch]
   llmux check --config FILE
   llmux route --config FILE MODEL [--routing JSON] [--provider JSON] [--json]
+  llmux route --url http://HOST:PORT MODEL [--stream] [--routing JSON] [--provider JSON] [--json]
   llmux help | --help | -h
   llmux --version | -V
 
@@ -39,6 +43,8 @@ commands:
   serve   run the gateway (ADDR: 127.0.0.1:4000, localhost:4000, [::1]:4000)
   check   validate the config: every error and warning with its JSON path
   route   show how a request for MODEL would be routed, without sending it
+          (--url: ask a running gateway, which knows live latencies; the
+          key, if it has keys, comes from the LLMUX_API_KEY variable)
 
 options:
   -c, --config FILE     the JSON config (the library reads the same file)
@@ -49,7 +55,9 @@ options:
                         (SIGHUP and POST /admin/reload always do)
   --routing JSON        route: a provider.routing object, e.g. '{\"type\":\"priority\"}'
   --provider JSON       route: a whole provider object (preferences), e.g. '{\"zdr\":true}'
-  --json                route: the full plan as JSON";
+  --json                route: the full plan as JSON
+  --url URL             route: the running gateway at URL instead of --config
+  --stream              route: plan a streaming request (ranked by first-token latency)";
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -97,7 +105,11 @@ struct Args {
     provider: Option<String>,
     json: bool,
     model: Option<String>,
-    /// i24: `llmux serve --watch`.
+    /// `llmux route --url`.
+    url: Option<String>,
+    /// `llmux route --stream`: plan a streaming request.
+    stream: bool,
+    /// `llmux serve --watch`.
     watch: bool,
 }
 
@@ -133,9 +145,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
             "--log-format" => a.log_format = Some(value("--log-format")?),
             "--routing" => a.routing = Some(value("--routing")?),
             "--provider" => a.provider = Some(value("--provider")?), // i22
+            "--url" if a.command == "route" => a.url = Some(value("--url")?),
+            "--stream" if a.command == "route" => a.stream = true,
             "--insecure-no-auth" => a.insecure_no_auth = true,
             "--json" => a.json = true,
-            "--watch" => a.watch = true, // i24
+            "--watch" => a.watch = true,
             "-h" | "--help" => return Ok(Cli::Help),
             "-V" | "--version" => return Ok(Cli::Version),
             f if f.starts_with('-') => return Err(format!("unknown option `{f}`")),
@@ -143,7 +157,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
             _ => return Err(format!("unexpected argument `{arg}`")),
         }
     }
-    if a.config.is_none() {
+    if a.config.is_none() && a.url.is_none() {
         return Err("--config FILE is required".into());
     }
     if a.command == "route" && a.model.is_none() {
@@ -271,40 +285,95 @@ fn engine(
 
 /// `llmux route`: the ranked candidates and why, without sending anything.
 fn route(args: &Args) -> ExitCode {
-    let loaded = match load(args) {
-        Ok(l) => l,
-        Err(c) => return c,
+    let model = args.model.as_deref().expect("checked");
+    let body = match dashboard::plan_body(
+        model,
+        args.stream,
+        args.routing.as_deref(),
+        args.provider.as_deref(),
+    ) {
+        Ok(b) => b,
+        Err(e) => return fail(&[format!("--{e}")]),
     };
-    let eng = match engine(loaded.catalog, &loaded.gateway) {
-        Ok(e) => e,
-        Err(c) => return c,
+    let plan = if let Some(url) = &args.url {
+        match remote_plan(url, model, args) {
+            Ok(p) => p,
+            Err(e) => return fail(&[e]),
+        }
+    } else {
+        let loaded = match load(args) {
+            Ok(l) => l,
+            Err(c) => return c,
+        };
+        let eng = match engine(loaded.catalog, &loaded.gateway) {
+            Ok(e) => e,
+            Err(c) => return c,
+        };
+        match eng.plan(llmux::Protocol::OpenAi, body.as_bytes()) {
+            Ok(p) => p,
+            Err(e) => return fail(&[e.to_string()]),
+        }
     };
-    let mut body = serde_json::json!({
-        "model": args.model.as_deref().expect("checked"),
-        "messages": [{"role": "user", "content": "hi"}],
-    });
+    print_plan(args, &plan)
+}
+
+/// The plan of the gateway at `base` (`GET /v1/route`), with the key from
+/// `LLMUX_API_KEY` when set. Errors name the gateway and what it said.
+fn remote_plan(base: &str, model: &str, args: &Args) -> Result<llmux::Plan, String> {
+    let base = base.trim_end_matches('/');
+    let mut query = vec![("model", model)];
+    if args.stream {
+        query.push(("stream", "true"));
+    }
     if let Some(r) = &args.routing {
-        match serde_json::from_str::<serde_json::Value>(r) {
-            Ok(v) => body["provider"] = serde_json::json!({"routing": v}),
-            Err(e) => return fail(&[format!("--routing is not valid JSON: {e}")]),
-        }
+        query.push(("routing", r));
     }
-    // i22: the provider preferences, with --routing inside them.
     if let Some(p) = &args.provider {
-        match serde_json::from_str::<serde_json::Value>(p) {
-            Ok(serde_json::Value::Object(mut p)) => {
-                if let Some(r) = body.get("provider").and_then(|x| x.get("routing")) {
-                    p.insert("routing".into(), r.clone());
-                }
-                body["provider"] = serde_json::Value::Object(p);
-            }
-            _ => return fail(&["--provider must be a JSON object".to_owned()]),
-        }
+        query.push(("provider", p));
     }
-    let plan = match eng.plan(llmux::Protocol::OpenAi, body.to_string().as_bytes()) {
-        Ok(p) => p,
-        Err(e) => return fail(&[e.to_string()]),
-    };
+    let key = std::env::var("LLMUX_API_KEY").ok();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let (status, text) = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let mut req = client.get(format!("{base}/v1/route")).query(&query);
+        if let Some(k) = &key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the gateway at {base}: {e}"))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| format!("the gateway at {base} broke off its answer: {e}"))?;
+        Ok::<_, String>((status, text))
+    })?;
+    if status != 200 {
+        let why = record::error_message(&text)
+            .map(|c| c.into_owned())
+            .unwrap_or_else(|| text.chars().take(300).collect());
+        let hint = if status == 401 {
+            " (set LLMUX_API_KEY to a caller key)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "the gateway at {base} answered {status}: {why}{hint}"
+        ));
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| format!("the gateway at {base} sent a plan llmux cannot read: {e}"))
+}
+
+fn print_plan(args: &Args, plan: &llmux::Plan) -> ExitCode {
     let mut out = Out::new();
     if args.json {
         out.line(serde_json::to_string_pretty(&plan).unwrap_or_default());
@@ -481,6 +550,7 @@ async fn run(
         prom,
         cancel_all: cancel_rx,
         started: SystemTime::now(),
+        board: dashboard::Board::default(),
         reloader: Some(reloader.clone()),
     });
     reload::spawn_triggers(reloader, watch);

@@ -50,7 +50,9 @@ pub struct App {
     /// requests are cancelled.
     pub cancel_all: watch::Receiver<bool>,
     pub started: SystemTime,
-    /// i24: `POST /admin/reload` (None: the route answers 404).
+    /// What the live dashboard shows (recent requests, charts).
+    pub board: crate::dashboard::Board,
+    /// `POST /admin/reload` (None: the route answers 404).
     pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
@@ -78,7 +80,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(alive).head(alive))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .route("/admin/reload", post(admin_reload)) // i24
+        .merge(crate::dashboard::routes())
+        .route("/admin/reload", post(admin_reload))
         .nest("/api", api.clone())
         .merge(api)
         .fallback(not_found)
@@ -104,6 +107,7 @@ fn api_routes() -> Router<Arc<App>> {
         .route("/v1/stats", get(stats))
         .route("/v1/key", get(key_info))
         .route("/v1/keys", get(keys_info))
+        .route("/v1/route", get(crate::dashboard::route_plan))
         .merge(crate::gemini::routes())
 }
 
@@ -131,12 +135,15 @@ async fn not_found(State(app): St, method: Method, uri: Uri, h: HeaderMap) -> Ga
 /// A known path with the wrong method: a 405 that says which one it takes.
 async fn method_not_allowed(State(app): St, method: Method, uri: Uri) -> GatewayError {
     let path = uri.path();
-    let takes =
-        if path.ends_with("/models") || path.ends_with("/endpoints") || path.ends_with("/stats") {
-            "GET"
-        } else {
-            "POST"
-        };
+    let takes = if path.ends_with("/models")
+        || path.ends_with("/endpoints")
+        || path.ends_with("/stats")
+        || path.ends_with("/route")
+    {
+        "GET"
+    } else {
+        "POST"
+    };
     let message = format!("{path} takes {takes}, not {method}");
     app.reject(Protocol::OpenAi, 405, "method_not_allowed", message)
         .route(format!("{method} {path}"))
@@ -264,7 +271,7 @@ fn model_of(body: &[u8]) -> String {
 }
 
 /// A submit the engine refused, in the caller's protocol.
-fn submit_error(
+pub(crate) fn submit_error(
     app: &App,
     proto: Protocol,
     e: &SubmitError,
@@ -357,6 +364,8 @@ pub(crate) struct Ctx {
     pub started: Instant,
     /// The key's reservation, settled or released by `finish_with`.
     pub lease: std::sync::Mutex<Option<Lease>>,
+    /// The HTTP server span, when the engine traces.
+    pub span: Option<crate::tracing::HttpSpan>,
 }
 
 impl Ctx {
@@ -384,6 +393,22 @@ impl Ctx {
         } else {
             metrics::counter!("llmux_requests_total", "model" => self.model.clone(), "endpoint" => "none", "outcome" => outcome.to_owned()).increment(1);
         }
+        if let Some(s) = &self.span {
+            let tracer = self.app.engine.tracer();
+            s.end(tracer.as_deref(), status, outcome);
+        }
+        // The dashboard's recent requests and charts.
+        self.app.board.record(crate::dashboard::Finished {
+            id: self.id,
+            now_ms: crate::dashboard::now_ms(),
+            model: &self.model,
+            key: &self.key,
+            stream: self.stream,
+            status,
+            outcome,
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            routing,
+        });
         LogLine {
             id: Some(self.id),
             protocol: self.proto.as_str(),
@@ -420,10 +445,10 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
             }
         }
     }
-    let (events, lease) = submit(&app, proto, &h, &bytes, caller, &key).await?;
+    let sent = submit(&app, proto, &h, &bytes, caller, &key).await?;
     // The body is not needed while the answer streams.
     drop(bytes);
-    respond(app, proto, key, events, lease, started).await
+    respond(app, proto, key, sent, started).await
 }
 
 /// Hands a read body to the engine once the caller's key admits it (its
@@ -436,7 +461,10 @@ pub(crate) async fn submit(
     bytes: &[u8],
     caller: Option<&CallerKey>,
     key: &str,
-) -> Result<(RequestEvents, Option<Lease>)> {
+) -> Result<Submitted> {
+    let tracer = app.engine.tracer();
+    let (span, traceparent) = crate::tracing::begin(tracer.as_deref(), &h, proto);
+
     let opts = SubmitOptions {
         provider_defaults: caller.and_then(|k| k.policy.provider.clone()),
         forward_headers: anthropic_headers(h),
@@ -448,6 +476,7 @@ pub(crate) async fn submit(
             .and_then(|v| v.to_str().ok())
             .map(|s| format!("session:{s}")),
         upstream_error_bodies: true,
+        traceparent,
     };
     let prepared = app
         .engine
@@ -468,7 +497,19 @@ pub(crate) async fn submit(
         .engine
         .start(prepared)
         .map_err(|e| submit_error(app, proto, &e, bytes, key))?;
-    Ok((events, lease))
+    Ok(Submitted {
+        events,
+        lease,
+        span,
+    })
+}
+
+/// A request the engine took: its events, the key's reservation and the
+/// HTTP span.
+pub(crate) struct Submitted {
+    pub events: RequestEvents,
+    pub lease: Option<Lease>,
+    pub span: Option<crate::tracing::HttpSpan>,
 }
 
 /// The answer to a submitted request: a stream or a whole body.
@@ -476,10 +517,14 @@ pub(crate) async fn respond(
     app: Arc<App>,
     proto: Protocol,
     key: String,
-    events: RequestEvents,
-    lease: Option<Lease>,
+    sent: Submitted,
     started: Instant,
 ) -> Result<Response> {
+    let Submitted {
+        events,
+        lease,
+        span,
+    } = sent;
     let ctx = Ctx {
         app: app.clone(),
         id: events.id(),
@@ -489,6 +534,7 @@ pub(crate) async fn respond(
         stream: events.is_stream(),
         started,
         lease: std::sync::Mutex::new(lease),
+        span,
     };
     if ctx.stream {
         stream_response(ctx, events).await
@@ -1031,9 +1077,9 @@ async fn stats(State(app): St, h: HeaderMap) -> Result<Response> {
     Ok(json_response(200, app.engine.stats_json()))
 }
 
-/// i24: reloads the catalog from the config file. With keys, only a key
-/// with `admin: true` may (403 otherwise); without keys, only while
-/// listening on loopback.
+/// Reloads the catalog from the config file. With keys, only a key with
+/// `admin: true` may (403 otherwise); without keys, only while listening
+/// on loopback.
 async fn admin_reload(State(app): St, h: HeaderMap) -> Result<Response> {
     let caller = authorize_key(&app, &h, Protocol::OpenAi)?;
     if caller.is_some_and(|k| !k.policy.admin) {
@@ -1152,6 +1198,13 @@ async fn metrics(State(app): St) -> Response {
         if let Some(ms) = e.first_token_ms {
             metrics::gauge!("llmux_endpoint_first_token_ms", "endpoint" => id).set(ms);
         }
+    }
+    if let Some(t) = app.engine.tracer() {
+        // The trace exporter's counters.
+        let c = t.counters();
+        metrics::gauge!("llmux_trace_spans_exported").set(c.exported as f64);
+        metrics::gauge!("llmux_trace_spans_dropped").set(c.dropped as f64);
+        metrics::gauge!("llmux_trace_export_errors").set(c.export_errors as f64);
     }
     let mut r = app.prom.render().into_response();
     r.headers_mut().insert(

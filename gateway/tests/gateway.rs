@@ -1734,6 +1734,8 @@ fn rejected_requests_are_logged_counted_and_explained() {
         assert!(ep["response_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{ep}");
         assert!(ep.get("first_token_ms").is_some(), "{ep}");
     });
+    // The served request's line is written after its response: wait for it.
+    gw.wait_log(|l| l["msg"] == "request" && l["status"] == 200);
     let log = gw.log.lock().unwrap().clone();
     assert!(
         !log.contains(KEY) && !log.contains("wrong-secret-key"),

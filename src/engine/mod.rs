@@ -9,8 +9,9 @@
 //! before a task first ran: then nobody can poll for it any more.
 
 mod prefs; // i22: provider preferences
-mod reload; // i24: catalog reload
+mod reload; // catalog reload
 mod run;
+mod trace; // spans of a finished request
 
 pub use reload::{ReloadEndpoint, ReloadReport};
 
@@ -88,6 +89,9 @@ pub struct SubmitOptions {
     /// request (a gateway key's `provider`, already narrowed from them);
     /// the request may narrow them further, never widen them.
     pub provider_defaults: Option<crate::routing::filter::Preferences>,
+    /// The W3C `traceparent` the request span is a child of (the
+    /// gateway passes its HTTP span's). Ignored without `telemetry.otlp`.
+    pub traceparent: Option<String>,
 }
 
 /// A request parsed and checked but not sent yet ([`Engine::prepare`]):
@@ -268,6 +272,9 @@ struct Inner {
     /// The store of `user_budgets`, when configured: engine-wide, so its
     /// ledgers survive a reload (every generation shares this `Arc`).
     budgets: Option<Arc<crate::budget::Budgets>>,
+    /// The trace exporter, when `telemetry.otlp` is configured: one for the
+    /// engine's life, carried into every generation.
+    tracer: Option<Arc<crate::telemetry::Tracer>>,
 }
 
 /// Sticky key -> (endpoint identity, last use).
@@ -367,8 +374,15 @@ impl Engine {
         }
         .map_err(|e| EngineError::Runtime(e.to_string()))?;
         let budgets = user_budget_store(&catalog)?;
-        let (inner, shared_rx) =
+        let tracer = match catalog.telemetry.clone() {
+            Some(s) => Some(Arc::new(
+                crate::telemetry::Tracer::start(s).map_err(EngineError::Runtime)?,
+            )),
+            None => None,
+        };
+        let (mut inner, shared_rx) =
             Inner::build(catalog, None, budgets).map_err(EngineError::Runtime)?;
+        inner.tracer = tracer;
         let inner = Arc::new(inner);
         reload::start_tasks(&runtime, &inner, shared_rx);
         Ok(Engine {
@@ -377,6 +391,13 @@ impl Engine {
             runtime: Some(runtime),
             host_driven,
         })
+    }
+
+    /// The trace exporter, when `telemetry.otlp` is configured (the
+    /// gateway records its HTTP spans through it). One for the engine's
+    /// life: a reload keeps it.
+    pub fn tracer(&self) -> Option<Arc<crate::telemetry::Tracer>> {
+        self.inner().tracer.clone()
     }
 
     /// The catalog new requests are routed on now (a reload swaps it;
@@ -477,6 +498,10 @@ impl Engine {
             headers: opts.forward_headers,
             served: Some(served.clone()),
             upstream_error_bodies: opts.upstream_error_bodies,
+            traceparent: opts
+                .traceparent
+                .as_deref()
+                .and_then(crate::telemetry::TraceContext::parse),
         };
         rt.spawn(run::run(inner.clone(), id, req, cancel_rx, channel));
         Ok(RequestEvents {
@@ -807,6 +832,10 @@ impl Engine {
             o.release();
         }
         rt.shutdown_timeout(Duration::from_secs(1));
+        // The requests' spans are queued; export them.
+        if let Some(t) = &inner.tracer {
+            t.shutdown();
+        }
     }
 }
 

@@ -48,8 +48,8 @@ pub struct ReloadReport {
     /// Requests still running on older catalogs when the swap happened.
     pub draining_requests: usize,
     /// Settings that changed but only take effect on a restart (the
-    /// engine keeps the old value): `worker_threads`, `user_budgets.file`
-    /// (the budget store is kept, with its ledgers).
+    /// engine keeps the old value): `worker_threads`, `telemetry`,
+    /// `user_budgets.file` (the budget store is kept, with its ledgers).
     pub restart_required: Vec<String>,
     /// The new catalog's warnings (as `llmux check` shows them).
     pub warnings: Vec<ConfigError>,
@@ -126,6 +126,7 @@ impl Inner {
             closing: base.map_or_else(Default::default, |b| b.closing.clone()),
             sticky: base.map_or_else(Default::default, |b| b.sticky.clone()),
             reloads: base.map_or_else(Default::default, |b| b.reloads.clone()),
+            tracer: base.and_then(|b| b.tracer.clone()),
             generation: base.map_or(0, |b| b.generation + 1),
             retired: Arc::new(tokio::sync::Notify::new()),
             retired_flag: AtomicBool::new(false),
@@ -227,6 +228,9 @@ impl Engine {
         let mut restart_required = Vec::new();
         if catalog.worker_threads != old.catalog.worker_threads {
             restart_required.push("worker_threads".to_owned());
+        }
+        if catalog.telemetry != old.catalog.telemetry {
+            restart_required.push("telemetry".to_owned());
         }
         let warnings = catalog.warnings.clone();
         let budgets = carried_budgets(&old, &catalog, &mut restart_required)?;

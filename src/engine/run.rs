@@ -44,6 +44,8 @@ pub(super) struct Channel {
     /// A same-protocol upstream error body becomes the terminal's `error`
     /// unchanged (instead of llmux's envelope).
     pub(super) upstream_error_bodies: bool,
+    /// The parent of the request's span.
+    pub(super) traceparent: Option<crate::telemetry::TraceContext>,
 }
 
 /// What is known of a request once its first token arrived, shared with
@@ -84,6 +86,8 @@ struct AttemptRecord {
     error: Option<String>,
     started: Instant,
     finished: bool,
+    /// Started beside a running attempt (a hedge).
+    hedge: bool,
 }
 
 /// What the request task accumulates.
@@ -313,6 +317,7 @@ fn start(sh: &Shared<'_>, st: &mut RunState, e: usize) -> Option<usize> {
         error: (!ok).then(|| "the endpoint is at its concurrency limit".to_owned()),
         started: Instant::now(),
         finished: !ok,
+        hedge: false,
     });
     ok.then(|| st.attempts.len() - 1)
 }
@@ -478,6 +483,7 @@ async fn hedged(
         finish(st, ia, route, &r);
         return Some((r, true));
     };
+    st.attempts[ib].hedge = true;
     *slot += 1;
     let sb = *slot;
     let mut fb = Some(Box::pin(exec(sh, route, b, (sb, ib + 1))));
@@ -765,6 +771,7 @@ pub(super) async fn run(
     let started = Instant::now();
     super::prefs::apply(&inner, &mut req, now()); // i22: filter once, before any attempt
     let raw = channel.upstream_error_bodies; // also: `user_budgets` refusals
+    let span_start = super::trace::Start::now(channel.traceparent, started);
     let mut term = Terminal {
         inner: inner.clone(),
         id,
@@ -784,7 +791,7 @@ pub(super) async fn run(
     let notify = Notify::new();
     let timed_out = AtomicBool::new(false);
     let mut st = RunState::default();
-    let Some(lease) = admit_or_refuse(&inner, &req, started, &mut term, raw).await else {
+    let Some(lease) = admit_or_refuse(&inner, &req, span_start, &mut term, raw).await else {
         return;
     };
     let result = {
@@ -832,6 +839,7 @@ pub(super) async fn run(
     }
     let routing = routing_record(&inner, &req, &st, started);
     settle_user(lease, &routing);
+    trace_request(&inner, &req, &st, &result, &routing, span_start);
     let (kind, data) = terminal_data(&result, routing, req.protocol, raw);
     term.emit(kind, data);
 }
@@ -840,7 +848,7 @@ pub(super) async fn run(
 async fn admit_or_refuse(
     inner: &Inner,
     req: &ParsedRequest,
-    started: Instant,
+    start: super::trace::Start,
     term: &mut Terminal,
     raw_errors: bool,
 ) -> Option<Option<crate::budget::Lease>> {
@@ -848,8 +856,10 @@ async fn admit_or_refuse(
         Ok(l) => Some(l),
         Err(f) => {
             let st = RunState::default();
-            let routing = routing_record(inner, req, &st, started);
-            let (kind, data) = terminal_data(&Err(f), routing, req.protocol, raw_errors);
+            let routing = routing_record(inner, req, &st, start.started());
+            let result = Err(f);
+            trace_request(inner, req, &st, &result, &routing, start);
+            let (kind, data) = terminal_data(&result, routing, req.protocol, raw_errors);
             term.emit(kind, data);
             None
         }
@@ -918,6 +928,33 @@ async fn admit_user(
             })
         }
     }
+}
+
+/// The request's spans, when a tracer is configured.
+fn trace_request(
+    inner: &Inner,
+    req: &ParsedRequest,
+    st: &RunState,
+    result: &Result<Option<String>, Failure>,
+    routing: &RoutingRecord<'_>,
+    start: super::trace::Start,
+) {
+    if inner.tracer.is_none() {
+        return;
+    }
+    let (outcome, error, body) = match result {
+        Ok(b) => ("success", None, b.as_deref()),
+        Err(f) => (f.outcome, Some(f.message.as_str()), None),
+    };
+    let finished = super::trace::Finished {
+        start,
+        outcome,
+        error,
+        body,
+        routing,
+        attempts: st.attempts.iter().map(|a| (a.started, a.hedge)).collect(),
+    };
+    super::trace::export(inner, req, finished);
 }
 
 /// A terminal event's kind and JSON, written in one pass.

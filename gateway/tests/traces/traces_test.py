@@ -1,0 +1,278 @@
+"""Traces from `llmux serve` (telemetry.otlp), decoded by a collector that
+parses OTLP/HTTP protobuf with the published definitions (opentelemetry-proto,
+pip): all on 127.0.0.1, in front of the mock fleet (`llmux-fleet`).
+
+Checks: a failover (the caller's W3C traceparent is the parent of the
+gateway's HTTP server span, which is the parent of the `chat {model}` client
+span with the GenAI attributes, whose children are one span per attempt:
+the failed one with its status and error, the served one); a hedge (two
+sibling attempt spans, one marked as the hedge, the loser `hedge_lost`); a
+cancelled stream (client span `cancelled`, server span 499); no prompt text
+without capture_content; a collector that is down costs the requests nothing
+visible (they succeed; spans are dropped).
+"""
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+BIN = os.path.join(ROOT, "target", "debug")
+SPANS = []
+RESOURCES = []
+LOCK = threading.Lock()
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    if not cond:
+        raise AssertionError(what)
+
+
+def value(v):
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [value(x) for x in v.array_value.values]
+    return getattr(v, kind)
+
+
+class Collector(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["content-length"]))
+        req = trace_service_pb2.ExportTraceServiceRequest()
+        req.ParseFromString(body)
+        with LOCK:
+            for rs in req.resource_spans:
+                RESOURCES.append({a.key: value(a.value) for a in rs.resource.attributes})
+                for ss in rs.scope_spans:
+                    for s in ss.spans:
+                        SPANS.append({
+                            "trace": s.trace_id.hex(), "id": s.span_id.hex(), "parent": s.parent_span_id.hex(),
+                            "name": s.name, "kind": s.kind, "start": s.start_time_unix_nano,
+                            "end": s.end_time_unix_nano, "status": s.status.code, "message": s.status.message,
+                            "attrs": {a.key: value(a.value) for a in s.attributes}, "scope": ss.scope.name,
+                            "auth": self.headers.get("x-collector-token"),
+                        })
+        out = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args):
+        pass
+
+
+def start_fleet():
+    cfg = {"servers": [
+        {"name": "dead", "behavior": {"status": 500}},
+        {"name": "live", "behavior": {"first_token_delay_ms": 5}},
+        {"name": "slow", "behavior": {"first_token_delay_ms": 1500}},
+        {"name": "drip", "behavior": {"chunks": 50, "chunk_delay_ms": 100}},
+    ]}
+    p = subprocess.Popen([os.path.join(BIN, "llmux-fleet"), "--config", json.dumps(cfg), "--exit-on-stdin-eof"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return p, {s["name"]: s["base_url"] for s in json.loads(p.stdout.readline())["servers"]}
+
+
+def config(urls, otlp):
+    prov = lambda n: {"slug": n, "protocol": "openai", "base_url": urls[n] + "/v1", "api_key": "upstream-fake"}
+    ep = lambda n, prior: {"provider": n, "upstream_model": "up-" + n, "price": {"prompt": 1.0, "completion": 2.0},
+                           "expected_first_token_ms": prior}
+    return {
+        "providers": [prov(n) for n in ("dead", "live", "slow", "drip")],
+        "models": [
+            {"slug": "demo/failover", "endpoints": [ep("dead", 5), ep("live", 50)]},
+            {"slug": "demo/hedge", "endpoints": [ep("slow", 5), ep("live", 50)]},
+            {"slug": "demo/drip", "endpoints": [ep("drip", 5)]},
+        ],
+        "health": {"explore_ratio": 0.0},
+        "retry": {"max_retries": 0},
+        "telemetry": {"otlp": otlp},
+    }
+
+
+def start_gateway(cfg, tmp):
+    path = os.path.join(tmp, "llmux-%d.json" % len(os.listdir(tmp)))
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_SERVICE_NAME"] = "llmux-trace-test"
+    p = subprocess.Popen([os.path.join(BIN, "llmux"), "serve", "--config", path, "--listen", "127.0.0.1:0",
+                          "--log-format", "off"], stdout=subprocess.PIPE, env=env, text=True)
+    line = p.stdout.readline().strip()
+    check(line.startswith("llmux: listening on "), "gateway did not start: %r" % line)
+    return p, line[len("llmux: listening on "):]
+
+
+def post(base, body, headers=None):
+    req = urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                 headers=dict({"content-type": "application/json"}, **(headers or {})))
+    with urllib.request.urlopen(req, timeout=20) as r:
+        return r.status, r.read().decode()
+
+
+def wait_spans(pred, what, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with LOCK:
+            found = [s for s in SPANS if pred(s)]
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("no span for %s; spans: %s" % (what, json.dumps(SPANS, indent=1)[:4000]))
+
+
+def trace_of(trace_id, n, what):
+    """The spans of one trace, once there are n."""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        with LOCK:
+            spans = [s for s in SPANS if s["trace"] == trace_id]
+        if len(spans) >= n:
+            return spans
+        time.sleep(0.05)
+    raise AssertionError("%s: %d spans of %d in trace %s" % (what, len(spans), n, trace_id))
+
+
+def failover(base):
+    tid, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    status, body = post(base, {"model": "demo/failover", "messages": [{"role": "user", "content": "secret prompt"}]},
+                        {"traceparent": "00-%s-%s-01" % (tid, parent)})
+    check(status == 200, "failover served")
+    spans = trace_of(tid, 4, "failover")
+    by = {s["name"]: s for s in spans}
+    server = by["POST /v1/chat/completions"]
+    check(server["kind"] == trace_pb2.Span.SPAN_KIND_SERVER and server["parent"] == parent,
+          "HTTP span is the child of the caller's traceparent: %r" % server)
+    check(server["attrs"]["http.response.status_code"] == 200, "server span status")
+    chat = by["chat demo/failover"]
+    check(chat["kind"] == trace_pb2.Span.SPAN_KIND_CLIENT and chat["parent"] == server["id"],
+          "request span is the child of the HTTP span")
+    a = chat["attrs"]
+    expect = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "live", "gen_ai.request.model": "demo/failover",
+              "gen_ai.response.model": "up-live", "llmux.endpoint": "live/default", "llmux.attempts": 2,
+              "llmux.outcome": "success", "llmux.hedged": False}
+    for k, v in expect.items():
+        check(a.get(k) == v, "%s = %r, want %r" % (k, a.get(k), v))
+    resp = json.loads(body)
+    check(a.get("gen_ai.response.id") == resp["id"], "response id")
+    check(a.get("gen_ai.response.finish_reasons") == ["stop"], "finish reasons %r" % a.get("gen_ai.response.finish_reasons"))
+    check(a.get("gen_ai.usage.input_tokens") == resp["usage"]["prompt_tokens"], "input tokens")
+    check(a.get("gen_ai.usage.output_tokens") == resp["usage"]["completion_tokens"], "output tokens")
+    check(a.get("llmux.cost_usd", 0) > 0, "cost")
+    check("error.type" not in a and chat["status"] == trace_pb2.Status.STATUS_CODE_OK, "success is not an error")
+    check("gen_ai.input.messages" not in a and "secret prompt" not in json.dumps(spans), "no prompt text without capture_content")
+    attempts = sorted([s for s in spans if s["parent"] == chat["id"]], key=lambda s: s["attrs"]["llmux.attempt"])
+    check(len(attempts) == 2, "one span per attempt")
+    dead, live = attempts
+    check(dead["attrs"]["llmux.endpoint"] == "dead/default" and dead["attrs"]["http.response.status_code"] == 500
+          and dead["attrs"]["error.type"] == "server_error" and dead["status"] == trace_pb2.Status.STATUS_CODE_ERROR
+          and "dead" in dead["message"], "failed attempt: %r" % dead)
+    check(live["attrs"]["llmux.outcome"] == "success" and live["attrs"]["http.response.status_code"] == 200,
+          "served attempt: %r" % live)
+    check(chat["start"] <= dead["start"] <= live["start"] <= chat["end"] <= server["end"], "times nest")
+    with LOCK:
+        check(RESOURCES[-1].get("service.name") == "llmux-trace-test", "OTEL_SERVICE_NAME honoured: %r" % RESOURCES[-1])
+        check(RESOURCES[-1].get("deployment.environment") == "test", "resource attributes from the config")
+    check(server["auth"] == "t0ken" and server["scope"] == "llmux", "configured headers reach the collector")
+
+
+def hedge(base):
+    status, _ = post(base, {"model": "demo/hedge", "stream": True, "provider": {"hedge": {"delay_ms": 100}},
+                            "messages": [{"role": "user", "content": "hi"}]})
+    check(status == 200, "hedged request served")
+    chat = wait_spans(lambda s: s["name"] == "chat demo/hedge", "hedge")[0]
+    check(chat["attrs"]["llmux.hedged"] is True and chat["attrs"]["llmux.endpoint"] == "live/default", "hedged request span")
+    attempts = trace_of(chat["trace"], 4, "hedge")
+    kids = [s for s in attempts if s["parent"] == chat["id"]]
+    check(len(kids) == 2, "two sibling attempt spans: %r" % kids)
+    by = {s["attrs"]["llmux.endpoint"]: s for s in kids}
+    check(by["slow/default"]["attrs"]["llmux.outcome"] == "hedge_lost" and by["slow/default"]["attrs"]["llmux.hedge"] is False,
+          "the first attempt lost the race: %r" % by["slow/default"]["attrs"])
+    check(by["live/default"]["attrs"]["llmux.hedge"] is True and by["live/default"]["attrs"]["llmux.outcome"] == "success"
+          and "llmux.first_token_ms" in by["live/default"]["attrs"], "the hedge won: %r" % by["live/default"]["attrs"])
+
+
+def cancelled(base):
+    host, port = base[len("http://"):].split(":")
+    body = json.dumps({"model": "demo/drip", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    s = socket.create_connection((host, int(port)))
+    s.sendall(("POST /v1/chat/completions HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\n"
+               "content-length: %d\r\n\r\n%s" % (base, len(body), body)).encode())
+    got = b""
+    while b"data:" not in got:
+        got += s.recv(4096)
+    s.close()
+    chat = wait_spans(lambda s: s["name"] == "chat demo/drip", "cancelled stream")[0]
+    check(chat["attrs"]["llmux.outcome"] == "cancelled" and chat["attrs"]["error.type"] == "cancelled"
+          and chat["status"] == trace_pb2.Status.STATUS_CODE_ERROR, "cancelled request span: %r" % chat)
+    spans = trace_of(chat["trace"], 3, "cancelled")
+    server = [x for x in spans if x["name"].startswith("POST")][0]
+    check(server["attrs"]["http.response.status_code"] == 499 and server["attrs"]["llmux.outcome"] == "client_closed",
+          "server span of a closed stream: %r" % server["attrs"])
+    attempt = [x for x in spans if x["parent"] == chat["id"]][0]
+    check(attempt["attrs"]["llmux.endpoint"] == "drip/default" and attempt["attrs"]["llmux.outcome"] == "cancelled",
+          "the cut attempt: %r" % attempt["attrs"])
+
+
+def dead_collector(urls, tmp):
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    gw, base = start_gateway(config(urls, {"endpoint": "http://127.0.0.1:%d" % port, "flush_interval_ms": 50}), tmp)
+    try:
+        started = time.time()
+        for _ in range(20):
+            status, _ = post(base, {"model": "demo/failover", "messages": [{"role": "user", "content": "hi"}]})
+            check(status == 200, "served with the collector down")
+        check(time.time() - started < 10, "requests with the collector down took %.1f s" % (time.time() - started))
+    finally:
+        gw.kill()
+        gw.wait()
+
+
+def main():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    collector = "http://127.0.0.1:%d" % srv.server_address[1]
+    tmp = tempfile.mkdtemp(prefix="llmux-traces-")
+    fleet, urls = start_fleet()
+    procs = [fleet]
+    try:
+        otlp = {"endpoint": collector, "flush_interval_ms": 50, "headers": {"x-collector-token": "t0ken"},
+                "resource_attributes": {"deployment.environment": "test"}}
+        gw, base = start_gateway(config(urls, otlp), tmp)
+        procs.append(gw)
+        failover(base)
+        hedge(base)
+        cancelled(base)
+        dead_collector(urls, tmp)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        srv.shutdown()
+    print("traces test: %d checks passed (%d spans decoded)" % (checks, len(SPANS)))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        print("traces test FAILED: %s" % e, file=sys.stderr)
+        sys.exit(1)
