@@ -724,7 +724,7 @@ fn case_gateway(ctx: &Ctx, out: &mut Vec<Case>) {
             ),
         );
     }
-    // i25: the relay floor, streams, c=1 and c=64.
+    // the relay floor, streams, c=1 and c=64.
     edge::relay_rows(ctx, &gw, &mut c);
     drop(gw);
     c.m("levels", Value::Array(rows));

@@ -38,7 +38,7 @@ struct Section {
     drain_ms: Option<u64>,
     keepalive_ms: Option<u64>,
     health_file: Option<PathBuf>,
-    /// i25: the edge limits and TLS.
+    /// The edge limits and TLS.
     #[serde(default)]
     limits: LimitsSection,
     tls: Option<TlsSection>,
@@ -61,9 +61,9 @@ pub struct GatewayConfig {
     pub keepalive_ms: u64,
     pub health_file: Option<PathBuf>,
     pub store: crate::keys::StoreConfig,
-    /// i25: what one client may hold (`gateway.limits`).
+    /// What one client may hold (`gateway.limits`).
     pub limits: Limits,
-    /// i25: `gateway.tls`: serve HTTPS (HTTP/2 by ALPN) with these PEM files.
+    /// `gateway.tls`: serve HTTPS (HTTP/2 by ALPN) with these PEM files.
     pub tls: Option<TlsFiles>,
 }
 
@@ -205,7 +205,7 @@ fn resolve(s: Section) -> Result<GatewayConfig, Vec<String>> {
 }
 
 // ---------------------------------------------------------------------------
-// i25: edge limits and TLS
+// Edge limits and TLS
 
 /// `gateway.limits` as written; every field optional.
 #[derive(Deserialize, Default)]

@@ -101,7 +101,7 @@ struct Args {
     log_format: Option<String>,
     insecure_no_auth: bool,
     routing: Option<String>,
-    /// i22: `llmux route --provider JSON`.
+    /// `llmux route --provider JSON`.
     provider: Option<String>,
     json: bool,
     model: Option<String>,
@@ -144,7 +144,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Cli, String> {
             "--listen" => a.listen = Some(value("--listen")?),
             "--log-format" => a.log_format = Some(value("--log-format")?),
             "--routing" => a.routing = Some(value("--routing")?),
-            "--provider" => a.provider = Some(value("--provider")?), // i22
+            "--provider" => a.provider = Some(value("--provider")?),
             "--url" if a.command == "route" => a.url = Some(value("--url")?),
             "--stream" if a.command == "route" => a.stream = true,
             "--insecure-no-auth" => a.insecure_no_auth = true,
@@ -243,7 +243,7 @@ fn check(args: &Args) -> ExitCode {
     }
     out.line("models:");
     for m in &c.models {
-        let aliases = m.aliases.join(", "); // i22
+        let aliases = m.aliases.join(", ");
         let aka = if aliases.is_empty() {
             String::new()
         } else {
@@ -261,7 +261,7 @@ fn check(args: &Args) -> ExitCode {
                 ep.context_window
                     .map(|w| format!("  context {w}"))
                     .unwrap_or_default(),
-                ep.facts_line(), // i22
+                ep.facts_line(),
             ));
         }
     }
@@ -385,7 +385,7 @@ fn print_plan(args: &Args, plan: &llmux::Plan) -> ExitCode {
             out.line(format_args!("  {}", explain_line(c)));
         }
     }
-    // i22: what the provider preferences removed or ranked last.
+    // what the provider preferences removed or ranked last.
     for f in &plan.filtered {
         let what = if f.removed { "filtered" } else { "ranked last" };
         let why = f.reason.trim_end_matches(" (ranked last)");

@@ -314,7 +314,7 @@ fn caller_protocol(path: &str) -> Protocol {
         .unwrap_or(if path.contains("/messages") {
             Protocol::Anthropic
         } else if path.contains("GenerateContent") || path.contains(":generateContent") {
-            // i21: Google's methods ride on the model path.
+            // Google's methods ride on the model path.
             Protocol::Gemini
         } else {
             Protocol::OpenAi

@@ -330,7 +330,7 @@ pub(crate) async fn read_body(
                 if s.is::<http_body_util::LengthLimitError>() {
                     return Err(too_large());
                 }
-                // i25: a body slower than gateway.limits.body_read_timeout_ms.
+                // a body slower than gateway.limits.body_read_timeout_ms.
                 if let Some(t) = s.downcast_ref::<crate::serve::BodyTimeout>() {
                     return Err(app.reject(proto, 408, "body_timeout", t.to_string()).into());
                 }
@@ -432,7 +432,7 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
     let caller = authorize_key(&app, &h, proto)?;
     let key = caller.map_or("-", |k| k.name.as_str()).to_owned();
     let mut bytes = read_body(&app, &h, body, proto).await?;
-    // i25: Cursor posts Responses-shaped bodies here (docs/gateway.md).
+    // Cursor posts Responses-shaped bodies here (docs/gateway.md).
     if proto == Protocol::OpenAi {
         match crate::cursor::adapt(&bytes) {
             Ok(Some(chat)) => bytes = chat,

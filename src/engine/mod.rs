@@ -8,7 +8,7 @@
 //! terminal event is an engine freed from inside another tokio runtime
 //! before a task first ran: then nobody can poll for it any more.
 
-mod prefs; // i22: provider preferences
+mod prefs; // provider preferences
 mod reload; // catalog reload
 mod run;
 mod trace; // spans of a finished request
@@ -581,7 +581,7 @@ impl Engine {
         let mut req =
             request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
         let now = Instant::now();
-        prefs::apply(inner, &mut req, now); // i22
+        prefs::apply(inner, &mut req, now);
         let sticky = req
             .sticky_key
             .as_deref()
@@ -599,7 +599,7 @@ impl Engine {
                     None,
                     sticky,
                 );
-                // i22: soft misses last; allow_fallbacks: false keeps one.
+                // soft misses last; allow_fallbacks: false keeps one.
                 let available = crate::routing::filter::available_at(&views, now);
                 let order = crate::routing::filter::finish(
                     order,

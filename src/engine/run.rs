@@ -244,7 +244,7 @@ fn routing_record<'a>(
             (Some(e), Some(u)) => Some(e.cost(u.prompt_tokens, u.completion_tokens)),
             _ => None,
         },
-        // i22
+
         filtered: req
             .filtered
             .iter()
@@ -607,7 +607,7 @@ fn rank(
         explore,
         sticky,
     );
-    // i22: soft preference misses last; allow_fallbacks: false keeps one.
+    // soft preference misses last; allow_fallbacks: false keeps one.
     let available = routing::filter::available_at(&views, now);
     routing::filter::finish(
         order,
@@ -656,7 +656,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
         .as_deref()
         .and_then(|k| inner.sticky_get(k, now()));
     if let Some(f) = no_match(inner, req) {
-        return Err(f); // i22: the provider preferences left nothing
+        return Err(f); // the provider preferences left nothing
     }
     let mut last: Option<Failure> = None;
     let mut slot = 0usize;
@@ -726,7 +726,7 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
     Err(last.unwrap_or_else(all_busy))
 }
 
-/// i22: the failure when the provider preferences left no endpoint.
+/// The failure when the provider preferences left no endpoint.
 fn no_match(inner: &Inner, req: &ParsedRequest) -> Option<Failure> {
     req.routes.is_empty().then(|| Failure {
         status: 404,
@@ -769,7 +769,7 @@ pub(super) async fn run(
     channel: Channel,
 ) {
     let started = Instant::now();
-    super::prefs::apply(&inner, &mut req, now()); // i22: filter once, before any attempt
+    super::prefs::apply(&inner, &mut req, now()); // filter once, before any attempt
     let raw = channel.upstream_error_bodies; // also: `user_budgets` refusals
     let span_start = super::trace::Start::now(channel.traceparent, started);
     let mut term = Terminal {
