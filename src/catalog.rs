@@ -310,36 +310,12 @@ impl Catalog {
             }
             None => Default::default(),
         };
-        let user_budgets = match cfg
-            .user_budgets
-            .as_ref()
-            .map(crate::budget::users::UserBudgets::parse)
-        {
-            Some(Ok(u)) => Some(u),
-            Some(Err(e)) => {
-                errs.extend(
-                    e.into_iter()
-                        .map(|(path, message)| ConfigError { path, message }),
-                );
-                None
-            }
-            None => None,
-        };
-        // Settings from the section, then OTEL_* variables.
-        let telemetry = match cfg.telemetry.as_ref().and_then(|t| t.otlp.as_ref()) {
-            Some(o) => match o.resolve(|k| std::env::var(k).ok()) {
-                Ok(s) => Some(s),
-                Err(m) => {
-                    let (path, message) = m.split_once(": ").unwrap_or(("telemetry.otlp", &m));
-                    errs.push(ConfigError {
-                        path: path.into(),
-                        message: message.into(),
-                    });
-                    None
-                }
-            },
-            None => None,
-        };
+        let user_budgets = resolve_user_budgets(&cfg, &mut |path, message| {
+            errs.push(ConfigError { path, message })
+        });
+        let telemetry = resolve_telemetry(&cfg, env, &mut |path, message| {
+            errs.push(ConfigError { path, message })
+        });
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
         }
@@ -959,6 +935,36 @@ fn failover_table(cfg: &FailoverConfig, err: Errs) -> [bool; 600] {
 
 /// The process-wide settings: `worker_threads` and `max_request_bytes`
 /// (returned with their defaults applied) and `proxy`.
+/// `user_budgets`, when present and valid.
+fn resolve_user_budgets(cfg: &Config, err: Errs) -> Option<crate::budget::users::UserBudgets> {
+    match crate::budget::users::UserBudgets::parse(cfg.user_budgets.as_ref()?) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            for (path, message) in e {
+                err(path, message);
+            }
+            None
+        }
+    }
+}
+
+/// `telemetry.otlp`: the section's settings, then the `OTEL_*` variables.
+fn resolve_telemetry(
+    cfg: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    err: Errs,
+) -> Option<crate::telemetry::OtlpSettings> {
+    let o = cfg.telemetry.as_ref()?.otlp.as_ref()?;
+    match o.resolve(env) {
+        Ok(s) => Some(s),
+        Err(m) => {
+            let (path, message) = m.split_once(": ").unwrap_or(("telemetry.otlp", &m));
+            err(path.into(), message.into());
+            None
+        }
+    }
+}
+
 fn check_process(cfg: &Config, err: Errs) -> (usize, u64) {
     let worker_threads = cfg.worker_threads.unwrap_or(2);
     if worker_threads > 256 {

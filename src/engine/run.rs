@@ -780,12 +780,7 @@ pub(super) async fn run(
         emitted: false,
         channel: channel.terminal,
     };
-    let total = req
-        .timeouts
-        .total_ms
-        .or(inner.catalog.timeouts.total_ms)
-        .or(DEFAULT_TIMEOUTS.total_ms)
-        .unwrap_or(600_000);
+    let total = total_ms(&inner, &req);
     let deadline = started + Duration::from_millis(total);
     let winner = AtomicUsize::new(0);
     let notify = Notify::new();
@@ -828,20 +823,33 @@ pub(super) async fn run(
         }
         r
     };
-    // Attempts cut short by cancel or the total timeout.
-    for a in st.attempts.iter_mut().filter(|a| !a.finished) {
-        a.elapsed_ms = a.started.elapsed().as_secs_f64() * 1000.0;
-        if let Err(f) = &result {
-            if f.kind == ErrorKind::Timeout {
-                a.outcome = ErrKind::TotalTimeout.as_str();
-            }
-        }
-    }
+    close_cut_attempts(&mut st, &result);
     let routing = routing_record(&inner, &req, &st, started);
     settle_user(lease, &routing);
     trace_request(&inner, &req, &st, &result, &routing, span_start);
     let (kind, data) = terminal_data(&result, routing, req.protocol, raw);
     term.emit(kind, data);
+}
+
+/// The request's total timeout: its own, the catalog's, or the default.
+fn total_ms(inner: &Inner, req: &ParsedRequest) -> u64 {
+    req.timeouts
+        .total_ms
+        .or(inner.catalog.timeouts.total_ms)
+        .or(DEFAULT_TIMEOUTS.total_ms)
+        .unwrap_or(600_000)
+}
+
+/// Attempts cut short by cancel or the total timeout get their elapsed
+/// time (and the timeout as their outcome).
+fn close_cut_attempts(st: &mut RunState, result: &Result<Option<String>, Failure>) {
+    let timed_out = matches!(result, Err(f) if f.kind == ErrorKind::Timeout);
+    for a in st.attempts.iter_mut().filter(|a| !a.finished) {
+        a.elapsed_ms = a.started.elapsed().as_secs_f64() * 1000.0;
+        if timed_out {
+            a.outcome = ErrKind::TotalTimeout.as_str();
+        }
+    }
 }
 
 /// [`admit_user`]; a refusal is the request's terminal event (`None`).
