@@ -463,7 +463,7 @@ pub(crate) async fn submit(
     key: &str,
 ) -> Result<Submitted> {
     let tracer = app.engine.tracer();
-    let (span, traceparent) = crate::tracing::begin(tracer.as_deref(), &h, proto);
+    let (span, traceparent) = crate::tracing::begin(tracer.as_deref(), h, proto);
 
     let opts = SubmitOptions {
         provider_defaults: caller.and_then(|k| k.policy.provider.clone()),
