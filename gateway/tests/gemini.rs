@@ -216,15 +216,21 @@ fn generate_stream_and_round_trip_against_openai_and_gemini_endpoints() {
             assert_eq!(v["usageMetadata"]["promptTokenCount"], 10, "{v}");
         });
         assert_eq!(up.request_count(), 2, "{proto}");
-        let log = gw.log.lock().unwrap().clone();
-        assert!(!log.contains(KEY), "the key leaked into a log line:\n{log}");
-        assert_eq!(
+        // A stream's log line is written when it ends, which may be just
+        // after the client read its last byte.
+        let gemini_lines = |log: &str| {
             log.lines()
                 .filter(|l| l.contains("\"protocol\":\"gemini\""))
-                .count(),
-            2,
-            "{log}"
-        );
+                .count()
+        };
+        let wait = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut log = gw.log.lock().unwrap().clone();
+        while gemini_lines(&log) < 2 && std::time::Instant::now() < wait {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            log = gw.log.lock().unwrap().clone();
+        }
+        assert!(!log.contains(KEY), "the key leaked into a log line:\n{log}");
+        assert_eq!(gemini_lines(&log), 2, "{log}");
     }
 }
 
