@@ -182,12 +182,6 @@ typedef uint32_t llmux_protocol;
 #endif // __cplusplus
 
 /*
- The chat protocols llmux speaks, on either side. In JSON (stats,
- plans) by [`Protocol::as_str`]'s name.
- */
-typedef struct Protocol Protocol;
-
-/*
  An engine: the catalog, the health table, the worker threads and the
  event queue. Opaque; create with `llmux_engine_new`, destroy with
  `llmux_engine_free`.
