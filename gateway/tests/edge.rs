@@ -5,163 +5,25 @@
 
 use llmux_fleet::{Behavior, MockServer};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A running `llmux serve`; killed on drop.
-struct Gateway {
-    child: Child,
-    url: String,
-    addr: String,
-    dir: TempDir,
-    log: Arc<Mutex<String>>,
-}
+mod common;
 
-impl Gateway {
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Waits (up to 10 s) for a log line containing `needle`.
-    fn wait_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.log_text().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` in the log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The gateway's resident memory, in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir() -> TempDir {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let p = std::env::temp_dir().join(format!("llmux-edge-test-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&p).expect("temp dir");
-    TempDir(p)
-}
-
-const KEY_ENV: &str = "LLMUX_EDGE_TEST_KEY";
-const KEY: &str = "edge-test-key-not-a-secret";
+use common::{catalog, chat, client, provider, rt, serve, temp_dir, Gateway, KEY, KEY_ENV};
 
 /// A catalog with model `demo/chat` on one OpenAI-protocol mock.
 fn config(s: &MockServer, gateway: Value) -> Value {
-    json!({
-        "providers": [{"slug": s.name(), "protocol": "openai", "base_url": format!("{}/v1", s.base_url()), "api_key": "upstream-fake-key"}],
-        "models": [{"slug": "demo/chat", "endpoints": [{"provider": s.name(), "upstream_model": "up", "price": {"prompt": 1.0, "completion": 2.0}}]}],
-        "health": {"explore_ratio": 0.0},
-        "retry": {"max_retries": 0},
-        "gateway": gateway,
-    })
+    let endpoint = json!({"provider": s.name(), "upstream_model": "up", "price": {"prompt": 1.0, "completion": 2.0}});
+    catalog(vec![provider("openai", s)], vec![endpoint], gateway)
 }
 
 fn start(cfg: &Value) -> Gateway {
-    try_start(cfg, temp_dir(), None).expect("gateway starts")
-}
-
-/// Starts the gateway with `cfg` written into `dir`; `nofile` raises its
-/// file-descriptor limit first (with `prlimit`).
-fn try_start(cfg: &Value, dir: TempDir, nofile: Option<u64>) -> Result<Gateway, String> {
-    let path = dir.0.join("llmux.json");
-    std::fs::write(&path, cfg.to_string()).expect("write config");
-    let mut cmd = match nofile {
-        Some(n) => {
-            let mut c = Command::new("prlimit");
-            c.arg(format!("--nofile={n}:{n}"))
-                .arg("--")
-                .arg(env!("CARGO_BIN_EXE_llmux"));
-            c
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_llmux")),
-    };
-    let mut child = cmd
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env(KEY_ENV, KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn llmux");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read stdout");
-    let Some(url) = line.trim().strip_prefix("llmux: listening on ") else {
-        let out = child.wait_with_output().expect("wait");
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    };
-    let err = child.stderr.take().expect("stderr");
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap_or_else(|p| p.into_inner());
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let addr = url.split("://").nth(1).unwrap_or(url).to_owned();
-    Ok(Gateway {
-        url: url.to_owned(),
-        addr,
-        child,
-        dir,
-        log,
-    })
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
-}
-
-fn chat(stream: bool) -> Value {
-    json!({"model": "demo/chat", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+    serve(cfg).start()
 }
 
 /// The value of a counter or gauge line in the gateway's /metrics.
@@ -399,7 +261,7 @@ fn past_the_in_flight_cap_requests_get_503_in_their_envelope() {
         let r = c.post(format!("{}/v1/chat/completions", gw.url)).json(&chat(false)).send().await.expect("send");
         assert_eq!(r.status(), 200, "served again once the streams ended");
     });
-    gw.wait_log("\"outcome\":\"in_flight_limit\"");
+    gw.wait_log_text("\"outcome\":\"in_flight_limit\"");
 }
 
 #[test]
@@ -486,7 +348,7 @@ fn slow_bodies_get_408_and_header_limits_431() {
         assert_eq!(metric(&gw, "llmux_rejected_total{reason=\"body_timeout\"}").await, 1.0);
         assert_eq!(metric(&gw, "llmux_body_timeouts_total").await, 1.0);
     });
-    gw.wait_log("\"outcome\":\"body_timeout\"");
+    gw.wait_log_text("\"outcome\":\"body_timeout\"");
 }
 
 // ---------------------------------------------------------------------------
@@ -606,7 +468,7 @@ fn tls_gateway(mock: &MockServer, more: Value) -> Gateway {
     make_cert(&dir.0, "server");
     let mut g = more;
     g["tls"] = json!({"cert": dir.0.join("server.pem"), "key": dir.0.join("server.key")});
-    try_start(&config(mock, g), dir, None).expect("gateway starts")
+    serve(&config(mock, g)).in_dir(dir).start()
 }
 
 #[test]
@@ -659,8 +521,8 @@ fn tls_serves_h2_by_alpn_and_http1_and_reloads_on_sighup() {
         make_cert(&dir, "next");
         std::fs::copy(dir.join("next.pem"), dir.join("server.pem")).expect("copy");
         std::fs::copy(dir.join("next.key"), dir.join("server.key")).expect("copy");
-        hup(&gw);
-        gw.wait_log("reloaded the TLS certificate");
+        gw.signal("HUP");
+        gw.wait_log_text("reloaded the TLS certificate");
         let r = tls_client(&dir, false)
             .get(format!("{}/health", gw.url))
             .send()
@@ -671,8 +533,8 @@ fn tls_serves_h2_by_alpn_and_http1_and_reloads_on_sighup() {
         assert_ne!(now, first);
         // A broken file: the reload fails, says why, the certificate stays.
         std::fs::write(dir.join("server.pem"), "not a certificate").expect("write");
-        hup(&gw);
-        gw.wait_log("TLS reload failed, keeping the certificate in use");
+        gw.signal("HUP");
+        gw.wait_log_text("TLS reload failed, keeping the certificate in use");
         let r = tls_client(&dir, false)
             .get(format!("{}/health", gw.url))
             .send()
@@ -687,20 +549,14 @@ fn tls_serves_h2_by_alpn_and_http1_and_reloads_on_sighup() {
     );
 }
 
-fn hup(gw: &Gateway) {
-    let ok = Command::new("kill")
-        .args(["-HUP", &gw.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-}
-
 #[test]
 fn tls_files_that_do_not_load_stop_the_start_with_the_reason() {
     let mock = MockServer::start("m", Behavior::default()).expect("mock");
     let dir = temp_dir();
     let tls = json!({"cert": dir.0.join("missing.pem"), "key": dir.0.join("missing.key")});
-    let err = try_start(&config(&mock, json!({"tls": tls})), dir, None)
+    let err = serve(&config(&mock, json!({"tls": tls})))
+        .in_dir(dir)
+        .try_start()
         .err()
         .expect("the gateway refused to start");
     assert!(
@@ -893,7 +749,7 @@ fn ten_thousand_concurrent_streams_complete_once_each() {
     // Thousands of connects at once overflow the mock's listen backlog on
     // a busy machine; the kernel's SYN retries then need more than 5 s.
     cfg["timeouts"] = json!({"connect_ms": 30000});
-    let gw = try_start(&cfg, temp_dir(), Some(hard)).expect("gateway starts");
+    let gw = serve(&cfg).nofile(hard).start();
     let idle_rss = gw.rss_kib();
     let started = Instant::now();
     let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -5,160 +5,36 @@
 use llmux_fleet::{Behavior, MockServer, ToolCallSpec};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `llmux serve`; killed on drop.
-struct Gateway {
-    child: Child,
-    url: String,
-    _dir: TempDir,
-    /// Everything the gateway wrote to stderr (its log lines).
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
+mod common;
 
-impl Gateway {
-    /// The JSON log lines written so far.
-    fn log_lines(&self) -> Vec<Value> {
-        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        log.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// Waits (up to 5 s) for a log line matching `pred`.
-    fn wait_log(&self, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(l) = self.log_lines().into_iter().find(|l| pred(l)) {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no such log line in\n{}",
-                self.log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir() -> TempDir {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let p = std::env::temp_dir().join(format!("llmux-gw-test-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&p).expect("temp dir");
-    TempDir(p)
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const KEY_ENV: &str = "LLMUX_TEST_GATEWAY_KEY";
-const KEY: &str = "test-gateway-key-not-a-secret";
+use common::{
+    catalog, chat, client, keyed, provider, rt, serve, signal, temp_dir, Gateway, KEY, KEY_ENV,
+};
 
 /// A catalog: model `demo/chat` served by the given (name, protocol, server).
 fn config(servers: &[(&str, &MockServer)], gateway: Value) -> Value {
-    let providers: Vec<Value> = servers
+    let providers = servers
         .iter()
-        .map(|(proto, s)| {
-            let base = if *proto == "openai" { format!("{}/v1", s.base_url()) } else { s.base_url() };
-            json!({"slug": s.name(), "protocol": proto, "base_url": base, "api_key": "upstream-fake-key"})
-        })
+        .map(|(proto, s)| provider(proto, s))
         .collect();
-    let endpoints: Vec<Value> = servers
+    let endpoints = servers
         .iter()
         .enumerate()
         .map(|(i, (_, s))| json!({"provider": s.name(), "upstream_model": format!("up-{}", s.name()),
             "price": {"prompt": 1.0, "completion": 2.0}, "expected_first_token_ms": 10.0 * (i + 1) as f64}))
         .collect();
-    json!({
-        "providers": providers,
-        "models": [{"slug": "demo/chat", "endpoints": endpoints}],
-        "health": {"explore_ratio": 0.0},
-        "retry": {"max_retries": 0},
-        "gateway": gateway,
-    })
+    catalog(providers, endpoints, gateway)
 }
 
 fn start(cfg: &Value, extra: &[&str]) -> Gateway {
-    try_start(cfg, extra).expect("gateway starts")
+    serve(cfg).args(extra).start()
 }
 
 fn try_start(cfg: &Value, extra: &[&str]) -> Result<Gateway, String> {
-    let dir = temp_dir();
-    let path = dir.0.join("llmux.json");
-    std::fs::write(&path, cfg.to_string()).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llmux"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(extra)
-        .env(KEY_ENV, KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn llmux");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read stdout");
-    let Some(url) = line.trim().strip_prefix("llmux: listening on ") else {
-        let out = child.wait_with_output().expect("wait");
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    };
-    // Keep stderr drained so log lines never block the gateway; keep them.
-    let err = child.stderr.take().expect("stderr");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap_or_else(|p| p.into_inner());
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    Ok(Gateway {
-        url: url.to_owned(),
-        child,
-        _dir: dir,
-        log,
-    })
-}
-
-fn keyed() -> Value {
-    json!({"keys": [{"env": KEY_ENV, "name": "tests"}]})
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn chat(stream: bool) -> Value {
-    json!({"model": "demo/chat", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+    serve(cfg).args(extra).try_start()
 }
 
 fn messages(stream: bool) -> Value {
@@ -729,14 +605,6 @@ fn client_disconnect_cancels_upstream() {
     });
 }
 
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-}
-
 #[test]
 fn sigterm_drains_in_flight_streams_then_cancels() {
     let slow = MockServer::start(
@@ -762,7 +630,7 @@ fn sigterm_drains_in_flight_streams_then_cancels() {
             .await
             .expect("send");
         r.chunk().await.expect("read").expect("first chunk");
-        sigterm(&gw.child);
+        gw.signal("TERM");
         tokio::time::sleep(Duration::from_millis(200)).await;
         // No new connections once draining.
         let refused = client()
@@ -806,7 +674,7 @@ fn sigterm_drains_in_flight_streams_then_cancels() {
             .await
             .expect("send");
         r.chunk().await.expect("read").expect("first chunk");
-        sigterm(&gw.child);
+        gw.signal("TERM");
         let t = Instant::now();
         let mut rest = Vec::new();
         while let Ok(Some(b)) = r.chunk().await {
@@ -1021,7 +889,7 @@ fn health_is_saved_at_shutdown_and_loaded_at_start() {
             assert_eq!(r.status(), 200);
         }
     });
-    sigterm(&gw.child);
+    gw.signal("TERM");
     assert!(gw.child.wait().expect("wait").success());
     let saved: Value =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("health file")).expect("JSON");
@@ -1428,7 +1296,7 @@ fn a_doubled_endpoint_path_is_refused_and_a_missing_key_warned() {
         line.starts_with("llmux: listening on http://127.0.0.1:"),
         "{line}"
     );
-    sigterm(&child);
+    signal(&child, "TERM");
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -8,84 +8,18 @@
 
 use llmux_fleet::{Behavior, MockServer, ToolCallSpec};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 
-const KEY_ENV: &str = "LLMUX_TEST_GATEWAY_KEY";
-const KEY: &str = "test-gateway-key-not-a-secret";
+mod common;
 
-/// A running `llmux serve`; killed on drop.
-struct Gateway {
-    child: Child,
-    url: String,
-    dir: std::path::PathBuf,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::{catalog, client, keyed, provider, rt, serve, Gateway, KEY};
 
 /// `demo/chat` served by one upstream of `proto`, behind the test key.
 fn start(proto: &str, up: &MockServer) -> Gateway {
-    let base = if proto == "openai" {
-        format!("{}/v1", up.base_url())
-    } else {
-        up.base_url()
-    };
-    let cfg = json!({
-        "providers": [{"slug": "p", "protocol": proto, "base_url": base, "api_key": "upstream-fake-key"}],
-        "models": [{"slug": "demo/chat", "endpoints": [{"provider": "p", "upstream_model": "up-model",
-            "context_window": 32000, "price": {"prompt": 1.0, "completion": 2.0}}]}],
-        "health": {"explore_ratio": 0.0},
-        "retry": {"max_retries": 0},
-        "gateway": {"keys": [{"env": KEY_ENV, "name": "tests"}]},
-    });
-    // One directory per gateway: the tests run in parallel in one process.
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("llmux-gw-gemini-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("llmux.json");
-    std::fs::write(&path, cfg.to_string()).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llmux"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env(KEY_ENV, KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn llmux");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read stdout");
-    let url = line
-        .trim()
-        .strip_prefix("llmux: listening on ")
-        .expect("gateway starts")
-        .to_owned();
-    let err = child.stderr.take().expect("stderr");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap_or_else(|p| p.into_inner());
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    Gateway {
-        child,
-        url,
-        dir,
-        log,
-    }
+    let mut p = provider(proto, up);
+    p["slug"] = json!("p");
+    let endpoint = json!({"provider": "p", "upstream_model": "up-model",
+        "context_window": 32000, "price": {"prompt": 1.0, "completion": 2.0}});
+    serve(&catalog(vec![p], vec![endpoint], keyed())).start()
 }
 
 /// A tool call first, final text once the function response comes back.
@@ -102,20 +36,6 @@ fn agent_loop() -> Behavior {
         })),
         ..Default::default()
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
 }
 
 fn ask(text: &str) -> Value {

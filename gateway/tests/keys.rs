@@ -7,34 +7,15 @@
 
 use llmux_fleet::{Behavior, MockServer};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "fake-redis-password-for-keys-tests";
 
-struct Gateway {
-    child: Child,
-    url: String,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
+mod common;
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    fn log_lines(&self) -> Vec<Value> {
-        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        log.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
+use common::{rt, serve, temp_dir, Gateway, TempDir};
 
 /// Keys of the tests: obviously fake values in environment variables.
 const KEYS: &[(&str, &str)] = &[
@@ -43,51 +24,10 @@ const KEYS: &[(&str, &str)] = &[
     ("LLMUX_TEST_KEY_SMALL", "small-key-not-a-secret"),
 ];
 
-fn dir() -> std::path::PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let p = std::env::temp_dir().join(format!("llmux-keys-test-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&p).expect("temp dir");
-    p
-}
-
 fn start(cfg: &Value) -> Gateway {
-    let path = dir().join("llmux.json");
-    std::fs::write(&path, cfg.to_string()).expect("write config");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_llmux"));
-    cmd.args(["serve", "--config"]).arg(&path);
-    cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json"]);
-    for (k, v) in KEYS {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn llmux");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let err = child.stderr.take().expect("stderr");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap_or_else(|p| p.into_inner());
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let Some(url) = line.trim().strip_prefix("llmux: listening on ") else {
-        let _ = child.wait();
-        panic!("gateway did not start: {}", log.lock().unwrap());
-    };
-    Gateway {
-        url: url.to_owned(),
-        child,
-        log,
-    }
+    KEYS.iter()
+        .fold(serve(cfg), |serve, (k, v)| serve.env(k, v))
+        .start()
 }
 
 /// Models `demo/chat` and `other/chat` on one mock server; per million
@@ -121,14 +61,6 @@ fn client() -> reqwest::Client {
         .pool_max_idle_per_host(64)
         .build()
         .expect("client")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt")
 }
 
 fn chat(model: &str) -> Value {
@@ -182,7 +114,8 @@ fn config_mistakes_name_their_json_path() {
     let s = MockServer::start("m", Behavior::default()).expect("mock");
     let keys = json!([{"env": KEYS[1].0, "name": "team", "models": ["nope/*"],
         "budget": {"usd": -1, "period": "fortnight"}, "limits": {"rpm": 0}, "provider": {"zdr": "yes"}}]);
-    let path = dir().join("bad.json");
+    let dir = temp_dir();
+    let path = dir.0.join("bad.json");
     std::fs::write(&path, config(&s, keys, json!({})).to_string()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_llmux"))
         .args(["check", "--config"])
@@ -390,7 +323,8 @@ fn model_access_budget_and_rate_limits_answer_in_each_envelope() {
 #[test]
 fn one_gateway_keeps_its_spend_across_sigkill() {
     let s = MockServer::start("m", Behavior::default()).expect("mock");
-    let journal = dir().join("spend.jsonl");
+    let dir = temp_dir();
+    let journal = dir.0.join("spend.jsonl");
     let keys =
         json!([{"env": KEYS[1].0, "name": "team", "budget": {"usd": 10, "period": "month"}}]);
     let cfg = config(&s, keys, json!({"budgets": {"file": journal}}));
@@ -429,7 +363,7 @@ fn one_gateway_keeps_its_spend_across_sigkill() {
 
 struct Redis {
     port: u16,
-    dir: std::path::PathBuf,
+    dir: TempDir,
     proc: Option<Child>,
 }
 
@@ -440,7 +374,7 @@ impl Redis {
         drop(l);
         let mut r = Redis {
             port,
-            dir: dir(),
+            dir: temp_dir(),
             proc: None,
         };
         r.up();
@@ -469,7 +403,7 @@ impl Redis {
                 PASSWORD,
             ])
             .arg("--dir")
-            .arg(&self.dir)
+            .arg(&self.dir.0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -497,7 +431,6 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.down();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -6,67 +6,22 @@
 
 use llmux_fleet::{Behavior, MockServer};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-const KEY_ENV: &str = "LLMUX_LIVE_TEST_KEY";
-const KEY: &str = "live-test-key-not-a-secret";
+mod common;
 
-/// A running `llmux serve`; killed on drop.
-struct Gateway {
-    child: Child,
-    url: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::{catalog, client, provider, rt, serve, Gateway, KEY, KEY_ENV};
 
 /// `demo/chat` on `slow` (prior 10 ms, ranked first before traffic) and
 /// `fast` (prior 20 ms).
 fn config(slow: &MockServer, fast: &MockServer, gateway: Value) -> Value {
-    let p = |s: &MockServer| json!({"slug": s.name(), "protocol": "openai", "base_url": format!("{}/v1", s.base_url()), "api_key": "upstream-fake-key"});
     let e = |s: &MockServer, prior: f64| json!({"provider": s.name(), "upstream_model": "m", "price": {"prompt": 1.0, "completion": 2.0}, "expected_first_token_ms": prior});
-    json!({
-        "providers": [p(slow), p(fast)],
-        "models": [{"slug": "demo/chat", "endpoints": [e(slow, 10.0), e(fast, 20.0)]}],
-        "health": {"explore_ratio": 0.0},
-        "retry": {"max_retries": 0},
-        "gateway": gateway,
-    })
+    let providers = vec![provider("openai", slow), provider("openai", fast)];
+    catalog(providers, vec![e(slow, 10.0), e(fast, 20.0)], gateway)
 }
 
 fn start(cfg: &Value) -> Gateway {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("llmux-live-test-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("llmux.json");
-    std::fs::write(&path, cfg.to_string()).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llmux"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "off"])
-        .env(KEY_ENV, KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn llmux");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read stdout");
-    let url = line
-        .trim()
-        .strip_prefix("llmux: listening on ")
-        .expect("gateway starts")
-        .to_owned();
-    Gateway { child, url, dir }
+    serve(cfg).start()
 }
 
 /// `llmux ARGS` with `LLMUX_API_KEY` set to `key` (or unset): success, stdout + stderr.
@@ -86,16 +41,8 @@ fn llmux(args: &[&str], key: Option<&str>) -> (bool, String) {
 }
 
 fn get(url: &str, key: Option<&str>) -> (u16, reqwest::header::HeaderMap, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut r = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client")
-            .get(url);
+    rt().block_on(async {
+        let mut r = client().get(url);
         if let Some(k) = key {
             r = r.bearer_auth(k);
         }
@@ -106,17 +53,10 @@ fn get(url: &str, key: Option<&str>) -> (u16, reqwest::header::HeaderMap, String
 }
 
 fn chat(g: &Gateway, stream: bool, key: Option<&str>) -> reqwest::header::HeaderMap {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut r = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client")
+    rt().block_on(async {
+        let mut r = client()
             .post(format!("{}/v1/chat/completions", g.url))
-            .json(&json!({"model": "demo/chat", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}));
+            .json(&common::chat(stream));
         if let Some(k) = key {
             r = r.bearer_auth(k);
         }
@@ -169,7 +109,7 @@ fn route_url_shows_what_the_running_gateway_learned() {
         "{live}"
     );
     // A fresh engine from the config still knows nothing: slow first.
-    let path = g.dir.join("llmux.json");
+    let path = g.path.clone();
     let (ok, fresh) = llmux(
         &["route", "--config", path.to_str().unwrap(), "demo/chat"],
         None,

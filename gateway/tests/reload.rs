@@ -6,147 +6,62 @@
 use futures_util::StreamExt;
 use llmux_fleet::{Behavior, MockServer};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const KEY_ENV: &str = "LLMUX_TEST_RELOAD_KEY";
-const KEY: &str = "test-reload-key-not-a-secret";
+mod common;
+
+use common::{catalog, client, provider, rt, serve, Gateway, KEY, KEY_ENV};
+
 /// A second key, without `admin: true`.
 const USER_KEY_ENV: &str = "LLMUX_TEST_RELOAD_USER_KEY";
 const USER_KEY: &str = "test-reload-user-key-not-a-secret";
 
-/// A running `llmux serve`; killed on drop.
-struct Gateway {
-    child: Child,
-    url: String,
-    path: PathBuf,
-    log: Arc<Mutex<String>>,
+/// Waits (up to 10 s) for the `n`th reload log line.
+fn reload_line(gw: &Gateway, n: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines: Vec<Value> = gw
+            .log_lines()
+            .into_iter()
+            .filter(|l| l["msg"] == "reload")
+            .collect();
+        if lines.len() >= n {
+            return lines[n - 1].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reload line {n} in\n{}",
+            gw.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(d) = self.path.parent() {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
-impl Gateway {
-    fn log_lines(&self) -> Vec<Value> {
-        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        log.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// Waits (up to 10 s) for the `n`th reload log line.
-    fn reload_line(&self, n: usize) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let lines: Vec<Value> = self
-                .log_lines()
-                .into_iter()
-                .filter(|l| l["msg"] == "reload")
-                .collect();
-            if lines.len() >= n {
-                return lines[n - 1].clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no reload line {n} in\n{}",
-                self.log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn write_config(&self, cfg: &Value) {
-        // Through a rename, as editors and config managers do.
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, cfg.to_string()).expect("write config");
-        std::fs::rename(&tmp, &self.path).expect("rename config");
-    }
-
-    fn sighup(&self) {
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(ok.success());
-    }
+/// Rewrites the gateway's config file through a rename, as editors and
+/// config managers do.
+fn write_config(gw: &Gateway, cfg: &Value) {
+    let tmp = gw.path.with_extension("tmp");
+    std::fs::write(&tmp, cfg.to_string()).expect("write config");
+    std::fs::rename(&tmp, &gw.path).expect("rename config");
 }
 
 fn start(cfg: &Value, extra: &[&str]) -> Gateway {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "llmux-reload-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("llmux.json");
-    std::fs::write(&path, cfg.to_string()).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llmux"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(extra)
-        .env(KEY_ENV, KEY)
-        .env(USER_KEY_ENV, USER_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn llmux");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read stdout");
-    let url = line
-        .trim()
-        .strip_prefix("llmux: listening on ")
-        .unwrap_or_else(|| panic!("gateway did not start: {line}"))
-        .to_owned();
-    let err = child.stderr.take().expect("stderr");
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap_or_else(|p| p.into_inner());
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    Gateway {
-        child,
-        url,
-        path,
-        log,
-    }
+    serve(cfg).args(extra).env(USER_KEY_ENV, USER_KEY).start()
 }
 
 /// Model `demo/chat` served by each (server, prompt price, completion price).
 fn config(servers: &[(&MockServer, f64, f64)], gateway: Value) -> Value {
-    let providers: Vec<Value> = servers
+    let providers = servers
         .iter()
-        .map(|(s, _, _)| json!({"slug": s.name(), "protocol": "openai", "base_url": format!("{}/v1", s.base_url()), "api_key": "upstream-fake-key"}))
+        .map(|(s, _, _)| provider("openai", s))
         .collect();
-    let endpoints: Vec<Value> = servers
+    let endpoints = servers
         .iter()
         .map(|(s, p, c)| json!({"provider": s.name(), "upstream_model": format!("up-{}", s.name()), "price": {"prompt": p, "completion": c}}))
         .collect();
-    json!({
-        "providers": providers,
-        "models": [{"slug": "demo/chat", "endpoints": endpoints}],
-        "health": {"explore_ratio": 0.0},
-        "retry": {"max_retries": 0},
-        "gateway": gateway,
-    })
+    catalog(providers, endpoints, gateway)
 }
 
 fn keyed() -> Value {
@@ -154,21 +69,6 @@ fn keyed() -> Value {
         {"env": KEY_ENV, "name": "tests", "admin": true},
         {"env": USER_KEY_ENV, "name": "user"},
     ]})
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
 }
 
 fn chat(model: &str, stream: bool) -> Value {
@@ -274,9 +174,9 @@ fn sighup_reloads_under_200_streams_and_loses_nothing() {
         }
         let before = stats_of(&http, &gw, "a/default").await;
         // a repriced, b removed, c added.
-        gw.write_config(&config(&[(&a, 3.0, 7.0), (&c, 1.0, 1.0)], keyed()));
-        gw.sighup();
-        let line = gw.reload_line(1);
+        write_config(&gw, &config(&[(&a, 3.0, 7.0), (&c, 1.0, 1.0)], keyed()));
+        gw.signal("HUP");
+        let line = reload_line(&gw, 1);
         assert_eq!(line["trigger"], "sighup");
         assert_eq!(line["ok"], true, "{line}");
         assert_eq!(line["generation"], 1);
@@ -398,7 +298,7 @@ fn admin_reload_needs_a_key_and_refuses_an_invalid_file() {
         let mut bad = cfg.clone();
         bad["providers"][0]["base_url"] = json!("not a url");
         bad["models"][0]["endpoints"][0]["provider"] = json!("nobody");
-        gw.write_config(&bad);
+        write_config(&gw, &bad);
         let r = http.post(&admin).bearer_auth(KEY).send().await.unwrap();
         assert_eq!(r.status(), 422);
         let v: Value = r.json().await.unwrap();
@@ -408,7 +308,7 @@ fn admin_reload_needs_a_key_and_refuses_an_invalid_file() {
             "{v}"
         );
         assert_eq!(stats_of(&http, &gw, "a/default").await, before);
-        let line = gw.reload_line(1);
+        let line = reload_line(&gw, 1);
         assert_eq!(
             (line["trigger"].clone(), line["ok"].clone()),
             (json!("http"), json!(false))
@@ -417,7 +317,7 @@ fn admin_reload_needs_a_key_and_refuses_an_invalid_file() {
         let mut moved = cfg.clone();
         moved["gateway"]["listen"] = json!("127.0.0.1:1");
         moved["models"][0]["endpoints"][0]["price"] = json!({"prompt": 9.0, "completion": 9.0});
-        gw.write_config(&moved);
+        write_config(&gw, &moved);
         let r = http.post(&admin).bearer_auth(KEY).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
@@ -455,8 +355,8 @@ fn watch_reloads_when_the_file_changes_and_loopback_needs_no_key() {
     let gw = start(&config(&[(&a, 1.0, 2.0)], json!({})), &["--watch"]);
     rt().block_on(async {
         let http = client();
-        gw.write_config(&config(&[(&a, 1.0, 2.0), (&b, 1.0, 2.0)], json!({})));
-        let line = gw.reload_line(1);
+        write_config(&gw, &config(&[(&a, 1.0, 2.0), (&b, 1.0, 2.0)], json!({})));
+        let line = reload_line(&gw, 1);
         assert_eq!(
             (line["trigger"].clone(), line["ok"].clone()),
             (json!("watch"), json!(true))
