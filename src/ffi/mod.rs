@@ -568,6 +568,32 @@ pub unsafe extern "C" fn llmux_health_export(
     write_json(engine, json_out, Engine::export_health)
 }
 
+/// The engine behind a handle and the `len` bytes of UTF-8 text at `ptr`
+/// (the argument called `name`); for a bad argument, its code, with the
+/// message naming the argument written to `*error_out` (when not NULL).
+unsafe fn engine_and_text<'a>(
+    engine: *const llmux_engine,
+    ptr: *const c_char,
+    len: usize,
+    name: &str,
+    error_out: *mut *mut c_char,
+) -> Result<(&'a Engine, &'a str), llmux_result> {
+    let Some(engine) = engine_ref(engine) else {
+        set_error(
+            error_out,
+            arg_error(llmux_result::ErrNullArgument, "engine"),
+        );
+        return Err(llmux_result::ErrNullArgument);
+    };
+    match str_arg(ptr, len) {
+        Ok(text) => Ok((engine, text)),
+        Err(e) => {
+            set_error(error_out, arg_error(e, name));
+            Err(e)
+        }
+    }
+}
+
 /// Restores health written by `llmux_health_export` (`json_len` bytes at
 /// `json`). Entries for endpoints this engine's catalog does not have are
 /// skipped; the number restored is written to `*restored_out` unless it is
@@ -582,19 +608,9 @@ pub unsafe extern "C" fn llmux_health_import(
     error_out: *mut *mut c_char,
 ) -> llmux_result {
     guard(|| {
-        let Some(engine) = engine_ref(engine) else {
-            set_error(
-                error_out,
-                arg_error(llmux_result::ErrNullArgument, "engine"),
-            );
-            return llmux_result::ErrNullArgument;
-        };
-        let text = match str_arg(json, json_len) {
-            Ok(t) => t,
-            Err(e) => {
-                set_error(error_out, arg_error(e, "json"));
-                return e;
-            }
+        let (engine, text) = match engine_and_text(engine, json, json_len, "json", error_out) {
+            Ok(args) => args,
+            Err(code) => return code,
         };
         match engine.import_health(text) {
             Ok(n) => {
@@ -636,20 +652,11 @@ pub unsafe extern "C" fn llmux_engine_reload(
     error_out: *mut *mut c_char,
 ) -> llmux_result {
     guard(|| {
-        let Some(engine) = engine_ref(engine) else {
-            set_error(
-                error_out,
-                arg_error(llmux_result::ErrNullArgument, "engine"),
-            );
-            return llmux_result::ErrNullArgument;
-        };
-        let text = match str_arg(config_json, config_len) {
-            Ok(t) => t,
-            Err(e) => {
-                set_error(error_out, arg_error(e, "config_json"));
-                return e;
-            }
-        };
+        let (engine, text) =
+            match engine_and_text(engine, config_json, config_len, "config_json", error_out) {
+                Ok(args) => args,
+                Err(code) => return code,
+            };
         match engine.reload_json(text) {
             Ok(report) => {
                 if !report_out.is_null() {
