@@ -39,15 +39,6 @@ impl Circuit {
             Circuit::HalfOpen => "half_open",
         }
     }
-
-    /// From the health table's name; an unknown name reads as closed.
-    pub(crate) fn from_name(name: &str) -> Circuit {
-        match name {
-            "open" => Circuit::Open,
-            "half_open" => Circuit::HalfOpen,
-            _ => Circuit::Closed,
-        }
-    }
 }
 
 /// USD per million tokens, plus per request and per input image (left
@@ -133,9 +124,10 @@ impl UserUsage {
     }
 }
 
-/// One endpoint in [`Stats`]: its live health, then what the catalog says.
+/// One endpoint's live health in [`Stats`] (what the health table knows at
+/// the moment of the snapshot).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EndpointStats {
+pub struct EndpointHealth {
     /// Time-decayed first-token latency of streams, ms; `None` unmeasured.
     pub first_token_ms: Option<f64>,
     /// Time-decayed complete-response latency of non-streaming requests, ms.
@@ -156,6 +148,14 @@ pub struct EndpointStats {
     /// Time left of a Retry-After, ms (0 when none).
     pub rate_limited_for_ms: u64,
     pub last_error: Option<String>,
+}
+
+/// One endpoint in [`Stats`]: its live health, then what the catalog says
+/// (one flat JSON object).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointStats {
+    #[serde(flatten)]
+    pub health: EndpointHealth,
     /// `provider/name`.
     pub id: String,
     /// The model slug (`vendor/name`).

@@ -22,6 +22,7 @@
 //!   longer than the longest ejection so far.
 //! - Retry-After: the endpoint is skipped until the deadline.
 
+use crate::api::{self, EndpointHealth};
 use crate::config::HealthConfig;
 use crate::routing::EndpointView;
 use crate::shared::{Aggregate, Overlay};
@@ -714,7 +715,7 @@ impl Health {
     }
 
     /// One endpoint's health at `now`, for stats.
-    pub fn snapshot_state(&self, e: usize, now: Instant) -> HealthSnapshot {
+    pub fn snapshot_state(&self, e: usize, now: Instant) -> EndpointHealth {
         let mut s = lock(&self.states[e]);
         s.tick(now);
         let ms_until = |t: Option<Instant>| {
@@ -723,11 +724,11 @@ impl Health {
                 .unwrap_or(0)
         };
         let (circuit, open_for) = match s.circuit {
-            Circuit::Closed => ("closed", 0),
-            Circuit::Open { until } => ("open", ms_until(Some(until))),
-            Circuit::HalfOpen { .. } => ("half_open", 0),
+            Circuit::Closed => (api::Circuit::Closed, 0),
+            Circuit::Open { until } => (api::Circuit::Open, ms_until(Some(until))),
+            Circuit::HalfOpen { .. } => (api::Circuit::HalfOpen, 0),
         };
-        HealthSnapshot {
+        EndpointHealth {
             first_token_ms: s.first_token.get(),
             response_ms: s.response.get(),
             throughput_tps: s.throughput.get(),
@@ -752,26 +753,6 @@ impl Health {
             _ => serde_json::Map::new(),
         }
     }
-}
-
-/// One endpoint's health in `llmux_stats`.
-#[derive(Clone, Debug, Serialize)]
-pub struct HealthSnapshot {
-    pub first_token_ms: Option<f64>,
-    pub response_ms: Option<f64>,
-    pub throughput_tps: Option<f64>,
-    pub error_rate: f64,
-    pub in_flight: u32,
-    pub requests: u64,
-    pub successes: u64,
-    pub failures: u64,
-    pub consecutive_failures: u32,
-    /// `closed`, `open` or `half_open`.
-    pub circuit: &'static str,
-    pub circuit_open_for_ms: u64,
-    pub ejections: u32,
-    pub rate_limited_for_ms: u64,
-    pub last_error: Option<String>,
 }
 
 /// A finite, non-negative number (a latency in ms, a throughput).

@@ -28,9 +28,9 @@ pub mod telemetry;
 pub mod upstream;
 
 pub use api::{
-    Attempt, Circuit, DataPolicy, EndpointStats, FilteredEndpoint, ModelStats, Plan, PlanCandidate,
-    PlanError, PlanFiltered, PlanModel, Price, RoutingRecord, SharedEndpointStats, SharedStats,
-    SharedStatus, Stats, TerminalEvent, TerminalKind, TokenUsage,
+    Attempt, Circuit, DataPolicy, EndpointHealth, EndpointStats, FilteredEndpoint, ModelStats,
+    Plan, PlanCandidate, PlanError, PlanFiltered, PlanModel, Price, RoutingRecord,
+    SharedEndpointStats, SharedStats, SharedStatus, Stats, TerminalEvent, TerminalKind, TokenUsage,
 };
 pub use engine::{
     Engine, EngineError, Prepared, ReloadEndpoint, ReloadReport, RequestEvents, Serving,

@@ -893,12 +893,12 @@ impl From<EndpointStats> for ListedEndpoint {
             upstream_model: e.upstream_model,
             context_length: e.context_window,
             price: e.price,
-            first_token_ms: e.first_token_ms,
-            response_ms: e.response_ms,
-            throughput_tps: e.throughput_tps,
-            in_flight: e.in_flight,
-            error_rate: e.error_rate,
-            circuit: e.circuit,
+            first_token_ms: e.health.first_token_ms,
+            response_ms: e.health.response_ms,
+            throughput_tps: e.health.throughput_tps,
+            in_flight: e.health.in_flight,
+            error_rate: e.health.error_rate,
+            circuit: e.health.circuit,
             region: e.region,
             quantization: e.quantization,
             data_policy: e.data_policy,
@@ -1119,7 +1119,10 @@ async fn alive() -> Response {
 /// Ready while at least one endpoint's circuit is not open.
 async fn ready(State(app): St) -> Response {
     let eps = app.engine.stats().endpoints;
-    let usable = eps.iter().filter(|e| e.circuit != Circuit::Open).count();
+    let usable = eps
+        .iter()
+        .filter(|e| e.health.circuit != Circuit::Open)
+        .count();
     // Keys with a budget are refused while a fail-closed store is down.
     let store = app.keyring.status();
     let budgets = app.keys.iter().any(|k| k.policy.limits.budget.is_some());
@@ -1186,7 +1189,7 @@ async fn usage_of(app: &App, k: &CallerKey) -> Result<llmux::budget::Usage> {
 /// Prometheus text; per-endpoint gauges are refreshed from the engine first.
 async fn metrics(State(app): St) -> Response {
     for e in app.engine.stats().endpoints {
-        let circuit = match e.circuit {
+        let circuit = match e.health.circuit {
             Circuit::Open => 2.0,
             Circuit::HalfOpen => 1.0,
             Circuit::Closed => 0.0,
@@ -1194,8 +1197,8 @@ async fn metrics(State(app): St) -> Response {
         let id = e.id;
         metrics::gauge!("llmux_endpoint_circuit_state", "endpoint" => id.clone()).set(circuit);
         metrics::gauge!("llmux_endpoint_in_flight", "endpoint" => id.clone())
-            .set(f64::from(e.in_flight));
-        if let Some(ms) = e.first_token_ms {
+            .set(f64::from(e.health.in_flight));
+        if let Some(ms) = e.health.first_token_ms {
             metrics::gauge!("llmux_endpoint_first_token_ms", "endpoint" => id).set(ms);
         }
     }

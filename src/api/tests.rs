@@ -1,7 +1,7 @@
 //! The typed documents read back what the engine writes, field for field
 //! and in order.
 
-use crate::{Engine, Plan, Protocol, Stats};
+use crate::{Circuit, Engine, Plan, Protocol, Stats};
 use serde_json::{json, Value};
 
 fn engine(shared: bool) -> Engine {
@@ -42,6 +42,8 @@ fn stats_json_is_the_typed_stats() {
         let s: Stats = round_trips(&e.stats_json());
         assert_eq!(s.endpoints.len(), 2);
         assert_eq!(s.endpoints[0].protocol, Protocol::OpenAi);
+        assert_eq!(s.endpoints[0].health.circuit, Circuit::Closed);
+        assert_eq!(s.endpoints[0].health.error_rate, 0.0);
         assert_eq!(s.endpoints[1].context_window, Some(1000));
         assert_eq!(s.shared.enabled, shared);
         assert_eq!(s.shared.status.is_some(), shared);

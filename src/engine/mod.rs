@@ -539,7 +539,7 @@ impl Engine {
         let now = Instant::now();
         let Some(e) = req.routes[0].candidates.iter().copied().find(|&e| {
             c.provider_of(e).protocol == Protocol::Anthropic
-                && inner.health.snapshot_state(e, now).circuit == Circuit::Closed.as_str()
+                && inner.health.snapshot_state(e, now).circuit == Circuit::Closed
         }) else {
             return Ok(None);
         };
@@ -918,22 +918,8 @@ impl Inner {
         let c = &self.catalog;
         let ep = &c.endpoints[e];
         let p = c.provider_of(e);
-        let h = self.health.snapshot_state(e, now);
         EndpointStats {
-            first_token_ms: h.first_token_ms,
-            response_ms: h.response_ms,
-            throughput_tps: h.throughput_tps,
-            error_rate: h.error_rate,
-            in_flight: h.in_flight,
-            requests: h.requests,
-            successes: h.successes,
-            failures: h.failures,
-            consecutive_failures: h.consecutive_failures,
-            circuit: Circuit::from_name(h.circuit),
-            circuit_open_for_ms: h.circuit_open_for_ms,
-            ejections: h.ejections,
-            rate_limited_for_ms: h.rate_limited_for_ms,
-            last_error: h.last_error,
+            health: self.health.snapshot_state(e, now),
             id: ep.id.clone(),
             model: c.models[ep.model].slug.clone(),
             provider: p.slug.clone(),
@@ -973,7 +959,7 @@ impl Inner {
             latency_cost_ms: v.latency_cost(),
             price: price_of(ep),
             throughput_tps: v.throughput,
-            circuit: Circuit::from_name(self.health.snapshot_state(e, now).circuit),
+            circuit: self.health.snapshot_state(e, now).circuit,
             available: v.available(now),
             sticky: sticky == Some(e),
             region: ep.region.clone(),
