@@ -92,24 +92,40 @@ pub fn parameter_mask(names: &[&str]) -> u32 {
 }
 
 /// The request features `supported_parameters` and `require_parameters`
-/// speak of.
-pub const PARAMETERS: &[&str] = &[
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "response_format",
-    "structured_outputs",
-    "reasoning",
-    "images",
-    "temperature",
-    "top_p",
-    "top_k",
-    "stop",
-    "seed",
-    "logprobs",
-    "frequency_penalty",
-    "presence_penalty",
-];
+/// speak of, each with the protocols whose endpoints accept it when their
+/// config does not say ([`default_parameters`]).
+const PARAMETER_SUPPORT: &[(&str, &[Protocol])] = {
+    use Protocol::{Anthropic, Gemini, OpenAi, Responses};
+    &[
+        ("tools", &[OpenAi, Anthropic, Responses, Gemini]),
+        ("tool_choice", &[OpenAi, Anthropic, Responses, Gemini]),
+        ("parallel_tool_calls", &[OpenAi, Responses]),
+        ("response_format", &[OpenAi, Responses, Gemini]),
+        ("structured_outputs", &[OpenAi, Responses, Gemini]),
+        ("reasoning", &[OpenAi, Anthropic, Responses, Gemini]),
+        ("images", &[OpenAi, Anthropic, Responses, Gemini]),
+        ("temperature", &[OpenAi, Anthropic, Responses, Gemini]),
+        ("top_p", &[OpenAi, Anthropic, Responses, Gemini]),
+        ("top_k", &[Anthropic, Gemini]),
+        ("stop", &[OpenAi, Anthropic, Gemini]),
+        ("seed", &[OpenAi, Gemini]),
+        ("logprobs", &[OpenAi]),
+        ("frequency_penalty", &[OpenAi, Gemini]),
+        ("presence_penalty", &[OpenAi, Gemini]),
+    ]
+};
+
+/// The request features `supported_parameters` and `require_parameters`
+/// speak of (the names of [`PARAMETER_SUPPORT`], in its order).
+pub const PARAMETERS: &[&str] = &{
+    let mut names = [""; PARAMETER_SUPPORT.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = PARAMETER_SUPPORT[i].0;
+        i += 1;
+    }
+    names
+};
 
 /// The quantizations an endpoint may declare.
 pub const QUANTIZATIONS: &[&str] = &[
@@ -117,62 +133,13 @@ pub const QUANTIZATIONS: &[&str] = &[
 ];
 
 /// What an endpoint accepts when its config does not say: its protocol's
-/// features.
-pub fn default_parameters(protocol: Protocol) -> &'static [&'static str] {
-    match protocol {
-        Protocol::OpenAi => &[
-            "tools",
-            "tool_choice",
-            "parallel_tool_calls",
-            "response_format",
-            "structured_outputs",
-            "reasoning",
-            "images",
-            "temperature",
-            "top_p",
-            "stop",
-            "seed",
-            "logprobs",
-            "frequency_penalty",
-            "presence_penalty",
-        ],
-        Protocol::Anthropic => &[
-            "tools",
-            "tool_choice",
-            "reasoning",
-            "images",
-            "temperature",
-            "top_p",
-            "top_k",
-            "stop",
-        ],
-        Protocol::Responses => &[
-            "tools",
-            "tool_choice",
-            "parallel_tool_calls",
-            "response_format",
-            "structured_outputs",
-            "reasoning",
-            "images",
-            "temperature",
-            "top_p",
-        ],
-        Protocol::Gemini => &[
-            "tools",
-            "tool_choice",
-            "response_format",
-            "structured_outputs",
-            "reasoning",
-            "images",
-            "temperature",
-            "top_p",
-            "top_k",
-            "stop",
-            "seed",
-            "frequency_penalty",
-            "presence_penalty",
-        ],
-    }
+/// features, in [`PARAMETERS`] order.
+pub fn default_parameters(protocol: Protocol) -> Vec<&'static str> {
+    PARAMETER_SUPPORT
+        .iter()
+        .filter(|(_, protocols)| protocols.contains(&protocol))
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 impl Endpoint {
@@ -755,7 +722,7 @@ fn supported_parameters(
     err: Errs,
 ) -> Vec<&'static str> {
     let Some(list) = &e.supported_parameters else {
-        return default_parameters(protocol).to_vec();
+        return default_parameters(protocol);
     };
     let mut out = Vec::new();
     for (k, name) in list.iter().enumerate() {
