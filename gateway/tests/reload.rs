@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{catalog, client, provider, rt, serve, Gateway, KEY, KEY_ENV};
+use common::{catalog, client, json_lines, provider, rt, serve, Gateway, KEY, KEY_ENV};
 
 /// A second key, without `admin: true`.
 const USER_KEY_ENV: &str = "LLMUX_TEST_RELOAD_USER_KEY";
@@ -20,23 +20,9 @@ const USER_KEY: &str = "test-reload-user-key-not-a-secret";
 
 /// Waits (up to 10 s) for the `n`th reload log line.
 fn reload_line(gw: &Gateway, n: usize) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let lines: Vec<Value> = gw
-            .log_lines()
-            .into_iter()
-            .filter(|l| l["msg"] == "reload")
-            .collect();
-        if lines.len() >= n {
-            return lines[n - 1].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no reload line {n} in\n{}",
-            gw.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    gw.poll_log(&format!("reload line {n}"), |log| {
+        json_lines(log).filter(|l| l["msg"] == "reload").nth(n - 1)
+    })
 }
 
 /// Rewrites the gateway's config file through a rename, as editors and

@@ -66,39 +66,33 @@ impl Gateway {
 
     /// The JSON log lines written so far.
     pub fn log_lines(&self) -> Vec<Value> {
-        self.log_text()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        json_lines(&self.log_text()).collect()
+    }
+
+    /// Waits (up to 10 s) until `found` finds something in the log;
+    /// `what` names it when it never comes.
+    pub fn poll_log<T>(&self, what: &str, found: impl Fn(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log_text();
+            if let Some(t) = found(&log) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "no {what} in the log:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits (up to 10 s) for a JSON log line matching `pred`.
     pub fn wait_log(&self, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(l) = self.log_lines().into_iter().find(|l| pred(l)) {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no such log line in\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.poll_log("such line", |log| json_lines(log).find(|l| pred(l)))
     }
 
     /// Waits (up to 10 s) for a log line containing `needle`.
     pub fn wait_log_text(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.log_text().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` in the log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.poll_log(&format!("`{needle}`"), |log| {
+            log.contains(needle).then_some(())
+        })
     }
 
     /// Sends signal `sig` (`HUP`, `TERM`) to the gateway.
@@ -116,6 +110,11 @@ impl Gateway {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS")
     }
+}
+
+/// The lines of `log` that are JSON.
+pub fn json_lines(log: &str) -> impl Iterator<Item = Value> + '_ {
+    log.lines().filter_map(|l| serde_json::from_str(l).ok())
 }
 
 /// Sends signal `sig` (`HUP`, `TERM`) to `child` (with `kill`, so the tests
