@@ -166,16 +166,9 @@ pub struct EndpointStats {
     pub upstream_model: String,
     pub price: Price,
     pub context_window: Option<u64>,
-    /// The endpoint facts provider preferences filter on (as in
-    /// [`PlanCandidate`]).
-    #[serde(default)]
-    pub region: Option<String>,
-    #[serde(default)]
-    pub quantization: Option<String>,
-    #[serde(default)]
-    pub data_policy: Option<DataPolicy>,
-    #[serde(default)]
-    pub supported_parameters: Vec<String>,
+    /// The endpoint facts provider preferences filter on.
+    #[serde(flatten)]
+    pub facts: EndpointFacts,
     /// Shared health's view of the endpoint, when shared health is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared: Option<SharedEndpointStats>,
@@ -267,6 +260,21 @@ pub struct PlanError {
     pub message: String,
 }
 
+/// The facts about an endpoint that provider preferences filter on, as
+/// configured (in [`EndpointStats`] and [`PlanCandidate`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointFacts {
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub quantization: Option<String>,
+    #[serde(default)]
+    pub data_policy: Option<DataPolicy>,
+    /// Request features it accepts (`catalog::PARAMETERS` names).
+    #[serde(default)]
+    pub supported_parameters: Vec<String>,
+}
+
 /// An endpoint's data handling, as configured.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataPolicy {
@@ -309,14 +317,8 @@ pub struct PlanCandidate {
     /// The request's sticky key points here.
     pub sticky: bool,
     /// The endpoint facts provider preferences filter on.
-    #[serde(default)]
-    pub region: Option<String>,
-    #[serde(default)]
-    pub quantization: Option<String>,
-    #[serde(default)]
-    pub data_policy: Option<DataPolicy>,
-    #[serde(default)]
-    pub supported_parameters: Vec<String>,
+    #[serde(flatten)]
+    pub facts: EndpointFacts,
 }
 
 // ---------------------------------------------------------------------------

@@ -28,8 +28,8 @@ pub mod telemetry;
 pub mod upstream;
 
 pub use api::{
-    Attempt, Circuit, DataPolicy, EndpointHealth, EndpointStats, FilteredEndpoint, ModelStats,
-    Plan, PlanCandidate, PlanError, PlanFiltered, PlanModel, Price, RoutingRecord,
+    Attempt, Circuit, DataPolicy, EndpointFacts, EndpointHealth, EndpointStats, FilteredEndpoint,
+    ModelStats, Plan, PlanCandidate, PlanError, PlanFiltered, PlanModel, Price, RoutingRecord,
     SharedEndpointStats, SharedStats, SharedStatus, Stats, TerminalEvent, TerminalKind, TokenUsage,
 };
 pub use engine::{

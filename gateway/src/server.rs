@@ -15,8 +15,8 @@ use axum::Router;
 use llmux::budget::Lease;
 use llmux::protocol::sse;
 use llmux::{
-    Circuit, DataPolicy, EndpointStats, Engine, Event, EventKind, Price, Protocol, RequestEvents,
-    RoutingRecord, SubmitError, SubmitOptions, TerminalEvent, TerminalKind,
+    Circuit, EndpointFacts, EndpointStats, Engine, Event, EventKind, Price, Protocol,
+    RequestEvents, RoutingRecord, SubmitError, SubmitOptions, TerminalEvent, TerminalKind,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
@@ -878,10 +878,8 @@ pub(crate) struct ListedEndpoint {
     error_rate: f64,
     circuit: Circuit,
     /// The facts provider preferences filter on.
-    region: Option<String>,
-    quantization: Option<String>,
-    data_policy: Option<DataPolicy>,
-    supported_parameters: Vec<String>,
+    #[serde(flatten)]
+    facts: EndpointFacts,
 }
 
 impl From<EndpointStats> for ListedEndpoint {
@@ -899,10 +897,7 @@ impl From<EndpointStats> for ListedEndpoint {
             in_flight: e.health.in_flight,
             error_rate: e.health.error_rate,
             circuit: e.health.circuit,
-            region: e.region,
-            quantization: e.quantization,
-            data_policy: e.data_policy,
-            supported_parameters: e.supported_parameters,
+            facts: e.facts,
         }
     }
 }

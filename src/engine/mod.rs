@@ -16,8 +16,8 @@ mod trace; // spans of a finished request
 pub use reload::{ReloadEndpoint, ReloadReport};
 
 use crate::api::{
-    Circuit, DataPolicy, EndpointStats, Plan, PlanCandidate, PlanError, PlanFiltered, PlanModel,
-    Price, SharedStats, Stats,
+    Circuit, DataPolicy, EndpointFacts, EndpointStats, Plan, PlanCandidate, PlanError,
+    PlanFiltered, PlanModel, Price, SharedStats, Stats,
 };
 use crate::catalog::Catalog;
 use crate::config::{ConfigErrors, HttpVersion, DEFAULT_TIMEOUTS};
@@ -927,10 +927,7 @@ impl Inner {
             upstream_model: ep.upstream_model.clone(),
             price: price_of(ep),
             context_window: ep.context_window,
-            region: ep.region.clone(),
-            quantization: ep.quantization.clone(),
-            data_policy: data_policy_of(ep),
-            supported_parameters: parameters_of(ep),
+            facts: facts_of(ep),
             shared: self.health.shared().map(|o| o.endpoint_stats(e, now)),
         }
     }
@@ -962,10 +959,7 @@ impl Inner {
             circuit: self.health.snapshot_state(e, now).circuit,
             available: v.available(now),
             sticky: sticky == Some(e),
-            region: ep.region.clone(),
-            quantization: ep.quantization.clone(),
-            data_policy: data_policy_of(ep),
-            supported_parameters: parameters_of(ep),
+            facts: facts_of(ep),
         }
     }
 
@@ -1105,19 +1099,22 @@ fn price_of(ep: &crate::catalog::Endpoint) -> Price {
     }
 }
 
-fn data_policy_of(ep: &crate::catalog::Endpoint) -> Option<DataPolicy> {
-    ep.data_policy.map(|d| DataPolicy {
-        training: d.training,
-        retention_days: d.retention_days,
-        zdr: d.zdr,
-    })
-}
-
-fn parameters_of(ep: &crate::catalog::Endpoint) -> Vec<String> {
-    ep.supported_parameters
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
+/// The facts provider preferences filter on, as the API shows them.
+fn facts_of(ep: &crate::catalog::Endpoint) -> EndpointFacts {
+    EndpointFacts {
+        region: ep.region.clone(),
+        quantization: ep.quantization.clone(),
+        data_policy: ep.data_policy.map(|d| DataPolicy {
+            training: d.training,
+            retention_days: d.retention_days,
+            zdr: d.zdr,
+        }),
+        supported_parameters: ep
+            .supported_parameters
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+    }
 }
 
 /// Usage of every user seen (`user_budgets`), for [`Stats::users`].
