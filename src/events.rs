@@ -178,13 +178,7 @@ impl EventQueue {
     pub fn push(&self, ev: Event) {
         let mut s = self.lock();
         s.queue.push_back(ev);
-        self.signal(&mut s);
-        let wake = s.waiters > 0;
-        drop(s);
-        if wake {
-            self.cv.notify_one();
-        }
-        self.notify.notify_one();
+        self.wake_readers(s);
     }
 
     pub fn push_all(&self, evs: impl IntoIterator<Item = Event>) {
@@ -194,6 +188,12 @@ impl EventQueue {
         if s.queue.len() == before {
             return;
         }
+        self.wake_readers(s);
+    }
+
+    /// After events were added: signals the fd, then (with the lock
+    /// released) wakes one blocked poll and the async readers.
+    fn wake_readers(&self, mut s: MutexGuard<'_, State>) {
         self.signal(&mut s);
         let wake = s.waiters > 0;
         drop(s);
