@@ -762,14 +762,21 @@ pub struct NonNeg(pub f64);
 
 impl<'de> Deserialize<'de> for NonNeg {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let x = f64::deserialize(d)?;
-        if x.is_finite() && x >= 0.0 {
-            Ok(NonNeg(x))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "{x} is not a non-negative number"
-            )))
-        }
+        checked_f64(d, |x| x.is_finite() && x >= 0.0, "a non-negative number").map(NonNeg)
+    }
+}
+
+/// A number `ok` accepts, or an error saying it is not `what`.
+fn checked_f64<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    ok: impl Fn(f64) -> bool,
+    what: &str,
+) -> Result<f64, D::Error> {
+    let x = f64::deserialize(d)?;
+    if ok(x) {
+        Ok(x)
+    } else {
+        Err(serde::de::Error::custom(format!("{x} is not {what}")))
     }
 }
 
@@ -792,14 +799,7 @@ pub struct Rate(pub f64);
 
 impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let x = f64::deserialize(d)?;
-        if (0.0..=1.0).contains(&x) {
-            Ok(Rate(x))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "{x} is not between 0 and 1"
-            )))
-        }
+        checked_f64(d, |x| (0.0..=1.0).contains(&x), "between 0 and 1").map(Rate)
     }
 }
 
