@@ -317,7 +317,7 @@ fn totals(t: &budget::Totals) -> Value {
 
 /// Seconds since the epoch as RFC 3339.
 fn time(secs: u64) -> String {
-    crate::server::rfc3339(secs)
+    budget::rfc3339(secs)
 }
 
 /// `GET /api/v1/key`'s `data`, in OpenRouter's shape plus the period.

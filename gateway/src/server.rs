@@ -973,7 +973,7 @@ fn per_token(per_million: f64) -> String {
 }
 
 fn anthropic_models_json(app: &App, key: Option<&CallerKey>) -> Value {
-    let created = rfc3339(unix(app.started));
+    let created = llmux::budget::rfc3339(unix(app.started));
     let cat = app.engine.catalog();
     let models: Vec<_> = cat
         .models
@@ -987,28 +987,6 @@ fn anthropic_models_json(app: &App, key: Option<&CallerKey>) -> Value {
     let first = models.first().map(|m| m.slug.as_str());
     let last = models.last().map(|m| m.slug.as_str());
     json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
-}
-
-/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub(crate) fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
 }
 
 async fn models_by_header(State(app): St, h: HeaderMap) -> Result<Response> {

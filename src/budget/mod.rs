@@ -19,7 +19,7 @@ pub mod redis;
 mod tests;
 pub mod users;
 
-pub use period::Period;
+pub use period::{rfc3339, Period};
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;

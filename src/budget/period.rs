@@ -72,6 +72,18 @@ impl Period {
     }
 }
 
+/// Seconds since the epoch as RFC 3339 (`YYYY-MM-DDTHH:MM:SSZ`).
+pub fn rfc3339(secs: u64) -> String {
+    let (y, m, d) = civil((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 /// Howard Hinnant's civil_from_days: (year, month, day).
 fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;

@@ -29,6 +29,9 @@ fn calendar_periods_in_utc() {
     assert_eq!(Period::Month.previous_start(now), Some(1_761_955_200)); // 2025-11-01
     assert_eq!(Period::Total.start(now), 0);
     assert_eq!(Period::Total.reset(now), None);
+    assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    assert_eq!(rfc3339(1_761_955_200 + 3_723), "2025-11-01T01:02:03Z");
+    assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
 }
 
 #[test]
