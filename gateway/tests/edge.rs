@@ -28,15 +28,9 @@ fn start(cfg: &Value) -> Gateway {
 
 /// The value of a counter or gauge line in the gateway's /metrics.
 async fn metric(gw: &Gateway, line_start: &str) -> f64 {
-    let text = client()
-        .get(format!("{}/metrics", gw.url))
-        .send()
+    gw.metrics()
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
+        .lines()
         .find(|l| l.starts_with(line_start))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())

@@ -1520,7 +1520,7 @@ fn upstream_failures_name_the_provider_in_every_protocol() {
             assert!(text.contains("provider \\\"cutter\\\" (endpoint cutter/default): the connection closed mid-stream after "), "{path}: {text}");
             assert!(!text.contains("error decoding response body"), "{text}");
         }
-        let text = c.get(format!("{}/metrics", gw.url)).send().await.expect("send").text().await.expect("text");
+        let text = gw.metrics().await;
         for want in [
             r#"llmux_failed_attempts_total{endpoint="openai/default",outcome="auth_rejected"} 3"#,
             r#"llmux_failed_attempts_total{endpoint="cutter/default",outcome="connection_closed"} 3"#,
@@ -1588,7 +1588,7 @@ fn rejected_requests_are_logged_counted_and_explained() {
         assert_eq!(line["status"], 404);
         let line = gw.wait_log(|l| l["outcome"] == "unknown_model");
         assert_eq!(line["model"], "nope/x");
-        let text = c.get(url("/metrics")).send().await.expect("send").text().await.expect("text");
+        let text = gw.metrics().await;
         for reason in ["unauthorized", "invalid_json", "unknown_model", "context_window", "body_too_large"] {
             let want = format!("llmux_rejected_total{{reason=\"{reason}\"}} 1");
             assert!(text.contains(&want), "{want} missing from\n{text}");

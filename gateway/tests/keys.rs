@@ -285,14 +285,7 @@ fn model_access_budget_and_rate_limits_answer_in_each_envelope() {
             .clone();
         assert_eq!(small["current"]["rejections"], 3, "{small}");
         // Metrics go by name, never by key.
-        let text = c
-            .get(format!("{}/metrics", g.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = g.metrics().await;
         assert!(
             text.contains(
                 "llmux_key_rejections_total{key=\"small\",reason=\"budget_exhausted\"} 3"

@@ -239,14 +239,7 @@ fn sighup_reloads_under_200_streams_and_loses_nothing() {
         };
         let cost = logged["cost_usd"].as_f64().unwrap();
         assert!((cost - (p * 3.0 + q * 7.0) / 1e6).abs() < 1e-12, "{logged}");
-        let metrics = http
-            .get(format!("{}/metrics", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = gw.metrics().await;
         assert!(
             metrics.contains(r#"llmux_reloads_total{trigger="sighup",result="ok"} 1"#),
             "{metrics}"
@@ -314,14 +307,7 @@ fn admin_reload_needs_a_key_and_refuses_an_invalid_file() {
             stats_of(&http, &gw, "a/default").await["price"]["prompt"],
             9.0
         );
-        let metrics = http
-            .get(format!("{}/metrics", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = gw.metrics().await;
         assert!(
             metrics.contains(r#"llmux_reloads_total{trigger="http",result="error"} 1"#),
             "{metrics}"

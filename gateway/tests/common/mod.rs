@@ -95,6 +95,18 @@ impl Gateway {
         })
     }
 
+    /// The gateway's `/metrics` text (Prometheus).
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Sends signal `sig` (`HUP`, `TERM`) to the gateway.
     pub fn signal(&self, sig: &str) {
         signal(&self.child, sig);
