@@ -143,12 +143,9 @@ fn generate_stream_and_round_trip_against_openai_and_gemini_endpoints() {
                 .filter(|l| l.contains("\"protocol\":\"gemini\""))
                 .count()
         };
-        let wait = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut log = gw.log.lock().unwrap().clone();
-        while gemini_lines(&log) < 2 && std::time::Instant::now() < wait {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            log = gw.log.lock().unwrap().clone();
-        }
+        let log = gw.poll_log("second Gemini line", |log| {
+            (gemini_lines(log) >= 2).then(|| log.to_owned())
+        });
         assert!(!log.contains(KEY), "the key leaked into a log line:\n{log}");
         assert_eq!(gemini_lines(&log), 2, "{log}");
     }
