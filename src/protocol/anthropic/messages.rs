@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
-use crate::protocol::ir::{self, Block, Content, Effort, Reasoning, Role, StopReason};
+use crate::protocol::ir::StopReason;
+use crate::protocol::ir::{self, Block, Content, Effort, Issuer, Reasoning, Role, Signature};
 use crate::protocol::wire::{self, bad, sub, Kinds, Tagged, TextOr};
 use crate::protocol::{PayloadError, Usage};
 
@@ -270,7 +271,7 @@ fn parse_block(b: Tagged<BlockParam>) -> Block {
             signature,
         } => Block::Thinking {
             thinking: thinking.unwrap_or_default(),
-            signature,
+            signature: signature.map(|s| Signature::new(Issuer::Anthropic, s)),
         },
         BlockParam::RedactedThinking { data } => Block::RedactedThinking {
             data: data.unwrap_or_default(),
@@ -685,12 +686,16 @@ fn emit_block(b: &Block, path: &str) -> Result<Option<BlockParam>, PayloadError>
             }),
             is_error: is_error.then_some(true),
         },
+        // Anthropic accepts thinking only under its own signature.
         Block::Thinking {
             thinking,
             signature,
-        } => BlockParam::Thinking {
-            thinking: Some(thinking.clone()),
-            signature: signature.clone(),
+        } => match signature.as_ref().and_then(|s| s.by(Issuer::Anthropic)) {
+            Some(sig) => BlockParam::Thinking {
+                thinking: Some(thinking.clone()),
+                signature: Some(sig.to_owned()),
+            },
+            None => return Ok(None),
         },
         Block::RedactedThinking { data } => BlockParam::RedactedThinking {
             data: Some(data.clone()),

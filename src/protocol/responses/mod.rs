@@ -23,6 +23,7 @@ pub mod stream;
 pub use request::{emit_request, parse_request};
 pub use response::{emit_response, parse_response};
 
+use super::ir::{Issuer, Signature};
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 use serde_json::{json, Map, Value};
 
@@ -34,6 +35,33 @@ pub const PATH: &str = "/responses";
 /// caller sends the item back (Anthropic needs the thinking blocks of a tool
 /// loop returned with their signatures).
 pub const THINKING_PREFIX: &str = "llmux-anthropic-thinking:";
+
+/// The same for a Gemini thought signature: the prefix names the issuer, so
+/// the signature goes back to its own family only (see [`super::ir::Signature`]).
+pub const GEMINI_THINKING_PREFIX: &str = "llmux-gemini-thinking:";
+
+fn signature_prefix(issuer: Issuer) -> &'static str {
+    match issuer {
+        Issuer::Anthropic => THINKING_PREFIX,
+        Issuer::Gemini => GEMINI_THINKING_PREFIX,
+    }
+}
+
+/// A signature as llmux keeps it in a reasoning item's `encrypted_content`.
+fn encrypted_content(s: &Signature) -> String {
+    format!("{}{}", signature_prefix(s.issuer), s.value)
+}
+
+/// The signature llmux put in `encrypted_content`, with its issuer; `None`
+/// for anything else (an OpenAI endpoint's own encrypted reasoning).
+fn signature_in(encrypted: &str) -> Option<Signature> {
+    [Issuer::Anthropic, Issuer::Gemini]
+        .into_iter()
+        .find_map(|i| {
+            let value = encrypted.strip_prefix(signature_prefix(i))?;
+            Some(Signature::new(i, value))
+        })
+}
 
 // ---------------------------------------------------------------------------
 // namespaced tools
