@@ -42,6 +42,19 @@ pub struct Request {
     pub openai_extras: Map<String, Value>,
 }
 
+impl Request {
+    /// The system text an emitter hoists, in order, each piece with its
+    /// caller path: `system`, then every system turn.
+    pub fn system_contents(&self) -> impl Iterator<Item = (String, &Content)> {
+        let turns = self.messages.iter().enumerate();
+        let turns = turns
+            .filter(|(_, m)| m.role == Role::System)
+            .map(|(i, m)| (format!("messages[{i}].content"), &m.content));
+        let system = self.system.iter().map(|s| ("system".to_owned(), s));
+        system.chain(turns)
+    }
+}
+
 /// One turn, in the caller's order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {

@@ -525,21 +525,10 @@ fn emit_tool_choice(r: &ir::Request, have_tools: bool) -> Option<ToolChoiceParam
 /// System text from `system` and from system turns, in order: one string
 /// joined with a blank line, or text blocks if any piece had blocks.
 fn emit_system(r: &ir::Request) -> Result<Option<TextOr<BlockParam>>, PayloadError> {
-    let turns = r
-        .messages
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.role == Role::System)
-        .map(|(i, m)| (format!("messages[{i}].content"), &m.content));
     let mut texts = Vec::new();
     let mut blocks = Vec::new();
     let mut any_blocks = false;
-    for (path, c) in r
-        .system
-        .iter()
-        .map(|s| ("system".to_owned(), s))
-        .chain(turns)
-    {
+    for (path, c) in r.system_contents() {
         match c {
             Content::Text(s) if s.is_empty() => {}
             Content::Text(s) => {
@@ -777,9 +766,7 @@ pub fn stop_reason_name(s: StopReason) -> &'static str {
 
 /// Parses a Messages response (`type: "error"` is the upstream's error).
 pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
-    let m = v
-        .as_object()
-        .ok_or_else(|| bad("response is not a JSON object"))?;
+    let m = wire::object(v, "response")?;
     if m.get("type").and_then(Value::as_str) == Some("error") {
         return Err(PayloadError::Upstream(
             super::error_message(v).unwrap_or_else(|| "unspecified error".into()),

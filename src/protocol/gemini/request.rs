@@ -591,19 +591,8 @@ fn emit_system(
     r: &ir::Request,
     names: &[(String, String)],
 ) -> Result<Option<Content>, PayloadError> {
-    let turns = r
-        .messages
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.role == Role::System)
-        .map(|(i, m)| (format!("messages[{i}].content"), &m.content));
     let mut parts = Vec::new();
-    for (path, c) in r
-        .system
-        .iter()
-        .map(|s| ("system".to_owned(), s))
-        .chain(turns)
-    {
+    for (path, c) in r.system_contents() {
         parts.extend(emit_content(c, &path, names)?);
     }
     Ok((!parts.is_empty()).then_some(Content { role: None, parts }))

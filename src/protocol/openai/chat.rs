@@ -1054,9 +1054,7 @@ pub(crate) fn error_message(v: &Value) -> Option<String> {
 /// Parses a `chat.completion` (choice 0; an `error` member is the
 /// upstream's error).
 pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
-    let m = v
-        .as_object()
-        .ok_or_else(|| bad("response is not a JSON object"))?;
+    let m = wire::object(v, "response")?;
     if m.get("error").is_some_and(|e| !e.is_null()) {
         return Err(PayloadError::Upstream(
             error_message(v).unwrap_or_else(|| "unspecified error".into()),

@@ -147,17 +147,8 @@ pub fn untag_id(id: &str) -> Option<(&str, String)> {
 /// Reads a Responses `usage` object into llmux's usage
 /// (`input_tokens` already includes the cached ones).
 pub fn parse_usage(v: &Value) -> Option<Usage> {
-    let u = v.as_object()?;
-    let get = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    Some(Usage {
-        prompt_tokens: get("input_tokens"),
-        completion_tokens: get("output_tokens"),
-        cached_tokens: u
-            .get("input_tokens_details")
-            .and_then(|d| d.get("cached_tokens"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-    })
+    let names = ["input_tokens", "output_tokens", "input_tokens_details"];
+    super::wire::read_usage(v, names)
 }
 
 /// A Responses `usage` object with every field the SDK's `ResponseUsage`
@@ -307,13 +298,7 @@ impl Passthrough {
 
 /// Parses a Responses stream event: (its type, its data).
 pub(crate) fn parse_event(ev: &SseEvent) -> Result<(String, Map<String, Value>), PayloadError> {
-    let value: Value = serde_json::from_str(&ev.data)
-        .map_err(|e| PayloadError::Malformed(format!("stream event data is not JSON: {e}")))?;
-    let Value::Object(data) = value else {
-        return Err(PayloadError::Malformed(
-            "stream event data is not a JSON object".into(),
-        ));
-    };
+    let data = super::wire::json_object(&ev.data, "stream event data")?;
     let name = match data.get("type").and_then(Value::as_str) {
         Some(t) => t.to_owned(),
         None => ev.event.clone(),

@@ -158,9 +158,7 @@ pub(super) fn call_item(
 /// hosted-tool items have no counterpart and drop. Also returns
 /// `created_at`.
 pub fn parse_response(v: &Value) -> Result<(ir::Response, Option<u64>), PayloadError> {
-    let m = v
-        .as_object()
-        .ok_or_else(|| bad("response is not a JSON object"))?;
+    let m = wire::object(v, "response")?;
     let r: ResponseBody = wire::parse(m)?;
     let mut content = Vec::new();
     for (i, item) in r.output.into_iter().enumerate() {
