@@ -11,6 +11,14 @@ pub(crate) fn bad(msg: impl Into<String>) -> PayloadError {
     PayloadError::Malformed(msg.into())
 }
 
+/// The refusal of a content block of `kind` at `path` that has no place
+/// in `target` (a protocol name, maybe with where in it).
+pub(crate) fn untranslatable(path: &str, kind: &str, target: &str) -> PayloadError {
+    bad(format!(
+        "`{path}`: block type `{kind}` cannot be translated to {target}"
+    ))
+}
+
 /// `v` as a JSON object (`what` names it in the error).
 pub(crate) fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, PayloadError> {
     v.as_object()

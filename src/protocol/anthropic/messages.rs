@@ -689,11 +689,7 @@ fn emit_block(b: &Block, path: &str) -> Result<Option<BlockParam>, PayloadError>
         Block::RedactedThinking { data } => BlockParam::RedactedThinking {
             data: Some(data.clone()),
         },
-        Block::Other { kind } => {
-            return Err(bad(format!(
-                "`{path}`: block type `{kind}` cannot be translated to Anthropic"
-            )))
-        }
+        Block::Other { kind } => return Err(wire::untranslatable(path, kind, "Anthropic")),
     }))
 }
 

@@ -690,11 +690,7 @@ fn emit_part(
         },
         // Anthropic's encrypted thinking has no Gemini counterpart.
         Block::RedactedThinking { .. } => return Ok(None),
-        Block::Other { kind } => {
-            return Err(bad(format!(
-                "`{path}`: block type `{kind}` cannot be translated to Gemini"
-            )))
-        }
+        Block::Other { kind } => return Err(wire::untranslatable(path, kind, "Gemini")),
     }))
 }
 
