@@ -52,6 +52,11 @@ fn encrypted_content(s: &Signature) -> String {
     format!("{}{}", signature_prefix(s.issuer), s.value)
 }
 
+fn holds_signature(item: &Value) -> bool {
+    let content = item.get("encrypted_content").and_then(Value::as_str);
+    item.get("type") == Some(&json!("reasoning")) && content.and_then(signature_in).is_some()
+}
+
 /// The signature llmux put in `encrypted_content`, with its issuer; `None`
 /// for anything else (an OpenAI endpoint's own encrypted reasoning).
 fn signature_in(encrypted: &str) -> Option<Signature> {
@@ -106,10 +111,15 @@ impl Namespaces {
 
 /// The upstream body for a Responses caller on a Responses endpoint: the
 /// caller's, with `store: false` when absent (OpenAI's default is true and
-/// llmux keeps no state) and `previous_response_id` without llmux's tag.
+/// llmux keeps no state), `previous_response_id` without llmux's tag, and
+/// without the reasoning items holding another family's signature (see
+/// [`THINKING_PREFIX`]: an OpenAI endpoint cannot read them).
 pub fn passthrough_request(body: &Map<String, Value>) -> Map<String, Value> {
     let mut out = body.clone();
     out.entry("store").or_insert(json!(false));
+    if let Some(Value::Array(items)) = out.get_mut("input") {
+        items.retain(|it| !holds_signature(it));
+    }
     if let Some(Value::String(id)) = out.get_mut("previous_response_id") {
         if let Some((raw, _)) = untag_id(id) {
             *id = raw.to_owned();

@@ -572,3 +572,23 @@ fn an_anthropic_signature_through_a_responses_caller_goes_back_to_anthropic_only
     );
     assert!(!out.to_string().contains("asig"), "{out}");
 }
+
+#[test]
+fn an_openai_responses_endpoint_never_gets_another_familys_signature() {
+    for (up, answer) in [
+        (Protocol::Anthropic, anthropic_answer()),
+        (Protocol::Gemini, gemini_answer()),
+    ] {
+        let (r, out) = answer_then_next_turn(up, answer, Protocol::Responses);
+        assert_eq!(r["output"][0]["type"], "reasoning", "{up:?}");
+        let input = out["input"].as_array().unwrap();
+        assert!(
+            input.iter().all(|it| it["type"] != "reasoning"),
+            "{up:?}: {out}"
+        );
+        assert!(!out.to_string().contains("sig"), "{up:?}: {out}");
+        // The rest of the turn goes as the caller sent it.
+        assert_eq!(input.len(), 3, "{up:?}: {out}");
+        assert_eq!(input[1]["type"], "function_call");
+    }
+}
