@@ -184,7 +184,7 @@ pub fn parse_with_defaults(
     if prefs.sticky_key.is_none() && catalog.sticky.from_user {
         prefs.sticky_key = user.clone();
     }
-    let output_limit = facts.output_limit();
+    let output_limit = facts.output_limit_for(protocol);
     let body = Body::new(text);
     let own_sort = prefs.prefs.sort.is_some();
     let mut merged = Preferences::narrow(defaults, prefs.prefs);

@@ -550,8 +550,8 @@ impl Drop for Lease {
 
 /// A request's worst cost and its tokens: the prompt estimate (JSON bytes
 /// of the conversation / 4, as for context windows) plus its output limit
-/// (`max_tokens`, `max_completion_tokens`, `max_output_tokens`;
-/// `default_output` when it sets none), priced at the dearest endpoint
+/// (`max_tokens`, `max_completion_tokens`, `max_output_tokens`, Gemini's
+/// `generationConfig.maxOutputTokens`; `default_output` when it sets none), priced at the dearest endpoint
 /// among every model it may be served by.
 pub fn estimate(
     catalog: &crate::catalog::Catalog,

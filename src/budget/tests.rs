@@ -251,3 +251,29 @@ fn journal_survives_a_reopen_and_a_torn_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The output limit a request sets bounds its reservation, Gemini's
+/// `generationConfig.maxOutputTokens` too (else `default_output`).
+#[test]
+fn a_gemini_requests_max_output_tokens_bounds_its_reservation() {
+    use crate::protocol::Protocol;
+    use serde_json::json;
+    let cfg = json!({
+        "providers": [{"slug": "g", "protocol": "gemini", "base_url": "http://127.0.0.1:9/v1beta"}],
+        "models": [{"slug": "t/m", "endpoints": [{"provider": "g", "upstream_model": "m",
+            "price": {"prompt": 1, "completion": 10}}]}],
+    });
+    let cat = crate::catalog::Catalog::from_json(&cfg.to_string()).unwrap();
+    let ask = |generation: serde_json::Value| {
+        let body = json!({"model": "t/m", "generationConfig": generation,
+            "contents": [{"role": "user", "parts": [{"text": "hello"}]}]});
+        let r = crate::request::parse(&cat, Protocol::Gemini, body.to_string().as_bytes());
+        estimate(&cat, &r.unwrap(), 4096)
+    };
+    let unbounded = ask(json!({"temperature": 1}));
+    let small = ask(json!({"maxOutputTokens": 16, "temperature": 1}));
+    assert_eq!(unbounded.tokens - small.tokens, 4096 - 16);
+    // $10 per million completion tokens: 4,080 fewer tokens, 40,800 fewer
+    // micro-dollars (each rounded up).
+    assert!((unbounded.cost - small.cost).abs_diff(40_800) <= 1);
+}

@@ -42,6 +42,19 @@ pub struct Request {
     pub openai_extras: Map<String, Value>,
 }
 
+impl Request {
+    /// The system text an emitter hoists, in order, each piece with its
+    /// caller path: `system`, then every system turn.
+    pub fn system_contents(&self) -> impl Iterator<Item = (String, &Content)> {
+        let turns = self.messages.iter().enumerate();
+        let turns = turns
+            .filter(|(_, m)| m.role == Role::System)
+            .map(|(i, m)| (format!("messages[{i}].content"), &m.content));
+        let system = self.system.iter().map(|s| ("system".to_owned(), s));
+        system.chain(turns)
+    }
+}
+
 /// One turn, in the caller's order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {
@@ -96,7 +109,7 @@ pub enum Block {
     },
     Thinking {
         thinking: String,
-        signature: Option<String>,
+        signature: Option<Signature>,
     },
     RedactedThinking {
         data: String,
@@ -123,6 +136,38 @@ impl Block {
             Block::Refusal(_) => "refusal",
             Block::Other { kind } => kind,
         }
+    }
+}
+
+/// A thinking signature and the family that issued it. A signature only
+/// ever goes back to its issuer (another provider refuses it, or cannot
+/// decode it): each emitter keeps only its own family's
+/// ([`Signature::by`]), and the Responses room, which can hold any, records
+/// the issuer in `encrypted_content`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    pub issuer: Issuer,
+    pub value: String,
+}
+
+/// Who issued a [`Signature`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Issuer {
+    Anthropic,
+    Gemini,
+}
+
+impl Signature {
+    pub fn new(issuer: Issuer, value: impl Into<String>) -> Self {
+        Signature {
+            issuer,
+            value: value.into(),
+        }
+    }
+
+    /// The signature's text when `issuer` issued it.
+    pub fn by(&self, issuer: Issuer) -> Option<&str> {
+        (self.issuer == issuer).then_some(self.value.as_str())
     }
 }
 
@@ -232,9 +277,9 @@ pub enum Delta {
     Start,
     Text(String),
     Thinking(String),
-    /// The signature of the thinking so far (Anthropic's), for a caller
-    /// that can carry it.
-    ThinkingSignature(String),
+    /// The signature of the thinking so far, for a caller that can carry
+    /// it back to its issuer.
+    ThinkingSignature(Signature),
     /// A tool call starts (`index` counts the answer's tool calls from 0;
     /// `id` is missing when the upstream gave none).
     ToolCallStart {

@@ -222,17 +222,11 @@ fn translate_response(
             let (r, at) = responses::parse_response(&value)?;
             chat::emit_response(&r, at.unwrap_or(created))?
         }
-        (Responses, Anthropic) => {
-            let (r, _) = responses::parse_response(&value)?;
-            // A thinking block needs a signature llmux cannot make.
-            anth::emit_response(&without_thinking(r, |signed| !signed))?
-        }
+        // Thinking reaches an Anthropic caller only under Anthropic's own
+        // signature (see `ir::Signature`).
+        (Responses, Anthropic) => anth::emit_response(&responses::parse_response(&value)?.0)?,
         (Gemini, OpenAi) => chat::emit_response(&gemini::parse_response(&value)?, created)?,
-        (Gemini, Anthropic) => {
-            // Gemini's thought signatures are not Anthropic's: an Anthropic
-            // client would send them back to be refused.
-            anth::emit_response(&without_thinking(gemini::parse_response(&value)?, |_| true))?
-        }
+        (Gemini, Anthropic) => anth::emit_response(&gemini::parse_response(&value)?)?,
         (Gemini, Responses) => {
             responses::emit_response(&gemini::parse_response(&value)?, request, created)?
         }
@@ -241,17 +235,6 @@ fn translate_response(
         (Responses, Gemini) => gemini::emit_response(&responses::parse_response(&value)?.0)?,
     };
     Ok(Some(out))
-}
-
-/// `r` without the thinking blocks `drop` picks (by whether they carry a
-/// signature); redacted thinking goes with any signed thinking dropped.
-fn without_thinking(mut r: ir::Response, drop: impl Fn(bool) -> bool) -> ir::Response {
-    r.content.retain(|b| match b {
-        ir::Block::Thinking { signature, .. } => !drop(signature.is_some()),
-        ir::Block::RedactedThinking { .. } => !drop(true),
-        _ => true,
-    });
-    r
 }
 
 /// Context a stream adapter needs about the caller's request.

@@ -82,12 +82,24 @@ pub struct Facts<'a> {
     /// `max_tokens`, `max_completion_tokens`, `max_output_tokens`, when
     /// each is a non-negative integer (what a budget reservation reads).
     pub output_limits: [Option<u64>; 3],
+    /// Gemini's `generationConfig.maxOutputTokens`, read the same way.
+    pub gemini_output_limit: Option<u64>,
 }
 
 impl Facts<'_> {
     /// The body's output limit: the first of [`Facts::output_limits`] set.
     pub fn output_limit(&self) -> Option<u64> {
         self.output_limits.iter().find_map(|l| *l)
+    }
+
+    /// The output limit of a `protocol` body: Gemini's own field for a
+    /// Gemini body (another's would bound nothing upstream), else
+    /// [`Facts::output_limit`].
+    pub fn output_limit_for(&self, protocol: super::Protocol) -> Option<u64> {
+        match protocol {
+            super::Protocol::Gemini => self.gemini_output_limit,
+            _ => self.output_limit(),
+        }
     }
 }
 
@@ -155,13 +167,19 @@ impl<'de> Visitor<'de> for Top {
                 "input" => f.input = shape(&mut m)?,
                 "contents" => f.contents = shape(&mut m)?,
                 "user" => f.user = shape(&mut m)?,
-                "stream_options" => f.include_usage = m.next_value_seed(Field("include_usage"))?,
-                "metadata" => f.user_id = m.next_value_seed(Field("user_id"))?,
+                "stream_options" => {
+                    f.include_usage = m.next_value_seed(Field("include_usage", ShapeOf))?
+                }
+                "metadata" => f.user_id = m.next_value_seed(Field("user_id", ShapeOf))?,
                 "provider" => f.provider = Some(m.next_value()?),
                 "models" => f.models = Some(m.next_value()?),
                 "max_tokens" => f.output_limits[0] = m.next_value_seed(U64Of)?,
                 "max_completion_tokens" => f.output_limits[1] = m.next_value_seed(U64Of)?,
                 "max_output_tokens" => f.output_limits[2] = m.next_value_seed(U64Of)?,
+                "generationConfig" => {
+                    let limit = m.next_value_seed(Field("maxOutputTokens", U64Of))?;
+                    f.gemini_output_limit = limit.flatten();
+                }
                 _ => m.next_value_seed(Validate)?,
             }
         }
@@ -243,6 +261,7 @@ impl<'de> Visitor<'de> for Validate {
 
 /// Any value, validated, kept when it is an integer that fits a `u64`
 /// (as `Value::as_u64` reads it).
+#[derive(Clone, Copy)]
 struct U64Of;
 
 impl<'de> DeserializeSeed<'de> for U64Of {
@@ -284,6 +303,7 @@ impl<'de> Visitor<'de> for U64Of {
 }
 
 /// Any value, validated, reported as its [`Shape`].
+#[derive(Clone, Copy)]
 struct ShapeOf;
 
 impl<'de> DeserializeSeed<'de> for ShapeOf {
@@ -333,19 +353,19 @@ impl<'de> Visitor<'de> for ShapeVisitor {
     }
 }
 
-/// Any value, validated; when it is an object, the shape of its field
-/// `.0` (the last one if repeated).
-struct Field(&'static str);
+/// Any value, validated; when it is an object, its field `.0` (the last
+/// one if repeated) as the seed `.1` reads it.
+struct Field<S>(&'static str, S);
 
-impl<'de> DeserializeSeed<'de> for Field {
-    type Value = Option<Shape<'de>>;
+impl<'de, S: DeserializeSeed<'de> + Copy> DeserializeSeed<'de> for Field<S> {
+    type Value = Option<S::Value>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Field {
-    type Value = Option<Shape<'de>>;
+impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Field<S> {
+    type Value = Option<S::Value>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
@@ -375,7 +395,7 @@ impl<'de> Visitor<'de> for Field {
         let mut found = None;
         while let Some(k) = m.next_key_seed(Key)? {
             if k == self.0 {
-                found = Some(m.next_value_seed(ShapeOf)?);
+                found = Some(m.next_value_seed(self.1)?);
             } else {
                 m.next_value_seed(Validate)?;
             }

@@ -5,10 +5,46 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::PayloadError;
+use super::{PayloadError, Usage};
 
 pub(crate) fn bad(msg: impl Into<String>) -> PayloadError {
     PayloadError::Malformed(msg.into())
+}
+
+/// The refusal of a content block of `kind` at `path` that has no place
+/// in `target` (a protocol name, maybe with where in it).
+pub(crate) fn untranslatable(path: &str, kind: &str, target: &str) -> PayloadError {
+    bad(format!(
+        "`{path}`: block type `{kind}` cannot be translated to {target}"
+    ))
+}
+
+/// `v` as a JSON object (`what` names it in the error).
+pub(crate) fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, PayloadError> {
+    v.as_object()
+        .ok_or_else(|| bad(format!("{what} is not a JSON object")))
+}
+
+/// `text` parsed as a JSON object (`what` names it in the error).
+pub(crate) fn json_object(text: &str, what: &str) -> Result<Map<String, Value>, PayloadError> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(bad(format!("{what} is not a JSON object"))),
+        Err(e) => Err(bad(format!("{what} is not JSON: {e}"))),
+    }
+}
+
+/// A usage object read by its protocol's names for the prompt count, the
+/// completion count and the details object holding `cached_tokens`; a
+/// missing or mistyped count is 0.
+pub(crate) fn read_usage(v: &Value, [prompt, completion, details]: [&str; 3]) -> Option<Usage> {
+    let u = v.as_object()?;
+    let count = |n: Option<&Value>| n.and_then(Value::as_u64).unwrap_or(0);
+    Some(Usage {
+        prompt_tokens: count(u.get(prompt)),
+        completion_tokens: count(u.get(completion)),
+        cached_tokens: count(u.get(details).and_then(|d| d.get("cached_tokens"))),
+    })
 }
 
 /// Deserialises a typed body; an error names the field it is about

@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
-use crate::protocol::ir::{self, Block, Content, Effort, Reasoning, Role, StopReason};
+use crate::protocol::ir::StopReason;
+use crate::protocol::ir::{self, Block, Content, Effort, Issuer, Reasoning, Role, Signature};
 use crate::protocol::wire::{self, bad, sub, Kinds, Tagged, TextOr};
 use crate::protocol::{PayloadError, Usage};
 
@@ -270,7 +271,7 @@ fn parse_block(b: Tagged<BlockParam>) -> Block {
             signature,
         } => Block::Thinking {
             thinking: thinking.unwrap_or_default(),
-            signature,
+            signature: signature.map(|s| Signature::new(Issuer::Anthropic, s)),
         },
         BlockParam::RedactedThinking { data } => Block::RedactedThinking {
             data: data.unwrap_or_default(),
@@ -524,21 +525,10 @@ fn emit_tool_choice(r: &ir::Request, have_tools: bool) -> Option<ToolChoiceParam
 /// System text from `system` and from system turns, in order: one string
 /// joined with a blank line, or text blocks if any piece had blocks.
 fn emit_system(r: &ir::Request) -> Result<Option<TextOr<BlockParam>>, PayloadError> {
-    let turns = r
-        .messages
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.role == Role::System)
-        .map(|(i, m)| (format!("messages[{i}].content"), &m.content));
     let mut texts = Vec::new();
     let mut blocks = Vec::new();
     let mut any_blocks = false;
-    for (path, c) in r
-        .system
-        .iter()
-        .map(|s| ("system".to_owned(), s))
-        .chain(turns)
-    {
+    for (path, c) in r.system_contents() {
         match c {
             Content::Text(s) if s.is_empty() => {}
             Content::Text(s) => {
@@ -685,21 +675,21 @@ fn emit_block(b: &Block, path: &str) -> Result<Option<BlockParam>, PayloadError>
             }),
             is_error: is_error.then_some(true),
         },
+        // Anthropic accepts thinking only under its own signature.
         Block::Thinking {
             thinking,
             signature,
-        } => BlockParam::Thinking {
-            thinking: Some(thinking.clone()),
-            signature: signature.clone(),
+        } => match signature.as_ref().and_then(|s| s.by(Issuer::Anthropic)) {
+            Some(sig) => BlockParam::Thinking {
+                thinking: Some(thinking.clone()),
+                signature: Some(sig.to_owned()),
+            },
+            None => return Ok(None),
         },
         Block::RedactedThinking { data } => BlockParam::RedactedThinking {
             data: Some(data.clone()),
         },
-        Block::Other { kind } => {
-            return Err(bad(format!(
-                "`{path}`: block type `{kind}` cannot be translated to Anthropic"
-            )))
-        }
+        Block::Other { kind } => return Err(wire::untranslatable(path, kind, "Anthropic")),
     }))
 }
 
@@ -772,9 +762,7 @@ pub fn stop_reason_name(s: StopReason) -> &'static str {
 
 /// Parses a Messages response (`type: "error"` is the upstream's error).
 pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
-    let m = v
-        .as_object()
-        .ok_or_else(|| bad("response is not a JSON object"))?;
+    let m = wire::object(v, "response")?;
     if m.get("type").and_then(Value::as_str) == Some("error") {
         return Err(PayloadError::Upstream(
             super::error_message(v).unwrap_or_else(|| "unspecified error".into()),

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::messages::{parse_stop_reason, stop_reason_name, tool_id, UsageOut};
 use super::{parse_event, stream_error, UsageAcc};
-use crate::protocol::ir::{Delta, StopReason};
+use crate::protocol::ir::{Delta, Issuer, Signature, StopReason};
 use crate::protocol::wire::{self, bad, Kinds, Tagged};
 use crate::protocol::{PayloadError, SseEvent, StreamContext, Usage};
 
@@ -159,9 +159,9 @@ impl EventParser {
             Tagged::Known(DeltaParam::Thinking { thinking }) if !thinking.is_empty() => {
                 Some(Delta::Thinking(thinking))
             }
-            Tagged::Known(DeltaParam::Signature { signature }) if !signature.is_empty() => {
-                Some(Delta::ThinkingSignature(signature))
-            }
+            Tagged::Known(DeltaParam::Signature { signature }) if !signature.is_empty() => Some(
+                Delta::ThinkingSignature(Signature::new(Issuer::Anthropic, signature)),
+            ),
             // Deltas of blocks that are not client tool calls (server
             // tools) have no counterpart.
             Tagged::Known(DeltaParam::InputJson { partial_json }) => {

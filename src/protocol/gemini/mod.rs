@@ -131,19 +131,16 @@ pub struct FunctionResponse {
 
 /// `usageMetadata`.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct UsageMetadata {
-    #[serde(default)]
     pub prompt_token_count: u64,
-    #[serde(default)]
     pub candidates_token_count: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub thoughts_token_count: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub cached_content_token_count: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub tool_use_prompt_token_count: u64,
-    #[serde(default)]
     pub total_token_count: u64,
 }
 

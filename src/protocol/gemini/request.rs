@@ -15,7 +15,7 @@ use serde_json::{Map, Number, Value};
 
 use super::{Blob, Content, FileData, FunctionCall, FunctionResponse, Part};
 use crate::protocol::anthropic::messages::REASONING_BUDGETS;
-use crate::protocol::ir::{self, Block, Effort, Reasoning, Role};
+use crate::protocol::ir::{self, Block, Effort, Issuer, Reasoning, Role, Signature};
 use crate::protocol::wire::{self, bad};
 use crate::protocol::PayloadError;
 
@@ -157,6 +157,15 @@ pub(crate) struct ThinkingConfig {
 /// without one; it stands for no signature.
 pub const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 
+fn gemini_signature(s: String) -> Signature {
+    Signature::new(Issuer::Gemini, s)
+}
+
+/// A signature Gemini issued (another family's means nothing to it).
+fn own_signature(s: &Option<Signature>) -> Option<String> {
+    s.as_ref()?.by(Issuer::Gemini).map(str::to_owned)
+}
+
 /// Tool-call ids of one request: given ones kept, missing ones made.
 #[derive(Default)]
 pub(crate) struct CallIds {
@@ -272,7 +281,7 @@ fn parse_part(
     if p.thought == Some(true) {
         out.push(Block::Thinking {
             thinking: p.text.unwrap_or_default(),
-            signature: p.thought_signature,
+            signature: p.thought_signature.map(gemini_signature),
         });
         return Ok(());
     }
@@ -282,7 +291,7 @@ fn parse_part(
     if let Some(sig) = sig {
         out.push(Block::Thinking {
             thinking: String::new(),
-            signature: Some(sig),
+            signature: Some(gemini_signature(sig)),
         });
     }
     let block = if let Some(text) = p.text {
@@ -582,19 +591,8 @@ fn emit_system(
     r: &ir::Request,
     names: &[(String, String)],
 ) -> Result<Option<Content>, PayloadError> {
-    let turns = r
-        .messages
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.role == Role::System)
-        .map(|(i, m)| (format!("messages[{i}].content"), &m.content));
     let mut parts = Vec::new();
-    for (path, c) in r
-        .system
-        .iter()
-        .map(|s| ("system".to_owned(), s))
-        .chain(turns)
-    {
+    for (path, c) in r.system_contents() {
         parts.extend(emit_content(c, &path, names)?);
     }
     Ok((!parts.is_empty()).then_some(Content { role: None, parts }))
@@ -626,7 +624,7 @@ pub(crate) fn emit_parts(
         } = b
         {
             if thinking.is_empty() {
-                signature = s.clone();
+                signature = own_signature(s);
                 continue;
             }
         }
@@ -687,16 +685,12 @@ fn emit_part(
         } => Part {
             text: Some(thinking.clone()),
             thought: Some(true),
-            thought_signature: signature.clone(),
+            thought_signature: own_signature(signature),
             ..Part::default()
         },
         // Anthropic's encrypted thinking has no Gemini counterpart.
         Block::RedactedThinking { .. } => return Ok(None),
-        Block::Other { kind } => {
-            return Err(bad(format!(
-                "`{path}`: block type `{kind}` cannot be translated to Gemini"
-            )))
-        }
+        Block::Other { kind } => return Err(wire::untranslatable(path, kind, "Gemini")),
     }))
 }
 

@@ -74,9 +74,7 @@ pub fn finish_reason_name(s: StopReason) -> &'static str {
 /// Parses a response body (an error envelope is the upstream's error; a
 /// blocked prompt or an answer without content is an upstream error too).
 pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
-    let m = v
-        .as_object()
-        .ok_or_else(|| bad("response is not a JSON object"))?;
+    let m = wire::object(v, "response")?;
     if m.get("error").is_some_and(|e| !e.is_null()) {
         return Err(super::upstream_error(v));
     }

@@ -35,15 +35,11 @@ impl ChunkParser {
     }
 
     pub fn parse(&mut self, ev: &SseEvent) -> Result<Vec<Delta>, PayloadError> {
-        let value: Value = serde_json::from_str(&ev.data)
-            .map_err(|e| bad(format!("stream chunk is not JSON: {e}")))?;
-        let map = value
-            .as_object()
-            .ok_or_else(|| bad("stream chunk is not a JSON object"))?;
+        let map = wire::json_object(&ev.data, "stream chunk")?;
         if map.get("error").is_some_and(|e| !e.is_null()) {
-            return Err(super::upstream_error(&value));
+            return Err(super::upstream_error(&Value::Object(map)));
         }
-        let chunk: GenerateContentResponse = wire::parse(map)?;
+        let chunk: GenerateContentResponse = wire::parse(&map)?;
         let mut out = Vec::new();
         if !self.started {
             self.started = true;

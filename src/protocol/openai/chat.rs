@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
 use crate::protocol::ir::{self, Block, Content, Effort, Reasoning, Role, StopReason};
-use crate::protocol::wire::{self, bad, sub, Kinds, Tagged, TextOr};
+use crate::protocol::wire::{self, bad, sub, untranslatable, Kinds, Tagged, TextOr};
 use crate::protocol::{PayloadError, Usage};
 
 /// Chat Completions fields dropped in translation (no counterpart; the
@@ -759,10 +759,11 @@ fn texts(c: &Content, path: &str, place: Place) -> Result<Vec<String>, PayloadEr
             Block::Text { text, .. } => out.push(text.clone()),
             b if drops_block(b.kind(), place) => {}
             b => {
-                return Err(bad(format!(
-                    "`{path}[{i}]`: block type `{}` cannot be translated to OpenAI here",
-                    b.kind()
-                )))
+                return Err(untranslatable(
+                    &format!("{path}[{i}]"),
+                    b.kind(),
+                    "OpenAI here",
+                ))
             }
         }
     }
@@ -839,12 +840,7 @@ fn emit_user(blocks: &[Block], path: &str, out: &mut Vec<MessageOut>) -> Result<
                     content,
                 });
             }
-            b => {
-                return Err(bad(format!(
-                    "`{bp}`: block type `{}` cannot be translated to OpenAI",
-                    b.kind()
-                )))
-            }
+            b => return Err(untranslatable(&bp, b.kind(), "OpenAI")),
         }
     }
     if !tool_images.is_empty() {
@@ -879,12 +875,7 @@ fn tool_result_text(
             Block::Text { text, .. } => texts.push(text.as_str()),
             Block::Image { source, .. } => images.push(Tagged::Known(image_part(source, &bp)?)),
             b if drops_block(b.kind(), Place::ToolResult) => {}
-            b => {
-                return Err(bad(format!(
-                    "`{bp}`: block type `{}` cannot be translated to OpenAI here",
-                    b.kind()
-                )))
-            }
+            b => return Err(untranslatable(&bp, b.kind(), "OpenAI here")),
         }
     }
     Ok(texts.join("\n"))
@@ -902,12 +893,7 @@ fn emit_assistant(
             Block::Text { text: t, .. } => text.push_str(t),
             Block::ToolCall { id, name, input } => tool_calls.push(tool_call(id, name, input)),
             b if drops_block(b.kind(), Place::Assistant) => {}
-            b => {
-                return Err(bad(format!(
-                    "`{path}[{j}]`: block type `{}` cannot be translated to OpenAI",
-                    b.kind()
-                )))
-            }
+            b => return Err(untranslatable(&format!("{path}[{j}]"), b.kind(), "OpenAI")),
         }
     }
     if tool_calls.is_empty() && text.is_empty() {
@@ -1054,9 +1040,7 @@ pub(crate) fn error_message(v: &Value) -> Option<String> {
 /// Parses a `chat.completion` (choice 0; an `error` member is the
 /// upstream's error).
 pub fn parse_response(v: &Value) -> Result<ir::Response, PayloadError> {
-    let m = v
-        .as_object()
-        .ok_or_else(|| bad("response is not a JSON object"))?;
+    let m = wire::object(v, "response")?;
     if m.get("error").is_some_and(|e| !e.is_null()) {
         return Err(PayloadError::Upstream(
             error_message(v).unwrap_or_else(|| "unspecified error".into()),

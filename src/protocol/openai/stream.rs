@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::chat::{error_message, finish_reason_name, parse_finish_reason, UsageOut};
 use super::parse_usage;
 use crate::protocol::ir::Delta;
-use crate::protocol::wire::{self, bad};
+use crate::protocol::wire;
 use crate::protocol::{PayloadError, SseEvent, StreamContext, Usage};
 
 #[derive(Deserialize)]
@@ -64,17 +64,14 @@ impl ChunkParser {
         if ev.data.trim() == "[DONE]" {
             return Ok(vec![Delta::Done]);
         }
-        let value: Value = serde_json::from_str(&ev.data)
-            .map_err(|e| bad(format!("stream chunk is not JSON: {e}")))?;
-        let map = value
-            .as_object()
-            .ok_or_else(|| bad("stream chunk is not a JSON object"))?;
+        let map = wire::json_object(&ev.data, "stream chunk")?;
         if map.get("error").is_some_and(|e| !e.is_null()) {
+            let message = error_message(&Value::Object(map));
             return Err(PayloadError::Upstream(
-                error_message(&value).unwrap_or_else(|| "unspecified error in stream".into()),
+                message.unwrap_or_else(|| "unspecified error in stream".into()),
             ));
         }
-        let chunk: Chunk = wire::parse(map)?;
+        let chunk: Chunk = wire::parse(&map)?;
         let mut out = Vec::new();
         if !self.started {
             self.started = true;

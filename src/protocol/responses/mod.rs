@@ -23,6 +23,7 @@ pub mod stream;
 pub use request::{emit_request, parse_request};
 pub use response::{emit_response, parse_response};
 
+use super::ir::{Issuer, Signature};
 use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
 use serde_json::{json, Map, Value};
 
@@ -34,6 +35,38 @@ pub const PATH: &str = "/responses";
 /// caller sends the item back (Anthropic needs the thinking blocks of a tool
 /// loop returned with their signatures).
 pub const THINKING_PREFIX: &str = "llmux-anthropic-thinking:";
+
+/// The same for a Gemini thought signature: the prefix names the issuer, so
+/// the signature goes back to its own family only (see [`super::ir::Signature`]).
+pub const GEMINI_THINKING_PREFIX: &str = "llmux-gemini-thinking:";
+
+fn signature_prefix(issuer: Issuer) -> &'static str {
+    match issuer {
+        Issuer::Anthropic => THINKING_PREFIX,
+        Issuer::Gemini => GEMINI_THINKING_PREFIX,
+    }
+}
+
+/// A signature as llmux keeps it in a reasoning item's `encrypted_content`.
+fn encrypted_content(s: &Signature) -> String {
+    format!("{}{}", signature_prefix(s.issuer), s.value)
+}
+
+fn holds_signature(item: &Value) -> bool {
+    let content = item.get("encrypted_content").and_then(Value::as_str);
+    item.get("type") == Some(&json!("reasoning")) && content.and_then(signature_in).is_some()
+}
+
+/// The signature llmux put in `encrypted_content`, with its issuer; `None`
+/// for anything else (an OpenAI endpoint's own encrypted reasoning).
+fn signature_in(encrypted: &str) -> Option<Signature> {
+    [Issuer::Anthropic, Issuer::Gemini]
+        .into_iter()
+        .find_map(|i| {
+            let value = encrypted.strip_prefix(signature_prefix(i))?;
+            Some(Signature::new(i, value))
+        })
+}
 
 // ---------------------------------------------------------------------------
 // namespaced tools
@@ -78,10 +111,15 @@ impl Namespaces {
 
 /// The upstream body for a Responses caller on a Responses endpoint: the
 /// caller's, with `store: false` when absent (OpenAI's default is true and
-/// llmux keeps no state) and `previous_response_id` without llmux's tag.
+/// llmux keeps no state), `previous_response_id` without llmux's tag, and
+/// without the reasoning items holding another family's signature (see
+/// [`THINKING_PREFIX`]: an OpenAI endpoint cannot read them).
 pub fn passthrough_request(body: &Map<String, Value>) -> Map<String, Value> {
     let mut out = body.clone();
     out.entry("store").or_insert(json!(false));
+    if let Some(Value::Array(items)) = out.get_mut("input") {
+        items.retain(|it| !holds_signature(it));
+    }
     if let Some(Value::String(id)) = out.get_mut("previous_response_id") {
         if let Some((raw, _)) = untag_id(id) {
             *id = raw.to_owned();
@@ -119,17 +157,8 @@ pub fn untag_id(id: &str) -> Option<(&str, String)> {
 /// Reads a Responses `usage` object into llmux's usage
 /// (`input_tokens` already includes the cached ones).
 pub fn parse_usage(v: &Value) -> Option<Usage> {
-    let u = v.as_object()?;
-    let get = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    Some(Usage {
-        prompt_tokens: get("input_tokens"),
-        completion_tokens: get("output_tokens"),
-        cached_tokens: u
-            .get("input_tokens_details")
-            .and_then(|d| d.get("cached_tokens"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-    })
+    let names = ["input_tokens", "output_tokens", "input_tokens_details"];
+    super::wire::read_usage(v, names)
 }
 
 /// A Responses `usage` object with every field the SDK's `ResponseUsage`
@@ -279,13 +308,7 @@ impl Passthrough {
 
 /// Parses a Responses stream event: (its type, its data).
 pub(crate) fn parse_event(ev: &SseEvent) -> Result<(String, Map<String, Value>), PayloadError> {
-    let value: Value = serde_json::from_str(&ev.data)
-        .map_err(|e| PayloadError::Malformed(format!("stream event data is not JSON: {e}")))?;
-    let Value::Object(data) = value else {
-        return Err(PayloadError::Malformed(
-            "stream event data is not a JSON object".into(),
-        ));
-    };
+    let data = super::wire::json_object(&ev.data, "stream event data")?;
     let name = match data.get("type").and_then(Value::as_str) {
         Some(t) => t.to_owned(),
         None => ev.event.clone(),

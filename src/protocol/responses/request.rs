@@ -6,7 +6,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Number, Value};
 
-use super::{flat_name, Namespaces, THINKING_PREFIX};
+use super::{flat_name, signature_in, Namespaces};
 use crate::protocol::ir::{self, Block, Content, Reasoning, Role};
 use crate::protocol::openai::chat;
 use crate::protocol::wire::{self, bad, Kinds, Tagged, TextOr};
@@ -424,14 +424,12 @@ fn push_item(
             content,
             summary,
         } => {
-            let sig = encrypted_content
-                .as_deref()
-                .and_then(|s| s.strip_prefix(THINKING_PREFIX));
+            let sig = encrypted_content.as_deref().and_then(signature_in);
             if let Some(sig) = sig.filter(|_| keep_thinking) {
                 let parts = if content.is_empty() { summary } else { content };
                 pending.push(Block::Thinking {
                     thinking: parts.into_iter().map(|p| p.text).collect(),
-                    signature: Some(sig.to_owned()),
+                    signature: Some(sig),
                 });
             }
         }

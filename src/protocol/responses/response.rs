@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{parse_usage, Namespaces, UsageOut, THINKING_PREFIX};
+use super::{encrypted_content, parse_usage, signature_in, Namespaces, UsageOut};
 use crate::protocol::ir::{self, Block, StopReason};
 use crate::protocol::openai::chat;
 use crate::protocol::wire::{self, bad, Kinds, Tagged};
@@ -158,9 +158,7 @@ pub(super) fn call_item(
 /// hosted-tool items have no counterpart and drop. Also returns
 /// `created_at`.
 pub fn parse_response(v: &Value) -> Result<(ir::Response, Option<u64>), PayloadError> {
-    let m = v
-        .as_object()
-        .ok_or_else(|| bad("response is not a JSON object"))?;
+    let m = wire::object(v, "response")?;
     let r: ResponseBody = wire::parse(m)?;
     let mut content = Vec::new();
     for (i, item) in r.output.into_iter().enumerate() {
@@ -183,8 +181,7 @@ pub fn parse_response(v: &Value) -> Result<(ir::Response, Option<u64>), PayloadE
                 let parts = if parts.is_empty() { summary } else { parts };
                 content.push(Block::Thinking {
                     thinking: parts.into_iter().map(|p| p.text).collect(),
-                    signature: encrypted_content
-                        .and_then(|s| s.strip_prefix(THINKING_PREFIX).map(str::to_owned)),
+                    signature: encrypted_content.as_deref().and_then(signature_in),
                 });
             }
             Tagged::Known(OutputItem::FunctionCall {
@@ -313,8 +310,8 @@ impl ResponseOut {
 }
 
 /// Emits a Responses `Response` for the caller's `request`: thinking as
-/// one `reasoning` item (a single Anthropic signature kept in
-/// `encrypted_content`, see [`THINKING_PREFIX`]), text and refusals as one
+/// one `reasoning` item (a single signature kept in `encrypted_content`
+/// under its issuer's prefix, see [`super::THINKING_PREFIX`]), text and refusals as one
 /// message, tool calls as `function_call` items (namespaces restored).
 pub fn emit_response(
     r: &ir::Response,
@@ -332,7 +329,7 @@ pub fn emit_response(
                 signature,
             } => {
                 thinking.push_str(t);
-                sigs.extend(signature.as_deref());
+                sigs.extend(signature.as_ref());
             }
             Block::Text { text: t, .. } | Block::Refusal(t) => text.push_str(t),
             Block::ToolCall { id, name, input } => calls.push((id, name, input)),
@@ -347,7 +344,7 @@ pub fn emit_response(
             status: "completed",
             content: vec![PartOut::ReasoningText { text: thinking }],
             encrypted_content: match sigs[..] {
-                [sig] => Some(format!("{THINKING_PREFIX}{sig}")),
+                [sig] => Some(encrypted_content(sig)),
                 _ => None,
             },
         });

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::response::{call_item, reasoning_tokens, status_for, ItemOut, PartOut, ResponseOut};
+use super::{encrypted_content, Namespaces};
 use super::{failed_event, parse_event, parse_usage, stream_error, UsageOut};
-use super::{Namespaces, THINKING_PREFIX};
 use crate::protocol::ir::{Delta, StopReason};
 use crate::protocol::wire::{self, bad, Kinds, Tagged};
 use crate::protocol::{PayloadError, SseEvent, StreamContext, Usage};
@@ -313,7 +313,7 @@ struct Numbered<'a> {
 /// `response.content_part.done`, `response.output_item.done`, and last
 /// `response.completed` or `response.incomplete`, numbered in order. A
 /// thinking signature rides on the reasoning item (see
-/// [`THINKING_PREFIX`]).
+/// [`super::THINKING_PREFIX`]).
 pub struct EventEmitter {
     ctx: StreamContext,
     shell: ResponseOut,
@@ -422,7 +422,7 @@ impl EventEmitter {
             Delta::Start => {}
             Delta::Text(t) => self.text(Kind::Message, &t, out),
             Delta::Thinking(t) => self.text(Kind::Reasoning, &t, out),
-            Delta::ThinkingSignature(s) => self.signature = Some(format!("{THINKING_PREFIX}{s}")),
+            Delta::ThinkingSignature(s) => self.signature = Some(encrypted_content(&s)),
             Delta::ToolCallStart { index, id, name } => {
                 let call_id = id.unwrap_or_else(|| format!("call_{}_{index}", self.ctx.id));
                 self.close_open(out);

@@ -476,3 +476,119 @@ fn a_chat_stream_finishing_with_error_is_an_upstream_error() {
     let chunk = data(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "error"}]}));
     assert!(matches!(a.on_event(&chunk), Err(PayloadError::Upstream(_))));
 }
+
+// ---------------------------------------------------------------------------
+// signature provenance: a signature goes back only to the family that
+// issued it
+
+/// `upstream`'s answer to a Responses caller, then the caller's next turn
+/// (the answer's output items sent back, as Codex does, with a tool
+/// result) as `next`'s request body.
+fn answer_then_next_turn(upstream: Protocol, answer: Value, next: Protocol) -> (Value, Value) {
+    let body = answer.to_string();
+    let c = crate::protocol::convert_response(upstream, Protocol::Responses, body.as_bytes(), 1)
+        .unwrap();
+    let r: Value = serde_json::from_str(&c.body).unwrap();
+    let mut input = vec![json!({"role": "user", "content": "weather?"})];
+    input.extend(r["output"].as_array().unwrap().iter().cloned());
+    input.push(json!({"type": "function_call_output", "call_id": "call_1", "output": "sunny"}));
+    let request = map(json!({
+        "model": "m", "input": input, "reasoning": {"effort": "medium"},
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+    }));
+    let out = crate::protocol::upstream_request(next, Protocol::Responses, &request, "up", false);
+    (r, out.unwrap())
+}
+
+fn gemini_answer() -> Value {
+    json!({"responseId": "r1", "modelVersion": "gemini-x",
+        "candidates": [{"index": 0, "finishReason": "STOP", "content": {"role": "model", "parts": [
+            {"text": "plan", "thought": true},
+            {"functionCall": {"id": "call_1", "name": "f", "args": {}}, "thoughtSignature": "gsig"}]}}],
+        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2}})
+}
+
+fn anthropic_answer() -> Value {
+    json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [{"type": "thinking", "thinking": "plan", "signature": "asig"},
+            {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 3, "output_tokens": 2}})
+}
+
+/// The assistant turn of an Anthropic request body.
+fn assistant_blocks(anthropic: &Value) -> Vec<Value> {
+    let turn = anthropic["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "assistant")
+        .unwrap();
+    turn["content"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_gemini_signature_through_a_responses_caller_never_reaches_anthropic() {
+    let (r, out) = answer_then_next_turn(Protocol::Gemini, gemini_answer(), Protocol::Anthropic);
+    assert_eq!(
+        r["output"][0]["encrypted_content"],
+        format!("{GEMINI_THINKING_PREFIX}gsig")
+    );
+    let blocks = assistant_blocks(&out);
+    assert!(blocks.iter().all(|b| b["type"] != "thinking"), "{blocks:?}");
+    assert_eq!(blocks[0]["type"], "tool_use");
+    assert!(!out.to_string().contains("gsig"), "{out}");
+}
+
+#[test]
+fn a_gemini_signature_through_a_responses_caller_goes_back_to_gemini() {
+    let (_, out) = answer_then_next_turn(Protocol::Gemini, gemini_answer(), Protocol::Gemini);
+    let parts = &out["contents"][1]["parts"];
+    assert_eq!(
+        parts[0],
+        json!({"text": "plan", "thought": true, "thoughtSignature": "gsig"})
+    );
+    assert_eq!(parts[1]["functionCall"]["name"], "f");
+}
+
+#[test]
+fn an_anthropic_signature_through_a_responses_caller_goes_back_to_anthropic_only() {
+    let (r, out) =
+        answer_then_next_turn(Protocol::Anthropic, anthropic_answer(), Protocol::Anthropic);
+    assert_eq!(
+        r["output"][0]["encrypted_content"],
+        format!("{THINKING_PREFIX}asig")
+    );
+    let blocks = assistant_blocks(&out);
+    assert_eq!(
+        blocks[0],
+        json!({"type": "thinking", "thinking": "plan", "signature": "asig"})
+    );
+    assert_eq!(blocks[1]["type"], "tool_use");
+    // To Gemini the thought text goes, Anthropic's signature does not.
+    let (_, out) = answer_then_next_turn(Protocol::Anthropic, anthropic_answer(), Protocol::Gemini);
+    assert_eq!(
+        out["contents"][1]["parts"][0],
+        json!({"text": "plan", "thought": true})
+    );
+    assert!(!out.to_string().contains("asig"), "{out}");
+}
+
+#[test]
+fn an_openai_responses_endpoint_never_gets_another_familys_signature() {
+    for (up, answer) in [
+        (Protocol::Anthropic, anthropic_answer()),
+        (Protocol::Gemini, gemini_answer()),
+    ] {
+        let (r, out) = answer_then_next_turn(up, answer, Protocol::Responses);
+        assert_eq!(r["output"][0]["type"], "reasoning", "{up:?}");
+        let input = out["input"].as_array().unwrap();
+        assert!(
+            input.iter().all(|it| it["type"] != "reasoning"),
+            "{up:?}: {out}"
+        );
+        assert!(!out.to_string().contains("sig"), "{up:?}: {out}");
+        // The rest of the turn goes as the caller sent it.
+        assert_eq!(input.len(), 3, "{up:?}: {out}");
+        assert_eq!(input[1]["type"], "function_call");
+    }
+}

@@ -162,6 +162,15 @@ fn output_limit_read_in_the_validating_pass() {
         None
     );
     assert_eq!(limit(r#"{"messages":[]}"#), None);
+    // Gemini's, inside `generationConfig`, apart.
+    let gemini = |body: &str| read(body.as_bytes()).unwrap().1.gemini_output_limit;
+    let body = r#"{"contents":[],"generationConfig":{"temperature":1,"maxOutputTokens":12}}"#;
+    assert_eq!((gemini(body), limit(body)), (Some(12), None));
+    assert_eq!(
+        gemini(r#"{"generationConfig":{"maxOutputTokens":-2}}"#),
+        None
+    );
+    assert!(read(br#"{"generationConfig":{"maxOutputTokens":1,}}"#).is_err());
     // A bad value inside is still a JSON error, as in a tree.
     assert!(read(br#"{"max_tokens":[1,]}"#).is_err());
 }
