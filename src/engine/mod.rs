@@ -119,6 +119,11 @@ impl Prepared {
         &self.req.requested_model
     }
 
+    /// Whether the request asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.req.stream
+    }
+
     /// Slugs of every model the request may be served by (fallbacks too).
     pub fn models(&self) -> impl Iterator<Item = &str> {
         self.req.routes.iter().map(|r| r.slug.as_str())

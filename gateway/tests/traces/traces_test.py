@@ -7,7 +7,10 @@ gateway's HTTP server span, which is the parent of the `chat {model}` client
 span with the GenAI attributes, whose children are one span per attempt:
 the failed one with its status and error, the served one); a hedge (two
 sibling attempt spans, one marked as the hedge, the loser `hedge_lost`); a
-cancelled stream (client span `cancelled`, server span 499); no prompt text
+cancelled stream (client span `cancelled`, server span 499); refusals by a
+gateway key (402 budget, 429 rate limit, 403 model: the request span under
+the HTTP span, with the key's name, never its secret) and by the engine's
+user_budgets (402); no prompt text
 without capture_content; a collector that is down costs the requests nothing
 visible (they succeed; spans are dropped).
 """
@@ -21,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -30,6 +34,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 BIN = os.path.join(ROOT, "target", "debug")
 SPANS = []
 RESOURCES = []
+RAW = []
+COLLECTOR = None
 LOCK = threading.Lock()
 checks = 0
 
@@ -54,6 +60,7 @@ class Collector(http.server.BaseHTTPRequestHandler):
         req = trace_service_pb2.ExportTraceServiceRequest()
         req.ParseFromString(body)
         with LOCK:
+            RAW.append(body)
             for rs in req.resource_spans:
                 RESOURCES.append({a.key: value(a.value) for a in rs.resource.attributes})
                 for ss in rs.scope_spans:
@@ -105,12 +112,32 @@ def config(urls, otlp):
     }
 
 
+KEYS = {"broke": "sk-trace-broke-7d1f0c", "capped": "sk-trace-capped-93ab11",
+        "narrow": "sk-trace-narrow-5e2c44", "open": "sk-trace-open-c81d09"}
+
+
+def keyed_config(urls, otlp):
+    """Gateway keys that refuse (budget spent, one request a minute, one
+    model) and engine user_budgets that refuse the user `player-1`."""
+    cfg = config(urls, otlp)
+    cfg["gateway"] = {"keys": [
+        {"env": "TRACE_KEY_BROKE", "name": "broke", "budget": {"usd": 0}},
+        {"env": "TRACE_KEY_CAPPED", "name": "capped", "limits": {"rpm": 1}},
+        {"env": "TRACE_KEY_NARROW", "name": "narrow", "models": ["demo/hedge"]},
+        {"env": "TRACE_KEY_OPEN", "name": "open"},
+    ]}
+    cfg["user_budgets"] = {"users": {"player-1": {"budget": {"usd": 0}}}}
+    return cfg
+
+
 def start_gateway(cfg, tmp):
     path = os.path.join(tmp, "llmux-%d.json" % len(os.listdir(tmp)))
     with open(path, "w") as f:
         json.dump(cfg, f)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["OTEL_SERVICE_NAME"] = "llmux-trace-test"
+    for name, secret in KEYS.items():
+        env["TRACE_KEY_" + name.upper()] = secret
     p = subprocess.Popen([os.path.join(BIN, "llmux"), "serve", "--config", path, "--listen", "127.0.0.1:0",
                           "--log-format", "off"], stdout=subprocess.PIPE, env=env, text=True)
     line = p.stdout.readline().strip()
@@ -121,8 +148,11 @@ def start_gateway(cfg, tmp):
 def post(base, body, headers=None):
     req = urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(body).encode(),
                                  headers=dict({"content-type": "application/json"}, **(headers or {})))
-    with urllib.request.urlopen(req, timeout=20) as r:
-        return r.status, r.read().decode()
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def wait_spans(pred, what, timeout=10):
@@ -229,6 +259,67 @@ def cancelled(base):
           "the cut attempt: %r" % attempt["attrs"])
 
 
+def refused_trace(base, key, body, status, reason, what):
+    """Posts with a key; the refusal's trace: the HTTP span and its child
+    request span (no attempts)."""
+    tid = os.urandom(16).hex()
+    got, _ = post(base, body, {"authorization": "Bearer " + KEYS[key],
+                                "traceparent": "00-%s-%s-01" % (tid, os.urandom(8).hex())})
+    check(got == status, "%s: HTTP %d, want %d" % (what, got, status))
+    spans = trace_of(tid, 2, what)
+    time.sleep(0.2)
+    with LOCK:
+        spans = [s for s in SPANS if s["trace"] == tid]
+    server = [s for s in spans if s["kind"] == trace_pb2.Span.SPAN_KIND_SERVER]
+    chat = [s for s in spans if s["name"] == "chat " + body["model"]]
+    check(len(server) == 1 and len(chat) == 1 and len(spans) == 2,
+          "%s: one HTTP span and one request span, no attempt: %r" % (what, spans))
+    server, chat = server[0], chat[0]
+    check(server["attrs"]["http.response.status_code"] == status and server["attrs"]["llmux.outcome"] == reason,
+          "%s: HTTP span %r" % (what, server["attrs"]))
+    a = chat["attrs"]
+    check(chat["parent"] == server["id"] and chat["kind"] == trace_pb2.Span.SPAN_KIND_CLIENT,
+          "%s: the request span is the HTTP span's child" % what)
+    check(a.get("error.type") == reason and a.get("llmux.outcome") == reason and a.get("llmux.attempts") == 0
+          and chat["status"] == trace_pb2.Status.STATUS_CODE_ERROR, "%s: request span %r" % (what, a))
+    return chat
+
+
+def budgets(urls, tmp):
+    """Refusals leave traces: a gateway key's (budget spent 402, rate limit
+    429, model not allowed 403; the key's name, never its secret) and the
+    engine's user_budgets (402)."""
+    otlp = {"endpoint": COLLECTOR, "flush_interval_ms": 50}
+    gw, base = start_gateway(keyed_config(urls, otlp), tmp)
+    msg = [{"role": "user", "content": "hi"}]
+    try:
+        chat = refused_trace(base, "broke", {"model": "demo/failover", "messages": msg}, 402, "budget_exhausted",
+                             "gateway budget")
+        a = chat["attrs"]
+        check(a.get("llmux.key") == "broke" and a.get("llmux.refused_by") == "key" and "`broke`" in chat["message"],
+              "the key's name and the refusal on the span: %r %r" % (a, chat["message"]))
+        check(a.get("gen_ai.request.model") == "demo/failover" and a.get("llmux.stream") is False, "request model")
+        status, _ = post(base, {"model": "demo/failover", "messages": msg}, {"authorization": "Bearer " + KEYS["capped"]})
+        check(status == 200, "the first request of a 1-rpm key passes")
+        refused_trace(base, "capped", {"model": "demo/failover", "messages": msg, "stream": True}, 429, "rate_limited",
+                      "gateway rate limit")
+        refused_trace(base, "narrow", {"model": "demo/failover", "messages": msg}, 403, "model_not_allowed",
+                      "gateway model list")
+        chat = refused_trace(base, "open", {"model": "demo/failover", "messages": msg, "user": "player-1"}, 402,
+                             "budget_exhausted", "engine user_budgets")
+        check("player-1" in chat["message"] and "llmux.key" not in chat["attrs"],
+              "the engine's refusal names the user: %r" % chat["message"])
+        time.sleep(0.3)
+        with LOCK:
+            raw = b"".join(RAW)
+        for name, secret in KEYS.items():
+            check(secret.encode() not in raw, "the secret of key %s is in the exported spans" % name)
+        check(b"upstream-fake" not in raw, "the upstream key is in the exported spans")
+    finally:
+        gw.kill()
+        gw.wait()
+
+
 def dead_collector(urls, tmp):
     free = socket.socket()
     free.bind(("127.0.0.1", 0))
@@ -249,7 +340,8 @@ def dead_collector(urls, tmp):
 def main():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    collector = "http://127.0.0.1:%d" % srv.server_address[1]
+    global COLLECTOR
+    collector = COLLECTOR = "http://127.0.0.1:%d" % srv.server_address[1]
     tmp = tempfile.mkdtemp(prefix="llmux-traces-")
     fleet, urls = start_fleet()
     procs = [fleet]
@@ -261,6 +353,7 @@ def main():
         failover(base)
         hedge(base)
         cancelled(base)
+        budgets(urls, tmp)
         dead_collector(urls, tmp)
     finally:
         for p in procs:
