@@ -10,7 +10,8 @@ sibling attempt spans, one marked as the hedge, the loser `hedge_lost`); a
 cancelled stream (client span `cancelled`, server span 499); refusals by a
 gateway key (402 budget, 429 rate limit, 403 model: the request span under
 the HTTP span, with the key's name, never its secret) and by the engine's
-user_budgets (402); no prompt text
+user_budgets (402); the C ABI's llmux_submit_traced (Python binding's
+`traceparent=`, sync and async; bad input refused); no prompt text
 without capture_content; a collector that is down costs the requests nothing
 visible (they succeed; spans are dropped).
 """
@@ -320,6 +321,69 @@ def budgets(urls, tmp):
         gw.wait()
 
 
+def c_abi(urls):
+    """The C ABI's llmux_submit_traced, through the Python binding's
+    `traceparent=` (sync and async) and through ctypes with bad input."""
+    import asyncio
+    import ctypes
+    os.environ["LLMUX_LIBRARY"] = os.path.join(BIN, "libllmux.so")
+    sys.path.insert(0, os.path.join(ROOT, "bindings", "python", "src"))
+    import llmux
+    cfg = config(urls, {"endpoint": COLLECTOR, "flush_interval_ms": 50})
+    msg = [{"role": "user", "content": "hi"}]
+    with llmux.Router(cfg) as router:
+        tid, parent = os.urandom(16).hex(), os.urandom(8).hex()
+        out = router.chat.completions.create(model="demo/failover", messages=msg,
+                                             traceparent="00-%s-%s-01" % (tid, parent))
+        spans = trace_of(tid, 3, "C ABI traceparent")
+        chat = [s for s in spans if s["name"] == "chat demo/failover"]
+        check(len(chat) == 1 and chat[0]["parent"] == parent and chat[0]["kind"] == trace_pb2.Span.SPAN_KIND_CLIENT,
+              "the request span is the child of the traceparent passed through the C ABI: %r" % spans)
+        check(chat[0]["attrs"].get("gen_ai.response.id") == out.id, "response id through the C ABI")
+        check(len([s for s in spans if s["parent"] == chat[0]["id"]]) == 2, "its attempts, under it")
+        quiet = os.urandom(16).hex()
+        router.chat.completions.create(model="demo/failover", messages=msg,
+                                       traceparent="00-%s-%s-00" % (quiet, parent))
+        for bad in ("garbage", "00-%s-%s-01" % ("0" * 32, parent), "00-%s-%s-01" % (tid, "0" * 16)):
+            try:
+                router.chat.completions.create(model="demo/failover", messages=msg, traceparent=bad)
+                check(False, "a malformed traceparent %r was accepted" % bad)
+            except llmux.InvalidRequestError as e:
+                check("traceparent" in str(e) and "W3C" in str(e), "a clear refusal: %s" % e)
+        try:
+            router.chat.completions.create(model="demo/failover", messages=msg, traceparent="00-a\0b")
+            check(False, "a traceparent with a NUL was accepted")
+        except llmux.InvalidRequestError:
+            check(True, "NUL refused")
+        stream = router.chat.completions.create(model="demo/failover", messages=msg, stream=True, traceparent="")
+        check(len(list(stream)) > 0, "an empty traceparent is no parent")
+
+    async def run_async():
+        async with llmux.AsyncRouter(cfg) as ar:
+            t2 = os.urandom(16).hex()
+            await ar.chat.completions.create(model="demo/failover", messages=msg,
+                                             traceparent="00-%s-%s-01" % (t2, parent))
+            return t2
+    t2 = asyncio.run(run_async())
+    chat = [s for s in trace_of(t2, 3, "async traceparent") if s["name"] == "chat demo/failover"]
+    check(len(chat) == 1 and chat[0]["parent"] == parent, "AsyncRouter passes traceparent")
+    with LOCK:
+        check(not [s for s in SPANS if s["trace"] == quiet], "a traceparent that is not sampled exports nothing")
+
+    lib = ctypes.CDLL(os.path.join(BIN, "libllmux.so"))
+    eng = ctypes.c_void_p()
+    text = json.dumps(cfg).encode()
+    check(lib.llmux_engine_new(text, len(text), ctypes.byref(eng), None) == 0, "engine for the raw C calls")
+    lib.llmux_submit_traced.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_size_t,
+                                        ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint64), ctypes.c_void_p]
+    body = json.dumps({"model": "demo/failover", "messages": msg}).encode()
+    rid = ctypes.c_uint64()
+    for tp, want in ((None, 0), (b"\xff\xfe-not-utf8", 7002), (b"00-zz", 7010), (b"", 0)):
+        rc = lib.llmux_submit_traced(eng, 0, body, len(body), tp, ctypes.byref(rid), None)
+        check(rc == want, "llmux_submit_traced(traceparent=%r) = %d, want %d" % (tp, rc, want))
+    lib.llmux_engine_free(eng)
+
+
 def dead_collector(urls, tmp):
     free = socket.socket()
     free.bind(("127.0.0.1", 0))
@@ -354,6 +418,7 @@ def main():
         hedge(base)
         cancelled(base)
         budgets(urls, tmp)
+        c_abi(urls)
         dead_collector(urls, tmp)
     finally:
         for p in procs:
