@@ -1106,6 +1106,7 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         on_first_token: &on_first,
         chunks: None,
         forward_headers: &[],
+        bytes: None,
     })
     .await;
     guard.open = false;

@@ -88,6 +88,8 @@ struct AttemptRecord {
     finished: bool,
     /// Started beside a running attempt (a hedge).
     hedge: bool,
+    /// Body bytes sent and received (only when the engine traces).
+    bytes: Option<Arc<upstream::AttemptBytes>>,
 }
 
 /// What the request task accumulates.
@@ -318,6 +320,7 @@ fn start(sh: &Shared<'_>, st: &mut RunState, e: usize) -> Option<usize> {
         started: Instant::now(),
         finished: !ok,
         hedge: false,
+        bytes: sh.inner.tracer.as_ref().map(|_| Arc::default()),
     });
     ok.then(|| st.attempts.len() - 1)
 }
@@ -331,6 +334,7 @@ async fn exec(
     route: &ModelRoute,
     e: usize,
     (slot, nth): (usize, usize),
+    bytes: Option<Arc<upstream::AttemptBytes>>,
 ) -> AttemptResult {
     let inner = sh.inner;
     let c = &inner.catalog;
@@ -379,6 +383,7 @@ async fn exec(
         on_first_token: &on_first,
         chunks: sh.chunks,
         forward_headers: sh.headers,
+        bytes: bytes.as_deref(),
     })
     .await;
     // The health table hears of every attempt exactly once: here when it
@@ -465,7 +470,7 @@ async fn hedged(
     let ia = start(sh, st, a)?;
     *slot += 1;
     let sa = *slot;
-    let mut fa = Some(Box::pin(exec(sh, route, a, (sa, ia + 1))));
+    let mut fa = Some(Box::pin(exec(sh, route, a, (sa, ia + 1), st.attempts[ia].bytes.clone())));
     tokio::select! {
         r = maybe(&mut fa) => {
             finish(st, ia, route, &r);
@@ -486,7 +491,7 @@ async fn hedged(
     st.attempts[ib].hedge = true;
     *slot += 1;
     let sb = *slot;
-    let mut fb = Some(Box::pin(exec(sh, route, b, (sb, ib + 1))));
+    let mut fb = Some(Box::pin(exec(sh, route, b, (sb, ib + 1), st.attempts[ib].bytes.clone())));
     let lost = || {
         Err(AttemptError::new(
             ErrKind::HedgeLost,
@@ -688,7 +693,8 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
                         None => None,
                         Some(idx) => {
                             slot += 1;
-                            let r = exec(sh, route, e, (slot, idx + 1)).await;
+                            let bytes = st.attempts[idx].bytes.clone();
+                            let r = exec(sh, route, e, (slot, idx + 1), bytes).await;
                             finish(st, idx, route, &r);
                             Some(r)
                         }
@@ -960,7 +966,15 @@ fn trace_request(
         error,
         body,
         routing,
-        attempts: st.attempts.iter().map(|a| (a.started, a.hedge)).collect(),
+        attempts: st
+            .attempts
+            .iter()
+            .map(|a| super::trace::Mark {
+                started: a.started,
+                hedge: a.hedge,
+                bytes: a.bytes.as_ref().map(|b| b.get()),
+            })
+            .collect(),
     };
     super::trace::export(inner, req, finished);
 }

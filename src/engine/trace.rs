@@ -40,8 +40,17 @@ pub(super) struct Finished<'a> {
     /// A non-streaming response body (the caller's protocol).
     pub(super) body: Option<&'a str>,
     pub(super) routing: &'a crate::api::RoutingRecord<'a>,
-    /// Per attempt: start, whether it was a hedge.
-    pub(super) attempts: Vec<(Instant, bool)>,
+    /// Per attempt, in the routing record's order.
+    pub(super) attempts: Vec<Mark>,
+}
+
+/// What the request task noted of an attempt besides its routing record.
+pub(super) struct Mark {
+    pub(super) started: Instant,
+    /// Started beside a running attempt.
+    pub(super) hedge: bool,
+    /// Body bytes (sent, received).
+    pub(super) bytes: Option<(u64, u64)>,
 }
 
 fn ns(wall: SystemTime, started: Instant, at: Instant) -> u64 {
@@ -108,8 +117,8 @@ pub(super) fn export(inner: &Inner, req: &ParsedRequest, f: Finished) {
         .attempts
         .iter()
         .zip(&f.attempts)
-        .map(|(a, &(at, hedge))| {
-            let start_ns = ns(f.start.wall, f.start.started, at);
+        .map(|(a, m)| {
+            let start_ns = ns(f.start.wall, f.start.started, m.started);
             let success = a.outcome == "success";
             AttemptTrace {
                 endpoint: &a.endpoint,
@@ -126,7 +135,8 @@ pub(super) fn export(inner: &Inner, req: &ParsedRequest, f: Finished) {
                 first_token_ms: r
                     .first_token_ms
                     .filter(|_| success || served == Some(&*a.endpoint)),
-                hedge,
+                hedge: m.hedge,
+                bytes: m.bytes,
             }
         })
         .collect();

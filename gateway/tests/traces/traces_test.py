@@ -216,6 +216,11 @@ def failover(base):
     check(live["attrs"]["llmux.outcome"] == "success" and live["attrs"]["http.response.status_code"] == 200,
           "served attempt: %r" % live)
     check(chat["start"] <= dead["start"] <= live["start"] <= chat["end"] <= server["end"], "times nest")
+    sent = [x["attrs"].get("llmux.request.body_bytes", 0) for x in attempts]
+    check(sent[0] > len("secret prompt") and sent[0] == sent[1],
+          "request body bytes per attempt (the same body to up-dead and up-live): %r" % sent)
+    got = [x["attrs"].get("llmux.response.body_bytes", 0) for x in attempts]
+    check(got[0] > 0 and got[1] >= len(body) // 2, "response body bytes per attempt: %r (answer %d bytes)" % (got, len(body)))
     with LOCK:
         check(RESOURCES[-1].get("service.name") == "llmux-trace-test", "OTEL_SERVICE_NAME honoured: %r" % RESOURCES[-1])
         check(RESOURCES[-1].get("deployment.environment") == "test", "resource attributes from the config")
@@ -236,6 +241,9 @@ def hedge(base):
           "the first attempt lost the race: %r" % by["slow/default"]["attrs"])
     check(by["live/default"]["attrs"]["llmux.hedge"] is True and by["live/default"]["attrs"]["llmux.outcome"] == "success"
           and "llmux.first_token_ms" in by["live/default"]["attrs"], "the hedge won: %r" % by["live/default"]["attrs"])
+    check(by["live/default"]["attrs"].get("llmux.response.body_bytes", 0) > 100
+          and by["slow/default"]["attrs"].get("llmux.request.body_bytes", 0) > 0,
+          "streamed bytes of the winner, request bytes of the loser: %r" % {k: v["attrs"] for k, v in by.items()})
 
 
 def cancelled(base):
@@ -258,6 +266,8 @@ def cancelled(base):
     attempt = [x for x in spans if x["parent"] == chat["id"]][0]
     check(attempt["attrs"]["llmux.endpoint"] == "drip/default" and attempt["attrs"]["llmux.outcome"] == "cancelled",
           "the cut attempt: %r" % attempt["attrs"])
+    check(attempt["attrs"].get("llmux.response.body_bytes", 0) > 0,
+          "a cut stream keeps the bytes it read: %r" % attempt["attrs"])
 
 
 def refused_trace(base, key, body, status, reason, what):
