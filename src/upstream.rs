@@ -135,6 +135,8 @@ pub struct AttemptOk {
     pub first_token_ms: f64,
     /// Output tokens per second, when measurable.
     pub throughput: Option<f64>,
+    /// A stream's response id and finish reason (only when traced).
+    pub facts: Option<protocol::StreamFacts>,
 }
 
 /// Everything one attempt needs.
@@ -793,6 +795,7 @@ async fn whole_body(
         usage: converted.usage,
         first_token_ms: ftl,
         throughput: None,
+        facts: None,
     })
 }
 
@@ -1054,6 +1057,8 @@ async fn stream_body(
         usage,
         first_token_ms: first.duration_since(dl.start).as_secs_f64() * 1000.0,
         throughput,
+        // Read once, at the end, and only for a trace (`bytes` is set then).
+        facts: ctx.bytes.map(|_| adapter.facts()),
     })
 }
 

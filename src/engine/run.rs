@@ -100,6 +100,8 @@ struct RunState {
     served_model: Option<String>,
     first_token_ms: Option<f64>,
     usage: Option<Usage>,
+    /// The served stream's response id and finish reason (when traced).
+    facts: Option<crate::protocol::StreamFacts>,
 }
 
 /// Emits the terminal event exactly once; on drop without one (panic,
@@ -433,6 +435,7 @@ fn finish(st: &mut RunState, idx: usize, route: &ModelRoute, r: &AttemptResult) 
             st.served_model = Some(route.slug.clone());
             st.first_token_ms = Some(ok.first_token_ms);
             st.usage = ok.usage;
+            st.facts.clone_from(&ok.facts);
         }
         Err(err) => {
             rec.outcome = err.kind.as_str();
@@ -965,6 +968,7 @@ fn trace_request(
         outcome,
         error,
         body,
+        facts: st.facts.as_ref(),
         routing,
         attempts: st
             .attempts

@@ -7,7 +7,9 @@ gateway's HTTP server span, which is the parent of the `chat {model}` client
 span with the GenAI attributes, whose children are one span per attempt:
 the failed one with its status and error, the served one); a hedge (two
 sibling attempt spans, one marked as the hedge, the loser `hedge_lost`); a
-cancelled stream (client span `cancelled`, server span 499); refusals by a
+cancelled stream (client span `cancelled`, server span 499); the response id
+and finish reasons of every caller protocol against every upstream protocol,
+streamed and not; refusals by a
 gateway key (402 budget, 429 rate limit, 403 model: the request span under
 the HTTP span, with the key's name, never its secret) and by the engine's
 user_budgets (402); the C ABI's llmux_submit_traced (Python binding's
@@ -100,13 +102,18 @@ def config(urls, otlp):
     prov = lambda n: {"slug": n, "protocol": "openai", "base_url": urls[n] + "/v1", "api_key": "upstream-fake"}
     ep = lambda n, prior: {"provider": n, "upstream_model": "up-" + n, "price": {"prompt": 1.0, "completion": 2.0},
                            "expected_first_token_ms": prior}
+    same = [{"slug": "live-" + p, "protocol": p, "base_url": urls["live"], "api_key": "upstream-fake"}
+            for p in ("anthropic", "responses", "gemini")]
+    by_protocol = [{"slug": "demo/p-" + p, "endpoints": [ep(n, 50)]}
+                   for p, n in (("openai", "live"), ("anthropic", "live-anthropic"), ("responses", "live-responses"),
+                                ("gemini", "live-gemini"))]
     return {
-        "providers": [prov(n) for n in ("dead", "live", "slow", "drip")],
+        "providers": [prov(n) for n in ("dead", "live", "slow", "drip")] + same,
         "models": [
             {"slug": "demo/failover", "endpoints": [ep("dead", 5), ep("live", 50)]},
             {"slug": "demo/hedge", "endpoints": [ep("slow", 5), ep("live", 50)]},
             {"slug": "demo/drip", "endpoints": [ep("drip", 5)]},
-        ],
+        ] + by_protocol,
         "health": {"explore_ratio": 0.0},
         "retry": {"max_retries": 0},
         "telemetry": {"otlp": otlp},
@@ -394,6 +401,61 @@ def c_abi(urls):
     lib.llmux_engine_free(eng)
 
 
+def call(base, caller, model, stream, tid):
+    """One request in the caller's protocol; (status, text)."""
+    msgs = [{"role": "user", "content": "hi"}]
+    path, body = {
+        "openai": ("/v1/chat/completions", {"model": model, "messages": msgs, "stream": stream}),
+        "anthropic": ("/v1/messages", {"model": model, "max_tokens": 50, "messages": msgs, "stream": stream}),
+        "responses": ("/v1/responses", {"model": model, "input": "hi", "stream": stream}),
+        "gemini": ("/v1beta/models/%s:%s" % (model, "streamGenerateContent?alt=sse" if stream else "generateContent"),
+                   {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+    }[caller]
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json",
+                                          "traceparent": "00-%s-%s-01" % (tid, os.urandom(8).hex())})
+    with urllib.request.urlopen(req, timeout=20) as r:
+        return r.status, r.read().decode()
+
+
+def body_facts(caller, text):
+    """The id and finish reasons a caller reads in a whole response."""
+    b = json.loads(text)
+    if caller == "openai":
+        return b["id"], [c["finish_reason"] for c in b["choices"]]
+    if caller == "anthropic":
+        return b["id"], [b["stop_reason"]]
+    if caller == "responses":
+        return b["id"], [b["status"]]
+    return b["responseId"], [c["finishReason"] for c in b["candidates"]]
+
+
+def response_facts(base):
+    """gen_ai.response.id and gen_ai.response.finish_reasons on the request
+    span for every caller protocol against every upstream protocol
+    (pass-through and translated), streamed and not: the id the caller got,
+    the finish reason in the caller's words."""
+    for caller in ("openai", "anthropic", "responses", "gemini"):
+        for upstream in ("openai", "anthropic", "responses", "gemini"):
+            for stream in (False, True):
+                what = "%s caller, %s upstream, stream %s" % (caller, upstream, stream)
+                tid = os.urandom(16).hex()
+                status, text = call(base, caller, "demo/p-" + upstream, stream, tid)
+                check(status == 200, what + ": served")
+                chat = [x for x in trace_of(tid, 3, what) if x["name"] == "chat demo/p-" + upstream]
+                check(len(chat) == 1, what + ": one request span")
+                a = chat[0]["attrs"]
+                rid, reasons = a.get("gen_ai.response.id"), a.get("gen_ai.response.finish_reasons")
+                check(isinstance(rid, str) and rid and isinstance(reasons, list) and reasons and all(reasons),
+                      "%s: id %r, finish reasons %r" % (what, rid, reasons))
+                if stream:
+                    check(rid in text and all(r in text for r in reasons),
+                          "%s: the span's id %r and reasons %r are what the stream said" % (what, rid, reasons))
+                else:
+                    check((rid, reasons) == body_facts(caller, text),
+                          "%s: span %r, body %r" % (what, (rid, reasons), body_facts(caller, text)))
+
+
 def dead_collector(urls, tmp):
     free = socket.socket()
     free.bind(("127.0.0.1", 0))
@@ -427,6 +489,7 @@ def main():
         failover(base)
         hedge(base)
         cancelled(base)
+        response_facts(base)
         budgets(urls, tmp)
         c_abi(urls)
         dead_collector(urls, tmp)

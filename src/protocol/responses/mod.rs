@@ -23,7 +23,7 @@ pub mod stream;
 pub use request::{emit_request, parse_request};
 pub use response::{emit_response, parse_response};
 
-use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
+use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamFacts, StreamStep, Usage};
 use serde_json::{json, Map, Value};
 
 /// What llmux appends to a Responses provider's base URL.
@@ -255,6 +255,8 @@ pub struct Passthrough {
     /// The latest lifecycle snapshot (`response.created` / `in_progress`).
     response: Map<String, Value>,
     next_seq: u64,
+    /// The final response's id and status.
+    facts: StreamFacts,
 }
 
 impl Passthrough {
@@ -273,6 +275,7 @@ impl Passthrough {
             usage: None,
             response,
             next_seq: 0,
+            facts: StreamFacts::default(),
         }
     }
 }
@@ -350,6 +353,11 @@ impl StreamAdapter for Passthrough {
         match name.as_str() {
             "response.completed" | "response.incomplete" => {
                 self.usage = r.get("usage").and_then(parse_usage);
+                let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
+                self.facts = StreamFacts {
+                    id: text("id"),
+                    finish_reason: text("status"),
+                };
                 step.finished = true;
             }
             _ => self.response = r.clone(),
@@ -364,6 +372,10 @@ impl StreamAdapter for Passthrough {
 
     fn configure(&mut self, _request: &Map<String, Value>, origin: &str) {
         self.origin = origin.to_owned();
+    }
+
+    fn facts(&self) -> StreamFacts {
+        self.facts.clone()
     }
 
     fn fail(&mut self, message: &str) -> Vec<String> {
