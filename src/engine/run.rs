@@ -473,7 +473,13 @@ async fn hedged(
     let ia = start(sh, st, a)?;
     *slot += 1;
     let sa = *slot;
-    let mut fa = Some(Box::pin(exec(sh, route, a, (sa, ia + 1), st.attempts[ia].bytes.clone())));
+    let mut fa = Some(Box::pin(exec(
+        sh,
+        route,
+        a,
+        (sa, ia + 1),
+        st.attempts[ia].bytes.clone(),
+    )));
     tokio::select! {
         r = maybe(&mut fa) => {
             finish(st, ia, route, &r);
@@ -494,7 +500,13 @@ async fn hedged(
     st.attempts[ib].hedge = true;
     *slot += 1;
     let sb = *slot;
-    let mut fb = Some(Box::pin(exec(sh, route, b, (sb, ib + 1), st.attempts[ib].bytes.clone())));
+    let mut fb = Some(Box::pin(exec(
+        sh,
+        route,
+        b,
+        (sb, ib + 1),
+        st.attempts[ib].bytes.clone(),
+    )));
     let lost = || {
         Err(AttemptError::new(
             ErrKind::HedgeLost,

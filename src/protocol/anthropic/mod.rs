@@ -370,11 +370,10 @@ impl Passthrough {
             }
             "message_delta" => {
                 self.usage.update_raw(lite.usage)?;
-                let stop = lite.delta.filter(|d| is_object(d)).and_then(|d| {
-                    serde_json::from_str::<StopDelta>(d.get())
-                        .ok()?
-                        .stop_reason
-                });
+                let stop = lite
+                    .delta
+                    .filter(|d| is_object(d))
+                    .and_then(|d| serde_json::from_str::<StopDelta>(d.get()).ok()?.stop_reason);
                 self.facts.finish_reason = stop.or(self.facts.finish_reason.take());
             }
             "message_stop" => step.finished = true,
