@@ -473,13 +473,8 @@ async fn hedged(
     let ia = start(sh, st, a)?;
     *slot += 1;
     let sa = *slot;
-    let mut fa = Some(Box::pin(exec(
-        sh,
-        route,
-        a,
-        (sa, ia + 1),
-        st.attempts[ia].bytes.clone(),
-    )));
+    let bytes = st.attempts[ia].bytes.clone();
+    let mut fa = Some(Box::pin(exec(sh, route, a, (sa, ia + 1), bytes)));
     tokio::select! {
         r = maybe(&mut fa) => {
             finish(st, ia, route, &r);
@@ -500,13 +495,8 @@ async fn hedged(
     st.attempts[ib].hedge = true;
     *slot += 1;
     let sb = *slot;
-    let mut fb = Some(Box::pin(exec(
-        sh,
-        route,
-        b,
-        (sb, ib + 1),
-        st.attempts[ib].bytes.clone(),
-    )));
+    let bytes = st.attempts[ib].bytes.clone();
+    let mut fb = Some(Box::pin(exec(sh, route, b, (sb, ib + 1), bytes)));
     let lost = || {
         Err(AttemptError::new(
             ErrKind::HedgeLost,
