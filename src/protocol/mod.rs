@@ -431,6 +431,9 @@ pub fn error_body(caller: Protocol, status: u16, kind: &str, message: &str) -> V
 }
 
 #[cfg(test)]
+mod facts_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
