@@ -275,6 +275,30 @@ llmux_result llmux_submit(const struct llmux_engine *engine,
                           char **error_out);
 
 /*
+ Like `llmux_submit`, with the caller's W3C trace context: with
+ `telemetry.otlp` in the config, the request's span (`chat {model}`) is a
+ child of the span `traceparent` names, in its trace, and the parent's
+ sampled flag decides whether it is exported.
+
+ `traceparent` is a NUL-terminated W3C `traceparent` value,
+ `00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`. NULL or
+ `""`: no parent (the same as `llmux_submit`). A value that is not UTF-8
+ (`LLMUX_ERR_INVALID_UTF8`) or not a valid traceparent
+ (`LLMUX_ERR_INVALID_ARGUMENT`, e.g. all-zero ids) is refused with a
+ message in `*error_out`, and nothing is started. Without
+ `telemetry.otlp` a valid value is accepted and unused.
+
+ Thread-safe.
+ */
+llmux_result llmux_submit_traced(const struct llmux_engine *engine,
+                                 uint32_t protocol,
+                                 const char *request_json,
+                                 size_t request_len,
+                                 const char *traceparent,
+                                 uint64_t *request_id_out,
+                                 char **error_out);
+
+/*
  Cancels an in-flight request. It ends with an `ERROR` event whose
  `error_kind` is `cancelled` (the body's type is `cancelled` for OpenAI
  callers, `api_error` for Anthropic ones), unless it finished first:

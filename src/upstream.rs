@@ -10,7 +10,7 @@ use crate::config::TimeoutsConfig;
 use crate::events::{Event, EventKind, EventQueue};
 use crate::protocol::{self, sse, PayloadError, Protocol, StreamContext, Usage};
 use serde_json::Value;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 // The runtime's clock, so a paused test clock drives deadlines and latencies.
 use tokio::time::{timeout_at, Instant};
@@ -135,6 +135,8 @@ pub struct AttemptOk {
     pub first_token_ms: f64,
     /// Output tokens per second, when measurable.
     pub throughput: Option<f64>,
+    /// A stream's response id and finish reason (only when traced).
+    pub facts: Option<protocol::StreamFacts>,
 }
 
 /// Everything one attempt needs.
@@ -167,6 +169,41 @@ pub struct AttemptCtx<'a> {
     pub chunks: Option<&'a tokio::sync::mpsc::Sender<Event>>,
     /// Caller headers for Anthropic-protocol endpoints (`anthropic-*`).
     pub forward_headers: &'a [(String, String)],
+    /// Where the attempt counts its body bytes (only when traced).
+    pub bytes: Option<&'a AttemptBytes>,
+}
+
+/// An attempt's body bytes: the request body sent, the response body (or
+/// stream) received so far. Written as the attempt goes, so an attempt cut
+/// short still has its counts.
+#[derive(Debug, Default)]
+pub struct AttemptBytes {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+}
+
+impl AttemptBytes {
+    /// (sent, received).
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl AttemptCtx<'_> {
+    fn count_sent(&self, n: usize) {
+        if let Some(b) = self.bytes {
+            b.sent.store(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn count_received(&self, n: usize) {
+        if let Some(b) = self.bytes {
+            b.received.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 impl AttemptCtx<'_> {
@@ -422,6 +459,7 @@ fn build_request(
         ctx.stream,
     )
     .map_err(|e| AttemptError::new(ErrKind::Translation, e.message()))?;
+    ctx.count_sent(bytes.len());
     let url =
         provider
             .protocol
@@ -655,6 +693,7 @@ async fn run_attempt(ctx: &AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
         let body = read_limited(&mut resp, MAX_ERROR_BODY, until)
             .await
             .unwrap_or_default();
+        ctx.count_received(body.len());
         let title = html_page(&body).flatten();
         let status = resp.status().as_u16();
         return Err(AttemptError::new(
@@ -689,6 +728,7 @@ async fn status_error(
     let body = read_limited(resp, MAX_ERROR_BODY, until)
         .await
         .unwrap_or_default();
+    ctx.count_received(body.len());
     let message = status_message(provider, endpoint, status, &body);
     // A 400/422 from an endpoint the request was translated for may be
     // about the translation (a field valid in one protocol and out of
@@ -729,6 +769,7 @@ async fn whole_body(
             ErrKind::FirstTokenTimeout => dl.before_first_token("no complete response"),
             _ => AttemptError::new(k, m),
         })?;
+    ctx.count_received(body.len());
     if let Some(title) = html_page(&body) {
         return Err(AttemptError::new(
             ErrKind::Malformed,
@@ -754,6 +795,7 @@ async fn whole_body(
         usage: converted.usage,
         first_token_ms: ftl,
         throughput: None,
+        facts: None,
     })
 }
 
@@ -970,6 +1012,7 @@ async fn stream_body(
                 return Err(close_broken(ctx, &mut *adapter, err));
             }
         };
+        ctx.count_received(bytes.len());
         if let Err(e) = decoder.feed(&bytes, &mut events) {
             let m = PayloadError::Malformed(e.to_string());
             let mut err = payload_error(provider, true, m);
@@ -1014,6 +1057,8 @@ async fn stream_body(
         usage,
         first_token_ms: first.duration_since(dl.start).as_secs_f64() * 1000.0,
         throughput,
+        // Read once, at the end, and only for a trace (`bytes` is set then).
+        facts: ctx.bytes.map(|_| adapter.facts()),
     })
 }
 
@@ -1138,6 +1183,7 @@ mod tests {
             on_first_token: &|_| {},
             chunks: None,
             forward_headers: &[],
+            bytes: None,
         })
         .await;
         assert_eq!(r.unwrap_err().kind, ErrKind::FirstTokenTimeout);

@@ -21,6 +21,7 @@ fn trace<'a>() -> RequestTrace<'a> {
         end_ns: 2_000,
         first_token_ms: (status == 200).then_some(12.5),
         hedge: false,
+        bytes: Some((1_800, 2_400)),
     };
     RequestTrace {
         trace_id: [7; 16],

@@ -287,6 +287,31 @@ public:
         return id;
     }
 
+    // The same, with the caller's W3C trace context: with telemetry.otlp in
+    // the config, the request's span ("chat {model}") is a child of the span
+    // `traceparent` names ("00-<32 hex>-<16 hex>-<2 hex>"; empty: no
+    // parent). Throws Error(InvalidArgument) for a malformed traceparent
+    // (one holding a NUL too), Error(InvalidUtf8) for one that is not UTF-8.
+    RequestId submit(Protocol protocol, std::string_view request_json,
+                     std::string_view traceparent) const {
+        return try_submit(protocol, request_json, traceparent).value();
+    }
+    Result<RequestId> try_submit(Protocol protocol, std::string_view request_json,
+                                 std::string_view traceparent) const {
+        if (traceparent.find('\0') != std::string_view::npos)
+            return detail::make_error(LLMUX_RESULT_ERR_INVALID_ARGUMENT,
+                                      "traceparent holds a NUL character");
+        const std::string tp(traceparent);  // NUL-terminated for the C call
+        RequestId id = 0;
+        char* err = nullptr;
+        llmux_result rc = llmux_submit_traced(e_.get(), static_cast<std::uint32_t>(protocol),
+                                              request_json.data(), request_json.size(),
+                                              tp.c_str(), &id, &err);
+        detail::CString msg(err);
+        if (rc != LLMUX_RESULT_OK) return detail::make_error(rc, msg.get());
+        return id;
+    }
+
     // Cancels an in-flight request: it ends with one Error event of type
     // "cancelled" (unless it finished first). Throws Error(UnknownRequest)
     // when the id is unknown or the request already ended.

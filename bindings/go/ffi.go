@@ -96,6 +96,21 @@ func cSubmit(eng *C.llmux_engine, protocol uint32, body []byte) (uint64, error) 
 	return uint64(id), nil
 }
 
+// cSubmitTraced is cSubmit through llmux_submit_traced: the request's span
+// is a child of the W3C traceparent tp (NUL-terminated copy).
+func cSubmitTraced(eng *C.llmux_engine, protocol uint32, body []byte, tp string) (uint64, error) {
+	ctp := C.CString(tp)
+	defer C.free(unsafe.Pointer(ctp))
+	var id C.uint64_t
+	var msg *C.char
+	rc := C.llmux_submit_traced(eng, C.uint32_t(protocol), bytesArg(body), C.size_t(len(body)), ctp, &id, &msg)
+	runtime.KeepAlive(body)
+	if rc != C.LLMUX_RESULT_OK {
+		return 0, newError(ResultCode(rc), takeString(msg))
+	}
+	return uint64(id), nil
+}
+
 func cCancel(eng *C.llmux_engine, id uint64) ResultCode {
 	return ResultCode(C.llmux_cancel(eng, C.uint64_t(id)))
 }

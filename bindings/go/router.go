@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,7 +224,16 @@ func (c *core) submit(ctx context.Context, protocol uint32, body []byte) (*call,
 	if closing || c.eng == nil {
 		return nil, ErrClosed
 	}
-	id, err := cSubmit(c.eng, protocol, body)
+	var id uint64
+	var err error
+	if tp, ok := ctx.Value(traceparentKey{}).(string); ok {
+		if strings.IndexByte(tp, 0) >= 0 {
+			return nil, newError(ResultInvalidArgument, "traceparent holds a NUL byte")
+		}
+		id, err = cSubmitTraced(c.eng, protocol, body, tp)
+	} else {
+		id, err = cSubmit(c.eng, protocol, body)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -427,4 +437,18 @@ func (cl *call) take() (ev rawEvent, failure error, ok bool) {
 		return rawEvent{}, cl.failure, true
 	}
 	return rawEvent{}, nil, false
+}
+
+type traceparentKey struct{}
+
+// WithTraceparent returns a context that makes the requests started with
+// it children of the W3C trace context tp (a "traceparent" header value,
+// 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>): with
+// telemetry.otlp in the config, each request span ("chat {model}") is
+// exported in that trace under that span, and the flags' sampled bit
+// decides whether it is exported. An empty tp means no parent. A malformed
+// tp makes the request fail at once with an *Error whose Code is
+// ResultInvalidArgument (nothing is started).
+func WithTraceparent(ctx context.Context, tp string) context.Context {
+	return context.WithValue(ctx, traceparentKey{}, tp)
 }

@@ -100,6 +100,11 @@ impl Rejection {
         self
     }
 
+    /// The HTTP status, the outcome name and the message (for a trace).
+    pub fn parts(&self) -> (u16, &'static str, &str) {
+        (self.status, self.reason, &self.message)
+    }
+
     pub fn header(mut self, name: &'static str, value: &'static str) -> Rejection {
         self.header = Some((name, value));
         self

@@ -489,7 +489,11 @@ pub(crate) async fn submit(
                     .model(prepared.model())
                     .key(key)
             };
-            app.keyring.admit(reject, k, &prepared).await?
+            let admitted = app.keyring.admit(reject, k, &prepared).await;
+            if let (Err(rej), Some(s)) = (&admitted, &span) {
+                trace_refusal(tracer.as_deref(), s, &prepared, key, rej);
+            }
+            admitted?
         }
         None => None,
     };
@@ -502,6 +506,26 @@ pub(crate) async fn submit(
         lease,
         span,
     })
+}
+
+/// The spans of a request the caller's key refused.
+fn trace_refusal(
+    tracer: Option<&llmux::telemetry::Tracer>,
+    span: &crate::tracing::HttpSpan,
+    prepared: &llmux::Prepared,
+    key: &str,
+    rej: &Rejection,
+) {
+    let (status, reason, message) = rej.parts();
+    let refused = crate::tracing::Refused {
+        model: prepared.model(),
+        stream: prepared.is_stream(),
+        key,
+        status,
+        reason,
+        message,
+    };
+    span.refused(tracer, &refused);
 }
 
 /// A request the engine took: its events, the key's reservation and the

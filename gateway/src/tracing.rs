@@ -100,3 +100,47 @@ impl HttpSpan {
         });
     }
 }
+
+/// A request the caller's key refused before the engine saw it.
+pub struct Refused<'a> {
+    pub model: &'a str,
+    pub stream: bool,
+    /// The key's name (never its secret).
+    pub key: &'a str,
+    pub status: u16,
+    /// The outcome name (`budget_exhausted`, `rate_limited`, ...).
+    pub reason: &'a str,
+    pub message: &'a str,
+}
+
+impl HttpSpan {
+    /// Records the request span of a refused request (child of this span,
+    /// no attempts; `error.type` is the refusal's reason) and ends this
+    /// span with the refusal's status.
+    pub fn refused(&self, tracer: Option<&Tracer>, r: &Refused) {
+        let Some(t) = tracer else { return };
+        let s = |v: &str| AttrValue::Str(v.to_owned());
+        let attributes = vec![
+            ("gen_ai.operation.name", s("chat")),
+            ("gen_ai.request.model", s(r.model)),
+            ("llmux.stream", AttrValue::Bool(r.stream)),
+            ("llmux.outcome", s(r.reason)),
+            ("llmux.attempts", AttrValue::Int(0)),
+            ("llmux.key", s(r.key)),
+            ("llmux.refused_by", s("key")),
+            ("error.type", s(r.reason)),
+        ];
+        t.record(SpanData {
+            trace_id: self.ctx.trace_id,
+            span_id: new_span_id(),
+            parent: Some(self.ctx.span_id),
+            name: format!("chat {}", r.model),
+            kind: SpanKind::Client,
+            start_ns: unix_ns(self.start),
+            end_ns: unix_ns(SystemTime::now()),
+            attributes,
+            error: Some(r.message.to_owned()),
+        });
+        self.end(tracer, r.status, r.reason);
+    }
+}

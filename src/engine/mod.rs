@@ -119,6 +119,11 @@ impl Prepared {
         &self.req.requested_model
     }
 
+    /// Whether the request asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.req.stream
+    }
+
     /// Slugs of every model the request may be served by (fallbacks too).
     pub fn models(&self) -> impl Iterator<Item = &str> {
         self.req.routes.iter().map(|r| r.slug.as_str())
@@ -416,6 +421,19 @@ impl Engine {
 
     /// Validates and starts a request; returns its id. Never blocks on I/O.
     pub fn submit(&self, protocol: Protocol, body: &[u8]) -> Result<u64, SubmitError> {
+        self.submit_traced(protocol, body, None)
+    }
+
+    /// [`Engine::submit`] with the W3C trace context its request span is a
+    /// child of (the C ABI's `llmux_submit_traced`; parse a `traceparent`
+    /// with [`crate::telemetry::TraceContext::parse`]). Ignored without
+    /// `telemetry.otlp`.
+    pub fn submit_traced(
+        &self,
+        protocol: Protocol,
+        body: &[u8],
+        parent: Option<crate::telemetry::TraceContext>,
+    ) -> Result<u64, SubmitError> {
         let inner = self.inner();
         if inner.closing.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
@@ -427,7 +445,11 @@ impl Engine {
         inner.active.fetch_add(1, Ordering::AcqRel);
         match &self.runtime {
             Some(rt) => {
-                rt.spawn(run::run(inner, id, req, rx, run::Channel::default()));
+                let channel = run::Channel {
+                    traceparent: parent,
+                    ..run::Channel::default()
+                };
+                rt.spawn(run::run(inner, id, req, rx, channel));
             }
             None => return Err(SubmitError::ShuttingDown),
         }
@@ -1064,6 +1086,7 @@ async fn probe(inner: Arc<Inner>, e: usize) {
         on_first_token: &on_first,
         chunks: None,
         forward_headers: &[],
+        bytes: None,
     })
     .await;
     guard.open = false;

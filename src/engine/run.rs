@@ -88,6 +88,8 @@ struct AttemptRecord {
     finished: bool,
     /// Started beside a running attempt (a hedge).
     hedge: bool,
+    /// Body bytes sent and received (only when the engine traces).
+    bytes: Option<Arc<upstream::AttemptBytes>>,
 }
 
 /// What the request task accumulates.
@@ -98,6 +100,8 @@ struct RunState {
     served_model: Option<String>,
     first_token_ms: Option<f64>,
     usage: Option<Usage>,
+    /// The served stream's response id and finish reason (when traced).
+    facts: Option<crate::protocol::StreamFacts>,
 }
 
 /// Emits the terminal event exactly once; on drop without one (panic,
@@ -318,6 +322,7 @@ fn start(sh: &Shared<'_>, st: &mut RunState, e: usize) -> Option<usize> {
         started: Instant::now(),
         finished: !ok,
         hedge: false,
+        bytes: sh.inner.tracer.as_ref().map(|_| Arc::default()),
     });
     ok.then(|| st.attempts.len() - 1)
 }
@@ -331,6 +336,7 @@ async fn exec(
     route: &ModelRoute,
     e: usize,
     (slot, nth): (usize, usize),
+    bytes: Option<Arc<upstream::AttemptBytes>>,
 ) -> AttemptResult {
     let inner = sh.inner;
     let c = &inner.catalog;
@@ -379,6 +385,7 @@ async fn exec(
         on_first_token: &on_first,
         chunks: sh.chunks,
         forward_headers: sh.headers,
+        bytes: bytes.as_deref(),
     })
     .await;
     // The health table hears of every attempt exactly once: here when it
@@ -428,6 +435,7 @@ fn finish(st: &mut RunState, idx: usize, route: &ModelRoute, r: &AttemptResult) 
             st.served_model = Some(route.slug.clone());
             st.first_token_ms = Some(ok.first_token_ms);
             st.usage = ok.usage;
+            st.facts.clone_from(&ok.facts);
         }
         Err(err) => {
             rec.outcome = err.kind.as_str();
@@ -465,7 +473,8 @@ async fn hedged(
     let ia = start(sh, st, a)?;
     *slot += 1;
     let sa = *slot;
-    let mut fa = Some(Box::pin(exec(sh, route, a, (sa, ia + 1))));
+    let bytes = st.attempts[ia].bytes.clone();
+    let mut fa = Some(Box::pin(exec(sh, route, a, (sa, ia + 1), bytes)));
     tokio::select! {
         r = maybe(&mut fa) => {
             finish(st, ia, route, &r);
@@ -486,7 +495,8 @@ async fn hedged(
     st.attempts[ib].hedge = true;
     *slot += 1;
     let sb = *slot;
-    let mut fb = Some(Box::pin(exec(sh, route, b, (sb, ib + 1))));
+    let bytes = st.attempts[ib].bytes.clone();
+    let mut fb = Some(Box::pin(exec(sh, route, b, (sb, ib + 1), bytes)));
     let lost = || {
         Err(AttemptError::new(
             ErrKind::HedgeLost,
@@ -688,7 +698,8 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
                         None => None,
                         Some(idx) => {
                             slot += 1;
-                            let r = exec(sh, route, e, (slot, idx + 1)).await;
+                            let bytes = st.attempts[idx].bytes.clone();
+                            let r = exec(sh, route, e, (slot, idx + 1), bytes).await;
                             finish(st, idx, route, &r);
                             Some(r)
                         }
@@ -959,8 +970,17 @@ fn trace_request(
         outcome,
         error,
         body,
+        facts: st.facts.as_ref(),
         routing,
-        attempts: st.attempts.iter().map(|a| (a.started, a.hedge)).collect(),
+        attempts: st
+            .attempts
+            .iter()
+            .map(|a| super::trace::Mark {
+                started: a.started,
+                hedge: a.hedge,
+                bytes: a.bytes.as_ref().map(|b| b.get()),
+            })
+            .collect(),
     };
     super::trace::export(inner, req, finished);
 }

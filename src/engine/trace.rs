@@ -39,9 +39,20 @@ pub(super) struct Finished<'a> {
     pub(super) error: Option<&'a str>,
     /// A non-streaming response body (the caller's protocol).
     pub(super) body: Option<&'a str>,
+    /// A stream's response id and finish reason, from its adapter.
+    pub(super) facts: Option<&'a crate::protocol::StreamFacts>,
     pub(super) routing: &'a crate::api::RoutingRecord<'a>,
-    /// Per attempt: start, whether it was a hedge.
-    pub(super) attempts: Vec<(Instant, bool)>,
+    /// Per attempt, in the routing record's order.
+    pub(super) attempts: Vec<Mark>,
+}
+
+/// What the request task noted of an attempt besides its routing record.
+pub(super) struct Mark {
+    pub(super) started: Instant,
+    /// Started beside a running attempt.
+    pub(super) hedge: bool,
+    /// Body bytes (sent, received).
+    pub(super) bytes: Option<(u64, u64)>,
 }
 
 fn ns(wall: SystemTime, started: Instant, at: Instant) -> u64 {
@@ -52,16 +63,19 @@ fn ns(wall: SystemTime, started: Instant, at: Instant) -> u64 {
 }
 
 /// The response's id and finish reasons, read from a non-streaming body of
-/// any protocol (`choices[].finish_reason`, `stop_reason`, `status`).
+/// any protocol (`choices[].finish_reason`, `stop_reason`, `status`,
+/// Gemini's `responseId` and `candidates[].finishReason`).
 fn response_facts(body: &str) -> (Option<String>, Vec<String>) {
     #[derive(serde::Deserialize)]
     struct Choice {
+        #[serde(alias = "finishReason")]
         finish_reason: Option<String>,
     }
     #[derive(serde::Deserialize)]
     struct Body {
+        #[serde(alias = "responseId")]
         id: Option<String>,
-        #[serde(default)]
+        #[serde(default, alias = "candidates")]
         choices: Vec<Choice>,
         stop_reason: Option<String>,
         status: Option<String>,
@@ -76,6 +90,15 @@ fn response_facts(body: &str) -> (Option<String>, Vec<String>) {
         .collect();
     reasons.extend(b.stop_reason.or(b.status));
     (b.id, reasons)
+}
+
+/// The response id and finish reasons: from the body, else the stream's.
+fn facts_of(f: &Finished) -> (Option<String>, Vec<String>) {
+    match (f.body, f.facts) {
+        (Some(body), _) => response_facts(body),
+        (None, Some(s)) => (s.id.clone(), s.finish_reason.iter().cloned().collect()),
+        (None, None) => (None, Vec::new()),
+    }
 }
 
 /// The request's `messages` (or Responses `input`) as compact JSON, for a
@@ -108,8 +131,8 @@ pub(super) fn export(inner: &Inner, req: &ParsedRequest, f: Finished) {
         .attempts
         .iter()
         .zip(&f.attempts)
-        .map(|(a, &(at, hedge))| {
-            let start_ns = ns(f.start.wall, f.start.started, at);
+        .map(|(a, m)| {
+            let start_ns = ns(f.start.wall, f.start.started, m.started);
             let success = a.outcome == "success";
             AttemptTrace {
                 endpoint: &a.endpoint,
@@ -126,11 +149,12 @@ pub(super) fn export(inner: &Inner, req: &ParsedRequest, f: Finished) {
                 first_token_ms: r
                     .first_token_ms
                     .filter(|_| success || served == Some(&*a.endpoint)),
-                hedge,
+                hedge: m.hedge,
+                bytes: m.bytes,
             }
         })
         .collect();
-    let (response_id, finish_reasons) = f.body.map(response_facts).unwrap_or_default();
+    let (response_id, finish_reasons) = facts_of(&f);
     let capture = settings.capture_content;
     let input = capture.then(|| captured_input(req)).flatten();
     let trace = RequestTrace {

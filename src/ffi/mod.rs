@@ -331,6 +331,97 @@ pub unsafe extern "C" fn llmux_submit(
     request_id_out: *mut u64,
     error_out: *mut *mut c_char,
 ) -> llmux_result {
+    submit_impl(
+        engine,
+        protocol,
+        (request_json, request_len),
+        None,
+        request_id_out,
+        error_out,
+    )
+}
+
+/// Like `llmux_submit`, with the caller's W3C trace context: with
+/// `telemetry.otlp` in the config, the request's span (`chat {model}`) is a
+/// child of the span `traceparent` names, in its trace, and the parent's
+/// sampled flag decides whether it is exported.
+///
+/// `traceparent` is a NUL-terminated W3C `traceparent` value,
+/// `00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`. NULL or
+/// `""`: no parent (the same as `llmux_submit`). A value that is not UTF-8
+/// (`LLMUX_ERR_INVALID_UTF8`) or not a valid traceparent
+/// (`LLMUX_ERR_INVALID_ARGUMENT`, e.g. all-zero ids) is refused with a
+/// message in `*error_out`, and nothing is started. Without
+/// `telemetry.otlp` a valid value is accepted and unused.
+///
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn llmux_submit_traced(
+    engine: *const llmux_engine,
+    protocol: u32,
+    request_json: *const c_char,
+    request_len: usize,
+    traceparent: *const c_char,
+    request_id_out: *mut u64,
+    error_out: *mut *mut c_char,
+) -> llmux_result {
+    guard(|| {
+        let parent = match traceparent_arg(traceparent) {
+            Ok(p) => p,
+            Err((code, message)) => {
+                set_error(error_out, message);
+                return code;
+            }
+        };
+        submit_impl(
+            engine,
+            protocol,
+            (request_json, request_len),
+            parent,
+            request_id_out,
+            error_out,
+        )
+    })
+}
+
+/// A `traceparent` argument: NULL or empty is none; anything else must be
+/// a valid W3C traceparent.
+unsafe fn traceparent_arg(
+    ptr: *const c_char,
+) -> Result<Option<crate::telemetry::TraceContext>, (llmux_result, String)> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the caller guarantees a NUL-terminated string.
+    let Ok(text) = CStr::from_ptr(ptr).to_str() else {
+        let m = "traceparent is not UTF-8 text".to_owned();
+        return Err((llmux_result::ErrInvalidUtf8, m));
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match crate::telemetry::TraceContext::parse(text) {
+        Some(c) => Ok(Some(c)),
+        None => {
+            let shown: String = text.chars().take(80).collect();
+            let m = format!(
+                "traceparent `{shown}` is not a W3C traceparent \
+                 (00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>, ids not all zero)"
+            );
+            Err((llmux_result::ErrInvalidArgument, m))
+        }
+    }
+}
+
+/// `llmux_submit` and `llmux_submit_traced`.
+unsafe fn submit_impl(
+    engine: *const llmux_engine,
+    protocol: u32,
+    (request_json, request_len): (*const c_char, usize),
+    parent: Option<crate::telemetry::TraceContext>,
+    request_id_out: *mut u64,
+    error_out: *mut *mut c_char,
+) -> llmux_result {
     guard(|| {
         let Some(engine) = engine_ref(engine) else {
             set_error(
@@ -366,7 +457,7 @@ pub unsafe extern "C" fn llmux_submit(
                 return e;
             }
         };
-        match engine.submit(protocol, text.as_bytes()) {
+        match engine.submit_traced(protocol, text.as_bytes(), parent) {
             Ok(id) => {
                 *request_id_out = id;
                 llmux_result::Ok

@@ -130,6 +130,20 @@ pub trait StreamAdapter: Send {
     fn fail(&mut self, _message: &str) -> Vec<String> {
         Vec::new()
     }
+    /// The response's id as the caller sees it and its finish reason in the
+    /// caller's protocol's words, once the stream carried them (for the
+    /// trace: read once at the end; adapters note them when the events that
+    /// carry them pass, not per chunk).
+    fn facts(&self) -> StreamFacts {
+        StreamFacts::default()
+    }
+}
+
+/// A stream's response id and finish reason ([`StreamAdapter::facts`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StreamFacts {
+    pub id: Option<String>,
+    pub finish_reason: Option<String>,
 }
 
 /// What a non-streaming upstream body became.
@@ -398,6 +412,9 @@ pub fn error_body(caller: Protocol, status: u16, kind: &str, message: &str) -> V
         Protocol::Gemini => gemini::error_body(status, kind, message),
     }
 }
+
+#[cfg(test)]
+mod facts_tests;
 
 #[cfg(test)]
 mod tests {

@@ -124,7 +124,7 @@ use super::gemini;
 use super::ir;
 use super::openai::{self, chat};
 use super::responses;
-use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
+use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamFacts, StreamStep, Usage};
 
 // ---------------------------------------------------------------------------
 // requests and responses: parse the upstream's or caller's body into the
@@ -190,6 +190,10 @@ pub trait EmitDeltas: Send {
     fn fail(&mut self, _message: &str) -> Vec<String> {
         Vec::new()
     }
+    /// The id of the response the caller sees.
+    fn response_id(&self) -> &str;
+    /// A stop reason in the caller's protocol's words.
+    fn finish_name(&self, r: ir::StopReason) -> &'static str;
 }
 
 impl ParseDeltas for openai::stream::ChunkParser {
@@ -221,11 +225,27 @@ impl EmitDeltas for openai::stream::ChunkEmitter {
         openai::stream::ChunkEmitter::emit(self, d, out);
         Ok(())
     }
+
+    fn response_id(&self) -> &str {
+        openai::stream::ChunkEmitter::response_id(self)
+    }
+
+    fn finish_name(&self, r: ir::StopReason) -> &'static str {
+        chat::finish_reason_name(r)
+    }
 }
 
 impl EmitDeltas for anthropic::stream::EventEmitter {
     fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
         anthropic::stream::EventEmitter::emit(self, d, out)
+    }
+
+    fn response_id(&self) -> &str {
+        anthropic::stream::EventEmitter::response_id(self)
+    }
+
+    fn finish_name(&self, r: ir::StopReason) -> &'static str {
+        messages::stop_reason_name(r)
     }
 }
 
@@ -241,11 +261,27 @@ impl EmitDeltas for responses::stream::EventEmitter {
     fn fail(&mut self, message: &str) -> Vec<String> {
         responses::stream::EventEmitter::fail(self, message)
     }
+
+    fn response_id(&self) -> &str {
+        responses::stream::EventEmitter::response_id(self)
+    }
+
+    fn finish_name(&self, r: ir::StopReason) -> &'static str {
+        responses::stream::EventEmitter::status_name(r)
+    }
 }
 
 impl EmitDeltas for gemini::stream::ChunkEmitter {
     fn emit(&mut self, d: ir::Delta, out: &mut Vec<String>) -> Result<(), PayloadError> {
         gemini::stream::ChunkEmitter::emit(self, d, out)
+    }
+
+    fn response_id(&self) -> &str {
+        gemini::stream::ChunkEmitter::response_id(self)
+    }
+
+    fn finish_name(&self, r: ir::StopReason) -> &'static str {
+        gemini::response::finish_reason_name(r)
     }
 }
 
@@ -255,6 +291,8 @@ pub struct Translator<P, E> {
     parser: P,
     emitter: E,
     usage: Option<Usage>,
+    /// The upstream's stop reason, once it came.
+    finish: Option<ir::StopReason>,
     /// Whether thinking deltas reach the emitter (and count as content).
     thinking: bool,
 }
@@ -265,6 +303,7 @@ impl<P: ParseDeltas, E: EmitDeltas> Translator<P, E> {
             parser,
             emitter,
             usage: None,
+            finish: None,
             thinking: true,
         }
     }
@@ -309,8 +348,10 @@ impl<P: ParseDeltas, E: EmitDeltas> StreamAdapter for Translator<P, E> {
             deltas.retain(|d| !matches!(d, ir::Delta::Thinking(_)));
         }
         step_of(deltas, |d, out| {
-            if let ir::Delta::Usage(u) = &d {
-                self.usage = Some(*u);
+            match &d {
+                ir::Delta::Usage(u) => self.usage = Some(*u),
+                ir::Delta::Finish(r) => self.finish = Some(*r),
+                _ => {}
             }
             self.emitter.emit(d, out)
         })
@@ -326,6 +367,13 @@ impl<P: ParseDeltas, E: EmitDeltas> StreamAdapter for Translator<P, E> {
 
     fn fail(&mut self, message: &str) -> Vec<String> {
         self.emitter.fail(message)
+    }
+
+    fn facts(&self) -> StreamFacts {
+        StreamFacts {
+            id: Some(self.emitter.response_id().to_owned()),
+            finish_reason: self.finish.map(|r| self.emitter.finish_name(r).to_owned()),
+        }
     }
 }
 

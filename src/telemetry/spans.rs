@@ -19,6 +19,9 @@ pub struct AttemptTrace<'a> {
     pub first_token_ms: Option<f64>,
     /// Started beside a running attempt (a hedge).
     pub hedge: bool,
+    /// Body bytes sent upstream and received from it (the response body,
+    /// or the stream read so far).
+    pub bytes: Option<(u64, u64)>,
 }
 
 /// One finished request.
@@ -127,6 +130,10 @@ fn attempt_span(r: &RequestTrace, parent: [u8; 8], n: usize, t: &AttemptTrace) -
     }
     if let Some(ms) = t.first_token_ms {
         a.push(("llmux.first_token_ms", AttrValue::F64(ms)));
+    }
+    if let Some((sent, received)) = t.bytes {
+        a.push(("llmux.request.body_bytes", AttrValue::Int(sent as i64)));
+        a.push(("llmux.response.body_bytes", AttrValue::Int(received as i64)));
     }
     let failed = t.outcome != "success";
     if failed {

@@ -500,6 +500,54 @@ static void test_unterminated_request(const llmux_engine *e) {
     free(t);
 }
 
+/* llmux_submit_traced: a valid traceparent (or NULL, or "") starts the
+ * request; one that is not UTF-8 or not a W3C traceparent is refused with a
+ * message naming it, and nothing starts. (The spans themselves are decoded
+ * in gateway/tests/traces.) */
+static void test_submit_traced(const llmux_engine *e) {
+    static const char req[] = REQ("demo/chat", ",\"stream\":false");
+    const char *ok[] = {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", NULL, ""};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        uint64_t id = 0;
+        char *err = NULL;
+        CHECK_RC(llmux_submit_traced(e, LLMUX_PROTOCOL_OPENAI, req, sizeof req - 1, ok[i], &id, &err),
+                 LLMUX_RESULT_OK);
+        CHECK(err == NULL && id != 0);
+        llmux_event_kind kind = 0;
+        char *t = wait_terminal(e, id, &kind);
+        CHECKF(kind == LLMUX_EVENT_KIND_DONE, "%s", t);
+        free(t);
+    }
+    const struct {
+        const char *tp;
+        llmux_result want;
+    } bad[] = {
+        {"garbage", LLMUX_RESULT_ERR_INVALID_ARGUMENT},
+        {"00-00000000000000000000000000000000-00f067aa0ba902b7-01", LLMUX_RESULT_ERR_INVALID_ARGUMENT},
+        {"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", LLMUX_RESULT_ERR_INVALID_ARGUMENT},
+        {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", LLMUX_RESULT_ERR_INVALID_ARGUMENT},
+        {"00-\xff\xfe", LLMUX_RESULT_ERR_INVALID_UTF8},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t id = 0;
+        char *err = NULL;
+        llmux_result rc =
+            llmux_submit_traced(e, LLMUX_PROTOCOL_OPENAI, req, sizeof req - 1, bad[i].tp, &id, &err);
+        CHECKF(rc == bad[i].want, "traceparent %zu: %u, want %u", i, (unsigned)rc, (unsigned)bad[i].want);
+        CHECKF(err != NULL && contains(err, "traceparent"), "message: %s", err ? err : "(none)");
+        CHECK(id == 0);
+        llmux_string_free(err);
+        CHECK_RC(llmux_submit_traced(e, LLMUX_PROTOCOL_OPENAI, req, sizeof req - 1, bad[i].tp, &id, NULL),
+                 bad[i].want);
+    }
+    /* The other arguments are checked as llmux_submit checks them. */
+    uint64_t id = 0;
+    CHECK_RC(llmux_submit_traced(NULL, LLMUX_PROTOCOL_OPENAI, req, sizeof req - 1, NULL, &id, NULL),
+             LLMUX_RESULT_ERR_NULL_ARGUMENT);
+    CHECK_RC(llmux_submit_traced(e, LLMUX_PROTOCOL_OPENAI, NULL, 3, ok[0], &id, NULL),
+             LLMUX_RESULT_ERR_NULL_ARGUMENT);
+}
+
 int main(int argc, char **argv) {
     test_init();
     char *env_copy = NULL;
@@ -517,6 +565,7 @@ int main(int argc, char **argv) {
     test_poll_capacity_zero(e);
     test_unterminated_request(e);
     test_upstream_500(e);
+    test_submit_traced(e);
     llmux_engine_free(e);
 
     free(env_copy);

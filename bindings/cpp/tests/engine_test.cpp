@@ -558,3 +558,25 @@ TEST(Events, OutliveTheEngine) {
     ASSERT_EQ(kept.size(), 1u);
     EXPECT_TRUE(contains(kept[0].data, "Hello from a."));
 }
+
+// llmux_submit_traced through the overload (the spans themselves are
+// decoded in gateway/tests/traces, through the Python binding).
+TEST(Traced, SubmitWithTraceparent) {
+    Engine e = Engine::from_json(config_json());
+    auto id = e.submit(Protocol::OpenAI, chat("demo/solo", false),
+                       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    auto o = collect(e, id, 30s, 200ms);
+    ASSERT_EQ(o.terminals.size(), 1u);
+    EXPECT_EQ(o.terminal().kind, EventKind::Done) << o.terminal().data;
+    auto empty = e.submit(Protocol::OpenAI, chat("demo/solo", false), "");
+    EXPECT_EQ(collect(e, empty, 30s, 200ms).terminals.size(), 1u);
+    for (std::string bad : {std::string("garbage"),
+                            std::string("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+                            std::string("00-4bf9\0x", 8)}) {
+        std::string msg = expect_error(ErrorCode::InvalidArgument,
+                                       [&] { e.submit(Protocol::OpenAI, chat("demo/solo", false), bad); });
+        EXPECT_TRUE(contains(msg, "traceparent")) << msg;
+    }
+    expect_error(ErrorCode::InvalidUtf8,
+                 [&] { e.submit(Protocol::OpenAI, chat("demo/solo", false), "00-\xff\xfe"); });
+}

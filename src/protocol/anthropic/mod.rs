@@ -58,7 +58,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 
-use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
+use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamFacts, StreamStep, Usage};
 
 /// The Anthropic `error.type` for an HTTP status (see the module table).
 pub fn error_type_for_status(status: u16) -> &'static str {
@@ -296,6 +296,9 @@ pub(crate) fn stream_error(data: &Map<String, Value>) -> PayloadError {
 /// as a tree, so every verdict is the one the tree gives.
 pub struct Passthrough {
     usage: UsageAcc,
+    /// The message id (`message_start`) and stop reason (`message_delta`),
+    /// noted when those events pass (once each per stream).
+    facts: StreamFacts,
 }
 
 impl Passthrough {
@@ -303,6 +306,7 @@ impl Passthrough {
     pub fn new(_ctx: StreamContext) -> Self {
         Passthrough {
             usage: UsageAcc::default(),
+            facts: StreamFacts::default(),
         }
     }
 
@@ -328,11 +332,15 @@ impl Passthrough {
         match &*name {
             "error" => return None,
             "message_start" => {
-                let usage = match lite.message {
-                    Some(m) if is_object(m) => serde_json::from_str::<Holder>(m.get()).ok()?.usage,
-                    _ => None,
+                let (usage, id) = match lite.message {
+                    Some(m) if is_object(m) => {
+                        let h = serde_json::from_str::<Holder>(m.get()).ok()?;
+                        (h.usage, h.id)
+                    }
+                    _ => (None, None),
                 };
                 self.usage.update_raw(usage)?;
+                self.facts.id = id.or(self.facts.id.take());
             }
             "content_block_start" => {
                 let block = match lite.content_block {
@@ -352,7 +360,14 @@ impl Passthrough {
                         non_empty(d.text) || non_empty(d.partial_json) || non_empty(d.thinking);
                 }
             }
-            "message_delta" => self.usage.update_raw(lite.usage)?,
+            "message_delta" => {
+                self.usage.update_raw(lite.usage)?;
+                let stop = lite
+                    .delta
+                    .filter(|d| is_object(d))
+                    .and_then(|d| serde_json::from_str::<StopDelta>(d.get()).ok()?.stop_reason);
+                self.facts.finish_reason = stop.or(self.facts.finish_reason.take());
+            }
             "message_stop" => step.finished = true,
             _ => {}
         }
@@ -368,6 +383,10 @@ impl Passthrough {
             "message_start" => {
                 if let Some(u) = data.get("message").and_then(|m| m.get("usage")) {
                     self.usage.update(u);
+                }
+                let id = data.get("message").and_then(|m| m.get("id"));
+                if let Some(id) = id.and_then(Value::as_str) {
+                    self.facts.id = Some(id.to_owned());
                 }
             }
             "content_block_start" => {
@@ -395,6 +414,10 @@ impl Passthrough {
                 if let Some(u) = data.get("usage") {
                     self.usage.update(u);
                 }
+                let stop = data.get("delta").and_then(|d| d.get("stop_reason"));
+                if let Some(r) = stop.and_then(Value::as_str) {
+                    self.facts.finish_reason = Some(r.to_owned());
+                }
             }
             "message_stop" => step.finished = true,
             _ => {}
@@ -419,6 +442,17 @@ impl StreamAdapter for Passthrough {
     fn usage(&self) -> Option<Usage> {
         self.usage.get()
     }
+
+    fn facts(&self) -> StreamFacts {
+        self.facts.clone()
+    }
+}
+
+/// `message_delta.delta`: its stop reason.
+#[derive(Deserialize)]
+struct StopDelta {
+    #[serde(default)]
+    stop_reason: Option<String>,
 }
 
 /// The fields of a stream event the pass-through reads.
@@ -441,6 +475,8 @@ struct LiteEvent<'a> {
 struct Holder<'a> {
     #[serde(borrow, default)]
     usage: Option<&'a RawValue>,
+    #[serde(default)]
+    id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -290,6 +290,11 @@ impl EventEmitter {
         self.usage
     }
 
+    /// The id of the message this emitter writes.
+    pub fn response_id(&self) -> &str {
+        &self.ctx.id
+    }
+
     fn push(out: &mut Vec<String>, ev: &EventOut) {
         out.extend(serde_json::to_string(ev).ok());
     }

@@ -15,7 +15,9 @@ use super::response::{
 use super::{Content, FunctionCall, Part, UsageMetadata};
 use crate::protocol::ir::{Delta, StopReason};
 use crate::protocol::wire::{self, bad};
-use crate::protocol::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
+use crate::protocol::{
+    PayloadError, SseEvent, StreamAdapter, StreamContext, StreamFacts, StreamStep, Usage,
+};
 
 /// An upstream's chunks -> canonical deltas (candidate 0). Text parts are
 /// text, `thought: true` parts thinking (signatures are not carried by
@@ -27,11 +29,18 @@ pub struct ChunkParser {
     started: bool,
     calls: u64,
     usage: Option<Usage>,
+    /// The upstream's `responseId` (first seen) and `finishReason`.
+    facts: StreamFacts,
 }
 
 impl ChunkParser {
     pub fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    /// The upstream's response id and finish reason, as it wrote them.
+    pub fn facts(&self) -> &StreamFacts {
+        &self.facts
     }
 
     pub fn parse(&mut self, ev: &SseEvent) -> Result<Vec<Delta>, PayloadError> {
@@ -46,6 +55,9 @@ impl ChunkParser {
             out.push(Delta::Start);
         }
         let id = chunk.response_id.unwrap_or_default();
+        if self.facts.id.is_none() && !id.is_empty() {
+            self.facts.id = Some(id.clone());
+        }
         let mut finish = None;
         for c in chunk.candidates.into_iter().filter(|c| c.index == 0) {
             for p in c.content.map(|c| c.parts).unwrap_or_default() {
@@ -61,6 +73,7 @@ impl ChunkParser {
         }
         if let Some(f) = finish {
             out.push(Delta::Finish(parse_finish_reason(&f, self.calls > 0)));
+            self.facts.finish_reason = Some(f);
             out.push(Delta::Done);
         } else if chunk.prompt_feedback.and_then(|f| f.block_reason).is_some() {
             out.push(Delta::Finish(StopReason::Refusal));
@@ -126,6 +139,11 @@ impl ChunkEmitter {
 
     pub fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    /// The `responseId` of the chunks this emitter writes.
+    pub fn response_id(&self) -> &str {
+        &self.ctx.id
     }
 
     fn chunk(&self, parts: Vec<Part>, finish: Option<StopReason>) -> String {
@@ -260,5 +278,9 @@ impl StreamAdapter for Passthrough {
 
     fn usage(&self) -> Option<Usage> {
         self.parser.usage()
+    }
+
+    fn facts(&self) -> StreamFacts {
+        self.parser.facts().clone()
     }
 }

@@ -7,7 +7,7 @@ pub mod stream;
 /// What llmux appends to a Chat Completions provider's base URL.
 pub const PATH: &str = "/chat/completions";
 
-use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
+use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamFacts, StreamStep, Usage};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -255,6 +255,29 @@ pub struct Passthrough {
     ctx: StreamContext,
     usage: Option<Usage>,
     finish_seen: bool,
+    /// Read from the first chunk with a finish reason (once per stream).
+    facts: StreamFacts,
+}
+
+/// The id and finish reason of the chunk that finishes a stream.
+fn finish_facts(data: &str) -> StreamFacts {
+    #[derive(Deserialize)]
+    struct Choice {
+        finish_reason: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Chunk {
+        id: Option<String>,
+        #[serde(default)]
+        choices: Vec<Choice>,
+    }
+    let Ok(c) = serde_json::from_str::<Chunk>(data) else {
+        return StreamFacts::default();
+    };
+    StreamFacts {
+        id: c.id,
+        finish_reason: c.choices.into_iter().find_map(|c| c.finish_reason),
+    }
 }
 
 impl Passthrough {
@@ -263,6 +286,7 @@ impl Passthrough {
             ctx,
             usage: None,
             finish_seen: false,
+            facts: StreamFacts::default(),
         }
     }
 }
@@ -289,6 +313,9 @@ impl Passthrough {
         }
         let choices = lite.choices.unwrap_or_default();
         let (content, finish) = choices.check()?;
+        if finish && !self.finish_seen {
+            self.facts = finish_facts(&ev.data);
+        }
         self.finish_seen |= finish;
         let forward = choices.len > 0 || self.ctx.include_usage;
         let step = StreamStep {
@@ -318,6 +345,10 @@ impl StreamAdapter for Passthrough {
 
     fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    fn facts(&self) -> StreamFacts {
+        self.facts.clone()
     }
 }
 

@@ -227,6 +227,11 @@ impl ChunkEmitter {
         }
     }
 
+    /// The id of the chunks this emitter writes.
+    pub fn response_id(&self) -> &str {
+        &self.ctx.id
+    }
+
     fn chunk(&self, delta: DeltaOut, finish: Option<&'static str>) -> String {
         self.write(
             vec![ChoiceOut {

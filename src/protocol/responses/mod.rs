@@ -24,7 +24,9 @@ pub use request::{emit_request, parse_request};
 pub use response::{emit_response, parse_response};
 
 use super::ir::{Issuer, Signature};
-use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamStep, Usage};
+use super::{
+    PayloadError, SseEvent, StreamAdapter, StreamContext, StreamFacts, StreamStep, Usage,
+};
 use serde_json::{json, Map, Value};
 
 /// What llmux appends to a Responses provider's base URL.
@@ -284,6 +286,8 @@ pub struct Passthrough {
     /// The latest lifecycle snapshot (`response.created` / `in_progress`).
     response: Map<String, Value>,
     next_seq: u64,
+    /// The final response's id and status.
+    facts: StreamFacts,
 }
 
 impl Passthrough {
@@ -302,6 +306,7 @@ impl Passthrough {
             usage: None,
             response,
             next_seq: 0,
+            facts: StreamFacts::default(),
         }
     }
 }
@@ -373,6 +378,11 @@ impl StreamAdapter for Passthrough {
         match name.as_str() {
             "response.completed" | "response.incomplete" => {
                 self.usage = r.get("usage").and_then(parse_usage);
+                let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
+                self.facts = StreamFacts {
+                    id: text("id"),
+                    finish_reason: text("status"),
+                };
                 step.finished = true;
             }
             _ => self.response = r.clone(),
@@ -387,6 +397,10 @@ impl StreamAdapter for Passthrough {
 
     fn configure(&mut self, _request: &Map<String, Value>, origin: &str) {
         self.origin = origin.to_owned();
+    }
+
+    fn facts(&self) -> StreamFacts {
+        self.facts.clone()
     }
 
     fn fail(&mut self, message: &str) -> Vec<String> {

@@ -355,6 +355,16 @@ impl EventEmitter {
         }
     }
 
+    /// The id of the response this emitter writes.
+    pub fn response_id(&self) -> &str {
+        &self.shell.id
+    }
+
+    /// A stop reason as the response's `status`.
+    pub fn status_name(r: StopReason) -> &'static str {
+        status_for(r).0
+    }
+
     /// Echoes the caller's request in the response and restores its
     /// namespaced tool names.
     pub fn configure(&mut self, request: &Map<String, Value>) {

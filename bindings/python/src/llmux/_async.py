@@ -78,11 +78,11 @@ class _AsyncCore(CoreBase["asyncio.Queue[Item]"]):
             if len(batch) < BATCH:
                 return
 
-    def submit(self, protocol: int, body: bytes) -> "tuple[int, asyncio.Queue[Item]]":
+    def submit(self, protocol: int, body: bytes, traceparent: Optional[str] = None) -> "tuple[int, asyncio.Queue[Item]]":
         if self.closing:
             raise RouterClosedError("the router is closed")
         self._bind()
-        rid = self.engine.submit(protocol, body)
+        rid = self.engine.submit(protocol, body, traceparent)
         q: "asyncio.Queue[Item]" = asyncio.Queue()
         self.queues[rid] = q
         self.live.add(rid)
@@ -194,6 +194,7 @@ class AsyncCompletions:
         messages: Iterable[Mapping[str, Any]],
         stream: Literal[False] = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> ChatCompletion: ...
 
@@ -205,6 +206,7 @@ class AsyncCompletions:
         messages: Iterable[Mapping[str, Any]],
         stream: Literal[True],
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> AsyncStream[ChatCompletionChunk]: ...
 
@@ -215,10 +217,11 @@ class AsyncCompletions:
         messages: Iterable[Mapping[str, Any]],
         stream: bool = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Union[ChatCompletion, AsyncStream[ChatCompletionChunk]]:
         body = openai_body(model, messages, stream, kwargs, extra_body)
-        result = await self._router._run(Protocol.OPENAI, body, stream, ChatCompletion, ChatCompletionChunk)
+        result = await self._router._run(Protocol.OPENAI, body, stream, ChatCompletion, ChatCompletionChunk, traceparent)
         return cast("Union[ChatCompletion, AsyncStream[ChatCompletionChunk]]", result)
 
 
@@ -242,6 +245,7 @@ class AsyncMessages:
         messages: Iterable[Mapping[str, Any]],
         stream: Literal[False] = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Message: ...
 
@@ -254,6 +258,7 @@ class AsyncMessages:
         messages: Iterable[Mapping[str, Any]],
         stream: Literal[True],
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> AsyncStream[MessageStreamEvent]: ...
 
@@ -265,10 +270,11 @@ class AsyncMessages:
         messages: Iterable[Mapping[str, Any]],
         stream: bool = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Union[Message, AsyncStream[MessageStreamEvent]]:
         body = anthropic_body(model, max_tokens, messages, stream, kwargs, extra_body)
-        result = await self._router._run(Protocol.ANTHROPIC, body, stream, Message, MessageStreamEvent)
+        result = await self._router._run(Protocol.ANTHROPIC, body, stream, Message, MessageStreamEvent, traceparent)
         return cast("Union[Message, AsyncStream[MessageStreamEvent]]", result)
 
 
@@ -286,6 +292,7 @@ class AsyncResponses:
         input: Union[str, Iterable[Mapping[str, Any]]],
         stream: Literal[False] = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Response: ...
 
@@ -297,6 +304,7 @@ class AsyncResponses:
         input: Union[str, Iterable[Mapping[str, Any]]],
         stream: Literal[True],
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> AsyncStream[ResponseStreamEvent]: ...
 
@@ -307,10 +315,11 @@ class AsyncResponses:
         input: Union[str, Iterable[Mapping[str, Any]]],
         stream: bool = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Union[Response, AsyncStream[ResponseStreamEvent]]:
         body = responses_body(model, input, stream, kwargs, extra_body)
-        result = await self._router._run(Protocol.RESPONSES, body, stream, Response, ResponseStreamEvent)
+        result = await self._router._run(Protocol.RESPONSES, body, stream, Response, ResponseStreamEvent, traceparent)
         return cast("Union[Response, AsyncStream[ResponseStreamEvent]]", result)
 
 
@@ -333,9 +342,17 @@ class AsyncRouter(RouterBase[_AsyncCore]):
     def _backend(self) -> Optional[_AsyncCore]:
         return self._core
 
-    async def _run(self, protocol: int, body: bytes, stream: bool, response_cls: Type[Any], chunk_cls: Type[Any]) -> Any:
+    async def _run(
+        self,
+        protocol: int,
+        body: bytes,
+        stream: bool,
+        response_cls: Type[Any],
+        chunk_cls: Type[Any],
+        traceparent: Optional[str] = None,
+    ) -> Any:
         core = self._open_backend()
-        rid, q = core.submit(protocol, body)
+        rid, q = core.submit(protocol, body, traceparent)
         if stream:
             return AsyncStream(self, core, rid, q, chunk_cls)
         kind, data = await _wait(core, rid, q)

@@ -12,10 +12,10 @@ import json
 import os
 import threading
 from ctypes import byref, c_int, c_size_t, c_uint64, c_void_p, string_at
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _ffi
-from ._errors import ConfigError, LLMuxError, RouterClosedError, error_from_code
+from ._errors import ConfigError, InvalidRequestError, LLMuxError, RouterClosedError, error_from_code
 from ._ffi import Result
 
 #: A config: a dict (serialised to JSON), JSON text (str or bytes), or a path.
@@ -89,15 +89,24 @@ class _Engine:
 
     # -- calls -------------------------------------------------------------
 
-    def submit(self, protocol: int, body: bytes) -> int:
+    def submit(self, protocol: int, body: bytes, traceparent: Optional[str] = None) -> int:
+        """Submits a request; with ``traceparent`` (a W3C ``traceparent``
+        value) through ``llmux_submit_traced``, so its span is a child of
+        the caller's."""
+        tp = _traceparent_arg(self._lib, traceparent)
         ptr = self._enter()
         try:
             rid = c_uint64()
             err = c_void_p()
-            rc = self._lib.llmux_submit(ptr, protocol, body, len(body), byref(rid), byref(err))
+            if tp is None:
+                rc = self._lib.llmux_submit(ptr, protocol, body, len(body), byref(rid), byref(err))
+            else:
+                rc = self._lib.llmux_submit_traced(ptr, protocol, body, len(body), tp, byref(rid), byref(err))
             message = _ffi.take_string(err) if err.value else None
         finally:
             self._exit()
+        if rc == Result.ERR_INVALID_ARGUMENT and tp is not None:
+            raise InvalidRequestError(message or "invalid traceparent", code=rc)  # a malformed traceparent
         if rc != Result.OK:
             raise error_from_code(rc, message)
         return int(rid.value)
@@ -262,3 +271,18 @@ def copy_events(events: "ctypes.Array[_ffi.llmux_event]", n: int) -> List[RawEve
             data = string_at(events[i].data, ev.data_len)
         out.append((ev.request_id, ev.kind, data))
     return out
+
+
+def _traceparent_arg(lib: Any, traceparent: Optional[str]) -> Optional[bytes]:
+    """The ``traceparent`` for ``llmux_submit_traced`` (None: plain submit).
+    Refused here: a value that is not a str or holds a NUL character (C
+    would cut it short); the library checks the rest."""
+    if traceparent is None:
+        return None
+    if not isinstance(traceparent, str):
+        raise TypeError(f"traceparent must be a str, not {type(traceparent).__name__}")
+    if "\0" in traceparent:
+        raise InvalidRequestError("traceparent holds a NUL character", code=Result.ERR_INVALID_ARGUMENT)
+    if not _ffi.has(lib, "llmux_submit_traced"):
+        raise LLMuxError("this libllmux has no llmux_submit_traced (it is older than the binding)")
+    return traceparent.encode("utf-8", "surrogateescape")

@@ -145,6 +145,10 @@ def _declare(cdll: ctypes.CDLL) -> None:
             c_uint32,
         ),
         "llmux_engine_reload": ([_engine_p, c_char_p, c_size_t, _str_out, _str_out], c_uint32),
+        "llmux_submit_traced": (
+            [_engine_p, c_uint32, c_char_p, c_size_t, c_char_p, POINTER(c_uint64), _str_out],
+            c_uint32,
+        ),
     }
     for name, (argtypes, restype) in sigs.items():
         fn = getattr(cdll, name)

@@ -68,13 +68,13 @@ class _Dispatcher(CoreBase["queue.SimpleQueue[Item]"]):
 
     # -- submit / deliver ----------------------------------------------------
 
-    def submit(self, protocol: int, body: bytes) -> "tuple[int, queue.SimpleQueue[Item]]":
+    def submit(self, protocol: int, body: bytes, traceparent: Optional[str] = None) -> "tuple[int, queue.SimpleQueue[Item]]":
         with self.lock:
             if self.closing:
                 raise RouterClosedError("the router is closed")
             if self.dead is not None:
                 raise RouterClosedError(f"the router's event dispatcher stopped: {self.dead}")
-            rid = self.engine.submit(protocol, body)
+            rid = self.engine.submit(protocol, body, traceparent)
             q: "queue.SimpleQueue[Item]" = queue.SimpleQueue()
             self.queues[rid] = q
             self.live.add(rid)
@@ -285,6 +285,7 @@ class Completions:
         messages: Iterable[Mapping[str, Any]],
         stream: Literal[False] = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> ChatCompletion: ...
 
@@ -296,6 +297,7 @@ class Completions:
         messages: Iterable[Mapping[str, Any]],
         stream: Literal[True],
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Stream[ChatCompletionChunk]: ...
 
@@ -306,13 +308,14 @@ class Completions:
         messages: Iterable[Mapping[str, Any]],
         stream: bool = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Union[ChatCompletion, Stream[ChatCompletionChunk]]:
         """Creates an OpenAI Chat Completions request. Every extra keyword
         (``temperature``, ``tools``, ``provider={"routing": ...}``, ...) and
         ``extra_body`` go into the JSON body as given."""
         body = openai_body(model, messages, stream, kwargs, extra_body)
-        result = self._router._run(Protocol.OPENAI, body, stream, ChatCompletion, ChatCompletionChunk)
+        result = self._router._run(Protocol.OPENAI, body, stream, ChatCompletion, ChatCompletionChunk, traceparent)
         return cast("Union[ChatCompletion, Stream[ChatCompletionChunk]]", result)
 
 
@@ -338,6 +341,7 @@ class Messages:
         messages: Iterable[Mapping[str, Any]],
         stream: Literal[False] = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Message: ...
 
@@ -350,6 +354,7 @@ class Messages:
         messages: Iterable[Mapping[str, Any]],
         stream: Literal[True],
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Stream[MessageStreamEvent]: ...
 
@@ -361,12 +366,13 @@ class Messages:
         messages: Iterable[Mapping[str, Any]],
         stream: bool = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Union[Message, Stream[MessageStreamEvent]]:
         """Creates an Anthropic Messages request (``system``, ``tools``,
         ``provider``, ... pass through as keywords)."""
         body = anthropic_body(model, max_tokens, messages, stream, kwargs, extra_body)
-        result = self._router._run(Protocol.ANTHROPIC, body, stream, Message, MessageStreamEvent)
+        result = self._router._run(Protocol.ANTHROPIC, body, stream, Message, MessageStreamEvent, traceparent)
         return cast("Union[Message, Stream[MessageStreamEvent]]", result)
 
 
@@ -384,6 +390,7 @@ class Responses:
         input: Union[str, Iterable[Mapping[str, Any]]],
         stream: Literal[False] = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Response: ...
 
@@ -395,6 +402,7 @@ class Responses:
         input: Union[str, Iterable[Mapping[str, Any]]],
         stream: Literal[True],
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Stream[ResponseStreamEvent]: ...
 
@@ -405,12 +413,13 @@ class Responses:
         input: Union[str, Iterable[Mapping[str, Any]]],
         stream: bool = False,
         extra_body: Optional[Mapping[str, Any]] = None,
+        traceparent: Optional[str] = None,
         **kwargs: Any,
     ) -> Union[Response, Stream[ResponseStreamEvent]]:
         """Creates an OpenAI Responses request (``instructions``, ``tools``,
         ``reasoning``, ``provider``, ... pass through as keywords)."""
         body = responses_body(model, input, stream, kwargs, extra_body)
-        result = self._router._run(Protocol.RESPONSES, body, stream, Response, ResponseStreamEvent)
+        result = self._router._run(Protocol.RESPONSES, body, stream, Response, ResponseStreamEvent, traceparent)
         return cast("Union[Response, Stream[ResponseStreamEvent]]", result)
 
 
@@ -440,11 +449,19 @@ class Router(RouterBase[_Dispatcher]):
     def _backend(self) -> Optional[_Dispatcher]:
         return self._dispatcher
 
-    def _run(self, protocol: int, body: bytes, stream: bool, response_cls: Type[Any], chunk_cls: Type[Any]) -> Any:
+    def _run(
+        self,
+        protocol: int,
+        body: bytes,
+        stream: bool,
+        response_cls: Type[Any],
+        chunk_cls: Type[Any],
+        traceparent: Optional[str] = None,
+    ) -> Any:
         d = self._dispatcher
         if d is None or d.closing:
             raise RouterClosedError("the router is closed")
-        rid, q = d.submit(protocol, body)
+        rid, q = d.submit(protocol, body, traceparent)
         if stream:
             return Stream(self, d, rid, q, chunk_cls)
         kind, data = _wait(d, rid, q)
