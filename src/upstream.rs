@@ -289,6 +289,13 @@ pub fn culprit(catalog: &Catalog, endpoint: usize) -> String {
 /// `Some(title)` when the body is an HTML page (a web server's or proxy's
 /// error page rather than an API's answer).
 fn html_page(body: &[u8]) -> Option<Option<String>> {
+    // A page starts with `<` (after blanks, which may be non-ASCII); an
+    // API's JSON never does, so its body is not copied and lowercased to
+    // find that out.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if !first.is_some_and(|&b| b == b'<' || !b.is_ascii()) {
+        return None;
+    }
     let text = String::from_utf8_lossy(&body[..body.len().min(8192)]);
     // ASCII lowercasing keeps byte offsets, so they index `text` too.
     let lower = text.to_ascii_lowercase();

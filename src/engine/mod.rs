@@ -669,7 +669,7 @@ impl Engine {
         match &self.runtime {
             Some(rt) if self.host_driven && tokio::runtime::Handle::try_current().is_err() => {
                 if max > 0 && !queue.ready() {
-                    drive(rt, queue, timeout);
+                    drive(rt, queue, &inner.active, timeout);
                 }
                 let n = queue.poll(max, Some(Duration::ZERO), sink);
                 if n > 0 && queue.ready() {
@@ -841,9 +841,17 @@ impl Engine {
 
 /// Runs a host-driven engine's runtime on this thread until an event or a
 /// wakeup is ready or `timeout` passes (`None`: no limit), then once more
-/// through the ready I/O. A zero timeout yields twice: once to poll the I/O
-/// driver without blocking, once to run the tasks that I/O woke.
-fn drive(rt: &tokio::runtime::Runtime, queue: &EventQueue, timeout: Option<Duration>) {
+/// through the ready I/O while requests are still in flight (`active`;
+/// with none left there is nothing to batch, and the two turns would only
+/// add two `epoll_wait` calls to the last request's latency). A zero
+/// timeout yields twice: once to poll the I/O driver without blocking,
+/// once to run the tasks that I/O woke.
+fn drive(
+    rt: &tokio::runtime::Runtime,
+    queue: &EventQueue,
+    active: &AtomicUsize,
+    timeout: Option<Duration>,
+) {
     if timeout == Some(Duration::ZERO) {
         rt.block_on(async {
             tokio::task::yield_now().await;
@@ -862,6 +870,9 @@ fn drive(rt: &tokio::runtime::Runtime, queue: &EventQueue, timeout: Option<Durat
         let ready = async {
             while !queue.ready() {
                 queue.changed().await;
+            }
+            if active.load(Ordering::Acquire) == 0 {
+                return;
             }
             // Batch: run the tasks woken with this one and the I/O that is
             // ready now, so one poll returns every event due.
