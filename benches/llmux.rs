@@ -3420,11 +3420,15 @@ fn main() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(10);
+        let conc = std::env::var("LLMUX_BENCH_PROFILE_CONC")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(16);
         let (v, t) = direct_closed(
             &ctx,
             &direct_url(&ctx, "fast"),
             &direct_body(false, None),
-            16,
+            conc,
             Duration::from_secs(secs),
             usize::MAX,
         );

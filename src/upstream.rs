@@ -13,7 +13,8 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 // The runtime's clock, so a paused test clock drives deadlines and latencies.
-use tokio::time::{timeout_at, Instant};
+use std::pin::Pin;
+use tokio::time::{timeout_at, Instant, Sleep};
 
 /// Largest non-streaming body or error body accepted.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -326,6 +327,13 @@ pub fn culprit(catalog: &Catalog, endpoint: usize) -> String {
 /// `Some(title)` when the body is an HTML page (a web server's or proxy's
 /// error page rather than an API's answer).
 fn html_page(body: &[u8]) -> Option<Option<String>> {
+    // A page starts with `<` (after blanks, which may be non-ASCII); an
+    // API's JSON never does, so its body is not copied and lowercased to
+    // find that out.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if !first.is_some_and(|&b| b == b'<' || !b.is_ascii()) {
+        return None;
+    }
     let text = String::from_utf8_lossy(&body[..body.len().min(8192)]);
     // ASCII lowercasing keeps byte offsets, so they index `text` too.
     let lower = text.to_ascii_lowercase();
@@ -844,19 +852,19 @@ impl StreamState {
     }
 }
 
-/// Why a stream's read ended early (a timeout, a cut, a clean end without
-/// the finish marker).
+/// Why a stream's read ended early (a timeout: `None`, a cut, a clean end
+/// without the finish marker).
 fn read_failure<B>(
     st: &StreamState,
     dl: Deadlines,
-    read: Result<Result<Option<B>, reqwest::Error>, tokio::time::error::Elapsed>,
+    read: Option<Result<Option<B>, reqwest::Error>>,
     until: Instant,
 ) -> AttemptError {
     let chunks = st.chunks();
     let mut err = match read {
-        Err(_) if st.first_token_at.is_none() => dl.before_first_token("no token"),
-        Err(_) if until >= dl.attempt => dl.total(chunks),
-        Err(_) => AttemptError::new(
+        None if st.first_token_at.is_none() => dl.before_first_token("no token"),
+        None if until >= dl.attempt => dl.total(chunks),
+        None => AttemptError::new(
             ErrKind::IdleTimeout,
             format!(
                 " went silent mid-stream after {} chunks: no data for {} ms (the idle timeout)",
@@ -864,8 +872,8 @@ fn read_failure<B>(
                 dl.idle_ms.unwrap_or(0)
             ),
         ),
-        Ok(Err(_)) => AttemptError::new(ErrKind::Transport, cut_message(true, chunks)),
-        Ok(Ok(_)) => {
+        Some(Err(_)) => AttemptError::new(ErrKind::Transport, cut_message(true, chunks)),
+        Some(Ok(_)) => {
             let after = chunks
                 .map(|n| format!(" after {n} chunks"))
                 .unwrap_or_default();
@@ -979,6 +987,33 @@ fn on_events(
     Ok(false)
 }
 
+/// The stream's next read, or `None` once `until` passed. One timer serves
+/// the whole stream: it is moved earlier only when it would fire late, and
+/// when it fires early (data kept coming) it is set to `until`, so a read
+/// costs a clock read rather than a timer registered and removed per chunk.
+async fn read_until<F: std::future::Future>(
+    read: F,
+    mut timer: Pin<&mut Sleep>,
+    until: Instant,
+) -> Option<F::Output> {
+    if timer.deadline() > until {
+        timer.as_mut().reset(until);
+    }
+    let mut read = std::pin::pin!(read);
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut read => return Some(r),
+            () = timer.as_mut() => {
+                if timer.deadline() >= until {
+                    return None;
+                }
+                timer.as_mut().reset(until);
+            }
+        }
+    }
+}
+
 /// A streaming 200: events go to the host as they come, after the first
 /// token.
 async fn stream_body(
@@ -999,13 +1034,14 @@ async fn stream_body(
         out: Vec::new(),
     };
     let mut finished = false;
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(dl.first_token));
     while !finished {
         let until = match st.first_token_at {
             None => dl.first_token,
             Some(_) => dl.attempt.min(Instant::now() + dl.idle),
         };
-        let bytes = match timeout_at(until, resp.chunk()).await {
-            Ok(Ok(Some(b))) => b,
+        let bytes = match read_until(resp.chunk(), timer.as_mut(), until).await {
+            Some(Ok(Some(b))) => b,
             read => {
                 decoder.finish();
                 let err = read_failure(&st, dl, read, until);

@@ -27,6 +27,7 @@ use crate::protocol::Protocol;
 use crate::request::{self, RequestError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -341,6 +342,36 @@ pub struct Engine {
     /// `worker_threads: 0`: a current-thread runtime that only runs while
     /// a host thread is inside `poll` (the host drives the I/O).
     host_driven: bool,
+    /// Host-driven: requests submitted while no poll drives the runtime.
+    parked: Mutex<Parked>,
+}
+
+/// A request task not yet spawned.
+type Task = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Host-driven mode. Spawning into the runtime from outside it writes to
+/// its wake-up descriptor (a system call, and one more `epoll_wait` turn
+/// when the host polls); a request submitted while no poll drives the
+/// runtime waits here instead and the next poll spawns it from inside.
+#[derive(Default)]
+struct Parked {
+    /// Polls inside the runtime now: a request submitted meanwhile is
+    /// spawned at once (and wakes the poll), as nobody would take it here.
+    driving: usize,
+    tasks: Vec<Task>,
+}
+
+impl Parked {
+    /// Enters a poll that drives the runtime: the tasks to spawn.
+    fn enter(m: &Mutex<Parked>) -> Vec<Task> {
+        let mut p = lock(m);
+        p.driving += 1;
+        std::mem::take(&mut p.tasks)
+    }
+
+    fn leave(m: &Mutex<Parked>) {
+        lock(m).driving -= 1;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -395,6 +426,7 @@ impl Engine {
             reloading: Mutex::new(()),
             runtime: Some(runtime),
             host_driven,
+            parked: Mutex::new(Parked::default()),
         })
     }
 
@@ -443,16 +475,22 @@ impl Engine {
         let (tx, rx) = oneshot::channel();
         lock(&inner.cancels).insert(id, tx);
         inner.active.fetch_add(1, Ordering::AcqRel);
-        match &self.runtime {
-            Some(rt) => {
-                let channel = run::Channel {
-                    traceparent: parent,
-                    ..run::Channel::default()
-                };
-                rt.spawn(run::run(inner, id, req, rx, channel));
+        let Some(rt) = &self.runtime else {
+            return Err(SubmitError::ShuttingDown);
+        };
+        let channel = run::Channel {
+            traceparent: parent,
+            ..run::Channel::default()
+        };
+        let task = run::run(inner, id, req, rx, channel);
+        if self.host_driven {
+            let mut p = lock(&self.parked);
+            if p.driving == 0 {
+                p.tasks.push(Box::pin(task));
+                return Ok(id);
             }
-            None => return Err(SubmitError::ShuttingDown),
         }
+        rt.spawn(task);
         Ok(id)
     }
 
@@ -691,7 +729,9 @@ impl Engine {
         match &self.runtime {
             Some(rt) if self.host_driven && tokio::runtime::Handle::try_current().is_err() => {
                 if max > 0 && !queue.ready() {
-                    drive(rt, queue, timeout);
+                    let tasks = Parked::enter(&self.parked);
+                    drive(rt, tasks, queue, &inner.active, timeout);
+                    Parked::leave(&self.parked);
                 }
                 let n = queue.poll(max, Some(Duration::ZERO), sink);
                 if n > 0 && queue.ready() {
@@ -841,7 +881,9 @@ impl Engine {
         if self.host_driven {
             // Nobody else runs the tasks: let them end (cancelled) here.
             let active = &inner.active;
+            let tasks = Parked::enter(&self.parked);
             rt.block_on(async {
+                tasks.into_iter().for_each(|t| drop(tokio::spawn(t)));
                 while active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
@@ -863,11 +905,23 @@ impl Engine {
 
 /// Runs a host-driven engine's runtime on this thread until an event or a
 /// wakeup is ready or `timeout` passes (`None`: no limit), then once more
-/// through the ready I/O. A zero timeout yields twice: once to poll the I/O
-/// driver without blocking, once to run the tasks that I/O woke.
-fn drive(rt: &tokio::runtime::Runtime, queue: &EventQueue, timeout: Option<Duration>) {
+/// through the ready I/O while requests are still in flight (`active`;
+/// with none left there is nothing to batch, and the two turns would only
+/// add two `epoll_wait` calls to the last request's latency). A zero
+/// timeout yields twice: once to poll the I/O driver without blocking,
+/// once to run the tasks that I/O woke.
+fn drive(
+    rt: &tokio::runtime::Runtime,
+    tasks: Vec<Task>,
+    queue: &EventQueue,
+    active: &AtomicUsize,
+    timeout: Option<Duration>,
+) {
+    // Spawned from inside the runtime: onto its local queue, no wake-up.
+    let spawn_all = move || tasks.into_iter().for_each(|t| drop(tokio::spawn(t)));
     if timeout == Some(Duration::ZERO) {
         rt.block_on(async {
+            spawn_all();
             tokio::task::yield_now().await;
             tokio::task::yield_now().await;
         });
@@ -875,6 +929,7 @@ fn drive(rt: &tokio::runtime::Runtime, queue: &EventQueue, timeout: Option<Durat
     }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     rt.block_on(async {
+        spawn_all();
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -884,6 +939,9 @@ fn drive(rt: &tokio::runtime::Runtime, queue: &EventQueue, timeout: Option<Durat
         let ready = async {
             while !queue.ready() {
                 queue.changed().await;
+            }
+            if active.load(Ordering::Acquire) == 0 {
+                return;
             }
             // Batch: run the tasks woken with this one and the I/O that is
             // ready now, so one poll returns every event due.

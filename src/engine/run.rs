@@ -992,60 +992,73 @@ fn terminal_data(
     caller: Protocol,
     raw_errors: bool,
 ) -> (EventKind, String) {
-    let error_body;
-    let (kind, out) = match result {
-        Ok(body) => {
-            // A body that somehow is not JSON is dropped rather than
-            // producing a malformed event (convert_response checked it).
-            let response = body
-                .as_deref()
-                .and_then(|b| serde_json::from_str::<&RawValue>(b).ok());
-            (
-                EventKind::Done,
-                TerminalEvent {
-                    kind: TerminalKind::Done,
-                    status: None,
-                    response,
-                    error: None,
-                    error_kind: None,
-                    outcome: Cow::Borrowed("success"),
-                    routing,
-                },
-            )
-        }
-        Err(f) => {
-            let body = f
-                .upstream_body
-                .as_deref()
-                .filter(|_| raw_errors)
-                .and_then(|b| serde_json::from_str::<Value>(b).ok())
-                .unwrap_or_else(|| error_body_of(caller, f));
-            error_body = serde_json::value::to_raw_value(&body).ok();
-            (
-                EventKind::Error,
-                TerminalEvent {
-                    kind: TerminalKind::Error,
-                    status: Some(f.status),
-                    response: None,
-                    error: error_body.as_deref(),
-                    error_kind: Some(f.kind),
-                    outcome: Cow::Borrowed(f.outcome),
-                    routing,
-                },
-            )
-        }
+    let f = match result {
+        Ok(body) => return (EventKind::Done, done_data(body.as_deref(), routing)),
+        Err(f) => f,
     };
-    // One buffer sized for the routing record plus the body, rather than a
-    // dozen reallocations as it grows.
-    let size = 1024 + out.response.map_or(0, |r| r.get().len());
+    let body = f
+        .upstream_body
+        .as_deref()
+        .filter(|_| raw_errors)
+        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        .unwrap_or_else(|| error_body_of(caller, f));
+    let error_body = serde_json::value::to_raw_value(&body).ok();
+    let out = TerminalEvent {
+        kind: TerminalKind::Error,
+        status: Some(f.status),
+        response: None,
+        error: error_body.as_deref(),
+        error_kind: Some(f.kind),
+        outcome: Cow::Borrowed(f.outcome),
+        routing,
+    };
+    (EventKind::Error, event_json(&out, 1024))
+}
+
+/// The terminal event's JSON in one buffer sized for it, rather than a
+/// dozen reallocations as it grows.
+fn event_json(ev: &TerminalEvent<'_>, size: usize) -> String {
     let mut buf = Vec::with_capacity(size);
     // Serialising these plain structs cannot fail (and serde_json writes
     // UTF-8); keep a valid event anyway.
-    let data = serde_json::to_writer(&mut buf, &out)
+    serde_json::to_writer(&mut buf, ev)
         .ok()
         .and_then(|_| String::from_utf8(buf).ok())
         .unwrap_or_else(|| {
             r#"{"type":"error","status":500,"error":{"message":"cannot serialise the terminal event"},"routing":null}"#.to_owned()
-        });
-    (kind, data)
+        })
+}
+
+/// A `done` event's JSON. The response body is checked JSON (it comes from
+/// `protocol::convert_response_for`, which parsed it), so it is written in
+/// its place as it is instead of being parsed once more to be embedded:
+/// the event is serialised without it and the body goes in after `type`,
+/// where serde would have put it. The bytes are the same either way.
+fn done_data(body: Option<&str>, routing: RoutingRecord<'_>) -> String {
+    const HEAD: &str = r#"{"type":"done","#;
+    const KEY: &str = r#""response":"#;
+    let ev = TerminalEvent {
+        kind: TerminalKind::Done,
+        status: None,
+        response: None,
+        error: None,
+        error_kind: None,
+        outcome: Cow::Borrowed("success"),
+        routing,
+    };
+    // JSON allows only these around a value; serde's raw value drops them.
+    let body = body
+        .map(|b| b.trim_matches([' ', '\t', '\n', '\r']))
+        .filter(|b| !b.is_empty());
+    debug_assert!(body.is_none_or(|b| serde_json::from_str::<&RawValue>(b).is_ok()));
+    let extra = body.map_or(0, |b| KEY.len() + b.len() + 1);
+    let mut data = event_json(&ev, 1024 + extra);
+    if let Some(b) = body.filter(|_| data.starts_with(HEAD)) {
+        // The buffer was sized for the body: this moves the routing record
+        // along, without reallocating.
+        data.insert_str(HEAD.len(), b);
+        data.insert_str(HEAD.len(), KEY);
+        data.insert(HEAD.len() + KEY.len() + b.len(), ',');
+    }
+    data
 }
