@@ -712,6 +712,10 @@ async fn run_attempt(ctx: &AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     if !ctx.stream {
         return whole_body(ctx, provider, endpoint, &mut resp, dl).await;
     }
+    // Nothing reads the headers past here. Their values are slices of the
+    // connection's first read buffer: held for the stream's life, they made
+    // hyper take a second 8 KiB buffer for the body (issue 25, gateway-memory).
+    drop(std::mem::take(resp.headers_mut()));
     stream_body(ctx, provider, endpoint, resp, dl).await
 }
 

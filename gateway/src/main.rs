@@ -573,6 +573,7 @@ async fn run(
         tls,
         log,
         close_wait: drain + Duration::from_secs(2),
+        connections_on: app.engine.runtime_handle(),
     };
     serve::run(listener, server::router(app), edge, async move {
         let _ = stop_rx.await;

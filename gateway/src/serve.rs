@@ -38,6 +38,11 @@ pub struct EdgeConfig {
     /// After the stop signal, how long open connections may take to end
     /// before `run` returns anyway (the drain time plus a little).
     pub close_wait: Duration,
+    /// Where connections run: the engine's runtime when it has worker
+    /// threads, so a request's connection task and its engine task share a
+    /// thread (no wake-up across runtimes per request, issue 25); `None`:
+    /// the runtime `run` is called on.
+    pub connections_on: Option<tokio::runtime::Handle>,
 }
 
 /// Everything the connections share.
@@ -69,10 +74,19 @@ pub async fn run(
     let edge = Arc::new(Edge::new(router, cfg));
     edge.publish_limits();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let on = edge
+        .cfg
+        .connections_on
+        .clone()
+        .unwrap_or_else(tokio::runtime::Handle::current);
+    // The connection tasks, so any still open after `close_wait` are
+    // aborted rather than left on the engine's runtime.
+    let mut open = tokio::task::JoinSet::new();
     tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
             _ = &mut stop => break,
         };
         let tcp = match accepted {
@@ -89,7 +103,7 @@ pub async fn run(
         match edge.connections.clone().try_acquire_owned() {
             Ok(permit) => {
                 let edge = edge.clone();
-                tokio::spawn(edge.connection(tcp, permit, shutdown_rx.clone()));
+                open.spawn_on(edge.connection(tcp, permit, shutdown_rx.clone()), &on);
             }
             Err(_) => edge.refuse(tcp),
         }
@@ -98,6 +112,7 @@ pub async fn run(
     let _ = shutdown_tx.send(true);
     let all = u32::try_from(edge.cfg.limits.max_connections).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(edge.cfg.close_wait, edge.connections.acquire_many(all)).await;
+    open.shutdown().await;
 }
 
 impl Edge {
