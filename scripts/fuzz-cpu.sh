@@ -10,7 +10,8 @@
 # niced (FUZZ_NICE, default 19). The log goes to target/fuzz-logs/TARGET.log
 # and ends with a line `cpu_s=... wall_s=... rc=...`; the corpus grows in
 # fuzz/corpus/TARGET, a crash input lands in fuzz/artifacts/TARGET/.
-# Exit status: libFuzzer's (0 when stopped by the CPU limit without a crash).
+# Exit status: 0 when stopped at the CPU limit without a crash, else
+# libFuzzer's (1 for a crash).
 set -uo pipefail
 t=${1:?usage: $0 TARGET CPU_SECONDS [flags]}
 limit=${2:?usage: $0 TARGET CPU_SECONDS [flags]}
@@ -28,18 +29,22 @@ nice -n "${FUZZ_NICE:-19}" "$bin" -dict=fuzz/llmux.dict -timeout=60 -rss_limit_m
     >"$log" 2>&1 &
 pid=$!
 cpu=0
+stopped=0
 while kill -0 "$pid" 2>/dev/null; do
     # Fields 14 and 15 of /proc/PID/stat (after the command name).
     ticks=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')
     [ -n "$ticks" ] && cpu=$((ticks / tick))
     if [ "$cpu" -ge "$limit" ]; then
         kill -INT "$pid"
+        stopped=1
         break
     fi
     sleep 2
 done
 wait "$pid"
 rc=$?
+# libFuzzer exits 72 when interrupted.
+[ "$stopped" = 1 ] && [ "$rc" = 72 ] && rc=0
 echo "cpu_s=$cpu wall_s=$(($(date +%s) - start)) rc=$rc" >>"$log"
 tail -n 25 "$log"
 exit "$rc"
