@@ -10,7 +10,12 @@ use llmux::protocol::sse::Decoder;
 use llmux::protocol::{self, Protocol, SseEvent, StreamContext};
 use serde_json::Value;
 
-pub const PROTOCOLS: [Protocol; 3] = [Protocol::OpenAi, Protocol::Anthropic, Protocol::Responses];
+pub const PROTOCOLS: [Protocol; 4] = [
+    Protocol::OpenAi,
+    Protocol::Anthropic,
+    Protocol::Responses,
+    Protocol::Gemini,
+];
 
 pub fn pairs() -> impl Iterator<Item = (Protocol, Protocol)> {
     PROTOCOLS
@@ -18,7 +23,7 @@ pub fn pairs() -> impl Iterator<Item = (Protocol, Protocol)> {
         .flat_map(|u| PROTOCOLS.into_iter().map(move |c| (u, c)))
 }
 
-/// Two providers (one per protocol), two models, three endpoints.
+/// Four providers (one per protocol), two models, five endpoints.
 pub fn catalog() -> &'static Catalog {
     static C: OnceLock<Catalog> = OnceLock::new();
     C.get_or_init(|| {
@@ -26,12 +31,16 @@ pub fn catalog() -> &'static Catalog {
             r#"{
               "providers": [
                 {"slug": "a", "protocol": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "k"},
-                {"slug": "b", "protocol": "anthropic", "base_url": "http://127.0.0.1:9"}
+                {"slug": "b", "protocol": "anthropic", "base_url": "http://127.0.0.1:9"},
+                {"slug": "r", "protocol": "responses", "base_url": "http://127.0.0.1:9/v1"},
+                {"slug": "g", "protocol": "gemini", "base_url": "http://127.0.0.1:9"}
               ],
               "models": [
                 {"slug": "test/model", "context_window": 1000, "endpoints": [
                   {"provider": "a", "upstream_model": "gpt"},
-                  {"provider": "b", "name": "fast", "upstream_model": "claude", "context_window": 100000}
+                  {"provider": "b", "name": "fast", "upstream_model": "claude", "context_window": 100000},
+                  {"provider": "r", "upstream_model": "gpt-r"},
+                  {"provider": "g", "upstream_model": "gemini-flash"}
                 ]},
                 {"slug": "test/other", "endpoints": [{"provider": "b", "upstream_model": "claude"}]}
               ],
@@ -48,6 +57,23 @@ pub fn parse_request(protocol: Protocol, data: &[u8]) {
         assert!(!r.routes.is_empty());
         assert!(r.routes.iter().all(|x| !x.candidates.is_empty()));
         assert!(!r.body.tree().contains_key("provider") && !r.body.tree().contains_key("models"));
+        // What the engine sends each kind of endpoint: the splice for the
+        // caller's own protocol, the translation for the others.
+        for up in PROTOCOLS {
+            let Ok(bytes) =
+                protocol::upstream_request_bytes(up, protocol, &r.body, "up/m", r.stream)
+            else {
+                continue;
+            };
+            let out = serde_json::from_slice::<Value>(&bytes);
+            let Ok(Value::Object(out)) = out else {
+                panic!("{protocol:?}->{up:?}: not a JSON object: {out:?}");
+            };
+            if up != Protocol::Gemini {
+                assert_eq!(out.get("model"), Some(&Value::from("up/m")));
+            }
+            assert!(!out.contains_key("provider") && !out.contains_key("models"));
+        }
     }
 }
 
@@ -88,6 +114,7 @@ pub fn ctx(include_usage: bool) -> StreamContext {
 pub fn run_adapters(events: &[SseEvent], include_usage: bool) {
     for (up, caller) in pairs() {
         let mut a = protocol::stream_adapter(up, caller, ctx(include_usage));
+        a.configure(&serde_json::Map::new(), "endpoint-1");
         for e in events {
             if let Ok(step) = a.on_event(e) {
                 if up != caller {
@@ -101,5 +128,11 @@ pub fn run_adapters(events: &[SseEvent], include_usage: bool) {
             }
         }
         let _ = a.usage();
+        for p in a.fail("the upstream broke") {
+            assert!(
+                serde_json::from_str::<Value>(&p).is_ok(),
+                "{up:?}->{caller:?}: {p:?}"
+            );
+        }
     }
 }

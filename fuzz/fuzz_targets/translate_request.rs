@@ -6,15 +6,16 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use llmux::protocol::{self, anthropic, ir, openai, responses, PayloadError};
+use llmux::protocol::{self, anthropic, gemini, ir, openai, responses, PayloadError};
 use serde_json::Value;
 
 type Emit = fn(&ir::Request) -> Result<Value, PayloadError>;
 
-const EMITTERS: [Emit; 3] = [
+const EMITTERS: [Emit; 4] = [
     openai::chat::emit_request,
     anthropic::messages::emit_request,
     responses::emit_request,
+    gemini::emit_request,
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -25,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         openai::chat::parse_request(&body),
         anthropic::messages::parse_request(&body),
         responses::parse_request(&body),
+        gemini::parse_request(&body),
     ] {
         let Ok(r) = parsed else { continue };
         for emit in EMITTERS {
@@ -35,7 +37,9 @@ fuzz_target!(|data: &[u8]| {
     }
     for (up, caller) in common::pairs() {
         for stream in [false, true] {
-            let _ = protocol::upstream_request(up, caller, &body, "upstream-model", stream);
+            if let Ok(v) = protocol::upstream_request(up, caller, &body, "upstream-model", stream) {
+                assert!(v.is_object());
+            }
         }
     }
 });

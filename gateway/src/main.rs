@@ -9,18 +9,7 @@
 //! Output goes through [`Out`]: a closed pipe (`llmux route --json | head -1`)
 //! ends the command quietly instead of panicking.
 
-mod config;
-mod cursor;
-mod dashboard;
-mod error;
-mod gemini;
-mod keys;
-mod record;
-mod reload;
-mod serve;
-mod server;
-mod tls;
-mod tracing;
+use llmux_gateway::{config, dashboard, keys, record, reload, say, serve, server, tls};
 
 use record::LogFormat;
 use std::io::Write;
@@ -78,11 +67,6 @@ impl Out {
             self.broken = writeln!(o, "{text}").and_then(|_| o.flush()).is_err();
         }
     }
-}
-
-/// One line on stderr, ignoring a closed stderr.
-fn say(text: impl std::fmt::Display) {
-    let _ = writeln!(std::io::stderr().lock(), "llmux: {text}");
 }
 
 /// What the command line asks for.
