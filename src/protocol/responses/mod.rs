@@ -24,9 +24,7 @@ pub use request::{emit_request, parse_request};
 pub use response::{emit_response, parse_response};
 
 use super::ir::{Issuer, Signature};
-use super::{
-    PayloadError, SseEvent, StreamAdapter, StreamContext, StreamFacts, StreamStep, Usage,
-};
+use super::{PayloadError, SseEvent, StreamAdapter, StreamContext, StreamFacts, StreamStep, Usage};
 use serde_json::{json, Map, Value};
 
 /// What llmux appends to a Responses provider's base URL.
