@@ -1018,6 +1018,17 @@ async fn read_until<F: std::future::Future>(
     }
 }
 
+/// Lets the connection finish its body in the background (at most 2 s) so
+/// it can be reused.
+fn drain_in_background(mut resp: reqwest::Response) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(Some(_)) = resp.chunk().await {}
+        })
+        .await;
+    });
+}
+
 /// A streaming 200: events go to the host as they come, after the first
 /// token.
 async fn stream_body(
@@ -1070,13 +1081,7 @@ async fn stream_body(
             deliver(ctx, &mut st).await?;
         }
     }
-    // Let the connection finish its body in the background so it can be reused.
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Ok(Some(_)) = resp.chunk().await {}
-        })
-        .await;
-    });
+    drain_in_background(resp);
     let Some(first) = st.first_token_at else {
         return Err(AttemptError::new(
             ErrKind::UpstreamError,

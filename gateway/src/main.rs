@@ -467,7 +467,10 @@ fn serve(args: &Args) -> ExitCode {
         Ok(h) => h,
         Err(e) => return fail(&[format!("cannot set up metrics: {e}")]),
     };
+    // Connections are served on the engine's runtime (serve.rs); this one
+    // accepts them and runs the signals, reloads and upkeep.
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .thread_name("llmux-http")
         .build()

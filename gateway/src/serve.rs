@@ -102,8 +102,18 @@ pub async fn run(
         tune(&tcp);
         match edge.connections.clone().try_acquire_owned() {
             Ok(permit) => {
-                let edge = edge.clone();
-                open.spawn_on(edge.connection(tcp, permit, shutdown_rx.clone()), &on);
+                // Out of the accepting runtime's reactor, into the serving
+                // one's: its readiness then wakes the thread that serves it.
+                let Ok(tcp) = tcp.into_std() else { continue };
+                let (edge, shutdown) = (edge.clone(), shutdown_rx.clone());
+                open.spawn_on(
+                    async move {
+                        if let Ok(tcp) = TcpStream::from_std(tcp) {
+                            edge.connection(tcp, permit, shutdown).await;
+                        }
+                    },
+                    &on,
+                );
             }
             Err(_) => edge.refuse(tcp),
         }

@@ -956,6 +956,15 @@ fn check_prints_the_catalog_or_every_error() {
     ] {
         assert!(text.contains(want), "{want} missing from {text}");
     }
+    // Host-driven mode has nobody to drive it under `llmux serve`.
+    let mut host_driven = config(&[("openai", &a)], json!({}));
+    host_driven["worker_threads"] = json!(0);
+    let (ok, text) = run_cmd(&["check"], &host_driven);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("worker_threads: 0 (host-driven)") && text.contains("needs worker threads"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -481,14 +481,14 @@ impl Engine {
         if inner.closing.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
+        let Some(rt) = &self.runtime else {
+            return Err(SubmitError::ShuttingDown);
+        };
         let req = request::parse(&inner.catalog, protocol, body).map_err(SubmitError::Request)?;
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&inner.cancels).insert(id, tx);
         inner.active.fetch_add(1, Ordering::AcqRel);
-        let Some(rt) = &self.runtime else {
-            return Err(SubmitError::ShuttingDown);
-        };
         let channel = run::Channel {
             traceparent: parent,
             ..run::Channel::default()

@@ -335,7 +335,7 @@ pub unsafe extern "C" fn llmux_submit(
         engine,
         protocol,
         (request_json, request_len),
-        None,
+        std::ptr::null(),
         request_id_out,
         error_out,
     )
@@ -365,23 +365,14 @@ pub unsafe extern "C" fn llmux_submit_traced(
     request_id_out: *mut u64,
     error_out: *mut *mut c_char,
 ) -> llmux_result {
-    guard(|| {
-        let parent = match traceparent_arg(traceparent) {
-            Ok(p) => p,
-            Err((code, message)) => {
-                set_error(error_out, message);
-                return code;
-            }
-        };
-        submit_impl(
-            engine,
-            protocol,
-            (request_json, request_len),
-            parent,
-            request_id_out,
-            error_out,
-        )
-    })
+    submit_impl(
+        engine,
+        protocol,
+        (request_json, request_len),
+        traceparent,
+        request_id_out,
+        error_out,
+    )
 }
 
 /// A `traceparent` argument: NULL or empty is none; anything else must be
@@ -418,7 +409,7 @@ unsafe fn submit_impl(
     engine: *const llmux_engine,
     protocol: u32,
     (request_json, request_len): (*const c_char, usize),
-    parent: Option<crate::telemetry::TraceContext>,
+    traceparent: *const c_char,
     request_id_out: *mut u64,
     error_out: *mut *mut c_char,
 ) -> llmux_result {
@@ -437,6 +428,13 @@ unsafe fn submit_impl(
             );
             return llmux_result::ErrNullArgument;
         }
+        let parent = match traceparent_arg(traceparent) {
+            Ok(p) => p,
+            Err((code, message)) => {
+                set_error(error_out, message);
+                return code;
+            }
+        };
         let protocol = match protocol {
             0 => Protocol::OpenAi,
             1 => Protocol::Anthropic,
