@@ -192,3 +192,22 @@ fn freeing_with_requests_in_flight_cancels_them_promptly() {
         start.elapsed()
     );
 }
+
+/// A request spawned by the next poll (not woken from `submit`) still finds
+/// the last one's connection back in the pool: one upstream connection for
+/// a run of one-at-a-time requests, streamed or not.
+#[test]
+fn sequential_requests_reuse_one_upstream_connection() {
+    let a = upstream("a", Behavior::default());
+    let e = engine(&[&a], host_driven());
+    for i in 0..20 {
+        let out = run(&e, &chat("test/model", i % 2 == 1));
+        assert!(out.ok(), "request {i}: {:?}", out.terminal);
+    }
+    assert_eq!(a.server.request_count(), 20);
+    assert_eq!(
+        a.server.live_connections(),
+        1,
+        "each request should reuse the pooled connection"
+    );
+}
