@@ -79,9 +79,9 @@ pub fn load(path: &std::path::Path) -> Result<Loaded, Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("cannot read config file {}: {e}", path.display())])?;
     match (Catalog::from_json(&text), gateway_section(&text)) {
-        (Ok(mut catalog), Ok(mut gateway)) => {
+        (Ok(catalog), Ok(mut gateway)) => {
             let mut errors = crate::keys::check(&catalog, &mut gateway.keys);
-            errors.extend(serving_threads(&text, &mut catalog));
+            errors.extend(serving_threads(&catalog));
             if errors.is_empty() {
                 Ok(Loaded { catalog, gateway })
             } else {
@@ -102,24 +102,12 @@ pub fn load(path: &std::path::Path) -> Result<Loaded, Vec<String>> {
     }
 }
 
-/// `llmux serve` serves its connections on the engine's runtime, so the
-/// engine's threads are the gateway's: one per core unless the config's
-/// `worker_threads` says otherwise, and never the host-driven `0` (nothing
-/// would drive the engine).
-fn serving_threads(text: &str, catalog: &mut Catalog) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Threads {
-        worker_threads: Option<serde::de::IgnoredAny>,
-    }
-    let set = serde_json::from_str::<Threads>(text).is_ok_and(|t| t.worker_threads.is_some());
-    if !set {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        catalog.worker_threads = cores.max(2);
-        return None;
-    }
+/// `llmux serve` needs the engine's worker threads: the host-driven `0`
+/// would leave nothing to drive the engine, and every request would hang.
+fn serving_threads(catalog: &Catalog) -> Option<String> {
     (catalog.worker_threads == 0).then(|| {
         "worker_threads: 0 (host-driven) is for a host that polls the engine itself; \
-         `llmux serve` needs worker threads: leave it out (one per core) or set 1 or more"
+         `llmux serve` needs worker threads: leave it out (2) or set 1 or more"
             .to_owned()
     })
 }

@@ -467,10 +467,7 @@ fn serve(args: &Args) -> ExitCode {
         Ok(h) => h,
         Err(e) => return fail(&[format!("cannot set up metrics: {e}")]),
     };
-    // Connections are served on the engine's runtime (serve.rs); this one
-    // accepts them and runs the signals, reloads and upkeep.
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
         .enable_all()
         .thread_name("llmux-http")
         .build()
@@ -560,7 +557,6 @@ async fn run(
         tls,
         log,
         close_wait: drain + Duration::from_secs(2),
-        connections_on: app.engine.runtime_handle(),
     };
     serve::run(listener, server::router(app), edge, async move {
         let _ = stop_rx.await;

@@ -38,11 +38,6 @@ pub struct EdgeConfig {
     /// After the stop signal, how long open connections may take to end
     /// before `run` returns anyway (the drain time plus a little).
     pub close_wait: Duration,
-    /// Where connections run: the engine's runtime when it has worker
-    /// threads, so a request's connection task and its engine task share a
-    /// thread (no wake-up across runtimes per request, issue 25); `None`:
-    /// the runtime `run` is called on.
-    pub connections_on: Option<tokio::runtime::Handle>,
 }
 
 /// Everything the connections share.
@@ -74,13 +69,8 @@ pub async fn run(
     let edge = Arc::new(Edge::new(router, cfg));
     edge.publish_limits();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let on = edge
-        .cfg
-        .connections_on
-        .clone()
-        .unwrap_or_else(tokio::runtime::Handle::current);
     // The connection tasks, so any still open after `close_wait` are
-    // aborted rather than left on the engine's runtime.
+    // aborted rather than left running.
     let mut open = tokio::task::JoinSet::new();
     tokio::pin!(stop);
     loop {
@@ -102,18 +92,8 @@ pub async fn run(
         tune(&tcp);
         match edge.connections.clone().try_acquire_owned() {
             Ok(permit) => {
-                // Out of the accepting runtime's reactor, into the serving
-                // one's: its readiness then wakes the thread that serves it.
-                let Ok(tcp) = tcp.into_std() else { continue };
-                let (edge, shutdown) = (edge.clone(), shutdown_rx.clone());
-                open.spawn_on(
-                    async move {
-                        if let Ok(tcp) = TcpStream::from_std(tcp) {
-                            edge.connection(tcp, permit, shutdown).await;
-                        }
-                    },
-                    &on,
-                );
+                let edge = edge.clone();
+                open.spawn(edge.connection(tcp, permit, shutdown_rx.clone()));
             }
             Err(_) => edge.refuse(tcp),
         }

@@ -430,17 +430,6 @@ impl Engine {
         })
     }
 
-    /// The engine's runtime, when it has worker threads (not host-driven):
-    /// the gateway serves HTTP on it, so a request's connection task and its
-    /// engine task share a thread instead of waking each other across
-    /// runtimes (issue 25).
-    pub fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
-        match &self.runtime {
-            Some(rt) if !self.host_driven => Some(rt.handle().clone()),
-            _ => None,
-        }
-    }
-
     /// The trace exporter, when `telemetry.otlp` is configured (the
     /// gateway records its HTTP spans through it). One for the engine's
     /// life: a reload keeps it.

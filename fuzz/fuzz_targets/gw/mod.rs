@@ -189,8 +189,6 @@ impl Gateway {
                 tls: None,
                 log: log_format(),
                 close_wait: Duration::from_secs(1),
-                // As `llmux serve` does: connections on the engine's runtime.
-                connections_on: self.engine.runtime_handle(),
             };
             let router = self.router.clone();
             self.rt
