@@ -716,11 +716,12 @@ async fn one_stream(
     String::from_utf8(text).expect("utf-8")
 }
 
-/// Not in the normal run: on two shared cores with a debug build it takes
-/// minutes (`cargo test -p llmux-gateway --test edge -- --ignored ten_thousand --nocapture`);
-/// the release `gateway-memory` bench case measures the same.
+/// Run alone, as its own `scripts/test-all` step (it takes most of the
+/// descriptor limit and about a minute on a debug build):
+/// `cargo test -p llmux-gateway --test edge -- --ignored ten_thousand --nocapture`.
+/// The release `gateway-memory` bench case measures the same memory.
 #[test]
-#[ignore = "minutes on a debug build: run with --ignored, or the gateway-memory bench"]
+#[ignore = "needs the process's descriptors to itself: scripts/test-all runs it alone with --ignored"]
 fn ten_thousand_concurrent_streams_complete_once_each() {
     // Each stream holds two descriptors in the gateway (caller and HTTP/1.1
     // upstream) and two here (client and mock server): the limit decides.
