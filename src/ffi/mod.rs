@@ -331,10 +331,11 @@ pub unsafe extern "C" fn llmux_submit(
     request_id_out: *mut u64,
     error_out: *mut *mut c_char,
 ) -> llmux_result {
-    submit_impl(
+    llmux_submit_traced(
         engine,
         protocol,
-        (request_json, request_len),
+        request_json,
+        request_len,
         std::ptr::null(),
         request_id_out,
         error_out,
@@ -361,54 +362,6 @@ pub unsafe extern "C" fn llmux_submit_traced(
     protocol: u32,
     request_json: *const c_char,
     request_len: usize,
-    traceparent: *const c_char,
-    request_id_out: *mut u64,
-    error_out: *mut *mut c_char,
-) -> llmux_result {
-    submit_impl(
-        engine,
-        protocol,
-        (request_json, request_len),
-        traceparent,
-        request_id_out,
-        error_out,
-    )
-}
-
-/// A `traceparent` argument: NULL or empty is none; anything else must be
-/// a valid W3C traceparent.
-unsafe fn traceparent_arg(
-    ptr: *const c_char,
-) -> Result<Option<crate::telemetry::TraceContext>, (llmux_result, String)> {
-    if ptr.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: the caller guarantees a NUL-terminated string.
-    let Ok(text) = CStr::from_ptr(ptr).to_str() else {
-        let m = "traceparent is not UTF-8 text".to_owned();
-        return Err((llmux_result::ErrInvalidUtf8, m));
-    };
-    if text.is_empty() {
-        return Ok(None);
-    }
-    match crate::telemetry::TraceContext::parse(text) {
-        Some(c) => Ok(Some(c)),
-        None => {
-            let shown: String = text.chars().take(80).collect();
-            let m = format!(
-                "traceparent `{shown}` is not a W3C traceparent \
-                 (00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>, ids not all zero)"
-            );
-            Err((llmux_result::ErrInvalidArgument, m))
-        }
-    }
-}
-
-/// `llmux_submit` and `llmux_submit_traced`.
-unsafe fn submit_impl(
-    engine: *const llmux_engine,
-    protocol: u32,
-    (request_json, request_len): (*const c_char, usize),
     traceparent: *const c_char,
     request_id_out: *mut u64,
     error_out: *mut *mut c_char,
@@ -477,6 +430,35 @@ unsafe fn submit_impl(
             }
         }
     })
+}
+
+/// A `traceparent` argument: NULL or empty is none; anything else must be
+/// a valid W3C traceparent.
+unsafe fn traceparent_arg(
+    ptr: *const c_char,
+) -> Result<Option<crate::telemetry::TraceContext>, (llmux_result, String)> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the caller guarantees a NUL-terminated string.
+    let Ok(text) = CStr::from_ptr(ptr).to_str() else {
+        let m = "traceparent is not UTF-8 text".to_owned();
+        return Err((llmux_result::ErrInvalidUtf8, m));
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match crate::telemetry::TraceContext::parse(text) {
+        Some(c) => Ok(Some(c)),
+        None => {
+            let shown: String = text.chars().take(80).collect();
+            let m = format!(
+                "traceparent `{shown}` is not a W3C traceparent \
+                 (00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>, ids not all zero)"
+            );
+            Err((llmux_result::ErrInvalidArgument, m))
+        }
+    }
 }
 
 /// Cancels an in-flight request. It ends with an `ERROR` event whose
