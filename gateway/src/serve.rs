@@ -44,7 +44,12 @@ pub struct EdgeConfig {
 struct Edge {
     router: Router,
     cfg: EdgeConfig,
-    builder: auto::Builder<TokioExecutor>,
+    /// One builder per way a connection's protocol is known: detected
+    /// by hyper from the first bytes, or already known (see [`Http`]).
+    builders: Builders,
+    /// Plain HTTP/1.1, hyper's own connection (smaller than the automatic
+    /// builder's, which also holds HTTP/2 state).
+    h1: hyper::server::conn::http1::Builder,
     connections: Arc<Semaphore>,
     in_flight: Arc<Semaphore>,
     /// Bounds the tasks that answer connections past the cap.
@@ -120,6 +125,12 @@ impl Edge {
             .timer(TokioTimer::new())
             .max_concurrent_streams(l.max_streams_per_connection)
             .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX));
+        // The same HTTP/1.1 settings as the automatic builder's above.
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(l.header_read_timeout_ms))
+            .max_headers(l.max_headers)
+            .max_buf_size(l.max_header_bytes);
         let message = format!(
             "the gateway has its limit of {} open connections (gateway.limits.max_connections); retry after {} s",
             l.max_connections, l.retry_after_s
@@ -137,7 +148,12 @@ impl Edge {
             in_flight: Arc::new(Semaphore::new(l.max_in_flight)),
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             refusal: Bytes::from(refusal),
-            builder,
+            builders: Builders {
+                h1: builder.clone().http1_only(),
+                h2: builder.clone().http2_only(),
+                detect: builder,
+            },
+            h1,
             cfg,
         }
     }
@@ -194,37 +210,94 @@ impl Edge {
         });
     }
 
-    /// One accepted connection, TLS first if configured.
+    /// One accepted connection, TLS first if configured. Only the common
+    /// case, plain HTTP/1.1, is served inline: HTTP/2 and TLS are boxed,
+    /// so an HTTP/1.1 connection's task does not carry their (larger)
+    /// state; each open stream holds one such task.
     async fn connection(
         self: Arc<Self>,
         tcp: TcpStream,
         permit: OwnedSemaphorePermit,
-        shutdown: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<bool>,
     ) {
         let _open = Gauged::new("llmux_connections_open", permit);
-        let Some(tls) = &self.cfg.tls else {
-            return self.serve_io(tcp, shutdown).await;
+        if let Some(tls) = self.cfg.tls.clone() {
+            return Box::pin(self.serve_tls(tcp, tls, shutdown)).await;
+        }
+        let first_bytes = Duration::from_millis(self.cfg.limits.header_read_timeout_ms);
+        let http = tokio::select! {
+            r = tokio::time::timeout(first_bytes, sniff(&tcp)) => r,
+            _ = shutdown.wait_for(|s| *s) => return,
         };
+        match http {
+            Ok(Ok(Some(Http::H1))) => {
+                let state = Arc::new(ConnState::new());
+                let conn = self
+                    .h1
+                    .serve_connection(TokioIo::new(tcp), self.service(&state));
+                self.serve(conn, &state, shutdown).await
+            }
+            Ok(Ok(Some(http))) => Box::pin(self.serve_auto(tcp, http, shutdown)).await,
+            // Closed before a byte, or a socket error.
+            Ok(_) => {}
+            Err(_) => closed("header_timeout"),
+        }
+    }
+
+    /// A TLS connection: the handshake (within the header read timeout),
+    /// then HTTP/2 or HTTP/1.1 as ALPN chose.
+    async fn serve_tls(
+        self: &Arc<Self>,
+        tcp: TcpStream,
+        tls: Arc<Tls>,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let handshake = Duration::from_millis(self.cfg.limits.header_read_timeout_ms);
         match tokio::time::timeout(handshake, tls.acceptor().accept(tcp)).await {
-            Ok(Ok(io)) => self.serve_io(io, shutdown).await,
+            Ok(Ok(io)) => {
+                let http = match io.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Http::H2,
+                    Some(b"http/1.1") => Http::H1,
+                    _ => Http::Detect,
+                };
+                self.serve_auto(io, http, shutdown).await
+            }
             Ok(Err(_)) => closed("tls_error"),
             Err(_) => closed("tls_handshake_timeout"),
         }
     }
 
-    /// Serves HTTP on one connection until it ends: closed by the client,
-    /// by a timeout, when idle too long, or at shutdown.
-    async fn serve_io<I>(self: &Arc<Self>, io: I, mut shutdown: watch::Receiver<bool>)
+    /// Serves `io` with hyper's automatic builder, told the version or
+    /// left to read it.
+    async fn serve_auto<I>(self: &Arc<Self>, io: I, http: Http, shutdown: watch::Receiver<bool>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let builder = match http {
+            Http::H1 => &self.builders.h1,
+            Http::H2 => &self.builders.h2,
+            Http::Detect => &self.builders.detect,
+        };
         let state = Arc::new(ConnState::new());
-        let svc = Svc {
+        let conn = builder.serve_connection(TokioIo::new(io), self.service(&state));
+        self.serve(conn, &state, shutdown).await
+    }
+
+    fn service(self: &Arc<Self>, state: &Arc<ConnState>) -> Svc {
+        Svc {
             edge: self.clone(),
             conn: state.clone(),
-        };
-        let conn = self.builder.serve_connection(TokioIo::new(io), svc);
+        }
+    }
+
+    /// Drives a connection until it ends: closed by the client, by a
+    /// timeout, when idle too long, or at shutdown.
+    async fn serve<C: Served>(
+        &self,
+        conn: C,
+        state: &ConnState,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         tokio::pin!(conn);
         let idle = Duration::from_millis(self.cfg.limits.idle_timeout_ms);
         let mut closing = false;
@@ -233,17 +306,17 @@ impl Edge {
                 r = conn.as_mut() => break r,
                 _ = state.idle(idle), if !closing => {
                     closed("idle");
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().close_gracefully();
                     closing = true;
                 }
                 _ = shutdown.wait_for(|s| *s), if !closing => {
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().close_gracefully();
                     closing = true;
                 }
             }
         };
         if let Err(e) = result {
-            closed(close_reason(&*e));
+            closed(close_reason(&*e.into()));
         }
     }
 
@@ -294,6 +367,88 @@ impl Edge {
         h.insert("retry-after", HeaderValue::from(l.retry_after_s));
         h.insert("x-should-retry", HeaderValue::from_static("true"));
         r
+    }
+}
+
+/// A connection being served: hyper's HTTP/1.1 connection or its
+/// automatic builder's, which both close after their current requests when
+/// asked.
+trait Served: Future<Output = Result<(), Self::Failure>> {
+    type Failure: Into<Box<dyn std::error::Error + Send + Sync>>;
+    fn close_gracefully(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Served for hyper::server::conn::http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Failure = hyper::Error;
+    fn close_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B> Served for auto::Connection<'_, I, S, TokioExecutor>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    type Failure = Box<dyn std::error::Error + Send + Sync>;
+    fn close_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// The ways to serve a connection through hyper's automatic builder.
+struct Builders {
+    detect: auto::Builder<TokioExecutor>,
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+/// How a connection's HTTP version is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Http {
+    H1,
+    H2,
+    /// hyper reads the first bytes itself (a partial HTTP/2 preface, or
+    /// TLS without ALPN).
+    Detect,
+}
+
+/// The HTTP/2 connection preface (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The connection's HTTP version from its first bytes, peeked rather than
+/// read: when hyper reads them itself it hands the HTTP/1.1 parser a
+/// 24-byte first read, and the parser's 8 KiB buffer then doubles to
+/// 16 KiB for the rest of the head, for the life of the connection.
+/// `None` when the client closed before sending a byte.
+async fn sniff(tcp: &TcpStream) -> std::io::Result<Option<Http>> {
+    let mut first = [0u8; H2_PREFACE.len()];
+    let n = tcp.peek(&mut first).await?;
+    Ok(version_of(&first[..n]))
+}
+
+fn version_of(first: &[u8]) -> Option<Http> {
+    if first.is_empty() {
+        None
+    } else if first == H2_PREFACE {
+        Some(Http::H2)
+    } else if H2_PREFACE.starts_with(first) {
+        Some(Http::Detect)
+    } else {
+        Some(Http::H1)
     }
 }
 
@@ -560,6 +715,19 @@ mod tests {
             "TCP_NODELAY is off on an accepted socket"
         );
         drop(client.await);
+    }
+
+    /// The HTTP version from the first bytes a client sent.
+    #[test]
+    fn the_first_bytes_choose_the_http_version() {
+        use super::{version_of, Http, H2_PREFACE};
+        assert_eq!(version_of(b""), None);
+        assert_eq!(version_of(H2_PREFACE), Some(Http::H2));
+        assert_eq!(version_of(&H2_PREFACE[..10]), Some(Http::Detect));
+        assert_eq!(version_of(b"P"), Some(Http::Detect));
+        assert_eq!(version_of(b"POST /v1/chat"), Some(Http::H1));
+        assert_eq!(version_of(b"GET / HTTP/1.1\r\n"), Some(Http::H1));
+        assert_eq!(version_of(b"\x16\x03\x01"), Some(Http::H1));
     }
 
     #[test]

@@ -345,6 +345,71 @@ fn slow_bodies_get_408_and_header_limits_431() {
     gw.wait_log_text("\"outcome\":\"body_timeout\"");
 }
 
+/// The first frame the gateway sends on an HTTP/2 connection after the
+/// client's preface (sent in `parts`, `gap` apart) and an empty SETTINGS
+/// frame: its type byte (4, SETTINGS, from a server that speaks HTTP/2).
+async fn h2_first_frame_type(addr: &str, parts: &[&[u8]], gap: Duration) -> u8 {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    for part in parts {
+        s.write_all(part).await.expect("write");
+        tokio::time::sleep(gap).await;
+    }
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .expect("settings");
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head))
+        .await
+        .expect("no frame within 5 s")
+        .expect("read");
+    head[3]
+}
+
+/// The gateway tells HTTP/1.1 from HTTP/2 by peeking at the first bytes
+/// (so hyper's HTTP/1.1 read buffer stays at 8 KiB): prior-knowledge h2c
+/// with the openai-style client, a preface split across writes, and a
+/// connection that sends nothing is closed at the header timeout.
+#[test]
+fn h2c_prior_knowledge_a_split_preface_and_silent_connections() {
+    let mock = MockServer::start("m", Behavior::default()).expect("mock");
+    let gw = start(&config(
+        &mock,
+        json!({"limits": {"header_read_timeout_ms": 1000}}),
+    ));
+    rt().block_on(async {
+        let h2 = reqwest::Client::builder()
+            .no_proxy()
+            .http2_prior_knowledge()
+            .build()
+            .expect("client");
+        for stream in [false, true] {
+            let r = h2
+                .post(format!("{}/v1/chat/completions", gw.url))
+                .json(&chat(stream))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.version(), reqwest::Version::HTTP_2);
+            assert_eq!(r.status(), 200);
+            let text = r.text().await.expect("body");
+            assert!(!stream || text.ends_with("data: [DONE]\n\n"), "{text}");
+        }
+        let preface: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        let whole = h2_first_frame_type(&gw.addr, &[preface], Duration::ZERO).await;
+        assert_eq!(whole, 4, "the answer to a whole preface is not SETTINGS");
+        let (a, b) = preface.split_at(7);
+        let split = h2_first_frame_type(&gw.addr, &[a, b], Duration::from_millis(100)).await;
+        assert_eq!(split, 4, "the answer to a split preface is not SETTINGS");
+        let t = Instant::now();
+        let silent = raw(&gw.addr, b"", Duration::from_secs(5)).await;
+        let took = t.elapsed();
+        assert!(silent.is_empty(), "{silent}");
+        println!("a connection that sent nothing was closed after {took:?} (header_read_timeout_ms 1000)");
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{took:?}");
+        assert!(metric(&gw, "llmux_connections_closed_total{reason=\"header_timeout\"}").await >= 1.0);
+    });
+}
+
 // ---------------------------------------------------------------------------
 // TLS
 

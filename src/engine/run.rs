@@ -686,7 +686,9 @@ async fn drive(sh: &Shared<'_>, st: &mut RunState) -> Result<Option<String>, Fai
                     .then(|| hedge_delay(inner, req, e))
                     .flatten();
                 let outcome = match delay {
-                    Some(d) => hedged(sh, st, route, (e, order[i]), d, &mut slot)
+                    // Boxed, as hedging is the exception: the request task
+                    // stays small for the plain attempt below.
+                    Some(d) => Box::pin(hedged(sh, st, route, (e, order[i]), d, &mut slot))
                         .await
                         .map(|(r, used_b)| {
                             if used_b {
@@ -935,7 +937,9 @@ async fn admit_user(
     }
     let ask = crate::budget::estimate(&inner.catalog, req, cfg.default_max_tokens);
     let subject: Arc<str> = Arc::from(user);
-    match b.reserve(&subject, &p.limits, ask).await {
+    // Boxed: a reservation (Redis when shared) is a large future that every
+    // request task would otherwise carry inline, budgets or not.
+    match Box::pin(b.reserve(&subject, &p.limits, ask)).await {
         Ok(l) => Ok(Some(l)),
         Err(r) => {
             let message = format!("user `{user}`: {r}");
