@@ -776,6 +776,7 @@ fn error_body_of(caller: Protocol, f: &Failure) -> Value {
 /// Every request's task, held for a whole stream: an async block rather
 /// than an `async fn`, whose arguments its future stores twice
 /// (rust-lang/rust#62958; the parsed request is 848 bytes).
+#[allow(clippy::manual_async_fn)] // on purpose, for the size above
 pub(super) fn run(
     inner: Arc<Inner>,
     id: u64,
