@@ -44,12 +44,15 @@ pub struct EdgeConfig {
 struct Edge {
     router: Router,
     cfg: EdgeConfig,
-    /// One builder per way a connection's protocol is known: detected
-    /// by hyper from the first bytes, or already known (see [`Http`]).
-    builders: Builders,
-    /// Plain HTTP/1.1, hyper's own connection (smaller than the automatic
-    /// builder's, which also holds HTTP/2 state).
+    /// HTTP/1.1 known from the first bytes or ALPN: hyper's own
+    /// connection (smaller than the automatic builder's, which also holds
+    /// HTTP/2 state).
     h1: hyper::server::conn::http1::Builder,
+    /// HTTP/2 known from the first bytes or ALPN.
+    h2: auto::Builder<TokioExecutor>,
+    /// Neither known yet: hyper reads the first bytes itself (a partial
+    /// HTTP/2 preface, or TLS without ALPN).
+    detect: auto::Builder<TokioExecutor>,
     connections: Arc<Semaphore>,
     in_flight: Arc<Semaphore>,
     /// Bounds the tasks that answer connections past the cap.
@@ -148,12 +151,9 @@ impl Edge {
             in_flight: Arc::new(Semaphore::new(l.max_in_flight)),
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             refusal: Bytes::from(refusal),
-            builders: Builders {
-                h1: builder.clone().http1_only(),
-                h2: builder.clone().http2_only(),
-                detect: builder,
-            },
             h1,
+            h2: builder.clone().http2_only(),
+            detect: builder,
             cfg,
         }
     }
@@ -230,14 +230,11 @@ impl Edge {
             _ = shutdown.wait_for(|s| *s) => return,
         };
         match http {
-            Ok(Ok(Some(Http::H1))) => {
-                let state = Arc::new(ConnState::new());
-                let conn = self
-                    .h1
-                    .serve_connection(TokioIo::new(tcp), self.service(&state));
-                self.serve(conn, &state, shutdown).await
+            Ok(Ok(Some(Http::H1))) => self.serve_h1(tcp, shutdown).await,
+            Ok(Ok(Some(Http::H2))) => Box::pin(self.serve_auto(&self.h2, tcp, shutdown)).await,
+            Ok(Ok(Some(Http::Detect))) => {
+                Box::pin(self.serve_auto(&self.detect, tcp, shutdown)).await
             }
-            Ok(Ok(Some(http))) => Box::pin(self.serve_auto(tcp, http, shutdown)).await,
             // Closed before a byte, or a socket error.
             Ok(_) => {}
             Err(_) => closed("header_timeout"),
@@ -254,35 +251,44 @@ impl Edge {
     ) {
         let handshake = Duration::from_millis(self.cfg.limits.header_read_timeout_ms);
         match tokio::time::timeout(handshake, tls.acceptor().accept(tcp)).await {
-            Ok(Ok(io)) => {
-                let http = match io.get_ref().1.alpn_protocol() {
-                    Some(b"h2") => Http::H2,
-                    Some(b"http/1.1") => Http::H1,
-                    _ => Http::Detect,
-                };
-                self.serve_auto(io, http, shutdown).await
-            }
+            Ok(Ok(io)) => match io.get_ref().1.alpn_protocol() {
+                Some(b"h2") => self.serve_auto(&self.h2, io, shutdown).await,
+                Some(b"http/1.1") => self.serve_h1(io, shutdown).await,
+                _ => self.serve_auto(&self.detect, io, shutdown).await,
+            },
             Ok(Err(_)) => closed("tls_error"),
             Err(_) => closed("tls_handshake_timeout"),
         }
     }
 
-    /// Serves `io` with hyper's automatic builder, told the version or
-    /// left to read it.
-    async fn serve_auto<I>(self: &Arc<Self>, io: I, http: Http, shutdown: watch::Receiver<bool>)
+    /// Serves `io` as HTTP/1.1.
+    async fn serve_h1<I>(self: &Arc<Self>, io: I, shutdown: watch::Receiver<bool>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let builder = match http {
-            Http::H1 => &self.builders.h1,
-            Http::H2 => &self.builders.h2,
-            Http::Detect => &self.builders.detect,
-        };
+        let state = Arc::new(ConnState::new());
+        let conn = self
+            .h1
+            .serve_connection(TokioIo::new(io), self.service(&state));
+        self.serve(conn, &state, shutdown).await
+    }
+
+    /// Serves `io` with one of hyper's automatic builders (`h2` or
+    /// `detect`).
+    async fn serve_auto<I>(
+        self: &Arc<Self>,
+        builder: &auto::Builder<TokioExecutor>,
+        io: I,
+        shutdown: watch::Receiver<bool>,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let state = Arc::new(ConnState::new());
         let conn = builder.serve_connection(TokioIo::new(io), self.service(&state));
         self.serve(conn, &state, shutdown).await
     }
 
+    /// The per-request service of one connection.
     fn service(self: &Arc<Self>, state: &Arc<ConnState>) -> Svc {
         Svc {
             edge: self.clone(),
@@ -409,20 +415,12 @@ where
     }
 }
 
-/// The ways to serve a connection through hyper's automatic builder.
-struct Builders {
-    detect: auto::Builder<TokioExecutor>,
-    h1: auto::Builder<TokioExecutor>,
-    h2: auto::Builder<TokioExecutor>,
-}
-
 /// How a connection's HTTP version is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Http {
     H1,
     H2,
-    /// hyper reads the first bytes itself (a partial HTTP/2 preface, or
-    /// TLS without ALPN).
+    /// Not known yet: a partial HTTP/2 preface.
     Detect,
 }
 
