@@ -947,8 +947,11 @@ fn check_process(cfg: &Config, err: Errs) -> (usize, u64) {
         err("max_request_bytes".into(), "must be at least 1".into());
     }
     if let Some(p) = &cfg.proxy {
-        if reqwest::Proxy::all(p).is_err() {
-            err("proxy".into(), "not a valid proxy URL".into());
+        if proxy_intercept(p).is_none() {
+            err(
+                "proxy".into(),
+                "not a valid proxy URL (http://[user:password@]host:port, or https://)".into(),
+            );
         }
     }
     (worker_threads, max_request_bytes)
@@ -1031,4 +1034,17 @@ fn missing_key(p: &ProviderConfig, url: &reqwest::Url, path: &str) -> Option<Str
         p.slug,
         p.base_url.trim_end_matches('/')
     ))
+}
+
+/// Where the `proxy` setting sends connections, with its credentials as a
+/// `Proxy-Authorization` value: `None` unless it is an `http://` or
+/// `https://` URL (no scheme means `http://`).
+pub fn proxy_intercept(proxy: &str) -> Option<hyper_util::client::proxy::matcher::Intercept> {
+    let matcher = hyper_util::client::proxy::matcher::Matcher::builder()
+        .all(proxy.to_owned())
+        .build();
+    let any = http::Uri::from_static("https://llmux.invalid/");
+    matcher
+        .intercept(&any)
+        .filter(|i| matches!(i.uri().scheme_str(), Some("http" | "https")))
 }

@@ -5,10 +5,18 @@
 //! first chunk) until the first token: up to that moment nothing has reached
 //! the host and the engine may still fail over.
 
+mod client;
+
+pub use client::Client;
+
 use crate::catalog::{Catalog, Endpoint, Provider};
 use crate::config::TimeoutsConfig;
 use crate::events::{Event, EventKind, EventQueue};
 use crate::protocol::{self, sse, PayloadError, Protocol, StreamContext, Usage};
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -144,7 +152,7 @@ pub struct AttemptOk {
 pub struct AttemptCtx<'a> {
     pub catalog: &'a Catalog,
     pub endpoint: usize,
-    pub client: &'a reqwest::Client,
+    pub client: &'a Client,
     pub queue: &'a EventQueue,
     pub request_id: u64,
     pub caller: Protocol,
@@ -232,7 +240,7 @@ fn unix_now() -> u64 {
 
 /// Parses `retry-after-ms`, then `retry-after` (seconds or an HTTP date);
 /// an unusable `retry-after-ms` does not hide a valid `retry-after`.
-pub fn retry_after(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let ms = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
@@ -381,9 +389,9 @@ fn status_message(provider: &Provider, endpoint: &Endpoint, status: u16, body: &
     }
 }
 
-/// A reqwest error's innermost cause, e.g. `Connection refused (os error
+/// A client error's innermost cause, e.g. `Connection refused (os error
 /// 111)`: the readable part of a chain.
-fn root_cause(e: &reqwest::Error) -> String {
+fn root_cause(e: &client::Error) -> String {
     let mut last: &dyn std::error::Error = e;
     while let Some(c) = last.source() {
         last = c;
@@ -392,7 +400,7 @@ fn root_cause(e: &reqwest::Error) -> String {
 }
 
 /// The whole chain, lowercased, to classify by.
-fn chain_text(e: &reqwest::Error) -> String {
+fn chain_text(e: &client::Error) -> String {
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(c) = src {
@@ -403,10 +411,34 @@ fn chain_text(e: &reqwest::Error) -> String {
     s.to_ascii_lowercase()
 }
 
+/// The first error of type `T` in `e`'s chain.
+fn find_source<T: std::error::Error + 'static>(e: &client::Error) -> Option<&T> {
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        if let Some(t) = c.downcast_ref::<T>() {
+            return Some(t);
+        }
+        src = c.source();
+    }
+    None
+}
+
+/// Whether the chain holds a timeout (the connect timeout's).
+fn timed_out(e: &client::Error) -> bool {
+    find_source::<std::io::Error>(e).is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+}
+
 /// A failure to get a response (no status line): its kind and sentence.
-fn send_failure(e: &reqwest::Error, url: &reqwest::Url, connect_ms: u64) -> (ErrKind, String) {
+fn send_failure(e: &client::Error, url: &reqwest::Url, connect_ms: u64) -> (ErrKind, String) {
     let host = url.host_str().unwrap_or("?");
     let at = format!("{host}:{}", url.port_or_known_default().unwrap_or(0));
+    if let Some(p) = find_source::<client::ProxyFailed>(e) {
+        let m = format!(
+            " could not be reached at {at} through the proxy {}: {}",
+            p.proxy, p.what
+        );
+        return (ErrKind::Connect, m);
+    }
     let chain = chain_text(e);
     // Over https, a connect failure past DNS, refusal and timeout happened
     // in the TLS handshake (rustls' messages rarely say "TLS").
@@ -424,7 +456,7 @@ fn send_failure(e: &reqwest::Error, url: &reqwest::Url, connect_ms: u64) -> (Err
         );
         return (ErrKind::Connect, m);
     }
-    if e.is_connect() && (e.is_timeout() || chain.contains("timed out")) {
+    if e.is_connect() && (timed_out(e) || chain.contains("timed out")) {
         let m = format!(
             " did not accept a connection at {at} within the connect timeout of {connect_ms} ms"
         );
@@ -458,7 +490,7 @@ fn build_request(
     ctx: &AttemptCtx<'_>,
     provider: &Provider,
     endpoint: &Endpoint,
-) -> Result<reqwest::RequestBuilder, AttemptError> {
+) -> Result<http::Request<Full<Bytes>>, AttemptError> {
     let bytes = protocol::upstream_request_bytes(
         provider.protocol,
         ctx.caller,
@@ -472,42 +504,81 @@ fn build_request(
         provider
             .protocol
             .request_url(provider.url.as_str(), &endpoint.upstream_model, ctx.stream);
-    let mut rb = match url {
-        Some(u) => ctx.client.post(u),
-        None => ctx.client.post(provider.url.clone()),
+    let accept = if ctx.stream {
+        "text/event-stream"
+    } else {
+        "application/json"
     };
-    rb = rb
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(
-            reqwest::header::ACCEPT,
-            if ctx.stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        );
+    let mut req = post(provider, url.as_deref(), bytes)?;
+    let h = req.headers_mut();
+    h.insert(ACCEPT, HeaderValue::from_static(accept));
+    if provider.protocol == Protocol::Anthropic && !ctx.forward_headers.is_empty() {
+        replace_headers(h, forwarded_headers(provider, ctx.forward_headers));
+    }
+    Ok(req)
+}
+
+/// A POST of a JSON `body` to `url` (else the provider's URL) with the
+/// provider's key and headers.
+fn post(
+    provider: &Provider,
+    url: Option<&str>,
+    body: Vec<u8>,
+) -> Result<http::Request<Full<Bytes>>, AttemptError> {
+    let unusable = |what: &str| AttemptError::new(ErrKind::Connect, format!(" has {what}"));
+    let uri = http::Uri::try_from(url.unwrap_or(provider.url.as_str()))
+        .map_err(|e| unusable(&format!("a URL llmux cannot send to: {e}")))?;
+    let mut req = http::Request::new(Full::new(body.into()));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = uri;
+    let h = req.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("llmux/", env!("CARGO_PKG_VERSION"))),
+    );
     if let Some(key) = &provider.key {
-        rb = match provider.protocol.auth() {
-            protocol::Auth::Bearer => rb.bearer_auth(key.expose()),
-            protocol::Auth::Header(name) => rb.header(name, key.expose()),
+        let (name, value) = match provider.protocol.auth() {
+            protocol::Auth::Bearer => (
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", key.expose()),
+            ),
+            protocol::Auth::Header(name) => {
+                (HeaderName::from_static(name), key.expose().to_owned())
+            }
         };
+        let mut value = HeaderValue::try_from(value)
+            .map_err(|_| unusable("an API key that is not a valid HTTP header value"))?;
+        value.set_sensitive(true);
+        h.insert(name, value);
     }
     for (n, v) in &provider.headers {
-        rb = rb.header(n.clone(), v.clone());
+        h.append(n.clone(), v.clone());
     }
-    if provider.protocol == Protocol::Anthropic && !ctx.forward_headers.is_empty() {
-        rb = rb.headers(forwarded_headers(provider, ctx.forward_headers));
+    Ok(req)
+}
+
+/// `from`'s values replace `to`'s of the same names.
+fn replace_headers(to: &mut HeaderMap, from: HeaderMap) {
+    let mut last = None;
+    for (name, value) in from {
+        match name {
+            Some(n) => {
+                to.insert(n.clone(), value);
+                last = Some(n);
+            }
+            None => {
+                if let Some(n) = &last {
+                    to.append(n.clone(), value);
+                }
+            }
+        }
     }
-    Ok(rb.body(bytes))
 }
 
 /// The caller's `anthropic-*` headers; they replace the configured ones of
 /// the same name, except `anthropic-beta`, whose lists are joined.
-fn forwarded_headers(
-    provider: &Provider,
-    caller: &[(String, String)],
-) -> reqwest::header::HeaderMap {
-    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+fn forwarded_headers(provider: &Provider, caller: &[(String, String)]) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (n, v) in caller {
         let (Ok(name), Ok(mut value)) = (
@@ -531,25 +602,18 @@ fn forwarded_headers(
 /// provider (`{base}/v1/messages/count_tokens`) with its key and headers and
 /// the caller's `anthropic-*` headers; returns the status and body.
 pub async fn count_tokens(
-    client: &reqwest::Client,
+    client: &Client,
     provider: &Provider,
     body: Vec<u8>,
     forward: &[(String, String)],
     deadline: Instant,
 ) -> Result<(u16, String), String> {
-    let mut rb = client
-        .post(format!("{}/count_tokens", provider.url))
-        .header(reqwest::header::CONTENT_TYPE, "application/json");
-    if let Some(key) = &provider.key {
-        rb = rb.header("x-api-key", key.expose());
-    }
-    for (n, v) in &provider.headers {
-        rb = rb.header(n.clone(), v.clone());
-    }
+    let url = format!("{}/count_tokens", provider.url);
+    let mut req = post(provider, Some(&url), body).map_err(|e| e.message)?;
     if !forward.is_empty() {
-        rb = rb.headers(forwarded_headers(provider, forward));
+        replace_headers(req.headers_mut(), forwarded_headers(provider, forward));
     }
-    let mut resp = timeout_at(deadline, rb.body(body).send())
+    let mut resp = timeout_at(deadline, client.send(req))
         .await
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| send_failure(&e, &provider.url, 5000).1)?;
@@ -560,14 +624,28 @@ pub async fn count_tokens(
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
+/// The body's next data (trailers are skipped), `None` at its end.
+async fn chunk(resp: &mut http::Response<Incoming>) -> Result<Option<Bytes>, hyper::Error> {
+    loop {
+        match resp.body_mut().frame().await.transpose()? {
+            None => return Ok(None),
+            Some(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
 async fn read_limited(
-    resp: &mut reqwest::Response,
+    resp: &mut http::Response<Incoming>,
     limit: usize,
     deadline: Instant,
 ) -> Result<Vec<u8>, (ErrKind, String)> {
     let mut buf = Vec::new();
     loop {
-        match timeout_at(deadline, resp.chunk()).await {
+        match timeout_at(deadline, chunk(resp)).await {
             Err(_) => {
                 return Err((
                     ErrKind::FirstTokenTimeout,
@@ -681,8 +759,8 @@ async fn run_attempt(ctx: &AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     let endpoint = &ctx.catalog.endpoints[ctx.endpoint];
     let provider = ctx.catalog.provider_of(ctx.endpoint);
     let dl = Deadlines::new(ctx);
-    let rb = build_request(ctx, provider, endpoint)?;
-    let mut resp = match timeout_at(dl.first_token, rb.send()).await {
+    let req = build_request(ctx, provider, endpoint)?;
+    let mut resp = match timeout_at(dl.first_token, ctx.client.send(req)).await {
         Err(_) => return Err(dl.before_first_token("no response")),
         Ok(Err(e)) => {
             let connect_ms = ctx.timeouts.connect_ms.unwrap_or(5000);
@@ -719,9 +797,9 @@ async fn run_attempt(ctx: &AttemptCtx<'_>) -> Result<AttemptOk, AttemptError> {
     stream_body(ctx, provider, endpoint, resp, dl).await
 }
 
-fn is_html(resp: &reqwest::Response) -> bool {
+fn is_html(resp: &http::Response<Incoming>) -> bool {
     resp.headers()
-        .get(reqwest::header::CONTENT_TYPE)
+        .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"))
 }
@@ -731,7 +809,7 @@ async fn status_error(
     ctx: &AttemptCtx<'_>,
     provider: &Provider,
     endpoint: &Endpoint,
-    resp: &mut reqwest::Response,
+    resp: &mut http::Response<Incoming>,
     dl: Deadlines,
 ) -> AttemptError {
     let status = resp.status().as_u16();
@@ -772,7 +850,7 @@ async fn whole_body(
     ctx: &AttemptCtx<'_>,
     provider: &Provider,
     endpoint: &Endpoint,
-    resp: &mut reqwest::Response,
+    resp: &mut http::Response<Incoming>,
     dl: Deadlines,
 ) -> Result<AttemptOk, AttemptError> {
     let body = read_limited(resp, MAX_BODY, dl.first_token)
@@ -861,7 +939,7 @@ impl StreamState {
 fn read_failure<B>(
     st: &StreamState,
     dl: Deadlines,
-    read: Option<Result<Option<B>, reqwest::Error>>,
+    read: Option<Result<Option<B>, hyper::Error>>,
     until: Instant,
 ) -> AttemptError {
     let chunks = st.chunks();
@@ -1020,10 +1098,10 @@ async fn read_until<F: std::future::Future>(
 
 /// Lets the connection finish its body in the background (at most 2 s) so
 /// it can be reused.
-fn drain_in_background(mut resp: reqwest::Response) {
+fn drain_in_background(mut resp: http::Response<Incoming>) {
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Ok(Some(_)) = resp.chunk().await {}
+            while let Ok(Some(_)) = chunk(&mut resp).await {}
         })
         .await;
     });
@@ -1035,7 +1113,7 @@ async fn stream_body(
     ctx: &AttemptCtx<'_>,
     provider: &Provider,
     endpoint: &Endpoint,
-    mut resp: reqwest::Response,
+    mut resp: http::Response<Incoming>,
     dl: Deadlines,
 ) -> Result<AttemptOk, AttemptError> {
     let mut adapter = stream_adapter_for(ctx, provider, endpoint);
@@ -1055,7 +1133,7 @@ async fn stream_body(
             None => dl.first_token,
             Some(_) => dl.attempt.min(Instant::now() + dl.idle),
         };
-        let bytes = match read_until(resp.chunk(), timer.as_mut(), until).await {
+        let bytes = match read_until(chunk(&mut resp), timer.as_mut(), until).await {
             Some(Ok(Some(b))) => b,
             read => {
                 decoder.finish();
@@ -1152,7 +1230,7 @@ mod tests {
 
     #[test]
     fn retry_after_forms() {
-        use reqwest::header::{HeaderMap, HeaderValue};
+        use http::header::{HeaderMap, HeaderValue};
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784111770);
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("3"));
@@ -1202,7 +1280,7 @@ mod tests {
                         "price": {"prompt": 1.0, "completion": 1.0}}]}],
         });
         let catalog = Catalog::from_json(&cfg.to_string()).unwrap();
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let client = Client::new(Duration::from_secs(5), Default::default(), None).unwrap();
         let queue = EventQueue::new();
         let winner = AtomicUsize::new(0);
         let body = protocol::splice::Body::new("{}");
@@ -1237,7 +1315,7 @@ mod tests {
 
     #[test]
     fn an_unusable_retry_after_ms_does_not_hide_retry_after() {
-        use reqwest::header::{HeaderMap, HeaderValue};
+        use http::header::{HeaderMap, HeaderValue};
         let now = SystemTime::UNIX_EPOCH;
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("4"));

@@ -571,6 +571,37 @@ fn tls_and_dns_failures_say_so() {
     assert_eq!(msg, "provider \"a\" (endpoint a/default) is unreachable: the host name \"llmux-test.invalid\" does not resolve (DNS lookup failed): is base_url right?");
 }
 
+/// The connect timeout covers the TLS handshake: a server that accepts
+/// the TCP connection and never answers the ClientHello is given up at
+/// `connect_ms`, not at the first-token timeout.
+#[test]
+fn a_silent_tls_handshake_ends_at_the_connect_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().take(4) {
+            held.push(s); // accepted, never answered
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let a = upstream("a", Behavior::default());
+    let timeouts = json!({"timeouts": {"connect_ms": 300, "first_token_ms": 20000}});
+    let cfg = config(&[&a], timeouts).replace(
+        &format!("{}/v1", a.server.base_url()),
+        &format!("https://127.0.0.1:{port}/v1"),
+    );
+    let e = llmux::Engine::from_json(&cfg).unwrap();
+    let out = run(&e, &chat("test/model", false));
+    let (msg, outcome, code, _) = failure(&out);
+    assert_eq!((outcome.as_str(), code), ("connect_error", 502), "{msg}");
+    assert_eq!(
+        msg,
+        format!("provider \"a\" (endpoint a/default) did not accept a connection at 127.0.0.1:{port} within the connect timeout of 300 ms")
+    );
+    assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
+}
+
 /// Issue 19: timeouts say which one expired and after how long.
 #[test]
 fn timeouts_say_which_and_how_long() {

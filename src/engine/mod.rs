@@ -25,6 +25,7 @@ use crate::events::{Event, EventQueue};
 use crate::health::Health;
 use crate::protocol::Protocol;
 use crate::request::{self, RequestError};
+use crate::upstream::Client;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -32,6 +33,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// The HTTP clients, one per (connect timeout, HTTP version).
+type Clients = HashMap<(u64, HttpVersion), Arc<Client>>;
 
 /// Why an engine could not be built.
 #[derive(Debug)]
@@ -255,7 +259,7 @@ struct Inner {
     queue: Arc<EventQueue>,
     /// One HTTP client (connection pool) per connect timeout and HTTP
     /// version; kept across reloads while the proxy is the same.
-    clients: Arc<Mutex<HashMap<(u64, HttpVersion), reqwest::Client>>>,
+    clients: Arc<Mutex<Clients>>,
     cancels: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>,
     next_id: Arc<AtomicU64>,
     rng: AtomicU64,
@@ -962,33 +966,13 @@ impl Drop for Engine {
 }
 
 impl Inner {
-    fn client(&self, connect_ms: u64, http: HttpVersion) -> Result<reqwest::Client, String> {
+    fn client(&self, connect_ms: u64, http: HttpVersion) -> Result<Arc<Client>, String> {
         let mut map = lock(&self.clients);
         if let Some(c) = map.get(&(connect_ms, http)) {
             return Ok(c.clone());
         }
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(connect_ms))
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("llmux/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            // Never follow redirects: a key header (x-api-key, custom
-            // headers) and the prompt must go only to the configured URL.
-            .redirect(reqwest::redirect::Policy::none())
-            // HTTP/2: find a dead connection by PING rather than by the
-            // first-token timeout of every stream on it.
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(10));
-        b = match http {
-            HttpVersion::Auto => b,
-            HttpVersion::Http1 => b.http1_only(),
-            HttpVersion::Http2 => b.http2_prior_knowledge(),
-        };
-        if let Some(p) = &self.catalog.proxy {
-            b = b.proxy(reqwest::Proxy::all(p).map_err(|e| e.to_string())?);
-        }
-        let c = b.build().map_err(|e| e.to_string())?;
+        let connect = Duration::from_millis(connect_ms);
+        let c = Arc::new(Client::new(connect, http, self.catalog.proxy.as_deref())?);
         map.insert((connect_ms, http), c.clone());
         Ok(c)
     }

@@ -1,0 +1,266 @@
+//! The engine's HTTP client: hyper-util's pooled client over rustls.
+//!
+//! reqwest wraps the same client; calling it directly drops what llmux
+//! does not use on every request (parsing the URL into a `Url` and then
+//! again into a `Uri`, the redirect layer that parses it a third time, the
+//! per-request timeout wrappers; llmux keeps its own deadlines), about
+//! 10 us of CPU per request, and lets the HTTP/1.1 read buffer be sized
+//! (docs/gateway.md, "Memory").
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::{self, connect::proxy::Tunnel, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service;
+
+use crate::config::HttpVersion;
+
+// (Written out rather than aliased: cbindgen, which reads the whole crate,
+// cannot follow a generic alias.)
+/// A failure to get a response.
+pub(crate) type Error = legacy::Error;
+
+type Tls = HttpsConnector<HttpConnector>;
+type Direct = Timed<Tls>;
+type Proxied = Timed<HttpsConnector<ViaProxy>>;
+
+/// One pool of connections, for one connect timeout and HTTP version.
+// Built once per pool and held behind an `Arc`: the variants' sizes do not
+// matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+pub enum Client {
+    Direct(legacy::Client<Direct, Full<Bytes>>),
+    /// Every connection tunnelled through an HTTP(S) proxy with CONNECT.
+    Proxied(legacy::Client<Proxied, Full<Bytes>>),
+}
+
+impl Client {
+    /// A client whose connections are made within `connect`, speak `http`
+    /// and, with `proxy` (a URL such as `http://user:pass@host:3128`), go
+    /// through that proxy.
+    pub fn new(
+        connect: Duration,
+        http: HttpVersion,
+        proxy: Option<&str>,
+    ) -> Result<Client, String> {
+        let builder = builder(http);
+        let Some(proxy) = proxy else {
+            return Ok(Client::Direct(
+                builder.build(Timed::new(connect, tls(http))),
+            ));
+        };
+        let Some(intercept) = crate::catalog::proxy_intercept(proxy) else {
+            return Err(format!(
+                "proxy \"{}\" is not an http:// or https:// URL",
+                redact(proxy)
+            ));
+        };
+        // The hop to the proxy speaks HTTP/1.1 (CONNECT) whatever the target.
+        let uri = intercept.uri().clone();
+        let mut tunnel = Tunnel::new(uri.clone(), tls(HttpVersion::Http1));
+        if let Some(auth) = intercept.basic_auth() {
+            tunnel = tunnel.with_auth(auth.clone());
+        }
+        let via = ViaProxy {
+            tunnel,
+            proxy: uri
+                .authority()
+                .map_or_else(String::new, |a| a.to_string())
+                .into(),
+        };
+        let connector = Timed::new(connect, with_tls(http, via));
+        Ok(Client::Proxied(builder.build(connector)))
+    }
+
+    /// Sends `req`; the future resolves once the response's head arrived.
+    pub fn send(&self, req: http::Request<Full<Bytes>>) -> legacy::ResponseFuture {
+        match self {
+            Client::Direct(c) => c.request(req),
+            Client::Proxied(c) => c.request(req),
+        }
+    }
+}
+
+/// The pool's settings: idle connections kept 90 s, HTTP/2 connections
+/// checked by PING (a dead one is found by that rather than by the
+/// first-token timeout of every stream on it).
+fn builder(http: HttpVersion) -> legacy::Builder {
+    let mut b = legacy::Client::builder(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_timeout(Duration::from_secs(10))
+        .http2_only(http == HttpVersion::Http2);
+    b
+}
+
+/// TCP (no Nagle, keep-alive probes after 15 s), then TLS for `https://`
+/// URLs.
+fn tls(http: HttpVersion) -> Tls {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_keepalive(Some(Duration::from_secs(15)));
+    with_tls(http, tcp)
+}
+
+/// rustls with the `ring` provider and the webpki roots over `conn`, for
+/// `https://` URLs, offering by ALPN the versions `http` allows.
+fn with_tls<C>(http: HttpVersion, conn: C) -> HttpsConnector<C> {
+    let b = HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config())
+        .https_or_http();
+    match http {
+        HttpVersion::Http1 => b.enable_http1().wrap_connector(conn),
+        HttpVersion::Http2 => b.enable_http2().wrap_connector(conn),
+        HttpVersion::Auto => b.enable_http1().enable_http2().wrap_connector(conn),
+    }
+}
+
+fn tls_config() -> rustls::ClientConfig {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports TLS 1.2 and 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    });
+    (**config).clone()
+}
+
+/// A proxy URL without its password.
+fn redact(proxy: &str) -> String {
+    match proxy.split_once('@') {
+        Some((userinfo, host)) => {
+            let scheme_end = userinfo.find("://").map_or(0, |i| i + 3);
+            format!("{}[redacted]@{host}", &userinfo[..scheme_end])
+        }
+        None => proxy.to_owned(),
+    }
+}
+
+/// The tunnel to the proxy, whose failures name the proxy.
+#[derive(Clone)]
+pub struct ViaProxy {
+    tunnel: Tunnel<Tls>,
+    /// `host:port` (no credentials).
+    proxy: Arc<str>,
+}
+
+/// The proxy hop failed: the proxy refused the connection or the tunnel.
+#[derive(Debug)]
+pub struct ProxyFailed {
+    /// The proxy's `host:port`.
+    pub proxy: Arc<str>,
+    /// What went wrong, e.g. `proxy authorization required`.
+    pub what: String,
+}
+
+impl ProxyFailed {
+    fn new(proxy: &Arc<str>, e: &(dyn std::error::Error + 'static)) -> Self {
+        // The tunnel's own words, without its "tunnel error: " prefix.
+        let mut what = e
+            .to_string()
+            .trim_start_matches("tunnel error: ")
+            .to_owned();
+        let mut src = e.source();
+        while let Some(c) = src {
+            what.push_str(": ");
+            what.push_str(&c.to_string());
+            src = c.source();
+        }
+        ProxyFailed {
+            proxy: proxy.clone(),
+            what,
+        }
+    }
+}
+
+impl std::fmt::Display for ProxyFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "proxy {}: {}", self.proxy, self.what)
+    }
+}
+
+impl std::error::Error for ProxyFailed {}
+
+type Tunnelled = <Tunnel<Tls> as Service<http::Uri>>::Response;
+
+impl Service<http::Uri> for ViaProxy {
+    type Response = Tunnelled;
+    type Error = ProxyFailed;
+    type Future = Pin<Box<dyn Future<Output = Result<Tunnelled, ProxyFailed>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyFailed>> {
+        self.tunnel
+            .poll_ready(cx)
+            .map_err(|e| ProxyFailed::new(&self.proxy, &e))
+    }
+
+    fn call(&mut self, dst: http::Uri) -> Self::Future {
+        let connecting = self.tunnel.call(dst);
+        let proxy = self.proxy.clone();
+        Box::pin(async move { connecting.await.map_err(|e| ProxyFailed::new(&proxy, &e)) })
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A connector whose whole connect (TCP, the proxy's tunnel, TLS) must
+/// finish within `limit`; past it, the error is an I/O `TimedOut`.
+#[derive(Clone)]
+pub struct Timed<C> {
+    inner: C,
+    limit: Duration,
+}
+
+impl<C> Timed<C> {
+    fn new(limit: Duration, inner: C) -> Self {
+        Timed { inner, limit }
+    }
+}
+
+impl<C> Service<http::Uri> for Timed<C>
+where
+    C: Service<http::Uri>,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: http::Uri) -> Self::Future {
+        let connecting = self.inner.call(dst);
+        let limit = self.limit;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                )
+                .into()),
+            }
+        })
+    }
+}
