@@ -526,8 +526,9 @@ fn post(
     body: Vec<u8>,
 ) -> Result<http::Request<Full<Bytes>>, AttemptError> {
     let unusable = |what: &str| AttemptError::new(ErrKind::Connect, format!(" has {what}"));
-    let uri = http::Uri::try_from(url.unwrap_or(provider.url.as_str()))
-        .map_err(|e| unusable(&format!("a URL llmux cannot send to: {e}")))?;
+    let uri = to_uri(url.unwrap_or(provider.url.as_str())).ok_or_else(|| {
+        unusable("a URL llmux cannot send to: check its base_url and upstream_model")
+    })?;
     let mut req = http::Request::new(Full::new(body.into()));
     *req.method_mut() = http::Method::POST;
     *req.uri_mut() = uri;
@@ -556,6 +557,15 @@ fn post(
         h.append(n.clone(), v.clone());
     }
     Ok(req)
+}
+
+/// `url` as a URI; characters a URI may not hold (a space in an upstream
+/// model's name) are percent-encoded by the URL parser first.
+fn to_uri(url: &str) -> Option<http::Uri> {
+    http::Uri::try_from(url).ok().or_else(|| {
+        let parsed = reqwest::Url::parse(url).ok()?;
+        http::Uri::try_from(parsed.as_str()).ok()
+    })
 }
 
 /// `from`'s values replace `to`'s of the same names.
@@ -1226,6 +1236,20 @@ mod tests {
         for old in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
             assert_eq!(parse_http_date(old), Some(t), "{old}");
         }
+    }
+
+    #[test]
+    fn urls_a_uri_cannot_hold_are_percent_encoded() {
+        let u = to_uri("http://h/v1beta/models/my model:generateContent").unwrap();
+        assert_eq!(u.path(), "/v1beta/models/my%20model:generateContent");
+        let u =
+            to_uri("http://h/v1beta/models/tunedModels/m:streamGenerateContent?alt=sse").unwrap();
+        assert_eq!(
+            u.path(),
+            "/v1beta/models/tunedModels/m:streamGenerateContent"
+        );
+        assert_eq!(u.query(), Some("alt=sse"));
+        assert!(to_uri("not a url").is_none());
     }
 
     #[test]
