@@ -472,8 +472,12 @@ fn send_failure(e: &client::Error, url: &reqwest::Url, connect_ms: u64) -> (ErrK
             format!(" could not be connected to at {at}: {}", root_cause(e)),
         );
     }
-    let m = ": the connection closed before a response arrived".to_owned();
-    (ErrKind::Transport, m)
+    let m = if client::refused_unprocessed(e) {
+        " refused the request unprocessed three times (HTTP/2: stream refused or connection shutting down)"
+    } else {
+        ": the connection closed before a response arrived"
+    };
+    (ErrKind::Transport, m.to_owned())
 }
 
 /// A body or stream that could not be read to its end (`chunks`: those

@@ -128,3 +128,85 @@ fn an_unknown_http_version_is_a_config_error() {
     assert!(err.contains("providers[0].http"), "{err}");
     assert!(err.contains("http2"), "{err}");
 }
+
+/// An h2c server that answers its first `refuse` streams with
+/// REFUSED_STREAM and the others with a chat completion; counts streams.
+fn refusing_h2_server(refuse: usize) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((socket, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                        if count.fetch_add(1, Ordering::SeqCst) < refuse {
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                            continue;
+                        }
+                        let body = json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "served"},
+                                         "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}});
+                        let head = http::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(())
+                            .unwrap();
+                        let mut send = respond.send_response(head, false).unwrap();
+                        let _ = send.send_data(body.to_string().into(), true);
+                    }
+                });
+            }
+        });
+    });
+    (port, seen)
+}
+
+/// A stream the server refused unprocessed (REFUSED_STREAM) is sent again
+/// within the same attempt, at most twice, as reqwest did: no failover, no
+/// mark against the endpoint. A third refusal is the attempt's failure.
+#[test]
+fn a_refused_http2_stream_is_sent_again() {
+    use std::sync::atomic::Ordering;
+    for (refuse, served) in [(1, true), (2, true), (3, false)] {
+        let (port, seen) = refusing_h2_server(refuse);
+        let cfg = json!({
+            "providers": [{"slug": "h2", "protocol": "openai", "http": "http2",
+                           "base_url": format!("http://127.0.0.1:{port}/v1")}],
+            "models": [{"slug": "test/model", "endpoints": [{"provider": "h2", "upstream_model": "m"}]}],
+            "retry": {"max_retries": 0},
+        });
+        let e = Engine::from_json(&cfg.to_string()).unwrap();
+        let out = run(&e, &chat("test/model", false));
+        let attempts = out.routing()["attempts"].as_array().unwrap().len();
+        assert_eq!(attempts, 1, "refuse={refuse}: {}", out.terminal);
+        assert_eq!(out.ok(), served, "refuse={refuse}: {}", out.terminal);
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            3.min(refuse + 1),
+            "refuse={refuse}"
+        );
+        if served {
+            let text = &out.terminal["response"]["choices"][0]["message"]["content"];
+            assert_eq!(text, "served");
+        } else {
+            assert_eq!(
+                out.terminal["error"]["error"]["message"],
+                "provider \"h2\" (endpoint h2/default) refused the request unprocessed three \
+                 times (HTTP/2: stream refused or connection shutting down)"
+            );
+        }
+    }
+}

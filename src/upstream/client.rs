@@ -32,11 +32,16 @@ type Direct = Timed<Tls>;
 type Proxied = Timed<HttpsConnector<ViaProxy>>;
 
 /// One pool of connections, for one connect timeout and HTTP version.
+pub struct Client {
+    pool: Pool,
+    /// HTTP/2 with prior knowledge, `http://` URLs included.
+    h2_only: bool,
+}
+
 // Built once per pool and held behind an `Arc`: the variants' sizes do not
 // matter.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone)]
-pub enum Client {
+enum Pool {
     Direct(legacy::Client<Direct, Full<Bytes>>),
     /// Every connection tunnelled through an HTTP(S) proxy with CONNECT.
     Proxied(legacy::Client<Proxied, Full<Bytes>>),
@@ -52,10 +57,10 @@ impl Client {
         proxy: Option<&str>,
     ) -> Result<Client, String> {
         let builder = builder(http);
+        let h2_only = http == HttpVersion::Http2;
         let Some(proxy) = proxy else {
-            return Ok(Client::Direct(
-                builder.build(Timed::new(connect, tls(http))),
-            ));
+            let pool = Pool::Direct(builder.build(Timed::new(connect, tls(http))));
+            return Ok(Client { pool, h2_only });
         };
         let Some(intercept) = crate::catalog::proxy_intercept(proxy) else {
             return Err(format!(
@@ -77,16 +82,61 @@ impl Client {
                 .into(),
         };
         let connector = Timed::new(connect, with_tls(http, via));
-        Ok(Client::Proxied(builder.build(connector)))
+        let pool = Pool::Proxied(builder.build(connector));
+        Ok(Client { pool, h2_only })
     }
 
-    /// Sends `req`; the future resolves once the response's head arrived.
-    pub fn send(&self, req: http::Request<Full<Bytes>>) -> legacy::ResponseFuture {
-        match self {
-            Client::Direct(c) => c.request(req),
-            Client::Proxied(c) => c.request(req),
+    /// Sends `req`; resolves once the response's head arrived. A request
+    /// an HTTP/2 server refused unprocessed (REFUSED_STREAM, or a GOAWAY
+    /// of a graceful shutdown) is sent again, at most twice, on a new
+    /// stream or connection, as reqwest does by default.
+    pub async fn send(
+        &self,
+        mut req: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, Error> {
+        // Over HTTP/1.1 (any plain `http://` URL unless HTTP/2 was asked
+        // for) there is nothing to retry, and no copy is made.
+        let h2 = self.h2_only || req.uri().scheme_str() == Some("https");
+        let mut retries = if h2 { 2 } else { 0 };
+        loop {
+            let again = (retries > 0).then(|| copy(&req));
+            let sent = match &self.pool {
+                Pool::Direct(c) => c.request(req).await,
+                Pool::Proxied(c) => c.request(req).await,
+            };
+            match (sent, again) {
+                (Err(e), Some(next)) if refused_unprocessed(&e) => {
+                    req = next;
+                    retries -= 1;
+                }
+                (sent, _) => return sent,
+            }
         }
     }
+}
+
+/// A copy of `req` to send again (the body is shared, not copied).
+fn copy(req: &http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
+    let mut again = http::Request::new(req.body().clone());
+    *again.method_mut() = req.method().clone();
+    *again.uri_mut() = req.uri().clone();
+    *again.headers_mut() = req.headers().clone();
+    again
+}
+
+/// An HTTP/2 server's refusal of a request it did not process: safe to
+/// send again (RFC 9113, 8.7).
+pub(crate) fn refused_unprocessed(e: &Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        if let Some(h2) = c.downcast_ref::<h2::Error>() {
+            let graceful = h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR);
+            let refused = h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+            return h2.is_remote() && (graceful || refused);
+        }
+        src = c.source();
+    }
+    false
 }
 
 /// The pool's settings: idle connections kept 90 s, HTTP/2 connections
