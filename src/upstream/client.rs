@@ -3,9 +3,11 @@
 //! reqwest wraps the same client; calling it directly drops what llmux
 //! does not use on every request (parsing the URL into a `Url` and then
 //! again into a `Uri`, the redirect layer that parses it a third time, the
-//! per-request timeout wrappers; llmux keeps its own deadlines), about
-//! 10 us of CPU per request, and lets the HTTP/1.1 read buffer be sized
-//! (docs/gateway.md, "Memory").
+//! per-request timeout wrappers; llmux keeps its own deadlines): about
+//! 10 us of CPU per request (docs/benchmarks.md). What reqwest did that
+//! llmux needs is here: the connect timeout over TCP, proxy and TLS, the
+//! `CONNECT` proxy, and sending again what an HTTP/2 server refused
+//! unprocessed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,8 +24,10 @@ use tower_service::Service;
 
 use crate::config::HttpVersion;
 
-// (Written out rather than aliased: cbindgen, which reads the whole crate,
-// cannot follow a generic alias.)
+// Requests and responses are written out (`http::Request<Full<Bytes>>`,
+// `http::Response<Incoming>`) rather than aliased: cbindgen, which reads
+// the whole crate for the header, cannot follow a generic alias.
+
 /// A failure to get a response.
 pub(crate) type Error = legacy::Error;
 
