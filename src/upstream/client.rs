@@ -66,11 +66,9 @@ impl Client {
             let pool = Pool::Direct(builder.build(Timed::new(connect, tls(http))));
             return Ok(Client { pool, h2_only });
         };
+        // The catalog refused any other proxy URL at load.
         let Some(intercept) = crate::catalog::proxy_intercept(proxy) else {
-            return Err(format!(
-                "proxy \"{}\" is not an http:// or https:// URL",
-                redact(proxy)
-            ));
+            return Err("proxy: not an http:// or https:// URL".into());
         };
         // The hop to the proxy speaks HTTP/1.1 (CONNECT) whatever the target.
         let uri = intercept.uri().clone();
@@ -195,17 +193,6 @@ fn tls_config() -> rustls::ClientConfig {
         Arc::new(config)
     });
     (**config).clone()
-}
-
-/// A proxy URL without its password.
-fn redact(proxy: &str) -> String {
-    match proxy.split_once('@') {
-        Some((userinfo, host)) => {
-            let scheme_end = userinfo.find("://").map_or(0, |i| i + 3);
-            format!("{}[redacted]@{host}", &userinfo[..scheme_end])
-        }
-        None => proxy.to_owned(),
-    }
 }
 
 /// The tunnel to the proxy, whose failures name the proxy.
