@@ -24,8 +24,8 @@ jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 step() { echo "== cpp: $*"; }
 
 step "cargo build (library, llmux-fleet)"
-cargo build --lib
-cargo build -p llmux-fleet
+# --workspace, as every other step: the same features, so nothing is built twice.
+cargo build --workspace
 
 build_and_test() {
   local dir=$1

@@ -23,7 +23,7 @@ codex_cache=${LLMUX_CLIENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmux}/codex-$
 gemini_version=0.61.0
 gemini_cache=${LLMUX_CLIENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmux}/gemini-cli-$gemini_version
 
-cargo build -q -p llmux-gateway -p llmux-fleet
+cargo build -q --workspace
 work=$(mktemp -d)
 pids=()
 cleanup() {

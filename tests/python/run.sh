@@ -25,5 +25,5 @@ if ! cmp -s "$req" "$stamp"; then
   cp "$req" "$stamp"
 fi
 
-LLMUX_SDK_PYTHON="$PWD/$venv/bin/python" cargo test --test sdk_payloads -- --nocapture
+LLMUX_SDK_PYTHON="$PWD/$venv/bin/python" cargo test --workspace --test sdk_payloads -- --nocapture
 "$venv/bin/python" tests/python/validate_sdk.py --self-test target/sdk-payloads.jsonl

@@ -12,5 +12,5 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 command -v chromium >/dev/null || { echo "dashboard test: chromium is missing (run scripts/setup)" >&2; exit 1; }
 command -v chromedriver >/dev/null || { echo "dashboard test: chromedriver is missing (run scripts/setup)" >&2; exit 1; }
-cargo build -q -p llmux-gateway -p llmux-fleet
+cargo build -q --workspace
 exec "$venv/bin/python" gateway/tests/dashboard/dashboard_test.py

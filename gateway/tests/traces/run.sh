@@ -10,5 +10,5 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check opentelemetry-proto==1.45.2
 fi
-cargo build -q -p llmux -p llmux-gateway -p llmux-fleet
+cargo build -q --workspace
 exec "$venv/bin/python" gateway/tests/traces/traces_test.py
