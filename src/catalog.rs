@@ -201,6 +201,9 @@ pub struct Catalog {
     pub health: HealthConfig,
     pub worker_threads: usize,
     pub proxy: Option<String>,
+    /// The certificates of `ca_file`, trusted for upstream HTTPS besides
+    /// the webpki roots; empty without it.
+    pub upstream_ca: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub retry: RetryConfig,
     pub hedging: HedgingConfig,
     pub sticky: StickyConfig,
@@ -264,6 +267,12 @@ impl Catalog {
         check_tuning(&cfg, &mut err);
         let failover = failover_table(&cfg.failover, &mut err);
         let (worker_threads, max_request_bytes) = check_process(&cfg, &mut err);
+        let upstream_ca = cfg.ca_file.as_deref().map_or_else(Vec::new, |f| {
+            load_ca_file(f).unwrap_or_else(|m| {
+                err("ca_file".into(), m);
+                Vec::new()
+            })
+        });
         let shared = cfg
             .shared
             .as_ref()
@@ -294,6 +303,7 @@ impl Catalog {
             health: cfg.health,
             worker_threads,
             proxy: cfg.proxy,
+            upstream_ca,
             retry: cfg.retry,
             hedging: cfg.hedging,
             sticky: cfg.sticky,
@@ -900,8 +910,6 @@ fn failover_table(cfg: &FailoverConfig, err: Errs) -> [bool; 600] {
     failover
 }
 
-/// The process-wide settings: `worker_threads` and `max_request_bytes`
-/// (returned with their defaults applied) and `proxy`.
 /// `user_budgets`, when present and valid.
 fn resolve_user_budgets(cfg: &Config, err: Errs) -> Option<crate::budget::users::UserBudgets> {
     match crate::budget::users::UserBudgets::parse(cfg.user_budgets.as_ref()?) {
@@ -932,6 +940,8 @@ fn resolve_telemetry(
     }
 }
 
+/// The process-wide settings: `worker_threads` and `max_request_bytes`
+/// (returned with their defaults applied) and `proxy`.
 fn check_process(cfg: &Config, err: Errs) -> (usize, u64) {
     let worker_threads = cfg.worker_threads.unwrap_or(2);
     if worker_threads > 256 {
@@ -1034,6 +1044,30 @@ fn missing_key(p: &ProviderConfig, url: &reqwest::Url, path: &str) -> Option<Str
         p.slug,
         p.base_url.trim_end_matches('/')
     ))
+}
+
+/// The CA certificates of `ca_file` (PEM), each checked as a trust
+/// anchor, or what is wrong with the file in plain words.
+fn load_ca_file(file: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let text = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{file} is not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{file} holds no certificate (-----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    for (i, c) in certs.iter().enumerate() {
+        rustls::RootCertStore::empty().add(c.clone()).map_err(|e| {
+            format!(
+                "certificate {} in {file} cannot be a trust anchor: {e}",
+                i + 1
+            )
+        })?;
+    }
+    Ok(certs)
 }
 
 /// Where the `proxy` setting sends connections, with its credentials as a

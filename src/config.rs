@@ -63,6 +63,10 @@ pub struct Config {
     /// An explicit HTTP(S) proxy URL for every upstream. By default llmux
     /// connects directly and ignores proxy environment variables.
     pub proxy: Option<String>,
+    /// A PEM file of CA certificates that upstream HTTPS servers (and an
+    /// `https://` proxy) may also chain to, besides the webpki roots: a
+    /// provider behind a private CA.
+    pub ca_file: Option<String>,
     #[serde(default)]
     pub retry: RetryConfig,
     #[serde(default)]

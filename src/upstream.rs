@@ -1308,7 +1308,7 @@ mod tests {
                         "price": {"prompt": 1.0, "completion": 1.0}}]}],
         });
         let catalog = Catalog::from_json(&cfg.to_string()).unwrap();
-        let client = Client::new(Duration::from_secs(5), Default::default(), None).unwrap();
+        let client = Client::new(Duration::from_secs(5), Default::default(), None, &[]).unwrap();
         let queue = EventQueue::new();
         let winner = AtomicUsize::new(0);
         let body = protocol::splice::Body::new("{}");

@@ -399,3 +399,34 @@ fn bad_endpoint_facts_and_duplicate_aliases_name_their_paths() {
         assert!(m.contains(want), "missing {want:?} in {m}");
     }
 }
+
+#[test]
+fn a_ca_file_that_cannot_be_used_is_an_error_at_ca_file() {
+    let dir = std::env::temp_dir().join(format!("llmux-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate").expect("write");
+    let bad_der = dir.join("bad-der.pem");
+    std::fs::write(
+        &bad_der,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let missing = dir.join("missing.pem");
+    for (file, says) in [
+        (&missing, "cannot read"),
+        (&junk, "holds no certificate"),
+        (&bad_der, "certificate 1 in"),
+    ] {
+        let m = errors(json!({"providers": [provider("a")], "ca_file": file}));
+        let at = format!(
+            "ca_file: {}",
+            m.split("ca_file: ").nth(1).unwrap_or_default()
+        );
+        assert!(
+            at.contains(says) && at.contains(&*file.to_string_lossy()),
+            "{m}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,7 +1,8 @@
 //! The gateway's edge (issue 25) as a real process in front of the mock
 //! fleet: slowloris clients, the connection and in-flight caps, the header,
 //! body and idle timeouts, header limits, TLS with HTTP/2 by ALPN and its
-//! SIGHUP reload, and Cursor's request shapes over TLS.
+//! SIGHUP reload, upstreams behind a private CA (`ca_file`), and Cursor's
+//! request shapes over TLS.
 
 use llmux_fleet::{Behavior, MockServer};
 use serde_json::{json, Value};
@@ -620,6 +621,79 @@ fn tls_files_that_do_not_load_stop_the_start_with_the_reason() {
         .expect("the gateway refused to start");
     assert!(
         err.contains("gateway.tls.cert") && err.contains("missing.pem"),
+        "{err}"
+    );
+}
+
+/// A gateway whose one provider is `upstream`, over `http`, trusting
+/// `ca_file` when given.
+fn in_front_of(upstream: &Gateway, http: &str, ca_file: Option<&Path>) -> Result<Gateway, String> {
+    let p = json!({"slug": "inner", "protocol": "openai", "base_url": format!("{}/v1", upstream.url),
+                   "api_key": "upstream-fake-key", "http": http});
+    let e = json!({"provider": "inner", "upstream_model": "demo/chat"});
+    let mut cfg = catalog(vec![p], vec![e], json!({}));
+    if let Some(f) = ca_file {
+        cfg["ca_file"] = json!(f);
+    }
+    serve(&cfg).try_start()
+}
+
+/// The reply to a non-stream and a stream request through `gw`.
+async fn both_shapes(gw: &Gateway) -> (u16, Value, String) {
+    let url = format!("{}/v1/chat/completions", gw.url);
+    let r = client()
+        .post(&url)
+        .json(&chat(false))
+        .send()
+        .await
+        .expect("send");
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.expect("json");
+    let r = client()
+        .post(&url)
+        .json(&chat(true))
+        .send()
+        .await
+        .expect("send");
+    (status, body, r.text().await.expect("stream"))
+}
+
+#[test]
+fn upstreams_behind_a_private_ca_are_reached_with_ca_file() {
+    let mock = MockServer::start("m", Behavior::default()).expect("mock");
+    // The upstream: a gateway serving HTTPS with a certificate from a
+    // test CA (HTTP/2 by ALPN, or HTTP/1.1), in front of the mock.
+    let upstream = tls_gateway(&mock, json!({}));
+    let ca = upstream.dir.0.join("ca.pem");
+    rt().block_on(async {
+        for http in ["http1", "http2", "auto"] {
+            let gw = in_front_of(&upstream, http, Some(&ca)).expect("start");
+            let (status, body, stream) = both_shapes(&gw).await;
+            assert_eq!(status, 200, "{http}: {body}");
+            assert_eq!(body["choices"][0]["message"]["content"], "Hello from m.");
+            assert!(stream.ends_with("data: [DONE]\n\n"), "{http}: {stream}");
+            assert!(stream.contains("\"content\":\"llo\""), "{http}: {stream}");
+        }
+        // Without the CA the handshake fails, and the error says so.
+        let gw = in_front_of(&upstream, "auto", None).expect("start");
+        let (status, body, _) = both_shapes(&gw).await;
+        let msg = body["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 502, "{body}");
+        assert!(
+            msg.contains("provider \"inner\"")
+                && msg.contains("failed the TLS handshake")
+                && msg.contains("UnknownIssuer"),
+            "{msg}"
+        );
+    });
+    // A file that holds no certificate stops the start, named.
+    let bad = upstream.dir.0.join("not-a-ca.pem");
+    std::fs::write(&bad, "not a certificate").expect("write");
+    let err = in_front_of(&upstream, "auto", Some(&bad))
+        .err()
+        .expect("the gateway refused to start");
+    assert!(
+        err.contains("ca_file") && err.contains("holds no certificate"),
         "{err}"
     );
 }

@@ -258,7 +258,8 @@ struct Inner {
     health: Health,
     queue: Arc<EventQueue>,
     /// One HTTP client (connection pool) per connect timeout and HTTP
-    /// version; kept across reloads while the proxy is the same.
+    /// version; kept across reloads while the proxy and CA file are the
+    /// same.
     clients: Arc<Mutex<Clients>>,
     cancels: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>,
     next_id: Arc<AtomicU64>,
@@ -972,7 +973,13 @@ impl Inner {
             return Ok(c.clone());
         }
         let connect = Duration::from_millis(connect_ms);
-        let c = Arc::new(Client::new(connect, http, self.catalog.proxy.as_deref())?);
+        let cat = &self.catalog;
+        let c = Arc::new(Client::new(
+            connect,
+            http,
+            cat.proxy.as_deref(),
+            &cat.upstream_ca,
+        )?);
         map.insert((connect_ms, http), c.clone());
         Ok(c)
     }

@@ -112,7 +112,9 @@ impl Inner {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15)
             | 1;
-        let same_proxy = base.is_some_and(|b| b.catalog.proxy == catalog.proxy);
+        let same_proxy = base.is_some_and(|b| {
+            b.catalog.proxy == catalog.proxy && b.catalog.upstream_ca == catalog.upstream_ca
+        });
         let inner = Inner {
             clients: match base {
                 Some(b) if same_proxy => b.clients.clone(),

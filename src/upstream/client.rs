@@ -20,6 +20,7 @@ use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{self, connect::proxy::Tunnel, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
 use tower_service::Service;
 
 use crate::config::HttpVersion;
@@ -54,16 +55,20 @@ enum Pool {
 impl Client {
     /// A client whose connections are made within `connect`, speak `http`
     /// and, with `proxy` (a URL such as `http://user:pass@host:3128`), go
-    /// through that proxy.
+    /// through that proxy. TLS servers must chain to the webpki roots or
+    /// to one of `extra_ca`.
     pub fn new(
         connect: Duration,
         http: HttpVersion,
         proxy: Option<&str>,
+        extra_ca: &[CertificateDer<'static>],
     ) -> Result<Client, String> {
         let builder = builder(http);
         let h2_only = http == HttpVersion::Http2;
+        let tls_config = tls_config(extra_ca);
         let Some(proxy) = proxy else {
-            let pool = Pool::Direct(builder.build(Timed::new(connect, tls(http))));
+            let direct = Timed::new(connect, tls(http, tls_config));
+            let pool = Pool::Direct(builder.build(direct));
             return Ok(Client { pool, h2_only });
         };
         // The catalog refused any other proxy URL at load.
@@ -72,7 +77,7 @@ impl Client {
         };
         // The hop to the proxy speaks HTTP/1.1 (CONNECT) whatever the target.
         let uri = intercept.uri().clone();
-        let mut tunnel = Tunnel::new(uri.clone(), tls(HttpVersion::Http1));
+        let mut tunnel = Tunnel::new(uri.clone(), tls(HttpVersion::Http1, tls_config.clone()));
         if let Some(auth) = intercept.basic_auth() {
             tunnel = tunnel.with_auth(auth.clone());
         }
@@ -83,7 +88,7 @@ impl Client {
                 .map_or_else(String::new, |a| a.to_string())
                 .into(),
         };
-        let connector = Timed::new(connect, with_tls(http, via));
+        let connector = Timed::new(connect, with_tls(http, tls_config, via));
         let pool = Pool::Proxied(builder.build(connector));
         Ok(Client { pool, h2_only })
     }
@@ -157,19 +162,19 @@ fn builder(http: HttpVersion) -> legacy::Builder {
 
 /// TCP (no Nagle, keep-alive probes after 15 s), then TLS for `https://`
 /// URLs.
-fn tls(http: HttpVersion) -> Tls {
+fn tls(http: HttpVersion, config: rustls::ClientConfig) -> Tls {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_keepalive(Some(Duration::from_secs(15)));
-    with_tls(http, tcp)
+    with_tls(http, config, tcp)
 }
 
-/// rustls with the `ring` provider and the webpki roots over `conn`, for
-/// `https://` URLs, offering by ALPN the versions `http` allows.
-fn with_tls<C>(http: HttpVersion, conn: C) -> HttpsConnector<C> {
+/// TLS with `config` over `conn`, for `https://` URLs, offering by ALPN
+/// the versions `http` allows.
+fn with_tls<C>(http: HttpVersion, config: rustls::ClientConfig, conn: C) -> HttpsConnector<C> {
     let b = HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config())
+        .with_tls_config(config)
         .https_or_http();
     match http {
         HttpVersion::Http1 => b.enable_http1().wrap_connector(conn),
@@ -178,21 +183,19 @@ fn with_tls<C>(http: HttpVersion, conn: C) -> HttpsConnector<C> {
     }
 }
 
-fn tls_config() -> rustls::ClientConfig {
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports TLS 1.2 and 1.3")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    });
-    (**config).clone()
+/// rustls with the `ring` provider, trusting the webpki roots and
+/// `extra_ca` (checked as trust anchors when the catalog loaded them).
+fn tls_config(extra_ca: &[CertificateDer<'static>]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    roots.add_parsable_certificates(extra_ca.iter().cloned());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 /// The tunnel to the proxy, whose failures name the proxy.
