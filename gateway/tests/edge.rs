@@ -641,21 +641,12 @@ fn in_front_of(upstream: &Gateway, http: &str, ca_file: Option<&Path>) -> Result
 /// The reply to a non-stream and a stream request through `gw`.
 async fn both_shapes(gw: &Gateway) -> (u16, Value, String) {
     let url = format!("{}/v1/chat/completions", gw.url);
-    let r = client()
-        .post(&url)
-        .json(&chat(false))
-        .send()
-        .await
-        .expect("send");
+    let send = |stream| client().post(&url).json(&chat(stream)).send();
+    let r = send(false).await.expect("send");
     let status = r.status().as_u16();
     let body: Value = r.json().await.expect("json");
-    let r = client()
-        .post(&url)
-        .json(&chat(true))
-        .send()
-        .await
-        .expect("send");
-    (status, body, r.text().await.expect("stream"))
+    let text = send(true).await.expect("send").text().await;
+    (status, body, text.expect("stream"))
 }
 
 #[test]
