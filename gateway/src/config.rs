@@ -52,6 +52,29 @@ pub struct CallerKey {
     pub policy: std::sync::Arc<crate::keys::KeyPolicy>,
 }
 
+/// The caller keys in force: read per request, replaced whole by a
+/// reload. A request keeps the key it was admitted with.
+#[derive(Default)]
+pub struct LiveKeys(std::sync::RwLock<std::sync::Arc<[std::sync::Arc<CallerKey>]>>);
+
+impl LiveKeys {
+    pub fn new(keys: Vec<CallerKey>) -> LiveKeys {
+        let live = LiveKeys::default();
+        live.set(keys);
+        live
+    }
+
+    /// The keys now.
+    pub fn get(&self) -> std::sync::Arc<[std::sync::Arc<CallerKey>]> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, keys: Vec<CallerKey>) {
+        let keys = keys.into_iter().map(std::sync::Arc::new).collect();
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+}
+
 /// The resolved `gateway` section.
 pub struct GatewayConfig {
     pub listen: SocketAddr,

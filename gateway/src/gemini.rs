@@ -84,11 +84,11 @@ fn query_key(query: Option<&str>) -> (Option<&str>, bool) {
 
 /// The caller's key (`None` when the gateway has none): a header, else
 /// `?key=`.
-fn authorize<'a>(
-    app: &'a App,
+fn authorize(
+    app: &App,
     h: &HeaderMap,
     query: Option<&str>,
-) -> Result<Option<&'a CallerKey>> {
+) -> Result<Option<std::sync::Arc<CallerKey>>> {
     let header = ["x-goog-api-key", "x-api-key"]
         .iter()
         .find_map(|n| h.get(*n))
@@ -136,7 +136,7 @@ async fn call(
 ) -> Result<Response> {
     let started = Instant::now();
     let caller = authorize(&app, &h, query.as_deref())?;
-    let key = caller.map_or("-", |k| k.name.as_str()).to_owned();
+    let key = server::key_name(caller.as_deref()).to_owned();
     let Some((model, method)) = split_method(rest) else {
         let what = format!(
             "no Gemini method in {rest:?}: llmux serves {{model}}:generateContent, :streamGenerateContent and :countTokens"
@@ -149,7 +149,7 @@ async fn call(
         return Err(app.reject(GEMINI, 400, "invalid_json", message).into());
     };
     if method == Method::CountTokens {
-        return count_tokens(&app, caller, model, req);
+        return count_tokens(&app, caller.as_deref(), model, req);
     }
     let stream = method == Method::Stream;
     req.insert("model".into(), Value::from(model));
@@ -157,7 +157,7 @@ async fn call(
     drop(raw);
     let bytes = serde_json::to_vec(&req).unwrap_or_default();
     drop(req);
-    let sent = server::submit(&app, GEMINI, &h, &bytes, caller, &key).await?;
+    let sent = server::submit(&app, GEMINI, &h, &bytes, caller.as_deref(), &key).await?;
     // The body is not needed while the answer streams.
     drop(bytes);
     let (_, sse) = query_key(query.as_deref());
@@ -306,7 +306,7 @@ async fn list(
     let key = authorize(&app, &h, q.as_deref())?;
     Ok(crate::error::json_response(
         200,
-        models_json(&app, key).to_string(),
+        models_json(&app, key.as_deref()).to_string(),
     ))
 }
 
@@ -328,7 +328,7 @@ async fn get_model(
     let slug = cat
         .model(asked)
         .map_or_else(|| asked.to_owned(), |i| cat.models[i].slug.clone());
-    match server::endpoints_by_model(&app, key)
+    match server::endpoints_by_model(&app, key.as_deref())
         .iter()
         .find(|m| m.slug == slug)
     {

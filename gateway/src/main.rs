@@ -477,7 +477,14 @@ fn serve(args: &Args) -> ExitCode {
     };
     let health_file = gateway.health_file.clone();
     let path = args.config.clone().unwrap_or_default();
-    let reloader = Arc::new(reload::Reloader::new(path, eng.clone(), &gateway, log));
+    let keys = std::mem::take(&mut gateway.keys);
+    let reloader = Arc::new(reload::Reloader::new(
+        path,
+        eng.clone(),
+        &gateway,
+        (log, args.insecure_no_auth),
+        keys,
+    ));
     let code = rt.block_on(run(gateway, eng.clone(), prom, log, (reloader, args.watch)));
     drop(rt);
     if let Some(f) = &health_file {
@@ -527,7 +534,7 @@ async fn run(
     let app = Arc::new(server::App {
         keyring,
         engine: eng,
-        keys: g.keys,
+        keys: reloader.keys.clone(),
         max_body: g.max_body_bytes,
         keepalive: Duration::from_millis(g.keepalive_ms),
         log,

@@ -2,12 +2,14 @@
 //! on SIGHUP, on `POST /admin/reload`, and (`--watch`) when the file
 //! changes. The engine swaps the catalog without losing streams or learned
 //! health ([`llmux::Engine::reload`]); an invalid file changes nothing.
-//! The `gateway` section is read too, but its settings (listen address,
-//! keys and their policies, the key budget store, body limit, keep-alive, drain time, health file) are fixed at
-//! start: a changed one is reported as needing a restart. Each reload
-//! leaves one log line and counts in `llmux_reloads_total`.
+//! The `gateway` section is read too: its caller keys and their policies
+//! are replaced (by name: a key's budget and limits go on counting), but
+//! its other settings (listen address, the key budget store, body limit,
+//! keep-alive, drain time, health file) are fixed at start: a changed one
+//! is reported as needing a restart. Each reload leaves one log line and
+//! counts in `llmux_reloads_total`.
 
-use crate::config::{self, GatewayConfig};
+use crate::config::{self, CallerKey, GatewayConfig, LiveKeys};
 use crate::record::LogFormat;
 use llmux::{Engine, ReloadEndpoint};
 use serde::Serialize;
@@ -28,6 +30,8 @@ pub struct Outcome {
     pub generation: u64,
     pub added: Vec<ReloadEndpoint>,
     pub removed: Vec<ReloadEndpoint>,
+    /// The caller keys added, removed and changed, by name.
+    pub keys: KeyChanges,
     pub kept: usize,
     pub draining_requests: usize,
     /// Changed settings that only a restart applies (`gateway.listen`, ...).
@@ -38,10 +42,47 @@ pub struct Outcome {
     pub duration_ms: f64,
 }
 
+/// Caller keys a reload added, removed or changed (secret or policy), by
+/// name; never a secret.
+#[derive(Serialize, Debug, Default, PartialEq)]
+pub struct KeyChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl KeyChanges {
+    fn between(old: &[Arc<CallerKey>], new: &[CallerKey]) -> KeyChanges {
+        let same = |a: &CallerKey, b: &CallerKey| {
+            a.secret == b.secret && format!("{:?}", a.policy) == format!("{:?}", b.policy)
+        };
+        let find = |name: &str| old.iter().find(|k| k.name == name);
+        let mut c = KeyChanges::default();
+        for k in new {
+            match find(&k.name) {
+                None => c.added.push(k.name.clone()),
+                Some(o) if !same(o, k) => c.changed.push(k.name.clone()),
+                Some(_) => {}
+            }
+        }
+        c.removed = old
+            .iter()
+            .filter(|o| !new.iter().any(|k| k.name == o.name))
+            .map(|o| o.name.clone())
+            .collect();
+        c
+    }
+}
+
 /// Reloads one engine from one config file; one reload at a time.
 pub struct Reloader {
     path: PathBuf,
     engine: Arc<Engine>,
+    /// The caller keys the server checks, replaced by each reload.
+    pub keys: Arc<LiveKeys>,
+    /// `--insecure-no-auth`: a reload may leave a non-loopback gateway
+    /// without keys.
+    insecure_no_auth: bool,
     /// The `gateway` section the server started with.
     started: Fixed,
     log: LogFormat,
@@ -54,11 +95,8 @@ pub struct Reloader {
 #[derive(PartialEq)]
 struct Fixed {
     listen: std::net::SocketAddr,
-    /// Key names, secrets and policies (models, budgets, limits, admin),
-    /// compared as a whole: the keyring and its budget store are fixed at
-    /// start, so their ledgers live as long as the process.
-    keys: Vec<(String, Vec<u8>, String)>,
-    /// `gateway.budgets` (the key budget store), compared as a whole.
+    /// `gateway.budgets` (the key budget store), compared as a whole: it
+    /// is fixed at start, so the keys' ledgers live as long as the process.
     budgets: String,
     max_body_bytes: usize,
     drain_ms: u64,
@@ -70,11 +108,6 @@ impl Fixed {
     fn of(g: &GatewayConfig) -> Fixed {
         Fixed {
             listen: g.listen,
-            keys: g
-                .keys
-                .iter()
-                .map(|k| (k.name.clone(), k.secret.clone(), format!("{:?}", k.policy)))
-                .collect(),
             budgets: format!("{:?}", g.store),
             max_body_bytes: g.max_body_bytes,
             drain_ms: g.drain_ms,
@@ -92,7 +125,6 @@ impl Fixed {
             }
         };
         diff(self.listen == new.listen, "listen");
-        diff(self.keys == new.keys, "keys");
         diff(self.budgets == new.budgets, "budgets");
         diff(self.max_body_bytes == new.max_body_bytes, "max_body_bytes");
         diff(self.drain_ms == new.drain_ms, "drain_ms");
@@ -103,17 +135,21 @@ impl Fixed {
 }
 
 impl Reloader {
-    /// `started` is the gateway section in force (after `--listen`).
+    /// `started` is the gateway section in force (after `--listen`),
+    /// whose keys were taken out as `keys`.
     pub fn new(
         path: PathBuf,
         engine: Arc<Engine>,
         started: &GatewayConfig,
-        log: LogFormat,
+        (log, insecure_no_auth): (LogFormat, bool),
+        keys: Vec<CallerKey>,
     ) -> Self {
         Reloader {
             seen: std::sync::Mutex::new(stamp(&path)),
             path,
             engine,
+            keys: Arc::new(LiveKeys::new(keys)),
+            insecure_no_auth,
             started: Fixed::of(started),
             log,
             busy: tokio::sync::Mutex::new(()),
@@ -154,6 +190,12 @@ impl Reloader {
             Err(errors) => return failed(trigger, errors),
         };
         let restart_required = self.started.changed(&Fixed::of(&loaded.gateway));
+        let new_keys = loaded.gateway.keys;
+        let open = new_keys.is_empty();
+        if let Some(e) = keyless_refusal(self.started.listen, open, self.insecure_no_auth) {
+            return failed(trigger, vec![e]);
+        }
+        let keys = KeyChanges::between(&self.keys.get(), &new_keys);
         match self.engine.reload(loaded.catalog) {
             Ok(r) => Outcome {
                 trigger,
@@ -162,6 +204,12 @@ impl Reloader {
                 kept: r.kept.len(),
                 added: r.added,
                 removed: r.removed,
+                keys: {
+                    if keys != KeyChanges::default() {
+                        self.keys.set(new_keys);
+                    }
+                    keys
+                },
                 draining_requests: r.draining_requests,
                 restart_required: r
                     .restart_required
@@ -192,12 +240,15 @@ impl Reloader {
                 v.to_string()
             }
             LogFormat::Logfmt => format!(
-                "msg=reload trigger={} result={} generation={} added={:?} removed={:?} kept={} draining_requests={} restart_required={:?} errors={:?} duration_ms={:.1}",
+                "msg=reload trigger={} result={} generation={} added={:?} removed={:?} keys_added={:?} keys_removed={:?} keys_changed={:?} kept={} draining_requests={} restart_required={:?} errors={:?} duration_ms={:.1}",
                 o.trigger,
                 if o.ok { "ok" } else { "error" },
                 o.generation,
                 ids(&o.added),
                 ids(&o.removed),
+                o.keys.added.join(","),
+                o.keys.removed.join(","),
+                o.keys.changed.join(","),
                 o.kept,
                 o.draining_requests,
                 o.restart_required.join(","),
@@ -209,6 +260,14 @@ impl Reloader {
     }
 }
 
+/// Why a reload may not take every key away: the gateway listens beyond
+/// loopback (as the start refuses, unless `--insecure-no-auth`).
+fn keyless_refusal(listen: std::net::SocketAddr, keyless: bool, insecure: bool) -> Option<String> {
+    (keyless && !listen.ip().is_loopback() && !insecure).then(|| format!(
+        "gateway.keys: the gateway listens on {listen}, beyond loopback, and would be left without caller keys (restart with --insecure-no-auth to allow that)"
+    ))
+}
+
 fn failed(trigger: &'static str, errors: Vec<String>) -> Outcome {
     Outcome {
         trigger,
@@ -216,6 +275,7 @@ fn failed(trigger: &'static str, errors: Vec<String>) -> Outcome {
         generation: 0,
         added: Vec::new(),
         removed: Vec::new(),
+        keys: KeyChanges::default(),
         kept: 0,
         draining_requests: 0,
         restart_required: Vec::new(),
@@ -263,5 +323,24 @@ async fn watch_file(r: Arc<Reloader>) {
         if now.is_some() && now != seen {
             r.reload("watch").await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keyless_refusal;
+
+    #[test]
+    fn a_reload_may_not_leave_a_public_gateway_without_keys() {
+        let public = "0.0.0.0:8080".parse().unwrap();
+        let local = "127.0.0.1:8080".parse().unwrap();
+        let e = keyless_refusal(public, true, false).expect("refused");
+        assert!(
+            e.contains("0.0.0.0:8080") && e.contains("gateway.keys"),
+            "{e}"
+        );
+        assert_eq!(keyless_refusal(public, true, true), None);
+        assert_eq!(keyless_refusal(public, false, false), None);
+        assert_eq!(keyless_refusal(local, true, false), None);
     }
 }

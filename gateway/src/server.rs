@@ -41,7 +41,8 @@ pub struct App {
     pub engine: Arc<Engine>,
     /// Budgets, limits and model access of the keys.
     pub keyring: crate::keys::Keyring,
-    pub keys: Vec<CallerKey>,
+    /// The caller keys; a reload may replace them.
+    pub keys: Arc<crate::config::LiveKeys>,
     pub max_body: usize,
     pub keepalive: Duration,
     pub log: LogFormat,
@@ -215,35 +216,37 @@ fn presented_key(h: &HeaderMap) -> Option<&[u8]> {
 
 /// The name of the caller's key (`-` when the gateway has none), or a 401
 /// in the caller's protocol. Every key is compared, in constant time.
-pub(crate) fn authorize<'a>(app: &'a App, h: &HeaderMap, proto: Protocol) -> Result<&'a str> {
-    Ok(authorize_key(app, h, proto)?.map_or("-", |k| k.name.as_str()))
+pub(crate) fn authorize(app: &App, h: &HeaderMap, proto: Protocol) -> Result<String> {
+    Ok(key_name(authorize_key(app, h, proto)?.as_deref()).to_owned())
+}
+
+/// A key's name in log lines and metrics; `-` for none.
+pub(crate) fn key_name(k: Option<&CallerKey>) -> &str {
+    k.map_or("-", |k| k.name.as_str())
 }
 
 /// The caller's key (`None` when the gateway has none), or a 401.
-fn authorize_key<'a>(
-    app: &'a App,
-    h: &HeaderMap,
-    proto: Protocol,
-) -> Result<Option<&'a CallerKey>> {
+fn authorize_key(app: &App, h: &HeaderMap, proto: Protocol) -> Result<Option<Arc<CallerKey>>> {
     authorize_presented(app, presented_key(h), proto)
 }
 
 /// [`authorize_key`] with the key already found (Gemini routes also take
 /// it from `?key=`).
-pub(crate) fn authorize_presented<'a>(
-    app: &'a App,
+pub(crate) fn authorize_presented(
+    app: &App,
     presented: Option<&[u8]>,
     proto: Protocol,
-) -> Result<Option<&'a CallerKey>> {
+) -> Result<Option<Arc<CallerKey>>> {
     use subtle::ConstantTimeEq;
-    if app.keys.is_empty() {
+    let keys = app.keys.get();
+    if keys.is_empty() {
         return Ok(None);
     }
     let given = presented.unwrap_or(b"");
     let mut found = None;
-    for k in &app.keys {
+    for k in keys.iter() {
         if bool::from(k.secret.as_slice().ct_eq(given)) {
-            found = Some(k);
+            found = Some(k.clone());
         }
     }
     found.map(Some).ok_or_else(|| {
@@ -430,7 +433,7 @@ impl Ctx {
 async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> Result<Response> {
     let started = Instant::now();
     let caller = authorize_key(&app, &h, proto)?;
-    let key = caller.map_or("-", |k| k.name.as_str()).to_owned();
+    let key = key_name(caller.as_deref()).to_owned();
     let mut bytes = read_body(&app, &h, body, proto).await?;
     // Cursor posts Responses-shaped bodies here (docs/gateway.md).
     if proto == Protocol::OpenAi {
@@ -445,7 +448,7 @@ async fn complete(State(app): St, proto: Protocol, h: HeaderMap, body: Body) -> 
             }
         }
     }
-    let sent = submit(&app, proto, &h, &bytes, caller, &key).await?;
+    let sent = submit(&app, proto, &h, &bytes, caller.as_deref(), &key).await?;
     // The body is not needed while the answer streams.
     drop(bytes);
     respond(app, proto, key, sent, started).await
@@ -842,7 +845,7 @@ async fn count_tokens(State(app): St, h: HeaderMap, body: Body) -> Result<Respon
     let proto = Protocol::Anthropic;
     let caller = authorize_key(&app, &h, proto)?;
     let bytes = read_body(&app, &h, body, proto).await?;
-    if let Some(k) = caller {
+    if let Some(k) = caller.as_deref() {
         let model = model_of(&bytes);
         if !k.policy.allows(&model) {
             let message = format!("the key `{}` may not call the model `{model}`", k.name);
@@ -1018,7 +1021,7 @@ async fn models_by_header(State(app): St, h: HeaderMap) -> Result<Response> {
         let key = authorize_key(&app, &h, Protocol::Gemini)?;
         return Ok(json_response(
             200,
-            crate::gemini::models_json(&app, key).to_string(),
+            crate::gemini::models_json(&app, key.as_deref()).to_string(),
         ));
     }
     let proto = if h.contains_key("anthropic-version") {
@@ -1028,8 +1031,8 @@ async fn models_by_header(State(app): St, h: HeaderMap) -> Result<Response> {
     };
     let key = authorize_key(&app, &h, proto)?;
     let v = match proto {
-        Protocol::Anthropic => anthropic_models_json(&app, key),
-        _ => openai_models(&app, key),
+        Protocol::Anthropic => anthropic_models_json(&app, key.as_deref()),
+        _ => openai_models(&app, key.as_deref()),
     };
     Ok(json_response(200, v.to_string()))
 }
@@ -1038,7 +1041,7 @@ async fn anthropic_models(State(app): St, h: HeaderMap) -> Result<Response> {
     let key = authorize_key(&app, &h, Protocol::Anthropic)?;
     Ok(json_response(
         200,
-        anthropic_models_json(&app, key).to_string(),
+        anthropic_models_json(&app, key.as_deref()).to_string(),
     ))
 }
 
@@ -1055,7 +1058,7 @@ pub(crate) async fn model_endpoints(
     let slug = cat
         .model(&asked)
         .map_or(asked, |i| cat.models[i].slug.clone());
-    let Some(m) = endpoints_by_model(&app, key)
+    let Some(m) = endpoints_by_model(&app, key.as_deref())
         .into_iter()
         .find(|m| m.slug == slug)
     else {
@@ -1079,11 +1082,11 @@ async fn stats(State(app): St, h: HeaderMap) -> Result<Response> {
 /// on loopback.
 async fn admin_reload(State(app): St, h: HeaderMap) -> Result<Response> {
     let caller = authorize_key(&app, &h, Protocol::OpenAi)?;
-    if caller.is_some_and(|k| !k.policy.admin) {
+    if caller.as_ref().is_some_and(|k| !k.policy.admin) {
         let message = "only a key with `admin: true` may reload the catalog";
         return Err(app
             .reject(Protocol::OpenAi, 403, "not_admin", message)
-            .key(caller.map_or("-", |k| k.name.as_str()))
+            .key(key_name(caller.as_deref()))
             .into());
     }
     let Some(r) = app.reloader.as_ref() else {
@@ -1091,7 +1094,7 @@ async fn admin_reload(State(app): St, h: HeaderMap) -> Result<Response> {
             .reject(Protocol::OpenAi, 404, "not_found", "reload is not enabled")
             .into());
     };
-    if app.keys.is_empty() && !r.open_without_keys() {
+    if app.keys.get().is_empty() && !r.open_without_keys() {
         return Err(app
             .reject(
                 Protocol::OpenAi,
@@ -1122,7 +1125,11 @@ async fn ready(State(app): St) -> Response {
         .count();
     // Keys with a budget are refused while a fail-closed store is down.
     let store = app.keyring.status();
-    let budgets = app.keys.iter().any(|k| k.policy.limits.budget.is_some());
+    let budgets = app
+        .keys
+        .get()
+        .iter()
+        .any(|k| k.policy.limits.budget.is_some());
     let store_down = budgets
         && store["ok"] == false
         && app.keyring.cfg.budget_fail == llmux::budget::FailMode::Closed;
@@ -1143,10 +1150,10 @@ async fn key_info(State(app): St, h: HeaderMap) -> Result<Response> {
             "is_free_tier": false, "rate_limit": {"requests": null, "interval": "60s"}}});
         return Ok(json_response(200, body.to_string()));
     };
-    let u = usage_of(&app, k).await?;
+    let u = usage_of(&app, &k).await?;
     Ok(json_response(
         200,
-        json!({"data": crate::keys::key_json(k, &u)}).to_string(),
+        json!({"data": crate::keys::key_json(&k, &u)}).to_string(),
     ))
 }
 
@@ -1154,15 +1161,15 @@ async fn key_info(State(app): St, h: HeaderMap) -> Result<Response> {
 /// and the previous one.
 async fn keys_info(State(app): St, h: HeaderMap) -> Result<Response> {
     let k = authorize_key(&app, &h, Protocol::OpenAi)?;
-    if !k.is_some_and(|k| k.policy.admin) {
+    if !k.as_ref().is_some_and(|k| k.policy.admin) {
         let message = "only a key with `admin: true` may read every key's usage";
         return Err(app
             .reject(Protocol::OpenAi, 403, "not_admin", message)
-            .key(k.map_or("-", |k| k.name.as_str()))
+            .key(key_name(k.as_deref()))
             .into());
     }
     let mut data = Vec::new();
-    for k in &app.keys {
+    for k in app.keys.get().iter() {
         data.push(crate::keys::keys_entry(k, &usage_of(&app, k).await?));
     }
     let body = json!({"data": data, "store": app.keyring.status()});

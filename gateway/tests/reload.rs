@@ -354,3 +354,71 @@ fn watch_reloads_when_the_file_changes_and_loopback_needs_no_key() {
         assert_eq!(r.status(), 200);
     });
 }
+
+/// A third key, configured only by the reload below.
+const NEW_KEY_ENV: &str = "LLMUX_TEST_RELOAD_NEW_KEY";
+const NEW_KEY: &str = "test-reload-new-key-not-a-secret";
+
+#[test]
+fn a_reload_adds_removes_and_changes_keys_without_a_restart() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let cfg = config(&[(&a, 1.0, 2.0)], keyed());
+    let gw = serve(&cfg)
+        .env(USER_KEY_ENV, USER_KEY)
+        .env(NEW_KEY_ENV, NEW_KEY)
+        .start();
+    let url = format!("{}/v1/chat/completions", gw.url);
+    let admin = format!("{}/admin/reload", gw.url);
+    rt().block_on(async {
+        let http = client();
+        let status = |key: &'static str| {
+            let r = http
+                .post(&url)
+                .bearer_auth(key)
+                .json(&chat("demo/chat", false));
+            async move { r.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!((status(USER_KEY).await, status(NEW_KEY).await), (200, 401));
+        // A stream admitted with `user` before the reload that removes it.
+        let mut slow = chat("demo/chat", true);
+        slow["mock"] = json!({"chunks": 5, "chunk_delay_ms": 100});
+        let stream = http.post(&url).bearer_auth(USER_KEY).json(&slow).send();
+        let stream = stream.await.unwrap();
+        // `user` goes, `new` comes, `tests` keeps its secret but may now
+        // call only `demo/*`.
+        let mut next = cfg.clone();
+        next["gateway"]["keys"] = json!([
+            {"env": KEY_ENV, "name": "tests", "admin": true, "models": ["demo/*"]},
+            {"env": NEW_KEY_ENV, "name": "new"},
+        ]);
+        write_config(&gw, &next);
+        let r = http.post(&admin).bearer_auth(KEY).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let changes = json!({"added": ["new"], "removed": ["user"], "changed": ["tests"]});
+        assert_eq!(v["keys"], changes, "{v}");
+        // (`gateway.listen` differs: the tests pass `--listen`.)
+        assert!(!v["restart_required"].to_string().contains("keys"), "{v}");
+        assert_eq!((status(USER_KEY).await, status(NEW_KEY).await), (401, 200));
+        let (text, done) = sse_text(&stream.text().await.unwrap());
+        assert!(done && !text.is_empty(), "the admitted stream ended early");
+        // The same file again changes no key.
+        let r = http.post(&admin).bearer_auth(KEY).send().await.unwrap();
+        let v: Value = r.json().await.unwrap();
+        let none = json!({"added": [], "removed": [], "changed": []});
+        assert_eq!(v["keys"], none, "{v}");
+        // On loopback a reload may take every key away.
+        next["gateway"] = json!({});
+        write_config(&gw, &next);
+        let r = http.post(&admin).bearer_auth(KEY).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let r = http.post(&url).json(&chat("demo/chat", false)).send();
+        assert_eq!(r.await.unwrap().status(), 200);
+    });
+    let line = reload_line(&gw, 1);
+    assert_eq!(line["keys"]["removed"], json!(["user"]), "{line}");
+    let log = gw.log_text();
+    for secret in [KEY, USER_KEY, NEW_KEY] {
+        assert!(!log.contains(secret), "a key's secret in the log");
+    }
+}
