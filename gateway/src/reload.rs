@@ -196,31 +196,31 @@ impl Reloader {
             return failed(trigger, vec![e]);
         }
         let keys = KeyChanges::between(&self.keys.get(), &new_keys);
-        match self.engine.reload(loaded.catalog) {
-            Ok(r) => Outcome {
-                trigger,
-                ok: true,
-                generation: r.generation,
-                kept: r.kept.len(),
-                added: r.added,
-                removed: r.removed,
-                keys: {
-                    if keys != KeyChanges::default() {
-                        self.keys.set(new_keys);
-                    }
-                    keys
-                },
-                draining_requests: r.draining_requests,
-                restart_required: r
-                    .restart_required
-                    .into_iter()
-                    .chain(restart_required)
-                    .collect(),
-                errors: Vec::new(),
-                warnings: r.warnings.iter().map(ToString::to_string).collect(),
-                duration_ms: 0.0,
-            },
-            Err(e) => failed(trigger, e.0.iter().map(ToString::to_string).collect()),
+        let r = match self.engine.reload(loaded.catalog) {
+            Ok(r) => r,
+            Err(e) => return failed(trigger, e.0.iter().map(ToString::to_string).collect()),
+        };
+        // Only a reload the engine took changes the keys.
+        if keys != KeyChanges::default() {
+            self.keys.set(new_keys);
+        }
+        Outcome {
+            trigger,
+            ok: true,
+            generation: r.generation,
+            kept: r.kept.len(),
+            added: r.added,
+            removed: r.removed,
+            keys,
+            draining_requests: r.draining_requests,
+            restart_required: r
+                .restart_required
+                .into_iter()
+                .chain(restart_required)
+                .collect(),
+            errors: Vec::new(),
+            warnings: r.warnings.iter().map(ToString::to_string).collect(),
+            duration_ms: 0.0,
         }
     }
 
