@@ -112,12 +112,12 @@ impl Inner {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15)
             | 1;
-        let same_proxy = base.is_some_and(|b| {
+        let same_transport = base.is_some_and(|b| {
             b.catalog.proxy == catalog.proxy && b.catalog.upstream_ca == catalog.upstream_ca
         });
         let inner = Inner {
             clients: match base {
-                Some(b) if same_proxy => b.clients.clone(),
+                Some(b) if same_transport => b.clients.clone(),
                 _ => Arc::new(Mutex::new(HashMap::new())),
             },
             queue: base.map_or_else(|| Arc::new(EventQueue::new()), |b| b.queue.clone()),
