@@ -18,6 +18,8 @@ mod cabi;
 mod edge;
 #[path = "llmux/fleet.rs"]
 mod fleet;
+#[path = "llmux/floor.rs"]
+mod floor;
 #[path = "llmux/keys.rs"]
 mod keys;
 #[path = "llmux/reload.rs"]
@@ -3308,6 +3310,10 @@ fn loadavg() -> String {
 }
 
 fn main() {
+    if let Some(upstream) = std::env::var_os(floor::ENV) {
+        floor::serve(&upstream.to_string_lossy());
+        return;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this
     // binary without it, where a several-minute benchmark has no place.

@@ -43,7 +43,7 @@ if [[ ${#cases[@]} -gt 0 ]]; then
     exit 0
 fi
 LLMUX_BENCH_JSON="$t/bench-rust.json" cargo bench --bench llmux -- "${quick[@]}" \
-    latency host allocs throughput chunks routing failover quality shared preferences gateway \
+    latency host allocs throughput chunks routing failover quality shared preferences gateway gateway-memory \
     gateway-stream gateway-memory-noscrape
 LLMUX_BENCH_JSON="$t/bench-memory.json" cargo bench --bench llmux -- "${quick[@]}" memory
 # The same over HTTP/2 (h2c), also in a process of its own.

@@ -68,19 +68,21 @@ fn run(ctx: &Ctx, url: &str, b: &[u8], conc: usize, block: Duration, rounds: usi
     }
 }
 
-/// The gateway, the relay and the direct path interleaved for non-stream
-/// requests and 1- and 32-chunk streams at c=1 and c=64: what the gateway
-/// adds over the relay (the floor of any extra hop) and per stream chunk.
+/// The gateway, the bare hyper proxy, the relay and the direct path
+/// interleaved for non-stream requests and 1- and 32-chunk streams at c=1
+/// and c=64: what the gateway adds over the relay (the floor of any extra
+/// hop) and over the hyper proxy (the floor of an HTTP hop built on hyper),
+/// and per stream chunk.
 pub fn relay_rows(ctx: &Ctx, gw: &Gateway, c: &mut Case) {
     let relay = start_relay(&ctx.fleet.url("fast"));
+    let floor = super::floor::Floor::start(&ctx.fleet.url("fast"));
     let path = "/v1/chat/completions";
-    let (gurl, rurl, durl) = (
+    let urls = [
         format!("{}{path}", gw.base),
+        format!("{}{path}", floor.base),
         format!("{relay}{path}"),
         format!("{}{path}", ctx.fleet.url("fast")),
-    );
-    let block = Duration::from_millis(if ctx.quick { 200 } else { 300 });
-    let rounds = if ctx.quick { 2 } else { 4 };
+    ];
     let mut rows = Vec::new();
     for conc in [1usize, 64] {
         for (kind, mock) in [
@@ -88,48 +90,67 @@ pub fn relay_rows(ctx: &Ctx, gw: &Gateway, c: &mut Case) {
             ("stream-1", Some(1)),
             ("stream-32", Some(32)),
         ] {
-            let stream = mock.is_some();
-            let m = mock.map(|k| json!({"chunks": k, "text": "ab".repeat(k)}));
-            let extra = m.clone().map(|m| json!({"mock": m})).unwrap_or(json!({}));
-            let (gb, db) = (body("bench/fast", stream, extra), direct_body(stream, m));
-            let mut g = Vec::new();
-            let mut rl = Vec::new();
-            let mut d = Vec::new();
-            for _ in 0..rounds {
-                g.push(run(ctx, &gurl, &gb, conc, block, 1));
-                rl.push(run(ctx, &rurl, &db, conc, block, 1));
-                d.push(run(ctx, &durl, &db, conc, block, 1));
-            }
-            let med = |v: &[Run], f: fn(&Run) -> f64| {
-                let s = sorted(v.iter().map(f).collect());
-                pct(&s, 0.5)
-            };
-            let (g50, r50, d50) = (med(&g, |x| x.p50), med(&rl, |x| x.p50), med(&d, |x| x.p50));
-            let (g99, r99, d99) = (med(&g, |x| x.p99), med(&rl, |x| x.p99), med(&d, |x| x.p99));
-            let (grps, rrps, drps) = (med(&g, |x| x.rps), med(&rl, |x| x.rps), med(&d, |x| x.rps));
-            rows.push(json!({"concurrency": conc, "kind": kind,
-                "gateway_p50_us": r(g50, 1), "relay_p50_us": r(r50, 1), "direct_p50_us": r(d50, 1),
-                "gateway_p99_us": r(g99, 1), "relay_p99_us": r(r99, 1), "direct_p99_us": r(d99, 1),
-                "gateway_rps": r(grps, 1), "relay_rps": r(rrps, 1), "direct_rps": r(drps, 1)}));
-            let (ga, ra) = (g50 - d50, r50 - d50);
-            c.info(
-                &format!("c={conc:<2} {kind:<10} added p50 gateway / relay"),
-                format!(
-                    "{} / {} (x{:.2}); p99 {} / {}; {:.0} / {:.0} / {:.0} req/s (gateway / relay / direct)",
-                    fmt_us(ga),
-                    fmt_us(ra),
-                    ga / ra.max(1.0),
-                    fmt_us(g99 - d99),
-                    fmt_us(r99 - d99),
-                    grps,
-                    rrps,
-                    drps
-                ),
-            );
+            let row = level(ctx, &urls, conc, kind, mock, c);
+            rows.push(row);
         }
     }
     summarize(&rows, c);
     c.m("relay_levels", Value::Array(rows));
+}
+
+/// One row: the four paths interleaved, medians over the rounds.
+fn level(
+    ctx: &Ctx,
+    urls: &[String; 4],
+    conc: usize,
+    kind: &str,
+    mock: Option<usize>,
+    c: &mut Case,
+) -> Value {
+    let block = Duration::from_millis(if ctx.quick { 200 } else { 300 });
+    let rounds = if ctx.quick { 2 } else { 4 };
+    let stream = mock.is_some();
+    let m = mock.map(|k| json!({"chunks": k, "text": "ab".repeat(k)}));
+    let extra = m.clone().map(|m| json!({"mock": m})).unwrap_or(json!({}));
+    let (gb, db) = (body("bench/fast", stream, extra), direct_body(stream, m));
+    // gateway, hyper proxy, relay, direct
+    let mut runs: [Vec<Run>; 4] = Default::default();
+    for _ in 0..rounds {
+        for (i, url) in urls.iter().enumerate() {
+            let b = if i == 0 { &gb } else { &db };
+            runs[i].push(run(ctx, url, b, conc, block, 1));
+        }
+    }
+    let med = |v: &[Run], f: fn(&Run) -> f64| pct(&sorted(v.iter().map(f).collect()), 0.5);
+    let p50: Vec<f64> = runs.iter().map(|v| med(v, |x| x.p50)).collect();
+    let p99: Vec<f64> = runs.iter().map(|v| med(v, |x| x.p99)).collect();
+    let rps: Vec<f64> = runs.iter().map(|v| med(v, |x| x.rps)).collect();
+    let mut row = json!({"concurrency": conc, "kind": kind});
+    for (i, who) in ["gateway", "hyper", "relay", "direct"].iter().enumerate() {
+        row[format!("{who}_p50_us")] = json!(r(p50[i], 1));
+        row[format!("{who}_p99_us")] = json!(r(p99[i], 1));
+        row[format!("{who}_rps")] = json!(r(rps[i], 1));
+    }
+    let added = |i: usize| p50[i] - p50[3];
+    c.info(
+        &format!("c={conc:<2} {kind:<10} added p50 gateway / hyper / relay"),
+        format!(
+            "{} / {} / {} (x{:.2} / x{:.2} the relay's); p99 {} / {} / {}; {:.0} / {:.0} / {:.0} / {:.0} req/s (gateway / hyper / relay / direct)",
+            fmt_us(added(0)),
+            fmt_us(added(1)),
+            fmt_us(added(2)),
+            added(0) / added(2).max(1.0),
+            added(1) / added(2).max(1.0),
+            fmt_us(p99[0] - p99[3]),
+            fmt_us(p99[1] - p99[3]),
+            fmt_us(p99[2] - p99[3]),
+            rps[0],
+            rps[1],
+            rps[2],
+            rps[3]
+        ),
+    );
+    row
 }
 
 /// The targets from the rows: added p50 and p99 over the relay's
@@ -178,6 +199,28 @@ fn summarize(rows: &[Value], c: &mut Case) {
     c.m("added_p99_over_relay_c1", r(p99x, 2));
     c.m("extra_per_chunk_over_relay_us", r(chunk, 2));
     c.m("rate_kept_c64", r(keep, 2));
+    // The same figures for the bare hyper proxy: the part of each miss
+    // that any gateway built on hyper pays.
+    let hp50x = added(1, "non-stream", "hyper", "p50") / added(1, "non-stream", "relay", "p50");
+    let hchunk = ((get(1, "stream-32", "hyper_p50_us") - get(1, "stream-1", "hyper_p50_us"))
+        - (get(1, "stream-32", "relay_p50_us") - get(1, "stream-1", "relay_p50_us")))
+        / 31.0;
+    let hkeep = get(64, "non-stream", "hyper_rps") / get(64, "non-stream", "direct_rps");
+    c.baseline(
+        "floor: a bare hyper proxy's c=1 added p50 over the relay's",
+        format!("x{hp50x:.2}"),
+    );
+    c.baseline(
+        "floor: a bare hyper proxy's per stream chunk over the relay",
+        format!("{hchunk:.2} us"),
+    );
+    c.baseline(
+        "floor: a bare hyper proxy's c=64 rate / direct rate",
+        format!("{hkeep:.2}"),
+    );
+    c.m("hyper_added_p50_over_relay_c1", r(hp50x, 2));
+    c.m("hyper_extra_per_chunk_over_relay_us", r(hchunk, 2));
+    c.m("hyper_rate_kept_c64", r(hkeep, 2));
 }
 
 /// `gateway-memory`: as many concurrent open streams through `llmux serve`
@@ -202,25 +245,77 @@ pub fn case_gateway_memory_streams(ctx: &Ctx, nofile_hard: u64, out: &mut Vec<Ca
             out.push(c);
             return;
         };
-        hold_streams(ctx, &gw, n, &mut c);
+        let stall = json!({"mock": {"fault": {"stall_after": 1}}});
+        let held = hold_streams(ctx, &gw.base, gw.pid(), &body("bench/fast", true, stall), n);
+        drop(gw);
+        record_held(&held, n, &mut c);
+        if http == "http1" {
+            floor_memory(ctx, n, &mut c);
+        }
         out.push(c);
     }
 }
 
-/// Opens `n` streams in waves, measures the gateway's RSS, then lets go.
-fn hold_streams(ctx: &Ctx, gw: &Gateway, n: usize, c: &mut Case) {
-    let url = format!("{}/v1/chat/completions", gw.base);
-    let stall = body(
-        "bench/fast",
-        true,
-        json!({"mock": {"fault": {"stall_after": 1}}}),
+/// The floor of `gateway-memory`: the bare hyper proxy holding as many
+/// streams over HTTP/1.1.
+fn floor_memory(ctx: &Ctx, n: usize, c: &mut Case) {
+    let floor = super::floor::Floor::start(&ctx.fleet.url("fast"));
+    let stall = Some(json!({"fault": {"stall_after": 1}}));
+    let h = hold_streams(ctx, &floor.base, floor.pid(), &direct_body(true, stall), n);
+    c.m("hyper_streams_open", h.open);
+    c.m("hyper_idle_rss_kib", h.idle);
+    c.m("hyper_peak_rss_kib", h.peak);
+    c.m("hyper_per_stream_kib", r(h.per, 2));
+    c.baseline(
+        "floor: a bare hyper proxy's RSS per open stream",
+        format!(
+            "{:.1} KiB ({} of {n} open, {} failed)",
+            h.per, h.open, h.failed
+        ),
     );
+}
+
+/// What holding many streams open through one proxy measured.
+struct Held {
+    open: usize,
+    failed: usize,
+    idle: u64,
+    peak: u64,
+    per: f64,
+    secs: f64,
+}
+
+fn record_held(h: &Held, n: usize, c: &mut Case) {
+    c.m("streams_open", h.open);
+    c.m("streams_failed", h.failed);
+    c.m("gateway_idle_rss_kib", h.idle);
+    c.m("gateway_peak_rss_kib", h.peak);
+    c.m("per_stream_kib", r(h.per, 2));
+    c.m("open_s", r(h.secs, 1));
+    c.info(
+        "streams open at once",
+        format!("{} of {n} ({} failed)", h.open, h.failed),
+    );
+    c.check(
+        "gateway RSS per open stream",
+        format!("{:.1} KiB", h.per),
+        "<= 16 KiB",
+        h.per <= 16.0,
+    );
+}
+
+/// Opens `n` streams (`stall`: a request the mock holds open after its
+/// first chunk) through the proxy at `base` in waves, measures the RSS of
+/// process `pid`, then lets go.
+fn hold_streams(ctx: &Ctx, base: &str, pid: u32, stall: &[u8], n: usize) -> Held {
+    let url = format!("{base}/v1/chat/completions");
+    let stall = stall.to_vec();
     let warm = body("bench/fast", false, json!({}));
     for _ in 0..20 {
         let _ = direct_closed(ctx, &url, &warm, 1, Duration::from_millis(1), 1);
     }
     std::thread::sleep(Duration::from_millis(200));
-    let idle = super::vm_rss_kib(gw.pid()).unwrap_or(0);
+    let idle = super::vm_rss_kib(pid).unwrap_or(0);
     let opened = Arc::new(AtomicUsize::new(0));
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
     let client = reqwest::Client::builder()
@@ -265,7 +360,7 @@ fn hold_streams(ctx: &Ctx, gw: &Gateway, n: usize, c: &mut Case) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let peak = super::vm_rss_kib(gw.pid()).unwrap_or(0);
+        let peak = super::vm_rss_kib(pid).unwrap_or(0);
         let _ = release_tx.send(true);
         let mut failed = 0;
         while let Some(r) = tasks.join_next().await {
@@ -274,21 +369,12 @@ fn hold_streams(ctx: &Ctx, gw: &Gateway, n: usize, c: &mut Case) {
         (peak, failed)
     });
     let open = opened.load(Ordering::Relaxed);
-    let per = peak.saturating_sub(idle) as f64 / open.max(1) as f64;
-    c.m("streams_open", open);
-    c.m("streams_failed", failed);
-    c.m("gateway_idle_rss_kib", idle);
-    c.m("gateway_peak_rss_kib", peak);
-    c.m("per_stream_kib", r(per, 2));
-    c.m("open_s", r(t0.elapsed().as_secs_f64(), 1));
-    c.info(
-        "streams open at once",
-        format!("{open} of {n} ({failed} failed)"),
-    );
-    c.check(
-        "gateway RSS per open stream",
-        format!("{per:.1} KiB"),
-        "<= 16 KiB",
-        per <= 16.0,
-    );
+    Held {
+        open,
+        failed,
+        idle,
+        peak,
+        per: peak.saturating_sub(idle) as f64 / open.max(1) as f64,
+        secs: t0.elapsed().as_secs_f64(),
+    }
 }

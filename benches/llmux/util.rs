@@ -193,6 +193,8 @@ pub struct Row {
     pub value: String,
     pub target: String,
     pub pass: Option<bool>,
+    /// In the JSON's `checks` (and so in the docs' table).
+    pub table: bool,
 }
 
 /// One case: named metrics (units in the names) and table rows.
@@ -233,6 +235,19 @@ impl Case {
             value,
             target: String::new(),
             pass: None,
+            table: false,
+        });
+    }
+
+    /// A row without a target that the docs' table shows too: a floor or
+    /// baseline that a checked figure is read against.
+    pub fn baseline(&mut self, figure: &str, value: String) {
+        self.rows.push(Row {
+            figure: figure.into(),
+            value,
+            target: String::new(),
+            pass: None,
+            table: true,
         });
     }
 
@@ -243,6 +258,7 @@ impl Case {
             value,
             target: target.into(),
             pass: Some(pass),
+            table: true,
         });
     }
 
@@ -254,7 +270,7 @@ impl Case {
         let checks: Vec<Value> = self
             .rows
             .iter()
-            .filter(|r| r.pass.is_some())
+            .filter(|r| r.table)
             .map(|r| json!({"figure": r.figure, "value": r.value, "target": r.target, "pass": r.pass}))
             .collect();
         json!({
