@@ -5,7 +5,8 @@
 //! The `gateway` section is read too: its caller keys and their policies
 //! are replaced (by name: a key's budget and limits go on counting), but
 //! its other settings (listen address, the key budget store, body limit,
-//! keep-alive, drain time, health file) are fixed at start: a changed one
+//! keep-alive, drain time, health file, limits, TLS files) are fixed at
+//! start: a changed one
 //! is reported as needing a restart. Each reload leaves one log line and
 //! counts in `llmux_reloads_total`.
 
@@ -102,6 +103,12 @@ struct Fixed {
     drain_ms: u64,
     keepalive_ms: u64,
     health_file: Option<PathBuf>,
+    /// `gateway.limits`, compared as a whole: the edge sizes its
+    /// connection and in-flight caps and hyper's builders at start.
+    limits: String,
+    /// `gateway.tls` (which files, or none): the certificate files
+    /// themselves are read again on every SIGHUP (tls.rs).
+    tls: String,
 }
 
 impl Fixed {
@@ -113,6 +120,8 @@ impl Fixed {
             drain_ms: g.drain_ms,
             keepalive_ms: g.keepalive_ms,
             health_file: g.health_file.clone(),
+            limits: format!("{:?}", g.limits),
+            tls: format!("{:?}", g.tls),
         }
     }
 
@@ -130,6 +139,8 @@ impl Fixed {
         diff(self.drain_ms == new.drain_ms, "drain_ms");
         diff(self.keepalive_ms == new.keepalive_ms, "keepalive_ms");
         diff(self.health_file == new.health_file, "health_file");
+        diff(self.limits == new.limits, "limits");
+        diff(self.tls == new.tls, "tls");
         v
     }
 }

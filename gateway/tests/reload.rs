@@ -295,6 +295,7 @@ fn admin_reload_needs_a_key_and_refuses_an_invalid_file() {
         // Valid again, with a listen address that cannot change live.
         let mut moved = cfg.clone();
         moved["gateway"]["listen"] = json!("127.0.0.1:1");
+        moved["gateway"]["limits"] = json!({"max_in_flight": 7});
         moved["models"][0]["endpoints"][0]["price"] = json!({"prompt": 9.0, "completion": 9.0});
         write_config(&gw, &moved);
         let r = http.post(&admin).bearer_auth(KEY).send().await.unwrap();
@@ -302,7 +303,10 @@ fn admin_reload_needs_a_key_and_refuses_an_invalid_file() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["ok"], true);
         assert_eq!(v["generation"], 1);
-        assert_eq!(v["restart_required"], json!(["gateway.listen"]));
+        assert_eq!(
+            v["restart_required"],
+            json!(["gateway.listen", "gateway.limits"])
+        );
         assert_eq!(
             stats_of(&http, &gw, "a/default").await["price"]["prompt"],
             9.0
