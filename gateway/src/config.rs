@@ -75,6 +75,48 @@ impl LiveKeys {
     }
 }
 
+/// The body limit and the stream keep-alive interval in force: read per
+/// request, set by a reload.
+#[derive(Debug)]
+pub struct Knobs {
+    max_body_bytes: std::sync::atomic::AtomicUsize,
+    keepalive_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Knobs {
+    pub fn new(g: &GatewayConfig) -> Knobs {
+        Knobs {
+            max_body_bytes: g.max_body_bytes.into(),
+            keepalive_ms: g.keepalive_ms.into(),
+        }
+    }
+
+    /// `gateway.max_body_bytes`.
+    pub fn max_body(&self) -> usize {
+        self.max_body_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `gateway.keepalive_ms`.
+    pub fn keepalive(&self) -> std::time::Duration {
+        let ms = self.keepalive_ms.load(std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_millis(ms)
+    }
+
+    /// Puts new values in force; the names of those that changed.
+    pub fn set(&self, max_body_bytes: usize, keepalive_ms: u64) -> Vec<&'static str> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut changed = Vec::new();
+        if self.max_body_bytes.swap(max_body_bytes, Relaxed) != max_body_bytes {
+            changed.push("gateway.max_body_bytes");
+        }
+        if self.keepalive_ms.swap(keepalive_ms, Relaxed) != keepalive_ms {
+            changed.push("gateway.keepalive_ms");
+        }
+        changed
+    }
+}
+
 /// The resolved `gateway` section.
 pub struct GatewayConfig {
     pub listen: SocketAddr,

@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod error;
 pub mod gemini;
 pub mod keys;
+pub mod limits;
 pub mod record;
 pub mod reload;
 pub mod serve;

@@ -535,8 +535,7 @@ async fn run(
         keyring,
         engine: eng,
         keys: reloader.keys.clone(),
-        max_body: g.max_body_bytes,
-        keepalive: Duration::from_millis(g.keepalive_ms),
+        knobs: reloader.knobs.clone(),
         log,
         prom,
         cancel_all: cancel_rx,
@@ -544,6 +543,7 @@ async fn run(
         board: dashboard::Board::default(),
         reloader: Some(reloader.clone()),
     });
+    let edge_limits = reloader.limits.clone();
     reload::spawn_triggers(reloader, watch);
     let drain = Duration::from_millis(g.drain_ms);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -560,7 +560,7 @@ async fn run(
         let _ = cancel_tx.send(true);
     });
     let edge = serve::EdgeConfig {
-        limits: g.limits,
+        limits: edge_limits,
         tls,
         log,
         close_wait: drain + Duration::from_secs(2),

@@ -3,14 +3,16 @@
 //! changes. The engine swaps the catalog without losing streams or learned
 //! health ([`llmux::Engine::reload`]); an invalid file changes nothing.
 //! The `gateway` section is read too: its caller keys and their policies
-//! are replaced (by name: a key's budget and limits go on counting), but
-//! its other settings (listen address, the key budget store, body limit,
-//! keep-alive, drain time, health file, limits, TLS files) are fixed at
-//! start: a changed one
-//! is reported as needing a restart. Each reload leaves one log line and
+//! are replaced (by name: a key's budget and limits go on counting), and
+//! so are its limits, body limit and keep-alive interval, for the
+//! connections and requests that start from then on; its other settings
+//! (listen address, the key budget store, drain time, health file, TLS
+//! files) are fixed at start: a changed one is reported as needing a
+//! restart. Each reload leaves one log line and
 //! counts in `llmux_reloads_total`.
 
-use crate::config::{self, CallerKey, GatewayConfig, LiveKeys};
+use crate::config::{self, CallerKey, GatewayConfig, Knobs, LiveKeys};
+use crate::limits::EdgeLimits;
 use crate::record::LogFormat;
 use llmux::{Engine, ReloadEndpoint};
 use serde::Serialize;
@@ -33,6 +35,8 @@ pub struct Outcome {
     pub removed: Vec<ReloadEndpoint>,
     /// The caller keys added, removed and changed, by name.
     pub keys: KeyChanges,
+    /// Gateway settings changed in place (`gateway.limits`, ...).
+    pub applied: Vec<&'static str>,
     pub kept: usize,
     pub draining_requests: usize,
     /// Changed settings that only a restart applies (`gateway.listen`, ...).
@@ -81,6 +85,10 @@ pub struct Reloader {
     engine: Arc<Engine>,
     /// The caller keys the server checks, replaced by each reload.
     pub keys: Arc<LiveKeys>,
+    /// The edge's limits, replaced by each reload.
+    pub limits: Arc<EdgeLimits>,
+    /// The body limit and keep-alive interval, set by each reload.
+    pub knobs: Arc<Knobs>,
     /// `--insecure-no-auth`: a reload may leave a non-loopback gateway
     /// without keys.
     insecure_no_auth: bool,
@@ -99,13 +107,8 @@ struct Fixed {
     /// `gateway.budgets` (the key budget store), compared as a whole: it
     /// is fixed at start, so the keys' ledgers live as long as the process.
     budgets: String,
-    max_body_bytes: usize,
     drain_ms: u64,
-    keepalive_ms: u64,
     health_file: Option<PathBuf>,
-    /// `gateway.limits`, compared as a whole: the edge sizes its
-    /// connection and in-flight caps and hyper's builders at start.
-    limits: String,
     /// `gateway.tls` (which files, or none): the certificate files
     /// themselves are read again on every SIGHUP (tls.rs).
     tls: String,
@@ -116,11 +119,8 @@ impl Fixed {
         Fixed {
             listen: g.listen,
             budgets: format!("{:?}", g.store),
-            max_body_bytes: g.max_body_bytes,
             drain_ms: g.drain_ms,
-            keepalive_ms: g.keepalive_ms,
             health_file: g.health_file.clone(),
-            limits: format!("{:?}", g.limits),
             tls: format!("{:?}", g.tls),
         }
     }
@@ -135,11 +135,8 @@ impl Fixed {
         };
         diff(self.listen == new.listen, "listen");
         diff(self.budgets == new.budgets, "budgets");
-        diff(self.max_body_bytes == new.max_body_bytes, "max_body_bytes");
         diff(self.drain_ms == new.drain_ms, "drain_ms");
-        diff(self.keepalive_ms == new.keepalive_ms, "keepalive_ms");
         diff(self.health_file == new.health_file, "health_file");
-        diff(self.limits == new.limits, "limits");
         diff(self.tls == new.tls, "tls");
         v
     }
@@ -160,6 +157,8 @@ impl Reloader {
             path,
             engine,
             keys: Arc::new(LiveKeys::new(keys)),
+            limits: EdgeLimits::new(started.limits.clone()),
+            knobs: Arc::new(Knobs::new(started)),
             insecure_no_auth,
             started: Fixed::of(started),
             log,
@@ -196,12 +195,12 @@ impl Reloader {
 
     fn apply(&self, trigger: &'static str) -> Outcome {
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp(&self.path);
-        let loaded = match config::load(&self.path) {
+        let mut loaded = match config::load(&self.path) {
             Ok(l) => l,
             Err(errors) => return failed(trigger, errors),
         };
         let restart_required = self.started.changed(&Fixed::of(&loaded.gateway));
-        let new_keys = loaded.gateway.keys;
+        let new_keys = std::mem::take(&mut loaded.gateway.keys);
         let open = new_keys.is_empty();
         if let Some(e) = keyless_refusal(self.started.listen, open, self.insecure_no_auth) {
             return failed(trigger, vec![e]);
@@ -211,9 +210,15 @@ impl Reloader {
             Ok(r) => r,
             Err(e) => return failed(trigger, e.0.iter().map(ToString::to_string).collect()),
         };
-        // Only a reload the engine took changes the keys.
+        // Only a reload the engine took changes the keys and settings.
         if keys != KeyChanges::default() {
             self.keys.set(new_keys);
+        }
+        let g = &loaded.gateway;
+        let mut applied = self.knobs.set(g.max_body_bytes, g.keepalive_ms);
+        if format!("{:?}", self.limits.get()) != format!("{:?}", g.limits) {
+            self.limits.set(g.limits.clone());
+            applied.push("gateway.limits");
         }
         Outcome {
             trigger,
@@ -223,6 +228,7 @@ impl Reloader {
             added: r.added,
             removed: r.removed,
             keys,
+            applied,
             draining_requests: r.draining_requests,
             restart_required: r
                 .restart_required
@@ -251,7 +257,7 @@ impl Reloader {
                 v.to_string()
             }
             LogFormat::Logfmt => format!(
-                "msg=reload trigger={} result={} generation={} added={:?} removed={:?} keys_added={:?} keys_removed={:?} keys_changed={:?} kept={} draining_requests={} restart_required={:?} errors={:?} duration_ms={:.1}",
+                "msg=reload trigger={} result={} generation={} added={:?} removed={:?} keys_added={:?} keys_removed={:?} keys_changed={:?} applied={:?} kept={} draining_requests={} restart_required={:?} errors={:?} duration_ms={:.1}",
                 o.trigger,
                 if o.ok { "ok" } else { "error" },
                 o.generation,
@@ -260,6 +266,7 @@ impl Reloader {
                 o.keys.added.join(","),
                 o.keys.removed.join(","),
                 o.keys.changed.join(","),
+                o.applied.join(","),
                 o.kept,
                 o.draining_requests,
                 o.restart_required.join(","),
@@ -287,6 +294,7 @@ fn failed(trigger: &'static str, errors: Vec<String>) -> Outcome {
         added: Vec::new(),
         removed: Vec::new(),
         keys: KeyChanges::default(),
+        applied: Vec::new(),
         kept: 0,
         draining_requests: 0,
         restart_required: Vec::new(),

@@ -1,11 +1,12 @@
 //! The gateway's edge (issue 25): the accept loop over hyper's automatic
 //! HTTP/1.1 + HTTP/2 connection builder, serving the axum router, with the
-//! limits of `gateway.limits`, optional TLS, and the drain on shutdown.
+//! limits of `gateway.limits` in force ([`EdgeLimits`], which a reload
+//! replaces), optional TLS, and the drain on shutdown.
 //!
 //! What each limit does and its metric: docs/gateway.md, "Limits".
 
-use crate::config::Limits;
 use crate::error::{GatewayError, Rejection};
+use crate::limits::{EdgeLimits, Pass, Settings};
 use crate::record::LogFormat;
 use crate::tls::Tls;
 use axum::body::{Body, Bytes};
@@ -14,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use llmux::Protocol;
@@ -27,12 +28,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 /// How the edge is set up.
 pub struct EdgeConfig {
-    pub limits: Limits,
+    /// The limits in force; a reload sets new ones.
+    pub limits: Arc<EdgeLimits>,
     pub tls: Option<Arc<Tls>>,
     pub log: LogFormat,
     /// After the stop signal, how long open connections may take to end
@@ -44,21 +46,8 @@ pub struct EdgeConfig {
 struct Edge {
     router: Router,
     cfg: EdgeConfig,
-    /// HTTP/1.1 known from the first bytes or ALPN: hyper's own
-    /// connection (smaller than the automatic builder's, which also holds
-    /// HTTP/2 state).
-    h1: hyper::server::conn::http1::Builder,
-    /// HTTP/2 known from the first bytes or ALPN.
-    h2: auto::Builder<TokioExecutor>,
-    /// Neither known yet: hyper reads the first bytes itself (a partial
-    /// HTTP/2 preface, or TLS without ALPN).
-    detect: auto::Builder<TokioExecutor>,
-    connections: Arc<Semaphore>,
-    in_flight: Arc<Semaphore>,
     /// Bounds the tasks that answer connections past the cap.
     refusing: Arc<Semaphore>,
-    /// The whole HTTP/1.1 answer to a connection past the cap.
-    refusal: Bytes,
 }
 
 /// Tasks answering connections past the cap at once; past this, such a
@@ -74,8 +63,11 @@ pub async fn run(
     cfg: EdgeConfig,
     stop: impl Future<Output = ()>,
 ) {
-    let edge = Arc::new(Edge::new(router, cfg));
-    edge.publish_limits();
+    let edge = Arc::new(Edge {
+        router,
+        cfg,
+        refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+    });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // The connection tasks, so any still open after `close_wait` are
     // aborted rather than left running.
@@ -98,90 +90,22 @@ pub async fn run(
             }
         };
         tune(&tcp);
-        match edge.connections.clone().try_acquire_owned() {
-            Ok(permit) => {
+        match edge.cfg.limits.connections.try_enter() {
+            Some(pass) => {
                 let edge = edge.clone();
-                open.spawn(edge.connection(tcp, permit, shutdown_rx.clone()));
+                open.spawn(edge.connection(tcp, pass, shutdown_rx.clone()));
             }
-            Err(_) => edge.refuse(tcp),
+            None => edge.refuse(tcp),
         }
     }
     drop(listener);
     let _ = shutdown_tx.send(true);
-    let all = u32::try_from(edge.cfg.limits.max_connections).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(edge.cfg.close_wait, edge.connections.acquire_many(all)).await;
+    let all_closed = edge.cfg.limits.connections.emptied();
+    let _ = tokio::time::timeout(edge.cfg.close_wait, all_closed).await;
     open.shutdown().await;
 }
 
 impl Edge {
-    fn new(router: Router, cfg: EdgeConfig) -> Edge {
-        let l = &cfg.limits;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_millis(l.header_read_timeout_ms))
-            .max_headers(l.max_headers)
-            .max_buf_size(l.max_header_bytes);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(l.max_streams_per_connection)
-            .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX));
-        // The same HTTP/1.1 settings as the automatic builder's above.
-        let mut h1 = hyper::server::conn::http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_millis(l.header_read_timeout_ms))
-            .max_headers(l.max_headers)
-            .max_buf_size(l.max_header_bytes);
-        let message = format!(
-            "the gateway has its limit of {} open connections (gateway.limits.max_connections); retry after {} s",
-            l.max_connections, l.retry_after_s
-        );
-        let body = llmux::protocol::error_body(Protocol::OpenAi, 503, "overloaded", &message);
-        let body = body.to_string();
-        let refusal = format!(
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: {}\r\nx-should-retry: true\r\nx-llmux-outcome: connection_limit\r\nconnection: close\r\n\r\n{body}",
-            body.len(),
-            l.retry_after_s
-        );
-        Edge {
-            router,
-            connections: Arc::new(Semaphore::new(l.max_connections)),
-            in_flight: Arc::new(Semaphore::new(l.max_in_flight)),
-            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
-            refusal: Bytes::from(refusal),
-            h1,
-            h2: builder.clone().http2_only(),
-            detect: builder,
-            cfg,
-        }
-    }
-
-    /// The configured limits as gauges, so a dashboard can draw them next
-    /// to the open connections and requests in flight.
-    fn publish_limits(&self) {
-        let l = &self.cfg.limits;
-        let values = [
-            ("max_connections", l.max_connections as f64),
-            ("max_in_flight", l.max_in_flight as f64),
-            ("header_read_timeout_ms", l.header_read_timeout_ms as f64),
-            ("body_read_timeout_ms", l.body_read_timeout_ms as f64),
-            ("idle_timeout_ms", l.idle_timeout_ms as f64),
-            ("max_headers", l.max_headers as f64),
-            ("max_header_bytes", l.max_header_bytes as f64),
-            (
-                "max_streams_per_connection",
-                f64::from(l.max_streams_per_connection),
-            ),
-        ];
-        for (name, v) in values {
-            metrics::gauge!("llmux_limit", "limit" => name).set(v);
-        }
-        metrics::gauge!("llmux_connections_open").set(0.0);
-        metrics::gauge!("llmux_requests_in_flight").set(0.0);
-    }
-
     /// A connection past the cap: a minimal 503 and close, counted. Over
     /// TLS it is closed at once (a TLS client cannot read a plain answer,
     /// and a handshake is what the cap saves).
@@ -194,7 +118,7 @@ impl Edge {
         if self.cfg.tls.is_some() {
             return;
         }
-        let answer = self.refusal.clone();
+        let answer = self.cfg.limits.now().refusal.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -217,23 +141,23 @@ impl Edge {
     async fn connection(
         self: Arc<Self>,
         tcp: TcpStream,
-        permit: OwnedSemaphorePermit,
+        _open: Pass,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let _open = Gauged::new("llmux_connections_open", permit);
+        let s = self.cfg.limits.now();
         if let Some(tls) = self.cfg.tls.clone() {
-            return Box::pin(self.serve_tls(tcp, tls, shutdown)).await;
+            return Box::pin(self.serve_tls(tcp, tls, s, shutdown)).await;
         }
-        let first_bytes = Duration::from_millis(self.cfg.limits.header_read_timeout_ms);
+        let first_bytes = Duration::from_millis(s.limits.header_read_timeout_ms);
         let http = tokio::select! {
             r = tokio::time::timeout(first_bytes, sniff(&tcp)) => r,
             _ = shutdown.wait_for(|s| *s) => return,
         };
         match http {
-            Ok(Ok(Some(Http::H1))) => self.serve_h1(tcp, shutdown).await,
-            Ok(Ok(Some(Http::H2))) => Box::pin(self.serve_auto(&self.h2, tcp, shutdown)).await,
+            Ok(Ok(Some(Http::H1))) => self.serve_h1(tcp, s, shutdown).await,
+            Ok(Ok(Some(Http::H2))) => Box::pin(self.serve_auto(&s.h2, &s, tcp, shutdown)).await,
             Ok(Ok(Some(Http::Detect))) => {
-                Box::pin(self.serve_auto(&self.detect, tcp, shutdown)).await
+                Box::pin(self.serve_auto(&s.detect, &s, tcp, shutdown)).await
             }
             // Closed before a byte, or a socket error.
             Ok(_) => {}
@@ -247,30 +171,33 @@ impl Edge {
         self: &Arc<Self>,
         tcp: TcpStream,
         tls: Arc<Tls>,
+        s: Arc<Settings>,
         shutdown: watch::Receiver<bool>,
     ) {
-        let handshake = Duration::from_millis(self.cfg.limits.header_read_timeout_ms);
+        let handshake = Duration::from_millis(s.limits.header_read_timeout_ms);
         match tokio::time::timeout(handshake, tls.acceptor().accept(tcp)).await {
             Ok(Ok(io)) => match io.get_ref().1.alpn_protocol() {
-                Some(b"h2") => self.serve_auto(&self.h2, io, shutdown).await,
-                Some(b"http/1.1") => self.serve_h1(io, shutdown).await,
-                _ => self.serve_auto(&self.detect, io, shutdown).await,
+                Some(b"h2") => self.serve_auto(&s.h2, &s, io, shutdown).await,
+                Some(b"http/1.1") => self.serve_h1(io, s, shutdown).await,
+                _ => self.serve_auto(&s.detect, &s, io, shutdown).await,
             },
             Ok(Err(_)) => closed("tls_error"),
             Err(_) => closed("tls_handshake_timeout"),
         }
     }
 
-    /// Serves `io` as HTTP/1.1.
-    async fn serve_h1<I>(self: &Arc<Self>, io: I, shutdown: watch::Receiver<bool>)
+    /// Serves `io` as HTTP/1.1. Only the idle timeout of `s` is kept for
+    /// the life of the connection (an open stream holds this future).
+    async fn serve_h1<I>(self: &Arc<Self>, io: I, s: Arc<Settings>, shutdown: watch::Receiver<bool>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let state = Arc::new(ConnState::new());
-        let conn = self
-            .h1
-            .serve_connection(TokioIo::new(io), self.service(&state));
-        self.serve(conn, &state, shutdown).await
+        let idle = Duration::from_millis(s.limits.idle_timeout_ms);
+        let conn =
+            s.h1.serve_connection(TokioIo::new(io), self.service(&state));
+        drop(s);
+        self.serve(conn, &state, idle, shutdown).await
     }
 
     /// Serves `io` with one of hyper's automatic builders (`h2` or
@@ -278,14 +205,16 @@ impl Edge {
     async fn serve_auto<I>(
         self: &Arc<Self>,
         builder: &auto::Builder<TokioExecutor>,
+        s: &Settings,
         io: I,
         shutdown: watch::Receiver<bool>,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let state = Arc::new(ConnState::new());
+        let idle = Duration::from_millis(s.limits.idle_timeout_ms);
         let conn = builder.serve_connection(TokioIo::new(io), self.service(&state));
-        self.serve(conn, &state, shutdown).await
+        self.serve(conn, &state, idle, shutdown).await
     }
 
     /// The per-request service of one connection.
@@ -302,10 +231,10 @@ impl Edge {
         &self,
         conn: C,
         state: &ConnState,
+        idle: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) {
         tokio::pin!(conn);
-        let idle = Duration::from_millis(self.cfg.limits.idle_timeout_ms);
         let mut closing = false;
         let result = loop {
             tokio::select! {
@@ -328,19 +257,21 @@ impl Edge {
 
     /// One request: the in-flight cap, the body read timeout, the router.
     async fn handle(self: Arc<Self>, req: Request<Incoming>, active: Active) -> Response<Held> {
+        let s = self.cfg.limits.now();
         let slot = if exempt(req.uri().path()) {
             None
         } else {
-            match self.in_flight.clone().try_acquire_owned() {
-                Ok(p) => Some(Gauged::new("llmux_requests_in_flight", p)),
-                Err(_) => {
+            match self.cfg.limits.in_flight.try_enter() {
+                Some(pass) => Some(pass),
+                None => {
                     return self
-                        .overloaded(req.uri().path())
+                        .overloaded(req.uri().path(), &s.limits)
                         .map(|b| Held::new(b, None, active))
                 }
             }
         };
-        let limit = self.cfg.limits.body_read_timeout_ms;
+        let limit = s.limits.body_read_timeout_ms;
+        drop(s);
         let deadline = Instant::now() + Duration::from_millis(limit);
         let req = req.map(|b| Body::new(Timed::new(b, deadline, limit)));
         use hyper::service::Service;
@@ -355,8 +286,7 @@ impl Edge {
     }
 
     /// 503 in the caller's envelope, logged and counted, with `retry-after`.
-    fn overloaded(&self, path: &str) -> Response<Body> {
-        let l = &self.cfg.limits;
+    fn overloaded(&self, path: &str, l: &crate::config::Limits) -> Response<Body> {
         let message = format!(
             "the gateway is serving its limit of {} requests (gateway.limits.max_in_flight); retry after {} s",
             l.max_in_flight, l.retry_after_s
@@ -460,7 +390,11 @@ fn tune(tcp: &TcpStream) {
 /// Health, readiness and metrics are answered past the in-flight cap: an
 /// operator sees the overload.
 fn exempt(path: &str) -> bool {
-    matches!(path, "/" | "/health" | "/ready" | "/metrics")
+    // `/admin/reload` too: it is how an operator raises the cap.
+    matches!(
+        path,
+        "/" | "/health" | "/ready" | "/metrics" | "/admin/reload"
+    )
 }
 
 /// The protocol whose envelope an error on `path` takes.
@@ -490,28 +424,6 @@ fn close_reason(e: &(dyn std::error::Error + 'static)) -> &'static str {
         Some(h) if h.is_timeout() => "header_timeout",
         Some(h) if h.is_parse() || h.is_parse_too_large() => "bad_request",
         _ => "client_error",
-    }
-}
-
-/// A semaphore permit that also moves a gauge up while held.
-struct Gauged {
-    name: &'static str,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Gauged {
-    fn new(name: &'static str, permit: OwnedSemaphorePermit) -> Gauged {
-        metrics::gauge!(name).increment(1.0);
-        Gauged {
-            name,
-            _permit: permit,
-        }
-    }
-}
-
-impl Drop for Gauged {
-    fn drop(&mut self) {
-        metrics::gauge!(self.name).decrement(1.0);
     }
 }
 
@@ -594,12 +506,12 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
 /// activity until it is sent or dropped.
 pub struct Held {
     body: Body,
-    _slot: Option<Gauged>,
+    _slot: Option<Pass>,
     _active: Active,
 }
 
 impl Held {
-    fn new(body: Body, slot: Option<Gauged>, active: Active) -> Held {
+    fn new(body: Body, slot: Option<Pass>, active: Active) -> Held {
         Held {
             body,
             _slot: slot,

@@ -43,8 +43,8 @@ pub struct App {
     pub keyring: crate::keys::Keyring,
     /// The caller keys; a reload may replace them.
     pub keys: Arc<crate::config::LiveKeys>,
-    pub max_body: usize,
-    pub keepalive: Duration,
+    /// The body limit and keep-alive interval; a reload may change them.
+    pub knobs: Arc<crate::config::Knobs>,
     pub log: LogFormat,
     pub prom: PrometheusHandle,
     /// Turns true when the drain time after SIGTERM is over: in-flight
@@ -311,10 +311,10 @@ pub(crate) async fn read_body(
     body: Body,
     proto: Protocol,
 ) -> Result<Bytes> {
+    let max_body = app.knobs.max_body();
     let too_large = || {
         let limit = format!(
-            "the request body is larger than {} bytes (the gateway's max_body_bytes)",
-            app.max_body
+            "the request body is larger than {max_body} bytes (the gateway's max_body_bytes)"
         );
         GatewayError::from(app.reject(proto, 413, "body_too_large", limit))
     };
@@ -322,10 +322,10 @@ pub(crate) async fn read_body(
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > app.max_body as u64) {
+    if declared.is_some_and(|n| n > max_body as u64) {
         return Err(too_large());
     }
-    match axum::body::to_bytes(body, app.max_body).await {
+    match axum::body::to_bytes(body, max_body).await {
         Ok(b) => Ok(b),
         Err(e) => {
             let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
@@ -752,7 +752,7 @@ impl Streaming {
         if self.done {
             return None;
         }
-        let keepalive = self.ctx.app.keepalive;
+        let keepalive = self.ctx.app.knobs.keepalive();
         tokio::select! {
             ev = self.events.recv() => match ev {
                 Some(ev) => Some(self.frame(ev)),
@@ -783,8 +783,11 @@ async fn stream_response(ctx: Ctx, mut events: RequestEvents) -> Result<Response
     // Headers wait for the first event, so a request that fails before any
     // chunk gets a plain HTTP error the SDKs map to their own types; after
     // the keep-alive interval the stream starts anyway, with pings.
-    let waited =
-        tokio::time::timeout(ctx.app.keepalive, next_event(&mut events, &mut cancel)).await;
+    let waited = tokio::time::timeout(
+        ctx.app.knobs.keepalive(),
+        next_event(&mut events, &mut cancel),
+    )
+    .await;
     let first = match waited {
         // Quiet for a keep-alive interval: start the stream; pings follow.
         Err(_) => None,

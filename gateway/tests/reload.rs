@@ -295,7 +295,7 @@ fn admin_reload_needs_a_key_and_refuses_an_invalid_file() {
         // Valid again, with a listen address that cannot change live.
         let mut moved = cfg.clone();
         moved["gateway"]["listen"] = json!("127.0.0.1:1");
-        moved["gateway"]["limits"] = json!({"max_in_flight": 7});
+        moved["gateway"]["limits"] = json!({"max_in_flight": 700});
         moved["models"][0]["endpoints"][0]["price"] = json!({"prompt": 9.0, "completion": 9.0});
         write_config(&gw, &moved);
         let r = http.post(&admin).bearer_auth(KEY).send().await.unwrap();
@@ -303,10 +303,8 @@ fn admin_reload_needs_a_key_and_refuses_an_invalid_file() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["ok"], true);
         assert_eq!(v["generation"], 1);
-        assert_eq!(
-            v["restart_required"],
-            json!(["gateway.listen", "gateway.limits"])
-        );
+        assert_eq!(v["restart_required"], json!(["gateway.listen"]));
+        assert_eq!(v["applied"], json!(["gateway.limits"]));
         assert_eq!(
             stats_of(&http, &gw, "a/default").await["price"]["prompt"],
             9.0
@@ -425,4 +423,75 @@ fn a_reload_adds_removes_and_changes_keys_without_a_restart() {
     for secret in [KEY, USER_KEY, NEW_KEY] {
         assert!(!log.contains(secret), "a key's secret in the log");
     }
+}
+
+/// `gateway.limits`, `max_body_bytes` and `keepalive_ms` change in place:
+/// new requests see the new values, a request already admitted is not
+/// cut, and `/metrics` shows the limits in force.
+#[test]
+fn a_reload_changes_limits_and_the_body_limit_in_place() {
+    let a = MockServer::start("a", Behavior::default()).expect("mock");
+    let cfg = config(&[(&a, 1.0, 2.0)], keyed());
+    let gw = start(&cfg, &[]);
+    let url = format!("{}/v1/chat/completions", gw.url);
+    let admin = format!("{}/admin/reload", gw.url);
+    rt().block_on(async {
+        let http = client();
+        let send = |body: Value| {
+            let r = http.post(&url).bearer_auth(KEY).json(&body).send();
+            async move { r.await.unwrap() }
+        };
+        // A stream in flight when the cap drops to 1.
+        let mut slow = chat("demo/chat", true);
+        slow["mock"] = json!({"chunks": 5, "chunk_delay_ms": 200});
+        let stream = send(slow).await;
+        let mut next = cfg.clone();
+        next["gateway"]["limits"] = json!({"max_in_flight": 1, "retry_after_s": 4});
+        next["gateway"]["max_body_bytes"] = json!(2000);
+        next["gateway"]["keepalive_ms"] = json!(5000);
+        write_config(&gw, &next);
+        // Past the new cap: the reload route itself is still answered.
+        let r = http.post(&admin).bearer_auth(KEY).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let applied = json!([
+            "gateway.max_body_bytes",
+            "gateway.keepalive_ms",
+            "gateway.limits"
+        ]);
+        assert_eq!(v["applied"], applied, "{v}");
+        assert_eq!(v["restart_required"], json!(["gateway.listen"]), "{v}");
+        let r = send(chat("demo/chat", false)).await;
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "4");
+        let e: Value = r.json().await.unwrap();
+        let message = e["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("limit of 1 requests"), "{e}");
+        let (text, done) = sse_text(&stream.text().await.unwrap());
+        assert!(done && !text.is_empty(), "the admitted stream was cut");
+        // The stream's slot is free; the body limit is 2000 bytes.
+        let mut big = chat("demo/chat", false);
+        big["messages"][0]["content"] = json!("x".repeat(3000));
+        let r = send(big).await;
+        assert_eq!(r.status(), 413);
+        let e: Value = r.json().await.unwrap();
+        assert!(e.to_string().contains("2000 bytes"), "{e}");
+        assert_eq!(send(chat("demo/chat", false)).await.status(), 200);
+        let metrics = gw.metrics().await;
+        let shown = r#"llmux_limit{limit="max_in_flight"} 1"#;
+        assert!(metrics.contains(shown), "{metrics}");
+        // Back to the defaults.
+        write_config(&gw, &cfg);
+        let r = http.post(&admin).bearer_auth(KEY).send().await.unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["applied"], applied, "{v}");
+        let mut big = chat("demo/chat", false);
+        big["messages"][0]["content"] = json!("x".repeat(3000));
+        assert_eq!(send(big).await.status(), 200);
+        let metrics = gw.metrics().await;
+        let shown = r#"llmux_limit{limit="max_in_flight"} 4096"#;
+        assert!(metrics.contains(shown), "{metrics}");
+    });
+    let line = reload_line(&gw, 1);
+    assert_eq!(line["applied"].as_array().map(Vec::len), Some(3), "{line}");
 }

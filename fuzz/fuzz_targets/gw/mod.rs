@@ -139,9 +139,8 @@ fn build() -> Gateway {
     let app = Arc::new(server::App {
         keyring,
         engine: engine.clone(),
-        keys: g.keys,
-        max_body: g.max_body_bytes,
-        keepalive: Duration::from_millis(g.keepalive_ms),
+        knobs: Arc::new(config::Knobs::new(&g)),
+        keys: Arc::new(config::LiveKeys::new(g.keys)),
         log: log_format(),
         prom: prom.clone(),
         cancel_all: cancel_rx,
@@ -185,7 +184,7 @@ impl Gateway {
                 .expect("bind 127.0.0.1:0");
             let addr = listener.local_addr().expect("local addr");
             let edge = serve::EdgeConfig {
-                limits: LIMITS.get().expect("built").clone(),
+                limits: llmux_gateway::limits::EdgeLimits::new(LIMITS.get().expect("built").clone()),
                 tls: None,
                 log: log_format(),
                 close_wait: Duration::from_secs(1),
