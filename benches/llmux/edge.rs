@@ -75,7 +75,7 @@ fn run(ctx: &Ctx, url: &str, b: &[u8], conc: usize, block: Duration, rounds: usi
 /// and per stream chunk.
 pub fn relay_rows(ctx: &Ctx, gw: &Gateway, c: &mut Case) {
     let relay = start_relay(&ctx.fleet.url("fast"));
-    let floor = super::floor::Floor::start(&ctx.fleet.url("fast"));
+    let floor = super::floor::Floor::start(&ctx.fleet.url("fast"), false);
     let path = "/v1/chat/completions";
     let urls = [
         format!("{}{path}", gw.base),
@@ -249,17 +249,15 @@ pub fn case_gateway_memory_streams(ctx: &Ctx, nofile_hard: u64, out: &mut Vec<Ca
         let held = hold_streams(ctx, &gw.base, gw.pid(), &body("bench/fast", true, stall), n);
         drop(gw);
         record_held(&held, n, &mut c);
-        if http == "http1" {
-            floor_memory(ctx, n, &mut c);
-        }
+        floor_memory(ctx, n, http == "http2", &mut c);
         out.push(c);
     }
 }
 
 /// The floor of `gateway-memory`: the bare hyper proxy holding as many
-/// streams over HTTP/1.1.
-fn floor_memory(ctx: &Ctx, n: usize, c: &mut Case) {
-    let floor = super::floor::Floor::start(&ctx.fleet.url("fast"));
+/// streams over the same upstream HTTP version.
+fn floor_memory(ctx: &Ctx, n: usize, h2: bool, c: &mut Case) {
+    let floor = super::floor::Floor::start(&ctx.fleet.url("fast"), h2);
     let stall = Some(json!({"fault": {"stall_after": 1}}));
     let h = hold_streams(ctx, &floor.base, floor.pid(), &direct_body(true, stall), n);
     c.m("hyper_streams_open", h.open);

@@ -22,6 +22,10 @@ use std::io::BufRead;
 /// binary serves as the floor proxy instead of benchmarking.
 pub const ENV: &str = "LLMUX_BENCH_HYPER_FLOOR";
 
+/// Set (to anything) with [`ENV`]: the proxy's client speaks HTTP/2 with
+/// prior knowledge (h2c) to the upstream, all requests on one connection.
+pub const ENV_H2: &str = "LLMUX_BENCH_HYPER_FLOOR_H2";
+
 type Body = http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>;
 
 /// Serves the proxy until killed; prints `listening on http://ADDR`.
@@ -41,8 +45,9 @@ pub fn serve(upstream: &str) {
         );
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        let client: Client<HttpConnector, Incoming> =
-            Client::builder(TokioExecutor::new()).build(http);
+        let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
+            .http2_only(std::env::var_os(ENV_H2).is_some())
+            .build(http);
         loop {
             let Ok((sock, _)) = l.accept().await else {
                 continue;
@@ -96,11 +101,15 @@ pub struct Floor {
 }
 
 impl Floor {
-    /// Starts the proxy in front of `upstream`; inherits the calling
-    /// thread's CPU.
-    pub fn start(upstream: &str) -> Floor {
+    /// Starts the proxy in front of `upstream` (over HTTP/2 with `h2`);
+    /// inherits the calling thread's CPU.
+    pub fn start(upstream: &str, h2: bool) -> Floor {
         let exe = std::env::current_exe().expect("bench binary");
-        let mut child = std::process::Command::new(exe)
+        let mut cmd = std::process::Command::new(exe);
+        if h2 {
+            cmd.env(ENV_H2, "1");
+        }
+        let mut child = cmd
             .env(ENV, upstream)
             .stdout(std::process::Stdio::piped())
             .spawn()
