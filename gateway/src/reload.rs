@@ -8,8 +8,8 @@
 //! connections and requests that start from then on; its other settings
 //! (listen address, the key budget store, drain time, health file, TLS
 //! files) are fixed at start: a changed one is reported as needing a
-//! restart. Each reload leaves one log line and
-//! counts in `llmux_reloads_total`.
+//! restart. Each reload leaves one log line and counts in
+//! `llmux_reloads_total`.
 
 use crate::config::{self, CallerKey, GatewayConfig, Knobs, LiveKeys};
 use crate::limits::EdgeLimits;
