@@ -165,12 +165,20 @@ fn summarize(rows: &[Value], c: &mut Case) {
     let added = |conc, kind, who: &str, q: &str| {
         get(conc, kind, &format!("{who}_{q}_us")) - get(conc, kind, &format!("direct_{q}_us"))
     };
-    let p50x = added(1, "non-stream", "gateway", "p50") / added(1, "non-stream", "relay", "p50");
+    // (c=1 added p50 over the relay's, per chunk over the relay, c=64
+    // rate kept) for the gateway or the bare hyper proxy.
+    let figures = |who: &str| {
+        let p50x = added(1, "non-stream", who, "p50") / added(1, "non-stream", "relay", "p50");
+        let p50 = |kind| get(1, kind, &format!("{who}_p50_us"));
+        let chunk = ((p50("stream-32") - p50("stream-1"))
+            - (get(1, "stream-32", "relay_p50_us") - get(1, "stream-1", "relay_p50_us")))
+            / 31.0;
+        let keep =
+            get(64, "non-stream", &format!("{who}_rps")) / get(64, "non-stream", "direct_rps");
+        (p50x, chunk, keep)
+    };
+    let (p50x, chunk, keep) = figures("gateway");
     let p99x = added(1, "non-stream", "gateway", "p99") / added(1, "non-stream", "relay", "p99");
-    let chunk = ((get(1, "stream-32", "gateway_p50_us") - get(1, "stream-1", "gateway_p50_us"))
-        - (get(1, "stream-32", "relay_p50_us") - get(1, "stream-1", "relay_p50_us")))
-        / 31.0;
-    let keep = get(64, "non-stream", "gateway_rps") / get(64, "non-stream", "direct_rps");
     c.check(
         "c=1 added p50 over the relay's",
         format!("x{p50x:.2}"),
@@ -201,11 +209,7 @@ fn summarize(rows: &[Value], c: &mut Case) {
     c.m("rate_kept_c64", r(keep, 2));
     // The same figures for the bare hyper proxy: the part of each miss
     // that any gateway built on hyper pays.
-    let hp50x = added(1, "non-stream", "hyper", "p50") / added(1, "non-stream", "relay", "p50");
-    let hchunk = ((get(1, "stream-32", "hyper_p50_us") - get(1, "stream-1", "hyper_p50_us"))
-        - (get(1, "stream-32", "relay_p50_us") - get(1, "stream-1", "relay_p50_us")))
-        / 31.0;
-    let hkeep = get(64, "non-stream", "hyper_rps") / get(64, "non-stream", "direct_rps");
+    let (hp50x, hchunk, hkeep) = figures("hyper");
     c.baseline(
         "floor: a bare hyper proxy's c=1 added p50 over the relay's",
         format!("x{hp50x:.2}"),

@@ -315,7 +315,7 @@ pub struct TlsFiles {
 
 /// What one client may hold, resolved with the defaults (docs/gateway.md,
 /// "Limits").
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
     /// Open connections; past it a new one gets a minimal 503 and is closed.
     pub max_connections: usize,

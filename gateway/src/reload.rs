@@ -216,7 +216,7 @@ impl Reloader {
         }
         let g = &loaded.gateway;
         let mut applied = self.knobs.set(g.max_body_bytes, g.keepalive_ms);
-        if format!("{:?}", self.limits.get()) != format!("{:?}", g.limits) {
+        if self.limits.get() != g.limits {
             self.limits.set(g.limits.clone());
             applied.push("gateway.limits");
         }
